@@ -1,0 +1,43 @@
+# Common commands. `make demo` and `make test` are the README's two commands: each installs what it needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint format up down status env clean-stack bench
+
+install: $(STAMP)
+
+$(STAMP): requirements/constraints.txt pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m sentiflow.demo
+
+test: install
+	bash scripts/test.sh
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not browser" -q
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+up: install
+	$(PY) -m sentiflow.localstack up
+
+down:
+	$(PY) -m sentiflow.localstack down
+
+status:
+	$(PY) -m sentiflow.localstack status
+
+env:
+	@$(PY) -m sentiflow.localstack env
+
+bench: install
+	$(PY) benchmarks/clean_throughput.py

@@ -1,0 +1,88 @@
+"""Typed settings, one object per component, all read from ``SENTIFLOW_*`` environment variables.
+
+Every default points at the embedded local stack (``make up``), so a fresh checkout works with no
+configuration; production sets the same names (docker-compose ``.env``, Kubernetes Secrets).
+Settings are read on each call (no module-level cache) so that tests and Airflow tasks can change the
+environment between calls.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SENTIFLOW_"
+
+#: The Hub names are the product's defaults; offline machines override them (see README).
+DEFAULT_MODEL_NAME = "prajjwal1/bert-tiny"
+DEFAULT_DATASET = "imdb"
+
+
+def _config(component: str = "") -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=f"{ENV_PREFIX}{component}", extra="ignore", populate_by_name=True)
+
+
+class S3Settings(BaseSettings):
+    """Object store (SeaweedFS locally, MinIO or AWS S3 in production). Env: ``SENTIFLOW_S3_*``."""
+
+    model_config = _config("S3_")
+
+    endpoint_url: str | None = Field(
+        default="http://127.0.0.1:8333", description="S3 API endpoint; empty for AWS S3 itself."
+    )
+    bucket: str = Field(default="sentiflow", description="Bucket for datasets, reports and MLflow artifacts.")
+    access_key_id: str = Field(default="sentiflow", description="Access key id.")
+    secret_access_key: SecretStr = Field(default=SecretStr("sentiflow-secret"), description="Secret key.")
+    region: str = Field(default="us-east-1", description="Region name (any value for SeaweedFS/MinIO).")
+    datasets_prefix: str = Field(default="datasets", description="Key prefix under which snapshots are written.")
+    connect_timeout_s: float = Field(default=3.0, description="Connect timeout; an unreachable store fails fast.")
+    max_attempts: int = Field(default=3, description="botocore retry attempts for transient errors.")
+
+    def boto3_kwargs(self) -> dict[str, object]:
+        """Arguments for ``boto3.client("s3", ...)``; also what MLflow and pandas need."""
+        return {
+            "endpoint_url": self.endpoint_url or None,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key.get_secret_value(),
+            "region_name": self.region,
+        }
+
+
+class MLflowSettings(BaseSettings):
+    """Tracking server and registry. Env: ``SENTIFLOW_MLFLOW_*``."""
+
+    model_config = _config("MLFLOW_")
+
+    tracking_uri: str = Field(default="http://127.0.0.1:5000", description="MLflow tracking server URI.")
+    experiment_name: str = Field(default="sentiflow", description="The pipeline's one MLflow experiment.")
+    registered_model_name: str = Field(default="sentiflow-sentiment", description="The one registered model.")
+    champion_alias: str = Field(default="champion", description="Alias of the version that is served.")
+    previous_alias: str = Field(default="previous", description="Alias of the version before, for rollback.")
+    artifacts_prefix: str = Field(
+        default="mlflow-artifacts", description="Key prefix in the S3 bucket for proxied MLflow artifacts."
+    )
+
+
+class PipelineDefaults(BaseSettings):
+    """Defaults the pipeline uses when a trigger does not say. Env: ``SENTIFLOW_DEFAULT_*``."""
+
+    model_config = _config("DEFAULT_")
+
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, description="Pretrained model: Hub name, path or s3://.")
+    dataset: str = Field(default=DEFAULT_DATASET, description="Dataset: Hub name, local path or s3:// URI.")
+
+
+def export_s3_env_for_mlflow(s3: S3Settings) -> dict[str, str]:
+    """The environment MLflow's and boto3's default credential chain read, derived from our settings.
+
+    MLflow clients that upload artifacts directly (not through the proxy) and the MLflow server itself
+    read these names; we derive them instead of asking users to set them twice.
+    """
+    env = {
+        "AWS_ACCESS_KEY_ID": s3.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value(),
+        "AWS_DEFAULT_REGION": s3.region,
+    }
+    if s3.endpoint_url:
+        env["MLFLOW_S3_ENDPOINT_URL"] = s3.endpoint_url
+    return env

@@ -1,0 +1,398 @@
+"""The embedded local stack: real services on 127.0.0.1, no Docker.
+
+``python -m sentiflow.localstack up|down|status|env`` starts SeaweedFS (S3), the MLflow server (SQLite
+backend, artifacts proxied to S3) and the model server (gunicorn), each with a PID file and a log file under
+the stack home, and waits until each is healthy. ``up`` is idempotent (a live PID file means "already
+running"), ``down`` stops only the processes whose PID files it wrote. The test suite uses the same code with
+free ports and a temporary home, so parallel test runs never share state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sentiflow.config import ENV_PREFIX
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack lives and which ports it binds. Env: ``SENTIFLOW_STACK_*``."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}STACK_", extra="ignore")
+
+    home: Path = Field(default=REPO_ROOT / ".stack", description="PID files, logs, data of the local stack.")
+    s3_port: int = 8333
+    s3_master_port: int = 9333
+    s3_volume_port: int = 8381
+    s3_filer_port: int = 8888
+    s3_admin_port: int = 23646
+    mlflow_port: int = 5000
+    server_port: int = 8000
+    access_key_id: str = "sentiflow"
+    secret_access_key: str = "sentiflow-secret"
+    bucket: str = "sentiflow"
+    server_token: str = "sentiflow-local-token"
+    start_timeout_s: float = 120.0
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{HOST}:{self.s3_port}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+    @property
+    def server_url(self) -> str:
+        return f"http://{HOST}:{self.server_port}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+
+def client_env(stack: StackSettings) -> dict[str, str]:
+    """Environment that points every sentiflow component (and Airflow) at this stack."""
+    airflow_home = stack.airflow_home
+    aws_conn = {
+        "conn_type": "aws",
+        "login": stack.access_key_id,
+        "password": stack.secret_access_key,
+        "extra": {"endpoint_url": stack.s3_endpoint, "region_name": "us-east-1"},
+    }
+    return {
+        f"{ENV_PREFIX}S3_ENDPOINT_URL": stack.s3_endpoint,
+        f"{ENV_PREFIX}S3_BUCKET": stack.bucket,
+        f"{ENV_PREFIX}S3_ACCESS_KEY_ID": stack.access_key_id,
+        f"{ENV_PREFIX}S3_SECRET_ACCESS_KEY": stack.secret_access_key,
+        f"{ENV_PREFIX}MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        f"{ENV_PREFIX}SERVER_URL": stack.server_url,
+        f"{ENV_PREFIX}SERVER_ADMIN_TOKEN": stack.server_token,
+        f"{ENV_PREFIX}SERVER_STATE_DIR": str(stack.home / "model-server"),
+        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        # Airflow: its own home, our DAGs, no examples, connections as env vars (no DB writes needed).
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW_CONN_SENTIFLOW_S3": json.dumps(aws_conn),
+        "AIRFLOW_CONN_SENTIFLOW_MLFLOW": json.dumps({"conn_type": "http", "host": stack.mlflow_uri}),
+        "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(
+            {"conn_type": "http", "host": stack.server_url, "password": stack.server_token}
+        ),
+    }
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    health: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO_ROOT
+    prepare: Callable[[], None] | None = None
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return 200 <= response.status < 500
+        except Exception:
+            return False
+
+    return check
+
+
+def _bin(name: str) -> str:
+    """A console script of the running interpreter's environment (the venv), falling back to PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def services(stack: StackSettings) -> dict[str, Service]:
+    data = stack.home / "data"
+    s3_env = {"AWS_ACCESS_KEY_ID": stack.access_key_id, "AWS_SECRET_ACCESS_KEY": stack.secret_access_key}
+    weed = Service(
+        name="s3",
+        argv=[
+            _bin("weed"),
+            "mini",
+            f"-dir={data / 's3'}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-s3.port={stack.s3_port}",
+            f"-master.port={stack.s3_master_port}",
+            f"-volume.port={stack.s3_volume_port}",
+            f"-filer.port={stack.s3_filer_port}",
+            f"-admin.port={stack.s3_admin_port}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-bucket={stack.bucket}",
+        ],
+        env=s3_env,
+        health=_bucket_ready(stack),
+        prepare=lambda: (data / "s3").mkdir(parents=True, exist_ok=True),
+    )
+    mlflow_dir = data / "mlflow"
+    mlflow = Service(
+        name="mlflow",
+        argv=[
+            _bin("mlflow"),
+            "server",
+            "--host",
+            HOST,
+            "--port",
+            str(stack.mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            f"s3://{stack.bucket}/mlflow-artifacts",
+            "--allowed-hosts",
+            f"{HOST}:{stack.mlflow_port},localhost:{stack.mlflow_port},{HOST},localhost",
+        ],
+        env={**s3_env, "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
+        health=_http_ok(f"{stack.mlflow_uri}/health"),
+        prepare=lambda: mlflow_dir.mkdir(parents=True, exist_ok=True),
+    )
+    model_server = Service(
+        name="model-server",
+        argv=[
+            _bin("gunicorn"),
+            "--config",
+            str(REPO_ROOT / "serving" / "gunicorn.conf.py"),
+            "--bind",
+            f"{HOST}:{stack.server_port}",
+            "serving.app:create_app()",
+        ],
+        env=client_env(stack),
+        health=_http_ok(f"{stack.server_url}/health"),
+        prepare=lambda: (stack.home / "model-server").mkdir(parents=True, exist_ok=True),
+    )
+    return {s.name: s for s in (weed, mlflow, model_server)}
+
+
+def _bucket_ready(stack: StackSettings) -> Callable[[], bool]:
+    def check() -> bool:
+        import boto3
+        from botocore.config import Config
+
+        try:
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=stack.s3_endpoint,
+                aws_access_key_id=stack.access_key_id,
+                aws_secret_access_key=stack.secret_access_key,
+                region_name="us-east-1",
+                config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1}),
+            )
+            s3.head_bucket(Bucket=stack.bucket)
+            return True
+        except Exception:
+            return False
+
+    return check
+
+
+# --- process management ---------------------------------------------------------------------------
+def _pidfile(stack: StackSettings, name: str) -> Path:
+    return stack.home / "run" / f"{name}.pid"
+
+
+def _logfile(stack: StackSettings, name: str) -> Path:
+    return stack.home / "logs" / f"{name}.log"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def running_pid(stack: StackSettings, name: str) -> int | None:
+    pidfile = _pidfile(stack, name)
+    if not pidfile.exists():
+        return None
+    try:
+        pid = int(pidfile.read_text().strip())
+    except ValueError:
+        return None
+    return pid if _alive(pid) else None
+
+
+def start(stack: StackSettings, service: Service) -> int:
+    """Start one service unless its PID file names a live process; wait until it is healthy."""
+    pid = running_pid(stack, service.name)
+    if pid is not None and service.health():
+        return pid
+    if service.prepare:
+        service.prepare()
+    log = _logfile(stack, service.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    _pidfile(stack, service.name).parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **service.env}
+    with log.open("ab") as out:
+        out.write(f"\n=== {time.ctime()} starting: {shlex.join(service.argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            service.argv,
+            cwd=service.cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so `down` stops it and its children
+        )
+    _pidfile(stack, service.name).write_text(str(proc.pid))
+    deadline = time.monotonic() + stack.start_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{service.name} exited with code {proc.returncode} during start; log {log}:\n{_tail(log)}"
+            )
+        if service.health():
+            return proc.pid
+        time.sleep(0.5)
+    stop(stack, service.name)
+    raise RuntimeError(f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}")
+
+
+def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:
+    """Stop the process group we started for ``name`` (SIGTERM, then SIGKILL); remove its PID file."""
+    pidfile = _pidfile(stack, name)
+    pid = running_pid(stack, name)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            _reap(pid)
+            time.sleep(0.2)
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap(pid)
+    pidfile.unlink(missing_ok=True)
+    return pid is not None
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def airflow_init(stack: StackSettings) -> None:
+    """Migrate the Airflow metadata DB once (a marker file makes it idempotent and fast to re-run)."""
+    marker = stack.airflow_home / ".migrated"
+    if marker.exists():
+        return
+    stack.airflow_home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **client_env(stack)}
+    subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    marker.write_text(time.ctime())
+
+
+DEFAULT_SERVICES = ("s3", "mlflow", "model-server")
+
+
+def up(stack: StackSettings, names: Iterable[str] = DEFAULT_SERVICES, *, with_airflow: bool = True) -> None:
+    table = services(stack)
+    for name in names:
+        pid = start(stack, table[name])
+        print(f"{name:13s} up (pid {pid}), log {_logfile(stack, name)}")
+    if with_airflow:
+        airflow_init(stack)
+        print(f"airflow       home {stack.airflow_home} (db migrated)")
+
+
+def down(stack: StackSettings, names: Iterable[str] = DEFAULT_SERVICES) -> None:
+    for name in reversed(list(names)):
+        if stop(stack, name):
+            print(f"{name:13s} stopped")
+
+
+def free_port() -> int:
+    """A free TCP port whose +10000 neighbour is free too (SeaweedFS puts gRPC there)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind((HOST, port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair found")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sentiflow.localstack", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("services", nargs="*", help=f"subset of {', '.join(DEFAULT_SERVICES)}")
+    parser.add_argument("--no-airflow", action="store_true", help="skip the Airflow DB migration on up")
+    args = parser.parse_args(argv)
+    stack = StackSettings()
+    names = args.services or list(DEFAULT_SERVICES)
+    if args.command == "up":
+        up(stack, names, with_airflow=not args.no_airflow)
+    elif args.command == "down":
+        down(stack, names)
+    elif args.command == "status":
+        for name in names:
+            pid = running_pid(stack, name)
+            print(f"{name:13s} {'running (pid %d)' % pid if pid else 'stopped'}")
+    else:
+        for key, value in client_env(stack).items():
+            print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model families behind one interface, so selection and serving never care which family won."""

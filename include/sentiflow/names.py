@@ -1,0 +1,69 @@
+"""The names every component agrees on (DESIGN.md "Contracts"), defined once.
+
+Metric and parameter names are what selection, the model server, the web page and the DAG read from MLflow;
+renaming one here renames it everywhere.
+"""
+
+from __future__ import annotations
+
+# --- hyperparameters (Hugging Face names, plus train_subset_size) -------------------------------------
+NUM_TRAIN_EPOCHS = "num_train_epochs"
+PER_DEVICE_TRAIN_BATCH_SIZE = "per_device_train_batch_size"
+PER_DEVICE_EVAL_BATCH_SIZE = "per_device_eval_batch_size"
+LEARNING_RATE = "learning_rate"
+WEIGHT_DECAY = "weight_decay"
+WARMUP_RATIO = "warmup_ratio"
+MAX_LENGTH = "max_length"
+SEED = "seed"
+TRAIN_SUBSET_SIZE = "train_subset_size"
+EVAL_SUBSET_SIZE = "eval_subset_size"
+EARLY_STOPPING_PATIENCE = "early_stopping_patience"
+TRUNCATION = "truncation"
+MODEL_NAME = "model_name"
+
+# --- metrics --------------------------------------------------------------------------------------
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+VAL_ACCURACY = "val_accuracy"
+VAL_F1 = "val_f1"  # macro F1
+VAL_F1_WEIGHTED = "val_f1_weighted"
+VAL_PRECISION = "val_precision"
+VAL_RECALL = "val_recall"
+VAL_AUC = "val_auc"
+BEST_EPOCH = "best_epoch"
+BEST_VAL_F1 = "best_val_f1"
+FIT_TIME_S = "fit_time_s"
+PREDICT_TIME_MS_PER_1K = "predict_time_ms_per_1k"
+
+#: The per-split classification metrics; ``val_*`` per epoch, ``test_*`` once at the end.
+SPLIT_METRIC_SUFFIXES = ("loss", "accuracy", "f1", "f1_weighted", "precision", "recall", "auc")
+
+
+def split_metric(split: str, suffix: str) -> str:
+    """``split_metric("test", "f1") == "test_f1"``; split is ``val`` or ``test``."""
+    if suffix not in SPLIT_METRIC_SUFFIXES:
+        raise ValueError(f"unknown metric suffix {suffix!r}; known: {SPLIT_METRIC_SUFFIXES}")
+    return f"{split}_{suffix}"
+
+
+VAL_METRICS = tuple(split_metric("val", s) for s in SPLIT_METRIC_SUFFIXES)
+TEST_METRICS = tuple(split_metric("test", s) for s in SPLIT_METRIC_SUFFIXES)
+SUMMARY_METRICS = (BEST_EPOCH, BEST_VAL_F1, FIT_TIME_S, PREDICT_TIME_MS_PER_1K)
+
+#: Metrics where a smaller value is better; selection flips its comparison for these.
+LOWER_IS_BETTER = frozenset({TRAIN_LOSS, VAL_LOSS, "test_loss", FIT_TIME_S, PREDICT_TIME_MS_PER_1K})
+
+# --- tags -------------------------------------------------------------------------------------------
+TAG_MODEL_FAMILY = "model_family"  # "transformer" or "tfidf-logreg"
+TAG_DATASET = "dataset"
+TAG_DATASET_MANIFEST = "dataset_manifest_uri"
+TAG_GIT_COMMIT = "git_commit"
+TAG_BASE_MODEL = "base_model"
+FAMILY_TRANSFORMER = "transformer"
+FAMILY_TFIDF = "tfidf-logreg"
+
+# --- snapshot layout --------------------------------------------------------------------------------
+SPLITS = ("train", "validation", "test")
+MANIFEST_FILE = "manifest.json"
+TEXT_COLUMN = "text"
+LABEL_COLUMN = "label"

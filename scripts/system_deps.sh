@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System packages some tests need (Debian): chromium for the browser test, docker-compose 1.29 for
+# `docker-compose config`. Installed only when missing; skipped when not root or apt is unavailable.
+set -uo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages: ${need[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}") \
+    >/tmp/sentiflow-apt.log 2>&1 || echo "warning: apt-get install ${need[*]} failed (see /tmp/sentiflow-apt.log)"
+else
+  echo "warning: missing ${need[*]}; the tests that need them will be skipped"
+fi
+exit 0

@@ -1,0 +1,78 @@
+"""Shared fixtures: a real local stack (SeaweedFS S3 + MLflow server) on free ports, per test session.
+
+Each pytest session gets its own stack home under a temp dir, so parallel runs never share state, and
+stops only the processes it started (by PID). Tests that need the stack take the ``stack`` fixture; the
+environment then points every sentiflow component at it (``SENTIFLOW_*``, ``MLFLOW_TRACKING_URI``, Airflow).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sentiflow import localstack
+from sentiflow.localstack import StackSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+OFFLINE_MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
+IMDB_DIR = SHARED / "data" / "imdb"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def _free_stack_settings(home: Path) -> StackSettings:
+    return StackSettings(
+        home=home,
+        s3_port=localstack.free_port(),
+        s3_master_port=localstack.free_port(),
+        s3_volume_port=localstack.free_port(),
+        s3_filer_port=localstack.free_port(),
+        s3_admin_port=localstack.free_port(),
+        mlflow_port=localstack.free_port(),
+        server_port=localstack.free_port(),
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
+    """S3 + MLflow running on 127.0.0.1 for this session; env vars point at them."""
+    settings = _free_stack_settings(tmp_path_factory.mktemp("stack"))
+    saved = dict(os.environ)
+    try:
+        localstack.up(settings, ["s3", "mlflow"], with_airflow=False)
+        os.environ.update(localstack.client_env(settings))
+        yield settings
+    finally:
+        localstack.down(settings, ["s3", "mlflow", "model-server"])
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def store(stack: StackSettings):
+    from sentiflow.storage import ObjectStore
+
+    return ObjectStore()
+
+
+@pytest.fixture(scope="session")
+def imdb_dir() -> Path:
+    if not (IMDB_DIR / "train.parquet").exists():
+        pytest.skip(f"offline IMDb copy missing at {IMDB_DIR}")
+    return IMDB_DIR
+
+
+@pytest.fixture(scope="session")
+def offline_model() -> Path:
+    if not (OFFLINE_MODEL / "config.json").exists():
+        pytest.skip(f"offline model missing at {OFFLINE_MODEL}")
+    return OFFLINE_MODEL
