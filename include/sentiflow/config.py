@@ -34,8 +34,12 @@ class S3Settings(BaseSettings):
     access_key_id: str = Field(default="sentiflow", description="Access key id.")
     secret_access_key: SecretStr = Field(default=SecretStr("sentiflow-secret"), description="Secret key.")
     region: str = Field(default="us-east-1", description="Region name (any value for SeaweedFS/MinIO).")
-    datasets_prefix: str = Field(default="datasets", description="Key prefix under which snapshots are written.")
-    connect_timeout_s: float = Field(default=3.0, description="Connect timeout; an unreachable store fails fast.")
+    datasets_prefix: str = Field(
+        default="datasets", description="Key prefix under which snapshots are written."
+    )
+    connect_timeout_s: float = Field(
+        default=3.0, description="Connect timeout; an unreachable store fails fast."
+    )
     max_attempts: int = Field(default=3, description="botocore retry attempts for transient errors.")
 
     def boto3_kwargs(self) -> dict[str, object]:
@@ -68,7 +72,9 @@ class PipelineDefaults(BaseSettings):
 
     model_config = _config("DEFAULT_")
 
-    model_name: str = Field(default=DEFAULT_MODEL_NAME, description="Pretrained model: Hub name, path or s3://.")
+    model_name: str = Field(
+        default=DEFAULT_MODEL_NAME, description="Pretrained model: Hub name, path or s3://."
+    )
     dataset: str = Field(default=DEFAULT_DATASET, description="Dataset: Hub name, local path or s3:// URI.")
 
 

@@ -285,7 +285,9 @@ def start(stack: StackSettings, service: Service) -> int:
             return proc.pid
         time.sleep(0.5)
     stop(stack, service.name)
-    raise RuntimeError(f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}")
+    raise RuntimeError(
+        f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}"
+    )
 
 
 def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:
@@ -373,7 +375,9 @@ def free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sentiflow.localstack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sentiflow.localstack", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("services", nargs="*", help=f"subset of {', '.join(DEFAULT_SERVICES)}")
     parser.add_argument("--no-airflow", action="store_true", help="skip the Airflow DB migration on up")

@@ -127,7 +127,9 @@ class ObjectStore:
         except (FileNotFoundError, StorageError, ClientError):
             self._call("create bucket", f"s3://{bucket}", self.client.create_bucket, Bucket=bucket)
 
-    def put_bytes(self, uri: S3Uri | str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put_bytes(
+        self, uri: S3Uri | str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
         u = S3Uri.parse(str(uri))
         self._call(
             "write",

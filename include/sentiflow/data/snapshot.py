@@ -94,7 +94,10 @@ def write_snapshot(
         uri = prefix_uri.join(f"{name}.parquet")
         data = store.put_parquet(uri, frame)
         splits[name] = SplitInfo(
-            uri=str(uri), rows=len(frame), label_counts=label_counts(frame, label_names), sha256=sha256_hex(data)
+            uri=str(uri),
+            rows=len(frame),
+            label_counts=label_counts(frame, label_names),
+            sha256=sha256_hex(data),
         )
 
     manifest = Manifest(

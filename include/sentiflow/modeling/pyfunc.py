@@ -1,0 +1,115 @@
+"""Log any ``TextClassifier`` as a servable MLflow pyfunc model, and load it back.
+
+One wrapper for every family: the classifier saves itself into a folder with a ``classifier.json`` that
+names its family and labels; ``load_classifier`` dispatches on that. ``mlflow.pyfunc.load_model(uri)``
+then works for any MLflow user, and the model server unwraps ``.classifier`` to batch texts itself.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+from sentiflow.modeling.base import TextClassifier, predictions_frame
+from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
+
+CLASSIFIER_ARTIFACT = "classifier"
+DESCRIPTOR_FILE = "classifier.json"
+INPUT_EXAMPLE = ["A wonderful film with a moving story.", "Dull, too long and badly acted."]
+
+
+def _loaders() -> dict[str, Callable[[Path, list[str]], TextClassifier]]:
+    def tfidf(path: Path, labels: list[str]) -> TextClassifier:
+        from sentiflow.modeling.tfidf import TfidfClassifier
+
+        return TfidfClassifier.load(path, labels)
+
+    def transformer(path: Path, labels: list[str]) -> TextClassifier:
+        from sentiflow.modeling.transformer import TransformerClassifier
+
+        return TransformerClassifier.load(path, labels)
+
+    return {FAMILY_TFIDF: tfidf, FAMILY_TRANSFORMER: transformer}
+
+
+def save_classifier(classifier: Any, directory: Path) -> Path:
+    """``classifier.save(directory)`` plus the descriptor that says how to load it back."""
+    classifier.save(directory)
+    descriptor = {"family": classifier.family, "label_names": classifier.label_names}
+    (directory / DESCRIPTOR_FILE).write_text(json.dumps(descriptor, indent=2))
+    return directory
+
+
+def load_classifier(directory: str | Path) -> TextClassifier:
+    directory = Path(directory)
+    descriptor = json.loads((directory / DESCRIPTOR_FILE).read_text())
+    family = descriptor["family"]
+    loaders = _loaders()
+    if family not in loaders:
+        raise ValueError(f"unknown model family {family!r} in {directory}; known: {sorted(loaders)}")
+    return loaders[family](directory, list(descriptor["label_names"]))
+
+
+def _texts(model_input: Any) -> list[str]:
+    if isinstance(model_input, pd.DataFrame):
+        column = "text" if "text" in model_input.columns else model_input.columns[0]
+        return [str(t) for t in model_input[column].tolist()]
+    if isinstance(model_input, pd.Series):
+        return [str(t) for t in model_input.tolist()]
+    if isinstance(model_input, str):
+        return [model_input]
+    return [str(t) for t in model_input]
+
+
+class SentimentPyfunc(mlflow.pyfunc.PythonModel):
+    """texts (list, Series, or a frame with a ``text`` column) → label, label_id, score_<label>."""
+
+    classifier: TextClassifier
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.classifier = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        texts = _texts(model_input)
+        return predictions_frame(self.classifier.predict(texts), self.classifier.label_names)
+
+
+def pip_requirements(family: str) -> list[str]:
+    """Explicit requirements: MLflow's inference would load the model in a subprocess (slow) and guess."""
+    import sentiflow
+
+    common = [f"sentiflow=={sentiflow.__version__}", "pandas", "numpy"]
+    if family == FAMILY_TRANSFORMER:
+        return [*common, "torch==2.13.0", "transformers==5.23.0"]
+    return [*common, "scikit-learn", "joblib"]
+
+
+def log_classifier(
+    classifier: TextClassifier, *, name: str = "model", registered_model_name: str | None = None
+) -> Any:
+    """Log ``classifier`` into the active MLflow run as a pyfunc model (signature + input example).
+
+    Returns MLflow's ``ModelInfo``; with ``registered_model_name`` a registry version is created too.
+    """
+    from mlflow.models import infer_signature
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = save_classifier(classifier, Path(tmp) / CLASSIFIER_ARTIFACT)
+        # A plain list of strings, so ``load_model(uri).predict(["some text"])`` works as users expect.
+        example = list(INPUT_EXAMPLE)
+        output = predictions_frame(classifier.predict(INPUT_EXAMPLE), classifier.label_names)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=SentimentPyfunc(),
+            artifacts={CLASSIFIER_ARTIFACT: str(directory)},
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=pip_requirements(classifier.family),
+            registered_model_name=registered_model_name,
+        )
