@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "status":
         for name in names:
             pid = running_pid(stack, name)
-            print(f"{name:13s} {'running (pid %d)' % pid if pid else 'stopped'}")
+            print(f"{name:13s} {f'running (pid {pid})' if pid else 'stopped'}")
     else:
         for key, value in client_env(stack).items():
             print(f"export {key}={shlex.quote(value)}")
