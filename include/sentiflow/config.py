@@ -92,3 +92,78 @@ def export_s3_env_for_mlflow(s3: S3Settings) -> dict[str, str]:
     if s3.endpoint_url:
         env["MLFLOW_S3_ENDPOINT_URL"] = s3.endpoint_url
     return env
+
+
+class AlertSettings(BaseSettings):
+    """Alerts on bad predictions and on drift (issue 7). Env: ``SENTIFLOW_ALERT_*``.
+
+    One alert per window: at least ``wrong_threshold`` wrong flags within ``window_s`` seconds raise one
+    alert, then the alerter stays quiet for ``window_s`` seconds however many more flags arrive.
+    """
+
+    model_config = _config("ALERT_")
+
+    wrong_threshold: int = Field(default=3, ge=1, description="Wrong flags within the window that alert.")
+    window_s: float = Field(default=300.0, gt=0, description="Sliding window (seconds) for wrong flags.")
+    webhook_url: str | None = Field(
+        default=None, description="URL that receives each alert as a JSON POST; unset = log only."
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST.")
+    webhook_max_attempts: int = Field(default=5, ge=1, description="POST attempts before an alert is dropped.")
+    webhook_backoff_s: float = Field(
+        default=1.0, ge=0, description="First retry delay; doubles per attempt (with jitter)."
+    )
+    webhook_queue_size: int = Field(
+        default=100, ge=1, description="Alerts waiting for delivery; beyond it new alerts are dropped (logged)."
+    )
+    max_texts_in_alert: int = Field(default=10, ge=0, description="Flagged texts quoted in one alert.")
+    max_text_chars_in_alert: int = Field(default=200, ge=0, description="Each quoted text is cut to this.")
+
+
+class DriftSettings(BaseSettings):
+    """Production sample for drift, and the drift report's thresholds. Env: ``SENTIFLOW_DRIFT_*``.
+
+    By default the server keeps no raw text: each sampled prediction stores its label, its length and keyed
+    hashes of its tokens (enough for length PSI and out-of-vocabulary rate). ``log_raw_text`` opts in.
+    """
+
+    model_config = _config("DRIFT_")
+
+    sample_enabled: bool = Field(default=True, description="Keep a sample of production predictions.")
+    sample_rate: float = Field(default=1.0, ge=0, le=1, description="Fraction of predictions sampled.")
+    log_raw_text: bool = Field(default=False, description="Also keep the raw text (privacy: off by default).")
+    hash_key: SecretStr = Field(
+        default=SecretStr("sentiflow-drift"),
+        description="Key for the token hashes; set a secret one in production so hashes cannot be reversed.",
+    )
+    max_tokens_per_text: int = Field(default=512, ge=1, description="Token hashes kept per text.")
+    buffer_max_rows: int = Field(
+        default=10_000, ge=1, description="In-memory bound per worker; the oldest rows go first when full."
+    )
+    flush_rows: int = Field(default=1_000, ge=1, description="Flush to S3 when this many rows wait.")
+    flush_interval_s: float = Field(default=60.0, gt=0, description="Flush to S3 at least this often.")
+    samples_prefix: str = Field(default="production-samples", description="S3 key prefix of the sample.")
+    reports_prefix: str = Field(default="reports/drift", description="S3 key prefix of drift reports.")
+    psi_threshold: float = Field(
+        default=0.2, ge=0, description="Text-length or label PSI above this raises a drift alert."
+    )
+    length_bins: int = Field(default=10, ge=2, description="Quantile bins of the text-length PSI.")
+    vocab_min_count: int = Field(
+        default=2, ge=1, description="A training token enters the vocabulary from this many occurrences."
+    )
+
+
+class TrainingSettings(BaseSettings):
+    """The training entrypoint's environment. Env: ``SENTIFLOW_TRAIN_*``."""
+
+    model_config = _config("TRAIN_")
+
+    xcom_dir: str = Field(
+        default="/airflow/xcom", description="KubernetesPodOperator's XCom folder; return.json goes there."
+    )
+    git_commit: str | None = Field(
+        default=None, description="Commit the code was built from (images set it); else `git rev-parse`."
+    )
+    tracking_timeout_s: float = Field(
+        default=5.0, description="Seconds to wait for the MLflow server's health check before failing."
+    )

@@ -67,3 +67,14 @@ SPLITS = ("train", "validation", "test")
 MANIFEST_FILE = "manifest.json"
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
+
+# --- feedback loop and drift (issue 7) ------------------------------------------------------------------
+FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run
+FEEDBACK_SNAPSHOT_URI = "feedback_snapshot_uri"  # param/tag on the training run
+FEEDBACK_ROWS_UNLABELLED = "feedback_rows_unlabelled"
+DRIFT_PSI_TEXT_LENGTH = "drift_psi_text_length"
+DRIFT_PSI_LABEL = "drift_psi_label"
+DRIFT_OOV_RATE = "drift_oov_rate"
+DRIFT_OOV_RATE_REFERENCE = "drift_oov_rate_reference"
+DRIFT_SAMPLE_ROWS = "drift_sample_rows"
+DRIFT_REPORT_URI = "drift_report_uri"

@@ -1,0 +1,336 @@
+"""Alerts on bad predictions: a sliding window over "wrong" flags, a structured log line, a webhook.
+
+Why here and not in the server: the window is pure logic that must be testable without Flask, and the
+same alert path serves the drift report (an Airflow task). gunicorn threads call :meth:`FeedbackAlerter.
+on_feedback` concurrently, so the window is guarded by a lock; the webhook is delivered by a background
+thread so that a slow or dead receiver never delays ``POST /feedback`` (or a prediction).
+
+The window is per process. With several gunicorn workers (or replicas) each keeps its own; the
+Prometheus rule in ``serving/alert_rules.yml`` evaluates the same condition across all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sentiflow.config import AlertSettings
+
+logger = logging.getLogger("sentiflow.alerts")
+
+ALERT_WRONG_PREDICTIONS = "wrong_predictions"
+ALERT_DRIFT = "drift"
+
+
+@dataclass(frozen=True)
+class WrongFlag:
+    """One user flag saying a prediction was wrong."""
+
+    text: str
+    predicted_label: str
+    model_version: str | None = None
+    true_label: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    summary: str
+    details: dict[str, Any]
+    raised_at: float = field(default_factory=time.time)
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body the webhook receives (and the log line carries)."""
+        return {
+            "source": "sentiflow",
+            "kind": self.kind,
+            "summary": self.summary,
+            "raised_at": datetime.fromtimestamp(self.raised_at, UTC).isoformat(timespec="seconds"),
+            "details": self.details,
+        }
+
+
+def count_in_window(times: Sequence[float], now: float, window_s: float) -> int:
+    """How many of ``times`` fall in ``(now - window_s, now]``."""
+    return sum(1 for t in times if now - window_s < t <= now)
+
+
+class WrongFlagWindow:
+    """At least ``threshold`` flags within ``window_s`` seconds trigger once; then quiet for ``window_s``.
+
+    Flags that arrive while quiet still count towards the next window, so a sustained problem alerts once
+    per window rather than once per flag, and a burst that ends never alerts twice.
+    """
+
+    def __init__(self, threshold: int, window_s: float) -> None:
+        if threshold < 1 or window_s <= 0:
+            raise ValueError(f"threshold must be >= 1 and window_s > 0, got {threshold} and {window_s}")
+        self.threshold = threshold
+        self.window_s = window_s
+        self._flags: deque[WrongFlag] = deque()
+        self._quiet_until = float("-inf")
+        self._lock = threading.Lock()
+
+    def observe(self, flag: WrongFlag) -> list[WrongFlag] | None:
+        """Add one flag; return the flags of the window when this one completes an alert, else None."""
+        with self._lock:
+            now = flag.at
+            self._flags.append(flag)
+            while self._flags and self._flags[0].at <= now - self.window_s:
+                self._flags.popleft()
+            if now < self._quiet_until:
+                return None
+            in_window = [f for f in self._flags if now - self.window_s < f.at <= now]
+            if len(in_window) < self.threshold:
+                return None
+            self._quiet_until = now + self.window_s
+            self._flags.clear()
+            return in_window
+
+
+class WebhookSender:
+    """POSTs alert payloads as JSON from one background thread, retrying with exponential backoff.
+
+    :meth:`send` never blocks: it queues (bounded) and returns. Retries are urllib3's ``Retry`` (connection
+    errors, 429 and 5xx), so the backoff is the well-tested one rather than a hand-written loop.
+    """
+
+    def __init__(self, url: str, settings: AlertSettings | None = None) -> None:
+        self.url = url
+        self.settings = settings or AlertSettings()
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=self.settings.webhook_queue_size)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._session: Any = None
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+
+    def _make_session(self) -> Any:
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        retry = Retry(
+            total=self.settings.webhook_max_attempts - 1,
+            connect=self.settings.webhook_max_attempts - 1,
+            read=self.settings.webhook_max_attempts - 1,
+            status=self.settings.webhook_max_attempts - 1,
+            backoff_factor=self.settings.webhook_backoff_s,
+            backoff_jitter=self.settings.webhook_backoff_s / 4,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"POST"}),
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
+        session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sentiflow-webhook", daemon=True)
+                self._thread.start()
+
+    def send(self, payload: dict[str, Any]) -> bool:
+        """Queue one payload; False (and a log line) when the queue is full."""
+        try:
+            self._queue.put_nowait(payload)
+        except queue.Full:
+            self.dropped += 1
+            logger.error("alert webhook queue full (%d); alert dropped: %s", self._queue.maxsize, payload)
+            return False
+        self._ensure_thread()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            payload = self._queue.get()
+            try:
+                self._deliver(payload)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, payload: dict[str, Any]) -> None:
+        if self._session is None:
+            self._session = self._make_session()
+        try:
+            response = self._session.post(self.url, json=payload, timeout=self.settings.webhook_timeout_s)
+        except Exception as exc:  # any failure of the receiver must stay in this thread
+            self.failed += 1
+            logger.error(
+                "alert webhook %s failed after %d attempts: %s",
+                self.url,
+                self.settings.webhook_max_attempts,
+                exc,
+            )
+            return
+        if 200 <= response.status_code < 300:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            logger.error(
+                "alert webhook %s answered HTTP %d: %s", self.url, response.status_code, response.text[:200]
+            )
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued alert was delivered or given up on; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class FeedbackAlerter:
+    """The alert path: the wrong-flag window, the WARNING log line and the webhook, in one object."""
+
+    def __init__(
+        self,
+        settings: AlertSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sender: WebhookSender | None = None,
+    ) -> None:
+        self.settings = settings or AlertSettings()
+        self.clock = clock
+        self.window = WrongFlagWindow(self.settings.wrong_threshold, self.settings.window_s)
+        if sender is None and self.settings.webhook_url:
+            sender = WebhookSender(self.settings.webhook_url, self.settings)
+        self.sender = sender
+
+    def on_feedback(
+        self,
+        *,
+        text: str,
+        predicted_label: str,
+        correct: bool,
+        true_label: str | None = None,
+        model_version: str | None = None,
+        at: float | None = None,
+    ) -> Alert | None:
+        """Record one feedback; raise and return the alert when it completes a window, else None."""
+        if correct:
+            return None
+        flag = WrongFlag(
+            text=text,
+            predicted_label=predicted_label,
+            model_version=model_version,
+            true_label=true_label,
+            at=self.clock() if at is None else at,
+        )
+        flags = self.window.observe(flag)
+        if flags is None:
+            return None
+        return self.raise_alert(self.wrong_predictions_alert(flags))
+
+    def wrong_predictions_alert(self, flags: Sequence[WrongFlag]) -> Alert:
+        s = self.settings
+        versions = sorted({f.model_version for f in flags if f.model_version})
+        quoted = (
+            [
+                {
+                    "text": _cut(f.text, s.max_text_chars_in_alert),
+                    "predicted_label": f.predicted_label,
+                    "true_label": f.true_label,
+                    "model_version": f.model_version,
+                    "flagged_at": datetime.fromtimestamp(f.at, UTC).isoformat(timespec="seconds"),
+                }
+                for f in list(flags)[-s.max_texts_in_alert :]
+            ]
+            if s.max_texts_in_alert
+            else []
+        )
+        return Alert(
+            kind=ALERT_WRONG_PREDICTIONS,
+            summary=(
+                f"{len(flags)} predictions flagged wrong within {s.window_s:g} s "
+                f"(threshold {s.wrong_threshold}); model version(s) {', '.join(versions) or 'unknown'}"
+            ),
+            details={
+                "wrong_flags": len(flags),
+                "threshold": s.wrong_threshold,
+                "window_s": s.window_s,
+                "model_versions": versions,
+                "flags": quoted,
+            },
+            raised_at=max(f.at for f in flags),
+        )
+
+    def raise_alert(self, alert: Alert) -> Alert:
+        """Log the alert as one structured WARNING line and hand it to the webhook (never blocks)."""
+        payload = alert.payload()
+        logger.warning(
+            "sentiflow alert %s", json.dumps(payload, ensure_ascii=False), extra={"alert": payload}
+        )
+        if self.sender is not None:
+            self.sender.send(payload)
+        return alert
+
+
+_default: FeedbackAlerter | None = None
+_default_lock = threading.Lock()
+
+
+def default_alerter() -> FeedbackAlerter:
+    """The process-wide alerter the model server uses (settings read once, on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = FeedbackAlerter()
+        return _default
+
+
+def reset_default_alerter(alerter: FeedbackAlerter | None = None) -> None:
+    """Replace (or forget) the process-wide alerter; for tests and for settings reloads."""
+    global _default
+    with _default_lock:
+        _default = alerter
+
+
+def on_feedback(
+    *,
+    text: str,
+    predicted_label: str,
+    correct: bool,
+    true_label: str | None = None,
+    model_version: str | None = None,
+    at: float | None = None,
+    **_other_columns: Any,
+) -> Alert | None:
+    """The server's hook, called after each feedback row is stored.
+
+    It never raises (a broken alert path must not fail ``POST /feedback``) and ignores extra columns, so
+    the server can pass its stored row as is.
+    """
+    try:
+        return default_alerter().on_feedback(
+            text=text,
+            predicted_label=predicted_label,
+            correct=correct,
+            true_label=true_label,
+            model_version=model_version,
+            at=at,
+        )
+    except Exception:  # alerting must not break POST /feedback
+        logger.exception("feedback alert hook failed; the feedback itself was stored")
+        return None
