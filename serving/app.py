@@ -1,0 +1,85 @@
+"""The app factory gunicorn runs: ``gunicorn -c serving/gunicorn.conf.py "serving.app:create_app()"``.
+
+``create_app`` wires settings, the feedback store and the model manager into ``app.extensions["sentiflow"]``
+and registers blueprints: ``api`` (public JSON API) and ``admin`` (token). A web page is one more blueprint:
+add it to ``_register_ui`` below; API errors stay JSON whatever it does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import Flask, g, request
+
+from sentiflow.config import MLflowSettings, ServerSettings
+from serving import admin, api, metrics
+from serving.errors import register_error_handlers
+from serving.feedback import FeedbackStore
+from serving.model_manager import ModelManager
+
+
+@dataclass
+class ServerContext:
+    """What every view reaches through ``current_app.extensions["sentiflow"]``."""
+
+    settings: ServerSettings
+    mlflow: MLflowSettings
+    manager: ModelManager
+    feedback: FeedbackStore
+
+
+def _register_ui(app: Flask) -> None:
+    """Place for the web page blueprint (issue 8): ``app.register_blueprint(ui.bp)``."""
+
+
+def _instrument(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.sentiflow_t0 = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        t0 = g.get("sentiflow_t0")
+        if t0 is not None:
+            metrics.LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
+        metrics.REQUESTS.labels(
+            endpoint=endpoint, method=request.method, status=str(response.status_code)
+        ).inc()
+        return response
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    mlflow_settings: MLflowSettings | None = None,
+    *,
+    start: bool = True,
+) -> Flask:
+    """Build the app; ``start=False`` skips loading a model (for tests of validation and auth only)."""
+    settings = settings or ServerSettings()
+    mlflow_settings = mlflow_settings or MLflowSettings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    manager = ModelManager(settings, mlflow_settings)
+    app.extensions["sentiflow"] = ServerContext(
+        settings=settings,
+        mlflow=mlflow_settings,
+        manager=manager,
+        feedback=FeedbackStore(settings.resolved_feedback_db_url),
+    )
+    register_error_handlers(app)
+    _instrument(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    _register_ui(app)
+    if start:
+        manager.start()
+    return app

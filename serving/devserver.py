@@ -1,0 +1,60 @@
+"""Start and stop a real gunicorn model server on 127.0.0.1 for tests and benchmarks.
+
+Built on ``sentiflow.localstack`` (same argv, PID file and health check as ``make up``), with extra
+``SENTIFLOW_SERVER_*`` settings layered on, and a ``kill`` that simulates a crash (SIGKILL, no shutdown).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, replace
+
+from sentiflow import localstack
+from sentiflow.localstack import StackSettings
+
+SERVICE = "model-server"
+
+
+@dataclass
+class DevServer:
+    stack: StackSettings
+    env: dict[str, str]
+    pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return self.stack.server_url
+
+    @property
+    def token(self) -> str:
+        return self.stack.server_token
+
+    @property
+    def state_dir(self):
+        return self.stack.home / "model-server"
+
+    def start(self) -> DevServer:
+        service = localstack.services(self.stack)[SERVICE]
+        service = replace(service, env={**service.env, **self.env})
+        self.pid = localstack.start(self.stack, service)
+        return self
+
+    def stop(self) -> None:
+        localstack.stop(self.stack, SERVICE)
+        self.pid = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no graceful shutdown, like a crash or an OOM kill."""
+        pid = localstack.running_pid(self.stack, SERVICE)
+        if pid is not None:
+            os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and localstack._alive(pid):
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                time.sleep(0.1)
+        self.pid = None

@@ -1,0 +1,149 @@
+"""User feedback on predictions: stored in a SQL database (SQLAlchemy), exported for retraining.
+
+SQLite in the state folder by default (WAL mode, so several gunicorn workers write safely); any SQLAlchemy
+URL (Postgres in production) via ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``. Each row is committed before the
+request answers, so a crash right after a 201 loses nothing.
+
+Other components react to stored rows without touching the route: ``on_stored(fn)`` registers a
+listener that ``notify_stored`` calls with each committed ``FeedbackRecord`` (listener errors are logged,
+never turned into a failed request: the row is already safe).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+_metadata = sa.MetaData()
+feedback_table = sa.Table(
+    "feedback",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("predicted_label", sa.String(128), nullable=False),
+    sa.Column("correct", sa.Boolean, nullable=False),
+    sa.Column("true_label", sa.String(128), nullable=True),
+    sa.Column("model_version", sa.String(64), nullable=True),
+)
+COLUMNS = [c.name for c in feedback_table.columns]
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    id: int
+    created_at: datetime
+    text: str
+    predicted_label: str
+    correct: bool
+    true_label: str | None
+    model_version: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+Listener = Callable[[FeedbackRecord], None]
+_listeners: list[Listener] = []
+
+
+def on_stored(listener: Listener) -> Listener:
+    """Register ``listener(record)`` to run after each feedback row is committed (usable as a decorator)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+    return listener
+
+
+def remove_listener(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def notify_stored(record: FeedbackRecord) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(record)
+        except Exception:
+            log.exception("feedback listener %r failed for row %s", listener, record.id)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class FeedbackStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        is_sqlite = url.startswith("sqlite")
+        self.engine = sa.create_engine(
+            url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
+        )
+        if is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        _metadata.create_all(self.engine)
+
+    def add(
+        self,
+        *,
+        text: str,
+        predicted_label: str,
+        correct: bool,
+        true_label: str | None = None,
+        model_version: str | None = None,
+    ) -> FeedbackRecord:
+        values = {
+            "created_at": datetime.now(UTC),
+            "text": text,
+            "predicted_label": predicted_label,
+            "correct": correct,
+            "true_label": true_label,
+            "model_version": model_version,
+        }
+        with self.engine.begin() as conn:
+            row_id = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key[0]
+        return FeedbackRecord(id=int(row_id), **values)
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(feedback_table)).scalar_one())
+
+    def frame(self, *, since_id: int = 0, limit: int | None = None):
+        """Rows with ``id > since_id`` in insertion order, as a pandas frame with ``COLUMNS``."""
+        import pandas as pd
+
+        query = sa.select(feedback_table).where(feedback_table.c.id > since_id).order_by(feedback_table.c.id)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        frame = pd.DataFrame([dict(r) for r in rows], columns=COLUMNS)
+        frame["id"] = frame["id"].astype("int64")
+        frame["correct"] = frame["correct"].astype(bool)
+        return frame
+
+    def export(self, fmt: str, *, since_id: int = 0, limit: int | None = None) -> bytes:
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"unknown export format {fmt!r}; use one of {EXPORT_FORMATS}")
+        frame = self.frame(since_id=since_id, limit=limit)
+        if fmt == "csv":
+            return frame.to_csv(index=False).encode()
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,39 @@
+"""gunicorn settings for the model server, read from ``SENTIFLOW_SERVER_*`` (``ServerSettings``).
+
+``gthread`` workers: request threads wait on the micro-batcher while one inference thread per worker
+runs the model. The timeout covers a slow model load. Each worker loads the app itself (no preload), so
+a worker's model, threads and torch state are its own; Prometheus values are shared through files.
+"""
+
+import os
+from pathlib import Path
+
+from sentiflow.config import ServerSettings
+
+_settings = ServerSettings()
+_prom_dir = Path(
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.state_dir.resolve() / "prometheus"))
+)
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")  # the local stack passes --bind
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+timeout = _settings.timeout_s
+graceful_timeout = 30
+keepalive = 5
+errorlog = "-"
+loglevel = "info"
+
+
+def on_starting(server):
+    """Fresh metric files per server start: values of a previous run's workers must not leak in."""
+    _prom_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _prom_dir.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
