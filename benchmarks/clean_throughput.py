@@ -114,7 +114,7 @@ def main() -> int:
             for r in (fast, slow)
         )
         + f"\nRatio (loop time / vectorized time): **{ratio:.1f}x** (target ≥ 5x; 50k in < 3 s: "
-        f"{'yes' if fast['best_s'] < 3 else 'no'}). The first 200 cleaned texts agree between the two methods "
+        f"{'yes' if fast['best_s'] < 3 else 'no'}). The first 200 cleaned texts agree between the methods "
         f"in {agree:.0%} of rows. Best of {args.repeats} runs each, each method in its own process.\n"
     )
     record("clean_throughput", result, md)
