@@ -1,0 +1,335 @@
+"""Feedback-enriched training data: exported feedback rows → a feedback snapshot and a merged clean snapshot.
+
+Rules (issue 7), all enforced here so every caller gets them:
+
+* a row flagged ``correct`` has true label = predicted label; a wrong row is labelled only when the user
+  gave ``true_label``; rows without a usable label are counted, never trained on;
+* feedback texts go through the same cleaning as the dataset, then are deduplicated among themselves
+  (the latest judgement of a text wins) and against **every** split of the base snapshot, so a review
+  that is in validation or test can never enter training through feedback;
+* feedback only ever enters the **train** split; validation and test are the base snapshot's, unchanged,
+  so metrics stay comparable with the champion's.
+
+The counts go into the merged manifest's ``notes`` (``feedback_rows_used``, ``feedback_snapshot_uri``, ...)
+for the training run to log.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from sentiflow.data.snapshot import Manifest, read_manifest, read_split, write_snapshot
+from sentiflow.names import (
+    FEEDBACK_ROWS_UNLABELLED,
+    FEEDBACK_ROWS_USED,
+    FEEDBACK_SNAPSHOT_URI,
+    LABEL_COLUMN,
+    SPLITS,
+    TEXT_COLUMN,
+)
+from sentiflow.storage import ObjectStore
+
+REQUIRED_COLUMNS = ("text", "predicted_label", "correct")
+OPTIONAL_COLUMNS = ("true_label", "created_at", "model_version", "id")
+FEEDBACK_KIND = "feedback"
+MERGED_KIND = "clean-with-feedback"
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+class FeedbackDataError(ValueError):
+    """Exported feedback cannot be used (missing columns, unreadable ``correct`` values)."""
+
+
+@dataclass
+class LabelledFeedback:
+    """Feedback rows with a resolved label id, plus what was left out and why."""
+
+    frame: pd.DataFrame  # text, label, created_at (cleaned, deduplicated among themselves)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeedbackMergeResult:
+    feedback_manifest_uri: str
+    merged_manifest_uri: str
+    notes: dict[str, Any]
+
+    @property
+    def rows_used(self) -> int:
+        return int(self.notes[FEEDBACK_ROWS_USED])
+
+
+def _parse_correct(values: pd.Series) -> pd.Series:
+    """``correct`` arrives as bool from parquet and as text from CSV; anything else is an error."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(bool)
+    text = values.astype(str).str.strip().str.lower()
+    bad = ~text.isin(_TRUE | _FALSE)
+    if bad.any():
+        examples = sorted(set(values[bad].astype(str)))[:5]
+        raise FeedbackDataError(
+            f"column 'correct' must be true/false; {int(bad.sum())} rows are not, e.g. {examples}"
+        )
+    return text.isin(_TRUE)
+
+
+def _label_ids(labels: pd.Series, label_names: list[str]) -> pd.Series:
+    """Label names (or their ids as text) → ids; unknown or missing → NA."""
+    lookup: dict[str, int] = {name.lower(): i for i, name in enumerate(label_names)}
+    lookup.update({str(i): i for i in range(len(label_names))})
+
+    def one(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return pd.NA
+        return lookup.get(str(value).strip().lower(), pd.NA)
+
+    return labels.map(one).astype("Int64")
+
+
+def label_feedback(rows: pd.DataFrame, label_names: list[str], *, clean: bool = True) -> LabelledFeedback:
+    """Resolve each row's training label and drop what must not be trained on (counted, by reason)."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise FeedbackDataError(
+            f"feedback export lacks column(s) {missing}; it has {list(rows.columns)} "
+            f"(expected {list(REQUIRED_COLUMNS)} and optionally {list(OPTIONAL_COLUMNS)})"
+        )
+    frame = rows.copy()
+    if "true_label" not in frame.columns:
+        frame["true_label"] = None
+    frame["created_at"] = (
+        pd.to_datetime(frame["created_at"], utc=True, errors="coerce")
+        if "created_at" in frame.columns
+        else pd.NaT
+    )
+    correct = _parse_correct(frame["correct"])
+    predicted = _label_ids(frame["predicted_label"], label_names)
+    given = _label_ids(frame["true_label"], label_names)
+    has_true_label = frame["true_label"].notna() & (frame["true_label"].astype(str).str.strip() != "")
+
+    label = given.where(~correct, predicted)
+    unlabelled = ~correct & ~has_true_label
+    unknown = label.isna() & ~unlabelled
+    keep = ~unlabelled & ~unknown
+    counts = {
+        "feedback_rows_total": len(frame),
+        "feedback_rows_correct": int(correct.sum()),
+        "feedback_rows_wrong": int((~correct).sum()),
+        FEEDBACK_ROWS_UNLABELLED: int(unlabelled.sum()),
+        "feedback_rows_unknown_label": int(unknown.sum()),
+    }
+
+    labelled = pd.DataFrame(
+        {
+            TEXT_COLUMN: frame.loc[keep, "text"].astype(str),
+            LABEL_COLUMN: label[keep].astype("int64"),
+            "created_at": frame.loc[keep, "created_at"],
+        }
+    )
+    if clean:
+        from sentiflow.data.clean import clean_text
+
+        labelled[TEXT_COLUMN] = clean_text(labelled[TEXT_COLUMN])
+    empty = labelled[TEXT_COLUMN].str.len() == 0
+    labelled = labelled[~empty]
+    # The latest judgement of a text wins (a user may correct an earlier flag); stable for equal times.
+    labelled = labelled.sort_values("created_at", kind="stable", na_position="first")
+    duplicated = labelled.duplicated(subset=[TEXT_COLUMN], keep="last")
+    labelled = labelled[~duplicated].reset_index(drop=True)
+    counts["feedback_rows_empty_after_cleaning"] = int(empty.sum())
+    counts["feedback_rows_duplicate_in_feedback"] = int(duplicated.sum())
+    counts["feedback_rows_labelled"] = len(labelled)
+    return LabelledFeedback(labelled, counts)
+
+
+def dedupe_against_base(
+    feedback: pd.DataFrame, base: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop feedback whose text is already in any base split; count the overlap per split."""
+    overlap: dict[str, int] = {}
+    seen = pd.Series(False, index=feedback.index)
+    for split, frame in base.items():
+        hit = feedback[TEXT_COLUMN].isin(set(frame[TEXT_COLUMN]))
+        overlap[split] = int((hit & ~seen).sum())
+        seen |= hit
+    return feedback[~seen].reset_index(drop=True), overlap
+
+
+def merge_feedback_into_snapshot(
+    feedback_rows: pd.DataFrame,
+    base_manifest_uri: str,
+    *,
+    run_id: str,
+    store: ObjectStore | None = None,
+    source: dict[str, Any] | None = None,
+    clean: bool = True,
+) -> FeedbackMergeResult:
+    """Write the feedback snapshot and the merged training snapshot; return both manifest URIs.
+
+    ``feedback_rows`` is the server's export (``text``, ``predicted_label``, ``correct``, optional
+    ``true_label``, ``created_at``, ``model_version``, ``id``). Both snapshots live under the run's own
+    folder (``datasets/<run_id>/feedback/`` and ``datasets/<run_id>/clean-with-feedback/``), so a re-run
+    replaces its own output and never another run's.
+    """
+    from sentiflow.data.collect import snapshot_prefix
+
+    store = store or ObjectStore()
+    base: Manifest = read_manifest(store, base_manifest_uri)
+    base_frames = {s: read_split(store, base, s) for s in SPLITS if s in base.splits}
+    if "train" not in base_frames:
+        raise FeedbackDataError(f"base snapshot {base_manifest_uri} has no train split to merge into")
+
+    labelled = label_feedback(feedback_rows, base.label_names, clean=clean)
+    export_source = {"type": "feedback_export", **(source or {})}
+    if "created_at" in labelled.frame and labelled.frame["created_at"].notna().any():
+        export_source["first_created_at"] = labelled.frame["created_at"].min().isoformat()
+        export_source["last_created_at"] = labelled.frame["created_at"].max().isoformat()
+    feedback_uri = write_snapshot(
+        store,
+        snapshot_prefix(store, run_id, FEEDBACK_KIND),
+        {"train": labelled.frame},
+        kind="feedback",
+        run_id=run_id,
+        source=export_source,
+        label_names=base.label_names,
+        notes=dict(labelled.counts),
+    )
+
+    new_rows, overlap = dedupe_against_base(labelled.frame, base_frames)
+    notes: dict[str, Any] = {
+        **labelled.counts,
+        "feedback_rows_in_base": overlap,
+        FEEDBACK_ROWS_USED: len(new_rows),
+        FEEDBACK_SNAPSHOT_URI: feedback_uri,
+        "base_manifest_uri": base_manifest_uri,
+    }
+    merged = dict(base_frames)
+    merged["train"] = pd.concat(
+        [base_frames["train"][[TEXT_COLUMN, LABEL_COLUMN]], new_rows[[TEXT_COLUMN, LABEL_COLUMN]]],
+        ignore_index=True,
+    )
+    merged_uri = write_snapshot(
+        store,
+        snapshot_prefix(store, run_id, MERGED_KIND),
+        merged,
+        kind="clean",
+        run_id=run_id,
+        source={"type": "clean+feedback", "base": base_manifest_uri, "feedback": feedback_uri},
+        label_names=base.label_names,
+        parent=base_manifest_uri,
+        dropped={**base.dropped, "feedback": {k: v for k, v in labelled.counts.items() if "rows_" in k}},
+        notes={**base.notes, **notes},
+    )
+    return FeedbackMergeResult(feedback_uri, merged_uri, notes)
+
+
+def feedback_lineage(manifest: Manifest) -> dict[str, Any]:
+    """What a training run should log about feedback (zero rows and no URI for a snapshot without it)."""
+    return {
+        FEEDBACK_ROWS_USED: int(manifest.notes.get(FEEDBACK_ROWS_USED, 0)),
+        FEEDBACK_SNAPSHOT_URI: manifest.notes.get(FEEDBACK_SNAPSHOT_URI),
+        FEEDBACK_ROWS_UNLABELLED: int(manifest.notes.get(FEEDBACK_ROWS_UNLABELLED, 0)),
+    }
+
+
+def log_feedback_lineage(mlflow_run_id: str, manifest: Manifest) -> dict[str, Any]:
+    """Record the feedback counts and snapshot URI on an MLflow run (finished runs accept this too)."""
+    from mlflow import MlflowClient
+
+    lineage = feedback_lineage(manifest)
+    client = MlflowClient()
+    client.log_metric(mlflow_run_id, FEEDBACK_ROWS_USED, lineage[FEEDBACK_ROWS_USED])
+    client.log_metric(mlflow_run_id, FEEDBACK_ROWS_UNLABELLED, lineage[FEEDBACK_ROWS_UNLABELLED])
+    if lineage[FEEDBACK_SNAPSHOT_URI]:
+        client.set_tag(mlflow_run_id, FEEDBACK_SNAPSHOT_URI, lineage[FEEDBACK_SNAPSHOT_URI])
+    return lineage
+
+
+# --- exporting from the model server ------------------------------------------------------------------
+EXPORT_STATE_FILE = "feedback/_export_state.json"
+
+
+def export_state_uri(store: ObjectStore) -> str:
+    return str(store.uri(store.settings.datasets_prefix, EXPORT_STATE_FILE))
+
+
+def read_export_watermark(store: ObjectStore, state_uri: str | None = None) -> int:
+    """The id of the last feedback row already exported (0 before the first export)."""
+    try:
+        return int(store.get_json(state_uri or export_state_uri(store))["last_id"])
+    except FileNotFoundError:
+        return 0
+
+
+def write_export_watermark(
+    store: ObjectStore, last_id: int, *, state_uri: str | None = None, **extra: Any
+) -> None:
+    """Advance the watermark; call it only after the snapshot that used those rows was written."""
+    store.put_json(state_uri or export_state_uri(store), {"last_id": int(last_id), **extra})
+
+
+def fetch_feedback_export(
+    server_url: str, token: str | None, *, since_id: int = 0, timeout_s: float = 60.0
+) -> pd.DataFrame:
+    """Rows with ``id > since_id`` from the server's ``GET /feedback/export`` (parquet)."""
+    import requests
+
+    url = server_url.rstrip("/") + "/feedback/export"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.get(
+            url, params={"format": "parquet", "since_id": since_id}, headers=headers, timeout=timeout_s
+        )
+    except requests.RequestException as exc:
+        raise ConnectionError(
+            f"model server {server_url} unreachable for the feedback export: {exc}"
+        ) from exc
+    if response.status_code != 200:
+        raise ConnectionError(
+            f"GET {url} answered HTTP {response.status_code}: {response.text[:300]}"
+            + (" (is SENTIFLOW_SERVER_ADMIN_TOKEN right?)" if response.status_code == 401 else "")
+        )
+    frame = pd.read_parquet(io.BytesIO(response.content))
+    if "id" in frame.columns:  # servers that ignore since_id must not make us train twice on a row
+        frame = frame[frame["id"] > since_id].reset_index(drop=True)
+    return frame
+
+
+def export_and_merge(
+    base_manifest_uri: str,
+    *,
+    run_id: str,
+    server_url: str | None = None,
+    token: str | None = None,
+    store: ObjectStore | None = None,
+) -> FeedbackMergeResult:
+    """The weekly step: feedback since the last export → snapshots; then advance the watermark.
+
+    The watermark moves only after both snapshots are written, so a failed run exports the same rows again
+    next time rather than losing them. Server URL and token default to ``SENTIFLOW_SERVER_*``.
+    """
+    from sentiflow.config import ServerSettings
+
+    store = store or ObjectStore()
+    server = ServerSettings()
+    server_url = server_url or server.url
+    if token is None and server.admin_token is not None:
+        token = server.admin_token.get_secret_value()
+    since_id = read_export_watermark(store)
+    rows = fetch_feedback_export(server_url, token, since_id=since_id)
+    last_id = int(rows["id"].max()) if "id" in rows.columns and len(rows) else since_id
+    result = merge_feedback_into_snapshot(
+        rows,
+        base_manifest_uri,
+        run_id=run_id,
+        store=store,
+        source={"server": server_url, "since_id": since_id, "last_id": last_id},
+    )
+    write_export_watermark(store, last_id, run_id=run_id, feedback_snapshot_uri=result.feedback_manifest_uri)
+    return result

@@ -1,0 +1,148 @@
+"""Feedback-enriched training data: labelling rules (pure) and the two snapshots on the real local S3."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sentiflow.data.snapshot import read_manifest, read_snapshot, read_split, write_snapshot
+from sentiflow.feedback.dataset import (
+    FeedbackDataError,
+    feedback_lineage,
+    label_feedback,
+    merge_feedback_into_snapshot,
+    read_export_watermark,
+    write_export_watermark,
+)
+from sentiflow.names import FEEDBACK_ROWS_UNLABELLED, FEEDBACK_ROWS_USED, FEEDBACK_SNAPSHOT_URI
+
+LABELS = ["negative", "positive"]
+
+
+def feedback(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(
+        rows, columns=["text", "predicted_label", "correct", "true_label", "created_at"]
+    ).assign(id=lambda f: range(1, len(f) + 1))
+
+
+def test_correct_means_predicted_label_and_unlabelled_wrong_rows_are_counted_not_used() -> None:
+    rows = feedback(
+        [
+            ("A great film!", "positive", True, None, "2025-01-01T10:00:00Z"),
+            ("Dull <br/>and long", "positive", False, "negative", "2025-01-01T10:01:00Z"),
+            ("no idea what this is", "negative", False, None, "2025-01-01T10:02:00Z"),
+            ("weird label", "negative", False, "sarcastic", "2025-01-01T10:03:00Z"),
+            ("   <br/>  ", "negative", True, None, "2025-01-01T10:04:00Z"),
+        ]
+    )
+    out = label_feedback(rows, LABELS)
+    assert out.frame[["text", "label"]].to_dict("records") == [
+        {"text": "a great film", "label": 1},  # cleaned like the dataset
+        {"text": "dull and long", "label": 0},
+    ]
+    assert out.counts[FEEDBACK_ROWS_UNLABELLED] == 1
+    assert out.counts["feedback_rows_unknown_label"] == 1
+    assert out.counts["feedback_rows_empty_after_cleaning"] == 1
+    assert out.counts["feedback_rows_total"] == 5 and out.counts["feedback_rows_labelled"] == 2
+
+
+def test_latest_judgement_of_a_text_wins() -> None:
+    rows = feedback(
+        [
+            ("same text", "positive", False, "negative", "2025-01-02T00:00:00Z"),
+            ("Same text.", "positive", True, None, "2025-01-01T00:00:00Z"),
+        ]
+    )
+    out = label_feedback(rows, LABELS)
+    assert out.frame[["text", "label"]].to_dict("records") == [{"text": "same text", "label": 0}]
+    assert out.counts["feedback_rows_duplicate_in_feedback"] == 1
+
+
+def test_csv_style_values_and_label_ids_are_understood() -> None:
+    rows = pd.DataFrame(
+        {
+            "text": ["x y", "z w"],
+            "predicted_label": ["1", "positive"],
+            "correct": ["true", "0"],
+            "true_label": [None, "0"],
+        }
+    )
+    out = label_feedback(rows, LABELS)
+    assert out.frame["label"].tolist() == [1, 0]
+
+
+def test_bad_input_gets_an_error_that_names_the_problem() -> None:
+    with pytest.raises(FeedbackDataError, match=r"lacks column\(s\) \['correct'\]"):
+        label_feedback(pd.DataFrame({"text": ["a"], "predicted_label": ["positive"]}), LABELS)
+    with pytest.raises(FeedbackDataError, match=r"'correct' must be true/false.*maybe"):
+        label_feedback(
+            pd.DataFrame({"text": ["a"], "predicted_label": ["positive"], "correct": ["maybe"]}), LABELS
+        )
+
+
+@pytest.fixture
+def base_snapshot(store) -> str:
+    store.ensure_bucket()
+    frames = {
+        "train": pd.DataFrame({"text": ["good movie", "bad movie", "fine film"], "label": [1, 0, 1]}),
+        "validation": pd.DataFrame({"text": ["validation review"], "label": [0]}),
+        "test": pd.DataFrame({"text": ["test review", "another test"], "label": [1, 0]}),
+    }
+    return write_snapshot(
+        store,
+        store.uri("datasets", "base-run", "clean"),
+        frames,
+        kind="clean",
+        run_id="base-run",
+        source={"type": "test"},
+        label_names=LABELS,
+    )
+
+
+def test_merge_adds_new_labelled_feedback_to_train_only(store, base_snapshot: str) -> None:
+    rows = feedback(
+        [
+            ("Loved it!", "positive", True, None, "2025-01-01T10:00:00Z"),  # new → used
+            ("Test review", "negative", False, "positive", "2025-01-01T10:01:00Z"),  # in test → dropped
+            ("Validation review.", "negative", True, None, "2025-01-01T10:02:00Z"),  # in val → dropped
+            ("good movie", "positive", True, None, "2025-01-01T10:03:00Z"),  # in train → dropped
+            ("boring", "positive", False, "negative", "2025-01-01T10:04:00Z"),  # new → used
+            ("who knows", "positive", False, None, "2025-01-01T10:05:00Z"),  # no label → counted
+        ]
+    )
+    result = merge_feedback_into_snapshot(rows, base_snapshot, run_id="weekly-1", store=store)
+
+    merged, frames = read_snapshot(store, result.merged_manifest_uri)
+    assert merged.kind == "clean" and merged.parent == base_snapshot
+    assert frames["train"]["text"].tolist() == ["good movie", "bad movie", "fine film", "loved it", "boring"]
+    assert frames["train"]["label"].tolist() == [1, 0, 1, 1, 0]
+    # validation and test are exactly the base's: feedback never leaks into them
+    _, base_frames = read_snapshot(store, base_snapshot)
+    for split in ("validation", "test"):
+        pd.testing.assert_frame_equal(frames[split], base_frames[split])
+    assert merged.notes[FEEDBACK_ROWS_USED] == 2 == result.rows_used
+    assert merged.notes[FEEDBACK_ROWS_UNLABELLED] == 1
+    assert merged.notes["feedback_rows_in_base"] == {"train": 1, "validation": 1, "test": 1}
+    assert merged.notes[FEEDBACK_SNAPSHOT_URI] == result.feedback_manifest_uri
+    assert feedback_lineage(merged)[FEEDBACK_ROWS_USED] == 2
+
+    fb = read_manifest(store, result.feedback_manifest_uri)
+    assert fb.kind == "feedback" and fb.rows() == {"train": 5}  # every labelled row, before dedup vs base
+    assert fb.source["last_created_at"].startswith("2025-01-01T10:04")
+    assert "loved it" in read_split(store, fb, "train")["text"].tolist()
+    assert "/weekly-1/" in result.feedback_manifest_uri and "/weekly-1/" in result.merged_manifest_uri
+
+
+def test_merge_with_no_feedback_keeps_the_base_train_split(store, base_snapshot: str) -> None:
+    result = merge_feedback_into_snapshot(feedback([]), base_snapshot, run_id="weekly-empty", store=store)
+    merged, frames = read_snapshot(store, result.merged_manifest_uri)
+    assert merged.notes[FEEDBACK_ROWS_USED] == 0
+    assert len(frames["train"]) == 3
+
+
+def test_export_watermark_round_trip(store) -> None:
+    store.ensure_bucket()
+    uri = str(store.uri("datasets", "wm-test", "state.json"))
+    assert read_export_watermark(store, uri) == 0
+    write_export_watermark(store, 41, state_uri=uri, run_id="r")
+    assert read_export_watermark(store, uri) == 41
