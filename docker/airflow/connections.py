@@ -1,0 +1,51 @@
+"""The Airflow connections the DAGs use, built from the library's own settings.
+
+``airflow-init`` runs ``python connections.py > conns.json && airflow connections import --overwrite
+conns.json``, so the connections in the metadata DB always agree with the ``SENTIFLOW_*`` settings that every
+other service reads: one place to change an endpoint or a secret (``.env``), no second copy to drift.
+The shapes match ``sentiflow.localstack.client_env`` (the local stack's env-var connections).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from sentiflow.config import MLflowSettings, S3Settings, ServerSettings
+
+S3_CONN_ID = "sentiflow_s3"
+MLFLOW_CONN_ID = "sentiflow_mlflow"
+MODEL_SERVER_CONN_ID = "sentiflow_model_server"
+
+
+def build_connections() -> dict[str, dict[str, str]]:
+    """Connection id -> the JSON form ``airflow connections import`` reads (``extra`` as a JSON string)."""
+    s3 = S3Settings()
+    mlflow = MLflowSettings()
+    server = ServerSettings()
+    s3_extra: dict[str, str] = {"region_name": s3.region}
+    if s3.endpoint_url:
+        s3_extra["endpoint_url"] = s3.endpoint_url
+    model_server: dict[str, str] = {"conn_type": "http", "host": server.url}
+    if server.admin_token is not None:
+        model_server["password"] = server.admin_token.get_secret_value()
+    return {
+        S3_CONN_ID: {
+            "conn_type": "aws",
+            "login": s3.access_key_id,
+            "password": s3.secret_access_key.get_secret_value(),
+            "extra": json.dumps(s3_extra),
+        },
+        MLFLOW_CONN_ID: {"conn_type": "http", "host": mlflow.tracking_uri},
+        MODEL_SERVER_CONN_ID: model_server,
+    }
+
+
+def main() -> int:
+    json.dump(build_connections(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
