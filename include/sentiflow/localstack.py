@@ -109,6 +109,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = REPO_ROOT
     prepare: Callable[[], None] | None = None
+    #: Ports the service binds; all must be free before we start it, or we would adopt a stranger.
+    ports: tuple[int, ...] = ()
 
 
 def _http_ok(url: str) -> Callable[[], bool]:
@@ -151,6 +153,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
             f"-bucket={stack.bucket}",
         ],
         env=s3_env,
+        ports=(stack.s3_port, stack.s3_master_port, stack.s3_volume_port, stack.s3_filer_port),
         health=_bucket_ready(stack),
         prepare=lambda: (data / "s3").mkdir(parents=True, exist_ok=True),
     )
@@ -175,6 +178,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
         ],
         env={**s3_env, "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
         health=_http_ok(f"{stack.mlflow_uri}/health"),
+        ports=(stack.mlflow_port,),
         prepare=lambda: mlflow_dir.mkdir(parents=True, exist_ok=True),
     )
     model_server = Service(
@@ -189,6 +193,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
         ],
         env=client_env(stack),
         health=_http_ok(f"{stack.server_url}/health"),
+        ports=(stack.server_port,),
         prepare=lambda: (stack.home / "model-server").mkdir(parents=True, exist_ok=True),
     )
     return {s.name: s for s in (weed, mlflow, model_server)}
@@ -256,6 +261,13 @@ def start(stack: StackSettings, service: Service) -> int:
     pid = running_pid(stack, service.name)
     if pid is not None and service.health():
         return pid
+    busy = [port for port in service.ports if _port_in_use(port)]
+    if busy:
+        raise RuntimeError(
+            f"cannot start {service.name}: port(s) {busy} on {HOST} are already in use by a process "
+            f"this stack did not start (no live PID file under {stack.home / 'run'}). Stop it, or choose "
+            f"other ports with SENTIFLOW_STACK_*_PORT."
+        )
     if service.prepare:
         service.prepare()
     log = _logfile(stack, service.name)
@@ -288,6 +300,12 @@ def start(stack: StackSettings, service: Service) -> int:
     raise RuntimeError(
         f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}"
     )
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
 
 
 def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:

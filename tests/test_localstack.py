@@ -1,0 +1,36 @@
+"""The local stack manager: idempotent up, PID-file based down, refuses ports it does not own."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from sentiflow import localstack
+from sentiflow.localstack import StackSettings
+
+
+def test_up_is_idempotent_and_env_points_at_the_stack(stack: StackSettings):
+    pid_before = localstack.running_pid(stack, "mlflow")
+    localstack.up(stack, ["s3", "mlflow"], with_airflow=False)  # already running: nothing restarted
+    assert localstack.running_pid(stack, "mlflow") == pid_before
+    env = localstack.client_env(stack)
+    assert env["SENTIFLOW_S3_ENDPOINT_URL"] == f"http://127.0.0.1:{stack.s3_port}"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert '"endpoint_url"' in env["AIRFLOW_CONN_SENTIFLOW_S3"]
+
+
+def test_refuses_a_port_held_by_a_stranger(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = StackSettings(home=tmp_path, mlflow_port=port, start_timeout_s=5)
+        with pytest.raises(RuntimeError, match=rf"port\(s\) \[{port}\].*already in use"):
+            localstack.start(settings, localstack.services(settings)["mlflow"])
+    assert localstack.running_pid(settings, "mlflow") is None
+
+
+def test_down_stops_only_what_it_started(tmp_path):
+    settings = StackSettings(home=tmp_path)
+    assert localstack.stop(settings, "mlflow") is False  # no PID file: nothing to stop, nothing killed
