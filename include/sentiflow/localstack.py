@@ -38,18 +38,18 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}STACK_", extra="ignore")
 
     home: Path = Field(default=REPO_ROOT / ".stack", description="PID files, logs, data of the local stack.")
-    s3_port: int = 8333
-    s3_master_port: int = 9333
-    s3_volume_port: int = 8381
-    s3_filer_port: int = 8888
-    s3_admin_port: int = 23646
-    mlflow_port: int = 5000
-    server_port: int = 8000
-    access_key_id: str = "sentiflow"
-    secret_access_key: str = "sentiflow-secret"
-    bucket: str = "sentiflow"
-    server_token: str = "sentiflow-local-token"
-    start_timeout_s: float = 120.0
+    s3_port: int = Field(default=8333, description="SeaweedFS S3 API port.")
+    s3_master_port: int = Field(default=9333, description="SeaweedFS master port (gRPC on +10000).")
+    s3_volume_port: int = Field(default=8381, description="SeaweedFS volume port (gRPC on +10000).")
+    s3_filer_port: int = Field(default=8888, description="SeaweedFS filer port (gRPC on +10000).")
+    s3_admin_port: int = Field(default=23646, description="SeaweedFS admin port (UI off).")
+    mlflow_port: int = Field(default=5000, description="MLflow tracking server port.")
+    server_port: int = Field(default=8000, description="Model server port.")
+    access_key_id: str = Field(default="sentiflow", description="S3 access key the local S3 server accepts.")
+    secret_access_key: str = Field(default="sentiflow-secret", description="S3 secret it accepts.")
+    bucket: str = Field(default="sentiflow", description="Bucket created at start.")
+    server_token: str = Field(default="sentiflow-local-token", description="Local admin token.")
+    start_timeout_s: float = Field(default=120.0, description="Longest wait for a service to become healthy.")
 
     @property
     def s3_endpoint(self) -> str:

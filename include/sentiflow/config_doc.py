@@ -1,0 +1,54 @@
+"""The README's configuration table, generated from the settings classes so that it cannot drift.
+
+``python -m sentiflow.config_doc`` prints it; a test checks README.md lists every variable.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from sentiflow import config
+from sentiflow.localstack import StackSettings
+
+
+def settings_classes() -> list[type[BaseSettings]]:
+    found = [
+        obj
+        for _, obj in inspect.getmembers(config, inspect.isclass)
+        if issubclass(obj, BaseSettings) and obj is not BaseSettings and obj.__module__ == config.__name__
+    ]
+    return [*sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1]), StackSettings]
+
+
+def env_names(cls: type[BaseSettings]) -> list[tuple[str, str, str]]:
+    """(ENV_NAME, default, description) per field."""
+    prefix = cls.model_config.get("env_prefix", "")
+    rows = []
+    for name, field in cls.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            shown = "(secret; local default)"
+        elif default is None:
+            shown = ""
+        else:
+            shown = str(default)
+            if cls is StackSettings and name == "home":
+                shown = ".stack"
+        rows.append((f"{prefix}{name}".upper(), shown, field.description or ""))
+    return rows
+
+
+def markdown_table() -> str:
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for cls in settings_classes():
+        for env, default, description in env_names(cls):
+            default_cell = f"`{default}`" if default else ""
+            lines.append(f"| `{env}` | {default_cell} | {description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
