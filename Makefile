@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format up down status env clean-stack bench
+.PHONY: install demo test test-fast lint format up down status env bench docs
 
 install: $(STAMP)
 
@@ -41,3 +41,6 @@ env:
 
 bench: install
 	$(PY) benchmarks/clean_throughput.py
+
+docs: install
+	$(PY) scripts/update_readme.py

@@ -1,0 +1,42 @@
+"""README.md stays true: its configuration table is the settings classes', its commands exist."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def test_configuration_table_is_generated_from_settings():
+    from update_readme import render
+
+    assert render(README) == README, "README's config table is stale: run `make docs`"
+
+
+def test_every_settings_variable_is_documented():
+    from sentiflow.config_doc import env_names, settings_classes
+
+    for cls in settings_classes():
+        for env, _, _ in env_names(cls):
+            assert f"`{env}`" in README, env
+
+
+def test_make_targets_named_in_readme_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z-]+):", makefile, re.M))
+    for target in set(re.findall(r"`make (?:-s )?([a-z-]+)`", README)):
+        assert target in targets, target
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "| run the tests" in README and "`make test`" in README
+
+
+def test_linked_docs_exist():
+    for link in re.findall(r"\]\(((?:docs|benchmarks)/[^)]+)\)", README):
+        assert (ROOT / link).exists(), link
