@@ -32,6 +32,9 @@ class ServerContext:
 
 def _register_ui(app: Flask) -> None:
     """Place for the web page blueprint (issue 8): ``app.register_blueprint(ui.bp)``."""
+    from serving import ui
+
+    app.register_blueprint(ui.bp)
 
 
 def _instrument(app: Flask) -> None:

@@ -1,0 +1,553 @@
+/* Sentiflow web page. Plain JavaScript, no libraries, no network access beyond this server.
+ *
+ * Every URL is BASE + path, where BASE is the server's script root (data-base on <body>), so the page
+ * works behind a path prefix. The admin token lives in sessionStorage only (this tab), never in the page.
+ * Data is put on the page with textContent (never innerHTML), so texts and errors cannot inject markup.
+ */
+(function () {
+  "use strict";
+
+  const body = document.body;
+  const BASE = body.dataset.base || "";
+  const MAX_CHARS = parseInt(body.dataset.maxTextChars, 10);
+  const MAX_TEXTS = parseInt(body.dataset.maxTexts, 10);
+  const TOKEN_KEY = "sentiflow-admin-token";
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    model: null,          // GET /model body, or null when nothing is served
+    versions: null,       // GET /ui/api/versions body
+    sort: { key: "version", dir: -1 },
+    deploying: false,
+  };
+
+  // --- small helpers -------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, message, body) {
+      super(message);
+      this.status = status;
+      this.body = body || {};
+    }
+  }
+
+  /** fetch BASE+path, parse JSON; a non-2xx answer throws ApiError with the server's message. */
+  async function api(path, options) {
+    let response;
+    try {
+      response = await fetch(BASE + path, options);
+    } catch (err) {
+      throw new ApiError(0, "Cannot reach the model server (" + err.message + "). Is it running?");
+    }
+    let data = null;
+    const text = await response.text();
+    try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+    if (!response.ok) {
+      const message = (data && data.message) ||
+        "The server answered " + response.status + " " + response.statusText + ".";
+      throw new ApiError(response.status, message, data);
+    }
+    return data;
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function showError(id, message) {
+    const box = $(id);
+    if (message) { box.textContent = message; box.hidden = false; }
+    else { box.textContent = ""; box.hidden = true; }
+  }
+
+  function fmtNumber(value) {
+    if (value === null || value === undefined || Number.isNaN(value)) return "—";
+    if (Number.isInteger(value)) return String(value);
+    return Math.abs(value) >= 100 ? value.toFixed(1) : value.toFixed(4);
+  }
+
+  function fmtDate(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+  }
+
+  function pct(p) { return (100 * p).toFixed(1) + "%"; }
+
+  // --- deployed model card -------------------------------------------------------------------------
+  async function loadModel() {
+    const box = $("model-body");
+    const pill = $("serving-pill");
+    try {
+      state.model = await api("/model");
+    } catch (err) {
+      state.model = null;
+      box.replaceChildren(el("p", { class: "error", text: err.status === 503
+        ? "No model is being served yet. " + err.message
+        : "Could not read the deployed model: " + err.message }));
+      pill.textContent = err.status === 503 ? "No model deployed" : "Server problem";
+      pill.className = "pill bad";
+      return null;
+    }
+    const m = state.model;
+    const deployed = m.deployed || {};
+    const dl = el("dl", { class: "model" },
+      el("dt", { text: "Version" }), el("dd", {}, el("span", { class: "big", id: "model-version", text: m.version })),
+      el("dt", { text: "Family" }), el("dd", { text: m.family || "—" }),
+      el("dt", { text: "Labels" }), el("dd", { text: (m.label_names || []).join(", ") }),
+      el("dt", { text: "Deployed" }), el("dd", { text: deployed.deployed_at
+        ? fmtDate(deployed.deployed_at) + (deployed.alias ? " (alias " + deployed.alias + ")" : "")
+        : "at start-up (champion)" }),
+      el("dt", { text: "Loaded by this worker" }), el("dd", { text: fmtDate(m.loaded_at) }),
+    );
+    for (const [name, value] of Object.entries(m.metrics || {})) {
+      dl.append(el("dt", { text: name }), el("dd", { text: fmtNumber(value) }));
+    }
+    box.replaceChildren(dl);
+    pill.textContent = "Serving version " + m.version;
+    pill.className = "pill ok";
+    return m;
+  }
+
+  // --- predict and feedback ------------------------------------------------------------------------
+  function textsFromInput() {
+    const raw = $("predict-text").value;
+    if ($("predict-lines").checked) {
+      return raw.split(/\r?\n/).map((t) => t.trim()).filter((t) => t.length > 0);
+    }
+    return raw.trim() ? [raw] : [];
+  }
+
+  function validate(texts) {
+    if (texts.length === 0) {
+      return "The text is empty: type or paste something to classify first.";
+    }
+    if (texts.length > MAX_TEXTS) {
+      return "Too many lines: " + texts.length + " texts, the limit is " + MAX_TEXTS + " at once.";
+    }
+    for (let i = 0; i < texts.length; i++) {
+      if (texts[i].length > MAX_CHARS) {
+        const which = texts.length > 1 ? "Line " + (i + 1) : "The text";
+        return which + " is too long: " + texts[i].length + " characters, the limit is " + MAX_CHARS + ".";
+      }
+    }
+    return null;
+  }
+
+  async function predict(event) {
+    event.preventDefault();
+    showError("predict-error", null);
+    const texts = textsFromInput();
+    const problem = validate(texts);
+    if (problem) {
+      showError("predict-error", problem);
+      $("predict-text").focus();
+      return;
+    }
+    const button = $("predict-btn");
+    button.disabled = true;
+    button.textContent = "Predicting…";
+    try {
+      const data = await api("/predict", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ texts: texts }),
+      });
+      renderPredictions(texts, data);
+    } catch (err) {
+      showError("predict-error", "Prediction failed: " + err.message);
+    } finally {
+      button.disabled = false;
+      button.textContent = "Predict";
+    }
+  }
+
+  function renderPredictions(texts, data) {
+    const list = $("predictions");
+    list.replaceChildren();
+    data.predictions.forEach((p, i) => {
+      const labels = Object.keys(p.scores);
+      const bars = labels.map((label) => {
+        const score = p.scores[label];
+        return el("div", { class: "bar-row" },
+          el("span", { text: label }),
+          el("div", { class: "bar", role: "img", "aria-label": label + " " + pct(score) },
+            el("span", { class: label, style: "width:" + (100 * score).toFixed(1) + "%" })),
+          el("span", { class: "pct", text: pct(score) }));
+      });
+      const item = el("li", { class: "prediction", "data-label": p.label },
+        el("p", { class: "text", text: texts[i].length > 300 ? texts[i].slice(0, 300) + "…" : texts[i] }),
+        el("p", { class: "label " + p.label }, "Prediction: ", el("span", { class: "predicted", text: p.label })),
+        ...bars,
+        feedbackControls(texts[i], p, labels, data.model_version));
+      list.append(item);
+    });
+    const note = el("li", { class: "muted", text: "Answered by model version " + data.model_version + "." });
+    list.append(note);
+  }
+
+  function feedbackControls(text, prediction, labels, version) {
+    const box = el("div", { class: "flag", role: "group", "aria-label": "Was this prediction right?" });
+    const others = labels.filter((l) => l !== prediction.label);
+
+    async function send(correct, trueLabel) {
+      box.querySelectorAll("button, select").forEach((b) => { b.disabled = true; });
+      try {
+        const record = await api("/feedback", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({
+            text: text,
+            predicted_label: prediction.label,
+            correct: correct,
+            true_label: correct ? prediction.label : trueLabel,
+            model_version: String(version),
+          }),
+        });
+        box.replaceChildren(el("span", { class: "done", role: "status",
+          text: correct ? "Thanks — marked correct (#" + record.id + ")."
+            : "Thanks — marked wrong, the right label is “" + trueLabel + "” (#" + record.id + ")." }));
+        loadFeedback();
+      } catch (err) {
+        box.querySelectorAll("button, select").forEach((b) => { b.disabled = false; });
+        box.append(el("span", { class: "error", role: "alert", text: "Feedback not stored: " + err.message }));
+      }
+    }
+
+    function askRightLabel() {
+      const id = "right-" + Math.random().toString(36).slice(2);
+      const select = el("select", { id: id });
+      for (const l of others) select.append(el("option", { value: l, text: l }));
+      const confirm = el("button", { type: "button", class: "small", text: "Send",
+        onclick: () => send(false, select.value) });
+      box.replaceChildren(el("label", { for: id, text: "Right label:" }), select, confirm);
+      select.focus();
+    }
+
+    box.append(
+      el("span", { text: "Is this right?" }),
+      el("button", { type: "button", class: "small secondary", text: "Correct", onclick: () => send(true) }),
+      el("button", { type: "button", class: "small secondary", text: "Wrong",
+        onclick: () => (others.length === 1 ? send(false, others[0]) : askRightLabel()) }));
+    return box;
+  }
+
+  // --- versions table ------------------------------------------------------------------------------
+  async function loadVersions(sortByMetric) {
+    const metric = $("metric-select").value;
+    showError("versions-error", null);
+    try {
+      state.versions = await api("/ui/api/versions?metric=" + encodeURIComponent(metric));
+    } catch (err) {
+      state.versions = null;
+      showError("versions-error", "Could not list the versions: " + err.message);
+      $("versions-body").replaceChildren();
+      $("best-summary").textContent = "";
+      $("deploy-best").disabled = true;
+      return;
+    }
+    if (sortByMetric === true) {
+      // Best first: the row the summary names is at the top of the table.
+      state.sort = { key: state.versions.metric, dir: state.versions.lower_is_better ? 1 : -1 };
+    } else if (!state.versions.columns.includes(state.sort.key) &&
+               !["version", "family", "dataset", "created_at"].includes(state.sort.key)) {
+      state.sort = { key: "version", dir: -1 };
+    }
+    renderVersions();
+  }
+
+  const FIXED_COLUMNS = [
+    { key: "version", label: "Version", num: true },
+    { key: "family", label: "Family" },
+    { key: "dataset", label: "Dataset" },
+  ];
+
+  function sortValue(row, key) {
+    if (key === "version") return parseInt(row.version, 10);
+    if (key === "created_at") return row.created_at || null;
+    if (key === "family" || key === "dataset") return row[key] || null;
+    const v = row.metrics[key];
+    return v === undefined ? null : v;
+  }
+
+  function renderVersions() {
+    const data = state.versions;
+    const columns = [
+      ...FIXED_COLUMNS,
+      ...data.columns.map((m) => ({ key: m, label: m, num: true, metric: true })),
+      { key: "created_at", label: "Registered" },
+    ];
+    const head = $("versions-head");
+    head.replaceChildren();
+    for (const col of columns) {
+      const active = state.sort.key === col.key;
+      const aria = active ? (state.sort.dir > 0 ? "ascending" : "descending") : "none";
+      const button = el("button", { type: "button", "data-sort": col.key,
+        onclick: () => {
+          state.sort = { key: col.key, dir: active ? -state.sort.dir : (col.num ? -1 : 1) };
+          renderVersions();
+          head.querySelector('[data-sort="' + col.key + '"]').focus();
+        } },
+        col.label, el("span", { class: "dir", "aria-hidden": "true", text: active ? (state.sort.dir > 0 ? " ▲" : " ▼") : "" }));
+      head.append(el("th", { scope: "col", class: col.num ? "num" : null, "aria-sort": aria }, button));
+    }
+    head.append(el("th", { scope: "col" }, el("span", { class: "sr-only", text: "Actions" })));
+
+    const { key, dir } = state.sort;
+    const rows = [...data.versions].sort((a, b) => {
+      const x = sortValue(a, key), y = sortValue(b, key);
+      if (x === null && y === null) return 0;
+      if (x === null) return 1;   // missing values last, whatever the direction
+      if (y === null) return -1;
+      return (x < y ? -1 : x > y ? 1 : 0) * dir;
+    });
+
+    const tbody = $("versions-body");
+    tbody.replaceChildren();
+    if (rows.length === 0) {
+      tbody.append(el("tr", {}, el("td", { colspan: columns.length + 1, class: "muted",
+        text: "No registered versions yet: run the training pipeline first." })));
+    }
+    const best = data.best ? data.best.version : null;
+    for (const row of rows) {
+      const serving = row.version === data.serving_version;
+      const tr = el("tr", { "data-version": row.version,
+        class: [serving ? "serving" : "", row.version === best ? "best" : ""].join(" ").trim() || null });
+      const first = el("td", { class: "num" }, row.version);
+      if (serving) first.append(el("span", { class: "badge serving", text: "serving" }));
+      if (row.version === best) first.append(el("span", { class: "badge best", text: "best" }));
+      for (const alias of row.aliases) first.append(el("span", { class: "badge", text: "@" + alias }));
+      tr.append(first, el("td", { text: row.family || "—" }), el("td", { text: row.dataset || "—" }));
+      for (const m of data.columns) tr.append(el("td", { class: "num", text: fmtNumber(row.metrics[m]) }));
+      tr.append(el("td", { text: fmtDate(row.created_at) }));
+      tr.append(el("td", {}, el("button", { type: "button", class: "small secondary deploy-version",
+        "aria-label": "Deploy version " + row.version, text: "Deploy",
+        disabled: state.deploying, onclick: () => deploy(row.version) })));
+      tbody.append(tr);
+    }
+
+    const summary = $("best-summary");
+    const bestButton = $("deploy-best");
+    const direction = data.lower_is_better ? "lower is better" : "higher is better";
+    if (data.best) {
+      summary.replaceChildren("Best by ", el("strong", { text: data.metric }), " (" + direction + "): ",
+        el("strong", { id: "best-version", text: "version " + data.best.version }),
+        " with " + fmtNumber(data.best.value) +
+        (data.best.version === data.serving_version ? " — it is already serving." : "."));
+      bestButton.textContent = "Deploy the best (version " + data.best.version + ")";
+      bestButton.disabled = state.deploying;
+    } else {
+      summary.textContent = data.why_no_best || "No version to choose from.";
+      bestButton.textContent = "Deploy the best";
+      bestButton.disabled = true;
+    }
+  }
+
+  // --- token and deploy ----------------------------------------------------------------------------
+  function getToken() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+  function renderTokenState() {
+    const has = Boolean(getToken());
+    $("token-state").textContent = has ? "A token is set for this tab." : "No token set.";
+    $("token-forget").disabled = !has;
+  }
+
+  function saveToken(event) {
+    event.preventDefault();
+    const value = $("token-input").value.trim();
+    $("token-input").value = "";
+    if (!value) {
+      setDeployStatus("bad", "The token is empty: paste the admin token first.");
+      $("token-input").focus();
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, value);
+    renderTokenState();
+  }
+
+  function forgetToken() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    renderTokenState();
+  }
+
+  function setDeployStatus(kind, message, busy) {
+    const box = $("deploy-status");
+    box.hidden = false;
+    box.className = "status " + (kind || "");
+    $("deploy-progress").hidden = !busy;
+    $("deploy-message").textContent = message;
+  }
+
+  function setDeploying(on) {
+    state.deploying = on;
+    document.querySelectorAll(".deploy-version").forEach((b) => { b.disabled = on; });
+    $("deploy-best").disabled = on || !(state.versions && state.versions.best);
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  async function stillServing() {
+    const m = await loadModel();
+    return m ? "Version " + m.version + " is still serving." : "No model is serving.";
+  }
+
+  async function deploy(version) {
+    const token = getToken();
+    document.getElementById("deploy").scrollIntoView({ block: "nearest" });
+    if (!token) {
+      setDeployStatus("bad", "Enter the admin token first, then deploy version " + version + " again.");
+      $("token-input").focus();
+      return;
+    }
+    const before = state.model ? state.model.version : null;
+    setDeploying(true);
+    setDeployStatus("", "Asking the server to deploy version " + version + "…", true);
+    try {
+      let record;
+      try {
+        record = await api("/deploy", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
+          body: JSON.stringify({ version: String(version) }),
+        });
+      } catch (err) {
+        if (err.status === 401) {
+          forgetToken();
+          setDeployStatus("bad", "The server rejected the admin token (" + err.message +
+            "). Enter the right token and try again. " + (await stillServing()));
+          $("token-input").focus();
+          return;
+        }
+        setDeployStatus("bad", "Deployment of version " + version + " was refused: " + err.message +
+          " " + (await stillServing()));
+        return;
+      }
+      // Poll the deployment record until it ends (the load and warm-up run on the server).
+      const deadline = Date.now() + 15 * 60 * 1000;
+      while (record.status !== "succeeded" && record.status !== "failed") {
+        if (Date.now() > deadline) {
+          setDeployStatus("bad", "Deployment of version " + version + " is taking very long; " +
+            (await stillServing()));
+          return;
+        }
+        setDeployStatus("", "Deploying version " + version + ": " +
+          (record.status === "loading" ? "loading the model and checking it answers…" : record.status + "…"), true);
+        await sleep(500);
+        try {
+          record = await api("/deploy/status?id=" + encodeURIComponent(record.id));
+        } catch (err) {
+          if (err.status !== 404) throw err;
+        }
+      }
+      if (record.status === "failed") {
+        setDeployStatus("bad", "Deployment of version " + version + " failed: " + record.error + ". " +
+          (await stillServing()));
+        return;
+      }
+      // Succeeded on one worker; the others follow within a second or so.
+      setDeployStatus("", "Version " + version + " loaded; waiting until every worker serves it…", true);
+      const workersDeadline = Date.now() + 60 * 1000;
+      while (Date.now() < workersDeadline) {
+        const status = await api("/deploy/status?id=" + encodeURIComponent(record.id));
+        const versions = Object.values(status.workers || {});
+        if (versions.length && versions.every((v) => v === record.version)) break;
+        await sleep(300);
+      }
+      await loadModel();
+      setDeployStatus("ok", "Done: version " + record.version + " is now serving" +
+        (before && before !== record.version ? " (was version " + before + ")." : "."));
+    } catch (err) {
+      setDeployStatus("bad", "Could not follow the deployment: " + err.message);
+    } finally {
+      setDeploying(false);
+      loadVersions(false);
+    }
+  }
+
+  // --- feedback chart ------------------------------------------------------------------------------
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  async function loadFeedback() {
+    showError("feedback-error", null);
+    let data;
+    try {
+      data = await api("/ui/api/feedback/daily?days=" + encodeURIComponent($("feedback-days").value));
+    } catch (err) {
+      showError("feedback-error", "Could not read the feedback: " + err.message);
+      return;
+    }
+    const w = data.window, all = data.all_time;
+    $("feedback-accuracy").replaceChildren(
+      "Production accuracy from feedback: ",
+      el("strong", { id: "accuracy-value", text: w.accuracy === null ? "no flags yet" : pct(w.accuracy) }),
+      " over the last " + w.days + " days (" + w.correct + " of " + w.total + " correct)" +
+      (all.total ? "; all time " + pct(all.accuracy) + " of " + all.total + "." : "."));
+    drawChart(data.days);
+  }
+
+  function drawChart(days) {
+    const width = 640, height = 200, left = 32, bottom = 24, top = 10, right = 8;
+    const maxCount = Math.max(1, ...days.map((d) => d.correct + d.wrong));
+    const plotH = height - top - bottom;
+    const slot = (width - left - right) / days.length;
+    const barW = Math.max(2, slot * 0.7);
+    const root = svg("svg", { viewBox: "0 0 " + width + " " + height, role: "img",
+      "aria-label": "Correct and wrong flags per day" });
+    root.append(svg("title", {}, "Correct and wrong flags per day"));
+    root.append(svg("line", { x1: left, x2: width - right, y1: top + plotH, y2: top + plotH, stroke: "#9aa3ad" }));
+    root.append(svg("text", { x: left - 4, y: top + 8, "text-anchor": "end", class: "axis" }, String(maxCount)));
+    root.append(svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end", class: "axis" }, "0"));
+    const labelEvery = Math.ceil(days.length / 8);
+    days.forEach((d, i) => {
+      const x = left + i * slot + (slot - barW) / 2;
+      const hc = (d.correct / maxCount) * plotH;
+      const hw = (d.wrong / maxCount) * plotH;
+      const g = svg("g", { "data-date": d.date });
+      g.append(svg("title", {}, d.date + ": " + d.correct + " correct, " + d.wrong + " wrong"));
+      if (d.correct) g.append(svg("rect", { x: x, y: top + plotH - hc, width: barW, height: hc, fill: "#2e7d32" }));
+      if (d.wrong) g.append(svg("rect", { x: x, y: top + plotH - hc - hw, width: barW, height: hw, fill: "#c62828" }));
+      root.append(g);
+      if (i % labelEvery === 0 || i === days.length - 1) {
+        root.append(svg("text", { x: x + barW / 2, y: height - 6, "text-anchor": "middle", class: "axis" },
+          d.date.slice(5)));
+      }
+    });
+    $("feedback-chart").replaceChildren(root);
+  }
+
+  // --- wiring --------------------------------------------------------------------------------------
+  $("predict-form").addEventListener("submit", predict);
+  $("predict-text").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("predict-form").requestSubmit();
+  });
+  $("metric-select").addEventListener("change", () => loadVersions(true));
+  $("versions-refresh").addEventListener("click", () => loadVersions(false));
+  $("model-refresh").addEventListener("click", () => loadModel());
+  $("deploy-best").addEventListener("click", () => {
+    if (state.versions && state.versions.best) deploy(state.versions.best.version);
+  });
+  $("token-form").addEventListener("submit", saveToken);
+  $("token-forget").addEventListener("click", forgetToken);
+  $("feedback-days").addEventListener("change", loadFeedback);
+
+  renderTokenState();
+  loadModel().then(() => loadVersions(false));
+  loadFeedback();
+})();

@@ -1,0 +1,221 @@
+"""The web page for non-technical users (``/ui/``) and the page-only JSON it needs.
+
+The page itself is static HTML plus a little JavaScript: predict, feedback, deploy and the deployed model
+go through the server's public API (``/predict``, ``/feedback``, ``/deploy``, ``/deploy/status``,
+``/model``), so the page does nothing an API client could not. What the API does not offer lives here:
+
+- ``GET /ui/api/versions?metric=NAME``: every registered version with its run's metrics, family, dataset
+  and date, and the best version by ``NAME`` (selection rules of ``sentiflow.pipeline.selection``).
+- ``GET /ui/api/feedback/daily?days=N``: correct vs wrong flags per day and the production accuracy.
+
+All URLs the page calls are built from ``request.script_root``, so it works behind a path prefix
+(``SCRIPT_NAME``). The admin token is never rendered: the browser keeps it in ``sessionStorage``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+
+from sentiflow import names
+from sentiflow.pipeline.selection import Candidate, SelectionError, lower_is_better, pick_best
+from serving.errors import ApiError
+from serving.feedback import feedback_table
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "ui",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+#: Metrics a user may rank versions by (the drop-down), in the order shown; the default comes first.
+RANKING_METRICS: tuple[str, ...] = (
+    names.BEST_VAL_F1,
+    *names.VAL_METRICS,
+    *names.TEST_METRICS,
+    names.PREDICT_TIME_MS_PER_1K,
+    names.FIT_TIME_S,
+)
+#: Metric columns of the versions table (the issue's list); the chosen ranking metric is added if missing.
+TABLE_METRICS: tuple[str, ...] = (names.BEST_VAL_F1, names.VAL_ACCURACY, names.VAL_AUC)
+MAX_VERSIONS = 200
+MAX_DAYS = 366
+
+
+def _server() -> Any:
+    return current_app.extensions["sentiflow"]
+
+
+@bp.get("/")
+def root():
+    """The bare server URL is where a person lands: send them to the page."""
+    return redirect(url_for("ui.page"))
+
+
+@bp.get("/ui/")
+def page():
+    settings = _server().settings
+    return render_template(
+        "ui/index.html",
+        base=request.script_root,
+        ranking_metrics=RANKING_METRICS,
+        table_metrics=TABLE_METRICS,
+        lower_is_better=[m for m in RANKING_METRICS if lower_is_better(m)],
+        max_text_chars=settings.max_text_chars,
+        max_texts=settings.max_texts,
+    )
+
+
+# --- versions ---------------------------------------------------------------------------------------
+def _mlflow_client() -> Any:
+    from mlflow import MlflowClient
+
+    uri = _server().mlflow.tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def _version_rows(client: Any, model_name: str) -> list[dict[str, Any]]:
+    """Registry versions, newest first, each with its run's metrics and tags (one ``get_run`` per version)."""
+    versions = client.search_model_versions(f"name = '{model_name}'", max_results=MAX_VERSIONS)
+    rows = []
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        run_metrics: dict[str, float] = {}
+        run_tags: dict[str, str] = {}
+        if mv.run_id:
+            try:
+                run = client.get_run(mv.run_id)
+                run_metrics = {k: float(v) for k, v in run.data.metrics.items()}
+                run_tags = dict(run.data.tags)
+            except Exception:  # a deleted run leaves the version listable, without metrics
+                log.warning("could not read run %s of version %s", mv.run_id, mv.version, exc_info=True)
+        version_tags = dict(mv.tags or {})
+        rows.append(
+            {
+                "version": str(mv.version),
+                "run_id": mv.run_id,
+                "family": version_tags.get(names.TAG_MODEL_FAMILY) or run_tags.get(names.TAG_MODEL_FAMILY),
+                "dataset": run_tags.get(names.TAG_DATASET),
+                "created_at": _iso(mv.creation_timestamp),
+                "aliases": list(mv.aliases or []),
+                "metrics": run_metrics,
+            }
+        )
+    return rows
+
+
+@bp.get("/ui/api/versions")
+def versions():
+    metric = request.args.get("metric") or RANKING_METRICS[0]
+    if metric not in RANKING_METRICS:
+        raise ApiError(
+            400, f"unknown metric {metric!r}; choose one of {list(RANKING_METRICS)}", error="unknown_metric"
+        )
+    server = _server()
+    model_name = server.mlflow.registered_model_name
+    try:
+        rows = _version_rows(_mlflow_client(), model_name)
+    except Exception as exc:
+        code = getattr(exc, "error_code", "") or ""
+        if "RESOURCE_DOES_NOT_EXIST" in code:
+            rows = []
+        else:
+            raise ApiError(
+                503,
+                f"cannot read the versions of model {model_name!r} from the registry at "
+                f"{server.mlflow.tracking_uri}: {exc}",
+                error="registry_unavailable",
+            ) from exc
+    current = server.manager.current
+    candidates = [
+        Candidate(version=r["version"], run_id=r["run_id"] or "", metrics=r["metrics"]) for r in rows
+    ]
+    best: dict[str, Any] | None = None
+    why_no_best: str | None = None
+    try:
+        chosen = pick_best(candidates, metric)
+        best = {"version": chosen.version, "value": chosen.value(metric)}
+    except SelectionError as exc:
+        why_no_best = str(exc)
+    columns = list(TABLE_METRICS) + ([metric] if metric not in TABLE_METRICS else [])
+    return jsonify(
+        model_name=model_name,
+        metric=metric,
+        lower_is_better=lower_is_better(metric),
+        columns=columns,
+        best=best,
+        why_no_best=why_no_best,
+        serving_version=current.version if current else None,
+        versions=rows,
+    )
+
+
+# --- feedback ---------------------------------------------------------------------------------------
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}, got {value}")
+    return value
+
+
+@bp.get("/ui/api/feedback/daily")
+def feedback_daily():
+    """Counts per UTC day, grouped in SQL (``date()`` exists in SQLite and Postgres), zero-filled."""
+    days = _int_arg("days", 14, 1, MAX_DAYS)
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=days - 1)
+    table = feedback_table
+    day = sa.func.date(table.c.created_at)
+    wrong = sa.func.sum(sa.case((table.c.correct, 0), else_=1))
+    total = sa.func.count()
+    start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    engine = _server().feedback.engine
+    with engine.connect() as conn:
+        per_day = conn.execute(
+            sa.select(day, total, wrong).where(table.c.created_at >= start).group_by(day)
+        ).all()
+        all_total, all_wrong = conn.execute(sa.select(total, wrong).select_from(table)).one()
+    counts: dict[date, tuple[int, int]] = {}
+    for raw_day, n, n_wrong in per_day:
+        d = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day)[:10])
+        counts[d] = (int(n) - int(n_wrong or 0), int(n_wrong or 0))
+    series = []
+    for i in range(days):
+        d = first + timedelta(days=i)
+        correct_n, wrong_n = counts.get(d, (0, 0))
+        series.append({"date": d.isoformat(), "correct": correct_n, "wrong": wrong_n})
+    all_total = int(all_total or 0)
+    all_wrong = int(all_wrong or 0)
+    window_total = sum(p["correct"] + p["wrong"] for p in series)
+    window_correct = sum(p["correct"] for p in series)
+    return jsonify(
+        days=series,
+        window={
+            "days": days,
+            "total": window_total,
+            "correct": window_correct,
+            "accuracy": window_correct / window_total if window_total else None,
+        },
+        all_time={
+            "total": all_total,
+            "correct": all_total - all_wrong,
+            "accuracy": (all_total - all_wrong) / all_total if all_total else None,
+        },
+    )
