@@ -1,0 +1,72 @@
+"""``sentiment_pipeline``: collect → clean → train (pod or local) + baseline → select → deploy → check.
+
+Wiring only: every task body lives in ``sentiflow.pipeline.tasks`` (shared with ``sentiment_sweep``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+
+from sentiflow.pipeline import tasks
+from sentiflow.pipeline.dag_params import pipeline_params
+
+DOC = """
+### Sentiment pipeline
+
+Keeps the sentiment classifier trained, tracked, chosen and served.
+
+1. **collect** the dataset (Hub name, path or `s3://` URI) into a raw snapshot in S3, **clean** it.
+2. **train** the transformer on a GPU pod (`train_backend=kubernetes`) or on the worker (`local`), and the
+   TF-IDF **baseline** in parallel (`run_baseline`). Each run is an MLflow run and a registry version.
+3. **select_best** picks the best version by `selection_metric` and gates it: it must beat the
+   `champion` by `min_improvement` and reach `min_metric_value`; otherwise **keep_champion** says why.
+4. **promote** moves alias `champion` (old one → `previous`), **deploy** hot-swaps it into the model
+   server, **inference_check** sends known texts and rolls back to `previous` if accuracy is too low.
+
+Runs weekly with the defaults; trigger with your own parameters from the UI ("Trigger" → form) or the
+REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`). See `docs/pipeline.md`.
+"""
+
+
+@dag(
+    dag_id="sentiment_pipeline",
+    schedule="@weekly",
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["sentiflow", "ml", "training", "deployment"],
+    doc_md=DOC,
+    params=pipeline_params(),
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    dagrun_timeout=timedelta(hours=12),
+)
+def sentiment_pipeline() -> None:
+    params = tasks.validate_params()
+    raw_uri = tasks.collect_task()
+    params >> raw_uri
+    clean_uri = tasks.clean_task(raw_uri)
+
+    @task.branch(task_id="choose_training")
+    def choose_training(params: dict) -> list[str]:
+        """Pod or local for the transformer; the baseline beside it when ``run_baseline`` is on."""
+        from airflow.sdk import get_current_context
+
+        conf = get_current_context()["params"]
+        chosen = ["train_kubernetes" if conf["train_backend"] == "kubernetes" else "train_local"]
+        return chosen + (["train_baseline"] if conf["run_baseline"] else [])
+
+    branch = choose_training(params)
+    clean_uri >> branch
+    training = [
+        tasks.trainer_pod("train_kubernetes"),
+        tasks.train_local(clean_uri, params),
+        tasks.train_baseline(clean_uri, params),
+    ]
+    branch >> training
+    selected = tasks.release_tail(["train_kubernetes", "train_local", "train_baseline"])
+    training >> selected
+
+
+sentiment_pipeline()

@@ -1,0 +1,77 @@
+"""``sentiment_sweep``: a hyperparameter grid, one MLflow run and registry version per point, then the
+pipeline's own select → promote → deploy → check tail (shared code from ``sentiflow.pipeline.tasks``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import dag, get_current_context, task
+
+from sentiflow.names import FAMILY_TRANSFORMER
+from sentiflow.pipeline import tasks
+from sentiflow.pipeline.dag_params import sweep_params
+
+DOC = """
+### Sentiment hyperparameter sweep
+
+Collects and cleans the dataset once, then trains one model per point of the `grid` param (e.g.
+`{"learning_rate": [3e-5, 5e-5], "num_train_epochs": [1, 2]}` → 4 runs) as mapped tasks — GPU pods or
+local — and hands all resulting versions to the same **select_best** gate, **promote**, **deploy** and
+**inference_check** as `sentiment_pipeline`. Manual trigger only.
+"""
+
+
+@dag(
+    dag_id="sentiment_sweep",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["sentiflow", "ml", "training", "sweep"],
+    doc_md=DOC,
+    params=sweep_params(),
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    dagrun_timeout=timedelta(hours=24),
+)
+def sentiment_sweep() -> None:
+    params = tasks.validate_params()
+    raw_uri = tasks.collect_task()
+    params >> raw_uri
+    clean_uri = tasks.clean_task(raw_uri)
+
+    @task(task_id="plan_grid", retries=0)
+    def plan_grid() -> list[str]:
+        """The grid's points as validated training-params JSON (a bad value fails here, before training)."""
+        return tasks.grid_points(dict(get_current_context()["params"]))
+
+    points = plan_grid()
+    params >> points
+
+    @task.branch(task_id="choose_training")
+    def choose_training() -> str:
+        backend = get_current_context()["params"]["train_backend"]
+        return "pod_arguments" if backend == "kubernetes" else "train_grid_local"
+
+    @task(task_id="pod_arguments", retries=0)
+    def pod_arguments(manifest_uri: str, points: list[str]) -> list[list[str]]:
+        from sentiflow.pipeline.pod import train_arguments
+
+        return [train_arguments(manifest_uri, FAMILY_TRANSFORMER, p) for p in points]
+
+    @task(task_id="train_grid_local", execution_timeout=timedelta(hours=6), retries=0)
+    def train_grid_local(manifest_uri: str, params_json: str) -> dict[str, Any]:
+        return tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
+
+    branch = choose_training()
+    [clean_uri, points] >> branch
+    local = train_grid_local.partial(manifest_uri=clean_uri).expand(params_json=points)
+    arguments = pod_arguments(clean_uri, points)
+    pods = tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
+    branch >> [local, arguments]
+    selected = tasks.release_tail(["train_grid_local", "train_grid_kubernetes"])
+    [local, pods] >> selected
+
+
+sentiment_sweep()

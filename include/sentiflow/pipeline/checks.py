@@ -1,0 +1,160 @@
+"""The inference check: known texts with expected labels sent to the live server, scored, reported.
+
+Cases come from the trigger (a list of ``{"text", "label"}``) or from a CSV (``text``, ``label`` columns) on
+S3 or local disk. Expected labels may be names (``positive``), ids (``1``) or a prefix of the name
+(``pos`` for ``positive``), so one CSV works for datasets that spell their labels differently.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
+
+#: Unambiguous reviews; the default check when a trigger gives none.
+DEFAULT_CHECK_CASES: list[dict[str, str]] = [
+    {
+        "text": "An absolute masterpiece. Brilliant acting, a moving story, I loved every minute.",
+        "label": "positive",
+    },
+    {
+        "text": "Wonderful film, beautifully shot and genuinely funny. Highly recommended.",
+        "label": "positive",
+    },
+    {"text": "One of the best movies I have seen in years; the cast is superb.", "label": "positive"},
+    {"text": "Terrible. Boring plot, awful acting, a complete waste of two hours.", "label": "negative"},
+    {"text": "The worst movie I have ever seen. Dull, stupid and painfully long.", "label": "negative"},
+    {"text": "Awful script and horrible direction; I walked out halfway through.", "label": "negative"},
+]
+
+
+class InferenceCheckError(ValueError):
+    """The check's input is unusable (no cases, missing columns); names what is wrong."""
+
+
+@dataclass(frozen=True)
+class CheckCase:
+    text: str
+    expected: str
+
+
+def cases_from_records(records: Sequence[Mapping[str, Any]], origin: str = "check_texts") -> list[CheckCase]:
+    cases = []
+    for i, record in enumerate(records):
+        if not isinstance(record, Mapping) or TEXT_COLUMN not in record or LABEL_COLUMN not in record:
+            raise InferenceCheckError(
+                f"{origin}[{i}] must be an object with {TEXT_COLUMN!r} and {LABEL_COLUMN!r}, got {record!r}"
+            )
+        text = str(record[TEXT_COLUMN]).strip()
+        if not text:
+            raise InferenceCheckError(f"{origin}[{i}] has an empty text")
+        cases.append(CheckCase(text=text, expected=str(record[LABEL_COLUMN]).strip()))
+    if not cases:
+        raise InferenceCheckError(f"{origin} holds no check cases")
+    return cases
+
+
+def cases_from_csv(data: bytes, origin: str) -> list[CheckCase]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.BytesIO(data))
+    except Exception as exc:
+        raise InferenceCheckError(f"{origin} is not a readable CSV: {exc}") from exc
+    missing = [c for c in (TEXT_COLUMN, LABEL_COLUMN) if c not in frame.columns]
+    if missing:
+        raise InferenceCheckError(f"{origin} lacks column(s) {missing}; it has {list(frame.columns)}")
+    return cases_from_records(frame[[TEXT_COLUMN, LABEL_COLUMN]].to_dict("records"), origin)
+
+
+def label_matches(expected: str, label: str, label_id: int) -> bool:
+    """Name, id, or a prefix of the name (``pos`` ~ ``positive``), case-insensitive."""
+    want, got = expected.strip().lower(), label.strip().lower()
+    if want == got or want == str(label_id):
+        return True
+    return bool(want) and (got.startswith(want) or want.startswith(got))
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    version: str | None
+    rows: list[dict[str, Any]]
+    accuracy: float
+    required_accuracy: float
+
+    @property
+    def passed(self) -> bool:
+        return self.accuracy >= self.required_accuracy
+
+    @property
+    def correct(self) -> int:
+        return sum(1 for r in self.rows if r["correct"])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model_version": self.version,
+            "cases": len(self.rows),
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "required_accuracy": self.required_accuracy,
+            "passed": self.passed,
+        }
+
+    def csv_bytes(self) -> bytes:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows).to_csv(index=False).encode()
+
+
+def run_check(
+    predict: Callable[[list[str]], Mapping[str, Any]],
+    cases: Sequence[CheckCase],
+    required_accuracy: float,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> CheckReport:
+    """Send every case to ``predict`` (the server's ``/predict`` response) and score the answers.
+
+    Every prediction is logged (what the UI shows for the task), and the versions the server says answered
+    are recorded: a report names the model that produced it.
+    """
+    if not 0.0 <= required_accuracy <= 1.0:
+        raise InferenceCheckError(f"required accuracy must be within [0, 1], got {required_accuracy}")
+    if not cases:
+        raise InferenceCheckError("no check cases")
+    response = predict([c.text for c in cases])
+    predictions = response.get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != len(cases):
+        raise InferenceCheckError(
+            f"the server answered {len(predictions) if isinstance(predictions, list) else 'no'} predictions "
+            f"for {len(cases)} texts: {str(response)[:300]}"
+        )
+    version = response.get("model_version")
+    rows = []
+    for case, pred in zip(cases, predictions, strict=True):
+        ok = label_matches(case.expected, str(pred["label"]), int(pred["label_id"]))
+        scores = pred.get("scores", {})
+        row = {
+            "text": case.text,
+            "expected": case.expected,
+            "predicted": pred["label"],
+            "score": max(scores.values()) if scores else None,
+            "correct": ok,
+            "model_version": pred.get("model_version", version),
+        }
+        rows.append(row)
+        if log:
+            log(
+                f"{'OK  ' if ok else 'MISS'} expected={case.expected} predicted={pred['label']} "
+                f"| {case.text[:80]}"
+            )
+    accuracy = sum(r["correct"] for r in rows) / len(rows)
+    return CheckReport(
+        version=None if version is None else str(version),
+        rows=rows,
+        accuracy=accuracy,
+        required_accuracy=required_accuracy,
+    )

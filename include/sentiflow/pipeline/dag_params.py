@@ -1,0 +1,303 @@
+"""The trigger form of the DAGs: every parameter with its type, description and default.
+
+One definition for both DAGs, so the sweep offers exactly the pipeline's dataset, selection and check
+parameters. Defaults of dataset and model come from ``PipelineDefaults`` (``SENTIFLOW_DEFAULT_*``), which
+is how offline machines point the product at local copies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param
+
+from sentiflow import names
+from sentiflow.config import PipelineDefaults
+from sentiflow.pipeline.checks import DEFAULT_CHECK_CASES
+
+SELECTION_METRICS = [
+    names.BEST_VAL_F1,
+    names.VAL_F1_WEIGHTED,
+    names.VAL_ACCURACY,
+    names.VAL_AUC,
+    names.VAL_F1,
+]
+
+_DATA = "Dataset"
+_TRAIN = "Training hyperparameters"
+_SELECT = "Selection and promotion gate"
+_CHECK = "Inference check"
+
+
+def _opt_int(description: str, title: str, section: str, minimum: int = 1) -> Param:
+    return Param(
+        None, description=description, type=["null", "integer"], minimum=minimum, title=title, section=section
+    )
+
+
+def dataset_params(defaults: PipelineDefaults | None = None) -> dict[str, Param]:
+    defaults = defaults or PipelineDefaults()
+    return {
+        "dataset": Param(
+            defaults.dataset,
+            type="string",
+            minLength=1,
+            title="Dataset",
+            section=_DATA,
+            description="Hugging Face dataset name, a local folder/file, or an s3:// URI "
+            "(parquet/CSV with train/test files).",
+        ),
+        "dataset_config": Param(
+            None,
+            type=["null", "string"],
+            title="Dataset config",
+            section=_DATA,
+            description="Hub dataset configuration (subset) name, if it has several.",
+        ),
+        "text_column": Param(
+            None,
+            type=["null", "string"],
+            title="Text column",
+            section=_DATA,
+            description="Column holding the text; empty = detect it.",
+        ),
+        "label_column": Param(
+            None,
+            type=["null", "string"],
+            title="Label column",
+            section=_DATA,
+            description="Column holding the label; empty = detect it.",
+        ),
+        "sample_size": _opt_int(
+            "Stratified sample of the train split (rows); empty = all.", "Train sample", _DATA
+        ),
+        "eval_sample_size": _opt_int(
+            "Stratified sample of validation and test (rows each); empty = all.", "Eval sample", _DATA
+        ),
+    }
+
+
+def training_params(defaults: PipelineDefaults | None = None) -> dict[str, Param]:
+    defaults = defaults or PipelineDefaults()
+    return {
+        names.MODEL_NAME: Param(
+            defaults.model_name,
+            type="string",
+            minLength=1,
+            title="Pretrained model",
+            section=_TRAIN,
+            description="Hub name, local path or s3:// URI of any "
+            "AutoModelForSequenceClassification-compatible model.",
+        ),
+        names.NUM_TRAIN_EPOCHS: Param(
+            3.0,
+            type="number",
+            exclusiveMinimum=0,
+            title="Epochs",
+            section=_TRAIN,
+            description="num_train_epochs (Hugging Face TrainingArguments).",
+        ),
+        names.PER_DEVICE_TRAIN_BATCH_SIZE: Param(
+            16,
+            type="integer",
+            minimum=1,
+            title="Train batch size",
+            section=_TRAIN,
+            description="per_device_train_batch_size.",
+        ),
+        names.PER_DEVICE_EVAL_BATCH_SIZE: Param(
+            64,
+            type="integer",
+            minimum=1,
+            title="Eval batch size",
+            section=_TRAIN,
+            description="per_device_eval_batch_size.",
+        ),
+        names.LEARNING_RATE: Param(
+            5e-5,
+            type="number",
+            exclusiveMinimum=0,
+            title="Learning rate",
+            section=_TRAIN,
+            description="Peak learning rate (linear decay).",
+        ),
+        names.WEIGHT_DECAY: Param(
+            0.01,
+            type="number",
+            minimum=0,
+            title="Weight decay",
+            section=_TRAIN,
+            description="AdamW weight decay.",
+        ),
+        names.WARMUP_RATIO: Param(
+            0.1,
+            type="number",
+            minimum=0,
+            maximum=0.99,
+            title="Warm-up ratio",
+            section=_TRAIN,
+            description="Fraction of steps with linear warm-up.",
+        ),
+        names.MAX_LENGTH: Param(
+            256,
+            type="integer",
+            minimum=8,
+            maximum=8192,
+            title="Max length",
+            section=_TRAIN,
+            description="Tokens per text after truncation.",
+        ),
+        names.TRAIN_SUBSET_SIZE: _opt_int(
+            "Train on this many rows of the clean snapshot; empty = all.", "Train subset", _TRAIN
+        ),
+        names.EVAL_SUBSET_SIZE: _opt_int(
+            "Evaluate on this many validation rows; empty = all.", "Eval subset", _TRAIN
+        ),
+        names.SEED: Param(
+            42,
+            type="integer",
+            title="Seed",
+            section=_TRAIN,
+            description="Seed for sampling, initialisation and data order.",
+        ),
+        names.EARLY_STOPPING_PATIENCE: Param(
+            2,
+            type=["null", "integer"],
+            minimum=0,
+            title="Early stopping",
+            section=_TRAIN,
+            description="Epochs without a better val_f1 before stopping; 0 or empty disables.",
+        ),
+        names.TRUNCATION: Param(
+            "head",
+            enum=["head", "head_tail"],
+            title="Truncation",
+            section=_TRAIN,
+            description="head: first tokens; head_tail: first and last tokens of long "
+            "texts (Sun et al. 2019).",
+        ),
+        "train_extra": Param(
+            {},
+            type="object",
+            title="Extra training parameters",
+            section=_TRAIN,
+            description='Any other TrainParams field, e.g. {"num_hidden_layers": 2, '
+            '"bf16": "auto"}; unknown names fail the run.',
+        ),
+        "train_backend": Param(
+            "kubernetes",
+            enum=["kubernetes", "local"],
+            title="Training backend",
+            section=_TRAIN,
+            description="kubernetes: a GPU pod (KubernetesPodOperator); "
+            "local: the same entrypoint on the Airflow worker.",
+        ),
+    }
+
+
+def selection_params() -> dict[str, Param]:
+    return {
+        "selection_metric": Param(
+            names.BEST_VAL_F1,
+            type="string",
+            minLength=1,
+            examples=SELECTION_METRICS,
+            title="Selection metric",
+            section=_SELECT,
+            description="Metric that picks the best version (any logged metric; losses "
+            "and times are minimised).",
+        ),
+        "selection_scope": Param(
+            "this_run",
+            enum=["this_run", "all_versions"],
+            title="Selection scope",
+            section=_SELECT,
+            description="Choose among this run's versions or all versions of the registered model.",
+        ),
+        "min_improvement": Param(
+            0.0,
+            type="number",
+            minimum=0,
+            title="Minimum improvement",
+            section=_SELECT,
+            description="Promote only if better than the champion by at least this (in the metric's units).",
+        ),
+        "min_metric_value": Param(
+            None,
+            type=["null", "number"],
+            title="Minimum metric value",
+            section=_SELECT,
+            description="Promote only if the metric reaches this (a ceiling for "
+            "lower-is-better metrics); empty = no floor.",
+        ),
+    }
+
+
+def check_params() -> dict[str, Param]:
+    return {
+        "check_texts": Param(
+            DEFAULT_CHECK_CASES,
+            type="array",
+            title="Check texts",
+            section=_CHECK,
+            items={"type": "object", "required": ["text", "label"]},
+            description='Texts with their expected label ({"text", "label"}) sent to the deployed model.',
+        ),
+        "check_csv_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Check CSV",
+            section=_CHECK,
+            description="s3:// or local CSV with text,label columns; replaces the texts.",
+        ),
+        "check_min_accuracy": Param(
+            0.8,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Required accuracy",
+            section=_CHECK,
+            description="Below this the release rolls back and the run fails.",
+        ),
+    }
+
+
+def pipeline_params() -> dict[str, Any]:
+    return {
+        **dataset_params(),
+        **training_params(),
+        "run_baseline": Param(
+            True,
+            type="boolean",
+            title="Train the TF-IDF baseline",
+            section=_TRAIN,
+            description="Also train TF-IDF + logistic regression in parallel; selection "
+            "compares both families.",
+        ),
+        "baseline_params": Param(
+            {},
+            type="object",
+            title="Baseline parameters",
+            section=_TRAIN,
+            description='BaselineParams fields, e.g. {"C": 4.0, "ngram_max": 2}.',
+        ),
+        **selection_params(),
+        **check_params(),
+    }
+
+
+def sweep_params() -> dict[str, Any]:
+    return {
+        **dataset_params(),
+        **training_params(),
+        "grid": Param(
+            {names.LEARNING_RATE: [3e-5, 5e-5], names.NUM_TRAIN_EPOCHS: [1, 2]},
+            type="object",
+            title="Grid",
+            section=_TRAIN,
+            description="Hyperparameter name → list of values; one "
+            "MLflow run and registry version per combination.",
+        ),
+        **selection_params(),
+        **check_params(),
+    }

@@ -1,0 +1,94 @@
+"""The KubernetesPodOperator arguments of the GPU training pod, built from ``TrainerPodSettings``.
+
+The pod runs the same entrypoint as local training (``python -m sentiflow.train``); the run's result comes
+back through the XCom sidecar (the entrypoint writes ``/airflow/xcom/return.json``). Endpoints come from the
+Airflow connections as templates rendered at run time; the S3 secret key comes from a Kubernetes Secret when
+``secret_name`` is set (production), else from the connection (rendered values are masked by Airflow).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentiflow.config import ENV_PREFIX
+from sentiflow.pipeline.settings import PipelineSettings, TrainerPodSettings
+
+TRAIN_ENTRYPOINT = ["python", "-m", "sentiflow.train"]
+
+
+def train_arguments(manifest_uri: str, family: str, params_json: str) -> list[str]:
+    """Arguments of the training entrypoint; the values may be Jinja templates (rendered by Airflow)."""
+    return ["--manifest-uri", manifest_uri, "--family", family, "--params-json", params_json]
+
+
+def pod_env_templates(pipeline: PipelineSettings, pod: TrainerPodSettings) -> dict[str, str]:
+    """``SENTIFLOW_*`` env of the pod as Jinja templates over the Airflow connections."""
+    s3, mlflow = pipeline.s3_conn_id, pipeline.mlflow_conn_id
+    env = {
+        f"{ENV_PREFIX}S3_ENDPOINT_URL": f"{{{{ conn.{s3}.extra_dejson.get('endpoint_url', '') }}}}",
+        f"{ENV_PREFIX}S3_REGION": f"{{{{ conn.{s3}.extra_dejson.get('region_name', 'us-east-1') }}}}",
+        f"{ENV_PREFIX}MLFLOW_TRACKING_URI": f"{{{{ conn.{mlflow}.host }}}}",
+        "MLFLOW_TRACKING_URI": f"{{{{ conn.{mlflow}.host }}}}",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    if pod.secret_name is None:
+        env[f"{ENV_PREFIX}S3_ACCESS_KEY_ID"] = f"{{{{ conn.{s3}.login }}}}"
+        env[f"{ENV_PREFIX}S3_SECRET_ACCESS_KEY"] = f"{{{{ conn.{s3}.password }}}}"
+    return env
+
+
+def trainer_pod_kwargs(
+    *,
+    arguments: list[str],
+    pipeline: PipelineSettings | None = None,
+    pod: TrainerPodSettings | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``KubernetesPodOperator`` (everything except ``task_id``)."""
+    from airflow.providers.cncf.kubernetes.secret import Secret
+    from kubernetes.client import models as k8s
+
+    pipeline = pipeline or PipelineSettings()
+    pod = pod or TrainerPodSettings()
+    limits = {"memory": pod.memory_limit}
+    if pod.gpu_count:
+        limits[pod.gpu_resource] = str(pod.gpu_count)
+    secrets = []
+    if pod.secret_name:
+        secrets = [
+            Secret("env", f"{ENV_PREFIX}S3_ACCESS_KEY_ID", pod.secret_name, "access_key_id"),
+            Secret("env", f"{ENV_PREFIX}S3_SECRET_ACCESS_KEY", pod.secret_name, "secret_access_key"),
+        ]
+    return {
+        "name": "sentiflow-train",
+        "namespace": pod.namespace,
+        "image": pod.image,
+        "image_pull_policy": pod.image_pull_policy,
+        "cmds": list(TRAIN_ENTRYPOINT),
+        "arguments": arguments,
+        "env_vars": pod_env_templates(pipeline, pod),
+        "secrets": secrets,
+        "container_resources": k8s.V1ResourceRequirements(
+            requests={"cpu": pod.cpu_request, "memory": pod.memory_request}, limits=limits
+        ),
+        "node_selector": dict(pod.node_selector),
+        "tolerations": [k8s.V1Toleration(**_snake(t)) for t in pod.tolerations],
+        "labels": dict(pod.labels),
+        "kubernetes_conn_id": pod.kubernetes_conn_id,
+        "in_cluster": pod.in_cluster,
+        "service_account_name": pod.service_account_name,
+        "startup_timeout_seconds": pod.startup_timeout_seconds,
+        "schedule_timeout_seconds": pod.schedule_timeout_seconds,
+        "on_finish_action": "delete_pod",
+        "do_xcom_push": True,
+        "get_logs": True,
+        "log_events_on_failure": True,
+    }
+
+
+def _snake(toleration: dict[str, Any]) -> dict[str, Any]:
+    """Accept Kubernetes' camelCase (``tolerationSeconds``) as well as the client's snake_case."""
+    out = {}
+    for key, value in toleration.items():
+        snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+        out[snake] = value
+    return out

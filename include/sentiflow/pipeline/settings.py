@@ -1,0 +1,77 @@
+"""Settings of the pipeline DAGs and the trainer pod: ``SENTIFLOW_PIPELINE_*``, ``SENTIFLOW_TRAINER_POD_*``.
+
+They live next to the pipeline code (not in ``sentiflow.config``) because only the DAGs read them; the
+names follow the same ``SENTIFLOW_`` convention, so a deployment sets them like every other setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sentiflow.config import ENV_PREFIX
+
+
+class PipelineSettings(BaseSettings):
+    """Connection ids and limits of the pipeline tasks. Env: ``SENTIFLOW_PIPELINE_*``."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}PIPELINE_", extra="ignore")
+
+    s3_conn_id: str = Field(default="sentiflow_s3", description="Airflow aws connection of the object store.")
+    mlflow_conn_id: str = Field(default="sentiflow_mlflow", description="Airflow http connection of MLflow.")
+    server_conn_id: str = Field(
+        default="sentiflow_model_server",
+        description="Airflow http connection of the model server (token = password).",
+    )
+    selection_scope: Literal["this_run", "all_versions"] = Field(
+        default="this_run", description="Default scope of select_best: this run's versions, or every version."
+    )
+    deploy_timeout_s: float = Field(
+        default=600.0, description="Longest wait for the server to serve a version."
+    )
+    reports_prefix: str = Field(default="reports", description="S3 key prefix of inference-check reports.")
+    local_train_timeout_s: float = Field(
+        default=6 * 3600, description="Timeout of a local training subprocess."
+    )
+
+
+class TrainerPodSettings(BaseSettings):
+    """How the GPU training pod is built. Env: ``SENTIFLOW_TRAINER_POD_*`` (JSON for dicts and lists)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}TRAINER_POD_", extra="ignore")
+
+    image: str = Field(
+        default="sentiflow-trainer:latest", description="Trainer image (docker/Dockerfile.trainer)."
+    )
+    image_pull_policy: str = Field(default="IfNotPresent")
+    namespace: str = Field(default="sentiflow", description="Namespace the pod runs in.")
+    kubernetes_conn_id: str = Field(
+        default="kubernetes_default", description="Airflow kubernetes connection."
+    )
+    in_cluster: bool | None = Field(default=None, description="None: the connection decides.")
+    service_account_name: str | None = Field(default=None)
+    gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name of the GPU.")
+    gpu_count: int = Field(default=1, ge=0, description="GPUs per training pod (0 trains on CPU).")
+    cpu_request: str = Field(default="2")
+    memory_request: str = Field(default="8Gi")
+    memory_limit: str = Field(default="24Gi")
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"}, description="Node labels the pod needs."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        description="Tolerations (Kubernetes V1Toleration fields, snake_case or camelCase).",
+    )
+    startup_timeout_seconds: int = Field(default=600, description="Image pull + container start budget.")
+    schedule_timeout_seconds: int = Field(
+        default=1800, description="How long the pod may wait for a GPU node."
+    )
+    execution_timeout_s: float = Field(default=6 * 3600, description="Task timeout of the training pod.")
+    secret_name: str | None = Field(
+        default=None,
+        description="Kubernetes Secret with S3 keys (access_key_id, secret_access_key); unset = from the "
+        "Airflow connection.",
+    )
+    labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/part-of": "sentiflow"})

@@ -1,0 +1,441 @@
+"""Airflow task callables shared by ``sentiment_pipeline`` and ``sentiment_sweep``.
+
+The DAG files only wire these together. Each task turns Airflow connections into library settings, calls
+the library, and returns S3 URIs, run ids and versions (never data) for XCom. Heavy libraries (mlflow,
+pandas, torch) are imported inside the task bodies, so parsing a DAG stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, BaseHook, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from sentiflow.config import MLflowSettings, S3Settings
+from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
+from sentiflow.pipeline.connections import (
+    ServerEndpoint,
+    mlflow_settings_from,
+    s3_settings_from,
+    server_endpoint_from,
+    settings_env,
+)
+from sentiflow.pipeline.settings import PipelineSettings
+
+log = logging.getLogger("sentiflow.pipeline")
+
+# --- Assets: what the pipeline produces, for lineage and asset-triggered DAGs -------------------------
+RAW_SNAPSHOT = Asset(name="sentiflow_raw_snapshot", uri="x-sentiflow://snapshots/raw")
+CLEAN_SNAPSHOT = Asset(name="sentiflow_clean_snapshot", uri="x-sentiflow://snapshots/clean")
+CHAMPION_MODEL = Asset(name="sentiflow_champion_model", uri="x-sentiflow://models/champion")
+
+#: Task ids the branch tasks return; fixed so both DAGs share the tail.
+PROMOTE, KEEP_CHAMPION = "promote", "keep_champion"
+
+IO_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True}
+
+
+# --- connections → settings ---------------------------------------------------------------------------
+def s3_settings(pipeline: PipelineSettings) -> S3Settings:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    config = AwsBaseHook(aws_conn_id=pipeline.s3_conn_id, client_type="s3").conn_config
+    return s3_settings_from(
+        access_key_id=config.aws_access_key_id,
+        secret_access_key=config.aws_secret_access_key,
+        endpoint_url=config.endpoint_url,
+        region_name=config.region_name,
+        bucket=config.extra_config.get("bucket"),
+    )
+
+
+def mlflow_settings(pipeline: PipelineSettings) -> MLflowSettings:
+    return mlflow_settings_from(BaseHook.get_connection(pipeline.mlflow_conn_id), pipeline.mlflow_conn_id)
+
+
+def server_endpoint(pipeline: PipelineSettings) -> ServerEndpoint:
+    return server_endpoint_from(BaseHook.get_connection(pipeline.server_conn_id), pipeline.server_conn_id)
+
+
+def _store(pipeline: PipelineSettings) -> Any:
+    from sentiflow.storage import ObjectStore
+
+    return ObjectStore(s3_settings(pipeline))
+
+
+def _params() -> dict[str, Any]:
+    return dict(get_current_context()["params"])
+
+
+def _optional(value: Any) -> Any:
+    """UI forms send "" for an empty optional field; the library wants None."""
+    return None if value in ("", None) else value
+
+
+# --- parameters ----------------------------------------------------------------------------------------
+TRANSFORMER_PARAM_KEYS = (
+    "model_name",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "max_length",
+    "train_subset_size",
+    "eval_subset_size",
+    "seed",
+    "early_stopping_patience",
+    "truncation",
+)
+
+
+def training_params(params: dict[str, Any]) -> dict[str, str]:
+    """Validate the trigger's hyperparameters with the training package's models; JSON per family.
+
+    Fails the run in its first task, with pydantic's message naming the bad field, before any data is
+    collected or any GPU is requested.
+    """
+    from sentiflow.train.params import BaselineParams, TrainParams
+
+    transformer = {k: _optional(params.get(k)) for k in TRANSFORMER_PARAM_KEYS if k in params}
+    transformer.update(params.get("train_extra") or {})
+    baseline = {"seed": params.get("seed", 42), **(params.get("baseline_params") or {})}
+    try:
+        tp = TrainParams.model_validate({k: v for k, v in transformer.items() if v is not None})
+        bp = BaselineParams.model_validate(baseline)
+    except ValueError as exc:
+        raise AirflowFailException(f"invalid training parameters: {exc}") from exc
+    return {FAMILY_TRANSFORMER: tp.model_dump_json(), FAMILY_TFIDF: bp.model_dump_json()}
+
+
+@task(task_id="validate_params", retries=0)
+def validate_params() -> dict[str, str]:
+    """Check the trigger's parameters before anything runs; returns the training params JSON per family."""
+    params = _params()
+    if not str(params.get("selection_metric") or "").strip():
+        raise AirflowFailException("selection_metric is empty: name a metric the training runs log")
+    if float(params.get("min_improvement") or 0) < 0:
+        raise AirflowFailException("min_improvement must be >= 0")
+    if not 0 <= float(params.get("check_min_accuracy", 1.0)) <= 1:
+        raise AirflowFailException("check_min_accuracy must be within [0, 1]")
+    if params.get("train_backend") not in ("kubernetes", "local"):
+        raise AirflowFailException(
+            f"train_backend must be kubernetes or local, got {params.get('train_backend')!r}"
+        )
+    return training_params(params)
+
+
+# --- data ----------------------------------------------------------------------------------------------
+@task(task_id="collect", outlets=[RAW_SNAPSHOT], execution_timeout=timedelta(minutes=60), **IO_RETRIES)
+def collect_task() -> str:
+    """Dataset (Hub name, path or s3:// URI) → raw snapshot in S3; returns its manifest URI."""
+    from sentiflow.data.collect import collect
+
+    context = get_current_context()
+    params = dict(context["params"])
+    uri = collect(
+        params["dataset"],
+        run_id=context["run_id"],
+        config_name=_optional(params.get("dataset_config")),
+        text_column=_optional(params.get("text_column")),
+        label_column=_optional(params.get("label_column")),
+        sample_size=_optional(params.get("sample_size")),
+        eval_sample_size=_optional(params.get("eval_sample_size")),
+        seed=int(params.get("seed", 42)),
+        store=_store(PipelineSettings()),
+    )
+    context["outlet_events"][RAW_SNAPSHOT].extra = {"manifest_uri": uri}
+    return uri
+
+
+@task(task_id="clean", outlets=[CLEAN_SNAPSHOT], execution_timeout=timedelta(minutes=60), **IO_RETRIES)
+def clean_task(raw_manifest_uri: str) -> str:
+    """Raw snapshot → clean snapshot (HTML, special characters, lowercase); returns its manifest URI."""
+    from sentiflow.data.clean import clean_snapshot
+
+    context = get_current_context()
+    uri = clean_snapshot(raw_manifest_uri, store=_store(PipelineSettings()))
+    context["outlet_events"][CLEAN_SNAPSHOT].extra = {"manifest_uri": uri}
+    return uri
+
+
+# --- training ------------------------------------------------------------------------------------------
+def train_locally(manifest_uri: str, family: str, params_json: str) -> dict[str, Any]:
+    from sentiflow.pipeline.local_train import LocalTrainingError, run_local_training
+
+    pipeline = PipelineSettings()
+    env = settings_env(s3_settings(pipeline), mlflow_settings(pipeline))
+    try:
+        result = run_local_training(
+            manifest_uri, family, params_json, env=env, timeout_s=pipeline.local_train_timeout_s, log=log.info
+        )
+    except LocalTrainingError as exc:
+        raise AirflowFailException(str(exc)) from exc  # a failed run changed nothing; retrying won't help
+    log.info("run %s registered version %s", result.get("run_id"), result.get("model_version"))
+    return result
+
+
+@task(task_id="train_local", execution_timeout=timedelta(hours=6), retries=0)
+def train_local(manifest_uri: str, params_by_family: dict[str, str]) -> dict[str, Any]:
+    """Fine-tune the transformer on this worker (same entrypoint as the pod)."""
+    return train_locally(manifest_uri, FAMILY_TRANSFORMER, params_by_family[FAMILY_TRANSFORMER])
+
+
+@task(task_id="train_baseline", execution_timeout=timedelta(hours=1), retries=0)
+def train_baseline(manifest_uri: str, params_by_family: dict[str, str]) -> dict[str, Any]:
+    """TF-IDF + logistic regression, registered in the same model so selection compares families."""
+    return train_locally(manifest_uri, FAMILY_TFIDF, params_by_family[FAMILY_TFIDF])
+
+
+def trainer_pod(task_id: str, **overrides: Any) -> Any:
+    """The KubernetesPodOperator that trains on a GPU node; ``overrides`` (e.g. ``arguments``) win."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from sentiflow.pipeline.pod import train_arguments, trainer_pod_kwargs
+    from sentiflow.pipeline.settings import TrainerPodSettings
+
+    pod = TrainerPodSettings()
+    arguments = train_arguments(
+        "{{ ti.xcom_pull(task_ids='clean') }}",
+        FAMILY_TRANSFORMER,
+        "{{ ti.xcom_pull(task_ids='validate_params')['" + FAMILY_TRANSFORMER + "'] }}",
+    )
+    kwargs = trainer_pod_kwargs(arguments=arguments, pod=pod)
+    kwargs.update(overrides)
+    return KubernetesPodOperator(
+        task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
+    )
+
+
+def trainer_pods_mapped(task_id: str, arguments: Any) -> Any:
+    """One training pod per element of ``arguments`` (dynamic task mapping, for the sweep)."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from sentiflow.pipeline.pod import trainer_pod_kwargs
+    from sentiflow.pipeline.settings import TrainerPodSettings
+
+    pod = TrainerPodSettings()
+    kwargs = trainer_pod_kwargs(arguments=[], pod=pod)
+    kwargs.pop("arguments")
+    return KubernetesPodOperator.partial(
+        task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
+    ).expand(arguments=arguments)
+
+
+def grid_points(params: dict[str, Any]) -> list[str]:
+    """Every combination of the ``grid`` param over the base hyperparameters, validated, as params JSON."""
+    import itertools
+
+    grid = params.get("grid") or {}
+    if not isinstance(grid, dict) or not grid:
+        raise AirflowFailException("grid must be an object: hyperparameter name -> list of values")
+    bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+    if bad:
+        raise AirflowFailException(f"grid values must be non-empty lists; not for {bad}")
+    keys = list(grid)
+    points = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        point = {**params, **dict(zip(keys, combo, strict=True))}
+        extra = {k: v for k, v in point.items() if k not in TRANSFORMER_PARAM_KEYS and k in keys}
+        point["train_extra"] = {**(params.get("train_extra") or {}), **extra}
+        points.append(training_params(point)[FAMILY_TRANSFORMER])
+    return points
+
+
+# --- selection and release (the shared tail) -------------------------------------------------------------
+def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    from sentiflow.pipeline import registry
+    from sentiflow.pipeline.selection import gate, pick_best
+
+    pipeline = PipelineSettings()
+    settings = mlflow_settings(pipeline)
+    client = registry.mlflow_client(settings)
+    name = settings.registered_model_name
+    scope = params.get("selection_scope") or pipeline.selection_scope
+    if scope == "all_versions":
+        candidates = registry.all_candidates(client, name)
+    else:
+        versions = [str(r["model_version"]) for r in results if r and r.get("model_version")]
+        if not versions:
+            raise AirflowFailException(f"training registered no version of {name!r} in this run")
+        candidates = registry.candidates_for_versions(client, name, versions)
+    metric = params["selection_metric"]
+    best = pick_best(candidates, metric)
+    decision = gate(
+        best,
+        registry.champion(client, settings),
+        metric,
+        min_improvement=float(params.get("min_improvement") or 0.0),
+        min_metric_value=_optional(params.get("min_metric_value")),
+    )
+    for c in candidates:
+        log.info(
+            "candidate version %s (%s, run %s): %s=%s", c.version, c.family, c.run_id, metric, c.value(metric)
+        )
+    log.info("selected version %s; gate: %s", best.version, decision.reason)
+    return {**decision.as_dict(), "scope": scope, "candidates": [c.version for c in candidates]}
+
+
+def select_best(train_task_ids: list[str]) -> Any:
+    """Branch: pick the best version among the training tasks' results, gate it against the champion."""
+
+    @task.branch(task_id="select_best", trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+    def _select_best() -> str:
+        context = get_current_context()
+        raw = context["ti"].xcom_pull(task_ids=train_task_ids)
+        results = [r for r in (raw if isinstance(raw, list) else [raw]) if r]
+        decision = _decide(results, dict(context["params"]))
+        context["ti"].xcom_push(key="decision", value=decision)
+        return PROMOTE if decision["promote"] else KEEP_CHAMPION
+
+    return _select_best()
+
+
+@task(task_id=KEEP_CHAMPION)
+def keep_champion() -> dict[str, Any]:
+    """The gate said no: the champion and the served version stay; the reason is this task's log and XCom."""
+    decision = get_current_context()["ti"].xcom_pull(task_ids="select_best", key="decision")
+    log.info("champion kept: %s", decision["reason"])
+    return decision
+
+
+@task(task_id=PROMOTE, outlets=[CHAMPION_MODEL], **IO_RETRIES)
+def promote() -> dict[str, Any]:
+    """Alias ``champion`` → the selected version; the old champion becomes ``previous``."""
+    from sentiflow.pipeline import registry
+
+    context = get_current_context()
+    decision = context["ti"].xcom_pull(task_ids="select_best", key="decision")
+    settings = mlflow_settings(PipelineSettings())
+    move = registry.promote(registry.mlflow_client(settings), settings, decision["candidate_version"])
+    log.info("promoted version %s (previous: %s): %s", move.champion, move.previous, decision["reason"])
+    context["outlet_events"][CHAMPION_MODEL].extra = {
+        "registered_model": settings.registered_model_name,
+        "version": move.champion,
+    }
+    return {"version": move.champion, "previous": move.previous, "run_id": decision["candidate_run_id"]}
+
+
+def _rollback(version: str, reason: str, *, redeploy: bool) -> str:
+    from sentiflow.pipeline import registry
+    from sentiflow.pipeline.deploy import roll_back, server_client
+
+    pipeline = PipelineSettings()
+    settings = mlflow_settings(pipeline)
+    server = server_client(server_endpoint(pipeline)) if redeploy else None
+    result = roll_back(
+        registry.mlflow_client(settings),
+        settings,
+        server,
+        version,
+        reason,
+        timeout_s=pipeline.deploy_timeout_s,
+    )
+    log.error("rollback: %s", result.message)
+    return result.message
+
+
+@task(task_id="deploy", execution_timeout=timedelta(minutes=30), retries=0)
+def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
+    """``/deploy`` the new champion and wait until ``/model`` reports it; on failure the alias moves back.
+
+    No retries: a failed deploy already left the old model serving (the server swaps only after warm-up)
+    and the alias rolled back, so the run ends in a consistent state and says why.
+    """
+    from sentiflow.pipeline.deploy import DeployError, deploy_version, server_client
+
+    pipeline = PipelineSettings()
+    version = promoted["version"]
+    try:
+        info = deploy_version(
+            server_client(server_endpoint(pipeline)), version, timeout_s=pipeline.deploy_timeout_s
+        )
+    except DeployError as exc:
+        message = _rollback(version, str(exc), redeploy=False)
+        raise AirflowFailException(f"{exc}; {message}") from exc
+    log.info("model server serves version %s", info.get("version"))
+    return {"version": str(info.get("version")), "run_id": promoted.get("run_id")}
+
+
+@task(task_id="inference_check", execution_timeout=timedelta(minutes=15), retries=0)
+def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
+    """Known texts → ``/predict``; a report to S3 and MLflow; below the threshold: roll back and fail."""
+    from sentiflow.pipeline.checks import (
+        DEFAULT_CHECK_CASES,
+        InferenceCheckError,
+        cases_from_csv,
+        cases_from_records,
+        run_check,
+    )
+    from sentiflow.pipeline.deploy import server_client
+
+    context = get_current_context()
+    params = dict(context["params"])
+    pipeline = PipelineSettings()
+    store = _store(pipeline)
+    version = deployed["version"]
+    try:
+        if _optional(params.get("check_csv_uri")):
+            cases = cases_from_csv(store.read_location(params["check_csv_uri"]), params["check_csv_uri"])
+        else:
+            cases = cases_from_records(params.get("check_texts") or DEFAULT_CHECK_CASES)
+        server = server_client(server_endpoint(pipeline))
+        report = run_check(server.predict, cases, float(params["check_min_accuracy"]), log=log.info)
+    except InferenceCheckError as exc:
+        message = _rollback(version, f"inference check unusable: {exc}", redeploy=True)
+        raise AirflowFailException(f"inference check could not run: {exc}; {message}") from exc
+
+    summary = {**report.summary(), "dag_run_id": context["run_id"], "expected_version": version}
+    prefix = store.uri(pipeline.reports_prefix, _safe(context["run_id"]), "inference_check")
+    store.put_bytes(prefix.join("predictions.csv"), report.csv_bytes(), "text/csv")
+    store.put_json(prefix.join("summary.json"), summary)
+    summary["report_uri"] = str(prefix)
+    _log_report_to_mlflow(deployed.get("run_id"), report, summary)
+    log.info("inference check: %s", json.dumps(summary))
+    if report.version is not None and report.version != str(version):
+        reason = f"the server answered with version {report.version}, expected {version}"
+        raise AirflowFailException(f"{reason}; {_rollback(version, reason, redeploy=True)}")
+    if not report.passed:
+        reason = (
+            f"inference check failed: accuracy {report.accuracy:.3f} "
+            f"< required {report.required_accuracy:.3f} "
+            f"({report.correct}/{len(report.rows)} correct; report {prefix})"
+        )
+        raise AirflowFailException(f"{reason}; {_rollback(version, reason, redeploy=True)}")
+    return summary
+
+
+def _safe(run_id: str) -> str:
+    from sentiflow.data.collect import sanitize_run_id
+
+    return sanitize_run_id(run_id)
+
+
+def _log_report_to_mlflow(run_id: str | None, report: Any, summary: dict[str, Any]) -> None:
+    """Attach the report to the MLflow run of the version it checked (visible next to its metrics)."""
+    import tempfile
+    from pathlib import Path
+
+    from sentiflow.pipeline import registry
+
+    if not run_id:
+        return
+    client = registry.mlflow_client(mlflow_settings(PipelineSettings()))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "predictions.csv").write_bytes(report.csv_bytes())
+        (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2))
+        client.log_artifacts(run_id, tmp, artifact_path="inference_check")
+
+
+def release_tail(train_task_ids: list[str]) -> Any:
+    """select_best → (promote → deploy → inference_check | keep_champion); returns select_best."""
+    selected = select_best(train_task_ids)
+    promoted = promote()
+    selected >> [promoted, keep_champion()]
+    inference_check(deploy(promoted))
+    return selected
