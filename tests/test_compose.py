@@ -231,7 +231,6 @@ def test_every_sentiflow_name_is_a_library_setting(raw):
     used = set(re.findall(r"\bSENTIFLOW_[A-Z0-9_]+", COMPOSE.read_text())) | {
         k for k in env_file_values(ENV_EXAMPLE) if k.startswith("SENTIFLOW_")
     }
-    # SENTIFLOW_TRAIN_BACKEND is exported by the image's entrypoint, not read from compose.
     unknown = sorted(used - set(known))
     assert not unknown, f"not a field of any settings class: {unknown}"
 
@@ -380,9 +379,9 @@ def test_train_backend_follows_the_mounted_kubeconfig(tmp_path, kubeconfig, in_c
     if in_cluster:
         env["KUBERNETES_SERVICE_HOST"] = "10.0.0.1"
     if preset:
-        env["SENTIFLOW_TRAIN_BACKEND"] = preset
+        env["SENTIFLOW_PIPELINE_TRAIN_BACKEND"] = preset
     select = DOCKER / "airflow" / "select-backend.sh"
-    script = f'source {select}; echo "$SENTIFLOW_TRAIN_BACKEND|${{KUBECONFIG:-}}"'
+    script = f'source {select}; echo "$SENTIFLOW_PIPELINE_TRAIN_BACKEND|${{KUBECONFIG:-}}"'
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=True).stdout
     backend, kubeconfig_env = out.strip().split("|")
     assert backend == expected

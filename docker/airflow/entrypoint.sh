@@ -13,7 +13,7 @@ if [[ "${1:-}" == "sentiflow-airflow-init" ]]; then
   trap 'rm -f "$conns"' EXIT
   python /opt/sentiflow/connections.py >"$conns"
   airflow connections import --overwrite "$conns"
-  echo "sentiflow: Airflow initialised (training backend: ${SENTIFLOW_TRAIN_BACKEND})"
+  echo "sentiflow: Airflow initialised (training backend: ${SENTIFLOW_PIPELINE_TRAIN_BACKEND})"
   exit 0
 fi
 
