@@ -1,0 +1,125 @@
+"""The trainer pod as Kubernetes would get it (rendered without a cluster), and connection → settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from sentiflow.pipeline.connections import (
+    ConnectionError_,
+    http_url,
+    mlflow_settings_from,
+    s3_settings_from,
+    server_endpoint_from,
+    settings_env,
+)
+from tests.test_dag_integrity import REPO, run_airflow_script
+
+POD = r"""
+import io, json, sys, contextlib
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+op = bag.dags["sentiment_pipeline"].get_task("train_kubernetes")
+pod = op.build_pod_request_obj(dry_run=True).to_dict()
+printed = io.StringIO()
+with contextlib.redirect_stdout(printed):
+    op.dry_run()
+mapped = bag.dags["sentiment_sweep"].get_task("train_grid_kubernetes")
+print("JSON" + json.dumps({
+    "pod": pod, "dry_run": printed.getvalue(),
+    "operator": {"startup_timeout_seconds": op.startup_timeout_seconds,
+                 "schedule_timeout_seconds": op.schedule_timeout_seconds,
+                 "on_finish_action": str(getattr(op.on_finish_action, "value", op.on_finish_action)),
+                 "do_xcom_push": op.do_xcom_push, "template_fields": list(op.template_fields)},
+    "sweep_mapped_over": sorted(mapped.expand_input.value.keys()),
+}, default=str))
+"""
+
+
+def render_pod(tmp_path: Path, **env: str) -> dict:
+    return run_airflow_script(POD, tmp_path, str(REPO / "dags"), env=env)
+
+
+@pytest.mark.slow  # parses the DAGs in a child process (~20 s on 2 shared cores)
+def test_pod_requests_a_gpu_and_runs_the_training_entrypoint(tmp_path: Path) -> None:
+    out = render_pod(tmp_path, SENTIFLOW_TRAINER_POD_IMAGE="registry.example/sentiflow-trainer:1.2")
+    spec = out["pod"]["spec"]
+    container = spec["containers"][0]
+    assert container["image"] == "registry.example/sentiflow-trainer:1.2"
+    assert container["command"] == ["python", "-m", "sentiflow.train"]
+    args = container["args"]
+    assert args[args.index("--manifest-uri") + 1] == "{{ ti.xcom_pull(task_ids='clean') }}"
+    assert args[args.index("--family") + 1] == "transformer"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["node_selector"] == {"nvidia.com/gpu.present": "true"}
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+    env = {e["name"]: e for e in container["env"]}
+    assert "conn.sentiflow_s3.extra_dejson" in env["SENTIFLOW_S3_ENDPOINT_URL"]["value"]
+    assert env["SENTIFLOW_MLFLOW_TRACKING_URI"]["value"] == "{{ conn.sentiflow_mlflow.host }}"
+    assert env["SENTIFLOW_S3_SECRET_ACCESS_KEY"]["value"] == "{{ conn.sentiflow_s3.password }}"
+    operator = out["operator"]
+    assert operator["startup_timeout_seconds"] == 600 and operator["schedule_timeout_seconds"] == 1800
+    assert operator["on_finish_action"] == "delete_pod" and operator["do_xcom_push"] is True
+    assert {"arguments", "env_vars"} <= set(operator["template_fields"])
+    assert "nvidia.com/gpu" in out["dry_run"] and "sentiflow.train" in out["dry_run"]
+    assert out["sweep_mapped_over"] == ["arguments"]
+
+
+@pytest.mark.slow
+def test_pod_settings_move_secrets_to_a_kubernetes_secret(tmp_path: Path) -> None:
+    out = render_pod(
+        tmp_path,
+        SENTIFLOW_TRAINER_POD_SECRET_NAME="sentiflow-s3",
+        SENTIFLOW_TRAINER_POD_GPU_COUNT="2",
+        SENTIFLOW_TRAINER_POD_NODE_SELECTOR=json.dumps({"pool": "a100"}),
+        SENTIFLOW_TRAINER_POD_STARTUP_TIMEOUT_SECONDS="900",
+    )
+    container = out["pod"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    secret = env["SENTIFLOW_S3_SECRET_ACCESS_KEY"]["value_from"]["secret_key_ref"]
+    assert secret == {"name": "sentiflow-s3", "key": "secret_access_key", "optional": None}
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert out["pod"]["spec"]["node_selector"] == {"pool": "a100"}
+    assert out["operator"]["startup_timeout_seconds"] == 900
+
+
+# --- Airflow connection → settings (plain objects standing in for airflow Connection) ---------------------
+@dataclass
+class Conn:
+    host: str | None = None
+    schema: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = None
+    extra_dejson: dict = field(default_factory=dict)
+
+
+def test_http_connections_become_urls_and_tokens() -> None:
+    assert http_url(Conn(host="http://mlflow:5000/"), "m") == "http://mlflow:5000"
+    assert http_url(Conn(host="mlflow", schema="https", port=443), "m") == "https://mlflow:443"
+    assert mlflow_settings_from(Conn(host="http://h:1"), "m").tracking_uri == "http://h:1"
+    endpoint = server_endpoint_from(Conn(host="http://srv:8000", password="tok"), "s")
+    assert (endpoint.url, endpoint.token) == ("http://srv:8000", "tok")
+    with pytest.raises(ConnectionError_, match="'sentiflow_mlflow' has no host"):
+        http_url(Conn(), "sentiflow_mlflow")
+
+
+def test_s3_settings_and_the_training_env() -> None:
+    s3 = s3_settings_from(
+        access_key_id="ak", secret_access_key="sk", endpoint_url="http://s3:9000", region_name="eu-west-1"
+    )
+    assert s3.endpoint_url == "http://s3:9000" and s3.secret_access_key.get_secret_value() == "sk"
+    env = settings_env(s3, mlflow_settings_from(Conn(host="http://m:5000"), "m"))
+    assert env["SENTIFLOW_S3_SECRET_ACCESS_KEY"] == "sk" and env["MLFLOW_S3_ENDPOINT_URL"] == "http://s3:9000"
+    assert env["SENTIFLOW_MLFLOW_TRACKING_URI"] == env["MLFLOW_TRACKING_URI"] == "http://m:5000"
+    aws = s3_settings_from(access_key_id="ak", secret_access_key="sk", endpoint_url="", region_name=None)
+    assert aws.endpoint_url is None and "SENTIFLOW_S3_ENDPOINT_URL" not in settings_env(aws, aws_ml())
+
+
+def aws_ml():
+    from sentiflow.config import MLflowSettings
+
+    return MLflowSettings()

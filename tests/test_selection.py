@@ -1,0 +1,117 @@
+"""Selection and the promotion gate, pure: ties, missing metrics, first version, lower-is-better."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sentiflow import names
+from sentiflow.pipeline.checks import CheckCase, InferenceCheckError, cases_from_csv, label_matches, run_check
+from sentiflow.pipeline.selection import Candidate, SelectionError, gate, pick_best
+
+F1 = names.BEST_VAL_F1
+LOSS = names.VAL_LOSS
+
+
+def c(version: str, **metrics: float) -> Candidate:
+    return Candidate(version=version, run_id=f"run{version}", metrics=metrics)
+
+
+def test_pick_best_maximises_and_minimises_by_metric_direction() -> None:
+    pool = [c("1", best_val_f1=0.80, val_loss=0.40), c("2", best_val_f1=0.85, val_loss=0.50)]
+    assert pick_best(pool, F1).version == "2"
+    assert pick_best(pool, LOSS).version == "1"
+
+
+def test_pick_best_tie_goes_to_newest_version_numerically() -> None:
+    pool = [c("10", best_val_f1=0.9), c("9", best_val_f1=0.9), c("2", best_val_f1=0.9)]
+    assert pick_best(pool, F1).version == "10"
+
+
+def test_pick_best_skips_missing_and_nan_metrics() -> None:
+    pool = [c("1"), c("2", best_val_f1=math.nan), c("3", best_val_f1=0.5)]
+    assert pick_best(pool, F1).version == "3"
+
+
+def test_pick_best_errors_name_the_metric_and_what_was_logged() -> None:
+    with pytest.raises(SelectionError, match="no model versions"):
+        pick_best([], F1)
+    with pytest.raises(SelectionError, match=r"'val_auc'.*val_accuracy"):
+        pick_best([c("1", val_accuracy=0.9)], names.VAL_AUC)
+
+
+def test_first_version_is_promoted_when_it_passes_the_floor() -> None:
+    decision = gate(c("1", best_val_f1=0.7), None, F1, min_metric_value=0.6)
+    assert decision.promote and "first champion" in decision.reason
+    blocked = gate(c("1", best_val_f1=0.5), None, F1, min_metric_value=0.6)
+    assert not blocked.promote and "at least 0.6000" in blocked.reason
+
+
+def test_gate_requires_strict_improvement_by_min_improvement() -> None:
+    champion = c("1", best_val_f1=0.80)
+    assert not gate(c("2", best_val_f1=0.80), champion, F1).promote  # a tie keeps the champion
+    assert gate(c("2", best_val_f1=0.81), champion, F1).promote
+    small = gate(c("2", best_val_f1=0.805), champion, F1, min_improvement=0.01)
+    assert not small.promote and "below the required 0.0100" in small.reason
+    assert small.champion_value == pytest.approx(0.80)
+    assert gate(c("2", best_val_f1=0.82), champion, F1, min_improvement=0.01).promote
+    worse = gate(c("2", best_val_f1=0.70), champion, F1)
+    assert not worse.promote and "champion kept" in worse.reason
+
+
+def test_gate_lower_is_better_metrics_flip_comparison_and_floor() -> None:
+    champion = c("1", val_loss=0.40)
+    assert gate(c("2", val_loss=0.30), champion, LOSS, min_improvement=0.05).promote
+    assert not gate(c("2", val_loss=0.45), champion, LOSS).promote
+    ceiling = gate(c("2", val_loss=0.30), None, LOSS, min_metric_value=0.25)
+    assert not ceiling.promote and "at most" in ceiling.reason
+
+
+def test_gate_champion_without_the_metric_is_kept_with_a_reason() -> None:
+    decision = gate(c("2", val_auc=0.9), c("1", best_val_f1=0.8), names.VAL_AUC)
+    assert not decision.promote and "has no 'val_auc'" in decision.reason
+
+
+def test_gate_candidate_already_champion_and_bad_arguments() -> None:
+    same = c("3", best_val_f1=0.9)
+    assert not gate(same, same, F1).promote
+    assert not gate(c("2"), None, F1).promote  # candidate never logged the metric
+    with pytest.raises(ValueError, match="min_improvement"):
+        gate(same, None, F1, min_improvement=-0.1)
+    assert gate(same, None, F1).as_dict()["candidate_version"] == "3"
+
+
+# --- the inference check's scoring (pure; the live server part is in test_pipeline_e2e.py) ----------------
+def test_label_matching_accepts_names_ids_and_prefixes() -> None:
+    assert label_matches("positive", "positive", 1)
+    assert label_matches("1", "positive", 1)
+    assert label_matches("pos", "positive", 1)
+    assert label_matches("POSITIVE", "pos", 1)
+    assert not label_matches("negative", "positive", 1)
+    assert not label_matches("0", "positive", 1)
+
+
+def test_run_check_scores_and_validates_the_server_answer() -> None:
+    cases = [CheckCase("good", "positive"), CheckCase("bad", "negative")]
+
+    def predict(texts: list[str]) -> dict:
+        return {
+            "model_version": "4",
+            "predictions": [{"label": "positive", "label_id": 1, "scores": {"positive": 0.9}} for _ in texts],
+        }
+
+    report = run_check(predict, cases, 0.75)
+    assert report.accuracy == 0.5 and not report.passed and report.version == "4"
+    assert report.summary()["correct"] == 1
+    assert b"expected,predicted" in report.csv_bytes()
+    with pytest.raises(InferenceCheckError, match="answered 0 predictions for 2"):
+        run_check(lambda texts: {"predictions": []}, cases, 0.5)
+    with pytest.raises(InferenceCheckError, match="within"):
+        run_check(predict, cases, 1.5)
+
+
+def test_check_csv_errors_name_the_missing_column() -> None:
+    assert cases_from_csv(b"text,label\nnice,positive\n", "x.csv")[0].expected == "positive"
+    with pytest.raises(InferenceCheckError, match=r"x.csv lacks column\(s\) \['label'\]"):
+        cases_from_csv(b"text,sentiment\nnice,positive\n", "x.csv")
