@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from sentiflow.feedback.sampling import record_predictions
 from serving import feedback, metrics
 from serving.batcher import NotReadyError
 from serving.errors import ApiError
@@ -85,6 +86,7 @@ def predict():
                 "scores": {name: float(p) for name, p in zip(labels, row, strict=True)},
             }
         )
+    record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample (issue 7)
     return jsonify(model_version=model.version, model_name=model.name, predictions=predictions)
 
 

@@ -54,6 +54,14 @@ def _instrument(app: Flask) -> None:
         return response
 
 
+def _register_feedback_loop() -> None:
+    """Issue 7: wrong-flag alerts (window, log line, webhook) run on each stored feedback row."""
+    from sentiflow.feedback.alerts import on_feedback_record
+    from serving.feedback import on_stored
+
+    on_stored(on_feedback_record)
+
+
 def create_app(
     settings: ServerSettings | None = None,
     mlflow_settings: MLflowSettings | None = None,
@@ -80,6 +88,7 @@ def create_app(
     )
     register_error_handlers(app)
     _instrument(app)
+    _register_feedback_loop()
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     _register_ui(app)

@@ -334,3 +334,16 @@ def on_feedback(
     except Exception:  # alerting must not break POST /feedback
         logger.exception("feedback alert hook failed; the feedback itself was stored")
         return None
+
+
+def on_feedback_record(record: Any) -> Alert | None:
+    """Listener for the server's ``serving.feedback.on_stored``: takes its stored ``FeedbackRecord``."""
+    created_at = getattr(record, "created_at", None)
+    return on_feedback(
+        text=record.text,
+        predicted_label=record.predicted_label,
+        correct=record.correct,
+        true_label=getattr(record, "true_label", None),
+        model_version=getattr(record, "model_version", None),
+        at=created_at.timestamp() if isinstance(created_at, datetime) else None,
+    )

@@ -1,0 +1,147 @@
+"""The feedback loop wired into the real model server (gunicorn on 127.0.0.1) and the real S3/MLflow.
+
+POST /feedback → the alert webhook; POST /predict → the drift sample in S3; GET /feedback/export → the
+feedback-enriched training snapshot and the MLflow run's lineage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+
+from sentiflow.config import DriftSettings
+from sentiflow.data.snapshot import read_manifest, read_snapshot, write_snapshot
+from sentiflow.feedback.dataset import export_and_merge, log_feedback_lineage, read_export_watermark
+from sentiflow.feedback.sampling import read_production_sample
+from sentiflow.names import FEEDBACK_ROWS_USED, FEEDBACK_SNAPSHOT_URI
+from serving.devserver import DevServer
+from tests.test_alerts import Receiver
+from tests.test_server import register_tfidf_versions
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def server(stack, receiver: Receiver) -> Iterator[DevServer]:
+    version = register_tfidf_versions(1)[0]
+    env = {
+        # one worker: the in-process window is per worker (the Prometheus rule is the cross-worker one)
+        "SENTIFLOW_SERVER_WORKERS": "1",
+        "SENTIFLOW_SERVER_THREADS": "4",
+        "SENTIFLOW_ALERT_WEBHOOK_URL": receiver.url,
+        "SENTIFLOW_ALERT_WEBHOOK_BACKOFF_S": "0.05",
+        "SENTIFLOW_DRIFT_FLUSH_INTERVAL_S": "0.5",
+        "SENTIFLOW_DRIFT_SAMPLES_PREFIX": "samples-server-test",
+    }
+    srv = DevServer(stack, env).start()
+    try:
+        r = requests.post(
+            f"{srv.url}/deploy?wait=true",
+            json={"version": version},
+            headers={"Authorization": f"Bearer {srv.token}"},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        yield srv
+    finally:
+        srv.stop()
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def flag(srv: DevServer, text: str, **extra) -> None:
+    body = {"text": text, "predicted_label": "positive", "correct": False, **extra}
+    r = requests.post(f"{srv.url}/feedback", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+
+
+def test_three_wrong_flags_through_the_server_send_one_webhook(server: DevServer, receiver: Receiver) -> None:
+    flag(server, "a dull film", true_label="negative", model_version="1")
+    flag(server, "boring and long", model_version="1")
+    assert not wait_for(lambda: receiver.requests > 0, timeout=2)  # two flags: nothing
+    flag(server, "awful acting", true_label="negative", model_version="1")
+    flag(server, "dreadful", true_label="negative", model_version="1")  # same window: no second alert
+    assert wait_for(lambda: len(receiver.bodies) >= 1)
+    time.sleep(1)
+    assert len(receiver.bodies) == 1
+    details = receiver.bodies[0]["details"]
+    assert details["wrong_flags"] == 3 and details["model_versions"] == ["1"]
+    assert [f["text"] for f in details["flags"]] == ["a dull film", "boring and long", "awful acting"]
+
+
+def test_predictions_reach_the_drift_sample_without_raw_text(server: DevServer, store) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    r = requests.post(
+        f"{server.url}/predict", json={"texts": ["private words here", "great fun"]}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    settings = DriftSettings(samples_prefix="samples-server-test")
+    assert wait_for(lambda: len(read_production_sample(store, since=since, settings=settings)) >= 2)
+    sample = read_production_sample(store, since=since, settings=settings)
+    assert sample["text"].isna().all() and sample["n_tokens"].tolist()[:2] == [3, 2]
+    assert set(sample["predicted_label"]) <= {"positive", "negative"}
+
+
+def test_export_and_merge_uses_feedback_since_the_last_export(server: DevServer, store) -> None:
+    store.ensure_bucket()
+    base = write_snapshot(
+        store,
+        store.uri("datasets", "server-base", "clean"),
+        {
+            "train": pd.DataFrame({"text": ["good", "bad"], "label": [1, 0]}),
+            "validation": pd.DataFrame({"text": ["meh"], "label": [0]}),
+            "test": pd.DataFrame({"text": ["awful acting"], "label": [0]}),
+        },
+        kind="clean",
+        run_id="server-base",
+        source={"type": "test"},
+        label_names=["negative", "positive"],
+    )
+    flag(server, "a real gem", correct=True)
+    first = export_and_merge(base, run_id="weekly-a", server_url=server.url, token=server.token, store=store)
+    merged, frames = read_snapshot(store, first.merged_manifest_uri)
+    train = frames["train"]["text"].tolist()
+    assert "a real gem" in train and "a dull film" in train  # labelled feedback, cleaned
+    assert "boring and long" not in train  # no true label: counted, not used
+    assert "awful acting" not in train  # in the base test split: never leaks
+    assert merged.notes[FEEDBACK_ROWS_USED] == first.rows_used >= 3
+    assert read_export_watermark(store) > 0
+
+    flag(server, "a later review", correct=True)
+    second = export_and_merge(base, run_id="weekly-b", server_url=server.url, token=server.token, store=store)
+    assert read_manifest(store, second.feedback_manifest_uri).rows() == {"train": 1}
+
+    mlflow.set_experiment("feedback-lineage-test")
+    with mlflow.start_run() as run:
+        pass
+    log_feedback_lineage(run.info.run_id, merged)
+    logged = mlflow.MlflowClient().get_run(run.info.run_id).data
+    assert logged.metrics[FEEDBACK_ROWS_USED] == first.rows_used
+    assert logged.tags[FEEDBACK_SNAPSHOT_URI] == first.feedback_manifest_uri
+
+
+def test_wrong_token_on_export_is_a_clear_error(server: DevServer, store) -> None:
+    with pytest.raises(ConnectionError, match=r"401.*ADMIN_TOKEN"):
+        export_and_merge(
+            "s3://x/y/manifest.json", run_id="r", server_url=server.url, token="nope", store=store
+        )
