@@ -58,3 +58,30 @@ class DevServer:
                     pass
                 time.sleep(0.1)
         self.pid = None
+
+
+POS_TEXTS = ["a wonderful moving film", "great acting and a great story", "loved it, wonderful", "great fun"]
+NEG_TEXTS = ["dull and too long", "badly acted, boring", "boring plot, dull acting", "awful, boring film"]
+
+
+def register_tfidf_versions(count: int, C_values: tuple[float, ...] = (1.0, 4.0, 16.0)) -> list[str]:
+    """Register ``count`` small TF-IDF versions (different C, so different models); seconds each.
+
+    For tests and smoke checks: the server treats them exactly like transformer versions.
+    """
+    import mlflow
+
+    from sentiflow.config import MLflowSettings
+    from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    settings = MLflowSettings()
+    mlflow.set_experiment(settings.experiment_name)
+    versions = []
+    for i in range(count):
+        clf = TfidfClassifier.build(["negative", "positive"], C=C_values[i % len(C_values)])
+        clf.fit(NEG_TEXTS * 3 + POS_TEXTS * 3, [0] * 12 + [1] * 12)
+        with mlflow.start_run():
+            info = log_classifier(clf, registered_model_name=settings.registered_model_name)
+        versions.append(str(info.registered_model_version))
+    return versions

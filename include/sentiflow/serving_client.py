@@ -1,0 +1,166 @@
+"""A small typed client of the model server, used by the DAG's deploy and inference-check tasks.
+
+Every failure raises ``ModelServerError`` naming the URL and the server's JSON message, so an Airflow log
+says what went wrong without a trace through ``requests``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+
+class ModelServerError(RuntimeError):
+    """A call to the model server failed; ``status`` is the HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    model_version: str
+    labels: list[str]
+    label_ids: list[int]
+    scores: list[dict[str, float]]
+
+
+class ModelServerClient:
+    def __init__(self, url: str, token: str | None = None, *, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+
+    @classmethod
+    def from_settings(cls) -> ModelServerClient:
+        from sentiflow.config import ServerSettings
+
+        settings = ServerSettings()
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        return cls(settings.url, token)
+
+    # --- plumbing ------------------------------------------------------------------------------------
+    def _request(
+        self, method: str, path: str, *, admin: bool = False, timeout_s: float | None = None, **kwargs: Any
+    ) -> requests.Response:
+        url = f"{self.url}{path}"
+        headers = kwargs.pop("headers", {})
+        if admin:
+            if not self.token:
+                raise ModelServerError(f"{method} {url} needs an admin token and none was given", url=url)
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            response = self.session.request(
+                method, url, headers=headers, timeout=timeout_s or self.timeout_s, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise ModelServerError(
+                f"model server at {self.url} unreachable ({method} {path}): {exc}", url=url
+            ) from exc
+        if response.status_code >= 400 or (
+            response.status_code == 202 and kwargs.get("params", {}).get("wait")
+        ):
+            try:
+                body: Any = response.json()
+                detail = body.get("message", body)
+            except ValueError:
+                body, detail = response.text, response.text[:500]
+            raise ModelServerError(
+                f"{method} {url} answered {response.status_code}: {detail}",
+                url=url,
+                status=response.status_code,
+                body=body,
+            )
+        return response
+
+    # --- API -----------------------------------------------------------------------------------------
+    def health(self) -> bool:
+        try:
+            return self._request("GET", "/health", timeout_s=5).status_code == 200
+        except ModelServerError:
+            return False
+
+    def model(self) -> dict[str, Any]:
+        """``/model``: version, run id, family, key metrics, loaded_at (raises if none is loaded)."""
+        return self._request("GET", "/model").json()
+
+    def predict(self, texts: list[str] | str) -> PredictResult:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        body = self._request("POST", "/predict", json={"texts": texts}).json()
+        preds = body["predictions"]
+        return PredictResult(
+            model_version=str(body["model_version"]),
+            labels=[p["label"] for p in preds],
+            label_ids=[int(p["label_id"]) for p in preds],
+            scores=[p["scores"] for p in preds],
+        )
+
+    def deploy(
+        self,
+        version: str | int | None = None,
+        alias: str | None = None,
+        *,
+        wait: bool = True,
+        timeout_s: float = 600.0,
+    ) -> dict[str, Any]:
+        """Deploy a registry version or alias; with ``wait`` return once every worker serves it.
+
+        Raises ``ModelServerError`` for an unknown version (404), a failed load (422, old model kept) or a
+        deploy still running after ``timeout_s``.
+        """
+        if (version is None) == (alias is None):
+            raise ValueError("give exactly one of version or alias")
+        body = {"version": str(version)} if version is not None else {"alias": alias}
+        params = {"wait": "true", "timeout": str(timeout_s)} if wait else {}
+        response = self._request(
+            "POST", "/deploy", admin=True, json=body, params=params, timeout_s=timeout_s + 30
+        )
+        return response.json()
+
+    def deployment(self, deployment_id: str | None = None) -> dict[str, Any]:
+        return self._request(
+            "GET", "/deploy/status", params={"id": deployment_id} if deployment_id else {}
+        ).json()
+
+    def wait_for_version(
+        self, version: str | int, timeout_s: float = 300.0, poll_s: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll ``/model`` until it names ``version``; raise naming the URL and the last answer if not."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                info = self.model()
+                if str(info.get("version")) == str(version):
+                    return info
+                last = info.get("version")
+            except ModelServerError as exc:
+                last = str(exc)
+            time.sleep(poll_s)
+        raise ModelServerError(
+            f"model server at {self.url} did not serve version {version} within {timeout_s:.0f}s "
+            f"(last: {last})",
+            url=f"{self.url}/model",
+        )
+
+    def feedback_export(self, fmt: str = "csv", *, since_id: int = 0, limit: int | None = None) -> bytes:
+        """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version)."""
+        params: dict[str, Any] = {"format": fmt, "since_id": since_id}
+        if limit is not None:
+            params["limit"] = limit
+        return self._request("GET", "/feedback/export", admin=True, params=params).content
+
+    def feedback_frame(self, *, since_id: int = 0):
+        """The export as a pandas frame (parquet keeps types)."""
+        import io
+
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(self.feedback_export("parquet", since_id=since_id)))

@@ -1,0 +1,112 @@
+"""In-process parts of the model server: micro-batcher, feedback store and listeners, shared state, auth."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sentiflow.config import ServerSettings
+from sentiflow.modeling.tfidf import TfidfClassifier
+from serving import feedback
+from serving.app import create_app
+from serving.batcher import MicroBatcher, NotReadyError
+from serving.devserver import NEG_TEXTS, POS_TEXTS
+from serving.state import StateDir
+
+
+@dataclass
+class _Model:
+    version: str
+    classifier: Any
+
+
+class _CountingClassifier:
+    """A real TF-IDF classifier that records the size of each forward pass."""
+
+    def __init__(self) -> None:
+        self.inner = TfidfClassifier.build(["negative", "positive"]).fit(
+            NEG_TEXTS * 3 + POS_TEXTS * 3, [0] * 12 + [1] * 12
+        )
+        self.label_names = self.inner.label_names
+        self.calls: list[int] = []
+        self.gate = threading.Event()
+
+    def predict_proba(self, texts):
+        self.gate.wait(5)
+        self.calls.append(len(texts))
+        return self.inner.predict_proba(texts)
+
+
+def test_batcher_merges_concurrent_requests_and_keeps_rows_in_order():
+    clf = _CountingClassifier()
+    model = _Model("3", clf)
+    batcher = MicroBatcher(lambda: model, max_texts=16, wait_s=0.05)
+    texts = [[f"great fun {i}"] if i % 2 else [f"boring {i}", f"dull {i}"] for i in range(12)]
+    futures = [batcher.submit(t) for t in texts]  # the first blocks on the gate; the rest queue up
+    clf.gate.set()
+    for t, f in zip(texts, futures, strict=True):
+        got_model, probs = f.result(timeout=10)
+        assert got_model is model
+        np.testing.assert_allclose(probs, clf.inner.predict_proba(t))
+    assert sum(clf.calls) == sum(len(t) for t in texts)
+    assert len(clf.calls) < len(texts)  # some requests shared a forward pass
+    assert max(clf.calls) <= 16
+    batcher.stop()
+
+
+def test_batcher_without_model_is_not_ready():
+    batcher = MicroBatcher(lambda: None)
+    with pytest.raises(NotReadyError):
+        batcher.predict(["x"], timeout_s=5)
+    batcher.stop()
+
+
+def test_feedback_store_commits_and_notifies(tmp_path):
+    store = feedback.FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    seen = []
+    listener = feedback.on_stored(seen.append)
+
+    def broken(_record):
+        raise RuntimeError("listener bug")
+
+    feedback.on_stored(broken)
+    try:
+        record = store.add(text="meh", predicted_label="positive", correct=False, true_label="negative")
+        feedback.notify_stored(record)  # the broken listener must not stop the good one
+        assert [r.id for r in seen] == [record.id]
+    finally:
+        feedback.remove_listener(listener)
+        feedback.remove_listener(broken)
+    reopened = feedback.FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    frame = reopened.frame()
+    assert frame.to_dict("records")[0] | {"created_at": None} == {
+        "id": record.id,
+        "created_at": None,
+        "text": "meh",
+        "predicted_label": "positive",
+        "correct": False,
+        "true_label": "negative",
+        "model_version": None,
+    }
+    assert len(reopened.frame(since_id=record.id)) == 0
+    with pytest.raises(ValueError, match="unknown export format"):
+        reopened.export("xlsx")
+
+
+def test_state_dir_ignores_dead_workers_and_rejects_path_ids(tmp_path):
+    state = StateDir(tmp_path)
+    state.heartbeat("4")
+    (tmp_path / "workers" / "999999999.json").write_text('{"pid": 999999999, "version": "1"}')
+    assert list(state.live_worker_versions().values()) == ["4"]
+    assert state.read_deployment("../deployed") is None
+
+
+def test_admin_token_unset_disables_admin_endpoints(tmp_path):
+    app = create_app(ServerSettings(state_dir=tmp_path, admin_token=None), start=False)
+    response = app.test_client().post("/deploy", json={"version": "1"}, headers={"Authorization": "Bearer x"})
+    assert response.status_code == 401
+    assert "SENTIFLOW_SERVER_ADMIN_TOKEN" in response.get_json()["message"]

@@ -1,0 +1,86 @@
+"""``ModelServerClient`` (what the DAG uses) against a real gunicorn server and the real registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sentiflow.serving_client import ModelServerClient, ModelServerError
+from serving.devserver import DevServer, register_tfidf_versions
+
+
+@pytest.fixture(scope="module")
+def versions(stack) -> list[str]:
+    return register_tfidf_versions(2)
+
+
+@pytest.fixture(scope="module")
+def server(stack, versions, tmp_path_factory) -> Iterator[DevServer]:
+    env = {
+        "SENTIFLOW_SERVER_WORKERS": "1",
+        "SENTIFLOW_SERVER_RELOAD_POLL_S": "0.2",
+        "SENTIFLOW_SERVER_STATE_DIR": str(tmp_path_factory.mktemp("client-server-state")),
+    }
+    srv = DevServer(stack, env).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def client(server) -> ModelServerClient:
+    return ModelServerClient(server.url, server.token)
+
+
+def test_deploy_predict_model_and_feedback(client, server, versions):
+    record = client.deploy(version=versions[0])
+    assert record["status"] == "succeeded" and record["version"] == versions[0]
+    assert client.wait_for_version(versions[0], timeout_s=30)["version"] == versions[0]
+    result = client.predict(["a wonderful film", "boring and dull"])
+    assert result.model_version == versions[0]
+    assert result.labels == ["positive", "negative"]
+    assert client.model()["version"] == versions[0]
+
+    import requests
+
+    requests.post(
+        f"{server.url}/feedback",
+        json={"text": "boring", "predicted_label": "positive", "correct": False, "true_label": "negative"},
+        timeout=10,
+    ).raise_for_status()
+    frame = client.feedback_frame()
+    assert frame["text"].tolist()[-1] == "boring" and not frame["correct"].tolist()[-1]
+    assert client.feedback_export("csv").startswith(b"id,created_at,text")
+
+
+def test_deploy_by_alias_without_wait_then_wait_for_version(client, versions):
+    from mlflow import MlflowClient
+
+    from sentiflow.config import MLflowSettings
+
+    MlflowClient().set_registered_model_alias(
+        MLflowSettings().registered_model_name, "candidate", versions[1]
+    )
+    record = client.deploy(alias="candidate", wait=False)
+    assert record["status"] == "pending" and record["version"] == versions[1]
+    assert client.wait_for_version(versions[1], timeout_s=60)["version"] == versions[1]
+    assert client.deployment(record["id"])["status"] == "succeeded"
+
+
+def test_errors_name_the_url_and_the_problem(client, server, versions):
+    with pytest.raises(ModelServerError, match=r"404.*9999") as info:
+        client.deploy(version=9999)
+    assert server.url in str(info.value) and info.value.status == 404
+    with pytest.raises(ModelServerError, match="401"):
+        ModelServerClient(server.url, "wrong").deploy(version=versions[0])
+    with pytest.raises(ModelServerError, match="needs an admin token"):
+        ModelServerClient(server.url).feedback_export()
+    with pytest.raises(ModelServerError, match="422"):
+        client.predict([""])
+    with pytest.raises(ModelServerError, match="unreachable") as info:
+        ModelServerClient("http://127.0.0.1:9", timeout_s=2).model()
+    assert "127.0.0.1:9" in str(info.value)
+    with pytest.raises(ModelServerError, match="did not serve version 424242"):
+        client.wait_for_version(424242, timeout_s=1, poll_s=0.2)
