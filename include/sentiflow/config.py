@@ -8,6 +8,8 @@ environment between calls.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -92,6 +94,51 @@ def export_s3_env_for_mlflow(s3: S3Settings) -> dict[str, str]:
     if s3.endpoint_url:
         env["MLFLOW_S3_ENDPOINT_URL"] = s3.endpoint_url
     return env
+
+
+class ServerSettings(BaseSettings):
+    """The Flask model server (``serving/``) and its clients. Env: ``SENTIFLOW_SERVER_*``.
+
+    The local stack sets ``URL``, ``ADMIN_TOKEN`` and ``STATE_DIR``; the rest are limits and tuning knobs.
+    """
+
+    model_config = _config("SERVER_")
+
+    url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients (the DAG) call.")
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token for /deploy and /feedback/export; unset = those refuse."
+    )
+    state_dir: Path = Field(
+        default=Path(".stack/model-server"),
+        description="Persisted deployed version, deployment records, worker heartbeats, default feedback DB.",
+    )
+    feedback_db_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the feedback store; default SQLite in state_dir."
+    )
+    max_texts: int = Field(default=256, description="Most texts in one /predict call.")
+    max_text_chars: int = Field(default=10_000, description="Most characters in one text.")
+    max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body accepted.")
+    batch_max_texts: int = Field(default=64, description="Micro-batch: most texts run in one forward pass.")
+    batch_wait_ms: float = Field(
+        default=2.0, description="Micro-batch: how long the inference thread waits to fill a batch."
+    )
+    reload_poll_s: float = Field(
+        default=1.0, description="How often each worker checks the persisted deployed version."
+    )
+    deploy_timeout_s: float = Field(default=600.0, description="Longest a deploy may take to load and warm.")
+    workers: int = Field(default=2, description="gunicorn worker processes.")
+    threads: int = Field(default=16, description="gunicorn threads per worker (requests; inference is one).")
+    timeout_s: int = Field(default=300, description="gunicorn worker timeout; covers a slow model load.")
+    torch_threads: int | None = Field(
+        default=None, description="torch intra-op threads per worker; default cores // workers."
+    )
+    startup_alias: str | None = Field(
+        default=None, description="Alias loaded at start when nothing was deployed; default the champion."
+    )
+
+    @property
+    def resolved_feedback_db_url(self) -> str:
+        return self.feedback_db_url or f"sqlite:///{self.state_dir.resolve() / 'feedback.db'}"
 
 
 class AlertSettings(BaseSettings):
