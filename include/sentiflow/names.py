@@ -68,6 +68,16 @@ MANIFEST_FILE = "manifest.json"
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
 
+# --- training extras (issue 3) ------------------------------------------------------------------------
+DEVICE = "device"
+BF16 = "bf16"
+NUM_HIDDEN_LAYERS = "num_hidden_layers"
+ATTN_IMPLEMENTATION = "attn_implementation"
+TFIDF_C = "C"
+TFIDF_NGRAM_MAX = "ngram_max"
+TFIDF_MAX_FEATURES = "max_features"
+TAG_ERROR = "error"
+
 # --- feedback loop and drift (issue 7) ------------------------------------------------------------------
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run
 FEEDBACK_SNAPSHOT_URI = "feedback_snapshot_uri"  # param/tag on the training run

@@ -1,0 +1,115 @@
+"""Command line for the training step; one flag per parameter, named as in ``TrainParams``/``BaselineParams``.
+
+Exit codes: 0 success, 1 the run failed (FAILED in MLflow, no registry version), 2 bad arguments.
+The result JSON goes to ``--output-json`` and, when the folder exists (KubernetesPodOperator), to
+``<SENTIFLOW_TRAIN_XCOM_DIR>/return.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sentiflow.config import TrainingSettings
+from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
+from sentiflow.train.errors import TrainingError
+from sentiflow.train.params import BaselineParams, TrainParams
+
+XCOM_FILE = "return.json"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sentiflow-train",
+        description="Train on a clean snapshot, log one MLflow run and register a model version.",
+    )
+    parser.add_argument("--manifest-uri", required=True, help="s3://…/manifest.json of a clean snapshot")
+    parser.add_argument(
+        "--family",
+        choices=[FAMILY_TRANSFORMER, FAMILY_TFIDF],
+        default=FAMILY_TRANSFORMER,
+        help="transformer fine-tuning (default) or the TF-IDF baseline",
+    )
+    parser.add_argument("--params-json", default=None, help="parameters as one JSON object (flags win)")
+    parser.add_argument("--output-json", type=Path, default=None, help="also write the result JSON here")
+    parser.add_argument("--registered-model-name", default=None, help="default: SENTIFLOW_MLFLOW_*")
+    parser.add_argument("--no-register", action="store_true", help="log the run but create no version")
+    seen: set[str] = set()
+    for model in (TrainParams, BaselineParams):
+        for name, info in model.model_fields.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            parser.add_argument(_flag(name), dest=f"param_{name}", default=None, help=info.description)
+    return parser
+
+
+def collect_params(args: argparse.Namespace) -> dict[str, Any]:
+    """``--params-json`` then explicit flags; pydantic converts the strings and rejects unknown keys."""
+    params: dict[str, Any] = json.loads(args.params_json) if args.params_json else {}
+    if not isinstance(params, dict):
+        raise ValueError("--params-json must be a JSON object")
+    for key, value in vars(args).items():
+        if key.startswith("param_") and value is not None:
+            params[key.removeprefix("param_")] = None if value.lower() in ("none", "null") else value
+    return params
+
+
+def write_result(result: dict[str, Any], output_json: Path | None) -> list[Path]:
+    text = json.dumps(result, indent=2, sort_keys=True)
+    targets = [output_json] if output_json else []
+    xcom_dir = Path(TrainingSettings().xcom_dir)
+    if xcom_dir.is_dir():
+        targets.append(xcom_dir / XCOM_FILE)
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return targets
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sentiflow.train.runner import run_baseline, run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        raw = collect_params(args)
+        params: TrainParams | BaselineParams = (
+            TrainParams.model_validate(raw)
+            if args.family == FAMILY_TRANSFORMER
+            else BaselineParams.model_validate(raw)
+        )
+    except (ValueError, ValidationError) as exc:  # json errors are ValueErrors too
+        parser.error(f"invalid parameters for {args.family}: {exc}")
+    run = run_training if args.family == FAMILY_TRANSFORMER else run_baseline
+    try:
+        result = run(
+            args.manifest_uri,
+            params,  # type: ignore[arg-type]
+            register_model=not args.no_register,
+            registered_model_name=args.registered_model_name,
+        )
+    except TrainingError as exc:
+        print(f"training failed: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # storage, MLflow: still one line that says what broke, and a non-zero exit
+        print(f"training failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        return 1
+    payload = result.model_dump()
+    print(f"mlflow run id: {result.run_id}")
+    print(f"registered model version: {result.model_version}  ({result.model_uri})")
+    for target in write_result(payload, args.output_json):
+        print(f"result written to {target}")
+    return 0

@@ -1,0 +1,193 @@
+"""The training step end to end: snapshot → fit → evaluate → artifacts → registry version.
+
+``run_training`` (transformer) and ``run_baseline`` (TF-IDF + logistic regression) share everything after
+the fit, so both families are measured and logged the same way and selection compares them fairly.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from sentiflow.modeling.base import TextClassifier
+from sentiflow.names import (
+    BEST_EPOCH,
+    BEST_VAL_F1,
+    FAMILY_TFIDF,
+    FAMILY_TRANSFORMER,
+    FIT_TIME_S,
+    LABEL_COLUMN,
+    PREDICT_TIME_MS_PER_1K,
+    TAG_BASE_MODEL,
+    TEXT_COLUMN,
+    VAL_F1,
+)
+from sentiflow.train.artifacts import write_evaluation_artifacts
+from sentiflow.train.data import TrainingData, load_training_data
+from sentiflow.train.metrics import classification_metrics
+from sentiflow.train.params import BaselineParams, TrainParams
+from sentiflow.train.tracking import register, tag_dataset, training_run
+
+log = logging.getLogger(__name__)
+
+
+class TrainResult(BaseModel):
+    """What the DAG and the KubernetesPodOperator XCom get back (``model_dump()`` is the XCom JSON)."""
+
+    run_id: str
+    model_version: str | None
+    model_uri: str | None
+    model_family: str
+    metrics: dict[str, float]
+
+
+def _predict_timed(classifier: TextClassifier, texts: list[str]) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    probs = classifier.predict_proba(texts)
+    elapsed = time.perf_counter() - started
+    return probs, elapsed * 1000.0 * 1000.0 / max(len(texts), 1)
+
+
+def _finish(
+    run: Any,
+    classifier: TextClassifier,
+    data: TrainingData,
+    manifest_uri: str,
+    summary: dict[str, float],
+    *,
+    history: list[dict[str, float]] | None,
+    val_metrics_logged: bool,
+    register_model: bool,
+    registered_model_name: str | None,
+) -> TrainResult:
+    """Evaluate on validation and test, log metrics and artifacts, then (last) register the model."""
+    import mlflow
+
+    val_labels = data.validation[LABEL_COLUMN].to_numpy()
+    test_labels = data.test[LABEL_COLUMN].to_numpy()
+    val_probs = classifier.predict_proba(data.validation[TEXT_COLUMN].tolist())
+    test_probs, ms_per_1k = _predict_timed(classifier, data.test[TEXT_COLUMN].tolist())
+    val_metrics = classification_metrics("val", val_labels, val_probs)
+    test_metrics = classification_metrics("test", test_labels, test_probs)
+
+    metrics = dict(summary)
+    metrics[PREDICT_TIME_MS_PER_1K] = ms_per_1k
+    if not val_metrics_logged:  # the baseline has no epochs: its validation metrics are logged once
+        mlflow.log_metrics(val_metrics, step=0)
+    metrics.setdefault(BEST_VAL_F1, val_metrics[VAL_F1])
+    mlflow.log_metrics({**metrics, **test_metrics})
+    all_metrics = {**val_metrics, **test_metrics, **metrics}
+
+    with tempfile.TemporaryDirectory(prefix="sentiflow-artifacts-") as tmp:
+        write_evaluation_artifacts(
+            Path(tmp),
+            label_names=data.label_names,
+            val=(val_labels, val_probs),
+            test=(test_labels, test_probs),
+            metrics=all_metrics,
+            manifest=data.manifest.model_dump(mode="json"),
+            manifest_uri=manifest_uri,
+            history=history,
+        )
+        mlflow.log_artifacts(tmp, artifact_path="evaluation")
+
+    version = model_uri = None
+    if register_model:
+        version, model_uri = register(classifier, all_metrics, registered_model_name)
+        log.info("registered version %s (%s) from run %s", version, model_uri, run.info.run_id)
+    return TrainResult(
+        run_id=run.info.run_id,
+        model_version=version,
+        model_uri=model_uri,
+        model_family=classifier.family,
+        metrics=all_metrics,
+    )
+
+
+def run_training(
+    manifest_uri: str,
+    params: TrainParams | dict[str, Any] | None = None,
+    *,
+    register_model: bool = True,
+    registered_model_name: str | None = None,
+) -> TrainResult:
+    """Fine-tune a transformer on the snapshot and register it. Raises ``TrainingError`` on failure."""
+    import mlflow
+
+    from sentiflow.train.transformer_fit import fit_transformer
+
+    params = params if isinstance(params, TrainParams) else TrainParams.model_validate(params or {})
+    run_name = f"{FAMILY_TRANSFORMER}-{Path(params.model_name).name}"
+    with training_run(FAMILY_TRANSFORMER, run_name, params.model_dump(), manifest_uri) as run:
+        mlflow.set_tag(TAG_BASE_MODEL, params.model_name)
+        data = load_training_data(
+            manifest_uri,
+            train_subset_size=params.train_subset_size,
+            eval_subset_size=params.eval_subset_size,
+            seed=params.seed,
+        )
+        tag_dataset(data.manifest, manifest_uri)
+        fit = fit_transformer(data, params, on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
+        summary = {FIT_TIME_S: fit.fit_time_s}
+        if fit.best_epoch is not None:
+            summary[BEST_EPOCH] = float(fit.best_epoch)
+            summary[BEST_VAL_F1] = next(h[VAL_F1] for h in fit.history if h["epoch"] == fit.best_epoch)
+        return _finish(
+            run,
+            fit.classifier,
+            data,
+            manifest_uri,
+            summary,
+            history=fit.history,
+            val_metrics_logged=True,
+            register_model=register_model,
+            registered_model_name=registered_model_name,
+        )
+
+
+def run_baseline(
+    manifest_uri: str,
+    params: BaselineParams | dict[str, Any] | None = None,
+    *,
+    register_model: bool = True,
+    registered_model_name: str | None = None,
+) -> TrainResult:
+    """Fit the TF-IDF + logistic regression baseline on the same splits and register it."""
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    params = params if isinstance(params, BaselineParams) else BaselineParams.model_validate(params or {})
+    with training_run(FAMILY_TFIDF, FAMILY_TFIDF, params.model_dump(), manifest_uri) as run:
+        data = load_training_data(
+            manifest_uri,
+            train_subset_size=params.train_subset_size,
+            eval_subset_size=params.eval_subset_size,
+            seed=params.seed,
+        )
+        tag_dataset(data.manifest, manifest_uri)
+        classifier = TfidfClassifier.build(
+            data.label_names,
+            C=params.C,
+            max_features=params.max_features,
+            ngram_max=params.ngram_max,
+            seed=params.seed,
+        )
+        started = time.perf_counter()
+        classifier.fit(data.train[TEXT_COLUMN].tolist(), data.train[LABEL_COLUMN].to_numpy())
+        summary = {FIT_TIME_S: time.perf_counter() - started}
+        return _finish(
+            run,
+            classifier,
+            data,
+            manifest_uri,
+            summary,
+            history=None,
+            val_metrics_logged=False,
+            register_model=register_model,
+            registered_model_name=registered_model_name,
+        )
