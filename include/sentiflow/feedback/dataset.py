@@ -292,7 +292,7 @@ def fetch_feedback_export(
         ) from exc
     if response.status_code != 200:
         raise ConnectionError(
-            f"GET {url} answered HTTP {response.status_code}: {response.text[:300]}"
+            f"GET {url} answered HTTP {response.status_code}: {response.text[:300].strip()}"
             + (" (is SENTIFLOW_SERVER_ADMIN_TOKEN right?)" if response.status_code == 401 else "")
         )
     frame = pd.read_parquet(io.BytesIO(response.content))
