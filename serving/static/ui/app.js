@@ -494,16 +494,24 @@
       return;
     }
     const w = data.window, all = data.all_time;
-    $("feedback-accuracy").replaceChildren(
-      "Production accuracy from feedback: ",
-      el("strong", { id: "accuracy-value", text: w.accuracy === null ? "no flags yet" : pct(w.accuracy) }),
-      " over the last " + w.days + " days (" + w.correct + " of " + w.total + " correct)" +
-      (all.total ? "; all time " + pct(all.accuracy) + " of " + all.total + "." : "."));
+    const allTime = all.total ? " All time: " + pct(all.accuracy) + " of " + all.total + " flags." : "";
+    if (w.total === 0) {
+      $("feedback-accuracy").replaceChildren("Production accuracy from feedback: ",
+        el("strong", { id: "accuracy-value", text: "no flags" }), " in the last " + w.days + " days." + allTime);
+    } else {
+      $("feedback-accuracy").replaceChildren("Production accuracy from feedback: ",
+        el("strong", { id: "accuracy-value", text: pct(w.accuracy) }),
+        " over the last " + w.days + " days (" + w.correct + " of " + w.total + " flags correct)." + allTime);
+    }
     drawChart(data.days);
   }
 
+  let lastDays = null;
   function drawChart(days) {
-    const width = 640, height = 200, left = 32, bottom = 24, top = 10, right = 8;
+    lastDays = days;
+    // Drawn at the box's real width, so axis text keeps its size on a phone instead of shrinking.
+    const width = Math.max(260, Math.min(1000, $("feedback-chart").clientWidth || 640));
+    const height = 200, left = 32, bottom = 24, top = 10, right = 8;
     const maxCount = Math.max(1, ...days.map((d) => d.correct + d.wrong));
     const plotH = height - top - bottom;
     const slot = (width - left - right) / days.length;
@@ -514,7 +522,7 @@
     root.append(svg("line", { x1: left, x2: width - right, y1: top + plotH, y2: top + plotH, stroke: "#9aa3ad" }));
     root.append(svg("text", { x: left - 4, y: top + 8, "text-anchor": "end", class: "axis" }, String(maxCount)));
     root.append(svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end", class: "axis" }, "0"));
-    const labelEvery = Math.ceil(days.length / 8);
+    const labelEvery = Math.ceil(days.length / Math.max(2, Math.floor(width / 70)));
     days.forEach((d, i) => {
       const x = left + i * slot + (slot - barW) / 2;
       const hc = (d.correct / maxCount) * plotH;
@@ -524,7 +532,7 @@
       if (d.correct) g.append(svg("rect", { x: x, y: top + plotH - hc, width: barW, height: hc, fill: "#2e7d32" }));
       if (d.wrong) g.append(svg("rect", { x: x, y: top + plotH - hc - hw, width: barW, height: hw, fill: "#c62828" }));
       root.append(g);
-      if (i % labelEvery === 0 || i === days.length - 1) {
+      if ((days.length - 1 - i) % labelEvery === 0) {  // anchored on today, so labels never collide
         root.append(svg("text", { x: x + barW / 2, y: height - 6, "text-anchor": "middle", class: "axis" },
           d.date.slice(5)));
       }
@@ -546,6 +554,11 @@
   $("token-form").addEventListener("submit", saveToken);
   $("token-forget").addEventListener("click", forgetToken);
   $("feedback-days").addEventListener("change", loadFeedback);
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { if (lastDays) drawChart(lastDays); }, 150);
+  });
 
   renderTokenState();
   loadModel().then(() => loadVersions(false));

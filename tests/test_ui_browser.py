@@ -1,0 +1,270 @@
+"""The web page in a real headless Chromium, served by the real model server (gunicorn) behind a path prefix.
+
+One walk through the page as a non-technical user would take it: see the deployed version, pick a metric
+and see the best version, hit the empty-text and too-long errors, predict a positive and a negative text,
+flag one wrong, try a wrong token, deploy the best version and see the version change, deploy a broken
+version and see that the old one keeps serving, and read the page on a phone-width window.
+Screenshots go to ``test-artifacts/ui/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from sentiflow import localstack, names
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+PREFIX = "/prefix"
+MODEL_NAME = "sentiflow-ui-test"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
+POS = ["a wonderful moving film", "great acting and a great story", "loved it, wonderful", "great fun"]
+NEG = ["dull and too long", "badly acted, boring", "boring plot, dull acting", "awful, boring film"]
+
+
+@dataclass
+class UiServer:
+    url: str  # with the prefix
+    token: str
+    versions: list[str]  # [older, newer]
+    broken: str
+
+
+def _register(metrics: dict[str, float], C: float) -> str:
+    import mlflow
+
+    from sentiflow.config import MLflowSettings
+    from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    mlflow.set_experiment(MLflowSettings().experiment_name)
+    clf = TfidfClassifier.build(["negative", "positive"], C=C)
+    clf.fit(NEG * 3 + POS * 3, [0] * 12 + [1] * 12)
+    with mlflow.start_run():
+        mlflow.set_tags({names.TAG_MODEL_FAMILY: clf.family, names.TAG_DATASET: "ui-test-reviews"})
+        mlflow.log_metrics(metrics)
+        info = log_classifier(clf, registered_model_name=MODEL_NAME)
+    return str(info.registered_model_version)
+
+
+def _register_broken() -> str:
+    """A version whose source holds no model (inside its run, as the registry requires): loading fails."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    with mlflow.start_run() as run:
+        mlflow.set_tag(names.TAG_MODEL_FAMILY, "broken")
+    source = f"{run.info.artifact_uri}/no-such-model"
+    return str(MlflowClient().create_model_version(MODEL_NAME, source=source, run_id=run.info.run_id).version)
+
+
+def _ok(url: str):
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except Exception:
+            return False
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def ui_server(stack) -> Iterator[UiServer]:
+    from mlflow import MlflowClient
+
+    # Version A is best by best_val_f1, version B by val_accuracy: the drop-down changes the answer.
+    a = _register({names.BEST_VAL_F1: 0.91, names.VAL_ACCURACY: 0.80, names.VAL_AUC: 0.88}, C=1.0)
+    b = _register({names.BEST_VAL_F1: 0.85, names.VAL_ACCURACY: 0.86, names.VAL_AUC: 0.90}, C=16.0)
+    client = MlflowClient()
+    client.set_registered_model_alias(MODEL_NAME, "champion", a)
+    broken = _register_broken()
+
+    service = localstack.services(stack)["model-server"]
+    env = {
+        **service.env,
+        "SCRIPT_NAME": PREFIX,  # gunicorn mounts the app under the prefix, as behind a reverse proxy
+        "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME": MODEL_NAME,
+        "SENTIFLOW_SERVER_STATE_DIR": str(stack.home / "ui-model-server"),
+        "SENTIFLOW_SERVER_WORKERS": "2",
+        "SENTIFLOW_SERVER_THREADS": "8",
+        "SENTIFLOW_SERVER_RELOAD_POLL_S": "0.2",
+    }
+    url = f"{stack.server_url}{PREFIX}"
+    service = replace(service, env=env, health=_ok(f"{url}/ready"))
+    localstack.start(stack, service)
+    try:
+        yield UiServer(url=url, token=stack.server_token, versions=[a, b], broken=broken)
+    finally:
+        localstack.stop(stack, "model-server")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install it with scripts/system_deps.sh (apt chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+def test_page_walkthrough(ui_server, browser, artifacts):
+    from playwright.sync_api import expect
+
+    old, new = ui_server.versions
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(ui_server.url) else outside.append(r.url))
+
+    page.goto(f"{ui_server.url}/ui/")
+    expect(page.locator("#model-version")).to_have_text(old)
+    expect(page.locator("#serving-pill")).to_have_text(f"Serving version {old}")
+    assert ui_server.token not in page.content()
+
+    # Versions table: both trained versions and the broken one; best by the default metric, then another.
+    expect(page.locator("#versions-body tr")).to_have_count(3)
+    expect(page.locator("#best-version")).to_have_text(f"version {old}")
+    page.select_option("#metric-select", names.VAL_ACCURACY)
+    expect(page.locator("#best-version")).to_have_text(f"version {new}")
+    expect(page.locator("#versions-body tr").first).to_have_attribute("data-version", new)  # best on top
+    expect(page.locator("#deploy-best")).to_have_text(f"Deploy the best (version {new})")
+    # Sorting by a header, with the keyboard.
+    page.locator('th button[data-sort="version"]').focus()
+    page.keyboard.press("Enter")
+    expect(page.locator('th:has(button[data-sort="version"])')).to_have_attribute("aria-sort", "descending")
+    expect(page.locator("#versions-body tr").first).to_have_attribute("data-version", ui_server.broken)
+    page.keyboard.press("Enter")
+    expect(page.locator("#versions-body tr").first).to_have_attribute("data-version", old)
+    page.screenshot(path=str(artifacts / "01-versions.png"), full_page=True)
+
+    # Errors for an empty and a too-long text, before anything reaches the model.
+    page.click("#predict-btn")
+    expect(page.locator("#predict-error")).to_be_visible()
+    expect(page.locator("#predict-error")).to_contain_text("The text is empty")
+    page.screenshot(path=str(artifacts / "02-empty-text-error.png"), full_page=True)
+    max_chars = int(page.locator("body").get_attribute("data-max-text-chars"))
+    page.fill("#predict-text", "a" * (max_chars + 1))
+    page.click("#predict-btn")
+    expect(page.locator("#predict-error")).to_contain_text(f"too long: {max_chars + 1} characters")
+
+    # A positive and a negative text at once (one per line), sent with Ctrl+Enter from the text box.
+    page.check("#predict-lines")
+    page.fill("#predict-text", "a wonderful moving film, great acting\nboring plot, dull and too long")
+    page.locator("#predict-text").press("Control+Enter")
+    predictions = page.locator("li.prediction")
+    expect(predictions).to_have_count(2)
+    expect(page.locator("#predict-error")).to_be_hidden()
+    expect(predictions.nth(0).locator(".predicted")).to_have_text("positive")
+    expect(predictions.nth(1).locator(".predicted")).to_have_text("negative")
+    expect(predictions.nth(0).locator(".bar-row")).to_have_count(2)
+    expect(page.locator("#predictions")).to_contain_text(f"Answered by model version {old}")
+
+    # Flag the first one correct and the second one wrong (two labels: the other label is the right one).
+    predictions.nth(0).get_by_role("button", name="Correct").click()
+    expect(predictions.nth(0).locator(".done")).to_contain_text("marked correct")
+    predictions.nth(1).get_by_role("button", name="Wrong").click()
+    expect(predictions.nth(1).locator(".done")).to_contain_text("marked wrong, the right label is “positive”")
+    expect(page.locator("#accuracy-value")).to_have_text("50.0%")
+    expect(page.locator("#feedback-chart rect")).to_have_count(2)  # today's stacked bar: correct + wrong
+    page.screenshot(path=str(artifacts / "03-predictions-and-feedback.png"), full_page=True)
+    export = requests.get(
+        f"{ui_server.url}/feedback/export",
+        headers={"Authorization": f"Bearer {ui_server.token}"},
+        timeout=10,
+    )
+    rows = pd.read_csv(io.StringIO(export.text))
+    wrong = rows[~rows["correct"]].iloc[-1]
+    assert wrong["text"] == "boring plot, dull and too long"
+    assert (wrong["predicted_label"], wrong["true_label"], str(wrong["model_version"])) == (
+        "negative",
+        "positive",
+        old,
+    )
+
+    # Deploy without a token, then with a wrong one: clear messages, nothing changes.
+    page.click("#deploy-best")
+    expect(page.locator("#deploy-message")).to_contain_text("Enter the admin token first")
+    page.fill("#token-input", "not-the-token")
+    page.press("#token-input", "Enter")
+    expect(page.locator("#token-state")).to_have_text("A token is set for this tab.")
+    page.click("#deploy-best")
+    expect(page.locator("#deploy-message")).to_contain_text("rejected the admin token")
+    expect(page.locator("#deploy-message")).to_contain_text(f"Version {old} is still serving")
+    expect(page.locator("#token-state")).to_have_text("No token set.")
+    page.screenshot(path=str(artifacts / "04-rejected-token.png"), full_page=True)
+
+    # The right token, kept in sessionStorage only; deploy the best by val_accuracy.
+    page.fill("#token-input", ui_server.token)
+    page.click("#token-save")
+    assert page.evaluate("sessionStorage.getItem('sentiflow-admin-token')") == ui_server.token
+    assert ui_server.token not in page.content()
+    page.click("#deploy-best")
+    expect(page.locator("#deploy-message")).to_contain_text(
+        f"version {new} is now serving (was version {old})", timeout=60_000
+    )
+    expect(page.locator("#model-version")).to_have_text(new)
+    expect(page.locator(f'#versions-body tr[data-version="{new}"] .badge.serving')).to_be_visible()
+    r = requests.post(f"{ui_server.url}/predict", json={"text": "great"}, timeout=10)
+    assert r.json()["model_version"] == new
+    page.screenshot(path=str(artifacts / "05-deployed.png"), full_page=True)
+
+    # A version that cannot load: the page says it failed and that the old model still serves.
+    page.get_by_role("button", name=f"Deploy version {ui_server.broken}").click()
+    expect(page.locator("#deploy-message")).to_contain_text(
+        f"Deployment of version {ui_server.broken} failed", timeout=60_000
+    )
+    expect(page.locator("#deploy-message")).to_contain_text(f"Version {new} is still serving")
+    expect(page.locator("#model-version")).to_have_text(new)
+    page.screenshot(path=str(artifacts / "06-failed-deploy.png"), full_page=True)
+
+    # A server error on predict is shown on the page, not swallowed.
+    page.route("**/predict", lambda route: route.fulfill(status=500, json={"message": "boom from the server"}))
+    page.fill("#predict-text", "a fine film")
+    page.click("#predict-btn")
+    expect(page.locator("#predict-error")).to_contain_text("Prediction failed: boom from the server")
+    page.unroute("**/predict")
+
+    # Phone width: nothing wider than the window except the table, which scrolls inside its box.
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.reload()
+    expect(page.locator("#model-version")).to_have_text(new)
+    expect(page.locator("#versions-body tr")).to_have_count(3)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.screenshot(path=str(artifacts / "07-narrow.png"), full_page=True)
+
+    assert outside == [], f"the page fetched something outside the server: {outside}"
+    assert [e for e in console_errors if "status of 4" not in e and "status of 5" not in e] == []
+    context.close()
