@@ -39,6 +39,7 @@ def _free_stack_settings(home: Path) -> StackSettings:
         s3_admin_port=localstack.free_port(),
         mlflow_port=localstack.free_port(),
         server_port=localstack.free_port(),
+        start_timeout_s=300.0,  # generous: a loaded 2-core CI box can take minutes to import MLflow
     )
 
 
