@@ -94,7 +94,12 @@ class FeedbackStore:
         )
         if is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        _metadata.create_all(self.engine)
+        try:
+            _metadata.create_all(self.engine)
+        except sa.exc.DatabaseError:
+            # gunicorn workers start together: another one may have created the table a moment ago.
+            if not sa.inspect(self.engine).has_table(feedback_table.name):
+                raise
 
     def add(
         self,

@@ -22,6 +22,8 @@ worker_class = "gthread"
 timeout = _settings.timeout_s
 graceful_timeout = 30
 keepalive = 5
+# Several servers share a host (tests, benchmarks): no shared ~/.gunicorn control socket.
+control_socket_disable = True
 errorlog = "-"
 loglevel = "info"
 

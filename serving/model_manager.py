@@ -217,10 +217,11 @@ class ModelManager:
             "worker_pid": os.getpid(),
         }
         self.state.write_deployment(record)
+        answer = dict(record)  # the thread mutates ``record``; the caller gets the state at acceptance
         threading.Thread(
             target=self._deploy, args=(record,), name=f"deploy-{record['id'][:8]}", daemon=True
         ).start()
-        return record
+        return answer
 
     def wait(self, deployment_id: str, timeout_s: float) -> dict[str, Any]:
         """Wait until the deployment ends and, if it succeeded, every live worker serves its version."""

@@ -1,0 +1,331 @@
+"""Load benchmark: the sentiflow model server vs ``mlflow models serve``, same registry version, one run.
+
+Starts its own S3 + MLflow on free ports (temp home), registers one model version (the transformer
+family on the offline MiniLM by default, or TF-IDF), then serves it twice on 127.0.0.1:
+
+* ``sentiflow``: gunicorn + Flask (``serving/``), micro-batching on one inference thread per worker;
+* ``mlflow``: ``mlflow models serve -m models:/<name>/<version> --env-manager local``.
+
+For each load level the two servers run back to back (alternating which goes first) so background
+load on a shared machine hits both alike. Levels: single-text requests at concurrency 1, 8, 32 and
+32-text batches. Writes ``benchmarks/results/serve_load.json`` and prints a Markdown table.
+
+    .venv/bin/python benchmarks/serve_load.py                 # transformer (MiniLM, max_length 256)
+    .venv/bin/python benchmarks/serve_load.py --family tfidf  # quick check of the harness
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "include"), str(REPO)]
+
+from sentiflow import localstack  # noqa: E402
+from sentiflow.localstack import StackSettings  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+LABELS = ["negative", "positive"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--family", choices=["transformer", "tfidf"], default="transformer")
+    p.add_argument("--model-path", default=str(SHARED / "models" / "all-MiniLM-L6-v2"))
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--texts", default=str(SHARED / "data" / "imdb" / "test.parquet"))
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--requests", type=int, nargs="+", default=[40, 160, 320], help="per concurrency level")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per request of the batch level")
+    p.add_argument("--batch-concurrency", type=int, default=4)
+    p.add_argument("--batch-requests", type=int, default=16)
+    p.add_argument("--workers", type=int, default=1, help="gunicorn workers and mlflow (uvicorn) workers")
+    p.add_argument("--server-batch-max", type=int, default=32, help="SENTIFLOW_SERVER_BATCH_MAX_TEXTS")
+    p.add_argument("--server-batch-wait-ms", type=float, default=3.0)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve_load.json"))
+    return p.parse_args()
+
+
+def load_texts(path: str, n: int = 2000) -> list[str]:
+    import pandas as pd
+
+    frame = pd.read_parquet(path, columns=["text"])
+    return frame["text"].sample(n=min(n, len(frame)), random_state=0).tolist()
+
+
+def register(args: argparse.Namespace) -> str:
+    import mlflow
+
+    from sentiflow.config import MLflowSettings
+    from sentiflow.modeling.pyfunc import log_classifier
+
+    if args.family == "transformer":
+        from sentiflow.modeling.transformer import TransformerClassifier
+
+        # An untrained head costs the same per text as a fine-tuned one: speed is what is measured.
+        clf = TransformerClassifier.from_pretrained(args.model_path, LABELS, max_length=args.max_length)
+    else:
+        import pandas as pd
+
+        from sentiflow.modeling.tfidf import TfidfClassifier
+
+        train = pd.read_parquet(SHARED / "data" / "imdb" / "train.parquet").sample(n=5000, random_state=0)
+        clf = TfidfClassifier.build(LABELS).fit(train["text"].tolist(), train["label"].tolist())
+    settings = MLflowSettings()
+    mlflow.set_experiment(settings.experiment_name)
+    with mlflow.start_run(run_name=f"serve-load-{args.family}"):
+        info = log_classifier(clf, registered_model_name=settings.registered_model_name)
+    return str(info.registered_model_version)
+
+
+def start_mlflow_serve(stack: StackSettings, uri: str, port: int, workers: int) -> subprocess.Popen:
+    log = (stack.home / "logs" / "mlflow-serve.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "-h",
+            localstack.HOST,
+            "-p",
+            str(port),
+            "-w",
+            str(workers),
+        ],
+        env={**os.environ, **localstack.client_env(stack)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    (stack.home / "run").mkdir(parents=True, exist_ok=True)
+    (stack.home / "run" / "mlflow-serve.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow models serve exited {proc.returncode}; see {log.name}")
+        try:
+            if requests.get(f"http://{localstack.HOST}:{port}/ping", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise RuntimeError("mlflow models serve not healthy in 600 s")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Target:
+    def __init__(self, name: str, url: str, wrap) -> None:
+        self.name, self.url, self.wrap = name, url, wrap
+
+
+def run_level(
+    target: Target, texts: list[str], *, concurrency: int, n_requests: int, per_request: int
+) -> dict:
+    latencies: list[float] = []
+    statuses: list[int] = []
+    versions: set[str] = set()
+    lock = threading.Lock()
+    local = threading.local()
+    counter = iter(range(n_requests))
+
+    def one(i: int) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        start = (i * per_request) % (len(texts) - per_request)
+        body = target.wrap(texts[start : start + per_request])
+        t0 = time.perf_counter()
+        try:
+            r = session.post(target.url, json=body, timeout=120)
+            status = r.status_code
+            if status == 200 and target.name == "sentiflow":
+                with lock:
+                    versions.add(r.json()["model_version"])
+        except requests.RequestException:
+            status = -1
+        dt = time.perf_counter() - t0
+        with lock:
+            latencies.append(dt)
+            statuses.append(status)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, counter))
+    wall = time.perf_counter() - t0
+    latencies.sort()
+    errors = sum(1 for s in statuses if not 200 <= s < 300)
+    return {
+        "server": target.name,
+        "concurrency": concurrency,
+        "texts_per_request": per_request,
+        "requests": n_requests,
+        "errors": errors,
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(n_requests / wall, 2),
+        "texts_per_s": round(n_requests * per_request / wall, 2),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+        **({"versions_seen": sorted(versions)} if versions else {}),
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    home = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    stack = StackSettings(
+        home=home,
+        **{
+            k: localstack.free_port()
+            for k in ("s3_port", "s3_master_port", "s3_volume_port", "s3_filer_port", "s3_admin_port")
+        },
+        mlflow_port=localstack.free_port(),
+        server_port=localstack.free_port(),
+        start_timeout_s=600,
+    )
+    mlflow_serve_port = localstack.free_port()
+    from serving.devserver import DevServer
+
+    server = None
+    mlflow_proc = None
+    try:
+        localstack.up(stack, ["s3", "mlflow"], with_airflow=False)
+        os.environ.update(localstack.client_env(stack))
+        from sentiflow.config import MLflowSettings
+
+        version = register(args)
+        name = MLflowSettings().registered_model_name
+        print(f"registered {name} version {version} ({args.family})", flush=True)
+        server = DevServer(
+            stack,
+            {
+                "SENTIFLOW_SERVER_WORKERS": str(args.workers),
+                "SENTIFLOW_SERVER_THREADS": "64",
+                "SENTIFLOW_SERVER_BATCH_MAX_TEXTS": str(args.server_batch_max),
+                "SENTIFLOW_SERVER_BATCH_WAIT_MS": str(args.server_batch_wait_ms),
+                "SENTIFLOW_SERVER_TIMEOUT_S": "600",
+            },
+        ).start()
+        r = requests.post(
+            f"{server.url}/deploy?wait=true",
+            json={"version": version},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=900,
+        )
+        r.raise_for_status()
+        mlflow_proc = start_mlflow_serve(stack, f"models:/{name}/{version}", mlflow_serve_port, args.workers)
+        targets = [
+            Target("sentiflow", f"{server.url}/predict", lambda ts: {"texts": ts}),
+            Target(
+                "mlflow",
+                f"http://{localstack.HOST}:{mlflow_serve_port}/invocations",
+                lambda ts: {"inputs": ts},
+            ),
+        ]
+        texts = load_texts(args.texts)
+        for t in targets:  # warm both (first requests pay lazy initialisation)
+            run_level(t, texts, concurrency=2, n_requests=8, per_request=1)
+        levels = [(c, n, 1) for c, n in zip(args.concurrency, args.requests, strict=True)]
+        levels.append((args.batch_concurrency, args.batch_requests, args.batch_size))
+        results = []
+        for i, (c, n, per) in enumerate(levels):
+            order = targets if i % 2 == 0 else targets[::-1]
+            for t in order:
+                res = run_level(t, texts, concurrency=c, n_requests=n, per_request=per)
+                print(json.dumps(res), flush=True)
+                results.append(res)
+
+        def pick(server_name: str, c: int, per: int) -> dict:
+            return next(
+                r
+                for r in results
+                if r["server"] == server_name and r["concurrency"] == c and r["texts_per_request"] == per
+            )
+
+        c_max = max(args.concurrency)
+        ours, theirs = pick("sentiflow", c_max, 1), pick("mlflow", c_max, 1)
+        errors = {
+            name: sum(r["errors"] for r in results if r["server"] == name) for name in ("sentiflow", "mlflow")
+        }
+        summary = {
+            "benchmark": "serve_load",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": {
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "note": "2 CPU cores shared with other engineers' jobs; the load generator shares them too",
+            },
+            "model": {"name": name, "version": version, "family": args.family, "max_length": args.max_length},
+            "config": {k: v for k, v in vars(args).items() if k != "out"},
+            "throughput_ratio_c32": round(ours["requests_per_s"] / theirs["requests_per_s"], 2),
+            "p99_ratio_c32": round(ours["p99_ms"] / theirs["p99_ms"], 2),
+            "errors": errors,
+            "results": results,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+        print(markdown(summary))
+        return 0 if sum(errors.values()) == 0 else 1
+    finally:
+        if mlflow_proc is not None:
+            stop_process(mlflow_proc)
+        if server is not None:
+            server.stop()
+        localstack.down(stack, ["s3", "mlflow", "model-server"])
+
+
+def markdown(summary: dict) -> str:
+    rows = [
+        "| load | server | req/s | texts/s | p50 ms | p99 ms | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary["results"]:
+        per = r["texts_per_request"]
+        load = f"c={r['concurrency']}, {per} text{'s' if per > 1 else ''}/req"
+        rows.append(
+            f"| {load} | {r['server']} | {r['requests_per_s']} | {r['texts_per_s']} | {r['p50_ms']} | "
+            f"{r['p99_ms']} | {r['errors']} |"
+        )
+    rows.append("")
+    rows.append(
+        f"throughput ratio at c=32 (sentiflow / mlflow): **{summary['throughput_ratio_c32']}x**, "
+        f"p99 ratio {summary['p99_ratio_c32']}, errors {summary['errors']}"
+    )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""The model server under a real gunicorn (2 workers) on 127.0.0.1, with the real MLflow registry.
+
+Covers the issue's reliability list: bad input → 4xx JSON, 401 on bad tokens, deploys during sustained load
+with zero failures and every response naming its version, unknown and broken versions leave the old model
+serving, and kill + restart keeps the version and every feedback row.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+import requests
+
+from sentiflow.config import MLflowSettings
+from serving.devserver import DevServer, register_tfidf_versions
+
+SERVER_ENV = {
+    "SENTIFLOW_SERVER_WORKERS": "2",
+    "SENTIFLOW_SERVER_THREADS": "8",
+    "SENTIFLOW_SERVER_RELOAD_POLL_S": "0.2",
+    "SENTIFLOW_SERVER_MAX_TEXTS": "256",
+}
+
+
+def register_unfitted_version() -> str:
+    """A version that loads but cannot predict (an unfitted pipeline): its warm-up must fail."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from sentiflow.modeling.pyfunc import CLASSIFIER_ARTIFACT, SentimentPyfunc, save_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
+        directory = save_classifier(TfidfClassifier.build(["negative", "positive"]), Path(tmp) / "c")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SentimentPyfunc(),
+            artifacts={CLASSIFIER_ARTIFACT: str(directory)},
+            pip_requirements=["scikit-learn"],
+            registered_model_name=MLflowSettings().registered_model_name,
+        )
+    return str(info.registered_model_version)
+
+
+@pytest.fixture(scope="module")
+def versions(stack) -> list[str]:
+    return register_tfidf_versions(2)
+
+
+@pytest.fixture(scope="module")
+def server(stack, versions) -> Iterator[DevServer]:
+    srv = DevServer(stack, SERVER_ENV).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def auth(srv: DevServer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {srv.token}"}
+
+
+def deploy(srv: DevServer, **body) -> requests.Response:
+    return requests.post(f"{srv.url}/deploy?wait=true", json=body, headers=auth(srv), timeout=120)
+
+
+def wait_ready(srv: DevServer, timeout_s: float = 120.0) -> dict:
+    """Poll /ready until a worker has finished its startup load (ready, or unready with a reason)."""
+    deadline = time.monotonic() + timeout_s
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = requests.get(f"{srv.url}/ready", timeout=5).json()
+        if body.get("ready") or not body.get("reason", "").startswith("starting"):
+            return body
+        time.sleep(0.2)
+    return body
+
+
+def predict_version(srv: DevServer, text: str = "a great film") -> str:
+    r = requests.post(f"{srv.url}/predict", json={"text": text}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["model_version"]
+
+
+# --- order matters inside this module: it walks one server through its life ---------------------------
+def test_starts_unready_without_deployed_version_or_champion(server):
+    assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+    wait_ready(server)
+    r = requests.get(f"{server.url}/ready", timeout=5)
+    assert r.status_code == 503
+    assert "champion" in r.json()["reason"]
+    r = requests.post(f"{server.url}/predict", json={"text": "hello"}, timeout=5)
+    assert r.status_code == 503 and r.json()["error"] == "not_ready"
+
+
+def test_deploy_with_wait_is_served_by_every_worker(server, versions):
+    r = deploy(server, version=versions[0])
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["status"] == "succeeded" and record["all_workers_serving"] is True
+    assert len(record["workers"]) == 2
+    assert {predict_version(server) for _ in range(20)} == {versions[0]}
+    model = requests.get(f"{server.url}/model", timeout=5).json()
+    assert model["version"] == versions[0] and model["family"] == "tfidf-logreg" and model["run_id"]
+    status = requests.get(f"{server.url}/deploy/status", params={"id": record["id"]}, timeout=5).json()
+    assert status["status"] == "succeeded"
+
+
+def test_predict_batch_answers_per_text_with_scores(server, versions):
+    texts = ["wonderful, great acting", "boring and dull", "great story"]
+    r = requests.post(f"{server.url}/predict", json={"texts": texts}, timeout=10)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model_version"] == versions[0]
+    assert [p["label"] for p in body["predictions"]] == ["positive", "negative", "positive"]
+    for p in body["predictions"]:
+        assert set(p["scores"]) == {"negative", "positive"}
+        assert abs(sum(p["scores"].values()) - 1) < 1e-6
+        assert p["label_id"] == ["negative", "positive"].index(p["label"])
+
+
+BAD_REQUESTS = [
+    ("malformed json", "/predict", b'{"text": "unterminated', 400),
+    ("not an object", "/predict", b'["a", "b"]', 400),
+    ("empty body", "/predict", b"", 400),
+    ("wrong type text", "/predict", b'{"text": 42}', 422),
+    ("wrong type texts", "/predict", b'{"texts": "not a list"}', 422),
+    ("wrong item type", "/predict", b'{"texts": ["ok", null]}', 422),
+    ("empty text", "/predict", b'{"text": "   "}', 422),
+    ("empty list", "/predict", b'{"texts": []}', 422),
+    ("missing field", "/predict", b"{}", 422),
+    ("both fields", "/predict", b'{"text": "a", "texts": ["b"]}', 422),
+    ("unknown field", "/predict", b'{"txt": "a"}', 422),
+    ("too many texts", "/predict", json.dumps({"texts": ["good"] * 257}).encode(), 422),
+    ("text too long", "/predict", json.dumps({"text": "a" * 10_001}).encode(), 422),
+    ("oversize body", "/predict", json.dumps({"text": "a" * (1024 * 1024 + 10)}).encode(), 413),
+    ("feedback missing correct", "/feedback", b'{"text": "a", "predicted_label": "positive"}', 422),
+    (
+        "feedback correct not bool",
+        "/feedback",
+        b'{"text": "a", "predicted_label": "p", "correct": "yes"}',
+        422,
+    ),
+    ("unknown route", "/nope", b"{}", 404),
+]
+
+
+@pytest.mark.parametrize(("case", "path", "body", "status"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_input_gets_4xx_json(server, case, path, body, status):
+    r = requests.post(
+        f"{server.url}{path}", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert r.status_code == status, r.text
+    payload = r.json()
+    assert payload["status"] == status and payload["message"]
+
+
+def test_server_survives_bad_input(server, versions):
+    assert predict_version(server) == versions[0]
+    assert requests.get(f"{server.url}/predict", timeout=5).status_code == 405
+
+
+@pytest.mark.parametrize("method,path", [("post", "/deploy"), ("get", "/feedback/export")])
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc", "Bearer "])
+def test_admin_endpoints_need_the_token(server, method, path, header):
+    headers = {"Authorization": header} if header else {}
+    r = requests.request(method, f"{server.url}{path}", json={"version": "1"}, headers=headers, timeout=10)
+    assert r.status_code == 401
+    assert r.json()["error"] == "unauthorized"
+
+
+def test_unknown_version_is_404_and_old_model_keeps_serving(server, versions):
+    r = deploy(server, version="9999")
+    assert r.status_code == 404
+    assert "9999" in r.json()["message"]
+    r = deploy(server, alias="no-such-alias")
+    assert r.status_code == 404
+    assert predict_version(server) == versions[0]
+
+
+def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
+    broken = register_unfitted_version()
+    r = deploy(server, version=broken)
+    assert r.status_code == 422
+    assert r.json()["status"] == "failed" and r.json()["error"]
+    assert {predict_version(server) for _ in range(10)} == {versions[0]}
+    assert requests.get(f"{server.url}/model", timeout=5).json()["version"] == versions[0]
+
+
+def test_deploy_during_sustained_load_drops_nothing(server, versions):
+    old, new = versions
+    results: list[tuple[int, str | None, bool]] = []  # (status, version, started after the swap)
+    lock = threading.Lock()
+    swapped = threading.Event()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        session = requests.Session()
+        for _ in range(120):  # bounded: 8 threads x 120 = at most 960 requests
+            if stop.is_set():
+                break
+            after = swapped.is_set()
+            try:
+                r = session.post(
+                    f"{server.url}/predict", json={"texts": ["a great film", "dull"]}, timeout=30
+                )
+                version = r.json().get("model_version") if r.status_code == 200 else None
+                status = r.status_code
+            except requests.RequestException:
+                status, version = -1, None
+            with lock:
+                results.append((status, version, after))
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    while len(results) < 100:
+        threading.Event().wait(0.02)
+    r = deploy(server, version=new)
+    swapped.set()
+    assert r.status_code == 200 and r.json()["all_workers_serving"], r.text
+    threading.Event().wait(1.0)
+    stop.set()
+    for t in threads:
+        t.join(60)
+
+    assert len(results) >= 200
+    failures = [s for s, _, _ in results if s != 200]
+    assert failures == []
+    assert {v for _, v, _ in results} <= {old, new}
+    assert old in {v for _, v, _ in results}
+    after = [v for _, v, started_after in results if started_after]
+    assert after and set(after) == {new}
+
+
+def test_feedback_is_stored_and_exported(server):
+    rows = [
+        {"text": "great film", "predicted_label": "positive", "correct": True, "model_version": "2"},
+        {
+            "text": "not great at all",
+            "predicted_label": "positive",
+            "correct": False,
+            "true_label": "negative",
+        },
+    ]
+    for row in rows:
+        r = requests.post(f"{server.url}/feedback", json=row, timeout=10)
+        assert r.status_code == 201, r.text
+        assert r.json()["id"] >= 1
+    csv = requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10)
+    assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
+    frame = pd.read_csv(io.StringIO(csv.text))
+    assert list(frame["text"][-2:]) == ["great film", "not great at all"]
+    pq = requests.get(f"{server.url}/feedback/export?format=parquet", headers=auth(server), timeout=10)
+    assert pq.status_code == 200
+    assert len(pd.read_parquet(io.BytesIO(pq.content))) == len(frame)
+    bad = requests.get(f"{server.url}/feedback/export?format=xml", headers=auth(server), timeout=10)
+    assert bad.status_code == 400
+
+
+def test_metrics_cover_requests_predictions_feedback_and_deploys(server, versions):
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert 'sentiflow_server_requests_total{endpoint="/predict",method="POST",status="200"}' in text
+    assert "sentiflow_server_request_latency_seconds_bucket" in text
+    assert 'sentiflow_server_predictions_total{label="positive"}' in text
+    assert 'sentiflow_server_feedback_total{outcome="wrong"}' in text
+    assert 'sentiflow_server_deploys_total{result="success"}' in text
+    assert 'sentiflow_server_deploys_total{result="failure"}' in text
+    assert "sentiflow_server_model_version{pid=" in text and f"}} {float(versions[1])}" in text
+
+
+def test_openapi_lists_every_endpoint(server):
+    spec = requests.get(f"{server.url}/openapi.json", timeout=5).json()
+    assert set(spec["paths"]) >= {
+        "/predict",
+        "/deploy",
+        "/deploy/status",
+        "/model",
+        "/health",
+        "/ready",
+        "/feedback",
+        "/feedback/export",
+        "/metrics",
+    }
+
+
+def test_kill_and_restart_keeps_version_and_feedback(server, versions):
+    before = pd.read_csv(
+        io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
+    )
+    r = requests.post(
+        f"{server.url}/feedback",
+        json={"text": "last words", "predicted_label": "negative", "correct": True},
+        timeout=10,
+    )
+    assert r.status_code == 201
+    server.kill()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/health", timeout=2)
+    server.start()
+    wait_ready(server)
+    assert {predict_version(server) for _ in range(10)} == {versions[1]}
+    after = pd.read_csv(
+        io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
+    )
+    assert list(after["id"]) == [*before["id"], r.json()["id"]]
+
+
+def test_starts_on_champion_when_nothing_was_deployed(server, versions):
+    from mlflow import MlflowClient
+
+    server.stop()
+    (server.state_dir / "deployed.json").unlink()
+    MlflowClient().set_registered_model_alias(MLflowSettings().registered_model_name, "champion", versions[0])
+    server.start()
+    wait_ready(server)
+    assert requests.get(f"{server.url}/ready", timeout=5).json()["model_version"] == versions[0]
