@@ -49,7 +49,7 @@ def sentiment_pipeline() -> None:
     clean_uri = tasks.clean_task(raw_uri)
 
     @task.branch(task_id="choose_training")
-    def choose_training(params: dict) -> list[str]:
+    def choose_training() -> list[str]:
         """Pod or local for the transformer; the baseline beside it when ``run_baseline`` is on."""
         from airflow.sdk import get_current_context
 
@@ -57,8 +57,8 @@ def sentiment_pipeline() -> None:
         chosen = ["train_kubernetes" if conf["train_backend"] == "kubernetes" else "train_local"]
         return chosen + (["train_baseline"] if conf["run_baseline"] else [])
 
-    branch = choose_training(params)
-    clean_uri >> branch
+    branch = choose_training()
+    [params, clean_uri] >> branch
     training = [
         tasks.trainer_pod("train_kubernetes"),
         tasks.train_local(clean_uri, params),

@@ -125,7 +125,7 @@ def run_check(
         raise InferenceCheckError(f"required accuracy must be within [0, 1], got {required_accuracy}")
     if not cases:
         raise InferenceCheckError("no check cases")
-    response = predict([c.text for c in cases])
+    response = _as_mapping(predict([c.text for c in cases]))
     predictions = response.get("predictions")
     if not isinstance(predictions, list) or len(predictions) != len(cases):
         raise InferenceCheckError(
@@ -158,3 +158,18 @@ def run_check(
         accuracy=accuracy,
         required_accuracy=required_accuracy,
     )
+
+
+def _as_mapping(response: Any) -> Mapping[str, Any]:
+    """The server's JSON, or the client's ``PredictResult`` turned back into that JSON shape."""
+    if isinstance(response, Mapping):
+        return response
+    return {
+        "model_version": response.model_version,
+        "predictions": [
+            {"label": label, "label_id": label_id, "scores": scores}
+            for label, label_id, scores in zip(
+                response.labels, response.label_ids, response.scores, strict=True
+            )
+        ],
+    }

@@ -106,7 +106,7 @@ def training_params(params: dict[str, Any]) -> dict[str, str]:
     transformer.update(params.get("train_extra") or {})
     baseline = {"seed": params.get("seed", 42), **(params.get("baseline_params") or {})}
     try:
-        tp = TrainParams.model_validate({k: v for k, v in transformer.items() if v is not None})
+        tp = TrainParams.model_validate(transformer)
         bp = BaselineParams.model_validate(baseline)
     except ValueError as exc:
         raise AirflowFailException(f"invalid training parameters: {exc}") from exc
