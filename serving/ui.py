@@ -67,7 +67,6 @@ def page():
         "ui/index.html",
         base=request.script_root,
         ranking_metrics=RANKING_METRICS,
-        table_metrics=TABLE_METRICS,
         lower_is_better=[m for m in RANKING_METRICS if lower_is_better(m)],
         max_text_chars=settings.max_text_chars,
         max_texts=settings.max_texts,

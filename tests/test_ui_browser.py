@@ -251,7 +251,9 @@ def test_page_walkthrough(ui_server, browser, artifacts):
     page.screenshot(path=str(artifacts / "06-failed-deploy.png"), full_page=True)
 
     # A server error on predict is shown on the page, not swallowed.
-    page.route("**/predict", lambda route: route.fulfill(status=500, json={"message": "boom from the server"}))
+    page.route(
+        "**/predict", lambda route: route.fulfill(status=500, json={"message": "boom from the server"})
+    )
     page.fill("#predict-text", "a fine film")
     page.click("#predict-btn")
     expect(page.locator("#predict-error")).to_contain_text("Prediction failed: boom from the server")
