@@ -93,5 +93,7 @@ def create_app(
     app.register_blueprint(admin.bp)
     _register_ui(app)
     if start:
-        manager.start()
+        # A worker takes requests only after its startup load: a restart never answers 503 from a
+        # half-started worker while its siblings are ready. Bounded, so a down registry cannot wedge it.
+        manager.start().wait_started(settings.startup_wait_s)
     return app

@@ -177,6 +177,7 @@ class ModelManager:
         self._deploy_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._stop = threading.Event()
+        self._started = threading.Event()
         self.unready_reason = "starting: loading the deployed model"
         self._watched_id: str | None = None  # deployment id of deployed.json this worker last acted on
         self.batcher = MicroBatcher(
@@ -194,6 +195,10 @@ class ModelManager:
     def start(self) -> ModelManager:
         self._watcher.start()
         return self
+
+    def wait_started(self, timeout_s: float) -> bool:
+        """Block until the startup load finished (loaded or gave up); gunicorn then lets requests in."""
+        return self._started.wait(timeout_s)
 
     def stop(self) -> None:
         self._stop.set()
@@ -311,7 +316,10 @@ class ModelManager:
             log.exception("startup load of alias %s failed", alias)
 
     def _watch(self) -> None:
-        self._startup()
+        try:
+            self._startup()
+        finally:
+            self._started.set()
         last_alias_try = time.monotonic()
         while not self._stop.wait(self.settings.reload_poll_s):
             current = self._current

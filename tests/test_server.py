@@ -19,6 +19,7 @@ import requests
 
 from sentiflow.config import MLflowSettings
 from serving.devserver import DevServer, register_tfidf_versions
+from serving.state import StateDir
 
 SERVER_ENV = {
     "SENTIFLOW_SERVER_WORKERS": "2",
@@ -82,6 +83,18 @@ def wait_ready(srv: DevServer, timeout_s: float = 120.0) -> dict:
             return body
         time.sleep(0.2)
     return body
+
+
+def wait_all_workers(srv: DevServer, version: str, workers: int = 2, timeout_s: float = 120.0) -> None:
+    """Every live worker's heartbeat names ``version`` (what ``/deploy?wait=true`` checks too)."""
+    state = StateDir(srv.state_dir)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        live = state.live_worker_versions()
+        if len(live) == workers and set(live.values()) == {version}:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"workers did not all serve {version}: {state.live_worker_versions()}")
 
 
 def predict_version(srv: DevServer, text: str = "a great film") -> str:
@@ -197,14 +210,14 @@ def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
 
 def test_deploy_during_sustained_load_drops_nothing(server, versions):
     old, new = versions
-    results: list[tuple[int, str | None, bool]] = []  # (status, version, started after the swap)
+    results: list[tuple[int, str | None, bool]] = []  # (status, version, sent after the swap)
     lock = threading.Lock()
     swapped = threading.Event()
     stop = threading.Event()
 
     def hammer() -> None:
         session = requests.Session()
-        for _ in range(120):  # bounded: 8 threads x 120 = at most 960 requests
+        for _ in range(500):  # bounded: 8 threads x 500 at most, stopped much earlier
             if stop.is_set():
                 break
             after = swapped.is_set()
@@ -219,26 +232,34 @@ def test_deploy_during_sustained_load_drops_nothing(server, versions):
             with lock:
                 results.append((status, version, after))
 
+    def count(after: bool) -> int:
+        with lock:
+            return sum(1 for *_, a in results if a == after)
+
     threads = [threading.Thread(target=hammer) for _ in range(8)]
     for t in threads:
         t.start()
-    while len(results) < 100:
-        threading.Event().wait(0.02)
-    r = deploy(server, version=new)
-    swapped.set()
-    assert r.status_code == 200 and r.json()["all_workers_serving"], r.text
-    threading.Event().wait(1.0)
-    stop.set()
-    for t in threads:
-        t.join(60)
+    try:
+        deadline = time.monotonic() + 60
+        while count(False) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = deploy(server, version=new)
+        swapped.set()
+        assert r.status_code == 200 and r.json()["all_workers_serving"], r.text
+        deadline = time.monotonic() + 60
+        while count(True) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
 
     assert len(results) >= 200
-    failures = [s for s, _, _ in results if s != 200]
-    assert failures == []
+    assert [s for s, _, _ in results if s != 200] == []
     assert {v for _, v, _ in results} <= {old, new}
-    assert old in {v for _, v, _ in results}
-    after = [v for _, v, started_after in results if started_after]
-    assert after and set(after) == {new}
+    assert old in {v for _, v, a in results if not a}
+    after = [v for _, v, a in results if a]
+    assert len(after) >= 100 and set(after) == {new}
 
 
 def test_feedback_is_stored_and_exported(server):
@@ -306,7 +327,7 @@ def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{server.url}/health", timeout=2)
     server.start()
-    wait_ready(server)
+    wait_all_workers(server, versions[1])
     assert {predict_version(server) for _ in range(10)} == {versions[1]}
     after = pd.read_csv(
         io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
@@ -321,5 +342,5 @@ def test_starts_on_champion_when_nothing_was_deployed(server, versions):
     (server.state_dir / "deployed.json").unlink()
     MlflowClient().set_registered_model_alias(MLflowSettings().registered_model_name, "champion", versions[0])
     server.start()
-    wait_ready(server)
-    assert requests.get(f"{server.url}/ready", timeout=5).json()["model_version"] == versions[0]
+    wait_all_workers(server, versions[0])
+    assert {predict_version(server) for _ in range(10)} == {versions[0]}

@@ -135,6 +135,9 @@ class ServerSettings(BaseSettings):
     startup_alias: str | None = Field(
         default=None, description="Alias loaded at start when nothing was deployed; default the champion."
     )
+    startup_wait_s: float = Field(
+        default=120.0, description="A worker waits this long for its startup load before taking requests."
+    )
 
     @property
     def resolved_feedback_db_url(self) -> str:
