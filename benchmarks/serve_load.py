@@ -111,7 +111,12 @@ def start_mlflow_serve(stack: StackSettings, uri: str, port: int, workers: int) 
             "-w",
             str(workers),
         ],
-        env={**os.environ, **localstack.client_env(stack)},
+        # mlflow execs ``uvicorn`` through bash: the venv's bin must be on PATH
+        env={
+            **os.environ,
+            **localstack.client_env(stack),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

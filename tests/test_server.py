@@ -208,6 +208,7 @@ def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
     assert requests.get(f"{server.url}/model", timeout=5).json()["version"] == versions[0]
 
 
+@pytest.mark.slow
 def test_deploy_during_sustained_load_drops_nothing(server, versions):
     old, new = versions
     results: list[tuple[int, str | None, bool]] = []  # (status, version, sent after the swap)
@@ -313,6 +314,7 @@ def test_openapi_lists_every_endpoint(server):
     }
 
 
+@pytest.mark.slow
 def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     before = pd.read_csv(
         io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
@@ -335,6 +337,7 @@ def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     assert list(after["id"]) == [*before["id"], r.json()["id"]]
 
 
+@pytest.mark.slow
 def test_starts_on_champion_when_nothing_was_deployed(server, versions):
     from mlflow import MlflowClient
 
