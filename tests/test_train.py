@@ -143,10 +143,13 @@ def test_transformer_run_logs_metrics_artifacts_and_registers_a_servable_version
     assert run.data.tags[names.TAG_DATASET_MANIFEST] == imdb_snapshot
     assert run.data.tags[names.TAG_GIT_COMMIT]
     assert run.data.params[names.MAX_LENGTH] == "64"
-    # per-epoch metrics, one point per epoch
-    for metric in (names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_F1, names.VAL_AUC, names.VAL_ACCURACY):
+    # per-epoch metrics, one point per epoch; validation metrics get one more point after the last epoch:
+    # the registered (best-epoch) model's, so that the run's latest val_* describe what selection picks
+    assert [m.step for m in client.get_metric_history(result.run_id, names.TRAIN_LOSS)] == [1, 2]
+    for metric in (names.VAL_LOSS, names.VAL_F1, names.VAL_AUC, names.VAL_ACCURACY):
         history = client.get_metric_history(result.run_id, metric)
-        assert [m.step for m in history] == [1, 2], metric
+        assert [m.step for m in history] == [1, 2, 3], metric
+    assert run.data.metrics[names.VAL_F1] == pytest.approx(run.data.metrics[names.BEST_VAL_F1], abs=1e-6)
     for metric in (*names.TEST_METRICS, *names.SUMMARY_METRICS):
         assert metric in run.data.metrics, metric
     assert 0.0 <= run.data.metrics[names.split_metric("test", "accuracy")] <= 1

@@ -75,7 +75,8 @@ class SentimentPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.classifier = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # No type hints on purpose: MLflow would derive a signature from them; the logged one is explicit.
+    def predict(self, context, model_input, params=None):
         texts = _texts(model_input)
         return predictions_frame(self.classifier.predict(texts), self.classifier.label_names)
 

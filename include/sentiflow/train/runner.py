@@ -62,7 +62,6 @@ def _finish(
     summary: dict[str, float],
     *,
     history: list[dict[str, float]] | None,
-    val_metrics_logged: bool,
     register_model: bool,
     registered_model_name: str | None,
 ) -> TrainResult:
@@ -78,8 +77,10 @@ def _finish(
 
     metrics = dict(summary)
     metrics[PREDICT_TIME_MS_PER_1K] = ms_per_1k
-    if not val_metrics_logged:  # the baseline has no epochs: its validation metrics are logged once
-        mlflow.log_metrics(val_metrics, step=0)
+    # Log the validation metrics of the model being registered (for a transformer: the best epoch, reloaded)
+    # one step after the last epoch, so the run's latest val_* values, which selection reads, describe it.
+    final_step = max(int(h["epoch"]) for h in history) + 1 if history else 0
+    mlflow.log_metrics(val_metrics, step=final_step)
     metrics.setdefault(BEST_VAL_F1, val_metrics[VAL_F1])
     mlflow.log_metrics({**metrics, **test_metrics})
     all_metrics = {**val_metrics, **test_metrics, **metrics}
@@ -145,7 +146,6 @@ def run_training(
             manifest_uri,
             summary,
             history=fit.history,
-            val_metrics_logged=True,
             register_model=register_model,
             registered_model_name=registered_model_name,
         )
@@ -187,7 +187,6 @@ def run_baseline(
             manifest_uri,
             summary,
             history=None,
-            val_metrics_logged=False,
             register_model=register_model,
             registered_model_name=registered_model_name,
         )
