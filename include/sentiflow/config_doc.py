@@ -5,22 +5,29 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from sentiflow import config
 from sentiflow.localstack import StackSettings
+
+#: Modules whose settings classes users configure; each component keeps its own class (one prefix each).
+SETTINGS_MODULES = ("sentiflow.config", "sentiflow.pipeline.settings")
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    found = [
-        obj
-        for _, obj in inspect.getmembers(config, inspect.isclass)
-        if issubclass(obj, BaseSettings) and obj is not BaseSettings and obj.__module__ == config.__name__
-    ]
-    return [*sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1]), StackSettings]
+    found: list[type[BaseSettings]] = []
+    for module_name in SETTINGS_MODULES:
+        module = importlib.import_module(module_name)
+        classes = [
+            obj
+            for _, obj in inspect.getmembers(module, inspect.isclass)
+            if issubclass(obj, BaseSettings) and obj is not BaseSettings and obj.__module__ == module.__name__
+        ]
+        found.extend(sorted(classes, key=lambda cls: inspect.getsourcelines(cls)[1]))
+    return [*found, StackSettings]
 
 
 def env_names(cls: type[BaseSettings]) -> list[tuple[str, str, str]]:
