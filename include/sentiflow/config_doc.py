@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
@@ -35,11 +36,13 @@ def env_names(cls: type[BaseSettings]) -> list[tuple[str, str, str]]:
     prefix = cls.model_config.get("env_prefix", "")
     rows = []
     for name, field in cls.model_fields.items():
-        default = field.default
+        default = field.get_default(call_default_factory=True)
         if isinstance(default, SecretStr):
             shown = "(secret; local default)"
         elif default is None:
             shown = ""
+        elif isinstance(default, dict | list):
+            shown = json.dumps(default) if default else ""
         else:
             shown = str(default)
             if cls is StackSettings and name == "home":
