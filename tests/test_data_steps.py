@@ -136,6 +136,13 @@ def test_single_class_is_rejected(store: ObjectStore):
         collect(uri, run_id="single", store=store)
 
 
+def test_short_sentiment_names_become_full_words():
+    ids, names = encode_labels(pd.Series([0, 1, 1]), "label", ["neg", "pos"])  # the Hub's imdb ClassLabel
+    assert names == ["negative", "positive"] and ids.tolist() == [0, 1, 1]
+    ids, names = encode_labels(pd.Series(["pos", "NEG", "neu"]), "label")
+    assert names == ["negative", "neutral", "positive"] and ids.tolist() == [2, 0, 1]
+
+
 def test_label_values_neither_ints_nor_strings(store: ObjectStore):
     frame = pd.DataFrame({"text": ["a long enough review text"] * 10, "label": [0.5, 1.5] * 5})
     buffer = io.BytesIO()

@@ -40,6 +40,8 @@ SPLIT_ALIASES = {
     "testing": "test",
 }
 SENTIMENT_ORDER = ("negative", "neutral", "positive")
+#: Short sentiment names (the Hub's imdb says neg/pos) become the full words the rest of the product uses.
+SENTIMENT_ABBREVIATIONS = {"neg": "negative", "pos": "positive", "neu": "neutral"}
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 
 
@@ -179,6 +181,13 @@ def _default_names(ids: Sequence[int]) -> list[str]:
     return [str(i) for i in range(count)]
 
 
+def _expand_abbreviations(names: list[str]) -> list[str]:
+    lowered = [n.lower() for n in names]
+    if set(lowered) <= set(SENTIMENT_ABBREVIATIONS):
+        return [SENTIMENT_ABBREVIATIONS[n] for n in lowered]
+    return list(names)
+
+
 def encode_labels(
     values: pd.Series, column: str, known_names: list[str] | None = None
 ) -> tuple[pd.Series, list[str]]:
@@ -201,16 +210,16 @@ def encode_labels(
         ids = sorted(int(v) for v in non_null.unique())
         if ids[0] < 0:
             raise CollectError(f"label column {column!r} has negative ids {ids[:5]}; expected 0..K-1")
-        names = known_names or _default_names(ids)
+        names = _expand_abbreviations(known_names) if known_names else _default_names(ids)
         if ids[-1] >= len(names):
             raise CollectError(f"label column {column!r} has id {ids[-1]} but only {len(names)} label names")
         return values.astype("Int64"), list(names)
     if non_null.map(lambda v: isinstance(v, str)).all():
         distinct = sorted(set(non_null))
-        lowered = [d.lower() for d in distinct]
+        lowered = _expand_abbreviations([d.lower() for d in distinct])
         if set(lowered) <= set(SENTIMENT_ORDER):
             names = [n for n in SENTIMENT_ORDER if n in lowered]
-            mapping = {d: names.index(d.lower()) for d in distinct}
+            mapping = {d: names.index(full) for d, full in zip(distinct, lowered, strict=True)}
         else:
             names = distinct
             mapping = {d: i for i, d in enumerate(distinct)}
