@@ -17,11 +17,16 @@ DOC = """
 
 Keeps the sentiment classifier trained, tracked, chosen and served.
 
-1. **collect** the dataset (Hub name, path or `s3://` URI) into a raw snapshot in S3, **clean** it.
+1. **collect** the dataset (Hub name, path or `s3://` URI) into a raw snapshot in S3, **clean** it;
+   **training_data** merges the model server's labelled user feedback into the training split
+   (`use_feedback`, on for the weekly run; validation/test untouched). **drift_report** compares recent
+   production inputs with that snapshot (report in S3 and MLflow; never gates the release).
 2. **train** the transformer on a GPU pod (`train_backend=kubernetes`) or on the worker (`local`), and the
-   TF-IDF **baseline** in parallel (`run_baseline`). Each run is an MLflow run and a registry version.
+   TF-IDF **baseline** in parallel (`run_baseline`). Each run is an MLflow run and a registry version;
+   **feedback_lineage** records on each run the feedback rows it used and their snapshot URI.
 3. **select_best** picks the best version by `selection_metric` and gates it: it must beat the
-   `champion` by `min_improvement` and reach `min_metric_value`; otherwise **keep_champion** says why.
+   `champion` by `min_improvement` and reach `min_metric_value` (`force_promote` skips the comparison);
+   otherwise **keep_champion** says why.
 4. **promote** moves alias `champion` (old one → `previous`), **deploy** hot-swaps it into the model
    server, **inference_check** sends known texts and rolls back to `previous` if accuracy is too low.
 
@@ -47,6 +52,7 @@ def sentiment_pipeline() -> None:
     raw_uri = tasks.collect_task()
     params >> raw_uri
     clean_uri = tasks.clean_task(raw_uri)
+    data_uri = tasks.training_data_task(clean_uri)  # clean, or clean + feedback (use_feedback)
 
     @task.branch(task_id="choose_training")
     def choose_training() -> list[str]:
@@ -54,19 +60,25 @@ def sentiment_pipeline() -> None:
         from airflow.sdk import get_current_context
 
         conf = get_current_context()["params"]
-        chosen = ["train_kubernetes" if conf["train_backend"] == "kubernetes" else "train_local"]
+        chosen = []
+        if conf.get("train_transformer", True):
+            chosen.append("train_kubernetes" if conf["train_backend"] == "kubernetes" else "train_local")
         return chosen + (["train_baseline"] if conf["run_baseline"] else [])
 
     branch = choose_training()
-    [params, clean_uri] >> branch
+    [params, data_uri] >> branch
     training = [
-        tasks.trainer_pod("train_kubernetes"),
-        tasks.train_local(clean_uri, params),
-        tasks.train_baseline(clean_uri, params),
+        tasks.trainer_pod("train_kubernetes", manifest_task_id="training_data"),
+        tasks.train_local(data_uri, params),
+        tasks.train_baseline(data_uri, params),
     ]
     branch >> training
-    selected = tasks.release_tail(["train_kubernetes", "train_local", "train_baseline"])
-    training >> selected
+    train_ids = ["train_kubernetes", "train_local", "train_baseline"]
+    lineage = tasks.feedback_lineage(train_ids)
+    training >> lineage
+    selected = tasks.release_tail(train_ids)
+    lineage >> selected
+    tasks.drift_report_task(data_uri)  # informs only: nothing in the release waits for it
 
 
 sentiment_pipeline()

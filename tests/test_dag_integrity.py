@@ -92,6 +92,15 @@ def test_pipeline_schedule_tags_doc_and_shape(parsed: dict) -> None:
     assert "sentiflow" in dag["tags"] and dag["doc_md"]
     tasks = dag["tasks"]
     assert tasks["choose_training"]["downstream"] == ["train_baseline", "train_kubernetes", "train_local"]
+    # feedback → training, lineage after training, drift beside it and outside the release path
+    assert tasks["clean"]["downstream"] == ["training_data"]
+    assert tasks["training_data"]["downstream"] == [
+        "choose_training", "drift_report", "train_baseline", "train_local",
+    ]  # fmt: skip
+    assert tasks["train_local"]["downstream"] == ["feedback_lineage"]
+    assert tasks["feedback_lineage"]["downstream"] == ["select_best"]
+    assert tasks["feedback_lineage"]["trigger_rule"] == "none_failed_min_one_success"
+    assert tasks["drift_report"]["downstream"] == []
     assert tasks["select_best"]["downstream"] == ["keep_champion", "promote"]
     assert tasks["select_best"]["trigger_rule"] == "none_failed_min_one_success"
     assert tasks["promote"]["downstream"] == ["deploy"] and tasks["deploy"]["downstream"] == [
@@ -122,7 +131,40 @@ def test_params_have_types_descriptions_and_defaults(parsed: dict) -> None:
         assert p["description"], name
         assert "type" in p["schema"] or "enum" in p["schema"], name
     assert params["train_backend"]["schema"]["enum"] == ["kubernetes", "local"]
+    assert params["use_feedback"]["default"] is True  # the weekly schedule retrains with feedback
+    assert params["force_promote"]["default"] is False and params["train_transformer"]["default"] is True
     assert params["selection_metric"]["default"] == "best_val_f1"
     sweep = parsed["dags"]["sentiment_sweep"]
     assert "grid" in sweep["params"] and sweep["schedule"] == "None"
     assert sweep["tasks"]["select_best"]["downstream"] == ["keep_champion", "promote"]
+
+
+PARAM_DEFAULTS = r"""
+import json
+from sentiflow.pipeline.dag_params import pipeline_params, sweep_params
+print("JSON" + json.dumps({"pipeline": pipeline_params()["train_backend"].value,
+                           "sweep": sweep_params()["train_backend"].value,
+                           "feedback": pipeline_params()["use_feedback"].value}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "backend", "feedback"),
+    [({}, "kubernetes", True),
+     ({"SENTIFLOW_PIPELINE_TRAIN_BACKEND": "local", "SENTIFLOW_PIPELINE_USE_FEEDBACK": "false"}, "local", False)],
+)  # fmt: skip
+def test_param_defaults_follow_the_deployment_environment(tmp_path, monkeypatch, env, backend, feedback):
+    """The compose stack exports SENTIFLOW_PIPELINE_TRAIN_BACKEND; the trigger form's default follows it."""
+    for name in ("SENTIFLOW_PIPELINE_TRAIN_BACKEND", "SENTIFLOW_PIPELINE_USE_FEEDBACK"):
+        monkeypatch.delenv(name, raising=False)
+    out = run_airflow_script(PARAM_DEFAULTS, tmp_path, env=env)
+    assert out == {"pipeline": backend, "sweep": backend, "feedback": feedback}
+
+
+def test_unknown_train_backend_in_the_environment_is_a_clear_error():
+    from pydantic import ValidationError
+
+    from sentiflow.pipeline.settings import PipelineSettings
+
+    with pytest.raises(ValidationError, match="train_backend"):
+        PipelineSettings(train_backend="gpu")

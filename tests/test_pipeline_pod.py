@@ -51,7 +51,7 @@ def test_pod_requests_a_gpu_and_runs_the_training_entrypoint(tmp_path: Path) -> 
     assert container["image"] == "registry.example/sentiflow-trainer:1.2"
     assert container["command"] == ["python", "-m", "sentiflow.train"]
     args = container["args"]
-    assert args[args.index("--manifest-uri") + 1] == "{{ ti.xcom_pull(task_ids='clean') }}"
+    assert args[args.index("--manifest-uri") + 1] == "{{ ti.xcom_pull(task_ids='training_data') }}"
     assert args[args.index("--family") + 1] == "transformer"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert spec["node_selector"] == {"nvidia.com/gpu.present": "true"}

@@ -82,6 +82,17 @@ def test_gate_candidate_already_champion_and_bad_arguments() -> None:
     assert gate(same, None, F1).as_dict()["candidate_version"] == "3"
 
 
+def test_gate_force_skips_the_comparison_but_not_the_floor() -> None:
+    champion = c("1", best_val_f1=0.90)
+    forced = gate(c("2", best_val_f1=0.70), champion, F1, force=True)
+    assert forced.promote and "forced" in forced.reason and forced.champion_value == pytest.approx(0.90)
+    assert gate(c("2", val_auc=0.7), c("1", best_val_f1=0.8), names.VAL_AUC, force=True).promote
+    floored = gate(c("2", best_val_f1=0.70), champion, F1, force=True, min_metric_value=0.75)
+    assert not floored.promote and "at least 0.7500" in floored.reason
+    same = c("3", best_val_f1=0.9)
+    assert not gate(same, same, F1, force=True).promote  # already the champion: nothing to do
+
+
 # --- the inference check's scoring (pure; the live server part is in test_pipeline_e2e.py) ----------------
 def test_label_matching_accepts_names_ids_and_prefixes() -> None:
     assert label_matches("positive", "positive", 1)

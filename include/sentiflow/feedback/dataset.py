@@ -238,12 +238,16 @@ def feedback_lineage(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def log_feedback_lineage(mlflow_run_id: str, manifest: Manifest) -> dict[str, Any]:
-    """Record the feedback counts and snapshot URI on an MLflow run (finished runs accept this too)."""
+def log_feedback_lineage(mlflow_run_id: str, manifest: Manifest, *, client: Any = None) -> dict[str, Any]:
+    """Record the feedback counts and snapshot URI on an MLflow run (finished runs accept this too).
+
+    ``client``: an ``MlflowClient`` for a tracking server other than the environment's (the DAG's comes
+    from an Airflow connection).
+    """
     from mlflow import MlflowClient
 
     lineage = feedback_lineage(manifest)
-    client = MlflowClient()
+    client = client or MlflowClient()
     client.log_metric(mlflow_run_id, FEEDBACK_ROWS_USED, lineage[FEEDBACK_ROWS_USED])
     client.log_metric(mlflow_run_id, FEEDBACK_ROWS_UNLABELLED, lineage[FEEDBACK_ROWS_UNLABELLED])
     if lineage[FEEDBACK_SNAPSHOT_URI]:

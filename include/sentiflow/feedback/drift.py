@@ -288,8 +288,19 @@ def drift_report(
     return result
 
 
-def log_drift_to_mlflow(result: DriftResult, *, mlflow_run_id: str | None = None) -> str:
-    """Log drift metrics and the HTML report to MLflow (default: a new run in the pipeline's experiment)."""
+def log_drift_to_mlflow(
+    result: DriftResult,
+    *,
+    mlflow_run_id: str | None = None,
+    client: Any = None,
+    settings: Any = None,
+    store: ObjectStore | None = None,
+) -> str:
+    """Log drift metrics and the HTML report to MLflow (default: a new run in the pipeline's experiment).
+
+    ``client``/``settings``/``store`` default to the environment's; the DAG passes those built from its
+    Airflow connections.
+    """
     import tempfile
     from pathlib import Path
 
@@ -297,8 +308,8 @@ def log_drift_to_mlflow(result: DriftResult, *, mlflow_run_id: str | None = None
 
     from sentiflow.config import MLflowSettings
 
-    settings = MLflowSettings()
-    client = mlflow.MlflowClient()
+    settings = settings or MLflowSettings()
+    client = client or mlflow.MlflowClient()
     if mlflow_run_id is None:
         experiment = client.get_experiment_by_name(settings.experiment_name)
         experiment_id = (
@@ -312,7 +323,7 @@ def log_drift_to_mlflow(result: DriftResult, *, mlflow_run_id: str | None = None
         client.log_metric(mlflow_run_id, name, float(value))
     if result.report_uri:
         client.set_tag(mlflow_run_id, DRIFT_REPORT_URI, result.report_uri)
-        page = ObjectStore().get_bytes(result.report_uri)
+        page = (store or ObjectStore()).get_bytes(result.report_uri)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "drift_report.html"
             path.write_bytes(page)

@@ -14,6 +14,7 @@ from airflow.sdk import Param
 from sentiflow import names
 from sentiflow.config import PipelineDefaults
 from sentiflow.pipeline.checks import DEFAULT_CHECK_CASES
+from sentiflow.pipeline.settings import PipelineSettings
 
 SELECTION_METRICS = [
     names.BEST_VAL_F1,
@@ -77,8 +78,11 @@ def dataset_params(defaults: PipelineDefaults | None = None) -> dict[str, Param]
     }
 
 
-def training_params(defaults: PipelineDefaults | None = None) -> dict[str, Param]:
+def training_params(
+    defaults: PipelineDefaults | None = None, pipeline: PipelineSettings | None = None
+) -> dict[str, Param]:
     defaults = defaults or PipelineDefaults()
+    pipeline = pipeline or PipelineSettings()
     return {
         names.MODEL_NAME: Param(
             defaults.model_name,
@@ -185,12 +189,12 @@ def training_params(defaults: PipelineDefaults | None = None) -> dict[str, Param
             '"bf16": "auto"}; unknown names fail the run.',
         ),
         "train_backend": Param(
-            "kubernetes",
+            pipeline.train_backend,
             enum=["kubernetes", "local"],
             title="Training backend",
             section=_TRAIN,
             description="kubernetes: a GPU pod (KubernetesPodOperator); "
-            "local: the same entrypoint on the Airflow worker.",
+            "local: the same entrypoint on the Airflow worker. Default: SENTIFLOW_PIPELINE_TRAIN_BACKEND.",
         ),
     }
 
@@ -230,6 +234,14 @@ def selection_params() -> dict[str, Param]:
             description="Promote only if the metric reaches this (a ceiling for "
             "lower-is-better metrics); empty = no floor.",
         ),
+        "force_promote": Param(
+            False,
+            type="boolean",
+            title="Force promotion",
+            section=_SELECT,
+            description="Promote the selected version even if it does not beat the champion (it must "
+            "still reach the minimum metric value); the inference check and its rollback still apply.",
+        ),
     }
 
 
@@ -263,9 +275,19 @@ def check_params() -> dict[str, Param]:
 
 
 def pipeline_params() -> dict[str, Any]:
+    pipeline = PipelineSettings()
     return {
         **dataset_params(),
-        **training_params(),
+        "use_feedback": Param(
+            pipeline.use_feedback,
+            type="boolean",
+            title="Train with user feedback",
+            section=_DATA,
+            description="Merge the model server's labelled feedback since the last export into the "
+            "training split (never validation/test). On by default, so the weekly retrain uses it; "
+            "the run fails if the server cannot be reached (turn this off to train without it).",
+        ),
+        **training_params(pipeline=pipeline),
         "run_baseline": Param(
             True,
             type="boolean",
@@ -273,6 +295,14 @@ def pipeline_params() -> dict[str, Any]:
             section=_TRAIN,
             description="Also train TF-IDF + logistic regression in parallel; selection "
             "compares both families.",
+        ),
+        "train_transformer": Param(
+            True,
+            type="boolean",
+            title="Train the transformer",
+            section=_TRAIN,
+            description="Fine-tune the transformer (pod or local). Turn off with the baseline on for a "
+            "quick baseline-only release.",
         ),
         "baseline_params": Param(
             {},

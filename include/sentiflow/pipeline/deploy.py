@@ -55,13 +55,16 @@ def roll_back(
     reason: str,
     *,
     timeout_s: float,
+    restore_previous: str | None = None,
 ) -> RollbackResult:
     """Move ``champion`` back to ``previous`` and, when a server is given, serve that version again.
 
     Never raises for the server part: the caller is already failing with the original reason, and the
     message says what state things were left in.
     """
-    restored = registry.rollback(mlflow_client, settings, failed_version, reason)
+    restored = registry.rollback(
+        mlflow_client, settings, failed_version, reason, restore_previous=restore_previous
+    )
     if restored is None:
         return RollbackResult(
             None, None, f"version {failed_version} was the first champion: alias removed, nothing to restore"

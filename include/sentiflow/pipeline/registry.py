@@ -84,26 +84,39 @@ def champion(client: Any, settings: MLflowSettings) -> Candidate | None:
 class AliasMove:
     champion: str
     previous: str | None
+    #: What ``previous`` pointed at before this move: a rollback puts it back, so a failed release leaves
+    #: both aliases exactly as they were.
+    prior_previous: str | None = None
 
 
 def promote(client: Any, settings: MLflowSettings, version: str) -> AliasMove:
     """Make ``version`` the champion; the old champion becomes ``previous`` (the rollback target)."""
     name = settings.registered_model_name
     old = version_for_alias(client, settings, settings.champion_alias)
+    prior_previous = version_for_alias(client, settings, settings.previous_alias)
     if old == str(version):
-        return AliasMove(champion=old, previous=version_for_alias(client, settings, settings.previous_alias))
+        return AliasMove(champion=old, previous=prior_previous, prior_previous=prior_previous)
     if old is not None:
         client.set_registered_model_alias(name, settings.previous_alias, old)
     client.set_registered_model_alias(name, settings.champion_alias, str(version))
     log.info("promoted %s version %s to @%s (previous: %s)", name, version, settings.champion_alias, old)
-    return AliasMove(champion=str(version), previous=old)
+    return AliasMove(champion=str(version), previous=old, prior_previous=prior_previous)
 
 
-def rollback(client: Any, settings: MLflowSettings, failed_version: str, reason: str) -> str | None:
+def rollback(
+    client: Any,
+    settings: MLflowSettings,
+    failed_version: str,
+    reason: str,
+    *,
+    restore_previous: str | None = None,
+) -> str | None:
     """Point ``champion`` back at ``previous`` after ``failed_version`` failed; return the new champion.
 
-    The failed version is tagged with the reason. Without a ``previous`` (the first champion failed) the
-    champion alias is removed, so nothing claims to be a good model; the caller says so.
+    The failed version is tagged with the reason. ``previous`` then points at ``restore_previous`` (what it
+    was before the failed promotion, ``AliasMove.prior_previous``), or is removed when that is unknown, so
+    one version never holds both aliases. Without a ``previous`` (the first champion failed) the champion
+    alias is removed, so nothing claims to be a good model; the caller says so.
     """
     name = settings.registered_model_name
     client.set_model_version_tag(name, str(failed_version), TAG_ROLLED_BACK, reason[:5000])
@@ -115,6 +128,9 @@ def rollback(client: Any, settings: MLflowSettings, failed_version: str, reason:
         client.delete_registered_model_alias(name, settings.champion_alias)
         return None
     client.set_registered_model_alias(name, settings.champion_alias, previous)
-    client.delete_registered_model_alias(name, settings.previous_alias)
+    if restore_previous and str(restore_previous) not in (previous, str(failed_version)):
+        client.set_registered_model_alias(name, settings.previous_alias, str(restore_previous))
+    else:
+        client.delete_registered_model_alias(name, settings.previous_alias)
     log.info("rolled %s @%s back from %s to %s", name, settings.champion_alias, failed_version, previous)
     return previous

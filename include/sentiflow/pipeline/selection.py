@@ -106,6 +106,7 @@ def gate(
     *,
     min_improvement: float = 0.0,
     min_metric_value: float | None = None,
+    force: bool = False,
 ) -> GateDecision:
     """Promote only a candidate that reaches ``min_metric_value`` and strictly beats the champion.
 
@@ -115,6 +116,9 @@ def gate(
     - The first-ever version only has to pass ``min_metric_value``.
     - A champion that never logged the metric cannot be compared: it is kept, and the reason says so
       (pick a metric both logged, or promote by hand).
+    - ``force`` skips the comparison with the champion (a deliberate release, e.g. after a dataset change
+      made the numbers incomparable, or a rollback rehearsal); ``min_metric_value`` still applies, and
+      the reason says the promotion was forced.
     """
     if min_improvement < 0 or not math.isfinite(min_improvement):
         raise ValueError(f"min_improvement must be a finite number >= 0, got {min_improvement}")
@@ -142,6 +146,14 @@ def gate(
             False, f"version {candidate.version} is already the champion ({metric}={value:.4f})", value
         )
     champion_value = champion.value(metric)
+    if force:
+        shown = "n/a" if champion_value is None else f"{champion_value:.4f}"
+        return decide(
+            True,
+            f"version {candidate.version} has {metric}={value:.4f} vs champion version {champion.version} "
+            f"{shown}: promotion forced (force_promote), the comparison was skipped",
+            champion_value,
+        )
     if champion_value is None:
         return decide(
             False,

@@ -35,6 +35,17 @@ class PipelineSettings(BaseSettings):
     local_train_timeout_s: float = Field(
         default=6 * 3600, description="Timeout of a local training subprocess."
     )
+    train_backend: Literal["kubernetes", "local"] = Field(
+        default="kubernetes",
+        description="Default of the DAGs' train_backend param. The compose stack and the Airflow image "
+        "export it (kubernetes when a kubeconfig is mounted, else local), so a scheduled run trains "
+        "where this deployment can; a trigger may still override it.",
+    )
+    use_feedback: bool = Field(
+        default=True,
+        description="Default of sentiment_pipeline's use_feedback param (merge user feedback into the "
+        "training split); on, so the weekly schedule retrains with it.",
+    )
 
 
 class TrainerPodSettings(BaseSettings):
@@ -43,7 +54,8 @@ class TrainerPodSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}TRAINER_POD_", extra="ignore")
 
     image: str = Field(
-        default="sentiflow-trainer:latest", description="Trainer image (docker/Dockerfile.trainer)."
+        default="sentiflow/trainer:0.1.0",
+        description="Trainer image, built from docker/trainer.Dockerfile (compose tags it the same way).",
     )
     image_pull_policy: str = Field(default="IfNotPresent")
     namespace: str = Field(default="sentiflow", description="Namespace the pod runs in.")

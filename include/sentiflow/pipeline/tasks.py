@@ -123,6 +123,8 @@ def validate_params() -> dict[str, str]:
         raise AirflowFailException("min_improvement must be >= 0")
     if not 0 <= float(params.get("check_min_accuracy", 1.0)) <= 1:
         raise AirflowFailException("check_min_accuracy must be within [0, 1]")
+    if not params.get("train_transformer", True) and not params.get("run_baseline", True):
+        raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
     if params.get("train_backend") not in ("kubernetes", "local"):
         raise AirflowFailException(
             f"train_backend must be kubernetes or local, got {params.get('train_backend')!r}"
@@ -164,6 +166,85 @@ def clean_task(raw_manifest_uri: str) -> str:
     return uri
 
 
+@task(task_id="training_data", execution_timeout=timedelta(minutes=30), retries=0)
+def training_data_task(clean_manifest_uri: str) -> str:
+    """With ``use_feedback``: export the server's labelled feedback and merge it into the training split.
+
+    Returns the manifest URI every training task reads (the clean one when ``use_feedback`` is off). No
+    retries: an unreachable server fails here with a message that says how to run without feedback.
+    """
+    from sentiflow.pipeline.training_data import FeedbackExportError, training_manifest_uri
+
+    context = get_current_context()
+    params = dict(context["params"])
+    pipeline = PipelineSettings()
+    use_feedback = bool(params.get("use_feedback", False))
+    endpoint = server_endpoint(pipeline) if use_feedback else None
+    try:
+        return training_manifest_uri(
+            clean_manifest_uri,
+            use_feedback=use_feedback,
+            run_id=context["run_id"],
+            server_url=endpoint.url if endpoint else "",
+            token=endpoint.token if endpoint else None,
+            store=_store(pipeline),
+            log=log.info,
+        )
+    except FeedbackExportError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def feedback_lineage(train_task_ids: list[str]) -> Any:
+    """After training: record on each training run how many feedback rows it used and their snapshot."""
+
+    @task(task_id="feedback_lineage", trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+    def _feedback_lineage() -> dict[str, Any]:
+        from sentiflow.data.snapshot import read_manifest
+        from sentiflow.feedback.dataset import log_feedback_lineage
+        from sentiflow.pipeline import registry
+
+        context = get_current_context()
+        pipeline = PipelineSettings()
+        manifest_uri = context["ti"].xcom_pull(task_ids="training_data")
+        manifest = read_manifest(_store(pipeline), manifest_uri)
+        client = registry.mlflow_client(mlflow_settings(pipeline))
+        raw = context["ti"].xcom_pull(task_ids=train_task_ids)
+        results = [r for r in (raw if isinstance(raw, list) else [raw]) if r]
+        lineage: dict[str, Any] = {}
+        for result in results:
+            lineage = log_feedback_lineage(result["run_id"], manifest, client=client)
+            log.info("run %s: %s", result["run_id"], lineage)
+        return {**lineage, "runs": [r["run_id"] for r in results], "manifest_uri": manifest_uri}
+
+    return _feedback_lineage()
+
+
+@task(task_id="drift_report", execution_timeout=timedelta(minutes=30), **IO_RETRIES)
+def drift_report_task(manifest_uri: str) -> dict[str, Any]:
+    """Production sample vs this run's training snapshot: HTML report in S3 and MLflow, alert above PSI.
+
+    Wired beside training, downstream of nothing in the release: it informs, it never gates promotion.
+    """
+    from sentiflow.feedback.drift import drift_report, log_drift_to_mlflow
+    from sentiflow.pipeline import registry
+
+    context = get_current_context()
+    pipeline = PipelineSettings()
+    store = _store(pipeline)
+    settings = mlflow_settings(pipeline)
+    result = drift_report(manifest_uri, run_id=_safe(context["run_id"]), store=store)
+    mlflow_run_id = log_drift_to_mlflow(
+        result, client=registry.mlflow_client(settings), settings=settings, store=store
+    )
+    log.info("drift: %s; report %s; MLflow run %s", result.metrics, result.report_uri, mlflow_run_id)
+    return {
+        "metrics": result.metrics,
+        "report_uri": result.report_uri,
+        "drifted": result.drifted,
+        "mlflow_run_id": mlflow_run_id,
+    }
+
+
 # --- training ------------------------------------------------------------------------------------------
 def train_locally(manifest_uri: str, family: str, params_json: str) -> dict[str, Any]:
     from sentiflow.pipeline.local_train import LocalTrainingError, run_local_training
@@ -192,8 +273,11 @@ def train_baseline(manifest_uri: str, params_by_family: dict[str, str]) -> dict[
     return train_locally(manifest_uri, FAMILY_TFIDF, params_by_family[FAMILY_TFIDF])
 
 
-def trainer_pod(task_id: str, **overrides: Any) -> Any:
-    """The KubernetesPodOperator that trains on a GPU node; ``overrides`` (e.g. ``arguments``) win."""
+def trainer_pod(task_id: str, manifest_task_id: str = "training_data", **overrides: Any) -> Any:
+    """The KubernetesPodOperator that trains on a GPU node; ``overrides`` (e.g. ``arguments``) win.
+
+    It reads the manifest URI that ``manifest_task_id`` returned (the feedback-enriched one by default).
+    """
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     from sentiflow.pipeline.pod import train_arguments, trainer_pod_kwargs
@@ -201,7 +285,7 @@ def trainer_pod(task_id: str, **overrides: Any) -> Any:
 
     pod = TrainerPodSettings()
     arguments = train_arguments(
-        "{{ ti.xcom_pull(task_ids='clean') }}",
+        "{{ ti.xcom_pull(task_ids='" + manifest_task_id + "') }}",
         FAMILY_TRANSFORMER,
         "{{ ti.xcom_pull(task_ids='validate_params')['" + FAMILY_TRANSFORMER + "'] }}",
     )
@@ -272,6 +356,7 @@ def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, 
         metric,
         min_improvement=float(params.get("min_improvement") or 0.0),
         min_metric_value=_optional(params.get("min_metric_value")),
+        force=bool(params.get("force_promote")),
     )
     for c in candidates:
         log.info(
@@ -318,10 +403,15 @@ def promote() -> dict[str, Any]:
         "registered_model": settings.registered_model_name,
         "version": move.champion,
     }
-    return {"version": move.champion, "previous": move.previous, "run_id": decision["candidate_run_id"]}
+    return {
+        "version": move.champion,
+        "previous": move.previous,
+        "prior_previous": move.prior_previous,
+        "run_id": decision["candidate_run_id"],
+    }
 
 
-def _rollback(version: str, reason: str, *, redeploy: bool) -> str:
+def _rollback(version: str, reason: str, *, redeploy: bool, restore_previous: str | None = None) -> str:
     from sentiflow.pipeline import registry
     from sentiflow.pipeline.deploy import roll_back, server_client
 
@@ -335,6 +425,7 @@ def _rollback(version: str, reason: str, *, redeploy: bool) -> str:
         version,
         reason,
         timeout_s=pipeline.deploy_timeout_s,
+        restore_previous=restore_previous,
     )
     log.error("rollback: %s", result.message)
     return result.message
@@ -356,10 +447,16 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
             server_client(server_endpoint(pipeline)), version, timeout_s=pipeline.deploy_timeout_s
         )
     except DeployError as exc:
-        message = _rollback(version, str(exc), redeploy=False)
+        message = _rollback(
+            version, str(exc), redeploy=False, restore_previous=promoted.get("prior_previous")
+        )
         raise AirflowFailException(f"{exc}; {message}") from exc
     log.info("model server serves version %s", info.get("version"))
-    return {"version": str(info.get("version")), "run_id": promoted.get("run_id")}
+    return {
+        "version": str(info.get("version")),
+        "run_id": promoted.get("run_id"),
+        "prior_previous": promoted.get("prior_previous"),
+    }
 
 
 @task(task_id="inference_check", execution_timeout=timedelta(minutes=15), retries=0)
@@ -379,6 +476,7 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     pipeline = PipelineSettings()
     store = _store(pipeline)
     version = deployed["version"]
+    restore = deployed.get("prior_previous")
     try:
         if _optional(params.get("check_csv_uri")):
             cases = cases_from_csv(store.read_location(params["check_csv_uri"]), params["check_csv_uri"])
@@ -387,7 +485,9 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
         server = server_client(server_endpoint(pipeline))
         report = run_check(server.predict, cases, float(params["check_min_accuracy"]), log=log.info)
     except InferenceCheckError as exc:
-        message = _rollback(version, f"inference check unusable: {exc}", redeploy=True)
+        message = _rollback(
+            version, f"inference check unusable: {exc}", redeploy=True, restore_previous=restore
+        )
         raise AirflowFailException(f"inference check could not run: {exc}; {message}") from exc
 
     summary = {**report.summary(), "dag_run_id": context["run_id"], "expected_version": version}
@@ -399,14 +499,18 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     log.info("inference check: %s", json.dumps(summary))
     if report.version is not None and report.version != str(version):
         reason = f"the server answered with version {report.version}, expected {version}"
-        raise AirflowFailException(f"{reason}; {_rollback(version, reason, redeploy=True)}")
+        raise AirflowFailException(
+            f"{reason}; {_rollback(version, reason, redeploy=True, restore_previous=restore)}"
+        )
     if not report.passed:
         reason = (
             f"inference check failed: accuracy {report.accuracy:.3f} "
             f"< required {report.required_accuracy:.3f} "
             f"({report.correct}/{len(report.rows)} correct; report {prefix})"
         )
-        raise AirflowFailException(f"{reason}; {_rollback(version, reason, redeploy=True)}")
+        raise AirflowFailException(
+            f"{reason}; {_rollback(version, reason, redeploy=True, restore_previous=restore)}"
+        )
     return summary
 
 
