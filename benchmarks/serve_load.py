@@ -57,7 +57,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers and mlflow (uvicorn) workers")
     p.add_argument("--server-batch-max", type=int, default=32, help="SENTIFLOW_SERVER_BATCH_MAX_TEXTS")
     p.add_argument("--server-batch-wait-ms", type=float, default=3.0)
-    p.add_argument("--server-quantize", choices=["none", "int8"], default="none")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve_load.json"))
     return p.parse_args()
 
@@ -241,7 +240,6 @@ def main() -> int:
                 "SENTIFLOW_SERVER_BATCH_MAX_TEXTS": str(args.server_batch_max),
                 "SENTIFLOW_SERVER_BATCH_WAIT_MS": str(args.server_batch_wait_ms),
                 "SENTIFLOW_SERVER_TIMEOUT_S": "600",
-                "SENTIFLOW_SERVER_QUANTIZE": args.server_quantize,
             },
         ).start()
         r = requests.post(

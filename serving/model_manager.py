@@ -149,28 +149,6 @@ def warm_up(model: LoadedModel) -> None:
         raise RuntimeError(f"warm-up returned shape {probs.shape} (expected {expected}) or non-finite values")
 
 
-def quantize_if_asked(model: LoadedModel, settings: ServerSettings) -> None:
-    """Dynamic int8 quantization of a transformer's Linear layers (``SENTIFLOW_SERVER_QUANTIZE=int8``).
-
-    On CPUs without bf16 the matmuls dominate; int8 weights roughly halve their cost. Scores move
-    slightly, so it is opt-in and the warm-up still has to pass afterwards.
-    """
-    if settings.quantize == "none" or not hasattr(model.classifier, "model"):
-        return
-    if settings.quantize != "int8":
-        raise ValueError(f"SENTIFLOW_SERVER_QUANTIZE must be 'none' or 'int8', not {settings.quantize!r}")
-    import warnings
-
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.classifier.model = quantize_dynamic(
-            model.classifier.model, {torch.nn.Linear}, dtype=torch.qint8
-        )
-
-
 def _set_torch_threads(settings: ServerSettings) -> None:
     import sys
 
@@ -275,7 +253,6 @@ class ModelManager:
         with self._swap_lock:
             try:
                 model = self.registry.load(version)
-                quantize_if_asked(model, self.settings)
                 _set_torch_threads(self.settings)
                 warm_up(model)
             except Exception:

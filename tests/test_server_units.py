@@ -110,16 +110,3 @@ def test_admin_token_unset_disables_admin_endpoints(tmp_path):
     response = app.test_client().post("/deploy", json={"version": "1"}, headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
     assert "SENTIFLOW_SERVER_ADMIN_TOKEN" in response.get_json()["message"]
-
-
-def test_quantize_setting_is_checked_and_skips_non_torch_models():
-    from serving.model_manager import quantize_if_asked
-
-    tfidf = _Model("1", TfidfClassifier.build(["negative", "positive"]))
-    quantize_if_asked(tfidf, ServerSettings(quantize="int8"))  # no torch model: nothing to do
-
-    class _Torchish:
-        model = object()
-
-    with pytest.raises(ValueError, match="QUANTIZE"):
-        quantize_if_asked(_Model("1", _Torchish()), ServerSettings(quantize="int4"))

@@ -138,10 +138,6 @@ class ServerSettings(BaseSettings):
     startup_wait_s: float = Field(
         default=120.0, description="A worker waits this long for its startup load before taking requests."
     )
-    quantize: str = Field(
-        default="none",
-        description="'int8' = dynamic int8 quantization of a transformer's Linear layers at load (CPU speed-up).",
-    )
 
     @property
     def resolved_feedback_db_url(self) -> str:
