@@ -79,7 +79,7 @@ def airflow_api(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) 
     )
     service = Service(
         name="airflow-api-server",
-        argv=[localstack._bin("airflow"), "api-server", "--host", HOST, "--port", str(port), "--workers", "1"],
+        argv=[localstack._bin("airflow"), "api-server", "--host", HOST, "--port", str(port), "-w", "1"],
         env=env,
         health=localstack._http_ok(f"http://{HOST}:{port}/api/v2/monitor/health"),
         ports=(port,),
@@ -121,7 +121,7 @@ def test_trigger_with_custom_params_creates_a_queued_run_with_that_conf(
     }
     response = admin.post(
         f"{airflow_api.url}/api/v2/dags/{DAG_ID}/dagRuns",
-        json={"dag_run_id": "rest-custom-params", "logical_date": None, "conf": conf, "note": "from the test"},
+        json={"dag_run_id": "rest-custom-params", "logical_date": None, "conf": conf},
         timeout=HTTP_TIMEOUT_S,
     )
     assert response.status_code == 200, response.text
@@ -176,3 +176,19 @@ def test_trigger_needs_a_token_and_a_role_that_may_run_dags(
     viewer = airflow_api.session("viewer")
     assert viewer.post(url, json=body, timeout=HTTP_TIMEOUT_S).status_code == 403
     assert viewer.get(url, timeout=HTTP_TIMEOUT_S).status_code == 200  # but may read runs
+
+
+def test_unknown_param_name_is_not_rejected_by_airflow(
+    airflow_api: AirflowApi, admin: requests.Session
+) -> None:
+    """Airflow validates only the declared Params: an extra (e.g. misspelt) key passes into the run's conf.
+
+    Pinned so the docs stay true: a typo is not caught at trigger time (docs/airflow-rest.md).
+    """
+    response = admin.post(
+        f"{airflow_api.url}/api/v2/dags/{DAG_ID}/dagRuns",
+        json={"dag_run_id": "rest-typo", "logical_date": None, "conf": {"learnin_rate": 1e-4}},
+        timeout=HTTP_TIMEOUT_S,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["conf"] == {"learnin_rate": 1e-4}
