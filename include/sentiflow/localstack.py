@@ -176,7 +176,13 @@ def services(stack: StackSettings) -> dict[str, Service]:
             "--allowed-hosts",
             f"{HOST}:{stack.mlflow_port},localhost:{stack.mlflow_port},{HOST},localhost",
         ],
-        env={**s3_env, "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
+        env={
+            **s3_env,
+            "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            # MLflow 3's server-side job runner (four huey consumers) is unused here; on 2 cores it costs.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        },
         health=_http_ok(f"{stack.mlflow_uri}/health"),
         ports=(stack.mlflow_port,),
         prepare=lambda: mlflow_dir.mkdir(parents=True, exist_ok=True),
