@@ -150,15 +150,17 @@ print("JSON" + json.dumps({"pipeline": pipeline_params()["train_backend"].value,
 
 @pytest.mark.parametrize(
     ("env", "backend", "feedback"),
-    [({}, "kubernetes", True),
-     ({"SENTIFLOW_PIPELINE_TRAIN_BACKEND": "local", "SENTIFLOW_PIPELINE_USE_FEEDBACK": "false"}, "local", False)],
-)  # fmt: skip
+    [
+        ({}, "kubernetes", True),
+        ({"SENTIFLOW_PIPELINE_TRAIN_BACKEND": "local", "SENTIFLOW_PIPELINE_USE_FEEDBACK": "0"}, "local", 0),
+    ],
+)
 def test_param_defaults_follow_the_deployment_environment(tmp_path, monkeypatch, env, backend, feedback):
     """The compose stack exports SENTIFLOW_PIPELINE_TRAIN_BACKEND; the trigger form's default follows it."""
     for name in ("SENTIFLOW_PIPELINE_TRAIN_BACKEND", "SENTIFLOW_PIPELINE_USE_FEEDBACK"):
         monkeypatch.delenv(name, raising=False)
     out = run_airflow_script(PARAM_DEFAULTS, tmp_path, env=env)
-    assert out == {"pipeline": backend, "sweep": backend, "feedback": feedback}
+    assert out == {"pipeline": backend, "sweep": backend, "feedback": bool(feedback)}
 
 
 def test_unknown_train_backend_in_the_environment_is_a_clear_error():

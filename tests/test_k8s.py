@@ -139,8 +139,7 @@ def test_configmap_names_are_library_settings():
     unknown = [
         e["name"] for e in values["env"] if e["name"].startswith("SENTIFLOW_") and e["name"] not in known
     ]
-    # The backend switch the Airflow image exports; allowed until PipelineSettings declares it.
-    assert unknown in ([], ["SENTIFLOW_PIPELINE_TRAIN_BACKEND"])
+    assert not unknown  # SENTIFLOW_PIPELINE_TRAIN_BACKEND included: PipelineSettings.train_backend
 
 
 # --- RBAC -------------------------------------------------------------------------------------------------

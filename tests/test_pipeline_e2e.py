@@ -1,10 +1,16 @@
-"""End to end: ``sentiment_pipeline`` under ``dag.test()`` against the real local services.
+"""End to end: ``sentiment_pipeline`` and ``sentiment_sweep`` under ``dag.test()`` against the real services.
 
 S3 and MLflow from the ``stack`` fixture, the model server under gunicorn, training with the real entrypoint
-(``train_backend=local``) on tiny data and a one-layer MiniLM. Three runs in order:
-1. first run: versions registered, a champion set, the server serving it, the inference check passing;
-2. a worse model: the gate keeps the champion, the server keeps serving it;
-3. a better model whose inference check fails: the release rolls back (alias and server).
+(``train_backend=local``). The transformer (a one-layer MiniLM on a few hundred reviews) trains only where
+the test is about it; selection, gating and rollback use the TF-IDF baseline alone (``train_transformer``
+off), so the file stays within a few minutes.
+
+1. feedback stored in the server, then a release: the feedback rows are in the training split and in both
+   MLflow runs; a version is champion, served, the inference check passes; a drift report is written;
+2. a worse model (the gate asks for an impossible improvement): champion and served version unchanged;
+3. the sweep: two grid points, one MLflow run and version each, then the shared select/deploy/check tail;
+4. a forced release whose inference check fails: alias and server are rolled back, ``previous`` is as
+   before, the bad version carries the ``rolled_back_reason`` tag.
 """
 
 from __future__ import annotations
@@ -16,12 +22,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
-from sentiflow import localstack
+from sentiflow import localstack, names
 from sentiflow.config import MLflowSettings
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
+
+FEEDBACK = [  # text, predicted, correct, true label → trained label (None: counted, not trained on)
+    ("Sentiflow probe: the zebra musical was a triumph, I adored it.", "negative", False, "positive"),
+    ("Sentiflow probe: a dreary, lifeless heist film with wooden actors.", "positive", False, "negative"),
+    ("Sentiflow probe: charming lighthouse drama, lovely score.", "positive", True, None),
+    ("Sentiflow probe: the submarine comedy left me unsure.", "positive", False, None),
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +48,11 @@ def pipeline_env(stack, imdb_dir, offline_model):
         localstack.stop(stack, "model-server")
 
 
-def run_pipeline(conf: dict) -> dict:
+def run_dag(dag_id: str, conf: dict) -> dict:
+    """``sentiflow.pipeline.runner`` in a child process (Airflow's own env, a fresh DagBag each run)."""
     env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     proc = subprocess.run(
-        [sys.executable, "-m", "sentiflow.pipeline.runner", "sentiment_pipeline", json.dumps(conf)],
+        [sys.executable, "-m", "sentiflow.pipeline.runner", dag_id, json.dumps(conf)],
         env=env, capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
@@ -60,16 +75,25 @@ def base_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
         "train_backend": "local",
         "run_baseline": True,
         "selection_metric": "val_f1",
-        "check_min_accuracy": 0.5,
+        "check_min_accuracy": 0.0,  # scoring is unit-tested; here the check must pass unless a test fails it
     }
     return {**conf, **overrides}
+
+
+def baseline_only(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
+    return base_conf(imdb_dir, offline_model, train_transformer=False, **overrides)
 
 
 def aliases(client, settings: MLflowSettings) -> dict[str, str]:
     return {k: str(v) for k, v in client.get_registered_model(settings.registered_model_name).aliases.items()}
 
 
-def test_release_keep_and_rollback(pipeline_env, imdb_dir, offline_model) -> None:
+def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_model) -> None:
+    import mlflow
+    import pandas as pd
+
+    from sentiflow.data.clean import clean_text
+    from sentiflow.data.snapshot import read_manifest, read_split
     from sentiflow.pipeline import registry
     from sentiflow.serving_client import ModelServerClient
     from sentiflow.storage import ObjectStore
@@ -77,47 +101,112 @@ def test_release_keep_and_rollback(pipeline_env, imdb_dir, offline_model) -> Non
     settings = MLflowSettings()
     client = registry.mlflow_client(settings)
     server = ModelServerClient(pipeline_env.server_url, pipeline_env.server_token)
+    store = ObjectStore()
+    for text, predicted, correct, true_label in FEEDBACK:
+        body = {"text": text, "predicted_label": predicted, "correct": correct, "true_label": true_label}
+        assert requests.post(f"{pipeline_env.server_url}/feedback", json=body, timeout=30).status_code == 201
 
-    # 1. first release
-    first = run_pipeline(base_conf(imdb_dir, offline_model))
+    # 1. a release with the transformer and the baseline, on data enriched with the feedback
+    first = run_dag("sentiment_pipeline", base_conf(imdb_dir, offline_model))
     assert first["state"] == "success", first["tasks"]
     assert first["tasks"]["promote"] == "success" and first["tasks"]["keep_champion"] == "skipped"
+
+    data_uri = first["xcom"]["training_data"]
+    assert data_uri != first["xcom"]["clean"] and "clean-with-feedback" in data_uri
+    manifest = read_manifest(store, data_uri)
+    assert (
+        manifest.notes[names.FEEDBACK_ROWS_USED] == 3 and manifest.notes[names.FEEDBACK_ROWS_UNLABELLED] == 1
+    )
+    train = read_split(store, manifest, "train")
+    cleaned = dict(zip(clean_text(pd.Series([f[0] for f in FEEDBACK])), FEEDBACK, strict=True))
+    trained = dict(zip(train["text"], train["label"], strict=False))
+    for text, (_, predicted, correct, true_label) in cleaned.items():
+        expected = true_label or (predicted if correct else None)
+        if expected is None:
+            assert text not in trained  # no true label: counted, never trained on
+        else:
+            assert trained[text] == manifest.label_names.index(expected)
+    for split in ("validation", "test"):  # feedback never leaks into evaluation
+        assert not set(cleaned) & set(read_split(store, manifest, split)["text"])
+
+    lineage = first["xcom"]["feedback_lineage"]
+    assert len(lineage["runs"]) == 2  # transformer and baseline
+    for run_id in lineage["runs"]:
+        run = client.get_run(run_id)
+        assert run.data.metrics[names.FEEDBACK_ROWS_USED] == 3
+        assert run.data.tags[names.FEEDBACK_SNAPSHOT_URI] == manifest.notes[names.FEEDBACK_SNAPSHOT_URI]
+        assert run.data.tags[names.TAG_DATASET_MANIFEST] == data_uri  # trained on the merged snapshot
+    feedback_rows = read_split(
+        store, read_manifest(store, manifest.notes[names.FEEDBACK_SNAPSHOT_URI]), "train"
+    )
+    assert len(feedback_rows) == 3
+
     decision = first["xcom"]["select_best.decision"]
     champion = decision["candidate_version"]
-    assert len(decision["candidates"]) == 2  # transformer and baseline, both registered
-    assert aliases(client, settings) == {"champion": champion}
+    assert len(decision["candidates"]) == 2
+    assert aliases(client, settings)["champion"] == champion
     assert str(server.model()["version"]) == champion
     check = first["xcom"]["inference_check"]
     assert check["passed"] and check["model_version"] == champion
-    assert ObjectStore().exists(check["report_uri"] + "/summary.json")
+    assert store.exists(check["report_uri"] + "/summary.json")
 
-    # 2. a worse model: champion and served version unchanged
-    worse = base_conf(
-        imdb_dir,
-        offline_model,
-        run_baseline=False,
-        learning_rate=1e-9,
-        train_subset_size=16,
-        min_improvement=0.0,
-    )
-    second = run_pipeline(worse)
+    drift = first["xcom"]["drift_report"]
+    assert store.exists(drift["report_uri"])
+    drift_run = mlflow.MlflowClient(settings.tracking_uri).get_run(drift["mlflow_run_id"])
+    assert names.DRIFT_SAMPLE_ROWS in drift_run.data.metrics
+
+    # 2. a worse model (no candidate can beat the champion by a whole 1.0 of F1): nothing changes
+    before = aliases(client, settings)
+    second = run_dag("sentiment_pipeline", baseline_only(imdb_dir, offline_model, min_improvement=1.0))
     assert second["state"] == "success", second["tasks"]
+    assert second["tasks"]["train_local"] == "skipped" and second["tasks"]["train_baseline"] == "success"
     assert second["tasks"]["keep_champion"] == "success" and second["tasks"]["promote"] == "skipped"
     assert "champion kept" in second["xcom"]["keep_champion"]["reason"]
+    assert second["xcom"]["feedback_lineage"][names.FEEDBACK_ROWS_USED] == 0  # already exported last week
+    assert aliases(client, settings) == before
+    assert str(server.model()["version"]) == champion
+
+
+def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_model) -> None:
+    from sentiflow.pipeline import registry
+    from sentiflow.serving_client import ModelServerClient
+
+    settings = MLflowSettings()
+    client = registry.mlflow_client(settings)
+    server = ModelServerClient(pipeline_env.server_url, pipeline_env.server_token)
+
+    # 3. the sweep: two grid points → two runs and versions → select → (forced) promote → deploy → check
+    conf = base_conf(imdb_dir, offline_model, grid={"learning_rate": [5e-5, 1e-4]}, force_promote=True)
+    conf.pop("run_baseline")  # not a sweep param
+    sweep = run_dag("sentiment_sweep", conf)
+    assert sweep["state"] == "success", sweep["tasks"]
+    results = sweep["xcom"]["train_grid_local"]
+    assert len(results) == 2 and len({r["run_id"] for r in results}) == 2
+    rates = sorted(client.get_run(r["run_id"]).data.params[names.LEARNING_RATE] for r in results)
+    assert [float(r) for r in rates] == [5e-5, 1e-4]
+    decision = sweep["xcom"]["select_best.decision"]
+    assert sorted(decision["candidates"]) == sorted(str(r["model_version"]) for r in results)
+    champion = decision["candidate_version"]
+    assert sweep["tasks"]["inference_check"] == "success"
     assert aliases(client, settings)["champion"] == champion
     assert str(server.model()["version"]) == champion
 
-    # 3. a better model (baseline on 10x the data) whose check fails: rolled back
-    flipped = [{"text": "A wonderful, brilliant film. I loved it.", "label": "negative"},
-               {"text": "Terrible, boring, a waste of time.", "label": "positive"}]  # fmt: skip
-    third = run_pipeline(
-        base_conf(imdb_dir, offline_model, sample_size=3000, check_texts=flipped, check_min_accuracy=0.9)
+    # 4. a forced release whose check cannot pass (one text, both labels: accuracy is 0.5 whatever the model)
+    before = aliases(client, settings)
+    text = "A film about a lighthouse keeper."
+    contradictory = [{"text": text, "label": "positive"}, {"text": text, "label": "negative"}]
+    third = run_dag(
+        "sentiment_pipeline",
+        baseline_only(
+            imdb_dir, offline_model, force_promote=True, check_texts=contradictory, check_min_accuracy=0.9
+        ),
     )
     assert third["state"] == "failed"
-    assert third["tasks"]["promote"] == "success" and third["tasks"]["inference_check"] == "failed"
-    failed_version = third["xcom"]["promote"]["version"]
-    assert failed_version != champion
-    assert aliases(client, settings).get("champion") == champion
-    assert str(server.model()["version"]) == champion
-    tags = client.get_model_version(settings.registered_model_name, failed_version).tags
+    assert third["tasks"]["promote"] == "success" and third["tasks"]["deploy"] == "success"
+    assert third["tasks"]["inference_check"] == "failed"
+    bad = third["xcom"]["promote"]["version"]
+    assert bad != champion and third["xcom"]["promote"]["previous"] == champion
+    assert aliases(client, settings) == before  # champion back on the old version, previous as before
+    assert str(server.model()["version"]) == champion  # and the server serves it again
+    tags = client.get_model_version(settings.registered_model_name, bad).tags
     assert "inference check failed" in tags[registry.TAG_ROLLED_BACK]
