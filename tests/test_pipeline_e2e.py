@@ -182,8 +182,8 @@ def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_
     assert sweep["state"] == "success", sweep["tasks"]
     results = sweep["xcom"]["train_grid_local"]
     assert len(results) == 2 and len({r["run_id"] for r in results}) == 2
-    rates = sorted(client.get_run(r["run_id"]).data.params[names.LEARNING_RATE] for r in results)
-    assert [float(r) for r in rates] == [5e-5, 1e-4]
+    rates = sorted(float(client.get_run(r["run_id"]).data.params[names.LEARNING_RATE]) for r in results)
+    assert rates == [5e-5, 1e-4]
     decision = sweep["xcom"]["select_best.decision"]
     assert sorted(decision["candidates"]) == sorted(str(r["model_version"]) for r in results)
     champion = decision["candidate_version"]
