@@ -54,11 +54,15 @@ def _instrument(app: Flask) -> None:
         return response
 
 
-def _register_feedback_loop() -> None:
-    """Issue 7: wrong-flag alerts (window, log line, webhook) run on each stored feedback row."""
-    from sentiflow.feedback.alerts import on_feedback_record
+def _register_feedback_loop(store: FeedbackStore) -> None:
+    """Issue 7: wrong-flag alerts (window, log line, webhook) run on each stored feedback row.
+
+    The window lives in the feedback database, so all workers share it (one alert per window).
+    """
+    from sentiflow.feedback.alerts import FeedbackAlerter, on_feedback_record, reset_default_alerter
     from serving.feedback import on_stored
 
+    reset_default_alerter(FeedbackAlerter(flag_store=store))
     on_stored(on_feedback_record)
 
 
@@ -88,7 +92,7 @@ def create_app(
     )
     register_error_handlers(app)
     _instrument(app)
-    _register_feedback_loop()
+    _register_feedback_loop(app.extensions["sentiflow"].feedback)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     _register_ui(app)

@@ -35,6 +35,16 @@ feedback_table = sa.Table(
     sa.Column("model_version", sa.String(64), nullable=True),
 )
 COLUMNS = [c.name for c in feedback_table.columns]
+
+#: One row per alert kind: when the last alert was raised and until when the kind stays quiet. Shared by
+#: every gunicorn worker (and replicas on one database), so "one alert per window" holds across them.
+alert_state_table = sa.Table(
+    "alert_state",
+    _metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("quiet_until", sa.Float, nullable=False),
+    sa.Column("last_alert_at", sa.Float, nullable=False),
+)
 EXPORT_FORMATS = ("csv", "parquet")
 
 
@@ -85,6 +95,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _record(row: Any) -> FeedbackRecord:
+    created_at = row["created_at"]
+    if created_at.tzinfo is None:  # SQLite returns naive datetimes; we always store UTC
+        created_at = created_at.replace(tzinfo=UTC)
+    return FeedbackRecord(**{**dict(row), "created_at": created_at})
+
+
 class FeedbackStore:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -121,6 +138,47 @@ class FeedbackStore:
         with self.engine.begin() as conn:
             row_id = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key[0]
         return FeedbackRecord(id=int(row_id), **values)
+
+    # --- the shared alert window (sentiflow.feedback.alerts.SharedWrongFlagWindow reads these) -------------
+    def wrong_flags_between(self, start: float, end: float) -> list[FeedbackRecord]:
+        """Feedback rows flagged wrong with ``start < created_at <= end`` (epoch seconds), oldest first."""
+        query = (
+            sa.select(feedback_table)
+            .where(
+                feedback_table.c.correct.is_(False),
+                feedback_table.c.created_at > datetime.fromtimestamp(start, UTC),
+                feedback_table.c.created_at <= datetime.fromtimestamp(end, UTC),
+            )
+            .order_by(feedback_table.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_record(row) for row in rows]
+
+    def alert_state(self, kind: str) -> tuple[float, float]:
+        """``(quiet_until, last_alert_at)`` of ``kind``; ``(-inf, -inf)`` before its first alert."""
+        query = sa.select(alert_state_table).where(alert_state_table.c.kind == kind)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return (row["quiet_until"], row["last_alert_at"]) if row else (float("-inf"), float("-inf"))
+
+    def claim_alert(self, kind: str, *, expected_quiet_until: float, quiet_until: float, at: float) -> bool:
+        """Compare-and-set: True for exactly one caller among workers racing to raise the same alert."""
+        table = alert_state_table
+        if expected_quiet_until == float("-inf"):  # first alert of this kind: whoever inserts the row wins
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(table.insert().values(kind=kind, quiet_until=quiet_until, last_alert_at=at))
+            except sa.exc.IntegrityError:
+                return False
+            return True
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                table.update()
+                .where(table.c.kind == kind, table.c.quiet_until == expected_quiet_until)
+                .values(quiet_until=quiet_until, last_alert_at=at)
+            )
+            return result.rowcount == 1
 
     def count(self) -> int:
         with self.engine.connect() as conn:

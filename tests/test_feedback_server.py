@@ -38,8 +38,8 @@ def receiver() -> Iterator[Receiver]:
 def server(stack, receiver: Receiver) -> Iterator[DevServer]:
     version = register_tfidf_versions(1)[0]
     env = {
-        # one worker: the in-process window is per worker (the Prometheus rule is the cross-worker one)
-        "SENTIFLOW_SERVER_WORKERS": "1",
+        # two workers: the flags land on either, and the window shared in the feedback DB still alerts once
+        "SENTIFLOW_SERVER_WORKERS": "2",
         "SENTIFLOW_SERVER_THREADS": "4",
         "SENTIFLOW_ALERT_WEBHOOK_URL": receiver.url,
         "SENTIFLOW_ALERT_WEBHOOK_BACKOFF_S": "0.05",

@@ -5,8 +5,10 @@ same alert path serves the drift report (an Airflow task). gunicorn threads call
 on_feedback` concurrently, so the window is guarded by a lock; the webhook is delivered by a background
 thread so that a slow or dead receiver never delays ``POST /feedback`` (or a prediction).
 
-The window is per process. With several gunicorn workers (or replicas) each keeps its own; the
-Prometheus rule in ``serving/alert_rules.yml`` evaluates the same condition across all of them.
+``WrongFlagWindow`` keeps the window in memory (one process). The model server uses
+``SharedWrongFlagWindow`` instead, which reads the flags from the feedback database and claims each alert
+with a compare-and-set there, so several gunicorn workers (or replicas on one database) raise exactly one
+alert per window between them. The Prometheus rule in ``serving/alert_rules.yml`` watches the same condition.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sentiflow.config import AlertSettings
 
@@ -95,6 +97,59 @@ class WrongFlagWindow:
             self._quiet_until = now + self.window_s
             self._flags.clear()
             return in_window
+
+
+class FlagStore(Protocol):
+    """What the shared window needs from the feedback database (``serving.feedback.FeedbackStore``)."""
+
+    def wrong_flags_between(self, start: float, end: float) -> Sequence[Any]: ...
+
+    def alert_state(self, kind: str) -> tuple[float, float]: ...
+
+    def claim_alert(
+        self, kind: str, *, expected_quiet_until: float, quiet_until: float, at: float
+    ) -> bool: ...
+
+
+class SharedWrongFlagWindow:
+    """``WrongFlagWindow``'s rule, with the flags and the quiet period kept in the feedback database.
+
+    Each flag is already stored when ``observe`` runs, so any worker sees every worker's flags; the alert is
+    claimed with a compare-and-set on the quiet period, so two workers completing the same window at once
+    raise it once. Flags from before the last alert never count again.
+    """
+
+    kind = ALERT_WRONG_PREDICTIONS
+
+    def __init__(self, store: FlagStore, threshold: int, window_s: float) -> None:
+        if threshold < 1 or window_s <= 0:
+            raise ValueError(f"threshold must be >= 1 and window_s > 0, got {threshold} and {window_s}")
+        self.store = store
+        self.threshold = threshold
+        self.window_s = window_s
+
+    def observe(self, flag: WrongFlag) -> list[WrongFlag] | None:
+        quiet_until, last_alert_at = self.store.alert_state(self.kind)
+        if flag.at < quiet_until:
+            return None
+        rows = self.store.wrong_flags_between(max(flag.at - self.window_s, last_alert_at), flag.at)
+        if len(rows) < self.threshold:
+            return None
+        claimed = self.store.claim_alert(
+            self.kind, expected_quiet_until=quiet_until, quiet_until=flag.at + self.window_s, at=flag.at
+        )
+        if not claimed:
+            return None
+        return [
+            WrongFlag(
+                text=row.text,
+                predicted_label=row.predicted_label,
+                model_version=row.model_version,
+                true_label=row.true_label,
+                at=row.created_at.timestamp(),
+            )
+            for row in rows
+        ]
 
 
 class WebhookSender:
@@ -210,10 +265,15 @@ class FeedbackAlerter:
         *,
         clock: Callable[[], float] = time.time,
         sender: WebhookSender | None = None,
+        flag_store: FlagStore | None = None,
     ) -> None:
         self.settings = settings or AlertSettings()
         self.clock = clock
-        self.window = WrongFlagWindow(self.settings.wrong_threshold, self.settings.window_s)
+        self.window: WrongFlagWindow | SharedWrongFlagWindow = (
+            SharedWrongFlagWindow(flag_store, self.settings.wrong_threshold, self.settings.window_s)
+            if flag_store is not None
+            else WrongFlagWindow(self.settings.wrong_threshold, self.settings.window_s)
+        )
         if sender is None and self.settings.webhook_url:
             sender = WebhookSender(self.settings.webhook_url, self.settings)
         self.sender = sender
