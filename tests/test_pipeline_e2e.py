@@ -210,3 +210,11 @@ def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_
     assert str(server.model()["version"]) == champion  # and the server serves it again
     tags = client.get_model_version(settings.registered_model_name, bad).tags
     assert "inference check failed" in tags[registry.TAG_ROLLED_BACK]
+
+
+def test_a_misspelt_parameter_fails_the_run_before_any_work(pipeline_env, imdb_dir, offline_model) -> None:
+    conf = {**base_conf(imdb_dir, offline_model), "learnin_rate": 1e-4}
+    result = run_dag("sentiment_pipeline", conf)
+    assert result["state"] == "failed"
+    assert result["tasks"]["validate_params"] == "failed"
+    assert result["tasks"].get("collect") in (None, "upstream_failed")

@@ -126,3 +126,11 @@ def test_check_csv_errors_name_the_missing_column() -> None:
     assert cases_from_csv(b"text,label\nnice,positive\n", "x.csv")[0].expected == "positive"
     with pytest.raises(InferenceCheckError, match=r"x.csv lacks column\(s\) \['label'\]"):
         cases_from_csv(b"text,sentiment\nnice,positive\n", "x.csv")
+
+
+def test_unknown_params_names_keys_the_dag_does_not_declare():
+    from sentiflow.pipeline.dag_params import unknown_params
+
+    declared = {"learning_rate": 1, "num_train_epochs": 2}
+    assert unknown_params({"learnin_rate": 1e-4, "num_train_epochs": 1}, declared) == ["learnin_rate"]
+    assert unknown_params({}, declared) == [] and unknown_params(None, declared) == []

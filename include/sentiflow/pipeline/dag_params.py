@@ -331,3 +331,9 @@ def sweep_params() -> dict[str, Any]:
         **selection_params(),
         **check_params(),
     }
+
+
+def unknown_params(conf: dict[str, Any], declared: Any) -> list[str]:
+    """Keys of a trigger's conf that the DAG does not declare (Airflow accepts them silently: a typo such as
+    ``learnin_rate`` would otherwise train with the default)."""
+    return sorted(set(conf or {}) - set(declared))

@@ -24,6 +24,7 @@ from sentiflow.pipeline.connections import (
     server_endpoint_from,
     settings_env,
 )
+from sentiflow.pipeline.dag_params import unknown_params
 from sentiflow.pipeline.settings import PipelineSettings
 
 log = logging.getLogger("sentiflow.pipeline")
@@ -117,6 +118,13 @@ def training_params(params: dict[str, Any]) -> dict[str, str]:
 def validate_params() -> dict[str, str]:
     """Check the trigger's parameters before anything runs; returns the training params JSON per family."""
     params = _params()
+    context = get_current_context()
+    unknown = unknown_params(context["dag_run"].conf or {}, context["dag"].params.keys())
+    if unknown:
+        raise AirflowFailException(
+            f"unknown parameter(s) {unknown} in the trigger's conf; this DAG's parameters are "
+            f"{sorted(context['dag'].params.keys())}"
+        )
     if not str(params.get("selection_metric") or "").strip():
         raise AirflowFailException("selection_metric is empty: name a metric the training runs log")
     if float(params.get("min_improvement") or 0) < 0:
