@@ -159,12 +159,16 @@ class AlertSettings(BaseSettings):
         default=None, description="URL that receives each alert as a JSON POST; unset = log only."
     )
     webhook_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST.")
-    webhook_max_attempts: int = Field(default=5, ge=1, description="POST attempts before an alert is dropped.")
+    webhook_max_attempts: int = Field(
+        default=5, ge=1, description="POST attempts before an alert is dropped."
+    )
     webhook_backoff_s: float = Field(
         default=1.0, ge=0, description="First retry delay; doubles per attempt (with jitter)."
     )
     webhook_queue_size: int = Field(
-        default=100, ge=1, description="Alerts waiting for delivery; beyond it new alerts are dropped (logged)."
+        default=100,
+        ge=1,
+        description="Alerts waiting for delivery; beyond it new alerts are dropped (logged).",
     )
     max_texts_in_alert: int = Field(default=10, ge=0, description="Flagged texts quoted in one alert.")
     max_text_chars_in_alert: int = Field(default=200, ge=0, description="Each quoted text is cut to this.")
