@@ -55,13 +55,13 @@ def git_commit() -> str:
         return "unknown"
 
 
-def record(name: str, result: dict, markdown: str) -> None:
+def record(name: str, result: dict, markdown: str, command: str | None = None) -> None:
     """Write results/<name>.json and replace the ``## <name>`` section of RESULTS.md."""
     RESULTS_DIR.mkdir(exist_ok=True)
     payload = {
         "name": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command_line(),
+        "command": command or command_line(),
         "machine": machine(),
         "git_commit": git_commit(),
         **result,
