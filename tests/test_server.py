@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pandas as pd
@@ -49,6 +51,22 @@ def register_unfitted_version() -> str:
             registered_model_name=MLflowSettings().registered_model_name,
         )
     return str(info.registered_model_version)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_registered_model(stack) -> Iterator[str]:
+    """This module's own registered model: other test files share the session's MLflow and set aliases
+    (a ``champion``) on the default name, while these tests need a registry they alone control."""
+    name = f"server-test-{uuid.uuid4().hex[:8]}"
+    previous = os.environ.get("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME")
+    os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = name
+    try:
+        yield name
+    finally:
+        if previous is None:
+            os.environ.pop("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", None)
+        else:
+            os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = previous
 
 
 @pytest.fixture(scope="module")
