@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from sentiflow import localstack
 from sentiflow.localstack import StackSettings
@@ -22,6 +23,9 @@ class DevServer:
     stack: StackSettings
     env: dict[str, str]
     pid: int | None = None
+    #: The server's state folder; default the stack's. Tests that must not see another module's deployed
+    #: version (the session's stack is shared) pass a fresh one.
+    state_root: Path | None = None
 
     @property
     def url(self) -> str:
@@ -32,12 +36,15 @@ class DevServer:
         return self.stack.server_token
 
     @property
-    def state_dir(self):
-        return self.stack.home / "model-server"
+    def state_dir(self) -> Path:
+        return self.state_root or self.stack.home / "model-server"
 
     def start(self) -> DevServer:
         service = localstack.services(self.stack)[SERVICE]
-        service = replace(service, env={**service.env, **self.env})
+        env = {**service.env, **self.env}
+        if self.state_root is not None:
+            env["SENTIFLOW_SERVER_STATE_DIR"] = str(self.state_root)
+        service = replace(service, env=env)
         self.pid = localstack.start(self.stack, service)
         return self
 

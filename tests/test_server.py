@@ -75,8 +75,9 @@ def versions(stack) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(stack, versions) -> Iterator[DevServer]:
-    srv = DevServer(stack, SERVER_ENV).start()
+def server(stack, versions, tmp_path_factory) -> Iterator[DevServer]:
+    # its own state folder: another module's server may have persisted a deployed version in the stack's
+    srv = DevServer(stack, SERVER_ENV, state_root=tmp_path_factory.mktemp("server-state")).start()
     try:
         yield srv
     finally:
