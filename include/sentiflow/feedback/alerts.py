@@ -61,6 +61,12 @@ class Alert:
         }
 
 
+def _check_window(threshold: int, window_s: float) -> None:
+    """The one rule both windows share: at least one flag, over a positive span of time."""
+    if threshold < 1 or window_s <= 0:
+        raise ValueError(f"threshold must be >= 1 and window_s > 0, got {threshold} and {window_s}")
+
+
 def count_in_window(times: Sequence[float], now: float, window_s: float) -> int:
     """How many of ``times`` fall in ``(now - window_s, now]``."""
     return sum(1 for t in times if now - window_s < t <= now)
@@ -74,8 +80,7 @@ class WrongFlagWindow:
     """
 
     def __init__(self, threshold: int, window_s: float) -> None:
-        if threshold < 1 or window_s <= 0:
-            raise ValueError(f"threshold must be >= 1 and window_s > 0, got {threshold} and {window_s}")
+        _check_window(threshold, window_s)
         self.threshold = threshold
         self.window_s = window_s
         self._flags: deque[WrongFlag] = deque()
@@ -122,8 +127,7 @@ class SharedWrongFlagWindow:
     kind = ALERT_WRONG_PREDICTIONS
 
     def __init__(self, store: FlagStore, threshold: int, window_s: float) -> None:
-        if threshold < 1 or window_s <= 0:
-            raise ValueError(f"threshold must be >= 1 and window_s > 0, got {threshold} and {window_s}")
+        _check_window(threshold, window_s)
         self.store = store
         self.threshold = threshold
         self.window_s = window_s
