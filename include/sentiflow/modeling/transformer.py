@@ -9,6 +9,7 @@ and serving (``predict_proba`` sorts by length, pads each batch only to its long
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from functools import cache
@@ -26,6 +27,11 @@ Bf16 = Literal["auto", "on", "off"]
 #: Share of the token budget kept from the start of a long text with ``head_tail`` (Sun et al. 2019 kept
 #: 128 of 510 tokens from the head and the rest from the tail for IMDb).
 HEAD_SHARE = 0.25
+#: Config attributes that hold the attention-probability dropout, by model family (BERT/RoBERTa/DeBERTa;
+#: DistilBERT/ModernBERT; GPT-2).
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -107,16 +113,29 @@ class TransformerClassifier(TextClassifier):
         *,
         num_hidden_layers: int | None = None,
         attn_implementation: str | None = None,
+        attention_dropout: float | None = None,
         **kwargs: Any,
     ) -> TransformerClassifier:
-        """A pretrained encoder with a fresh classification head sized from the dataset's labels."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        """A pretrained encoder with a fresh classification head sized from the dataset's labels.
+
+        ``attention_dropout`` overrides the checkpoint's dropout on attention probabilities. At 0, torch's
+        scaled-dot-product attention runs its fused kernel on CPU too; with dropout it falls back to the
+        unfused path and samples a batch x heads x length x length mask per layer, which on a 2-core CPU
+        took about 20% of a training step at 256 tokens (``benchmarks/train_throughput.py``).
+        """
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         extra: dict[str, Any] = {}
         if num_hidden_layers:
             extra["num_hidden_layers"] = num_hidden_layers
         if attn_implementation:
             extra["attn_implementation"] = attn_implementation
+        if attention_dropout is not None:
+            config = AutoConfig.from_pretrained(model_name)
+            keys = [key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)]
+            if not keys:
+                log.warning("%s has no attention dropout setting; attention_dropout is ignored", model_name)
+            extra.update(dict.fromkeys(keys, float(attention_dropout)))
         tokenizer = AutoTokenizer.from_pretrained(model_name)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_name,

@@ -47,6 +47,13 @@ class TrainParams(BaseModel):
     attn_implementation: str | None = Field(
         default=None, description="e.g. eager or sdpa; None keeps the model's default."
     )
+    attention_dropout: float | None = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on attention probabilities; 0 lets torch use its fused attention kernel. "
+        "None keeps the checkpoint's value (BERT: 0.1).",
+    )
 
     @field_validator("bf16", mode="before")
     @classmethod

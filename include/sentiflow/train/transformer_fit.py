@@ -55,6 +55,7 @@ def build_classifier(params: TrainParams, label_names: list[str]) -> Transformer
             label_names,
             num_hidden_layers=params.num_hidden_layers,
             attn_implementation=params.attn_implementation,
+            attention_dropout=params.attention_dropout,
             max_length=params.max_length,
             truncation=params.truncation,
             batch_size=params.per_device_eval_batch_size,
