@@ -3,8 +3,13 @@
 Starts its own S3 + MLflow on free ports (temp home), registers one model version (the transformer
 family on the offline MiniLM by default, or TF-IDF), then serves it twice on 127.0.0.1:
 
-* ``sentiflow``: gunicorn + Flask (``serving/``), micro-batching on one inference thread per worker;
+* ``sentiflow[<runtime>]``: gunicorn + Flask (``serving/``), micro-batching on one inference thread per
+  worker, one server per ``--runtimes`` entry (``SENTIFLOW_SERVER_RUNTIME``: onnx-int8, onnx, torch);
 * ``mlflow``: ``mlflow models serve -m models:/<name>/<version> --env-manager local``.
+
+With ``--model-dir`` (a fine-tuned ``TransformerClassifier``, e.g. the one ``transformer_quality.py``
+saves) and ``--accuracy-texts N``, every server also labels N test reviews through its API: accuracy and
+agreement with ``mlflow models serve`` show what each runtime costs in quality.
 
 For each load level the two servers run back to back (alternating which goes first) so background
 load on a shared machine hits both alike. Levels: single-text requests at concurrency 1, 8, 32 and
@@ -12,6 +17,8 @@ load on a shared machine hits both alike. Levels: single-text requests at concur
 
     .venv/bin/python benchmarks/serve_load.py                 # transformer (MiniLM, max_length 256)
     .venv/bin/python benchmarks/serve_load.py --family tfidf  # quick check of the harness
+    .venv/bin/python benchmarks/serve_load.py --model-dir benchmarks/.cache/minilm-imdb-4000 \
+        --accuracy-texts 1000 --runtimes onnx-int8 onnx torch
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +55,15 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--family", choices=["transformer", "tfidf"], default="transformer")
     p.add_argument("--model-path", default=str(SHARED / "models" / "all-MiniLM-L6-v2"))
+    p.add_argument("--model-dir", default=None, help="a saved fine-tuned TransformerClassifier to serve")
+    p.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=["onnx-int8", "torch"],
+        choices=["onnx-int8", "onnx", "torch"],
+        help="one sentiflow server per runtime; the first is the headline ratio",
+    )
+    p.add_argument("--accuracy-texts", type=int, default=0, help="labelled test reviews scored per server")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--texts", default=str(SHARED / "data" / "imdb" / "test.parquet"))
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
@@ -77,8 +94,11 @@ def register(args: argparse.Namespace) -> str:
     if args.family == "transformer":
         from sentiflow.modeling.transformer import TransformerClassifier
 
-        # An untrained head costs the same per text as a fine-tuned one: speed is what is measured.
-        clf = TransformerClassifier.from_pretrained(args.model_path, LABELS, max_length=args.max_length)
+        if args.model_dir:
+            clf = TransformerClassifier.load(Path(args.model_dir), LABELS, max_length=args.max_length)
+        else:
+            # An untrained head costs the same per text as a fine-tuned one: speed is what is measured.
+            clf = TransformerClassifier.from_pretrained(args.model_path, LABELS, max_length=args.max_length)
     else:
         import pandas as pd
 
@@ -171,7 +191,7 @@ def run_level(
         try:
             r = session.post(target.url, json=body, timeout=120)
             status = r.status_code
-            if status == 200 and target.name == "sentiflow":
+            if status == 200 and target.name.startswith("sentiflow"):
                 with lock:
                     versions.add(r.json()["model_version"])
         except requests.RequestException:
@@ -222,7 +242,7 @@ def main() -> int:
     mlflow_serve_port = localstack.free_port()
     from serving.devserver import DevServer
 
-    server = None
+    servers: list[DevServer] = []
     mlflow_proc = None
     try:
         localstack.up(stack, ["s3", "mlflow"], with_airflow=False)
@@ -232,26 +252,40 @@ def main() -> int:
         version = register(args)
         name = MLflowSettings().registered_model_name
         print(f"registered {name} version {version} ({args.family})", flush=True)
-        server = DevServer(
-            stack,
-            {
-                "SENTIFLOW_SERVER_WORKERS": str(args.workers),
-                "SENTIFLOW_SERVER_THREADS": "64",
-                "SENTIFLOW_SERVER_BATCH_MAX_TEXTS": str(args.server_batch_max),
-                "SENTIFLOW_SERVER_BATCH_WAIT_MS": str(args.server_batch_wait_ms),
-                "SENTIFLOW_SERVER_TIMEOUT_S": "600",
-            },
-        ).start()
-        r = requests.post(
-            f"{server.url}/deploy?wait=true",
-            json={"version": version},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=900,
-        )
-        r.raise_for_status()
+        for runtime in args.runtimes:
+            server_stack = stack.model_copy(
+                update={"home": home / runtime, "server_port": localstack.free_port()}
+            )
+            server = DevServer(
+                server_stack,
+                {
+                    "SENTIFLOW_SERVER_WORKERS": str(args.workers),
+                    "SENTIFLOW_SERVER_THREADS": "64",
+                    "SENTIFLOW_SERVER_BATCH_MAX_TEXTS": str(args.server_batch_max),
+                    "SENTIFLOW_SERVER_BATCH_WAIT_MS": str(args.server_batch_wait_ms),
+                    "SENTIFLOW_SERVER_TIMEOUT_S": "600",
+                    "SENTIFLOW_SERVER_RUNTIME": runtime,
+                },
+            ).start()
+            servers.append(server)
+            r = requests.post(
+                f"{server.url}/deploy?wait=true",
+                json={"version": version},
+                headers={"Authorization": f"Bearer {server.token}"},
+                timeout=900,
+            )
+            r.raise_for_status()
+            served = requests.get(f"{server.url}/model", timeout=10).json()
+            if args.family == "transformer" and served.get("runtime") != runtime:
+                raise RuntimeError(
+                    f"server for {runtime} serves through {served.get('runtime')}; see its log"
+                )
         mlflow_proc = start_mlflow_serve(stack, f"models:/{name}/{version}", mlflow_serve_port, args.workers)
         targets = [
-            Target("sentiflow", f"{server.url}/predict", lambda ts: {"texts": ts}),
+            *(
+                Target(f"sentiflow[{runtime}]", f"{server.url}/predict", lambda ts: {"texts": ts})
+                for runtime, server in zip(args.runtimes, servers, strict=True)
+            ),
             Target(
                 "mlflow",
                 f"http://{localstack.HOST}:{mlflow_serve_port}/invocations",
@@ -265,7 +299,8 @@ def main() -> int:
         levels.append((args.batch_concurrency, args.batch_requests, args.batch_size))
         results = []
         for i, (c, n, per) in enumerate(levels):
-            order = targets if i % 2 == 0 else targets[::-1]
+            shift = i % len(targets)  # each level starts with another server
+            order = targets[shift:] + targets[:shift]
             for t in order:
                 res = run_level(t, texts, concurrency=c, n_requests=n, per_request=per)
                 print(json.dumps(res), flush=True)
@@ -279,10 +314,17 @@ def main() -> int:
             )
 
         c_max = max(args.concurrency)
-        ours, theirs = pick("sentiflow", c_max, 1), pick("mlflow", c_max, 1)
-        errors = {
-            name: sum(r["errors"] for r in results if r["server"] == name) for name in ("sentiflow", "mlflow")
+        theirs = pick("mlflow", c_max, 1)
+        ratios = {
+            t.name: round(pick(t.name, c_max, 1)["requests_per_s"] / theirs["requests_per_s"], 2)
+            for t in targets[:-1]
         }
+        p99_ratios = {
+            t.name: round(pick(t.name, c_max, 1)["p99_ms"] / theirs["p99_ms"], 2) for t in targets[:-1]
+        }
+        headline = targets[0].name
+        errors = {t.name: sum(r["errors"] for r in results if r["server"] == t.name) for t in targets}
+        quality = score_accuracy(targets, args) if args.accuracy_texts else None
         summary = {
             "benchmark": "serve_load",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -295,9 +337,13 @@ def main() -> int:
             },
             "model": {"name": name, "version": version, "family": args.family, "max_length": args.max_length},
             "config": {k: v for k, v in vars(args).items() if k != "out"},
-            "throughput_ratio_c32": round(ours["requests_per_s"] / theirs["requests_per_s"], 2),
-            "p99_ratio_c32": round(ours["p99_ms"] / theirs["p99_ms"], 2),
+            "headline_server": headline,
+            "throughput_ratio_c32": ratios[headline],
+            "p99_ratio_c32": p99_ratios[headline],
+            "throughput_ratio_c32_by_server": ratios,
+            "p99_ratio_c32_by_server": p99_ratios,
             "errors": errors,
+            "quality": quality,
             "results": results,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -307,9 +353,38 @@ def main() -> int:
     finally:
         if mlflow_proc is not None:
             stop_process(mlflow_proc)
-        if server is not None:
+        for server in servers:
             server.stop()
-        localstack.down(stack, ["s3", "mlflow", "model-server"])
+        localstack.down(stack, ["s3", "mlflow"])
+
+
+def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
+    """Each server labels the same labelled test reviews (32 per request): accuracy and agreement."""
+    import pandas as pd
+
+    frame = pd.read_parquet(args.texts).sample(n=args.accuracy_texts, random_state=1)
+    texts, truth = frame["text"].tolist(), frame["label"].to_numpy()
+    labels: dict[str, list[str]] = {}
+    for target in targets:
+        out: list[str] = []
+        for start in range(0, len(texts), 32):
+            r = requests.post(target.url, json=target.wrap(texts[start : start + 32]), timeout=600)
+            r.raise_for_status()
+            body = r.json()
+            rows = body["predictions"]
+            out += [row["label"] for row in rows]
+        labels[target.name] = out
+    reference = labels["mlflow"]
+    return {
+        "texts": len(texts),
+        "by_server": {
+            name: {
+                "accuracy": round(float(np.mean(np.array([LABELS.index(v) for v in got]) == truth)), 4),
+                "agreement_with_mlflow": round(float(np.mean(np.array(got) == np.array(reference))), 4),
+            }
+            for name, got in labels.items()
+        },
+    }
 
 
 def markdown(summary: dict) -> str:
@@ -326,9 +401,14 @@ def markdown(summary: dict) -> str:
         )
     rows.append("")
     rows.append(
-        f"throughput ratio at c=32 (sentiflow / mlflow): **{summary['throughput_ratio_c32']}x**, "
-        f"p99 ratio {summary['p99_ratio_c32']}, errors {summary['errors']}"
+        f"throughput ratio at c=32 ({summary['headline_server']} / mlflow): "
+        f"**{summary['throughput_ratio_c32']}x**, p99 ratio {summary['p99_ratio_c32']}; all servers: "
+        f"{summary['throughput_ratio_c32_by_server']}; errors {summary['errors']}"
     )
+    if summary.get("quality"):
+        rows.append(
+            f"quality on {summary['quality']['texts']} test reviews: {summary['quality']['by_server']}"
+        )
     return "\n".join(rows)
 
 

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,15 @@ from serving.state import StateDir
 log = logging.getLogger(__name__)
 
 WARMUP_TEXTS = ["A warm-up sentence to check the model answers.", "Short one."]
+#: Texts on which an ONNX Runtime twin must agree with the PyTorch model before it serves: short and long
+#: (past any max_length, so truncation is exercised), clear and mixed sentiment.
+RUNTIME_CHECK_TEXTS = [
+    *WARMUP_TEXTS,
+    "This film was a masterpiece: moving, funny and beautifully shot. I loved every minute of it.",
+    "Dreadful. The plot made no sense, the acting was wooden and I walked out after an hour.",
+    "Some good moments, some dull ones; the second half drags but the ending almost saves it.",
+    " ".join(["The cast is great but the script is a mess and the pacing is slow."] * 60),
+]
 KEY_METRICS = (
     names.VAL_F1,
     names.VAL_ACCURACY,
@@ -60,6 +69,7 @@ class LoadedModel:
     loaded_at: str
     source: str
     classifier: Any = field(repr=False)
+    runtime: str = "torch"
 
     def info(self) -> dict[str, Any]:
         return {
@@ -71,6 +81,7 @@ class LoadedModel:
             "metrics": self.metrics,
             "loaded_at": self.loaded_at,
             "source": self.source,
+            "runtime": self.runtime,
         }
 
 
@@ -138,6 +149,7 @@ class Registry:
             loaded_at=_now(),
             source=uri,
             classifier=classifier,
+            runtime="torch" if classifier.family == names.FAMILY_TRANSFORMER else "scikit-learn",
         )
 
 
@@ -149,14 +161,47 @@ def warm_up(model: LoadedModel) -> None:
         raise RuntimeError(f"warm-up returned shape {probs.shape} (expected {expected}) or non-finite values")
 
 
+def _inference_threads(settings: ServerSettings) -> int:
+    return settings.torch_threads or max(1, (os.cpu_count() or 1) // max(1, settings.workers))
+
+
 def _set_torch_threads(settings: ServerSettings) -> None:
     import sys
 
     if "torch" in sys.modules:
         import torch
 
-        threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // max(1, settings.workers))
-        torch.set_num_threads(threads)
+        torch.set_num_threads(_inference_threads(settings))
+
+
+def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
+    """The model with its forward pass on ``settings.runtime``; PyTorch when that cannot be built.
+
+    The ONNX file is derived from the registry version, cached per version and run under the state
+    folder (shared by the workers), and must agree with PyTorch on ``RUNTIME_CHECK_TEXTS``.
+    """
+    if settings.runtime == "torch" or model.family != names.FAMILY_TRANSFORMER:
+        return model
+    try:
+        from sentiflow.modeling.onnx_runtime import to_runtime
+
+        cache = settings.state_dir / "onnx" / f"{model.name}-v{model.version}-{model.run_id or 'norun'}"
+        classifier = to_runtime(
+            model.classifier,
+            settings.runtime,
+            cache,
+            threads=_inference_threads(settings),
+            check_texts=RUNTIME_CHECK_TEXTS,
+            max_prob_diff=settings.runtime_max_prob_diff,
+        )
+    except Exception as exc:
+        log.warning(
+            "runtime %s unavailable for version %s, serving PyTorch: %s", settings.runtime, model.version, exc
+        )
+        return model
+    if classifier is model.classifier:
+        return model
+    return replace(model, classifier=classifier, runtime=settings.runtime)
 
 
 class ModelManager:
@@ -254,6 +299,7 @@ class ModelManager:
             try:
                 model = self.registry.load(version)
                 _set_torch_threads(self.settings)
+                model = with_runtime(model, self.settings)
                 warm_up(model)
             except Exception:
                 metrics.DEPLOYS.labels(result="failure").inc()
@@ -263,7 +309,13 @@ class ModelManager:
             metrics.MODEL_VERSION.set(float(model.version) if model.version.isdigit() else 0)
             self.unready_reason = ""
             self.state.heartbeat(model.version)
-            log.info("worker %s now serves %s version %s", os.getpid(), model.name, model.version)
+            log.info(
+                "worker %s now serves %s version %s (%s)",
+                os.getpid(),
+                model.name,
+                model.version,
+                model.runtime,
+            )
             return model
 
     def _deploy(self, record: dict[str, Any]) -> None:

@@ -77,3 +77,23 @@ def offline_model() -> Path:
     if not (OFFLINE_MODEL / "config.json").exists():
         pytest.skip(f"offline model missing at {OFFLINE_MODEL}")
     return OFFLINE_MODEL
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, offline_model: Path) -> Path:
+    """A 2-layer, 32-wide random BERT saved with the real tokenizer: a stand-in with the real interfaces."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(offline_model)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -23,27 +23,7 @@ from sentiflow.train import BaselineParams, TrainingError, TrainParams, run_base
 from sentiflow.train.cli import main as cli_main
 
 
-# --- fixtures ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, offline_model: Path) -> Path:
-    """A 2-layer, 32-wide random BERT saved with the real tokenizer: a stand-in with the real interfaces."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(offline_model)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    BertForSequenceClassification(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
+# --- fixtures (tiny_model_dir is in conftest.py) --------------------------------------------------------
 def _imdb(imdb_dir: Path, split: str, n: int, seed: int) -> pd.DataFrame:
     frame = pd.read_parquet(imdb_dir / f"{split}.parquet")
     # Balanced: the parquet is sorted by label, a head() would hold a single class.

@@ -9,6 +9,7 @@ environment between calls.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -131,6 +132,17 @@ class ServerSettings(BaseSettings):
     timeout_s: int = Field(default=300, description="gunicorn worker timeout; covers a slow model load.")
     torch_threads: int | None = Field(
         default=None, description="torch intra-op threads per worker; default cores // workers."
+    )
+    runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="onnx-int8",
+        description="Forward pass of transformer models on CPU: torch, onnx (ONNX Runtime, same fp32 "
+        "numbers) or onnx-int8 (dynamic int8 quantization, fastest); falls back to torch if it cannot build.",
+    )
+    runtime_max_prob_diff: float = Field(
+        default=0.05,
+        gt=0,
+        description="An ONNX model whose probabilities differ from PyTorch's by more on check texts is "
+        "not served (PyTorch is).",
     )
     startup_alias: str | None = Field(
         default=None, description="Alias loaded at start when nothing was deployed; default the champion."

@@ -1,0 +1,162 @@
+"""Serving transformers through ONNX Runtime: same answers as PyTorch, cached builds, a gate, a fallback.
+
+Unit tests use the tiny random BERT (real tokenizer); the last test deploys a registered transformer
+version to a real gunicorn server and compares its answers with ``mlflow.pyfunc.load_model``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from sentiflow.config import ServerSettings
+from sentiflow.modeling.onnx_runtime import (
+    OnnxClassifier,
+    OnnxExportError,
+    build_onnx_model,
+    check_agreement,
+    to_runtime,
+)
+from sentiflow.modeling.transformer import TransformerClassifier
+
+TEXTS = [
+    "a wonderful moving film, loved it",
+    "dull and too long, badly acted",
+    "short",
+    "a much longer review that goes on about the plot " * 30,  # past max_length: truncated
+    "medium length review here, quite good",
+    "x",
+    "another " * 20,
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path) -> TransformerClassifier:
+    return TransformerClassifier.from_pretrained(str(tiny_model_dir), ["neg", "pos"], max_length=64)
+
+
+@pytest.fixture(scope="module")
+def sharp(tiny_model_dir: Path) -> TransformerClassifier:
+    """The tiny model fitted for a few steps on clear-cut texts: confident, text-dependent probabilities
+    (a random head gives ~0.5 everywhere, where any runtime would agree)."""
+    import torch
+
+    from serving.devserver import NEG_TEXTS, POS_TEXTS
+
+    torch.manual_seed(0)
+    clf = TransformerClassifier.from_pretrained(str(tiny_model_dir), ["neg", "pos"], max_length=64)
+    batch = clf.tokenizer(NEG_TEXTS + POS_TEXTS, padding=True, return_tensors="pt")
+    labels = torch.tensor([0] * len(NEG_TEXTS) + [1] * len(POS_TEXTS))
+    optimizer = torch.optim.Adam(clf.model.parameters(), lr=3e-3)
+    clf.model.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        clf.model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    clf.model.eval()
+    return clf
+
+
+def test_onnx_fp32_gives_pytorch_numbers_in_input_order(tiny, tmp_path) -> None:
+    path = build_onnx_model(tiny, tmp_path, "onnx")
+    onnx = OnnxClassifier(tiny, path, "onnx", threads=1)
+    expected = np.vstack([tiny.predict_proba([t]) for t in TEXTS])
+    np.testing.assert_allclose(onnx.predict_proba(TEXTS, batch_size=2), expected, atol=1e-4)
+    assert onnx.predict_proba([]).shape == (0, 2)
+    assert [p.label for p in onnx.predict(TEXTS)] == [p.label for p in tiny.predict(TEXTS)]
+
+
+def test_int8_is_close_and_builds_once(sharp, tmp_path) -> None:
+    path = build_onnx_model(sharp, tmp_path, "onnx-int8")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.int8.onnx"]  # no fp32 copy, no leftovers
+    fp32_bytes = 4 * sum(p.numel() for p in sharp.model.parameters())
+    assert path.stat().st_size < fp32_bytes / 2  # the weights are stored in int8
+    int8 = OnnxClassifier(sharp, path, "onnx-int8", threads=1)
+    reference = sharp.predict_proba(TEXTS)
+    assert np.ptp(reference[:, 0]) > 0.2  # the sharp head gives the runtimes something to disagree on
+    diff = np.abs(int8.predict_proba(TEXTS) - reference).max()
+    assert 0 < diff < 0.05
+    mtime = path.stat().st_mtime_ns
+    assert build_onnx_model(sharp, tmp_path, "onnx-int8") == path
+    assert path.stat().st_mtime_ns == mtime  # cached: a second worker does not rebuild
+
+
+def test_to_runtime_keeps_torch_and_other_families(tiny, tmp_path) -> None:
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    common = {"threads": 1, "check_texts": TEXTS, "max_prob_diff": 0.05}
+    assert to_runtime(tiny, "torch", tmp_path, **common) is tiny
+    tfidf = TfidfClassifier.build(["neg", "pos"]).fit(["good film", "bad film"] * 3, [1, 0] * 3)
+    assert to_runtime(tfidf, "onnx-int8", tmp_path, **common) is tfidf
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'"):
+        to_runtime(tiny, "tensorrt", tmp_path, **common)
+    assert not list(tmp_path.iterdir())  # nothing was built
+
+
+def test_a_disagreeing_model_is_refused(tiny, sharp, tmp_path) -> None:
+    other = OnnxClassifier(tiny, build_onnx_model(tiny, tmp_path, "onnx"), "onnx", threads=1)
+    with pytest.raises(OnnxExportError, match=r"disagrees with the PyTorch model by 0\.[1-9]"):
+        check_agreement(sharp, other, TEXTS, max_prob_diff=0.05)
+    with pytest.raises(OnnxExportError, match="allowed 1e-09"):
+        to_runtime(sharp, "onnx-int8", tmp_path / "gate", threads=1, check_texts=TEXTS, max_prob_diff=1e-9)
+
+
+def test_server_falls_back_to_pytorch_when_the_gate_refuses(sharp, tmp_path) -> None:
+    from serving.model_manager import LoadedModel, with_runtime
+
+    model = LoadedModel(
+        version="3",
+        name="m",
+        run_id="r",
+        family="transformer",
+        label_names=["neg", "pos"],
+        metrics={},
+        loaded_at="now",
+        source="models:/m/3",
+        classifier=sharp,
+    )
+    served = with_runtime(model, ServerSettings(state_dir=tmp_path))
+    assert served.runtime == "onnx-int8" and isinstance(served.classifier, OnnxClassifier)
+    assert (tmp_path / "onnx" / "m-v3-r" / "model.int8.onnx").exists()
+    strict = ServerSettings(state_dir=tmp_path / "strict", runtime_max_prob_diff=1e-9)
+    refused = with_runtime(model, strict)
+    assert refused.runtime == "torch" and refused.classifier is sharp
+    assert with_runtime(model, ServerSettings(state_dir=tmp_path, runtime="torch")) is model
+
+
+def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
+    stack, sharp, tmp_path, monkeypatch
+) -> None:
+    import mlflow
+
+    from sentiflow.config import MLflowSettings
+    from sentiflow.modeling.pyfunc import log_classifier
+    from serving.devserver import DevServer
+
+    monkeypatch.setenv("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", f"onnx-test-{uuid.uuid4().hex[:8]}")
+    mlflow.set_experiment(MLflowSettings().experiment_name)
+    with mlflow.start_run():
+        info = log_classifier(sharp, registered_model_name=MLflowSettings().registered_model_name)
+    expected = mlflow.pyfunc.load_model(info.model_uri).predict(TEXTS)
+
+    server = DevServer(stack, {"SENTIFLOW_SERVER_WORKERS": "1"}, state_root=tmp_path / "state").start()
+    try:
+        r = requests.post(
+            f"{server.url}/deploy?wait=true",
+            json={"version": str(info.registered_model_version)},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=300,
+        )
+        assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+        assert requests.get(f"{server.url}/model", timeout=10).json()["runtime"] == "onnx-int8"
+        answer = requests.post(f"{server.url}/predict", json={"texts": TEXTS}, timeout=60).json()
+    finally:
+        server.stop()
+    served = np.array([[p["scores"]["neg"], p["scores"]["pos"]] for p in answer["predictions"]])
+    reference = expected[["score_neg", "score_pos"]].to_numpy()
+    assert np.abs(served - reference).max() < 0.05
+    assert [p["label"] for p in answer["predictions"]] == expected["label"].tolist()
