@@ -8,6 +8,7 @@ add it to ``_register_ui`` below; API errors stay JSON whatever it does.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -79,6 +80,9 @@ def create_app(
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Explicit MLFLOW_* variables win; otherwise a down registry answers 503 in seconds, not minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_s)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.registry_max_retries))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -110,3 +110,28 @@ def test_admin_token_unset_disables_admin_endpoints(tmp_path):
     response = app.test_client().post("/deploy", json={"version": "1"}, headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
     assert "SENTIFLOW_SERVER_ADMIN_TOKEN" in response.get_json()["message"]
+
+
+def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypatch):
+    """MLflow's default retries back off for minutes; the server caps them so the caller hears at once."""
+    import time
+
+    from sentiflow.config import MLflowSettings
+
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, "")  # recorded, so what create_app sets is undone after the test
+        monkeypatch.delenv(name)
+    settings = ServerSettings(state_dir=tmp_path, admin_token="t0ken")  # the shipped retry defaults
+    # nothing listens on port 9: the registry is down
+    app = create_app(settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
+    try:
+        started = time.monotonic()
+        r = app.test_client().post(
+            "/deploy", json={"version": "1"}, headers={"Authorization": "Bearer t0ken"}
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        app.extensions["sentiflow"].feedback.dispose()
+    assert r.status_code == 503 and r.get_json()["error"] == "registry_unavailable"
+    assert "127.0.0.1:9" in r.get_json()["message"]
+    assert elapsed < 15

@@ -144,6 +144,17 @@ class ServerSettings(BaseSettings):
         description="An ONNX model whose probabilities differ from PyTorch's by more on check texts is "
         "not served (PyTorch is).",
     )
+    registry_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Timeout of each MLflow registry request (MLFLOW_HTTP_REQUEST_TIMEOUT).",
+    )
+    registry_max_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of a failed MLflow request (MLFLOW_HTTP_REQUEST_MAX_RETRIES); MLflow's own "
+        "default backs off for minutes, so a deploy with the registry down would hang instead of a 503.",
+    )
     startup_alias: str | None = Field(
         default=None, description="Alias loaded at start when nothing was deployed; default the champion."
     )

@@ -36,6 +36,11 @@ ONNX_FILE = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 INPUT_NAMES = ("input_ids", "attention_mask")
 
 
+def _quiet_quantizer(record: logging.LogRecord) -> bool:
+    """ORT's quantizer logs a line per tensor on the root logger at INFO; the server logs INFO."""
+    return not (record.levelno < logging.WARNING and "onnxruntime" in record.pathname)
+
+
 class OnnxExportError(RuntimeError):
     """The model could not be exported, optimized or quantized for ONNX Runtime."""
 
@@ -89,6 +94,10 @@ def _optimize(source: Path, target: Path, config: Any) -> None:
 def _quantize(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    if _quiet_quantizer not in root.filters:
+        root.addFilter(_quiet_quantizer)  # drops only records logged on the root logger itself
 
     quantize_dynamic(
         str(source),
