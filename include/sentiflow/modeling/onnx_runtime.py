@@ -164,32 +164,21 @@ class OnnxClassifier(TextClassifier):
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.runtime = runtime
         self.model_path = Path(model_path)
+        self.source = source  # tokenisation and batching; its PyTorch model is not called
         self.label_names = list(source.label_names)
-        self.tokenizer = source.tokenizer
-        self.encode = source.encode
         self.batch_size = source.batch_size
-        self.max_length = source.max_length
-        self.truncation = source.truncation
         self._lock = threading.Lock()
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        n = len(texts)
-        out = np.zeros((n, len(self.label_names)), dtype=np.float32)
-        if n == 0:
-            return out
-        batch_size = batch_size or self.batch_size
+        def forward(batch_ids: list[list[int]]) -> np.ndarray:
+            batch = self.source.tokenizer.pad({"input_ids": batch_ids}, return_tensors="np")
+            logits = self.session.run(None, {name: batch[name].astype(np.int64) for name in INPUT_NAMES})[0]
+            logits = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+            probs = np.exp(logits)
+            return probs / probs.sum(axis=1, keepdims=True)
+
         with self._lock:
-            ids = self.encode(texts)
-            order = sorted(range(n), key=lambda i: len(ids[i]), reverse=True)
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
-                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="np")
-                feed = {name: batch[name].astype(np.int64) for name in INPUT_NAMES}
-                logits = self.session.run(None, feed)[0].astype(np.float64)
-                logits -= logits.max(axis=1, keepdims=True)
-                probs = np.exp(logits)
-                out[index] = probs / probs.sum(axis=1, keepdims=True)
-        return out
+            return self.source.predict_sorted(texts, batch_size or self.batch_size, forward)
 
 
 def check_agreement(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -182,25 +182,36 @@ class TransformerClassifier(TextClassifier):
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         import torch
 
-        n = len(texts)
-        out = np.zeros((n, len(self.label_names)), dtype=np.float32)
-        if n == 0:
-            return out
-        batch_size = batch_size or self.batch_size
         with self._lock:
-            ids = self.encode(texts)
-            # Longest first: similar lengths share a batch (little padding), and a too-big batch fails early.
-            order = sorted(range(n), key=lambda i: len(ids[i]), reverse=True)
             model = self.model.to(self.device).eval()
             use_bf16 = resolve_bf16(self.bf16, self.device)
+
+            def forward(batch_ids: list[list[int]]) -> np.ndarray:
+                batch = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="pt")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                with torch.autocast(self.device, dtype=torch.bfloat16, enabled=use_bf16):
+                    logits = model(**batch).logits
+                return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
             with torch.inference_mode():
-                for start in range(0, n, batch_size):
-                    index = order[start : start + batch_size]
-                    batch = self.tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt")
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                    with torch.autocast(self.device, dtype=torch.bfloat16, enabled=use_bf16):
-                        logits = model(**batch).logits
-                    out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                return self.predict_sorted(texts, batch_size or self.batch_size, forward)
+
+    def predict_sorted(
+        self, texts: Sequence[str], batch_size: int, forward: Callable[[list[list[int]]], np.ndarray]
+    ) -> np.ndarray:
+        """Probabilities in input order, computed by ``forward`` on batches of similar length.
+
+        Longest first: similar lengths share a batch (little padding), and a too-big batch fails early.
+        Shared with the ONNX Runtime twin, so both runtimes see identical batches of token ids.
+        """
+        out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        if not len(texts):
+            return out
+        ids = self.encode(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        for start in range(0, len(ids), batch_size):
+            index = order[start : start + batch_size]
+            out[index] = forward([ids[i] for i in index])
         return out
 
     # --- persistence ---------------------------------------------------------------------------------------
