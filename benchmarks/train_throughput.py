@@ -191,6 +191,15 @@ def main() -> None:
             "val_f1_delta": round(ours["val_f1"] - base["val_f1"], 4),
         }
         print(f"max_length {max_length}: ratio B/A = {results['by_max_length'][str(max_length)]['ratio']}")
+    # The roof is measured again at the end: a shared machine can be busy for a moment; the higher
+    # (harder) roof is the one reported.
+    peak_end = matmul_peak_flops()
+    results["fp32_matmul_peak_flops_per_s_start_end"] = [peak, peak_end]
+    if peak_end > peak:
+        results["fp32_matmul_peak_flops_per_s"] = peak_end
+        for entry in results["by_max_length"].values():
+            for row in entry["variants"]:
+                row["fraction_of_peak"] = round(row["model_flops_per_s"] / peak_end, 3)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.output}")
