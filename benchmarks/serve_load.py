@@ -71,7 +71,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="texts per request of the batch level")
     p.add_argument("--batch-concurrency", type=int, default=4)
     p.add_argument("--batch-requests", type=int, default=16)
-    p.add_argument("--workers", type=int, default=1, help="gunicorn workers and mlflow (uvicorn) workers")
+    p.add_argument("--workers", type=int, default=2, help="sentiflow gunicorn workers (its default: 2)")
+    p.add_argument("--mlflow-workers", type=int, default=1, help="mlflow models serve -w (its default: 1)")
     p.add_argument("--server-batch-max", type=int, default=32, help="SENTIFLOW_SERVER_BATCH_MAX_TEXTS")
     p.add_argument("--server-batch-wait-ms", type=float, default=3.0)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve_load.json"))
@@ -280,7 +281,9 @@ def main() -> int:
                 raise RuntimeError(
                     f"server for {runtime} serves through {served.get('runtime')}; see its log"
                 )
-        mlflow_proc = start_mlflow_serve(stack, f"models:/{name}/{version}", mlflow_serve_port, args.workers)
+        mlflow_proc = start_mlflow_serve(
+            stack, f"models:/{name}/{version}", mlflow_serve_port, args.mlflow_workers
+        )
         targets = [
             *(
                 Target(f"sentiflow[{runtime}]", f"{server.url}/predict", lambda ts: {"texts": ts})

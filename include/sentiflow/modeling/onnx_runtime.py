@@ -2,10 +2,10 @@
 
 Why: on a CPU the model server's cost is the encoder's forward pass. ONNX Runtime's fused CPU kernels
 answer the same fp32 model about 1.4x faster than eager PyTorch, and dynamic int8 quantization of the
-linear layers (weights int8, activations quantized per batch) about 2x, with probabilities within a few
-thousandths (``benchmarks/RESULTS.md``, ``serve_load``). The registry version stays the source of truth:
-the ONNX file is derived from it at load time, cached per run, and checked against the PyTorch model on
-real texts before it may serve (``check_agreement``).
+linear layers (weights int8 per output channel, activations quantized per batch) about 2x, with
+probabilities close to PyTorch's but not equal (``benchmarks/RESULTS.md``, ``serve_load``). The registry
+version stays the source of truth: the ONNX file is derived from it at load time, cached per run, and
+checked against the PyTorch model on real texts before it may serve (``check_agreement``).
 
 Tokenisation (truncation rules, dynamic padding, length-sorted batches) is the ``TransformerClassifier``'s,
 so both runtimes see identical token ids.
@@ -103,6 +103,8 @@ def _quantize(source: Path, target: Path) -> None:
         str(source),
         str(target),
         weight_type=QuantType.QInt8,
+        # one scale per output channel: on IMDb MiniLM 98.8% of labels agree with fp32 (per-tensor: 95%)
+        per_channel=True,
         # fused ops (from the optimizer) have no shape-inferred output type; they are all float32
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
@@ -151,7 +153,11 @@ class OnnxClassifier(TextClassifier):
     family = FAMILY_TRANSFORMER
 
     def __init__(
-        self, source: TransformerClassifier, model_path: Path, runtime: Runtime, threads: int
+        self,
+        source: TransformerClassifier,
+        model_path: Path,
+        runtime: Runtime,
+        threads: int,
     ) -> None:
         import onnxruntime as ort
 
@@ -159,7 +165,8 @@ class OnnxClassifier(TextClassifier):
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No busy-waiting between batches: the request threads need the same cores.
+        # No busy-waiting between operators: the request threads need the same cores (measured: spinning
+        # gained nothing here).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.runtime = runtime
