@@ -46,3 +46,15 @@ def test_metrics_binary_and_multiclass() -> None:
     assert multi[names.VAL_F1] == 1.0 and multi[names.VAL_AUC] == 1.0
     single_class = classification_metrics("val", np.array([1, 1]), np.array([[0.2, 0.8], [0.4, 0.6]]))
     assert names.VAL_AUC not in single_class  # undefined, not NaN
+
+
+def test_loss_of_a_confident_model_is_finite_and_warning_free() -> None:
+    import warnings
+
+    import numpy as np
+
+    probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]], dtype=np.float32)  # exact 0 and 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn warns when rows do not sum to one
+        metrics = classification_metrics("val", np.array([0, 1, 1]), probs)
+    assert 0 < metrics["val_loss"] < 0.2

@@ -33,7 +33,9 @@ def classification_metrics(
     classes = list(range(probs.shape[1]))
     predicted = probs.argmax(axis=1)
     if loss is None:
-        loss = float(log_loss(labels, np.clip(probs, 1e-7, 1.0), labels=classes))
+        # clipped (a confident model's 0.0 would be an infinite loss) and renormalised, so rows still sum to 1
+        clipped = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1.0)
+        loss = float(log_loss(labels, clipped / clipped.sum(axis=1, keepdims=True), labels=classes))
     metrics = {
         split_metric(split, "loss"): float(loss),
         split_metric(split, "accuracy"): float(accuracy_score(labels, predicted)),
