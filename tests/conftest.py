@@ -82,8 +82,10 @@ def offline_model() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, offline_model: Path) -> Path:
     """A 2-layer, 32-wide random BERT saved with the real tokenizer: a stand-in with the real interfaces."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+    torch.manual_seed(0)  # the same random weights every session (ONNX int8 tests compare numbers)
     tokenizer = AutoTokenizer.from_pretrained(offline_model)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
