@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from sentiflow.names import FAMILY_TRANSFORMER
 log = logging.getLogger(__name__)
 
 Runtime = Literal["torch", "onnx", "onnx-int8"]
-RUNTIMES: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
 ONNX_FILE = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 INPUT_NAMES = ("input_ids", "attention_mask")
 
