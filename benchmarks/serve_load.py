@@ -169,8 +169,21 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 class Target:
-    def __init__(self, name: str, url: str, wrap) -> None:
-        self.name, self.url, self.wrap = name, url, wrap
+    def __init__(self, name: str, url: str, wrap, pgid: int) -> None:
+        self.name, self.url, self.wrap, self.pgid = name, url, wrap, pgid
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of one process group (a server)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # after the name: state ppid pgrp ... utime (11) stime (12)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_level(
@@ -202,10 +215,11 @@ def run_level(
             latencies.append(dt)
             statuses.append(status)
 
-    t0 = time.perf_counter()
+    t0, client_cpu0, server_cpu0 = time.perf_counter(), time.process_time(), group_cpu_s(target.pgid)
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, counter))
     wall = time.perf_counter() - t0
+    client_cpu, server_cpu = time.process_time() - client_cpu0, group_cpu_s(target.pgid) - server_cpu0
     latencies.sort()
     errors = sum(1 for s in statuses if not 200 <= s < 300)
     return {
@@ -219,6 +233,10 @@ def run_level(
         "texts_per_s": round(n_requests * per_request / wall, 2),
         "p50_ms": round(1000 * statistics.median(latencies), 1),
         "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+        # where the 2 cores went: the load generator shares them with the server
+        "client_cpu_ms_per_request": round(1000 * client_cpu / n_requests, 2),
+        "server_cpu_ms_per_text": round(1000 * server_cpu / (n_requests * per_request), 2),
+        "cpu_busy": round((client_cpu + server_cpu) / (wall * (os.cpu_count() or 1)), 2),
         **({"versions_seen": sorted(versions)} if versions else {}),
     }
 
@@ -286,13 +304,16 @@ def main() -> int:
         )
         targets = [
             *(
-                Target(f"sentiflow[{runtime}]", f"{server.url}/predict", lambda ts: {"texts": ts})
+                Target(
+                    f"sentiflow[{runtime}]", f"{server.url}/predict", lambda ts: {"texts": ts}, server.pid
+                )
                 for runtime, server in zip(args.runtimes, servers, strict=True)
             ),
             Target(
                 "mlflow",
                 f"http://{localstack.HOST}:{mlflow_serve_port}/invocations",
                 lambda ts: {"inputs": ts},
+                mlflow_proc.pid,
             ),
         ]
         texts = load_texts(args.texts)

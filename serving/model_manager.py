@@ -174,6 +174,20 @@ def _set_torch_threads(settings: ServerSettings) -> None:
         torch.set_num_threads(_inference_threads(settings))
 
 
+def cap_batch_tokens(model: LoadedModel, settings: ServerSettings) -> None:
+    """On CPU, a transformer's forward batches hold at most ``batch_max_tokens`` padded tokens.
+
+    The micro-batcher gathers concurrent requests; this splits a gathered batch by length, so long
+    reviews run one or two at a time and short texts many at a time (on 2 CPU cores: 17% more IMDb
+    reviews/s and 50% more tweet-sized texts/s than fixed batches of 32; ``docs/serving.md``).
+    """
+    from sentiflow.modeling.transformer import TransformerClassifier
+
+    classifier = model.classifier
+    if isinstance(classifier, TransformerClassifier) and classifier.device == "cpu":
+        classifier.max_batch_tokens = settings.batch_max_tokens
+
+
 def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
     """The model with its forward pass on ``settings.runtime``; PyTorch when that cannot be built.
 
@@ -299,6 +313,7 @@ class ModelManager:
             try:
                 model = self.registry.load(version)
                 _set_torch_threads(self.settings)
+                cap_batch_tokens(model, self.settings)
                 model = with_runtime(model, self.settings)
                 warm_up(model)
             except Exception:

@@ -160,3 +160,38 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
     reference = expected[["score_neg", "score_pos"]].to_numpy()
     assert np.abs(served - reference).max() < 0.05
     assert [p["label"] for p in answer["predictions"]] == expected["label"].tolist()
+
+
+def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None:
+    from serving.model_manager import LoadedModel, cap_batch_tokens
+
+    uncapped = tiny.predict_proba(TEXTS)
+    chunks: list[list[int]] = []
+
+    def record(batch_ids: list[list[int]]) -> np.ndarray:
+        chunks.append([len(ids) for ids in batch_ids])
+        return np.zeros((len(batch_ids), 2))
+
+    tiny.predict_sorted(TEXTS, 32, record, max_tokens=64)
+    assert sorted(n for chunk in chunks for n in chunk) == sorted(len(ids) for ids in tiny.encode(TEXTS))
+    assert chunks[0] == [64]  # the truncated long review (max_length 64) runs alone
+    assert all(len(chunk) * max(chunk) <= 64 or len(chunk) == 1 for chunk in chunks)
+    assert max(len(chunk) for chunk in chunks) > 1  # short texts still share a forward pass
+
+    model = LoadedModel(
+        version="1",
+        name="m",
+        run_id="r",
+        family="transformer",
+        label_names=["neg", "pos"],
+        metrics={},
+        loaded_at="now",
+        source="models:/m/1",
+        classifier=tiny,
+    )
+    try:
+        cap_batch_tokens(model, ServerSettings(batch_max_tokens=64))
+        assert tiny.max_batch_tokens == 64
+        np.testing.assert_allclose(tiny.predict_proba(TEXTS), uncapped, atol=1e-5)
+    finally:
+        tiny.max_batch_tokens = None

@@ -119,7 +119,15 @@ class ServerSettings(BaseSettings):
     max_texts: int = Field(default=256, description="Most texts in one /predict call.")
     max_text_chars: int = Field(default=10_000, description="Most characters in one text.")
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body accepted.")
-    batch_max_texts: int = Field(default=64, description="Micro-batch: most texts run in one forward pass.")
+    batch_max_texts: int = Field(
+        default=64, description="Micro-batch: most texts of concurrent requests gathered into one call."
+    )
+    batch_max_tokens: int | None = Field(
+        default=512,
+        gt=0,
+        description="On CPU, most padded tokens (texts x longest) in one forward pass of a transformer: a "
+        "micro-batch runs as length-sorted chunks of this size. Unset: batch_max_texts only.",
+    )
     batch_wait_ms: float = Field(
         default=2.0, description="Micro-batch: how long the inference thread waits to fill a batch."
     )

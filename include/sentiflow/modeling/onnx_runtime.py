@@ -185,7 +185,9 @@ class OnnxClassifier(TextClassifier):
             return probs / probs.sum(axis=1, keepdims=True)
 
         with self._lock:
-            return self.source.predict_sorted(texts, batch_size or self.batch_size, forward)
+            return self.source.predict_sorted(
+                texts, batch_size or self.batch_size, forward, self.source.max_batch_tokens
+            )
 
 
 def check_agreement(

@@ -101,6 +101,8 @@ class TransformerClassifier(TextClassifier):
         self.batch_size = int(batch_size)
         self.bf16 = bf16
         self.device = resolve_device(device)
+        #: Serving-time cap on a batch's padded tokens (``predict_sorted``); None: ``batch_size`` only.
+        self.max_batch_tokens: int | None = None
         # One forward pass at a time: the fast tokenizer and the model are shared state.
         self._lock = threading.Lock()
 
@@ -194,24 +196,37 @@ class TransformerClassifier(TextClassifier):
                 return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
             with torch.inference_mode():
-                return self.predict_sorted(texts, batch_size or self.batch_size, forward)
+                return self.predict_sorted(
+                    texts, batch_size or self.batch_size, forward, self.max_batch_tokens
+                )
 
     def predict_sorted(
-        self, texts: Sequence[str], batch_size: int, forward: Callable[[list[list[int]]], np.ndarray]
+        self,
+        texts: Sequence[str],
+        batch_size: int,
+        forward: Callable[[list[list[int]]], np.ndarray],
+        max_tokens: int | None = None,
     ) -> np.ndarray:
         """Probabilities in input order, computed by ``forward`` on batches of similar length.
 
         Longest first: similar lengths share a batch (little padding), and a too-big batch fails early.
-        Shared with the ONNX Runtime twin, so both runtimes see identical batches of token ids.
+        ``max_tokens`` caps a batch's padded size (texts × longest): long texts then run in small batches
+        and short ones in large batches, which on CPU beats any fixed batch size (measured for ONNX
+        Runtime: see ``docs/serving.md``). Shared with the ONNX Runtime twin.
         """
         out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
         if not len(texts):
             return out
         ids = self.encode(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        for start in range(0, len(ids), batch_size):
-            index = order[start : start + batch_size]
+        start = 0
+        while start < len(order):
+            size = batch_size
+            if max_tokens:
+                size = max(1, min(size, max_tokens // max(1, len(ids[order[start]]))))
+            index = order[start : start + size]
             out[index] = forward([ids[i] for i in index])
+            start += size
         return out
 
     # --- persistence ---------------------------------------------------------------------------------------
