@@ -304,9 +304,7 @@ def main() -> int:
         )
         targets = [
             *(
-                Target(
-                    f"sentiflow[{runtime}]", f"{server.url}/predict", lambda ts: {"texts": ts}, server.pid
-                )
+                Target(f"sentiflow[{runtime}]", f"{server.url}/predict", lambda ts: {"texts": ts}, server.pid)
                 for runtime, server in zip(args.runtimes, servers, strict=True)
             ),
             Target(
