@@ -411,15 +411,17 @@ def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
 
 def markdown(summary: dict) -> str:
     rows = [
-        "| load | server | req/s | texts/s | p50 ms | p99 ms | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| load | server | req/s | texts/s | p50 ms | p99 ms | errors | server CPU ms/text "
+        "| client CPU ms/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in summary["results"]:
         per = r["texts_per_request"]
         load = f"c={r['concurrency']}, {per} text{'s' if per > 1 else ''}/req"
         rows.append(
             f"| {load} | {r['server']} | {r['requests_per_s']} | {r['texts_per_s']} | {r['p50_ms']} | "
-            f"{r['p99_ms']} | {r['errors']} |"
+            f"{r['p99_ms']} | {r['errors']} | {r['server_cpu_ms_per_text']} | "
+            f"{r['client_cpu_ms_per_request']} |"
         )
     rows.append("")
     rows.append(
