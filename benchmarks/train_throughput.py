@@ -3,11 +3,9 @@
 (A) tokenizes with ``padding="max_length"`` and uses ``Trainer`` defaults (random sampler, fp32, the
 checkpoint as it is). (B) is what ``sentiflow-train`` does (``build_classifier`` + ``training_arguments``):
 dynamic padding (``DataCollatorWithPadding``), length-grouped batches, no dropout on attention
-probabilities (``attention_dropout: 0``, so torch's fused attention kernel runs), dropout masks drawn
-with ``torch.rand`` on CPU (``fast_cpu_dropout``), bf16 autocast when
+probabilities (``attention_dropout: 0``, so torch's fused attention kernel runs), bf16 autocast when
 ``bf16: auto`` turns it on. Extra variants (``--variants``) isolate the knobs: ``B-attn-dropout`` keeps the
-checkpoint's attention dropout, ``B-torch-dropout`` uses torch's ``nn.Dropout`` instead of
-``fast_cpu_dropout``, ``B-bf16`` forces bf16, ``B-eager`` uses eager attention.
+checkpoint's attention dropout, ``B-bf16`` forces bf16, ``B-eager`` uses eager attention.
 
 Same model, data, batch size, max_length, seed and number of steps for every variant, in one process.
 Reports samples/s, the ratio to (A), achieved model FLOP/s (6 × non-embedding params × real tokens/s)
@@ -80,7 +78,6 @@ def run_variant(variant: str, args, train: pd.DataFrame, val: pd.DataFrame, max_
         device="cpu",
         # B-attn-dropout: our set-up but with the checkpoint's attention dropout (BERT: 0.1), as in A
         attention_dropout=None if "attn-dropout" in variant else TrainParams().attention_dropout,
-        fast_cpu_dropout="torch-dropout" not in variant,
     )
     if variant == "A":  # the tutorial: the checkpoint as it is
         set_seed(args.seed)
@@ -136,7 +133,6 @@ def run_variant(variant: str, args, train: pd.DataFrame, val: pd.DataFrame, max_
         "bf16": bool(targs.bf16),
         "attn_implementation": attn or "default",
         "attention_dropout": clf.model.config.attention_probs_dropout_prob,
-        "fast_cpu_dropout": params.fast_cpu_dropout and variant != "A",
         "train_seconds": round(seconds, 2),
         "samples_per_s": round(len(train) / seconds, 3),
         "real_tokens_per_s": round(real_tokens / seconds, 1),
@@ -157,10 +153,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
-        "--variants",
-        nargs="+",
-        default=["A", "B"],
-        help="A, B, B-attn-dropout, B-torch-dropout, B-bf16, B-eager",
+        "--variants", nargs="+", default=["A", "B"], help="A, B, B-attn-dropout, B-bf16, B-eager"
     )
     parser.add_argument("--output", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()

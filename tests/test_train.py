@@ -209,41 +209,6 @@ def test_attention_dropout_overrides_the_checkpoint_and_none_keeps_it(tiny_model
     assert {m.dropout.p for m in built.model.modules() if type(m).__name__.endswith("SelfAttention")} == {0.0}
 
 
-def test_fast_cpu_dropout_draws_scaled_bernoulli_masks_and_swaps_only_dropout(tiny_model_dir: Path) -> None:
-    import torch
-
-    from sentiflow.train.fast_dropout import FastCpuDropout
-    from sentiflow.train.params import TrainParams
-    from sentiflow.train.transformer_fit import build_classifier
-
-    drop = FastCpuDropout(0.25)
-    x = torch.ones(200_000, requires_grad=True)
-    y = drop(x)
-    kept = y != 0
-    assert abs(kept.float().mean().item() - 0.75) < 0.01
-    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))
-    y.sum().backward()
-    assert torch.equal(x.grad, y.detach())  # the gradient goes through the same mask and scale
-    torch.manual_seed(1)
-    first = drop(x)
-    torch.manual_seed(1)
-    assert torch.equal(drop(x), first)  # reproducible per seed
-    drop.eval()
-    assert torch.equal(drop(x), x)
-
-    params = TrainParams(model_name=str(tiny_model_dir), device="cpu")
-    assert params.fast_cpu_dropout
-    fast = build_classifier(params, ["neg", "pos"]).model
-    plain = build_classifier(params.model_copy(update={"fast_cpu_dropout": False}), ["neg", "pos"]).model
-    swapped = [m for m in fast.modules() if isinstance(m, FastCpuDropout)]
-    assert swapped and {m.p for m in swapped} == {0.1}  # the hidden-state dropouts
-    assert not [m for m in fast.modules() if type(m) is torch.nn.Dropout and m.p > 0]
-    assert not [m for m in plain.modules() if isinstance(m, FastCpuDropout)]
-    assert fast.state_dict().keys() == plain.state_dict().keys()  # checkpoints are unchanged
-    ids = torch.tensor([[101, 2204, 3185, 102]])
-    assert torch.equal(fast.eval()(input_ids=ids).logits, plain.eval()(input_ids=ids).logits)
-
-
 def test_predict_proba_keeps_input_order_across_sorted_batches(tiny_model_dir: Path) -> None:
     from sentiflow.modeling.transformer import TransformerClassifier
 

@@ -54,11 +54,6 @@ class TrainParams(BaseModel):
         description="Dropout on attention probabilities; 0 lets torch use its fused attention kernel. "
         "None keeps the checkpoint's value (BERT: 0.1).",
     )
-    fast_cpu_dropout: bool = Field(
-        default=True,
-        description="On CPU, dropout masks from a float32 uniform draw instead of torch's serial "
-        "bernoulli_ (same masks in distribution, a different random stream); no effect on GPU.",
-    )
 
     @field_validator("bf16", mode="before")
     @classmethod

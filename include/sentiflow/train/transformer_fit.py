@@ -50,7 +50,7 @@ def build_classifier(params: TrainParams, label_names: list[str]) -> Transformer
 
     set_seed(params.seed)  # the new classification head is initialised reproducibly
     try:
-        classifier = TransformerClassifier.from_pretrained(
+        return TransformerClassifier.from_pretrained(
             params.model_name,
             label_names,
             num_hidden_layers=params.num_hidden_layers,
@@ -67,11 +67,6 @@ def build_classifier(params: TrainParams, label_names: list[str]) -> Transformer
             f"cannot load pretrained model {params.model_name!r}: {exc}. Offline machines pass a local path "
             "(e.g. ../shared/models/all-MiniLM-L6-v2) as model_name."
         ) from exc
-    if params.fast_cpu_dropout and classifier.device == "cpu":
-        from sentiflow.train.fast_dropout import use_fast_cpu_dropout
-
-        use_fast_cpu_dropout(classifier.model)
-    return classifier
 
 
 def encode_dataset(classifier: TransformerClassifier, frame: Any) -> Any:
