@@ -3,9 +3,11 @@
 (A) tokenizes with ``padding="max_length"`` and uses ``Trainer`` defaults (random sampler, fp32, the
 checkpoint as it is). (B) is what ``sentiflow-train`` does (``build_classifier`` + ``training_arguments``):
 dynamic padding (``DataCollatorWithPadding``), length-grouped batches, no dropout on attention
-probabilities (``attention_dropout: 0``, so torch's fused attention kernel runs), bf16 autocast when
-``bf16: auto`` turns it on. Extra variants (``--variants``) isolate the knobs: ``B-attn-dropout`` keeps the
-checkpoint's attention dropout, ``B-bf16`` forces bf16, ``B-eager`` uses eager attention.
+probabilities (``attention_dropout: 0``, so torch's fused attention kernel runs) nor on hidden states
+(``hidden_dropout: 0``: no per-element ``bernoulli_`` masks, a serial loop on non-Intel CPUs), bf16 autocast
+when ``bf16: auto`` turns it on. Extra variants (``--variants``) isolate the knobs: ``B-attn-dropout``,
+``B-hidden-dropout`` and ``B-dropout`` keep the checkpoint's attention, hidden-state or both dropouts,
+``B-bf16`` forces bf16, ``B-eager`` uses eager attention.
 
 Same model, data, batch size, max_length, seed and number of steps for every variant, in one process.
 Reports samples/s, the ratio to (A), achieved model FLOP/s (6 × non-embedding params × real tokens/s)
@@ -38,6 +40,8 @@ from sentiflow.train.params import TrainParams
 from sentiflow.train.transformer_fit import build_classifier, encode_dataset, training_arguments
 
 LABELS = ["neg", "pos"]
+KEEPS_ATTENTION_DROPOUT = ("B-attn-dropout", "B-dropout")
+KEEPS_HIDDEN_DROPOUT = ("B-hidden-dropout", "B-dropout")
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
@@ -76,8 +80,10 @@ def run_variant(variant: str, args, train: pd.DataFrame, val: pd.DataFrame, max_
         bf16="on" if "bf16" in variant else "auto",
         attn_implementation=attn,
         device="cpu",
-        # B-attn-dropout: our set-up but with the checkpoint's attention dropout (BERT: 0.1), as in A
-        attention_dropout=None if "attn-dropout" in variant else TrainParams().attention_dropout,
+        # B-attn-dropout / B-hidden-dropout / B-dropout: our set-up with the checkpoint's attention /
+        # hidden-state / both dropouts (BERT: 0.1), as in A
+        attention_dropout=None if variant in KEEPS_ATTENTION_DROPOUT else TrainParams().attention_dropout,
+        hidden_dropout=None if variant in KEEPS_HIDDEN_DROPOUT else TrainParams().hidden_dropout,
     )
     if variant == "A":  # the tutorial: the checkpoint as it is
         set_seed(args.seed)
@@ -133,6 +139,7 @@ def run_variant(variant: str, args, train: pd.DataFrame, val: pd.DataFrame, max_
         "bf16": bool(targs.bf16),
         "attn_implementation": attn or "default",
         "attention_dropout": clf.model.config.attention_probs_dropout_prob,
+        "hidden_dropout": clf.model.config.hidden_dropout_prob,
         "train_seconds": round(seconds, 2),
         "samples_per_s": round(len(train) / seconds, 3),
         "real_tokens_per_s": round(real_tokens / seconds, 1),
@@ -153,7 +160,10 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
-        "--variants", nargs="+", default=["A", "B"], help="A, B, B-attn-dropout, B-bf16, B-eager"
+        "--variants",
+        nargs="+",
+        default=["A", "B"],
+        help="A, B, B-attn-dropout, B-hidden-dropout, B-dropout, B-bf16, B-eager",
     )
     parser.add_argument("--output", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()

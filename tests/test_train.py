@@ -194,19 +194,30 @@ def test_head_tail_truncation_keeps_start_and_end(tiny_model_dir: Path) -> None:
     assert ids[1] == head.encode(["short text"])[0]
 
 
-def test_attention_dropout_overrides_the_checkpoint_and_none_keeps_it(tiny_model_dir: Path) -> None:
+def test_dropout_params_override_the_checkpoint_and_none_keeps_it(tiny_model_dir: Path) -> None:
+    import torch
+
     from sentiflow.modeling.transformer import TransformerClassifier
     from sentiflow.train.params import TrainParams
     from sentiflow.train.transformer_fit import build_classifier
 
     kept = TransformerClassifier.from_pretrained(str(tiny_model_dir), ["neg", "pos"], attention_dropout=None)
-    assert kept.model.config.attention_probs_dropout_prob == 0.1  # the tiny config's own value
+    assert kept.model.config.attention_probs_dropout_prob == 0.1  # the tiny config's own values
+    assert kept.model.config.hidden_dropout_prob == 0.1
     params = TrainParams(model_name=str(tiny_model_dir), device="cpu")
-    assert params.attention_dropout == 0.0
+    assert params.attention_dropout == 0.0 and params.hidden_dropout == 0.0
     built = build_classifier(params, ["neg", "pos"])
     assert built.model.config.attention_probs_dropout_prob == 0.0
-    assert built.model.config.hidden_dropout_prob == kept.model.config.hidden_dropout_prob  # only attention
-    assert {m.dropout.p for m in built.model.modules() if type(m).__name__.endswith("SelfAttention")} == {0.0}
+    assert built.model.config.hidden_dropout_prob == 0.0
+    assert {m.p for m in built.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    assert {m.p for m in kept.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+
+    hidden_only = build_classifier(params.model_copy(update={"attention_dropout": None}), ["neg", "pos"])
+    assert hidden_only.model.config.attention_probs_dropout_prob == 0.1
+    assert hidden_only.model.config.hidden_dropout_prob == 0.0
+    attention_only = build_classifier(params.model_copy(update={"hidden_dropout": None}), ["neg", "pos"])
+    assert attention_only.model.config.attention_probs_dropout_prob == 0.0
+    assert attention_only.model.config.hidden_dropout_prob == 0.1
 
 
 def test_predict_proba_keeps_input_order_across_sorted_batches(tiny_model_dir: Path) -> None:

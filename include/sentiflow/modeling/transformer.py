@@ -30,6 +30,17 @@ HEAD_SHARE = 0.25
 #: Config attributes that hold the attention-probability dropout, by model family (BERT/RoBERTa/DeBERTa;
 #: DistilBERT/ModernBERT; GPT-2).
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+#: Config attributes that hold the dropout on hidden states: embeddings, attention output, feed-forward
+#: output (and BERT's classification head, unless its ``classifier_dropout`` is set). BERT/RoBERTa/ELECTRA;
+#: DistilBERT; GPT-2; ModernBERT.
+HIDDEN_DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "embedding_dropout",
+    "mlp_dropout",
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +127,17 @@ class TransformerClassifier(TextClassifier):
         num_hidden_layers: int | None = None,
         attn_implementation: str | None = None,
         attention_dropout: float | None = None,
+        hidden_dropout: float | None = None,
         **kwargs: Any,
     ) -> TransformerClassifier:
         """A pretrained encoder with a fresh classification head sized from the dataset's labels.
 
-        ``attention_dropout`` overrides the checkpoint's dropout on attention probabilities. At 0, torch's
-        scaled-dot-product attention runs its fused kernel on CPU too; with dropout it falls back to the
-        unfused path and samples a batch x heads x length x length mask per layer, which on a 2-core CPU
-        took about 20% of a training step at 256 tokens (``benchmarks/train_throughput.py``).
+        ``attention_dropout`` and ``hidden_dropout`` override the checkpoint's dropouts (None keeps them).
+        At 0 attention dropout, torch's scaled-dot-product attention runs its fused kernel on CPU too;
+        with dropout it falls back to the unfused path and samples a batch x heads x length x length mask
+        per layer. Dropout masks come from ``bernoulli_``, a serial loop on non-Intel CPUs
+        (pytorch/pytorch#138199): on a 2-core AMD CPU at 256 tokens they took about 20% (attention) and
+        7% (hidden states) of a training step (``benchmarks/train_throughput.py``).
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -132,12 +146,19 @@ class TransformerClassifier(TextClassifier):
             extra["num_hidden_layers"] = num_hidden_layers
         if attn_implementation:
             extra["attn_implementation"] = attn_implementation
-        if attention_dropout is not None:
+        dropouts = {
+            "attention_dropout": (ATTENTION_DROPOUT_KEYS, attention_dropout),
+            "hidden_dropout": (HIDDEN_DROPOUT_KEYS, hidden_dropout),
+        }
+        if any(value is not None for _, value in dropouts.values()):
             config = AutoConfig.from_pretrained(model_name)
-            keys = [key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)]
-            if not keys:
-                log.warning("%s has no attention dropout setting; attention_dropout is ignored", model_name)
-            extra.update(dict.fromkeys(keys, float(attention_dropout)))
+            for param, (candidates, value) in dropouts.items():
+                if value is None:
+                    continue
+                keys = [key for key in candidates if hasattr(config, key)]
+                if not keys:
+                    log.warning("%s has no setting for %s; it is ignored", model_name, param)
+                extra.update(dict.fromkeys(keys, float(value)))
         tokenizer = AutoTokenizer.from_pretrained(model_name)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_name,

@@ -54,6 +54,13 @@ class TrainParams(BaseModel):
         description="Dropout on attention probabilities; 0 lets torch use its fused attention kernel. "
         "None keeps the checkpoint's value (BERT: 0.1).",
     )
+    hidden_dropout: float | None = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on hidden states (embeddings, attention and feed-forward outputs, BERT's "
+        "classification head). None keeps the checkpoint's value (BERT: 0.1).",
+    )
 
     @field_validator("bf16", mode="before")
     @classmethod

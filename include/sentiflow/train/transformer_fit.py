@@ -56,6 +56,7 @@ def build_classifier(params: TrainParams, label_names: list[str]) -> Transformer
             num_hidden_layers=params.num_hidden_layers,
             attn_implementation=params.attn_implementation,
             attention_dropout=params.attention_dropout,
+            hidden_dropout=params.hidden_dropout,
             max_length=params.max_length,
             truncation=params.truncation,
             batch_size=params.per_device_eval_batch_size,
