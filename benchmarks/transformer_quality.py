@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--val-size", type=int, default=1000)
     parser.add_argument("--test-size", type=int, default=None, help="default: the whole test split")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--save-dir", type=Path, default=SAVED_MODEL, help="where the fine-tuned model goes")
     args = parser.parse_args()
 
     train_all, _ = clean_frame(pd.read_parquet(SHARED / "data" / "imdb" / "train.parquet"))
@@ -67,7 +68,7 @@ def main() -> int:
         device="cpu",
     )
     fit = fit_transformer(data, params)
-    fit.classifier.save(SAVED_MODEL)
+    fit.classifier.save(args.save_dir)
     start = time.perf_counter()
     probs = fit.classifier.predict_proba(test["text"].tolist(), batch_size=64)
     predict_s = time.perf_counter() - start
@@ -86,7 +87,9 @@ def main() -> int:
         "test_accuracy": round(accuracy, 4),
         "test_predict_s": round(predict_s, 1),
         "saved_model": str(
-            SAVED_MODEL.relative_to(Path.cwd()) if SAVED_MODEL.is_relative_to(Path.cwd()) else SAVED_MODEL
+            args.save_dir.resolve().relative_to(Path.cwd())
+            if args.save_dir.resolve().is_relative_to(Path.cwd())
+            else args.save_dir
         ),
     }
     record(
