@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sentiflow import localstack
 from sentiflow.localstack import StackSettings
+from sentiflow.processes import wait_gone
 
 SERVICE = "model-server"
 
@@ -57,13 +57,7 @@ class DevServer:
         pid = localstack.running_pid(self.stack, SERVICE)
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and localstack._alive(pid):
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                time.sleep(0.1)
+            wait_gone(pid, 10)
         self.pid = None
 
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sentiflow.processes import pid_alive
+
 DEPLOYED_FILE = "deployed.json"
 DEPLOYMENTS_DIR = "deployments"
 WORKERS_DIR = "workers"
@@ -39,16 +41,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StateDir:
@@ -95,7 +87,7 @@ class StateDir:
             if record is None:
                 continue
             pid = int(record["pid"])
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 out[pid] = record.get("version")
             else:
                 path.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentiflow.config import ENV_PREFIX
+from sentiflow.processes import pid_alive, wait_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -236,21 +237,6 @@ def _logfile(stack: StackSettings, name: str) -> Path:
     return stack.home / "logs" / f"{name}.log"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as dead.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        return state != "Z"
-    except OSError:
-        return True
-
-
 def running_pid(stack: StackSettings, name: str) -> int | None:
     pidfile = _pidfile(stack, name)
     if not pidfile.exists():
@@ -259,7 +245,7 @@ def running_pid(stack: StackSettings, name: str) -> int | None:
         pid = int(pidfile.read_text().strip())
     except ValueError:
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def start(stack: StackSettings, service: Service) -> int:
@@ -323,25 +309,14 @@ def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            _reap(pid)
-            time.sleep(0.2)
-        if _alive(pid):
+        if not wait_gone(pid, timeout_s, poll_s=0.2):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        _reap(pid)
+            wait_gone(pid, 5)
     pidfile.unlink(missing_ok=True)
     return pid is not None
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -1,0 +1,44 @@
+"""Whether a process we know by PID still runs, and waiting for it to go.
+
+Shared by the local stack (its PID files), the dev model server (a simulated crash) and the model
+server's worker heartbeats: one definition of "alive", where a zombie child counts as gone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is our exited child (no zombie left behind)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_gone(pid: int, timeout_s: float, poll_s: float = 0.1) -> bool:
+    """Wait until ``pid`` has exited (reaping it when it is our child); False if it still runs."""
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid):
+        reap(pid)
+        if time.monotonic() >= deadline:
+            return not pid_alive(pid)
+        time.sleep(poll_s)
+    reap(pid)
+    return True
