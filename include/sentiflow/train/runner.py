@@ -111,6 +111,18 @@ def _finish(
     )
 
 
+def _load_tagged(manifest_uri: str, params: TrainParams | BaselineParams) -> TrainingData:
+    """The snapshot's splits, subset as ``params`` asks; the dataset's lineage tagged on the active run."""
+    data = load_training_data(
+        manifest_uri,
+        train_subset_size=params.train_subset_size,
+        eval_subset_size=params.eval_subset_size,
+        seed=params.seed,
+    )
+    tag_dataset(data.manifest, manifest_uri)
+    return data
+
+
 def run_training(
     manifest_uri: str,
     params: TrainParams | dict[str, Any] | None = None,
@@ -127,13 +139,7 @@ def run_training(
     run_name = f"{FAMILY_TRANSFORMER}-{Path(params.model_name).name}"
     with training_run(FAMILY_TRANSFORMER, run_name, params.model_dump(), manifest_uri) as run:
         mlflow.set_tag(TAG_BASE_MODEL, params.model_name)
-        data = load_training_data(
-            manifest_uri,
-            train_subset_size=params.train_subset_size,
-            eval_subset_size=params.eval_subset_size,
-            seed=params.seed,
-        )
-        tag_dataset(data.manifest, manifest_uri)
+        data = _load_tagged(manifest_uri, params)
         fit = fit_transformer(data, params, on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
         summary = {FIT_TIME_S: fit.fit_time_s}
         if fit.best_epoch is not None:
@@ -163,13 +169,7 @@ def run_baseline(
 
     params = params if isinstance(params, BaselineParams) else BaselineParams.model_validate(params or {})
     with training_run(FAMILY_TFIDF, FAMILY_TFIDF, params.model_dump(), manifest_uri) as run:
-        data = load_training_data(
-            manifest_uri,
-            train_subset_size=params.train_subset_size,
-            eval_subset_size=params.eval_subset_size,
-            seed=params.seed,
-        )
-        tag_dataset(data.manifest, manifest_uri)
+        data = _load_tagged(manifest_uri, params)
         classifier = TfidfClassifier.build(
             data.label_names,
             C=params.C,
