@@ -96,13 +96,13 @@ def main() -> int:
         "transformer_quality",
         result,
         f"Offline all-MiniLM-L6-v2 fine-tuned by `fit_transformer` with the product's defaults (lr 5e-5, "
-        f"batch 16, warm-up 0.1, weight decay 0.01, attention dropout 0, dynamic padding, length-grouped "
-        f"batches), 1 epoch on {len(train):,} balanced cleaned IMDb train reviews at max_length "
-        f"{args.max_length} (fit {fit.fit_time_s:.0f} s, {fit.train_samples_per_s:.2f} samples/s), "
-        f"validation F1 {val_f1:.4f} on {len(validation):,} held-out train reviews. Scored on the cleaned "
-        f"IMDb test split ({len(test):,} reviews): **test accuracy {accuracy:.4f}** "
-        f"(prediction {predict_s:.0f} s). The TF-IDF baseline on the full 25k train: 0.9047 "
-        "(`baseline_quality`).\n",
+        f"batch 16, warm-up 0.1, weight decay 0.01, attention and hidden dropout 0, dynamic padding, "
+        f"length-grouped batches), 1 epoch on {len(train):,} balanced cleaned IMDb train reviews at "
+        f"max_length {args.max_length} (fit {fit.fit_time_s:.0f} s, "
+        f"{fit.train_samples_per_s:.2f} samples/s), validation F1 {val_f1:.4f} on {len(validation):,} "
+        f"held-out train reviews. Scored on the cleaned IMDb test split ({len(test):,} reviews): "
+        f"**test accuracy {accuracy:.4f}** (prediction {predict_s:.0f} s). The TF-IDF baseline on the "
+        "full 25k train: 0.9047 (`baseline_quality`).\n",
     )
     print(result)
     return 0
