@@ -105,20 +105,27 @@ def test_a_disagreeing_model_is_refused(tiny, sharp, tmp_path) -> None:
         to_runtime(sharp, "onnx-int8", tmp_path / "gate", threads=1, check_texts=TEXTS, max_prob_diff=1e-9)
 
 
-def test_server_falls_back_to_pytorch_when_the_gate_refuses(sharp, tmp_path) -> None:
-    from serving.model_manager import LoadedModel, with_runtime
+def _loaded(classifier: TransformerClassifier, version: str = "3"):
+    """A registry version as the server holds it, without the registry."""
+    from serving.model_manager import LoadedModel
 
-    model = LoadedModel(
-        version="3",
+    return LoadedModel(
+        version=version,
         name="m",
         run_id="r",
         family="transformer",
         label_names=["neg", "pos"],
         metrics={},
         loaded_at="now",
-        source="models:/m/3",
-        classifier=sharp,
+        source=f"models:/m/{version}",
+        classifier=classifier,
     )
+
+
+def test_server_falls_back_to_pytorch_when_the_gate_refuses(sharp, tmp_path) -> None:
+    from serving.model_manager import with_runtime
+
+    model = _loaded(sharp)
     served = with_runtime(model, ServerSettings(state_dir=tmp_path))
     assert served.runtime == "onnx-int8" and isinstance(served.classifier, OnnxClassifier)
     assert (tmp_path / "onnx" / "m-v3-r" / "model.int8.onnx").exists()
@@ -163,7 +170,7 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
 
 
 def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None:
-    from serving.model_manager import LoadedModel, cap_batch_tokens
+    from serving.model_manager import cap_batch_tokens
 
     uncapped = tiny.predict_proba(TEXTS)
     chunks: list[list[int]] = []
@@ -178,17 +185,7 @@ def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None
     assert all(len(chunk) * max(chunk) <= 64 or len(chunk) == 1 for chunk in chunks)
     assert max(len(chunk) for chunk in chunks) > 1  # short texts still share a forward pass
 
-    model = LoadedModel(
-        version="1",
-        name="m",
-        run_id="r",
-        family="transformer",
-        label_names=["neg", "pos"],
-        metrics={},
-        loaded_at="now",
-        source="models:/m/1",
-        classifier=tiny,
-    )
+    model = _loaded(tiny, version="1")
     try:
         cap_batch_tokens(model, ServerSettings(batch_max_tokens=64))
         assert tiny.max_batch_tokens == 64

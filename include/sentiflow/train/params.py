@@ -6,11 +6,14 @@ Field names are the MLflow parameter names (``tests/test_train_params.py`` check
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sentiflow.config import PipelineDefaults
+
+#: A dropout probability, or None for the checkpoint's own value.
+DropoutRate = Annotated[float | None, Field(ge=0, lt=1)]
 
 
 def _default_model_name() -> str:
@@ -47,17 +50,13 @@ class TrainParams(BaseModel):
     attn_implementation: str | None = Field(
         default=None, description="e.g. eager or sdpa; None keeps the model's default."
     )
-    attention_dropout: float | None = Field(
+    attention_dropout: DropoutRate = Field(
         default=0.0,
-        ge=0,
-        lt=1,
         description="Dropout on attention probabilities; 0 lets torch use its fused attention kernel. "
         "None keeps the checkpoint's value (BERT: 0.1).",
     )
-    hidden_dropout: float | None = Field(
+    hidden_dropout: DropoutRate = Field(
         default=0.0,
-        ge=0,
-        lt=1,
         description="Dropout on hidden states (embeddings, attention and feed-forward outputs, BERT's "
         "classification head). None keeps the checkpoint's value (BERT: 0.1).",
     )
