@@ -179,16 +179,15 @@ def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None
         chunks.append([len(ids) for ids in batch_ids])
         return np.zeros((len(batch_ids), 2))
 
-    tiny.predict_sorted(TEXTS, 32, record, max_tokens=64)
-    assert sorted(n for chunk in chunks for n in chunk) == sorted(len(ids) for ids in tiny.encode(TEXTS))
-    assert chunks[0] == [64]  # the truncated long review (max_length 64) runs alone
-    assert all(len(chunk) * max(chunk) <= 64 or len(chunk) == 1 for chunk in chunks)
-    assert max(len(chunk) for chunk in chunks) > 1  # short texts still share a forward pass
-
     model = _loaded(tiny, version="1")
     try:
         cap_batch_tokens(model, ServerSettings(batch_max_tokens=64))
         assert tiny.max_batch_tokens == 64
+        tiny.predict_sorted(TEXTS, 32, record)
+        assert sorted(n for chunk in chunks for n in chunk) == sorted(len(ids) for ids in tiny.encode(TEXTS))
+        assert chunks[0] == [64]  # the truncated long review (max_length 64) runs alone
+        assert all(len(chunk) * max(chunk) <= 64 or len(chunk) == 1 for chunk in chunks)
+        assert max(len(chunk) for chunk in chunks) > 1  # short texts still share a forward pass
         np.testing.assert_allclose(tiny.predict_proba(TEXTS), uncapped, atol=1e-5)
     finally:
         tiny.max_batch_tokens = None

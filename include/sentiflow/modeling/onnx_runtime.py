@@ -153,11 +153,7 @@ class OnnxClassifier(TextClassifier):
     family = FAMILY_TRANSFORMER
 
     def __init__(
-        self,
-        source: TransformerClassifier,
-        model_path: Path,
-        runtime: Runtime,
-        threads: int,
+        self, source: TransformerClassifier, model_path: Path, runtime: Runtime, threads: int
     ) -> None:
         import onnxruntime as ort
 
@@ -185,9 +181,7 @@ class OnnxClassifier(TextClassifier):
             return probs / probs.sum(axis=1, keepdims=True)
 
         with self._lock:
-            return self.source.predict_sorted(
-                texts, batch_size or self.batch_size, forward, self.source.max_batch_tokens
-            )
+            return self.source.predict_sorted(texts, batch_size or self.batch_size, forward)
 
 
 def check_agreement(

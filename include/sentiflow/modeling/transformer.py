@@ -217,23 +217,20 @@ class TransformerClassifier(TextClassifier):
                 return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
             with torch.inference_mode():
-                return self.predict_sorted(
-                    texts, batch_size or self.batch_size, forward, self.max_batch_tokens
-                )
+                return self.predict_sorted(texts, batch_size or self.batch_size, forward)
 
     def predict_sorted(
         self,
         texts: Sequence[str],
         batch_size: int,
         forward: Callable[[list[list[int]]], np.ndarray],
-        max_tokens: int | None = None,
     ) -> np.ndarray:
         """Probabilities in input order, computed by ``forward`` on batches of similar length.
 
         Longest first: similar lengths share a batch (little padding), and a too-big batch fails early.
-        ``max_tokens`` caps a batch's padded size (texts × longest): long texts then run in small batches
-        and short ones in large batches, which on CPU beats any fixed batch size (measured for ONNX
-        Runtime: see ``docs/serving.md``). Shared with the ONNX Runtime twin.
+        ``max_batch_tokens`` (set by the server on CPU) caps a batch's padded size (texts × longest): long
+        texts then run in small batches and short ones in large batches, which on CPU beats any fixed
+        batch size (``docs/serving.md``). Shared with the ONNX Runtime twin, so its batches are the same.
         """
         out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
         if not len(texts):
@@ -243,8 +240,8 @@ class TransformerClassifier(TextClassifier):
         start = 0
         while start < len(order):
             size = batch_size
-            if max_tokens:
-                size = max(1, min(size, max_tokens // max(1, len(ids[order[start]]))))
+            if self.max_batch_tokens:
+                size = max(1, min(size, self.max_batch_tokens // max(1, len(ids[order[start]]))))
             index = order[start : start + size]
             out[index] = forward([ids[i] for i in index])
             start += size
