@@ -46,6 +46,7 @@ sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
 from sentiflow import localstack  # noqa: E402
 from sentiflow.localstack import StackSettings  # noqa: E402
+from sentiflow.processes import stat_fields  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 LABELS = ["negative", "positive"]
@@ -176,12 +177,9 @@ class Target:
 def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of one process group (a server)."""
     total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # after the name: state ppid pgrp ... utime (11) stime (12)
+    for entry in Path("/proc").iterdir():
+        fields = stat_fields(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid:
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 

@@ -11,6 +11,18 @@ import time
 from pathlib import Path
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name: state, ppid, pgrp, ... utime (11), stime (12).
+
+    The name is cut at the last ``)``, since a name may itself hold spaces and parentheses. None when the
+    process is gone (or there is no ``/proc``).
+    """
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -18,10 +30,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # alive, owned by someone else
         return True
-    try:  # a zombie (exited, not yet reaped) counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[0] != "Z"  # a zombie (exited, not yet reaped) counts as gone
 
 
 def reap(pid: int) -> None:
