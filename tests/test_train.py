@@ -220,6 +220,22 @@ def test_dropout_params_override_the_checkpoint_and_none_keeps_it(tiny_model_dir
     assert attention_only.model.config.hidden_dropout_prob == 0.1
 
 
+def test_half_precision_checkpoint_is_fine_tuned_in_float32(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """transformers 5 keeps a checkpoint's saved dtype; AdamW on fp16 master weights would lose updates."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from sentiflow.train.params import TrainParams
+    from sentiflow.train.transformer_fit import build_classifier
+
+    half_dir = tmp_path / "half"
+    AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).half().save_pretrained(half_dir)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(half_dir)
+    assert AutoModelForSequenceClassification.from_pretrained(half_dir).dtype == torch.float16
+    built = build_classifier(TrainParams(model_name=str(half_dir), device="cpu"), ["neg", "pos"])
+    assert {p.dtype for p in built.model.parameters()} == {torch.float32}
+
+
 def test_predict_proba_keeps_input_order_across_sorted_batches(tiny_model_dir: Path) -> None:
     from sentiflow.modeling.transformer import TransformerClassifier
 

@@ -162,6 +162,10 @@ class TransformerClassifier(TextClassifier):
         tokenizer = AutoTokenizer.from_pretrained(model_name)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_name,
+            # transformers 5 loads a checkpoint in the dtype it was saved in; many Hub checkpoints are
+            # fp16/bf16, and fine-tuning half-precision master weights loses updates. Train in float32;
+            # bf16 autocast (``bf16``) still runs the matrix products in bf16 where the hardware has it.
+            dtype="float32",
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
