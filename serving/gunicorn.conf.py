@@ -24,6 +24,10 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")  # the local stack pass
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"
+# gunicorn >= 23: with reuse_port each worker binds its own SO_REUSEPORT socket and the kernel hashes new
+# connections across them; with one shared socket, keep-alive connections stuck to whichever worker accepted
+# first (one worker saturated, the other half idle). serve_load shows each worker's share.
+reuse_port = _settings.reuse_port
 timeout = _settings.timeout_s
 graceful_timeout = 30
 keepalive = 5

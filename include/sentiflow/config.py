@@ -162,6 +162,11 @@ class ServerSettings(BaseSettings):
     workers: int = Field(default=2, description="gunicorn worker processes.")
     threads: int = Field(default=16, description="gunicorn threads per worker (requests; inference is one).")
     timeout_s: int = Field(default=300, description="gunicorn worker timeout; covers a slow model load.")
+    reuse_port: bool = Field(
+        default=True,
+        description="Each gunicorn worker listens on its own SO_REUSEPORT socket, so the kernel spreads "
+        "connections evenly over the workers (a shared socket lets keep-alive connections pile on one).",
+    )
     torch_threads: int | None = Field(
         default=None, description="torch intra-op threads per worker; default cores // workers."
     )
