@@ -222,7 +222,7 @@ def main() -> int:
             "were running, so times are upper bounds of what the design needs.",
             "",
             "| replicas | moves | p50 converge (s) | max converge (s) | requests | non-2xx "
-            "| alias reads/s/replica | model loads/s/replica |",
+            "| alias reads/s/replica | load requests/s/replica |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
             f"| {row} |",
             "",
