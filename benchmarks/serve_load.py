@@ -76,6 +76,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mlflow-workers", type=int, default=1, help="mlflow models serve -w (its default: 1)")
     p.add_argument("--server-batch-max", type=int, default=32, help="SENTIFLOW_SERVER_BATCH_MAX_TEXTS")
     p.add_argument("--server-batch-wait-ms", type=float, default=3.0)
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="back-to-back runs of the c=max single-text level per sentiflow server (run-to-run spread)",
+    )
+    p.add_argument(
+        "--servers", choices=["both", "sentiflow"], default="both", help="skip mlflow models serve"
+    )
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve_load.json"))
     return p.parse_args()
 
@@ -170,8 +179,27 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 class Target:
-    def __init__(self, name: str, url: str, wrap, pgid: int) -> None:
+    def __init__(self, name: str, url: str, wrap, pgid: int, metrics_url: str | None = None) -> None:
         self.name, self.url, self.wrap, self.pgid = name, url, wrap, pgid
+        self.metrics_url = metrics_url
+
+
+def worker_requests(target: Target) -> dict[str, float]:
+    """Requests answered so far by each gunicorn worker of a sentiflow server (its ``/metrics``)."""
+    if not target.metrics_url:
+        return {}
+    counts: dict[str, float] = {}
+    for line in requests.get(target.metrics_url, timeout=30).text.splitlines():
+        if line.startswith("sentiflow_server_worker_requests_total{"):
+            worker = line.split('worker="', 1)[1].split('"', 1)[0]
+            counts[worker] = counts.get(worker, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    delta = {w: after[w] - before.get(w, 0.0) for w in after}
+    total = sum(delta.values()) or 1.0
+    return {w: round(d / total, 3) for w, d in sorted(delta.items()) if d > 0}
 
 
 def group_cpu_s(pgid: int) -> float:
@@ -213,11 +241,13 @@ def run_level(
             latencies.append(dt)
             statuses.append(status)
 
+    workers0 = worker_requests(target)
     t0, client_cpu0, server_cpu0 = time.perf_counter(), time.process_time(), group_cpu_s(target.pgid)
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, counter))
     wall = time.perf_counter() - t0
     client_cpu, server_cpu = time.process_time() - client_cpu0, group_cpu_s(target.pgid) - server_cpu0
+    worker_share = shares(workers0, worker_requests(target)) if target.metrics_url else None
     latencies.sort()
     errors = sum(1 for s in statuses if not 200 <= s < 300)
     return {
@@ -236,6 +266,8 @@ def run_level(
         "server_cpu_ms_per_text": round(1000 * server_cpu / (n_requests * per_request), 2),
         "cpu_busy": round((client_cpu + server_cpu) / (wall * (os.cpu_count() or 1)), 2),
         **({"versions_seen": sorted(versions)} if versions else {}),
+        # each gunicorn worker's share of the requests: even is 1/workers each
+        **({"worker_share": worker_share} if worker_share else {}),
     }
 
 
@@ -297,21 +329,31 @@ def main() -> int:
                 raise RuntimeError(
                     f"server for {runtime} serves through {served.get('runtime')}; see its log"
                 )
-        mlflow_proc = start_mlflow_serve(
-            stack, f"models:/{name}/{version}", mlflow_serve_port, args.mlflow_workers
-        )
+        if args.servers == "both":
+            mlflow_proc = start_mlflow_serve(
+                stack, f"models:/{name}/{version}", mlflow_serve_port, args.mlflow_workers
+            )
         targets = [
             *(
-                Target(f"sentiflow[{runtime}]", f"{server.url}/predict", lambda ts: {"texts": ts}, server.pid)
+                Target(
+                    f"sentiflow[{runtime}]",
+                    f"{server.url}/predict",
+                    lambda ts: {"texts": ts},
+                    server.pid,
+                    metrics_url=f"{server.url}/metrics",
+                )
                 for runtime, server in zip(args.runtimes, servers, strict=True)
             ),
-            Target(
-                "mlflow",
-                f"http://{localstack.HOST}:{mlflow_serve_port}/invocations",
-                lambda ts: {"inputs": ts},
-                mlflow_proc.pid,
-            ),
         ]
+        if mlflow_proc is not None:
+            targets.append(
+                Target(
+                    "mlflow",
+                    f"http://{localstack.HOST}:{mlflow_serve_port}/invocations",
+                    lambda ts: {"inputs": ts},
+                    mlflow_proc.pid,
+                )
+            )
         texts = load_texts(args.texts)
         for t in targets:  # warm both (first requests pay lazy initialisation)
             run_level(t, texts, concurrency=2, n_requests=8, per_request=1)
@@ -326,6 +368,24 @@ def main() -> int:
                 print(json.dumps(res), flush=True)
                 results.append(res)
 
+        c_max = max(args.concurrency)
+        n_max = args.requests[args.concurrency.index(c_max)]
+        spread: dict[str, dict] = {}
+        for t in [
+            t for t in targets if t.metrics_url
+        ]:  # back-to-back repeats: run-to-run spread, worker shares
+            runs = [pick_first(results, t.name, c_max)] + [
+                run_level(t, texts, concurrency=c_max, n_requests=n_max, per_request=1)
+                for _ in range(max(0, args.repeat - 1))
+            ]
+            rates = [r["requests_per_s"] for r in runs]
+            spread[t.name] = {
+                "requests_per_s": rates,
+                "spread": round((max(rates) - min(rates)) / statistics.median(rates), 3),
+                "max_worker_share": [max(r.get("worker_share", {"-": 1.0}).values()) for r in runs],
+            }
+            print(json.dumps({"server": t.name, **spread[t.name]}), flush=True)
+
         def pick(server_name: str, c: int, per: int) -> dict:
             return next(
                 r
@@ -333,15 +393,16 @@ def main() -> int:
                 if r["server"] == server_name and r["concurrency"] == c and r["texts_per_request"] == per
             )
 
-        c_max = max(args.concurrency)
-        theirs = pick("mlflow", c_max, 1)
-        ratios = {
-            t.name: round(pick(t.name, c_max, 1)["requests_per_s"] / theirs["requests_per_s"], 2)
-            for t in targets[:-1]
-        }
-        p99_ratios = {
-            t.name: round(pick(t.name, c_max, 1)["p99_ms"] / theirs["p99_ms"], 2) for t in targets[:-1]
-        }
+        ours = [t for t in targets if t.metrics_url]
+        if mlflow_proc is not None:
+            theirs = pick("mlflow", c_max, 1)
+            ratios = {
+                t.name: round(pick(t.name, c_max, 1)["requests_per_s"] / theirs["requests_per_s"], 2)
+                for t in ours
+            }
+            p99_ratios = {t.name: round(pick(t.name, c_max, 1)["p99_ms"] / theirs["p99_ms"], 2) for t in ours}
+        else:
+            ratios = p99_ratios = {t.name: None for t in ours}
         headline = targets[0].name
         errors = {t.name: sum(r["errors"] for r in results if r["server"] == t.name) for t in targets}
         quality = score_accuracy(targets, args) if args.accuracy_texts else None
@@ -364,6 +425,7 @@ def main() -> int:
             "p99_ratio_c32_by_server": p99_ratios,
             "errors": errors,
             "quality": quality,
+            "run_to_run_c32": spread,
             "results": results,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -376,6 +438,14 @@ def main() -> int:
         for server in servers:
             server.stop()
         localstack.down(stack, ["s3", "mlflow"])
+
+
+def pick_first(results: list[dict], server_name: str, c: int) -> dict:
+    return next(
+        r
+        for r in results
+        if r["server"] == server_name and r["concurrency"] == c and r["texts_per_request"] == 1
+    )
 
 
 def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
@@ -394,7 +464,7 @@ def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
             rows = body["predictions"]
             out += [row["label"] for row in rows]
         labels[target.name] = out
-    reference = labels["mlflow"]
+    reference = labels.get("mlflow") or next(iter(labels.values()))
     return {
         "texts": len(texts),
         "by_server": {
@@ -427,6 +497,11 @@ def markdown(summary: dict) -> str:
         f"**{summary['throughput_ratio_c32']}x**, p99 ratio {summary['p99_ratio_c32']}; all servers: "
         f"{summary['throughput_ratio_c32_by_server']}; errors {summary['errors']}"
     )
+    for name, run in (summary.get("run_to_run_c32") or {}).items():
+        rows.append(
+            f"{name}, c=32 back to back: {run['requests_per_s']} req/s (spread {run['spread']:.0%}), "
+            f"busiest worker's share {run['max_worker_share']}"
+        )
     if summary.get("quality"):
         rows.append(
             f"quality on {summary['quality']['texts']} test reviews: {summary['quality']['by_server']}"

@@ -1,13 +1,15 @@
-"""Admin blueprint (bearer token): deploy a registry version, follow deployments, export feedback."""
+"""Admin blueprint: deploy (token; moves the alias), deployments and replicas, feedback export (token)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from sentiflow.pipeline.registry import ModelNotFoundError, RegistryUnavailableError
+from serving import deployments
 from serving.auth import require_admin
 from serving.errors import ApiError
 from serving.feedback import EXPORT_FORMATS
-from serving.model_manager import ModelNotFoundError, RegistryUnavailableError
+from serving.replica_schemas import DeploymentStatus, ReplicasResponse, dump
 from serving.schemas import DeployRequest, parse_body
 
 bp = Blueprint("admin", __name__)
@@ -35,38 +37,78 @@ def _int_arg(name: str, default: int | None) -> int | None:
 @bp.post("/deploy")
 @require_admin
 def deploy():
+    """Move the followed alias (old → ``previous``); ``?wait=true`` answers once every replica serves it."""
     server = _server()
     body = parse_body(DeployRequest)
     wait = request.args.get("wait", "").lower() in TRUE
     try:
-        record = server.manager.deploy(
-            version=None if body.version is None else str(body.version), alias=body.alias
+        record = deployments.release(
+            server, version=None if body.version is None else str(body.version), alias=body.alias
         )
     except ModelNotFoundError as exc:
         raise ApiError(404, str(exc), error="model_not_found") from exc
     except RegistryUnavailableError as exc:
         raise ApiError(503, str(exc), error="registry_unavailable") from exc
     if not wait:
-        return jsonify(record), 202
-    timeout = float(request.args.get("timeout", server.settings.deploy_timeout_s))
-    record = server.manager.wait(record["id"], timeout_s=min(timeout, server.settings.deploy_timeout_s))
-    if record.get("status") == "failed":
-        return jsonify({**record, "message": f"deployment failed, old model kept: {record['error']}"}), 422
-    if record.get("timed_out"):
-        return jsonify({**record, "message": "deployment still in progress; poll /deploy/status"}), 202
-    return jsonify(record), 200
+        return jsonify(dump(DeploymentStatus, deployments.view(server, record))), 202
+    timeout = _float_arg("timeout", server.settings.deploy_timeout_s)
+    record = deployments.wait(server, record["id"], min(timeout, server.settings.deploy_timeout_s)) or record
+    answer = deployments.view(server, record)
+    if answer["status"] == "failed":
+        answer["message"] = f"deployment failed: {answer['error']}"
+        return jsonify(dump(DeploymentStatus, answer)), 422
+    if answer["status"] == "succeeded":
+        return jsonify(dump(DeploymentStatus, answer)), 200
+    answer["message"] = f"deployment {answer['status']}; poll /deploy/status?id={answer['id']}"
+    return jsonify(dump(DeploymentStatus, answer)), 202
 
 
 @bp.get("/deploy/status")
 def deploy_status():
-    """Readable without a token: it reveals versions and errors, never data."""
-    state = _server().manager.state
+    """Readable without a token: it reveals versions, hosts and errors, never data. Same on every pod."""
+    server = _server()
     deployment_id = request.args.get("id")
-    record = state.read_deployment(deployment_id) if deployment_id else state.latest_deployment()
-    if record is None:
-        what = f"deployment {deployment_id!r}" if deployment_id else "any deployment"
-        raise ApiError(404, f"no record of {what}", error="deployment_not_found")
-    return jsonify({**record, "workers": {str(p): v for p, v in state.live_worker_versions().items()}})
+    if deployment_id:
+        record = server.replicas.deployment(deployment_id)
+        if record is None:
+            raise ApiError(404, f"no record of deployment {deployment_id!r}", error="deployment_not_found")
+        return jsonify(dump(DeploymentStatus, deployments.view(server, record)))
+    answer = deployments.current(server)
+    if answer is None:
+        raise ApiError(
+            404,
+            f"no deployment yet: no replica has read alias {server.manager.alias!r} from the registry",
+            error="deployment_not_found",
+        )
+    return jsonify(dump(DeploymentStatus, answer))
+
+
+@bp.get("/replicas")
+def replicas():
+    """The live replicas (seen within ``replica_ttl_s``): what each serves, its workers and load errors."""
+    return jsonify(dump(ReplicasResponse, deployments.replicas_json(_server())))
+
+
+@bp.after_app_request
+def _name_the_replica(response):
+    """``X-Sentiflow-Replica`` on every answer: which replica (pod) behind the Service answered."""
+    server = current_app.extensions.get("sentiflow")
+    if server is not None:
+        response.headers["X-Sentiflow-Replica"] = server.manager.follower.replica_id
+    return response
+
+
+def _float_arg(name: str, default: float) -> float:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"query parameter {name!r} must be a number, got {raw!r}") from exc
+    if value < 0:
+        raise ApiError(400, f"query parameter {name!r} must be >= 0")
+    return value
 
 
 @bp.get("/feedback/export")

@@ -19,6 +19,7 @@ from serving import admin, api, metrics
 from serving.errors import register_error_handlers
 from serving.feedback import FeedbackStore
 from serving.model_manager import ModelManager
+from serving.replicas import ReplicaStore
 
 
 @dataclass
@@ -29,6 +30,8 @@ class ServerContext:
     mlflow: MLflowSettings
     manager: ModelManager
     feedback: FeedbackStore
+    #: Replica, worker and deployment rows in the shared database (issue 13).
+    replicas: ReplicaStore | None = None
 
 
 def _register_ui(app: Flask) -> None:
@@ -52,6 +55,7 @@ def _instrument(app: Flask) -> None:
         metrics.REQUESTS.labels(
             endpoint=endpoint, method=request.method, status=str(response.status_code)
         ).inc()
+        metrics.WORKER_REQUESTS.labels(worker=str(os.getpid())).inc()
         return response
 
 
@@ -87,12 +91,14 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    manager = ModelManager(settings, mlflow_settings)
+    replicas = ReplicaStore(settings.resolved_feedback_db_url)
+    manager = ModelManager(settings, mlflow_settings, replicas=replicas)
     app.extensions["sentiflow"] = ServerContext(
         settings=settings,
         mlflow=mlflow_settings,
         manager=manager,
         feedback=FeedbackStore(settings.resolved_feedback_db_url),
+        replicas=replicas,
     )
     register_error_handlers(app)
     _instrument(app)

@@ -23,13 +23,15 @@ class DevServer:
     stack: StackSettings
     env: dict[str, str]
     pid: int | None = None
-    #: The server's state folder; default the stack's. Tests that must not see another module's deployed
-    #: version (the session's stack is shared) pass a fresh one.
+    #: The server's state folder (its pod's own disk); default the stack's.
     state_root: Path | None = None
+    #: Several servers on one stack (replicas): each needs its own name (PID and log file) and port.
+    name: str = SERVICE
+    port: int | None = None
 
     @property
     def url(self) -> str:
-        return self.stack.server_url
+        return f"http://{localstack.HOST}:{self.port}" if self.port else self.stack.server_url
 
     @property
     def token(self) -> str:
@@ -44,17 +46,25 @@ class DevServer:
         env = {**service.env, **self.env}
         if self.state_root is not None:
             env["SENTIFLOW_SERVER_STATE_DIR"] = str(self.state_root)
-        service = replace(service, env=env)
+        service = replace(service, name=self.name, env=env)
+        if self.port:
+            bind = f"{localstack.HOST}:{self.port}"
+            argv = [
+                bind if arg == f"{localstack.HOST}:{self.stack.server_port}" else arg for arg in service.argv
+            ]
+            service = replace(
+                service, argv=argv, ports=(self.port,), health=localstack.http_ok(f"{self.url}/health")
+            )
         self.pid = localstack.start(self.stack, service)
         return self
 
     def stop(self) -> None:
-        localstack.stop(self.stack, SERVICE)
+        localstack.stop(self.stack, self.name)
         self.pid = None
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no graceful shutdown, like a crash or an OOM kill."""
-        pid = localstack.running_pid(self.stack, SERVICE)
+        pid = localstack.running_pid(self.stack, self.name)
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
             wait_gone(pid, 10)

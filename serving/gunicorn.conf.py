@@ -6,10 +6,15 @@ a worker's model, threads and torch state are its own; Prometheus values are sha
 """
 
 import os
+import socket
+import uuid
 from pathlib import Path
 
 from sentiflow.config import ServerSettings
 
+# One replica id for this server's workers (read in the master, inherited by every worker it forks):
+# the workers report under it in the shared database. A restarted server is a new replica.
+os.environ.setdefault("SENTIFLOW_SERVER_REPLICA_ID", f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
 _settings = ServerSettings()
 _prom_dir = Path(
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.state_dir.resolve() / "prometheus"))
@@ -19,6 +24,10 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")  # the local stack pass
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"
+# gunicorn >= 23: with reuse_port each worker binds its own SO_REUSEPORT socket and the kernel hashes new
+# connections across them; with one shared socket, keep-alive connections stuck to whichever worker accepted
+# first (one worker saturated, the other half idle). serve_load shows each worker's share.
+reuse_port = _settings.reuse_port
 timeout = _settings.timeout_s
 graceful_timeout = 30
 keepalive = 5
@@ -39,3 +48,18 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    _forget_worker(server, worker.pid)
+
+
+def _forget_worker(server, pid: int) -> None:
+    """A worker that died (even by SIGKILL) leaves the live list now, not after ``replica_ttl_s``."""
+    try:
+        from serving.replicas import ReplicaStore
+
+        store = ReplicaStore(_settings.resolved_feedback_db_url)
+        try:
+            store.remove_worker(os.environ["SENTIFLOW_SERVER_REPLICA_ID"], str(pid))
+        finally:
+            store.dispose()
+    except Exception as exc:  # the database may be down; the row then expires by itself
+        server.log.warning("could not remove the row of worker %s: %s", pid, exc)

@@ -46,6 +46,13 @@ MODEL_VERSION = Gauge(
     multiprocess_mode="liveall",
 )
 DEPLOYS = Counter(f"{PREFIX}_deploys", "Model loads by result (success or failure).", ["result"])
+REGISTRY_REQUESTS = Counter(
+    f"{PREFIX}_registry_requests",
+    "Registry calls by kind: alias (the followed alias), version (a version record), load (a download).",
+    ["call"],
+)
+#: Requests answered per worker process (``serve_load`` reads each worker's share of the load).
+WORKER_REQUESTS = Counter(f"{PREFIX}_worker_requests", "HTTP requests answered by this worker.", ["worker"])
 
 
 def exposition() -> tuple[bytes, str]:

@@ -1,11 +1,9 @@
 """Which model this worker serves, and how a new one replaces it without dropping a request.
 
-A deploy resolves the version in the registry first (an unknown version fails at once, nothing changes),
-then loads it on a background thread, runs a warm-up prediction, and swaps one reference: requests keep
-using the old model until that assignment, and a failed load or warm-up leaves it in place. The worker that
-deploys then persists the version (``StateDir.write_deployed``); every other worker's watcher thread sees
-the change within ``reload_poll_s`` and does the same load, warm-up and swap. On start a worker loads the
-persisted version, else the champion alias, else stays unready and says why.
+The registry alias (``champion`` by default) is the one record of what is served: every worker of every
+replica follows it (``serving.follower``). On a change the worker loads the version, runs a warm-up
+prediction and swaps one reference: requests keep using the old model until that assignment, and a failed
+load or warm-up leaves it in place (and is retried with backoff). The server keeps no record of its own.
 """
 
 from __future__ import annotations
@@ -13,8 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,9 +19,12 @@ import numpy as np
 
 from sentiflow import names
 from sentiflow.config import MLflowSettings, S3Settings, ServerSettings, export_s3_env_for_mlflow
+from sentiflow.pipeline import registry
+from sentiflow.pipeline.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import metrics
 from serving.batcher import MicroBatcher
-from serving.state import StateDir
+
+__all__ = ["LoadedModel", "ModelManager", "ModelNotFoundError", "Registry", "RegistryUnavailableError"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +47,6 @@ KEY_METRICS = (
     names.split_metric("test", "accuracy"),
     names.PREDICT_TIME_MS_PER_1K,
 )
-
-
-class ModelNotFoundError(LookupError):
-    """The registry has no such version or alias."""
-
-
-class RegistryUnavailableError(RuntimeError):
-    """The MLflow registry could not be reached."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +80,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _is_not_found(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "") or ""
-    return "RESOURCE_DOES_NOT_EXIST" in code or "INVALID_PARAMETER_VALUE" in code
-
-
 class Registry:
-    """The few MLflow registry calls the server makes, with errors that name the registry."""
+    """The server's use of the one registry module: read an alias, load a version with its run metrics."""
 
     def __init__(self, settings: MLflowSettings) -> None:
         self.settings = settings
@@ -103,49 +89,36 @@ class Registry:
         for key, value in export_s3_env_for_mlflow(S3Settings()).items():
             os.environ.setdefault(key, value)
 
-    def _client(self):
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
+    def client(self) -> Any:
+        return registry.mlflow_client(self.settings)
 
     def resolve(self, *, version: str | None = None, alias: str | None = None) -> Any:
-        """The registry's ``ModelVersion`` for a version or an alias."""
-        from mlflow.exceptions import MlflowException
+        """The registry's ``ModelVersion`` for a version or an alias (errors name the registry)."""
+        metrics.REGISTRY_REQUESTS.labels(call="alias" if alias is not None else "version").inc()
+        return registry.get_version(self.client(), self.settings, version=version, alias=alias)
 
-        where = f"model {self.name!r} in registry {self.settings.tracking_uri}"
+    def alias_version(self, alias: str) -> str | None:
+        """The version ``alias`` names; None when the alias (or the model) does not exist."""
         try:
-            if alias is not None:
-                return self._client().get_model_version_by_alias(self.name, alias)
-            return self._client().get_model_version(self.name, str(version))
-        except MlflowException as exc:
-            if _is_not_found(exc):
-                what = f"alias {alias!r}" if alias is not None else f"version {version}"
-                raise ModelNotFoundError(f"{what} of {where} not found") from exc
-            raise RegistryUnavailableError(f"registry error for {where}: {exc}") from exc
-        except Exception as exc:  # connection errors and the like
-            raise RegistryUnavailableError(f"cannot reach {where}: {exc}") from exc
+            return str(self.resolve(alias=alias).version)
+        except ModelNotFoundError:
+            return None
 
     def load(self, version: str) -> LoadedModel:
         import mlflow.pyfunc
 
         mv = self.resolve(version=version)
         uri = f"models:/{self.name}/{mv.version}"
+        metrics.REGISTRY_REQUESTS.labels(call="load").inc()
         pyfunc = mlflow.pyfunc.load_model(uri)
         classifier = pyfunc.unwrap_python_model().classifier
-        run_metrics: dict[str, float] = {}
-        if mv.run_id:
-            try:
-                data = self._client().get_run(mv.run_id).data
-                run_metrics = {k: float(v) for k, v in data.metrics.items() if k in KEY_METRICS}
-            except Exception:
-                log.warning("could not read metrics of run %s", mv.run_id, exc_info=True)
         return LoadedModel(
             version=str(mv.version),
             name=self.name,
             run_id=mv.run_id,
             family=getattr(classifier, "family", "unknown"),
             label_names=list(classifier.label_names),
-            metrics=run_metrics,
+            metrics=registry.run_metrics(self.client(), mv.run_id, KEY_METRICS),
             loaded_at=_now(),
             source=uri,
             classifier=classifier,
@@ -219,7 +192,11 @@ def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
 
 
 class ModelManager:
-    """Owns the current model of this worker, the deploy thread and the watcher thread."""
+    """Owns this worker's current model and the one way it changes: load, warm up, swap.
+
+    What to load is decided by ``serving.follower.AliasFollower`` (the registry alias); ``swap_in`` is
+    the only writer of the current model.
+    """
 
     def __init__(
         self,
@@ -227,88 +204,58 @@ class ModelManager:
         mlflow_settings: MLflowSettings | None = None,
         *,
         registry: Registry | None = None,
+        replicas: Any = None,
     ) -> None:
+        from serving.follower import AliasFollower
+
         self.settings = settings
         self.mlflow = mlflow_settings or MLflowSettings()
         self.registry = registry or Registry(self.mlflow)
-        self.state = StateDir(settings.state_dir)
         self._current: LoadedModel | None = None
-        self._deploy_lock = threading.Lock()
         self._swap_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._started = threading.Event()
-        self.unready_reason = "starting: loading the deployed model"
-        self._watched_id: str | None = None  # deployment id of deployed.json this worker last acted on
+        self.unready_reason = "starting: reading the followed alias from the registry"
         self.batcher = MicroBatcher(
             lambda: self._current,
             max_texts=settings.batch_max_texts,
             wait_s=settings.batch_wait_ms / 1000.0,
         )
-        self._watcher = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
+        self.follower = AliasFollower(self, replicas)
 
     # --- public --------------------------------------------------------------------------------------
     @property
     def current(self) -> LoadedModel | None:
         return self._current
 
+    @property
+    def alias(self) -> str:
+        """The alias every worker of every replica follows (``SENTIFLOW_SERVER_FOLLOW_ALIAS``)."""
+        return self.settings.follow_alias or self.mlflow.champion_alias
+
+    @property
+    def state(self) -> Any:
+        """Kept for ``/model``'s ``deployed`` field: the followed alias, not a record of the server's own."""
+        return self.follower
+
     def start(self) -> ModelManager:
-        self._watcher.start()
+        self.follower.start()
         return self
 
     def wait_started(self, timeout_s: float) -> bool:
-        """Block until the startup load finished (loaded or gave up); gunicorn then lets requests in."""
-        return self._started.wait(timeout_s)
+        """Block until the first load attempt ended (loaded, or failed for now); then requests come in."""
+        return self.follower.started.wait(timeout_s)
 
     def stop(self) -> None:
-        self._stop.set()
+        self.follower.stop()
         self.batcher.stop()
 
     def predict(self, texts: list[str], timeout_s: float = 120.0) -> tuple[LoadedModel, np.ndarray]:
         return self.batcher.predict(texts, timeout_s=timeout_s)
 
-    def deploy(self, *, version: str | None = None, alias: str | None = None) -> dict[str, Any]:
-        """Resolve now (``ModelNotFoundError`` for an unknown one), load and swap in the background."""
-        mv = self.registry.resolve(version=version, alias=alias)
-        record = {
-            "id": uuid.uuid4().hex,
-            "status": "pending",
-            "requested": {"version": version, "alias": alias},
-            "version": str(mv.version),
-            "model_name": self.registry.name,
-            "requested_at": _now(),
-            "finished_at": None,
-            "error": None,
-            "worker_pid": os.getpid(),
-        }
-        self.state.write_deployment(record)
-        answer = dict(record)  # the thread mutates ``record``; the caller gets the state at acceptance
-        threading.Thread(
-            target=self._deploy, args=(record,), name=f"deploy-{record['id'][:8]}", daemon=True
-        ).start()
-        return answer
+    def swap_in(self, version: str) -> LoadedModel:
+        """Load, warm up and swap; raises (and keeps the old model) on any failure.
 
-    def wait(self, deployment_id: str, timeout_s: float) -> dict[str, Any]:
-        """Wait until the deployment ends and, if it succeeded, every live worker serves its version."""
-        deadline = time.monotonic() + timeout_s
-        record = self.state.read_deployment(deployment_id) or {}
-        while time.monotonic() < deadline:
-            record = self.state.read_deployment(deployment_id) or record
-            if record.get("status") == "failed":
-                return record
-            if record.get("status") == "succeeded":
-                workers = self.state.live_worker_versions()
-                record["workers"] = {str(pid): v for pid, v in workers.items()}
-                if all(v == record["version"] for v in workers.values()):
-                    record["all_workers_serving"] = True
-                    return record
-            time.sleep(0.05)
-        record["all_workers_serving"] = False
-        record["timed_out"] = True
-        return record
-
-    # --- internals -----------------------------------------------------------------------------------
-    def _swap_in(self, version: str) -> LoadedModel:
-        """Load, warm up and swap; raises (and keeps the old model) on any failure."""
+        Requests in flight finish on the old model: they hold their own reference to it.
+        """
         with self._swap_lock:
             try:
                 model = self.registry.load(version)
@@ -323,7 +270,6 @@ class ModelManager:
             metrics.DEPLOYS.labels(result="success").inc()
             metrics.MODEL_VERSION.set(float(model.version) if model.version.isdigit() else 0)
             self.unready_reason = ""
-            self.state.heartbeat(model.version)
             log.info(
                 "worker %s now serves %s version %s (%s)",
                 os.getpid(),
@@ -332,74 +278,3 @@ class ModelManager:
                 model.runtime,
             )
             return model
-
-    def _deploy(self, record: dict[str, Any]) -> None:
-        with self._deploy_lock:
-            record.update(status="loading", started_at=_now())
-            self.state.write_deployment(record)
-            try:
-                current = self._current
-                if current is None or current.version != record["version"]:
-                    self._swap_in(record["version"])
-            except Exception as exc:
-                log.exception("deployment %s of version %s failed", record["id"], record["version"])
-                record.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
-                self.state.write_deployment(record)
-                return
-            self._watched_id = record["id"]
-            self.state.write_deployed(
-                {
-                    "version": record["version"],
-                    "deployment_id": record["id"],
-                    "alias": record["requested"]["alias"],
-                    "deployed_at": _now(),
-                }
-            )
-            record.update(status="succeeded", finished_at=_now())
-            self.state.write_deployment(record)
-
-    def _startup(self) -> None:
-        deployed = self.state.read_deployed()
-        if deployed:
-            self._watched_id = deployed.get("deployment_id")
-            try:
-                self._swap_in(str(deployed["version"]))
-            except Exception as exc:
-                self.unready_reason = f"could not load persisted version {deployed['version']}: {exc}"
-                log.exception("startup load of persisted version failed")
-            return
-        alias = self.settings.startup_alias or self.mlflow.champion_alias
-        try:
-            mv = self.registry.resolve(alias=alias)
-            self._swap_in(str(mv.version))
-        except ModelNotFoundError:
-            self.unready_reason = (
-                f"nothing deployed yet and alias {alias!r} of model {self.registry.name!r} does not exist; "
-                "POST /deploy a version"
-            )
-            log.warning(self.unready_reason)
-        except Exception as exc:
-            self.unready_reason = f"could not load alias {alias!r}: {exc}"
-            log.exception("startup load of alias %s failed", alias)
-
-    def _watch(self) -> None:
-        try:
-            self._startup()
-        finally:
-            self._started.set()
-        last_alias_try = time.monotonic()
-        while not self._stop.wait(self.settings.reload_poll_s):
-            current = self._current
-            self.state.heartbeat(current.version if current else None)
-            deployed = self.state.read_deployed()
-            if deployed and deployed.get("deployment_id") != self._watched_id:
-                self._watched_id = deployed.get("deployment_id")
-                if current is None or current.version != str(deployed["version"]):
-                    try:
-                        self._swap_in(str(deployed["version"]))
-                    except Exception as exc:
-                        self.unready_reason = self.unready_reason or ""
-                        log.exception("reload of deployed version %s failed: %s", deployed["version"], exc)
-            elif deployed is None and current is None and time.monotonic() - last_alias_try > 15:
-                last_alias_try = time.monotonic()
-                self._startup()

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
 from sentiflow import names
+from sentiflow.pipeline import registry
 from sentiflow.pipeline.selection import Candidate, SelectionError, lower_is_better, pick_best
 from serving.errors import ApiError
 from serving.feedback import feedback_table
@@ -75,43 +76,7 @@ def page():
 
 # --- versions ---------------------------------------------------------------------------------------
 def _mlflow_client() -> Any:
-    from mlflow import MlflowClient
-
-    uri = _server().mlflow.tracking_uri
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
-
-
-def _version_rows(client: Any, model_name: str) -> list[dict[str, Any]]:
-    """Registry versions, newest first, each with its run's metrics and tags (one ``get_run`` per version)."""
-    versions = client.search_model_versions(f"name = '{model_name}'", max_results=MAX_VERSIONS)
-    rows = []
-    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        run_metrics: dict[str, float] = {}
-        run_tags: dict[str, str] = {}
-        if mv.run_id:
-            try:
-                run = client.get_run(mv.run_id)
-                run_metrics = {k: float(v) for k, v in run.data.metrics.items()}
-                run_tags = dict(run.data.tags)
-            except Exception:  # a deleted run leaves the version listable, without metrics
-                log.warning("could not read run %s of version %s", mv.run_id, mv.version, exc_info=True)
-        version_tags = dict(mv.tags or {})
-        rows.append(
-            {
-                "version": str(mv.version),
-                "run_id": mv.run_id,
-                "family": version_tags.get(names.TAG_MODEL_FAMILY) or run_tags.get(names.TAG_MODEL_FAMILY),
-                "dataset": run_tags.get(names.TAG_DATASET),
-                "created_at": _iso(mv.creation_timestamp),
-                "aliases": list(mv.aliases or []),
-                "metrics": run_metrics,
-            }
-        )
-    return rows
+    return registry.mlflow_client(_server().mlflow)
 
 
 @bp.get("/ui/api/versions")
@@ -124,18 +89,14 @@ def versions():
     server = _server()
     model_name = server.mlflow.registered_model_name
     try:
-        rows = _version_rows(_mlflow_client(), model_name)
+        rows = registry.version_rows(_mlflow_client(), model_name, max_results=MAX_VERSIONS)
     except Exception as exc:
-        code = getattr(exc, "error_code", "") or ""
-        if "RESOURCE_DOES_NOT_EXIST" in code:
-            rows = []
-        else:
-            raise ApiError(
-                503,
-                f"cannot read the versions of model {model_name!r} from the registry at "
-                f"{server.mlflow.tracking_uri}: {exc}",
-                error="registry_unavailable",
-            ) from exc
+        raise ApiError(
+            503,
+            f"cannot read the versions of model {model_name!r} from the registry at "
+            f"{server.mlflow.tracking_uri}: {exc}",
+            error="registry_unavailable",
+        ) from exc
     current = server.manager.current
     candidates = [
         Candidate(version=r["version"], run_id=r["run_id"] or "", metrics=r["metrics"]) for r in rows

@@ -213,16 +213,29 @@ def test_depends_on_waits_for_health_or_completion(resolved):
 
 def test_state_lives_in_named_volumes(resolved):
     volumes = set(resolved["volumes"])
-    assert {"postgres-data", "minio-data", "model-server-state", "airflow-logs"} <= volumes
-    for name, target in [
-        ("postgres", "/var/lib/postgresql/data"),
-        ("minio", "/data"),
-        ("model-server", "/var/lib/sentiflow/model-server"),
-    ]:
+    assert {"postgres-data", "minio-data", "airflow-logs"} <= volumes
+    for name, target in [("postgres", "/var/lib/postgresql/data"), ("minio", "/data")]:
         mounts = resolved["services"][name]["volumes"]
         named = [m for m in mounts if (m["source"] if isinstance(m, dict) else m.split(":")[0]) in volumes]
         targets = [m["target"] if isinstance(m, dict) else m.split(":")[1] for m in named]
         assert target in targets, f"{name} keeps {target} outside a named volume"
+
+
+def test_model_server_replicas_share_postgres_and_keep_nothing_in_a_volume(resolved):
+    """Issue 13: feedback and replica rows live in Postgres, shared by every replica; no per-container
+    volume holds them (the state folder is a tmpfs for the ONNX cache and Prometheus files)."""
+    from sqlalchemy.engine import make_url
+
+    server = resolved["services"]["model-server"]
+    env = service_env(resolved, "model-server")
+    url = make_url(env["SENTIFLOW_SERVER_FEEDBACK_DB_URL"])
+    assert url.get_backend_name() == "postgresql" and url.host == "postgres"
+    postgres_env = resolved["services"]["postgres"]["environment"]
+    assert url.database in postgres_env["INIT_DATABASES"].split()
+    assert url.database in json.dumps(resolved["services"]["postgres"]["healthcheck"]["test"])
+    assert "postgres" in server["depends_on"]
+    assert not server.get("volumes"), server.get("volumes")
+    assert env["SENTIFLOW_SERVER_STATE_DIR"] in " ".join(server["tmpfs"])
 
 
 # --- names and values agree with the library ----------------------------------------------------------

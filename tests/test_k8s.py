@@ -221,3 +221,31 @@ def test_trainer_image_name_matches_the_compose_default():
     template_image = by_kind("Pod", "sentiflow-train")["spec"]["containers"][0]["image"]
     repo, tag = template_image.split("/")[-1].split(":")
     assert f"/{repo}:${{IMAGE_TAG:-{tag}}}" in compose
+
+
+def test_model_server_rows_live_in_the_shared_postgres_not_on_a_pod():
+    """Issue 13: feedback, replica rows and deployments are in one Postgres with a volume claim; the pods'
+    emptyDir holds only their own files, and nothing asks for a manual rollout after a promotion."""
+    from sqlalchemy.engine import make_url
+
+    deployment = by_kind("Deployment", "model-server")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert "SENTIFLOW_SERVER_FOLLOW_ALIAS" in env and "SENTIFLOW_SERVER_STARTUP_ALIAS" not in env
+    url = make_url(
+        env["SENTIFLOW_SERVER_FEEDBACK_DB_URL"]["value"].replace("$(MODEL_SERVER_DB_PASSWORD)", "x")
+    )
+    assert url.get_backend_name() == "postgresql"
+    names_before = list(env)
+    assert names_before.index("MODEL_SERVER_DB_PASSWORD") < names_before.index(
+        "SENTIFLOW_SERVER_FEEDBACK_DB_URL"
+    )
+    db = by_kind("StatefulSet", "model-server-db")
+    service = by_kind("Service", "model-server-db")
+    assert url.host == service["metadata"]["name"] and url.port == service["spec"]["ports"][0]["port"]
+    (pg,) = db["spec"]["template"]["spec"]["containers"]
+    pg_env = {e["name"]: e.get("value") for e in pg["env"]}
+    assert pg_env["POSTGRES_DB"] == url.database and pg_env["POSTGRES_USER"] == url.username
+    data_mount = next(m for m in pg["volumeMounts"] if m["mountPath"] == "/var/lib/postgresql/data")
+    assert data_mount["name"] in {c["metadata"]["name"] for c in db["spec"]["volumeClaimTemplates"]}
+    assert "rollout restart" not in (K8S / "model-server.yaml").read_text()

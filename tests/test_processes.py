@@ -1,4 +1,4 @@
-"""``sentiflow.processes``: one meaning of "alive" for PID files, crash simulation and worker heartbeats."""
+"""``sentiflow.processes``: one meaning of "alive" for PID files and crash simulation."""
 
 from __future__ import annotations
 

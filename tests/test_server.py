@@ -2,7 +2,8 @@
 
 Covers the issue's reliability list: bad input → 4xx JSON, 401 on bad tokens, deploys during sustained load
 with zero failures and every response naming its version, unknown and broken versions leave the old model
-serving, and kill + restart keeps the version and every feedback row.
+serving (and the alias where it was), and kill + restart serves the alias's version with every feedback row.
+Several replicas behind a proxy: ``test_replicas.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pytest
 import requests
 
 from sentiflow.config import MLflowSettings
+from sentiflow.pipeline import registry
 from serving.devserver import DevServer, register_tfidf_versions
-from serving.state import StateDir
 
 SERVER_ENV = {
     "SENTIFLOW_SERVER_WORKERS": "2",
@@ -105,15 +106,21 @@ def wait_ready(srv: DevServer, timeout_s: float = 120.0) -> dict:
 
 
 def wait_all_workers(srv: DevServer, version: str, workers: int = 2, timeout_s: float = 120.0) -> None:
-    """Every live worker's heartbeat names ``version`` (what ``/deploy?wait=true`` checks too)."""
-    state = StateDir(srv.state_dir)
+    """Every live worker of the one replica names ``version`` in ``/replicas`` (the shared database)."""
     deadline = time.monotonic() + timeout_s
+    live: list = []
     while time.monotonic() < deadline:
-        live = state.live_worker_versions()
-        if len(live) == workers and set(live.values()) == {version}:
+        replicas = requests.get(f"{srv.url}/replicas", timeout=10).json()["replicas"]
+        live = [w["version"] for r in replicas for w in r["workers"]]
+        if len(live) == workers and set(live) == {version}:
             return
         time.sleep(0.2)
-    raise AssertionError(f"workers did not all serve {version}: {state.live_worker_versions()}")
+    raise AssertionError(f"workers did not all serve {version}: {live}")
+
+
+def champion() -> str | None:
+    s = MLflowSettings()
+    return registry.version_for_alias(registry.mlflow_client(s), s, s.champion_alias)
 
 
 def predict_version(srv: DevServer, text: str = "a great film") -> str:
@@ -137,8 +144,9 @@ def test_deploy_with_wait_is_served_by_every_worker(server, versions):
     r = deploy(server, version=versions[0])
     assert r.status_code == 200, r.text
     record = r.json()
-    assert record["status"] == "succeeded" and record["all_workers_serving"] is True
-    assert len(record["workers"]) == 2
+    assert record["status"] == "succeeded" and record["all_replicas_serving"] is True
+    assert [len(r["workers"]) for r in record["replicas"]] == [2]
+    assert champion() == versions[0]  # the deploy moved the alias: the registry says what is served
     assert {predict_version(server) for _ in range(20)} == {versions[0]}
     model = requests.get(f"{server.url}/model", timeout=5).json()
     assert model["version"] == versions[0] and model["family"] == "tfidf-logreg" and model["run_id"]
@@ -223,6 +231,8 @@ def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
     r = deploy(server, version=broken)
     assert r.status_code == 422
     assert r.json()["status"] == "failed" and r.json()["error"]
+    assert f"moved back to version {versions[0]}" in r.json()["error"]
+    assert champion() == versions[0]
     assert {predict_version(server) for _ in range(10)} == {versions[0]}
     assert requests.get(f"{server.url}/model", timeout=5).json()["version"] == versions[0]
 
@@ -265,7 +275,7 @@ def test_deploy_during_sustained_load_drops_nothing(server, versions):
             time.sleep(0.02)
         r = deploy(server, version=new)
         swapped.set()
-        assert r.status_code == 200 and r.json()["all_workers_serving"], r.text
+        assert r.status_code == 200 and r.json()["all_replicas_serving"], r.text
         deadline = time.monotonic() + 60
         while count(True) < 100 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -357,12 +367,13 @@ def test_kill_and_restart_keeps_version_and_feedback(server, versions):
 
 
 @pytest.mark.slow
-def test_starts_on_champion_when_nothing_was_deployed(server, versions):
+def test_a_stopped_server_starts_on_the_aliases_version(server, versions):
+    """No record of its own: an alias moved while the server was down is what it serves on start."""
     from mlflow import MlflowClient
 
     server.stop()
-    (server.state_dir / "deployed.json").unlink()
     MlflowClient().set_registered_model_alias(MLflowSettings().registered_model_name, "champion", versions[0])
     server.start()
     wait_all_workers(server, versions[0])
     assert {predict_version(server) for _ in range(10)} == {versions[0]}
+    assert not (server.state_dir / "deployed.json").exists()

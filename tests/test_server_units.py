@@ -1,4 +1,4 @@
-"""In-process parts of the model server: micro-batcher, feedback store and listeners, shared state, auth."""
+"""In-process parts of the model server: micro-batcher, feedback store and listeners, auth."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from serving import feedback
 from serving.app import create_app
 from serving.batcher import MicroBatcher, NotReadyError
 from serving.devserver import NEG_TEXTS, POS_TEXTS
-from serving.state import StateDir
 
 
 @dataclass
@@ -95,14 +94,6 @@ def test_feedback_store_commits_and_notifies(tmp_path):
     assert len(reopened.frame(since_id=record.id)) == 0
     with pytest.raises(ValueError, match="unknown export format"):
         reopened.export("xlsx")
-
-
-def test_state_dir_ignores_dead_workers_and_rejects_path_ids(tmp_path):
-    state = StateDir(tmp_path)
-    state.heartbeat("4")
-    (tmp_path / "workers" / "999999999.json").write_text('{"pid": 999999999, "version": "1"}')
-    assert list(state.live_worker_versions().values()) == ["4"]
-    assert state.read_deployment("../deployed") is None
 
 
 def test_admin_token_unset_disables_admin_endpoints(tmp_path):

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from sentiflow.serving_client import ModelServerClient, ModelServerError
 from serving.devserver import DevServer, register_tfidf_versions
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_registered_model(stack) -> Iterator[str]:
+    """A deploy moves the champion alias: this module's own model, so other modules' aliases stay theirs."""
+    name = f"client-test-{uuid.uuid4().hex[:8]}"
+    previous = os.environ.get("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME")
+    os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = name
+    try:
+        yield name
+    finally:
+        if previous is None:
+            os.environ.pop("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", None)
+        else:
+            os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = previous
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +81,11 @@ def test_deploy_by_alias_without_wait_then_wait_for_version(client, versions):
         MLflowSettings().registered_model_name, "candidate", versions[1]
     )
     record = client.deploy(alias="candidate", wait=False)
-    assert record["status"] == "pending" and record["version"] == versions[1]
+    assert record["status"] in ("pending", "loading") and record["version"] == versions[1]
+    assert client.wait_for_replicas(versions[1], timeout_s=60, poll_s=0.2)["alias_version"] == versions[1]
     assert client.wait_for_version(versions[1], timeout_s=60)["version"] == versions[1]
     assert client.deployment(record["id"])["status"] == "succeeded"
+    assert client.deployment()["version"] == versions[1]  # no id: the alias's current release
 
 
 def test_errors_name_the_url_and_the_problem(client, server, versions):
@@ -84,3 +103,5 @@ def test_errors_name_the_url_and_the_problem(client, server, versions):
     assert "127.0.0.1:9" in str(info.value)
     with pytest.raises(ModelServerError, match="did not serve version 424242"):
         client.wait_for_version(424242, timeout_s=1, poll_s=0.2)
+    with pytest.raises(ModelServerError, match=r"not every replica .* served version 424242"):
+        client.wait_for_replicas(424242, timeout_s=1, poll_s=0.2)

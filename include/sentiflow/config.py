@@ -111,10 +111,12 @@ class ServerSettings(BaseSettings):
     )
     state_dir: Path = Field(
         default=Path(".stack/model-server"),
-        description="Persisted deployed version, deployment records, worker heartbeats, default feedback DB.",
+        description="This replica's own files: ONNX cache, Prometheus files, the default SQLite database.",
     )
     feedback_db_url: str | None = Field(
-        default=None, description="SQLAlchemy URL of the feedback store; default SQLite in state_dir."
+        default=None,
+        description="SQLAlchemy URL of the server's shared database (feedback, replicas, deployments); "
+        "default SQLite in state_dir. Several replicas need one shared database (Postgres).",
     )
     max_texts: int = Field(default=256, description="Most texts in one /predict call.")
     max_text_chars: int = Field(default=10_000, description="Most characters in one text.")
@@ -132,12 +134,39 @@ class ServerSettings(BaseSettings):
         default=2.0, description="Micro-batch: how long the inference thread waits to fill a batch."
     )
     reload_poll_s: float = Field(
-        default=1.0, description="How often each worker checks the persisted deployed version."
+        default=1.0,
+        gt=0,
+        description="How often each replica reads the followed alias from the registry (one request per "
+        "interval per replica, whatever the worker count) and each worker reports itself.",
     )
-    deploy_timeout_s: float = Field(default=600.0, description="Longest a deploy may take to load and warm.")
+    follow_alias: str | None = Field(
+        default=None,
+        description="Registry alias every worker of every replica serves; default the champion alias.",
+    )
+    replica_id: str | None = Field(
+        default=None,
+        description="This replica's id in the shared database; default host name + a random suffix.",
+    )
+    replica_ttl_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A replica not seen for this long is not live (GET /replicas, deploys).",
+    )
+    load_retry_initial_s: float = Field(
+        default=1.0, gt=0, description="First retry delay after a failed model load; doubles per failure."
+    )
+    load_retry_max_s: float = Field(default=30.0, gt=0, description="Longest delay between load retries.")
+    deploy_timeout_s: float = Field(
+        default=600.0, description="Longest a deploy may take until every live replica serves the version."
+    )
     workers: int = Field(default=2, description="gunicorn worker processes.")
     threads: int = Field(default=16, description="gunicorn threads per worker (requests; inference is one).")
     timeout_s: int = Field(default=300, description="gunicorn worker timeout; covers a slow model load.")
+    reuse_port: bool = Field(
+        default=True,
+        description="Each gunicorn worker listens on its own SO_REUSEPORT socket, so the kernel spreads "
+        "connections evenly over the workers (a shared socket lets keep-alive connections pile on one).",
+    )
     torch_threads: int | None = Field(
         default=None, description="torch intra-op threads per worker; default cores // workers."
     )
@@ -162,9 +191,6 @@ class ServerSettings(BaseSettings):
         ge=0,
         description="Retries of a failed MLflow request (MLFLOW_HTTP_REQUEST_MAX_RETRIES); MLflow's own "
         "default backs off for minutes, so a deploy with the registry down would hang instead of a 503.",
-    )
-    startup_alias: str | None = Field(
-        default=None, description="Alias loaded at start when nothing was deployed; default the champion."
     )
     startup_wait_s: float = Field(
         default=120.0, description="A worker waits this long for its startup load before taking requests."

@@ -114,7 +114,9 @@ class Service:
     ports: tuple[int, ...] = ()
 
 
-def _http_ok(url: str) -> Callable[[], bool]:
+def http_ok(url: str) -> Callable[[], bool]:
+    """A health check: ``url`` answers with any status below 500."""
+
     def check() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
@@ -123,6 +125,9 @@ def _http_ok(url: str) -> Callable[[], bool]:
             return False
 
     return check
+
+
+_http_ok = http_ok  # the name tests used before it was public
 
 
 def _bin(name: str) -> str:
@@ -184,7 +189,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
             # MLflow 3's server-side job runner (four huey consumers) is unused here; on 2 cores it costs.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         },
-        health=_http_ok(f"{stack.mlflow_uri}/health"),
+        health=http_ok(f"{stack.mlflow_uri}/health"),
         ports=(stack.mlflow_port,),
         prepare=lambda: mlflow_dir.mkdir(parents=True, exist_ok=True),
     )
@@ -199,7 +204,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
             "serving.app:create_app()",
         ],
         env=client_env(stack),
-        health=_http_ok(f"{stack.server_url}/health"),
+        health=http_ok(f"{stack.server_url}/health"),
         ports=(stack.server_port,),
         prepare=lambda: (stack.home / "model-server").mkdir(parents=True, exist_ok=True),
     )

@@ -1,7 +1,8 @@
 """Whether a process we know by PID still runs, and waiting for it to go.
 
-Shared by the local stack (its PID files), the dev model server (a simulated crash) and the model
-server's worker heartbeats: one definition of "alive", where a zombie child counts as gone.
+Shared by the local stack (its PID files) and the dev model server (a simulated crash): one definition of
+"alive", where a zombie child counts as gone. (The model server itself probes no PIDs: its replicas and
+workers report to the shared database, issue 13.)
 """
 
 from __future__ import annotations

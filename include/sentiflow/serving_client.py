@@ -23,6 +23,10 @@ class ModelServerError(RuntimeError):
         self.body = body
 
 
+class ReplicaLoadError(ModelServerError):
+    """A replica reported that it could not load the version being released."""
+
+
 @dataclass(frozen=True)
 class PredictResult:
     model_version: str
@@ -110,10 +114,11 @@ class ModelServerClient:
         wait: bool = True,
         timeout_s: float = 600.0,
     ) -> dict[str, Any]:
-        """Deploy a registry version or alias; with ``wait`` return once every worker serves it.
+        """Move the served alias to a version (or to an alias's version); with ``wait`` return once every
+        live replica serves it.
 
-        Raises ``ModelServerError`` for an unknown version (404), a failed load (422, old model kept) or a
-        deploy still running after ``timeout_s``.
+        Raises ``ModelServerError`` for an unknown version (404), a failed load on some replica (422: the
+        alias moved back, the old model kept) or a deploy still running after ``timeout_s``.
         """
         if (version is None) == (alias is None):
             raise ValueError("give exactly one of version or alias")
@@ -128,6 +133,57 @@ class ModelServerClient:
         return self._request(
             "GET", "/deploy/status", params={"id": deployment_id} if deployment_id else {}
         ).json()
+
+    def replicas(self) -> dict[str, Any]:
+        """``/replicas``: the followed alias and every live replica with its workers and load errors."""
+        return self._request("GET", "/replicas").json()
+
+    def wait_for_replicas(
+        self, version: str | int, timeout_s: float = 300.0, poll_s: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll ``/replicas`` until every live replica serves ``version``; return that answer.
+
+        Raises ``ReplicaLoadError`` as soon as a live replica reports a failed load of ``version`` (after this
+        call began), and ``ModelServerError`` naming each replica's version after ``timeout_s``.
+        """
+        version = str(version)
+        started = time.time()
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while True:
+            try:
+                answer = self.replicas()
+                replicas = answer.get("replicas") or []
+                failed = [
+                    (r, w)
+                    for r in replicas
+                    for w in r.get("workers", [])
+                    if w.get("error_version") == version
+                    and w.get("load_error")
+                    and (w.get("error_at") or 0) >= started - 1
+                ]
+                if failed:
+                    replica, worker = failed[0]
+                    raise ReplicaLoadError(
+                        f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not load "
+                        f"version {version}: {worker['load_error']}",
+                        url=f"{self.url}/replicas",
+                        body=answer,
+                    )
+                if replicas and all(r.get("version") == version for r in replicas):
+                    return answer
+                last = {r["replica_id"]: r.get("version") or r.get("state") for r in replicas}
+            except ReplicaLoadError:
+                raise
+            except ModelServerError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise ModelServerError(
+                    f"not every replica behind {self.url} served version {version} within {timeout_s:.0f}s "
+                    f"(waited since {time.ctime(started)}; last: {last})",
+                    url=f"{self.url}/replicas",
+                )
+            time.sleep(poll_s)
 
     def wait_for_version(
         self, version: str | int, timeout_s: float = 300.0, poll_s: float = 1.0

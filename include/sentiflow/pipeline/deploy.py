@@ -1,12 +1,17 @@
-"""Deploy a registry version to the model server and roll back when a release goes wrong.
+"""The deploy mechanics of a release: every replica follows the alias, so deploying is waiting.
 
-Talks to the server only through ``sentiflow.serving_client.ModelServerClient`` (the server's own client),
-so the DAG and the web page share one implementation of the REST calls.
+Promotion moved ``champion`` already (``registry.promote``, the one release operation); every worker of every
+model-server replica follows that alias. ``deploy_version`` waits, bounded, until every live replica serves
+the version (``GET /replicas`` behind the Service), failing at once when one reports a failed load. The
+inference check counts only answers that name the version (``version_predict``). Talks to the server only
+through ``sentiflow.serving_client.ModelServerClient``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +33,39 @@ def server_client(endpoint: ServerEndpoint) -> Any:
 
 
 def deploy_version(client: Any, version: str, *, timeout_s: float) -> dict[str, Any]:
-    """Ask the server to load ``version`` and wait until ``/model`` reports it; return ``/model``."""
+    """Wait until every live replica serves ``version`` (the alias already names it); return ``/replicas``.
+
+    ``DeployError`` when a replica reports a failed load of it or ``timeout_s`` passes; the caller rolls back.
+    """
     try:
-        client.deploy(version=str(version), wait=True, timeout_s=timeout_s)
-        info = client.wait_for_version(str(version), timeout_s=timeout_s)
+        answer = client.wait_for_replicas(str(version), timeout_s=timeout_s)
     except Exception as exc:
         raise DeployError(f"deploying version {version} to the model server failed: {exc}") from exc
-    served = str(info.get("version"))
-    if served != str(version):
-        raise DeployError(f"the model server serves version {served} after deploying {version}")
-    return info
+    return {**answer, "version": str(version)}
+
+
+def version_predict(
+    client: Any, version: str, *, attempts: int = 20, pause_s: float = 0.5
+) -> Callable[[list[str]], Any]:
+    """``client.predict`` that counts only answers naming ``version``.
+
+    Behind a Service a request may still reach a replica that has not swapped yet (or one that just
+    restarted); such answers are discarded and the texts sent again, up to ``attempts`` times. The last
+    answer is returned whatever it names, so a check that never reaches ``version`` fails on the version.
+    """
+
+    def predict(texts: list[str]) -> Any:
+        result = None
+        for attempt in range(attempts):
+            result = client.predict(texts)
+            if str(result.model_version) == str(version):
+                return result
+            log.info("answer from version %s, not %s; asking again", result.model_version, version)
+            if attempt < attempts - 1:
+                time.sleep(pause_s)
+        return result
+
+    return predict
 
 
 @dataclass(frozen=True)
@@ -57,7 +85,7 @@ def roll_back(
     timeout_s: float,
     restore_previous: str | None = None,
 ) -> RollbackResult:
-    """Move ``champion`` back to ``previous`` and, when a server is given, serve that version again.
+    """Move ``champion`` back to ``previous`` and, when a server is given, wait until every replica serves it.
 
     Never raises for the server part: the caller is already failing with the original reason, and the
     message says what state things were left in.
@@ -75,8 +103,10 @@ def roll_back(
         info = deploy_version(server, restored, timeout_s=timeout_s)
     except DeployError as exc:
         return RollbackResult(
-            restored, None, f"champion back to version {restored}, but redeploy failed: {exc}"
+            restored, None, f"champion back to version {restored}, but the replicas did not follow: {exc}"
         )
     return RollbackResult(
-        restored, str(info.get("version")), f"champion and model server back to version {restored}"
+        restored,
+        str(info.get("version")),
+        f"champion and every model-server replica back to version {restored}",
     )

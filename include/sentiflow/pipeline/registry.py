@@ -1,7 +1,9 @@
-"""The MLflow side of selection and promotion: candidates from runs, the champion, alias moves.
+"""The one registry module: client construction, "not found", versions with their run metrics, alias moves.
 
-Selection reads metrics from *runs* (``search_model_versions`` cannot filter or sort by metrics); promotion
-only moves aliases (``champion`` is served, ``previous`` is kept for rollback), never copies models.
+The DAG, the model server and its web page all use it. Selection reads metrics from *runs*
+(``search_model_versions`` cannot filter or sort by metrics); a release only moves aliases (``champion`` is
+served, ``previous`` is kept for rollback), never copies models: promotion, rollback, ``POST /deploy`` and the
+page's Deploy button are ``promote``/``rollback`` here, and every model-server replica follows ``champion``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,29 @@ def mlflow_client(settings: MLflowSettings | None = None) -> Any:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
-def _is_missing(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+class ModelNotFoundError(LookupError):
+    """The registry has no such registered model, version or alias."""
+
+
+class RegistryUnavailableError(RuntimeError):
+    """The MLflow registry could not be reached or answered with an error other than "not found"."""
+
+
+def is_not_found(exc: Exception) -> bool:
+    """Whether an ``MlflowException`` means "no such model, version or alias" (not "registry down").
+
+    MLflow answers ``RESOURCE_DOES_NOT_EXIST`` for a missing model or version and
+    ``INVALID_PARAMETER_VALUE`` ("... alias ... not found") for a missing alias. Connection errors are not
+    ``MlflowException``s, so a registry that cannot be reached never reads as "no champion".
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return False
+    code = getattr(exc, "error_code", "") or ""
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
 
 
 def _candidate(client: Any, model_version: Any) -> Candidate:
@@ -67,7 +89,7 @@ def version_for_alias(client: Any, settings: MLflowSettings, alias: str) -> str 
     try:
         return str(client.get_model_version_by_alias(settings.registered_model_name, alias).version)
     except Exception as exc:  # MlflowException: no such alias, or no such registered model yet
-        if _is_missing(exc) or "alias" in str(exc).lower():
+        if is_not_found(exc):
             return None
         raise
 
@@ -134,3 +156,83 @@ def rollback(
         client.delete_registered_model_alias(name, settings.previous_alias)
     log.info("rolled %s @%s back from %s to %s", name, settings.champion_alias, failed_version, previous)
     return previous
+
+
+# --- reading versions (the server and its web page) --------------------------------------------------------
+def get_version(
+    client: Any, settings: MLflowSettings, *, version: str | None = None, alias: str | None = None
+) -> Any:
+    """The registry's ``ModelVersion`` for a version number or an alias, with errors that name the registry.
+
+    ``ModelNotFoundError`` when there is no such version or alias, ``RegistryUnavailableError`` otherwise.
+    """
+    if (version is None) == (alias is None):
+        raise ValueError("give exactly one of version or alias")
+    name = settings.registered_model_name
+    where = f"model {name!r} in registry {settings.tracking_uri}"
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, str(version))
+    except Exception as exc:
+        if is_not_found(exc):
+            what = f"alias {alias!r}" if alias is not None else f"version {version}"
+            raise ModelNotFoundError(f"{what} of {where} not found") from exc
+        raise RegistryUnavailableError(f"cannot read {where}: {exc}") from exc
+
+
+def run_metrics(client: Any, run_id: str | None, keys: Iterable[str] | None = None) -> dict[str, float]:
+    """The metrics of a version's run (only ``keys`` when given); empty when the run cannot be read."""
+    if not run_id:
+        return {}
+    wanted = None if keys is None else set(keys)
+    try:
+        data = client.get_run(run_id).data
+    except Exception:  # a deleted run leaves its version usable, without metrics
+        log.warning("could not read metrics of run %s", run_id, exc_info=True)
+        return {}
+    return {k: float(v) for k, v in data.metrics.items() if wanted is None or k in wanted}
+
+
+def version_rows(client: Any, model_name: str, *, max_results: int = 200) -> list[dict[str, Any]]:
+    """Every version (newest first) with its run's metrics, family, dataset, date and aliases.
+
+    An unknown registered model is an empty list; other registry errors raise ``RegistryUnavailableError``.
+    """
+    from datetime import UTC, datetime
+
+    from sentiflow import names
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'", max_results=max_results)
+    except Exception as exc:
+        if is_not_found(exc):
+            return []
+        raise RegistryUnavailableError(f"cannot list the versions of model {model_name!r}: {exc}") from exc
+    rows = []
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        run_tags: dict[str, str] = {}
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            try:
+                run = client.get_run(mv.run_id)
+                metrics = {k: float(v) for k, v in run.data.metrics.items()}
+                run_tags = dict(run.data.tags)
+            except Exception:
+                log.warning("could not read run %s of version %s", mv.run_id, mv.version, exc_info=True)
+        version_tags = dict(mv.tags or {})
+        created = mv.creation_timestamp
+        rows.append(
+            {
+                "version": str(mv.version),
+                "run_id": mv.run_id,
+                "family": version_tags.get(names.TAG_MODEL_FAMILY) or run_tags.get(names.TAG_MODEL_FAMILY),
+                "dataset": run_tags.get(names.TAG_DATASET),
+                "created_at": None
+                if created is None
+                else datetime.fromtimestamp(created / 1000, UTC).isoformat(),
+                "aliases": list(mv.aliases or []),
+                "metrics": metrics,
+            }
+        )
+    return rows

@@ -441,9 +441,10 @@ def _rollback(version: str, reason: str, *, redeploy: bool, restore_previous: st
 
 @task(task_id="deploy", execution_timeout=timedelta(minutes=30), retries=0)
 def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
-    """``/deploy`` the new champion and wait until ``/model`` reports it; on failure the alias moves back.
+    """Wait until every live model-server replica serves the new champion (they follow the alias promote
+    moved); on a failed load or after ``deploy_timeout_s`` the alias moves back and the replicas follow.
 
-    No retries: a failed deploy already left the old model serving (the server swaps only after warm-up)
+    No retries: a failed deploy already left the old model serving (a replica swaps only after warm-up)
     and the alias rolled back, so the run ends in a consistent state and says why.
     """
     from sentiflow.pipeline.deploy import DeployError, deploy_version, server_client
@@ -455,11 +456,9 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
             server_client(server_endpoint(pipeline)), version, timeout_s=pipeline.deploy_timeout_s
         )
     except DeployError as exc:
-        message = _rollback(
-            version, str(exc), redeploy=False, restore_previous=promoted.get("prior_previous")
-        )
+        message = _rollback(version, str(exc), redeploy=True, restore_previous=promoted.get("prior_previous"))
         raise AirflowFailException(f"{exc}; {message}") from exc
-    log.info("model server serves version %s", info.get("version"))
+    log.info("every model-server replica serves version %s", info.get("version"))
     return {
         "version": str(info.get("version")),
         "run_id": promoted.get("run_id"),
@@ -477,7 +476,7 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
         cases_from_records,
         run_check,
     )
-    from sentiflow.pipeline.deploy import server_client
+    from sentiflow.pipeline.deploy import server_client, version_predict
 
     context = get_current_context()
     params = dict(context["params"])
@@ -491,7 +490,8 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
         else:
             cases = cases_from_records(params.get("check_texts") or DEFAULT_CHECK_CASES)
         server = server_client(server_endpoint(pipeline))
-        report = run_check(server.predict, cases, float(params["check_min_accuracy"]), log=log.info)
+        predict = version_predict(server, version)  # answers from another replica's version do not count
+        report = run_check(predict, cases, float(params["check_min_accuracy"]), log=log.info)
     except InferenceCheckError as exc:
         message = _rollback(
             version, f"inference check unusable: {exc}", redeploy=True, restore_previous=restore

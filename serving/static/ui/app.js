@@ -106,9 +106,9 @@
       el("dt", { text: "Version" }), el("dd", {}, el("span", { class: "big", id: "model-version", text: m.version })),
       el("dt", { text: "Family" }), el("dd", { text: m.family || "—" }),
       el("dt", { text: "Labels" }), el("dd", { text: (m.label_names || []).join(", ") }),
-      el("dt", { text: "Deployed" }), el("dd", { text: deployed.deployed_at
-        ? fmtDate(deployed.deployed_at) + (deployed.alias ? " (alias " + deployed.alias + ")" : "")
-        : "at start-up (champion)" }),
+      el("dt", { text: "Follows" }), el("dd", { text: deployed.alias
+        ? "alias " + deployed.alias + (deployed.version ? " (version " + deployed.version + ")" : "")
+        : "—" }),
       el("dt", { text: "Loaded by this worker" }), el("dd", { text: fmtDate(m.loaded_at) }),
     );
     for (const [name, value] of Object.entries(m.metrics || {})) {
@@ -433,16 +433,20 @@
           " " + (await stillServing()));
         return;
       }
-      // Poll the deployment record until it ends (the load and warm-up run on the server).
+      // The alias moved; every replica loads the version and reports in the shared database. Poll the
+      // deployment (any replica answers the same) until it ends.
       const deadline = Date.now() + 15 * 60 * 1000;
-      while (record.status !== "succeeded" && record.status !== "failed") {
+      const done = ["succeeded", "failed", "superseded"];
+      while (!done.includes(record.status)) {
         if (Date.now() > deadline) {
           setDeployStatus("bad", "Deployment of version " + version + " is taking very long; " +
             (await stillServing()));
           return;
         }
-        setDeployStatus("", "Deploying version " + version + ": " +
-          (record.status === "loading" ? "loading the model and checking it answers…" : record.status + "…"), true);
+        const replicas = record.replicas || [];
+        const ready = replicas.filter((r) => r.version === record.version).length;
+        setDeployStatus("", "Deploying version " + version + ": " + ready + " of " + replicas.length +
+          " replica(s) serve it; loading the model and checking it answers…", true);
         await sleep(500);
         try {
           record = await api("/deploy/status?id=" + encodeURIComponent(record.id));
@@ -455,18 +459,16 @@
           (await stillServing()));
         return;
       }
-      // Succeeded on one worker; the others follow within a second or so.
-      setDeployStatus("", "Version " + version + " loaded; waiting until every worker serves it…", true);
-      const workersDeadline = Date.now() + 60 * 1000;
-      while (Date.now() < workersDeadline) {
-        const status = await api("/deploy/status?id=" + encodeURIComponent(record.id));
-        const versions = Object.values(status.workers || {});
-        if (versions.length && versions.every((v) => v === record.version)) break;
-        await sleep(300);
+      if (record.status === "superseded") {
+        setDeployStatus("bad", "Deployment of version " + version + " was overtaken by another one (" +
+          record.error + "). " + (await stillServing()));
+        return;
       }
       await loadModel();
+      const replicaCount = (record.replicas || []).length;
       setDeployStatus("ok", "Done: version " + record.version + " is now serving" +
-        (before && before !== record.version ? " (was version " + before + ")." : "."));
+        (before && before !== record.version ? " (was version " + before + ")" : "") +
+        " on every replica (" + replicaCount + ").");
     } catch (err) {
       setDeployStatus("bad", "Could not follow the deployment: " + err.message);
     } finally {

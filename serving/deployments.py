@@ -1,0 +1,217 @@
+"""``POST /deploy`` as a release: move the followed alias, then watch the replicas until they all serve it.
+
+The move is ``sentiflow.pipeline.registry.promote`` (old champion → ``previous``), the same function the
+DAG's promote task calls; a failure is ``registry.rollback``, the same function the DAG's rollback calls.
+The deployment's row in the shared database says how it ended, so ``/deploy/status`` answers the same on
+every pod. The worker that accepted the request watches it on a background thread:
+
+- ``succeeded``: every live replica (every live worker of it) serves the version;
+- ``failed``: a live replica reported a failed load of the version (or the watch timed out); the alias is
+  moved back and the error names the replica;
+- ``superseded``: the alias moved on (another deploy, a promotion) before this one finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sentiflow.pipeline import registry
+from serving.replicas import FINAL_STATUSES, ReplicaView
+
+log = logging.getLogger(__name__)
+
+WATCH_POLL_S = 0.25
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def alias_settings(server: Any) -> Any:
+    """MLflow settings whose "champion" is the alias this server follows (``previous`` kept for it)."""
+    alias = server.manager.alias
+    if alias == server.mlflow.champion_alias:
+        return server.mlflow
+    return server.mlflow.model_copy(update={"champion_alias": alias, "previous_alias": f"{alias}-previous"})
+
+
+def live_replicas(server: Any) -> list[ReplicaView]:
+    return server.replicas.live(server.settings.replica_ttl_s)
+
+
+def alias_version(replicas: list[ReplicaView]) -> str | None:
+    """The followed alias's version as the most recent replica read found it."""
+    read = [r for r in replicas if r.alias_read_at is not None and r.alias_error is None]
+    return max(read, key=lambda r: r.alias_read_at or 0.0).alias_version if read else None
+
+
+def replicas_json(server: Any, replicas: list[ReplicaView] | None = None) -> dict[str, Any]:
+    replicas = live_replicas(server) if replicas is None else replicas
+    return {
+        "alias": server.manager.alias,
+        "alias_version": alias_version(replicas),
+        "live_window_s": server.settings.replica_ttl_s,
+        "replicas": [r.as_json() for r in replicas],
+    }
+
+
+def evaluate(record: dict[str, Any], replicas: list[ReplicaView]) -> tuple[str, str | None]:
+    """``(status, error)`` of a deployment from the live replicas' rows (the stored status if final)."""
+    if record["status"] in FINAL_STATUSES:
+        return record["status"], record.get("error")
+    version = record["version"]
+    requested_at = record.get("requested_at")
+    since = float(requested_at or 0.0) - 1.0
+    for replica in replicas:
+        for worker in replica.workers:
+            if worker.error_version == version and worker.load_error and (worker.error_at or 0) >= since:
+                return "failed", (
+                    f"replica {replica.replica_id} (host {replica.host}, worker {worker.worker_id}) "
+                    f"could not load version {version}: {worker.load_error}"
+                )
+    for replica in replicas:
+        moved_on = (
+            requested_at is not None
+            and replica.alias_error is None
+            and replica.alias_checked_at > float(requested_at)
+            and (replica.alias_read_at or 0.0) >= replica.alias_checked_at
+            and replica.alias_version != version
+        )
+        if moved_on:
+            return "superseded", f"alias {record['alias']!r} now names version {replica.alias_version}"
+    if replicas and all(r.serves(version) for r in replicas):
+        return "succeeded", None
+    return ("loading" if replicas else "pending"), None
+
+
+def view(server: Any, record: dict[str, Any], replicas: list[ReplicaView] | None = None) -> dict[str, Any]:
+    """A deployment as the API shows it: its row, its live status and every live replica."""
+    replicas = live_replicas(server) if replicas is None else replicas
+    status, error = evaluate(record, replicas)
+    return {
+        "id": record["id"],
+        "status": status,
+        "model_name": server.mlflow.registered_model_name,
+        "alias": record["alias"],
+        "version": record["version"],
+        "previous": record.get("previous"),
+        "requested_at": _iso(record.get("requested_at")),
+        "finished_at": _iso(record.get("finished_at")),
+        "error": error,
+        "all_replicas_serving": bool(replicas) and all(r.serves(record["version"]) for r in replicas),
+        "replicas": [r.as_json() for r in replicas],
+    }
+
+
+def current(server: Any) -> dict[str, Any] | None:
+    """``/deploy/status`` without an id: the alias's current version across the replicas.
+
+    The latest ``POST /deploy`` when it targets that version; else (a promotion by the DAG, a manual alias
+    move) a record without an id. None before any replica has read an alias.
+    """
+    replicas = live_replicas(server)
+    version = alias_version(replicas)
+    latest = server.replicas.latest_deployment()
+    if latest is not None and (version is None or latest["version"] == version):
+        return view(server, latest, replicas)
+    if version is None:
+        return None
+    record = {"id": None, "alias": server.manager.alias, "version": version, "status": "pending"}
+    return view(server, record, replicas)
+
+
+def release(server: Any, *, version: str | None = None, alias: str | None = None) -> dict[str, Any]:
+    """Move the followed alias to ``version`` (or to the version ``alias`` names) and start watching.
+
+    Raises ``ModelNotFoundError`` (unknown version or alias: nothing moved) or ``RegistryUnavailableError``.
+    """
+    settings = alias_settings(server)
+    client = registry.mlflow_client(settings)
+    mv = registry.get_version(client, settings, version=version, alias=alias)
+    try:
+        move = registry.promote(client, settings, str(mv.version))
+    except Exception as exc:
+        raise registry.RegistryUnavailableError(
+            f"could not move alias {settings.champion_alias!r} to version {mv.version}: {exc}"
+        ) from exc
+    record = {
+        "id": uuid.uuid4().hex,
+        "alias": settings.champion_alias,
+        "version": move.champion,
+        "previous": move.previous,
+        "prior_previous": move.prior_previous,
+        "requested_at": time.time(),
+        "requested_by": server.manager.follower.replica_id,
+        "status": "pending",
+        "error": None,
+        "finished_at": None,
+    }
+    server.replicas.add_deployment(record)
+    log.info("deployment %s: alias %s → version %s", record["id"], record["alias"], record["version"])
+    threading.Thread(
+        target=watch, args=(server, record), name=f"deploy-{record['id'][:8]}", daemon=True
+    ).start()
+    return record
+
+
+def watch(server: Any, record: dict[str, Any]) -> None:
+    """Follow one deployment to its end; on failure or timeout move the alias back (``registry.rollback``)."""
+    deadline = time.monotonic() + server.settings.deploy_timeout_s
+    store = server.replicas
+    while True:
+        stored = store.deployment(record["id"]) or record
+        replicas = live_replicas(server)
+        status, error = evaluate(stored, replicas)
+        if stored["status"] in FINAL_STATUSES:
+            return
+        if status in ("succeeded", "superseded"):
+            store.finish_deployment(record["id"], status, error)
+            return
+        if status != "failed" and time.monotonic() > deadline:
+            waiting = [f"{r.replica_id} serves {r.version or r.versions}" for r in replicas]
+            status, error = (
+                "failed",
+                (
+                    f"not every replica served version {record['version']} within "
+                    f"{server.settings.deploy_timeout_s:.0f}s: {', '.join(waiting) or 'no live replica'}"
+                ),
+            )
+        if status == "failed":
+            error = f"{error}; {_move_back(server, record, error or 'failed')}"
+            store.finish_deployment(record["id"], "failed", error)
+            log.error("deployment %s failed: %s", record["id"], error)
+            return
+        time.sleep(WATCH_POLL_S)
+
+
+def _move_back(server: Any, record: dict[str, Any], reason: str) -> str:
+    settings = alias_settings(server)
+    try:
+        restored = registry.rollback(
+            registry.mlflow_client(settings),
+            settings,
+            record["version"],
+            f"deploy {record['id']} failed: {reason}",
+            restore_previous=record.get("prior_previous"),
+        )
+    except Exception as exc:
+        log.exception("could not move alias %s back", settings.champion_alias)
+        return f"moving alias {settings.champion_alias!r} back failed: {exc}"
+    if restored is None:
+        return f"alias {settings.champion_alias!r} removed (there was no previous version)"
+    return f"alias {settings.champion_alias!r} moved back to version {restored}"
+
+
+def wait(server: Any, deployment_id: str, timeout_s: float) -> dict[str, Any]:
+    """Wait until the deployment's row is final (the watcher writes it) or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = server.replicas.deployment(deployment_id)
+        if record is None or record["status"] in FINAL_STATUSES or time.monotonic() > deadline:
+            return record or {}
+        time.sleep(WATCH_POLL_S)

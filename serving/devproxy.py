@@ -1,0 +1,91 @@
+"""A round-robin HTTP proxy (nginx) in front of several model servers: the Kubernetes Service, locally.
+
+Tests and the replica benchmark start three servers and put this in front, so requests, deploys and
+feedback reach a different replica each time, as they do behind a Service. It runs on 127.0.0.1 with its
+own prefix folder, config, logs and PID file (``sentiflow.localstack`` process handling), and stops by PID.
+nginx comes from the distribution (``scripts/system_deps.sh`` installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sentiflow import localstack
+from sentiflow.localstack import HOST, Service, StackSettings
+
+NAME = "proxy"
+
+CONFIG = """\
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    client_max_body_size 4m;
+    upstream model_servers {{
+{servers}
+    }}
+    server {{
+        listen {host}:{port};
+        location = /proxy-health {{ return 200 "ok"; }}
+        location / {{
+            # one upstream connection per request, like a connection-level Service: no idle keep-alive
+            # connection that gunicorn may close while nginx reuses it (a 502 on a POST)
+            proxy_pass http://model_servers;
+            proxy_set_header Host $host;
+            proxy_read_timeout 900s;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
+
+
+@dataclass
+class RoundRobinProxy:
+    stack: StackSettings
+    backends: list[str]  # "127.0.0.1:PORT"
+    port: int
+    name: str = NAME
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def prefix(self) -> Path:
+        return self.stack.home / self.name
+
+    def start(self) -> RoundRobinProxy:
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed; run scripts/system_deps.sh")
+        (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        servers = "\n".join(f"        server {b} max_fails=1 fail_timeout=2s;" for b in self.backends)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(CONFIG.format(prefix=self.prefix, servers=servers, host=HOST, port=self.port))
+        service = Service(
+            name=self.name,
+            argv=[binary, "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log")],
+            health=localstack.http_ok(f"{self.url}/proxy-health"),
+            ports=(self.port,),
+        )
+        localstack.start(self.stack, service)
+        return self
+
+    def stop(self) -> None:
+        localstack.stop(self.stack, self.name)

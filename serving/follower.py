@@ -1,0 +1,244 @@
+"""Every worker of every replica follows one registry alias; failed loads heal by themselves.
+
+Two daemon threads per worker:
+
+- the *poller* reads the alias's version every ``reload_poll_s`` and writes this worker's heartbeat row
+  (version served, runtime, the version it is loading, its last load error) to the shared database. The
+  replica's workers take turns through ``ReplicaStore.claim_alias_poll``: one registry request per poll
+  interval per replica, whatever the worker count; the others read the answer the winner stored.
+- the *loader* loads, warms up and swaps in the alias's version whenever it differs from the one served.
+  A failed load (registry, S3 or the artifact unavailable, a model that cannot predict) keeps the old
+  model, is recorded in the worker's row, and is retried with exponential backoff, so a replica becomes
+  ready by itself when the dependency returns. ``/ready`` says why until then.
+
+No record of what to serve is kept here: the alias is read again on every poll, and a restarted replica
+simply loads what the alias names.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sentiflow.pipeline.registry import RegistryUnavailableError
+
+if TYPE_CHECKING:
+    from serving.model_manager import ModelManager
+    from serving.replicas import ReplicaStore
+
+log = logging.getLogger(__name__)
+
+
+def default_replica_id() -> str:
+    """Host name plus process id: unique per replica (gunicorn.conf.py sets one id for all its workers)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class AliasFollower:
+    def __init__(self, manager: ModelManager, replicas: ReplicaStore | None) -> None:
+        self.manager = manager
+        self.settings = manager.settings
+        self.replicas = replicas
+        self.replica_id = self.settings.replica_id or default_replica_id()
+        self.worker_id = str(os.getpid())
+        self.started = threading.Event()
+        self.target: str | None = None  # the alias's version as last read
+        self.alias_error: str | None = None
+        self.target_seen_at: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._beat_lock = threading.Lock()
+        self._load_error: str | None = None
+        self._error_version: str | None = None
+        self._error_at: float | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._db_warned = False
+        self._threads = [
+            threading.Thread(target=self._poll_loop, name="alias-poller", daemon=True),
+            threading.Thread(target=self._load_loop, name="model-loader", daemon=True),
+        ]
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.worker_id = str(os.getpid())
+        for thread in self._threads:
+            thread.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        if self.replicas is not None:
+            try:  # a graceful exit leaves the live list at once; a killed one drops out after the TTL
+                self.replicas.remove_worker(self.replica_id, self.worker_id)
+            except Exception:
+                log.debug("could not remove worker row", exc_info=True)
+
+    def read_deployed(self) -> dict[str, Any]:
+        """What ``/model`` shows as ``deployed``: the followed alias and the version it names."""
+        return {
+            "alias": self.manager.alias,
+            "version": self.target,
+            "deployed_at": self.target_seen_at,
+            "replica_id": self.replica_id,
+            "load_error": self._load_error,
+        }
+
+    # --- the poller ---------------------------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        if self.replicas is not None:
+            try:
+                self.replicas.register_replica(self.replica_id, socket.gethostname(), self.manager.alias)
+                self.replicas.prune()
+            except Exception:
+                log.exception("could not register replica %s in the shared database", self.replica_id)
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("alias poll failed")
+            self.heartbeat()
+            self._stop.wait(self.settings.reload_poll_s)
+
+    def _read_registry(self) -> tuple[str | None, str | None]:
+        try:
+            return self.manager.registry.alias_version(self.manager.alias), None
+        except RegistryUnavailableError as exc:
+            return None, str(exc)
+
+    def poll_once(self) -> None:
+        """Read the alias (or the sibling's reading of it) and tell the loader when it moved."""
+        version: str | None
+        error: str | None
+        if self.replicas is None:
+            version, error = self._read_registry()
+        else:
+            try:
+                won = self.replicas.claim_alias_poll(self.replica_id, self.settings.reload_poll_s)
+                if won:
+                    version, error = self._read_registry()
+                    self.replicas.record_alias(self.replica_id, version, error)
+                else:
+                    read_yet, version, error = self.replicas.replica_alias(self.replica_id)
+                    if not read_yet:
+                        return
+                self._db_warned = False
+            except Exception as exc:  # the shared database is down: follow the registry directly
+                if not self._db_warned:
+                    log.warning("shared database unavailable (%s); reading the alias directly", exc)
+                    self._db_warned = True
+                version, error = self._read_registry()
+        self._apply(version, error)
+
+    def _apply(self, version: str | None, error: str | None) -> None:
+        alias, name = self.manager.alias, self.manager.registry.name
+        self.alias_error = error
+        current = self.manager.current
+        if error is not None:
+            if current is None:
+                self.manager.unready_reason = (
+                    f"cannot read alias {alias!r} of model {name!r} (retrying every "
+                    f"{self.settings.reload_poll_s:g}s): {error}"
+                )
+                self.started.set()
+            return
+        if version is None:
+            if current is None:
+                self.manager.unready_reason = (
+                    f"alias {alias!r} of model {name!r} does not exist in the registry at "
+                    f"{self.manager.mlflow.tracking_uri}; POST /deploy a version"
+                )
+                self.started.set()
+            return
+        if version != self.target:
+            log.info("alias %s of %s names version %s (was %s)", alias, name, version, self.target)
+            self.target = version
+            self.target_seen_at = datetime.now(UTC).isoformat()
+            # a new alias move gets a fresh first attempt; an error about another version is history
+            self._retry_at = 0.0
+            if self._error_version != version:
+                self._load_error = self._error_version = self._error_at = None
+            self._wake.set()
+
+    def heartbeat(self) -> None:
+        if self.replicas is None:
+            return
+        model = self.manager.current
+        with self._beat_lock:
+            try:
+                self.replicas.heartbeat(
+                    self.replica_id,
+                    self.worker_id,
+                    version=model.version if model else None,
+                    family=model.family if model else None,
+                    runtime=model.runtime if model else None,
+                    loaded_at=model.loaded_at if model else None,
+                    target_version=self.target,
+                    load_error=self._load_error,
+                    error_version=self._error_version,
+                    error_at=self._error_at,
+                )
+            except Exception:
+                log.warning("heartbeat to the shared database failed", exc_info=True)
+
+    # --- the loader ---------------------------------------------------------------------------------
+    def _load_loop(self) -> None:
+        while not self._stop.is_set():
+            target = self.target
+            current = self.manager.current
+            if target is None or (current is not None and current.version == target):
+                self._wait(self.settings.reload_poll_s)
+                continue
+            if self._error_version == target and time.monotonic() < self._retry_at:
+                self._wait(self._retry_at - time.monotonic())
+                continue
+            self._load(target)
+
+    def _wait(self, seconds: float) -> None:
+        self._wake.wait(max(0.0, seconds))
+        self._wake.clear()
+
+    def _load(self, version: str) -> None:
+        alias = self.manager.alias
+        if self.manager.current is None:
+            self.manager.unready_reason = f"loading version {version} (alias {alias!r})"
+        try:
+            self.manager.swap_in(version)
+        except Exception as exc:
+            self._failures = self._failures + 1 if self._error_version == version else 1
+            delay = min(
+                self.settings.load_retry_max_s,
+                self.settings.load_retry_initial_s * 2 ** (self._failures - 1),
+            ) * random.uniform(0.8, 1.2)
+            self._retry_at = time.monotonic() + delay
+            self._load_error = f"{type(exc).__name__}: {exc}"
+            self._error_version = version
+            self._error_at = time.time()
+            log.exception(
+                "loading version %s of alias %s failed (attempt %d); retrying in %.1fs",
+                version,
+                alias,
+                self._failures,
+                delay,
+            )
+            if self.manager.current is None:
+                self.manager.unready_reason = (
+                    f"could not load version {version} of alias {alias!r} (attempt {self._failures}, "
+                    f"retrying in {delay:.0f}s): {self._load_error}"
+                )
+        else:
+            self._load_error = self._error_version = self._error_at = None
+            self._failures = 0
+        finally:
+            self.started.set()
+            self.heartbeat()

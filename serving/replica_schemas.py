@@ -1,0 +1,78 @@
+"""Response models of ``GET /replicas``, ``POST /deploy`` and ``GET /deploy/status`` (issue 13).
+
+The routes build their answers through these models (``model_validate(...).model_dump(mode="json")``), so
+the OpenAPI document generated from them describes exactly what is sent. The request body of
+``POST /deploy`` is ``serving.schemas.DeployRequest``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+WorkerState = Literal["serving", "loading", "failed", "unready"]
+ReplicaState = Literal["serving", "loading", "failed", "unready", "mixed"]
+DeploymentState = Literal["pending", "loading", "succeeded", "failed", "superseded"]
+
+
+class WorkerInfo(BaseModel):
+    worker_id: str = Field(description="The worker's process id within its replica.")
+    version: str | None = Field(description="Version this worker serves; null before its first load.")
+    state: WorkerState
+    runtime: str | None = None
+    family: str | None = None
+    loaded_at: str | None = Field(default=None, description="When the served version was loaded (ISO 8601).")
+    last_seen: float = Field(description="Last heartbeat, UNIX seconds.")
+    target_version: str | None = Field(
+        default=None, description="The alias's version as this worker read it."
+    )
+    load_error: str | None = Field(default=None, description="The last failed load, until one succeeds.")
+    error_version: str | None = None
+    error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
+    error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
+
+
+class ReplicaInfo(BaseModel):
+    replica_id: str
+    host: str
+    version: str | None = Field(description="The version every live worker serves; null while they differ.")
+    state: ReplicaState
+    runtime: str | list[str] | None = None
+    loaded_at: str | None = None
+    last_seen: float | None = None
+    load_error: str | None = None
+    alias: str = Field(description="The alias this replica follows.")
+    alias_version: str | None = Field(description="The alias's version at this replica's last registry read.")
+    alias_error: str | None = Field(default=None, description="Why the last registry read failed, if it did.")
+    started_at: float
+    workers: list[WorkerInfo]
+
+
+class ReplicasResponse(BaseModel):
+    alias: str
+    alias_version: str | None = Field(description="The alias's version as the latest replica read found it.")
+    live_window_s: float = Field(description="A replica not seen for this long is not listed.")
+    replicas: list[ReplicaInfo]
+
+
+class DeploymentStatus(BaseModel):
+    """One release: the alias move and how far the replicas are (``POST /deploy``, ``/deploy/status``)."""
+
+    id: str | None = Field(description="Deployment id; null for an alias move made outside POST /deploy.")
+    status: DeploymentState
+    model_name: str
+    alias: str
+    version: str
+    previous: str | None = Field(default=None, description="The alias's version before this move.")
+    requested_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    all_replicas_serving: bool
+    replicas: list[ReplicaInfo]
+    message: str | None = None
+
+
+def dump(model: type[BaseModel], data: dict) -> dict:
+    """``data`` checked against ``model`` and serialised as JSON-ready values."""
+    return model.model_validate(data).model_dump(mode="json")

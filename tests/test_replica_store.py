@@ -1,0 +1,131 @@
+"""The replica, worker and deployment rows in the shared database (in process, a real SQLite file).
+
+What the multi-replica tests (``test_replicas.py``) rely on, checked directly: one registry read per
+interval per replica whatever the worker count, liveness by heartbeat age (no PID probing), what a replica
+is said to serve while its workers disagree, and how a deployment's status follows from the rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from serving import deployments
+from serving.replicas import ReplicaStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ReplicaStore(f"sqlite:///{tmp_path / 'shared.db'}")
+    yield s
+    s.dispose()
+
+
+def test_one_alias_read_per_interval_per_replica_whatever_the_worker_count(store):
+    store.register_replica("r1", "host-a", "champion")
+    store.register_replica("r1", "host-a", "champion")  # a second worker of the same replica: no-op
+    store.register_replica("r2", "host-b", "champion")
+    now = 1_000_000.0
+    wins = []
+    for tick in range(10):  # 8 workers of r1 all ask at each tick, 1 s apart
+        results = [store.claim_alias_poll("r1", 1.0, now=now + tick) for _ in range(8)]
+        wins.append(sum(results))
+    assert wins == [1] * 10
+    assert store.claim_alias_poll("r2", 1.0, now=now) is True  # replicas poll independently
+    assert store.claim_alias_poll("r1", 1.0, now=now + 9.5) is False  # within the interval: no
+    assert store.alias_polls() == {"r1": 10, "r2": 1}
+
+
+def test_claims_race_safely_across_threads(tmp_path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    stores = [ReplicaStore(url) for _ in range(4)]  # four workers, four engines, one file
+    stores[0].register_replica("r1", "h", "champion")
+    won = []
+    barrier = threading.Barrier(4)
+
+    def worker(s: ReplicaStore) -> None:
+        barrier.wait()
+        won.append(s.claim_alias_poll("r1", 60.0))
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == [False, False, False, True]
+
+
+def test_alias_reading_is_shared_by_the_replicas_workers(store):
+    store.register_replica("r1", "h", "champion")
+    assert store.replica_alias("r1") == (False, None, None)
+    store.record_alias("r1", "7", None)
+    assert store.replica_alias("r1") == (True, "7", None)
+    store.record_alias("r1", None, "cannot reach registry")
+    assert store.replica_alias("r1") == (True, None, "cannot reach registry")
+
+
+def test_live_replicas_by_heartbeat_age_and_agreement_of_their_workers(store):
+    for rid in ("r1", "r2", "gone"):
+        store.register_replica(rid, f"host-{rid}", "champion")
+    store.heartbeat("r1", "11", version="3", target_version="3", runtime="scikit-learn")
+    store.heartbeat("r1", "12", version="2", target_version="3")  # still loading 3
+    store.heartbeat("r2", "21", version="3", target_version="3")
+    store.heartbeat("gone", "31", version="1", target_version="1")
+    with store.engine.begin() as conn:  # a replica killed a minute ago stopped beating
+        from serving.replicas import workers_table
+
+        conn.execute(
+            workers_table.update()
+            .where(workers_table.c.replica_id == "gone")
+            .values(last_seen=time.time() - 60)
+        )
+    live = {r.replica_id: r for r in store.live(ttl_s=10)}
+    assert set(live) == {"r1", "r2"}
+    assert live["r1"].version is None and live["r1"].state == "loading" and not live["r1"].serves("3")
+    assert live["r2"].version == "3" and live["r2"].state == "serving" and live["r2"].serves("3")
+    store.heartbeat("r1", "12", version="3", target_version="3")
+    assert all(r.serves("3") for r in store.live(ttl_s=10))
+    store.remove_worker("r1", "11")
+    store.remove_worker("r1", "12")
+    assert [r.replica_id for r in store.live(ttl_s=10)] == ["r2"]
+
+
+def test_deployment_status_follows_the_rows(store):
+    store.register_replica("r1", "h1", "champion")
+    store.register_replica("r2", "h2", "champion")
+    record = {
+        "id": "d1",
+        "alias": "champion",
+        "version": "5",
+        "previous": "4",
+        "prior_previous": None,
+        "requested_at": time.time(),
+        "requested_by": "r1",
+        "status": "pending",
+        "error": None,
+        "finished_at": None,
+    }
+    store.add_deployment(record)
+    store.heartbeat("r1", "1", version="4", target_version="5")
+    store.heartbeat("r2", "1", version="4", target_version="4")
+    assert deployments.evaluate(record, store.live(10)) == ("loading", None)
+    store.heartbeat("r1", "1", version="5", target_version="5")
+    store.heartbeat("r2", "1", version="5", target_version="5")
+    assert deployments.evaluate(record, store.live(10)) == ("succeeded", None)
+    store.heartbeat(
+        "r2",
+        "1",
+        version="4",
+        target_version="5",
+        load_error="OSError: S3 down",
+        error_version="5",
+        error_at=time.time(),
+    )
+    status, error = deployments.evaluate(record, store.live(10))
+    assert status == "failed" and "r2" in error and "S3 down" in error
+    assert store.finish_deployment("d1", "failed", error) is True
+    assert store.finish_deployment("d1", "succeeded") is False  # final stays final
+    assert store.deployment("d1")["status"] == "failed"
+    assert store.latest_deployment()["id"] == "d1"

@@ -1,0 +1,422 @@
+"""Three model-server replicas follow one registry alias, behind a round-robin proxy (issue 13).
+
+Real processes only: three gunicorn servers (2 workers each), each with its own state folder (three pods),
+one MLflow + S3 (the ``stack`` fixture), one shared SQLite database, and nginx on 127.0.0.1 playing the
+Kubernetes Service. The module walks one fleet through its life, so the order of the tests matters:
+
+1. at start every replica serves the champion; ``GET /replicas`` lists all three from any of them;
+2. promotions (TF-IDF, then a transformer) under continuous load through the proxy: no non-2xx, every
+   answer names the old or the new version, all three serve the new one within the bound;
+3. ``POST /deploy`` through the proxy moves the alias and reaches all three; ``/deploy/status`` agrees on
+   every replica; a version that cannot load fails with 422 naming the replica and the alias moves back;
+4. feedback posted through the proxy lands on different replicas and in one store;
+5. ``kill -9`` of one replica during a swap, then a restart: it serves the alias's version;
+6. a replica started while MLflow is down is unready with a reason, and ready when MLflow returns;
+7. the ``sentiment_pipeline`` DAG (baseline only) with its deploy and inference check against the proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from sentiflow import localstack
+from sentiflow.config import MLflowSettings
+from sentiflow.pipeline import registry
+from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
+from serving.devproxy import RoundRobinProxy, nginx_binary
+from serving.devserver import DevServer, register_tfidf_versions
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(nginx_binary() is None, reason="nginx missing: run scripts/system_deps.sh"),
+]
+
+POLL_S = 0.5
+BOUND_S = 180.0  # generous: five helpers share two cores; speed is measured in benchmarks/
+SERVER_ENV = {
+    "SENTIFLOW_SERVER_WORKERS": "2",
+    "SENTIFLOW_SERVER_THREADS": "8",
+    "SENTIFLOW_SERVER_RELOAD_POLL_S": str(POLL_S),
+    "SENTIFLOW_SERVER_REPLICA_TTL_S": "8",
+    "SENTIFLOW_SERVER_RUNTIME": "torch",
+    "SENTIFLOW_SERVER_LOAD_RETRY_MAX_S": "4",
+}
+
+
+@dataclass
+class Fleet:
+    stack: localstack.StackSettings
+    servers: dict[str, DevServer]
+    proxy: RoundRobinProxy
+    versions: list[str]
+    db_url: str
+    extra: list[DevServer] = field(default_factory=list)
+
+    @property
+    def client(self) -> ModelServerClient:
+        return ModelServerClient(self.proxy.url, self.stack.server_token, timeout_s=60)
+
+    @property
+    def settings(self) -> MLflowSettings:
+        return MLflowSettings()
+
+    def champion(self) -> str | None:
+        s = self.settings
+        return registry.version_for_alias(registry.mlflow_client(s), s, s.champion_alias)
+
+    def promote(self, version: str) -> registry.AliasMove:
+        s = self.settings
+        return registry.promote(registry.mlflow_client(s), s, version)
+
+
+def _server(stack, name: str, tmp_path_factory, db_url: str) -> DevServer:
+    return DevServer(
+        stack,
+        {**SERVER_ENV, "SENTIFLOW_SERVER_FEEDBACK_DB_URL": db_url},
+        state_root=tmp_path_factory.mktemp(f"state-{name}"),
+        name=f"replica-{name}",
+        port=localstack.free_port(),
+    )
+
+
+@pytest.fixture(scope="module")
+def fleet(stack, tmp_path_factory) -> Iterator[Fleet]:
+    name = f"replicas-test-{uuid.uuid4().hex[:8]}"
+    saved = os.environ.get("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME")
+    os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = name
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('shared-db') / 'server.db'}"
+    versions = register_tfidf_versions(2)
+    s = MLflowSettings()
+    registry.promote(registry.mlflow_client(s), s, versions[0])
+    servers = {n: _server(stack, n, tmp_path_factory, db_url) for n in ("a", "b", "c")}
+    proxy = RoundRobinProxy(
+        stack, [f"127.0.0.1:{srv.port}" for srv in servers.values()], localstack.free_port()
+    )
+    fleet = Fleet(stack, servers, proxy, versions, db_url)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda srv: srv.start(), servers.values()))
+        proxy.start()
+        yield fleet
+    finally:
+        proxy.stop()
+        for srv in [*servers.values(), *fleet.extra]:
+            srv.stop()
+        if saved is None:
+            os.environ.pop("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", None)
+        else:
+            os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = saved
+
+
+def register_unfitted_version() -> str:
+    """A version that loads but cannot predict (an unfitted pipeline): its warm-up fails on every replica."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from sentiflow.modeling.pyfunc import CLASSIFIER_ARTIFACT, SentimentPyfunc, save_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
+        directory = save_classifier(TfidfClassifier.build(["negative", "positive"]), Path(tmp) / "c")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SentimentPyfunc(),
+            artifacts={CLASSIFIER_ARTIFACT: str(directory)},
+            pip_requirements=["scikit-learn"],
+            registered_model_name=MLflowSettings().registered_model_name,
+        )
+    return str(info.registered_model_version)
+
+
+def register_transformer_version(model_dir) -> str:
+    import mlflow
+
+    from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.modeling.transformer import TransformerClassifier
+
+    clf = TransformerClassifier.from_pretrained(str(model_dir), ["negative", "positive"], max_length=64)
+    with mlflow.start_run():
+        info = log_classifier(clf, registered_model_name=MLflowSettings().registered_model_name)
+    return str(info.registered_model_version)
+
+
+def replica_versions(fleet: Fleet) -> dict[str, str | None]:
+    return {r["replica_id"]: r["version"] for r in fleet.client.replicas()["replicas"]}
+
+
+class Load:
+    """Continuous /predict load through the proxy; every answer's status and version, tagged by phase."""
+
+    def __init__(self, url: str, threads: int = 6) -> None:
+        self.url = url
+        self.results: list[tuple[str, int, str | None]] = []
+        self.phase = "before"
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            phase = self.phase
+            try:
+                r = session.post(f"{self.url}/predict", json={"texts": ["a great film", "dull"]}, timeout=60)
+                status, version = r.status_code, (r.json().get("model_version") if r.ok else r.text[:200])
+            except requests.RequestException as exc:
+                status, version = -1, str(exc)
+            with self._lock:
+                self.results.append((phase, status, version))
+
+    def count(self, phase: str) -> int:
+        with self._lock:
+            return sum(1 for p, *_ in self.results if p == phase)
+
+    def wait_for(self, phase: str, n: int, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.count(phase) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(90)
+
+
+# --- 1. start ---------------------------------------------------------------------------------------
+def test_every_replica_serves_the_champion_and_lists_the_others(fleet):
+    v1 = fleet.versions[0]
+    answer = fleet.client.wait_for_replicas(v1, timeout_s=BOUND_S, poll_s=0.5)
+    assert len(answer["replicas"]) == 3
+    assert answer["alias"] == "champion" and answer["alias_version"] == v1
+    for replica in answer["replicas"]:
+        assert replica["state"] == "serving" and len(replica["workers"]) == 2
+    ids = {r["replica_id"] for r in answer["replicas"]}
+    for srv in fleet.servers.values():  # any pod answers the same list
+        direct = requests.get(f"{srv.url}/replicas", timeout=10).json()
+        assert {r["replica_id"] for r in direct["replicas"]} == ids
+    assert {predict(fleet.proxy.url) for _ in range(9)} == {v1}
+    model = requests.get(f"{fleet.proxy.url}/model", timeout=10).json()
+    assert model["deployed"]["alias"] == "champion" and model["deployed"]["version"] == v1
+
+
+def predict(url: str) -> str:
+    r = requests.post(f"{url}/predict", json={"text": "a great film"}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["model_version"]
+
+
+# --- 2. promotions under load ----------------------------------------------------------------------
+def test_promotions_under_load_drop_nothing_and_reach_every_replica(fleet, tiny_model_dir):
+    v1, v2 = fleet.versions
+    v3 = register_transformer_version(tiny_model_dir)
+    fleet.versions.append(v3)
+    with Load(fleet.proxy.url) as load:
+        load.wait_for("before", 60)
+        load.phase = "tfidf"
+        fleet.promote(v2)  # what the DAG's promote task does: nothing else
+        fleet.client.wait_for_replicas(v2, timeout_s=BOUND_S, poll_s=0.5)
+        load.phase = "after-tfidf"
+        load.wait_for("after-tfidf", 60)
+        load.phase = "transformer"
+        fleet.promote(v3)
+        fleet.client.wait_for_replicas(v3, timeout_s=BOUND_S, poll_s=0.5)
+        load.phase = "after-transformer"
+        load.wait_for("after-transformer", 30)
+    by_phase: dict[str, set] = {}
+    failures = [r for r in load.results if r[1] != 200]
+    for phase, _, version in load.results:
+        by_phase.setdefault(phase, set()).add(version)
+    assert failures == [], failures[:5]
+    assert by_phase["before"] == {v1}
+    assert by_phase["tfidf"] <= {v1, v2}
+    assert by_phase["after-tfidf"] == {v2}
+    assert by_phase["transformer"] <= {v2, v3}
+    assert by_phase["after-transformer"] == {v3}
+    assert set(replica_versions(fleet).values()) == {v3}
+
+
+# --- 3. POST /deploy through the proxy --------------------------------------------------------------
+def test_post_deploy_through_the_proxy_moves_the_alias_and_reaches_every_replica(fleet):
+    v1, v3 = fleet.versions[0], fleet.versions[2]
+    r = requests.post(
+        f"{fleet.proxy.url}/deploy?wait=true",
+        json={"version": v1},
+        headers={"Authorization": f"Bearer {fleet.stack.server_token}"},
+        timeout=BOUND_S + 60,
+    )
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["status"] == "succeeded" and record["all_replicas_serving"] is True
+    assert record["version"] == v1 and record["previous"] == v3
+    assert len(record["replicas"]) == 3 and {x["version"] for x in record["replicas"]} == {v1}
+    assert fleet.champion() == v1  # the alias is the record: the registry says what is served
+    s = fleet.settings
+    assert registry.version_for_alias(registry.mlflow_client(s), s, s.previous_alias) == v3
+    answers = []
+    for srv in fleet.servers.values():
+        by_id = requests.get(f"{srv.url}/deploy/status", params={"id": record["id"]}, timeout=10).json()
+        latest = requests.get(f"{srv.url}/deploy/status", timeout=10).json()
+        answers.append((by_id["status"], by_id["version"], latest["id"], latest["version"]))
+        assert {x["replica_id"] for x in by_id["replicas"]} == {x["replica_id"] for x in record["replicas"]}
+    assert set(answers) == {("succeeded", v1, record["id"], v1)}
+
+
+def test_a_version_that_cannot_load_is_422_naming_the_replica_and_the_alias_moves_back(fleet):
+    v1 = fleet.versions[0]
+    broken = register_unfitted_version()
+    r = requests.post(
+        f"{fleet.proxy.url}/deploy?wait=true",
+        json={"version": broken},
+        headers={"Authorization": f"Bearer {fleet.stack.server_token}"},
+        timeout=BOUND_S + 60,
+    )
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["status"] == "failed" and "replica" in body["error"] and broken in body["error"]
+    assert f"moved back to version {v1}" in body["error"]
+    assert fleet.champion() == v1
+    assert {predict(fleet.proxy.url) for _ in range(9)} == {v1}
+    assert set(replica_versions(fleet).values()) == {v1}
+
+
+# --- 4. feedback ------------------------------------------------------------------------------------
+def test_feedback_through_the_proxy_lands_in_one_store(fleet):
+    marker = uuid.uuid4().hex[:8]
+    replicas, ids = set(), []
+    for i in range(12):
+        r = requests.post(
+            f"{fleet.proxy.url}/feedback",
+            json={"text": f"probe {marker} {i}", "predicted_label": "positive", "correct": i % 2 == 0},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        replicas.add(r.headers["X-Sentiflow-Replica"])
+        ids.append(r.json()["id"])
+    assert len(replicas) >= 2  # round robin: several pods took the rows
+    export = fleet.client.feedback_frame()
+    mine = export[export["text"].str.startswith(f"probe {marker}")]
+    assert sorted(mine["id"]) == sorted(ids)
+
+
+# --- 5. kill -9 during a swap -----------------------------------------------------------------------
+def test_a_replica_killed_during_a_swap_serves_the_alias_after_restart(fleet):
+    v3 = fleet.versions[2]
+    victim = fleet.servers["b"]
+    fleet.promote(v3)  # the transformer: a swap that takes a while
+    time.sleep(POLL_S * 2)  # the replicas have seen the move and are loading
+    victim.kill()
+    fleet.client.wait_for_replicas(v3, timeout_s=BOUND_S, poll_s=0.5)  # the dead one drops out by TTL
+    assert len(fleet.client.replicas()["replicas"]) == 2
+    victim.start()
+    fleet.client.wait_for_replicas(v3, timeout_s=BOUND_S, poll_s=0.5)
+    assert predict(victim.url) == v3
+    assert len(fleet.client.replicas()["replicas"]) == 3
+
+
+# --- 6. MLflow down at start ------------------------------------------------------------------------
+def test_a_replica_started_while_mlflow_is_down_becomes_ready_when_it_returns(fleet, tmp_path_factory):
+    stack = fleet.stack
+    late = _server(stack, "late", tmp_path_factory, fleet.db_url)
+    fleet.extra.append(late)
+    localstack.stop(stack, "mlflow")
+    try:
+        late.start()
+        r = requests.get(f"{late.url}/ready", timeout=10)
+        assert r.status_code == 503
+        reason = r.json()["reason"]
+        assert "champion" in reason and ("registry" in reason or "cannot" in reason), reason
+        assert requests.post(f"{late.url}/predict", json={"text": "x"}, timeout=10).status_code == 503
+        assert predict(fleet.proxy.url) == fleet.versions[2]  # the running replicas keep serving
+    finally:
+        localstack.start(stack, localstack.services(stack)["mlflow"])
+    deadline = time.monotonic() + BOUND_S
+    body: dict = {}
+    while time.monotonic() < deadline:
+        r = requests.get(f"{late.url}/ready", timeout=10)
+        body = r.json()
+        if r.status_code == 200:
+            break
+        time.sleep(1)
+    assert body.get("ready") is True and body["model_version"] == fleet.versions[2], body
+    late.stop()
+    fleet.extra.remove(late)
+
+
+# --- 7. the DAG against the proxy -------------------------------------------------------------------
+def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet, imdb_dir, offline_model):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    localstack.airflow_init(fleet.stack)
+    conn = {"conn_type": "http", "host": fleet.proxy.url, "password": fleet.stack.server_token}
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(conn),
+    }
+    conf = {
+        "dataset": str(imdb_dir),
+        "sample_size": 300,
+        "eval_sample_size": 150,
+        "model_name": str(offline_model),
+        "train_transformer": False,
+        "train_backend": "local",
+        "run_baseline": True,
+        "selection_metric": "val_f1",
+        "force_promote": True,
+        "check_min_accuracy": 0.0,
+    }
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sentiflow.pipeline.runner", "sentiment_pipeline", json.dumps(conf)],
+        env=env, capture_output=True, text=True, timeout=1200, cwd=repo,
+    )  # fmt: skip
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert line, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    result = json.loads(line[len("RESULT") :])
+    assert result["state"] == "success", result["tasks"]
+    champion = fleet.champion()
+    assert champion not in fleet.versions
+    assert set(replica_versions(fleet).values()) == {champion}
+    assert {predict(fleet.proxy.url) for _ in range(9)} == {champion}
+
+
+def test_the_deploy_step_fails_on_a_replica_load_error_and_rolls_back(fleet):
+    from sentiflow.pipeline.deploy import DeployError, deploy_version, roll_back
+
+    before = fleet.champion()
+    broken = register_unfitted_version()
+    move = fleet.promote(broken)
+    with pytest.raises(DeployError) as info:
+        deploy_version(fleet.client, broken, timeout_s=BOUND_S)
+    assert isinstance(info.value.__cause__, ReplicaLoadError)
+    s = fleet.settings
+    result = roll_back(
+        registry.mlflow_client(s),
+        s,
+        fleet.client,
+        broken,
+        str(info.value),
+        timeout_s=BOUND_S,
+        restore_previous=move.prior_previous,
+    )
+    assert result.champion == before and result.served == before, result.message
+    assert set(replica_versions(fleet).values()) == {before}
