@@ -9,9 +9,11 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify
 
 from sentiflow.feedback.sampling import record_predictions
+from sentiflow.modeling.base import probabilities_to_predictions
 from serving import feedback, metrics
-from serving.batcher import NotReadyError
+from serving.batcher import NotReadyError, PredictionFailedError
 from serving.errors import ApiError
+from serving.prediction_ids import SignedPrediction
 from serving.schemas import FeedbackRequest, PredictRequest, parse_body
 
 bp = Blueprint("api", __name__)
@@ -74,17 +76,22 @@ def predict():
         ) from exc
     except FutureTimeout as exc:
         raise ApiError(503, "prediction timed out: the server is overloaded", error="timeout") from exc
+    except PredictionFailedError as exc:
+        raise ApiError(
+            422 if exc.isolated else 500,
+            "the model could not score this request's text(s)"
+            + (" (other requests in the same batch were fine)" if exc.isolated else ""),
+            error="prediction_failed",
+        ) from exc
     labels = model.label_names
     predictions = []
-    for row in probs:
-        label_id = int(row.argmax())
-        metrics.PREDICTIONS.labels(label=labels[label_id]).inc()
+    for text, p in zip(texts, probabilities_to_predictions(probs, labels), strict=True):
+        metrics.PREDICTIONS.labels(label=p.label).inc()
+        prediction_id = server.signer.sign(
+            model_version=model.version, text=text, label=p.label, labels=labels
+        )
         predictions.append(
-            {
-                "label": labels[label_id],
-                "label_id": label_id,
-                "scores": {name: float(p) for name, p in zip(labels, row, strict=True)},
-            }
+            {"label": p.label, "label_id": p.label_id, "scores": p.scores, "prediction_id": prediction_id}
         )
     record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample (issue 7)
     return jsonify(model_version=model.version, model_name=model.name, predictions=predictions)
@@ -98,16 +105,41 @@ def post_feedback():
         raise ApiError(422, "'text' is empty", error="empty_text")
     if len(body.text) > server.settings.max_text_chars:
         raise ApiError(422, f"'text' is longer than {server.settings.max_text_chars} characters")
+    signed = server.signer.verify(body.prediction_id, body.text)
+    check_feedback_labels(body, signed)
     record = server.feedback.add(
         text=body.text,
-        predicted_label=body.predicted_label,
+        predicted_label=signed.label,
         correct=body.correct,
         true_label=body.true_label,
-        model_version=None if body.model_version is None else str(body.model_version),
+        model_version=signed.model_version,
+        verified=True,
     )
     metrics.FEEDBACK.labels(outcome="correct" if record.correct else "wrong").inc()
     feedback.notify_stored(record)
     return jsonify(record.to_json()), 201
+
+
+def check_feedback_labels(body: FeedbackRequest, signed: SignedPrediction) -> None:
+    """What the client says must agree with what the server signed: 422 naming the field otherwise."""
+    if body.predicted_label is not None and body.predicted_label != signed.label:
+        raise ApiError(
+            422,
+            f"predicted_label: {body.predicted_label[:40]!r} is not what prediction_id says was predicted",
+            error="prediction_id_mismatch",
+        )
+    if body.model_version is not None and str(body.model_version) != signed.model_version:
+        raise ApiError(
+            422,
+            f"model_version: the prediction_id was issued by version {signed.model_version}",
+            error="prediction_id_mismatch",
+        )
+    if body.true_label is not None and body.true_label not in signed.labels:
+        raise ApiError(
+            422,
+            f"true_label: {body.true_label[:40]!r} is not one of the model's labels {list(signed.labels)}",
+            error="unknown_label",
+        )
 
 
 @bp.get("/metrics")

@@ -19,6 +19,7 @@ from serving import admin, api, metrics
 from serving.errors import register_error_handlers
 from serving.feedback import FeedbackStore
 from serving.model_manager import ModelManager
+from serving.prediction_ids import PredictionSigner, state_dir_secret
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ServerContext:
     mlflow: MLflowSettings
     manager: ModelManager
     feedback: FeedbackStore
+    signer: PredictionSigner
 
 
 def _register_ui(app: Flask) -> None:
@@ -53,6 +55,23 @@ def _instrument(app: Flask) -> None:
             endpoint=endpoint, method=request.method, status=str(response.status_code)
         ).inc()
         return response
+
+
+def _rate_limit_feedback(app: Flask, settings: ServerSettings) -> None:
+    """Flask-Limiter on ``POST /feedback`` per client address (429 JSON beyond the limit)."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    limiter = Limiter(
+        key_func=get_remote_address, app=app, storage_uri=settings.rate_limit_storage_uri, default_limits=[]
+    )
+    endpoint = "api.post_feedback"
+    app.view_functions[endpoint] = limiter.limit(settings.feedback_rate_limit)(app.view_functions[endpoint])
+
+
+def _signer(settings: ServerSettings) -> PredictionSigner:
+    secret = settings.prediction_secret.get_secret_value() if settings.prediction_secret else ""
+    return PredictionSigner(secret or state_dir_secret(settings.state_dir))
 
 
 def _register_feedback_loop(store: FeedbackStore) -> None:
@@ -93,12 +112,14 @@ def create_app(
         mlflow=mlflow_settings,
         manager=manager,
         feedback=FeedbackStore(settings.resolved_feedback_db_url),
+        signer=_signer(settings),
     )
     register_error_handlers(app)
     _instrument(app)
     _register_feedback_loop(app.extensions["sentiflow"].feedback)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    _rate_limit_feedback(app, settings)
     _register_ui(app)
     if start:
         # A worker takes requests only after its startup load: a restart never answers 503 from a

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, TypeVar
+from typing import Annotated, TypeVar
 
-from flask import request
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
 
+from serving.bodies import load_json_object
 from serving.errors import ApiError
+from serving.feedback import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -32,8 +32,8 @@ class PredictRequest(_Body):
 
 
 class DeployRequest(_Body):
-    version: StrictStr | int | None = None
-    alias: StrictStr | None = None
+    version: Version | None = None
+    alias: Annotated[StrictStr, Field(max_length=VERSION_MAX_CHARS)] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> DeployRequest:
@@ -46,12 +46,22 @@ class DeployRequest(_Body):
         return self
 
 
+#: Lengths match the feedback table's columns, so the database never sees a value it would truncate or refuse.
+Label = Annotated[StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS)]
+Version = (
+    Annotated[StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS)] | Annotated[int, Field(ge=0)]
+)
+
+
 class FeedbackRequest(_Body):
+    """A judgement of one prediction; ``prediction_id`` is the signed id ``/predict`` gave for the text."""
+
+    prediction_id: Annotated[StrictStr, Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS)]
     text: StrictStr
-    predicted_label: StrictStr
     correct: StrictBool
-    true_label: StrictStr | None = None
-    model_version: StrictStr | int | None = None
+    predicted_label: Label | None = None
+    true_label: Label | None = None
+    model_version: Version | None = None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -63,16 +73,9 @@ def _describe(exc: ValidationError) -> str:
 
 
 def parse_body(model: type[T]) -> T:
-    """The JSON body as ``model``: 400 for bytes that are not a JSON object, 422 for a wrong shape."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise ApiError(400, "empty body: send a JSON object")
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}", error="malformed_json") from exc
-    if not isinstance(data, dict):
-        raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
+    """The JSON body as ``model``: 415 without a JSON content type, 400 for bytes that are not a sane JSON
+    object (``serving.bodies``), 422 for a wrong shape."""
+    data = load_json_object()
     try:
         return model.model_validate(data)
     except ValidationError as exc:

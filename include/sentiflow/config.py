@@ -169,6 +169,19 @@ class ServerSettings(BaseSettings):
     startup_wait_s: float = Field(
         default=120.0, description="A worker waits this long for its startup load before taking requests."
     )
+    prediction_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs each prediction_id (feedback must cite one); unset = a random key "
+        "kept in state_dir. Replicas behind one load balancer must share it.",
+    )
+    feedback_rate_limit: str = Field(
+        default="60 per minute",
+        description="Most POST /feedback calls per client address (Flask-Limiter syntax, e.g. '10/second').",
+    )
+    rate_limit_storage_uri: str = Field(
+        default="memory://",
+        description="Where rate-limit counters live (limits' URI: memory:// per worker, redis://... shared).",
+    )
 
     @property
     def resolved_feedback_db_url(self) -> str:

@@ -84,6 +84,9 @@ TAG_ERROR = "error"
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run
 FEEDBACK_SNAPSHOT_URI = "feedback_snapshot_uri"  # param/tag on the training run
 FEEDBACK_ROWS_UNLABELLED = "feedback_rows_unlabelled"
+#: Rows that cite a prediction the server signed (only those are trained on) and rows cut by the cap.
+FEEDBACK_ROWS_VERIFIED = "feedback_rows_verified"
+FEEDBACK_ROWS_OVER_CAP = "feedback_rows_over_cap"
 DRIFT_PSI_TEXT_LENGTH = "drift_psi_text_length"
 DRIFT_PSI_LABEL = "drift_psi_label"
 DRIFT_OOV_RATE = "drift_oov_rate"

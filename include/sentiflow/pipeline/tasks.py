@@ -197,6 +197,7 @@ def training_data_task(clean_manifest_uri: str) -> str:
             token=endpoint.token if endpoint else None,
             store=_store(pipeline),
             log=log.info,
+            max_fraction=float(params.get("feedback_max_fraction", pipeline.feedback_max_fraction)),
         )
     except FeedbackExportError as exc:
         raise AirflowFailException(str(exc)) from exc
