@@ -8,7 +8,16 @@ from serving.auth import require_admin
 from serving.errors import ApiError
 from serving.feedback import EXPORT_FORMATS
 from serving.model_manager import ModelNotFoundError, RegistryUnavailableError
-from serving.schemas import DeployRequest, parse_body
+from serving.openapi import ErrorBody, document
+from serving.schemas import (
+    Deployment,
+    DeploymentStatus,
+    DeployQuery,
+    DeployRequest,
+    DeployStatusQuery,
+    ExportQuery,
+    parse_body,
+)
 
 bp = Blueprint("admin", __name__)
 
@@ -19,25 +28,56 @@ def _server():
     return current_app.extensions["sentiflow"]
 
 
+#: Query numbers beyond this are refused (SQLite and float conversions have limits of their own).
+MAX_QUERY_NUMBER = 2**31
+
+
 def _int_arg(name: str, default: int | None) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from exc
-    if value < 0:
-        raise ApiError(400, f"query parameter {name!r} must be >= 0")
+        value = int(raw) if len(raw) <= 12 else None
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < MAX_QUERY_NUMBER:
+        raise ApiError(400, f"query parameter {name!r} must be an integer 0..{MAX_QUERY_NUMBER - 1}")
+    return value
+
+
+def _timeout_arg(default: float) -> float:
+    raw = request.args.get("timeout")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw) if len(raw) <= 32 else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < MAX_QUERY_NUMBER:  # also refuses nan and inf
+        raise ApiError(400, "query parameter 'timeout' must be a number of seconds >= 0")
     return value
 
 
 @bp.post("/deploy")
+@document(
+    summary="Deploy a registry version or alias (admin token)",
+    body=DeployRequest,
+    query=DeployQuery,
+    responses={
+        200: Deployment,
+        202: Deployment,
+        401: ErrorBody,
+        404: ErrorBody,
+        422: [ErrorBody, Deployment],
+        503: ErrorBody,
+    },
+)
 @require_admin
 def deploy():
     server = _server()
     body = parse_body(DeployRequest)
     wait = request.args.get("wait", "").lower() in TRUE
+    timeout = _timeout_arg(server.settings.deploy_timeout_s)  # a bad one is a 400 before anything moves
     try:
         record = server.manager.deploy(
             version=None if body.version is None else str(body.version), alias=body.alias
@@ -48,7 +88,6 @@ def deploy():
         raise ApiError(503, str(exc), error="registry_unavailable") from exc
     if not wait:
         return jsonify(record), 202
-    timeout = float(request.args.get("timeout", server.settings.deploy_timeout_s))
     record = server.manager.wait(record["id"], timeout_s=min(timeout, server.settings.deploy_timeout_s))
     if record.get("status") == "failed":
         return jsonify({**record, "message": f"deployment failed, old model kept: {record['error']}"}), 422
@@ -58,6 +97,11 @@ def deploy():
 
 
 @bp.get("/deploy/status")
+@document(
+    summary="A deployment's status and what each worker serves",
+    query=DeployStatusQuery,
+    responses={200: DeploymentStatus, 404: ErrorBody},
+)
 def deploy_status():
     """Readable without a token: it reveals versions and errors, never data."""
     state = _server().manager.state
@@ -70,6 +114,15 @@ def deploy_status():
 
 
 @bp.get("/feedback/export")
+@document(
+    summary="Export stored feedback (admin token)",
+    query=ExportQuery,
+    responses={
+        200: (("text/csv", "application/vnd.apache.parquet"), "The rows, as a file"),
+        400: ErrorBody,
+        401: ErrorBody,
+    },
+)
 @require_admin
 def feedback_export():
     fmt = request.args.get("format", "csv").lower()

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from sentiflow.feedback.sampling import record_predictions
 from sentiflow.modeling.base import probabilities_to_predictions
-from serving import feedback, metrics
+from serving import feedback, metrics, openapi
 from serving.batcher import NotReadyError, PredictionFailedError
 from serving.errors import ApiError
+from serving.openapi import ErrorBody, document
 from serving.prediction_ids import SignedPrediction
-from serving.schemas import FeedbackRequest, PredictRequest, parse_body
+from serving.schemas import (
+    FeedbackRecordOut,
+    FeedbackRequest,
+    Health,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    Readiness,
+    parse_body,
+)
 
 bp = Blueprint("api", __name__)
-OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
 
 def _server():
@@ -25,11 +32,13 @@ def _server():
 
 
 @bp.get("/health")
+@document(summary="Liveness: the process answers", responses={200: Health})
 def health():
     return jsonify(status="ok")
 
 
 @bp.get("/ready")
+@document(summary="Readiness: a model is loaded", responses={200: Readiness, 503: Readiness})
 def ready():
     manager = _server().manager
     model = manager.current
@@ -39,6 +48,7 @@ def ready():
 
 
 @bp.get("/model")
+@document(summary="The model this worker serves", responses={200: ModelInfo, 503: ErrorBody})
 def model():
     manager = _server().manager
     current = manager.current
@@ -48,6 +58,20 @@ def model():
 
 
 @bp.post("/predict")
+@document(
+    summary="Classify one text or a list of texts",
+    description="Exactly one of `text` or `texts`. Limits (SENTIFLOW_SERVER_*): 256 texts, 10,000 "
+    "characters per text, 1 MiB body. Each prediction carries a signed `prediction_id` for /feedback.",
+    body=PredictRequest,
+    responses={
+        200: PredictResponse,
+        400: ErrorBody,
+        413: ErrorBody,
+        415: ErrorBody,
+        422: ErrorBody,
+        503: ErrorBody,
+    },
+)
 def predict():
     server = _server()
     settings = server.settings
@@ -98,6 +122,13 @@ def predict():
 
 
 @bp.post("/feedback")
+@document(
+    summary="Say whether a prediction was right",
+    description="Must cite the `prediction_id` /predict returned for the same text; `true_label` must be "
+    "one of that model's labels. Rate-limited per client (SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT).",
+    body=FeedbackRequest,
+    responses={201: FeedbackRecordOut, 400: ErrorBody, 415: ErrorBody, 422: ErrorBody, 429: ErrorBody},
+)
 def post_feedback():
     server = _server()
     body = parse_body(FeedbackRequest)
@@ -143,11 +174,17 @@ def check_feedback_labels(body: FeedbackRequest, signed: SignedPrediction) -> No
 
 
 @bp.get("/metrics")
+@document(summary="Prometheus metrics", responses={200: (("text/plain",), "Prometheus text format")})
 def prometheus():
     payload, content_type = metrics.exposition()
     return Response(payload, content_type=content_type)
 
 
 @bp.get("/openapi.json")
-def openapi():
-    return jsonify(json.loads(OPENAPI_FILE.read_text()))
+@document(summary="This document", responses={200: (("application/json",), "OpenAPI 3.1 document")})
+def openapi_document():
+    """Generated from the registered routes and their models once per app (``serving.openapi``)."""
+    spec = current_app.extensions.get("sentiflow_openapi")
+    if spec is None:
+        spec = current_app.extensions["sentiflow_openapi"] = openapi.build_spec(current_app)
+    return jsonify(spec)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
 
@@ -80,3 +80,93 @@ def parse_body(model: type[T]) -> T:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ApiError(422, _describe(exc), error="invalid_request") from exc
+
+
+# --- query parameters and responses (documentation in /openapi.json, and the shape tests validate) -------
+class DeployQuery(BaseModel):
+    wait: bool = Field(default=False, description="Answer when the deploy finished (or timed out).")
+    timeout: float | None = Field(default=None, ge=0, description="Seconds to wait; capped by the server.")
+
+
+class DeployStatusQuery(BaseModel):
+    id: str | None = Field(default=None, description="A deployment id; default the latest deployment.")
+
+
+class ExportQuery(BaseModel):
+    format: Literal["csv", "parquet"] = "csv"
+    since_id: int = Field(default=0, ge=0, description="Only rows with a larger id.")
+    limit: int | None = Field(default=None, ge=0, description="At most this many rows.")
+
+
+class Health(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether a model is loaded (200) or why not (503)."""
+
+    ready: bool
+    model_version: str | None = None
+    reason: str | None = None
+
+
+class PredictionOut(BaseModel):
+    label: str
+    label_id: int
+    scores: dict[str, float]
+    prediction_id: str = Field(description="Signed id of this prediction; POST /feedback must cite it.")
+
+
+class PredictResponse(BaseModel):
+    """One prediction per text, in order, and the exact model version that made them."""
+
+    model_version: str
+    model_name: str
+    predictions: list[PredictionOut]
+
+
+class ModelInfo(BaseModel):
+    """The model this worker serves."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    run_id: str | None
+    family: str
+    label_names: list[str]
+    metrics: dict[str, float]
+    loaded_at: str
+    source: str
+    runtime: str
+    deployed: dict[str, Any] | None
+
+
+class FeedbackRecordOut(BaseModel):
+    """The stored feedback row."""
+
+    id: int
+    created_at: str
+    text: str
+    predicted_label: str
+    correct: bool
+    true_label: str | None
+    model_version: str | None
+    verified: bool
+
+
+class Deployment(BaseModel):
+    """A deployment record (its status moves pending → loading → succeeded or failed)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    status: str
+    error: str | None = None
+    message: str | None = None
+
+
+class DeploymentStatus(Deployment):
+    """A deployment record and the version each live worker serves."""
+
+    workers: dict[str, str | None]

@@ -16,12 +16,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sentiflow.config import ServerSettings
+from sentiflow.config import MLflowSettings, ServerSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
 from serving.app import create_app
 from serving.batcher import MicroBatcher, PredictionFailedError
 from serving.devserver import NEG_TEXTS, POS_TEXTS
 from serving.model_manager import LoadedModel
+from tests.openapi_check import validate_every_response
 
 POISON = "poison pill"
 
@@ -65,11 +66,14 @@ def rate_limit() -> str:
 @pytest.fixture
 def app(tmp_path, rate_limit: str) -> Iterator[Flask]:
     settings = ServerSettings(state_dir=tmp_path, admin_token="t0ken", feedback_rate_limit=rate_limit)
-    app = create_app(settings, start=False)
+    # nothing listens on port 9: the registry is down (no test may reach the local stack's fixed ports)
+    app = create_app(settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
+    problems = validate_every_response(app)
     app.extensions["sentiflow"].manager._current = _loaded()
     yield app
     app.extensions["sentiflow"].manager.batcher.stop()
     app.extensions["sentiflow"].feedback.dispose()
+    assert problems == [], "responses that depart from /openapi.json:\n" + "\n".join(problems)
 
 
 @pytest.fixture
