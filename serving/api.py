@@ -63,6 +63,19 @@ def model():
     description="Exactly one of `text` or `texts`. Limits (SENTIFLOW_SERVER_*): 256 texts, 10,000 "
     "characters per text, 1 MiB body. Each prediction carries a signed `prediction_id` for /feedback.",
     body=PredictRequest,
+    links={
+        200: {
+            "FlagPrediction": {
+                "operationId": "api_post_feedback",
+                "description": "Feedback on the first prediction, citing its signed id",
+                "requestBody": {
+                    "prediction_id": "$response.body#/predictions/0/prediction_id",
+                    "text": "$request.body#/text",
+                    "correct": False,
+                },
+            }
+        }
+    },
     responses={
         200: PredictResponse,
         400: ErrorBody,

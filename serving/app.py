@@ -20,6 +20,7 @@ from serving.errors import register_error_handlers
 from serving.feedback import FeedbackStore
 from serving.model_manager import ModelManager
 from serving.prediction_ids import PredictionSigner, state_dir_secret
+from serving.production import check_production_secrets
 
 
 @dataclass
@@ -95,6 +96,7 @@ def create_app(
     """Build the app; ``start=False`` skips loading a model (for tests of validation and auth only)."""
     settings = settings or ServerSettings()
     mlflow_settings = mlflow_settings or MLflowSettings()
+    check_production_secrets(settings)  # SENTIFLOW_ENV=production: no placeholder secrets
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )

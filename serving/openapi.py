@@ -8,6 +8,7 @@ Pattern for every route (the one thing to copy when adding one)::
         body=ThingRequest,                       # pydantic request model (JSON body), optional
         query=ThingQuery,                        # pydantic model of the query parameters, optional
         responses={200: ThingResponse, 404: ErrorBody, 503: ErrorBody},
+        links={200: {"Next": {"operationId": "api_other", "requestBody": {"id": "$response.body#/id"}}}},
     )
     def thing(): ...
 
@@ -48,6 +49,7 @@ def document(
     query: type[BaseModel] | None = None,
     responses: dict[int, Response],
     description: str | None = None,
+    links: dict[int, dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Attach what the OpenAPI document says about a view; changes nothing at run time."""
 
@@ -61,6 +63,7 @@ def document(
                 "body": body,
                 "query": query,
                 "responses": responses,
+                "links": links or {},
             },
         )
         return view
@@ -134,6 +137,8 @@ class _Builder:
             "responses": {str(s): self.response(s, r) for s, r in meta["responses"].items()},
         }
         op["responses"].setdefault("default", self.response("default", ErrorBody))
+        for status, links in meta["links"].items():  # OpenAPI links: what a client may call next
+            op["responses"][str(status)]["links"] = links
         if meta["description"]:
             op["description"] = meta["description"]
         if meta["query"] is not None:

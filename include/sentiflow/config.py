@@ -25,6 +25,18 @@ def _config(component: str = "") -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=f"{ENV_PREFIX}{component}", extra="ignore", populate_by_name=True)
 
 
+class RuntimeEnvironment(BaseSettings):
+    """Where this runs. Env: ``SENTIFLOW_ENV``; ``production`` (compose, k8s) refuses placeholder secrets."""
+
+    model_config = _config()
+
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="production: the model server refuses to start with an empty or placeholder "
+        "(change-me...) admin token, prediction secret or drift hash key.",
+    )
+
+
 class S3Settings(BaseSettings):
     """Object store (SeaweedFS locally, MinIO or AWS S3 in production). Env: ``SENTIFLOW_S3_*``."""
 

@@ -151,7 +151,8 @@ class ModelServerClient:
         )
 
     def feedback_export(self, fmt: str = "csv", *, since_id: int = 0, limit: int | None = None) -> bytes:
-        """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version)."""
+        """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version,
+        verified)."""
         params: dict[str, Any] = {"format": fmt, "since_id": since_id}
         if limit is not None:
             params["limit"] = limit
