@@ -336,12 +336,14 @@ def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     before = pd.read_csv(
         io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
     )
+    predicted = requests.post(f"{server.url}/predict", json={"text": "last words"}, timeout=10).json()
+    prediction_id = predicted["predictions"][0]["prediction_id"]
     r = requests.post(
         f"{server.url}/feedback",
-        json={"text": "last words", "predicted_label": "negative", "correct": True},
+        json={"prediction_id": prediction_id, "text": "last words", "correct": True},
         timeout=10,
     )
-    assert r.status_code == 201
+    assert r.status_code == 201, r.text
     server.kill()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{server.url}/health", timeout=2)

@@ -79,6 +79,14 @@ TFIDF_C = "C"
 TFIDF_NGRAM_MAX = "ngram_max"
 TFIDF_MAX_FEATURES = "max_features"
 TAG_ERROR = "error"
+#: Version tag: why a release of this version was rolled back. Such versions are never candidates again
+#: unless a user names them (``pipeline.registry``).
+TAG_ROLLED_BACK = "rolled_back_reason"
+#: Registered-model tag holding the aliases before a promotion in progress (JSON), so a retried or failed
+#: promotion restores exactly those (``pipeline.release``).
+TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
+#: Run tag on the candidate's MLflow run: why its release failed.
+TAG_RELEASE_FAILURE = "release_failure_reason"
 
 # --- feedback loop and drift (issue 7) ------------------------------------------------------------------
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run
