@@ -79,7 +79,7 @@ def _settings(examples: int) -> hypothesis.settings:
     )
 
 
-def fuzz(base_url: str, token: str, *, examples: int = 60, stateful_steps: int = 40) -> dict[str, Any]:
+def fuzz(base_url: str, token: str, *, examples: int = 60, stateful_steps: int = 80) -> dict[str, Any]:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=30)
     headers = {"Authorization": f"Bearer {token}"}
     tally = Tally()

@@ -104,7 +104,10 @@ def test_a_passing_check_completes_the_release(model) -> None:
 @pytest.mark.parametrize(
     "fault", ["accuracy", "wrong_version", "s3_down", "mlflow_upload_down", "server_down"]
 )
-def test_any_failure_after_promote_restores_the_prior_aliases(model, fault) -> None:
+def test_any_failure_after_promote_restores_the_prior_aliases(model, fault, monkeypatch) -> None:
+    # MLflow's own retries back off for minutes; the dead endpoint should fail at once
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     settings, versions = model
     version, run_id = versions[2]
     client = registry.mlflow_client(settings)
