@@ -81,7 +81,8 @@ def _record(result: dict) -> None:
         f"{result['server_errors']} server errors, {result['schema_violations']} schema violations.** "
         f"Linked /feedback calls accepted: {result['stateful'].get('feedback_accepted_via_link', 0)}. "
         "Operations without inputs get one case (Hypothesis has nothing to vary, and no negative case "
-        "exists); schemathesis leaves out `/openapi.json` itself. Other jobs were running on this machine.\n\n"
+        "exists); schemathesis leaves out `/openapi.json` itself. Other jobs were running on this "
+        "machine.\n\n"
         f"| operation | cases | server errors | schema violations |\n| --- | ---: | ---: | ---: |\n{rows}\n"
     )
     record(
