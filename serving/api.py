@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from sentiflow.feedback.sampling import record_predictions
-from serving import feedback, metrics
-from serving.batcher import NotReadyError
+from sentiflow.modeling.base import probabilities_to_predictions
+from serving import feedback, metrics, openapi
+from serving.batcher import NotReadyError, PredictionFailedError
 from serving.errors import ApiError
-from serving.schemas import FeedbackRequest, PredictRequest, parse_body
+from serving.openapi import ErrorBody, document
+from serving.prediction_ids import SignedPrediction
+from serving.schemas import (
+    FeedbackRecordOut,
+    FeedbackRequest,
+    Health,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    Readiness,
+    parse_body,
+)
 
 bp = Blueprint("api", __name__)
-OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
 
 def _server():
@@ -23,11 +32,13 @@ def _server():
 
 
 @bp.get("/health")
+@document(summary="Liveness: the process answers", responses={200: Health})
 def health():
     return jsonify(status="ok")
 
 
 @bp.get("/ready")
+@document(summary="Readiness: a model is loaded", responses={200: Readiness, 503: Readiness})
 def ready():
     manager = _server().manager
     model = manager.current
@@ -37,6 +48,7 @@ def ready():
 
 
 @bp.get("/model")
+@document(summary="The model this worker serves", responses={200: ModelInfo, 503: ErrorBody})
 def model():
     manager = _server().manager
     current = manager.current
@@ -46,6 +58,33 @@ def model():
 
 
 @bp.post("/predict")
+@document(
+    summary="Classify one text or a list of texts",
+    description="Exactly one of `text` or `texts`. Limits (SENTIFLOW_SERVER_*): 256 texts, 10,000 "
+    "characters per text, 1 MiB body. Each prediction carries a signed `prediction_id` for /feedback.",
+    body=PredictRequest,
+    links={
+        200: {
+            "FlagPrediction": {
+                "operationId": "api_post_feedback",
+                "description": "Feedback on the first prediction, citing its signed id",
+                "requestBody": {
+                    "prediction_id": "$response.body#/predictions/0/prediction_id",
+                    "text": "$request.body#/text",
+                    "correct": False,
+                },
+            }
+        }
+    },
+    responses={
+        200: PredictResponse,
+        400: ErrorBody,
+        413: ErrorBody,
+        415: ErrorBody,
+        422: ErrorBody,
+        503: ErrorBody,
+    },
+)
 def predict():
     server = _server()
     settings = server.settings
@@ -74,23 +113,35 @@ def predict():
         ) from exc
     except FutureTimeout as exc:
         raise ApiError(503, "prediction timed out: the server is overloaded", error="timeout") from exc
+    except PredictionFailedError as exc:
+        raise ApiError(
+            422 if exc.isolated else 500,
+            "the model could not score this request's text(s)"
+            + (" (other requests in the same batch were fine)" if exc.isolated else ""),
+            error="prediction_failed",
+        ) from exc
     labels = model.label_names
     predictions = []
-    for row in probs:
-        label_id = int(row.argmax())
-        metrics.PREDICTIONS.labels(label=labels[label_id]).inc()
+    for text, p in zip(texts, probabilities_to_predictions(probs, labels), strict=True):
+        metrics.PREDICTIONS.labels(label=p.label).inc()
+        prediction_id = server.signer.sign(
+            model_version=model.version, text=text, label=p.label, labels=labels
+        )
         predictions.append(
-            {
-                "label": labels[label_id],
-                "label_id": label_id,
-                "scores": {name: float(p) for name, p in zip(labels, row, strict=True)},
-            }
+            {"label": p.label, "label_id": p.label_id, "scores": p.scores, "prediction_id": prediction_id}
         )
     record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample (issue 7)
     return jsonify(model_version=model.version, model_name=model.name, predictions=predictions)
 
 
 @bp.post("/feedback")
+@document(
+    summary="Say whether a prediction was right",
+    description="Must cite the `prediction_id` /predict returned for the same text; `true_label` must be "
+    "one of that model's labels. Rate-limited per client (SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT).",
+    body=FeedbackRequest,
+    responses={201: FeedbackRecordOut, 400: ErrorBody, 415: ErrorBody, 422: ErrorBody, 429: ErrorBody},
+)
 def post_feedback():
     server = _server()
     body = parse_body(FeedbackRequest)
@@ -98,24 +149,55 @@ def post_feedback():
         raise ApiError(422, "'text' is empty", error="empty_text")
     if len(body.text) > server.settings.max_text_chars:
         raise ApiError(422, f"'text' is longer than {server.settings.max_text_chars} characters")
+    signed = server.signer.verify(body.prediction_id, body.text)
+    check_feedback_labels(body, signed)
     record = server.feedback.add(
         text=body.text,
-        predicted_label=body.predicted_label,
+        predicted_label=signed.label,
         correct=body.correct,
         true_label=body.true_label,
-        model_version=None if body.model_version is None else str(body.model_version),
+        model_version=signed.model_version,
+        verified=True,
     )
     metrics.FEEDBACK.labels(outcome="correct" if record.correct else "wrong").inc()
     feedback.notify_stored(record)
     return jsonify(record.to_json()), 201
 
 
+def check_feedback_labels(body: FeedbackRequest, signed: SignedPrediction) -> None:
+    """What the client says must agree with what the server signed: 422 naming the field otherwise."""
+    if body.predicted_label is not None and body.predicted_label != signed.label:
+        raise ApiError(
+            422,
+            f"predicted_label: {body.predicted_label[:40]!r} is not what prediction_id says was predicted",
+            error="prediction_id_mismatch",
+        )
+    if body.model_version is not None and str(body.model_version) != signed.model_version:
+        raise ApiError(
+            422,
+            f"model_version: the prediction_id was issued by version {signed.model_version}",
+            error="prediction_id_mismatch",
+        )
+    if body.true_label is not None and body.true_label not in signed.labels:
+        raise ApiError(
+            422,
+            f"true_label: {body.true_label[:40]!r} is not one of the model's labels {list(signed.labels)}",
+            error="unknown_label",
+        )
+
+
 @bp.get("/metrics")
+@document(summary="Prometheus metrics", responses={200: (("text/plain",), "Prometheus text format")})
 def prometheus():
     payload, content_type = metrics.exposition()
     return Response(payload, content_type=content_type)
 
 
 @bp.get("/openapi.json")
-def openapi():
-    return jsonify(json.loads(OPENAPI_FILE.read_text()))
+@document(summary="This document", responses={200: (("application/json",), "OpenAPI 3.1 document")})
+def openapi_document():
+    """Generated from the registered routes and their models once per app (``serving.openapi``)."""
+    spec = current_app.extensions.get("sentiflow_openapi")
+    if spec is None:
+        spec = current_app.extensions["sentiflow_openapi"] = openapi.build_spec(current_app)
+    return jsonify(spec)

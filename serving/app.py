@@ -19,6 +19,8 @@ from serving import admin, api, metrics
 from serving.errors import register_error_handlers
 from serving.feedback import FeedbackStore
 from serving.model_manager import ModelManager
+from serving.prediction_ids import PredictionSigner, state_dir_secret
+from serving.production import check_production_secrets
 from serving.replicas import ReplicaStore
 
 
@@ -31,6 +33,7 @@ class ServerContext:
     manager: ModelManager
     feedback: FeedbackStore
     #: Replica, worker and deployment rows in the shared database (issue 13).
+    signer: PredictionSigner
     replicas: ReplicaStore | None = None
 
 
@@ -59,6 +62,23 @@ def _instrument(app: Flask) -> None:
         return response
 
 
+def _rate_limit_feedback(app: Flask, settings: ServerSettings) -> None:
+    """Flask-Limiter on ``POST /feedback`` per client address (429 JSON beyond the limit)."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    limiter = Limiter(
+        key_func=get_remote_address, app=app, storage_uri=settings.rate_limit_storage_uri, default_limits=[]
+    )
+    endpoint = "api.post_feedback"
+    app.view_functions[endpoint] = limiter.limit(settings.feedback_rate_limit)(app.view_functions[endpoint])
+
+
+def _signer(settings: ServerSettings) -> PredictionSigner:
+    secret = settings.prediction_secret.get_secret_value() if settings.prediction_secret else ""
+    return PredictionSigner(secret or state_dir_secret(settings.state_dir))
+
+
 def _register_feedback_loop(store: FeedbackStore) -> None:
     """Issue 7: wrong-flag alerts (window, log line, webhook) run on each stored feedback row.
 
@@ -80,6 +100,7 @@ def create_app(
     """Build the app; ``start=False`` skips loading a model (for tests of validation and auth only)."""
     settings = settings or ServerSettings()
     mlflow_settings = mlflow_settings or MLflowSettings()
+    check_production_secrets(settings)  # SENTIFLOW_ENV=production: no placeholder secrets
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
@@ -99,12 +120,14 @@ def create_app(
         manager=manager,
         feedback=FeedbackStore(settings.resolved_feedback_db_url),
         replicas=replicas,
+        signer=_signer(settings),
     )
     register_error_handlers(app)
     _instrument(app)
     _register_feedback_loop(app.extensions["sentiflow"].feedback)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    _rate_limit_feedback(app, settings)
     _register_ui(app)
     if start:
         # A worker takes requests only after its startup load: a restart never answers 503 from a

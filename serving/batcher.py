@@ -4,6 +4,10 @@ A transformer on CPU costs nearly the same for 1 text as for a dozen of similar 
 takes the first waiting request, then gathers more for up to ``wait_s`` or until ``max_texts`` texts, and
 runs them as one batch. Each request gets back the model object that produced its rows, so its response
 names the exact version even while a deploy swaps models between batches.
+
+One bad text never fails another request: the API validates texts before they join a batch, and if a batch
+still fails, its requests are re-run one by one so only the culprit gets the error
+(``PredictionFailedError``; ``isolated`` says the others of its batch were fine, i.e. its input is at fault).
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ log = logging.getLogger(__name__)
 
 class NotReadyError(RuntimeError):
     """No model is loaded yet."""
+
+
+class PredictionFailedError(RuntimeError):
+    """The model raised on this request's texts (the cause is chained; it is logged, never sent)."""
+
+    def __init__(self, message: str, *, isolated: bool) -> None:
+        super().__init__(message)
+        self.isolated = isolated
 
 
 @dataclass
@@ -94,15 +106,42 @@ class MicroBatcher:
             texts = [t for job in batch for t in job.texts]
             try:
                 probs = np.asarray(model.classifier.predict_proba(texts))
-            except Exception as exc:
+            except Exception:
                 log.exception(
-                    "prediction failed for a batch of %d texts (version %s)", len(texts), model.version
+                    "prediction failed for a batch of %d texts (version %s); re-running its %d requests "
+                    "one by one",
+                    len(texts),
+                    model.version,
+                    len(batch),
                 )
-                for job in batch:
-                    job.future.set_exception(exc)
+                self._run_one_by_one(model, batch)
                 continue
             metrics.BATCH_TEXTS.observe(len(texts))
             start = 0
             for job in batch:
                 job.future.set_result((model, probs[start : start + len(job.texts)]))
                 start += len(job.texts)
+
+    def _run_one_by_one(self, model: Any, batch: list[_Job]) -> None:
+        """After a failed batch: each request alone, so only the culprit(s) get an error."""
+        outcomes: list[np.ndarray | BaseException] = []
+        for job in batch:
+            try:
+                outcomes.append(np.asarray(model.classifier.predict_proba(list(job.texts))))
+            except Exception as exc:
+                outcomes.append(exc)
+        some_fine = any(not isinstance(o, BaseException) for o in outcomes)
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error(
+                    "prediction failed for a request of %d texts (version %s)",
+                    len(job.texts),
+                    model.version,
+                    exc_info=outcome,
+                )
+                error = PredictionFailedError(f"{type(outcome).__name__}", isolated=some_fine)
+                error.__cause__ = outcome
+                job.future.set_exception(error)
+            else:
+                metrics.BATCH_TEXTS.observe(len(job.texts))
+                job.future.set_result((model, outcome))

@@ -7,9 +7,11 @@ errors (unknown route, oversize body) stay JSON.
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,31 @@ def error_response(status: int, message: str, error: str | None = None, **extra:
     return jsonify(body), status
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def request_id() -> str:
+    """This request's id: a sane ``X-Request-ID`` from a proxy, else a fresh one; echoed on every response."""
+    rid = g.get("sentiflow_request_id")
+    if rid is None:
+        given = request.headers.get("X-Request-ID", "")
+        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.sentiflow_request_id = rid
+    return rid
+
+
 def register_error_handlers(app: Flask) -> None:
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers["X-Request-ID"] = request_id()
+        return response
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
+        if exc.status >= 500 and exc.__cause__ is not None:
+            rid = request_id()
+            log.error("%s (request id %s)", exc.message, rid, exc_info=exc.__cause__)
+            return error_response(exc.status, exc.message, exc.error, request_id=rid, **exc.extra)
         return error_response(exc.status, exc.message, exc.error, **exc.extra)
 
     @app.errorhandler(HTTPException)
@@ -51,6 +75,8 @@ def register_error_handlers(app: Flask) -> None:
             message = f"request body too large: the limit is {limit} bytes"
         elif status == 404:
             message = f"no such endpoint: {request.method} {request.path} (the API is in /openapi.json)"
+        elif status == 429:
+            message = f"rate limit exceeded ({message}): slow down and retry later"
         elif status == 405:
             message = f"method {request.method} not allowed on {request.path}"
         response, code = error_response(status, message)
@@ -60,5 +86,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        log.exception("unhandled error")
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        # The exception's text may quote the request or internals: it goes to the log, the client gets an
+        # id to quote to the operator.
+        rid = request_id()
+        log.exception("unhandled error in %s %s (request id %s)", request.method, request.path, rid)
+        return error_response(
+            500, f"internal error; the server log has the details under request id {rid}", request_id=rid
+        )

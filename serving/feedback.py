@@ -1,6 +1,8 @@
 """User feedback on predictions: stored in a SQL database (SQLAlchemy), exported for retraining.
 
-SQLite in the state folder by default (WAL mode, so several gunicorn workers write safely); any SQLAlchemy
+SQLite in the state folder by default (WAL mode, so several gunicorn workers write safely; the schema and
+the journal mode are set once, under a file lock, because two workers opening a fresh database at once made
+``PRAGMA journal_mode=WAL`` fail with "database is locked" and the server never booted); any SQLAlchemy
 URL (Postgres in production) via ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``. Each row is committed before the
 request answers, so a crash right after a 201 loses nothing.
 
@@ -16,11 +18,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from filelock import FileLock
 
 log = logging.getLogger(__name__)
+
+#: Column sizes; the request models (``serving.schemas``) use the same numbers, so a value the API accepts
+#: always fits its column.
+LABEL_MAX_CHARS = 128
+VERSION_MAX_CHARS = 64
+PREDICTION_ID_MAX_CHARS = 2048
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _metadata = sa.MetaData()
 feedback_table = sa.Table(
@@ -29,10 +40,12 @@ feedback_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("text", sa.Text, nullable=False),
-    sa.Column("predicted_label", sa.String(128), nullable=False),
+    sa.Column("predicted_label", sa.String(LABEL_MAX_CHARS), nullable=False),
     sa.Column("correct", sa.Boolean, nullable=False),
-    sa.Column("true_label", sa.String(128), nullable=True),
-    sa.Column("model_version", sa.String(64), nullable=True),
+    sa.Column("true_label", sa.String(LABEL_MAX_CHARS), nullable=True),
+    sa.Column("model_version", sa.String(VERSION_MAX_CHARS), nullable=True),
+    # True when the row cites a prediction the server signed (issue 14); only those are trained on.
+    sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 COLUMNS = [c.name for c in feedback_table.columns]
 
@@ -57,6 +70,7 @@ class FeedbackRecord:
     correct: bool
     true_label: str | None
     model_version: str | None
+    verified: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -89,10 +103,47 @@ def notify_stored(record: FeedbackRecord) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Per connection: wait for locks instead of failing. The journal mode is persistent in the file and
+    set once by ``_init_schema``; changing it needs an exclusive lock that SQLite does not wait for."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    database = sa.engine.make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Databases made before a column existed get it (nullable or with a server default): no lost rows."""
+    for table in _metadata.sorted_tables:
+        have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            ddl = column.type.compile(engine.dialect)
+            default = " DEFAULT 0" if column.server_default is not None else ""
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}{default}"))
+
+
+def _init_schema(engine: sa.Engine, url: str) -> None:
+    """Create tables (and, for SQLite, switch to WAL) exactly once among processes starting together."""
+    path = _sqlite_path(url) if url.startswith("sqlite") else None
+    if path is None:
+        _metadata.create_all(engine)
+        _add_missing_columns(engine)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".init.lock", timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        with engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            if str(mode).lower() != "wal":
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        _metadata.create_all(engine)
+        _add_missing_columns(engine)
 
 
 def _record(row: Any) -> FeedbackRecord:
@@ -111,12 +162,7 @@ class FeedbackStore:
         )
         if is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            _metadata.create_all(self.engine)
-        except sa.exc.DatabaseError:
-            # gunicorn workers start together: another one may have created the table a moment ago.
-            if not sa.inspect(self.engine).has_table(feedback_table.name):
-                raise
+        _init_schema(self.engine, url)
 
     def add(
         self,
@@ -126,6 +172,7 @@ class FeedbackStore:
         correct: bool,
         true_label: str | None = None,
         model_version: str | None = None,
+        verified: bool = False,
     ) -> FeedbackRecord:
         values = {
             "created_at": datetime.now(UTC),
@@ -134,6 +181,7 @@ class FeedbackStore:
             "correct": correct,
             "true_label": true_label,
             "model_version": model_version,
+            "verified": verified,
         }
         with self.engine.begin() as conn:
             row_id = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key[0]
@@ -196,6 +244,7 @@ class FeedbackStore:
         frame = pd.DataFrame([dict(r) for r in rows], columns=COLUMNS)
         frame["id"] = frame["id"].astype("int64")
         frame["correct"] = frame["correct"].astype(bool)
+        frame["verified"] = frame["verified"].fillna(False).astype(bool)
         return frame
 
     def export(self, fmt: str, *, since_id: int = 0, limit: int | None = None) -> bytes:

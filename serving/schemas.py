@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from flask import request
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
 
+from serving.bodies import load_json_object
 from serving.errors import ApiError
+from serving.feedback import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -32,8 +32,8 @@ class PredictRequest(_Body):
 
 
 class DeployRequest(_Body):
-    version: StrictStr | int | None = None
-    alias: StrictStr | None = None
+    version: Version | None = None
+    alias: Annotated[StrictStr, Field(max_length=VERSION_MAX_CHARS)] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> DeployRequest:
@@ -46,12 +46,22 @@ class DeployRequest(_Body):
         return self
 
 
+#: Lengths match the feedback table's columns, so the database never sees a value it would truncate or refuse.
+Label = Annotated[StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS)]
+Version = (
+    Annotated[StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS)] | Annotated[int, Field(ge=0)]
+)
+
+
 class FeedbackRequest(_Body):
+    """A judgement of one prediction; ``prediction_id`` is the signed id ``/predict`` gave for the text."""
+
+    prediction_id: Annotated[StrictStr, Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS)]
     text: StrictStr
-    predicted_label: StrictStr
     correct: StrictBool
-    true_label: StrictStr | None = None
-    model_version: StrictStr | int | None = None
+    predicted_label: Label | None = None
+    true_label: Label | None = None
+    model_version: Version | None = None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -63,17 +73,84 @@ def _describe(exc: ValidationError) -> str:
 
 
 def parse_body(model: type[T]) -> T:
-    """The JSON body as ``model``: 400 for bytes that are not a JSON object, 422 for a wrong shape."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise ApiError(400, "empty body: send a JSON object")
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}", error="malformed_json") from exc
-    if not isinstance(data, dict):
-        raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
+    """The JSON body as ``model``: 415 without a JSON content type, 400 for bytes that are not a sane JSON
+    object (``serving.bodies``), 422 for a wrong shape."""
+    data = load_json_object()
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ApiError(422, _describe(exc), error="invalid_request") from exc
+
+
+# --- query parameters and responses (documentation in /openapi.json, and the shape tests validate) -------
+class DeployQuery(BaseModel):
+    wait: bool = Field(default=False, description="Answer when the deploy finished (or timed out).")
+    timeout: float | None = Field(default=None, ge=0, description="Seconds to wait; capped by the server.")
+
+
+class DeployStatusQuery(BaseModel):
+    id: str | None = Field(default=None, description="A deployment id; default the latest deployment.")
+
+
+class ExportQuery(BaseModel):
+    format: Literal["csv", "parquet"] = "csv"
+    since_id: int = Field(default=0, ge=0, description="Only rows with a larger id.")
+    limit: int | None = Field(default=None, ge=0, description="At most this many rows.")
+
+
+class Health(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether a model is loaded (200) or why not (503)."""
+
+    ready: bool
+    model_version: str | None = None
+    reason: str | None = None
+
+
+class PredictionOut(BaseModel):
+    label: str
+    label_id: int
+    scores: dict[str, float]
+    prediction_id: str = Field(description="Signed id of this prediction; POST /feedback must cite it.")
+
+
+class PredictResponse(BaseModel):
+    """One prediction per text, in order, and the exact model version that made them."""
+
+    model_version: str
+    model_name: str
+    predictions: list[PredictionOut]
+
+
+class ModelInfo(BaseModel):
+    """The model this worker serves."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    run_id: str | None
+    family: str
+    label_names: list[str]
+    metrics: dict[str, float]
+    loaded_at: str
+    source: str
+    runtime: str
+    deployed: dict[str, Any] | None
+
+
+class FeedbackRecordOut(BaseModel):
+    """The stored feedback row."""
+
+    id: int
+    created_at: str
+    text: str
+    predicted_label: str
+    correct: bool
+    true_label: str | None
+    model_version: str | None
+    verified: bool

@@ -286,7 +286,12 @@ def test_endpoints_ports_and_bucket_agree(resolved):
     assert tracking.hostname == "mlflow"
     assert f"--port={tracking.port}" in mlflow_cmd
     assert any(f"mlflow:{tracking.port}" in arg for arg in mlflow_cmd if arg.startswith("--allowed-hosts="))
-    assert {p["target"] for p in services["mlflow"]["ports"]} == {tracking.port}
+    # docker-compose 1.29 writes a port with a host address as a string: "127.0.0.1:5000:5000"
+    targets = {
+        p["target"] if isinstance(p, dict) else int(str(p).rsplit(":", 1)[1].split("/")[0])
+        for p in services["mlflow"]["ports"]
+    }
+    assert targets == {tracking.port}
 
     server = urlparse(env["SENTIFLOW_SERVER_URL"])
     assert server.hostname == "model-server"

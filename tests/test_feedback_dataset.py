@@ -14,15 +14,21 @@ from sentiflow.feedback.dataset import (
     read_export_watermark,
     write_export_watermark,
 )
-from sentiflow.names import FEEDBACK_ROWS_UNLABELLED, FEEDBACK_ROWS_USED, FEEDBACK_SNAPSHOT_URI
+from sentiflow.names import (
+    FEEDBACK_ROWS_OVER_CAP,
+    FEEDBACK_ROWS_UNLABELLED,
+    FEEDBACK_ROWS_USED,
+    FEEDBACK_ROWS_VERIFIED,
+    FEEDBACK_SNAPSHOT_URI,
+)
 
 LABELS = ["negative", "positive"]
 
 
-def feedback(rows: list[tuple]) -> pd.DataFrame:
+def feedback(rows: list[tuple], verified: bool = True) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["text", "predicted_label", "correct", "true_label", "created_at"]
-    ).assign(id=lambda f: range(1, len(f) + 1))
+    ).assign(id=lambda f: range(1, len(f) + 1), verified=verified)
 
 
 def test_correct_means_predicted_label_and_unlabelled_wrong_rows_are_counted_not_used() -> None:
@@ -65,6 +71,7 @@ def test_csv_style_values_and_label_ids_are_understood() -> None:
             "predicted_label": ["1", "positive"],
             "correct": ["true", "0"],
             "true_label": [None, "0"],
+            "verified": ["1", "true"],
         }
     )
     out = label_feedback(rows, LABELS)
@@ -138,6 +145,36 @@ def test_merge_with_no_feedback_keeps_the_base_train_split(store, base_snapshot:
     merged, frames = read_snapshot(store, result.merged_manifest_uri)
     assert merged.notes[FEEDBACK_ROWS_USED] == 0
     assert len(frames["train"]) == 3
+
+
+def test_only_verified_feedback_is_trained_on() -> None:
+    rows = pd.concat(
+        [
+            feedback([("signed and fine", "positive", True, None, "2025-01-01T10:00:00Z")]),
+            feedback([("forged banana", "positive", False, "negative", "2025-01-01T10:01:00Z")], False),
+        ],
+        ignore_index=True,
+    )
+    out = label_feedback(rows, LABELS)
+    assert out.frame["text"].tolist() == ["signed and fine"]
+    assert out.counts[FEEDBACK_ROWS_VERIFIED] == 1 and out.counts["feedback_rows_unverified"] == 1
+    legacy = rows.drop(columns="verified")  # an export from a server before signed prediction ids
+    assert label_feedback(legacy, LABELS).frame.empty
+
+
+def test_feedback_added_to_train_is_capped_relative_to_the_train_split(store, base_snapshot: str) -> None:
+    rows = feedback([(f"review number {i}", "positive", True, None, f"2025-01-0{i + 1}") for i in range(5)])
+    result = merge_feedback_into_snapshot(
+        rows, base_snapshot, run_id="weekly-cap", store=store, max_fraction=0.5
+    )
+    merged, frames = read_snapshot(store, result.merged_manifest_uri)
+    # 3 base train rows x 0.5 → 1 feedback row, the most recent
+    assert frames["train"]["text"].tolist()[3:] == ["review number 4"]
+    assert merged.notes[FEEDBACK_ROWS_USED] == 1 and merged.notes[FEEDBACK_ROWS_OVER_CAP] == 4
+    assert merged.notes[FEEDBACK_ROWS_VERIFIED] == 5
+    assert read_manifest(store, result.feedback_manifest_uri).rows() == {"train": 5}  # nothing lost
+    lineage = feedback_lineage(merged)
+    assert lineage[FEEDBACK_ROWS_VERIFIED] == 5 and lineage[FEEDBACK_ROWS_OVER_CAP] == 4
 
 
 def test_export_watermark_round_trip(store) -> None:

@@ -69,23 +69,28 @@ def wait_for(condition, timeout: float = 30.0) -> bool:
     return condition()
 
 
-def flag(srv: DevServer, text: str, **extra) -> None:
-    body = {"text": text, "predicted_label": "positive", "correct": False, **extra}
+def flag(srv: DevServer, text: str, **extra) -> dict:
+    """Predict ``text``, then post feedback citing the signed prediction id (what the web page does)."""
+    predicted = requests.post(f"{srv.url}/predict", json={"text": text}, timeout=30)
+    assert predicted.status_code == 200, predicted.text
+    prediction_id = predicted.json()["predictions"][0]["prediction_id"]
+    body = {"prediction_id": prediction_id, "text": text, "correct": False, **extra}
     r = requests.post(f"{srv.url}/feedback", json=body, timeout=10)
     assert r.status_code == 201, r.text
+    return r.json()
 
 
 def test_three_wrong_flags_through_the_server_send_one_webhook(server: DevServer, receiver: Receiver) -> None:
-    flag(server, "a dull film", true_label="negative", model_version="1")
-    flag(server, "boring and long", model_version="1")
+    version = flag(server, "a dull film", true_label="negative")["model_version"]
+    flag(server, "boring and long")
     assert not wait_for(lambda: receiver.requests > 0, timeout=2)  # two flags: nothing
-    flag(server, "awful acting", true_label="negative", model_version="1")
-    flag(server, "dreadful", true_label="negative", model_version="1")  # same window: no second alert
+    flag(server, "awful acting", true_label="negative")
+    flag(server, "dreadful", true_label="negative")  # same window: no second alert
     assert wait_for(lambda: len(receiver.bodies) >= 1)
     time.sleep(1)
     assert len(receiver.bodies) == 1
     details = receiver.bodies[0]["details"]
-    assert details["wrong_flags"] == 3 and details["model_versions"] == ["1"]
+    assert details["wrong_flags"] == 3 and details["model_versions"] == [version]
     assert [f["text"] for f in details["flags"]] == ["a dull film", "boring and long", "awful acting"]
 
 
@@ -96,9 +101,14 @@ def test_predictions_reach_the_drift_sample_without_raw_text(server: DevServer, 
     )
     assert r.status_code == 200, r.text
     settings = DriftSettings(samples_prefix="samples-server-test")
-    assert wait_for(lambda: len(read_production_sample(store, since=since, settings=settings)) >= 2)
+    # the latest two sampled predictions are this test's (the flags above predicted their texts too)
+    assert wait_for(
+        lambda: (
+            read_production_sample(store, since=since, settings=settings)["n_tokens"].tolist()[-2:] == [3, 2]
+        )
+    )
     sample = read_production_sample(store, since=since, settings=settings)
-    assert sample["text"].isna().all() and sample["n_tokens"].tolist()[:2] == [3, 2]
+    assert sample["text"].isna().all()
     assert set(sample["predicted_label"]) <= {"positive", "negative"}
 
 

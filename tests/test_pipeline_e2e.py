@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
 from sentiflow import localstack, names
 from sentiflow.config import MLflowSettings
@@ -102,9 +101,26 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     client = registry.mlflow_client(settings)
     server = ModelServerClient(pipeline_env.server_url, pipeline_env.server_token)
     store = ObjectStore()
+    # Feedback must cite a prediction the server signed (tests/test_hostile_input.py), and before the first
+    # release no model serves predictions: these rows go straight into the server's feedback store as
+    # verified ones, plus one unverified row that the retrain must leave out.
+    from sentiflow.config import ServerSettings
+    from serving.feedback import FeedbackStore
+
+    feedback_db = FeedbackStore(
+        ServerSettings(state_dir=pipeline_env.home / "model-server").resolved_feedback_db_url
+    )
     for text, predicted, correct, true_label in FEEDBACK:
-        body = {"text": text, "predicted_label": predicted, "correct": correct, "true_label": true_label}
-        assert requests.post(f"{pipeline_env.server_url}/feedback", json=body, timeout=30).status_code == 201
+        feedback_db.add(
+            text=text, predicted_label=predicted, correct=correct, true_label=true_label, verified=True
+        )
+    feedback_db.add(
+        text="Sentiflow probe: an unsigned banana.",
+        predicted_label="banana",
+        correct=False,
+        true_label="negative",
+    )
+    feedback_db.dispose()
 
     # 1. a release with the transformer and the baseline, on data enriched with the feedback
     first = run_dag("sentiment_pipeline", base_conf(imdb_dir, offline_model))
@@ -117,6 +133,10 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     assert (
         manifest.notes[names.FEEDBACK_ROWS_USED] == 3 and manifest.notes[names.FEEDBACK_ROWS_UNLABELLED] == 1
     )
+    assert (
+        manifest.notes[names.FEEDBACK_ROWS_VERIFIED] == 4 and manifest.notes["feedback_rows_unverified"] == 1
+    )
+    assert not any("unsigned banana" in t for t in read_split(store, manifest, "train")["text"])
     train = read_split(store, manifest, "train")
     cleaned = dict(zip(clean_text(pd.Series([f[0] for f in FEEDBACK])), FEEDBACK, strict=True))
     trained = dict(zip(train["text"], train["label"], strict=False))

@@ -400,23 +400,17 @@ def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet, imdb_
 
 
 def test_the_deploy_step_fails_on_a_replica_load_error_and_rolls_back(fleet):
-    from sentiflow.pipeline.deploy import DeployError, deploy_version, roll_back
+    from sentiflow.pipeline import release
+    from sentiflow.pipeline.deploy import DeployError
 
     before = fleet.champion()
     broken = register_unfitted_version()
-    move = fleet.promote(broken)
-    with pytest.raises(DeployError) as info:
-        deploy_version(fleet.client, broken, timeout_s=BOUND_S)
-    assert isinstance(info.value.__cause__, ReplicaLoadError)
     s = fleet.settings
-    result = roll_back(
-        registry.mlflow_client(s),
-        s,
-        fleet.client,
-        broken,
-        str(info.value),
-        timeout_s=BOUND_S,
-        restore_previous=move.prior_previous,
-    )
-    assert result.champion == before and result.served == before, result.message
+    client = registry.mlflow_client(s)
+    prior = release.promote(client, s, broken)  # what the DAG's promote task does
+    with pytest.raises(release.ReleaseError) as info:
+        release.deploy(client, s, fleet.client, prior, timeout_s=BOUND_S)
+    assert isinstance(info.value.__cause__, DeployError)
+    assert isinstance(info.value.__cause__.__cause__, ReplicaLoadError)
+    assert fleet.champion() == before, str(info.value)
     assert set(replica_versions(fleet).values()) == {before}

@@ -293,19 +293,17 @@ def test_deploy_during_sustained_load_drops_nothing(server, versions):
 
 
 def test_feedback_is_stored_and_exported(server):
+    texts = ["great film", "not great at all"]
+    predicted = requests.post(f"{server.url}/predict", json={"texts": texts}, timeout=10).json()
+    ids = [p["prediction_id"] for p in predicted["predictions"]]
     rows = [
-        {"text": "great film", "predicted_label": "positive", "correct": True, "model_version": "2"},
-        {
-            "text": "not great at all",
-            "predicted_label": "positive",
-            "correct": False,
-            "true_label": "negative",
-        },
+        {"prediction_id": ids[0], "text": texts[0], "correct": True},
+        {"prediction_id": ids[1], "text": texts[1], "correct": False, "true_label": "negative"},
     ]
     for row in rows:
         r = requests.post(f"{server.url}/feedback", json=row, timeout=10)
         assert r.status_code == 201, r.text
-        assert r.json()["id"] >= 1
+        assert r.json()["id"] >= 1 and r.json()["verified"] is True
     csv = requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10)
     assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
     frame = pd.read_csv(io.StringIO(csv.text))
@@ -348,12 +346,14 @@ def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     before = pd.read_csv(
         io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
     )
+    predicted = requests.post(f"{server.url}/predict", json={"text": "last words"}, timeout=10).json()
+    prediction_id = predicted["predictions"][0]["prediction_id"]
     r = requests.post(
         f"{server.url}/feedback",
-        json={"text": "last words", "predicted_label": "negative", "correct": True},
+        json={"prediction_id": prediction_id, "text": "last words", "correct": True},
         timeout=10,
     )
-    assert r.status_code == 201
+    assert r.status_code == 201, r.text
     server.kill()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{server.url}/health", timeout=2)

@@ -90,10 +90,33 @@ def test_feedback_store_commits_and_notifies(tmp_path):
         "correct": False,
         "true_label": "negative",
         "model_version": None,
+        "verified": False,
     }
     assert len(reopened.frame(since_id=record.id)) == 0
     with pytest.raises(ValueError, match="unknown export format"):
         reopened.export("xlsx")
+
+
+def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the table as servers before signed prediction ids made it
+        conn.execute(
+            "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at DATETIME NOT NULL, "
+            "text TEXT NOT NULL, predicted_label VARCHAR(128) NOT NULL, correct BOOLEAN NOT NULL, "
+            "true_label VARCHAR(128), model_version VARCHAR(64))"
+        )
+        conn.execute(
+            "INSERT INTO feedback (created_at, text, predicted_label, correct) "
+            "VALUES ('2025-01-01 00:00:00', 'old row', 'banana', 0)"
+        )
+    store = feedback.FeedbackStore(f"sqlite:///{path}")
+    store.add(text="new", predicted_label="positive", correct=True, verified=True)
+    frame = store.frame()
+    assert frame["text"].tolist() == ["old row", "new"]
+    assert frame["verified"].tolist() == [False, True]
+    store.dispose()
 
 
 def test_admin_token_unset_disables_admin_endpoints(tmp_path):

@@ -60,15 +60,14 @@ def test_deploy_predict_model_and_feedback(client, server, versions):
     assert result.labels == ["positive", "negative"]
     assert client.model()["version"] == versions[0]
 
-    import requests
-
-    requests.post(
-        f"{server.url}/feedback",
-        json={"text": "boring", "predicted_label": "positive", "correct": False, "true_label": "negative"},
-        timeout=10,
-    ).raise_for_status()
+    signed = client.predict("boring")
+    row = client.feedback(signed.prediction_ids[0], "boring", correct=False, true_label="positive")
+    assert row["verified"] and row["model_version"] == versions[0]
+    with pytest.raises(ModelServerError, match="422"):
+        client.feedback(signed.prediction_ids[0], "another text", correct=True)
     frame = client.feedback_frame()
     assert frame["text"].tolist()[-1] == "boring" and not frame["correct"].tolist()[-1]
+    assert frame["verified"].tolist()[-1]
     assert client.feedback_export("csv").startswith(b"id,created_at,text")
 
 

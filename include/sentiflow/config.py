@@ -25,6 +25,18 @@ def _config(component: str = "") -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=f"{ENV_PREFIX}{component}", extra="ignore", populate_by_name=True)
 
 
+class RuntimeEnvironment(BaseSettings):
+    """Where this runs. Env: ``SENTIFLOW_ENV``; ``production`` (compose, k8s) refuses placeholder secrets."""
+
+    model_config = _config()
+
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="production: the model server refuses to start with an empty or placeholder "
+        "(change-me...) admin token, prediction secret or drift hash key.",
+    )
+
+
 class S3Settings(BaseSettings):
     """Object store (SeaweedFS locally, MinIO or AWS S3 in production). Env: ``SENTIFLOW_S3_*``."""
 
@@ -194,6 +206,19 @@ class ServerSettings(BaseSettings):
     )
     startup_wait_s: float = Field(
         default=120.0, description="A worker waits this long for its startup load before taking requests."
+    )
+    prediction_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs each prediction_id (feedback must cite one); unset = a random key "
+        "kept in state_dir. Replicas behind one load balancer must share it.",
+    )
+    feedback_rate_limit: str = Field(
+        default="60 per minute",
+        description="Most POST /feedback calls per client address (Flask-Limiter syntax, e.g. '10/second').",
+    )
+    rate_limit_storage_uri: str = Field(
+        default="memory://",
+        description="Where rate-limit counters live (limits' URI: memory:// per worker, redis://... shared).",
     )
 
     @property

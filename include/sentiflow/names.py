@@ -79,11 +79,22 @@ TFIDF_C = "C"
 TFIDF_NGRAM_MAX = "ngram_max"
 TFIDF_MAX_FEATURES = "max_features"
 TAG_ERROR = "error"
+#: Version tag: why a release of this version was rolled back. Such versions are never candidates again
+#: unless a user names them (``pipeline.registry``).
+TAG_ROLLED_BACK = "rolled_back_reason"
+#: Registered-model tag holding the aliases before a promotion in progress (JSON), so a retried or failed
+#: promotion restores exactly those (``pipeline.release``).
+TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
+#: Run tag on the candidate's MLflow run: why its release failed.
+TAG_RELEASE_FAILURE = "release_failure_reason"
 
 # --- feedback loop and drift (issue 7) ------------------------------------------------------------------
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run
 FEEDBACK_SNAPSHOT_URI = "feedback_snapshot_uri"  # param/tag on the training run
 FEEDBACK_ROWS_UNLABELLED = "feedback_rows_unlabelled"
+#: Rows that cite a prediction the server signed (only those are trained on) and rows cut by the cap.
+FEEDBACK_ROWS_VERIFIED = "feedback_rows_verified"
+FEEDBACK_ROWS_OVER_CAP = "feedback_rows_over_cap"
 DRIFT_PSI_TEXT_LENGTH = "drift_psi_text_length"
 DRIFT_PSI_LABEL = "drift_psi_label"
 DRIFT_OOV_RATE = "drift_oov_rate"

@@ -7,7 +7,7 @@ says what went wrong without a trace through ``requests``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -33,6 +33,8 @@ class PredictResult:
     labels: list[str]
     label_ids: list[int]
     scores: list[dict[str, float]]
+    #: Signed id per text: what ``feedback`` must cite.
+    prediction_ids: list[str] = field(default_factory=list)
 
 
 class ModelServerClient:
@@ -104,7 +106,17 @@ class ModelServerClient:
             labels=[p["label"] for p in preds],
             label_ids=[int(p["label_id"]) for p in preds],
             scores=[p["scores"] for p in preds],
+            prediction_ids=[str(p.get("prediction_id", "")) for p in preds],
         )
+
+    def feedback(
+        self, prediction_id: str, text: str, *, correct: bool, true_label: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /feedback`` citing the signed id ``predict`` returned for ``text``; the stored row."""
+        body: dict[str, Any] = {"prediction_id": prediction_id, "text": text, "correct": correct}
+        if true_label is not None:
+            body["true_label"] = true_label
+        return self._request("POST", "/feedback", json=body).json()
 
     def deploy(
         self,
@@ -207,7 +219,8 @@ class ModelServerClient:
         )
 
     def feedback_export(self, fmt: str = "csv", *, since_id: int = 0, limit: int | None = None) -> bytes:
-        """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version)."""
+        """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version,
+        verified)."""
         params: dict[str, Any] = {"format": fmt, "since_id": since_id}
         if limit is not None:
             params["limit"] = limit

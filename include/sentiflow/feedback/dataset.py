@@ -8,7 +8,11 @@ Rules (issue 7), all enforced here so every caller gets them:
   (the latest judgement of a text wins) and against **every** split of the base snapshot, so a review
   that is in validation or test can never enter training through feedback;
 * feedback only ever enters the **train** split; validation and test are the base snapshot's, unchanged,
-  so metrics stay comparable with the champion's.
+  so metrics stay comparable with the champion's;
+* only **verified** rows are trained on: those that cited a prediction the server signed (issue 14); an
+  export without the ``verified`` column (an older server) counts as unverified;
+* at most ``max_fraction`` x the base train split's rows are added (the most recent win), so a flood of
+  feedback cannot outweigh the dataset; the rest stay in the feedback snapshot, counted.
 
 The counts go into the merged manifest's ``notes`` (``feedback_rows_used``, ``feedback_snapshot_uri``, ...)
 for the training run to log.
@@ -24,8 +28,10 @@ import pandas as pd
 
 from sentiflow.data.snapshot import Manifest, read_manifest, read_split, write_snapshot
 from sentiflow.names import (
+    FEEDBACK_ROWS_OVER_CAP,
     FEEDBACK_ROWS_UNLABELLED,
     FEEDBACK_ROWS_USED,
+    FEEDBACK_ROWS_VERIFIED,
     FEEDBACK_SNAPSHOT_URI,
     LABEL_COLUMN,
     SPLITS,
@@ -34,7 +40,7 @@ from sentiflow.names import (
 from sentiflow.storage import ObjectStore
 
 REQUIRED_COLUMNS = ("text", "predicted_label", "correct")
-OPTIONAL_COLUMNS = ("true_label", "created_at", "model_version", "id")
+OPTIONAL_COLUMNS = ("true_label", "created_at", "model_version", "id", "verified")
 FEEDBACK_KIND = "feedback"
 MERGED_KIND = "clean-with-feedback"
 
@@ -65,8 +71,8 @@ class FeedbackMergeResult:
         return int(self.notes[FEEDBACK_ROWS_USED])
 
 
-def _parse_correct(values: pd.Series) -> pd.Series:
-    """``correct`` arrives as bool from parquet and as text from CSV; anything else is an error."""
+def _parse_bool(values: pd.Series, column: str = "correct") -> pd.Series:
+    """Flags arrive as bool from parquet and as text from CSV; anything else is an error."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype(bool)
     text = values.astype(str).str.strip().str.lower()
@@ -74,7 +80,7 @@ def _parse_correct(values: pd.Series) -> pd.Series:
     if bad.any():
         examples = sorted(set(values[bad].astype(str)))[:5]
         raise FeedbackDataError(
-            f"column 'correct' must be true/false; {int(bad.sum())} rows are not, e.g. {examples}"
+            f"column {column!r} must be true/false; {int(bad.sum())} rows are not, e.g. {examples}"
         )
     return text.isin(_TRUE)
 
@@ -108,7 +114,12 @@ def label_feedback(rows: pd.DataFrame, label_names: list[str], *, clean: bool = 
         if "created_at" in frame.columns
         else pd.NaT
     )
-    correct = _parse_correct(frame["correct"])
+    correct = _parse_bool(frame["correct"])
+    verified = (
+        _parse_bool(frame["verified"], "verified")
+        if "verified" in frame.columns
+        else pd.Series(False, index=frame.index)
+    )
     predicted = _label_ids(frame["predicted_label"], label_names)
     given = _label_ids(frame["true_label"], label_names)
     has_true_label = frame["true_label"].notna() & (frame["true_label"].astype(str).str.strip() != "")
@@ -116,9 +127,11 @@ def label_feedback(rows: pd.DataFrame, label_names: list[str], *, clean: bool = 
     label = given.where(~correct, predicted)
     unlabelled = ~correct & ~has_true_label
     unknown = label.isna() & ~unlabelled
-    keep = ~unlabelled & ~unknown
+    keep = ~unlabelled & ~unknown & verified
     counts = {
         "feedback_rows_total": len(frame),
+        FEEDBACK_ROWS_VERIFIED: int(verified.sum()),
+        "feedback_rows_unverified": int((~verified).sum()),
         "feedback_rows_correct": int(correct.sum()),
         "feedback_rows_wrong": int((~correct).sum()),
         FEEDBACK_ROWS_UNLABELLED: int(unlabelled.sum()),
@@ -161,6 +174,20 @@ def dedupe_against_base(
     return feedback[~seen].reset_index(drop=True), overlap
 
 
+def cap_rows(rows: pd.DataFrame, train_rows: int, max_fraction: float | None) -> tuple[pd.DataFrame, int]:
+    """At most ``floor(max_fraction * train_rows)`` rows, the most recent kept; and how many were cut."""
+    if max_fraction is None:
+        return rows, 0
+    if max_fraction < 0:
+        raise FeedbackDataError(f"feedback_max_fraction must be >= 0, got {max_fraction}")
+    cap = int(max_fraction * train_rows)
+    if len(rows) <= cap:
+        return rows, 0
+    ordered = rows.sort_values("created_at", kind="stable", na_position="first")
+    kept = ordered.iloc[len(rows) - cap :] if cap else ordered.iloc[:0]
+    return kept.reset_index(drop=True), len(rows) - cap
+
+
 def merge_feedback_into_snapshot(
     feedback_rows: pd.DataFrame,
     base_manifest_uri: str,
@@ -169,13 +196,15 @@ def merge_feedback_into_snapshot(
     store: ObjectStore | None = None,
     source: dict[str, Any] | None = None,
     clean: bool = True,
+    max_fraction: float | None = None,
 ) -> FeedbackMergeResult:
     """Write the feedback snapshot and the merged training snapshot; return both manifest URIs.
 
     ``feedback_rows`` is the server's export (``text``, ``predicted_label``, ``correct``, optional
     ``true_label``, ``created_at``, ``model_version``, ``id``). Both snapshots live under the run's own
     folder (``datasets/<run_id>/feedback/`` and ``datasets/<run_id>/clean-with-feedback/``), so a re-run
-    replaces its own output and never another run's.
+    replaces its own output and never another run's. ``max_fraction``: at most that many feedback rows per
+    base train row are added (the most recent first); ``None`` adds all.
     """
     from sentiflow.data.collect import snapshot_prefix
 
@@ -202,9 +231,11 @@ def merge_feedback_into_snapshot(
     )
 
     new_rows, overlap = dedupe_against_base(labelled.frame, base_frames)
+    new_rows, over_cap = cap_rows(new_rows, len(base_frames["train"]), max_fraction)
     notes: dict[str, Any] = {
         **labelled.counts,
         "feedback_rows_in_base": overlap,
+        FEEDBACK_ROWS_OVER_CAP: over_cap,
         FEEDBACK_ROWS_USED: len(new_rows),
         FEEDBACK_SNAPSHOT_URI: feedback_uri,
         "base_manifest_uri": base_manifest_uri,
@@ -235,6 +266,8 @@ def feedback_lineage(manifest: Manifest) -> dict[str, Any]:
         FEEDBACK_ROWS_USED: int(manifest.notes.get(FEEDBACK_ROWS_USED, 0)),
         FEEDBACK_SNAPSHOT_URI: manifest.notes.get(FEEDBACK_SNAPSHOT_URI),
         FEEDBACK_ROWS_UNLABELLED: int(manifest.notes.get(FEEDBACK_ROWS_UNLABELLED, 0)),
+        FEEDBACK_ROWS_VERIFIED: int(manifest.notes.get(FEEDBACK_ROWS_VERIFIED, 0)),
+        FEEDBACK_ROWS_OVER_CAP: int(manifest.notes.get(FEEDBACK_ROWS_OVER_CAP, 0)),
     }
 
 
@@ -249,7 +282,8 @@ def log_feedback_lineage(mlflow_run_id: str, manifest: Manifest, *, client: Any 
     lineage = feedback_lineage(manifest)
     client = client or MlflowClient()
     client.log_metric(mlflow_run_id, FEEDBACK_ROWS_USED, lineage[FEEDBACK_ROWS_USED])
-    client.log_metric(mlflow_run_id, FEEDBACK_ROWS_UNLABELLED, lineage[FEEDBACK_ROWS_UNLABELLED])
+    for name in (FEEDBACK_ROWS_UNLABELLED, FEEDBACK_ROWS_VERIFIED, FEEDBACK_ROWS_OVER_CAP):
+        client.log_metric(mlflow_run_id, name, lineage[name])
     if lineage[FEEDBACK_SNAPSHOT_URI]:
         client.set_tag(mlflow_run_id, FEEDBACK_SNAPSHOT_URI, lineage[FEEDBACK_SNAPSHOT_URI])
     return lineage
@@ -312,6 +346,7 @@ def export_and_merge(
     server_url: str | None = None,
     token: str | None = None,
     store: ObjectStore | None = None,
+    max_fraction: float | None = None,
 ) -> FeedbackMergeResult:
     """The weekly step: feedback since the last export → snapshots; then advance the watermark.
 
@@ -334,6 +369,7 @@ def export_and_merge(
         run_id=run_id,
         store=store,
         source={"server": server_url, "since_id": since_id, "last_id": last_id},
+        max_fraction=max_fraction,
     )
     write_export_watermark(store, last_id, run_id=run_id, feedback_snapshot_uri=result.feedback_manifest_uri)
     return result

@@ -287,6 +287,15 @@ def pipeline_params() -> dict[str, Any]:
             "training split (never validation/test). On by default, so the weekly retrain uses it; "
             "the run fails if the server cannot be reached (turn this off to train without it).",
         ),
+        "feedback_max_fraction": Param(
+            pipeline.feedback_max_fraction,
+            type="number",
+            minimum=0,
+            title="Most feedback per training row",
+            section=_DATA,
+            description="At most this many feedback rows are added per row of the training split (0.1 = "
+            "10%; the most recent win). Only feedback that cites a signed prediction is used.",
+        ),
         **training_params(pipeline=pipeline),
         "run_baseline": Param(
             True,

@@ -12,11 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sentiflow.config import MLflowSettings
-from sentiflow.pipeline import registry
 from sentiflow.pipeline.connections import ServerEndpoint
 
 log = logging.getLogger(__name__)
@@ -66,47 +63,3 @@ def version_predict(
         return result
 
     return predict
-
-
-@dataclass(frozen=True)
-class RollbackResult:
-    champion: str | None
-    served: str | None
-    message: str
-
-
-def roll_back(
-    mlflow_client: Any,
-    settings: MLflowSettings,
-    server: Any | None,
-    failed_version: str,
-    reason: str,
-    *,
-    timeout_s: float,
-    restore_previous: str | None = None,
-) -> RollbackResult:
-    """Move ``champion`` back to ``previous`` and, when a server is given, wait until every replica serves it.
-
-    Never raises for the server part: the caller is already failing with the original reason, and the
-    message says what state things were left in.
-    """
-    restored = registry.rollback(
-        mlflow_client, settings, failed_version, reason, restore_previous=restore_previous
-    )
-    if restored is None:
-        return RollbackResult(
-            None, None, f"version {failed_version} was the first champion: alias removed, nothing to restore"
-        )
-    if server is None:
-        return RollbackResult(restored, None, f"champion alias moved back to version {restored}")
-    try:
-        info = deploy_version(server, restored, timeout_s=timeout_s)
-    except DeployError as exc:
-        return RollbackResult(
-            restored, None, f"champion back to version {restored}, but the replicas did not follow: {exc}"
-        )
-    return RollbackResult(
-        restored,
-        str(info.get("version")),
-        f"champion and every model-server replica back to version {restored}",
-    )

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sentiflow.config import MLflowSettings
-from sentiflow.names import TAG_MODEL_FAMILY
+from sentiflow.names import TAG_MODEL_FAMILY, TAG_ROLLED_BACK
 from sentiflow.pipeline.selection import Candidate
 
 log = logging.getLogger(__name__)
 
-#: Version tag written when a version is rolled back, so the registry shows why it stopped being champion.
-TAG_ROLLED_BACK = "rolled_back_reason"
+__all__ = ["TAG_ROLLED_BACK"]  # re-exported: the tag written when a version is rolled back
 
 
 def mlflow_client(settings: MLflowSettings | None = None) -> Any:
@@ -80,9 +79,22 @@ def candidates_for_versions(client: Any, model_name: str, versions: Iterable[str
     return [_candidate(client, client.get_model_version(model_name, str(v))) for v in dict.fromkeys(versions)]
 
 
+def rolled_back(model_version: Any) -> bool:
+    """A release of this version failed and was rolled back (``TAG_ROLLED_BACK``)."""
+    return TAG_ROLLED_BACK in (getattr(model_version, "tags", None) or {})
+
+
 def all_candidates(client: Any, model_name: str) -> list[Candidate]:
-    """Every version of the registered model (the ``selection_scope=all_versions`` setting)."""
-    return [_candidate(client, v) for v in client.search_model_versions(f"name = '{model_name}'")]
+    """Every version of the registered model (``selection_scope=all_versions``), except rolled-back ones.
+
+    A version whose release failed is never chosen again on its own; a user who names it
+    (``candidates_for_versions``) still can.
+    """
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    kept = [v for v in versions if not rolled_back(v)]
+    if len(kept) < len(versions):
+        log.info("left out %d rolled-back version(s) of %s", len(versions) - len(kept), model_name)
+    return [_candidate(client, v) for v in kept]
 
 
 def version_for_alias(client: Any, settings: MLflowSettings, alias: str) -> str | None:

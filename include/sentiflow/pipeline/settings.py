@@ -46,6 +46,12 @@ class PipelineSettings(BaseSettings):
         description="Default of sentiment_pipeline's use_feedback param (merge user feedback into the "
         "training split); on, so the weekly schedule retrains with it.",
     )
+    feedback_max_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        description="Default of the feedback_max_fraction param: most feedback rows added per row of the "
+        "training split (0.1 = at most 10%), so feedback can never outweigh the dataset.",
+    )
 
 
 class TrainerPodSettings(BaseSettings):

@@ -197,6 +197,7 @@ def training_data_task(clean_manifest_uri: str) -> str:
             token=endpoint.token if endpoint else None,
             store=_store(pipeline),
             log=log.info,
+            max_fraction=float(params.get("feedback_max_fraction", pipeline.feedback_max_fraction)),
         )
     except FeedbackExportError as exc:
         raise AirflowFailException(str(exc)) from exc
@@ -399,127 +400,118 @@ def keep_champion() -> dict[str, Any]:
 
 @task(task_id=PROMOTE, outlets=[CHAMPION_MODEL], **IO_RETRIES)
 def promote() -> dict[str, Any]:
-    """Alias ``champion`` → the selected version; the old champion becomes ``previous``."""
-    from sentiflow.pipeline import registry
+    """Alias ``champion`` → the selected version; the old champion becomes ``previous`` (``release.promote``).
+
+    Retries are safe: the aliases from before are recorded in the registry before anything moves.
+    """
+    from sentiflow.pipeline import registry, release
 
     context = get_current_context()
     decision = context["ti"].xcom_pull(task_ids="select_best", key="decision")
     settings = mlflow_settings(PipelineSettings())
-    move = registry.promote(registry.mlflow_client(settings), settings, decision["candidate_version"])
-    log.info("promoted version %s (previous: %s): %s", move.champion, move.previous, decision["reason"])
+    prior = release.promote(registry.mlflow_client(settings), settings, decision["candidate_version"])
+    log.info("promoted version %s (previous: %s): %s", prior.candidate, prior.champion, decision["reason"])
     context["outlet_events"][CHAMPION_MODEL].extra = {
         "registered_model": settings.registered_model_name,
-        "version": move.champion,
+        "version": prior.candidate,
     }
     return {
-        "version": move.champion,
-        "previous": move.previous,
-        "prior_previous": move.prior_previous,
+        "version": prior.candidate,
+        "previous": prior.champion,
+        "prior_previous": prior.previous,
         "run_id": decision["candidate_run_id"],
     }
 
 
-def _rollback(version: str, reason: str, *, redeploy: bool, restore_previous: str | None = None) -> str:
+def _release_context(promoted: dict[str, Any]) -> tuple[Any, Any, Any, Any, PipelineSettings]:
+    """(MLflow client, MLflow settings, server client, prior aliases, pipeline settings) of a release."""
     from sentiflow.pipeline import registry
-    from sentiflow.pipeline.deploy import roll_back, server_client
+    from sentiflow.pipeline.deploy import server_client
+    from sentiflow.pipeline.release import PriorAliases
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
-    server = server_client(server_endpoint(pipeline)) if redeploy else None
-    result = roll_back(
-        registry.mlflow_client(settings),
-        settings,
-        server,
-        version,
-        reason,
-        timeout_s=pipeline.deploy_timeout_s,
-        restore_previous=restore_previous,
+    prior = PriorAliases(
+        candidate=str(promoted["version"]),
+        champion=promoted.get("previous"),
+        previous=promoted.get("prior_previous"),
     )
-    log.error("rollback: %s", result.message)
-    return result.message
+    server = server_client(server_endpoint(pipeline))
+    return registry.mlflow_client(settings), settings, server, prior, pipeline
 
 
 @task(task_id="deploy", execution_timeout=timedelta(minutes=30), retries=0)
 def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
     """Wait until every live model-server replica serves the new champion (they follow the alias promote
-    moved); on a failed load or after ``deploy_timeout_s`` the alias moves back and the replicas follow.
+    moved); any failure (a failed load, ``deploy_timeout_s`` passed) restores the aliases from before and
+    the replicas follow them back (``release.deploy``).
 
-    No retries: a failed deploy already left the old model serving (a replica swaps only after warm-up)
-    and the alias rolled back, so the run ends in a consistent state and says why.
+    No retries: a failed deploy restored the aliases and the old model, so the run ends in a consistent
+    state and says why.
     """
-    from sentiflow.pipeline.deploy import DeployError, deploy_version, server_client
+    from sentiflow.pipeline import release
 
-    pipeline = PipelineSettings()
-    version = promoted["version"]
+    client, settings, server, prior, pipeline = _release_context(promoted)
     try:
-        info = deploy_version(
-            server_client(server_endpoint(pipeline)), version, timeout_s=pipeline.deploy_timeout_s
+        info = release.deploy(
+            client,
+            settings,
+            server,
+            prior,
+            timeout_s=pipeline.deploy_timeout_s,
+            run_id=promoted.get("run_id"),
         )
-    except DeployError as exc:
-        message = _rollback(version, str(exc), redeploy=True, restore_previous=promoted.get("prior_previous"))
-        raise AirflowFailException(f"{exc}; {message}") from exc
+    except release.ReleaseError as exc:
+        raise AirflowFailException(str(exc)) from exc
     log.info("every model-server replica serves version %s", info.get("version"))
-    return {
-        "version": str(info.get("version")),
-        "run_id": promoted.get("run_id"),
-        "prior_previous": promoted.get("prior_previous"),
-    }
+    return {**promoted, "version": str(info.get("version"))}
 
 
 @task(task_id="inference_check", execution_timeout=timedelta(minutes=15), retries=0)
 def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
-    """Known texts → ``/predict``; a report to S3 and MLflow; below the threshold: roll back and fail."""
-    from sentiflow.pipeline.checks import (
-        DEFAULT_CHECK_CASES,
-        InferenceCheckError,
-        cases_from_csv,
-        cases_from_records,
-        run_check,
-    )
-    from sentiflow.pipeline.deploy import server_client, version_predict
+    """Known texts → ``/predict``; a report to S3 and MLflow; any failure (the check's, the report's, the
+    server's): roll back to the aliases from before and fail (``release.check``)."""
+    from sentiflow.pipeline import release
+    from sentiflow.pipeline.checks import DEFAULT_CHECK_CASES, cases_from_csv, cases_from_records, run_check
+    from sentiflow.pipeline.deploy import version_predict
 
     context = get_current_context()
     params = dict(context["params"])
-    pipeline = PipelineSettings()
+    client, settings, server, prior, pipeline = _release_context(deployed)
     store = _store(pipeline)
-    version = deployed["version"]
-    restore = deployed.get("prior_previous")
-    try:
+    prefix = store.uri(pipeline.reports_prefix, _safe(context["run_id"]), "inference_check")
+
+    def check_report() -> Any:
         if _optional(params.get("check_csv_uri")):
             cases = cases_from_csv(store.read_location(params["check_csv_uri"]), params["check_csv_uri"])
         else:
             cases = cases_from_records(params.get("check_texts") or DEFAULT_CHECK_CASES)
-        server = server_client(server_endpoint(pipeline))
-        predict = version_predict(server, version)  # answers from another replica's version do not count
-        report = run_check(predict, cases, float(params["check_min_accuracy"]), log=log.info)
-    except InferenceCheckError as exc:
-        message = _rollback(
-            version, f"inference check unusable: {exc}", redeploy=True, restore_previous=restore
-        )
-        raise AirflowFailException(f"inference check could not run: {exc}; {message}") from exc
+        # answers from a replica that has not swapped yet do not count
+        predict = version_predict(server, prior.candidate)
+        return run_check(predict, cases, float(params["check_min_accuracy"]), log=log.info)
 
-    summary = {**report.summary(), "dag_run_id": context["run_id"], "expected_version": version}
-    prefix = store.uri(pipeline.reports_prefix, _safe(context["run_id"]), "inference_check")
-    store.put_bytes(prefix.join("predictions.csv"), report.csv_bytes(), "text/csv")
-    store.put_json(prefix.join("summary.json"), summary)
-    summary["report_uri"] = str(prefix)
-    _log_report_to_mlflow(deployed.get("run_id"), report, summary)
-    log.info("inference check: %s", json.dumps(summary))
-    if report.version is not None and report.version != str(version):
-        reason = f"the server answered with version {report.version}, expected {version}"
-        raise AirflowFailException(
-            f"{reason}; {_rollback(version, reason, redeploy=True, restore_previous=restore)}"
+    def write_report(report: Any) -> dict[str, Any]:
+        summary = {**report.summary(), "dag_run_id": context["run_id"], "expected_version": prior.candidate}
+        store.put_bytes(prefix.join("predictions.csv"), report.csv_bytes(), "text/csv")
+        store.put_json(prefix.join("summary.json"), summary)
+        summary["report_uri"] = str(prefix)
+        _log_report_to_mlflow(deployed.get("run_id"), report, summary)
+        log.info("inference check: %s", json.dumps(summary))
+        return summary
+
+    try:
+        return release.check(
+            client,
+            settings,
+            server,
+            prior,
+            run_check=check_report,
+            write_report=write_report,
+            timeout_s=pipeline.deploy_timeout_s,
+            run_id=deployed.get("run_id"),
         )
-    if not report.passed:
-        reason = (
-            f"inference check failed: accuracy {report.accuracy:.3f} "
-            f"< required {report.required_accuracy:.3f} "
-            f"({report.correct}/{len(report.rows)} correct; report {prefix})"
-        )
-        raise AirflowFailException(
-            f"{reason}; {_rollback(version, reason, redeploy=True, restore_previous=restore)}"
-        )
-    return summary
+    except release.ReleaseError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def _safe(run_id: str) -> str:

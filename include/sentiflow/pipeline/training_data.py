@@ -26,6 +26,7 @@ def training_manifest_uri(
     token: str | None,
     store: Any,
     log: Callable[[str], None] = print,
+    max_fraction: float | None = None,
 ) -> str:
     """The manifest URI training should read; with ``use_feedback`` the merged clean+feedback snapshot."""
     from sentiflow.feedback.dataset import FeedbackDataError, export_and_merge
@@ -35,7 +36,12 @@ def training_manifest_uri(
         return clean_manifest_uri
     try:
         result = export_and_merge(
-            clean_manifest_uri, run_id=run_id, server_url=server_url, token=token, store=store
+            clean_manifest_uri,
+            run_id=run_id,
+            server_url=server_url,
+            token=token,
+            store=store,
+            max_fraction=max_fraction,
         )
     except (ConnectionError, FeedbackDataError) as exc:
         raise FeedbackExportError(
@@ -46,7 +52,9 @@ def training_manifest_uri(
     notes = result.notes
     log(
         f"feedback: {notes.get('feedback_rows_total', 0)} new rows exported, {result.rows_used} added to "
-        f"train ({notes.get('feedback_rows_unlabelled', 0)} without a true label, "
+        f"train ({notes.get('feedback_rows_unverified', 0)} unverified, "
+        f"{notes.get('feedback_rows_over_cap', 0)} over the cap, "
+        f"{notes.get('feedback_rows_unlabelled', 0)} without a true label, "
         f"{notes.get('feedback_rows_in_base')} already in the base splits); feedback snapshot "
         f"{result.feedback_manifest_uri}; training on {result.merged_manifest_uri}"
     )

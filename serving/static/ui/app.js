@@ -208,6 +208,7 @@
           method: "POST",
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify({
+            prediction_id: prediction.prediction_id,  // signed by /predict: feedback must cite it
             text: text,
             predicted_label: prediction.label,
             correct: correct,

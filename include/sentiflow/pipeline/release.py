@@ -1,0 +1,284 @@
+"""The release after selection, free of Airflow: promote, deploy, check, report; roll back on any failure.
+
+There is never an unchecked ``champion``: once ``promote`` moved the aliases, **any** failure of the steps
+after it — the deploy, the inference check's HTTP calls, a wrong version answering, accuracy below the
+bar, the S3 report or the MLflow upload — restores exactly the aliases from before the promotion, tags the
+version ``rolled_back_reason`` (so ``registry.all_candidates`` never offers it again unless a user names it),
+records the reason on the candidate's MLflow run, asks the server to serve the restored champion, and raises
+``ReleaseError`` with the reason and the state things were left in.
+
+The aliases from before a promotion are written to a registered-model tag before anything moves, so a
+``promote`` retried after a partial success (``previous`` moved, ``champion`` not) restores or completes from
+the same starting point instead of mistaking the half-moved state for the original. The DAG's tasks
+(``pipeline/tasks.py``) are thin wrappers around ``promote``, ``deploy`` and ``check``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from sentiflow.config import MLflowSettings
+from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
+from sentiflow.pipeline import registry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Registry writes of a rollback are retried this often (with doubling waits): MLflow may be restarting.
+ROLLBACK_ATTEMPTS = 4
+ROLLBACK_BACKOFF_S = 2.0
+
+
+class ReleaseError(RuntimeError):
+    """The release failed after promotion and was rolled back; the message says why and what state is left."""
+
+
+class CheckFailedError(RuntimeError):
+    """The inference check ran and the model failed it (accuracy, or another version answered)."""
+
+
+@dataclass(frozen=True)
+class PriorAliases:
+    """Where ``champion`` and ``previous`` pointed before ``candidate`` was promoted."""
+
+    candidate: str
+    champion: str | None
+    previous: str | None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PriorAliases:
+        data = json.loads(text)
+        return cls(
+            candidate=str(data["candidate"]),
+            champion=None if data.get("champion") is None else str(data["champion"]),
+            previous=None if data.get("previous") is None else str(data["previous"]),
+        )
+
+
+def _pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
+    try:
+        tags = client.get_registered_model(settings.registered_model_name).tags or {}
+    except Exception as exc:
+        if registry._is_missing(exc):
+            return None
+        raise
+    raw = tags.get(TAG_RELEASE_PRIOR_ALIASES)
+    try:
+        return PriorAliases.from_json(raw) if raw else None
+    except (ValueError, KeyError):
+        log.warning("ignoring an unreadable %s tag: %r", TAG_RELEASE_PRIOR_ALIASES, raw)
+        return None
+
+
+def _set_alias(client: Any, settings: MLflowSettings, alias: str, version: str | None) -> None:
+    name = settings.registered_model_name
+    if version is None:
+        if registry.version_for_alias(client, settings, alias) is not None:
+            client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, str(version))
+
+
+def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases:
+    """``champion`` → ``version``, the old champion → ``previous``; returns the aliases from before.
+
+    A retry of the same promotion reuses the recorded starting point. If moving the aliases fails half way,
+    the starting point is restored before the error propagates.
+    """
+    version = str(version)
+    prior = _pending(client, settings)
+    if prior is None or prior.candidate != version:
+        prior = PriorAliases(
+            candidate=version,
+            champion=registry.version_for_alias(client, settings, settings.champion_alias),
+            previous=registry.version_for_alias(client, settings, settings.previous_alias),
+        )
+        client.set_registered_model_tag(
+            settings.registered_model_name, TAG_RELEASE_PRIOR_ALIASES, prior.to_json()
+        )
+    if prior.champion == version:  # already the champion before this release: nothing moves
+        return prior
+    try:
+        registry.promote(client, settings, version)  # the one alias move (the server's /deploy uses it too)
+    except Exception:
+        log.exception("promotion of %s failed half way; restoring the aliases from before", version)
+        _restore_aliases(client, settings, prior)
+        raise
+    return prior
+
+
+def finish(client: Any, settings: MLflowSettings) -> None:
+    """The release passed its check: forget the recorded starting point."""
+    client.delete_registered_model_tag(settings.registered_model_name, TAG_RELEASE_PRIOR_ALIASES)
+
+
+def _restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases) -> None:
+    _set_alias(client, settings, settings.champion_alias, prior.champion)
+    _set_alias(client, settings, settings.previous_alias, prior.previous)
+
+
+def _retrying(what: str, fn: Callable[[], T], attempts: int, backoff_s: float) -> T:
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (attempt %d of %d); retrying", what, attempt, attempts, exc_info=True)
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def roll_back(
+    client: Any,
+    settings: MLflowSettings,
+    prior: PriorAliases,
+    reason: str,
+    *,
+    server: Any | None = None,
+    timeout_s: float = 600.0,
+    run_id: str | None = None,
+    attempts: int = ROLLBACK_ATTEMPTS,
+    backoff_s: float = ROLLBACK_BACKOFF_S,
+) -> str:
+    """Restore the aliases from before the promotion, tag the failed version, serve the old champion.
+
+    Never raises: the caller is failing with ``reason`` already; the returned sentence says what was
+    restored and what could not be (so an operator knows what to fix by hand).
+    """
+    from sentiflow.pipeline.deploy import DeployError, deploy_version
+
+    failed = prior.candidate
+    notes: list[str] = []
+
+    def registry_part() -> None:
+        client.set_model_version_tag(settings.registered_model_name, failed, TAG_ROLLED_BACK, reason[:5000])
+        current = registry.version_for_alias(client, settings, settings.champion_alias)
+        if current not in (failed, prior.champion):
+            notes.append(f"champion was moved to {current} meanwhile by someone else; left alone")
+            return
+        _restore_aliases(client, settings, prior)
+        finish(client, settings)
+
+    try:
+        _retrying("restoring the aliases", registry_part, attempts, backoff_s)
+        if not notes:
+            notes.append(
+                f"aliases restored (champion {prior.champion or 'none'}, "
+                f"previous {prior.previous or 'none'}); version {failed} tagged {TAG_ROLLED_BACK}"
+            )
+    except Exception as exc:
+        notes.append(
+            f"COULD NOT restore the aliases ({type(exc).__name__}: {exc}): set champion back to "
+            f"{prior.champion} and previous to {prior.previous} by hand, and tag version {failed} "
+            f"{TAG_ROLLED_BACK}"
+        )
+    if run_id:
+        try:
+            client.set_tag(run_id, TAG_RELEASE_FAILURE, reason[:5000])
+        except Exception as exc:
+            notes.append(f"the reason could not be written to MLflow run {run_id}: {exc}")
+    if server is not None and prior.champion is not None:
+        try:
+            deploy_version(server, prior.champion, timeout_s=timeout_s)
+            notes.append(f"model server back on version {prior.champion}")
+        except DeployError as exc:
+            notes.append(f"redeploying version {prior.champion} failed: {exc}")
+    elif prior.champion is None:
+        notes.append(f"version {failed} was the first champion: no champion now")
+    message = "rolled back: " + "; ".join(notes)
+    log.error("%s (reason: %s)", message, reason)
+    return message
+
+
+def guarded(
+    client: Any,
+    settings: MLflowSettings,
+    prior: PriorAliases,
+    step: str,
+    fn: Callable[[], T],
+    *,
+    server: Any | None,
+    timeout_s: float,
+    run_id: str | None = None,
+) -> T:
+    """Run ``fn``; on any exception roll back and raise ``ReleaseError`` naming ``step`` and the cause."""
+    try:
+        return fn()
+    except Exception as exc:
+        detail = str(exc) if isinstance(exc, CheckFailedError) else f"{type(exc).__name__}: {exc}"
+        reason = f"{step} of version {prior.candidate} failed: {detail}"
+        message = roll_back(
+            client, settings, prior, reason, server=server, timeout_s=timeout_s, run_id=run_id
+        )
+        raise ReleaseError(f"{reason}; {message}") from exc
+
+
+def deploy(
+    client: Any,
+    settings: MLflowSettings,
+    server: Any,
+    prior: PriorAliases,
+    *,
+    timeout_s: float,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Serve the promoted version; ``/model`` must report it. Any failure rolls back."""
+    from sentiflow.pipeline.deploy import deploy_version
+
+    return guarded(
+        client,
+        settings,
+        prior,
+        "deploy",
+        lambda: deploy_version(server, prior.candidate, timeout_s=timeout_s),
+        server=server,
+        timeout_s=timeout_s,
+        run_id=run_id,
+    )
+
+
+def check(
+    client: Any,
+    settings: MLflowSettings,
+    server: Any,
+    prior: PriorAliases,
+    *,
+    run_check: Callable[[], Any],
+    write_report: Callable[[Any], dict[str, Any]],
+    timeout_s: float,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Run the inference check, write its report, judge it; any failure (incl. the report's) rolls back.
+
+    ``run_check()`` returns a ``checks.CheckReport``; ``write_report(report)`` stores it (S3, MLflow) and
+    returns the summary. On success the recorded starting point is cleared: the release is complete.
+    """
+
+    def step() -> dict[str, Any]:
+        report = run_check()
+        summary = write_report(report)
+        if report.version is not None and str(report.version) != prior.candidate:
+            raise CheckFailedError(
+                f"the server answered with version {report.version}, expected {prior.candidate}"
+            )
+        if not report.passed:
+            raise CheckFailedError(
+                f"inference check failed: accuracy {report.accuracy:.3f} < required "
+                f"{report.required_accuracy:.3f} ({report.correct}/{len(report.rows)} correct; report "
+                f"{summary.get('report_uri')})"
+            )
+        finish(client, settings)
+        return summary
+
+    return guarded(
+        client, settings, prior, "inference check", step, server=server, timeout_s=timeout_s, run_id=run_id
+    )

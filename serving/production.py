@@ -1,0 +1,56 @@
+"""Production refuses placeholder secrets: a server started with ``change-me`` tokens is worse than none.
+
+With ``SENTIFLOW_ENV=production`` (compose and the Kubernetes manifests set it), ``create_app`` calls
+``check_production_secrets``: the admin token, the prediction-id secret and the drift hash key must each be
+set, must not be a placeholder (``change-me...``, ``CHANGE_ME``, the local defaults) and must differ from
+each other (one leaked value must not unlock the others). The error names every problem at once.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from sentiflow.config import DriftSettings, RuntimeEnvironment, ServerSettings
+
+#: Placeholder prefixes (compared case-insensitively, ignoring ``-``/``_``) and the local stack's defaults.
+PLACEHOLDER_PREFIXES = ("changeme",)
+LOCAL_DEFAULTS = {"sentiflow-drift", "sentiflow-local-token"}
+
+
+class InsecureSettingsError(RuntimeError):
+    """A production server was given an empty or placeholder secret."""
+
+
+def is_placeholder(value: str) -> bool:
+    folded = value.strip().lower().replace("-", "").replace("_", "")
+    return not folded or folded.startswith(PLACEHOLDER_PREFIXES) or value.strip() in LOCAL_DEFAULTS
+
+
+def _value(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def check_production_secrets(
+    server: ServerSettings, drift: DriftSettings | None = None, runtime: RuntimeEnvironment | None = None
+) -> None:
+    runtime = runtime or RuntimeEnvironment()
+    if runtime.env != "production":
+        return
+    drift = drift or DriftSettings()
+    secrets = {
+        "SENTIFLOW_SERVER_ADMIN_TOKEN": _value(server.admin_token),
+        "SENTIFLOW_SERVER_PREDICTION_SECRET": _value(server.prediction_secret),
+        "SENTIFLOW_DRIFT_HASH_KEY": _value(drift.hash_key),
+    }
+    problems = [f"{name} is empty or a placeholder" for name, v in secrets.items() if is_placeholder(v)]
+    seen: dict[str, str] = {}
+    for name, value in secrets.items():
+        if value and value in seen:
+            problems.append(f"{name} is the same value as {seen[value]}: give each its own secret")
+        seen.setdefault(value, name)
+    if problems:
+        raise InsecureSettingsError(
+            "SENTIFLOW_ENV=production refuses to start: "
+            + "; ".join(problems)
+            + ". Generate secrets with docker/init-env.sh (compose) or set them in the Kubernetes Secret."
+        )
