@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseHook, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from sentiflow.config import MLflowSettings, S3Settings
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
@@ -55,7 +55,17 @@ def s3_settings(pipeline: PipelineSettings) -> S3Settings:
 
 
 def mlflow_settings(pipeline: PipelineSettings) -> MLflowSettings:
-    return mlflow_settings_from(BaseHook.get_connection(pipeline.mlflow_conn_id), pipeline.mlflow_conn_id)
+    settings = mlflow_settings_from(BaseHook.get_connection(pipeline.mlflow_conn_id), pipeline.mlflow_conn_id)
+    name = _registered_model_param()
+    return settings.model_copy(update={"registered_model_name": name}) if name else settings
+
+
+def _registered_model_param() -> str | None:
+    """The run's ``registered_model_name`` (one Airflow, several models); None outside a task or unset."""
+    try:
+        return _optional(get_current_context()["params"].get("registered_model_name"))
+    except Exception:  # no task context (a library call, a test)
+        return None
 
 
 def server_endpoint(pipeline: PipelineSettings) -> ServerEndpoint:
@@ -341,8 +351,10 @@ def grid_points(params: dict[str, Any]) -> list[str]:
 
 # --- selection and release (the shared tail) -------------------------------------------------------------
 def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """Best version by the selection metric, then champion vs challenger on the same rows (``gating``)."""
     from sentiflow.pipeline import registry
-    from sentiflow.pipeline.selection import gate, pick_best
+    from sentiflow.pipeline.comparison import ComparisonError
+    from sentiflow.pipeline.gating import decide
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
@@ -357,21 +369,23 @@ def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, 
             raise AirflowFailException(f"training registered no version of {name!r} in this run")
         candidates = registry.candidates_for_versions(client, name, versions)
     metric = params["selection_metric"]
-    best = pick_best(candidates, metric)
-    decision = gate(
-        best,
-        registry.champion(client, settings),
-        metric,
-        min_improvement=float(params.get("min_improvement") or 0.0),
-        min_metric_value=_optional(params.get("min_metric_value")),
-        force=bool(params.get("force_promote")),
-    )
+    try:
+        decision = decide(
+            client,
+            settings,
+            _store(pipeline),
+            candidates,
+            params,
+            dag_run_id=get_current_context()["run_id"],
+        )
+    except ComparisonError as exc:
+        raise AirflowFailException(f"champion and challenger could not be compared: {exc}") from exc
     for c in candidates:
         log.info(
             "candidate version %s (%s, run %s): %s=%s", c.version, c.family, c.run_id, metric, c.value(metric)
         )
-    log.info("selected version %s; gate: %s", best.version, decision.reason)
-    return {**decision.as_dict(), "scope": scope, "candidates": [c.version for c in candidates]}
+    log.info("selected version %s; gate: %s", decision["candidate_version"], decision["reason"])
+    return {**decision, "scope": scope, "candidates": [c.version for c in candidates]}
 
 
 def select_best(train_task_ids: list[str]) -> Any:
@@ -447,9 +461,13 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
     and the alias rolled back, so the run ends in a consistent state and says why.
     """
     from sentiflow.pipeline.deploy import DeployError, deploy_version, server_client
+    from sentiflow.pipeline.gating import model_not_served_here
 
     pipeline = PipelineSettings()
     version = promoted["version"]
+    elsewhere = model_not_served_here(mlflow_settings(pipeline).registered_model_name)
+    if elsewhere:  # registered_model_name names a model this server does not serve
+        raise AirflowSkipException(elsewhere)
     try:
         info = deploy_version(
             server_client(server_endpoint(pipeline)), version, timeout_s=pipeline.deploy_timeout_s
