@@ -139,7 +139,7 @@ def validate_params() -> dict[str, str]:
         raise AirflowFailException("selection_metric is empty: name a metric the training runs log")
     if float(params.get("min_improvement") or 0) < 0:
         raise AirflowFailException("min_improvement must be >= 0")
-    if not 0 <= float(params.get("check_min_accuracy", 1.0)) <= 1:
+    if not 0 <= float(_optional(params.get("check_min_accuracy")) or 0.0) <= 1:
         raise AirflowFailException("check_min_accuracy must be within [0, 1]")
     if not params.get("train_transformer", True) and not params.get("run_baseline", True):
         raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
@@ -164,6 +164,7 @@ def collect_task() -> str:
         config_name=_optional(params.get("dataset_config")),
         text_column=_optional(params.get("text_column")),
         label_column=_optional(params.get("label_column")),
+        label_names=_optional(params.get("label_names")),
         sample_size=_optional(params.get("sample_size")),
         eval_sample_size=_optional(params.get("eval_sample_size")),
         seed=int(params.get("seed", 42)),
@@ -488,13 +489,9 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
 @task(task_id="inference_check", execution_timeout=timedelta(minutes=15), retries=0)
 def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     """Known texts → ``/predict``; a report to S3 and MLflow; below the threshold: roll back and fail."""
-    from sentiflow.pipeline.checks import (
-        DEFAULT_CHECK_CASES,
-        InferenceCheckError,
-        cases_from_csv,
-        cases_from_records,
-        run_check,
-    )
+    from sentiflow.pipeline import registry
+    from sentiflow.pipeline.check_plan import plan_check
+    from sentiflow.pipeline.checks import InferenceCheckError, run_check
     from sentiflow.pipeline.deploy import server_client
 
     context = get_current_context()
@@ -503,13 +500,15 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     store = _store(pipeline)
     version = deployed["version"]
     restore = deployed.get("prior_previous")
-    try:
-        if _optional(params.get("check_csv_uri")):
-            cases = cases_from_csv(store.read_location(params["check_csv_uri"]), params["check_csv_uri"])
-        else:
-            cases = cases_from_records(params.get("check_texts") or DEFAULT_CHECK_CASES)
+    try:  # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy
+        client = registry.mlflow_client(mlflow_settings(pipeline))
+        plan = plan_check(store, client, deployed.get("run_id"), params)
+        log.info(
+            "%d check cases (%d sampled from %s); required accuracy %.3f",
+            len(plan.cases), plan.sampled, plan.sampled_from, plan.required_accuracy,
+        )  # fmt: skip
         server = server_client(server_endpoint(pipeline))
-        report = run_check(server.predict, cases, float(params["check_min_accuracy"]), log=log.info)
+        report = run_check(server.predict, plan.cases, plan.required_accuracy, log=log.info)
     except InferenceCheckError as exc:
         message = _rollback(
             version, f"inference check unusable: {exc}", redeploy=True, restore_previous=restore
