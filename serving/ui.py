@@ -4,8 +4,10 @@ The page itself is static HTML plus a little JavaScript: predict, feedback, depl
 go through the server's public API (``/predict``, ``/feedback``, ``/deploy``, ``/deploy/status``,
 ``/model``), so the page does nothing an API client could not. What the API does not offer lives here:
 
-- ``GET /ui/api/versions?metric=NAME``: every registered version with its run's metrics, family, dataset
-  and date, and the best version by ``NAME`` (selection rules of ``sentiflow.pipeline.selection``).
+- ``GET /ui/api/models``: the registered models (the served one first).
+- ``GET /ui/api/versions?metric=NAME&model=MODEL``: every version of ``MODEL`` (default: the served model)
+  with its run's metrics, family, dataset (short name, source, snapshot URI), the selection gate's decision
+  (``gate.*`` tags) and date, and the best version by ``NAME`` (rules of ``sentiflow.pipeline.selection``).
 - ``GET /ui/api/feedback/daily?days=N``: correct vs wrong flags per day and the production accuracy.
 
 All URLs the page calls are built from ``request.script_root``, so it works behind a path prefix
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
 from sentiflow import names
+from sentiflow.pipeline.gating import decision_from_tags
 from sentiflow.pipeline.selection import Candidate, SelectionError, lower_is_better, pick_best
 from serving.errors import ApiError
 from serving.feedback import feedback_table
@@ -100,18 +103,58 @@ def _version_rows(client: Any, model_name: str) -> list[dict[str, Any]]:
             except Exception:  # a deleted run leaves the version listable, without metrics
                 log.warning("could not read run %s of version %s", mv.run_id, mv.version, exc_info=True)
         version_tags = dict(mv.tags or {})
+        source = run_tags.get(names.TAG_DATASET)
         rows.append(
             {
                 "version": str(mv.version),
                 "run_id": mv.run_id,
                 "family": version_tags.get(names.TAG_MODEL_FAMILY) or run_tags.get(names.TAG_MODEL_FAMILY),
-                "dataset": run_tags.get(names.TAG_DATASET),
+                "dataset": dataset_label(source),
+                "dataset_source": source,
+                "dataset_uri": run_tags.get(names.TAG_DATASET_MANIFEST),
+                "decision": decision_from_tags(run_tags),
                 "created_at": _iso(mv.creation_timestamp),
                 "aliases": list(mv.aliases or []),
                 "metrics": run_metrics,
             }
         )
     return rows
+
+
+def dataset_label(source: str | None) -> str | None:
+    """A short name for the dataset column: ``imdb`` for ``/data/imdb``, the Hub name as it is.
+
+    Older runs tagged the snapshot's manifest URI: those show the run folder the snapshot lives in.
+    """
+    if not source:
+        return None
+    text = source.rstrip("/")
+    if text.endswith("/manifest.json"):
+        parts = text.split("/")
+        return f"snapshot {parts[-3]}" if len(parts) >= 3 else text
+    if "://" in text or text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        return text.rsplit("/", 1)[-1] or text
+    return text
+
+
+def _model_names(client: Any, served: str) -> list[str]:
+    """Registered models, the served one first (one Airflow may keep several: ``registered_model_name``)."""
+    found = sorted(m.name for m in client.search_registered_models(max_results=MAX_VERSIONS))
+    return [served, *[n for n in found if n != served]]
+
+
+@bp.get("/ui/api/models")
+def models():
+    server = _server()
+    served = server.mlflow.registered_model_name
+    try:
+        listed = _model_names(_mlflow_client(), served)
+    except Exception as exc:
+        raise ApiError(
+            503, f"cannot list registered models at {server.mlflow.tracking_uri}: {exc}",
+            error="registry_unavailable",
+        ) from exc  # fmt: skip
+    return jsonify(served_model=served, models=listed)
 
 
 @bp.get("/ui/api/versions")
@@ -122,7 +165,10 @@ def versions():
             400, f"unknown metric {metric!r}; choose one of {list(RANKING_METRICS)}", error="unknown_metric"
         )
     server = _server()
-    model_name = server.mlflow.registered_model_name
+    served_model = server.mlflow.registered_model_name
+    model_name = request.args.get("model") or served_model
+    if "'" in model_name or len(model_name) > 256:
+        raise ApiError(400, f"invalid registered model name {model_name!r}", error="bad_model_name")
     try:
         rows = _version_rows(_mlflow_client(), model_name)
     except Exception as exc:
@@ -150,12 +196,14 @@ def versions():
     columns = list(TABLE_METRICS) + ([metric] if metric not in TABLE_METRICS else [])
     return jsonify(
         model_name=model_name,
+        served_model=served_model,
+        deployable=model_name == served_model,
         metric=metric,
         lower_is_better=lower_is_better(metric),
         columns=columns,
         best=best,
         why_no_best=why_no_best,
-        serving_version=current.version if current else None,
+        serving_version=current.version if current and model_name == served_model else None,
         versions=rows,
     )
 
