@@ -5,7 +5,8 @@ go through the server's public API (``/predict``, ``/feedback``, ``/deploy``, ``
 ``/model``), so the page does nothing an API client could not. What the API does not offer lives here:
 
 - ``GET /ui/api/models``: the registered models (the served one first).
-- ``GET /ui/api/versions?metric=NAME&model=MODEL``: every version of ``MODEL`` (default: the served model)
+- ``GET /ui/api/versions?metric=NAME&model=MODEL&dataset=D``: every version of ``MODEL`` (default: the served
+  model; with ``D``, only versions trained on that dataset)
   with its run's metrics, family, dataset (short name, source, snapshot URI), the selection gate's decision
   (``gate.*`` tags) and date, and the best version by ``NAME`` (rules of ``sentiflow.pipeline.selection``).
 - ``GET /ui/api/feedback/daily?days=N``: correct vs wrong flags per day and the production accuracy.
@@ -183,6 +184,12 @@ def versions():
                 error="registry_unavailable",
             ) from exc
     current = server.manager.current
+    datasets = sorted({r["dataset"] for r in rows if r["dataset"]})
+    dataset = request.args.get("dataset") or None
+    if (
+        dataset
+    ):  # like against like: the best among versions of one dataset (metrics on the same kind of rows)
+        rows = [r for r in rows if r["dataset"] == dataset]
     candidates = [
         Candidate(version=r["version"], run_id=r["run_id"] or "", metrics=r["metrics"]) for r in rows
     ]
@@ -203,6 +210,8 @@ def versions():
         columns=columns,
         best=best,
         why_no_best=why_no_best,
+        datasets=datasets,
+        dataset=dataset,
         serving_version=current.version if current and model_name == served_model else None,
         versions=rows,
     )

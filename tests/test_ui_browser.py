@@ -337,6 +337,13 @@ def test_versions_table_is_readable_at_1280_and_filters_by_registered_model(ui_s
     page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
     page.locator("#versions").screenshot(path=str(artifacts / "web-page-versions.png"))
 
+    # two datasets in one model: the page says so, and the dataset filter compares like with like
+    expect(page.locator("#mixed-datasets")).to_contain_text("2 datasets")
+    page.select_option("#dataset-select", "imdb")
+    expect(page.locator("#versions-body tr")).to_have_count(1)
+    expect(page.locator("#best-version")).to_have_text(f"version {old}")
+    expect(page.locator("#mixed-datasets")).to_have_count(0)
+
     # the other registered model: its own versions, not deployable from this server
     page.select_option("#model-select", other)
     expect(page.locator("#versions-body tr")).to_have_count(1)

@@ -267,10 +267,12 @@
   async function loadVersions(sortByMetric) {
     const metric = $("metric-select").value;
     const model = $("model-select").value;
+    const dataset = $("dataset-select").value;
     showError("versions-error", null);
     try {
       state.versions = await api("/ui/api/versions?metric=" + encodeURIComponent(metric) +
-        (model ? "&model=" + encodeURIComponent(model) : ""));
+        (model ? "&model=" + encodeURIComponent(model) : "") +
+        (dataset ? "&dataset=" + encodeURIComponent(dataset) : ""));
     } catch (err) {
       state.versions = null;
       showError("versions-error", "Could not list the versions: " + err.message);
@@ -352,8 +354,18 @@
     return el("td", { class: "gate" }, el("details", {}, summary, details));
   }
 
+  /** The dataset filter lists the datasets of this model's versions ("all" first). */
+  function renderDatasets(data) {
+    const select = $("dataset-select");
+    const chosen = data.dataset || "";
+    select.replaceChildren(el("option", { value: "", text: "all datasets" }),
+      ...data.datasets.map((d) => el("option", { value: d, text: d })));
+    select.value = data.datasets.includes(chosen) ? chosen : "";
+  }
+
   function renderVersions() {
     const data = state.versions;
+    renderDatasets(data);
     const columns = [
       ...FIXED_COLUMNS,
       ...data.columns.map((m) => ({ key: m, label: breakable(m), num: true, metric: true })),
@@ -425,6 +437,11 @@
         el("strong", { id: "best-version", text: "version " + data.best.version }),
         " with " + fmtNumber(data.best.value) +
         (data.best.version === data.serving_version ? " — it is already serving." : "."));
+      if (!data.dataset && data.datasets.length > 1) {
+        summary.append(el("span", { class: "hint", id: "mixed-datasets",
+          text: " These versions come from " + data.datasets.length + " datasets, so their metrics were " +
+            "measured on different rows: pick a dataset to compare like with like." }));
+      }
       bestButton.textContent = "Deploy the best (version " + data.best.version + ")";
       bestButton.disabled = state.deploying || data.deployable === false;
     } else {
@@ -626,7 +643,8 @@
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("predict-form").requestSubmit();
   });
   $("metric-select").addEventListener("change", () => loadVersions(true));
-  $("model-select").addEventListener("change", () => loadVersions(true));
+  $("model-select").addEventListener("change", () => { $("dataset-select").value = ""; loadVersions(true); });
+  $("dataset-select").addEventListener("change", () => loadVersions(true));
   $("versions-refresh").addEventListener("click", () => loadModels().then(() => loadVersions(false)));
   $("model-refresh").addEventListener("click", () => loadModel());
   $("deploy-best").addEventListener("click", () => {
