@@ -257,6 +257,8 @@ def selection_params() -> dict[str, Param]:
         "registered_model_name": Param(
             None,
             type=["null", "string"],
+            pattern="^[^'\"]*$",  # MLflow search filters quote the name
+            maxLength=256,
             title="Registered model",
             section=_SELECT,
             description="MLflow registered model this run trains into and promotes in (one Airflow, "
