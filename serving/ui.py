@@ -4,8 +4,11 @@ The page itself is static HTML plus a little JavaScript: predict, feedback, depl
 go through the server's public API (``/predict``, ``/feedback``, ``/deploy``, ``/deploy/status``,
 ``/model``), so the page does nothing an API client could not. What the API does not offer lives here:
 
-- ``GET /ui/api/versions?metric=NAME``: every registered version with its run's metrics, family, dataset
-  and date, and the best version by ``NAME`` (selection rules of ``sentiflow.pipeline.selection``).
+- ``GET /ui/api/models``: the registered models (the served one first).
+- ``GET /ui/api/versions?metric=NAME&model=MODEL&dataset=D``: every version of ``MODEL`` (default: the served
+  model; with ``D``, only versions trained on that dataset)
+  with its run's metrics, family, dataset (short name, source, snapshot URI), the selection gate's decision
+  (``gate.*`` tags) and date, and the best version by ``NAME`` (rules of ``sentiflow.pipeline.selection``).
 - ``GET /ui/api/feedback/daily?days=N``: correct vs wrong flags per day and the production accuracy.
 
 All URLs the page calls are built from ``request.script_root``, so it works behind a path prefix
@@ -79,6 +82,42 @@ def _mlflow_client() -> Any:
     return registry.mlflow_client(_server().mlflow)
 
 
+def dataset_label(source: str | None) -> str | None:
+    """A short name for the dataset column: ``imdb`` for ``/data/imdb``, the Hub name as it is.
+
+    Older runs tagged the snapshot's manifest URI: those show the run folder the snapshot lives in.
+    """
+    if not source:
+        return None
+    text = source.rstrip("/")
+    if text.endswith("/manifest.json"):
+        parts = text.split("/")
+        return f"snapshot {parts[-3]}" if len(parts) >= 3 else text
+    if "://" in text or text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        return text.rsplit("/", 1)[-1] or text
+    return text
+
+
+def _model_names(client: Any, served: str) -> list[str]:
+    """Registered models, the served one first (one Airflow may keep several: ``registered_model_name``)."""
+    found = sorted(m.name for m in client.search_registered_models(max_results=MAX_VERSIONS))
+    return [served, *[n for n in found if n != served]]
+
+
+@bp.get("/ui/api/models")
+def models():
+    server = _server()
+    served = server.mlflow.registered_model_name
+    try:
+        listed = _model_names(_mlflow_client(), served)
+    except Exception as exc:
+        raise ApiError(
+            503, f"cannot list registered models at {server.mlflow.tracking_uri}: {exc}",
+            error="registry_unavailable",
+        ) from exc  # fmt: skip
+    return jsonify(served_model=served, models=listed)
+
+
 @bp.get("/ui/api/versions")
 def versions():
     metric = request.args.get("metric") or RANKING_METRICS[0]
@@ -87,9 +126,15 @@ def versions():
             400, f"unknown metric {metric!r}; choose one of {list(RANKING_METRICS)}", error="unknown_metric"
         )
     server = _server()
-    model_name = server.mlflow.registered_model_name
+    served_model = server.mlflow.registered_model_name
+    model_name = request.args.get("model") or served_model
+    if "'" in model_name or len(model_name) > 256:
+        raise ApiError(400, f"invalid registered model name {model_name!r}", error="bad_model_name")
     try:
-        rows = registry.version_rows(_mlflow_client(), model_name, max_results=MAX_VERSIONS)
+        rows = [
+            {**row, "dataset": dataset_label(row["dataset_source"])}
+            for row in registry.version_rows(_mlflow_client(), model_name, max_results=MAX_VERSIONS)
+        ]
     except Exception as exc:
         raise ApiError(
             503,
@@ -98,6 +143,12 @@ def versions():
             error="registry_unavailable",
         ) from exc
     current = server.manager.current
+    datasets = sorted({r["dataset"] for r in rows if r["dataset"]})
+    dataset = request.args.get("dataset") or None
+    if (
+        dataset
+    ):  # like against like: the best among versions of one dataset (metrics on the same kind of rows)
+        rows = [r for r in rows if r["dataset"] == dataset]
     candidates = [
         Candidate(version=r["version"], run_id=r["run_id"] or "", metrics=r["metrics"]) for r in rows
     ]
@@ -111,12 +162,16 @@ def versions():
     columns = list(TABLE_METRICS) + ([metric] if metric not in TABLE_METRICS else [])
     return jsonify(
         model_name=model_name,
+        served_model=served_model,
+        deployable=model_name == served_model,
         metric=metric,
         lower_is_better=lower_is_better(metric),
         columns=columns,
         best=best,
         why_no_best=why_no_best,
-        serving_version=current.version if current else None,
+        datasets=datasets,
+        dataset=dataset,
+        serving_version=current.version if current and model_name == served_model else None,
         versions=rows,
     )
 

@@ -124,7 +124,8 @@ def test_params_have_types_descriptions_and_defaults(parsed: dict) -> None:
         "dataset", "model_name", "num_train_epochs", "per_device_train_batch_size", "learning_rate",
         "weight_decay", "max_length", "train_subset_size", "seed", "truncation", "run_baseline",
         "train_backend", "selection_metric", "min_improvement", "min_metric_value", "check_texts",
-        "check_csv_uri", "check_min_accuracy",
+        "check_csv_uri", "check_min_accuracy", "check_cases_per_class", "check_accuracy_margin", "confidence",
+        "registered_model_name", "label_names",
     }  # fmt: skip
     assert required <= set(params)
     for name, p in params.items():
@@ -134,6 +135,8 @@ def test_params_have_types_descriptions_and_defaults(parsed: dict) -> None:
     assert params["use_feedback"]["default"] is True  # the weekly schedule retrains with feedback
     assert params["force_promote"]["default"] is False and params["train_transformer"]["default"] is True
     assert params["selection_metric"]["default"] == "best_val_f1"
+    assert params["confidence"]["default"] == 0.95 and params["check_min_accuracy"]["default"] is None
+    assert params["check_texts"]["default"] == [] and params["check_cases_per_class"]["default"] == 4
     sweep = parsed["dags"]["sentiment_sweep"]
     assert "grid" in sweep["params"] and sweep["schedule"] == "None"
     assert sweep["tasks"]["select_best"]["downstream"] == ["keep_champion", "promote"]

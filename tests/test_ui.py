@@ -148,3 +148,31 @@ def test_feedback_daily_sql_runs_on_the_store_engine(app):
     with app.extensions["sentiflow"].feedback.engine.connect() as conn:
         value = conn.execute(sa.select(sa.func.date(sa.literal("2024-05-01 10:00:00")))).scalar_one()
     assert str(value)[:10] == "2024-05-01"
+
+
+def test_models_says_when_the_registry_is_down(app):
+    r = app.test_client().get("/ui/api/models")
+    assert r.status_code == 503 and r.json["error"] == "registry_unavailable"
+
+
+def test_versions_rejects_a_malformed_model_name(app):
+    r = app.test_client().get("/ui/api/versions?model=x' or name != '")
+    assert r.status_code == 400 and r.json["error"] == "bad_model_name"
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("/work/shared/data/imdb", "imdb"),
+        ("../shared/data/imdb/", "imdb"),
+        ("imdb", "imdb"),
+        ("cardiffnlp/tweet_eval", "cardiffnlp/tweet_eval"),
+        ("s3://sentiflow/inputs/tweets", "tweets"),
+        ("s3://sentiflow/datasets/manual__2026/clean/manifest.json", "snapshot manual__2026"),
+        (None, None),
+    ],
+)
+def test_dataset_column_shows_the_source_name(source, shown):
+    from serving.ui import dataset_label
+
+    assert dataset_label(source) == shown

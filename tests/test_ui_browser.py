@@ -270,3 +270,84 @@ def test_page_walkthrough(ui_server, browser, artifacts):
     assert outside == [], f"the page fetched something outside the server: {outside}"
     assert [e for e in console_errors if "status of 4" not in e and "status of 5" not in e] == []
     context.close()
+
+
+def test_versions_table_is_readable_at_1280_and_filters_by_registered_model(ui_server, browser, artifacts):
+    """Dataset by source name (snapshot URI in the tooltip), the gate's decision, every metric column in
+    view at 1280 px without sideways scrolling, and a second registered model in the filter."""
+    import mlflow
+    from mlflow import MlflowClient
+    from playwright.sync_api import expect
+
+    from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    old, new = ui_server.versions
+    client = MlflowClient()
+    snapshot = "s3://sentiflow/datasets/manual__2026-11-26T01_00_00+00_00/clean-with-feedback/manifest.json"
+    runs = {v: client.get_model_version(MODEL_NAME, v).run_id for v in (old, new)}
+    client.set_tag(runs[old], names.TAG_DATASET, "/work/shared/data/imdb")
+    client.set_tag(runs[new], names.TAG_DATASET, "s3://sentiflow/inputs/imdb-and-feedback")
+    client.set_tag(runs[new], names.TAG_DATASET_MANIFEST, snapshot)
+    gate = {
+        "promote": "False", "comparable": "True", "metric": "best_val_f1", "candidate_value": "0.85",
+        "champion_version": old, "champion_value": "0.84", "champion_scored_on": snapshot,
+        "difference": "0.01", "difference_ci_low": "-0.021", "difference_ci_high": "0.04",
+        "confidence": "0.95", "comparison_method": "paired bootstrap",
+        "reason": f"version {new} has val_f1=0.8500 vs champion version {old} 0.8400 on the same 500 "
+        "validation rows: the 95% interval does not clear 0: the difference may be chance; champion kept",
+    }  # fmt: skip
+    for key, value in gate.items():
+        client.set_tag(runs[new], names.TAG_GATE_PREFIX + key, value)
+    other = "sentiflow-ui-test-three-class"
+    clf = TfidfClassifier.build(["negative", "neutral", "positive"])
+    clf.fit(NEG * 2 + ["it was okay", "an average film"] * 3 + POS * 2, [0] * 8 + [1] * 6 + [2] * 8)
+    with mlflow.start_run():
+        mlflow.set_tags({names.TAG_MODEL_FAMILY: clf.family, names.TAG_DATASET: "cardiffnlp/tweet_eval"})
+        mlflow.log_metrics({names.BEST_VAL_F1: 0.61, names.VAL_ACCURACY: 0.63, names.VAL_AUC: 0.79})
+        log_classifier(clf, registered_model_name=other)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{ui_server.url}/ui/")
+    expect(page.locator("#versions-body tr")).to_have_count(3)
+    expect(page.locator("#model-select option")).to_have_count(2)
+    expect(page.locator("#model-select")).to_have_value(MODEL_NAME)
+
+    row = page.locator(f'#versions-body tr[data-version="{new}"]')
+    name = row.locator(".dataset-name")
+    expect(name).to_have_text("imdb-and-feedback")
+    assert snapshot in name.get_attribute("title")
+    expect(page.locator(f'#versions-body tr[data-version="{old}"] .dataset-name')).to_have_text("imdb")
+    expect(row.locator("td.gate .verdict")).to_have_text("kept")
+    row.locator("td.gate summary").click()
+    expect(row.locator("dl.gate-detail")).to_contain_text("[−0.021, +0.040] paired bootstrap")
+    expect(row.locator("dl.gate-detail")).to_contain_text(snapshot)
+
+    # 1280 px: the table fits its box (no sideways scrolling) and every metric header is in view
+    wrap = page.locator(".table-wrap")
+    assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), wrap.evaluate(
+        "e => [e.scrollWidth, e.clientWidth]"
+    )
+    columns = page.evaluate("() => [...document.querySelectorAll('#versions-head th')].map(t => t.innerText)")
+    for metric in (names.BEST_VAL_F1, names.VAL_ACCURACY, names.VAL_AUC):
+        header = page.locator(f'th button[data-sort="{metric}"]')
+        box = header.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1280, (metric, box, columns)
+    page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
+    page.locator("#versions").screenshot(path=str(artifacts / "web-page-versions.png"))
+
+    # two datasets in one model: the page says so, and the dataset filter compares like with like
+    expect(page.locator("#mixed-datasets")).to_contain_text("2 datasets")
+    page.select_option("#dataset-select", "imdb")
+    expect(page.locator("#versions-body tr")).to_have_count(1)
+    expect(page.locator("#best-version")).to_have_text(f"version {old}")
+    expect(page.locator("#mixed-datasets")).to_have_count(0)
+
+    # the other registered model: its own versions, not deployable from this server
+    page.select_option("#model-select", other)
+    expect(page.locator("#versions-body tr")).to_have_count(1)
+    expect(page.locator("#versions-body .dataset-name")).to_have_text("cardiffnlp/tweet_eval")
+    expect(page.locator("#versions-body")).to_contain_text("not served")
+    expect(page.locator("#deploy-best")).to_be_disabled()
+    context.close()

@@ -101,3 +101,25 @@ DRIFT_OOV_RATE = "drift_oov_rate"
 DRIFT_OOV_RATE_REFERENCE = "drift_oov_rate_reference"
 DRIFT_SAMPLE_ROWS = "drift_sample_rows"
 DRIFT_REPORT_URI = "drift_report_uri"
+
+# --- champion vs challenger on the same rows (issue 15) --------------------------------------------------
+#: Tags on the challenger's MLflow run recording the gate's decision: ``gate.<field>`` for each of these.
+TAG_GATE_PREFIX = "gate."
+GATE_TAG_FIELDS = (
+    "promote",
+    "reason",
+    "metric",
+    "candidate_version",
+    "candidate_value",
+    "champion_version",
+    "champion_value",
+    "champion_scored_on",
+    "difference",
+    "difference_ci_low",
+    "difference_ci_high",
+    "confidence",
+    "comparison_method",
+    "comparable",
+    "registered_model_name",
+    "dag_run_id",
+)

@@ -8,88 +8,29 @@ when the source has none, and everything lands under a run-scoped prefix with th
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from sentiflow.config import S3Settings
+from sentiflow.data.errors import CollectError
+from sentiflow.data.labels import apply_encoding, check_classes, encode_labels, label_encoding
 from sentiflow.data.snapshot import write_snapshot
+from sentiflow.data.sources import FILE_SUFFIXES, SPLIT_ALIASES, load_files
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
 from sentiflow.storage import ObjectStore, S3Uri, is_s3_uri
 
-
-class CollectError(ValueError):
-    """The source cannot become a labelled text snapshot; the message says why and what was seen."""
+__all__ = ["CollectError", "collect", "encode_labels", "load_source", "sanitize_run_id", "snapshot_prefix"]
 
 
 TEXT_CANDIDATES = ("text", "review", "sentence", "content", "document", "tweet", "body", "comment")
 LABEL_CANDIDATES = ("label", "labels", "sentiment", "target", "class", "polarity", "rating_label")
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "val": "validation",
-    "dev": "validation",
-    "test": "test",
-    "testing": "test",
-}
-SENTIMENT_ORDER = ("negative", "neutral", "positive")
-#: Short sentiment names (the Hub's imdb says neg/pos) become the full words the rest of the product uses.
-SENTIMENT_ABBREVIATIONS = {"neg": "negative", "pos": "positive", "neu": "neutral"}
-FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 
 
 # --- reading sources ------------------------------------------------------------------------------
-def _read_table(data: bytes, name: str) -> pd.DataFrame:
-    lower = name.lower()
-    if lower.endswith((".parquet", ".pq")):
-        return pd.read_parquet(io.BytesIO(data))
-    if lower.endswith(".tsv"):
-        return pd.read_csv(io.BytesIO(data), sep="\t")
-    if lower.endswith(".csv"):
-        return pd.read_csv(io.BytesIO(data))
-    raise CollectError(f"{name}: unsupported file type; use parquet or CSV ({', '.join(FILE_SUFFIXES)})")
-
-
-def _split_of(filename: str) -> str | None:
-    stem = Path(filename).name.split(".")[0].lower()
-    return SPLIT_ALIASES.get(stem)
-
-
-def _load_files(store: ObjectStore, source: str) -> dict[str, pd.DataFrame]:
-    """A single file becomes ``train``; a folder/prefix maps ``train.*``/``validation.*``/``test.*``."""
-    if source.lower().endswith(FILE_SUFFIXES):
-        return {"train": _read_table(store.read_location(source), source)}
-    if is_s3_uri(source):
-        prefix = S3Uri.parse(source.rstrip("/") + "/")
-        names = [k for k in store.list_keys(prefix) if k.lower().endswith(FILE_SUFFIXES)]
-        locations = {k.rsplit("/", 1)[-1]: str(S3Uri(prefix.bucket, k)) for k in names}
-    else:
-        folder = Path(source).expanduser()
-        locations = {
-            p.name: str(p) for p in sorted(folder.iterdir()) if p.name.lower().endswith(FILE_SUFFIXES)
-        }
-    frames = {}
-    for name, location in locations.items():
-        split = _split_of(name)
-        if split is not None:
-            frames[split] = _read_table(store.read_location(location), name)
-    if not frames:
-        raise CollectError(
-            f"{source}: no train/validation/test parquet or CSV files found there "
-            f"(files seen: {sorted(locations) or 'none'})"
-        )
-    if "train" not in frames:
-        raise CollectError(f"{source}: has {sorted(frames)} but no train split")
-    return frames
-
-
 def _load_hub(name: str, config_name: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
     """Load with Hugging Face ``datasets``; also return ClassLabel names per column."""
     try:
@@ -124,7 +65,7 @@ def load_source(
     """Frames per canonical split name, and label names known from the source's schema (Hub ClassLabel)."""
     store = store or ObjectStore()
     if is_s3_uri(source) or Path(source).expanduser().exists():
-        return _load_files(store, source), {}
+        return load_files(store, source), {}
     looks_like_path = source.startswith((".", "/", "~")) or source.lower().endswith(FILE_SUFFIXES)
     if looks_like_path:
         raise CollectError(f"dataset {source!r} not found: no such file or folder")
@@ -172,65 +113,6 @@ def detect_label_column(frame: pd.DataFrame, text_column: str, hint: str | None 
     )
 
 
-def _default_names(ids: Sequence[int]) -> list[str]:
-    count = max(ids) + 1
-    if count == 2:
-        return ["negative", "positive"]
-    if count == 3:
-        return list(SENTIMENT_ORDER)
-    return [str(i) for i in range(count)]
-
-
-def _expand_abbreviations(names: list[str]) -> list[str]:
-    lowered = [n.lower() for n in names]
-    if set(lowered) <= set(SENTIMENT_ABBREVIATIONS):
-        return [SENTIMENT_ABBREVIATIONS[n] for n in lowered]
-    return list(names)
-
-
-def encode_labels(
-    values: pd.Series, column: str, known_names: list[str] | None = None
-) -> tuple[pd.Series, list[str]]:
-    """Label values → int ids 0..K-1 and their names.
-
-    Integers keep their ids (names from the source schema, else negative/positive or
-    negative/neutral/positive by count); strings become ids in sentiment order when they are sentiment
-    words, else alphabetical. Anything else is rejected with the dtype and an example.
-    """
-    non_null = values.dropna()
-    if non_null.empty:
-        raise CollectError(f"label column {column!r} is empty")
-    if pd.api.types.is_bool_dtype(non_null):
-        non_null = non_null.astype(int)
-        values = values.astype("Int64")
-    if pd.api.types.is_float_dtype(non_null) and np.all(np.mod(non_null.to_numpy(), 1) == 0):
-        values = values.astype("Int64")
-        non_null = non_null.astype(int)
-    if pd.api.types.is_integer_dtype(non_null):
-        ids = sorted(int(v) for v in non_null.unique())
-        if ids[0] < 0:
-            raise CollectError(f"label column {column!r} has negative ids {ids[:5]}; expected 0..K-1")
-        names = _expand_abbreviations(known_names) if known_names else _default_names(ids)
-        if ids[-1] >= len(names):
-            raise CollectError(f"label column {column!r} has id {ids[-1]} but only {len(names)} label names")
-        return values.astype("Int64"), list(names)
-    if non_null.map(lambda v: isinstance(v, str)).all():
-        distinct = sorted(set(non_null))
-        lowered = _expand_abbreviations([d.lower() for d in distinct])
-        if set(lowered) <= set(SENTIMENT_ORDER):
-            names = [n for n in SENTIMENT_ORDER if n in lowered]
-            mapping = {d: names.index(full) for d, full in zip(distinct, lowered, strict=True)}
-        else:
-            names = distinct
-            mapping = {d: i for i, d in enumerate(distinct)}
-        return values.map(mapping).astype("Int64"), names
-    example = non_null.iloc[0]
-    raise CollectError(
-        f"label column {column!r} has values that are neither integers nor strings "
-        f"(dtype {values.dtype}, e.g. {example!r} of type {type(example).__name__})"
-    )
-
-
 # --- splitting and sampling -----------------------------------------------------------------------------
 def _stratified_take(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
     if size is None or size >= len(frame):
@@ -272,7 +154,7 @@ def collect(
     config_name: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
-    label_names: list[str] | None = None,
+    label_names: Sequence[str] | Mapping[str, str] | None = None,
     sample_size: int | None = None,
     eval_sample_size: int | None = None,
     validation_fraction: float = 0.1,
@@ -296,21 +178,18 @@ def collect(
     label_col = detect_label_column(first, text_col, label_column)
     known = label_names or schema_names.get(label_col)
 
-    unified: dict[str, pd.DataFrame] = {}
-    names: list[str] | None = None
-    dropped: dict[str, dict[str, int]] = {}
     for split, frame in frames.items():
         for column in (text_col, label_col):
             if column not in frame.columns:
                 raise CollectError(
                     f"split {split!r} has no column {column!r}; columns seen: {list(frame.columns)}"
                 )
-        labels, split_names = encode_labels(frame[label_col], label_col, known)
-        if names is None:
-            names = split_names
-            known = known or split_names
-        elif split_names != names:
-            raise CollectError(f"split {split!r} has labels {split_names}, train has {names}")
+    # one mapping for all splits: a split cannot shift another's ids (``-1,0,1`` → 0,1,2 everywhere)
+    mapping, names = label_encoding([f[label_col] for f in frames.values()], label_col, known)
+    unified: dict[str, pd.DataFrame] = {}
+    dropped: dict[str, dict[str, int]] = {}
+    for split, frame in frames.items():
+        labels = apply_encoding(frame[label_col], mapping)
         out = pd.DataFrame({TEXT_COLUMN: frame[text_col], LABEL_COLUMN: labels})
         missing = out[TEXT_COLUMN].isna() | out[LABEL_COLUMN].isna()
         if missing.any():
@@ -318,12 +197,14 @@ def collect(
         out = out[~missing]
         out = out.assign(text=out[TEXT_COLUMN].astype(str), label=out[LABEL_COLUMN].astype("int64"))
         unified[split] = out.reset_index(drop=True)
-    assert names is not None
 
     present = sorted(set(unified["train"][LABEL_COLUMN]))
     if len(present) < 2:
         only = names[present[0]] if present else "none"
-        raise CollectError(f"the train split has a single class ({only!r}); a classifier needs at least two")
+        raise CollectError(
+            f"label column {label_col!r} has a single class ({only!r}) in the train split; a classifier "
+            "needs at least two"
+        )
 
     origin = {split: "source" for split in unified}
     if "test" not in unified:
@@ -340,11 +221,13 @@ def collect(
         unified[split] = _stratified_take(unified[split], eval_sample_size, seed)
 
     ordered = {split: unified[split].reset_index(drop=True) for split in SPLITS}
+    check_classes(ordered, names, LABEL_COLUMN)
     source_info: dict[str, Any] = {
         "source": source,
         "config_name": config_name,
         "text_column": text_col,
         "label_column": label_col,
+        "label_ids": {str(raw): int(i) for raw, i in mapping.items()},  # source value → id
         "sample_size": sample_size,
         "eval_sample_size": eval_sample_size,
         "seed": seed,

@@ -251,7 +251,13 @@ def merge_feedback_into_snapshot(
         merged,
         kind="clean",
         run_id=run_id,
-        source={"type": "clean+feedback", "base": base_manifest_uri, "feedback": feedback_uri},
+        source={
+            "type": "clean+feedback",
+            "base": base_manifest_uri,
+            "feedback": feedback_uri,
+            # the dataset's own name, so the web page and MLflow show where the rows came from
+            "source": (base.source or {}).get("source"),
+        },
         label_names=base.label_names,
         parent=base_manifest_uri,
         dropped={**base.dropped, "feedback": {k: v for k, v in labelled.counts.items() if "rows_" in k}},

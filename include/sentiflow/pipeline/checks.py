@@ -1,7 +1,9 @@
 """The inference check: known texts with expected labels sent to the live server, scored, reported.
 
-Cases come from the trigger (a list of ``{"text", "label"}``) or from a CSV (``text``, ``label`` columns) on
-S3 or local disk. Expected labels may be names (``positive``), ids (``1``) or a prefix of the name
+Cases are a few labelled texts per class drawn (seeded) from the deployed model's test snapshot, plus any the
+trigger gives (a list of ``{"text", "label"}``, or a CSV with ``text``, ``label`` columns on S3 or local
+disk); the required accuracy defaults to a margin below the model's offline test accuracy.
+Expected labels may be names (``positive``), ids (``1``) or a prefix of the name
 (``pos`` for ``positive``), so one CSV works for datasets that spell their labels differently.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
 
-#: Unambiguous reviews; the default check when a trigger gives none.
+#: Unambiguous movie reviews (positive/negative): examples of user cases for a binary sentiment model.
 DEFAULT_CHECK_CASES: list[dict[str, str]] = [
     {
         "text": "An absolute masterpiece. Brilliant acting, a moving story, I loved every minute.",
@@ -29,6 +31,14 @@ DEFAULT_CHECK_CASES: list[dict[str, str]] = [
     {"text": "The worst movie I have ever seen. Dull, stupid and painfully long.", "label": "negative"},
     {"text": "Awful script and horrible direction; I walked out halfway through.", "label": "negative"},
 ]
+
+
+#: Default of ``check_cases_per_class``: labelled test texts drawn per class for the check.
+DEFAULT_CASES_PER_CLASS = 4
+#: Default of ``check_accuracy_margin``: the check requires the offline test accuracy minus this.
+DEFAULT_ACCURACY_MARGIN = 0.2
+#: Sampled texts longer than this are skipped when shorter ones exist (the server caps text length).
+MAX_SAMPLED_TEXT_CHARS = 2000
 
 
 class InferenceCheckError(ValueError):
@@ -57,6 +67,11 @@ def cases_from_records(records: Sequence[Mapping[str, Any]], origin: str = "chec
     return cases
 
 
+def user_cases(records: Sequence[Mapping[str, Any]] | None, origin: str = "check_texts") -> list[CheckCase]:
+    """The trigger's own cases; none is fine (the sampled ones are the default)."""
+    return cases_from_records(records, origin) if records else []
+
+
 def cases_from_csv(data: bytes, origin: str) -> list[CheckCase]:
     import pandas as pd
 
@@ -68,6 +83,47 @@ def cases_from_csv(data: bytes, origin: str) -> list[CheckCase]:
     if missing:
         raise InferenceCheckError(f"{origin} lacks column(s) {missing}; it has {list(frame.columns)}")
     return cases_from_records(frame[[TEXT_COLUMN, LABEL_COLUMN]].to_dict("records"), origin)
+
+
+def sample_cases(frame: Any, label_names: Sequence[str], per_class: int, seed: int) -> list[CheckCase]:
+    """``per_class`` labelled texts of each class from a snapshot split (``text``, ``label`` ids), seeded.
+
+    Expected labels are the dataset's own names, so the check works for any label set. Short texts are
+    preferred (the server refuses very long ones); a class with fewer rows gives what it has.
+    """
+    if per_class < 0:
+        raise InferenceCheckError(f"check_cases_per_class must be >= 0, got {per_class}")
+    cases: list[CheckCase] = []
+    if per_class == 0:
+        return cases
+    texts = frame[TEXT_COLUMN].astype(str)
+    for label_id, name in enumerate(label_names):
+        rows = frame[(frame[LABEL_COLUMN] == label_id) & texts.str.strip().ne("")]
+        short = rows[rows[TEXT_COLUMN].astype(str).str.len() <= MAX_SAMPLED_TEXT_CHARS]
+        pool = short if len(short) >= min(per_class, len(rows)) else rows
+        taken = pool.sample(n=min(per_class, len(pool)), random_state=seed)
+        cases.extend(
+            CheckCase(text=str(t)[: MAX_SAMPLED_TEXT_CHARS * 5], expected=name) for t in taken[TEXT_COLUMN]
+        )
+    return cases
+
+
+def required_accuracy(explicit: Any, test_accuracy: float | None, margin: float) -> float:
+    """``explicit`` when given; else the model's offline test accuracy minus ``margin`` (floored at 0).
+
+    A fixed threshold suits one dataset only (0.8 is easy on IMDb and out of reach on three-class tweets);
+    the run's own test accuracy says what this model on this data should reach.
+    """
+    if explicit not in (None, ""):
+        return float(explicit)
+    if test_accuracy is None:
+        raise InferenceCheckError(
+            "check_min_accuracy is empty and the deployed version's run logged no test_accuracy to derive it "
+            "from; set check_min_accuracy"
+        )
+    if not 0 <= margin <= 1:
+        raise InferenceCheckError(f"check_accuracy_margin must be within [0, 1], got {margin}")
+    return max(0.0, float(test_accuracy) - margin)
 
 
 def label_matches(expected: str, label: str, label_id: int) -> bool:

@@ -13,7 +13,7 @@ from airflow.sdk import Param
 
 from sentiflow import names
 from sentiflow.config import PipelineDefaults
-from sentiflow.pipeline.checks import DEFAULT_CHECK_CASES
+from sentiflow.pipeline.checks import DEFAULT_ACCURACY_MARGIN, DEFAULT_CASES_PER_CLASS, DEFAULT_CHECK_CASES
 from sentiflow.pipeline.settings import PipelineSettings
 
 SELECTION_METRICS = [
@@ -68,6 +68,15 @@ def dataset_params(defaults: PipelineDefaults | None = None) -> dict[str, Param]
             title="Label column",
             section=_DATA,
             description="Column holding the label; empty = detect it.",
+        ),
+        "label_names": Param(
+            None,
+            type=["null", "array", "object"],
+            title="Label names",
+            section=_DATA,
+            description="Names of integer label ids: a list in ascending id order (ids -1,0,1 → "
+            '["negative", "neutral", "positive"]) or an object {"-1": "negative", ...}; empty = from '
+            "the source's schema, else sentiment names by count.",
         ),
         "sample_size": _opt_int(
             "Stratified sample of the train split (rows); empty = all.", "Train sample", _DATA
@@ -234,6 +243,28 @@ def selection_params() -> dict[str, Param]:
             description="Promote only if the metric reaches this (a ceiling for "
             "lower-is-better metrics); empty = no floor.",
         ),
+        "confidence": Param(
+            0.95,
+            type="number",
+            minimum=0,
+            exclusiveMaximum=1,
+            title="Confidence",
+            section=_SELECT,
+            description="Champion and challenger are scored on this run's validation rows; promote only "
+            "when this confidence interval of challenger − champion (paired bootstrap; McNemar for "
+            "accuracy) clears the minimum improvement. 0 = compare the point values.",
+        ),
+        "registered_model_name": Param(
+            None,
+            type=["null", "string"],
+            pattern="^[^'\"]*$",  # MLflow search filters quote the name
+            maxLength=256,
+            title="Registered model",
+            section=_SELECT,
+            description="MLflow registered model this run trains into and promotes in (one Airflow, "
+            "several models, e.g. one per label set); empty = SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME. "
+            "Only that default model is deployed to the model server.",
+        ),
         "force_promote": Param(
             False,
             type="boolean",
@@ -247,29 +278,50 @@ def selection_params() -> dict[str, Param]:
 
 def check_params() -> dict[str, Param]:
     return {
+        "check_cases_per_class": Param(
+            DEFAULT_CASES_PER_CLASS,
+            type="integer",
+            minimum=0,
+            title="Check cases per class",
+            section=_CHECK,
+            description="Labelled texts per class drawn (seeded) from the deployed model's test snapshot "
+            "and sent to the server; 0 = only the texts below.",
+        ),
         "check_texts": Param(
-            DEFAULT_CHECK_CASES,
+            [],
             type="array",
             title="Check texts",
             section=_CHECK,
             items={"type": "object", "required": ["text", "label"]},
-            description='Texts with their expected label ({"text", "label"}) sent to the deployed model.',
+            description='Your own texts with their expected label ({"text", "label"}), sent as well.',
+            examples=[DEFAULT_CHECK_CASES],
         ),
         "check_csv_uri": Param(
             None,
             type=["null", "string"],
             title="Check CSV",
             section=_CHECK,
-            description="s3:// or local CSV with text,label columns; replaces the texts.",
+            description="s3:// or local CSV with text,label columns; replaces the texts above.",
         ),
         "check_min_accuracy": Param(
-            0.8,
-            type="number",
+            None,
+            type=["null", "number"],
             minimum=0,
             maximum=1,
             title="Required accuracy",
             section=_CHECK,
-            description="Below this the release rolls back and the run fails.",
+            description="Below this the release rolls back and the run fails; empty = the model's "
+            "offline test accuracy minus the margin below.",
+        ),
+        "check_accuracy_margin": Param(
+            DEFAULT_ACCURACY_MARGIN,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Accuracy margin",
+            section=_CHECK,
+            description="With no required accuracy: how far below its test accuracy the model may score "
+            "on the check cases (few cases are noisy).",
         ),
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sentiflow.config import ENV_PREFIX
+from sentiflow.config import ENV_PREFIX, MLflowSettings
 from sentiflow.pipeline.settings import PipelineSettings, TrainerPodSettings
 
 TRAIN_ENTRYPOINT = ["python", "-m", "sentiflow.train"]
@@ -30,6 +30,10 @@ def pod_env_templates(pipeline: PipelineSettings, pod: TrainerPodSettings) -> di
         f"{ENV_PREFIX}MLFLOW_TRACKING_URI": f"{{{{ conn.{mlflow}.host }}}}",
         "MLFLOW_TRACKING_URI": f"{{{{ conn.{mlflow}.host }}}}",
         "HF_HUB_DISABLE_TELEMETRY": "1",
+        # the run's registered_model_name param (several models in one Airflow), else the deployment's
+        f"{ENV_PREFIX}MLFLOW_REGISTERED_MODEL_NAME": "{{ params.get('registered_model_name') or '"
+        + MLflowSettings().registered_model_name
+        + "' }}",
     }
     if pod.secret_name is None:
         env[f"{ENV_PREFIX}S3_ACCESS_KEY_ID"] = f"{{{{ conn.{s3}.login }}}}"

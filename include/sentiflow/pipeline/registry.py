@@ -207,13 +207,15 @@ def run_metrics(client: Any, run_id: str | None, keys: Iterable[str] | None = No
 
 
 def version_rows(client: Any, model_name: str, *, max_results: int = 200) -> list[dict[str, Any]]:
-    """Every version (newest first) with its run's metrics, family, dataset, date and aliases.
+    """Every version (newest first) with its run's metrics, family, dataset source and snapshot, the gate's
+    decision (``gate.*`` tags), date and aliases.
 
     An unknown registered model is an empty list; other registry errors raise ``RegistryUnavailableError``.
     """
     from datetime import UTC, datetime
 
     from sentiflow import names
+    from sentiflow.pipeline.gating import decision_from_tags
 
     try:
         versions = client.search_model_versions(f"name = '{model_name}'", max_results=max_results)
@@ -239,7 +241,9 @@ def version_rows(client: Any, model_name: str, *, max_results: int = 200) -> lis
                 "version": str(mv.version),
                 "run_id": mv.run_id,
                 "family": version_tags.get(names.TAG_MODEL_FAMILY) or run_tags.get(names.TAG_MODEL_FAMILY),
-                "dataset": run_tags.get(names.TAG_DATASET),
+                "dataset_source": run_tags.get(names.TAG_DATASET),
+                "dataset_uri": run_tags.get(names.TAG_DATASET_MANIFEST),
+                "decision": decision_from_tags(run_tags),
                 "created_at": None
                 if created is None
                 else datetime.fromtimestamp(created / 1000, UTC).isoformat(),

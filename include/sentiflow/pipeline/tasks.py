@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseHook, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from sentiflow.config import MLflowSettings, S3Settings
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
@@ -55,7 +55,17 @@ def s3_settings(pipeline: PipelineSettings) -> S3Settings:
 
 
 def mlflow_settings(pipeline: PipelineSettings) -> MLflowSettings:
-    return mlflow_settings_from(BaseHook.get_connection(pipeline.mlflow_conn_id), pipeline.mlflow_conn_id)
+    settings = mlflow_settings_from(BaseHook.get_connection(pipeline.mlflow_conn_id), pipeline.mlflow_conn_id)
+    name = _registered_model_param()
+    return settings.model_copy(update={"registered_model_name": name}) if name else settings
+
+
+def _registered_model_param() -> str | None:
+    """The run's ``registered_model_name`` (one Airflow, several models); None outside a task or unset."""
+    try:
+        return _optional(get_current_context()["params"].get("registered_model_name"))
+    except Exception:  # no task context (a library call, a test)
+        return None
 
 
 def server_endpoint(pipeline: PipelineSettings) -> ServerEndpoint:
@@ -129,7 +139,7 @@ def validate_params() -> dict[str, str]:
         raise AirflowFailException("selection_metric is empty: name a metric the training runs log")
     if float(params.get("min_improvement") or 0) < 0:
         raise AirflowFailException("min_improvement must be >= 0")
-    if not 0 <= float(params.get("check_min_accuracy", 1.0)) <= 1:
+    if not 0 <= float(_optional(params.get("check_min_accuracy")) or 0.0) <= 1:
         raise AirflowFailException("check_min_accuracy must be within [0, 1]")
     if not params.get("train_transformer", True) and not params.get("run_baseline", True):
         raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
@@ -154,6 +164,7 @@ def collect_task() -> str:
         config_name=_optional(params.get("dataset_config")),
         text_column=_optional(params.get("text_column")),
         label_column=_optional(params.get("label_column")),
+        label_names=_optional(params.get("label_names")),
         sample_size=_optional(params.get("sample_size")),
         eval_sample_size=_optional(params.get("eval_sample_size")),
         seed=int(params.get("seed", 42)),
@@ -342,8 +353,10 @@ def grid_points(params: dict[str, Any]) -> list[str]:
 
 # --- selection and release (the shared tail) -------------------------------------------------------------
 def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """Best version by the selection metric, then champion vs challenger on the same rows (``gating``)."""
     from sentiflow.pipeline import registry
-    from sentiflow.pipeline.selection import gate, pick_best
+    from sentiflow.pipeline.comparison import ComparisonError
+    from sentiflow.pipeline.gating import decide
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
@@ -358,21 +371,23 @@ def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, 
             raise AirflowFailException(f"training registered no version of {name!r} in this run")
         candidates = registry.candidates_for_versions(client, name, versions)
     metric = params["selection_metric"]
-    best = pick_best(candidates, metric)
-    decision = gate(
-        best,
-        registry.champion(client, settings),
-        metric,
-        min_improvement=float(params.get("min_improvement") or 0.0),
-        min_metric_value=_optional(params.get("min_metric_value")),
-        force=bool(params.get("force_promote")),
-    )
+    try:
+        decision = decide(
+            client,
+            settings,
+            _store(pipeline),
+            candidates,
+            params,
+            dag_run_id=get_current_context()["run_id"],
+        )
+    except ComparisonError as exc:
+        raise AirflowFailException(f"champion and challenger could not be compared: {exc}") from exc
     for c in candidates:
         log.info(
             "candidate version %s (%s, run %s): %s=%s", c.version, c.family, c.run_id, metric, c.value(metric)
         )
-    log.info("selected version %s; gate: %s", best.version, decision.reason)
-    return {**decision.as_dict(), "scope": scope, "candidates": [c.version for c in candidates]}
+    log.info("selected version %s; gate: %s", decision["candidate_version"], decision["reason"])
+    return {**decision, "scope": scope, "candidates": [c.version for c in candidates]}
 
 
 def select_best(train_task_ids: list[str]) -> Any:
@@ -450,8 +465,13 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
     state and says why.
     """
     from sentiflow.pipeline import release
+    from sentiflow.pipeline.gating import model_not_served_here
 
     client, settings, server, prior, pipeline = _release_context(promoted)
+    elsewhere = model_not_served_here(settings.registered_model_name)
+    if elsewhere:  # registered_model_name names a model this server does not serve
+        release.finish(client, settings)  # nothing to deploy or check here: the promotion is the release
+        raise AirflowSkipException(elsewhere)
     try:
         info = release.deploy(
             client,
@@ -472,7 +492,8 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     """Known texts → ``/predict``; a report to S3 and MLflow; any failure (the check's, the report's, the
     server's): roll back to the aliases from before and fail (``release.check``)."""
     from sentiflow.pipeline import release
-    from sentiflow.pipeline.checks import DEFAULT_CHECK_CASES, cases_from_csv, cases_from_records, run_check
+    from sentiflow.pipeline.check_plan import plan_check
+    from sentiflow.pipeline.checks import run_check
     from sentiflow.pipeline.deploy import version_predict
 
     context = get_current_context()
@@ -482,13 +503,15 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     prefix = store.uri(pipeline.reports_prefix, _safe(context["run_id"]), "inference_check")
 
     def check_report() -> Any:
-        if _optional(params.get("check_csv_uri")):
-            cases = cases_from_csv(store.read_location(params["check_csv_uri"]), params["check_csv_uri"])
-        else:
-            cases = cases_from_records(params.get("check_texts") or DEFAULT_CHECK_CASES)
+        # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy
+        plan = plan_check(store, client, deployed.get("run_id"), params)
+        log.info(
+            "%d check cases (%d sampled from %s); required accuracy %.3f",
+            len(plan.cases), plan.sampled, plan.sampled_from, plan.required_accuracy,
+        )  # fmt: skip
         # answers from a replica that has not swapped yet do not count
         predict = version_predict(server, prior.candidate)
-        return run_check(predict, cases, float(params["check_min_accuracy"]), log=log.info)
+        return run_check(predict, plan.cases, plan.required_accuracy, log=log.info)
 
     def write_report(report: Any) -> dict[str, Any]:
         summary = {**report.summary(), "dag_run_id": context["run_id"], "expected_version": prior.candidate}

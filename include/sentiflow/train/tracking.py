@@ -94,8 +94,13 @@ def training_run(family: str, run_name: str, params: dict[str, Any], manifest_ur
 def tag_dataset(manifest: Any, manifest_uri: str) -> None:
     import mlflow
 
+    mlflow.set_tag(TAG_DATASET, dataset_name(manifest, manifest_uri))
+
+
+def dataset_name(manifest: Any, manifest_uri: str) -> str:
+    """The dataset's source (Hub name, path or URI the user gave collect), else the manifest URI."""
     source = manifest.source or {}
-    mlflow.set_tag(TAG_DATASET, str(source.get("dataset") or source.get("name") or manifest_uri))
+    return str(source.get("dataset") or source.get("source") or source.get("name") or manifest_uri)
 
 
 def register(

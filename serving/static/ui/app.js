@@ -83,6 +83,12 @@
     return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
   }
 
+  function fmtDay(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? iso : d.toLocaleDateString();
+  }
+
   function pct(p) { return (100 * p).toFixed(1) + "%"; }
 
   // --- deployed model card -------------------------------------------------------------------------
@@ -245,11 +251,29 @@
   }
 
   // --- versions table ------------------------------------------------------------------------------
+  /** The registered models (one Airflow may keep several); the served one is first and chosen. */
+  async function loadModels() {
+    const select = $("model-select");
+    try {
+      const data = await api("/ui/api/models");
+      const chosen = select.value || data.served_model;
+      select.replaceChildren(...data.models.map((name) => el("option", { value: name,
+        text: name + (name === data.served_model ? " (served)" : "") })));
+      select.value = data.models.includes(chosen) ? chosen : data.served_model;
+    } catch (err) {
+      showError("versions-error", "Could not list the registered models: " + err.message);
+    }
+  }
+
   async function loadVersions(sortByMetric) {
     const metric = $("metric-select").value;
+    const model = $("model-select").value;
+    const dataset = $("dataset-select").value;
     showError("versions-error", null);
     try {
-      state.versions = await api("/ui/api/versions?metric=" + encodeURIComponent(metric));
+      state.versions = await api("/ui/api/versions?metric=" + encodeURIComponent(metric) +
+        (model ? "&model=" + encodeURIComponent(model) : "") +
+        (dataset ? "&dataset=" + encodeURIComponent(dataset) : ""));
     } catch (err) {
       state.versions = null;
       showError("versions-error", "Could not list the versions: " + err.message);
@@ -262,7 +286,7 @@
       // Best first: the row the summary names is at the top of the table.
       state.sort = { key: state.versions.metric, dir: state.versions.lower_is_better ? 1 : -1 };
     } else if (!state.versions.columns.includes(state.sort.key) &&
-               !["version", "family", "dataset", "created_at"].includes(state.sort.key)) {
+               !["version", "family", "dataset", "gate", "created_at"].includes(state.sort.key)) {
       state.sort = { key: "version", dir: -1 };
     }
     renderVersions();
@@ -278,15 +302,75 @@
     if (key === "version") return parseInt(row.version, 10);
     if (key === "created_at") return row.created_at || null;
     if (key === "family" || key === "dataset") return row[key] || null;
+    if (key === "gate") return row.decision ? gateVerdict(row.decision) : null;
     const v = row.metrics[key];
     return v === undefined ? null : v;
   }
 
+  /** A metric name that may break after each underscore (narrow columns, no sideways scrolling). */
+  function breakable(name) {
+    const span = el("span", { class: "metric-name" });
+    name.split("_").forEach((part, i) => {
+      if (i) span.append("_", el("wbr", {}));
+      span.append(part);
+    });
+    return span;
+  }
+
+  function gateVerdict(d) {
+    if (d.comparable === "False") return d.promote === "True" ? "forced" : "not comparable";
+    if (d.promote !== "True") return "kept";
+    return /forced/.test(d.reason || "") ? "forced" : "promoted";
+  }
+
+  function signed(v) {
+    const n = parseFloat(v);
+    return Number.isNaN(n) ? "—" : (n >= 0 ? "+" : "−") + Math.abs(n).toFixed(3);
+  }
+
+  /** The selection gate's decision for this version's run: verdict and difference, details on demand. */
+  function gateCell(d) {
+    if (!d) return el("td", { class: "muted", text: "—" });
+    const verdict = gateVerdict(d);
+    const diff = d.difference !== undefined ? " " + signed(d.difference) : "";
+    const details = el("dl", { class: "gate-detail" });
+    const add = (name, value) => {
+      if (value !== undefined && value !== null && value !== "") {
+        details.append(el("dt", { text: name }), el("dd", { text: String(value) }));
+      }
+    };
+    add("Metric", d.metric);
+    add("This version", d.candidate_value);
+    add("Champion (v" + (d.champion_version || "?") + ")", d.champion_value);
+    add("Difference", d.difference);
+    if (d.difference_ci_low !== undefined) {
+      add("Interval (" + Math.round(100 * parseFloat(d.confidence || "0")) + "%)",
+        "[" + signed(d.difference_ci_low) + ", " + signed(d.difference_ci_high) + "] " +
+        (d.comparison_method || ""));
+    }
+    add("Scored on", d.champion_scored_on);
+    add("Why", d.reason);
+    const summary = el("summary", { title: d.reason || "" },
+      el("span", { class: "verdict " + verdict.replace(" ", "-"), text: verdict }), diff);
+    return el("td", { class: "gate" }, el("details", {}, summary, details));
+  }
+
+  /** The dataset filter lists the datasets of this model's versions ("all" first). */
+  function renderDatasets(data) {
+    const select = $("dataset-select");
+    const chosen = data.dataset || "";
+    select.replaceChildren(el("option", { value: "", text: "all datasets" }),
+      ...data.datasets.map((d) => el("option", { value: d, text: d })));
+    select.value = data.datasets.includes(chosen) ? chosen : "";
+  }
+
   function renderVersions() {
     const data = state.versions;
+    renderDatasets(data);
     const columns = [
       ...FIXED_COLUMNS,
-      ...data.columns.map((m) => ({ key: m, label: m, num: true, metric: true })),
+      ...data.columns.map((m) => ({ key: m, label: breakable(m), num: true, metric: true })),
+      { key: "gate", label: "Gate decision" },
       { key: "created_at", label: "Registered" },
     ];
     const head = $("versions-head");
@@ -329,12 +413,20 @@
       if (serving) first.append(el("span", { class: "badge serving", text: "serving" }));
       if (row.version === best) first.append(el("span", { class: "badge best", text: "best" }));
       for (const alias of row.aliases) first.append(el("span", { class: "badge", text: "@" + alias }));
-      tr.append(first, el("td", { text: row.family || "—" }), el("td", { text: row.dataset || "—" }));
+      const where = [row.dataset_source, row.dataset_uri ? "snapshot: " + row.dataset_uri : null]
+        .filter(Boolean).join("\n");
+      const dataset = el("td", { class: "dataset" },
+        el("span", { class: "dataset-name", title: where || null, text: row.dataset || "—" }));
+      if (row.dataset_uri) dataset.append(el("span", { class: "sr-only", text: " (snapshot " + row.dataset_uri + ")" }));
+      tr.append(first, el("td", { text: row.family || "—" }), dataset);
       for (const m of data.columns) tr.append(el("td", { class: "num", text: fmtNumber(row.metrics[m]) }));
-      tr.append(el("td", { text: fmtDate(row.created_at) }));
-      tr.append(el("td", {}, el("button", { type: "button", class: "small secondary deploy-version",
-        "aria-label": "Deploy version " + row.version, text: "Deploy",
-        disabled: state.deploying, onclick: () => deploy(row.version) })));
+      tr.append(gateCell(row.decision));
+      tr.append(el("td", { class: "date", title: fmtDate(row.created_at), text: fmtDay(row.created_at) }));
+      tr.append(data.deployable === false
+        ? el("td", { class: "muted", title: "The model server serves " + data.served_model, text: "not served" })
+        : el("td", {}, el("button", { type: "button", class: "small secondary deploy-version",
+          "aria-label": "Deploy version " + row.version, text: "Deploy",
+          disabled: state.deploying, onclick: () => deploy(row.version) })));
       tbody.append(tr);
     }
 
@@ -346,8 +438,13 @@
         el("strong", { id: "best-version", text: "version " + data.best.version }),
         " with " + fmtNumber(data.best.value) +
         (data.best.version === data.serving_version ? " — it is already serving." : "."));
+      if (!data.dataset && data.datasets.length > 1) {
+        summary.append(el("span", { class: "hint", id: "mixed-datasets",
+          text: " These versions come from " + data.datasets.length + " datasets, so their metrics were " +
+            "measured on different rows: pick a dataset to compare like with like." }));
+      }
       bestButton.textContent = "Deploy the best (version " + data.best.version + ")";
-      bestButton.disabled = state.deploying;
+      bestButton.disabled = state.deploying || data.deployable === false;
     } else {
       summary.textContent = data.why_no_best || "No version to choose from.";
       bestButton.textContent = "Deploy the best";
@@ -549,7 +646,9 @@
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("predict-form").requestSubmit();
   });
   $("metric-select").addEventListener("change", () => loadVersions(true));
-  $("versions-refresh").addEventListener("click", () => loadVersions(false));
+  $("model-select").addEventListener("change", () => { $("dataset-select").value = ""; loadVersions(true); });
+  $("dataset-select").addEventListener("change", () => loadVersions(true));
+  $("versions-refresh").addEventListener("click", () => loadModels().then(() => loadVersions(false)));
   $("model-refresh").addEventListener("click", () => loadModel());
   $("deploy-best").addEventListener("click", () => {
     if (state.versions && state.versions.best) deploy(state.versions.best.version);
@@ -564,6 +663,6 @@
   });
 
   renderTokenState();
-  loadModel().then(() => loadVersions(false));
+  Promise.all([loadModel(), loadModels()]).then(() => loadVersions(false));
   loadFeedback();
 })();

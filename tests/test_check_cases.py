@@ -1,0 +1,62 @@
+"""Inference-check cases drawn from the test snapshot and the required accuracy derived from the run."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from sentiflow.data.snapshot import write_snapshot
+from sentiflow.names import TAG_DATASET_MANIFEST
+from sentiflow.pipeline.check_plan import plan_check
+from sentiflow.pipeline.checks import InferenceCheckError, required_accuracy, sample_cases
+
+NAMES = ["negative", "neutral", "positive"]
+
+
+def three_class_frame(n_per_class: int = 10) -> pd.DataFrame:
+    rows = [(f"{name} text {i}", label) for label, name in enumerate(NAMES) for i in range(n_per_class)]
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def test_sampled_cases_cover_every_class_with_its_name_and_are_seeded() -> None:
+    cases = sample_cases(three_class_frame(), NAMES, 4, seed=7)
+    assert len(cases) == 12
+    for case in cases:
+        assert case.text.startswith(case.expected)  # the text's own class name is the expected label
+    assert [c.text for c in cases] == [c.text for c in sample_cases(three_class_frame(), NAMES, 4, seed=7)]
+    assert [c.text for c in cases] != [c.text for c in sample_cases(three_class_frame(), NAMES, 4, seed=8)]
+    few = sample_cases(three_class_frame(2), NAMES, 4, seed=7)  # a class with fewer rows gives what it has
+    assert len(few) == 6
+    assert sample_cases(three_class_frame(), NAMES, 0, seed=7) == []
+
+
+def test_required_accuracy_defaults_to_a_margin_below_test_accuracy() -> None:
+    assert required_accuracy(None, 0.62, 0.2) == pytest.approx(0.42)
+    assert required_accuracy("", 0.1, 0.2) == 0.0
+    assert required_accuracy(0.9, 0.62, 0.2) == 0.9  # explicit wins
+    with pytest.raises(InferenceCheckError, match="logged no test_accuracy"):
+        required_accuracy(None, None, 0.2)
+
+
+def test_plan_check_reads_the_deployed_runs_snapshot_and_adds_user_cases(store) -> None:
+    manifest_uri = write_snapshot(
+        store, store.uri("datasets", "plan", "clean"), {"test": three_class_frame()}, kind="clean",
+        run_id="plan", source={}, label_names=NAMES,
+    )  # fmt: skip
+    run = SimpleNamespace(
+        data=SimpleNamespace(tags={TAG_DATASET_MANIFEST: manifest_uri}, metrics={"test_accuracy": 0.7})
+    )
+    client = SimpleNamespace(get_run=lambda run_id: run)
+    mine = [{"text": "my own neutral text", "label": "neutral"}]
+    plan = plan_check(store, client, "run-1", {"check_cases_per_class": 2, "check_texts": mine})
+    assert plan.sampled == 6 and len(plan.cases) == 7 and plan.sampled_from == manifest_uri
+    assert {c.expected for c in plan.cases} == set(NAMES)
+    assert plan.required_accuracy == pytest.approx(0.5)
+    only_mine = plan_check(
+        store, client, "run-1", {"check_cases_per_class": 0, "check_texts": mine, "check_min_accuracy": 1}
+    )
+    assert len(only_mine.cases) == 1 and only_mine.required_accuracy == 1.0
+    with pytest.raises(InferenceCheckError, match="no check cases"):
+        plan_check(store, client, "run-1", {"check_cases_per_class": 0, "check_texts": []})
