@@ -9,7 +9,9 @@ when the source has none, and everything lands under a run-scoped prefix with th
 from __future__ import annotations
 
 import io
+import logging
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,10 @@ import pandas as pd
 from sentiflow.config import S3Settings
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
+from sentiflow.progress import PROGRESS_MARK, format_duration
 from sentiflow.storage import ObjectStore, S3Uri, is_s3_uri
+
+log = logging.getLogger(__name__)
 
 
 class CollectError(ValueError):
@@ -289,7 +294,15 @@ def collect(
     prefix = snapshot_prefix(store, run_id, "raw")
     # A re-run replaces the snapshot: drop the old manifest first, so a failure below leaves none behind.
     store.delete(prefix.join(MANIFEST_FILE))
+    started = time.monotonic()
+    log.info("%s collect: reading %s", PROGRESS_MARK, source)
     frames, schema_names = load_source(source, config_name=config_name, store=store)
+    log.info(
+        "%s collect: read %s in %s",
+        PROGRESS_MARK,
+        ", ".join(f"{split} {len(frame):,} rows" for split, frame in frames.items()),
+        format_duration(time.monotonic() - started),
+    )
 
     first = frames["train"]
     text_col = detect_text_column(first, text_column)
@@ -340,6 +353,12 @@ def collect(
         unified[split] = _stratified_take(unified[split], eval_sample_size, seed)
 
     ordered = {split: unified[split].reset_index(drop=True) for split in SPLITS}
+    log.info(
+        "%s collect: writing %s to %s",
+        PROGRESS_MARK,
+        ", ".join(f"{split} {len(frame):,} rows" for split, frame in ordered.items()),
+        prefix,
+    )
     source_info: dict[str, Any] = {
         "source": source,
         "config_name": config_name,
