@@ -9,6 +9,7 @@ pod's log is the task log), so the Airflow UI and ``make demo`` show it moving.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,11 @@ log = logging.getLogger(__name__)
 DEFAULT_EVERY_S = 5.0
 
 
-def progress_callback(every_s: float = DEFAULT_EVERY_S, emit: Callable[[str], None] | None = None) -> Any:
+def progress_callback(
+    every_s: float = DEFAULT_EVERY_S,
+    emit: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
     """A ``TrainerCallback`` instance (transformers imported only when training)."""
     from transformers import TrainerCallback
 
@@ -40,6 +45,7 @@ def progress_callback(every_s: float = DEFAULT_EVERY_S, emit: Callable[[str], No
                 every_s=every_s,
                 unit="samples",
                 rate_of=lambda steps: steps * self.samples_per_step,
+                clock=clock,
             )
             emit(
                 f"{PROGRESS_MARK} train: {state.max_steps} steps of {self.samples_per_step} samples "
