@@ -120,6 +120,7 @@ def airflow(
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(localstack.free_port()),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "1800",  # parse once: the files do not change
     }
     localstack.airflow_init(settings)
     airflow_bin = localstack._bin("airflow")

@@ -37,6 +37,8 @@ SERVICE = "airflow"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 #: Importing Airflow, migrating and starting four components takes minutes on a busy 2-core machine.
 START_TIMEOUT_S = 600.0
+#: Seconds Airflow may take to import one DAG file (its default, 30, is too short on a loaded small machine).
+PARSE_TIMEOUT_S = 300
 
 
 def venv_path() -> str:
@@ -64,6 +66,14 @@ def airflow_env(
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        # A busy 2-core machine can take over Airflow's 30 s to import a DAG file (the Kubernetes provider);
+        # a timed-out re-parse records an import error and the scheduler stops scheduling the DAG's runs.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(PARSE_TIMEOUT_S),
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(PARSE_TIMEOUT_S + 60),
+        "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD": str(PARSE_TIMEOUT_S + 60),
+        # Re-parse every 2 minutes, one file at a time (defaults: 30 s, 2 processes): CPU for the tasks.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         f"{ENV_PREFIX}PIPELINE_TRAIN_BACKEND": "local",
         "TOKENIZERS_PARALLELISM": "false",
     }
