@@ -265,3 +265,14 @@ def test_operator_extra_links_resolve_from_xcom(airflow: Airflow, finished_run: 
     assert not any(airflow.links(run_id, "collect").values())
     assert not any(airflow.links(run_id, "train_local").values())
     assert requests.get(f"{server_url}/ui/", timeout=HTTP_TIMEOUT_S).status_code == 200
+
+
+def test_task_logs_in_the_airflow_ui_carry_the_progress_lines(airflow: Airflow, finished_run: dict) -> None:
+    """What the UI's log view shows for a task (the REST log endpoint it calls)."""
+    run_id = finished_run["run_id"]
+    texts = {}
+    for task_id in ("collect", "clean"):
+        log = airflow.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1?full_content=true")
+        texts[task_id] = json.dumps(log["content"])
+    assert "[progress] collect: writing train 300 rows, validation 150 rows" in texts["collect"]
+    assert "[progress] clean: split 1/3 (train) 300 -> " in texts["clean"]

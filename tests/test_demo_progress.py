@@ -2,13 +2,17 @@
 and for a failure the failed task's log tail and the path of its full log.
 
 Uses ``sentiflow.demo.run_pipeline`` (what ``make demo`` calls) with a small baseline-only conf against the
-session stack and a gunicorn model server; the parsing itself is unit-tested in ``test_progress.py``.
+session stack and a gunicorn model server; the parsing itself is unit-tested in ``test_progress.py``. The
+conf is the one ``test_airflow_scheduler.py`` triggers, so ``benchmarks/scheduler_run.py`` compares the two
+(``SENTIFLOW_DAG_TEST_RUN_JSON``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -46,8 +50,14 @@ def small_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
 def test_a_run_prints_every_task_and_the_progress_lines(
     demo_env, imdb_dir, offline_model, tmp_path: Path, capsys
 ) -> None:
-    result = demo.run_pipeline(small_conf(imdb_dir, offline_model), demo_env, tmp_path)
+    conf = small_conf(imdb_dir, offline_model)
+    started = time.monotonic()
+    result = demo.run_pipeline(conf, demo_env, tmp_path)
+    wall_s = time.monotonic() - started
     out = capsys.readouterr().out
+    if os.environ.get("SENTIFLOW_DAG_TEST_RUN_JSON"):  # benchmarks/scheduler_run.py: the same run, dag.test()
+        record = {"state": result["state"], "wall_s": round(wall_s, 1), "conf": conf}
+        Path(os.environ["SENTIFLOW_DAG_TEST_RUN_JSON"]).write_text(json.dumps(record, indent=2) + "\n")
     assert result["state"] == "success", out[-3000:]
     for task_id, state in result["tasks"].items():
         if state == "skipped":
