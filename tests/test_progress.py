@@ -103,7 +103,7 @@ def test_monitor_prints_states_progress_and_a_failed_tasks_log(tmp_path: Path) -
     monitor.close({"collect": "success", "train_local": "failed", "promote": "upstream_failed"})
     text = "\n".join(printed)
     assert "collect: running" in printed[0]
-    assert "collect: collect: read train 25,000 rows in 2s" in text
+    assert "] collect: read train 25,000 rows in 2s" in text
     assert any(p.endswith("collect: success after 3s") for p in printed)
     assert "train_local: train: 5/10 (50%)" in text
     assert any(p.endswith("train_local: failed after 4s") for p in printed)

@@ -87,6 +87,7 @@ class DagTestMonitor:
         text = progress_text(line)
         if text:
             who = self.current.label if self.current else "pipeline"
+            text = text.removeprefix(f"{who}: ")  # "clean: clean: split 1/3" reads "clean: split 1/3"
             self.emit(f"{self._stamp()} {who}: {text}")
         if END.search(line):
             self._close(self.current.state if self.current else None)
