@@ -165,3 +165,30 @@ def test_a_real_fine_tune_logs_progress_lines(tiny_model_dir: Path, caplog) -> N
     assert lines[0] == f"{PROGRESS_MARK} train: 4 steps of 16 samples over 1 epoch(s)"
     assert any(line.startswith(f"{PROGRESS_MARK} train: 4/4 (100%) | ") for line in lines)
     assert any("epoch 1 done at step 4/4" in line for line in lines)
+
+
+def test_prediction_over_a_large_split_runs_in_chunks_and_reports_progress(caplog) -> None:
+    import logging
+
+    import numpy as np
+
+    from sentiflow.train import runner
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def predict_proba(self, texts: list[str]) -> np.ndarray:
+            self.calls.append(len(texts))
+            return np.array([[0.25, 0.75] if t.endswith("1") else [0.9, 0.1] for t in texts])
+
+    model = Recorder()
+    texts = [f"text {i % 2}" for i in range(600)]
+    with caplog.at_level(logging.INFO, logger="sentiflow.train.runner"):
+        probs = runner._predict_progress(model, texts, "test")
+    assert model.calls == [256, 256, 88]
+    assert probs.shape == (600, 2) and probs[1].tolist() == [0.25, 0.75] and probs[598].tolist() == [0.9, 0.1]
+    assert f"{PROGRESS_MARK} predict test: 600/600 (100%)" in caplog.text
+    small = Recorder()
+    runner._predict_progress(small, texts[:100], "validation")
+    assert small.calls == [100]  # one call, as before, when it is quick anyway
