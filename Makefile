@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format up down status env bench docs
+.PHONY: install demo airflow test test-fast lint format up down status env bench docs
 
 install: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): requirements/constraints.txt pyproject.toml scripts/install.sh
 
 demo: install
 	$(PY) -m sentiflow.demo
+
+# The Airflow UI (airflow standalone) on the local stack; prints URL and admin password. SCHEDULE=1: run schedules too.
+airflow: install
+	$(PY) -m sentiflow.airflow_local up $(if $(SCHEDULE),--schedule,)
 
 test: install
 	bash scripts/test.sh
@@ -31,6 +35,7 @@ up: install
 	$(PY) -m sentiflow.localstack up
 
 down:
+	$(PY) -m sentiflow.airflow_local down
 	$(PY) -m sentiflow.localstack down
 
 status:

@@ -14,14 +14,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from sentiflow import localstack
+from sentiflow.demo_progress import DagTestMonitor
 from sentiflow.localstack import REPO_ROOT, StackSettings
-
-SHARED = REPO_ROOT.parent / "shared"
-OFFLINE_IMDB = SHARED / "data" / "imdb"
-OFFLINE_MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
+from sentiflow.offline import HF_OFFLINE_VARS, OFFLINE_IMDB, offline_overrides
 
 #: Small enough for a 2-core CPU in minutes, large enough that the models learn something real.
 DEMO_CONF: dict[str, Any] = {
@@ -36,43 +35,38 @@ DEMO_CONF: dict[str, Any] = {
 }
 
 
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    import socket
+def run_pipeline(conf: dict[str, Any], env: dict[str, str], log_dir: Path) -> dict[str, Any]:
+    """Run the DAG in a child process (Airflow reads its environment at import time).
 
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
-
-
-def offline_overrides() -> dict[str, str]:
-    """Dataset and model: the Hub names when the Hub answers, else the offline copies in ../shared."""
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()
-    if not offline:
-        return {}
-    overrides = {}
-    if (OFFLINE_IMDB / "train.parquet").exists():
-        overrides["dataset"] = str(OFFLINE_IMDB)
-    if (OFFLINE_MODEL / "config.json").exists():
-        overrides["model_name"] = str(OFFLINE_MODEL)
-    return overrides
-
-
-def run_pipeline(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """Run the DAG in a child process (Airflow reads its environment at import time)."""
-    proc = subprocess.run(
+    Its output (every task's log) goes to files under ``log_dir``; the terminal gets task state changes,
+    progress lines and, for a failed task, its log's tail (``DagTestMonitor``).
+    """
+    monitor = DagTestMonitor(log_dir)
+    result_line = None
+    with subprocess.Popen(
         [sys.executable, "-m", "sentiflow.pipeline.runner", "sentiment_pipeline", json.dumps(conf)],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
-        stderr=None,  # Airflow's task logs stream to the terminal
+        stderr=subprocess.STDOUT,
         text=True,
-    )
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
-    if line is None:
-        raise SystemExit(f"the pipeline run did not finish (exit code {proc.returncode})")
-    return json.loads(line[len("RESULT") :])
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("RESULT"):
+                result_line = line
+            else:
+                monitor.feed(line)
+        code = proc.wait()
+    result = json.loads(result_line[len("RESULT") :]) if result_line else None
+    monitor.close(result["tasks"] if result else None)
+    if result is None:
+        tail = monitor.full_log.read_text(errors="replace").splitlines()[-40:]
+        print("\n".join(tail))
+        raise SystemExit(f"the pipeline run did not finish (exit code {code}); full log: {monitor.full_log}")
+    result["logs"] = {"folder": str(log_dir), "failed": {k: str(v) for k, v in monitor.failed_logs().items()}}
+    return result
 
 
 def summary(result: dict[str, Any], stack: StackSettings) -> dict[str, Any]:
@@ -106,6 +100,7 @@ def summary(result: dict[str, Any], stack: StackSettings) -> dict[str, Any]:
         "aliases": {k: str(v) for k, v in model.aliases.items()},
         "served": {k: served.get(k) for k in ("version", "run_id", "family", "loaded_at")},
         "inference_check": xcom.get("inference_check"),
+        "logs": result.get("logs"),
         "links": {
             "mlflow": stack.mlflow_uri,
             "model_server": stack.server_url,
@@ -125,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
 
     conf = {**DEMO_CONF, **offline_overrides(), **(json.loads(args[0]) if args else {})}
     if "dataset" in conf and conf["dataset"] == str(OFFLINE_IMDB):
-        env["HF_HUB_OFFLINE"] = env["HF_DATASETS_OFFLINE"] = "1"
+        env.update(dict.fromkeys(HF_OFFLINE_VARS, "1"))
+    log_dir = stack.home / "logs" / "demo" / time.strftime("%Y%m%dT%H%M%S")
     print(f"running sentiment_pipeline with {json.dumps(conf)}", flush=True)
-    result = run_pipeline(conf, env)
+    print(f"task logs: {log_dir}/ (one file per task; dag-test.log has everything)", flush=True)
+    result = run_pipeline(conf, env, log_dir)
     report = summary(result, stack)
     report["wall_s"] = round(time.monotonic() - started, 1)
     print("\n=== sentiflow demo summary ===")

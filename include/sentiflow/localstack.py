@@ -46,6 +46,7 @@ class StackSettings(BaseSettings):
     s3_admin_port: int = Field(default=23646, description="SeaweedFS admin port (UI off).")
     mlflow_port: int = Field(default=5000, description="MLflow tracking server port.")
     server_port: int = Field(default=8000, description="Model server port.")
+    airflow_port: int = Field(default=8080, description="Airflow UI and REST API port (`make airflow`).")
     access_key_id: str = Field(default="sentiflow", description="S3 access key the local S3 server accepts.")
     secret_access_key: str = Field(default="sentiflow-secret", description="S3 secret it accepts.")
     bucket: str = Field(default="sentiflow", description="Bucket created at start.")

@@ -6,6 +6,9 @@ Python, which is what makes 50k IMDb reviews take well under a second (see bench
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,7 +17,10 @@ from sentiflow.config import S3Settings
 from sentiflow.data.collect import snapshot_prefix
 from sentiflow.data.snapshot import Manifest, read_manifest, read_split, write_snapshot
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
+from sentiflow.progress import PROGRESS_MARK, format_duration
 from sentiflow.storage import ObjectStore
+
+log = logging.getLogger(__name__)
 
 
 class CleanError(ValueError):
@@ -71,10 +77,20 @@ def clean_snapshot(manifest_uri: str, *, run_id: str | None = None, store: Objec
 
     frames: dict[str, pd.DataFrame] = {}
     dropped: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
-        if split not in raw.splits:
-            continue
+    present = [split for split in SPLITS if split in raw.splits]
+    for number, split in enumerate(present, start=1):
+        started = time.monotonic()
         cleaned, counts = clean_frame(read_split(store, raw, split))
+        log.info(
+            "%s clean: split %d/%d (%s) %s -> %s rows in %s",
+            PROGRESS_MARK,
+            number,
+            len(present),
+            split,
+            f"{raw.splits[split].rows:,}",
+            f"{len(cleaned):,}",
+            format_duration(time.monotonic() - started),
+        )
         if cleaned.empty:
             raise CleanError(
                 f"split {split!r} is empty after cleaning ({raw.splits[split].rows} rows before: "

@@ -8,7 +8,9 @@ when the source has none, and everything lands under a run-scoped prefix with th
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,12 @@ from sentiflow.data.labels import apply_encoding, check_classes, encode_labels, 
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.data.sources import FILE_SUFFIXES, SPLIT_ALIASES, load_files
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
+from sentiflow.progress import PROGRESS_MARK, format_duration
 from sentiflow.storage import ObjectStore, S3Uri, is_s3_uri
 
 __all__ = ["CollectError", "collect", "encode_labels", "load_source", "sanitize_run_id", "snapshot_prefix"]
+
+log = logging.getLogger(__name__)
 
 
 TEXT_CANDIDATES = ("text", "review", "sentence", "content", "document", "tweet", "body", "comment")
@@ -171,7 +176,15 @@ def collect(
     prefix = snapshot_prefix(store, run_id, "raw")
     # A re-run replaces the snapshot: drop the old manifest first, so a failure below leaves none behind.
     store.delete(prefix.join(MANIFEST_FILE))
+    started = time.monotonic()
+    log.info("%s collect: reading %s", PROGRESS_MARK, source)
     frames, schema_names = load_source(source, config_name=config_name, store=store)
+    log.info(
+        "%s collect: read %s in %s",
+        PROGRESS_MARK,
+        ", ".join(f"{split} {len(frame):,} rows" for split, frame in frames.items()),
+        format_duration(time.monotonic() - started),
+    )
 
     first = frames["train"]
     text_col = detect_text_column(first, text_column)
@@ -222,6 +235,12 @@ def collect(
 
     ordered = {split: unified[split].reset_index(drop=True) for split in SPLITS}
     check_classes(ordered, names, LABEL_COLUMN)
+    log.info(
+        "%s collect: writing %s to %s",
+        PROGRESS_MARK,
+        ", ".join(f"{split} {len(frame):,} rows" for split, frame in ordered.items()),
+        prefix,
+    )
     source_info: dict[str, Any] = {
         "source": source,
         "config_name": config_name,

@@ -28,6 +28,7 @@ from sentiflow.names import (
     TEXT_COLUMN,
     VAL_F1,
 )
+from sentiflow.progress import ProgressReporter
 from sentiflow.train.artifacts import write_evaluation_artifacts
 from sentiflow.train.data import TrainingData, load_training_data
 from sentiflow.train.metrics import classification_metrics
@@ -47,9 +48,25 @@ class TrainResult(BaseModel):
     metrics: dict[str, float]
 
 
+#: Prediction over a split runs in chunks of this many texts, with a progress line every few seconds.
+PREDICT_CHUNK = 256
+
+
+def _predict_progress(classifier: TextClassifier, texts: list[str], split: str) -> np.ndarray:
+    """``predict_proba`` in chunks, logging how far it is (a transformer on CPU takes minutes on 25k)."""
+    if len(texts) <= PREDICT_CHUNK:
+        return classifier.predict_proba(texts)
+    reporter = ProgressReporter(f"predict {split}", len(texts), log.info, unit="texts")
+    parts = []
+    for start in range(0, len(texts), PREDICT_CHUNK):
+        parts.append(classifier.predict_proba(texts[start : start + PREDICT_CHUNK]))
+        reporter.update(min(start + PREDICT_CHUNK, len(texts)))
+    return np.concatenate(parts)
+
+
 def _predict_timed(classifier: TextClassifier, texts: list[str]) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
-    probs = classifier.predict_proba(texts)
+    probs = _predict_progress(classifier, texts, "test")
     elapsed = time.perf_counter() - started
     return probs, elapsed * 1000.0 * 1000.0 / max(len(texts), 1)
 
@@ -70,7 +87,7 @@ def _finish(
 
     val_labels = data.validation[LABEL_COLUMN].to_numpy()
     test_labels = data.test[LABEL_COLUMN].to_numpy()
-    val_probs = classifier.predict_proba(data.validation[TEXT_COLUMN].tolist())
+    val_probs = _predict_progress(classifier, data.validation[TEXT_COLUMN].tolist(), "validation")
     test_probs, ms_per_1k = _predict_timed(classifier, data.test[TEXT_COLUMN].tolist())
     val_metrics = classification_metrics("val", val_labels, val_probs)
     test_metrics = classification_metrics("test", test_labels, test_probs)

@@ -29,6 +29,7 @@ from sentiflow.train.data import TrainingData
 from sentiflow.train.errors import TrainingError
 from sentiflow.train.metrics import classification_metrics
 from sentiflow.train.params import TrainParams
+from sentiflow.train.trainer_progress import progress_callback
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def fit_transformer(
     train_ds = encode_dataset(classifier, data.train)
     val_ds = encode_dataset(classifier, data.validation)
     logger = _epoch_logger_class()(on_epoch)
-    callbacks: list[Any] = [logger]
+    callbacks: list[Any] = [logger, progress_callback()]
     if params.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
 

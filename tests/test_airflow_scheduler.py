@@ -1,0 +1,278 @@
+"""``sentiment_pipeline`` under Airflow's real scheduler, triggered through the REST API.
+
+Everything else in the suite runs the DAG with ``dag.test()`` (in process, no scheduler); this runs it the way
+a deployment does: ``airflow dag-processor``, ``airflow scheduler`` (LocalExecutor: each task in its own
+process, talking to the api-server's execution API) and ``airflow api-server``, on free ports with PID files
+and their own ``AIRFLOW_HOME``/SQLite DB, against the session stack's S3 and MLflow and a gunicorn model
+server. The environment is ``sentiflow.airflow_local.airflow_env`` — the one ``make airflow`` uses.
+
+Small run: the TF-IDF baseline only (``train_transformer`` off), 300 training reviews, a forced promotion. It
+asserts the run's state, every task's state, the promoted version (MLflow alias and the server's answer),
+and the operator extra links of ``plugins/sentiflow_links.py`` as the api-server resolves them.
+
+Set ``SENTIFLOW_SCHEDULER_RUN_JSON=<path>`` to keep the run's timings (``benchmarks/scheduler_run.py`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from sentiflow import localstack
+from sentiflow.airflow_local import airflow_env, health
+from sentiflow.config import MLflowSettings
+from sentiflow.localstack import HOST, Service, StackSettings
+from sentiflow.offline import offline_env
+
+pytestmark = pytest.mark.slow
+
+DAG_ID = "sentiment_pipeline"
+#: A busy 2-core machine takes minutes to import Airflow in each component and to parse the DAGs.
+START_TIMEOUT_S = 420.0
+#: Each task is a fresh process importing Airflow and sentiflow: tens of seconds each when the box is busy.
+RUN_TIMEOUT_S = 1800.0
+HTTP_TIMEOUT_S = 60.0
+COMPONENTS = ("api-server", "dag-processor", "scheduler")
+
+EXPECTED_STATES = {
+    "validate_params": "success",
+    "collect": "success",
+    "clean": "success",
+    "training_data": "success",
+    "drift_report": "success",
+    "choose_training": "success",
+    "train_kubernetes": "skipped",
+    "train_local": "skipped",
+    "train_baseline": "success",
+    "feedback_lineage": "success",
+    "select_best": "success",
+    "promote": "success",
+    "keep_champion": "skipped",
+    "deploy": "success",
+    "inference_check": "success",
+}
+
+
+@dataclass(frozen=True)
+class Airflow:
+    url: str
+    home: Path
+    session: requests.Session
+
+    def get(self, path: str) -> dict:
+        response = self.session.get(f"{self.url}/api/v2{path}", timeout=HTTP_TIMEOUT_S)
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text[:500]}"
+        return response.json()
+
+    def xcom(self, run_id: str, task_id: str, key: str = "return_value") -> object:
+        path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        value = self.get(path)["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    def links(self, run_id: str, task_id: str) -> dict[str, str | None]:
+        return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/links")["extra_links"]
+
+
+def _login(url: str, home: Path) -> requests.Session:
+    passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+    response = requests.post(
+        f"{url}/auth/token",
+        json={"username": "admin", "password": passwords["admin"]},
+        timeout=HTTP_TIMEOUT_S,
+    )
+    assert response.status_code == 201, response.text
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    return session
+
+
+@pytest.fixture(scope="module")
+def model_server(stack: StackSettings) -> Iterator[StackSettings]:
+    localstack.start(stack, localstack.services(stack)["model-server"])
+    try:
+        yield stack
+    finally:
+        localstack.stop(stack, "model-server")
+
+
+@pytest.fixture(scope="module")
+def airflow(
+    model_server: StackSettings, imdb_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Airflow]:
+    """api-server, dag-processor and scheduler (LocalExecutor) on this session's stack; stopped by PID."""
+    settings = model_server.model_copy(
+        update={"home": tmp_path_factory.mktemp("airflow-scheduler"), "start_timeout_s": START_TIMEOUT_S}
+    )
+    port = localstack.free_port()
+    url = f"http://{HOST}:{port}"
+    env = {
+        **airflow_env(settings, port, offline=offline_env(offline=True)),
+        # the session stack's model server keeps its own state folder
+        "SENTIFLOW_SERVER_STATE_DIR": os.environ["SENTIFLOW_SERVER_STATE_DIR"],
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(localstack.free_port()),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "1800",  # parse once: the files do not change
+    }
+    localstack.airflow_init(settings)
+    airflow_bin = localstack._bin("airflow")
+    services = [
+        Service(
+            name="airflow-api-server",
+            argv=[airflow_bin, "api-server", "--host", HOST, "--port", str(port), "-w", "1"],
+            env=env,
+            health=health(url, ("metadatabase",)),
+            ports=(port,),
+        ),
+        Service(
+            name="airflow-dag-processor",
+            argv=[airflow_bin, "dag-processor"],
+            env=env,
+            health=health(url, ("metadatabase", "dag_processor")),
+        ),
+        Service(
+            name="airflow-scheduler",
+            argv=[airflow_bin, "scheduler"],
+            env=env,
+            health=health(url, ("metadatabase", "scheduler")),
+        ),
+    ]
+    try:
+        for service in services:
+            localstack.start(settings, service)
+        yield Airflow(url=url, home=settings.airflow_home, session=_login(url, settings.airflow_home))
+    finally:
+        for service in reversed(services):
+            localstack.stop(settings, service.name)
+
+
+def _wait_for_dag(api: Airflow) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        response = api.session.get(f"{api.url}/api/v2/dags/{DAG_ID}", timeout=HTTP_TIMEOUT_S)
+        if response.status_code == 200:
+            return
+        time.sleep(3)
+    raise AssertionError(f"the dag-processor did not register {DAG_ID} within {START_TIMEOUT_S:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def finished_run(airflow: Airflow, imdb_dir: Path, offline_model: Path) -> dict:
+    """Unpause, trigger with small params through the REST API, wait for the end; the run and its timings."""
+    _wait_for_dag(airflow)
+    dag = airflow.get(f"/dags/{DAG_ID}")
+    assert dag["is_paused"] is True  # paused at creation, as make airflow promises
+    unpaused = airflow.session.patch(
+        f"{airflow.url}/api/v2/dags/{DAG_ID}", json={"is_paused": False}, timeout=HTTP_TIMEOUT_S
+    )
+    assert unpaused.status_code == 200, unpaused.text
+    conf = {
+        "dataset": str(imdb_dir),
+        "sample_size": 300,
+        "eval_sample_size": 150,
+        "model_name": str(offline_model),
+        "train_transformer": False,
+        "run_baseline": True,
+        "train_backend": "local",
+        "force_promote": True,
+        "check_min_accuracy": 0.0,
+    }
+    triggered_at = time.monotonic()
+    response = airflow.session.post(
+        f"{airflow.url}/api/v2/dags/{DAG_ID}/dagRuns",
+        json={"dag_run_id": "scheduler-test", "logical_date": None, "conf": conf},
+        timeout=HTTP_TIMEOUT_S,
+    )
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+    deadline = triggered_at + RUN_TIMEOUT_S
+    while True:
+        run = airflow.get(f"/dags/{DAG_ID}/dagRuns/{run_id}")
+        if run["state"] in ("success", "failed"):
+            break
+        assert time.monotonic() < deadline, f"run still {run['state']} after {RUN_TIMEOUT_S:.0f}s"
+        time.sleep(3)
+    wall_s = time.monotonic() - triggered_at
+    tis = airflow.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    record = {
+        "state": run["state"],
+        "wall_s_trigger_to_end": round(wall_s, 1),
+        "executor": "LocalExecutor",
+        "run_start_date": run.get("start_date"),
+        "run_end_date": run.get("end_date"),
+        "conf": conf,
+        "tasks": {
+            ti["task_id"]: {"state": ti["state"], "duration_s": round(ti["duration"] or 0.0, 1)} for ti in tis
+        },
+    }
+    target = os.environ.get("SENTIFLOW_SCHEDULER_RUN_JSON")
+    if target:
+        Path(target).write_text(json.dumps(record, indent=2) + "\n")
+    return {"run_id": run_id, **record}
+
+
+def test_the_run_succeeds_with_every_task_in_its_expected_state(finished_run: dict) -> None:
+    states = {task_id: t["state"] for task_id, t in finished_run["tasks"].items()}
+    assert finished_run["state"] == "success", states
+    assert states == EXPECTED_STATES
+
+
+def test_the_promoted_version_is_champion_and_served(airflow: Airflow, finished_run: dict) -> None:
+    from sentiflow.pipeline import registry
+    from sentiflow.serving_client import ModelServerClient
+
+    promoted = airflow.xcom(finished_run["run_id"], "promote")
+    decision = airflow.xcom(finished_run["run_id"], "select_best", "decision")
+    trained = airflow.xcom(finished_run["run_id"], "train_baseline")
+    assert promoted["version"] == decision["candidate_version"] == str(trained["model_version"])
+    settings = MLflowSettings()
+    aliases = registry.mlflow_client(settings).get_registered_model(settings.registered_model_name).aliases
+    assert str(aliases["champion"]) == promoted["version"]
+    server = ModelServerClient(os.environ["SENTIFLOW_SERVER_URL"], os.environ["SENTIFLOW_SERVER_ADMIN_TOKEN"])
+    served = server.model()
+    assert str(served["version"]) == promoted["version"]
+    check = airflow.xcom(finished_run["run_id"], "inference_check")
+    assert check["passed"] is True and str(check["model_version"]) == promoted["version"]
+
+
+def test_operator_extra_links_resolve_from_xcom(airflow: Airflow, finished_run: dict) -> None:
+    run_id = finished_run["run_id"]
+    mlflow_url = os.environ["SENTIFLOW_MLFLOW_TRACKING_URI"]
+    server_url = os.environ["SENTIFLOW_SERVER_URL"]
+    trained = airflow.xcom(run_id, "train_baseline")
+    promoted = airflow.xcom(run_id, "promote")
+    model = MLflowSettings().registered_model_name
+
+    assert airflow.links(run_id, "train_baseline")["MLflow run"] == f"{mlflow_url}/#/runs/{trained['run_id']}"
+    version_url = f"{mlflow_url}/#/models/{model}/versions/{promoted['version']}"
+    assert airflow.links(run_id, "select_best")["Model version"] == version_url
+    assert airflow.links(run_id, "promote")["Model version"] == version_url
+    for task_id in ("deploy", "inference_check"):
+        links = airflow.links(run_id, task_id)
+        assert links["Model server"] == f"{server_url}/ui/"
+        report = requests.get(links["Check report"], timeout=HTTP_TIMEOUT_S)  # presigned: no credentials
+        assert report.status_code == 200, report.text[:300]
+        assert report.json()["passed"] is True and str(report.json()["model_version"]) == promoted["version"]
+    # tasks without a target, and a skipped training task (no result in XCom), show no link at all
+    assert not any(airflow.links(run_id, "collect").values())
+    assert not any(airflow.links(run_id, "train_local").values())
+    assert requests.get(f"{server_url}/ui/", timeout=HTTP_TIMEOUT_S).status_code == 200
+
+
+def test_task_logs_in_the_airflow_ui_carry_the_progress_lines(airflow: Airflow, finished_run: dict) -> None:
+    """What the UI's log view shows for a task (the REST log endpoint it calls)."""
+    run_id = finished_run["run_id"]
+    texts = {}
+    for task_id in ("collect", "clean"):
+        log = airflow.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1?full_content=true")
+        texts[task_id] = json.dumps(log["content"])
+    assert "[progress] collect: writing train 300 rows, validation 150 rows" in texts["collect"]
+    assert "[progress] clean: split 1/3 (train) 300 -> " in texts["clean"]
