@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from sentiflow.config import MLflowSettings
-from serving.devserver import DevServer, register_tfidf_versions
 from serving.state import StateDir
+from tests.devserver import DevServer, register_tfidf_versions
 
 SERVER_ENV = {
     "SENTIFLOW_SERVER_WORKERS": "2",

@@ -14,8 +14,8 @@ from sentiflow.modeling.tfidf import TfidfClassifier
 from serving import feedback
 from serving.app import create_app
 from serving.batcher import MicroBatcher, NotReadyError
-from serving.devserver import NEG_TEXTS, POS_TEXTS
 from serving.state import StateDir
+from tests.devserver import NEG_TEXTS, POS_TEXTS
 
 
 @dataclass

@@ -196,14 +196,6 @@ def default_sampler() -> ProductionSampler | None:
         return _default
 
 
-def reset_default_sampler(sampler: ProductionSampler | None = None) -> None:
-    global _default
-    with _default_lock:
-        if _default is not None and _default is not sampler:
-            _default.close()
-        _default = sampler
-
-
 def record_predictions(texts: Sequence[str], labels: Sequence[str], model_version: str | None) -> None:
     """The server's hook after each ``/predict``: never raises, never blocks on S3."""
     try:
