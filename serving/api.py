@@ -8,8 +8,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from sentiflow.feedback.sampling import record_predictions
-from serving import feedback, metrics
+from serving import metrics
 from serving.batcher import NotReadyError
 from serving.errors import ApiError
 from serving.schemas import FeedbackRequest, PredictRequest, parse_body
@@ -86,7 +85,7 @@ def predict():
                 "scores": {name: float(p) for name, p in zip(labels, row, strict=True)},
             }
         )
-    record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample (issue 7)
+    server.record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample
     return jsonify(model_version=model.version, model_name=model.name, predictions=predictions)
 
 
@@ -106,7 +105,7 @@ def post_feedback():
         model_version=None if body.model_version is None else str(body.model_version),
     )
     metrics.FEEDBACK.labels(outcome="correct" if record.correct else "wrong").inc()
-    feedback.notify_stored(record)
+    server.notify_feedback_stored(record)
     return jsonify(record.to_json()), 201
 
 

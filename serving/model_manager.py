@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sentiflow import names
-from sentiflow.config import MLflowSettings, S3Settings, ServerSettings, export_s3_env_for_mlflow
+from sentiflow.config import MLflowSettings, ServerSettings
 from serving import metrics
 from serving.batcher import MicroBatcher
 from serving.state import StateDir
@@ -100,8 +100,6 @@ class Registry:
     def __init__(self, settings: MLflowSettings) -> None:
         self.settings = settings
         self.name = settings.registered_model_name
-        for key, value in export_s3_env_for_mlflow(S3Settings()).items():
-            os.environ.setdefault(key, value)
 
     def _client(self):
         from mlflow import MlflowClient
