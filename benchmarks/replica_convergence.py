@@ -114,9 +114,9 @@ def main() -> int:
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
     from sentiflow.config import MLflowSettings
     from sentiflow.pipeline import registry
-    from serving.devproxy import RoundRobinProxy
-    from serving.devserver import DevServer, register_tfidf_versions
     from serving.replicas import ReplicaStore
+    from tests.devproxy import RoundRobinProxy
+    from tests.devserver import DevServer, register_tfidf_versions
 
     servers: list[DevServer] = []
     proxy = None

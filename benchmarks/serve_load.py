@@ -35,10 +35,12 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +48,6 @@ sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
 from sentiflow import localstack  # noqa: E402
 from sentiflow.localstack import StackSettings  # noqa: E402
-from sentiflow.processes import stat_fields  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 LABELS = ["negative", "positive"]
@@ -178,6 +179,30 @@ def stop_process(proc: subprocess.Popen) -> None:
             pass
 
 
+@dataclass(frozen=True)
+class ModelServer:
+    """One gunicorn model server of the local stack's definition (argv, PID file, health), with extra env."""
+
+    stack: StackSettings
+    pid: int
+
+    @classmethod
+    def start(cls, stack: StackSettings, env: dict[str, str]) -> ModelServer:
+        service = localstack.services(stack)["model-server"]
+        return cls(stack, localstack.start(stack, replace(service, env={**service.env, **env})))
+
+    @property
+    def url(self) -> str:
+        return self.stack.server_url
+
+    @property
+    def token(self) -> str:
+        return self.stack.server_token
+
+    def stop(self) -> None:
+        localstack.stop(self.stack, "model-server")
+
+
 class Target:
     def __init__(self, name: str, url: str, wrap, pgid: int, metrics_url: str | None = None) -> None:
         self.name, self.url, self.wrap, self.pgid = name, url, wrap, pgid
@@ -204,12 +229,15 @@ def shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 
 def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of one process group (a server)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        fields = stat_fields(int(entry.name)) if entry.name.isdigit() else None
-        if fields is not None and int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except (psutil.Error, ProcessLookupError):  # gone meanwhile, or not ours to read
+            continue
+    return total
 
 
 def run_level(
@@ -289,9 +317,7 @@ def main() -> int:
         start_timeout_s=600,
     )
     mlflow_serve_port = localstack.free_port()
-    from serving.devserver import DevServer
-
-    servers: list[DevServer] = []
+    servers: list[ModelServer] = []
     mlflow_proc = None
     try:
         localstack.up(stack, ["s3", "mlflow"], with_airflow=False)
@@ -305,7 +331,7 @@ def main() -> int:
             server_stack = stack.model_copy(
                 update={"home": home / runtime, "server_port": localstack.free_port()}
             )
-            server = DevServer(
+            server = ModelServer.start(
                 server_stack,
                 {
                     "SENTIFLOW_SERVER_WORKERS": str(args.workers),
@@ -315,7 +341,7 @@ def main() -> int:
                     "SENTIFLOW_SERVER_TIMEOUT_S": "600",
                     "SENTIFLOW_SERVER_RUNTIME": runtime,
                 },
-            ).start()
+            )
             servers.append(server)
             r = requests.post(
                 f"{server.url}/deploy?wait=true",

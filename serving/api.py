@@ -6,9 +6,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from sentiflow.feedback.sampling import record_predictions
 from sentiflow.modeling.base import probabilities_to_predictions
-from serving import feedback, metrics, openapi
+from serving import metrics, openapi
 from serving.batcher import NotReadyError, PredictionFailedError
 from serving.errors import ApiError
 from serving.openapi import ErrorBody, document
@@ -130,7 +129,7 @@ def predict():
         predictions.append(
             {"label": p.label, "label_id": p.label_id, "scores": p.scores, "prediction_id": prediction_id}
         )
-    record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample (issue 7)
+    server.record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample
     return jsonify(model_version=model.version, model_name=model.name, predictions=predictions)
 
 
@@ -160,7 +159,7 @@ def post_feedback():
         verified=True,
     )
     metrics.FEEDBACK.labels(outcome="correct" if record.correct else "wrong").inc()
-    feedback.notify_stored(record)
+    server.notify_feedback_stored(record)
     return jsonify(record.to_json()), 201
 
 

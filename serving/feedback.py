@@ -6,16 +6,14 @@ the journal mode are set once, under a file lock, because two workers opening a 
 URL (Postgres in production) via ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``. Each row is committed before the
 request answers, so a crash right after a 201 loses nothing.
 
-Other components react to stored rows without touching the route: ``on_stored(fn)`` registers a
-listener that ``notify_stored`` calls with each committed ``FeedbackRecord`` (listener errors are logged,
-never turned into a failed request: the row is already safe).
+Other components react to stored rows without touching the route: the app's extension
+(``serving.extension``) calls its listeners with each committed ``FeedbackRecord``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,30 +74,6 @@ class FeedbackRecord:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat()
         return data
-
-
-Listener = Callable[[FeedbackRecord], None]
-_listeners: list[Listener] = []
-
-
-def on_stored(listener: Listener) -> Listener:
-    """Register ``listener(record)`` to run after each feedback row is committed (usable as a decorator)."""
-    if listener not in _listeners:
-        _listeners.append(listener)
-    return listener
-
-
-def remove_listener(listener: Listener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
-
-
-def notify_stored(record: FeedbackRecord) -> None:
-    for listener in list(_listeners):
-        try:
-            listener(record)
-        except Exception:
-            log.exception("feedback listener %r failed for row %s", listener, record.id)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

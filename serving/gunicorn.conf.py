@@ -3,6 +3,7 @@
 ``gthread`` workers: request threads wait on the micro-batcher while one inference thread per worker
 runs the model. The timeout covers a slow model load. Each worker loads the app itself (no preload), so
 a worker's model, threads and torch state are its own; Prometheus values are shared through files.
+Process-wide set-up (logging, the environment MLflow reads) happens here, never in ``create_app``.
 """
 
 import os
@@ -11,11 +12,13 @@ import uuid
 from pathlib import Path
 
 from sentiflow.config import ServerSettings
+from serving.process import configure_process
 
 # One replica id for this server's workers (read in the master, inherited by every worker it forks):
 # the workers report under it in the shared database. A restarted server is a new replica.
 os.environ.setdefault("SENTIFLOW_SERVER_REPLICA_ID", f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
 _settings = ServerSettings()
+configure_process(_settings)  # logging and MLflow's variables, once, before the workers fork
 _prom_dir = Path(
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.state_dir.resolve() / "prometheus"))
 )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sentiflow import names
-from sentiflow.config import MLflowSettings, S3Settings, ServerSettings, export_s3_env_for_mlflow
+from sentiflow.config import MLflowSettings, ServerSettings
 from sentiflow.pipeline import registry
 from sentiflow.pipeline.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import metrics
@@ -86,8 +86,6 @@ class Registry:
     def __init__(self, settings: MLflowSettings) -> None:
         self.settings = settings
         self.name = settings.registered_model_name
-        for key, value in export_s3_env_for_mlflow(S3Settings()).items():
-            os.environ.setdefault(key, value)
 
     def client(self) -> Any:
         return registry.mlflow_client(self.settings)

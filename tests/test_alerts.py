@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from sentiflow.config import AlertSettings
-from sentiflow.feedback import alerts
 from sentiflow.feedback.alerts import (
     ALERT_WRONG_PREDICTIONS,
     FeedbackAlerter,
@@ -220,13 +219,18 @@ def test_dead_webhook_gives_up_after_its_attempts() -> None:
     assert (alerter.sender.delivered, alerter.sender.failed) == (0, 1)
 
 
-def test_server_hook_never_raises_and_ignores_extra_columns(receiver: Receiver) -> None:
-    alerts.reset_default_alerter(FeedbackAlerter(settings(receiver.url, wrong_threshold=1)))
-    try:
-        alert = alerts.on_feedback(
-            text="bad", predicted_label="negative", correct=False, id=12, created_at="2025-01-01"
-        )
-        assert alert is not None
-        assert alerts.on_feedback(text=None, predicted_label=None, correct=False, at="not a time") is None
-    finally:
-        alerts.reset_default_alerter(None)
+def test_server_hook_never_raises_and_reads_the_stored_record(receiver: Receiver) -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    alerter = FeedbackAlerter(settings(receiver.url, wrong_threshold=1))
+    record = SimpleNamespace(
+        id=12,
+        text="bad",
+        predicted_label="negative",
+        correct=False,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )  # a FeedbackRecord's fields; true_label and model_version may be missing
+    alert = alerter.on_record(record)
+    assert alert is not None and alert.raised_at == record.created_at.timestamp()
+    assert alerter.on_record(SimpleNamespace(text="no label or flag")) is None  # logged, not raised

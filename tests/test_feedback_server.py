@@ -20,7 +20,7 @@ from sentiflow.data.snapshot import read_manifest, read_snapshot, write_snapshot
 from sentiflow.feedback.dataset import export_and_merge, log_feedback_lineage, read_export_watermark
 from sentiflow.feedback.sampling import read_production_sample
 from sentiflow.names import FEEDBACK_ROWS_USED, FEEDBACK_SNAPSHOT_URI
-from serving.devserver import DevServer
+from tests.devserver import DevServer
 from tests.test_alerts import Receiver
 from tests.test_server import register_tfidf_versions
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.devserver import DevServer, register_tfidf_versions
+from tests.devserver import DevServer, register_tfidf_versions
 from tests.fuzz_api import fuzz
 
 pytestmark = pytest.mark.slow

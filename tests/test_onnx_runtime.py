@@ -45,7 +45,7 @@ def sharp(tiny_model_dir: Path) -> TransformerClassifier:
     (a random head gives ~0.5 everywhere, where any runtime would agree)."""
     import torch
 
-    from serving.devserver import NEG_TEXTS, POS_TEXTS
+    from tests.devserver import NEG_TEXTS, POS_TEXTS
 
     torch.manual_seed(0)
     clf = TransformerClassifier.from_pretrained(str(tiny_model_dir), ["neg", "pos"], max_length=64)
@@ -142,7 +142,7 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
 
     from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
-    from serving.devserver import DevServer
+    from tests.devserver import DevServer
 
     monkeypatch.setenv("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", f"onnx-test-{uuid.uuid4().hex[:8]}")
     mlflow.set_experiment(MLflowSettings().experiment_name)

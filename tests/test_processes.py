@@ -6,13 +6,15 @@ import subprocess
 import time
 from pathlib import Path
 
-from sentiflow.processes import pid_alive, stat_fields, wait_gone
+import psutil
+
+from sentiflow.processes import pid_alive, wait_gone
 
 
 def test_an_exited_unreaped_child_is_not_alive_and_wait_gone_reaps_it() -> None:
     proc = subprocess.Popen(["true"])
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and stat_fields(proc.pid)[0] != "Z":
+    while time.monotonic() < deadline and psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.05)
     assert Path(f"/proc/{proc.pid}").exists()  # a zombie: os.kill(pid, 0) alone would call it alive
     assert not pid_alive(proc.pid)

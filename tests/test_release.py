@@ -23,7 +23,7 @@ from sentiflow.pipeline import registry, release
 from sentiflow.pipeline.checks import CheckReport, cases_from_records, run_check
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.storage import ObjectStore
-from serving.devserver import NEG_TEXTS, POS_TEXTS, DevServer
+from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer
 
 DEAD = "http://127.0.0.1:9"  # nothing listens on port 9
 

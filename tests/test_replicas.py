@@ -33,8 +33,8 @@ from sentiflow import localstack
 from sentiflow.config import MLflowSettings
 from sentiflow.pipeline import registry
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
-from serving.devproxy import RoundRobinProxy, nginx_binary
-from serving.devserver import DevServer, register_tfidf_versions
+from tests.devproxy import RoundRobinProxy, nginx_binary
+from tests.devserver import DevServer, register_tfidf_versions
 
 pytestmark = [
     pytest.mark.slow,

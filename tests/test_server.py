@@ -22,7 +22,7 @@ import requests
 
 from sentiflow.config import MLflowSettings
 from sentiflow.pipeline import registry
-from serving.devserver import DevServer, register_tfidf_versions
+from tests.devserver import DevServer, register_tfidf_versions
 
 SERVER_ENV = {
     "SENTIFLOW_SERVER_WORKERS": "2",

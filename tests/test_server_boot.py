@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from sentiflow.localstack import _logfile
-from serving.devserver import SERVICE, DevServer
+from tests.devserver import SERVICE, DevServer
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,9 @@ from sentiflow.modeling.tfidf import TfidfClassifier
 from serving import feedback
 from serving.app import create_app
 from serving.batcher import MicroBatcher, NotReadyError
-from serving.devserver import NEG_TEXTS, POS_TEXTS
+from serving.extension import server
+from serving.process import mlflow_environment
+from tests.devserver import NEG_TEXTS, POS_TEXTS
 
 
 @dataclass
@@ -64,23 +66,25 @@ def test_batcher_without_model_is_not_ready():
     batcher.stop()
 
 
-def test_feedback_store_commits_and_notifies(tmp_path):
-    store = feedback.FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
+    settings = ServerSettings(state_dir=tmp_path)
+    ext = server(create_app(settings, start=False))
     seen = []
-    listener = feedback.on_stored(seen.append)
+    ext.on_feedback_stored(seen.append)
 
+    @ext.on_feedback_stored
     def broken(_record):
         raise RuntimeError("listener bug")
 
-    feedback.on_stored(broken)
     try:
-        record = store.add(text="meh", predicted_label="positive", correct=False, true_label="negative")
-        feedback.notify_stored(record)  # the broken listener must not stop the good one
+        record = ext.feedback.add(
+            text="meh", predicted_label="positive", correct=False, true_label="negative"
+        )
+        ext.notify_feedback_stored(record)  # the broken listener must not stop the good one
         assert [r.id for r in seen] == [record.id]
     finally:
-        feedback.remove_listener(listener)
-        feedback.remove_listener(broken)
-    reopened = feedback.FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+        ext.close()
+    reopened = feedback.FeedbackStore(settings.resolved_feedback_db_url)
     frame = reopened.frame()
     assert frame.to_dict("records")[0] | {"created_at": None} == {
         "id": record.id,
@@ -132,10 +136,9 @@ def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypa
 
     from sentiflow.config import MLflowSettings
 
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
-        monkeypatch.setenv(name, "")  # recorded, so what create_app sets is undone after the test
-        monkeypatch.delenv(name)
     settings = ServerSettings(state_dir=tmp_path, admin_token="t0ken")  # the shipped retry defaults
+    for name, value in mlflow_environment(settings).items():  # what gunicorn.conf.py sets for the workers
+        monkeypatch.setenv(name, value)
     # nothing listens on port 9: the registry is down
     app = create_app(settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
     try:
@@ -145,7 +148,31 @@ def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypa
         )
         elapsed = time.monotonic() - started
     finally:
-        app.extensions["sentiflow"].feedback.dispose()
+        server(app).close()
     assert r.status_code == 503 and r.get_json()["error"] == "registry_unavailable"
     assert "127.0.0.1:9" in r.get_json()["message"]
     assert elapsed < 15
+
+
+def test_two_apps_share_no_collaborators_and_leave_the_process_alone(tmp_path, monkeypatch):
+    """Everything lives on the app: nothing to reset between tests, no environment or logging changes."""
+    import logging
+    import os
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    environ, root_handlers = dict(os.environ), list(logging.getLogger().handlers)
+    first, second = (
+        server(create_app(ServerSettings(state_dir=tmp_path / name), start=False)) for name in ("a", "b")
+    )
+    try:
+        assert os.environ == environ and logging.getLogger().handlers == root_handlers
+        for attribute in ("registry", "manager", "batcher", "feedback", "alerter", "sampler"):
+            assert getattr(first, attribute) is not getattr(second, attribute), attribute
+        assert first.alerter.on_record in first.feedback_listeners  # wired by create_app
+        seen = []
+        first.on_feedback_stored(seen.append)
+        second.notify_feedback_stored(second.feedback.add(text="x", predicted_label="positive", correct=True))
+        assert seen == [] and seen.append not in second.feedback_listeners
+    finally:
+        first.close()
+        second.close()

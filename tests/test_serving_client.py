@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from sentiflow.serving_client import ModelServerClient, ModelServerError
-from serving.devserver import DevServer, register_tfidf_versions
+from tests.devserver import DevServer, register_tfidf_versions
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,38 +1,25 @@
 """Whether a process we know by PID still runs, and waiting for it to go.
 
-Shared by the local stack (its PID files) and the dev model server (a simulated crash): one definition of
-"alive", where a zombie child counts as gone. (The model server itself probes no PIDs: its replicas and
-workers report to the shared database, issue 13.)
+Shared by the local stack (its PID files) and the test model server (a simulated crash): one definition of
+"alive", where a zombie child counts as gone. psutil reads the process table, so no code here parses
+``/proc``. (The model server itself probes no PIDs: its replicas and workers report to the shared database.)
 """
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-
-def stat_fields(pid: int) -> list[str] | None:
-    """``/proc/<pid>/stat`` after the command name: state, ppid, pgrp, ... utime (11), stime (12).
-
-    The name is cut at the last ``)``, since a name may itself hold spaces and parentheses. None when the
-    process is gone (or there is no ``/proc``).
-    """
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
+import psutil
 
 
 def pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # exited, not yet reaped: gone
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # alive, owned by someone else
+    except psutil.AccessDenied:  # alive, owned by someone else
         return True
-    fields = stat_fields(pid)
-    return fields is None or fields[0] != "Z"  # a zombie (exited, not yet reaped) counts as gone
 
 
 def reap(pid: int) -> None:

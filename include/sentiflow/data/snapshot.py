@@ -50,10 +50,6 @@ class Manifest(BaseModel):
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.label_names))
-
     def rows(self) -> dict[str, int]:
         return {name: info.rows for name, info in self.splits.items()}
 

@@ -307,6 +307,25 @@ class FeedbackAlerter:
             return None
         return self.raise_alert(self.wrong_predictions_alert(flags))
 
+    def on_record(self, record: Any) -> Alert | None:
+        """The model server's listener for a stored feedback row (a ``serving.feedback.FeedbackRecord``).
+
+        It never raises: a broken alert path must not fail ``POST /feedback``, whose row is already safe.
+        """
+        try:
+            created_at = getattr(record, "created_at", None)
+            return self.on_feedback(
+                text=record.text,
+                predicted_label=record.predicted_label,
+                correct=record.correct,
+                true_label=getattr(record, "true_label", None),
+                model_version=getattr(record, "model_version", None),
+                at=created_at.timestamp() if isinstance(created_at, datetime) else None,
+            )
+        except Exception:
+            logger.exception("feedback alert hook failed; the feedback itself was stored")
+            return None
+
     def wrong_predictions_alert(self, flags: Sequence[WrongFlag]) -> Alert:
         s = self.settings
         versions = sorted({f.model_version for f in flags if f.model_version})
@@ -349,65 +368,3 @@ class FeedbackAlerter:
         if self.sender is not None:
             self.sender.send(payload)
         return alert
-
-
-_default: FeedbackAlerter | None = None
-_default_lock = threading.Lock()
-
-
-def default_alerter() -> FeedbackAlerter:
-    """The process-wide alerter the model server uses (settings read once, on first use)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = FeedbackAlerter()
-        return _default
-
-
-def reset_default_alerter(alerter: FeedbackAlerter | None = None) -> None:
-    """Replace (or forget) the process-wide alerter; for tests and for settings reloads."""
-    global _default
-    with _default_lock:
-        _default = alerter
-
-
-def on_feedback(
-    *,
-    text: str,
-    predicted_label: str,
-    correct: bool,
-    true_label: str | None = None,
-    model_version: str | None = None,
-    at: float | None = None,
-    **_other_columns: Any,
-) -> Alert | None:
-    """The server's hook, called after each feedback row is stored.
-
-    It never raises (a broken alert path must not fail ``POST /feedback``) and ignores extra columns, so
-    the server can pass its stored row as is.
-    """
-    try:
-        return default_alerter().on_feedback(
-            text=text,
-            predicted_label=predicted_label,
-            correct=correct,
-            true_label=true_label,
-            model_version=model_version,
-            at=at,
-        )
-    except Exception:  # alerting must not break POST /feedback
-        logger.exception("feedback alert hook failed; the feedback itself was stored")
-        return None
-
-
-def on_feedback_record(record: Any) -> Alert | None:
-    """Listener for the server's ``serving.feedback.on_stored``: takes its stored ``FeedbackRecord``."""
-    created_at = getattr(record, "created_at", None)
-    return on_feedback(
-        text=record.text,
-        predicted_label=record.predicted_label,
-        correct=record.correct,
-        true_label=getattr(record, "true_label", None),
-        model_version=getattr(record, "model_version", None),
-        at=created_at.timestamp() if isinstance(created_at, datetime) else None,
-    )

@@ -1,6 +1,7 @@
 """A bounded, privacy-aware sample of production predictions, flushed to S3 for the drift report.
 
-The model server calls :func:`record_predictions` after each ``/predict``; it only appends to a bounded
+The model server (its own ``ProductionSampler``, made by ``create_app``) calls
+:meth:`ProductionSampler.record_safely` after each ``/predict``; it only appends to a bounded
 in-memory buffer (oldest rows go first when full), so it costs the request almost nothing. A background
 thread turns the buffer into features and writes one parquet object per flush under
 ``s3://<bucket>/<samples_prefix>/dt=YYYY-MM-DD/``: one folder per day, one file per worker and flush, so
@@ -174,44 +175,17 @@ class ProductionSampler:
             columns=list(SAMPLE_COLUMNS),
         )
 
+    def record_safely(self, texts: Sequence[str], labels: Sequence[str], model_version: str | None) -> None:
+        """The server's hook after each ``/predict``: never raises, never blocks on S3."""
+        try:
+            self.record(texts, labels, model_version)
+        except Exception:
+            logger.exception("production sample hook failed; the prediction was answered normally")
+
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
         self.flush()
-
-
-_default: ProductionSampler | None = None
-_default_lock = threading.Lock()
-
-
-def default_sampler() -> ProductionSampler | None:
-    """The process-wide sampler the server uses; None when ``SENTIFLOW_DRIFT_SAMPLE_ENABLED=false``."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            settings = DriftSettings()
-            if not settings.sample_enabled:
-                return None
-            _default = ProductionSampler(settings)
-        return _default
-
-
-def reset_default_sampler(sampler: ProductionSampler | None = None) -> None:
-    global _default
-    with _default_lock:
-        if _default is not None and _default is not sampler:
-            _default.close()
-        _default = sampler
-
-
-def record_predictions(texts: Sequence[str], labels: Sequence[str], model_version: str | None) -> None:
-    """The server's hook after each ``/predict``: never raises, never blocks on S3."""
-    try:
-        sampler = default_sampler()
-        if sampler is not None:
-            sampler.record(texts, labels, model_version)
-    except Exception:
-        logger.exception("production sample hook failed; the prediction was answered normally")
 
 
 def read_production_sample(

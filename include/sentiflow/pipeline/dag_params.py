@@ -1,8 +1,9 @@
 """The trigger form of the DAGs: every parameter with its type, description and default.
 
 One definition for both DAGs, so the sweep offers exactly the pipeline's dataset, selection and check
-parameters. Defaults of dataset and model come from ``PipelineDefaults`` (``SENTIFLOW_DEFAULT_*``), which
-is how offline machines point the product at local copies.
+parameters. The training hyperparameters are generated from ``TrainParams`` (``model_form``), so their
+bounds and defaults are the model's. Defaults of dataset and model come from ``PipelineDefaults``
+(``SENTIFLOW_DEFAULT_*``), which is how offline machines point the product at local copies.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from airflow.sdk import Param
 from sentiflow import names
 from sentiflow.config import PipelineDefaults
 from sentiflow.pipeline.checks import DEFAULT_ACCURACY_MARGIN, DEFAULT_CASES_PER_CLASS, DEFAULT_CHECK_CASES
+from sentiflow.pipeline.model_form import params_from_model
 from sentiflow.pipeline.settings import PipelineSettings
+from sentiflow.train.params import TrainParams
 
 SELECTION_METRICS = [
     names.BEST_VAL_F1,
@@ -87,115 +90,18 @@ def dataset_params(defaults: PipelineDefaults | None = None) -> dict[str, Param]
     }
 
 
-def training_params(
-    defaults: PipelineDefaults | None = None, pipeline: PipelineSettings | None = None
-) -> dict[str, Param]:
-    defaults = defaults or PipelineDefaults()
+def training_params(pipeline: PipelineSettings | None = None) -> dict[str, Param]:
+    """Every ``TrainParams`` field, generated from its JSON schema, then the DAG's own training switches."""
     pipeline = pipeline or PipelineSettings()
     return {
-        names.MODEL_NAME: Param(
-            defaults.model_name,
-            type="string",
-            minLength=1,
-            title="Pretrained model",
-            section=_TRAIN,
-            description="Hub name, local path or s3:// URI of any "
-            "AutoModelForSequenceClassification-compatible model.",
-        ),
-        names.NUM_TRAIN_EPOCHS: Param(
-            3.0,
-            type="number",
-            exclusiveMinimum=0,
-            title="Epochs",
-            section=_TRAIN,
-            description="num_train_epochs (Hugging Face TrainingArguments).",
-        ),
-        names.PER_DEVICE_TRAIN_BATCH_SIZE: Param(
-            16,
-            type="integer",
-            minimum=1,
-            title="Train batch size",
-            section=_TRAIN,
-            description="per_device_train_batch_size.",
-        ),
-        names.PER_DEVICE_EVAL_BATCH_SIZE: Param(
-            64,
-            type="integer",
-            minimum=1,
-            title="Eval batch size",
-            section=_TRAIN,
-            description="per_device_eval_batch_size.",
-        ),
-        names.LEARNING_RATE: Param(
-            5e-5,
-            type="number",
-            exclusiveMinimum=0,
-            title="Learning rate",
-            section=_TRAIN,
-            description="Peak learning rate (linear decay).",
-        ),
-        names.WEIGHT_DECAY: Param(
-            0.01,
-            type="number",
-            minimum=0,
-            title="Weight decay",
-            section=_TRAIN,
-            description="AdamW weight decay.",
-        ),
-        names.WARMUP_RATIO: Param(
-            0.1,
-            type="number",
-            minimum=0,
-            maximum=0.99,
-            title="Warm-up ratio",
-            section=_TRAIN,
-            description="Fraction of steps with linear warm-up.",
-        ),
-        names.MAX_LENGTH: Param(
-            256,
-            type="integer",
-            minimum=8,
-            maximum=8192,
-            title="Max length",
-            section=_TRAIN,
-            description="Tokens per text after truncation.",
-        ),
-        names.TRAIN_SUBSET_SIZE: _opt_int(
-            "Train on this many rows of the clean snapshot; empty = all.", "Train subset", _TRAIN
-        ),
-        names.EVAL_SUBSET_SIZE: _opt_int(
-            "Evaluate on this many validation rows; empty = all.", "Eval subset", _TRAIN
-        ),
-        names.SEED: Param(
-            42,
-            type="integer",
-            title="Seed",
-            section=_TRAIN,
-            description="Seed for sampling, initialisation and data order.",
-        ),
-        names.EARLY_STOPPING_PATIENCE: Param(
-            2,
-            type=["null", "integer"],
-            minimum=0,
-            title="Early stopping",
-            section=_TRAIN,
-            description="Epochs without a better val_f1 before stopping; 0 or empty disables.",
-        ),
-        names.TRUNCATION: Param(
-            "head",
-            enum=["head", "head_tail"],
-            title="Truncation",
-            section=_TRAIN,
-            description="head: first tokens; head_tail: first and last tokens of long "
-            "texts (Sun et al. 2019).",
-        ),
+        **params_from_model(TrainParams, _TRAIN),
         "train_extra": Param(
             {},
             type="object",
             title="Extra training parameters",
             section=_TRAIN,
-            description='Any other TrainParams field, e.g. {"num_hidden_layers": 2, '
-            '"bf16": "auto"}; unknown names fail the run.',
+            description='TrainParams fields as one JSON object, e.g. {"num_hidden_layers": 2, '
+            '"bf16": "auto"}; they win over the fields above, and unknown names fail the run.',
         ),
         "train_backend": Param(
             pipeline.train_backend,
@@ -213,7 +119,7 @@ def selection_params() -> dict[str, Param]:
         "selection_metric": Param(
             names.BEST_VAL_F1,
             type="string",
-            minLength=1,
+            pattern=r"\S",  # not empty, not only blanks
             examples=SELECTION_METRICS,
             title="Selection metric",
             section=_SELECT,

@@ -64,17 +64,6 @@ def _candidate(client: Any, model_version: Any) -> Candidate:
     )
 
 
-def candidates_for_runs(client: Any, model_name: str, run_ids: Iterable[str]) -> list[Candidate]:
-    """The registered versions produced by these runs (the versions this pipeline run created)."""
-    out: list[Candidate] = []
-    for run_id in dict.fromkeys(run_ids):
-        versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
-        if not versions:
-            raise LookupError(f"run {run_id} registered no version of model {model_name!r}")
-        out.extend(_candidate(client, v) for v in versions)
-    return out
-
-
 def candidates_for_versions(client: Any, model_name: str, versions: Iterable[str]) -> list[Candidate]:
     return [_candidate(client, client.get_model_version(model_name, str(v))) for v in dict.fromkeys(versions)]
 

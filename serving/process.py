@@ -1,0 +1,41 @@
+"""Process-wide set-up of a model-server process: logging and the environment MLflow reads.
+
+Run once by the entrypoint (``serving/gunicorn.conf.py``, in the gunicorn master before it forks the
+workers), never by ``create_app``: an app owns its objects, the process owns global state. MLflow takes its
+request timeout, retries and S3 credentials only from environment variables, hence ``mlflow_environment``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sentiflow.config import S3Settings, ServerSettings, export_s3_env_for_mlflow
+
+LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The server's log lines (model loads, deploys, alerts) on stderr, with the worker's pid."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def mlflow_environment(settings: ServerSettings, s3: S3Settings | None = None) -> dict[str, str]:
+    """The MLflow variables the server's settings imply.
+
+    Request timeout and retries: MLflow's own default retries back off for minutes, so a deploy with the
+    registry down would hang instead of answering 503. S3: for artifacts MLflow reads straight from the
+    bucket (not through the tracking server's proxy), derived from ``SENTIFLOW_S3_*``.
+    """
+    return {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(settings.registry_timeout_s)),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.registry_max_retries),
+        **export_s3_env_for_mlflow(s3 or S3Settings()),
+    }
+
+
+def configure_process(settings: ServerSettings) -> None:
+    """Logging, and the MLflow variables (explicitly set ones win)."""
+    configure_logging()
+    for key, value in mlflow_environment(settings).items():
+        os.environ.setdefault(key, value)

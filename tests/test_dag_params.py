@@ -1,0 +1,131 @@
+"""The trigger form's training section is ``TrainParams``: same fields, defaults, titles, types and bounds.
+
+The form is generated from the model's JSON schema (``sentiflow.pipeline.model_form``). These tests hold the
+two equal by behaviour: for every field, values at and around each bound the model declares (read from the
+model's pydantic constraints, not from the schema the form was built from) are accepted by the form's Param
+exactly when the model accepts them. Airflow runs the same check (``Param.resolve``) when it creates a run.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
+from pydantic import BaseModel, ValidationError
+
+from sentiflow.pipeline.dag_params import pipeline_params, sweep_params, training_params
+from sentiflow.pipeline.model_form import field_schema, params_from_model
+from sentiflow.train.params import TrainParams
+
+
+def form_accepts(param: Any, value: Any) -> bool:
+    try:
+        copy.copy(param).resolve(value)  # resolve() stores the value: never on the DAG's own Param
+    except ParamValidationError:
+        return False
+    return True
+
+
+def model_accepts(name: str, value: Any) -> bool:
+    try:
+        TrainParams.model_validate({name: value})
+    except ValidationError:
+        return False
+    return True
+
+
+def probes(name: str) -> list[Any]:
+    """Values that sit on, just inside and just outside every bound of the field, plus wrong types."""
+    field = TrainParams.model_fields[name]
+    types = {t for t in typing.get_args(field.annotation) or (field.annotation,) if t is not type(None)}
+    values: list[Any] = [None, "not-a-value", 0, -1, 1, 0.5]
+    if typing.get_origin(field.annotation) is typing.Literal:
+        return [*values, *typing.get_args(field.annotation)]
+    step = 1 if types == {int} else 1e-3
+    for bound in field.metadata:
+        for attr in ("gt", "ge", "lt", "le"):
+            limit = getattr(bound, attr, None)
+            if limit is not None:
+                values += [limit - step, limit, limit + step]
+    if str in types:
+        values += ["", "x", 5]
+    return values
+
+
+def test_every_model_field_is_in_the_form_with_the_models_default_title_and_description() -> None:
+    form = training_params()
+    defaults = TrainParams().model_dump(mode="json")
+    for name, field in TrainParams.model_fields.items():
+        param = form[name]
+        assert param.value == defaults[name], name
+        assert param.schema["title"] == field.title and param.description == field.description, name
+        assert param.schema["section"] == "Training hyperparameters"
+    # and the DAGs use this section as it is
+    for dag_params in (pipeline_params(), sweep_params()):
+        assert {k: dag_params[k].value for k in TrainParams.model_fields} == defaults
+
+
+@pytest.mark.parametrize("name", list(TrainParams.model_fields))
+def test_form_and_model_accept_the_same_values(name: str) -> None:
+    param = training_params()[name]
+    for value in probes(name):
+        assert form_accepts(param, value) == model_accepts(name, value), (name, value, param.schema)
+
+
+def test_warmup_ratio_bounds_agree() -> None:
+    """The hand-written form once allowed at most 0.99 while the model allowed anything below 1."""
+    param = training_params()["warmup_ratio"]
+    for value, accepted in ((0.995, True), (1.0, False), (0.0, True), (-0.01, False)):
+        assert form_accepts(param, value) is accepted and model_accepts("warmup_ratio", value) is accepted
+
+
+def test_form_default_model_follows_the_settings(monkeypatch) -> None:
+    monkeypatch.setenv("SENTIFLOW_DEFAULT_MODEL_NAME", "/models/local-copy")
+    assert training_params()["model_name"].value == "/models/local-copy"
+
+
+def test_checks_moved_out_of_validate_params_are_in_the_param_schemas() -> None:
+    """``validate_params`` no longer re-checks these: Airflow refuses them when it creates the run."""
+    form = pipeline_params()
+    for name, bad in (
+        ("selection_metric", "   "),
+        ("min_improvement", -0.1),
+        ("check_min_accuracy", 1.5),
+        ("train_backend", "gpu"),
+    ):
+        assert not form_accepts(form[name], bad), name
+
+
+def test_only_optional_unions_become_form_fields() -> None:
+    class Odd(BaseModel):
+        either: int | str = 1
+
+    with pytest.raises(ValueError, match="either"):
+        params_from_model(Odd, "x")
+    nullable_enum = {"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}
+    assert field_schema("e", nullable_enum) == {"enum": [None, "a", "b"], "type": ["null", "string"]}
+
+
+def test_training_params_reads_every_model_field_and_train_extra_wins() -> None:
+    import json
+
+    from sentiflow.names import FAMILY_TRANSFORMER
+    from sentiflow.pipeline.tasks import grid_points
+    from sentiflow.pipeline.tasks import training_params as task_training_params
+
+    conf = {k: p.value for k, p in pipeline_params().items()}  # what a run's params hold
+    conf.update(num_hidden_layers=2, attn_implementation="", train_extra={"bf16": "off"})
+    transformer = json.loads(task_training_params(conf)[FAMILY_TRANSFORMER])
+    assert transformer["num_hidden_layers"] == 2 and transformer["bf16"] == "off"
+    assert transformer["attn_implementation"] is None  # an emptied form field
+    with pytest.raises(AirflowFailException, match="learnin_rate"):
+        task_training_params({**conf, "train_extra": {"learnin_rate": 1e-4}})
+
+    sweep = {k: p.value for k, p in sweep_params().items()}
+    points = grid_points({**sweep, "grid": {"num_hidden_layers": [1, 2], "hidden_dropout": [0.1]}})
+    assert [json.loads(p)["num_hidden_layers"] for p in points] == [1, 2]
+    with pytest.raises(AirflowFailException, match="learnin_rate"):
+        grid_points({**sweep, "grid": {"learnin_rate": [1e-4]}})
