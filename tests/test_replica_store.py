@@ -1,4 +1,4 @@
-"""The replica, worker and deployment rows in the shared database (in process, a real SQLite file).
+"""The replica, worker and deployment rows in the shared database: a real SQLite file and a real Postgres.
 
 What the multi-replica tests (``test_replicas.py``) rely on, checked directly: one registry read per
 interval per replica whatever the worker count, liveness by heartbeat age (no PID probing), what a replica
@@ -7,19 +7,65 @@ is said to serve while its workers disagree, and how a deployment's status follo
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
+from sentiflow import localstack
 from serving import deployments
-from serving.replicas import ReplicaStore
+from serving.replicas import ReplicaStore, _metadata
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway Postgres on 127.0.0.1 (what compose and k8s use for the server's rows), run as the
+    ``postgres`` system user; stopped with ``pg_ctl stop`` (its own PID file) at the end of the module."""
+    initdb, pg_ctl, runuser = _pg_bin("initdb"), _pg_bin("pg_ctl"), shutil.which("runuser")
+    if not (initdb and pg_ctl and runuser) or os.geteuid() != 0:
+        pytest.skip("needs PostgreSQL binaries and root (to run them as the postgres user)")
+    home = tempfile.mkdtemp(prefix="sentiflow-pg-")
+    shutil.chown(home, "postgres", "postgres")
+    data, port = os.path.join(home, "data"), localstack.free_port()
+    as_pg = [runuser, "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_pg, initdb, "-D", data, "-A", "trust", "-U", "sentiflow"], check=True, capture_output=True
+    )
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [*as_pg, pg_ctl, "-D", data, "-o", options, "-l", os.path.join(home, "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg2://sentiflow@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_pg, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = ReplicaStore(f"sqlite:///{tmp_path / 'shared.db'}")
+def store(db_url):
+    s = ReplicaStore(db_url)
     yield s
+    _metadata.drop_all(s.engine)
     s.dispose()
 
 
@@ -38,9 +84,8 @@ def test_one_alias_read_per_interval_per_replica_whatever_the_worker_count(store
     assert store.alias_polls() == {"r1": 10, "r2": 1}
 
 
-def test_claims_race_safely_across_threads(tmp_path):
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    stores = [ReplicaStore(url) for _ in range(4)]  # four workers, four engines, one file
+def test_claims_race_safely_across_threads(store, db_url):
+    stores = [ReplicaStore(db_url) for _ in range(4)]  # four workers, four engines, one database
     stores[0].register_replica("r1", "h", "champion")
     won = []
     barrier = threading.Barrier(4)
@@ -55,6 +100,8 @@ def test_claims_race_safely_across_threads(tmp_path):
     for t in threads:
         t.join()
     assert sorted(won) == [False, False, False, True]
+    for s in stores:
+        s.dispose()
 
 
 def test_alias_reading_is_shared_by_the_replicas_workers(store):
