@@ -1,6 +1,7 @@
 """``sentiment_pipeline``: collect → clean → train (pod or local) + baseline → select → deploy → check.
 
-Wiring only: every task body lives in ``sentiflow.pipeline.tasks`` (shared with ``sentiment_sweep``).
+Wiring only: every task body lives in ``sentiflow.pipeline.data_tasks``, ``training_tasks`` and
+``release_tasks`` (shared with ``sentiment_sweep``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
-from sentiflow.pipeline import tasks
+from sentiflow.pipeline import data_tasks, release_tasks, training_tasks
 from sentiflow.pipeline.dag_params import pipeline_params
 
 DOC = """
@@ -48,11 +49,11 @@ REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`)
     dagrun_timeout=timedelta(hours=12),
 )
 def sentiment_pipeline() -> None:
-    params = tasks.validate_params()
-    raw_uri = tasks.collect_task()
+    params = training_tasks.validate_params()
+    raw_uri = data_tasks.collect_task()
     params >> raw_uri
-    clean_uri = tasks.clean_task(raw_uri)
-    data_uri = tasks.training_data_task(clean_uri)  # clean, or clean + feedback (use_feedback)
+    clean_uri = data_tasks.clean_task(raw_uri)
+    data_uri = data_tasks.training_data_task(clean_uri)  # clean, or clean + feedback (use_feedback)
 
     @task.branch(task_id="choose_training")
     def choose_training() -> list[str]:
@@ -68,17 +69,17 @@ def sentiment_pipeline() -> None:
     branch = choose_training()
     [params, data_uri] >> branch
     training = [
-        tasks.trainer_pod("train_kubernetes", manifest_task_id="training_data"),
-        tasks.train_local(data_uri, params),
-        tasks.train_baseline(data_uri, params),
+        training_tasks.trainer_pod("train_kubernetes", manifest_task_id="training_data"),
+        training_tasks.train_local(data_uri, params),
+        training_tasks.train_baseline(data_uri, params),
     ]
     branch >> training
     train_ids = ["train_kubernetes", "train_local", "train_baseline"]
-    lineage = tasks.feedback_lineage(train_ids)
+    lineage = data_tasks.feedback_lineage(train_ids)
     training >> lineage
-    selected = tasks.release_tail(train_ids)
+    selected = release_tasks.release_tail(train_ids)
     lineage >> selected
-    tasks.drift_report_task(data_uri)  # informs only: nothing in the release waits for it
+    data_tasks.drift_report_task(data_uri)  # informs only: nothing in the release waits for it
 
 
 sentiment_pipeline()

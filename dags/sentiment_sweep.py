@@ -1,5 +1,5 @@
 """``sentiment_sweep``: a hyperparameter grid, one MLflow run and registry version per point, then the
-pipeline's own select → promote → deploy → check tail (shared code from ``sentiflow.pipeline.tasks``).
+pipeline's own select → promote → deploy → check tail (shared code from ``sentiflow.pipeline.*_tasks``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import dag, get_current_context, task
 
 from sentiflow.names import FAMILY_TRANSFORMER
-from sentiflow.pipeline import tasks
+from sentiflow.pipeline import data_tasks, release_tasks, training_tasks
 from sentiflow.pipeline.dag_params import sweep_params
 
 DOC = """
@@ -36,15 +36,15 @@ local — and hands all resulting versions to the same **select_best** gate, **p
     dagrun_timeout=timedelta(hours=24),
 )
 def sentiment_sweep() -> None:
-    params = tasks.validate_params()
-    raw_uri = tasks.collect_task()
+    params = training_tasks.validate_params()
+    raw_uri = data_tasks.collect_task()
     params >> raw_uri
-    clean_uri = tasks.clean_task(raw_uri)
+    clean_uri = data_tasks.clean_task(raw_uri)
 
     @task(task_id="plan_grid", retries=0)
     def plan_grid() -> list[str]:
         """The grid's points as validated training-params JSON (a bad value fails here, before training)."""
-        return tasks.grid_points(dict(get_current_context()["params"]))
+        return training_tasks.grid_points(dict(get_current_context()["params"]))
 
     points = plan_grid()
     params >> points
@@ -62,15 +62,15 @@ def sentiment_sweep() -> None:
 
     @task(task_id="train_grid_local", execution_timeout=timedelta(hours=6), retries=0)
     def train_grid_local(manifest_uri: str, params_json: str) -> dict[str, Any]:
-        return tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
+        return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
 
     branch = choose_training()
     [clean_uri, points] >> branch
     local = train_grid_local.partial(manifest_uri=clean_uri).expand(params_json=points)
     arguments = pod_arguments(clean_uri, points)
-    pods = tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
+    pods = training_tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
     branch >> [local, arguments]
-    selected = tasks.release_tail(["train_grid_local", "train_grid_kubernetes"])
+    selected = release_tasks.release_tail(["train_grid_local", "train_grid_kubernetes"])
     [local, pods] >> selected
 
 

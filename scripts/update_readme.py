@@ -1,7 +1,9 @@
-"""Regenerate the generated parts of README.md (the configuration table). Run by `make docs`."""
+"""Regenerate the generated parts of the docs: README.md's configuration table (from the settings classes)
+and docs/DEVELOPING.md's module map (from each module's docstring). Run by `make docs`."""
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -12,13 +14,39 @@ sys.path.insert(0, str(ROOT / "include"))
 from sentiflow.config_doc import markdown_table  # noqa: E402
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
+MAP_START, MAP_END = "<!-- module-map:start -->", "<!-- module-map:end -->"
+#: The packages whose modules the map lists, and how a module's path is shown.
+MAPPED = ((ROOT / "include" / "sentiflow", "include/sentiflow/"), (ROOT / "serving", "serving/"))
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    block = f"{start}\n{body}\n{end}"
+    return re.sub(rf"{re.escape(start)}.*?{re.escape(end)}", lambda _: block, text, flags=re.S)
 
 
 def render(readme: str) -> str:
-    block = f"{START}\n{markdown_table()}\n{END}"
-    return re.sub(rf"{re.escape(START)}.*?{re.escape(END)}", lambda _: block, readme, flags=re.S)
+    return _replace(readme, START, END, markdown_table())
+
+
+def summary(path: Path) -> str:
+    """The first paragraph of a module's docstring, on one line (what the module holds, in its words)."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return " ".join(doc.split("\n\n")[0].split()).replace("|", "\\|")
+
+
+def module_map() -> str:
+    rows = ["| module | holds |", "| --- | --- |"]
+    for package, shown in MAPPED:
+        for path in sorted(package.rglob("*.py")):
+            if path.name != "__init__.py" and "__pycache__" not in path.parts:
+                rows.append(f"| `{shown}{path.relative_to(package).as_posix()}` | {summary(path)} |")
+    return "\n".join(rows)
+
+
+def render_developing(text: str) -> str:
+    return _replace(text, MAP_START, MAP_END, module_map())
 
 
 if __name__ == "__main__":
-    path = ROOT / "README.md"
-    path.write_text(render(path.read_text()))
+    for path, fn in ((ROOT / "README.md", render), (ROOT / "docs" / "DEVELOPING.md", render_developing)):
+        path.write_text(fn(path.read_text()))

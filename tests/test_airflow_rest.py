@@ -81,7 +81,7 @@ def airflow_api(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) 
         name="airflow-api-server",
         argv=[localstack._bin("airflow"), "api-server", "--host", HOST, "--port", str(port), "-w", "1"],
         env=env,
-        health=localstack._http_ok(f"http://{HOST}:{port}/api/v2/monitor/health"),
+        health=localstack.http_ok(f"http://{HOST}:{port}/api/v2/monitor/health"),
         ports=(port,),
     )
     try:

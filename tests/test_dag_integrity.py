@@ -22,7 +22,8 @@ import json, sys, time
 # times each file; do the same, so the timing measures the DAG files themselves.
 import airflow.sdk
 import airflow.providers.cncf.kubernetes.operators.pod
-import sentiflow.pipeline.tasks, sentiflow.pipeline.dag_params
+import sentiflow.pipeline.data_tasks, sentiflow.pipeline.training_tasks, sentiflow.pipeline.release_tasks
+import sentiflow.pipeline.dag_params
 from airflow.dag_processing.dagbag import DagBag
 
 bag = DagBag(dag_folder=sys.argv[1])

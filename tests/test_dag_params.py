@@ -113,8 +113,8 @@ def test_training_params_reads_every_model_field_and_train_extra_wins() -> None:
     import json
 
     from sentiflow.names import FAMILY_TRANSFORMER
-    from sentiflow.pipeline.tasks import grid_points
-    from sentiflow.pipeline.tasks import training_params as task_training_params
+    from sentiflow.pipeline.training_tasks import grid_points
+    from sentiflow.pipeline.training_tasks import training_params as task_training_params
 
     conf = {k: p.value for k, p in pipeline_params().items()}  # what a run's params hold
     conf.update(num_hidden_layers=2, attn_implementation="", train_extra={"bf16": "off"})

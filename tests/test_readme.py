@@ -17,6 +17,14 @@ def test_configuration_table_is_generated_from_settings():
     assert render(README) == README, "README's config table is stale: run `make docs`"
 
 
+def test_module_map_is_generated_from_the_modules():
+    from update_readme import render_developing
+
+    developing = (ROOT / "docs" / "DEVELOPING.md").read_text()
+    assert render_developing(developing) == developing, "DEVELOPING's module map is stale: run `make docs`"
+    assert "`include/sentiflow/pipeline/release.py` | The release after selection" in developing
+
+
 def test_every_settings_variable_is_documented():
     from sentiflow.config_doc import env_names, settings_classes
 

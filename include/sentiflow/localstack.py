@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,10 +26,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentiflow.config import ENV_PREFIX
+from sentiflow.ports import HOST, port_in_use
+
+# free_port is re-exported: tests and benchmarks ask the stack for ports
+from sentiflow.ports import free_port as free_port
 from sentiflow.processes import pid_alive, wait_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 
 
 class StackSettings(BaseSettings):
@@ -126,9 +128,6 @@ def http_ok(url: str) -> Callable[[], bool]:
             return False
 
     return check
-
-
-_http_ok = http_ok  # the name tests used before it was public
 
 
 def _bin(name: str) -> str:
@@ -259,7 +258,7 @@ def start(stack: StackSettings, service: Service) -> int:
     pid = running_pid(stack, service.name)
     if pid is not None and service.health():
         return pid
-    busy = [port for port in service.ports if _port_in_use(port)]
+    busy = [port for port in service.ports if port_in_use(port)]
     if busy:
         raise RuntimeError(
             f"cannot start {service.name}: port(s) {busy} on {HOST} are already in use by a process "
@@ -298,12 +297,6 @@ def start(stack: StackSettings, service: Service) -> int:
     raise RuntimeError(
         f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}"
     )
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
 
 
 def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:
@@ -360,23 +353,6 @@ def down(stack: StackSettings, names: Iterable[str] = DEFAULT_SERVICES) -> None:
     for name in reversed(list(names)):
         if stop(stack, name):
             print(f"{name:13s} stopped")
-
-
-def free_port() -> int:
-    """A free TCP port whose +10000 neighbour is free too (SeaweedFS puts gRPC there)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind((HOST, port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair found")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ records the reason on the candidate's MLflow run, asks the server to serve the r
 The aliases from before a promotion are written to a registered-model tag before anything moves, so a
 ``promote`` retried after a partial success (``previous`` moved, ``champion`` not) restores or completes from
 the same starting point instead of mistaking the half-moved state for the original. The DAG's tasks
-(``pipeline/tasks.py``) are thin wrappers around ``promote``, ``deploy`` and ``check``.
+(``pipeline/release_tasks.py``) are thin wrappers around ``promote``, ``deploy`` and ``check``.
 """
 
 from __future__ import annotations

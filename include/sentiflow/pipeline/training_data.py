@@ -1,7 +1,7 @@
 """Which snapshot the training tasks read: the clean one, or the clean one enriched with user feedback.
 
-Kept out of ``tasks.py`` so the rule (and its error message) is tested without Airflow. The weekly run has
-``use_feedback`` on; a model server that cannot be reached then **fails** the run instead of quietly
+Kept out of ``data_tasks.py`` so the rule (and its error message) is tested without Airflow. The weekly run
+has ``use_feedback`` on; a model server that cannot be reached then **fails** the run instead of quietly
 retraining without feedback: the release tail needs the same server a few tasks later, and a silent
 fallback would hide a broken feedback loop for weeks. A user who wants a run without feedback says so with
 ``use_feedback=false``.

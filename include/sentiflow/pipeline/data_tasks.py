@@ -1,0 +1,139 @@
+"""Airflow tasks of the data stage: collect → clean → training data (feedback merged), the drift report and
+the feedback lineage recorded on the training runs. Each returns S3 URIs or small dicts for XCom.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from sentiflow.pipeline.settings import PipelineSettings
+from sentiflow.pipeline.task_context import (
+    CLEAN_SNAPSHOT,
+    IO_RETRIES,
+    RAW_SNAPSHOT,
+    log,
+    mlflow_settings,
+    object_store,
+    optional,
+    safe_run_id,
+    server_endpoint,
+)
+
+
+# --- data ----------------------------------------------------------------------------------------------
+@task(task_id="collect", outlets=[RAW_SNAPSHOT], execution_timeout=timedelta(minutes=60), **IO_RETRIES)
+def collect_task() -> str:
+    """Dataset (Hub name, path or s3:// URI) → raw snapshot in S3; returns its manifest URI."""
+    from sentiflow.data.collect import collect
+
+    context = get_current_context()
+    params = dict(context["params"])
+    uri = collect(
+        params["dataset"],
+        run_id=context["run_id"],
+        config_name=optional(params.get("dataset_config")),
+        text_column=optional(params.get("text_column")),
+        label_column=optional(params.get("label_column")),
+        label_names=optional(params.get("label_names")),
+        sample_size=optional(params.get("sample_size")),
+        eval_sample_size=optional(params.get("eval_sample_size")),
+        seed=int(params.get("seed", 42)),
+        store=object_store(PipelineSettings()),
+    )
+    context["outlet_events"][RAW_SNAPSHOT].extra = {"manifest_uri": uri}
+    return uri
+
+
+@task(task_id="clean", outlets=[CLEAN_SNAPSHOT], execution_timeout=timedelta(minutes=60), **IO_RETRIES)
+def clean_task(raw_manifest_uri: str) -> str:
+    """Raw snapshot → clean snapshot (HTML, special characters, lowercase); returns its manifest URI."""
+    from sentiflow.data.clean import clean_snapshot
+
+    context = get_current_context()
+    uri = clean_snapshot(raw_manifest_uri, store=object_store(PipelineSettings()))
+    context["outlet_events"][CLEAN_SNAPSHOT].extra = {"manifest_uri": uri}
+    return uri
+
+
+@task(task_id="training_data", execution_timeout=timedelta(minutes=30), retries=0)
+def training_data_task(clean_manifest_uri: str) -> str:
+    """With ``use_feedback``: export the server's labelled feedback and merge it into the training split.
+
+    Returns the manifest URI every training task reads (the clean one when ``use_feedback`` is off). No
+    retries: an unreachable server fails here with a message that says how to run without feedback.
+    """
+    from sentiflow.pipeline.training_data import FeedbackExportError, training_manifest_uri
+
+    context = get_current_context()
+    params = dict(context["params"])
+    pipeline = PipelineSettings()
+    use_feedback = bool(params.get("use_feedback", False))
+    endpoint = server_endpoint(pipeline) if use_feedback else None
+    try:
+        return training_manifest_uri(
+            clean_manifest_uri,
+            use_feedback=use_feedback,
+            run_id=context["run_id"],
+            server_url=endpoint.url if endpoint else "",
+            token=endpoint.token if endpoint else None,
+            store=object_store(pipeline),
+            log=log.info,
+            max_fraction=float(params.get("feedback_max_fraction", pipeline.feedback_max_fraction)),
+        )
+    except FeedbackExportError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def feedback_lineage(train_task_ids: list[str]) -> Any:
+    """After training: record on each training run how many feedback rows it used and their snapshot."""
+
+    @task(task_id="feedback_lineage", trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+    def _feedback_lineage() -> dict[str, Any]:
+        from sentiflow.data.snapshot import read_manifest
+        from sentiflow.feedback.dataset import log_feedback_lineage
+        from sentiflow.pipeline import registry
+
+        context = get_current_context()
+        pipeline = PipelineSettings()
+        manifest_uri = context["ti"].xcom_pull(task_ids="training_data")
+        manifest = read_manifest(object_store(pipeline), manifest_uri)
+        client = registry.mlflow_client(mlflow_settings(pipeline))
+        raw = context["ti"].xcom_pull(task_ids=train_task_ids)
+        results = [r for r in (raw if isinstance(raw, list) else [raw]) if r]
+        lineage: dict[str, Any] = {}
+        for result in results:
+            lineage = log_feedback_lineage(result["run_id"], manifest, client=client)
+            log.info("run %s: %s", result["run_id"], lineage)
+        return {**lineage, "runs": [r["run_id"] for r in results], "manifest_uri": manifest_uri}
+
+    return _feedback_lineage()
+
+
+@task(task_id="drift_report", execution_timeout=timedelta(minutes=30), **IO_RETRIES)
+def drift_report_task(manifest_uri: str) -> dict[str, Any]:
+    """Production sample vs this run's training snapshot: HTML report in S3 and MLflow, alert above PSI.
+
+    Wired beside training, downstream of nothing in the release: it informs, it never gates promotion.
+    """
+    from sentiflow.feedback.drift import drift_report, log_drift_to_mlflow
+    from sentiflow.pipeline import registry
+
+    context = get_current_context()
+    pipeline = PipelineSettings()
+    store = object_store(pipeline)
+    settings = mlflow_settings(pipeline)
+    result = drift_report(manifest_uri, run_id=safe_run_id(context["run_id"]), store=store)
+    mlflow_run_id = log_drift_to_mlflow(
+        result, client=registry.mlflow_client(settings), settings=settings, store=store
+    )
+    log.info("drift: %s; report %s; MLflow run %s", result.metrics, result.report_uri, mlflow_run_id)
+    return {
+        "metrics": result.metrics,
+        "report_uri": result.report_uri,
+        "drifted": result.drifted,
+        "mlflow_run_id": mlflow_run_id,
+    }

@@ -1,0 +1,238 @@
+"""Airflow tasks of the release stage, shared by both DAGs: select_best (the gate) → promote → deploy →
+inference_check, or keep_champion. The release logic itself (alias moves, waiting for replicas, the
+check's report, rollback on any failure) is Airflow-free in ``sentiflow.pipeline.release``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from sentiflow.pipeline.settings import PipelineSettings
+from sentiflow.pipeline.task_context import (
+    CHAMPION_MODEL,
+    IO_RETRIES,
+    log,
+    mlflow_settings,
+    object_store,
+    safe_run_id,
+    server_endpoint,
+)
+
+#: Task ids the branch tasks return; fixed so both DAGs share the tail.
+PROMOTE, KEEP_CHAMPION = "promote", "keep_champion"
+
+
+# --- selection and release (the shared tail) -------------------------------------------------------------
+def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """Best version by the selection metric, then champion vs challenger on the same rows (``gating``)."""
+    from sentiflow.pipeline import registry
+    from sentiflow.pipeline.comparison import ComparisonError
+    from sentiflow.pipeline.gating import decide
+
+    pipeline = PipelineSettings()
+    settings = mlflow_settings(pipeline)
+    client = registry.mlflow_client(settings)
+    name = settings.registered_model_name
+    scope = params.get("selection_scope") or pipeline.selection_scope
+    if scope == "all_versions":
+        candidates = registry.all_candidates(client, name)
+    else:
+        versions = [str(r["model_version"]) for r in results if r and r.get("model_version")]
+        if not versions:
+            raise AirflowFailException(f"training registered no version of {name!r} in this run")
+        candidates = registry.candidates_for_versions(client, name, versions)
+    metric = params["selection_metric"]
+    try:
+        decision = decide(
+            client,
+            settings,
+            object_store(pipeline),
+            candidates,
+            params,
+            dag_run_id=get_current_context()["run_id"],
+        )
+    except ComparisonError as exc:
+        raise AirflowFailException(f"champion and challenger could not be compared: {exc}") from exc
+    for c in candidates:
+        log.info(
+            "candidate version %s (%s, run %s): %s=%s", c.version, c.family, c.run_id, metric, c.value(metric)
+        )
+    log.info("selected version %s; gate: %s", decision["candidate_version"], decision["reason"])
+    return {**decision, "scope": scope, "candidates": [c.version for c in candidates]}
+
+
+def select_best(train_task_ids: list[str]) -> Any:
+    """Branch: pick the best version among the training tasks' results, gate it against the champion."""
+
+    @task.branch(task_id="select_best", trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+    def _select_best() -> str:
+        context = get_current_context()
+        raw = context["ti"].xcom_pull(task_ids=train_task_ids)
+        results = [r for r in (raw if isinstance(raw, list) else [raw]) if r]
+        decision = _decide(results, dict(context["params"]))
+        context["ti"].xcom_push(key="decision", value=decision)
+        return PROMOTE if decision["promote"] else KEEP_CHAMPION
+
+    return _select_best()
+
+
+@task(task_id=KEEP_CHAMPION)
+def keep_champion() -> dict[str, Any]:
+    """The gate said no: the champion and the served version stay; the reason is this task's log and XCom."""
+    decision = get_current_context()["ti"].xcom_pull(task_ids="select_best", key="decision")
+    log.info("champion kept: %s", decision["reason"])
+    return decision
+
+
+@task(task_id=PROMOTE, outlets=[CHAMPION_MODEL], **IO_RETRIES)
+def promote() -> dict[str, Any]:
+    """Alias ``champion`` → the selected version; the old champion becomes ``previous`` (``release.promote``).
+
+    Retries are safe: the aliases from before are recorded in the registry before anything moves.
+    """
+    from sentiflow.pipeline import registry, release
+
+    context = get_current_context()
+    decision = context["ti"].xcom_pull(task_ids="select_best", key="decision")
+    settings = mlflow_settings(PipelineSettings())
+    prior = release.promote(registry.mlflow_client(settings), settings, decision["candidate_version"])
+    log.info("promoted version %s (previous: %s): %s", prior.candidate, prior.champion, decision["reason"])
+    context["outlet_events"][CHAMPION_MODEL].extra = {
+        "registered_model": settings.registered_model_name,
+        "version": prior.candidate,
+    }
+    return {
+        "version": prior.candidate,
+        "previous": prior.champion,
+        "prior_previous": prior.previous,
+        "run_id": decision["candidate_run_id"],
+    }
+
+
+def _release_context(promoted: dict[str, Any]) -> tuple[Any, Any, Any, Any, PipelineSettings]:
+    """(MLflow client, MLflow settings, server client, prior aliases, pipeline settings) of a release."""
+    from sentiflow.pipeline import registry
+    from sentiflow.pipeline.deploy import server_client
+    from sentiflow.pipeline.release import PriorAliases
+
+    pipeline = PipelineSettings()
+    settings = mlflow_settings(pipeline)
+    prior = PriorAliases(
+        candidate=str(promoted["version"]),
+        champion=promoted.get("previous"),
+        previous=promoted.get("prior_previous"),
+    )
+    server = server_client(server_endpoint(pipeline))
+    return registry.mlflow_client(settings), settings, server, prior, pipeline
+
+
+@task(task_id="deploy", execution_timeout=timedelta(minutes=30), retries=0)
+def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
+    """Wait until every live model-server replica serves the new champion (they follow the alias promote
+    moved); any failure (a failed load, ``deploy_timeout_s`` passed) restores the aliases from before and
+    the replicas follow them back (``release.deploy``).
+
+    No retries: a failed deploy restored the aliases and the old model, so the run ends in a consistent
+    state and says why.
+    """
+    from sentiflow.pipeline import release
+    from sentiflow.pipeline.gating import model_not_served_here
+
+    client, settings, server, prior, pipeline = _release_context(promoted)
+    elsewhere = model_not_served_here(settings.registered_model_name)
+    if elsewhere:  # registered_model_name names a model this server does not serve
+        release.finish(client, settings)  # nothing to deploy or check here: the promotion is the release
+        raise AirflowSkipException(elsewhere)
+    try:
+        info = release.deploy(
+            client,
+            settings,
+            server,
+            prior,
+            timeout_s=pipeline.deploy_timeout_s,
+            run_id=promoted.get("run_id"),
+        )
+    except release.ReleaseError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    log.info("every model-server replica serves version %s", info.get("version"))
+    return {**promoted, "version": str(info.get("version"))}
+
+
+@task(task_id="inference_check", execution_timeout=timedelta(minutes=15), retries=0)
+def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
+    """Known texts → ``/predict``; a report to S3 and MLflow; any failure (the check's, the report's, the
+    server's): roll back to the aliases from before and fail (``release.check``)."""
+    from sentiflow.pipeline import release
+    from sentiflow.pipeline.check_plan import plan_check
+    from sentiflow.pipeline.checks import run_check
+    from sentiflow.pipeline.deploy import version_predict
+
+    context = get_current_context()
+    params = dict(context["params"])
+    client, settings, server, prior, pipeline = _release_context(deployed)
+    store = object_store(pipeline)
+    prefix = store.uri(pipeline.reports_prefix, safe_run_id(context["run_id"]), "inference_check")
+
+    def check_report() -> Any:
+        # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy
+        plan = plan_check(store, client, deployed.get("run_id"), params)
+        log.info(
+            "%d check cases (%d sampled from %s); required accuracy %.3f",
+            len(plan.cases), plan.sampled, plan.sampled_from, plan.required_accuracy,
+        )  # fmt: skip
+        # answers from a replica that has not swapped yet do not count
+        predict = version_predict(server, prior.candidate)
+        return run_check(predict, plan.cases, plan.required_accuracy, log=log.info)
+
+    def write_report(report: Any) -> dict[str, Any]:
+        summary = {**report.summary(), "dag_run_id": context["run_id"], "expected_version": prior.candidate}
+        store.put_bytes(prefix.join("predictions.csv"), report.csv_bytes(), "text/csv")
+        store.put_json(prefix.join("summary.json"), summary)
+        summary["report_uri"] = str(prefix)
+        _log_report_to_mlflow(deployed.get("run_id"), report, summary)
+        log.info("inference check: %s", json.dumps(summary))
+        return summary
+
+    try:
+        return release.check(
+            client,
+            settings,
+            server,
+            prior,
+            run_check=check_report,
+            write_report=write_report,
+            timeout_s=pipeline.deploy_timeout_s,
+            run_id=deployed.get("run_id"),
+        )
+    except release.ReleaseError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _log_report_to_mlflow(run_id: str | None, report: Any, summary: dict[str, Any]) -> None:
+    """Attach the report to the MLflow run of the version it checked (visible next to its metrics)."""
+    import tempfile
+    from pathlib import Path
+
+    from sentiflow.pipeline import registry
+
+    if not run_id:
+        return
+    client = registry.mlflow_client(mlflow_settings(PipelineSettings()))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "predictions.csv").write_bytes(report.csv_bytes())
+        (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2))
+        client.log_artifacts(run_id, tmp, artifact_path="inference_check")
+
+
+def release_tail(train_task_ids: list[str]) -> Any:
+    """select_best → (promote → deploy → inference_check | keep_champion); returns select_best."""
+    selected = select_best(train_task_ids)
+    promoted = promote()
+    selected >> [promoted, keep_champion()]
+    inference_check(deploy(promoted))
+    return selected

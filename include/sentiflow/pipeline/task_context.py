@@ -1,0 +1,85 @@
+"""What every Airflow task of the pipeline shares: connections turned into library settings, the trigger's
+params, the Assets the pipeline produces and the retry policy of tasks that only do I/O.
+
+The task modules (``data_tasks``, ``training_tasks``, ``release_tasks``) import from here; the DAG files
+wire those together. Heavy libraries are imported inside functions, so parsing a DAG stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, BaseHook, get_current_context
+
+from sentiflow.config import MLflowSettings, S3Settings
+from sentiflow.pipeline.connections import (
+    ServerEndpoint,
+    mlflow_settings_from,
+    s3_settings_from,
+    server_endpoint_from,
+)
+from sentiflow.pipeline.settings import PipelineSettings
+
+log = logging.getLogger("sentiflow.pipeline")
+
+# --- Assets: what the pipeline produces, for lineage and asset-triggered DAGs -------------------------
+RAW_SNAPSHOT = Asset(name="sentiflow_raw_snapshot", uri="x-sentiflow://snapshots/raw")
+CLEAN_SNAPSHOT = Asset(name="sentiflow_clean_snapshot", uri="x-sentiflow://snapshots/clean")
+CHAMPION_MODEL = Asset(name="sentiflow_champion_model", uri="x-sentiflow://models/champion")
+
+IO_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True}
+
+
+# --- connections → settings ---------------------------------------------------------------------------
+def s3_settings(pipeline: PipelineSettings) -> S3Settings:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    config = AwsBaseHook(aws_conn_id=pipeline.s3_conn_id, client_type="s3").conn_config
+    return s3_settings_from(
+        access_key_id=config.aws_access_key_id,
+        secret_access_key=config.aws_secret_access_key,
+        endpoint_url=config.endpoint_url,
+        region_name=config.region_name,
+        bucket=config.extra_config.get("bucket"),
+    )
+
+
+def mlflow_settings(pipeline: PipelineSettings) -> MLflowSettings:
+    settings = mlflow_settings_from(BaseHook.get_connection(pipeline.mlflow_conn_id), pipeline.mlflow_conn_id)
+    name = _registered_model_param()
+    return settings.model_copy(update={"registered_model_name": name}) if name else settings
+
+
+def _registered_model_param() -> str | None:
+    """The run's ``registered_model_name`` (one Airflow, several models); None outside a task or unset."""
+    try:
+        return optional(get_current_context()["params"].get("registered_model_name"))
+    except Exception:  # no task context (a library call, a test)
+        return None
+
+
+def server_endpoint(pipeline: PipelineSettings) -> ServerEndpoint:
+    return server_endpoint_from(BaseHook.get_connection(pipeline.server_conn_id), pipeline.server_conn_id)
+
+
+def object_store(pipeline: PipelineSettings) -> Any:
+    from sentiflow.storage import ObjectStore
+
+    return ObjectStore(s3_settings(pipeline))
+
+
+def trigger_params() -> dict[str, Any]:
+    return dict(get_current_context()["params"])
+
+
+def optional(value: Any) -> Any:
+    """UI forms send "" for an empty optional field; the library wants None."""
+    return None if value in ("", None) else value
+
+
+def safe_run_id(run_id: str) -> str:
+    from sentiflow.data.collect import sanitize_run_id
+
+    return sanitize_run_id(run_id)
