@@ -151,7 +151,9 @@ def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypa
         server(app).close()
     assert r.status_code == 503 and r.get_json()["error"] == "registry_unavailable"
     assert "127.0.0.1:9" in r.get_json()["message"]
-    assert elapsed < 15
+    # Not a speed target: MLflow's own retries would back off for minutes (over 120 s); the capped ones
+    # answer in seconds. 60 s leaves a loaded CI machine room and still tells the two apart.
+    assert elapsed < 60
 
 
 def test_two_apps_share_no_collaborators_and_leave_the_process_alone(tmp_path, monkeypatch):
