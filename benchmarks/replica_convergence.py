@@ -34,7 +34,6 @@ sys.path[:0] = [str(REPO / "include"), str(REPO), str(REPO / "benchmarks")]
 from _common import record  # noqa: E402
 
 from sentiflow import localstack  # noqa: E402
-from sentiflow.localstack import StackSettings  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -99,17 +98,7 @@ def main() -> int:
     import os
 
     home = Path(tempfile.mkdtemp(prefix="sentiflow-replicas-"))
-    stack = StackSettings(
-        home=home,
-        s3_port=localstack.free_port(),
-        s3_master_port=localstack.free_port(),
-        s3_volume_port=localstack.free_port(),
-        s3_filer_port=localstack.free_port(),
-        s3_admin_port=localstack.free_port(),
-        mlflow_port=localstack.free_port(),
-        server_port=localstack.free_port(),
-        start_timeout_s=300.0,
-    )
+    stack = localstack.stack_on_free_ports(home)
     os.environ.update(localstack.client_env(stack))
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
     from sentiflow.config import MLflowSettings

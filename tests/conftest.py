@@ -29,24 +29,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
-def _free_stack_settings(home: Path) -> StackSettings:
-    return StackSettings(
-        home=home,
-        s3_port=localstack.free_port(),
-        s3_master_port=localstack.free_port(),
-        s3_volume_port=localstack.free_port(),
-        s3_filer_port=localstack.free_port(),
-        s3_admin_port=localstack.free_port(),
-        mlflow_port=localstack.free_port(),
-        server_port=localstack.free_port(),
-        start_timeout_s=300.0,  # generous: a loaded 2-core CI box can take minutes to import MLflow
-    )
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
     """S3 + MLflow running on 127.0.0.1 for this session; env vars point at them."""
-    settings = _free_stack_settings(tmp_path_factory.mktemp("stack"))
+    settings = localstack.stack_on_free_ports(tmp_path_factory.mktemp("stack"))
     saved = dict(os.environ)
     try:
         localstack.up(settings, ["s3", "mlflow"], with_airflow=False)

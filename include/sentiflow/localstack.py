@@ -72,6 +72,15 @@ class StackSettings(BaseSettings):
         return self.home / "airflow"
 
 
+def stack_on_free_ports(home: Path, start_timeout_s: float = 300.0) -> StackSettings:
+    """A stack under ``home`` whose every port is a free one: the tests' and benchmarks' private stacks.
+
+    The default timeout is generous: a loaded 2-core CI box can take minutes to import MLflow.
+    """
+    ports = {name: free_port() for name, f in StackSettings.model_fields.items() if name.endswith("_port")}
+    return StackSettings(home=home, start_timeout_s=start_timeout_s, **ports)
+
+
 def client_env(stack: StackSettings) -> dict[str, str]:
     """Environment that points every sentiflow component (and Airflow) at this stack."""
     airflow_home = stack.airflow_home
