@@ -33,7 +33,10 @@ class PredictRequest(_Body):
 
 class DeployRequest(_Body):
     version: Version | None = None
-    alias: Annotated[StrictStr, Field(max_length=VERSION_MAX_CHARS)] | None = None
+    #: MLflow's alias names: letters, digits, ``_`` and ``-`` (anything else the registry refuses).
+    alias: Annotated[StrictStr, Field(max_length=VERSION_MAX_CHARS, pattern=r"^[A-Za-z0-9_-]+$")] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> DeployRequest:

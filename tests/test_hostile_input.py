@@ -111,6 +111,8 @@ HOSTILE = [
         422,
     ),
     ("version of 5000 chars", "/deploy", json.dumps({"version": "1" * 5000}), 422),
+    # MLflow refuses such alias names with INVALID_PARAMETER_VALUE, which read as "registry down" (503)
+    ("alias MLflow refuses", "/deploy", json.dumps({"alias": "\u00b4 x"}), 422),
 ]
 
 

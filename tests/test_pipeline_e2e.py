@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,22 @@ FEEDBACK = [  # text, predicted, correct, true label → trained label (None: co
 
 @pytest.fixture(scope="module")
 def pipeline_env(stack, imdb_dir, offline_model):
+    """The model server and every DAG run of this module on a registered model of their own: other test
+    modules move ``champion`` of the session's default model (``POST /deploy`` moves the alias), and these
+    tests start from "no champion yet"."""
+    key = "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"
+    saved = os.environ.get(key)
+    os.environ[key] = f"sentiflow-e2e-{uuid.uuid4().hex[:8]}"
     localstack.airflow_init(stack)
     localstack.start(stack, localstack.services(stack)["model-server"])
     try:
         yield stack
     finally:
         localstack.stop(stack, "model-server")
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
 
 
 def run_dag(dag_id: str, conf: dict) -> dict:

@@ -50,6 +50,9 @@ SERVER_ENV = {
     "SENTIFLOW_SERVER_REPLICA_TTL_S": "8",
     "SENTIFLOW_SERVER_RUNTIME": "torch",
     "SENTIFLOW_SERVER_LOAD_RETRY_MAX_S": "4",
+    # One prediction-id secret for the whole fleet (compose and k8s pass one Secret to every replica), so
+    # feedback citing a prediction verifies on whichever replica the Service sends it to.
+    "SENTIFLOW_SERVER_PREDICTION_SECRET": "replica-fleet-prediction-secret",
 }
 
 
@@ -301,9 +304,13 @@ def test_feedback_through_the_proxy_lands_in_one_store(fleet):
     marker = uuid.uuid4().hex[:8]
     replicas, ids = set(), []
     for i in range(12):
-        r = requests.post(
+        text = f"probe {marker} {i}"
+        predicted = requests.post(f"{fleet.proxy.url}/predict", json={"text": text}, timeout=60)
+        assert predicted.status_code == 200, predicted.text
+        prediction = predicted.json()["predictions"][0]
+        r = requests.post(  # round robin: usually another replica than the one that signed the prediction
             f"{fleet.proxy.url}/feedback",
-            json={"text": f"probe {marker} {i}", "predicted_label": "positive", "correct": i % 2 == 0},
+            json={"text": text, "prediction_id": prediction["prediction_id"], "correct": i % 2 == 0},
             timeout=30,
         )
         assert r.status_code == 201, r.text

@@ -41,7 +41,7 @@ def test_boots_on_fresh_state_folders_while_the_cores_are_busy(stack, tmp_path, 
         "SENTIFLOW_SERVER_WORKERS": "2",
         "SENTIFLOW_SERVER_THREADS": "2",
         # no model load: this is about the boot itself (a missing alias leaves the server up, unready)
-        "SENTIFLOW_SERVER_STARTUP_ALIAS": "no-such-alias-boot-test",
+        "SENTIFLOW_SERVER_FOLLOW_ALIAS": "no-such-alias-boot-test",
     }
     failures = []
     log = _logfile(stack, SERVICE)
