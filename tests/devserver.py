@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -96,3 +99,45 @@ def register_tfidf_versions(count: int, C_values: tuple[float, ...] = (1.0, 4.0,
             info = log_classifier(clf, registered_model_name=settings.registered_model_name)
         versions.append(str(info.registered_model_version))
     return versions
+
+
+def register_unfitted_version() -> str:
+    """A version that loads but cannot predict (an unfitted pipeline): its warm-up fails wherever it loads."""
+    import tempfile
+
+    import mlflow
+
+    from sentiflow.config import MLflowSettings
+    from sentiflow.modeling.pyfunc import CLASSIFIER_ARTIFACT, SentimentPyfunc, save_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
+        directory = save_classifier(TfidfClassifier.build(["negative", "positive"]), Path(tmp) / "c")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SentimentPyfunc(),
+            artifacts={CLASSIFIER_ARTIFACT: str(directory)},
+            pip_requirements=["scikit-learn"],
+            registered_model_name=MLflowSettings().registered_model_name,
+        )
+    return str(info.registered_model_version)
+
+
+@contextmanager
+def own_registered_model(prefix: str) -> Iterator[str]:
+    """The caller's own registered model (``SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME``) while the block runs.
+
+    Test modules share the session's MLflow, and ``POST /deploy`` and promotions move ``champion``: a module
+    that needs a registry it alone controls takes its own model name, restored afterwards.
+    """
+    key = "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    saved = os.environ.get(key)
+    os.environ[key] = name
+    try:
+        yield name
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved

@@ -19,13 +19,13 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from sentiflow import localstack, names
 from sentiflow.config import MLflowSettings
+from tests.devserver import own_registered_model
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -43,19 +43,13 @@ def pipeline_env(stack, imdb_dir, offline_model):
     """The model server and every DAG run of this module on a registered model of their own: other test
     modules move ``champion`` of the session's default model (``POST /deploy`` moves the alias), and these
     tests start from "no champion yet"."""
-    key = "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"
-    saved = os.environ.get(key)
-    os.environ[key] = f"sentiflow-e2e-{uuid.uuid4().hex[:8]}"
-    localstack.airflow_init(stack)
-    localstack.start(stack, localstack.services(stack)["model-server"])
-    try:
-        yield stack
-    finally:
-        localstack.stop(stack, "model-server")
-        if saved is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = saved
+    with own_registered_model("sentiflow-e2e"):
+        localstack.airflow_init(stack)
+        localstack.start(stack, localstack.services(stack)["model-server"])
+        try:
+            yield stack
+        finally:
+            localstack.stop(stack, "model-server")
 
 
 def run_dag(dag_id: str, conf: dict) -> dict:

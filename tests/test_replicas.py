@@ -34,7 +34,12 @@ from sentiflow.config import MLflowSettings
 from sentiflow.pipeline import registry
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
 from tests.devproxy import RoundRobinProxy, nginx_binary
-from tests.devserver import DevServer, register_tfidf_versions
+from tests.devserver import (
+    DevServer,
+    own_registered_model,
+    register_tfidf_versions,
+    register_unfitted_version,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -94,9 +99,11 @@ def _server(stack, name: str, tmp_path_factory, db_url: str) -> DevServer:
 
 @pytest.fixture(scope="module")
 def fleet(stack, tmp_path_factory) -> Iterator[Fleet]:
-    name = f"replicas-test-{uuid.uuid4().hex[:8]}"
-    saved = os.environ.get("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME")
-    os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = name
+    with own_registered_model("replicas-test"):
+        yield from _fleet(stack, tmp_path_factory)
+
+
+def _fleet(stack, tmp_path_factory) -> Iterator[Fleet]:
     db_url = f"sqlite:///{tmp_path_factory.mktemp('shared-db') / 'server.db'}"
     versions = register_tfidf_versions(2)
     s = MLflowSettings()
@@ -115,32 +122,6 @@ def fleet(stack, tmp_path_factory) -> Iterator[Fleet]:
         proxy.stop()
         for srv in [*servers.values(), *fleet.extra]:
             srv.stop()
-        if saved is None:
-            os.environ.pop("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", None)
-        else:
-            os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = saved
-
-
-def register_unfitted_version() -> str:
-    """A version that loads but cannot predict (an unfitted pipeline): its warm-up fails on every replica."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
-    from sentiflow.modeling.pyfunc import CLASSIFIER_ARTIFACT, SentimentPyfunc, save_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
-
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
-        directory = save_classifier(TfidfClassifier.build(["negative", "positive"]), Path(tmp) / "c")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=SentimentPyfunc(),
-            artifacts={CLASSIFIER_ARTIFACT: str(directory)},
-            pip_requirements=["scikit-learn"],
-            registered_model_name=MLflowSettings().registered_model_name,
-        )
-    return str(info.registered_model_version)
 
 
 def register_transformer_version(model_dir) -> str:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pandas as pd
@@ -22,7 +20,8 @@ import requests
 
 from sentiflow.config import MLflowSettings
 from sentiflow.pipeline import registry
-from tests.devserver import DevServer, register_tfidf_versions
+from tests.devserver import DevServer, register_tfidf_versions, register_unfitted_version
+from tests.devserver import own_registered_model as own_model
 
 SERVER_ENV = {
     "SENTIFLOW_SERVER_WORKERS": "2",
@@ -32,42 +31,12 @@ SERVER_ENV = {
 }
 
 
-def register_unfitted_version() -> str:
-    """A version that loads but cannot predict (an unfitted pipeline): its warm-up must fail."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
-    from sentiflow.modeling.pyfunc import CLASSIFIER_ARTIFACT, SentimentPyfunc, save_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
-
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
-        directory = save_classifier(TfidfClassifier.build(["negative", "positive"]), Path(tmp) / "c")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=SentimentPyfunc(),
-            artifacts={CLASSIFIER_ARTIFACT: str(directory)},
-            pip_requirements=["scikit-learn"],
-            registered_model_name=MLflowSettings().registered_model_name,
-        )
-    return str(info.registered_model_version)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def own_registered_model(stack) -> Iterator[str]:
     """This module's own registered model: other test files share the session's MLflow and set aliases
     (a ``champion``) on the default name, while these tests need a registry they alone control."""
-    name = f"server-test-{uuid.uuid4().hex[:8]}"
-    previous = os.environ.get("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME")
-    os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = name
-    try:
+    with own_model("server-test") as name:
         yield name
-    finally:
-        if previous is None:
-            os.environ.pop("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", None)
-        else:
-            os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = previous
 
 
 @pytest.fixture(scope="module")

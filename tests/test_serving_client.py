@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from sentiflow.serving_client import ModelServerClient, ModelServerError
 from tests.devserver import DevServer, register_tfidf_versions
+from tests.devserver import own_registered_model as own_model
 
 
 @pytest.fixture(scope="module", autouse=True)
 def own_registered_model(stack) -> Iterator[str]:
     """A deploy moves the champion alias: this module's own model, so other modules' aliases stay theirs."""
-    name = f"client-test-{uuid.uuid4().hex[:8]}"
-    previous = os.environ.get("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME")
-    os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = name
-    try:
+    with own_model("client-test") as name:
         yield name
-    finally:
-        if previous is None:
-            os.environ.pop("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", None)
-        else:
-            os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = previous
 
 
 @pytest.fixture(scope="module")
