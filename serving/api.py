@@ -53,7 +53,7 @@ def model():
     current = manager.current
     if current is None:
         raise ApiError(503, f"no model loaded: {manager.unready_reason}", error="not_ready")
-    return jsonify({**current.info(), "deployed": manager.state.read_deployed()})
+    return jsonify({**current.info(), "deployed": manager.follower.read_deployed()})
 
 
 @bp.post("/predict")

@@ -229,11 +229,6 @@ class ModelManager:
         """The alias every worker of every replica follows (``SENTIFLOW_SERVER_FOLLOW_ALIAS``)."""
         return self.settings.follow_alias or self.mlflow.champion_alias
 
-    @property
-    def state(self) -> Any:
-        """Kept for ``/model``'s ``deployed`` field: the followed alias, not a record of the server's own."""
-        return self.follower
-
     def start(self) -> ModelManager:
         self.follower.start()
         return self
