@@ -15,20 +15,16 @@ off), so the file stays within a few minutes.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sentiflow import localstack, names
 from sentiflow.config import MLflowSettings
+from tests.dagrun import run_dag
 from tests.devserver import own_registered_model
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 
 FEEDBACK = [  # text, predicted, correct, true label → trained label (None: counted, not trained on)
     ("Sentiflow probe: the zebra musical was a triumph, I adored it.", "negative", False, "positive"),
@@ -50,18 +46,6 @@ def pipeline_env(stack, imdb_dir, offline_model):
             yield stack
         finally:
             localstack.stop(stack, "model-server")
-
-
-def run_dag(dag_id: str, conf: dict) -> dict:
-    """``sentiflow.pipeline.runner`` in a child process (Airflow's own env, a fresh DagBag each run)."""
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sentiflow.pipeline.runner", dag_id, json.dumps(conf)],
-        env=env, capture_output=True, text=True, timeout=900, cwd=REPO,
-    )  # fmt: skip
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
-    assert line, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(line[len("RESULT") :])
 
 
 def base_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:

@@ -16,10 +16,6 @@ order and share the registry:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +25,9 @@ import requests
 
 from sentiflow import localstack, names
 from sentiflow.config import MLflowSettings
+from tests.dagrun import run_dag
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 THREE = ["negative", "neutral", "positive"]
 #: Words that carry each class; v2 swaps half of them for synonyms (the dataset changes, the task does not).
 VOCAB = {
@@ -88,17 +84,6 @@ def env(stack, tmp_path_factory):
         localstack.stop(stack, "model-server")
 
 
-def run_dag(conf: dict) -> dict:
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sentiflow.pipeline.runner", "sentiment_pipeline", json.dumps(conf)],
-        env=env, capture_output=True, text=True, timeout=900, cwd=REPO,
-    )  # fmt: skip
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
-    assert line, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(line[len("RESULT") :])
-
-
 def conf(dataset_dir: Path, **overrides) -> dict:
     return {
         "dataset": str(dataset_dir),
@@ -125,13 +110,13 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     client = registry.mlflow_client(MLflowSettings())
     server = ModelServerClient(stack.server_url, stack.server_token)
 
-    binary = run_dag(conf(env["binary"], force_promote=True))
+    binary = run_dag("sentiment_pipeline", conf(env["binary"], force_promote=True))
     assert binary["state"] == "success", binary["tasks"]
     binary_version = binary["xcom"]["promote"]["version"]
     assert server.model()["label_names"] == ["negative", "positive"]
 
     # a three-class challenger against the binary champion: no number compares them
-    kept = run_dag(conf(env["three"]))
+    kept = run_dag("sentiment_pipeline", conf(env["three"]))
     assert kept["state"] == "success", kept["tasks"]
     assert kept["tasks"]["keep_champion"] == "success" and kept["tasks"]["promote"] == "skipped"
     decision = kept["xcom"]["select_best.decision"]
@@ -142,7 +127,7 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     assert champion_version(client) == binary_version
 
     # forced: promoted, deployed, checked with cases of all three classes from the test snapshot
-    forced = run_dag(conf(env["three"], force_promote=True))
+    forced = run_dag("sentiment_pipeline", conf(env["three"], force_promote=True))
     assert forced["state"] == "success", forced["tasks"]
     version = forced["xcom"]["promote"]["version"]
     raw = forced["xcom"]["collect"]
@@ -202,7 +187,7 @@ def test_a_dataset_change_rescores_the_champion_on_the_new_rows(env) -> None:
     champion_run = client.get_model_version(name, champion).run_id
     logged = client.get_run(champion_run).data.metrics[names.VAL_F1]
 
-    result = run_dag(conf(env["three_v2"]))
+    result = run_dag("sentiment_pipeline", conf(env["three_v2"]))
     assert result["state"] == "success", result["tasks"]
     decision = result["xcom"]["select_best.decision"]
     new_rows = result["xcom"]["training_data"]
@@ -238,7 +223,7 @@ def test_another_registered_model_promotes_there_and_leaves_the_server_alone(env
     served = str(ModelServerClient(stack.server_url, stack.server_token).model()["version"])
     default_champion = champion_version(client)
 
-    result = run_dag(conf(env["binary"], registered_model_name="sentiflow-binary-demo"))
+    result = run_dag("sentiment_pipeline", conf(env["binary"], registered_model_name="sentiflow-binary-demo"))
     assert result["state"] == "success", result["tasks"]
     decision = result["xcom"]["select_best.decision"]
     assert decision["registered_model_name"] == "sentiflow-binary-demo"

@@ -18,7 +18,6 @@ Kubernetes Service. The module walks one fleet through its life, so the order of
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from sentiflow import localstack
 from sentiflow.config import MLflowSettings
 from sentiflow.pipeline import registry
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
+from tests.dagrun import run_dag
 from tests.devproxy import RoundRobinProxy, nginx_binary
 from tests.devserver import (
     DevServer,
@@ -349,17 +349,9 @@ def test_a_replica_started_while_mlflow_is_down_becomes_ready_when_it_returns(fl
 
 # --- 7. the DAG against the proxy -------------------------------------------------------------------
 def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet, imdb_dir, offline_model):
-    import subprocess
-    import sys
-    from pathlib import Path
-
     localstack.airflow_init(fleet.stack)
     conn = {"conn_type": "http", "host": fleet.proxy.url, "password": fleet.stack.server_token}
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(conn),
-    }
+    env = {"AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(conn)}
     conf = {
         "dataset": str(imdb_dir),
         "sample_size": 300,
@@ -372,14 +364,7 @@ def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet, imdb_
         "force_promote": True,
         "check_min_accuracy": 0.0,
     }
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sentiflow.pipeline.runner", "sentiment_pipeline", json.dumps(conf)],
-        env=env, capture_output=True, text=True, timeout=1200, cwd=repo,
-    )  # fmt: skip
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
-    assert line, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    result = json.loads(line[len("RESULT") :])
+    result = run_dag("sentiment_pipeline", conf, env=env, timeout_s=1200)
     assert result["state"] == "success", result["tasks"]
     champion = fleet.champion()
     assert champion not in fleet.versions
