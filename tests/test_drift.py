@@ -131,6 +131,23 @@ def test_sampler_raw_text_is_opt_in_and_reads_back_by_time(store) -> None:
     assert len(everything) == 2
 
 
+def test_rows_of_one_request_read_back_in_the_request_order(store) -> None:
+    # One request's rows share a timestamp; files of several workers arrive in any time order. Numpy's
+    # default (unstable) sort then swapped rows of one request: the reader must keep the request order.
+    store.ensure_bucket()
+    s = DriftSettings(samples_prefix="samples-order", log_raw_text=True, flush_interval_s=3600)
+    now = datetime.now(UTC).timestamp()
+    stamps = iter([now - i for i in range(20)])  # newest request first, as a later worker's file would be
+    sampler = ProductionSampler(s, store=store, clock=lambda: next(stamps))
+    for i in range(20):
+        sampler.record([f"request {i} first", f"request {i} second"], ["positive"] * 2, "1")
+    sampler.flush()
+    sampler.close()
+    sample = read_production_sample(store, since=datetime.fromtimestamp(now - 60, UTC), settings=s)
+    expected = [f"request {i} {which}" for i in reversed(range(20)) for which in ("first", "second")]
+    assert sample["text"].tolist() == expected
+
+
 def test_sampler_sample_rate_keeps_a_fraction(store) -> None:
     sampler = ProductionSampler(
         DriftSettings(sample_rate=0.25, flush_interval_s=3600), store=store, rng=random.Random(0)

@@ -195,7 +195,11 @@ def read_production_sample(
     until: datetime | None = None,
     settings: DriftSettings | None = None,
 ) -> pd.DataFrame:
-    """Every sampled row with ``since <= ts < until`` (all workers, all replicas)."""
+    """Every sampled row with ``since <= ts < until`` (all workers, all replicas), oldest first.
+
+    The sort is stable: the rows of one request share a timestamp and keep the request's order (numpy's
+    default quicksort reorders equal keys).
+    """
     s = settings or DriftSettings()
     until = until or datetime.now(UTC)
     frames: list[pd.DataFrame] = []
@@ -210,4 +214,4 @@ def read_production_sample(
         return pd.DataFrame(columns=list(SAMPLE_COLUMNS))
     sample = pd.concat(frames, ignore_index=True)
     in_range = (sample["ts"] >= since.timestamp()) & (sample["ts"] < until.timestamp())
-    return sample[in_range].sort_values("ts").reset_index(drop=True)
+    return sample[in_range].sort_values("ts", kind="stable").reset_index(drop=True)
