@@ -7,4 +7,4 @@ VENV=${VENV:-.venv}
 [ -f "$VENV/.installed" ] || { bash scripts/install.sh "$VENV" && touch "$VENV/.installed"; }
 bash scripts/system_deps.sh
 "$VENV/bin/ruff" check .
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=20 "$@"
