@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
+from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
 from sentiflow.pipeline import data_tasks, release_tasks, training_tasks
 from sentiflow.pipeline.dag_params import pipeline_params
 
@@ -68,16 +69,16 @@ def sentiment_pipeline() -> None:
 
     branch = choose_training()
     [params, data_uri] >> branch
+    # Tasks wired by their outputs (XComArgs): each reads what its upstream returned, and Airflow derives
+    # the dependencies from the arguments. A task the branch skipped hands on None.
     training = [
-        training_tasks.trainer_pod("train_kubernetes", manifest_task_id="training_data"),
-        training_tasks.train_local(data_uri, params),
-        training_tasks.train_baseline(data_uri, params),
+        training_tasks.trainer_pod("train_kubernetes", data_uri, params[FAMILY_TRANSFORMER]).output,
+        training_tasks.train_local(data_uri, params[FAMILY_TRANSFORMER]),
+        training_tasks.train_baseline(data_uri, params[FAMILY_TFIDF]),
     ]
-    branch >> training
-    train_ids = ["train_kubernetes", "train_local", "train_baseline"]
-    lineage = data_tasks.feedback_lineage(train_ids)
-    training >> lineage
-    selected = release_tasks.release_tail(train_ids)
+    branch >> [output.operator for output in training]
+    lineage = data_tasks.feedback_lineage(data_uri, training)
+    selected = release_tasks.release_tail(training)
     lineage >> selected
     data_tasks.drift_report_task(data_uri)  # informs only: nothing in the release waits for it
 

@@ -70,8 +70,7 @@ def sentiment_sweep() -> None:
     arguments = pod_arguments(clean_uri, points)
     pods = training_tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
     branch >> [local, arguments]
-    selected = release_tasks.release_tail(["train_grid_local", "train_grid_kubernetes"])
-    [local, pods] >> selected
+    release_tasks.release_tail([local, pods.output])  # both mapped: each resolves to its list of results
 
 
 sentiment_sweep()

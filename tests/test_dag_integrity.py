@@ -95,10 +95,13 @@ def test_pipeline_schedule_tags_doc_and_shape(parsed: dict) -> None:
     assert tasks["choose_training"]["downstream"] == ["train_baseline", "train_kubernetes", "train_local"]
     # feedback → training, lineage after training, drift beside it and outside the release path
     assert tasks["clean"]["downstream"] == ["training_data"]
+    # wired by outputs (XComArgs): every task that reads the training data or a training result is downstream
     assert tasks["training_data"]["downstream"] == [
-        "choose_training", "drift_report", "train_baseline", "train_local",
+        "choose_training", "drift_report", "feedback_lineage",
+        "train_baseline", "train_kubernetes", "train_local",
     ]  # fmt: skip
-    assert tasks["train_local"]["downstream"] == ["feedback_lineage"]
+    for train in ("train_baseline", "train_kubernetes", "train_local"):
+        assert tasks[train]["downstream"] == ["feedback_lineage", "select_best"], train
     assert tasks["feedback_lineage"]["downstream"] == ["select_best"]
     assert tasks["feedback_lineage"]["trigger_rule"] == "none_failed_min_one_success"
     assert tasks["drift_report"]["downstream"] == []

@@ -232,3 +232,25 @@ def test_a_misspelt_parameter_fails_the_run_before_any_work(pipeline_env, imdb_d
     assert result["state"] == "failed"
     assert result["tasks"]["validate_params"] == "failed"
     assert result["tasks"].get("collect") in (None, "upstream_failed")
+
+
+def test_the_training_pod_is_handed_this_runs_training_data_and_params(
+    pipeline_env, imdb_dir, offline_model
+) -> None:
+    """``train_backend=kubernetes`` with no cluster here: the pod cannot start, but Airflow has rendered its
+    arguments from the upstream outputs first (what a cluster would run), and the release does not move."""
+    import json
+
+    conf = base_conf(imdb_dir, offline_model, train_backend="kubernetes", run_baseline=False, sample_size=120)
+    result = run_dag("sentiment_pipeline", conf, env={"AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0"})
+    assert result["state"] == "failed"
+    assert result["tasks"]["train_kubernetes"] == "failed"
+    assert result["tasks"]["select_best"] == "upstream_failed"
+    args = result["rendered"]["train_kubernetes"]["arguments"]
+    manifest_uri = args[args.index("--manifest-uri") + 1]
+    assert manifest_uri == result["xcom"]["training_data"] and manifest_uri.startswith("s3://")
+    params = json.loads(args[args.index("--params-json") + 1])
+    pushed = result["xcom"]["validate_params.transformer"]  # the runner's read of the metadata DB decodes it
+    assert params == (json.loads(pushed) if isinstance(pushed, str) else pushed)
+    # a form field and a train_extra key
+    assert params["max_length"] == 64 and params["num_hidden_layers"] == 1

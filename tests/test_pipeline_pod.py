@@ -33,7 +33,8 @@ print("JSON" + json.dumps({
     "operator": {"startup_timeout_seconds": op.startup_timeout_seconds,
                  "schedule_timeout_seconds": op.schedule_timeout_seconds,
                  "on_finish_action": str(getattr(op.on_finish_action, "value", op.on_finish_action)),
-                 "do_xcom_push": op.do_xcom_push, "template_fields": list(op.template_fields)},
+                 "do_xcom_push": op.do_xcom_push, "template_fields": list(op.template_fields),
+                 "upstream": sorted(op.upstream_task_ids)},
     "sweep_mapped_over": sorted(mapped.expand_input.value.keys()),
 }, default=str))
 """
@@ -51,7 +52,10 @@ def test_pod_requests_a_gpu_and_runs_the_training_entrypoint(tmp_path: Path) -> 
     assert container["image"] == "registry.example/sentiflow-trainer:1.2"
     assert container["command"] == ["python", "-m", "sentiflow.train"]
     args = container["args"]
-    assert args[args.index("--manifest-uri") + 1] == "{{ ti.xcom_pull(task_ids='training_data') }}"
+    # the inputs come from the upstream tasks' outputs (XComArgs), rendered when the pod starts
+    assert "xcom_pull(task_ids='training_data'" in args[args.index("--manifest-uri") + 1]
+    params_json = args[args.index("--params-json") + 1]
+    assert "xcom_pull(task_ids='validate_params'" in params_json and "key='transformer'" in params_json
     assert args[args.index("--family") + 1] == "transformer"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert spec["node_selector"] == {"nvidia.com/gpu.present": "true"}
@@ -64,6 +68,7 @@ def test_pod_requests_a_gpu_and_runs_the_training_entrypoint(tmp_path: Path) -> 
     assert operator["startup_timeout_seconds"] == 600 and operator["schedule_timeout_seconds"] == 1800
     assert operator["on_finish_action"] == "delete_pod" and operator["do_xcom_push"] is True
     assert {"arguments", "env_vars"} <= set(operator["template_fields"])
+    assert {"training_data", "validate_params", "choose_training"} == set(operator["upstream"])
     assert "nvidia.com/gpu" in out["dry_run"] and "sentiflow.train" in out["dry_run"]
     assert out["sweep_mapped_over"] == ["arguments"]
 

@@ -21,6 +21,7 @@ from sentiflow.pipeline.task_context import (
     optional,
     safe_run_id,
     server_endpoint,
+    training_results,
 )
 
 
@@ -88,29 +89,25 @@ def training_data_task(clean_manifest_uri: str) -> str:
         raise AirflowFailException(str(exc)) from exc
 
 
-def feedback_lineage(train_task_ids: list[str]) -> Any:
-    """After training: record on each training run how many feedback rows it used and their snapshot."""
+@task(task_id="feedback_lineage", trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+def feedback_lineage(manifest_uri: str, training_outputs: list[Any]) -> dict[str, Any]:
+    """After training: record on each training run how many feedback rows it used and their snapshot.
 
-    @task(task_id="feedback_lineage", trigger_rule="none_failed_min_one_success", **IO_RETRIES)
-    def _feedback_lineage() -> dict[str, Any]:
-        from sentiflow.data.snapshot import read_manifest
-        from sentiflow.feedback.dataset import log_feedback_lineage
-        from sentiflow.pipeline import registry
+    ``training_outputs``: the training tasks' outputs (XComArgs); the ones the branch skipped are None.
+    """
+    from sentiflow.data.snapshot import read_manifest
+    from sentiflow.feedback.dataset import log_feedback_lineage
+    from sentiflow.pipeline import registry
 
-        context = get_current_context()
-        pipeline = PipelineSettings()
-        manifest_uri = context["ti"].xcom_pull(task_ids="training_data")
-        manifest = read_manifest(object_store(pipeline), manifest_uri)
-        client = registry.mlflow_client(mlflow_settings(pipeline))
-        raw = context["ti"].xcom_pull(task_ids=train_task_ids)
-        results = [r for r in (raw if isinstance(raw, list) else [raw]) if r]
-        lineage: dict[str, Any] = {}
-        for result in results:
-            lineage = log_feedback_lineage(result["run_id"], manifest, client=client)
-            log.info("run %s: %s", result["run_id"], lineage)
-        return {**lineage, "runs": [r["run_id"] for r in results], "manifest_uri": manifest_uri}
-
-    return _feedback_lineage()
+    pipeline = PipelineSettings()
+    manifest = read_manifest(object_store(pipeline), manifest_uri)
+    client = registry.mlflow_client(mlflow_settings(pipeline))
+    results = training_results(training_outputs)
+    lineage: dict[str, Any] = {}
+    for result in results:
+        lineage = log_feedback_lineage(result["run_id"], manifest, client=client)
+        log.info("run %s: %s", result["run_id"], lineage)
+    return {**lineage, "runs": [r["run_id"] for r in results], "manifest_uri": manifest_uri}
 
 
 @task(task_id="drift_report", execution_timeout=timedelta(minutes=30), **IO_RETRIES)

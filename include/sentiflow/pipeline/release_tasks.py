@@ -12,6 +12,7 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from sentiflow.pipeline.links import DECISION_KEY, PROMOTE, SELECT_BEST
 from sentiflow.pipeline.settings import PipelineSettings
 from sentiflow.pipeline.task_context import (
     CHAMPION_MODEL,
@@ -21,10 +22,11 @@ from sentiflow.pipeline.task_context import (
     object_store,
     safe_run_id,
     server_endpoint,
+    training_results,
 )
 
-#: Task ids the branch tasks return; fixed so both DAGs share the tail.
-PROMOTE, KEEP_CHAMPION = "promote", "keep_champion"
+#: The task select_best chooses when the gate says no (``PROMOTE`` when it says yes).
+KEEP_CHAMPION = "keep_champion"
 
 
 # --- selection and release (the shared tail) -------------------------------------------------------------
@@ -66,31 +68,28 @@ def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, 
     return {**decision, "scope": scope, "candidates": [c.version for c in candidates]}
 
 
-def select_best(train_task_ids: list[str]) -> Any:
-    """Branch: pick the best version among the training tasks' results, gate it against the champion."""
+@task.branch(task_id=SELECT_BEST, trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+def select_best(training_outputs: list[Any]) -> str:
+    """Branch: pick the best version among the training tasks' results, gate it against the champion.
 
-    @task.branch(task_id="select_best", trigger_rule="none_failed_min_one_success", **IO_RETRIES)
-    def _select_best() -> str:
-        context = get_current_context()
-        raw = context["ti"].xcom_pull(task_ids=train_task_ids)
-        results = [r for r in (raw if isinstance(raw, list) else [raw]) if r]
-        decision = _decide(results, dict(context["params"]))
-        context["ti"].xcom_push(key="decision", value=decision)
-        return PROMOTE if decision["promote"] else KEEP_CHAMPION
-
-    return _select_best()
+    ``training_outputs``: the training tasks' outputs (XComArgs; None for a task the branch skipped). The
+    decision goes to XCom under ``DECISION_KEY`` for promote / keep_champion (and the UI's links).
+    """
+    context = get_current_context()
+    decision = _decide(training_results(training_outputs), dict(context["params"]))
+    context["ti"].xcom_push(key=DECISION_KEY, value=decision)
+    return PROMOTE if decision["promote"] else KEEP_CHAMPION
 
 
 @task(task_id=KEEP_CHAMPION)
-def keep_champion() -> dict[str, Any]:
+def keep_champion(decision: dict[str, Any]) -> dict[str, Any]:
     """The gate said no: the champion and the served version stay; the reason is this task's log and XCom."""
-    decision = get_current_context()["ti"].xcom_pull(task_ids="select_best", key="decision")
     log.info("champion kept: %s", decision["reason"])
     return decision
 
 
 @task(task_id=PROMOTE, outlets=[CHAMPION_MODEL], **IO_RETRIES)
-def promote() -> dict[str, Any]:
+def promote(decision: dict[str, Any]) -> dict[str, Any]:
     """Alias ``champion`` → the selected version; the old champion becomes ``previous`` (``release.promote``).
 
     Retries are safe: the aliases from before are recorded in the registry before anything moves.
@@ -98,7 +97,6 @@ def promote() -> dict[str, Any]:
     from sentiflow.pipeline import registry, release
 
     context = get_current_context()
-    decision = context["ti"].xcom_pull(task_ids="select_best", key="decision")
     settings = mlflow_settings(PipelineSettings())
     prior = release.promote(registry.mlflow_client(settings), settings, decision["candidate_version"])
     log.info("promoted version %s (previous: %s): %s", prior.candidate, prior.champion, decision["reason"])
@@ -229,10 +227,13 @@ def _log_report_to_mlflow(run_id: str | None, report: Any, summary: dict[str, An
         client.log_artifacts(run_id, tmp, artifact_path="inference_check")
 
 
-def release_tail(train_task_ids: list[str]) -> Any:
-    """select_best → (promote → deploy → inference_check | keep_champion); returns select_best."""
-    selected = select_best(train_task_ids)
-    promoted = promote()
-    selected >> [promoted, keep_champion()]
-    inference_check(deploy(promoted))
+def release_tail(training_outputs: list[Any]) -> Any:
+    """select_best → (promote → deploy → inference_check | keep_champion); returns select_best.
+
+    ``training_outputs``: the training tasks' outputs (XComArgs); passing them makes those tasks upstream.
+    """
+    selected = select_best(training_outputs)
+    decision = selected[DECISION_KEY]
+    keep_champion(decision)
+    inference_check(deploy(promote(decision)))
     return selected

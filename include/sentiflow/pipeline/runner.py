@@ -13,8 +13,10 @@ from typing import Any
 
 
 def run_dag(dag_id: str, conf: dict[str, Any], dags_folder: str | Path | None = None) -> dict[str, Any]:
-    """Run ``dag_id`` with ``conf``; return the run state, each task's state and each task's XCom value."""
+    """Run ``dag_id`` with ``conf``; return the run state, each task's state, XCom value and rendered
+    template fields (what a task was handed, e.g. the training pod's arguments)."""
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -35,11 +37,14 @@ def run_dag(dag_id: str, conf: dict[str, Any], dags_folder: str | Path | None = 
                 xcoms.setdefault(key, []).append(value)
             else:
                 xcoms[key] = value
+        fields = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=run.run_id).all()
+        rendered = {f.task_id: f.rendered_fields for f in fields if f.map_index < 0}
     return {
         "run_id": run.run_id,
         "state": str(getattr(run.state, "value", run.state)),
         "tasks": states,
         "xcom": xcoms,
+        "rendered": rendered,
     }
 
 

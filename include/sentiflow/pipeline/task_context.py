@@ -8,6 +8,7 @@ wire those together. Heavy libraries are imported inside functions, so parsing a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -72,6 +73,23 @@ def object_store(pipeline: PipelineSettings) -> Any:
 
 def trigger_params() -> dict[str, Any]:
     return dict(get_current_context()["params"])
+
+
+def training_results(resolved: Iterable[Any]) -> list[dict[str, Any]]:
+    """The results of the training tasks that ran, from their resolved outputs (XComArgs).
+
+    A task skipped by the branch resolves to None; a mapped task (the sweep's grid) to a sequence of
+    results, empty when it was skipped before expanding.
+    """
+    results: list[dict[str, Any]] = []
+    for output in resolved:
+        if output is None:
+            continue
+        if isinstance(output, Mapping):
+            results.append(dict(output))
+        else:
+            results.extend(dict(r) for r in output if r)
+    return results
 
 
 def optional(value: Any) -> Any:

@@ -44,9 +44,12 @@ def training_params(params: dict[str, Any]) -> dict[str, str]:
     return {FAMILY_TRANSFORMER: tp.model_dump_json(), FAMILY_TFIDF: bp.model_dump_json()}
 
 
-@task(task_id="validate_params", retries=0)
+@task(task_id="validate_params", retries=0, multiple_outputs=True)
 def validate_params() -> dict[str, str]:
     """Check what the param schemas cannot, before anything runs; returns the training params JSON per family.
+
+    ``multiple_outputs``: each family's JSON is an XCom of its own, so the DAG wires
+    ``params[FAMILY_TRANSFORMER]`` into exactly the tasks that train that family.
 
     Types, bounds and enums of each param are checked by Airflow when it creates the run (the form's JSON
     schema, generated from ``TrainParams`` for training). Left here: keys the DAG does not declare (Airflow
@@ -83,38 +86,43 @@ def train_locally(manifest_uri: str, family: str, params_json: str) -> dict[str,
 
 
 @task(task_id="train_local", execution_timeout=timedelta(hours=6), retries=0)
-def train_local(manifest_uri: str, params_by_family: dict[str, str]) -> dict[str, Any]:
+def train_local(manifest_uri: str, params_json: str) -> dict[str, Any]:
     """Fine-tune the transformer on this worker (same entrypoint as the pod)."""
-    return train_locally(manifest_uri, FAMILY_TRANSFORMER, params_by_family[FAMILY_TRANSFORMER])
+    return train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
 
 
 @task(task_id="train_baseline", execution_timeout=timedelta(hours=1), retries=0)
-def train_baseline(manifest_uri: str, params_by_family: dict[str, str]) -> dict[str, Any]:
+def train_baseline(manifest_uri: str, params_json: str) -> dict[str, Any]:
     """TF-IDF + logistic regression, registered in the same model so selection compares families."""
-    return train_locally(manifest_uri, FAMILY_TFIDF, params_by_family[FAMILY_TFIDF])
+    return train_locally(manifest_uri, FAMILY_TFIDF, params_json)
 
 
-def trainer_pod(task_id: str, manifest_task_id: str = "training_data", **overrides: Any) -> Any:
-    """The KubernetesPodOperator that trains on a GPU node; ``overrides`` (e.g. ``arguments``) win.
+def trainer_pod(task_id: str, manifest_uri: Any, params_json: Any, **overrides: Any) -> Any:
+    """The KubernetesPodOperator that trains the transformer on a GPU node; ``overrides`` win.
 
-    It reads the manifest URI that ``manifest_task_id`` returned (the feedback-enriched one by default).
+    ``manifest_uri`` and ``params_json`` are usually upstream tasks' outputs (XComArgs). Each becomes the
+    Jinja template Airflow itself derives from it (``str(xcom_arg)``), rendered when the pod starts, and
+    its task is set upstream of the pod. Templates rather than the XComArgs in ``arguments``: the pod
+    spec must stay printable without a run (``dry_run()`` dumps it as YAML, and cannot dump an XComArg).
     """
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk import XComArg
 
     from sentiflow.pipeline.pod import train_arguments, trainer_pod_kwargs
     from sentiflow.pipeline.settings import TrainerPodSettings
 
     pod = TrainerPodSettings()
-    arguments = train_arguments(
-        "{{ ti.xcom_pull(task_ids='" + manifest_task_id + "') }}",
-        FAMILY_TRANSFORMER,
-        "{{ ti.xcom_pull(task_ids='validate_params')['" + FAMILY_TRANSFORMER + "'] }}",
-    )
-    kwargs = trainer_pod_kwargs(arguments=arguments, pod=pod)
+    inputs = [manifest_uri, params_json]
+    manifest, params = (str(v) if isinstance(v, XComArg) else v for v in inputs)
+    kwargs = trainer_pod_kwargs(arguments=train_arguments(manifest, FAMILY_TRANSFORMER, params), pod=pod)
     kwargs.update(overrides)
-    return KubernetesPodOperator(
+    operator = KubernetesPodOperator(
         task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
     )
+    for value in inputs:
+        if isinstance(value, XComArg):
+            value >> operator
+    return operator
 
 
 def trainer_pods_mapped(task_id: str, arguments: Any) -> Any:
