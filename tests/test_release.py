@@ -20,7 +20,13 @@ from sentiflow.modeling.pyfunc import log_classifier
 from sentiflow.modeling.tfidf import TfidfClassifier
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
 from sentiflow.pipeline import registry, release
-from sentiflow.pipeline.checks import CheckReport, cases_from_records, run_check
+from sentiflow.pipeline.checks import (
+    REPORT_ARTIFACT_PATH,
+    CheckReport,
+    cases_from_records,
+    publish_report,
+    run_check,
+)
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.storage import ObjectStore
 from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer
@@ -87,16 +93,28 @@ def test_a_passing_check_completes_the_release(model) -> None:
     prior = release.promote(client, settings, "3")
     assert prior == release.PriorAliases(candidate="3", champion="2", previous="1")
     assert aliases(settings) == ("3", "2")
+    store = ObjectStore()
+    store.ensure_bucket()
+    prefix = store.uri("reports", uuid.uuid4().hex[:8], "inference_check")
+    run_id = dict(_versions)["3"]
     summary = release.check(
         client,
         settings,
         None,
         prior,
         run_check=lambda: report("3", 1.0),
-        write_report=lambda r: r.summary(),
+        write_report=lambda r: publish_report(
+            r, store=store, prefix=prefix, client=client, run_id=run_id, extra={"dag_run_id": "manual"}
+        ),
         timeout_s=5,
+        run_id=run_id,
     )
-    assert summary["passed"]
+    assert summary["passed"] and summary["report_uri"] == str(prefix)
+    # the report is in S3 and on the checked version's MLflow run
+    assert store.get_json(prefix.join("summary.json"))["dag_run_id"] == "manual"
+    assert b"text,correct" in store.get_bytes(prefix.join("predictions.csv"))
+    files = {f.path for f in client.list_artifacts(run_id, REPORT_ARTIFACT_PATH)}
+    assert files == {f"{REPORT_ARTIFACT_PATH}/predictions.csv", f"{REPORT_ARTIFACT_PATH}/summary.json"}
     assert aliases(settings) == ("3", "2")
     assert TAG_RELEASE_PRIOR_ALIASES not in client.get_registered_model(settings.registered_model_name).tags
 
@@ -117,12 +135,19 @@ def test_any_failure_after_promote_restores_the_prior_aliases(model, fault, monk
     dead_server = ModelServerClient(DEAD, "t", timeout_s=2)
     cases = cases_from_records([{"text": "great fun", "label": "positive"}])
 
+    live_store = ObjectStore()
+    live_store.ensure_bucket()
+
     def write_report(r: CheckReport) -> dict:
-        if fault == "s3_down":
-            dead_store.put_json(dead_store.uri("reports", "x.json"), r.summary())
-        if fault == "mlflow_upload_down":
-            dead_mlflow.log_dict(run_id, r.summary(), "inference_check/summary.json")
-        return r.summary()
+        # the pipeline's own publisher, with S3 or MLflow dead where the fault says so
+        return publish_report(
+            r,
+            store=dead_store if fault == "s3_down" else live_store,
+            prefix=live_store.uri("reports", uuid.uuid4().hex[:8], "inference_check"),
+            client=dead_mlflow if fault == "mlflow_upload_down" else client,
+            run_id=run_id,
+            extra={},
+        )
 
     def check_report() -> CheckReport:
         if fault == "server_down":

@@ -165,6 +165,35 @@ class CheckReport:
         return pd.DataFrame(self.rows).to_csv(index=False).encode()
 
 
+#: The report's folder on the checked version's MLflow run (beside its metrics in the MLflow UI).
+REPORT_ARTIFACT_PATH = "inference_check"
+
+
+def publish_report(
+    report: CheckReport, *, store: Any, prefix: Any, client: Any, run_id: str | None, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``predictions.csv`` and ``summary.json`` under ``prefix`` in S3, and both on the checked version's
+    MLflow run (when it has one); returns the summary with ``report_uri``.
+
+    Any failure raises: ``release.check`` then rolls the release back, since a release without its report is
+    not one anybody can audit.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    summary = {**report.summary(), **extra}
+    store.put_bytes(prefix.join("predictions.csv"), report.csv_bytes(), "text/csv")
+    store.put_json(prefix.join("summary.json"), summary)
+    summary["report_uri"] = str(prefix)
+    if run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "predictions.csv").write_bytes(report.csv_bytes())
+            (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2))
+            client.log_artifacts(run_id, tmp, artifact_path=REPORT_ARTIFACT_PATH)
+    return summary
+
+
 def run_check(
     predict: Callable[[list[str]], Mapping[str, Any]],
     cases: Sequence[CheckCase],

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from sentiflow.pipeline.links import DECISION_KEY, PROMOTE, SELECT_BEST
+from sentiflow.pipeline.links import DECISION_KEY, INFERENCE_CHECK, PROMOTE, SELECT_BEST
 from sentiflow.pipeline.settings import PipelineSettings
 from sentiflow.pipeline.task_context import (
     CHAMPION_MODEL,
@@ -161,20 +161,20 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
     return {**promoted, "version": str(info.get("version"))}
 
 
-@task(task_id="inference_check", execution_timeout=timedelta(minutes=15), retries=0)
+@task(task_id=INFERENCE_CHECK, execution_timeout=timedelta(minutes=15), retries=0)
 def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     """Known texts → ``/predict``; a report to S3 and MLflow; any failure (the check's, the report's, the
     server's): roll back to the aliases from before and fail (``release.check``)."""
     from sentiflow.pipeline import release
     from sentiflow.pipeline.check_plan import plan_check
-    from sentiflow.pipeline.checks import run_check
+    from sentiflow.pipeline.checks import publish_report, run_check
     from sentiflow.pipeline.deploy import version_predict
 
     context = get_current_context()
     params = dict(context["params"])
     client, settings, server, prior, pipeline = _release_context(deployed)
     store = object_store(pipeline)
-    prefix = store.uri(pipeline.reports_prefix, safe_run_id(context["run_id"]), "inference_check")
+    prefix = store.uri(pipeline.reports_prefix, safe_run_id(context["run_id"]), INFERENCE_CHECK)
 
     def check_report() -> Any:
         # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy
@@ -188,11 +188,10 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
         return run_check(predict, plan.cases, plan.required_accuracy, log=log.info)
 
     def write_report(report: Any) -> dict[str, Any]:
-        summary = {**report.summary(), "dag_run_id": context["run_id"], "expected_version": prior.candidate}
-        store.put_bytes(prefix.join("predictions.csv"), report.csv_bytes(), "text/csv")
-        store.put_json(prefix.join("summary.json"), summary)
-        summary["report_uri"] = str(prefix)
-        _log_report_to_mlflow(deployed.get("run_id"), report, summary)
+        extra = {"dag_run_id": context["run_id"], "expected_version": prior.candidate}
+        summary = publish_report(
+            report, store=store, prefix=prefix, client=client, run_id=deployed.get("run_id"), extra=extra
+        )
         log.info("inference check: %s", json.dumps(summary))
         return summary
 
@@ -209,22 +208,6 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
         )
     except release.ReleaseError as exc:
         raise AirflowFailException(str(exc)) from exc
-
-
-def _log_report_to_mlflow(run_id: str | None, report: Any, summary: dict[str, Any]) -> None:
-    """Attach the report to the MLflow run of the version it checked (visible next to its metrics)."""
-    import tempfile
-    from pathlib import Path
-
-    from sentiflow.pipeline import registry
-
-    if not run_id:
-        return
-    client = registry.mlflow_client(mlflow_settings(PipelineSettings()))
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "predictions.csv").write_bytes(report.csv_bytes())
-        (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2))
-        client.log_artifacts(run_id, tmp, artifact_path="inference_check")
 
 
 def release_tail(training_outputs: list[Any]) -> Any:
