@@ -1,7 +1,8 @@
 """``POST /deploy`` as a release: move the followed alias, then watch the replicas until they all serve it.
 
 The move is ``sentiflow.pipeline.registry.promote`` (old champion → ``previous``), the same function the
-DAG's promote task calls; a failure is ``registry.rollback``, the same function the DAG's rollback calls.
+DAG's promote task calls; a failure is ``registry.restore_aliases``, the same function the DAG's rollback
+calls: both aliases go back to where they were before the move.
 The deployment's row in the shared database says how it ended, so ``/deploy/status`` answers the same on
 every pod. The worker that accepted the request watches it on a background thread:
 
@@ -142,9 +143,9 @@ def release(server: Any, *, version: str | None = None, alias: str | None = None
     record = {
         "id": uuid.uuid4().hex,
         "alias": settings.champion_alias,
-        "version": move.champion,
-        "previous": move.previous,
-        "prior_previous": move.prior_previous,
+        "version": move.candidate,
+        "previous": move.champion,
+        "prior_previous": move.previous,
         "requested_at": time.time(),
         "requested_by": server.manager.follower.replica_id,
         "status": "pending",
@@ -160,7 +161,7 @@ def release(server: Any, *, version: str | None = None, alias: str | None = None
 
 
 def watch(server: Any, record: dict[str, Any]) -> None:
-    """Follow one deployment to its end; on failure or timeout move the alias back (``registry.rollback``)."""
+    """Follow one deployment to its end; on failure or timeout move the aliases back (``_move_back``)."""
     deadline = time.monotonic() + server.settings.deploy_timeout_s
     store = server.replicas
     while True:
@@ -190,21 +191,25 @@ def watch(server: Any, record: dict[str, Any]) -> None:
 
 
 def _move_back(server: Any, record: dict[str, Any], reason: str) -> str:
+    """``registry.restore_aliases`` from the deployment's row; returns a sentence for the row's error."""
     settings = alias_settings(server)
+    prior = registry.PriorAliases(
+        candidate=str(record["version"]),
+        champion=record.get("previous"),
+        previous=record.get("prior_previous"),
+    )
     try:
-        restored = registry.rollback(
-            registry.mlflow_client(settings),
-            settings,
-            record["version"],
-            f"deploy {record['id']} failed: {reason}",
-            restore_previous=record.get("prior_previous"),
+        left_alone = registry.restore_aliases(
+            registry.mlflow_client(settings), settings, prior, f"deploy {record['id']} failed: {reason}"
         )
     except Exception as exc:
         log.exception("could not move alias %s back", settings.champion_alias)
         return f"moving alias {settings.champion_alias!r} back failed: {exc}"
-    if restored is None:
+    if left_alone:
+        return f"alias {settings.champion_alias!r} not moved back: {left_alone}"
+    if prior.champion is None:
         return f"alias {settings.champion_alias!r} removed (there was no previous version)"
-    return f"alias {settings.champion_alias!r} moved back to version {restored}"
+    return f"alias {settings.champion_alias!r} moved back to version {prior.champion}"
 
 
 def wait(server: Any, deployment_id: str, timeout_s: float) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def test_a_passing_check_completes_the_release(model) -> None:
     settings, _versions = model
     client = registry.mlflow_client(settings)
     prior = release.promote(client, settings, "3")
-    assert prior == release.PriorAliases(candidate="3", champion="2", previous="1")
+    assert prior == registry.PriorAliases(candidate="3", champion="2", previous="1")
     assert aliases(settings) == ("3", "2")
     store = ObjectStore()
     store.ensure_bucket()
@@ -205,7 +205,7 @@ def test_a_promotion_that_fails_half_way_and_is_retried_restores_exactly(model) 
     assert aliases(settings) == ("2", "1")  # previous had moved; put back
     # Airflow retries the task: same starting point, then a failed check restores exactly it
     prior = release.promote(client, settings, "3")
-    assert prior == release.PriorAliases(candidate="3", champion="2", previous="1")
+    assert prior == registry.PriorAliases(candidate="3", champion="2", previous="1")
     assert aliases(settings) == ("3", "2")
     # a retry after a *complete* promotion must not take ("3", "2") for the starting point
     assert release.promote(client, settings, "3") == prior
@@ -220,6 +220,19 @@ def test_a_promotion_that_fails_half_way_and_is_retried_restores_exactly(model) 
             timeout_s=3,
         )
     assert aliases(settings) == ("2", "1")
+
+
+def test_a_rollback_leaves_a_champion_someone_else_moved_meanwhile(model) -> None:
+    settings, versions = model
+    client = registry.mlflow_client(settings)
+    prior = release.promote(client, settings, "3")
+    registry.set_alias(client, settings, settings.champion_alias, "1")  # an operator's own move
+    message = release.roll_back(client, settings, prior, "check failed", run_id=versions[2][1])
+    assert "champion was moved to 1 meanwhile by someone else; left alone" in message
+    assert aliases(settings) == ("1", "2")
+    assert (
+        "check failed" in client.get_model_version(settings.registered_model_name, "3").tags[TAG_ROLLED_BACK]
+    )
 
 
 def test_the_first_champion_failing_leaves_no_champion(stack) -> None:

@@ -82,7 +82,7 @@ class Fleet:
         s = self.settings
         return registry.version_for_alias(registry.mlflow_client(s), s, s.champion_alias)
 
-    def promote(self, version: str) -> registry.AliasMove:
+    def promote(self, version: str) -> registry.PriorAliases:
         s = self.settings
         return registry.promote(registry.mlflow_client(s), s, version)
 

@@ -92,6 +92,11 @@ def champion() -> str | None:
     return registry.version_for_alias(registry.mlflow_client(s), s, s.champion_alias)
 
 
+def previous() -> str | None:
+    s = MLflowSettings()
+    return registry.version_for_alias(registry.mlflow_client(s), s, s.previous_alias)
+
+
 def predict_version(srv: DevServer, text: str = "a great film") -> str:
     r = requests.post(f"{srv.url}/predict", json={"text": text}, timeout=30)
     assert r.status_code == 200, r.text
@@ -197,11 +202,12 @@ def test_unknown_version_is_404_and_old_model_keeps_serving(server, versions):
 
 def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
     broken = register_unfitted_version()
+    previous_before = previous()
     r = deploy(server, version=broken)
     assert r.status_code == 422
     assert r.json()["status"] == "failed" and r.json()["error"]
     assert f"moved back to version {versions[0]}" in r.json()["error"]
-    assert champion() == versions[0]
+    assert (champion(), previous()) == (versions[0], previous_before)  # both aliases as before the deploy
     assert {predict_version(server) for _ in range(10)} == {versions[0]}
     assert requests.get(f"{server.url}/model", timeout=5).json()["version"] == versions[0]
 

@@ -3,14 +3,16 @@
 The DAG, the model server and its web page all use it. Selection reads metrics from *runs*
 (``search_model_versions`` cannot filter or sort by metrics); a release only moves aliases (``champion`` is
 served, ``previous`` is kept for rollback), never copies models: promotion, rollback, ``POST /deploy`` and the
-page's Deploy button are ``promote``/``rollback`` here, and every model-server replica follows ``champion``.
+page's Deploy button are ``promote``/``restore_aliases`` here (the DAG's release adds its bookkeeping around
+them in ``release.py``), and every model-server replica follows ``champion``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sentiflow.config import MLflowSettings
@@ -104,59 +106,86 @@ def champion(client: Any, settings: MLflowSettings) -> Candidate | None:
 
 
 @dataclass(frozen=True)
-class AliasMove:
-    champion: str
+class PriorAliases:
+    """Where ``champion`` and ``previous`` pointed before ``candidate`` was promoted; a rollback restores it.
+
+    ``promote`` returns it; the DAG's release keeps it in a registered-model tag (JSON) and in XCom, the
+    server's ``POST /deploy`` in its deployment row.
+    """
+
+    candidate: str
+    champion: str | None
     previous: str | None
-    #: What ``previous`` pointed at before this move: a rollback puts it back, so a failed release leaves
-    #: both aliases exactly as they were.
-    prior_previous: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PriorAliases:
+        data = json.loads(text)
+        return cls(
+            candidate=str(data["candidate"]),
+            champion=None if data.get("champion") is None else str(data["champion"]),
+            previous=None if data.get("previous") is None else str(data["previous"]),
+        )
 
 
-def promote(client: Any, settings: MLflowSettings, version: str) -> AliasMove:
-    """Make ``version`` the champion; the old champion becomes ``previous`` (the rollback target)."""
+def current_aliases(client: Any, settings: MLflowSettings, candidate: str) -> PriorAliases:
+    """The aliases now, as the starting point of promoting ``candidate``."""
+    return PriorAliases(
+        candidate=str(candidate),
+        champion=version_for_alias(client, settings, settings.champion_alias),
+        previous=version_for_alias(client, settings, settings.previous_alias),
+    )
+
+
+def set_alias(client: Any, settings: MLflowSettings, alias: str, version: str | None) -> None:
+    """Point ``alias`` at ``version``; ``None`` removes the alias (when it exists)."""
     name = settings.registered_model_name
-    old = version_for_alias(client, settings, settings.champion_alias)
-    prior_previous = version_for_alias(client, settings, settings.previous_alias)
-    if old == str(version):
-        return AliasMove(champion=old, previous=prior_previous, prior_previous=prior_previous)
-    if old is not None:
-        client.set_registered_model_alias(name, settings.previous_alias, old)
-    client.set_registered_model_alias(name, settings.champion_alias, str(version))
-    log.info("promoted %s version %s to @%s (previous: %s)", name, version, settings.champion_alias, old)
-    return AliasMove(champion=str(version), previous=old, prior_previous=prior_previous)
+    if version is None:
+        if version_for_alias(client, settings, alias) is not None:
+            client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, str(version))
 
 
-def rollback(
-    client: Any,
-    settings: MLflowSettings,
-    failed_version: str,
-    reason: str,
-    *,
-    restore_previous: str | None = None,
-) -> str | None:
-    """Point ``champion`` back at ``previous`` after ``failed_version`` failed; return the new champion.
+def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases:
+    """Make ``version`` the champion; the old champion becomes ``previous`` (the rollback target).
 
-    The failed version is tagged with the reason. ``previous`` then points at ``restore_previous`` (what it
-    was before the failed promotion, ``AliasMove.prior_previous``), or is removed when that is unknown, so
-    one version never holds both aliases. Without a ``previous`` (the first champion failed) the champion
-    alias is removed, so nothing claims to be a good model; the caller says so.
+    Returns the aliases from before, which ``restore_aliases`` puts back if the release fails.
+    """
+    prior = current_aliases(client, settings, version)
+    if prior.champion == prior.candidate:
+        return prior
+    name = settings.registered_model_name
+    if prior.champion is not None:
+        client.set_registered_model_alias(name, settings.previous_alias, prior.champion)
+    client.set_registered_model_alias(name, settings.champion_alias, prior.candidate)
+    log.info(
+        "promoted %s version %s to @%s (previous: %s)", name, version, settings.champion_alias, prior.champion
+    )
+    return prior
+
+
+def restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases, reason: str) -> str | None:
+    """Undo the promotion of ``prior.candidate``, which failed: tag it with the reason, put ``champion`` and
+    ``previous`` back exactly where ``prior`` recorded them (``champion`` removed when the first champion
+    failed, so nothing claims to be a good model).
+
+    Returns None when restored, or a sentence saying why not: someone moved ``champion`` elsewhere meanwhile,
+    and their choice is left alone. Both the DAG's rollback and the server's failed ``POST /deploy`` use it.
     """
     name = settings.registered_model_name
-    client.set_model_version_tag(name, str(failed_version), TAG_ROLLED_BACK, reason[:5000])
+    client.set_model_version_tag(name, prior.candidate, TAG_ROLLED_BACK, reason[:5000])
     current = version_for_alias(client, settings, settings.champion_alias)
-    if current != str(failed_version):
-        return current  # someone already moved the champion: leave their choice alone
-    previous = version_for_alias(client, settings, settings.previous_alias)
-    if previous is None:
-        client.delete_registered_model_alias(name, settings.champion_alias)
-        return None
-    client.set_registered_model_alias(name, settings.champion_alias, previous)
-    if restore_previous and str(restore_previous) not in (previous, str(failed_version)):
-        client.set_registered_model_alias(name, settings.previous_alias, str(restore_previous))
-    else:
-        client.delete_registered_model_alias(name, settings.previous_alias)
-    log.info("rolled %s @%s back from %s to %s", name, settings.champion_alias, failed_version, previous)
-    return previous
+    if current not in (prior.candidate, prior.champion):
+        return f"champion was moved to {current} meanwhile by someone else; left alone"
+    set_alias(client, settings, settings.champion_alias, prior.champion)
+    set_alias(client, settings, settings.previous_alias, prior.previous)
+    log.info(
+        "rolled %s @%s back from %s to %s", name, settings.champion_alias, prior.candidate, prior.champion
+    )
+    return None
 
 
 # --- reading versions (the server and its web page) --------------------------------------------------------

@@ -15,16 +15,15 @@ the same starting point instead of mistaking the half-moved state for the origin
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from sentiflow.config import MLflowSettings
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
 from sentiflow.pipeline import registry
+from sentiflow.pipeline.registry import PriorAliases
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,27 +41,6 @@ class CheckFailedError(RuntimeError):
     """The inference check ran and the model failed it (accuracy, or another version answered)."""
 
 
-@dataclass(frozen=True)
-class PriorAliases:
-    """Where ``champion`` and ``previous`` pointed before ``candidate`` was promoted."""
-
-    candidate: str
-    champion: str | None
-    previous: str | None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> PriorAliases:
-        data = json.loads(text)
-        return cls(
-            candidate=str(data["candidate"]),
-            champion=None if data.get("champion") is None else str(data["champion"]),
-            previous=None if data.get("previous") is None else str(data["previous"]),
-        )
-
-
 def _pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
     try:
         tags = client.get_registered_model(settings.registered_model_name).tags or {}
@@ -78,15 +56,6 @@ def _pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
         return None
 
 
-def _set_alias(client: Any, settings: MLflowSettings, alias: str, version: str | None) -> None:
-    name = settings.registered_model_name
-    if version is None:
-        if registry.version_for_alias(client, settings, alias) is not None:
-            client.delete_registered_model_alias(name, alias)
-    else:
-        client.set_registered_model_alias(name, alias, str(version))
-
-
 def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases:
     """``champion`` → ``version``, the old champion → ``previous``; returns the aliases from before.
 
@@ -96,11 +65,7 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
     version = str(version)
     prior = _pending(client, settings)
     if prior is None or prior.candidate != version:
-        prior = PriorAliases(
-            candidate=version,
-            champion=registry.version_for_alias(client, settings, settings.champion_alias),
-            previous=registry.version_for_alias(client, settings, settings.previous_alias),
-        )
+        prior = registry.current_aliases(client, settings, version)
         client.set_registered_model_tag(
             settings.registered_model_name, TAG_RELEASE_PRIOR_ALIASES, prior.to_json()
         )
@@ -121,8 +86,8 @@ def finish(client: Any, settings: MLflowSettings) -> None:
 
 
 def _restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases) -> None:
-    _set_alias(client, settings, settings.champion_alias, prior.champion)
-    _set_alias(client, settings, settings.previous_alias, prior.previous)
+    registry.set_alias(client, settings, settings.champion_alias, prior.champion)
+    registry.set_alias(client, settings, settings.previous_alias, prior.previous)
 
 
 def _retrying(what: str, fn: Callable[[], T], attempts: int, backoff_s: float) -> T:
@@ -160,12 +125,10 @@ def roll_back(
     notes: list[str] = []
 
     def registry_part() -> None:
-        client.set_model_version_tag(settings.registered_model_name, failed, TAG_ROLLED_BACK, reason[:5000])
-        current = registry.version_for_alias(client, settings, settings.champion_alias)
-        if current not in (failed, prior.champion):
-            notes.append(f"champion was moved to {current} meanwhile by someone else; left alone")
+        left_alone = registry.restore_aliases(client, settings, prior, reason)
+        if left_alone:
+            notes.append(left_alone)
             return
-        _restore_aliases(client, settings, prior)
         finish(client, settings)
 
     try:

@@ -116,7 +116,7 @@ def _release_context(promoted: dict[str, Any]) -> tuple[Any, Any, Any, Any, Pipe
     """(MLflow client, MLflow settings, server client, prior aliases, pipeline settings) of a release."""
     from sentiflow.pipeline import registry
     from sentiflow.pipeline.deploy import server_client
-    from sentiflow.pipeline.release import PriorAliases
+    from sentiflow.pipeline.registry import PriorAliases
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
