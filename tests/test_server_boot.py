@@ -3,24 +3,68 @@
 Two gunicorn workers opening a fresh SQLite feedback database at once used to fail one of them on
 ``PRAGMA journal_mode=WAL`` ("database is locked"), and a worker that fails to boot stops gunicorn. The
 schema, the journal mode and the prediction-id secret are now made once, under a file lock.
+
+The race itself is hammered in processes that do exactly what a worker does at boot, released together by
+a barrier (many rounds in seconds); a few real gunicorn boots on busy cores check the whole server.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
+from sentiflow.config import ServerSettings
 from sentiflow.localstack import _logfile
+from serving.feedback import FeedbackStore
+from serving.prediction_ids import state_dir_secret
+from serving.replicas import ReplicaStore
 from tests.devserver import SERVICE, DevServer
 
 pytestmark = pytest.mark.slow
 
-BOOTS = 20
+BOOTS = 5
+RACE_ROUNDS, RACE_PROCESSES = 25, 6
+
+
+def _open_state_like_a_worker(state_dir: str, barrier, errors) -> None:
+    """What ``ServerExtension`` opens at a worker's boot, started at the same instant as the others."""
+    try:
+        url = ServerSettings(state_dir=Path(state_dir)).resolved_feedback_db_url
+        barrier.wait(timeout=60)
+        FeedbackStore(url).count()
+        ReplicaStore(url)
+        errors.put(("ok", state_dir_secret(Path(state_dir))))
+    except Exception:
+        errors.put(("error", traceback.format_exc()))
+
+
+def test_workers_opening_a_fresh_state_folder_together_never_fail(tmp_path) -> None:
+    ctx = multiprocessing.get_context("fork")  # gunicorn forks its workers too
+    failures, secrets_seen = [], []
+    for round_ in range(RACE_ROUNDS):
+        state_dir = str(tmp_path / f"race-{round_}")
+        barrier, results = ctx.Barrier(RACE_PROCESSES), ctx.Queue()
+        procs = [
+            ctx.Process(target=_open_state_like_a_worker, args=(state_dir, barrier, results))
+            for _ in range(RACE_PROCESSES)
+        ]
+        for p in procs:
+            p.start()
+        answers = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(30)
+        failures += [f"round {round_}: {detail}" for kind, detail in answers if kind == "error"]
+        secrets_seen.append({detail for kind, detail in answers if kind == "ok"})
+    assert failures == []
+    assert all(len(seen) == 1 for seen in secrets_seen)  # one secret per folder, whoever made it
 
 
 @pytest.fixture
