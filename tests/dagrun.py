@@ -25,3 +25,21 @@ def run_dag(dag_id: str, conf: dict, *, env: dict[str, str] | None = None, timeo
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
     assert line, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return json.loads(line[len("RESULT") :])
+
+
+def small_run_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
+    """A small IMDb run for the DAG tests: 300 training and 150 evaluation rows, trained on this machine,
+    the TF-IDF baseline alone (``train_transformer=True`` and its hyperparameters turn the transformer on),
+    an inference check that passes unless a test makes it fail."""
+    conf = {
+        "dataset": str(imdb_dir),
+        "sample_size": 300,
+        "eval_sample_size": 150,
+        "model_name": str(offline_model),
+        "train_transformer": False,
+        "train_backend": "local",
+        "run_baseline": True,
+        "selection_metric": "val_f1",
+        "check_min_accuracy": 0.0,
+    }
+    return {**conf, **overrides}

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import requests
+
 from sentiflow import localstack
 from sentiflow.localstack import StackSettings
 from sentiflow.processes import wait_gone
@@ -64,6 +66,21 @@ class DevServer:
     def stop(self) -> None:
         localstack.stop(self.stack, self.name)
         self.pid = None
+
+    def deploy(self, timeout_s: float = 120, **body: str) -> requests.Response:
+        """``POST /deploy?wait=true`` with ``body`` (``version=`` or ``alias=``) as the admin."""
+        return requests.post(
+            f"{self.url}/deploy?wait=true",
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=timeout_s,
+        )
+
+    def serving(self, version: str, timeout_s: float = 120) -> DevServer:
+        """Deploy ``version`` and wait until it is served (a fixture's set-up); fails the test otherwise."""
+        r = self.deploy(timeout_s, version=version)
+        assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+        return self
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no graceful shutdown, like a crash or an OOM kill."""

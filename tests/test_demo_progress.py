@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sentiflow import demo, localstack
+from tests.dagrun import small_run_conf
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +34,7 @@ def demo_env(stack, imdb_dir, offline_model):
 
 
 def small_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
-    conf = {
-        "dataset": str(imdb_dir),
-        "sample_size": 300,
-        "eval_sample_size": 150,
-        "model_name": str(offline_model),
-        "train_transformer": False,
-        "train_backend": "local",
-        "run_baseline": True,
-        "force_promote": True,
-        "check_min_accuracy": 0.0,
-    }
-    return {**conf, **overrides}
+    return small_run_conf(imdb_dir, offline_model, force_promote=True, **overrides)
 
 
 def test_a_run_prints_every_task_and_the_progress_lines(

@@ -48,14 +48,7 @@ def server(stack, receiver: Receiver) -> Iterator[DevServer]:
     }
     srv = DevServer(stack, env).start()
     try:
-        r = requests.post(
-            f"{srv.url}/deploy?wait=true",
-            json={"version": version},
-            headers={"Authorization": f"Bearer {srv.token}"},
-            timeout=120,
-        )
-        assert r.status_code == 200, r.text
-        yield srv
+        yield srv.serving(version)
     finally:
         srv.stop()
 

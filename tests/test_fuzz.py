@@ -37,14 +37,7 @@ def server(stack, tmp_path_factory) -> Iterator[DevServer]:
     }
     srv = DevServer(stack, env, state_root=tmp_path_factory.mktemp("fuzz-state")).start()
     try:
-        r = requests.post(
-            f"{srv.url}/deploy?wait=true",
-            json={"version": version},
-            headers={"Authorization": f"Bearer {srv.token}"},
-            timeout=120,
-        )
-        assert r.status_code == 200, r.text
-        yield srv
+        yield srv.serving(version)
     finally:
         srv.stop()
 

@@ -152,13 +152,7 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
 
     server = DevServer(stack, {"SENTIFLOW_SERVER_WORKERS": "1"}, state_root=tmp_path / "state").start()
     try:
-        r = requests.post(
-            f"{server.url}/deploy?wait=true",
-            json={"version": str(info.registered_model_version)},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=300,
-        )
-        assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+        server.serving(str(info.registered_model_version), timeout_s=300)
         assert requests.get(f"{server.url}/model", timeout=10).json()["runtime"] == "onnx-int8"
         answer = requests.post(f"{server.url}/predict", json={"texts": TEXTS}, timeout=60).json()
     finally:

@@ -21,7 +21,7 @@ import pytest
 
 from sentiflow import localstack, names
 from sentiflow.config import MLflowSettings
-from tests.dagrun import run_dag
+from tests.dagrun import run_dag, small_run_conf
 from tests.devserver import own_registered_model
 
 pytestmark = pytest.mark.slow
@@ -49,27 +49,21 @@ def pipeline_env(stack, imdb_dir, offline_model):
 
 
 def base_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
-    conf = {
-        "dataset": str(imdb_dir),
-        "sample_size": 300,
-        "eval_sample_size": 150,
-        "model_name": str(offline_model),
+    """The transformer (one MiniLM layer, 128 rows, 64 tokens) beside the baseline."""
+    transformer = {
+        "train_transformer": True,
         "num_train_epochs": 1,
         "max_length": 64,
         "per_device_train_batch_size": 16,
         "train_subset_size": 128,
         "early_stopping_patience": None,
         "train_extra": {"num_hidden_layers": 1},
-        "train_backend": "local",
-        "run_baseline": True,
-        "selection_metric": "val_f1",
-        "check_min_accuracy": 0.0,  # scoring is unit-tested; here the check must pass unless a test fails it
     }
-    return {**conf, **overrides}
+    return small_run_conf(imdb_dir, offline_model, **{**transformer, **overrides})
 
 
 def baseline_only(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
-    return base_conf(imdb_dir, offline_model, train_transformer=False, **overrides)
+    return small_run_conf(imdb_dir, offline_model, **overrides)
 
 
 def aliases(client, settings: MLflowSettings) -> dict[str, str]:
@@ -186,7 +180,8 @@ def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_
 
     # 3. the sweep: two grid points → two runs and versions → select → (forced) promote → deploy → check
     conf = base_conf(imdb_dir, offline_model, grid={"learning_rate": [5e-5, 1e-4]}, force_promote=True)
-    conf.pop("run_baseline")  # not a sweep param
+    for pipeline_only in ("run_baseline", "train_transformer"):  # not sweep params
+        conf.pop(pipeline_only)
     sweep = run_dag("sentiment_sweep", conf)
     assert sweep["state"] == "success", sweep["tasks"]
     results = sweep["xcom"]["train_grid_local"]

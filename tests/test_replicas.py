@@ -32,7 +32,7 @@ from sentiflow import localstack
 from sentiflow.config import MLflowSettings
 from sentiflow.pipeline import registry
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
-from tests.dagrun import run_dag
+from tests.dagrun import run_dag, small_run_conf
 from tests.devproxy import RoundRobinProxy, nginx_binary
 from tests.devserver import (
     DevServer,
@@ -367,18 +367,7 @@ def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet, imdb_
     localstack.airflow_init(fleet.stack)
     conn = {"conn_type": "http", "host": fleet.proxy.url, "password": fleet.stack.server_token}
     env = {"AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(conn)}
-    conf = {
-        "dataset": str(imdb_dir),
-        "sample_size": 300,
-        "eval_sample_size": 150,
-        "model_name": str(offline_model),
-        "train_transformer": False,
-        "train_backend": "local",
-        "run_baseline": True,
-        "selection_metric": "val_f1",
-        "force_promote": True,
-        "check_min_accuracy": 0.0,
-    }
+    conf = small_run_conf(imdb_dir, offline_model, force_promote=True)
     result = run_dag("sentiment_pipeline", conf, env=env, timeout_s=1200)
     assert result["state"] == "success", result["tasks"]
     champion = fleet.champion()

@@ -58,10 +58,6 @@ def auth(srv: DevServer) -> dict[str, str]:
     return {"Authorization": f"Bearer {srv.token}"}
 
 
-def deploy(srv: DevServer, **body) -> requests.Response:
-    return requests.post(f"{srv.url}/deploy?wait=true", json=body, headers=auth(srv), timeout=120)
-
-
 def wait_ready(srv: DevServer, timeout_s: float = 120.0) -> dict:
     """Poll /ready until a worker has finished its startup load (ready, or unready with a reason)."""
     deadline = time.monotonic() + timeout_s
@@ -115,7 +111,7 @@ def test_starts_unready_without_deployed_version_or_champion(server):
 
 
 def test_deploy_with_wait_is_served_by_every_worker(server, versions):
-    r = deploy(server, version=versions[0])
+    r = server.deploy(version=versions[0])
     assert r.status_code == 200, r.text
     record = r.json()
     assert record["status"] == "succeeded" and record["all_replicas_serving"] is True
@@ -192,10 +188,10 @@ def test_admin_endpoints_need_the_token(server, method, path, header):
 
 
 def test_unknown_version_is_404_and_old_model_keeps_serving(server, versions):
-    r = deploy(server, version="9999")
+    r = server.deploy(version="9999")
     assert r.status_code == 404
     assert "9999" in r.json()["message"]
-    r = deploy(server, alias="no-such-alias")
+    r = server.deploy(alias="no-such-alias")
     assert r.status_code == 404
     assert predict_version(server) == versions[0]
 
@@ -203,7 +199,7 @@ def test_unknown_version_is_404_and_old_model_keeps_serving(server, versions):
 def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
     broken = register_unfitted_version()
     previous_before = previous()
-    r = deploy(server, version=broken)
+    r = server.deploy(version=broken)
     assert r.status_code == 422
     assert r.json()["status"] == "failed" and r.json()["error"]
     assert f"moved back to version {versions[0]}" in r.json()["error"]
@@ -248,7 +244,7 @@ def test_deploy_during_sustained_load_drops_nothing(server, versions):
         deadline = time.monotonic() + 60
         while count(False) < 100 and time.monotonic() < deadline:
             time.sleep(0.02)
-        r = deploy(server, version=new)
+        r = server.deploy(version=new)
         swapped.set()
         assert r.status_code == 200 and r.json()["all_replicas_serving"], r.text
         deadline = time.monotonic() + 60
