@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,17 +63,8 @@ class LoadedModel:
     runtime: str = "torch"
 
     def info(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "run_id": self.run_id,
-            "family": self.family,
-            "label_names": self.label_names,
-            "metrics": self.metrics,
-            "loaded_at": self.loaded_at,
-            "source": self.source,
-            "runtime": self.runtime,
-        }
+        """Every field but the classifier: the body of ``GET /model`` (``schemas.ModelInfo`` documents it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "classifier"}
 
 
 def _now() -> str:

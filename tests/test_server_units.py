@@ -178,3 +178,14 @@ def test_two_apps_share_no_collaborators_and_leave_the_process_alone(tmp_path, m
     finally:
         first.close()
         second.close()
+
+
+def test_the_model_schema_documents_every_field_of_the_loaded_model() -> None:
+    """``GET /model`` is ``LoadedModel.info()`` plus ``deployed``; its documented schema must not drift."""
+    from dataclasses import fields
+
+    from serving.model_manager import LoadedModel
+    from serving.schemas import ModelInfo
+
+    served = {f.name for f in fields(LoadedModel)} - {"classifier"}
+    assert set(ModelInfo.model_fields) == served | {"deployed"}
