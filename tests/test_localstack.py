@@ -34,3 +34,10 @@ def test_refuses_a_port_held_by_a_stranger(tmp_path):
 def test_down_stops_only_what_it_started(tmp_path):
     settings = StackSettings(home=tmp_path)
     assert localstack.stop(settings, "mlflow") is False  # no PID file: nothing to stop, nothing killed
+
+
+def test_mlflow_keeps_artifacts_under_the_configured_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENTIFLOW_MLFLOW_ARTIFACTS_PREFIX", "team-a/artifacts")
+    settings = StackSettings(home=tmp_path)
+    argv = localstack.services(settings)["mlflow"].argv
+    assert argv[argv.index("--artifacts-destination") + 1] == f"s3://{settings.bucket}/team-a/artifacts"

@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sentiflow.config import ENV_PREFIX
+from sentiflow.config import ENV_PREFIX, MLflowSettings
 from sentiflow.ports import HOST, port_in_use
 
 # free_port is re-exported: tests and benchmarks ask the stack for ports
@@ -187,7 +187,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
             "--backend-store-uri",
             f"sqlite:///{mlflow_dir / 'mlflow.db'}",
             "--artifacts-destination",
-            f"s3://{stack.bucket}/mlflow-artifacts",
+            f"s3://{stack.bucket}/{MLflowSettings().artifacts_prefix}",
             "--allowed-hosts",
             f"{HOST}:{stack.mlflow_port},localhost:{stack.mlflow_port},{HOST},localhost",
         ],
