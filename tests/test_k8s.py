@@ -249,3 +249,16 @@ def test_model_server_rows_live_in_the_shared_postgres_not_on_a_pod():
     data_mount = next(m for m in pg["volumeMounts"] if m["mountPath"] == "/var/lib/postgresql/data")
     assert data_mount["name"] in {c["metadata"]["name"] for c in db["spec"]["volumeClaimTemplates"]}
     assert "rollout restart" not in (K8S / "model-server.yaml").read_text()
+
+
+def test_the_documented_airflow_secret_carries_the_servers_drift_hash_key():
+    """The drift report (an Airflow task) must hash with the key the server hashes production tokens with."""
+    import re
+
+    server_env = by_kind("Deployment", "model-server")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert any(e["name"] == "SENTIFLOW_DRIFT_HASH_KEY" for e in server_env)
+    docs = (K8S.parent / "docs" / "deployment.md").read_text()
+    command = re.search(r"create secret generic sentiflow-airflow-connections(.*?)\n\S", docs, re.S)
+    assert command and "--from-literal=SENTIFLOW_DRIFT_HASH_KEY=" in command.group(1)
+    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+    assert "sentiflow-airflow-connections" in values["extraEnvFrom"]
