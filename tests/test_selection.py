@@ -101,6 +101,11 @@ def test_label_matching_accepts_names_ids_and_prefixes() -> None:
     assert label_matches("POSITIVE", "pos", 1)
     assert not label_matches("negative", "positive", 1)
     assert not label_matches("0", "positive", 1)
+    three = ["negative", "neutral", "positive"]
+    assert label_matches("neg", "negative", 0, three) and not label_matches("neg", "neutral", 1, three)
+    assert not label_matches("negative", "neutral", 1, three)
+    with pytest.raises(InferenceCheckError, match=r"'ne' could mean any of \['negative', 'neutral'\]"):
+        label_matches("ne", "neutral", 1, three)
 
 
 def test_run_check_scores_and_validates_the_server_answer() -> None:

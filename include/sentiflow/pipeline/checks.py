@@ -3,7 +3,7 @@
 Cases are a few labelled texts per class drawn (seeded) from the deployed model's test snapshot, plus any the
 trigger gives (a list of ``{"text", "label"}``, or a CSV with ``text``, ``label`` columns on S3 or local
 disk); the required accuracy defaults to a margin below the model's offline test accuracy.
-Expected labels may be names (``positive``), ids (``1``) or a prefix of the name
+Expected labels may be names (``positive``), ids (``1``) or an unambiguous prefix of the name
 (``pos`` for ``positive``), so one CSV works for datasets that spell their labels differently.
 """
 
@@ -126,12 +126,28 @@ def required_accuracy(explicit: Any, test_accuracy: float | None, margin: float)
     return max(0.0, float(test_accuracy) - margin)
 
 
-def label_matches(expected: str, label: str, label_id: int) -> bool:
-    """Name, id, or a prefix of the name (``pos`` ~ ``positive``), case-insensitive."""
+def label_matches(expected: str, label: str, label_id: int, label_names: Sequence[str] = ()) -> bool:
+    """Name, id, or a prefix of the name (``pos`` ~ ``positive``), case-insensitive.
+
+    With the model's ``label_names`` a prefix must name one label: ``ne`` for a model with ``negative`` and
+    ``neutral`` raises ``InferenceCheckError`` instead of counting either answer as right.
+    """
     want, got = expected.strip().lower(), label.strip().lower()
     if want == got or want == str(label_id):
         return True
-    return bool(want) and (got.startswith(want) or want.startswith(got))
+    names = [str(n).strip().lower() for n in label_names]
+    if not want or want in names:
+        return False
+
+    def related(name: str) -> bool:
+        return name.startswith(want) or want.startswith(name)
+
+    meant = [n for n in names if related(n)]
+    if len(meant) > 1:
+        raise InferenceCheckError(
+            f"expected label {expected!r} could mean any of {meant}: spell the label out in the check cases"
+        )
+    return related(got)
 
 
 @dataclass(frozen=True)
@@ -220,8 +236,8 @@ def run_check(
     version = response.get("model_version")
     rows = []
     for case, pred in zip(cases, predictions, strict=True):
-        ok = label_matches(case.expected, str(pred["label"]), int(pred["label_id"]))
         scores = pred.get("scores", {})
+        ok = label_matches(case.expected, str(pred["label"]), int(pred["label_id"]), list(scores))
         row = {
             "text": case.text,
             "expected": case.expected,
