@@ -18,7 +18,7 @@ import requests
 
 from sentiflow import localstack
 from sentiflow.localstack import StackSettings
-from sentiflow.processes import wait_gone
+from sentiflow.processes import wait_group_gone
 
 SERVICE = "model-server"
 
@@ -87,7 +87,7 @@ class DevServer:
         pid = localstack.running_pid(self.stack, self.name)
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
-            wait_gone(pid, 10)
+            wait_group_gone(pid, 10)  # every worker, not only the master: they hold the port
         self.pid = None
 
 

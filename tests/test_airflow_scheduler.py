@@ -30,6 +30,7 @@ from sentiflow.airflow_local import airflow_env, health
 from sentiflow.config import MLflowSettings
 from sentiflow.localstack import HOST, Service, StackSettings
 from sentiflow.offline import offline_env
+from tests.dagrun import small_run_conf
 
 pytestmark = pytest.mark.slow
 
@@ -174,17 +175,7 @@ def finished_run(airflow: Airflow, imdb_dir: Path, offline_model: Path) -> dict:
         f"{airflow.url}/api/v2/dags/{DAG_ID}", json={"is_paused": False}, timeout=HTTP_TIMEOUT_S
     )
     assert unpaused.status_code == 200, unpaused.text
-    conf = {
-        "dataset": str(imdb_dir),
-        "sample_size": 300,
-        "eval_sample_size": 150,
-        "model_name": str(offline_model),
-        "train_transformer": False,
-        "run_baseline": True,
-        "train_backend": "local",
-        "force_promote": True,
-        "check_min_accuracy": 0.0,
-    }
+    conf = small_run_conf(imdb_dir, offline_model, force_promote=True)
     triggered_at = time.monotonic()
     response = airflow.session.post(
         f"{airflow.url}/api/v2/dags/{DAG_ID}/dagRuns",

@@ -2,33 +2,48 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 
-from sentiflow.processes import pid_alive, wait_gone
+from sentiflow.processes import group_members, pid_alive, wait_group_gone
 
 
-def test_an_exited_unreaped_child_is_not_alive_and_wait_gone_reaps_it() -> None:
-    proc = subprocess.Popen(["true"])
+def test_an_exited_unreaped_leader_is_not_alive_and_waiting_reaps_it() -> None:
+    proc = subprocess.Popen(["true"], start_new_session=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.05)
     assert Path(f"/proc/{proc.pid}").exists()  # a zombie: os.kill(pid, 0) alone would call it alive
     assert not pid_alive(proc.pid)
-    assert wait_gone(proc.pid, 5)
+    assert wait_group_gone(proc.pid, 5)
     assert not Path(f"/proc/{proc.pid}").exists()  # reaped
 
 
-def test_wait_gone_says_false_while_the_process_runs() -> None:
-    proc = subprocess.Popen(["sleep", "30"])
+def test_a_group_is_gone_only_when_its_last_process_is() -> None:
+    # a leader with a child in its group, like gunicorn's master and its workers
+    code = "import subprocess, time; subprocess.Popen(['sleep', '30']); time.sleep(30)"
+    leader = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
-        assert pid_alive(proc.pid)
+        deadline = time.monotonic() + 10
+        while len(group_members(leader.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(group_members(leader.pid)) == 2
+        leader.kill()  # the leader alone: its child still runs (and would still hold a port)
         started = time.monotonic()
-        assert not wait_gone(proc.pid, 0.3)
+        assert not wait_group_gone(leader.pid, 0.3)
         assert time.monotonic() - started < 5
+        os.killpg(leader.pid, signal.SIGKILL)
+        assert wait_group_gone(leader.pid, 10)
+        assert group_members(leader.pid) == []
     finally:
-        proc.kill()
-        proc.wait()
+        try:
+            os.killpg(leader.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        leader.wait()

@@ -30,7 +30,7 @@ from sentiflow.ports import HOST, port_in_use
 
 # free_port is re-exported: tests and benchmarks ask the stack for ports
 from sentiflow.ports import free_port as free_port
-from sentiflow.processes import pid_alive, wait_gone
+from sentiflow.processes import pid_alive, wait_group_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -317,12 +317,12 @@ def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        if not wait_gone(pid, timeout_s, poll_s=0.2):
+        if not wait_group_gone(pid, timeout_s, poll_s=0.2):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            wait_gone(pid, 5)
+            wait_group_gone(pid, 5)
     pidfile.unlink(missing_ok=True)
     return pid is not None
 

@@ -1,4 +1,4 @@
-"""Whether a process we know by PID still runs, and waiting for it to go.
+"""Whether a process we know by PID still runs, and waiting for its whole process group to go.
 
 Shared by the local stack (its PID files) and the test model server (a simulated crash): one definition of
 "alive", where a zombie child counts as gone. psutil reads the process table, so no code here parses
@@ -30,13 +30,29 @@ def reap(pid: int) -> None:
         pass
 
 
-def wait_gone(pid: int, timeout_s: float, poll_s: float = 0.1) -> bool:
-    """Wait until ``pid`` has exited (reaping it when it is our child); False if it still runs."""
+def group_members(pgid: int) -> list[int]:
+    """PIDs of the live (not zombie) processes in process group ``pgid``."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def wait_group_gone(pgid: int, timeout_s: float, poll_s: float = 0.1) -> bool:
+    """Wait until every process of group ``pgid`` has exited (the leader reaped when it is our child).
+
+    Waiting for the leader alone is not enough: gunicorn's workers share the listening socket, and one that
+    is still exiting keeps the port taken for whoever starts on it next.
+    """
     deadline = time.monotonic() + timeout_s
-    while pid_alive(pid):
-        reap(pid)
+    while True:
+        reap(pgid)
+        if not group_members(pgid):
+            return True
         if time.monotonic() >= deadline:
-            return not pid_alive(pid)
+            return False
         time.sleep(poll_s)
-    reap(pid)
-    return True
