@@ -199,12 +199,13 @@ def publish_report(
     from pathlib import Path
 
     summary = {**report.summary(), **extra}
-    store.put_bytes(prefix.join("predictions.csv"), report.csv_bytes(), "text/csv")
+    predictions = report.csv_bytes()
+    store.put_bytes(prefix.join("predictions.csv"), predictions, "text/csv")
     store.put_json(prefix.join("summary.json"), summary)
     summary["report_uri"] = str(prefix)
     if run_id:
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "predictions.csv").write_bytes(report.csv_bytes())
+            (Path(tmp) / "predictions.csv").write_bytes(predictions)
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2))
             client.log_artifacts(run_id, tmp, artifact_path=REPORT_ARTIFACT_PATH)
     return summary

@@ -167,6 +167,12 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
     return prior
 
 
+def put_back(client: Any, settings: MLflowSettings, prior: PriorAliases) -> None:
+    """``champion`` and ``previous`` exactly where ``prior`` recorded them (no tags, no checks)."""
+    set_alias(client, settings, settings.champion_alias, prior.champion)
+    set_alias(client, settings, settings.previous_alias, prior.previous)
+
+
 def restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases, reason: str) -> str | None:
     """Undo the promotion of ``prior.candidate``, which failed: tag it with the reason, put ``champion`` and
     ``previous`` back exactly where ``prior`` recorded them (``champion`` removed when the first champion
@@ -180,8 +186,7 @@ def restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases, 
     current = version_for_alias(client, settings, settings.champion_alias)
     if current not in (prior.candidate, prior.champion):
         return f"champion was moved to {current} meanwhile by someone else; left alone"
-    set_alias(client, settings, settings.champion_alias, prior.champion)
-    set_alias(client, settings, settings.previous_alias, prior.previous)
+    put_back(client, settings, prior)
     log.info(
         "rolled %s @%s back from %s to %s", name, settings.champion_alias, prior.candidate, prior.champion
     )

@@ -75,7 +75,7 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
         registry.promote(client, settings, version)  # the one alias move (the server's /deploy uses it too)
     except Exception:
         log.exception("promotion of %s failed half way; restoring the aliases from before", version)
-        _restore_aliases(client, settings, prior)
+        registry.put_back(client, settings, prior)
         raise
     return prior
 
@@ -83,11 +83,6 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
 def finish(client: Any, settings: MLflowSettings) -> None:
     """The release passed its check: forget the recorded starting point."""
     client.delete_registered_model_tag(settings.registered_model_name, TAG_RELEASE_PRIOR_ALIASES)
-
-
-def _restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases) -> None:
-    registry.set_alias(client, settings, settings.champion_alias, prior.champion)
-    registry.set_alias(client, settings, settings.previous_alias, prior.previous)
 
 
 def _retrying(what: str, fn: Callable[[], T], attempts: int, backoff_s: float) -> T:
