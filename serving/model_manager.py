@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from sentiflow import names
+from sentiflow import names, registry
 from sentiflow.config import MLflowSettings, ServerSettings
-from sentiflow.pipeline import registry
-from sentiflow.pipeline.registry import ModelNotFoundError, RegistryUnavailableError
+from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import metrics
 from serving.batcher import MicroBatcher
 

@@ -80,10 +80,10 @@ def settings_classes() -> list[type[BaseSettings]]:
     import sentiflow.config
 
     modules = [sentiflow.config]
-    if importlib.util.find_spec("sentiflow.pipeline.settings") is not None:
-        import sentiflow.pipeline.settings
+    if importlib.util.find_spec("sentiflow.orchestration.settings") is not None:
+        import sentiflow.orchestration.settings
 
-        modules.append(sentiflow.pipeline.settings)
+        modules.append(sentiflow.orchestration.settings)
     found = []
     for module in modules:
         for obj in vars(module).values():

@@ -160,11 +160,11 @@ def test_airflow_may_start_and_clean_up_pods_and_nothing_more():
 @pytest.fixture
 def rendered_pod(tmp_path, monkeypatch):
     """The pod the DAG's KubernetesPodOperator would submit, with the Helm values' settings."""
-    pytest.importorskip("sentiflow.pipeline.pod", reason="the pipeline package is not there yet")
+    pytest.importorskip("sentiflow.orchestration.pod", reason="the pipeline package is not there yet")
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import ApiClient
 
-    from sentiflow.pipeline.pod import train_arguments, trainer_pod_kwargs
+    from sentiflow.orchestration.pod import train_arguments, trainer_pod_kwargs
 
     for entry in yaml.safe_load((K8S / "airflow-values.yaml").read_text())["env"]:
         monkeypatch.setenv(entry["name"], entry["value"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentiflow.config import ENV_PREFIX, MLflowSettings
-from sentiflow.pipeline.settings import PipelineSettings, TrainerPodSettings
+from sentiflow.orchestration.settings import PipelineSettings, TrainerPodSettings
 
 TRAIN_ENTRYPOINT = ["python", "-m", "sentiflow.train"]
 
