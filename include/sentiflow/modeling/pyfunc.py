@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 import pandas as pd
 
 from sentiflow.modeling.base import TextClassifier, predictions_frame
@@ -67,12 +68,12 @@ def _texts(model_input: Any) -> list[str]:
     return [str(t) for t in model_input]
 
 
-class SentimentPyfunc(mlflow.pyfunc.PythonModel):
+class SentimentPyfunc(PythonModel):
     """texts (list, Series, or a frame with a ``text`` column) → label, label_id, score_<label>."""
 
     classifier: TextClassifier
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.classifier = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
 
     # No type hints on purpose: MLflow would derive a signature from them; the logged one is explicit.
