@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-from mlflow.pyfunc.model import PythonModel, PythonModelContext
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from sentiflow.modeling.base import TextClassifier, predictions_frame
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
