@@ -233,7 +233,9 @@ def test_model_server_replicas_share_postgres_and_keep_nothing_in_a_volume(resol
     assert url.get_backend_name() == "postgresql" and url.host == "postgres"
     postgres_env = resolved["services"]["postgres"]["environment"]
     assert url.database in postgres_env["INIT_DATABASES"].split()
-    assert url.database in json.dumps(resolved["services"]["postgres"]["healthcheck"]["test"])
+    assert url.database and url.database in json.dumps(
+        resolved["services"]["postgres"]["healthcheck"]["test"]
+    )
     assert "postgres" in server["depends_on"]
     assert not server.get("volumes"), server.get("volumes")
     assert env["SENTIFLOW_SERVER_STATE_DIR"] in " ".join(server["tmpfs"])
