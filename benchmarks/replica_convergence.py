@@ -103,7 +103,7 @@ def main() -> int:
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
     from sentiflow import registry
     from sentiflow.config import MLflowSettings
-    from serving.replicas import ReplicaStore
+    from serving.store.replicas import ReplicaStore
     from tests.devproxy import RoundRobinProxy
     from tests.devserver import DevServer, register_tfidf_versions
 

@@ -14,15 +14,16 @@ import time
 from flask import Flask, g, request
 
 from sentiflow.config import MLflowSettings, ServerSettings
-from serving import admin, api, metrics
-from serving.errors import register_error_handlers
+from serving import metrics
 from serving.extension import ServerExtension
+from serving.http import admin, api
+from serving.http.errors import register_error_handlers
 from serving.production import check_production_secrets
 
 
 def _register_ui(app: Flask) -> None:
     """Place for the web page blueprint (issue 8): ``app.register_blueprint(ui.bp)``."""
-    from serving import ui
+    from serving.http import ui
 
     app.register_blueprint(ui.bp)
 

@@ -19,11 +19,11 @@ from flask import Flask, current_app
 from sentiflow.config import AlertSettings, DriftSettings, MLflowSettings, ServerSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
 from sentiflow.feedback.sampling import ProductionSampler
-from serving.batcher import MicroBatcher
-from serving.feedback import FeedbackRecord, FeedbackStore
-from serving.model_manager import ModelManager, Registry
-from serving.prediction_ids import PredictionSigner, state_dir_secret
-from serving.replicas import ReplicaStore
+from serving.http.prediction_ids import PredictionSigner, state_dir_secret
+from serving.model.batcher import MicroBatcher
+from serving.model.manager import ModelManager, Registry
+from serving.store.feedback import FeedbackRecord, FeedbackStore
+from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ def child_exit(server, worker):
 def _forget_worker(server, pid: int) -> None:
     """A worker that died (even by SIGKILL) leaves the live list now, not after ``replica_ttl_s``."""
     try:
-        from serving.replicas import ReplicaStore
+        from serving.store.replicas import ReplicaStore
 
         store = ReplicaStore(_settings.resolved_feedback_db_url)
         try:

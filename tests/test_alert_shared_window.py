@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sentiflow.config import AlertSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
-from serving.feedback import FeedbackStore
+from serving.store.feedback import FeedbackStore
 
 
 def _alerter(store: FeedbackStore, window_s: float = 300.0) -> FeedbackAlerter:

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from sentiflow.config import MLflowSettings, ServerSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
 from serving.app import create_app
-from serving.batcher import MicroBatcher, PredictionFailedError
-from serving.model_manager import LoadedModel
+from serving.model.batcher import MicroBatcher, PredictionFailedError
+from serving.model.manager import LoadedModel
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 from tests.openapi_check import validate_every_response
 

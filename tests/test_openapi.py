@@ -10,7 +10,7 @@ from flask import Flask
 
 from sentiflow.config import MLflowSettings, ServerSettings
 from serving.app import create_app
-from serving.openapi import build_spec, openapi_path
+from serving.http.openapi import build_spec, openapi_path
 from tests.openapi_check import SpecValidator, validate_every_response
 from tests.test_hostile_input import _loaded
 

@@ -88,7 +88,7 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     # release no model serves predictions: these rows go straight into the server's feedback store as
     # verified ones, plus one unverified row that the retrain must leave out.
     from sentiflow.config import ServerSettings
-    from serving.feedback import FeedbackStore
+    from serving.store.feedback import FeedbackStore
 
     feedback_db = FeedbackStore(
         ServerSettings(state_dir=pipeline_env.home / "model-server").resolved_feedback_db_url

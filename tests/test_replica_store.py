@@ -18,8 +18,8 @@ import time
 import pytest
 
 from sentiflow import localstack
-from serving import deployments
-from serving.replicas import ReplicaStore, _metadata
+from serving.model import deploy as deployments
+from serving.store.replicas import ReplicaStore, _metadata
 
 
 def _pg_bin(name: str) -> str | None:
@@ -121,7 +121,7 @@ def test_live_replicas_by_heartbeat_age_and_agreement_of_their_workers(store):
     store.heartbeat("r2", "21", version="3", target_version="3")
     store.heartbeat("gone", "31", version="1", target_version="1")
     with store.engine.begin() as conn:  # a replica killed a minute ago stopped beating
-        from serving.replicas import workers_table
+        from serving.store.replicas import workers_table
 
         conn.execute(
             workers_table.update()

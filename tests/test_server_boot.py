@@ -23,9 +23,9 @@ import requests
 
 from sentiflow.config import ServerSettings
 from sentiflow.localstack import _logfile
-from serving.feedback import FeedbackStore
-from serving.prediction_ids import state_dir_secret
-from serving.replicas import ReplicaStore
+from serving.http.prediction_ids import state_dir_secret
+from serving.store.feedback import FeedbackStore
+from serving.store.replicas import ReplicaStore
 from tests.devserver import SERVICE, DevServer
 
 pytestmark = pytest.mark.slow

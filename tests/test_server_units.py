@@ -11,11 +11,11 @@ import pytest
 
 from sentiflow.config import ServerSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
-from serving import feedback
 from serving.app import create_app
-from serving.batcher import MicroBatcher, NotReadyError
 from serving.extension import server
+from serving.model.batcher import MicroBatcher, NotReadyError
 from serving.process import mlflow_environment
+from serving.store import feedback
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 
 
@@ -184,8 +184,8 @@ def test_the_model_schema_documents_every_field_of_the_loaded_model() -> None:
     """``GET /model`` is ``LoadedModel.info()`` plus ``deployed``; its documented schema must not drift."""
     from dataclasses import fields
 
-    from serving.model_manager import LoadedModel
-    from serving.schemas import ModelInfo
+    from serving.http.schemas import ModelInfo
+    from serving.model.manager import LoadedModel
 
     served = {f.name for f in fields(LoadedModel)} - {"classifier"}
     assert set(ModelInfo.model_fields) == served | {"deployed"}

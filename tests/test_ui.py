@@ -18,8 +18,8 @@ from werkzeug.wrappers import Response
 from sentiflow import names
 from sentiflow.config import MLflowSettings, ServerSettings
 from serving.app import create_app
-from serving.feedback import feedback_table
-from serving.ui import RANKING_METRICS, TABLE_METRICS
+from serving.http.ui import RANKING_METRICS, TABLE_METRICS
+from serving.store.feedback import feedback_table
 
 TOKEN = "ui-test-secret-token"
 
@@ -173,6 +173,6 @@ def test_versions_rejects_a_malformed_model_name(app):
     ],
 )
 def test_dataset_column_shows_the_source_name(source, shown):
-    from serving.ui import dataset_label
+    from serving.http.ui import dataset_label
 
     assert dataset_label(source) == shown

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
 
-from serving.bodies import load_json_object
-from serving.errors import ApiError
-from serving.feedback import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
+from serving.http.bodies import load_json_object
+from serving.http.errors import ApiError
+from serving.store.feedback import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -77,7 +77,7 @@ def _describe(exc: ValidationError) -> str:
 
 def parse_body(model: type[T]) -> T:
     """The JSON body as ``model``: 415 without a JSON content type, 400 for bytes that are not a sane JSON
-    object (``serving.bodies``), 422 for a wrong shape."""
+    object (``serving.http.bodies``), 422 for a wrong shape."""
     data = load_json_object()
     try:
         return model.model_validate(data)

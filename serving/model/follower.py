@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from sentiflow.registry import RegistryUnavailableError
 
 if TYPE_CHECKING:
-    from serving.model_manager import ModelManager
-    from serving.replicas import ReplicaStore
+    from serving.model.manager import ModelManager
+    from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
 

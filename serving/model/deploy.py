@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sentiflow import registry
-from serving.replicas import FINAL_STATUSES, ReplicaView
+from serving.store.replicas import FINAL_STATUSES, ReplicaView
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
-#: Column sizes; the request models (``serving.schemas``) use the same numbers, so a value the API accepts
-#: always fits its column.
+#: Column sizes; the request models (``serving.http.schemas``) use the same numbers, so a value the API
+#: accepts always fits its column.
 LABEL_MAX_CHARS = 128
 VERSION_MAX_CHARS = 64
 PREDICTION_ID_MAX_CHARS = 2048

@@ -7,12 +7,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from flask import Blueprint, Response, current_app, jsonify
 
 from sentiflow.modeling.base import probabilities_to_predictions
-from serving import metrics, openapi
-from serving.batcher import NotReadyError, PredictionFailedError
-from serving.errors import ApiError
-from serving.openapi import ErrorBody, document
-from serving.prediction_ids import SignedPrediction
-from serving.schemas import (
+from serving import metrics
+from serving.http import openapi
+from serving.http.errors import ApiError
+from serving.http.openapi import ErrorBody, document
+from serving.http.prediction_ids import SignedPrediction
+from serving.http.schemas import (
     FeedbackRecordOut,
     FeedbackRequest,
     Health,
@@ -22,6 +22,7 @@ from serving.schemas import (
     Readiness,
     parse_body,
 )
+from serving.model.batcher import NotReadyError, PredictionFailedError
 
 bp = Blueprint("api", __name__)
 
@@ -195,7 +196,7 @@ def prometheus():
 @bp.get("/openapi.json")
 @document(summary="This document", responses={200: (("application/json",), "OpenAPI 3.1 document")})
 def openapi_document():
-    """Generated from the registered routes and their models once per app (``serving.openapi``)."""
+    """Generated from the registered routes and their models once per app (``serving.http.openapi``)."""
     spec = current_app.extensions.get("sentiflow_openapi")
     if spec is None:
         spec = current_app.extensions["sentiflow_openapi"] = openapi.build_spec(current_app)

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import current_app, request
 
-from serving.errors import ApiError
+from serving.http.errors import ApiError
 
 
 def _check() -> None:

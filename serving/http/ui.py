@@ -26,16 +26,16 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 
 from sentiflow import names, registry
 from sentiflow.gate.selection import Candidate, SelectionError, lower_is_better, pick_best
-from serving.errors import ApiError
-from serving.feedback import feedback_table
+from serving.http.errors import ApiError
+from serving.store.feedback import feedback_table
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint(
     "ui",
     __name__,
-    template_folder="templates",
-    static_folder="static",
+    template_folder="../templates",
+    static_folder="../static",
     static_url_path="/ui/static",
 )
 

@@ -2,7 +2,7 @@
 
 The routes build their answers through these models (``model_validate(...).model_dump(mode="json")``), so
 the OpenAPI document generated from them describes exactly what is sent. The request body of
-``POST /deploy`` is ``serving.schemas.DeployRequest``.
+``POST /deploy`` is ``serving.http.schemas.DeployRequest``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Which model this worker serves, and how a new one replaces it without dropping a request.
 
 The registry alias (``champion`` by default) is the one record of what is served: every worker of every
-replica follows it (``serving.follower``). On a change the worker loads the version, runs a warm-up
+replica follows it (``serving.model.follower``). On a change the worker loads the version, runs a warm-up
 prediction and swaps one reference: requests keep using the old model until that assignment, and a failed
 load or warm-up leaves it in place (and is retried with backoff). The server keeps no record of its own.
 """
@@ -21,7 +21,7 @@ from sentiflow import names, registry
 from sentiflow.config import MLflowSettings, ServerSettings
 from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import metrics
-from serving.batcher import MicroBatcher
+from serving.model.batcher import MicroBatcher
 
 __all__ = ["LoadedModel", "ModelManager", "ModelNotFoundError", "Registry", "RegistryUnavailableError"]
 
@@ -182,7 +182,7 @@ def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
 class ModelManager:
     """Owns this worker's current model and the one way it changes: load, warm up, swap.
 
-    What to load is decided by ``serving.follower.AliasFollower`` (the registry alias); ``swap_in`` is
+    What to load is decided by ``serving.model.follower.AliasFollower`` (the registry alias); ``swap_in`` is
     the only writer of the current model.
     """
 
@@ -194,7 +194,7 @@ class ModelManager:
         registry: Registry | None = None,
         replicas: Any = None,
     ) -> None:
-        from serving.follower import AliasFollower
+        from serving.model.follower import AliasFollower
 
         self.settings = settings
         self.mlflow = mlflow_settings or MLflowSettings()

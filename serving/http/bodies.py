@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import request
 
-from serving.errors import ApiError
+from serving.http.errors import ApiError
 
 #: Deepest nesting of arrays/objects any body of this API needs is 2 (``{"texts": [...]}``); a little slack.
 MAX_DEPTH = 8

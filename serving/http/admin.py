@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
-from serving import deployments
-from serving.auth import require_admin
-from serving.errors import ApiError
-from serving.feedback import EXPORT_FORMATS
-from serving.openapi import ErrorBody, document
-from serving.replica_schemas import DeploymentStatus, ReplicasResponse, dump
-from serving.schemas import DeployQuery, DeployRequest, DeployStatusQuery, ExportQuery, parse_body
+from serving.http.auth import require_admin
+from serving.http.errors import ApiError
+from serving.http.openapi import ErrorBody, document
+from serving.http.replica_schemas import DeploymentStatus, ReplicasResponse, dump
+from serving.http.schemas import DeployQuery, DeployRequest, DeployStatusQuery, ExportQuery, parse_body
+from serving.model import deploy as deployments
+from serving.store.feedback import EXPORT_FORMATS
 
 bp = Blueprint("admin", __name__)
 
