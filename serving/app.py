@@ -88,5 +88,5 @@ def create_app(
     if start:
         # A worker takes requests only after its startup load: a restart never answers 503 from a
         # half-started worker while its siblings are ready. Bounded, so a down registry cannot wedge it.
-        extension.manager.start().wait_started(settings.startup_wait_s)
+        extension.start(settings.startup_wait_s)
     return app

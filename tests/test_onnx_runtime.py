@@ -107,7 +107,7 @@ def test_a_disagreeing_model_is_refused(tiny, sharp, tmp_path) -> None:
 
 def _loaded(classifier: TransformerClassifier, version: str = "3"):
     """A registry version as the server holds it, without the registry."""
-    from serving.model.manager import LoadedModel
+    from serving.model.loaded import LoadedModel
 
     return LoadedModel(
         version=version,

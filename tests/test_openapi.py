@@ -27,7 +27,7 @@ def app(tmp_path) -> Iterator[Flask]:
     app.extensions["sentiflow"].manager._current = _loaded()
     yield app
     app.extensions["sentiflow"].manager.batcher.stop()
-    app.extensions["sentiflow"].feedback.dispose()
+    app.extensions["sentiflow"].db.dispose()
 
 
 def test_every_registered_route_and_method_is_in_the_document(app: Flask) -> None:

@@ -16,6 +16,7 @@ from serving.extension import server
 from serving.model.batcher import MicroBatcher, NotReadyError
 from serving.process import mlflow_environment
 from serving.store import feedback
+from serving.store.db import Database
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 
 
@@ -84,7 +85,7 @@ def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
         assert [r.id for r in seen] == [record.id]
     finally:
         ext.close()
-    reopened = feedback.FeedbackStore(settings.resolved_feedback_db_url)
+    reopened = feedback.FeedbackStore(Database(settings.resolved_feedback_db_url))
     frame = reopened.frame()
     assert frame.to_dict("records")[0] | {"created_at": None} == {
         "id": record.id,
@@ -115,12 +116,12 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
             "INSERT INTO feedback (created_at, text, predicted_label, correct) "
             "VALUES ('2025-01-01 00:00:00', 'old row', 'banana', 0)"
         )
-    store = feedback.FeedbackStore(f"sqlite:///{path}")
+    store = feedback.FeedbackStore(Database(f"sqlite:///{path}"))
     store.add(text="new", predicted_label="positive", correct=True, verified=True)
     frame = store.frame()
     assert frame["text"].tolist() == ["old row", "new"]
     assert frame["verified"].tolist() == [False, True]
-    store.dispose()
+    store.db.dispose()
 
 
 def test_admin_token_unset_disables_admin_endpoints(tmp_path):
@@ -185,7 +186,7 @@ def test_the_model_schema_documents_every_field_of_the_loaded_model() -> None:
     from dataclasses import fields
 
     from serving.http.schemas import ModelInfo
-    from serving.model.manager import LoadedModel
+    from serving.model.loaded import LoadedModel
 
     served = {f.name for f in fields(LoadedModel)} - {"classifier"}
     assert set(ModelInfo.model_fields) == served | {"deployed"}

@@ -1,13 +1,9 @@
-"""User feedback on predictions: stored in a SQL database (SQLAlchemy), exported for retraining.
+"""User feedback on predictions, in the shared database (``serving.store.db``), exported for retraining.
 
-SQLite in the state folder by default (WAL mode, so several gunicorn workers write safely; the schema and
-the journal mode are set once, under a file lock, because two workers opening a fresh database at once made
-``PRAGMA journal_mode=WAL`` fail with "database is locked" and the server never booted); any SQLAlchemy
-URL (Postgres in production) via ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``. Each row is committed before the
-request answers, so a crash right after a 201 loses nothing.
-
-Other components react to stored rows without touching the route: the app's extension
-(``serving.extension``) calls its listeners with each committed ``FeedbackRecord``.
+Each row is committed before the request answers, so a crash right after a 201 loses nothing. Other
+components react to stored rows without touching the route: the app's extension (``serving.extension``)
+calls its listeners with each committed ``FeedbackRecord``. The rows also hold the wrong-flag alert's shared
+window (``sentiflow.feedback.alerts``) and the web page's counts per day.
 """
 
 from __future__ import annotations
@@ -15,47 +11,16 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from filelock import FileLock
+
+from serving.store.db import Database, alert_state_table, feedback_table
 
 log = logging.getLogger(__name__)
 
-#: Column sizes; the request models (``serving.http.schemas``) use the same numbers, so a value the API
-#: accepts always fits its column.
-LABEL_MAX_CHARS = 128
-VERSION_MAX_CHARS = 64
-PREDICTION_ID_MAX_CHARS = 2048
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-_metadata = sa.MetaData()
-feedback_table = sa.Table(
-    "feedback",
-    _metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("predicted_label", sa.String(LABEL_MAX_CHARS), nullable=False),
-    sa.Column("correct", sa.Boolean, nullable=False),
-    sa.Column("true_label", sa.String(LABEL_MAX_CHARS), nullable=True),
-    sa.Column("model_version", sa.String(VERSION_MAX_CHARS), nullable=True),
-    # True when the row cites a prediction the server signed (issue 14); only those are trained on.
-    sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
-)
 COLUMNS = [c.name for c in feedback_table.columns]
-
-#: One row per alert kind: when the last alert was raised and until when the kind stays quiet. Shared by
-#: every gunicorn worker (and replicas on one database), so "one alert per window" holds across them.
-alert_state_table = sa.Table(
-    "alert_state",
-    _metadata,
-    sa.Column("kind", sa.String(64), primary_key=True),
-    sa.Column("quiet_until", sa.Float, nullable=False),
-    sa.Column("last_alert_at", sa.Float, nullable=False),
-)
 EXPORT_FORMATS = ("csv", "parquet")
 
 
@@ -76,48 +41,14 @@ class FeedbackRecord:
         return data
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """Per connection: wait for locks instead of failing. The journal mode is persistent in the file and
-    set once by ``_init_schema``; changing it needs an exclusive lock that SQLite does not wait for."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+@dataclass(frozen=True)
+class FeedbackCounts:
+    """Flags per UTC day since a given day (days without flags are absent) and over all time."""
 
-
-def _sqlite_path(url: str) -> Path | None:
-    database = sa.engine.make_url(url).database
-    return Path(database) if database and database != ":memory:" else None
-
-
-def _add_missing_columns(engine: sa.Engine) -> None:
-    """Databases made before a column existed get it (nullable or with a server default): no lost rows."""
-    for table in _metadata.sorted_tables:
-        have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            ddl = column.type.compile(engine.dialect)
-            default = " DEFAULT 0" if column.server_default is not None else ""
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}{default}"))
-
-
-def _init_schema(engine: sa.Engine, url: str) -> None:
-    """Create tables (and, for SQLite, switch to WAL) exactly once among processes starting together."""
-    path = _sqlite_path(url) if url.startswith("sqlite") else None
-    if path is None:
-        _metadata.create_all(engine)
-        _add_missing_columns(engine)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".init.lock", timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-        with engine.connect() as conn:
-            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-            if str(mode).lower() != "wal":
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        _metadata.create_all(engine)
-        _add_missing_columns(engine)
+    #: ``day -> (correct, wrong)``
+    per_day: dict[date, tuple[int, int]]
+    total: int
+    wrong: int
 
 
 def _record(row: Any) -> FeedbackRecord:
@@ -128,15 +59,10 @@ def _record(row: Any) -> FeedbackRecord:
 
 
 class FeedbackStore:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        is_sqlite = url.startswith("sqlite")
-        self.engine = sa.create_engine(
-            url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
-        )
-        if is_sqlite:
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        _init_schema(self.engine, url)
+    """Queries on the feedback and alert-state tables of the shared database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def add(
         self,
@@ -157,7 +83,7 @@ class FeedbackStore:
             "model_version": model_version,
             "verified": verified,
         }
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             row_id = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key[0]
         return FeedbackRecord(id=int(row_id), **values)
 
@@ -173,14 +99,14 @@ class FeedbackStore:
             )
             .order_by(feedback_table.c.id)
         )
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [_record(row) for row in rows]
 
     def alert_state(self, kind: str) -> tuple[float, float]:
         """``(quiet_until, last_alert_at)`` of ``kind``; ``(-inf, -inf)`` before its first alert."""
         query = sa.select(alert_state_table).where(alert_state_table.c.kind == kind)
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return (row["quiet_until"], row["last_alert_at"]) if row else (float("-inf"), float("-inf"))
 
@@ -189,12 +115,12 @@ class FeedbackStore:
         table = alert_state_table
         if expected_quiet_until == float("-inf"):  # first alert of this kind: whoever inserts the row wins
             try:
-                with self.engine.begin() as conn:
+                with self.db.engine.begin() as conn:
                     conn.execute(table.insert().values(kind=kind, quiet_until=quiet_until, last_alert_at=at))
             except sa.exc.IntegrityError:
                 return False
             return True
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             result = conn.execute(
                 table.update()
                 .where(table.c.kind == kind, table.c.quiet_until == expected_quiet_until)
@@ -202,8 +128,27 @@ class FeedbackStore:
             )
             return result.rowcount == 1
 
+    def daily_counts(self, first_day: date) -> FeedbackCounts:
+        """Correct and wrong flags per UTC day from ``first_day`` on (grouped in SQL: ``date()`` exists in
+        SQLite and Postgres), and the all-time totals; for the web page's chart."""
+        table = feedback_table
+        day = sa.func.date(table.c.created_at)
+        wrong = sa.func.sum(sa.case((table.c.correct, 0), else_=1))
+        total = sa.func.count()
+        start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+        with self.db.engine.connect() as conn:
+            per_day = conn.execute(
+                sa.select(day, total, wrong).where(table.c.created_at >= start).group_by(day)
+            ).all()
+            all_total, all_wrong = conn.execute(sa.select(total, wrong).select_from(table)).one()
+        counts: dict[date, tuple[int, int]] = {}
+        for raw_day, n, n_wrong in per_day:
+            d = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day)[:10])
+            counts[d] = (int(n) - int(n_wrong or 0), int(n_wrong or 0))
+        return FeedbackCounts(per_day=counts, total=int(all_total or 0), wrong=int(all_wrong or 0))
+
     def count(self) -> int:
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(feedback_table)).scalar_one())
 
     def frame(self, *, since_id: int = 0, limit: int | None = None):
@@ -213,7 +158,7 @@ class FeedbackStore:
         query = sa.select(feedback_table).where(feedback_table.c.id > since_id).order_by(feedback_table.c.id)
         if limit:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         frame = pd.DataFrame([dict(r) for r in rows], columns=COLUMNS)
         frame["id"] = frame["id"].astype("int64")
@@ -230,6 +175,3 @@ class FeedbackStore:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return buffer.getvalue()
-
-    def dispose(self) -> None:
-        self.engine.dispose()
