@@ -118,14 +118,15 @@ def predict():
             error="prediction_failed",
         ) from exc
     labels = model.label_names
+    predicted = probabilities_to_predictions(probs, labels)
     predictions = []
-    for text, p in zip(texts, probabilities_to_predictions(probs, labels), strict=True):
+    for text, p in zip(texts, predicted, strict=True):
         metrics.PREDICTIONS.labels(label=p.label).inc()
         prediction_id = ext.signer.sign(model_version=model.version, text=text, label=p.label, labels=labels)
         predictions.append(
             {"label": p.label, "label_id": p.label_id, "scores": p.scores, "prediction_id": prediction_id}
         )
-    ext.record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample
+    ext.record_predictions(texts, [p.label for p in predicted], model.version)  # drift sample
     return jsonify(model_version=model.version, model_name=model.name, predictions=predictions)
 
 

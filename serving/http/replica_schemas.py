@@ -30,7 +30,6 @@ class WorkerInfo(BaseModel):
     load_error: str | None = Field(default=None, description="The last failed load, until one succeeds.")
     error_version: str | None = None
     error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
-    error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
 
 
 class ReplicaInfo(BaseModel):

@@ -169,14 +169,11 @@ def feedback_daily():
     today = datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
     counted = server().feedback.daily_counts(first)
-    series = []
-    for i in range(days):
-        d = first + timedelta(days=i)
-        correct_n, wrong_n = counted.per_day.get(d, (0, 0))
-        series.append({"date": d.isoformat(), "correct": correct_n, "wrong": wrong_n})
+    per_day = [(d, *counted.per_day.get(d, (0, 0))) for d in (first + timedelta(days=i) for i in range(days))]
+    series = [{"date": d.isoformat(), "correct": c, "wrong": w} for d, c, w in per_day]
     all_total, all_wrong = counted.total, counted.wrong
-    window_total = sum(p["correct"] + p["wrong"] for p in series)
-    window_correct = sum(p["correct"] for p in series)
+    window_total = sum(c + w for _, c, w in per_day)
+    window_correct = sum(c for _, c, _w in per_day)
     return jsonify(
         days=series,
         window={

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -51,11 +51,20 @@ class FeedbackCounts:
     wrong: int
 
 
-def _record(row: Any) -> FeedbackRecord:
+def _record(row: sa.RowMapping) -> FeedbackRecord:
     created_at = row["created_at"]
     if created_at.tzinfo is None:  # SQLite returns naive datetimes; we always store UTC
         created_at = created_at.replace(tzinfo=UTC)
-    return FeedbackRecord(**{**dict(row), "created_at": created_at})
+    return FeedbackRecord(
+        id=int(row["id"]),
+        created_at=created_at,
+        text=row["text"],
+        predicted_label=row["predicted_label"],
+        correct=bool(row["correct"]),
+        true_label=row["true_label"],
+        model_version=row["model_version"],
+        verified=bool(row["verified"]),
+    )
 
 
 class FeedbackStore:
@@ -74,18 +83,22 @@ class FeedbackStore:
         model_version: str | None = None,
         verified: bool = False,
     ) -> FeedbackRecord:
-        values = {
-            "created_at": datetime.now(UTC),
-            "text": text,
-            "predicted_label": predicted_label,
-            "correct": correct,
-            "true_label": true_label,
-            "model_version": model_version,
-            "verified": verified,
-        }
+        draft = FeedbackRecord(
+            id=0,
+            created_at=datetime.now(UTC),
+            text=text,
+            predicted_label=predicted_label,
+            correct=correct,
+            true_label=true_label,
+            model_version=model_version,
+            verified=verified,
+        )
+        values = {k: v for k, v in asdict(draft).items() if k != "id"}
         with self.db.engine.begin() as conn:
-            row_id = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key[0]
-        return FeedbackRecord(id=int(row_id), **values)
+            key = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key
+        if key is None:  # SQLite and Postgres always return the autoincrement id
+            raise RuntimeError("the database returned no id for the new feedback row")
+        return replace(draft, id=int(key[0]))
 
     # --- the shared alert window (sentiflow.feedback.alerts.SharedWrongFlagWindow reads these) -------------
     def wrong_flags_between(self, start: float, end: float) -> list[FeedbackRecord]:
