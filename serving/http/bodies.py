@@ -113,12 +113,12 @@ def load_json_object() -> dict[str, Any]:
     return data
 
 
-def describe(exc: ValidationError, prefix: str = "") -> str:
+def describe(exc: ValidationError) -> str:
     """pydantic's errors as one line, each naming its field (``texts.2: ...``)."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{prefix}{where}: {err['msg']}")
+        parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
 
 

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal, TypeVar
 from flask import request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 
-from serving.http.bodies import describe
 from serving.http.errors import ApiError
 
 Q = TypeVar("Q", bound=BaseModel)
@@ -59,8 +58,11 @@ def parse_query(model: type[Q]) -> Q:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        message = describe(exc, prefix="query parameter ").replace("Value error, ", "")
-        raise ApiError(400, message) from exc
+        problems = [
+            (str(err["loc"][0]) if err["loc"] else "query", err["msg"].removeprefix("Value error, "))
+            for err in exc.errors()
+        ]
+        raise ApiError(400, "; ".join(f"query parameter {name!r}: {msg}" for name, msg in problems)) from exc
 
 
 class DeployQuery(BaseModel):

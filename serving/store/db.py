@@ -1,4 +1,4 @@
-"""The server's shared database: the one engine per URL, every table, SQLite's settings, schema set-up.
+"""The server's shared database: its engine, every table, SQLite's settings, the schema set-up.
 
 One ``Database`` per app (``serving.extension`` builds it from ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``); the
 stores (``feedback``, ``replicas``, ``deployments``) are queries over it. SQLite in the state folder by
