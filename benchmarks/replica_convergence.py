@@ -103,7 +103,8 @@ def main() -> int:
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
     from sentiflow import registry
     from sentiflow.config import MLflowSettings
-    from serving.replicas import ReplicaStore
+    from serving.store.db import Database
+    from serving.store.replicas import ReplicaStore
     from tests.devproxy import RoundRobinProxy
     from tests.devserver import DevServer, register_tfidf_versions
 
@@ -138,7 +139,7 @@ def main() -> int:
                 raise RuntimeError("the replicas never all served the first champion")
             time.sleep(0.5)
 
-        store = ReplicaStore(db_url)
+        store = ReplicaStore(Database(db_url))
         polls_before = sum(store.alias_polls().values())
         started = time.monotonic()
         load = Load(proxy.url, args.concurrency).start()
@@ -160,7 +161,7 @@ def main() -> int:
         load.stop()
         elapsed = time.monotonic() - started
         polls = sum(store.alias_polls().values()) - polls_before
-        store.dispose()
+        store.db.dispose()
     finally:
         if proxy is not None:
             proxy.stop()

@@ -12,17 +12,25 @@ import os
 import time
 
 from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
 
 from sentiflow.config import MLflowSettings, ServerSettings
-from serving import admin, api, metrics
-from serving.errors import register_error_handlers
+from serving import metrics
 from serving.extension import ServerExtension
+from serving.http import admin, api
+from serving.http.errors import register_error_handlers
 from serving.production import check_production_secrets
+
+
+class _UnsortedJSON(DefaultJSONProvider):
+    """Answers keep the key order the views build them in (``model_version`` before ``predictions``)."""
+
+    sort_keys = False
 
 
 def _register_ui(app: Flask) -> None:
     """Place for the web page blueprint (issue 8): ``app.register_blueprint(ui.bp)``."""
-    from serving import ui
+    from serving.http import ui
 
     app.register_blueprint(ui.bp)
 
@@ -53,8 +61,8 @@ def _rate_limit_feedback(app: Flask, settings: ServerSettings) -> None:
     limiter = Limiter(
         key_func=get_remote_address, app=app, storage_uri=settings.rate_limit_storage_uri, default_limits=[]
     )
-    endpoint = "api.post_feedback"
-    app.view_functions[endpoint] = limiter.limit(settings.feedback_rate_limit)(app.view_functions[endpoint])
+    # the registered view is api.post_feedback itself (``@document`` returns the view it marks)
+    app.view_functions["api.post_feedback"] = limiter.limit(settings.feedback_rate_limit)(api.post_feedback)
 
 
 def create_app(
@@ -76,7 +84,7 @@ def create_app(
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json = _UnsortedJSON(app)
     extension = ServerExtension.from_settings(settings, mlflow_settings).init_app(app)
     register_error_handlers(app)
     _instrument(app)
@@ -87,5 +95,5 @@ def create_app(
     if start:
         # A worker takes requests only after its startup load: a restart never answers 503 from a
         # half-started worker while its siblings are ready. Bounded, so a down registry cannot wedge it.
-        extension.manager.start().wait_started(settings.startup_wait_s)
+        extension.start(settings.startup_wait_s)
     return app

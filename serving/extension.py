@@ -1,9 +1,11 @@
 """The model server's collaborators, owned by one Flask app (the Flask extension pattern).
 
 ``create_app`` builds one ``ServerExtension`` from settings and keeps it as ``app.extensions["sentiflow"]``:
-the settings, the MLflow registry client, the model manager (with its micro-batcher), the feedback store,
-the replica rows, the prediction-id signer,
-the listeners that react to stored feedback, the wrong-flag alerter and the production sampler. Nothing
+the settings, the followed alias and this replica's id, the one registry object (every registry call of the
+server, counted), the model manager (with its micro-batcher) and the alias follower that drives it, the
+shared database with its stores (feedback, replica rows, deployments), the prediction-id signer, the
+listeners that react to stored feedback, the wrong-flag alerter and the production sampler. Views reach it
+through ``server()``. Nothing
 lives at module level, so two apps in one process (tests) share nothing and no test resets globals.
 Process-wide setup (logging, MLflow's environment variables) is the entrypoint's job (``serving.process``).
 """
@@ -11,6 +13,8 @@ Process-wide setup (logging, MLflow's environment variables) is the entrypoint's
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,16 +23,25 @@ from flask import Flask, current_app
 from sentiflow.config import AlertSettings, DriftSettings, MLflowSettings, ServerSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
 from sentiflow.feedback.sampling import ProductionSampler
-from serving.batcher import MicroBatcher
-from serving.feedback import FeedbackRecord, FeedbackStore
-from serving.model_manager import ModelManager, Registry
-from serving.prediction_ids import PredictionSigner, state_dir_secret
-from serving.replicas import ReplicaStore
+from serving.http.prediction_ids import PredictionSigner, state_dir_secret
+from serving.model.batcher import MicroBatcher
+from serving.model.follower import AliasFollower
+from serving.model.manager import ModelManager
+from serving.model.registry import Registry
+from serving.store.db import Database
+from serving.store.deployments import DeploymentStore
+from serving.store.feedback import FeedbackRecord, FeedbackStore
+from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "sentiflow"
 FeedbackListener = Callable[[FeedbackRecord], object]
+
+
+def default_replica_id() -> str:
+    """Host name plus process id: unique per replica (gunicorn.conf.py sets one id for all its workers)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass
@@ -37,11 +50,20 @@ class ServerExtension:
 
     settings: ServerSettings
     mlflow: MLflowSettings
+    #: The registry alias every worker of every replica serves (``SENTIFLOW_SERVER_FOLLOW_ALIAS``).
+    alias: str
+    #: This replica's id in the shared database (``SENTIFLOW_SERVER_REPLICA_ID``; one per gunicorn start).
+    replica_id: str
+    #: Every registry call of the server goes through it (and is counted).
     registry: Registry
     manager: ModelManager
+    #: Keeps ``manager`` serving the alias's version and reports it in the replica rows.
+    follower: AliasFollower
+    #: The shared database (``SENTIFLOW_SERVER_FEEDBACK_DB_URL``) and the stores on it.
+    db: Database
     feedback: FeedbackStore
-    #: Replica, worker and deployment rows in the shared database (the same URL as feedback).
     replicas: ReplicaStore
+    deployments: DeploymentStore
     #: Signs each prediction's id; ``/feedback`` must cite one.
     signer: PredictionSigner
     alerter: FeedbackAlerter
@@ -60,18 +82,27 @@ class ServerExtension:
     ) -> ServerExtension:
         """One set of collaborators; the alerter listens to stored feedback (its window is in the feedback
         database, so all workers share it: one alert per window)."""
+        alias = settings.follow_alias or mlflow_settings.champion_alias
+        replica_id = settings.replica_id or default_replica_id()
         registry = Registry(mlflow_settings)
-        store = FeedbackStore(settings.resolved_feedback_db_url)
-        replicas = ReplicaStore(settings.resolved_feedback_db_url)
+        db = Database(settings.resolved_feedback_db_url)
+        store = FeedbackStore(db)
+        replicas = ReplicaStore(db)
+        manager = ModelManager(settings, registry)
         drift = drift_settings or DriftSettings()
         secret = settings.prediction_secret.get_secret_value() if settings.prediction_secret else ""
         extension = cls(
             settings=settings,
             mlflow=mlflow_settings,
+            alias=alias,
+            replica_id=replica_id,
             registry=registry,
-            manager=ModelManager(settings, mlflow_settings, registry=registry, replicas=replicas),
+            manager=manager,
+            follower=AliasFollower(manager, registry, replicas, settings, alias=alias, replica_id=replica_id),
+            db=db,
             feedback=store,
             replicas=replicas,
+            deployments=DeploymentStore(db),
             signer=PredictionSigner(secret or state_dir_secret(settings.state_dir)),
             alerter=FeedbackAlerter(alert_settings, flag_store=store),
             sampler=ProductionSampler(drift) if drift.sample_enabled else None,
@@ -86,6 +117,12 @@ class ServerExtension:
     @property
     def batcher(self) -> MicroBatcher:
         return self.manager.batcher
+
+    def start(self, wait_s: float) -> bool:
+        """Start following the alias; block until the first load attempt ended (loaded, or failed for now)
+        or ``wait_s`` passed. True when it ended in time."""
+        self.follower.start()
+        return self.follower.started.wait(wait_s)
 
     def on_feedback_stored(self, listener: FeedbackListener) -> FeedbackListener:
         """Run ``listener(record)`` after each committed feedback row (usable as a decorator)."""
@@ -108,12 +145,15 @@ class ServerExtension:
 
     def close(self) -> None:
         """Stop this app's threads and connections (tests that build many apps; a worker's exit)."""
+        self.follower.stop()
         self.manager.stop()
         if self.sampler is not None:
             self.sampler.close()
-        self.feedback.dispose()
+        self.db.dispose()
 
 
 def server(app: Flask | None = None) -> ServerExtension:
-    """The extension of ``app`` (default: the app handling the current request)."""
-    return (app or current_app).extensions[EXTENSION_KEY]
+    """The extension of ``app`` (default: the app handling the current request): the one accessor views,
+    decorators and hooks use."""
+    extension: ServerExtension = (app or current_app).extensions[EXTENSION_KEY]
+    return extension

@@ -60,12 +60,13 @@ def child_exit(server, worker):
 def _forget_worker(server, pid: int) -> None:
     """A worker that died (even by SIGKILL) leaves the live list now, not after ``replica_ttl_s``."""
     try:
-        from serving.replicas import ReplicaStore
+        from serving.store.db import Database
+        from serving.store.replicas import ReplicaStore
 
-        store = ReplicaStore(_settings.resolved_feedback_db_url)
+        db = Database(_settings.resolved_feedback_db_url)
         try:
-            store.remove_worker(os.environ["SENTIFLOW_SERVER_REPLICA_ID"], str(pid))
+            ReplicaStore(db).remove_worker(os.environ["SENTIFLOW_SERVER_REPLICA_ID"], str(pid))
         finally:
-            store.dispose()
+            db.dispose()
     except Exception as exc:  # the database may be down; the row then expires by itself
         server.log.warning("could not remove the row of worker %s: %s", pid, exc)

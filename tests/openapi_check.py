@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from serving.openapi import build_spec, openapi_path
+from serving.http.openapi import build_spec, openapi_path
 
 ROOT = "urn:sentiflow-openapi"
 

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from sentiflow.config import MLflowSettings, ServerSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
 from serving.app import create_app
-from serving.batcher import MicroBatcher, PredictionFailedError
-from serving.model_manager import LoadedModel
+from serving.model.batcher import MicroBatcher, PredictionFailedError
+from serving.model.loaded import LoadedModel
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 from tests.openapi_check import validate_every_response
 
@@ -72,7 +72,7 @@ def app(tmp_path, rate_limit: str) -> Iterator[Flask]:
     app.extensions["sentiflow"].manager._current = _loaded()
     yield app
     app.extensions["sentiflow"].manager.batcher.stop()
-    app.extensions["sentiflow"].feedback.dispose()
+    app.extensions["sentiflow"].db.dispose()
     assert problems == [], "responses that depart from /openapi.json:\n" + "\n".join(problems)
 
 

@@ -551,7 +551,7 @@ def test_model_server_threads_follow_a_cpu_limit():
 
 
 # --- database connections at the HPA's maximum ------------------------------------------------------------
-ENGINES_PER_WORKER = 2  # serving/feedback.py FeedbackStore and serving/replicas.py ReplicaStore
+ENGINES_PER_WORKER = 1  # serving/store/db.py: one Database (engine) per app, shared by every store
 MASTER_CONNECTIONS = 1  # gunicorn.conf.py child_exit: a short-lived engine removes a dead worker's row
 HEADROOM = 3 + 10  # superuser_reserved_connections + a migration job, an operator's psql
 

@@ -107,7 +107,7 @@ def test_a_disagreeing_model_is_refused(tiny, sharp, tmp_path) -> None:
 
 def _loaded(classifier: TransformerClassifier, version: str = "3"):
     """A registry version as the server holds it, without the registry."""
-    from serving.model_manager import LoadedModel
+    from serving.model.loaded import LoadedModel
 
     return LoadedModel(
         version=version,
@@ -123,7 +123,7 @@ def _loaded(classifier: TransformerClassifier, version: str = "3"):
 
 
 def test_server_falls_back_to_pytorch_when_the_gate_refuses(sharp, tmp_path) -> None:
-    from serving.model_manager import with_runtime
+    from serving.model.manager import with_runtime
 
     model = _loaded(sharp)
     served = with_runtime(model, ServerSettings(state_dir=tmp_path))
@@ -164,7 +164,7 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
 
 
 def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None:
-    from serving.model_manager import cap_batch_tokens
+    from serving.model.manager import cap_batch_tokens
 
     uncapped = tiny.predict_proba(TEXTS)
     chunks: list[list[int]] = []

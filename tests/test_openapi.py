@@ -10,7 +10,7 @@ from flask import Flask
 
 from sentiflow.config import MLflowSettings, ServerSettings
 from serving.app import create_app
-from serving.openapi import build_spec, openapi_path
+from serving.http.openapi import build_spec, openapi_path
 from tests.openapi_check import SpecValidator, validate_every_response
 from tests.test_hostile_input import _loaded
 
@@ -27,7 +27,7 @@ def app(tmp_path) -> Iterator[Flask]:
     app.extensions["sentiflow"].manager._current = _loaded()
     yield app
     app.extensions["sentiflow"].manager.batcher.stop()
-    app.extensions["sentiflow"].feedback.dispose()
+    app.extensions["sentiflow"].db.dispose()
 
 
 def test_every_registered_route_and_method_is_in_the_document(app: Flask) -> None:

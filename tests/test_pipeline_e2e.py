@@ -88,10 +88,11 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     # release no model serves predictions: these rows go straight into the server's feedback store as
     # verified ones, plus one unverified row that the retrain must leave out.
     from sentiflow.config import ServerSettings
-    from serving.feedback import FeedbackStore
+    from serving.store.db import Database
+    from serving.store.feedback import FeedbackStore
 
     feedback_db = FeedbackStore(
-        ServerSettings(state_dir=pipeline_env.home / "model-server").resolved_feedback_db_url
+        Database(ServerSettings(state_dir=pipeline_env.home / "model-server").resolved_feedback_db_url)
     )
     for text, predicted, correct, true_label in FEEDBACK:
         feedback_db.add(
@@ -103,7 +104,7 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
         correct=False,
         true_label="negative",
     )
-    feedback_db.dispose()
+    feedback_db.db.dispose()
 
     # 1. a release with the transformer and the baseline, on data enriched with the feedback
     first = run_dag("sentiment_pipeline", base_conf(imdb_dir, offline_model))

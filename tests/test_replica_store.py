@@ -18,8 +18,10 @@ import time
 import pytest
 
 from sentiflow import localstack
-from serving import deployments
-from serving.replicas import ReplicaStore, _metadata
+from serving.model import deploy as deployments
+from serving.store.db import Database, metadata
+from serving.store.deployments import DeploymentStore
+from serving.store.replicas import ReplicaStore
 
 
 def _pg_bin(name: str) -> str | None:
@@ -63,10 +65,10 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def store(db_url):
-    s = ReplicaStore(db_url)
+    s = ReplicaStore(Database(db_url))
     yield s
-    _metadata.drop_all(s.engine)
-    s.dispose()
+    metadata.drop_all(s.db.engine)
+    s.db.dispose()
 
 
 def test_one_alias_read_per_interval_per_replica_whatever_the_worker_count(store):
@@ -85,7 +87,7 @@ def test_one_alias_read_per_interval_per_replica_whatever_the_worker_count(store
 
 
 def test_claims_race_safely_across_threads(store, db_url):
-    stores = [ReplicaStore(db_url) for _ in range(4)]  # four workers, four engines, one database
+    stores = [ReplicaStore(Database(db_url)) for _ in range(4)]  # four workers, four engines, one database
     stores[0].register_replica("r1", "h", "champion")
     won = []
     barrier = threading.Barrier(4)
@@ -101,7 +103,7 @@ def test_claims_race_safely_across_threads(store, db_url):
         t.join()
     assert sorted(won) == [False, False, False, True]
     for s in stores:
-        s.dispose()
+        s.db.dispose()
 
 
 def test_alias_reading_is_shared_by_the_replicas_workers(store):
@@ -120,8 +122,8 @@ def test_live_replicas_by_heartbeat_age_and_agreement_of_their_workers(store):
     store.heartbeat("r1", "12", version="2", target_version="3")  # still loading 3
     store.heartbeat("r2", "21", version="3", target_version="3")
     store.heartbeat("gone", "31", version="1", target_version="1")
-    with store.engine.begin() as conn:  # a replica killed a minute ago stopped beating
-        from serving.replicas import workers_table
+    with store.db.engine.begin() as conn:  # a replica killed a minute ago stopped beating
+        from serving.store.db import workers_table
 
         conn.execute(
             workers_table.update()
@@ -140,6 +142,7 @@ def test_live_replicas_by_heartbeat_age_and_agreement_of_their_workers(store):
 
 
 def test_deployment_status_follows_the_rows(store):
+    rows = DeploymentStore(store.db)
     store.register_replica("r1", "h1", "champion")
     store.register_replica("r2", "h2", "champion")
     record = {
@@ -154,7 +157,7 @@ def test_deployment_status_follows_the_rows(store):
         "error": None,
         "finished_at": None,
     }
-    store.add_deployment(record)
+    rows.add(record)
     store.heartbeat("r1", "1", version="4", target_version="5")
     store.heartbeat("r2", "1", version="4", target_version="4")
     assert deployments.evaluate(record, store.live(10)) == ("loading", None)
@@ -172,7 +175,7 @@ def test_deployment_status_follows_the_rows(store):
     )
     status, error = deployments.evaluate(record, store.live(10))
     assert status == "failed" and "r2" in error and "S3 down" in error
-    assert store.finish_deployment("d1", "failed", error) is True
-    assert store.finish_deployment("d1", "succeeded") is False  # final stays final
-    assert store.deployment("d1")["status"] == "failed"
-    assert store.latest_deployment()["id"] == "d1"
+    assert rows.finish("d1", "failed", error) is True
+    assert rows.finish("d1", "succeeded") is False  # final stays final
+    assert rows.get("d1")["status"] == "failed"
+    assert rows.latest()["id"] == "d1"

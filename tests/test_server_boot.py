@@ -23,9 +23,10 @@ import requests
 
 from sentiflow.config import ServerSettings
 from sentiflow.localstack import _logfile
-from serving.feedback import FeedbackStore
-from serving.prediction_ids import state_dir_secret
-from serving.replicas import ReplicaStore
+from serving.http.prediction_ids import state_dir_secret
+from serving.store.db import Database
+from serving.store.feedback import FeedbackStore
+from serving.store.replicas import ReplicaStore
 from tests.devserver import SERVICE, DevServer
 
 pytestmark = pytest.mark.slow
@@ -39,8 +40,9 @@ def _open_state_like_a_worker(state_dir: str, barrier, errors) -> None:
     try:
         url = ServerSettings(state_dir=Path(state_dir)).resolved_feedback_db_url
         barrier.wait(timeout=60)
-        FeedbackStore(url).count()
-        ReplicaStore(url)
+        db = Database(url)
+        FeedbackStore(db).count()
+        ReplicaStore(db)
         errors.put(("ok", state_dir_secret(Path(state_dir))))
     except Exception:
         errors.put(("error", traceback.format_exc()))

@@ -11,11 +11,12 @@ import pytest
 
 from sentiflow.config import ServerSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
-from serving import feedback
 from serving.app import create_app
-from serving.batcher import MicroBatcher, NotReadyError
 from serving.extension import server
+from serving.model.batcher import MicroBatcher, NotReadyError
 from serving.process import mlflow_environment
+from serving.store import feedback
+from serving.store.db import Database
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 
 
@@ -84,7 +85,7 @@ def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
         assert [r.id for r in seen] == [record.id]
     finally:
         ext.close()
-    reopened = feedback.FeedbackStore(settings.resolved_feedback_db_url)
+    reopened = feedback.FeedbackStore(Database(settings.resolved_feedback_db_url))
     frame = reopened.frame()
     assert frame.to_dict("records")[0] | {"created_at": None} == {
         "id": record.id,
@@ -115,12 +116,12 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
             "INSERT INTO feedback (created_at, text, predicted_label, correct) "
             "VALUES ('2025-01-01 00:00:00', 'old row', 'banana', 0)"
         )
-    store = feedback.FeedbackStore(f"sqlite:///{path}")
+    store = feedback.FeedbackStore(Database(f"sqlite:///{path}"))
     store.add(text="new", predicted_label="positive", correct=True, verified=True)
     frame = store.frame()
     assert frame["text"].tolist() == ["old row", "new"]
     assert frame["verified"].tolist() == [False, True]
-    store.dispose()
+    store.db.dispose()
 
 
 def test_admin_token_unset_disables_admin_endpoints(tmp_path):
@@ -184,8 +185,97 @@ def test_the_model_schema_documents_every_field_of_the_loaded_model() -> None:
     """``GET /model`` is ``LoadedModel.info()`` plus ``deployed``; its documented schema must not drift."""
     from dataclasses import fields
 
-    from serving.model_manager import LoadedModel
-    from serving.schemas import ModelInfo
+    from serving.http.schemas import ModelInfo
+    from serving.model.loaded import LoadedModel
 
     served = {f.name for f in fields(LoadedModel)} - {"classifier"}
     assert set(ModelInfo.model_fields) == served | {"deployed"}
+
+
+def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
+    """One registry path: the web page's lists and POST /deploy go through ``Registry`` and its metric."""
+    from prometheus_client import REGISTRY
+
+    from sentiflow.config import MLflowSettings
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    # nothing listens on port 9: every call fails, and is still counted
+    app = create_app(
+        ServerSettings(state_dir=tmp_path, admin_token="t0ken"),
+        MLflowSettings(tracking_uri="http://127.0.0.1:9"),
+        start=False,
+    )
+
+    def counted(call: str) -> float:
+        return REGISTRY.get_sample_value("sentiflow_server_registry_requests_total", {"call": call}) or 0.0
+
+    calls = ("models", "versions", "version", "alias")
+    before = {call: counted(call) for call in calls}
+    client, admin = app.test_client(), {"Authorization": "Bearer t0ken"}
+    try:
+        assert client.get("/ui/api/models").status_code == 503
+        assert client.get("/ui/api/versions").status_code == 503
+        assert client.post("/deploy", json={"version": "1"}, headers=admin).status_code == 503
+        assert client.post("/deploy", json={"alias": "candidate"}, headers=admin).status_code == 503
+    finally:
+        server(app).close()
+    assert {call: counted(call) - before[call] for call in calls} == dict.fromkeys(calls, 1.0)
+
+
+def test_only_the_registry_object_builds_an_mlflow_client():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "serving"
+    for path in root.rglob("*.py"):
+        if path.relative_to(root).as_posix() == "model/registry.py":
+            continue
+        text = path.read_text()
+        assert "mlflow_client" not in text and "MlflowClient" not in text, path
+
+
+def test_query_strings_are_parsed_by_their_documented_models(tmp_path):
+    app = create_app(ServerSettings(state_dir=tmp_path, admin_token="t0ken"), start=False)
+    client, admin = app.test_client(), {"Authorization": "Bearer t0ken"}
+    try:
+        server(app).feedback.add(text="a", predicted_label="positive", correct=True)
+        server(app).feedback.add(text="b", predicted_label="positive", correct=False)
+        csv = client.get("/feedback/export?format=CSV&since_id=1&limit=", headers=admin)
+        assert csv.status_code == 200 and csv.get_data(as_text=True).splitlines()[1].startswith("2,")
+        for query, name in (("since_id=abc", "since_id"), ("limit=-1", "limit"), ("format=xlsx", "format")):
+            bad = client.get(f"/feedback/export?{query}", headers=admin)
+            assert bad.status_code == 400 and f"query parameter '{name}'" in bad.get_json()["message"], query
+        assert client.get("/deploy/status?id=").status_code == 404  # empty: the latest, and there is none
+    finally:
+        server(app).close()
+
+
+def test_the_server_package_has_no_import_circles():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    modules = {
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (root / "serving").rglob("*.py")
+        if p.name != "gunicorn.conf.py"
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    target = f"{node.module}.{alias.name}"
+                    deps.add(target if target in modules else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d in modules and d != name}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for dep in graph[start]:
+            if dep == goal or (dep not in seen and (seen.add(dep) or reaches(dep, goal, seen))):
+                return True
+        return False
+
+    assert [m for m in graph if reaches(m, m, set())] == []

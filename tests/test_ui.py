@@ -18,8 +18,8 @@ from werkzeug.wrappers import Response
 from sentiflow import names
 from sentiflow.config import MLflowSettings, ServerSettings
 from serving.app import create_app
-from serving.feedback import feedback_table
-from serving.ui import RANKING_METRICS, TABLE_METRICS
+from serving.http.ui import RANKING_METRICS, TABLE_METRICS
+from serving.store.db import feedback_table
 
 TOKEN = "ui-test-secret-token"
 
@@ -32,7 +32,7 @@ def app(tmp_path, monkeypatch):
     # Nothing listens on port 9: the registry is "down" for these tests.
     app = create_app(settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
     yield app
-    app.extensions["sentiflow"].feedback.dispose()
+    app.extensions["sentiflow"].db.dispose()
 
 
 def test_page_renders_with_limits_and_without_the_token(app):
@@ -84,7 +84,7 @@ def test_page_works_behind_a_path_prefix(app):
 
 
 def _insert(app, created_at: datetime, correct: bool) -> None:
-    with app.extensions["sentiflow"].feedback.engine.begin() as conn:
+    with app.extensions["sentiflow"].feedback.db.engine.begin() as conn:
         conn.execute(
             feedback_table.insert().values(
                 created_at=created_at, text="t", predicted_label="positive", correct=correct
@@ -145,7 +145,7 @@ def test_table_shows_the_issue_metrics():
 
 def test_feedback_daily_sql_runs_on_the_store_engine(app):
     """Guard for the SQL ``date()`` grouping: SQLite returns strings, which the view parses."""
-    with app.extensions["sentiflow"].feedback.engine.connect() as conn:
+    with app.extensions["sentiflow"].feedback.db.engine.connect() as conn:
         value = conn.execute(sa.select(sa.func.date(sa.literal("2024-05-01 10:00:00")))).scalar_one()
     assert str(value)[:10] == "2024-05-01"
 
@@ -173,6 +173,6 @@ def test_versions_rejects_a_malformed_model_name(app):
     ],
 )
 def test_dataset_column_shows_the_source_name(source, shown):
-    from serving.ui import dataset_label
+    from serving.http.ui import dataset_label
 
     assert dataset_label(source) == shown

@@ -105,7 +105,7 @@ class WrongFlagWindow:
 
 
 class FlagStore(Protocol):
-    """What the shared window needs from the feedback database (``serving.feedback.FeedbackStore``)."""
+    """What the shared window needs from the feedback database (``serving.store.feedback.FeedbackStore``)."""
 
     def wrong_flags_between(self, start: float, end: float) -> Sequence[Any]: ...
 
@@ -308,7 +308,7 @@ class FeedbackAlerter:
         return self.raise_alert(self.wrong_predictions_alert(flags))
 
     def on_record(self, record: Any) -> Alert | None:
-        """The model server's listener for a stored feedback row (a ``serving.feedback.FeedbackRecord``).
+        """The model server's listener for a stored feedback row (``serving.store.feedback.FeedbackRecord``).
 
         It never raises: a broken alert path must not fail ``POST /feedback``, whose row is already safe.
         """

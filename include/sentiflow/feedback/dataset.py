@@ -20,7 +20,6 @@ for the training run to log.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -321,25 +320,16 @@ def write_export_watermark(
 def fetch_feedback_export(
     server_url: str, token: str | None, *, since_id: int = 0, timeout_s: float = 60.0
 ) -> pd.DataFrame:
-    """Rows with ``id > since_id`` from the server's ``GET /feedback/export`` (parquet)."""
-    import requests
+    """Rows with ``id > since_id`` from the server's ``GET /feedback/export`` (parquet), through the one
+    client of the model server (``sentiflow.serving_client``); its errors become ``ConnectionError``."""
+    from sentiflow.serving_client import ModelServerClient, ModelServerError
 
-    url = server_url.rstrip("/") + "/feedback/export"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = ModelServerClient(server_url, token, timeout_s=timeout_s)
     try:
-        response = requests.get(
-            url, params={"format": "parquet", "since_id": since_id}, headers=headers, timeout=timeout_s
-        )
-    except requests.RequestException as exc:
-        raise ConnectionError(
-            f"model server {server_url} unreachable for the feedback export: {exc}"
-        ) from exc
-    if response.status_code != 200:
-        raise ConnectionError(
-            f"GET {url} answered HTTP {response.status_code}: {response.text[:300].strip()}"
-            + (" (is SENTIFLOW_SERVER_ADMIN_TOKEN right?)" if response.status_code == 401 else "")
-        )
-    frame = pd.read_parquet(io.BytesIO(response.content))
+        frame = client.feedback_frame(since_id=since_id)
+    except ModelServerError as exc:
+        hint = " (is SENTIFLOW_SERVER_ADMIN_TOKEN right?)" if exc.status == 401 or not token else ""
+        raise ConnectionError(f"feedback export from model server {server_url} failed: {exc}{hint}") from exc
     if "id" in frame.columns:  # servers that ignore since_id must not make us train twice on a row
         frame = frame[frame["id"] > since_id].reset_index(drop=True)
     return frame

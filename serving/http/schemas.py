@@ -1,16 +1,17 @@
-"""Request bodies, validated with pydantic; a failure becomes a 422 whose message names the field."""
+"""Request bodies and JSON responses of the API as pydantic models: they validate and they feed the OpenAPI.
+
+``serving.http.bodies.parse_body(Model)`` turns a request body into one of these (422 naming the field
+otherwise); query strings have their models in ``serving.http.queries``; the replica and deployment responses
+are ``serving.http.replica_schemas``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
-from serving.bodies import load_json_object
-from serving.errors import ApiError
-from serving.feedback import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
-
-T = TypeVar("T", bound=BaseModel)
+from serving.store.db import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
 
 
 class _Body(BaseModel):
@@ -67,40 +68,7 @@ class FeedbackRequest(_Body):
     model_version: Version | None = None
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def parse_body(model: type[T]) -> T:
-    """The JSON body as ``model``: 415 without a JSON content type, 400 for bytes that are not a sane JSON
-    object (``serving.bodies``), 422 for a wrong shape."""
-    data = load_json_object()
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(422, _describe(exc), error="invalid_request") from exc
-
-
-# --- query parameters and responses (documentation in /openapi.json, and the shape tests validate) -------
-class DeployQuery(BaseModel):
-    wait: bool = Field(default=False, description="Answer when the deploy finished (or timed out).")
-    timeout: float | None = Field(default=None, ge=0, description="Seconds to wait; capped by the server.")
-
-
-class DeployStatusQuery(BaseModel):
-    id: str | None = Field(default=None, description="A deployment id; default the latest deployment.")
-
-
-class ExportQuery(BaseModel):
-    format: Literal["csv", "parquet"] = "csv"
-    since_id: int = Field(default=0, ge=0, description="Only rows with a larger id.")
-    limit: int | None = Field(default=None, ge=0, description="At most this many rows.")
-
-
+# --- responses (documentation in /openapi.json, and the shape tests validate) --------------------------
 class Health(BaseModel):
     """The process answers."""
 

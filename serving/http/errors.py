@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from flask import Flask, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def register_error_handlers(app: Flask) -> None:
         elif status == 405:
             message = f"method {request.method} not allowed on {request.path}"
         response, code = error_response(status, message)
-        if status == 405 and exc.valid_methods:
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response, code
 

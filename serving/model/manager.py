@@ -1,9 +1,11 @@
 """Which model this worker serves, and how a new one replaces it without dropping a request.
 
 The registry alias (``champion`` by default) is the one record of what is served: every worker of every
-replica follows it (``serving.follower``). On a change the worker loads the version, runs a warm-up
-prediction and swaps one reference: requests keep using the old model until that assignment, and a failed
-load or warm-up leaves it in place (and is retried with backoff). The server keeps no record of its own.
+replica follows it (``serving.model.follower``, which calls ``swap_in`` and ``mark_unready`` here). On a
+change the worker loads the version, runs a warm-up prediction and swaps one reference: requests keep using
+the old model until that assignment, and a failed load or warm-up leaves it in place (and is retried with
+backoff). The server keeps no record of its own. The manager knows nothing of the follower: the app
+(``serving.extension``) builds both.
 """
 
 from __future__ import annotations
@@ -11,20 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
-from sentiflow import names, registry
-from sentiflow.config import MLflowSettings, ServerSettings
+from sentiflow import names
+from sentiflow.config import ServerSettings
 from sentiflow.cpu_quota import threads_per_worker
-from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import metrics
-from serving.batcher import MicroBatcher
-
-__all__ = ["LoadedModel", "ModelManager", "ModelNotFoundError", "Registry", "RegistryUnavailableError"]
+from serving.model.batcher import MicroBatcher
+from serving.model.loaded import LoadedModel
+from serving.model.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -38,81 +37,6 @@ RUNTIME_CHECK_TEXTS = [
     "Some good moments, some dull ones; the second half drags but the ending almost saves it.",
     " ".join(["The cast is great but the script is a mess and the pacing is slow."] * 60),
 ]
-KEY_METRICS = (
-    names.VAL_F1,
-    names.VAL_ACCURACY,
-    names.VAL_AUC,
-    names.BEST_VAL_F1,
-    names.split_metric("test", "f1"),
-    names.split_metric("test", "accuracy"),
-    names.PREDICT_TIME_MS_PER_1K,
-)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    version: str
-    name: str
-    run_id: str | None
-    family: str
-    label_names: list[str]
-    metrics: dict[str, float]
-    loaded_at: str
-    source: str
-    classifier: Any = field(repr=False)
-    runtime: str = "torch"
-
-    def info(self) -> dict[str, Any]:
-        """Every field but the classifier: the body of ``GET /model`` (``schemas.ModelInfo`` documents it)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "classifier"}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-class Registry:
-    """The server's use of the one registry module: read an alias, load a version with its run metrics."""
-
-    def __init__(self, settings: MLflowSettings) -> None:
-        self.settings = settings
-        self.name = settings.registered_model_name
-
-    def client(self) -> Any:
-        return registry.mlflow_client(self.settings)
-
-    def resolve(self, *, version: str | None = None, alias: str | None = None) -> Any:
-        """The registry's ``ModelVersion`` for a version or an alias (errors name the registry)."""
-        metrics.REGISTRY_REQUESTS.labels(call="alias" if alias is not None else "version").inc()
-        return registry.get_version(self.client(), self.settings, version=version, alias=alias)
-
-    def alias_version(self, alias: str) -> str | None:
-        """The version ``alias`` names; None when the alias (or the model) does not exist."""
-        try:
-            return str(self.resolve(alias=alias).version)
-        except ModelNotFoundError:
-            return None
-
-    def load(self, version: str) -> LoadedModel:
-        import mlflow.pyfunc
-
-        mv = self.resolve(version=version)
-        uri = f"models:/{self.name}/{mv.version}"
-        metrics.REGISTRY_REQUESTS.labels(call="load").inc()
-        pyfunc = mlflow.pyfunc.load_model(uri)
-        classifier = pyfunc.unwrap_python_model().classifier
-        return LoadedModel(
-            version=str(mv.version),
-            name=self.name,
-            run_id=mv.run_id,
-            family=getattr(classifier, "family", "unknown"),
-            label_names=list(classifier.label_names),
-            metrics=registry.run_metrics(self.client(), mv.run_id, KEY_METRICS),
-            loaded_at=_now(),
-            source=uri,
-            classifier=classifier,
-            runtime="torch" if classifier.family == names.FAMILY_TRANSFORMER else "scikit-learn",
-        )
 
 
 def warm_up(model: LoadedModel) -> None:
@@ -183,23 +107,13 @@ def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
 class ModelManager:
     """Owns this worker's current model and the one way it changes: load, warm up, swap.
 
-    What to load is decided by ``serving.follower.AliasFollower`` (the registry alias); ``swap_in`` is
-    the only writer of the current model.
+    What to load is decided by whoever follows the alias (``serving.model.follower.AliasFollower``);
+    ``swap_in`` is the only writer of the current model, ``mark_unready`` says why there is none yet.
     """
 
-    def __init__(
-        self,
-        settings: ServerSettings,
-        mlflow_settings: MLflowSettings | None = None,
-        *,
-        registry: Registry | None = None,
-        replicas: Any = None,
-    ) -> None:
-        from serving.follower import AliasFollower
-
+    def __init__(self, settings: ServerSettings, registry: Registry) -> None:
         self.settings = settings
-        self.mlflow = mlflow_settings or MLflowSettings()
-        self.registry = registry or Registry(self.mlflow)
+        self.registry = registry
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self.unready_reason = "starting: reading the followed alias from the registry"
@@ -208,28 +122,18 @@ class ModelManager:
             max_texts=settings.batch_max_texts,
             wait_s=settings.batch_wait_ms / 1000.0,
         )
-        self.follower = AliasFollower(self, replicas)
 
     # --- public --------------------------------------------------------------------------------------
     @property
     def current(self) -> LoadedModel | None:
         return self._current
 
-    @property
-    def alias(self) -> str:
-        """The alias every worker of every replica follows (``SENTIFLOW_SERVER_FOLLOW_ALIAS``)."""
-        return self.settings.follow_alias or self.mlflow.champion_alias
-
-    def start(self) -> ModelManager:
-        self.follower.start()
-        return self
-
-    def wait_started(self, timeout_s: float) -> bool:
-        """Block until the first load attempt ended (loaded, or failed for now); then requests come in."""
-        return self.follower.started.wait(timeout_s)
+    def mark_unready(self, reason: str) -> None:
+        """Why no model answers yet (``/ready``'s 503 reason); ignored once a model is loaded."""
+        if self._current is None:
+            self.unready_reason = reason
 
     def stop(self) -> None:
-        self.follower.stop()
         self.batcher.stop()
 
     def predict(self, texts: list[str], timeout_s: float = 120.0) -> tuple[LoadedModel, np.ndarray]:

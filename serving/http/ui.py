@@ -18,24 +18,24 @@ All URLs the page calls are built from ``request.script_root``, so it works behi
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
-from sentiflow import names, registry
+from sentiflow import names
 from sentiflow.gate.selection import Candidate, SelectionError, lower_is_better, pick_best
-from serving.errors import ApiError
-from serving.feedback import feedback_table
+from serving.extension import server
+from serving.http.errors import ApiError
+from serving.http.queries import DailyFeedbackQuery, parse_query
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint(
     "ui",
     __name__,
-    template_folder="templates",
-    static_folder="static",
+    template_folder="../templates",
+    static_folder="../static",
     static_url_path="/ui/static",
 )
 
@@ -50,11 +50,6 @@ RANKING_METRICS: tuple[str, ...] = (
 #: Metric columns of the versions table (the issue's list); the chosen ranking metric is added if missing.
 TABLE_METRICS: tuple[str, ...] = (names.BEST_VAL_F1, names.VAL_ACCURACY, names.VAL_AUC)
 MAX_VERSIONS = 200
-MAX_DAYS = 366
-
-
-def _server() -> Any:
-    return current_app.extensions["sentiflow"]
 
 
 @bp.get("/")
@@ -65,7 +60,7 @@ def root():
 
 @bp.get("/ui/")
 def page():
-    settings = _server().settings
+    settings = server().settings
     return render_template(
         "ui/index.html",
         base=request.script_root,
@@ -77,10 +72,6 @@ def page():
 
 
 # --- versions ---------------------------------------------------------------------------------------
-def _mlflow_client() -> Any:
-    return registry.mlflow_client(_server().mlflow)
-
-
 def dataset_label(source: str | None) -> str | None:
     """A short name for the dataset column: ``imdb`` for ``/data/imdb``, the Hub name as it is.
 
@@ -97,24 +88,19 @@ def dataset_label(source: str | None) -> str | None:
     return text
 
 
-def _model_names(client: Any, served: str) -> list[str]:
-    """Registered models, the served one first (one Airflow may keep several: ``registered_model_name``)."""
-    found = sorted(m.name for m in client.search_registered_models(max_results=MAX_VERSIONS))
-    return [served, *[n for n in found if n != served]]
-
-
 @bp.get("/ui/api/models")
 def models():
-    server = _server()
-    served = server.mlflow.registered_model_name
+    # Registered models, the served one first (one Airflow may keep several: ``registered_model_name``).
+    registry = server().registry
+    served = registry.name
     try:
-        listed = _model_names(_mlflow_client(), served)
+        found = registry.model_names(max_results=MAX_VERSIONS)
     except Exception as exc:
         raise ApiError(
-            503, f"cannot list registered models at {server.mlflow.tracking_uri}: {exc}",
+            503, f"cannot list registered models at {registry.tracking_uri}: {exc}",
             error="registry_unavailable",
         ) from exc  # fmt: skip
-    return jsonify(served_model=served, models=listed)
+    return jsonify(served_model=served, models=[served, *[n for n in found if n != served]])
 
 
 @bp.get("/ui/api/versions")
@@ -124,24 +110,24 @@ def versions():
         raise ApiError(
             400, f"unknown metric {metric!r}; choose one of {list(RANKING_METRICS)}", error="unknown_metric"
         )
-    server = _server()
-    served_model = server.mlflow.registered_model_name
+    ext = server()
+    served_model = ext.registry.name
     model_name = request.args.get("model") or served_model
     if "'" in model_name or len(model_name) > 256:
         raise ApiError(400, f"invalid registered model name {model_name!r}", error="bad_model_name")
     try:
         rows = [
             {**row, "dataset": dataset_label(row["dataset_source"])}
-            for row in registry.version_rows(_mlflow_client(), model_name, max_results=MAX_VERSIONS)
+            for row in ext.registry.version_rows(model_name, max_results=MAX_VERSIONS)
         ]
     except Exception as exc:
         raise ApiError(
             503,
             f"cannot read the versions of model {model_name!r} from the registry at "
-            f"{server.mlflow.tracking_uri}: {exc}",
+            f"{ext.registry.tracking_uri}: {exc}",
             error="registry_unavailable",
         ) from exc
-    current = server.manager.current
+    current = ext.manager.current
     datasets = sorted({r["dataset"] for r in rows if r["dataset"]})
     dataset = request.args.get("dataset") or None
     if (
@@ -176,49 +162,18 @@ def versions():
 
 
 # --- feedback ---------------------------------------------------------------------------------------
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from exc
-    if not low <= value <= high:
-        raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}, got {value}")
-    return value
-
-
 @bp.get("/ui/api/feedback/daily")
 def feedback_daily():
     """Counts per UTC day, grouped in SQL (``date()`` exists in SQLite and Postgres), zero-filled."""
-    days = _int_arg("days", 14, 1, MAX_DAYS)
+    days = parse_query(DailyFeedbackQuery).days
     today = datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
-    table = feedback_table
-    day = sa.func.date(table.c.created_at)
-    wrong = sa.func.sum(sa.case((table.c.correct, 0), else_=1))
-    total = sa.func.count()
-    start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
-    engine = _server().feedback.engine
-    with engine.connect() as conn:
-        per_day = conn.execute(
-            sa.select(day, total, wrong).where(table.c.created_at >= start).group_by(day)
-        ).all()
-        all_total, all_wrong = conn.execute(sa.select(total, wrong).select_from(table)).one()
-    counts: dict[date, tuple[int, int]] = {}
-    for raw_day, n, n_wrong in per_day:
-        d = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day)[:10])
-        counts[d] = (int(n) - int(n_wrong or 0), int(n_wrong or 0))
-    series = []
-    for i in range(days):
-        d = first + timedelta(days=i)
-        correct_n, wrong_n = counts.get(d, (0, 0))
-        series.append({"date": d.isoformat(), "correct": correct_n, "wrong": wrong_n})
-    all_total = int(all_total or 0)
-    all_wrong = int(all_wrong or 0)
-    window_total = sum(p["correct"] + p["wrong"] for p in series)
-    window_correct = sum(p["correct"] for p in series)
+    counted = server().feedback.daily_counts(first)
+    per_day = [(d, *counted.per_day.get(d, (0, 0))) for d in (first + timedelta(days=i) for i in range(days))]
+    series = [{"date": d.isoformat(), "correct": c, "wrong": w} for d, c, w in per_day]
+    all_total, all_wrong = counted.total, counted.wrong
+    window_total = sum(c + w for _, c, w in per_day)
+    window_correct = sum(c for _, c, _w in per_day)
     return jsonify(
         days=series,
         window={

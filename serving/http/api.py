@@ -7,12 +7,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from flask import Blueprint, Response, current_app, jsonify
 
 from sentiflow.modeling.base import probabilities_to_predictions
-from serving import metrics, openapi
-from serving.batcher import NotReadyError, PredictionFailedError
-from serving.errors import ApiError
-from serving.openapi import ErrorBody, document
-from serving.prediction_ids import SignedPrediction
-from serving.schemas import (
+from serving import metrics
+from serving.extension import server
+from serving.http import openapi
+from serving.http.bodies import parse_body
+from serving.http.errors import ApiError
+from serving.http.openapi import ErrorBody, document
+from serving.http.prediction_ids import SignedPrediction
+from serving.http.schemas import (
     FeedbackRecordOut,
     FeedbackRequest,
     Health,
@@ -20,14 +22,10 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     Readiness,
-    parse_body,
 )
+from serving.model.batcher import NotReadyError, PredictionFailedError
 
 bp = Blueprint("api", __name__)
-
-
-def _server():
-    return current_app.extensions["sentiflow"]
 
 
 @bp.get("/health")
@@ -39,7 +37,7 @@ def health():
 @bp.get("/ready")
 @document(summary="Readiness: a model is loaded", responses={200: Readiness, 503: Readiness})
 def ready():
-    manager = _server().manager
+    manager = server().manager
     model = manager.current
     if model is None:
         return jsonify(ready=False, reason=manager.unready_reason), 503
@@ -49,11 +47,11 @@ def ready():
 @bp.get("/model")
 @document(summary="The model this worker serves", responses={200: ModelInfo, 503: ErrorBody})
 def model():
-    manager = _server().manager
-    current = manager.current
+    ext = server()
+    current = ext.manager.current
     if current is None:
-        raise ApiError(503, f"no model loaded: {manager.unready_reason}", error="not_ready")
-    return jsonify({**current.info(), "deployed": manager.follower.read_deployed()})
+        raise ApiError(503, f"no model loaded: {ext.manager.unready_reason}", error="not_ready")
+    return jsonify({**current.info(), "deployed": ext.follower.read_deployed()})
 
 
 @bp.post("/predict")
@@ -85,8 +83,8 @@ def model():
     },
 )
 def predict():
-    server = _server()
-    settings = server.settings
+    ext = server()
+    settings = ext.settings
     body = parse_body(PredictRequest)
     texts = body.all_texts()
     if not texts:
@@ -105,10 +103,10 @@ def predict():
                 error="text_too_long",
             )
     try:
-        model, probs = server.manager.predict(texts)
+        model, probs = ext.manager.predict(texts)
     except NotReadyError as exc:
         raise ApiError(
-            503, f"no model loaded: {server.manager.unready_reason or exc}", error="not_ready"
+            503, f"no model loaded: {ext.manager.unready_reason or exc}", error="not_ready"
         ) from exc
     except FutureTimeout as exc:
         raise ApiError(503, "prediction timed out: the server is overloaded", error="timeout") from exc
@@ -120,16 +118,15 @@ def predict():
             error="prediction_failed",
         ) from exc
     labels = model.label_names
+    predicted = probabilities_to_predictions(probs, labels)
     predictions = []
-    for text, p in zip(texts, probabilities_to_predictions(probs, labels), strict=True):
+    for text, p in zip(texts, predicted, strict=True):
         metrics.PREDICTIONS.labels(label=p.label).inc()
-        prediction_id = server.signer.sign(
-            model_version=model.version, text=text, label=p.label, labels=labels
-        )
+        prediction_id = ext.signer.sign(model_version=model.version, text=text, label=p.label, labels=labels)
         predictions.append(
             {"label": p.label, "label_id": p.label_id, "scores": p.scores, "prediction_id": prediction_id}
         )
-    server.record_predictions(texts, [p["label"] for p in predictions], model.version)  # drift sample
+    ext.record_predictions(texts, [p.label for p in predicted], model.version)  # drift sample
     return jsonify(model_version=model.version, model_name=model.name, predictions=predictions)
 
 
@@ -142,15 +139,15 @@ def predict():
     responses={201: FeedbackRecordOut, 400: ErrorBody, 415: ErrorBody, 422: ErrorBody, 429: ErrorBody},
 )
 def post_feedback():
-    server = _server()
+    ext = server()
     body = parse_body(FeedbackRequest)
     if not body.text.strip():
         raise ApiError(422, "'text' is empty", error="empty_text")
-    if len(body.text) > server.settings.max_text_chars:
-        raise ApiError(422, f"'text' is longer than {server.settings.max_text_chars} characters")
-    signed = server.signer.verify(body.prediction_id, body.text)
+    if len(body.text) > ext.settings.max_text_chars:
+        raise ApiError(422, f"'text' is longer than {ext.settings.max_text_chars} characters")
+    signed = ext.signer.verify(body.prediction_id, body.text)
     check_feedback_labels(body, signed)
-    record = server.feedback.add(
+    record = ext.feedback.add(
         text=body.text,
         predicted_label=signed.label,
         correct=body.correct,
@@ -159,7 +156,7 @@ def post_feedback():
         verified=True,
     )
     metrics.FEEDBACK.labels(outcome="correct" if record.correct else "wrong").inc()
-    server.notify_feedback_stored(record)
+    ext.notify_feedback_stored(record)
     return jsonify(record.to_json()), 201
 
 
@@ -195,7 +192,7 @@ def prometheus():
 @bp.get("/openapi.json")
 @document(summary="This document", responses={200: (("application/json",), "OpenAPI 3.1 document")})
 def openapi_document():
-    """Generated from the registered routes and their models once per app (``serving.openapi``)."""
+    """Generated from the registered routes and their models once per app (``serving.http.openapi``)."""
     spec = current_app.extensions.get("sentiflow_openapi")
     if spec is None:
         spec = current_app.extensions["sentiflow_openapi"] = openapi.build_spec(current_app)

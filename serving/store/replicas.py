@@ -1,4 +1,4 @@
-"""What every model-server replica serves, in the server's shared database (the feedback store's URL).
+"""What every model-server replica serves, in the server's shared database (``serving.store.db``).
 
 The registry alias is the one record of what *should* be served; these rows say what *is* served, so a
 deploy knows when it is complete and every pod answers ``GET /replicas`` and ``/deploy/status`` the same:
@@ -10,7 +10,8 @@ deploy knows when it is complete and every pod answers ``GET /replicas`` and ``/
 - ``server_workers``: one row per worker: version served, runtime, loaded_at, last_seen (heartbeat), the
   version it is loading and its last load error. A worker not seen for ``ttl_s`` is not live: a killed pod
   drops out by itself, no PID probing.
-- ``server_deployments``: one row per ``POST /deploy`` (the alias move it made and how it ended).
+
+The deployments' rows (one per ``POST /deploy``) are ``serving.store.deployments``.
 
 Times are UNIX seconds from each writer's clock (pods run NTP); SQLite locally, Postgres in production.
 """
@@ -24,53 +25,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-log = logging.getLogger(__name__)
+from serving.store.db import Database, replicas_table, workers_table
 
-_metadata = sa.MetaData()
-replicas_table = sa.Table(
-    "server_replicas",
-    _metadata,
-    sa.Column("replica_id", sa.String(128), primary_key=True),
-    sa.Column("host", sa.String(255), nullable=False),
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("alias", sa.String(128), nullable=False),
-    sa.Column("alias_version", sa.String(64), nullable=True),
-    sa.Column("alias_error", sa.Text, nullable=True),
-    sa.Column("alias_checked_at", sa.Float, nullable=False, default=0.0),
-    sa.Column("alias_read_at", sa.Float, nullable=True),
-    sa.Column("alias_polls", sa.Integer, nullable=False, default=0),
-)
-workers_table = sa.Table(
-    "server_workers",
-    _metadata,
-    sa.Column("replica_id", sa.String(128), primary_key=True),
-    sa.Column("worker_id", sa.String(64), primary_key=True),
-    sa.Column("version", sa.String(64), nullable=True),
-    sa.Column("family", sa.String(64), nullable=True),
-    sa.Column("runtime", sa.String(32), nullable=True),
-    sa.Column("loaded_at", sa.String(64), nullable=True),
-    sa.Column("target_version", sa.String(64), nullable=True),
-    sa.Column("load_error", sa.Text, nullable=True),
-    sa.Column("error_version", sa.String(64), nullable=True),
-    sa.Column("error_at", sa.Float, nullable=True),
-    sa.Column("last_seen", sa.Float, nullable=False, index=True),
-)
-deployments_table = sa.Table(
-    "server_deployments",
-    _metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("alias", sa.String(128), nullable=False),
-    sa.Column("version", sa.String(64), nullable=False),
-    sa.Column("previous", sa.String(64), nullable=True),
-    sa.Column("prior_previous", sa.String(64), nullable=True),
-    sa.Column("requested_at", sa.Float, nullable=False, index=True),
-    sa.Column("requested_by", sa.String(128), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("finished_at", sa.Float, nullable=True),
-)
-#: Statuses a deployment ends in; ``pending`` and ``loading`` are not final.
-FINAL_STATUSES = ("succeeded", "failed", "superseded")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -169,66 +126,16 @@ class ReplicaView:
         }
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def pool_kwargs(url: str) -> dict[str, Any]:
-    """Pool sizes of a server database engine (``SENTIFLOW_SERVER_DB_POOL_SIZE``, ``_DB_MAX_OVERFLOW``).
-
-    Every worker has two engines (feedback, replicas): replicas x workers x 2 x (size + overflow) must fit
-    the database's ``max_connections`` (docs/deployment.md)."""
-    if url.startswith("sqlite"):
-        return {}
-    from sentiflow.config import ServerSettings
-
-    settings = ServerSettings()
-    return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
-
-
-def make_engine(url: str) -> sa.Engine:
-    is_sqlite = url.startswith("sqlite")
-    engine = sa.create_engine(
-        url,
-        connect_args={"timeout": 30} if is_sqlite else {},
-        pool_pre_ping=not is_sqlite,
-        **pool_kwargs(url),
-    )
-    if is_sqlite:
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def create_tables(engine: sa.Engine, attempts: int = 5) -> None:
-    """Create the tables if missing; replicas and workers start together, so a lost race is retried."""
-    for attempt in range(attempts):
-        try:
-            _metadata.create_all(engine, checkfirst=True)
-            return
-        except sa.exc.DatabaseError:
-            names = set(sa.inspect(engine).get_table_names())
-            if {t.name for t in _metadata.sorted_tables} <= names:
-                return
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
 class ReplicaStore:
-    """Queries on the replica, worker and deployment tables."""
+    """Queries on the replica and worker tables of the shared database."""
 
-    def __init__(self, url: str, *, engine: sa.Engine | None = None) -> None:
-        self.url = url
-        self.engine = engine or make_engine(url)
-        create_tables(self.engine)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # --- replicas ------------------------------------------------------------------------------------
     def register_replica(self, replica_id: str, host: str, alias: str) -> None:
         """Insert this replica's row (once per replica: a second worker finds it there)."""
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             exists = conn.execute(
                 sa.select(replicas_table.c.replica_id).where(replicas_table.c.replica_id == replica_id)
             ).first()
@@ -252,7 +159,7 @@ class ReplicaStore:
         """Whether this worker may read the alias from the registry now (one read per interval, replica)."""
         now = time.time() if now is None else now
         t = replicas_table
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             result = conn.execute(
                 t.update()
                 .where(t.c.replica_id == replica_id, t.c.alias_checked_at <= now - interval_s)
@@ -262,7 +169,7 @@ class ReplicaStore:
 
     def record_alias(self, replica_id: str, version: str | None, error: str | None) -> None:
         t = replicas_table
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             conn.execute(
                 t.update()
                 .where(t.c.replica_id == replica_id)
@@ -272,7 +179,7 @@ class ReplicaStore:
     def replica_alias(self, replica_id: str) -> tuple[bool, str | None, str | None]:
         """``(read_yet, version, error)``: the alias as the replica's last registry read found it."""
         t = replicas_table
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             row = conn.execute(
                 sa.select(t.c.alias_read_at, t.c.alias_version, t.c.alias_error).where(
                     t.c.replica_id == replica_id
@@ -284,7 +191,7 @@ class ReplicaStore:
 
     def alias_polls(self) -> dict[str, int]:
         """Registry alias reads per replica since it started (for the benchmark's request rate)."""
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             rows = conn.execute(sa.select(replicas_table.c.replica_id, replicas_table.c.alias_polls)).all()
         return {r.replica_id: int(r.alias_polls) for r in rows}
 
@@ -294,20 +201,20 @@ class ReplicaStore:
         t = workers_table
         values = {**fields, "last_seen": time.time()}
         key = (t.c.replica_id == replica_id, t.c.worker_id == worker_id)
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             if conn.execute(t.update().where(*key).values(**values)).rowcount == 0:
                 conn.execute(t.insert().values(replica_id=replica_id, worker_id=worker_id, **values))
 
     def remove_worker(self, replica_id: str, worker_id: str) -> None:
         t = workers_table
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             conn.execute(t.delete().where(t.c.replica_id == replica_id, t.c.worker_id == worker_id))
 
     def live(self, ttl_s: float, now: float | None = None) -> list[ReplicaView]:
         """Replicas with at least one worker seen within ``ttl_s``, each with its live workers."""
         now = time.time() if now is None else now
         w, r = workers_table, replicas_table
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             workers = conn.execute(
                 sa.select(w).where(w.c.last_seen >= now - ttl_s).order_by(w.c.replica_id, w.c.worker_id)
             ).all()
@@ -336,7 +243,7 @@ class ReplicaStore:
         """Forget workers gone for ``older_than_s`` and replicas left without workers."""
         cutoff = time.time() - older_than_s
         w, r = workers_table, replicas_table
-        with self.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             removed = conn.execute(w.delete().where(w.c.last_seen < cutoff)).rowcount
             conn.execute(
                 r.delete().where(
@@ -344,34 +251,3 @@ class ReplicaStore:
                 )
             )
         return removed
-
-    # --- deployments ---------------------------------------------------------------------------------
-    def add_deployment(self, record: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(deployments_table.insert().values(**record))
-
-    def finish_deployment(self, deployment_id: str, status: str, error: str | None = None) -> bool:
-        """End a deployment that is not final yet; False when it already ended (someone else finished it)."""
-        t = deployments_table
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                t.update()
-                .where(t.c.id == deployment_id, t.c.status.notin_(FINAL_STATUSES))
-                .values(status=status, error=error, finished_at=time.time())
-            )
-        return result.rowcount == 1
-
-    def deployment(self, deployment_id: str) -> dict[str, Any] | None:
-        t = deployments_table
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t).where(t.c.id == deployment_id)).first()
-        return None if row is None else dict(row._mapping)
-
-    def latest_deployment(self) -> dict[str, Any] | None:
-        t = deployments_table
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t).order_by(t.c.requested_at.desc()).limit(1)).first()
-        return None if row is None else dict(row._mapping)
-
-    def dispose(self) -> None:
-        self.engine.dispose()

@@ -12,7 +12,9 @@ Two daemon threads per worker:
   ready by itself when the dependency returns. ``/ready`` says why until then.
 
 No record of what to serve is kept here: the alias is read again on every poll, and a restarted replica
-simply loads what the alias names.
+simply loads what the alias names. The follower drives the model it is given through ``ServedModel``
+(``serving.model.manager.ModelManager`` in the app) and never reaches into it; the app owns both, and the
+replica id.
 """
 
 from __future__ import annotations
@@ -25,28 +27,47 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from sentiflow.config import ServerSettings
 from sentiflow.registry import RegistryUnavailableError
-
-if TYPE_CHECKING:
-    from serving.model_manager import ModelManager
-    from serving.replicas import ReplicaStore
+from serving.model.loaded import LoadedModel
+from serving.model.registry import Registry
+from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
 
 
-def default_replica_id() -> str:
-    """Host name plus process id: unique per replica (gunicorn.conf.py sets one id for all its workers)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+class ServedModel(Protocol):
+    """What the follower needs of the model it keeps up to date (``ModelManager``)."""
+
+    @property
+    def current(self) -> LoadedModel | None: ...
+
+    def swap_in(self, version: str) -> LoadedModel: ...
+
+    def mark_unready(self, reason: str) -> None: ...
 
 
 class AliasFollower:
-    def __init__(self, manager: ModelManager, replicas: ReplicaStore | None) -> None:
-        self.manager = manager
-        self.settings = manager.settings
+    """Keeps ``model`` serving the version ``alias`` names, and reports it under ``replica_id``."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        registry: Registry,
+        replicas: ReplicaStore | None,
+        settings: ServerSettings,
+        *,
+        alias: str,
+        replica_id: str,
+    ) -> None:
+        self.model = model
+        self.registry = registry
         self.replicas = replicas
-        self.replica_id = self.settings.replica_id or default_replica_id()
+        self.settings = settings
+        self.alias = alias
+        self.replica_id = replica_id
         self.worker_id = str(os.getpid())
         self.started = threading.Event()
         self.target: str | None = None  # the alias's version as last read
@@ -87,7 +108,7 @@ class AliasFollower:
     def read_deployed(self) -> dict[str, Any]:
         """What ``/model`` shows as ``deployed``: the followed alias and the version it names."""
         return {
-            "alias": self.manager.alias,
+            "alias": self.alias,
             "version": self.target,
             "deployed_at": self.target_seen_at,
             "replica_id": self.replica_id,
@@ -98,7 +119,7 @@ class AliasFollower:
     def _poll_loop(self) -> None:
         if self.replicas is not None:
             try:
-                self.replicas.register_replica(self.replica_id, socket.gethostname(), self.manager.alias)
+                self.replicas.register_replica(self.replica_id, socket.gethostname(), self.alias)
                 self.replicas.prune()
             except Exception:
                 log.exception("could not register replica %s in the shared database", self.replica_id)
@@ -112,7 +133,7 @@ class AliasFollower:
 
     def _read_registry(self) -> tuple[str | None, str | None]:
         try:
-            return self.manager.registry.alias_version(self.manager.alias), None
+            return self.registry.alias_version(self.alias), None
         except RegistryUnavailableError as exc:
             return None, str(exc)
 
@@ -141,12 +162,12 @@ class AliasFollower:
         self._apply(version, error)
 
     def _apply(self, version: str | None, error: str | None) -> None:
-        alias, name = self.manager.alias, self.manager.registry.name
+        alias, name = self.alias, self.registry.name
         self.alias_error = error
-        current = self.manager.current
+        current = self.model.current
         if error is not None:
             if current is None:
-                self.manager.unready_reason = (
+                self.model.mark_unready(
                     f"cannot read alias {alias!r} of model {name!r} (retrying every "
                     f"{self.settings.reload_poll_s:g}s): {error}"
                 )
@@ -154,9 +175,9 @@ class AliasFollower:
             return
         if version is None:
             if current is None:
-                self.manager.unready_reason = (
+                self.model.mark_unready(
                     f"alias {alias!r} of model {name!r} does not exist in the registry at "
-                    f"{self.manager.mlflow.tracking_uri}; POST /deploy a version"
+                    f"{self.registry.tracking_uri}; POST /deploy a version"
                 )
                 self.started.set()
             return
@@ -173,7 +194,7 @@ class AliasFollower:
     def heartbeat(self) -> None:
         if self.replicas is None:
             return
-        model = self.manager.current
+        model = self.model.current
         with self._beat_lock:
             try:
                 self.replicas.heartbeat(
@@ -195,7 +216,7 @@ class AliasFollower:
     def _load_loop(self) -> None:
         while not self._stop.is_set():
             target = self.target
-            current = self.manager.current
+            current = self.model.current
             if target is None or (current is not None and current.version == target):
                 self._wait(self.settings.reload_poll_s)
                 continue
@@ -209,11 +230,10 @@ class AliasFollower:
         self._wake.clear()
 
     def _load(self, version: str) -> None:
-        alias = self.manager.alias
-        if self.manager.current is None:
-            self.manager.unready_reason = f"loading version {version} (alias {alias!r})"
+        alias = self.alias
+        self.model.mark_unready(f"loading version {version} (alias {alias!r})")
         try:
-            self.manager.swap_in(version)
+            self.model.swap_in(version)
         except Exception as exc:
             self._failures = self._failures + 1 if self._error_version == version else 1
             delay = min(
@@ -231,11 +251,10 @@ class AliasFollower:
                 self._failures,
                 delay,
             )
-            if self.manager.current is None:
-                self.manager.unready_reason = (
-                    f"could not load version {version} of alias {alias!r} (attempt {self._failures}, "
-                    f"retrying in {delay:.0f}s): {self._load_error}"
-                )
+            self.model.mark_unready(
+                f"could not load version {version} of alias {alias!r} (attempt {self._failures}, "
+                f"retrying in {delay:.0f}s): {self._load_error}"
+            )
         else:
             self._load_error = self._error_version = self._error_at = None
             self._failures = 0

@@ -5,23 +5,27 @@ Python's ``json`` module alone turns some valid JSON into a 500: arrays nested t
 ``Infinity`` are accepted, and a lone UTF-16 surrogate (``"\\ud800"``) or a NUL byte parses into a
 ``str`` that SQLite's UTF-8 encoder and the tokenizers then reject deep inside a request.
 ``load_json_object`` parses with limits and rejects those with a message that names the field, before any
-model or database sees the value.
+model or database sees the value; ``parse_body(Model)`` then validates the object against a request model
+(``serving.http.schemas``). Query strings: ``serving.http.queries.parse_query``, the same for ``?a=b``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import request
+from pydantic import BaseModel, ValidationError
 
-from serving.errors import ApiError
+from serving.http.errors import ApiError
 
 #: Deepest nesting of arrays/objects any body of this API needs is 2 (``{"texts": [...]}``); a little slack.
 MAX_DEPTH = 8
 #: Longest integer literal accepted (a registry version, a flag); longer ones are 422, not Python's limit.
 MAX_INT_DIGITS = 32
 JSON_MIMETYPES = ("application/json",)
+
+T = TypeVar("T", bound=BaseModel)
 
 
 def require_json_content_type() -> None:
@@ -107,3 +111,22 @@ def load_json_object() -> dict[str, Any]:
         raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
     check_tree(data)
     return data
+
+
+def describe(exc: ValidationError) -> str:
+    """pydantic's errors as one line, each naming its field (``texts.2: ...``)."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_body(model: type[T]) -> T:
+    """The JSON body as ``model``: 415 without a JSON content type, 400 for bytes that are not a sane JSON
+    object (``load_json_object``), 422 for a wrong shape."""
+    data = load_json_object()
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, describe(exc), error="invalid_request") from exc

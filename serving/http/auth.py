@@ -7,13 +7,14 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 
-from serving.errors import ApiError
+from serving.extension import server
+from serving.http.errors import ApiError
 
 
 def _check() -> None:
-    settings = current_app.extensions["sentiflow"].settings
+    settings = server().settings
     expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not expected:
         raise ApiError(401, "admin endpoints are disabled: the server has no SENTIFLOW_SERVER_ADMIN_TOKEN")

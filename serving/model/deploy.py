@@ -2,9 +2,10 @@
 
 The move is ``sentiflow.registry.promote`` (old champion → ``previous``), the same function the
 DAG's promote task calls; a failure is ``registry.restore_aliases``, the same function the DAG's rollback
-calls: both aliases go back to where they were before the move.
-The deployment's row in the shared database says how it ended, so ``/deploy/status`` answers the same on
-every pod. The worker that accepted the request watches it on a background thread:
+calls: both aliases go back to where they were before the move. Both go through the app's one registry
+object (``serving.model.registry.Registry``), which counts them. The deployment's row in the shared
+database (``serving.store.deployments``) says how it ended, so ``/deploy/status`` answers the same on every
+pod. The worker that accepted the request watches it on a background thread:
 
 - ``succeeded``: every live replica (every live worker of it) serves the version;
 - ``failed``: a live replica reported a failed load of the version (or the watch timed out); the alias is
@@ -19,10 +20,14 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sentiflow import registry
-from serving.replicas import FINAL_STATUSES, ReplicaView
+from sentiflow.registry import PriorAliases, RegistryUnavailableError
+from serving.store.deployments import FINAL_STATUSES
+from serving.store.replicas import ReplicaView
+
+if TYPE_CHECKING:  # the extension builds everything this module reads; it never imports this module
+    from serving.extension import ServerExtension
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +38,7 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def alias_settings(server: Any) -> Any:
-    """MLflow settings whose "champion" is the alias this server follows (``previous`` kept for it)."""
-    alias = server.manager.alias
-    if alias == server.mlflow.champion_alias:
-        return server.mlflow
-    return server.mlflow.model_copy(update={"champion_alias": alias, "previous_alias": f"{alias}-previous"})
-
-
-def live_replicas(server: Any) -> list[ReplicaView]:
+def live_replicas(server: ServerExtension) -> list[ReplicaView]:
     return server.replicas.live(server.settings.replica_ttl_s)
 
 
@@ -51,10 +48,10 @@ def alias_version(replicas: list[ReplicaView]) -> str | None:
     return max(read, key=lambda r: r.alias_read_at or 0.0).alias_version if read else None
 
 
-def replicas_json(server: Any, replicas: list[ReplicaView] | None = None) -> dict[str, Any]:
+def replicas_json(server: ServerExtension, replicas: list[ReplicaView] | None = None) -> dict[str, Any]:
     replicas = live_replicas(server) if replicas is None else replicas
     return {
-        "alias": server.manager.alias,
+        "alias": server.alias,
         "alias_version": alias_version(replicas),
         "live_window_s": server.settings.replica_ttl_s,
         "replicas": [r.as_json() for r in replicas],
@@ -90,14 +87,16 @@ def evaluate(record: dict[str, Any], replicas: list[ReplicaView]) -> tuple[str, 
     return ("loading" if replicas else "pending"), None
 
 
-def view(server: Any, record: dict[str, Any], replicas: list[ReplicaView] | None = None) -> dict[str, Any]:
+def view(
+    server: ServerExtension, record: dict[str, Any], replicas: list[ReplicaView] | None = None
+) -> dict[str, Any]:
     """A deployment as the API shows it: its row, its live status and every live replica."""
     replicas = live_replicas(server) if replicas is None else replicas
     status, error = evaluate(record, replicas)
     return {
         "id": record["id"],
         "status": status,
-        "model_name": server.mlflow.registered_model_name,
+        "model_name": server.registry.name,
         "alias": record["alias"],
         "version": record["version"],
         "previous": record.get("previous"),
@@ -109,7 +108,7 @@ def view(server: Any, record: dict[str, Any], replicas: list[ReplicaView] | None
     }
 
 
-def current(server: Any) -> dict[str, Any] | None:
+def current(server: ServerExtension) -> dict[str, Any] | None:
     """``/deploy/status`` without an id: the alias's current version across the replicas.
 
     The latest ``POST /deploy`` when it targets that version; else (a promotion by the DAG, a manual alias
@@ -117,42 +116,42 @@ def current(server: Any) -> dict[str, Any] | None:
     """
     replicas = live_replicas(server)
     version = alias_version(replicas)
-    latest = server.replicas.latest_deployment()
+    latest = server.deployments.latest()
     if latest is not None and (version is None or latest["version"] == version):
         return view(server, latest, replicas)
     if version is None:
         return None
-    record = {"id": None, "alias": server.manager.alias, "version": version, "status": "pending"}
+    record = {"id": None, "alias": server.alias, "version": version, "status": "pending"}
     return view(server, record, replicas)
 
 
-def release(server: Any, *, version: str | None = None, alias: str | None = None) -> dict[str, Any]:
+def release(
+    server: ServerExtension, *, version: str | None = None, alias: str | None = None
+) -> dict[str, Any]:
     """Move the followed alias to ``version`` (or to the version ``alias`` names) and start watching.
 
     Raises ``ModelNotFoundError`` (unknown version or alias: nothing moved) or ``RegistryUnavailableError``.
     """
-    settings = alias_settings(server)
-    client = registry.mlflow_client(settings)
-    mv = registry.get_version(client, settings, version=version, alias=alias)
+    mv = server.registry.resolve(version=version, alias=alias)
     try:
-        move = registry.promote(client, settings, str(mv.version))
+        move = server.registry.promote(str(mv.version), alias=server.alias)
     except Exception as exc:
-        raise registry.RegistryUnavailableError(
-            f"could not move alias {settings.champion_alias!r} to version {mv.version}: {exc}"
+        raise RegistryUnavailableError(
+            f"could not move alias {server.alias!r} to version {mv.version}: {exc}"
         ) from exc
-    record = {
+    record: dict[str, Any] = {
         "id": uuid.uuid4().hex,
-        "alias": settings.champion_alias,
+        "alias": server.alias,
         "version": move.candidate,
         "previous": move.champion,
         "prior_previous": move.previous,
         "requested_at": time.time(),
-        "requested_by": server.manager.follower.replica_id,
+        "requested_by": server.replica_id,
         "status": "pending",
         "error": None,
         "finished_at": None,
     }
-    server.replicas.add_deployment(record)
+    server.deployments.add(record)
     log.info("deployment %s: alias %s → version %s", record["id"], record["alias"], record["version"])
     threading.Thread(
         target=watch, args=(server, record), name=f"deploy-{record['id'][:8]}", daemon=True
@@ -160,18 +159,18 @@ def release(server: Any, *, version: str | None = None, alias: str | None = None
     return record
 
 
-def watch(server: Any, record: dict[str, Any]) -> None:
+def watch(server: ServerExtension, record: dict[str, Any]) -> None:
     """Follow one deployment to its end; on failure or timeout move the aliases back (``_move_back``)."""
     deadline = time.monotonic() + server.settings.deploy_timeout_s
-    store = server.replicas
+    store = server.deployments
     while True:
-        stored = store.deployment(record["id"]) or record
+        stored = store.get(record["id"]) or record
         replicas = live_replicas(server)
         status, error = evaluate(stored, replicas)
         if stored["status"] in FINAL_STATUSES:
             return
         if status in ("succeeded", "superseded"):
-            store.finish_deployment(record["id"], status, error)
+            store.finish(record["id"], status, error)
             return
         if status != "failed" and time.monotonic() > deadline:
             waiting = [f"{r.replica_id} serves {r.version or r.versions}" for r in replicas]
@@ -184,39 +183,39 @@ def watch(server: Any, record: dict[str, Any]) -> None:
             )
         if status == "failed":
             error = f"{error}; {_move_back(server, record, error or 'failed')}"
-            store.finish_deployment(record["id"], "failed", error)
+            store.finish(record["id"], "failed", error)
             log.error("deployment %s failed: %s", record["id"], error)
             return
         time.sleep(WATCH_POLL_S)
 
 
-def _move_back(server: Any, record: dict[str, Any], reason: str) -> str:
+def _move_back(server: ServerExtension, record: dict[str, Any], reason: str) -> str:
     """``registry.restore_aliases`` from the deployment's row; returns a sentence for the row's error."""
-    settings = alias_settings(server)
-    prior = registry.PriorAliases(
+    alias = server.alias
+    prior = PriorAliases(
         candidate=str(record["version"]),
         champion=record.get("previous"),
         previous=record.get("prior_previous"),
     )
     try:
-        left_alone = registry.restore_aliases(
-            registry.mlflow_client(settings), settings, prior, f"deploy {record['id']} failed: {reason}"
+        left_alone = server.registry.restore(
+            prior, alias=alias, reason=f"deploy {record['id']} failed: {reason}"
         )
     except Exception as exc:
-        log.exception("could not move alias %s back", settings.champion_alias)
-        return f"moving alias {settings.champion_alias!r} back failed: {exc}"
+        log.exception("could not move alias %s back", alias)
+        return f"moving alias {alias!r} back failed: {exc}"
     if left_alone:
-        return f"alias {settings.champion_alias!r} not moved back: {left_alone}"
+        return f"alias {alias!r} not moved back: {left_alone}"
     if prior.champion is None:
-        return f"alias {settings.champion_alias!r} removed (there was no previous version)"
-    return f"alias {settings.champion_alias!r} moved back to version {prior.champion}"
+        return f"alias {alias!r} removed (there was no previous version)"
+    return f"alias {alias!r} moved back to version {prior.champion}"
 
 
-def wait(server: Any, deployment_id: str, timeout_s: float) -> dict[str, Any]:
+def wait(server: ServerExtension, deployment_id: str, timeout_s: float) -> dict[str, Any]:
     """Wait until the deployment's row is final (the watcher writes it) or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
     while True:
-        record = server.replicas.deployment(deployment_id)
+        record = server.deployments.get(deployment_id)
         if record is None or record["status"] in FINAL_STATUSES or time.monotonic() > deadline:
             return record or {}
         time.sleep(WATCH_POLL_S)

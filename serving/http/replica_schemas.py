@@ -2,7 +2,7 @@
 
 The routes build their answers through these models (``model_validate(...).model_dump(mode="json")``), so
 the OpenAPI document generated from them describes exactly what is sent. The request body of
-``POST /deploy`` is ``serving.schemas.DeployRequest``.
+``POST /deploy`` is ``serving.http.schemas.DeployRequest``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ class WorkerInfo(BaseModel):
     )
     load_error: str | None = Field(default=None, description="The last failed load, until one succeeds.")
     error_version: str | None = None
-    error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
     error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from filelock import FileLock
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from serving.errors import ApiError
+from serving.http.errors import ApiError
 
 SALT = "sentiflow.prediction-id.v1"
 SECRET_FILE = "prediction-secret"

@@ -1,0 +1,29 @@
+"""A registry version loaded in this worker: what ``GET /model`` shows, and the classifier that answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: str
+    name: str
+    run_id: str | None
+    family: str
+    label_names: list[str]
+    metrics: dict[str, float]
+    loaded_at: str
+    source: str
+    classifier: Any = field(repr=False)
+    runtime: str = "torch"
+
+    def info(self) -> dict[str, Any]:
+        """Every field but the classifier: the body of ``GET /model`` (``schemas.ModelInfo`` documents it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "classifier"}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()

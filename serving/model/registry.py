@@ -1,0 +1,116 @@
+"""The server's one path to the MLflow registry: every call it makes is here, and each one is counted.
+
+The follower reads the alias, the manager loads versions, ``POST /deploy`` moves the alias (and back), the
+web page lists models and versions: all through the app's one ``Registry`` (``server().registry``), which
+uses the shared registry module (``sentiflow.registry``) and counts each call in
+``sentiflow_server_registry_requests_total{call}``. Nothing else in ``serving/`` builds an MLflow client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentiflow import names, registry
+from sentiflow.config import MLflowSettings
+from sentiflow.registry import ModelNotFoundError, PriorAliases, RegistryUnavailableError
+from serving import metrics
+from serving.model.loaded import LoadedModel, now_iso
+
+__all__ = ["ModelNotFoundError", "Registry", "RegistryUnavailableError"]
+
+#: Run metrics ``GET /model`` shows for the served version.
+KEY_METRICS = (
+    names.VAL_F1,
+    names.VAL_ACCURACY,
+    names.VAL_AUC,
+    names.BEST_VAL_F1,
+    names.split_metric("test", "f1"),
+    names.split_metric("test", "accuracy"),
+    names.PREDICT_TIME_MS_PER_1K,
+)
+
+
+class Registry:
+    """Read an alias, load a version with its run metrics, move the followed alias, list models and versions.
+
+    ``call`` labels of the metric: ``alias`` and ``version`` (a version record), ``load`` (a download),
+    ``promote`` and ``restore`` (alias moves), ``models`` and ``versions`` (the web page's lists).
+    """
+
+    def __init__(self, settings: MLflowSettings) -> None:
+        self.settings = settings
+        self.name = settings.registered_model_name
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.settings.tracking_uri
+
+    def client(self) -> Any:
+        return registry.mlflow_client(self.settings)
+
+    @staticmethod
+    def _count(call: str) -> None:
+        metrics.REGISTRY_REQUESTS.labels(call=call).inc()
+
+    def alias_settings(self, alias: str) -> MLflowSettings:
+        """Settings whose "champion" is ``alias`` (the one this server follows; ``previous`` kept for it)."""
+        if alias == self.settings.champion_alias:
+            return self.settings
+        return self.settings.model_copy(
+            update={"champion_alias": alias, "previous_alias": f"{alias}-previous"}
+        )
+
+    # --- reading ---------------------------------------------------------------------------------------
+    def resolve(self, *, version: str | None = None, alias: str | None = None) -> Any:
+        """The registry's ``ModelVersion`` for a version or an alias (errors name the registry)."""
+        self._count("alias" if alias is not None else "version")
+        return registry.get_version(self.client(), self.settings, version=version, alias=alias)
+
+    def alias_version(self, alias: str) -> str | None:
+        """The version ``alias`` names; None when the alias (or the model) does not exist."""
+        try:
+            return str(self.resolve(alias=alias).version)
+        except ModelNotFoundError:
+            return None
+
+    def load(self, version: str) -> LoadedModel:
+        import mlflow.pyfunc
+
+        mv = self.resolve(version=version)
+        uri = f"models:/{self.name}/{mv.version}"
+        self._count("load")
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        classifier = pyfunc.unwrap_python_model().classifier
+        return LoadedModel(
+            version=str(mv.version),
+            name=self.name,
+            run_id=mv.run_id,
+            family=getattr(classifier, "family", "unknown"),
+            label_names=list(classifier.label_names),
+            metrics=registry.run_metrics(self.client(), mv.run_id, KEY_METRICS),
+            loaded_at=now_iso(),
+            source=uri,
+            classifier=classifier,
+            runtime="torch" if classifier.family == names.FAMILY_TRANSFORMER else "scikit-learn",
+        )
+
+    def model_names(self, *, max_results: int) -> list[str]:
+        """Registered model names, sorted."""
+        self._count("models")
+        return sorted(m.name for m in self.client().search_registered_models(max_results=max_results))
+
+    def version_rows(self, model_name: str, *, max_results: int) -> list[dict[str, Any]]:
+        """Every version of ``model_name`` with its run's metrics (``sentiflow.registry.version_rows``)."""
+        self._count("versions")
+        return registry.version_rows(self.client(), model_name, max_results=max_results)
+
+    # --- moving the followed alias -----------------------------------------------------------------------
+    def promote(self, version: str, *, alias: str) -> PriorAliases:
+        """Move ``alias`` to ``version`` (its old version becomes the previous one); the aliases before."""
+        self._count("promote")
+        return registry.promote(self.client(), self.alias_settings(alias), version)
+
+    def restore(self, prior: PriorAliases, *, alias: str, reason: str) -> str | None:
+        """``sentiflow.registry.restore_aliases`` for ``alias``: None when restored, else why not."""
+        self._count("restore")
+        return registry.restore_aliases(self.client(), self.alias_settings(alias), prior, reason)

@@ -1,0 +1,1 @@
+"""The server's shared database: feedback, replica and deployment rows."""

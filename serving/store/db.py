@@ -1,0 +1,207 @@
+"""The server's shared database: its engine, every table, SQLite's settings, the schema set-up.
+
+One ``Database`` per app (``serving.extension`` builds it from ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``); the
+stores (``feedback``, ``replicas``, ``deployments``) are queries over it. SQLite in the state folder by
+default, any SQLAlchemy URL (Postgres in production, shared by every replica).
+
+SQLite: WAL mode, so several gunicorn workers write safely. The journal mode is persistent in the file and is
+set once, with the schema, under a file lock: two workers opening a fresh database at once made
+``PRAGMA journal_mode=WAL`` fail with "database is locked" and the server never booted. Each connection only
+waits for locks (``busy_timeout``) and relaxes ``synchronous`` (safe under WAL).
+
+Schema set-up lives in ``ensure_schema`` and nowhere else: a new table or column goes in this module.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from filelock import FileLock
+
+#: Column sizes; the request models (``serving.http.schemas``) use the same numbers, so a value the API
+#: accepts always fits its column.
+LABEL_MAX_CHARS = 128
+VERSION_MAX_CHARS = 64
+PREDICTION_ID_MAX_CHARS = 2048
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Replicas and workers start together on Postgres too: a lost ``CREATE TABLE`` race is retried.
+SCHEMA_ATTEMPTS = 5
+
+metadata = sa.MetaData()
+
+# --- feedback (serving.store.feedback) ---------------------------------------------------------------------
+feedback_table = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("predicted_label", sa.String(LABEL_MAX_CHARS), nullable=False),
+    sa.Column("correct", sa.Boolean, nullable=False),
+    sa.Column("true_label", sa.String(LABEL_MAX_CHARS), nullable=True),
+    sa.Column("model_version", sa.String(VERSION_MAX_CHARS), nullable=True),
+    # True when the row cites a prediction the server signed (issue 14); only those are trained on.
+    sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+#: One row per alert kind: when the last alert was raised and until when the kind stays quiet. Shared by
+#: every gunicorn worker (and replicas on one database), so "one alert per window" holds across them.
+alert_state_table = sa.Table(
+    "alert_state",
+    metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("quiet_until", sa.Float, nullable=False),
+    sa.Column("last_alert_at", sa.Float, nullable=False),
+)
+
+# --- replicas and their workers (serving.store.replicas) ---------------------------------------------------
+replicas_table = sa.Table(
+    "server_replicas",
+    metadata,
+    sa.Column("replica_id", sa.String(128), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("alias", sa.String(128), nullable=False),
+    sa.Column("alias_version", sa.String(64), nullable=True),
+    sa.Column("alias_error", sa.Text, nullable=True),
+    sa.Column("alias_checked_at", sa.Float, nullable=False, default=0.0),
+    sa.Column("alias_read_at", sa.Float, nullable=True),
+    sa.Column("alias_polls", sa.Integer, nullable=False, default=0),
+)
+workers_table = sa.Table(
+    "server_workers",
+    metadata,
+    sa.Column("replica_id", sa.String(128), primary_key=True),
+    sa.Column("worker_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("family", sa.String(64), nullable=True),
+    sa.Column("runtime", sa.String(32), nullable=True),
+    sa.Column("loaded_at", sa.String(64), nullable=True),
+    sa.Column("target_version", sa.String(64), nullable=True),
+    sa.Column("load_error", sa.Text, nullable=True),
+    sa.Column("error_version", sa.String(64), nullable=True),
+    sa.Column("error_at", sa.Float, nullable=True),
+    sa.Column("last_seen", sa.Float, nullable=False, index=True),
+)
+
+# --- deployments (serving.store.deployments) ---------------------------------------------------------------
+deployments_table = sa.Table(
+    "server_deployments",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("alias", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("previous", sa.String(64), nullable=True),
+    sa.Column("prior_previous", sa.String(64), nullable=True),
+    sa.Column("requested_at", sa.Float, nullable=False, index=True),
+    sa.Column("requested_by", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Per connection: wait for locks instead of failing. The journal mode is persistent in the file and
+    set once by ``ensure_schema``; changing it needs an exclusive lock that SQLite does not wait for."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def pool_kwargs(url: str) -> dict[str, Any]:
+    """Pool sizes of the server's database engine (``SENTIFLOW_SERVER_DB_POOL_SIZE``, ``_DB_MAX_OVERFLOW``).
+
+    Every worker has one engine: replicas x workers x (size + overflow) must fit the database's
+    ``max_connections`` (docs/deployment.md)."""
+    if is_sqlite(url):
+        return {}
+    from sentiflow.config import ServerSettings
+
+    settings = ServerSettings()
+    return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+
+
+def make_engine(url: str) -> sa.Engine:
+    """The engine for ``url``: SQLite with the per-connection pragmas, others with pre-ping (Postgres
+    connections may be cut by the network or a failover)."""
+    sqlite = is_sqlite(url)
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000} if sqlite else {},
+        pool_pre_ping=not sqlite,
+        **pool_kwargs(url),
+    )
+    if sqlite:
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_path(url: str) -> Path | None:
+    database = sa.engine.make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Databases made before a column existed get it (nullable or with a server default): no lost rows."""
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            ddl = column.type.compile(engine.dialect)
+            default = " DEFAULT 0" if column.server_default is not None else ""
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}{default}"))
+
+
+def _create_tables(engine: sa.Engine) -> None:
+    """Create missing tables; processes starting together may race, so a lost race is retried."""
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except sa.exc.DatabaseError:
+            have = set(sa.inspect(engine).get_table_names())
+            if {t.name for t in metadata.sorted_tables} <= have:
+                return
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def ensure_schema(engine: sa.Engine, url: str) -> None:
+    """Every table and column, and for SQLite WAL mode, exactly once among processes starting together."""
+    path = _sqlite_path(url) if is_sqlite(url) else None
+    if path is None:
+        _create_tables(engine)
+        _add_missing_columns(engine)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".init.lock", timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        with engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            if str(mode).lower() != "wal":
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        _create_tables(engine)
+        _add_missing_columns(engine)
+
+
+class Database:
+    """One engine on the shared database, its schema ensured; the stores run their queries on it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        ensure_schema(self.engine, url)
+
+    def dispose(self) -> None:
+        """Close the pooled connections (an app's ``close``, a worker's exit); the engine stays usable."""
+        self.engine.dispose()
