@@ -213,7 +213,9 @@ def _epoch_logger_class() -> type:
             self.history.append(row)
             log.info("epoch %s: %s", epoch, {k: round(v, 4) for k, v in row.items()})
             if self.on_epoch:
-                self.on_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
+                # epoch_time_s stays in the history (history.json): logged per step, the epoch's value would
+                # hide the run's summary (the mean over epochs) as the run's latest epoch_time_s
+                self.on_epoch(epoch, {k: v for k, v in row.items() if k not in ("epoch", EPOCH_TIME_S)})
 
     return EpochLogger
 
