@@ -45,7 +45,7 @@ echo $! >"$WORK/mlflow.pid"
 trap 'kill "$(cat "$WORK/mlflow.pid")" 2>/dev/null || true' EXIT
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.5; done
 
-# The pod's environment (sentiflow.pipeline.pod.pod_env_templates, rendered).
+# The pod's environment (sentiflow.orchestration.pod.pod_env_templates, rendered).
 export SENTIFLOW_MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT
 export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 SENTIFLOW_TRAIN_XCOM_DIR=/airflow/xcom
 mkdir -p /airflow/xcom 2>/dev/null || export SENTIFLOW_TRAIN_XCOM_DIR=$WORK/xcom && mkdir -p "$SENTIFLOW_TRAIN_XCOM_DIR"

@@ -101,8 +101,8 @@ def main() -> int:
     stack = localstack.stack_on_free_ports(home)
     os.environ.update(localstack.client_env(stack))
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
+    from sentiflow import registry
     from sentiflow.config import MLflowSettings
-    from sentiflow.pipeline import registry
     from serving.replicas import ReplicaStore
     from tests.devproxy import RoundRobinProxy
     from tests.devserver import DevServer, register_tfidf_versions

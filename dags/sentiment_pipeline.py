@@ -1,6 +1,6 @@
 """``sentiment_pipeline``: collect → clean → train (pod or local) + baseline → select → deploy → check.
 
-Wiring only: every task body lives in ``sentiflow.pipeline.data_tasks``, ``training_tasks`` and
+Wiring only: every task body lives in ``sentiflow.orchestration.data_tasks``, ``training_tasks`` and
 ``release_tasks`` (shared with ``sentiment_sweep``).
 """
 
@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
-from sentiflow.pipeline import data_tasks, release_tasks, training_tasks
-from sentiflow.pipeline.dag_params import pipeline_params
+from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
+from sentiflow.orchestration.dag_params import pipeline_params
 
 DOC = """
 ### Sentiment pipeline

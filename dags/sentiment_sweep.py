@@ -1,5 +1,5 @@
 """``sentiment_sweep``: a hyperparameter grid, one MLflow run and registry version per point, then the
-pipeline's own select → promote → deploy → check tail (shared code from ``sentiflow.pipeline.*_tasks``).
+pipeline's own select → promote → deploy → check tail (shared code from ``sentiflow.orchestration.*_tasks``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 from airflow.sdk import dag, get_current_context, task
 
 from sentiflow.names import FAMILY_TRANSFORMER
-from sentiflow.pipeline import data_tasks, release_tasks, training_tasks
-from sentiflow.pipeline.dag_params import sweep_params
+from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
+from sentiflow.orchestration.dag_params import sweep_params
 
 DOC = """
 ### Sentiment hyperparameter sweep
@@ -56,7 +56,7 @@ def sentiment_sweep() -> None:
 
     @task(task_id="pod_arguments", retries=0)
     def pod_arguments(manifest_uri: str, points: list[str]) -> list[list[str]]:
-        from sentiflow.pipeline.pod import train_arguments
+        from sentiflow.orchestration.pod import train_arguments
 
         return [train_arguments(manifest_uri, FAMILY_TRANSFORMER, p) for p in points]
 

@@ -10,7 +10,7 @@
 The api-server resolves a link when the task's page is opened: it reads the ids from XCom (the DB) and the
 endpoints from the pipeline's Airflow connections (``sentiflow_mlflow``, ``sentiflow_model_server``,
 ``sentiflow_s3``). Anything missing (a failed task, no report yet, a connection not set) gives no link
-rather than an error. URL building lives in ``sentiflow.pipeline.links``.
+rather than an error. URL building lives in ``sentiflow.orchestration.links``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from sentiflow.pipeline import links
+from sentiflow.orchestration import links
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def xcom_value(ti_key: Any, task_id: str | None = None, key: str = "return_value
 def _connection(setting: str) -> Any:
     from airflow.models.connection import Connection
 
-    from sentiflow.pipeline.settings import PipelineSettings
+    from sentiflow.orchestration.settings import PipelineSettings
 
     conn_id = getattr(PipelineSettings(), setting)
     try:
@@ -82,7 +82,7 @@ def _connection(setting: str) -> Any:
 
 
 def _http_base(setting: str) -> str | None:
-    from sentiflow.pipeline.connections import http_url
+    from sentiflow.orchestration.connections import http_url
 
     conn_id, conn = _connection(setting)
     if conn is None:
@@ -95,7 +95,7 @@ def _http_base(setting: str) -> str | None:
 
 def presigned_report_url(report_uri: str) -> str | None:
     """A browser-openable URL of the report's ``summary.json``, signed with the ``sentiflow_s3`` keys."""
-    from sentiflow.pipeline.connections import s3_settings_from
+    from sentiflow.orchestration.connections import s3_settings_from
     from sentiflow.storage import ObjectStore, S3Uri
 
     _, conn = _connection("s3_conn_id")

@@ -7,4 +7,5 @@ VENV=${VENV:-.venv}
 [ -f "$VENV/.installed" ] || { bash scripts/install.sh "$VENV" && touch "$VENV/.installed"; }
 bash scripts/system_deps.sh
 "$VENV/bin/ruff" check .
+"$VENV/bin/mypy"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=20 "$@"

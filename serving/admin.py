@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from sentiflow.pipeline.registry import ModelNotFoundError, RegistryUnavailableError
+from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import deployments
 from serving.auth import require_admin
 from serving.errors import ApiError

@@ -1,6 +1,6 @@
 """``POST /deploy`` as a release: move the followed alias, then watch the replicas until they all serve it.
 
-The move is ``sentiflow.pipeline.registry.promote`` (old champion → ``previous``), the same function the
+The move is ``sentiflow.registry.promote`` (old champion → ``previous``), the same function the
 DAG's promote task calls; a failure is ``registry.restore_aliases``, the same function the DAG's rollback
 calls: both aliases go back to where they were before the move.
 The deployment's row in the shared database says how it ended, so ``/deploy/status`` answers the same on
@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sentiflow.pipeline import registry
+from sentiflow import registry
 from serving.replicas import FINAL_STATUSES, ReplicaView
 
 log = logging.getLogger(__name__)

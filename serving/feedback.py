@@ -131,8 +131,13 @@ class FeedbackStore:
     def __init__(self, url: str) -> None:
         self.url = url
         is_sqlite = url.startswith("sqlite")
+        from serving.replicas import pool_kwargs
+
         self.engine = sa.create_engine(
-            url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
+            url,
+            connect_args={"timeout": 30} if is_sqlite else {},
+            pool_pre_ping=not is_sqlite,
+            **pool_kwargs(url),
         )
         if is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sentiflow.pipeline.registry import RegistryUnavailableError
+from sentiflow.registry import RegistryUnavailableError
 
 if TYPE_CHECKING:
     from serving.model_manager import ModelManager

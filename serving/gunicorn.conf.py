@@ -33,7 +33,10 @@ worker_class = "gthread"
 reuse_port = _settings.reuse_port
 timeout = _settings.timeout_s
 graceful_timeout = 30
-keepalive = 5
+# Idle keep-alive connections stay open longer than any proxy in front keeps them (nginx and
+# ingress-nginx upstream keep-alive 60 s, AWS ALB idle timeout 60 s): the proxy, not gunicorn, closes them, so
+# it never sends a request on a connection gunicorn is closing (a 502). docs/deployment.md has the values.
+keepalive = _settings.keepalive_s
 # Several servers share a host (tests, benchmarks): no shared ~/.gunicorn control socket.
 control_socket_disable = True
 errorlog = "-"

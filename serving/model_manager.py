@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from sentiflow import names
+from sentiflow import names, registry
 from sentiflow.config import MLflowSettings, ServerSettings
-from sentiflow.pipeline import registry
-from sentiflow.pipeline.registry import ModelNotFoundError, RegistryUnavailableError
+from sentiflow.cpu_quota import threads_per_worker
+from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import metrics
 from serving.batcher import MicroBatcher
 
@@ -124,7 +124,7 @@ def warm_up(model: LoadedModel) -> None:
 
 
 def _inference_threads(settings: ServerSettings) -> int:
-    return settings.torch_threads or max(1, (os.cpu_count() or 1) // max(1, settings.workers))
+    return settings.torch_threads or threads_per_worker(settings.workers)  # the pod's CPU quota
 
 
 def _set_torch_threads(settings: ServerSettings) -> None:

@@ -176,10 +176,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def pool_kwargs(url: str) -> dict[str, Any]:
+    """Pool sizes of a server database engine (``SENTIFLOW_SERVER_DB_POOL_SIZE``, ``_DB_MAX_OVERFLOW``).
+
+    Every worker has two engines (feedback, replicas): replicas x workers x 2 x (size + overflow) must fit
+    the database's ``max_connections`` (docs/deployment.md)."""
+    if url.startswith("sqlite"):
+        return {}
+    from sentiflow.config import ServerSettings
+
+    settings = ServerSettings()
+    return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+
+
 def make_engine(url: str) -> sa.Engine:
     is_sqlite = url.startswith("sqlite")
     engine = sa.create_engine(
-        url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite
+        url,
+        connect_args={"timeout": 30} if is_sqlite else {},
+        pool_pre_ping=not is_sqlite,
+        **pool_kwargs(url),
     )
     if is_sqlite:
         sa.event.listen(engine, "connect", _sqlite_pragmas)

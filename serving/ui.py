@@ -8,7 +8,7 @@ go through the server's public API (``/predict``, ``/feedback``, ``/deploy``, ``
 - ``GET /ui/api/versions?metric=NAME&model=MODEL&dataset=D``: every version of ``MODEL`` (default: the served
   model; with ``D``, only versions trained on that dataset)
   with its run's metrics, family, dataset (short name, source, snapshot URI), the selection gate's decision
-  (``gate.*`` tags) and date, and the best version by ``NAME`` (rules of ``sentiflow.pipeline.selection``).
+  (``gate.*`` tags) and date, and the best version by ``NAME`` (rules of ``sentiflow.gate.selection``).
 - ``GET /ui/api/feedback/daily?days=N``: correct vs wrong flags per day and the production accuracy.
 
 All URLs the page calls are built from ``request.script_root``, so it works behind a path prefix
@@ -24,9 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from sentiflow import names
-from sentiflow.pipeline import registry
-from sentiflow.pipeline.selection import Candidate, SelectionError, lower_is_better, pick_best
+from sentiflow import names, registry
+from sentiflow.gate.selection import Candidate, SelectionError, lower_is_better, pick_best
 from serving.errors import ApiError
 from serving.feedback import feedback_table
 

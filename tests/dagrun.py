@@ -1,4 +1,4 @@
-"""Run a DAG once through ``sentiflow.pipeline.runner`` in a child process, as the e2e tests do.
+"""Run a DAG once through ``sentiflow.orchestration.runner`` in a child process, as the e2e tests do.
 
 A child process gets Airflow's own environment and a fresh DagBag each run, so runs never share
 interpreter state. The runner prints one ``RESULT {json}`` line: the run's state and each task's.
@@ -19,7 +19,7 @@ def run_dag(dag_id: str, conf: dict, *, env: dict[str, str] | None = None, timeo
     """``dag_id`` with ``conf``; ``env`` adds to (or overrides) this process's environment."""
     full_env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "sentiflow.pipeline.runner", dag_id, json.dumps(conf)],
+        [sys.executable, "-m", "sentiflow.orchestration.runner", dag_id, json.dumps(conf)],
         env=full_env, capture_output=True, text=True, timeout=timeout_s, cwd=REPO,
     )  # fmt: skip
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)

@@ -217,7 +217,7 @@ def test_the_run_succeeds_with_every_task_in_its_expected_state(finished_run: di
 
 
 def test_the_promoted_version_is_champion_and_served(airflow: Airflow, finished_run: dict) -> None:
-    from sentiflow.pipeline import registry
+    from sentiflow import registry
     from sentiflow.serving_client import ModelServerClient
 
     promoted = airflow.xcom(finished_run["run_id"], "promote")

@@ -9,8 +9,8 @@ import pytest
 
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.names import TAG_DATASET_MANIFEST
-from sentiflow.pipeline.check_plan import plan_check
-from sentiflow.pipeline.checks import InferenceCheckError, required_accuracy, sample_cases
+from sentiflow.release.check_plan import plan_check
+from sentiflow.release.checks import InferenceCheckError, required_accuracy, sample_cases
 
 NAMES = ["negative", "neutral", "positive"]
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sentiflow.pipeline.comparison import (
+from sentiflow.gate.comparison import (
     ScoredModel,
     _resampled_metric,
     accuracy_interval,
@@ -17,7 +17,7 @@ from sentiflow.pipeline.comparison import (
     not_comparable,
     row_metric,
 )
-from sentiflow.pipeline.gating import aligned
+from sentiflow.gate.gating import aligned
 from sentiflow.train.metrics import classification_metrics
 
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -80,10 +81,10 @@ def settings_classes() -> list[type[BaseSettings]]:
     import sentiflow.config
 
     modules = [sentiflow.config]
-    if importlib.util.find_spec("sentiflow.pipeline.settings") is not None:
-        import sentiflow.pipeline.settings
+    if importlib.util.find_spec("sentiflow.orchestration.settings") is not None:
+        import sentiflow.orchestration.settings
 
-        modules.append(sentiflow.pipeline.settings)
+        modules.append(sentiflow.orchestration.settings)
     found = []
     for module in modules:
         for obj in vars(module).values():
@@ -232,7 +233,9 @@ def test_model_server_replicas_share_postgres_and_keep_nothing_in_a_volume(resol
     assert url.get_backend_name() == "postgresql" and url.host == "postgres"
     postgres_env = resolved["services"]["postgres"]["environment"]
     assert url.database in postgres_env["INIT_DATABASES"].split()
-    assert url.database in json.dumps(resolved["services"]["postgres"]["healthcheck"]["test"])
+    assert url.database and url.database in json.dumps(
+        resolved["services"]["postgres"]["healthcheck"]["test"]
+    )
     assert "postgres" in server["depends_on"]
     assert not server.get("volumes"), server.get("volumes")
     assert env["SENTIFLOW_SERVER_STATE_DIR"] in " ".join(server["tmpfs"])
@@ -295,7 +298,7 @@ def test_endpoints_ports_and_bucket_agree(resolved):
 
     server = urlparse(env["SENTIFLOW_SERVER_URL"])
     assert server.hostname == "model-server"
-    assert {p["target"] for p in services["model-server"]["ports"]} == {server.port}
+    assert {p.target for p in published(services["model-server"])} == {server.port}
     assert f"0.0.0.0:{server.port}" in _final_cmd(DOCKER / "serving.Dockerfile")
     assert str(server.port) in json.dumps(services["model-server"]["healthcheck"]["test"])
 
@@ -485,3 +488,68 @@ def test_dockerignore_keeps_what_the_images_copy():
         "docker/airflow/",
     ):
         assert f"!{needed}" in ignore, needed
+
+
+# --- what the host sees -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Published:
+    host_ip: str
+    published: str
+    target: int
+
+
+def published(service: dict) -> list[Published]:
+    """A service's published ports, from either form `compose config` writes: docker-compose 1.29's string
+    ("127.0.0.1:8000:8000/tcp") or the v2 plugin's mapping (host_ip, published, target)."""
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            out.append(
+                Published(port.get("host_ip", "0.0.0.0"), str(port.get("published", "")), port["target"])
+            )
+            continue
+        parts = str(port).split("/")[0].split(":")
+        host_ip = parts[0] if len(parts) == 3 else "0.0.0.0"
+        out.append(Published(host_ip, parts[-2] if len(parts) > 1 else "", int(parts[-1])))
+    return out
+
+
+PERSON_FACING = {"airflow-apiserver": 8080, "mlflow": 5000, "model-server": 8000}
+
+
+def test_only_what_a_person_opens_is_published_on_loopback(resolved):
+    """Airflow UI, MLflow UI, the model server (API and web page): published on 127.0.0.1 by default.
+    Nothing else: not MinIO's API or console, not Postgres, not Redis."""
+    ports = {name: published(svc) for name, svc in resolved["services"].items() if svc.get("ports")}
+    assert {name: [p.target for p in ps] for name, ps in ports.items()} == {
+        name: [target] for name, target in PERSON_FACING.items()
+    }
+    for name, ps in ports.items():
+        assert all(p.host_ip == "127.0.0.1" for p in ps), (name, ps)
+    assert "9001" not in json.dumps(resolved["services"]["minio"].get("ports", []))
+
+
+def test_host_bind_opens_the_uis_but_never_unauthenticated_mlflow(tmp_path):
+    """HOST_BIND=0.0.0.0 publishes Airflow and the model server on all interfaces; MLflow (no auth) keeps
+    its own switch and stays on loopback."""
+    values = env_file_values(ENV_EXAMPLE)
+    values["HOST_BIND"] = "0.0.0.0"
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    result = compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {p.host_ip for p in published(services["airflow-apiserver"])} == {"0.0.0.0"}
+    assert {p.host_ip for p in published(services["model-server"])} == {"0.0.0.0"}
+    assert {p.host_ip for p in published(services["mlflow"])} == {"127.0.0.1"}
+    assert not services["minio"].get("ports")
+
+
+def test_published_ports_parse_in_both_compose_forms():
+    assert published({"ports": ["127.0.0.1:8000-8002:8000/tcp", "9000:9000"]}) == [
+        Published("127.0.0.1", "8000-8002", 8000),
+        Published("0.0.0.0", "9000", 9000),
+    ]
+    assert published({"ports": [{"target": 8080, "published": "8080", "host_ip": "127.0.0.1"}]}) == [
+        Published("127.0.0.1", "8080", 8080)
+    ]

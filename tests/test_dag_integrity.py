@@ -22,8 +22,9 @@ import json, sys, time
 # times each file; do the same, so the timing measures the DAG files themselves.
 import airflow.sdk
 import airflow.providers.cncf.kubernetes.operators.pod
-import sentiflow.pipeline.data_tasks, sentiflow.pipeline.training_tasks, sentiflow.pipeline.release_tasks
-import sentiflow.pipeline.dag_params
+import sentiflow.orchestration.data_tasks, sentiflow.orchestration.training_tasks
+import sentiflow.orchestration.release_tasks
+import sentiflow.orchestration.dag_params
 from airflow.dag_processing.dagbag import DagBag
 
 bag = DagBag(dag_folder=sys.argv[1])
@@ -148,7 +149,7 @@ def test_params_have_types_descriptions_and_defaults(parsed: dict) -> None:
 
 PARAM_DEFAULTS = r"""
 import json
-from sentiflow.pipeline.dag_params import pipeline_params, sweep_params
+from sentiflow.orchestration.dag_params import pipeline_params, sweep_params
 print("JSON" + json.dumps({"pipeline": pipeline_params()["train_backend"].value,
                            "sweep": sweep_params()["train_backend"].value,
                            "feedback": pipeline_params()["use_feedback"].value}))
@@ -173,7 +174,7 @@ def test_param_defaults_follow_the_deployment_environment(tmp_path, monkeypatch,
 def test_unknown_train_backend_in_the_environment_is_a_clear_error():
     from pydantic import ValidationError
 
-    from sentiflow.pipeline.settings import PipelineSettings
+    from sentiflow.orchestration.settings import PipelineSettings
 
     with pytest.raises(ValidationError, match="train_backend"):
         PipelineSettings(train_backend="gpu")

@@ -1,7 +1,7 @@
 """The trigger form's training section is ``TrainParams``: same fields, defaults, titles, types and bounds.
 
-The form is generated from the model's JSON schema (``sentiflow.pipeline.model_form``). These tests hold the
-two equal by behaviour: for every field, values at and around each bound the model declares (read from the
+The form is generated from the model's JSON schema (``sentiflow.orchestration.model_form``). These tests hold
+the two equal by behaviour: for every field, values at and around each bound the model declares (read from the
 model's pydantic constraints, not from the schema the form was built from) are accepted by the form's Param
 exactly when the model accepts them. Airflow runs the same check (``Param.resolve``) when it creates a run.
 """
@@ -16,8 +16,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
 from pydantic import BaseModel, ValidationError
 
-from sentiflow.pipeline.dag_params import pipeline_params, sweep_params, training_params
-from sentiflow.pipeline.model_form import field_schema, params_from_model
+from sentiflow.orchestration.dag_params import pipeline_params, sweep_params, training_params
+from sentiflow.orchestration.model_form import field_schema, params_from_model
 from sentiflow.train.params import TrainParams
 
 
@@ -113,8 +113,8 @@ def test_training_params_reads_every_model_field_and_train_extra_wins() -> None:
     import json
 
     from sentiflow.names import FAMILY_TRANSFORMER
-    from sentiflow.pipeline.training_tasks import grid_points
-    from sentiflow.pipeline.training_tasks import training_params as task_training_params
+    from sentiflow.orchestration.training_tasks import grid_points
+    from sentiflow.orchestration.training_tasks import training_params as task_training_params
 
     conf = {k: p.value for k, p in pipeline_params().items()}  # what a run's params hold
     conf.update(num_hidden_layers=2, attn_implementation="", train_extra={"bf16": "off"})

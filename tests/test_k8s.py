@@ -1,15 +1,19 @@
 """k8s/: every manifest validates against the Kubernetes API schemas, and the trainer pod template agrees
 with the pod the DAG's KubernetesPodOperator renders.
 
-No cluster here: validation uses kubernetes-validate's strict JSON schemas (unknown fields fail) and the
-`kubernetes` client's models; the operator renders its pod with a kubeconfig that points nowhere (it only
-reads it, it never connects).
+No cluster here: validation uses kubernetes-validate's strict JSON schemas (unknown fields fail; the schemas
+ship in its wheel, so this works offline, and a missing validator fails the test instead of skipping it) and
+the `kubernetes` client's models; the operator renders its pod with a kubeconfig that points nowhere (it only
+reads it, it never connects). NetworkPolicies are checked by evaluating them (the subset of the API they
+use) for the flows each component needs and for the flows that must stay closed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import shlex
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,7 +46,8 @@ def by_kind(kind: str, name: str | None = None) -> dict:
 
 
 def _validate(doc: dict) -> None:
-    kv = pytest.importorskip("kubernetes_validate.utils", reason="kubernetes-validate is not installed")
+    import kubernetes_validate.utils as kv  # requirements/dev.in: no skip, a missing validator fails
+
     kv.validate(doc, KUBE_VERSION, strict=True)
 
 
@@ -64,26 +69,56 @@ def test_schema_validation_catches_a_wrong_field():
         _validate(bad)
 
 
+def test_every_manifest_is_validated_against_its_schema():
+    """The validator knows every kind used here (an unknown kind would pass unchecked)."""
+    import kubernetes_validate.utils as kv
+
+    kinds = {(d["apiVersion"], d["kind"]) for _, d in manifests()}
+    assert {"NetworkPolicy", "PodDisruptionBudget", "StatefulSet", "Namespace"} <= {k for _, k in kinds}
+    for _, doc in manifests():
+        kv.validate(doc, KUBE_VERSION, strict=True)
+    bad = json.loads(json.dumps(by_kind("NetworkPolicy", "model-server")))
+    bad["spec"]["ingress"][0]["from"][0]["namespaceSelectr"] = {}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(bad, KUBE_VERSION, strict=True)
+
+
 @pytest.mark.parametrize(
-    "kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "Pod", "Role", "Secret"]
+    "kind",
+    [
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "Pod",
+        "Role",
+        "Secret",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "StatefulSet",
+    ],
 )
 def test_manifests_deserialize_into_kubernetes_client_models(kind):
     from kubernetes.client import ApiClient
 
-    doc = next(d for _, d in manifests() if d["kind"] == kind)
-    version = doc["apiVersion"].split("/")[-1].capitalize()
-    model = ApiClient().deserialize(SimpleNamespace(data=json.dumps(doc)), f"{version}{kind}")
-    assert model.metadata.name == doc["metadata"]["name"]
+    for doc in (d for _, d in manifests() if d["kind"] == kind):
+        version = doc["apiVersion"].split("/")[-1].capitalize()
+        model = ApiClient().deserialize(SimpleNamespace(data=json.dumps(doc)), f"{version}{kind}")
+        assert model.metadata.name == doc["metadata"]["name"]
 
 
-def test_kustomization_lists_every_manifest_but_the_secret_template():
+NAMESPACES = {"sentiflow", "sentiflow-training"}
+
+
+def test_kustomization_lists_every_manifest_but_the_templates():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     files = {p.name for p in K8S.glob("*.yaml")} - NOT_MANIFESTS
     assert set(kustomization["resources"]) == files - {"secret.template.yaml", "trainer-pod-template.yaml"}
-    namespaces = {
-        d["metadata"].get("namespace", "sentiflow") for _, d in manifests() if d["kind"] != "Namespace"
-    }
-    assert namespaces == {kustomization["namespace"]} == {by_kind("Namespace")["metadata"]["name"]}
+    # No kustomize `namespace:`: it would move the training resources into the serving namespace.
+    assert "namespace" not in kustomization
+    namespaced = [d for _, d in manifests() if d["kind"] != "Namespace"]
+    assert all("namespace" in d["metadata"] for d in namespaced)
+    assert {d["metadata"]["namespace"] for d in namespaced} == NAMESPACES
+    assert {d["metadata"]["name"] for _, d in manifests() if d["kind"] == "Namespace"} == NAMESPACES
 
 
 # --- model server ---------------------------------------------------------------------------------------
@@ -119,13 +154,47 @@ def test_model_server_probes_resources_service_and_autoscaler():
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def secret_refs(*, optional: bool = True) -> set[tuple[str, str, str]]:
+    """(namespace, Secret name, key) of every secretKeyRef in the manifests (a Secret is per namespace)."""
+    refs = set()
+    for _, doc in manifests():
+        if doc["kind"] == "Secret":
+            continue
+        for node in _walk(doc):
+            ref = node.get("secretKeyRef")
+            if isinstance(ref, dict) and (optional or not ref.get("optional")):
+                refs.add((doc["metadata"]["namespace"], ref["name"], ref["key"]))
+    return refs
+
+
 def test_every_secret_key_referenced_exists_in_the_template():
-    secret = by_kind("Secret", "sentiflow-credentials")
-    keys = set(secret["stringData"])
-    text = "\n".join(p.read_text() for p in K8S.glob("*.yaml") if p.name != "secret.template.yaml")
-    referenced = set(re.findall(r"name: sentiflow-credentials, key: (\w+)", text))
-    assert referenced and referenced <= keys
-    assert all(v in ("CHANGE_ME", "") for v in secret["stringData"].values()), "no real secret in the repo"
+    secrets = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d
+        for _, d in manifests()
+        if d["kind"] == "Secret"
+    }
+    refs = secret_refs()
+    assert refs
+    for namespace, name, key in refs:
+        assert (namespace, name) in secrets, f"{namespace}/{name} is not in secret.template.yaml"
+        assert key in secrets[namespace, name]["stringData"], f"{namespace}/{name} lacks {key}"
+    for secret in secrets.values():
+        assert all(v in ("CHANGE_ME", "") for v in secret["stringData"].values()), (
+            "no real secret in the repo"
+        )
+    # The training namespace's Secret holds the S3 keys and nothing of serving.
+    trainer = secrets["sentiflow-training", "sentiflow-trainer-credentials"]["stringData"]
+    assert set(trainer) == {"access_key_id", "secret_access_key"}
 
 
 def test_configmap_names_are_library_settings():
@@ -153,18 +222,47 @@ def test_airflow_may_start_and_clean_up_pods_and_nothing_more():
     binding = by_kind("RoleBinding", "sentiflow-pod-launcher")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     subjects = {(s["namespace"], s["name"]) for s in binding["subjects"]}
-    assert ("sentiflow", "sentiflow-airflow") in subjects
+    assert ("sentiflow-training", "sentiflow-airflow") in subjects
+    assert ("airflow", "airflow-worker") in subjects
+
+
+def test_training_has_no_rights_over_serving():
+    """Airflow's pod rights (create, exec, delete) are in sentiflow-training only, where nothing of serving
+    lives: the model server, its database, MLflow and sentiflow-credentials are in sentiflow, where no Role
+    or binding grants anyone anything, and the trainer's ServiceAccount gets no API token."""
+    role = by_kind("Role", "sentiflow-pod-launcher")
+    binding = by_kind("RoleBinding", "sentiflow-pod-launcher")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "sentiflow-training"
+    rbac = [d for _, d in manifests() if d["apiVersion"].startswith("rbac.authorization.k8s.io/")]
+    assert all(d["metadata"]["namespace"] == "sentiflow-training" for d in rbac)
+    assert not [d for _, d in manifests() if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    in_training = {
+        (d["kind"], d["metadata"]["name"])
+        for _, d in manifests()
+        if d["metadata"].get("namespace") == "sentiflow-training"
+    }
+    workloads = {k for k, _ in in_training} & {"Deployment", "StatefulSet", "Service", "DaemonSet"}
+    assert not workloads, in_training
+    assert ("Secret", "sentiflow-credentials") not in in_training
+    pod = by_kind("Pod", "sentiflow-train")
+    assert pod["metadata"]["namespace"] == "sentiflow-training"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    values = {e["name"]: e["value"] for e in yaml.safe_load((K8S / "airflow-values.yaml").read_text())["env"]}
+    assert values["SENTIFLOW_TRAINER_POD_NAMESPACE"] == "sentiflow-training"
+    assert values["SENTIFLOW_TRAINER_POD_SECRET_NAME"] == "sentiflow-trainer-credentials"
+    compose = (ROOT / "docker-compose.yaml").read_text()
+    assert "SENTIFLOW_TRAINER_POD_NAMESPACE: ${TRAINER_NAMESPACE:-sentiflow-training}" in compose
 
 
 # --- the trainer pod template vs the DAG's rendered pod -------------------------------------------------
 @pytest.fixture
 def rendered_pod(tmp_path, monkeypatch):
     """The pod the DAG's KubernetesPodOperator would submit, with the Helm values' settings."""
-    pytest.importorskip("sentiflow.pipeline.pod", reason="the pipeline package is not there yet")
+    pytest.importorskip("sentiflow.orchestration.pod", reason="the pipeline package is not there yet")
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import ApiClient
 
-    from sentiflow.pipeline.pod import train_arguments, trainer_pod_kwargs
+    from sentiflow.orchestration.pod import train_arguments, trainer_pod_kwargs
 
     for entry in yaml.safe_load((K8S / "airflow-values.yaml").read_text())["env"]:
         monkeypatch.setenv(entry["name"], entry["value"])
@@ -262,3 +360,342 @@ def test_the_documented_airflow_secret_carries_the_servers_drift_hash_key():
     assert command and "--from-literal=SENTIFLOW_DRIFT_HASH_KEY=" in command.group(1)
     values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
     assert "sentiflow-airflow-connections" in values["extraEnvFrom"]
+
+
+# --- network policies ---------------------------------------------------------------------------------------
+def _labels_match(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"the evaluator knows matchLabels only: {selector}"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _peer_matches(peer: dict, policy_ns: str, ns: str, labels: dict) -> bool:
+    if "ipBlock" in peer:  # every ipBlock here excludes the private ranges pods and Services live in
+        return False
+    ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
+    if ns_sel is None and ns != policy_ns:
+        return False
+    if ns_sel is not None and not _labels_match(ns_sel, {"kubernetes.io/metadata.name": ns}):
+        return False
+    return pod_sel is None or _labels_match(pod_sel, labels)
+
+
+def _port_matches(rule: dict, port: int, protocol: str) -> bool:
+    ports = rule.get("ports")
+    return not ports or any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in ports)
+
+
+def _direction_allows(direction: str, me: tuple[str, dict], peer: tuple[str, dict], port: int, proto: str):
+    """Kubernetes semantics: isolated if any policy selects the pod for this direction; then allowed if
+    any of those policies has a rule matching the peer and the port."""
+    ns, labels = me
+    key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    selecting = [
+        d
+        for _, d in manifests()
+        if d["kind"] == "NetworkPolicy"
+        and d["metadata"]["namespace"] == ns
+        and direction in d["spec"]["policyTypes"]
+        and _labels_match(d["spec"]["podSelector"], labels)
+    ]
+    if not selecting:
+        return True  # namespaces these manifests do not police (airflow's chart, ingress-nginx)
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            if (
+                peers is None or any(_peer_matches(p, ns, peer[0], peer[1]) for p in peers)
+            ) and _port_matches(rule, port, proto):
+                return True
+    return False
+
+
+def allowed(src: tuple[str, dict], dst: tuple[str, dict], port: int, proto: str = "TCP") -> bool:
+    return _direction_allows("Egress", src, dst, port, proto) and _direction_allows(
+        "Ingress", dst, src, port, proto
+    )
+
+
+def _pod(kind: str, name: str) -> tuple[str, dict]:
+    doc = by_kind(kind, name)
+    template = doc if kind == "Pod" else doc["spec"]["template"]
+    return doc["metadata"]["namespace"], template["metadata"]["labels"]
+
+
+MODEL_SERVER = ("Deployment", "model-server")
+SERVER_DB = ("StatefulSet", "model-server-db")
+MLFLOW = ("Deployment", "mlflow")
+MLFLOW_DB = ("StatefulSet", "mlflow-db")
+TRAINER = ("Pod", "sentiflow-train")
+AIRFLOW_POD = ("airflow", {"component": "worker"})
+INGRESS_POD = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+MINIO_POD = ("sentiflow", {"app.kubernetes.io/name": "minio"})
+KUBE_DNS = ("kube-system", {"k8s-app": "kube-dns"})
+ELSEWHERE = ("default", {"app": "anything"})
+
+
+def _resolve(x):
+    return _pod(*x) if isinstance(x[1], str) else x
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "port"),
+    [
+        (INGRESS_POD, MODEL_SERVER, 8000),
+        (AIRFLOW_POD, MODEL_SERVER, 8000),  # the DAG's deploy and inference check
+        (MODEL_SERVER, SERVER_DB, 5432),
+        (MODEL_SERVER, MLFLOW, 5000),
+        (AIRFLOW_POD, MLFLOW, 5000),
+        (TRAINER, MLFLOW, 5000),
+        (MLFLOW, MLFLOW_DB, 5432),
+        (MODEL_SERVER, MINIO_POD, 9000),
+        (MLFLOW, MINIO_POD, 9000),
+        (AIRFLOW_POD, MINIO_POD, 9000),
+        (TRAINER, MINIO_POD, 9000),
+    ],
+    ids=str,
+)
+def test_network_policies_allow_what_each_component_needs(src, dst, port):
+    assert allowed(_resolve(src), _resolve(dst), port)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "port"),
+    [
+        (TRAINER, SERVER_DB, 5432),  # training never reaches serving's data
+        (TRAINER, MODEL_SERVER, 8000),
+        (TRAINER, MLFLOW_DB, 5432),
+        (AIRFLOW_POD, SERVER_DB, 5432),
+        (AIRFLOW_POD, MLFLOW_DB, 5432),
+        (MODEL_SERVER, MLFLOW_DB, 5432),
+        (MLFLOW, SERVER_DB, 5432),
+        (SERVER_DB, MLFLOW, 5000),  # databases open nothing
+        (ELSEWHERE, MODEL_SERVER, 8000),  # other namespaces: denied by default
+        (ELSEWHERE, MLFLOW, 5000),
+        (INGRESS_POD, MLFLOW, 5000),  # MLflow is not published through the ingress
+        (INGRESS_POD, MODEL_SERVER, 9000),
+        (MODEL_SERVER, TRAINER, 8000),  # nothing connects to training pods
+    ],
+    ids=str,
+)
+def test_network_policies_deny_everything_else(src, dst, port):
+    assert not allowed(_resolve(src), _resolve(dst), port)
+
+
+def test_every_namespace_denies_by_default_and_every_pod_resolves_names():
+    for ns in NAMESPACES:
+        deny = [
+            d
+            for _, d in manifests()
+            if d["kind"] == "NetworkPolicy"
+            and d["metadata"]["namespace"] == ns
+            and d["spec"]["podSelector"] == {}
+            and set(d["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+            and not d["spec"].get("ingress")
+            and not d["spec"].get("egress")
+        ]
+        assert deny, f"{ns} has no default-deny NetworkPolicy"
+    for pod in (MODEL_SERVER, SERVER_DB, MLFLOW, MLFLOW_DB, TRAINER):
+        for proto in ("UDP", "TCP"):
+            assert _direction_allows("Egress", _pod(*pod), KUBE_DNS, 53, proto), pod
+
+
+# --- rollouts and drains ------------------------------------------------------------------------------------
+def test_model_server_rollouts_and_drains_keep_serving():
+    deployment = by_kind("Deployment", "model-server")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop = container["lifecycle"]["preStop"]
+    sleep_s = pre_stop["sleep"]["seconds"]
+    assert sleep_s >= 5
+    graceful = re.search(r"^graceful_timeout = (\d+)", GUNICORN_CONF.read_text(), re.M)
+    assert graceful
+    graceful_timeout = int(graceful.group(1))
+    assert pod["terminationGracePeriodSeconds"] >= sleep_s + graceful_timeout
+
+    pdb = by_kind("PodDisruptionBudget", "model-server")
+    assert "minAvailable" not in pdb["spec"]
+    percent = pdb["spec"]["maxUnavailable"]
+    assert isinstance(percent, str) and percent.endswith("%")
+    hpa = by_kind("HorizontalPodAutoscaler", "model-server")
+    for replicas in range(hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"] + 1):
+        evictable = math.ceil(replicas * int(percent[:-1]) / 100)  # the disruption controller rounds up
+        assert 1 <= evictable <= max(1, replicas // 2), (replicas, evictable)
+    assert (
+        pdb["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= set(spread)
+    for constraint in spread.values():
+        assert constraint["maxSkew"] == 1
+        assert (
+            constraint["labelSelector"]["matchLabels"].items()
+            <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
+def _cpus(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def test_model_server_threads_follow_a_cpu_limit():
+    """The server sizes torch/ONNX threads from the cgroup quota (sentiflow.cpu_quota): the pod has one,
+    and it gives each worker at least one thread."""
+    (container,) = by_kind("Deployment", "model-server")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    limit = _cpus(container["resources"]["limits"]["cpu"])
+    assert limit >= _cpus(container["resources"]["requests"]["cpu"])
+    assert math.floor(limit) // int(env["SENTIFLOW_SERVER_WORKERS"]) >= 1
+    assert "SENTIFLOW_SERVER_TORCH_THREADS" not in env  # derived from the quota, not fixed
+
+
+# --- database connections at the HPA's maximum ------------------------------------------------------------
+ENGINES_PER_WORKER = 2  # serving/feedback.py FeedbackStore and serving/replicas.py ReplicaStore
+MASTER_CONNECTIONS = 1  # gunicorn.conf.py child_exit: a short-lived engine removes a dead worker's row
+HEADROOM = 3 + 10  # superuser_reserved_connections + a migration job, an operator's psql
+
+
+def test_db_pools_fit_max_connections_at_the_hpas_maximum():
+    from sentiflow.config import ServerSettings
+
+    deployment = by_kind("Deployment", "model-server")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    defaults = ServerSettings.model_fields
+    workers = int(env.get("SENTIFLOW_SERVER_WORKERS") or defaults["workers"].default)
+    pool = int(env.get("SENTIFLOW_SERVER_DB_POOL_SIZE") or defaults["db_pool_size"].default)
+    overflow = int(env.get("SENTIFLOW_SERVER_DB_MAX_OVERFLOW") or defaults["db_max_overflow"].default)
+    hpa = by_kind("HorizontalPodAutoscaler", "model-server")
+    surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    pods = hpa["spec"]["maxReplicas"] + int(surge)  # a rollout at the maximum runs one extra pod
+    per_pod = workers * ENGINES_PER_WORKER * (pool + overflow) + MASTER_CONNECTIONS
+    needed = pods * per_pod + HEADROOM
+
+    (pg,) = by_kind("StatefulSet", "model-server-db")["spec"]["template"]["spec"]["containers"]
+    args = " ".join(pg.get("args", []))
+    match = re.search(r"max_connections=(\d+)", args)
+    assert match, "model-server-db must set max_connections explicitly"
+    max_connections = int(match.group(1))
+    assert needed <= max_connections, f"{pods} pods x {per_pod} + {HEADROOM} = {needed} > {max_connections}"
+
+    # What the files and the docs say is what is computed here.
+    header = (K8S / "model-server.yaml").read_text()
+    assert f"= {pods * per_pod};" in header
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    assert f"max_connections={max_connections}" in docs
+    assert f"{pods * per_pod}" in docs
+    assert "SENTIFLOW_SERVER_DB_POOL_SIZE" in docs and "SENTIFLOW_SERVER_DB_MAX_OVERFLOW" in docs
+
+
+# --- MLflow -------------------------------------------------------------------------------------------------
+def test_mlflow_is_deployed_with_postgres_and_s3_artifacts():
+    from sqlalchemy.engine import make_url
+
+    deployment = by_kind("Deployment", "mlflow")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in container["command"] if "=" in a}
+    url = make_url(args["--backend-store-uri"].replace("$(MLFLOW_DB_PASSWORD)", "x"))
+    assert url.get_backend_name() == "postgresql"
+    db_service = by_kind("Service", "mlflow-db")
+    assert url.host == db_service["metadata"]["name"] and url.port == db_service["spec"]["ports"][0]["port"]
+    (pg,) = by_kind("StatefulSet", "mlflow-db")["spec"]["template"]["spec"]["containers"]
+    pg_env = {e["name"]: e.get("value") for e in pg["env"]}
+    assert (pg_env["POSTGRES_DB"], pg_env["POSTGRES_USER"]) == (url.database, url.username)
+    assert args["--artifacts-destination"].startswith("s3://")
+    assert "--serve-artifacts" in container["command"]
+    env = {e["name"] for e in container["env"]}
+    assert {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "MLFLOW_DB_PASSWORD",
+    } <= env
+
+    service = by_kind("Service", "mlflow")
+    port = service["spec"]["ports"][0]["port"]
+    for configmap in ("sentiflow-settings", "sentiflow-trainer-settings"):
+        uri = by_kind("ConfigMap", configmap)["data"]["SENTIFLOW_MLFLOW_TRACKING_URI"]
+        assert uri == f"http://mlflow.{service['metadata']['namespace']}.svc.cluster.local:{port}"
+        assert f"mlflow.sentiflow.svc.cluster.local:{port}" in args["--allowed-hosts"].split(",")
+    # Authentication comes later (--app-name basic-auth): its Secret is a documented placeholder.
+    auth = by_kind("Secret", "sentiflow-mlflow-auth")
+    assert auth["metadata"]["namespace"] == "sentiflow"
+    assert "sentiflow-mlflow-auth" in (K8S / "mlflow.yaml").read_text()
+
+
+# --- Airflow Helm values ------------------------------------------------------------------------------------
+def test_airflow_values_are_production_shaped():
+    import airflow
+
+    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+    # pinned, and the version the image is built on and the project runs
+    assert values["airflowVersion"] == airflow.__version__
+    assert (
+        f"apache/airflow:{values['airflowVersion']}-" in (ROOT / "docker" / "airflow.Dockerfile").read_text()
+    )
+    assert values["images"]["airflow"]["tag"]
+    # an external database, not the chart's bundled Postgres
+    assert values["postgresql"]["enabled"] is False
+    assert values["data"]["metadataSecretName"]
+    assert "metadataConnection" not in values["data"]
+    # secrets come from Secrets, none inline
+    for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
+        assert values[key], key
+    for key in ("fernetKey", "apiSecretKey", "jwtSecret", "webserverSecretKey"):
+        assert not values.get(key), key
+    # remote task logs in S3, through the sentiflow_s3 connection
+    logging = values["config"]["logging"]
+    assert logging["remote_logging"] == "True"
+    assert logging["remote_base_log_folder"].startswith("s3://")
+    assert logging["remote_log_conn_id"] == "sentiflow_s3"
+
+
+# --- the documented `kubectl create secret` commands --------------------------------------------------------
+GUNICORN_CONF = ROOT / "serving" / "gunicorn.conf.py"
+DOCS = ROOT / "docs" / "deployment.md"
+
+
+def documented_secrets() -> dict[tuple[str, str], set[str]]:
+    """(namespace, name) -> keys created by each `kubectl create secret generic` in the docs' shell blocks,
+    parsed as the shell would: continuation lines joined, then shlex."""
+    created: dict[tuple[str, str], set[str]] = {}
+    for block in re.findall(r"```bash\n(.*?)```", DOCS.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if not line.lstrip().startswith("kubectl"):
+                continue
+            words = shlex.split(line, comments=True)
+            if words[1:] and "create" in words and "secret" in words:
+                namespace = words[words.index("-n") + 1] if "-n" in words else "default"
+                name = words[words.index("generic") + 1]
+                keys = {w.split("=", 2)[1] for w in words if w.startswith("--from-literal=")}
+                created.setdefault((namespace, name), set()).update(keys)
+    return created
+
+
+def test_documented_secret_commands_create_every_key_the_manifests_read():
+    created = documented_secrets()
+    for namespace, name, key in secret_refs(optional=False):
+        assert (namespace, name) in created, f"docs/deployment.md creates no Secret {namespace}/{name}"
+        assert key in created[namespace, name], f"the documented command leaves {key} out of {name}"
+
+
+def test_documented_secret_commands_parse_like_the_shell():
+    """The parser sees what the shell sees: a missing `\\` ends the command (the bug it catches)."""
+    broken = "kubectl -n s create secret generic x \\\n  --from-literal=a=1\n  --from-literal=b=2\n"
+    lines = broken.replace("\\\n", " ").splitlines()
+    assert shlex.split(lines[0])[-1] == "--from-literal=a=1"
+    assert not lines[1].lstrip().startswith("kubectl")
+
+
+def test_documented_airflow_secrets_carry_the_keys_the_chart_reads():
+    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+    created = documented_secrets()
+    expected = {
+        values["data"]["metadataSecretName"]: "connection",
+        values["fernetKeySecretName"]: "fernet-key",
+        values["apiSecretKeySecretName"]: "api-secret-key",
+        values["jwtSecretName"]: "jwt-secret",
+    }
+    for name, key in expected.items():
+        assert key in created.get(("airflow", name), set()), f"docs create no airflow/{name} with {key}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow.pipeline import links
+from sentiflow.orchestration import links
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -74,9 +74,9 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     import mlflow
     import pandas as pd
 
+    from sentiflow import registry
     from sentiflow.data.clean import clean_text
     from sentiflow.data.snapshot import read_manifest, read_split
-    from sentiflow.pipeline import registry
     from sentiflow.serving_client import ModelServerClient
     from sentiflow.storage import ObjectStore
 
@@ -171,7 +171,7 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
 
 
 def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_model) -> None:
-    from sentiflow.pipeline import registry
+    from sentiflow import registry
     from sentiflow.serving_client import ModelServerClient
 
     settings = MLflowSettings()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow.pipeline.connections import (
+from sentiflow.orchestration.connections import (
     ConnectionError_,
     http_url,
     mlflow_settings_from,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow.pipeline.pod import TRAIN_ENTRYPOINT, pod_command
+from sentiflow.orchestration.pod import TRAIN_ENTRYPOINT, pod_command
 from tests.test_pipeline_pod import render_pod
 
 TORCHRUN_2 = [
@@ -34,7 +34,7 @@ def test_one_gpu_keeps_the_plain_entrypoint_and_more_use_torchrun() -> None:
 def test_pod_kwargs_for_two_gpus(monkeypatch) -> None:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    from sentiflow.pipeline.pod import train_arguments, trainer_pod_kwargs
+    from sentiflow.orchestration.pod import train_arguments, trainer_pod_kwargs
 
     monkeypatch.setenv("SENTIFLOW_TRAINER_POD_GPU_COUNT", "2")
     kwargs = trainer_pod_kwargs(arguments=train_arguments("s3://b/manifest.json", "transformer", "{}"))

@@ -9,7 +9,7 @@ import pytest
 
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.feedback.dataset import read_export_watermark, write_export_watermark
-from sentiflow.pipeline.training_data import FeedbackExportError, training_manifest_uri
+from sentiflow.orchestration.training_data import FeedbackExportError, training_manifest_uri
 
 
 @pytest.fixture

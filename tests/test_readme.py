@@ -22,7 +22,7 @@ def test_module_map_is_generated_from_the_modules():
 
     developing = (ROOT / "docs" / "DEVELOPING.md").read_text()
     assert render_developing(developing) == developing, "DEVELOPING's module map is stale: run `make docs`"
-    assert "`include/sentiflow/pipeline/release.py` | The release after selection" in developing
+    assert "`include/sentiflow/release/flow.py` | The release after selection" in developing
 
 
 def test_every_settings_variable_is_documented():

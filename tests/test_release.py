@@ -1,4 +1,4 @@
-"""The release (``pipeline/release.py``) against the real MLflow registry, S3 and model server, with faults.
+"""The release (``release/flow.py``) against the real MLflow registry, S3 and model server, with faults.
 
 Every failure after ``promote`` must leave the registry exactly as before the promotion, tag the version so
 it is never selected again unless named, put the reason on the candidate's run and fail with that reason.
@@ -15,12 +15,13 @@ import mlflow
 import pytest
 import requests
 
+from sentiflow import registry
 from sentiflow.config import MLflowSettings, S3Settings
 from sentiflow.modeling.pyfunc import log_classifier
 from sentiflow.modeling.tfidf import TfidfClassifier
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
-from sentiflow.pipeline import registry, release
-from sentiflow.pipeline.checks import (
+from sentiflow.release import flow as release
+from sentiflow.release.checks import (
     REPORT_ARTIFACT_PATH,
     CheckReport,
     cases_from_records,

@@ -103,7 +103,7 @@ def champion_version(client, name: str | None = None) -> str | None:
 
 
 def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env) -> None:
-    from sentiflow.pipeline import registry
+    from sentiflow import registry
     from sentiflow.serving_client import ModelServerClient
 
     stack = env["stack"]
@@ -176,8 +176,8 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
 def test_a_dataset_change_rescores_the_champion_on_the_new_rows(env) -> None:
     import mlflow.pyfunc
 
-    from sentiflow.pipeline import registry
-    from sentiflow.pipeline.comparison import validation_rows
+    from sentiflow import registry
+    from sentiflow.gate.comparison import validation_rows
     from sentiflow.storage import ObjectStore
     from sentiflow.train.metrics import classification_metrics
 
@@ -215,7 +215,7 @@ def test_a_dataset_change_rescores_the_champion_on_the_new_rows(env) -> None:
 
 
 def test_another_registered_model_promotes_there_and_leaves_the_server_alone(env) -> None:
-    from sentiflow.pipeline import registry
+    from sentiflow import registry
     from sentiflow.serving_client import ModelServerClient
 
     stack = env["stack"]

@@ -8,8 +8,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
-from sentiflow.pipeline import registry
-from sentiflow.pipeline.deploy import version_predict
+from sentiflow import registry
+from sentiflow.release.deploy import version_predict
 
 
 @pytest.mark.parametrize(

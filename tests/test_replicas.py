@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from sentiflow import localstack
+from sentiflow import localstack, registry
 from sentiflow.config import MLflowSettings
-from sentiflow.pipeline import registry
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
 from tests.dagrun import run_dag, small_run_conf
 from tests.devproxy import RoundRobinProxy, nginx_binary
@@ -377,8 +376,8 @@ def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet, imdb_
 
 
 def test_the_deploy_step_fails_on_a_replica_load_error_and_rolls_back(fleet):
-    from sentiflow.pipeline import release
-    from sentiflow.pipeline.deploy import DeployError
+    from sentiflow.release import flow as release
+    from sentiflow.release.deploy import DeployError
 
     before = fleet.champion()
     broken = register_unfitted_version()

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from sentiflow import names
-from sentiflow.pipeline.checks import CheckCase, InferenceCheckError, cases_from_csv, label_matches, run_check
-from sentiflow.pipeline.selection import Candidate, SelectionError, gate, pick_best
+from sentiflow.gate.selection import Candidate, SelectionError, gate, pick_best
+from sentiflow.release.checks import CheckCase, InferenceCheckError, cases_from_csv, label_matches, run_check
 
 F1 = names.BEST_VAL_F1
 LOSS = names.VAL_LOSS
@@ -134,7 +134,7 @@ def test_check_csv_errors_name_the_missing_column() -> None:
 
 
 def test_unknown_params_names_keys_the_dag_does_not_declare():
-    from sentiflow.pipeline.dag_params import unknown_params
+    from sentiflow.orchestration.dag_params import unknown_params
 
     declared = {"learning_rate": 1, "num_train_epochs": 2}
     assert unknown_params({"learnin_rate": 1e-4, "num_train_epochs": 1}, declared) == ["learnin_rate"]

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import requests
 
+from sentiflow import registry
 from sentiflow.config import MLflowSettings
-from sentiflow.pipeline import registry
 from tests.devserver import DevServer, register_tfidf_versions, register_unfitted_version
 from tests.devserver import own_registered_model as own_model
 

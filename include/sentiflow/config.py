@@ -174,13 +174,34 @@ class ServerSettings(BaseSettings):
     workers: int = Field(default=2, description="gunicorn worker processes.")
     threads: int = Field(default=16, description="gunicorn threads per worker (requests; inference is one).")
     timeout_s: int = Field(default=300, description="gunicorn worker timeout; covers a slow model load.")
+    keepalive_s: int = Field(
+        default=75,
+        gt=0,
+        description="gunicorn keep-alive: seconds an idle client connection stays open. Must outlive the "
+        "proxy's upstream idle timeout (nginx/ingress-nginx 60 s, AWS ALB 60 s), or the proxy reuses a "
+        "connection the server is closing (a 502).",
+    )
+    db_pool_size: int = Field(
+        default=2,
+        ge=1,
+        description="Connections each SQLAlchemy pool keeps open to the shared database (two pools per "
+        "worker: feedback and replicas); size replicas x workers x 2 x (pool + overflow) under the "
+        "database's max_connections (docs/deployment.md).",
+    )
+    db_max_overflow: int = Field(
+        default=3,
+        ge=0,
+        description="Extra connections a pool may open above db_pool_size under load, closed when returned.",
+    )
     reuse_port: bool = Field(
         default=True,
         description="Each gunicorn worker listens on its own SO_REUSEPORT socket, so the kernel spreads "
         "connections evenly over the workers (a shared socket lets keep-alive connections pile on one).",
     )
     torch_threads: int | None = Field(
-        default=None, description="torch intra-op threads per worker; default cores // workers."
+        default=None,
+        description="torch/ONNX intra-op threads per worker; default the container's CPUs (its cgroup CPU "
+        "quota, else the CPUs it may run on) // workers.",
     )
     runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx-int8",

@@ -44,7 +44,7 @@ def run_pipeline(conf: dict[str, Any], env: dict[str, str], log_dir: Path) -> di
     monitor = DagTestMonitor(log_dir)
     result_line = None
     with subprocess.Popen(
-        [sys.executable, "-m", "sentiflow.pipeline.runner", "sentiment_pipeline", json.dumps(conf)],
+        [sys.executable, "-m", "sentiflow.orchestration.runner", "sentiment_pipeline", json.dumps(conf)],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -70,8 +70,8 @@ def run_pipeline(conf: dict[str, Any], env: dict[str, str], log_dir: Path) -> di
 
 
 def summary(result: dict[str, Any], stack: StackSettings) -> dict[str, Any]:
+    from sentiflow import registry
     from sentiflow.config import MLflowSettings
-    from sentiflow.pipeline import registry
     from sentiflow.serving_client import ModelServerClient
 
     xcom = result["xcom"]

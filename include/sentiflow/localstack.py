@@ -78,7 +78,7 @@ def stack_on_free_ports(home: Path, start_timeout_s: float = 300.0) -> StackSett
     The default timeout is generous: a loaded 2-core CI box can take minutes to import MLflow.
     """
     ports = {name: free_port() for name, f in StackSettings.model_fields.items() if name.endswith("_port")}
-    return StackSettings(home=home, start_timeout_s=start_timeout_s, **ports)
+    return StackSettings.model_validate({"home": home, "start_timeout_s": start_timeout_s, **ports})
 
 
 def client_env(stack: StackSettings) -> dict[str, str]:

@@ -93,7 +93,7 @@ def detect_text_column(frame: pd.DataFrame, hint: str | None = None) -> str:
     ]
     if string_columns:
         lengths = {c: frame[c].astype(str).str.len().mean() for c in string_columns}
-        best = max(lengths, key=lengths.get)
+        best = max(lengths, key=lambda column: lengths[column])
         if lengths[best] >= 20:
             return best
     raise CollectError(

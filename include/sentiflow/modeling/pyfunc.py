@@ -1,41 +1,27 @@
 """Log any ``TextClassifier`` as a servable MLflow pyfunc model, and load it back.
 
 One wrapper for every family: the classifier saves itself into a folder with a ``classifier.json`` that
-names its family and labels; ``load_classifier`` dispatches on that. ``mlflow.pyfunc.load_model(uri)``
-then works for any MLflow user, and the model server unwraps ``.classifier`` to batch texts itself.
+names its family and labels; ``load_classifier`` asks that family (``sentiflow.families``) to load it.
+``mlflow.pyfunc.load_model(uri)`` then works for any MLflow user, and the model server unwraps
+``.classifier`` to batch texts itself.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from sentiflow.modeling.base import TextClassifier, predictions_frame
-from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
 
 CLASSIFIER_ARTIFACT = "classifier"
 DESCRIPTOR_FILE = "classifier.json"
 INPUT_EXAMPLE = ["A wonderful film with a moving story.", "Dull, too long and badly acted."]
-
-
-def _loaders() -> dict[str, Callable[[Path, list[str]], TextClassifier]]:
-    def tfidf(path: Path, labels: list[str]) -> TextClassifier:
-        from sentiflow.modeling.tfidf import TfidfClassifier
-
-        return TfidfClassifier.load(path, labels)
-
-    def transformer(path: Path, labels: list[str]) -> TextClassifier:
-        from sentiflow.modeling.transformer import TransformerClassifier
-
-        return TransformerClassifier.load(path, labels)
-
-    return {FAMILY_TFIDF: tfidf, FAMILY_TRANSFORMER: transformer}
 
 
 def save_classifier(classifier: Any, directory: Path) -> Path:
@@ -49,11 +35,13 @@ def save_classifier(classifier: Any, directory: Path) -> Path:
 def load_classifier(directory: str | Path) -> TextClassifier:
     directory = Path(directory)
     descriptor = json.loads((directory / DESCRIPTOR_FILE).read_text())
-    family = descriptor["family"]
-    loaders = _loaders()
-    if family not in loaders:
-        raise ValueError(f"unknown model family {family!r} in {directory}; known: {sorted(loaders)}")
-    return loaders[family](directory, list(descriptor["label_names"]))
+    from sentiflow.families import UnknownFamilyError, family
+
+    try:
+        entry = family(descriptor["family"])
+    except UnknownFamilyError as exc:
+        raise ValueError(f"{exc} (in {directory})") from exc
+    return entry.load(directory, list(descriptor["label_names"]))
 
 
 def _texts(model_input: Any) -> list[str]:
@@ -67,12 +55,12 @@ def _texts(model_input: Any) -> list[str]:
     return [str(t) for t in model_input]
 
 
-class SentimentPyfunc(mlflow.pyfunc.PythonModel):
+class SentimentPyfunc(PythonModel):
     """texts (list, Series, or a frame with a ``text`` column) → label, label_id, score_<label>."""
 
     classifier: TextClassifier
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.classifier = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
 
     # No type hints on purpose: MLflow would derive a signature from them; the logged one is explicit.
@@ -84,11 +72,10 @@ class SentimentPyfunc(mlflow.pyfunc.PythonModel):
 def pip_requirements(family: str) -> list[str]:
     """Explicit requirements: MLflow's inference would load the model in a subprocess (slow) and guess."""
     import sentiflow
+    from sentiflow.families import family as family_named
 
     common = [f"sentiflow=={sentiflow.__version__}", "pandas", "numpy"]
-    if family == FAMILY_TRANSFORMER:
-        return [*common, "torch==2.13.0", "transformers==5.23.0"]
-    return [*common, "scikit-learn", "joblib"]
+    return [*common, *family_named(family).pip_requirements]
 
 
 def log_classifier(

@@ -1,4 +1,4 @@
-"""Command line for the training step; one flag per parameter, named as in ``TrainParams``/``BaselineParams``.
+"""Command line for the training step; one flag per parameter of every model family (``sentiflow.families``).
 
 Exit codes: 0 success, 1 the run failed (FAILED in MLflow, no registry version), 2 bad arguments.
 The result JSON goes to ``--output-json`` and, when the folder exists (KubernetesPodOperator), to
@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from sentiflow.config import TrainingSettings
-from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
+from sentiflow.families import families, family
+from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.train.distributed import (
     device_shortfall,
     entrypoint_command,
@@ -30,7 +31,6 @@ from sentiflow.train.distributed import (
     world_size,
 )
 from sentiflow.train.errors import TrainingError
-from sentiflow.train.params import BaselineParams, TrainParams
 
 XCOM_FILE = "return.json"
 
@@ -47,17 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--manifest-uri", required=True, help="s3://…/manifest.json of a clean snapshot")
     parser.add_argument(
         "--family",
-        choices=[FAMILY_TRANSFORMER, FAMILY_TFIDF],
+        choices=sorted(families()),
         default=FAMILY_TRANSFORMER,
-        help="transformer fine-tuning (default) or the TF-IDF baseline",
+        help="the model family to train (default: transformer fine-tuning)",
     )
     parser.add_argument("--params-json", default=None, help="parameters as one JSON object (flags win)")
     parser.add_argument("--output-json", type=Path, default=None, help="also write the result JSON here")
     parser.add_argument("--registered-model-name", default=None, help="default: SENTIFLOW_MLFLOW_*")
     parser.add_argument("--no-register", action="store_true", help="log the run but create no version")
     seen: set[str] = set()
-    for model in (TrainParams, BaselineParams):
-        for name, info in model.model_fields.items():
+    for entry in families().values():
+        for name, info in entry.params.model_fields.items():
             if name in seen:
                 continue
             seen.add(name)
@@ -88,45 +88,38 @@ def write_result(result: dict[str, Any], output_json: Path | None) -> list[Path]
     return targets
 
 
-def _under_torchrun(parser: argparse.ArgumentParser, params: TrainParams, argv: list[str]) -> int:
+def _under_torchrun(parser: argparse.ArgumentParser, gpus: int, device: str, argv: list[str] | None) -> int:
     """Run this same command again under torchrun, one process per GPU; torchrun's exit code."""
-    shortfall = device_shortfall(params.gpus, params.device)
+    shortfall = device_shortfall(gpus, device)
     if shortfall:
         parser.error(shortfall)
-    command = [*entrypoint_command(params.gpus, python=sys.executable), *argv]
-    logging.getLogger(__name__).info("gpus=%d: running under torchrun: %s", params.gpus, " ".join(command))
+    command = [*entrypoint_command(gpus, python=sys.executable), *(sys.argv[1:] if argv is None else argv)]
+    logging.getLogger(__name__).info("gpus=%d: running under torchrun: %s", gpus, " ".join(command))
     return subprocess.call(command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sentiflow.train.runner import run_baseline, run_training
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    entry = family(args.family)
     try:
-        raw = collect_params(args)
-        params: TrainParams | BaselineParams = (
-            TrainParams.model_validate(raw)
-            if args.family == FAMILY_TRANSFORMER
-            else BaselineParams.model_validate(raw)
-        )
+        params = entry.parse_params(collect_params(args))
     except (ValueError, ValidationError) as exc:  # json errors are ValueErrors too
         parser.error(f"invalid parameters for {args.family}: {exc}")
-    gpus = params.gpus if isinstance(params, TrainParams) else 1
+    gpus = int(getattr(params, "gpus", 1))  # a family without the parameter trains in one process
     if gpus > 1 and not under_torchrun():
-        return _under_torchrun(parser, params, sys.argv[1:] if argv is None else argv)
+        return _under_torchrun(parser, gpus, str(getattr(params, "device", "auto")), argv)
     if under_torchrun():
         terminate_as_exception()
         if gpus != world_size():
             logging.getLogger(__name__).warning(
                 "gpus=%d but torchrun started %d processes: %d train", gpus, world_size(), world_size()
             )
-    run = run_training if args.family == FAMILY_TRANSFORMER else run_baseline
     try:
-        result = run(
+        result = entry.run(
             args.manifest_uri,
-            params,  # type: ignore[arg-type]
+            params,
             register_model=not args.no_register,
             registered_model_name=args.registered_model_name,
         )

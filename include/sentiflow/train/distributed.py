@@ -5,7 +5,7 @@ program as the ``torchrun`` script, found through the interpreter so no PATH is 
 Hugging Face ``Trainer`` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and wraps the
 model in DDP. Every rank trains; only rank 0 talks to MLflow (the run, its metrics, the registry version)
 and writes the result JSON, so N processes still make one run and one version. The pod
-(``sentiflow.pipeline.pod``) and the local entrypoint (``sentiflow.train.cli``) build the command here.
+(``sentiflow.orchestration.pod``) and the local entrypoint (``sentiflow.train.cli``) build the command here.
 """
 
 from __future__ import annotations

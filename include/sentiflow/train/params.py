@@ -47,7 +47,7 @@ class TrainParams(BaseModel):
     """Transformer fine-tuning. Unknown keys are rejected so a typo in a trigger fails loudly.
 
     The one definition of these parameters: the command line (``sentiflow.train.cli``) and the DAGs' trigger
-    form (``sentiflow.pipeline.model_form``) are generated from this model's fields and JSON schema, so
+    form (``sentiflow.orchestration.model_form``) are generated from this model's fields and JSON schema, so
     titles, descriptions, bounds and defaults are written here only.
     """
 

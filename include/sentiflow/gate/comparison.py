@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from sentiflow.gate.selection import lower_is_better
 from sentiflow.names import BEST_VAL_F1, SPLIT_METRIC_SUFFIXES, split_metric
-from sentiflow.pipeline.selection import lower_is_better
 
 #: Resamples of the bootstrap; 1,000 keeps a 500-row F1 interval within ~0.005 of a 10,000 one, in < 1 s.
 BOOTSTRAP_RESAMPLES = 1000

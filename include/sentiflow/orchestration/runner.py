@@ -49,7 +49,7 @@ def run_dag(dag_id: str, conf: dict[str, Any], dags_folder: str | Path | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sentiflow.pipeline.runner DAG_ID CONF_JSON`` → one JSON line (prefixed ``RESULT``)."""
+    """``python -m sentiflow.orchestration.runner DAG_ID CONF_JSON`` → one JSON line (prefixed ``RESULT``)."""
     args = argv if argv is not None else sys.argv[1:]
     result = run_dag(args[0], json.loads(args[1]) if len(args) > 1 else {})
     print("RESULT" + json.dumps(result, default=str))

@@ -11,15 +11,43 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sentiflow.config import MLflowSettings
-from sentiflow.names import TAG_MODEL_FAMILY, TAG_ROLLED_BACK
-from sentiflow.pipeline.selection import Candidate
+from sentiflow.names import TAG_GATE_PREFIX, TAG_MODEL_FAMILY, TAG_ROLLED_BACK
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered model version and the metrics of the run that produced it."""
+
+    version: str
+    run_id: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    family: str | None = None
+
+    def value(self, metric: str) -> float | None:
+        """The metric's value, or None when it is missing or not a finite number."""
+        raw = self.metrics.get(metric)
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
+
+
+def decision_from_tags(tags: Mapping[str, str]) -> dict[str, str] | None:
+    """The ``gate.*`` tags of a run as a dict (the web page's decision column), or None without any."""
+    found = {k[len(TAG_GATE_PREFIX) :]: v for k, v in tags.items() if k.startswith(TAG_GATE_PREFIX)}
+    return found or None
+
 
 __all__ = ["TAG_ROLLED_BACK"]  # re-exported: the tag written when a version is rolled back
 
@@ -238,7 +266,6 @@ def version_rows(client: Any, model_name: str, *, max_results: int = 200) -> lis
     from datetime import UTC, datetime
 
     from sentiflow import names
-    from sentiflow.pipeline.gating import decision_from_tags
 
     try:
         versions = client.search_model_versions(f"name = '{model_name}'", max_results=max_results)

@@ -10,8 +10,8 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from sentiflow.pipeline.settings import PipelineSettings
-from sentiflow.pipeline.task_context import (
+from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.orchestration.task_context import (
     CLEAN_SNAPSHOT,
     IO_RETRIES,
     RAW_SNAPSHOT,
@@ -67,7 +67,7 @@ def training_data_task(clean_manifest_uri: str) -> str:
     Returns the manifest URI every training task reads (the clean one when ``use_feedback`` is off). No
     retries: an unreachable server fails here with a message that says how to run without feedback.
     """
-    from sentiflow.pipeline.training_data import FeedbackExportError, training_manifest_uri
+    from sentiflow.orchestration.training_data import FeedbackExportError, training_manifest_uri
 
     context = get_current_context()
     params = dict(context["params"])
@@ -95,9 +95,9 @@ def feedback_lineage(manifest_uri: str, training_outputs: list[Any]) -> dict[str
 
     ``training_outputs``: the training tasks' outputs (XComArgs); the ones the branch skipped are None.
     """
+    from sentiflow import registry
     from sentiflow.data.snapshot import read_manifest
     from sentiflow.feedback.dataset import log_feedback_lineage
-    from sentiflow.pipeline import registry
 
     pipeline = PipelineSettings()
     manifest = read_manifest(object_store(pipeline), manifest_uri)
@@ -116,8 +116,8 @@ def drift_report_task(manifest_uri: str) -> dict[str, Any]:
 
     Wired beside training, downstream of nothing in the release: it informs, it never gates promotion.
     """
+    from sentiflow import registry
     from sentiflow.feedback.drift import drift_report, log_drift_to_mlflow
-    from sentiflow.pipeline import registry
 
     context = get_current_context()
     pipeline = PipelineSettings()

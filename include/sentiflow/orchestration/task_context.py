@@ -15,13 +15,13 @@ from typing import Any
 from airflow.sdk import Asset, BaseHook, get_current_context
 
 from sentiflow.config import MLflowSettings, S3Settings
-from sentiflow.pipeline.connections import (
+from sentiflow.orchestration.connections import (
     ServerEndpoint,
     mlflow_settings_from,
     s3_settings_from,
     server_endpoint_from,
 )
-from sentiflow.pipeline.settings import PipelineSettings
+from sentiflow.orchestration.settings import PipelineSettings
 
 log = logging.getLogger("sentiflow.pipeline")
 

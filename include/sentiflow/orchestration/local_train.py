@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sentiflow.pipeline.pod import TRAIN_ENTRYPOINT, train_arguments
+from sentiflow.orchestration.pod import TRAIN_ENTRYPOINT, train_arguments
 
 
 class LocalTrainingError(RuntimeError):

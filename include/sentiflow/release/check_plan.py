@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sentiflow.names import SEED, TAG_DATASET_MANIFEST, split_metric
-from sentiflow.pipeline.checks import (
+from sentiflow.release.checks import (
     DEFAULT_ACCURACY_MARGIN,
     DEFAULT_CASES_PER_CLASS,
     CheckCase,

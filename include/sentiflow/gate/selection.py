@@ -7,35 +7,15 @@ rule (ties, missing metrics, the first-ever version, lower-is-better metrics) is
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sentiflow.names import LOWER_IS_BETTER
+from sentiflow.registry import Candidate
 
 
 class SelectionError(ValueError):
     """No candidate can be chosen (none given, or none logged the selection metric)."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A registered model version and the metrics of the run that produced it."""
-
-    version: str
-    run_id: str
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    family: str | None = None
-
-    def value(self, metric: str) -> float | None:
-        """The metric's value, or None when it is missing or not a finite number."""
-        raw = self.metrics.get(metric)
-        if raw is None:
-            return None
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            return None
-        return value if math.isfinite(value) else None
 
 
 def lower_is_better(metric: str) -> bool:

@@ -1,6 +1,6 @@
 """Airflow tasks of the release stage, shared by both DAGs: select_best (the gate) → promote → deploy →
 inference_check, or keep_champion. The release logic itself (alias moves, waiting for replicas, the
-check's report, rollback on any failure) is Airflow-free in ``sentiflow.pipeline.release``.
+check's report, rollback on any failure) is Airflow-free in ``sentiflow.release.flow``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from sentiflow.pipeline.links import DECISION_KEY, INFERENCE_CHECK, PROMOTE, SELECT_BEST
-from sentiflow.pipeline.settings import PipelineSettings
-from sentiflow.pipeline.task_context import (
+from sentiflow.orchestration.links import DECISION_KEY, INFERENCE_CHECK, PROMOTE, SELECT_BEST
+from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.orchestration.task_context import (
     CHAMPION_MODEL,
     IO_RETRIES,
     log,
@@ -32,9 +32,9 @@ KEEP_CHAMPION = "keep_champion"
 # --- selection and release (the shared tail) -------------------------------------------------------------
 def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
     """Best version by the selection metric, then champion vs challenger on the same rows (``gating``)."""
-    from sentiflow.pipeline import registry
-    from sentiflow.pipeline.comparison import ComparisonError
-    from sentiflow.pipeline.gating import decide
+    from sentiflow import registry
+    from sentiflow.gate.comparison import ComparisonError
+    from sentiflow.gate.gating import decide
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
@@ -94,7 +94,8 @@ def promote(decision: dict[str, Any]) -> dict[str, Any]:
 
     Retries are safe: the aliases from before are recorded in the registry before anything moves.
     """
-    from sentiflow.pipeline import registry, release
+    from sentiflow import registry
+    from sentiflow.release import flow as release
 
     context = get_current_context()
     settings = mlflow_settings(PipelineSettings())
@@ -114,9 +115,9 @@ def promote(decision: dict[str, Any]) -> dict[str, Any]:
 
 def _release_context(promoted: dict[str, Any]) -> tuple[Any, Any, Any, Any, PipelineSettings]:
     """(MLflow client, MLflow settings, server client, prior aliases, pipeline settings) of a release."""
-    from sentiflow.pipeline import registry
-    from sentiflow.pipeline.deploy import server_client
-    from sentiflow.pipeline.registry import PriorAliases
+    from sentiflow import registry
+    from sentiflow.registry import PriorAliases
+    from sentiflow.release.deploy import server_client
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
@@ -138,8 +139,8 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
     No retries: a failed deploy restored the aliases and the old model, so the run ends in a consistent
     state and says why.
     """
-    from sentiflow.pipeline import release
-    from sentiflow.pipeline.gating import model_not_served_here
+    from sentiflow.gate.gating import model_not_served_here
+    from sentiflow.release import flow as release
 
     client, settings, server, prior, pipeline = _release_context(promoted)
     elsewhere = model_not_served_here(settings.registered_model_name)
@@ -165,10 +166,10 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
 def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
     """Known texts → ``/predict``; a report to S3 and MLflow; any failure (the check's, the report's, the
     server's): roll back to the aliases from before and fail (``release.check``)."""
-    from sentiflow.pipeline import release
-    from sentiflow.pipeline.check_plan import plan_check
-    from sentiflow.pipeline.checks import publish_report, run_check
-    from sentiflow.pipeline.deploy import version_predict
+    from sentiflow.release import flow as release
+    from sentiflow.release.check_plan import plan_check
+    from sentiflow.release.checks import publish_report, run_check
+    from sentiflow.release.deploy import version_predict
 
     context = get_current_context()
     params = dict(context["params"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentiflow.config import ENV_PREFIX, MLflowSettings
-from sentiflow.pipeline.settings import PipelineSettings, TrainerPodSettings
+from sentiflow.orchestration.settings import PipelineSettings, TrainerPodSettings
 from sentiflow.train.distributed import entrypoint_command
 
 TRAIN_ENTRYPOINT = entrypoint_command(1)

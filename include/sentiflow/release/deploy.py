@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sentiflow.pipeline.connections import ServerEndpoint
+from sentiflow.orchestration.connections import ServerEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from sentiflow import registry
 from sentiflow.config import MLflowSettings
-from sentiflow.names import EVAL_SUBSET_SIZE, GATE_TAG_FIELDS, SEED, TAG_DATASET_MANIFEST, TAG_GATE_PREFIX
-from sentiflow.pipeline import registry
-from sentiflow.pipeline.comparison import (
+from sentiflow.gate.comparison import (
     ComparisonError,
     ScoredModel,
     decide_on_rows,
@@ -27,7 +26,8 @@ from sentiflow.pipeline.comparison import (
     score_model,
     validation_rows,
 )
-from sentiflow.pipeline.selection import Candidate, gate, pick_best
+from sentiflow.gate.selection import Candidate, gate, pick_best
+from sentiflow.names import EVAL_SUBSET_SIZE, GATE_TAG_FIELDS, SEED, TAG_DATASET_MANIFEST, TAG_GATE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +195,6 @@ def tag_decision(client: Any, run_id: str, decision: Mapping[str, Any]) -> None:
             continue
         text = f"{value:.6g}" if isinstance(value, float) else str(value)
         client.set_tag(run_id, TAG_GATE_PREFIX + key, text[:5000])
-
-
-def decision_from_tags(tags: Mapping[str, str]) -> dict[str, str] | None:
-    """The ``gate.*`` tags of a run as a dict (the web page's decision column), or None without any."""
-    found = {k[len(TAG_GATE_PREFIX) :]: v for k, v in tags.items() if k.startswith(TAG_GATE_PREFIX)}
-    return found or None
 
 
 def model_not_served_here(name: str, served_name: str | None = None) -> str | None:

@@ -10,7 +10,7 @@ records the reason on the candidate's MLflow run, asks the server to serve the r
 The aliases from before a promotion are written to a registered-model tag before anything moves, so a
 ``promote`` retried after a partial success (``previous`` moved, ``champion`` not) restores or completes from
 the same starting point instead of mistaking the half-moved state for the original. The DAG's tasks
-(``pipeline/release_tasks.py``) are thin wrappers around ``promote``, ``deploy`` and ``check``.
+(``orchestration/release_tasks.py``) are thin wrappers around ``promote``, ``deploy`` and ``check``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sentiflow import registry
 from sentiflow.config import MLflowSettings
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
-from sentiflow.pipeline import registry
-from sentiflow.pipeline.registry import PriorAliases
+from sentiflow.registry import PriorAliases
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -114,7 +114,7 @@ def roll_back(
     Never raises: the caller is failing with ``reason`` already; the returned sentence says what was
     restored and what could not be (so an operator knows what to fix by hand).
     """
-    from sentiflow.pipeline.deploy import DeployError, deploy_version
+    from sentiflow.release.deploy import DeployError, deploy_version
 
     failed = prior.candidate
     notes: list[str] = []
@@ -190,7 +190,7 @@ def deploy(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Serve the promoted version; ``/model`` must report it. Any failure rolls back."""
-    from sentiflow.pipeline.deploy import deploy_version
+    from sentiflow.release.deploy import deploy_version
 
     return guarded(
         client,

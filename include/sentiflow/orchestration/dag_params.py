@@ -14,9 +14,9 @@ from airflow.sdk import Param
 
 from sentiflow import names
 from sentiflow.config import PipelineDefaults
-from sentiflow.pipeline.checks import DEFAULT_ACCURACY_MARGIN, DEFAULT_CASES_PER_CLASS, DEFAULT_CHECK_CASES
-from sentiflow.pipeline.model_form import params_from_model
-from sentiflow.pipeline.settings import PipelineSettings
+from sentiflow.orchestration.model_form import params_from_model
+from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.release.checks import DEFAULT_ACCURACY_MARGIN, DEFAULT_CASES_PER_CLASS, DEFAULT_CHECK_CASES
 from sentiflow.train.params import TrainParams
 
 SELECTION_METRICS = [

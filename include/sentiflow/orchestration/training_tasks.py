@@ -12,10 +12,10 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
-from sentiflow.pipeline.connections import settings_env
-from sentiflow.pipeline.dag_params import unknown_params
-from sentiflow.pipeline.settings import PipelineSettings
-from sentiflow.pipeline.task_context import (
+from sentiflow.orchestration.connections import settings_env
+from sentiflow.orchestration.dag_params import unknown_params
+from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     optional,
@@ -71,7 +71,7 @@ def validate_params() -> dict[str, str]:
 
 # --- training ------------------------------------------------------------------------------------------
 def train_locally(manifest_uri: str, family: str, params_json: str) -> dict[str, Any]:
-    from sentiflow.pipeline.local_train import LocalTrainingError, run_local_training
+    from sentiflow.orchestration.local_train import LocalTrainingError, run_local_training
 
     pipeline = PipelineSettings()
     env = settings_env(s3_settings(pipeline), mlflow_settings(pipeline))
@@ -108,8 +108,8 @@ def trainer_pod(task_id: str, manifest_uri: Any, params_json: Any, **overrides: 
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk import XComArg
 
-    from sentiflow.pipeline.pod import train_arguments, trainer_pod_kwargs
-    from sentiflow.pipeline.settings import TrainerPodSettings
+    from sentiflow.orchestration.pod import train_arguments, trainer_pod_kwargs
+    from sentiflow.orchestration.settings import TrainerPodSettings
 
     pod = TrainerPodSettings()
     inputs = [manifest_uri, params_json]
@@ -129,8 +129,8 @@ def trainer_pods_mapped(task_id: str, arguments: Any) -> Any:
     """One training pod per element of ``arguments`` (dynamic task mapping, for the sweep)."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    from sentiflow.pipeline.pod import trainer_pod_kwargs
-    from sentiflow.pipeline.settings import TrainerPodSettings
+    from sentiflow.orchestration.pod import trainer_pod_kwargs
+    from sentiflow.orchestration.settings import TrainerPodSettings
 
     pod = TrainerPodSettings()
     kwargs = trainer_pod_kwargs(arguments=[], pod=pod)
