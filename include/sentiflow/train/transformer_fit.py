@@ -170,7 +170,7 @@ def _epoch_logger_class() -> type:
     class EpochLogger(TrainerCallback):
         """Collects ``train_loss`` and ``val_*`` per epoch, hands each epoch to ``on_epoch``, stops on NaN."""
 
-        def __init__(self, on_epoch: Callable[[int, dict[str, float]], None] | None) -> None:
+        def __init__(self, on_epoch: Callable[[int, dict[str, float]], object] | None) -> None:
             self.on_epoch = on_epoch
             self.history: list[dict[str, float]] = []
             self._train_loss: float | None = None
@@ -279,7 +279,7 @@ def fit_transformer(
     data: TrainingData,
     params: TrainParams,
     *,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], object] | None = None,
 ) -> FitResult:
     """Fine-tune, evaluating on the validation split every epoch; returns the best epoch's classifier.
 
