@@ -123,3 +123,17 @@ GATE_TAG_FIELDS = (
     "registered_model_name",
     "dag_run_id",
 )
+
+# --- a fed GPU, the weekly preset, multi-GPU (issue 24) ---------------------------------------------------
+PRESET = "preset"
+GPUS = "gpus"
+DATALOADER_NUM_WORKERS = "dataloader_num_workers"
+DATALOADER_PIN_MEMORY = "dataloader_pin_memory"
+TF32 = "tf32"
+TORCH_COMPILE = "torch_compile"
+#: Metrics of the fit's throughput and of the GPU sampled through it (NVML); the GPU ones only where one is.
+TRAIN_SAMPLES_PER_S = "train_samples_per_s"
+EPOCH_TIME_S = "epoch_time_s"
+GPU_UTILIZATION_MEAN_PCT = "gpu_utilization_mean_pct"
+GPU_MEMORY_USED_PEAK_MIB = "gpu_memory_used_peak_mib"
+GPU_COUNT = "gpu_count"

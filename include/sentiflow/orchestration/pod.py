@@ -1,7 +1,10 @@
 """The KubernetesPodOperator arguments of the GPU training pod, built from ``TrainerPodSettings``.
 
-The pod runs the same entrypoint as local training (``python -m sentiflow.train``); the run's result comes
-back through the XCom sidecar (the entrypoint writes ``/airflow/xcom/return.json``). Endpoints come from the
+The pod runs the same entrypoint as local training (``python -m sentiflow.train``); with more than one GPU
+(``gpu_count``) it runs it under torchrun, one DDP process per GPU, and passes ``--gpus`` so the run's
+parameters say what trained. The run's result comes back through the XCom sidecar (rank 0 writes
+``/airflow/xcom/return.json``). A memory-backed ``/dev/shm`` lets data-loader workers and NCCL pass batches
+through shared memory (a container's default is 64 MiB). Endpoints come from the
 Airflow connections as templates rendered at run time; the S3 secret key comes from a Kubernetes Secret when
 ``secret_name`` is set (production), else from the connection (rendered values are masked by Airflow).
 """
@@ -12,8 +15,16 @@ from typing import Any
 
 from sentiflow.config import ENV_PREFIX, MLflowSettings
 from sentiflow.orchestration.settings import PipelineSettings, TrainerPodSettings
+from sentiflow.train.distributed import entrypoint_command
 
-TRAIN_ENTRYPOINT = ["python", "-m", "sentiflow.train"]
+TRAIN_ENTRYPOINT = entrypoint_command(1)
+
+
+def pod_command(gpus: int) -> list[str]:
+    """The container's command: the entrypoint, under torchrun with ``--gpus N`` when N > 1."""
+    if gpus <= 1:
+        return list(TRAIN_ENTRYPOINT)
+    return [*entrypoint_command(gpus), "--gpus", str(gpus)]  # a flag: it wins over --params-json
 
 
 def train_arguments(manifest_uri: str, family: str, params_json: str) -> list[str]:
@@ -67,13 +78,19 @@ def trainer_pod_kwargs(
         "namespace": pod.namespace,
         "image": pod.image,
         "image_pull_policy": pod.image_pull_policy,
-        "cmds": list(TRAIN_ENTRYPOINT),
+        "cmds": pod_command(pod.gpu_count),
         "arguments": arguments,
         "env_vars": pod_env_templates(pipeline, pod),
         "secrets": secrets,
         "container_resources": k8s.V1ResourceRequirements(
             requests={"cpu": pod.cpu_request, "memory": pod.memory_request}, limits=limits
         ),
+        "volumes": [
+            k8s.V1Volume(
+                name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=pod.shm_size)
+            )
+        ],
+        "volume_mounts": [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
         "node_selector": dict(pod.node_selector),
         "tolerations": [k8s.V1Toleration(**_snake(t)) for t in pod.tolerations],
         "labels": dict(pod.labels),

@@ -71,7 +71,16 @@ class TrainerPodSettings(BaseSettings):
     in_cluster: bool | None = Field(default=None, description="None: the connection decides.")
     service_account_name: str | None = Field(default=None)
     gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name of the GPU.")
-    gpu_count: int = Field(default=1, ge=0, description="GPUs per training pod (0 trains on CPU).")
+    gpu_count: int = Field(
+        default=1,
+        ge=0,
+        description="GPUs per training pod (0 trains on CPU); above 1 the pod runs torchrun with one DDP "
+        "process per GPU and sets the run's gpus parameter.",
+    )
+    shm_size: str = Field(
+        default="2Gi",
+        description="Size of the pod's memory-backed /dev/shm (data-loader workers, NCCL between GPUs).",
+    )
     cpu_request: str = Field(default="2")
     memory_request: str = Field(default="8Gi")
     memory_limit: str = Field(default="24Gi")

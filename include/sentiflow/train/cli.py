@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 the run failed (FAILED in MLflow, no registry version), 2 bad arguments.
 The result JSON goes to ``--output-json`` and, when the folder exists (KubernetesPodOperator), to
-``<SENTIFLOW_TRAIN_XCOM_DIR>/return.json``.
+``<SENTIFLOW_TRAIN_XCOM_DIR>/return.json``. With ``gpus > 1`` outside torchrun the command runs itself again
+under torchrun (``sentiflow.train.distributed``) and returns torchrun's exit code; under torchrun only rank 0
+prints and writes the result.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,14 @@ from pydantic import ValidationError
 from sentiflow.config import TrainingSettings
 from sentiflow.families import families, family
 from sentiflow.names import FAMILY_TRANSFORMER
+from sentiflow.train.distributed import (
+    device_shortfall,
+    entrypoint_command,
+    rank,
+    terminate_as_exception,
+    under_torchrun,
+    world_size,
+)
 from sentiflow.train.errors import TrainingError
 
 XCOM_FILE = "return.json"
@@ -77,6 +88,16 @@ def write_result(result: dict[str, Any], output_json: Path | None) -> list[Path]
     return targets
 
 
+def _under_torchrun(parser: argparse.ArgumentParser, gpus: int, device: str, argv: list[str] | None) -> int:
+    """Run this same command again under torchrun, one process per GPU; torchrun's exit code."""
+    shortfall = device_shortfall(gpus, device)
+    if shortfall:
+        parser.error(shortfall)
+    command = [*entrypoint_command(gpus, python=sys.executable), *(sys.argv[1:] if argv is None else argv)]
+    logging.getLogger(__name__).info("gpus=%d: running under torchrun: %s", gpus, " ".join(command))
+    return subprocess.call(command)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
@@ -86,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         params = entry.parse_params(collect_params(args))
     except (ValueError, ValidationError) as exc:  # json errors are ValueErrors too
         parser.error(f"invalid parameters for {args.family}: {exc}")
+    gpus = int(getattr(params, "gpus", 1))  # a family without the parameter trains in one process
+    if gpus > 1 and not under_torchrun():
+        return _under_torchrun(parser, gpus, str(getattr(params, "device", "auto")), argv)
+    if under_torchrun():
+        terminate_as_exception()
+        if gpus != world_size():
+            logging.getLogger(__name__).warning(
+                "gpus=%d but torchrun started %d processes: %d train", gpus, world_size(), world_size()
+            )
     try:
         result = entry.run(
             args.manifest_uri,
@@ -100,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         logging.getLogger(__name__).debug("traceback", exc_info=True)
         return 1
+    if result is None:  # a rank above 0: rank 0 reports the run
+        logging.getLogger(__name__).info("rank %d of %d done", rank(), world_size())
+        return 0
     payload = result.model_dump()
     print(f"mlflow run id: {result.run_id}")
     print(f"registered model version: {result.model_version}  ({result.model_uri})")

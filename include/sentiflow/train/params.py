@@ -6,9 +6,9 @@ Field names are the MLflow parameter names (``tests/test_train_params.py`` check
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sentiflow.config import PipelineDefaults
 
@@ -18,6 +18,29 @@ DropoutRate = Annotated[float | None, Field(ge=0, lt=1)]
 
 def _default_model_name() -> str:
     return PipelineDefaults().model_name
+
+
+#: Named parameter sets (``preset``). Each fills the fields a caller left at their default, so a trigger form
+#: (which sends every field) and a command line (which sends only the flags given) both get it, and any value
+#: the caller changed still wins. ``gpu_weekly`` is the weekly retrain on a GPU (docs/training.md): the full
+#: train split, 512 tokens with head+tail truncation (Sun et al. 2019: best for IMDb's long reviews), 3 epochs
+#: with warm-up, early stopping on validation F1 after one epoch without gain, and a data loader that keeps
+#: the device fed (worker processes, pinned memory).
+PRESETS: dict[str, dict[str, Any]] = {
+    "gpu_weekly": {
+        "num_train_epochs": 3.0,
+        "per_device_train_batch_size": 32,
+        "per_device_eval_batch_size": 256,
+        "learning_rate": 5e-5,
+        "warmup_ratio": 0.1,
+        "max_length": 512,
+        "truncation": "head_tail",
+        "train_subset_size": None,
+        "eval_subset_size": None,
+        "early_stopping_patience": 1,
+        "dataloader_num_workers": 4,
+    },
+}
 
 
 class TrainParams(BaseModel):
@@ -113,12 +136,64 @@ class TrainParams(BaseModel):
         "classification head). Empty keeps the checkpoint's value (BERT: 0.1).",
     )
 
-    @field_validator("bf16", mode="before")
+    tf32: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        title="TF32 matmuls",
+        description="TensorFloat-32 for float32 matmuls: auto = on for CUDA GPUs that have it (Ampere and "
+        "newer); never on CPU.",
+    )
+    torch_compile: Literal["on", "off"] = Field(
+        default="off",
+        title="torch.compile",
+        description="Compile the model (Trainer's torch_compile): fewer kernel launches on a GPU, at "
+        "the cost of a compile at the start.",
+    )
+    dataloader_num_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        title="Data loader workers",
+        description="Processes that collate batches beside training; empty = auto (0 on CPU, where they "
+        "would take the training's cores; 4 per GPU).",
+    )
+    dataloader_pin_memory: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        title="Pinned memory",
+        description="Batches in page-locked host memory, so host-to-GPU copies overlap compute: auto = on "
+        "for CUDA; no effect on CPU.",
+    )
+    gpus: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        title="GPUs",
+        description="Data-parallel processes, one per GPU: above 1 the entrypoint runs under torchrun (DDP; "
+        "gloo on CPU). The Kubernetes pod passes its own GPU count (SENTIFLOW_TRAINER_POD_GPU_COUNT).",
+    )
+    preset: Literal["none", "gpu_weekly"] = Field(
+        default="none",
+        title="Preset",
+        description="Named parameter set (docs/training.md); it fills the fields left at their default. "
+        "gpu_weekly: full train split, 512 tokens head+tail, 3 epochs, early stopping.",
+    )
+
+    @field_validator("bf16", "tf32", "torch_compile", "dataloader_pin_memory", mode="before")
     @classmethod
     def _bool_to_switch(cls, value: object) -> object:
         if isinstance(value, bool):
             return "on" if value else "off"
         return value
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> TrainParams:
+        """Fill the preset's values into every field not set, or set to its default (a form sends all)."""
+        for name, value in PRESETS.get(self.preset, {}).items():
+            info = type(self).model_fields[name]
+            if name not in self.model_fields_set or getattr(self, name) == info.get_default(
+                call_default_factory=True
+            ):
+                setattr(self, name, value)
+        return self
 
 
 class BaselineParams(BaseModel):

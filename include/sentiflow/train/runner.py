@@ -1,7 +1,9 @@
 """The training step end to end: snapshot → fit → evaluate → artifacts → registry version.
 
 ``run_training`` (transformer) and ``run_baseline`` (TF-IDF + logistic regression) share everything after
-the fit, so both families are measured and logged the same way and selection compares them fairly.
+the fit, so both families are measured and logged the same way and selection compares them fairly. In a
+distributed run (torchrun, ``gpus > 1``) every rank trains, and only rank 0 opens the MLflow run, evaluates,
+logs and registers: N processes make one run and one registry version.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sentiflow.modeling.base import TextClassifier
 from sentiflow.names import (
     BEST_EPOCH,
     BEST_VAL_F1,
+    EPOCH_TIME_S,
     FAMILY_TFIDF,
     FAMILY_TRANSFORMER,
     FIT_TIME_S,
@@ -26,11 +29,13 @@ from sentiflow.names import (
     PREDICT_TIME_MS_PER_1K,
     TAG_BASE_MODEL,
     TEXT_COLUMN,
+    TRAIN_SAMPLES_PER_S,
     VAL_F1,
 )
 from sentiflow.progress import ProgressReporter
 from sentiflow.train.artifacts import write_evaluation_artifacts
 from sentiflow.train.data import TrainingData, load_training_data
+from sentiflow.train.distributed import is_main_process
 from sentiflow.train.metrics import classification_metrics
 from sentiflow.train.params import BaselineParams, TrainParams
 from sentiflow.train.tracking import register, tag_dataset, training_run
@@ -128,16 +133,34 @@ def _finish(
     )
 
 
-def _load_tagged(manifest_uri: str, params: TrainParams | BaselineParams) -> TrainingData:
-    """The snapshot's splits, subset as ``params`` asks; the dataset's lineage tagged on the active run."""
-    data = load_training_data(
+def _load(manifest_uri: str, params: TrainParams | BaselineParams) -> TrainingData:
+    """The snapshot's splits, subset as ``params`` asks (the same rows on every rank: the seed decides)."""
+    return load_training_data(
         manifest_uri,
         train_subset_size=params.train_subset_size,
         eval_subset_size=params.eval_subset_size,
         seed=params.seed,
     )
+
+
+def _load_tagged(manifest_uri: str, params: TrainParams | BaselineParams) -> TrainingData:
+    """The snapshot's splits; the dataset's lineage tagged on the active run."""
+    data = _load(manifest_uri, params)
     tag_dataset(data.manifest, manifest_uri)
     return data
+
+
+def fit_summary(fit: Any) -> dict[str, float]:
+    """The fit's own metrics: time, throughput, best epoch and, where a GPU trained, its utilisation."""
+    summary = {FIT_TIME_S: fit.fit_time_s, TRAIN_SAMPLES_PER_S: fit.train_samples_per_s}
+    if fit.epoch_time_s is not None:
+        summary[EPOCH_TIME_S] = fit.epoch_time_s
+    if fit.best_epoch is not None:
+        summary[BEST_EPOCH] = float(fit.best_epoch)
+        summary[BEST_VAL_F1] = next(h[VAL_F1] for h in fit.history if h["epoch"] == fit.best_epoch)
+    if fit.gpu is not None:
+        summary.update(fit.gpu.metrics())
+    return summary
 
 
 def run_training(
@@ -146,28 +169,31 @@ def run_training(
     *,
     register_model: bool = True,
     registered_model_name: str | None = None,
-) -> TrainResult:
-    """Fine-tune a transformer on the snapshot and register it. Raises ``TrainingError`` on failure."""
+) -> TrainResult | None:
+    """Fine-tune a transformer on the snapshot and register it. Raises ``TrainingError`` on failure.
+
+    Returns None on the ranks above 0 of a distributed run: they train their share and leave the run, the
+    evaluation and the registry version to rank 0.
+    """
     import mlflow
 
     from sentiflow.train.transformer_fit import fit_transformer
 
     params = params if isinstance(params, TrainParams) else TrainParams.model_validate(params or {})
+    if not is_main_process():
+        fit_transformer(_load(manifest_uri, params), params)
+        return None
     run_name = f"{FAMILY_TRANSFORMER}-{Path(params.model_name).name}"
     with training_run(FAMILY_TRANSFORMER, run_name, params.model_dump(), manifest_uri) as run:
         mlflow.set_tag(TAG_BASE_MODEL, params.model_name)
         data = _load_tagged(manifest_uri, params)
         fit = fit_transformer(data, params, on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
-        summary = {FIT_TIME_S: fit.fit_time_s}
-        if fit.best_epoch is not None:
-            summary[BEST_EPOCH] = float(fit.best_epoch)
-            summary[BEST_VAL_F1] = next(h[VAL_F1] for h in fit.history if h["epoch"] == fit.best_epoch)
         return _finish(
             run,
             fit.classifier,
             data,
             manifest_uri,
-            summary,
+            fit_summary(fit),
             history=fit.history,
             register_model=register_model,
             registered_model_name=registered_model_name,
