@@ -83,12 +83,13 @@ def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
 
 
 @task(task_id="validate_params", retries=0, multiple_outputs=True)
-def validate_params(dag: str) -> dict[str, Any]:
+def validate_params(form: str) -> dict[str, Any]:
     """Check what the param schemas cannot, before anything runs; returns each parameter group, typed.
 
-    ``dag``: which DAG's groups (``dag_params.PIPELINE`` or ``SWEEP``). ``multiple_outputs``: each group's
-    model JSON is an XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG
-    wires each group into exactly the tasks that use it, and they parse it back with the model.
+    ``form``: which DAG's groups (``dag_params.PIPELINE`` or ``SWEEP``; not ``dag``: Airflow refuses a
+    parameter named like a context key when the task runs). ``multiple_outputs``: each group's model JSON
+    is an XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG wires
+    each group into exactly the tasks that use it, and they parse it back with the model.
 
     Types, bounds and enums of each param are checked by Airflow when it creates the run (the form's JSON
     schema, generated from the same models). Left here: keys the DAG does not declare (Airflow accepts them
@@ -103,8 +104,8 @@ def validate_params(dag: str) -> dict[str, Any]:
             f"unknown parameter(s) {unknown} in the trigger's conf; this DAG's parameters are "
             f"{sorted(declared)}"
         )
-    out = validated(context["params"], dag)
-    if TRAINING in out and dag == PIPELINE:
+    out = validated(context["params"], form)
+    if form == PIPELINE:
         switches = PipelineTraining.model_validate_json(out[TRAINING])
         if not switches.train_transformer and not switches.run_baseline:
             raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
