@@ -45,14 +45,16 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def validation_rows(
-    store: Any, manifest_uri: str, *, eval_subset_size: int | None, seed: int
+    store: Any, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """This run's validation texts and label ids (subset as training subsets them) and the label names."""
+    """This run's validation texts and label ids (subset as training subsets them, with ``seed``, by default
+    the trainer's) and the label names."""
     from sentiflow.data.snapshot import read_manifest, read_split
     from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
     from sentiflow.train.data import subset
 
     manifest = read_manifest(store, manifest_uri)
+    seed = default_seed() if seed is None else seed
     frame = subset(read_split(store, manifest, "validation"), eval_subset_size, seed)
     return (
         frame[TEXT_COLUMN].astype(str).tolist(),
