@@ -12,7 +12,9 @@ from airflow.sdk import dag, task
 
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
-from sentiflow.orchestration.dag_params import pipeline_params
+from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
+from sentiflow.orchestration.task_context import output
+from sentiflow.orchestration.training_tasks import DATASET, FEEDBACK, SEED, TRAINING
 
 DOC = """
 ### Sentiment pipeline
@@ -50,37 +52,38 @@ REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`)
     dagrun_timeout=timedelta(hours=12),
 )
 def sentiment_pipeline() -> None:
-    params = training_tasks.validate_params()
-    raw_uri = data_tasks.collect_task()
-    params >> raw_uri
-    clean_uri = data_tasks.clean_task(raw_uri)
-    data_uri = data_tasks.training_data_task(clean_uri)  # clean, or clean + feedback (use_feedback)
+    params = training_tasks.validate_params(PIPELINE)  # each parameter group, typed (its model's JSON)
+    raw_uri = data_tasks.collect_task(output(params, DATASET), output(params, SEED))
+    clean_uri = data_tasks.clean_task(output(raw_uri))
+    # clean, or clean + feedback (use_feedback)
+    data_uri = data_tasks.training_data_task(output(clean_uri), output(params, FEEDBACK))
 
     @task.branch(task_id="choose_training")
-    def choose_training() -> list[str]:
+    def choose_training(training_json: str) -> list[str]:
         """Pod or local for the transformer; the baseline beside it when ``run_baseline`` is on."""
-        from airflow.sdk import get_current_context
+        from sentiflow.orchestration.params import PipelineTraining
 
-        conf = get_current_context()["params"]
+        switches = PipelineTraining.model_validate_json(training_json)
         chosen = []
-        if conf.get("train_transformer", True):
-            chosen.append("train_kubernetes" if conf["train_backend"] == "kubernetes" else "train_local")
-        return chosen + (["train_baseline"] if conf["run_baseline"] else [])
+        if switches.train_transformer:
+            chosen.append("train_kubernetes" if switches.train_backend == "kubernetes" else "train_local")
+        return chosen + (["train_baseline"] if switches.run_baseline else [])
 
-    branch = choose_training()
-    [params, data_uri] >> branch
+    branch = choose_training(output(params, TRAINING))
+    data_uri >> branch
     # Tasks wired by their outputs (XComArgs): each reads what its upstream returned, and Airflow derives
     # the dependencies from the arguments. A task the branch skipped hands on None.
+    transformer = output(params, FAMILY_TRANSFORMER)
     training = [
-        training_tasks.trainer_pod("train_kubernetes", data_uri, params[FAMILY_TRANSFORMER]).output,
-        training_tasks.train_local(data_uri, params[FAMILY_TRANSFORMER]),
-        training_tasks.train_baseline(data_uri, params[FAMILY_TFIDF]),
+        training_tasks.trainer_pod("train_kubernetes", data_uri, transformer).output,
+        training_tasks.train_local(output(data_uri), transformer),
+        training_tasks.train_baseline(output(data_uri), output(params, FAMILY_TFIDF)),
     ]
-    branch >> [output.operator for output in training]
-    lineage = data_tasks.feedback_lineage(data_uri, training)
-    selected = release_tasks.release_tail(training)
+    branch >> [result.operator for result in training]
+    lineage = data_tasks.feedback_lineage(output(data_uri), training)
+    selected = release_tasks.release_tail(training, params)
     lineage >> selected
-    data_tasks.drift_report_task(data_uri)  # informs only: nothing in the release waits for it
+    data_tasks.drift_report_task(output(data_uri))  # informs only: nothing in the release waits for it
 
 
 sentiment_pipeline()

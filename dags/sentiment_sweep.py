@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
-from sentiflow.orchestration.dag_params import sweep_params
+from sentiflow.orchestration.dag_params import SWEEP, sweep_params
+from sentiflow.orchestration.task_context import output
+from sentiflow.orchestration.training_tasks import DATASET, SEED, TRAINING
 
 DOC = """
 ### Sentiment hyperparameter sweep
@@ -36,22 +38,25 @@ local — and hands all resulting versions to the same **select_best** gate, **p
     dagrun_timeout=timedelta(hours=24),
 )
 def sentiment_sweep() -> None:
-    params = training_tasks.validate_params()
-    raw_uri = data_tasks.collect_task()
-    params >> raw_uri
-    clean_uri = data_tasks.clean_task(raw_uri)
+    params = training_tasks.validate_params(SWEEP)  # each parameter group, typed (its model's JSON)
+    raw_uri = data_tasks.collect_task(output(params, DATASET), output(params, SEED))
+    clean_uri = data_tasks.clean_task(output(raw_uri))
 
     @task(task_id="plan_grid", retries=0)
-    def plan_grid() -> list[str]:
+    def plan_grid(base_json: str, training_json: str) -> list[str]:
         """The grid's points as validated training-params JSON (a bad value fails here, before training)."""
-        return training_tasks.grid_points(dict(get_current_context()["params"]))
+        from sentiflow.orchestration.params import SweepTraining
 
-    points = plan_grid()
-    params >> points
+        grid = SweepTraining.model_validate_json(training_json).grid
+        return training_tasks.grid_points(base_json, grid)
+
+    points = plan_grid(output(params, FAMILY_TRANSFORMER), output(params, TRAINING))
 
     @task.branch(task_id="choose_training")
-    def choose_training() -> str:
-        backend = get_current_context()["params"]["train_backend"]
+    def choose_training(training_json: str) -> str:
+        from sentiflow.orchestration.params import SweepTraining
+
+        backend = SweepTraining.model_validate_json(training_json).train_backend
         return "pod_arguments" if backend == "kubernetes" else "train_grid_local"
 
     @task(task_id="pod_arguments", retries=0)
@@ -64,13 +69,15 @@ def sentiment_sweep() -> None:
     def train_grid_local(manifest_uri: str, params_json: str) -> dict[str, Any]:
         return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
 
-    branch = choose_training()
+    branch = choose_training(output(params, TRAINING))
     [clean_uri, points] >> branch
     local = train_grid_local.partial(manifest_uri=clean_uri).expand(params_json=points)
-    arguments = pod_arguments(clean_uri, points)
+    arguments = pod_arguments(output(clean_uri), output(points))
     pods = training_tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
     branch >> [local, arguments]
-    release_tasks.release_tail([local, pods.output])  # both mapped: each resolves to its list of results
+    release_tasks.release_tail(
+        [local, pods.output], params
+    )  # both mapped: each resolves to its list of results
 
 
 sentiment_sweep()

@@ -184,7 +184,8 @@ class CheckReportLink(BaseOperatorLink):
 
 class SentiflowLinksPlugin(AirflowPlugin):
     name = "sentiflow_links"
-    operator_extra_links: ClassVar[list[Any]] = [
+    # AirflowPlugin declares it a plain attribute (list[Any]); a ClassVar here contradicts that for mypy
+    operator_extra_links = [  # noqa: RUF012
         MlflowRunLink(),
         ModelVersionLink(),
         ModelServerLink(),

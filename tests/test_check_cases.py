@@ -9,7 +9,7 @@ import pytest
 
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.names import TAG_DATASET_MANIFEST
-from sentiflow.release.check_plan import plan_check
+from sentiflow.release.check_plan import CheckParams, plan_check
 from sentiflow.release.checks import InferenceCheckError, required_accuracy, sample_cases
 
 NAMES = ["negative", "neutral", "positive"]
@@ -50,13 +50,14 @@ def test_plan_check_reads_the_deployed_runs_snapshot_and_adds_user_cases(store) 
     )
     client = SimpleNamespace(get_run=lambda run_id: run)
     mine = [{"text": "my own neutral text", "label": "neutral"}]
-    plan = plan_check(store, client, "run-1", {"check_cases_per_class": 2, "check_texts": mine})
+    plan = plan_check(store, client, "run-1", CheckParams(check_cases_per_class=2, check_texts=mine), seed=42)
     assert plan.sampled == 6 and len(plan.cases) == 7 and plan.sampled_from == manifest_uri
     assert {c.expected for c in plan.cases} == set(NAMES)
     assert plan.required_accuracy == pytest.approx(0.5)
     only_mine = plan_check(
-        store, client, "run-1", {"check_cases_per_class": 0, "check_texts": mine, "check_min_accuracy": 1}
-    )
+        store, client, "run-1", CheckParams(check_cases_per_class=0, check_texts=mine, check_min_accuracy=1),
+        seed=42,
+    )  # fmt: skip
     assert len(only_mine.cases) == 1 and only_mine.required_accuracy == 1.0
     with pytest.raises(InferenceCheckError, match="no check cases"):
-        plan_check(store, client, "run-1", {"check_cases_per_class": 0, "check_texts": []})
+        plan_check(store, client, "run-1", CheckParams(check_cases_per_class=0, check_texts=[]), seed=42)

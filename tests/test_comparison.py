@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 
 from sentiflow.gate.comparison import (
-    ScoredModel,
+    ComparisonError,
     _resampled_metric,
     accuracy_interval,
     bootstrap_interval,
-    decide_on_rows,
     difference_interval,
-    not_comparable,
     row_metric,
 )
-from sentiflow.gate.gating import aligned
+from sentiflow.gate.evidence import Evidence
+from sentiflow.gate.judge import Decision, judge
+from sentiflow.gate.policy import GatePolicy
+from sentiflow.gate.scoring import ScoredModel, aligned
+from sentiflow.registry import Candidate
 from sentiflow.train.metrics import classification_metrics
 
 
@@ -88,13 +90,16 @@ def test_row_metric_maps_selection_metrics_to_what_rows_can_give() -> None:
     assert row_metric("fit_time_s") is None and row_metric("train_loss") is None
 
 
-def _decide(challenger, champion, labels, **kw):
-    defaults = dict(
-        candidate_version="7", champion_version="3", metric="val_accuracy", labels=labels,
+def _decide(
+    challenger, champion, labels, *, metric="val_accuracy", confidence=0.95, force=False, **policy
+) -> Decision:
+    """``judge`` on rows: version 7 (challenger) against champion version 3, scored on the same rows."""
+    evidence = Evidence.on_rows(
+        Candidate("7", "run7"), Candidate("3", "run3"), metric, labels=labels,
         candidate_probs=one_hot(challenger), champion_probs=one_hot(champion), scored_on="s3://b/m.json",
-        confidence=0.95,
     )  # fmt: skip
-    return decide_on_rows(**{**defaults, **kw})
+    gate = GatePolicy(selection_metric=metric, confidence=confidence, force_promote=force, **policy)
+    return judge(gate, evidence)
 
 
 def test_promotes_only_when_the_lower_bound_clears_min_improvement() -> None:
@@ -131,14 +136,43 @@ def test_min_metric_value_and_lower_is_better_metrics() -> None:
     assert loss.metric == "val_loss" and loss.difference < 0 and loss.difference_ci_high < 0 and loss.promote
 
 
-def test_different_label_sets_are_not_comparable() -> None:
-    kept = not_comparable(
-        candidate_version="9", candidate_labels=["negative", "neutral", "positive"], champion_version="2",
-        champion_labels=["negative", "positive"], metric="best_val_f1", force=False, scored_on="s3://x",
+def _labels(force: bool = False, floor: float | None = None, rows: list[str] | None = None) -> Decision:
+    evidence = Evidence.labels_differ(
+        Candidate("9", "run9", {"best_val_f1": 0.7}), Candidate("2", "run2"), "best_val_f1",
+        candidate_labels=["negative", "neutral", "positive"], champion_labels=["negative", "positive"],
+        row_labels=rows, scored_on="s3://x",
     )  # fmt: skip
+    return judge(GatePolicy(force_promote=force, min_metric_value=floor), evidence)
+
+
+def test_different_label_sets_are_not_comparable() -> None:
+    kept = _labels()
     assert not kept.promote and not kept.comparable
     assert "not comparable" in kept.reason and "registered_model_name" in kept.reason
     assert "force_promote" in kept.reason
+    assert kept.champion_scored_on == "s3://x" and kept.candidate_value is None
+
+
+def test_force_promotes_models_that_are_not_comparable_but_not_below_the_floor() -> None:
+    forced = _labels(force=True)
+    assert forced.promote and not forced.comparable and "promotion forced" in forced.reason
+    floored = _labels(force=True, floor=0.75)
+    assert not floored.promote and "at least 0.7500" in floored.reason and "not comparable" in floored.reason
+
+
+def test_rows_labelled_otherwise_than_both_models_say_so() -> None:
+    evidence = Evidence.labels_differ(
+        Candidate("9", "run9"), Candidate("2", "run2"), "best_val_f1", candidate_labels=["neg", "pos"],
+        champion_labels=["pos", "neg"], row_labels=["bad", "good"], scored_on="s3://x",
+    )  # fmt: skip
+    kept = judge(GatePolicy(), evidence)
+    assert not kept.promote and "the rows of s3://x are labelled ['bad', 'good']" in kept.reason
+
+
+def test_metrics_rows_cannot_give_are_refused_as_evidence_on_rows() -> None:
+    labels, challenger, champion = hand_case()
+    with pytest.raises(ComparisonError, match="fit_time_s"):
+        _decide(challenger, champion, labels, metric="fit_time_s")
 
 
 def test_aligned_reorders_columns_to_the_data_and_refuses_other_label_sets() -> None:

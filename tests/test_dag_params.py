@@ -125,7 +125,47 @@ def test_training_params_reads_every_model_field_and_train_extra_wins() -> None:
         task_training_params({**conf, "train_extra": {"learnin_rate": 1e-4}})
 
     sweep = {k: p.value for k, p in sweep_params().items()}
-    points = grid_points({**sweep, "grid": {"num_hidden_layers": [1, 2], "hidden_dropout": [0.1]}})
+    base = task_training_params(sweep)[FAMILY_TRANSFORMER]
+    points = grid_points(base, {"num_hidden_layers": [1, 2], "hidden_dropout": [0.1]})
     assert [json.loads(p)["num_hidden_layers"] for p in points] == [1, 2]
     with pytest.raises(AirflowFailException, match="learnin_rate"):
-        grid_points({**sweep, "grid": {"learnin_rate": [1e-4]}})
+        grid_points(base, {"learnin_rate": [1e-4]})
+    with pytest.raises(AirflowFailException, match="non-empty lists"):
+        grid_points(base, {"learning_rate": []})
+
+
+def test_every_group_of_each_dag_is_validated_from_the_forms_defaults() -> None:
+    """``validate_params`` hands each task its group as the model's JSON; the form's defaults validate."""
+    from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, SWEEP
+    from sentiflow.orchestration.params import FeedbackParams, SelectionParams
+    from sentiflow.orchestration.training_tasks import FEEDBACK, SEED, SELECTION, validated
+
+    for dag, form in ((PIPELINE, pipeline_params()), (SWEEP, sweep_params())):
+        out = validated({k: p.value for k, p in form.items()}, dag)
+        assert out[SEED] == TrainParams().seed
+        assert set(form) == {f for model, _ in GROUPS[dag] for f in model.model_fields}
+    pipeline = validated({k: p.value for k, p in pipeline_params().items()}, PIPELINE)
+    assert FeedbackParams.model_validate_json(pipeline[FEEDBACK]).use_feedback is True  # one default
+    selection = SelectionParams.model_validate_json(pipeline[SELECTION])
+    assert selection.confidence == 0.95 and selection.selection_scope == "this_run"
+    emptied = {
+        **{k: p.value for k, p in pipeline_params().items()},
+        "min_metric_value": "",
+        "dataset_config": "",
+    }
+    assert (
+        SelectionParams.model_validate_json(validated(emptied, PIPELINE)[SELECTION]).min_metric_value is None
+    )
+
+
+def test_every_form_section_follows_its_model() -> None:
+    """Each group's fields are in the form with the model's default, title and description."""
+    from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, SWEEP
+
+    for dag, form in ((PIPELINE, pipeline_params()), (SWEEP, sweep_params())):
+        for model, section in GROUPS[dag]:
+            defaults = model().model_dump(mode="json")
+            for name, field in model.model_fields.items():
+                param = form[name]
+                assert param.value == defaults[name] and param.schema["section"] == section, name
+                assert param.schema["title"] == field.title and param.description == field.description, name

@@ -177,7 +177,7 @@ def test_a_dataset_change_rescores_the_champion_on_the_new_rows(env) -> None:
     import mlflow.pyfunc
 
     from sentiflow import registry
-    from sentiflow.gate.comparison import validation_rows
+    from sentiflow.gate.scoring import validation_rows
     from sentiflow.storage import ObjectStore
     from sentiflow.train.metrics import classification_metrics
 

@@ -1,4 +1,5 @@
-"""Selection and the promotion gate, pure: ties, missing metrics, first version, lower-is-better."""
+"""Selection and the promotion gate on logged values, pure: ties, missing metrics, first version,
+lower-is-better, force; the policy's own checks and the decision's tags."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import math
 import pytest
 
 from sentiflow import names
-from sentiflow.gate.selection import Candidate, SelectionError, gate, pick_best
+from sentiflow.gate.evidence import Evidence
+from sentiflow.gate.judge import Decision, judge
+from sentiflow.gate.policy import GatePolicy
+from sentiflow.gate.selection import Candidate, SelectionError, pick_best
 from sentiflow.release.checks import CheckCase, InferenceCheckError, cases_from_csv, label_matches, run_check
 
 F1 = names.BEST_VAL_F1
@@ -16,6 +20,25 @@ LOSS = names.VAL_LOSS
 
 def c(version: str, **metrics: float) -> Candidate:
     return Candidate(version=version, run_id=f"run{version}", metrics=metrics)
+
+
+def gate(
+    candidate: Candidate,
+    champion: Candidate | None,
+    metric: str,
+    *,
+    min_improvement: float = 0.0,
+    min_metric_value: float | None = None,
+    force: bool = False,
+) -> Decision:
+    """The gate on the values the runs logged: ``judge`` with a policy and logged evidence."""
+    policy = GatePolicy(
+        selection_metric=metric,
+        min_improvement=min_improvement,
+        min_metric_value=min_metric_value,
+        force_promote=force,
+    )
+    return judge(policy, Evidence.logged(candidate, champion, metric))
 
 
 def test_pick_best_maximises_and_minimises_by_metric_direction() -> None:
@@ -79,7 +102,7 @@ def test_gate_candidate_already_champion_and_bad_arguments() -> None:
     assert not gate(c("2"), None, F1).promote  # candidate never logged the metric
     with pytest.raises(ValueError, match="min_improvement"):
         gate(same, None, F1, min_improvement=-0.1)
-    assert gate(same, None, F1).as_dict()["candidate_version"] == "3"
+    assert gate(same, None, F1).model_dump()["candidate_version"] == "3"
 
 
 def test_gate_force_skips_the_comparison_but_not_the_floor() -> None:
@@ -91,6 +114,22 @@ def test_gate_force_skips_the_comparison_but_not_the_floor() -> None:
     assert not floored.promote and "at least 0.7500" in floored.reason
     same = c("3", best_val_f1=0.9)
     assert not gate(same, same, F1, force=True).promote  # already the champion: nothing to do
+
+
+def test_the_policy_refuses_what_the_form_refuses() -> None:
+    for bad in ({"min_improvement": math.inf}, {"confidence": 1.0}, {"selection_metric": "  "}, {"x": 1}):
+        with pytest.raises(ValueError):
+            GatePolicy.model_validate(bad)
+    assert GatePolicy(selection_metric=LOSS).direction == "lower" and GatePolicy().direction == "higher"
+
+
+def test_decision_fields_are_the_gate_tags() -> None:
+    decision = gate(c("2", best_val_f1=0.81), c("1", best_val_f1=0.80), F1)
+    tags = decision.tags()
+    assert set(tags) <= {names.TAG_GATE_PREFIX + f for f in Decision.model_fields}
+    assert tags["gate.promote"] == "True" and tags["gate.comparable"] == "True"
+    assert tags["gate.candidate_value"] == "0.81" and tags["gate.comparison_method"] == "logged metrics"
+    assert "gate.difference" not in tags  # no value, no tag
 
 
 # --- the inference check's scoring (pure; the live server part is in test_pipeline_e2e.py) ----------------

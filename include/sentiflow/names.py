@@ -103,26 +103,9 @@ DRIFT_SAMPLE_ROWS = "drift_sample_rows"
 DRIFT_REPORT_URI = "drift_report_uri"
 
 # --- champion vs challenger on the same rows (issue 15) --------------------------------------------------
-#: Tags on the challenger's MLflow run recording the gate's decision: ``gate.<field>`` for each of these.
+#: Tags on the challenger's MLflow run recording the gate's decision: ``gate.<field>`` for each field of
+#: ``sentiflow.gate.judge.Decision``.
 TAG_GATE_PREFIX = "gate."
-GATE_TAG_FIELDS = (
-    "promote",
-    "reason",
-    "metric",
-    "candidate_version",
-    "candidate_value",
-    "champion_version",
-    "champion_value",
-    "champion_scored_on",
-    "difference",
-    "difference_ci_low",
-    "difference_ci_high",
-    "confidence",
-    "comparison_method",
-    "comparable",
-    "registered_model_name",
-    "dag_run_id",
-)
 
 # --- a fed GPU, the weekly preset, multi-GPU (issue 24) ---------------------------------------------------
 PRESET = "preset"

@@ -233,3 +233,11 @@ class ModelServerClient:
         import pandas as pd
 
         return pd.read_parquet(io.BytesIO(self.feedback_export("parquet", since_id=since_id)))
+
+
+@dataclass(frozen=True)
+class ServerEndpoint:
+    """Where the model server answers and its admin token (from the pipeline's Airflow connection)."""
+
+    url: str
+    token: str | None

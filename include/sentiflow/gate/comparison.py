@@ -1,4 +1,4 @@
-"""Champion against challenger on the same rows: scores, a paired confidence interval, and the decision.
+"""Champion against challenger on the same rows: the metric on rows and a paired confidence interval.
 
 Logged metrics describe whatever rows each run was evaluated on; after a dataset change the champion's
 ``best_val_f1`` and a challenger's are about different data (or different label sets) and comparing them
@@ -7,20 +7,17 @@ computed by the training code (``classification_metrics``), and the difference c
 a paired interval: an exact-McNemar-backed Wald interval for accuracy (closed form, hand-checkable) and a
 percentile bootstrap over rows (``scipy.stats.bootstrap``) for every other metric.
 
-Pure functions over arrays, except ``score_model`` (MLflow) and ``validation_rows`` (S3), so every rule is
-unit-tested directly.
+Pure functions over arrays, unit-tested against hand-computed values; ``evidence`` builds on them, the
+MLflow/S3 side (the rows, the models' predictions) is ``scoring``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from sentiflow.gate.selection import lower_is_better
 from sentiflow.names import BEST_VAL_F1, SPLIT_METRIC_SUFFIXES, split_metric
 
 #: Resamples of the bootstrap; 1,000 keeps a 500-row F1 interval within ~0.005 of a 10,000 one, in < 1 s.
@@ -208,189 +205,3 @@ def difference_interval(
             confidence,
         )
     return bootstrap_interval(labels, challenger_probs, champion_probs, metric, confidence, seed=seed)
-
-
-# --- the decision ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RowDecision:
-    """What the gate decided on the shared rows, with everything the XCom, run tags and web page show."""
-
-    promote: bool
-    reason: str
-    metric: str
-    candidate_value: float | None
-    champion_value: float | None
-    comparable: bool
-    champion_scored_on: str | None = None
-    difference: float | None = None
-    difference_ci_low: float | None = None
-    difference_ci_high: float | None = None
-    confidence: float | None = None
-    comparison_method: str | None = None
-    p_value: float | None = None
-    rows: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def decide_on_rows(
-    *,
-    candidate_version: str,
-    champion_version: str,
-    metric: str,
-    labels: np.ndarray,
-    candidate_probs: np.ndarray,
-    champion_probs: np.ndarray,
-    scored_on: str,
-    confidence: float,
-    min_improvement: float = 0.0,
-    min_metric_value: float | None = None,
-    force: bool = False,
-    seed: int = 0,
-) -> RowDecision:
-    """Promote when the interval's bound clears ``min_improvement`` (``confidence`` 0: the point value).
-
-    ``metric`` is the selection metric; its ``row_metric`` is computed for both models. For a
-    lower-is-better metric (``val_loss``) the upper bound must be below −``min_improvement``.
-    """
-    computed = row_metric(metric)
-    if computed is None:
-        raise ComparisonError(f"{metric!r} cannot be computed from predictions on rows")
-    labels = np.asarray(labels).astype(int)
-    cand = metric_value(labels, candidate_probs, computed)
-    champ = metric_value(labels, champion_probs, computed)
-    base = dict(
-        metric=computed, champion_scored_on=scored_on, comparable=True, rows=len(labels), confidence=None
-    )
-    if cand is None or champ is None:
-        raise ComparisonError(f"{computed} is undefined on the {len(labels)} validation rows")
-    where = f"on the same {len(labels)} validation rows ({scored_on})"
-    head = (
-        f"version {candidate_version} has {computed}={cand:.4f} vs champion version {champion_version} "
-        f"{champ:.4f} {where}"
-    )
-    if min_metric_value is not None:
-        too_low = cand > min_metric_value if lower_is_better(computed) else cand < min_metric_value
-        if too_low:
-            bound = "at most" if lower_is_better(computed) else "at least"
-            return RowDecision(
-                False,
-                f"{head}; the gate requires {bound} {min_metric_value:.4f}; champion kept",
-                candidate_value=cand,
-                champion_value=champ,
-                difference=cand - champ,
-                **base,
-            )
-    sign = -1.0 if lower_is_better(computed) else 1.0
-    gain = sign * (cand - champ)
-    interval: Interval | None = None
-    if confidence > 0:
-        interval = difference_interval(
-            labels, candidate_probs, champion_probs, computed, confidence, seed=seed
-        )
-    values: dict[str, Any] = dict(candidate_value=cand, champion_value=champ, difference=cand - champ)
-    if interval is not None:
-        values.update(
-            difference_ci_low=interval.low,
-            difference_ci_high=interval.high,
-            confidence=confidence,
-            comparison_method=interval.method,
-            p_value=interval.p_value,
-        )
-    base.pop("confidence")
-    if force:
-        return RowDecision(
-            True, f"{head}: promotion forced (force_promote), the comparison did not decide", **values, **base
-        )
-    direction = "lower" if sign < 0 else "higher"
-    if interval is None:
-        ok = gain > 0 and gain >= min_improvement
-        verdict = (
-            f"improvement {gain:+.4f} {'>=' if ok else 'is below'} the required {min_improvement:.4f}"
-            f"{'' if ok else ' (and must be > 0); champion kept'} (confidence 0: no interval)"
-        )
-        return RowDecision(ok, f"{head} ({direction} is better): {verdict}", **values, **base)
-    # the bound on the side of "better": the worst case the data allow for the challenger
-    worst = interval.low if sign > 0 else -interval.high
-    ci = (
-        f"{confidence:.0%} interval of the difference [{interval.low:+.4f}, {interval.high:+.4f}] "
-        f"({interval.method})"
-    )
-    ok = worst > min_improvement
-    if ok:
-        verdict = f"{ci} clears the required improvement {min_improvement:.4f}: promoted"
-    else:
-        verdict = (
-            f"{ci} does not clear the required improvement {min_improvement:.4f}: the difference "
-            "may be chance; champion kept"
-        )
-    return RowDecision(ok, f"{head} ({direction} is better): {verdict}", **values, **base)
-
-
-def not_comparable(
-    *,
-    candidate_version: str,
-    candidate_labels: Sequence[str],
-    champion_version: str,
-    champion_labels: Sequence[str],
-    metric: str,
-    force: bool,
-    scored_on: str | None,
-) -> RowDecision:
-    """Different label sets: no number compares the two; only ``force_promote`` replaces the champion."""
-    what = (
-        f"champion version {champion_version} predicts {list(champion_labels)} but version "
-        f"{candidate_version} predicts {list(candidate_labels)}: different label sets, the two models "
-        "are not comparable"
-    )
-    if force:
-        reason = f"{what}; promotion forced (force_promote)"
-    else:
-        reason = (
-            f"{what}; champion kept. Promote it with force_promote, or train this dataset into another "
-            "registered model (registered_model_name)"
-        )
-    return RowDecision(
-        force, reason, metric=metric, candidate_value=None, champion_value=None, comparable=False,
-        champion_scored_on=scored_on,
-    )  # fmt: skip
-
-
-# --- I/O: the rows and the models' predictions on them ----------------------------------------------
-def validation_rows(
-    store: Any, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int = 42
-) -> tuple[list[str], np.ndarray, list[str]]:
-    """This run's validation texts and label ids (subset as training subsets them) and the label names."""
-    from sentiflow.data.snapshot import read_manifest, read_split
-    from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
-    from sentiflow.train.data import subset
-
-    manifest = read_manifest(store, manifest_uri)
-    frame = subset(read_split(store, manifest, "validation"), eval_subset_size, seed)
-    return (
-        frame[TEXT_COLUMN].astype(str).tolist(),
-        frame[LABEL_COLUMN].to_numpy().astype(int),
-        list(manifest.label_names),
-    )
-
-
-@dataclass(frozen=True)
-class ScoredModel:
-    label_names: list[str]
-    probs: np.ndarray
-
-
-def score_model(model_uri: str, texts: list[str]) -> ScoredModel:
-    """Probabilities per label (the model's own label order) through the logged pyfunc's ``predict``."""
-    import mlflow.pyfunc
-
-    model = mlflow.pyfunc.load_model(model_uri)
-    label_names = list(model.unwrap_python_model().classifier.label_names)
-    frame = model.predict(texts)
-    probs = frame[[f"score_{name}" for name in label_names]].to_numpy(dtype=np.float64)
-    return ScoredModel(label_names, probs)

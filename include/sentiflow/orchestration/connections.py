@@ -8,12 +8,14 @@ plain values or a connection-like object (``host``, ``schema``, ``port``, ``logi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import SecretStr
 
 from sentiflow.config import ENV_PREFIX, MLflowSettings, S3Settings, export_s3_env_for_mlflow
+from sentiflow.serving_client import ServerEndpoint
+
+__all__ = ["ServerEndpoint"]  # defined beside the client that uses it; re-exported for the task modules
 
 
 class ConnectionLike(Protocol):
@@ -76,12 +78,6 @@ def mlflow_settings_from(
 ) -> MLflowSettings:
     base = base or MLflowSettings()
     return base.model_copy(update={"tracking_uri": http_url(conn, conn_id)})
-
-
-@dataclass(frozen=True)
-class ServerEndpoint:
-    url: str
-    token: str | None
 
 
 def server_endpoint_from(conn: ConnectionLike, conn_id: str) -> ServerEndpoint:

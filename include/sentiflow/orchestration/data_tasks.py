@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from sentiflow.orchestration.params import DatasetParams, FeedbackParams
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import (
     CLEAN_SNAPSHOT,
@@ -18,7 +19,6 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
-    optional,
     safe_run_id,
     server_endpoint,
     training_results,
@@ -27,22 +27,25 @@ from sentiflow.orchestration.task_context import (
 
 # --- data ----------------------------------------------------------------------------------------------
 @task(task_id="collect", outlets=[RAW_SNAPSHOT], execution_timeout=timedelta(minutes=60), **IO_RETRIES)
-def collect_task() -> str:
-    """Dataset (Hub name, path or s3:// URI) → raw snapshot in S3; returns its manifest URI."""
+def collect_task(dataset_json: str, seed: int) -> str:
+    """Dataset (Hub name, path or s3:// URI) → raw snapshot in S3; returns its manifest URI.
+
+    ``dataset_json``: ``DatasetParams`` (``validate_params``); ``seed``: the run's seed, for the samples.
+    """
     from sentiflow.data.collect import collect
 
     context = get_current_context()
-    params = dict(context["params"])
+    dataset = DatasetParams.model_validate_json(dataset_json)
     uri = collect(
-        params["dataset"],
+        dataset.dataset,
         run_id=context["run_id"],
-        config_name=optional(params.get("dataset_config")),
-        text_column=optional(params.get("text_column")),
-        label_column=optional(params.get("label_column")),
-        label_names=optional(params.get("label_names")),
-        sample_size=optional(params.get("sample_size")),
-        eval_sample_size=optional(params.get("eval_sample_size")),
-        seed=int(params.get("seed", 42)),
+        config_name=dataset.dataset_config,
+        text_column=dataset.text_column,
+        label_column=dataset.label_column,
+        label_names=dataset.label_names,
+        sample_size=dataset.sample_size,
+        eval_sample_size=dataset.eval_sample_size,
+        seed=seed,
         store=object_store(PipelineSettings()),
     )
     context["outlet_events"][RAW_SNAPSHOT].extra = {"manifest_uri": uri}
@@ -61,18 +64,19 @@ def clean_task(raw_manifest_uri: str) -> str:
 
 
 @task(task_id="training_data", execution_timeout=timedelta(minutes=30), retries=0)
-def training_data_task(clean_manifest_uri: str) -> str:
+def training_data_task(clean_manifest_uri: str, feedback_json: str) -> str:
     """With ``use_feedback``: export the server's labelled feedback and merge it into the training split.
 
     Returns the manifest URI every training task reads (the clean one when ``use_feedback`` is off). No
     retries: an unreachable server fails here with a message that says how to run without feedback.
+    ``feedback_json``: ``FeedbackParams`` (``validate_params``), whose defaults are the one definition.
     """
     from sentiflow.orchestration.training_data import FeedbackExportError, training_manifest_uri
 
     context = get_current_context()
-    params = dict(context["params"])
+    feedback = FeedbackParams.model_validate_json(feedback_json)
     pipeline = PipelineSettings()
-    use_feedback = bool(params.get("use_feedback", False))
+    use_feedback = feedback.use_feedback
     endpoint = server_endpoint(pipeline) if use_feedback else None
     try:
         return training_manifest_uri(
@@ -83,7 +87,7 @@ def training_data_task(clean_manifest_uri: str) -> str:
             token=endpoint.token if endpoint else None,
             store=object_store(pipeline),
             log=log.info,
-            max_fraction=float(params.get("feedback_max_fraction", pipeline.feedback_max_fraction)),
+            max_fraction=feedback.feedback_max_fraction,
         )
     except FeedbackExportError as exc:
         raise AirflowFailException(str(exc)) from exc

@@ -8,10 +8,15 @@ for the command line). Airflow checks a trigger's ``conf`` against these schemas
 
 from __future__ import annotations
 
-from typing import Any
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from airflow.sdk import Param
 from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
 
 #: The JSON-schema keywords of a field that Airflow's form renders or checks; pydantic's own keys (``title``,
 #: ``default``) are passed separately, anything else (``$ref``, nested objects) is refused.
@@ -25,6 +30,8 @@ SCHEMA_KEYS = (
     "minLength",
     "maxLength",
     "pattern",
+    "items",
+    "examples",
 )
 
 
@@ -68,3 +75,36 @@ def params_from_model(model: type[BaseModel], section: str) -> dict[str, Param]:
         )
         for name, prop in properties.items()
     }
+
+
+def form_params(*sections: tuple[type[BaseModel], str]) -> dict[str, Param]:
+    """The ``Param``s of several models, each under its form section, in order; a name may appear once."""
+    out: dict[str, Param] = {}
+    for model, section in sections:
+        params = params_from_model(model, section)
+        twice = sorted(set(params) & set(out))
+        if twice:
+            raise ValueError(f"{model.__name__} repeats form field(s) {twice}")
+        out.update(params)
+    return out
+
+
+def _admits_none(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    origin = typing.get_origin(annotation)
+    return (origin is typing.Union or origin is types.UnionType) and type(None) in typing.get_args(annotation)
+
+
+def model_from_params(model: type[M], params: Mapping[str, Any]) -> M:
+    """``model`` from a run's params: its own fields only (absent ones keep the model's defaults).
+
+    The UI form sends ``""`` for an emptied optional field; such a field becomes None, once, here.
+    """
+    values: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name not in params:
+            continue
+        value = params[name]
+        values[name] = None if value == "" and _admits_none(field.annotation) else value
+    return model.model_validate(values)

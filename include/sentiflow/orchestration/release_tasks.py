@@ -12,7 +12,9 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from sentiflow.gate.judge import Decision
 from sentiflow.orchestration.links import DECISION_KEY, INFERENCE_CHECK, PROMOTE, SELECT_BEST
+from sentiflow.orchestration.params import SelectionParams
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import (
     CHAMPION_MODEL,
@@ -20,27 +22,37 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
+    output,
     safe_run_id,
     server_endpoint,
     training_results,
 )
+from sentiflow.orchestration.training_tasks import CHECK, SEED, SELECTION
 
 #: The task select_best chooses when the gate says no (``PROMOTE`` when it says yes).
 KEEP_CHAMPION = "keep_champion"
 
 
 # --- selection and release (the shared tail) -------------------------------------------------------------
-def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
-    """Best version by the selection metric, then champion vs challenger on the same rows (``gating``)."""
+class Selected(Decision):
+    """select_best's ``decision`` XCom: the gate's ``Decision`` (its fields are the ``gate.*`` tags) plus
+    the scope it chose in and the versions it chose among."""
+
+    scope: str
+    candidates: list[str]
+
+
+def _decide(results: list[dict[str, Any]], selection: SelectionParams, dag_run_id: str) -> Selected:
+    """Best version by the selection metric, then the gate against the champion (``gate.scoring``)."""
     from sentiflow import registry
     from sentiflow.gate.comparison import ComparisonError
-    from sentiflow.gate.gating import decide
+    from sentiflow.gate.scoring import decide
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
     client = registry.mlflow_client(settings)
     name = settings.registered_model_name
-    scope = params.get("selection_scope") or pipeline.selection_scope
+    scope = selection.selection_scope
     if scope == "all_versions":
         candidates = registry.all_candidates(client, name)
     else:
@@ -48,15 +60,10 @@ def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, 
         if not versions:
             raise AirflowFailException(f"training registered no version of {name!r} in this run")
         candidates = registry.candidates_for_versions(client, name, versions)
-    metric = params["selection_metric"]
+    metric = selection.metric
     try:
         decision = decide(
-            client,
-            settings,
-            object_store(pipeline),
-            candidates,
-            params,
-            dag_run_id=get_current_context()["run_id"],
+            client, settings, object_store(pipeline), candidates, selection, dag_run_id=dag_run_id
         )
     except ComparisonError as exc:
         raise AirflowFailException(f"champion and challenger could not be compared: {exc}") from exc
@@ -64,27 +71,29 @@ def _decide(results: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, 
         log.info(
             "candidate version %s (%s, run %s): %s=%s", c.version, c.family, c.run_id, metric, c.value(metric)
         )
-    log.info("selected version %s; gate: %s", decision["candidate_version"], decision["reason"])
-    return {**decision, "scope": scope, "candidates": [c.version for c in candidates]}
+    log.info("selected version %s; gate: %s", decision.candidate_version, decision.reason)
+    return Selected(**decision.model_dump(), scope=scope, candidates=[c.version for c in candidates])
 
 
 @task.branch(task_id=SELECT_BEST, trigger_rule="none_failed_min_one_success", **IO_RETRIES)
-def select_best(training_outputs: list[Any]) -> str:
+def select_best(training_outputs: list[Any], selection_json: str) -> str:
     """Branch: pick the best version among the training tasks' results, gate it against the champion.
 
-    ``training_outputs``: the training tasks' outputs (XComArgs; None for a task the branch skipped). The
-    decision goes to XCom under ``DECISION_KEY`` for promote / keep_champion (and the UI's links).
+    ``training_outputs``: the training tasks' outputs (XComArgs; None for a task the branch skipped);
+    ``selection_json``: ``SelectionParams`` (``validate_params``). The decision (``Selected``) goes to XCom
+    under ``DECISION_KEY`` for promote / keep_champion (and the UI's links).
     """
     context = get_current_context()
-    decision = _decide(training_results(training_outputs), dict(context["params"]))
-    context["ti"].xcom_push(key=DECISION_KEY, value=decision)
-    return PROMOTE if decision["promote"] else KEEP_CHAMPION
+    selection = SelectionParams.model_validate_json(selection_json)
+    decision = _decide(training_results(training_outputs), selection, context["run_id"])
+    context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
+    return PROMOTE if decision.promote else KEEP_CHAMPION
 
 
 @task(task_id=KEEP_CHAMPION)
 def keep_champion(decision: dict[str, Any]) -> dict[str, Any]:
     """The gate said no: the champion and the served version stay; the reason is this task's log and XCom."""
-    log.info("champion kept: %s", decision["reason"])
+    log.info("champion kept: %s", Selected.model_validate(decision).reason)
     return decision
 
 
@@ -98,9 +107,10 @@ def promote(decision: dict[str, Any]) -> dict[str, Any]:
     from sentiflow.release import flow as release
 
     context = get_current_context()
+    selected = Selected.model_validate(decision)
     settings = mlflow_settings(PipelineSettings())
-    prior = release.promote(registry.mlflow_client(settings), settings, decision["candidate_version"])
-    log.info("promoted version %s (previous: %s): %s", prior.candidate, prior.champion, decision["reason"])
+    prior = release.promote(registry.mlflow_client(settings), settings, selected.candidate_version)
+    log.info("promoted version %s (previous: %s): %s", prior.candidate, prior.champion, selected.reason)
     context["outlet_events"][CHAMPION_MODEL].extra = {
         "registered_model": settings.registered_model_name,
         "version": prior.candidate,
@@ -109,7 +119,7 @@ def promote(decision: dict[str, Any]) -> dict[str, Any]:
         "version": prior.candidate,
         "previous": prior.champion,
         "prior_previous": prior.previous,
-        "run_id": decision["candidate_run_id"],
+        "run_id": selected.candidate_run_id,
     }
 
 
@@ -139,8 +149,8 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
     No retries: a failed deploy restored the aliases and the old model, so the run ends in a consistent
     state and says why.
     """
-    from sentiflow.gate.gating import model_not_served_here
     from sentiflow.release import flow as release
+    from sentiflow.release.deploy import model_not_served_here
 
     client, settings, server, prior, pipeline = _release_context(promoted)
     elsewhere = model_not_served_here(settings.registered_model_name)
@@ -163,23 +173,26 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
 
 
 @task(task_id=INFERENCE_CHECK, execution_timeout=timedelta(minutes=15), retries=0)
-def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
+def inference_check(deployed: dict[str, Any], check_json: str, seed: int) -> dict[str, Any]:
     """Known texts → ``/predict``; a report to S3 and MLflow; any failure (the check's, the report's, the
-    server's): roll back to the aliases from before and fail (``release.check``)."""
+    server's): roll back to the aliases from before and fail (``release.check``).
+
+    ``check_json``: ``CheckParams``; ``seed``: the run's seed, for the sampled cases (``validate_params``).
+    """
     from sentiflow.release import flow as release
-    from sentiflow.release.check_plan import plan_check
+    from sentiflow.release.check_plan import CheckParams, plan_check
     from sentiflow.release.checks import publish_report, run_check
     from sentiflow.release.deploy import version_predict
 
     context = get_current_context()
-    params = dict(context["params"])
+    params = CheckParams.model_validate_json(check_json)
     client, settings, server, prior, pipeline = _release_context(deployed)
     store = object_store(pipeline)
     prefix = store.uri(pipeline.reports_prefix, safe_run_id(context["run_id"]), INFERENCE_CHECK)
 
     def check_report() -> Any:
         # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy
-        plan = plan_check(store, client, deployed.get("run_id"), params)
+        plan = plan_check(store, client, deployed.get("run_id"), params, seed=seed)
         log.info(
             "%d check cases (%d sampled from %s); required accuracy %.3f",
             len(plan.cases), plan.sampled, plan.sampled_from, plan.required_accuracy,
@@ -211,13 +224,14 @@ def inference_check(deployed: dict[str, Any]) -> dict[str, Any]:
         raise AirflowFailException(str(exc)) from exc
 
 
-def release_tail(training_outputs: list[Any]) -> Any:
+def release_tail(training_outputs: list[Any], params: Any) -> Any:
     """select_best → (promote → deploy → inference_check | keep_champion); returns select_best.
 
     ``training_outputs``: the training tasks' outputs (XComArgs); passing them makes those tasks upstream.
+    ``params``: ``validate_params``' output (its ``SELECTION``, ``CHECK`` and ``SEED`` groups are used).
     """
-    selected = select_best(training_outputs)
-    decision = selected[DECISION_KEY]
+    selected = select_best(training_outputs, output(params, SELECTION))
+    decision = output(selected, DECISION_KEY)
     keep_champion(decision)
-    inference_check(deploy(promote(decision)))
+    inference_check(output(deploy(output(promote(decision)))), output(params, CHECK), output(params, SEED))
     return selected

@@ -1,5 +1,5 @@
-"""What every Airflow task of the pipeline shares: connections turned into library settings, the trigger's
-params, the Assets the pipeline produces and the retry policy of tasks that only do I/O.
+"""What every Airflow task of the pipeline shares: connections turned into library settings, the run's
+registered model, the Assets the pipeline produces and the retry policy of tasks that only do I/O.
 
 The task modules (``data_tasks``, ``training_tasks``, ``release_tasks``) import from here; the DAG files
 wire those together. Heavy libraries are imported inside functions, so parsing a DAG stays cheap.
@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, BaseHook, get_current_context
+from airflow.sdk import Asset, BaseHook, XComArg, get_current_context
+from airflow.sdk.definitions.xcom_arg import PlainXComArg
 
 from sentiflow.config import MLflowSettings, S3Settings
 from sentiflow.orchestration.connections import (
@@ -21,6 +22,8 @@ from sentiflow.orchestration.connections import (
     s3_settings_from,
     server_endpoint_from,
 )
+from sentiflow.orchestration.model_form import model_from_params
+from sentiflow.orchestration.params import SelectionParams
 from sentiflow.orchestration.settings import PipelineSettings
 
 log = logging.getLogger("sentiflow.pipeline")
@@ -30,7 +33,27 @@ RAW_SNAPSHOT = Asset(name="sentiflow_raw_snapshot", uri="x-sentiflow://snapshots
 CLEAN_SNAPSHOT = Asset(name="sentiflow_clean_snapshot", uri="x-sentiflow://snapshots/clean")
 CHAMPION_MODEL = Asset(name="sentiflow_champion_model", uri="x-sentiflow://models/champion")
 
-IO_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True}
+IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+}
+
+
+# --- wiring: a task's output as another task's argument ---------------------------------------------------
+def output(xcom: XComArg, key: str | None = None) -> Any:
+    """A task's output (``key``: one key of a ``multiple_outputs`` result, or an XCom it pushed) to hand to
+    another task as an argument.
+
+    At wiring time it is an XComArg standing for the value the receiving task gets at run time; it is typed
+    ``Any`` so each task keeps its parameters typed as those values (Airflow's stubs would have every task
+    parameter accept an XComArg, and declare indexing on ``PlainXComArg`` only).
+    """
+    if key is None:
+        return xcom
+    if not isinstance(xcom, PlainXComArg):
+        raise TypeError(f"only a task's own output can be indexed, not {type(xcom).__name__}")
+    return xcom[key]
 
 
 # --- connections → settings ---------------------------------------------------------------------------
@@ -54,11 +77,16 @@ def mlflow_settings(pipeline: PipelineSettings) -> MLflowSettings:
 
 
 def _registered_model_param() -> str | None:
-    """The run's ``registered_model_name`` (one Airflow, several models); None outside a task or unset."""
+    """The run's ``registered_model_name`` (one Airflow, several models); None outside a task or unset.
+
+    Every task needs it (training registers into it, the release moves its aliases), so it is read here, by
+    ``SelectionParams``, rather than handed to each task.
+    """
     try:
-        return optional(get_current_context()["params"].get("registered_model_name"))
+        params = get_current_context()["params"]
     except Exception:  # no task context (a library call, a test)
         return None
+    return model_from_params(SelectionParams, params).registered_model_name
 
 
 def server_endpoint(pipeline: PipelineSettings) -> ServerEndpoint:
@@ -69,10 +97,6 @@ def object_store(pipeline: PipelineSettings) -> Any:
     from sentiflow.storage import ObjectStore
 
     return ObjectStore(s3_settings(pipeline))
-
-
-def trigger_params() -> dict[str, Any]:
-    return dict(get_current_context()["params"])
 
 
 def training_results(resolved: Iterable[Any]) -> list[dict[str, Any]]:
@@ -90,11 +114,6 @@ def training_results(resolved: Iterable[Any]) -> list[dict[str, Any]]:
         else:
             results.extend(dict(r) for r in output if r)
     return results
-
-
-def optional(value: Any) -> Any:
-    """UI forms send "" for an empty optional field; the library wants None."""
-    return None if value in ("", None) else value
 
 
 def safe_run_id(run_id: str) -> str:

@@ -5,68 +5,111 @@ grid). Each training result is the entrypoint's JSON (run id, registry version, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+from pydantic import BaseModel
 
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
 from sentiflow.orchestration.connections import settings_env
-from sentiflow.orchestration.dag_params import unknown_params
-from sentiflow.orchestration.settings import PipelineSettings
-from sentiflow.orchestration.task_context import (
-    log,
-    mlflow_settings,
-    optional,
-    s3_settings,
-    trigger_params,
+from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, unknown_params
+from sentiflow.orchestration.model_form import model_from_params
+from sentiflow.orchestration.params import (
+    DatasetParams,
+    FeedbackParams,
+    PipelineTraining,
+    SelectionParams,
+    SweepTraining,
 )
-
+from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.orchestration.task_context import log, mlflow_settings, s3_settings
+from sentiflow.release.check_plan import CheckParams
+from sentiflow.train.params import BaselineParams, TrainParams
 
 # --- parameters ----------------------------------------------------------------------------------------
-def training_params(params: dict[str, Any]) -> dict[str, str]:
+#: ``validate_params``' outputs beside the two families' training params JSON (``FAMILY_*``): each group's
+#: model JSON, and the run's seed (``TrainParams.seed``, the one the data steps and the check sample with).
+DATASET, FEEDBACK, TRAINING, SELECTION, CHECK, SEED = (
+    "dataset",
+    "feedback",
+    "training",
+    "selection",
+    "check",
+    "seed",
+)
+_OUTPUTS: dict[type[BaseModel], str] = {
+    DatasetParams: DATASET,
+    FeedbackParams: FEEDBACK,
+    PipelineTraining: TRAINING,
+    SweepTraining: TRAINING,
+    SelectionParams: SELECTION,
+    CheckParams: CHECK,
+}
+
+
+def training_params(params: Mapping[str, Any]) -> dict[str, str]:
     """Validate the trigger's hyperparameters with the training package's models; JSON per family.
 
-    Fails the run in its first task, with pydantic's message naming the bad field, before any data is
-    collected or any GPU is requested.
+    ``train_extra`` wins over the form's fields; the baseline trains with the transformer's seed. Fails the
+    run in its first task, with pydantic's message naming the bad field, before any data is collected or any
+    GPU is requested.
     """
-    from sentiflow.train.params import BaselineParams, TrainParams
-
-    transformer = {k: optional(params.get(k)) for k in TrainParams.model_fields if k in params}
-    transformer.update(params.get("train_extra") or {})
-    baseline = {"seed": params.get("seed", 42), **(params.get("baseline_params") or {})}
     try:
-        tp = TrainParams.model_validate(transformer)
-        bp = BaselineParams.model_validate(baseline)
+        options = model_from_params(PipelineTraining, params)
+        values = model_from_params(TrainParams, params).model_dump(exclude_unset=True)
+        tp = TrainParams.model_validate({**values, **options.train_extra})
+        bp = BaselineParams.model_validate({"seed": tp.seed, **options.baseline_params})
     except ValueError as exc:
         raise AirflowFailException(f"invalid training parameters: {exc}") from exc
     return {FAMILY_TRANSFORMER: tp.model_dump_json(), FAMILY_TFIDF: bp.model_dump_json()}
 
 
-@task(task_id="validate_params", retries=0, multiple_outputs=True)
-def validate_params() -> dict[str, str]:
-    """Check what the param schemas cannot, before anything runs; returns the training params JSON per family.
+def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
+    """Every parameter group of ``dag`` (``dag_params.GROUPS``) validated from a run's params: the model
+    JSON per group, the training params JSON per family and the seed."""
+    out: dict[str, Any] = training_params(params)
+    for model, _section in GROUPS[dag]:
+        if model is TrainParams:
+            continue
+        try:
+            out[_OUTPUTS[model]] = model_from_params(model, params).model_dump_json()
+        except ValueError as exc:
+            raise AirflowFailException(f"invalid parameters: {exc}") from exc
+    out[SEED] = TrainParams.model_validate_json(out[FAMILY_TRANSFORMER]).seed
+    return out
 
-    ``multiple_outputs``: each family's JSON is an XCom of its own, so the DAG wires
-    ``params[FAMILY_TRANSFORMER]`` into exactly the tasks that train that family.
+
+@task(task_id="validate_params", retries=0, multiple_outputs=True)
+def validate_params(form: str) -> dict[str, Any]:
+    """Check what the param schemas cannot, before anything runs; returns each parameter group, typed.
+
+    ``form``: which DAG's groups (``dag_params.PIPELINE`` or ``SWEEP``; not ``dag``: Airflow refuses a
+    parameter named like a context key when the task runs). ``multiple_outputs``: each group's model JSON
+    is an XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG wires
+    each group into exactly the tasks that use it, and they parse it back with the model.
 
     Types, bounds and enums of each param are checked by Airflow when it creates the run (the form's JSON
-    schema, generated from ``TrainParams`` for training). Left here: keys the DAG does not declare (Airflow
-    accepts them silently), switches that only fail together, and the free-form ``train_extra`` /
-    ``baseline_params`` objects, validated by the training package's models.
+    schema, generated from the same models). Left here: keys the DAG does not declare (Airflow accepts them
+    silently), switches that only fail together, and the free-form ``train_extra`` / ``baseline_params``
+    objects, validated by the training package's models.
     """
-    params = trigger_params()
     context = get_current_context()
-    unknown = unknown_params(context["dag_run"].conf or {}, context["dag"].params.keys())
+    declared = context["dag"].params.keys()
+    unknown = unknown_params(context["dag_run"].conf or {}, declared)
     if unknown:
         raise AirflowFailException(
             f"unknown parameter(s) {unknown} in the trigger's conf; this DAG's parameters are "
-            f"{sorted(context['dag'].params.keys())}"
+            f"{sorted(declared)}"
         )
-    if not params.get("train_transformer", True) and not params.get("run_baseline", True):
-        raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
-    return training_params(params)
+    out = validated(context["params"], form)
+    if form == PIPELINE:
+        switches = PipelineTraining.model_validate_json(out[TRAINING])
+        if not switches.train_transformer and not switches.run_baseline:
+            raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
+    return out
 
 
 # --- training ------------------------------------------------------------------------------------------
@@ -140,23 +183,22 @@ def trainer_pods_mapped(task_id: str, arguments: Any) -> Any:
     ).expand(arguments=arguments)
 
 
-def grid_points(params: dict[str, Any]) -> list[str]:
-    """Every combination of the ``grid`` param over the base hyperparameters, validated, as params JSON."""
+def grid_points(base_json: str, grid: Mapping[str, Any]) -> list[str]:
+    """Every combination of ``grid`` over the base training params (``base_json``), validated, as JSON."""
     import itertools
 
-    grid = params.get("grid") or {}
-    if not isinstance(grid, dict) or not grid:
+    if not isinstance(grid, Mapping) or not grid:
         raise AirflowFailException("grid must be an object: hyperparameter name -> list of values")
     bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
     if bad:
         raise AirflowFailException(f"grid values must be non-empty lists; not for {bad}")
-    from sentiflow.train.params import TrainParams
-
+    base = TrainParams.model_validate_json(base_json).model_dump()
     keys = list(grid)
     points = []
     for combo in itertools.product(*(grid[k] for k in keys)):
-        point = {**params, **dict(zip(keys, combo, strict=True))}
-        extra = {k: v for k, v in point.items() if k not in TrainParams.model_fields and k in keys}
-        point["train_extra"] = {**(params.get("train_extra") or {}), **extra}
-        points.append(training_params(point)[FAMILY_TRANSFORMER])
+        try:
+            point = TrainParams.model_validate({**base, **dict(zip(keys, combo, strict=True))})
+        except ValueError as exc:
+            raise AirflowFailException(f"invalid training parameters: {exc}") from exc
+        points.append(point.model_dump_json())
     return points

@@ -7,14 +7,16 @@ own cases (``check_texts`` or ``check_csv_uri``) are added to the sampled ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sentiflow.names import SEED, TAG_DATASET_MANIFEST, split_metric
+from pydantic import BaseModel, ConfigDict, Field
+
+from sentiflow.names import TAG_DATASET_MANIFEST, split_metric
 from sentiflow.release.checks import (
     DEFAULT_ACCURACY_MARGIN,
     DEFAULT_CASES_PER_CLASS,
+    DEFAULT_CHECK_CASES,
     CheckCase,
     InferenceCheckError,
     cases_from_csv,
@@ -22,6 +24,48 @@ from sentiflow.release.checks import (
     sample_cases,
     user_cases,
 )
+
+
+class CheckParams(BaseModel):
+    """The inference check's parameters: the trigger form's *Inference check* section is generated from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    check_cases_per_class: int = Field(
+        default=DEFAULT_CASES_PER_CLASS,
+        ge=0,
+        title="Check cases per class",
+        description="Labelled texts per class drawn (seeded) from the deployed model's test snapshot and "
+        "sent to the server; 0 = only the texts below.",
+    )
+    check_texts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        title="Check texts",
+        description='Your own texts with their expected label ({"text", "label"}), sent as well.',
+        examples=[DEFAULT_CHECK_CASES],
+        json_schema_extra={"items": {"type": "object", "required": ["text", "label"]}},
+    )
+    check_csv_uri: str | None = Field(
+        default=None,
+        title="Check CSV",
+        description="s3:// or local CSV with text,label columns; replaces the texts above.",
+    )
+    check_min_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        title="Required accuracy",
+        description="Below this the release rolls back and the run fails; empty = the model's offline "
+        "test accuracy minus the margin below.",
+    )
+    check_accuracy_margin: float = Field(
+        default=DEFAULT_ACCURACY_MARGIN,
+        ge=0,
+        le=1,
+        title="Accuracy margin",
+        description="With no required accuracy: how far below its test accuracy the model may score on "
+        "the check cases (few cases are noisy).",
+    )
 
 
 @dataclass(frozen=True)
@@ -32,17 +76,11 @@ class CheckPlan:
     sampled: int
 
 
-def _number(params: Mapping[str, Any], key: str, default: float) -> float:
-    raw = params.get(key)
-    return default if raw in (None, "") else float(raw)
-
-
-def plan_check(store: Any, client: Any, run_id: str | None, params: Mapping[str, Any]) -> CheckPlan:
-    """Sampled cases from the run's test snapshot + the trigger's cases, and the required accuracy."""
+def plan_check(store: Any, client: Any, run_id: str | None, params: CheckParams, *, seed: int) -> CheckPlan:
+    """Sampled cases (``seed``) from the run's test snapshot + the trigger's cases; the required accuracy."""
     from sentiflow.data.snapshot import SnapshotError, read_manifest, read_split
 
-    per_class = int(_number(params, "check_cases_per_class", DEFAULT_CASES_PER_CLASS))
-    margin = _number(params, "check_accuracy_margin", DEFAULT_ACCURACY_MARGIN)
+    per_class = params.check_cases_per_class
     run = client.get_run(run_id) if run_id else None
     tags = dict(run.data.tags) if run else {}
     metrics = dict(run.data.metrics) if run else {}
@@ -59,18 +97,17 @@ def plan_check(store: Any, client: Any, run_id: str | None, params: Mapping[str,
             test = read_split(store, manifest, "test")
         except SnapshotError as exc:
             raise InferenceCheckError(f"cannot draw check cases: {exc}") from exc
-        seed = int(_number(params, SEED, 42))
         sampled = sample_cases(test, manifest.label_names, per_class, seed)
-    if params.get("check_csv_uri"):
-        given = cases_from_csv(store.read_location(params["check_csv_uri"]), params["check_csv_uri"])
+    if params.check_csv_uri:
+        given = cases_from_csv(store.read_location(params.check_csv_uri), params.check_csv_uri)
     else:
-        given = user_cases(params.get("check_texts"))
+        given = user_cases(params.check_texts)
     cases = sampled + given
     if not cases:
         raise InferenceCheckError(
             "no check cases: check_cases_per_class is 0 and the trigger gave no check_texts or check_csv_uri"
         )
     required = required_accuracy(
-        params.get("check_min_accuracy"), metrics.get(split_metric("test", "accuracy")), margin
+        params.check_min_accuracy, metrics.get(split_metric("test", "accuracy")), params.check_accuracy_margin
     )
     return CheckPlan(cases, required, manifest_uri if sampled else None, len(sampled))

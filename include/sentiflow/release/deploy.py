@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sentiflow.orchestration.connections import ServerEndpoint
+from sentiflow.config import MLflowSettings
+from sentiflow.serving_client import ModelServerClient, ServerEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,23 @@ class DeployError(RuntimeError):
     """The server did not end up serving the requested version; the old model is still served."""
 
 
-def server_client(endpoint: ServerEndpoint) -> Any:
-    from sentiflow.serving_client import ModelServerClient
-
+def server_client(endpoint: ServerEndpoint) -> ModelServerClient:
     return ModelServerClient(endpoint.url, endpoint.token)
+
+
+def model_not_served_here(name: str, served_name: str | None = None) -> str | None:
+    """Why ``deploy`` must not deploy a version of ``name`` (None when the model server serves it).
+
+    The model server serves one registered model (its ``SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME``, the
+    deployment's default); a run into another ``registered_model_name`` promotes in the registry only.
+    """
+    served = served_name or MLflowSettings().registered_model_name
+    if name == served:
+        return None
+    return (
+        f"registered model {name!r} is not the one the model server serves ({served!r}): the version is "
+        "champion of its model in the registry; deploy and the inference check are skipped"
+    )
 
 
 def deploy_version(client: Any, version: str, *, timeout_s: float) -> dict[str, Any]:

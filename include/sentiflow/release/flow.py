@@ -41,11 +41,16 @@ class CheckFailedError(RuntimeError):
     """The inference check ran and the model failed it (accuracy, or another version answered)."""
 
 
-def _pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
+def pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
+    """The starting point a release in progress recorded, or None (none recorded, or no such model yet).
+
+    Only the registry's own "not found" reads as "nothing recorded"; any other failure (MLflow down, an
+    error answer) propagates as it is.
+    """
     try:
         tags = client.get_registered_model(settings.registered_model_name).tags or {}
     except Exception as exc:
-        if registry._is_missing(exc):
+        if registry.is_not_found(exc):
             return None
         raise
     raw = tags.get(TAG_RELEASE_PRIOR_ALIASES)
@@ -63,7 +68,7 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
     the starting point is restored before the error propagates.
     """
     version = str(version)
-    prior = _pending(client, settings)
+    prior = pending(client, settings)
     if prior is None or prior.candidate != version:
         prior = registry.current_aliases(client, settings, version)
         client.set_registered_model_tag(

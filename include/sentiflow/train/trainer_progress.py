@@ -29,7 +29,7 @@ def progress_callback(
     """A ``TrainerCallback`` instance (transformers imported only when training)."""
     from transformers import TrainerCallback
 
-    emit = emit or log.info
+    say: Callable[[str], None] = emit or log.info
 
     class TrainingProgress(TrainerCallback):
         def __init__(self) -> None:
@@ -41,13 +41,13 @@ def progress_callback(
             self.reporter = ProgressReporter(
                 "train",
                 int(state.max_steps) or None,
-                emit,
+                say,
                 every_s=every_s,
                 unit="samples",
                 rate_of=lambda steps: steps * self.samples_per_step,
                 clock=clock,
             )
-            emit(
+            say(
                 f"{PROGRESS_MARK} train: {state.max_steps} steps of {self.samples_per_step} samples "
                 f"over {args.num_train_epochs:g} epoch(s)"
             )
@@ -59,7 +59,7 @@ def progress_callback(
         def on_epoch_end(self, args, state, control, **kwargs):
             if self.reporter is not None:
                 elapsed = self.reporter.clock() - self.reporter.started
-                emit(
+                say(
                     f"{PROGRESS_MARK} train: epoch {state.epoch:.0f} done at step {state.global_step}/"
                     f"{state.max_steps} after {format_duration(elapsed)}; evaluating on the validation split"
                 )

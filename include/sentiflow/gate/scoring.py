@@ -1,0 +1,175 @@
+"""select_best's MLflow and S3 side: gather the evidence, ask ``judge``, record the decision on the run.
+
+The rows are the validation split of the challenger's own snapshot (its run's ``dataset_manifest_uri`` tag,
+subset as its run was), i.e. the rows this run's challengers were scored on; both models predict them through
+their pyfunc. Where rows cannot decide (no champion, the champion itself, a run that names no snapshot, a
+metric predictions cannot give, a metric undefined on the rows) the logged values do, and the reason says
+so. The decision goes to XCom (the caller) and onto the challenger's MLflow run as ``gate.*`` tags, which the
+web page shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sentiflow import registry
+from sentiflow.config import MLflowSettings
+from sentiflow.gate.comparison import ComparisonError, row_metric
+from sentiflow.gate.evidence import Evidence
+from sentiflow.gate.judge import Decision, judge
+from sentiflow.gate.policy import GatePolicy
+from sentiflow.gate.selection import pick_best
+from sentiflow.names import EVAL_SUBSET_SIZE, SEED, TAG_DATASET_MANIFEST
+from sentiflow.registry import Candidate
+
+log = logging.getLogger(__name__)
+
+
+def default_seed() -> int:
+    """The seed a training run uses when none is given: ``TrainParams``' default, the one definition."""
+    from sentiflow.train.params import TrainParams
+
+    return int(TrainParams.model_fields[SEED].default)
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw not in (None, "", "None") else None
+    except ValueError:
+        return None
+
+
+def validation_rows(
+    store: Any, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """This run's validation texts and label ids (subset as training subsets them, with ``seed``, by default
+    the trainer's) and the label names."""
+    from sentiflow.data.snapshot import read_manifest, read_split
+    from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
+    from sentiflow.train.data import subset
+
+    manifest = read_manifest(store, manifest_uri)
+    seed = default_seed() if seed is None else seed
+    frame = subset(read_split(store, manifest, "validation"), eval_subset_size, seed)
+    return (
+        frame[TEXT_COLUMN].astype(str).tolist(),
+        frame[LABEL_COLUMN].to_numpy().astype(int),
+        list(manifest.label_names),
+    )
+
+
+@dataclass(frozen=True)
+class ScoredModel:
+    label_names: list[str]
+    probs: np.ndarray
+
+
+def score_model(model_uri: str, texts: list[str]) -> ScoredModel:
+    """Probabilities per label (the model's own label order) through the logged pyfunc's ``predict``."""
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    label_names = list(model.unwrap_python_model().classifier.label_names)
+    frame = model.predict(texts)
+    probs = frame[[f"score_{name}" for name in label_names]].to_numpy(dtype=np.float64)
+    return ScoredModel(label_names, probs)
+
+
+def aligned(scored: ScoredModel, label_names: Sequence[str]) -> np.ndarray | None:
+    """The model's probabilities with columns in the data's label order; None when the label sets differ."""
+    if sorted(scored.label_names) != sorted(label_names):
+        return None
+    return scored.probs[:, [scored.label_names.index(name) for name in label_names]]
+
+
+Scorer = Callable[[str, list[str]], ScoredModel]
+
+
+def gather_evidence(
+    client: Any,
+    store: Any,
+    best: Candidate,
+    champion: Candidate | None,
+    metric: str,
+    *,
+    model_uri: Callable[[str], str],
+    scorer: Scorer = score_model,
+) -> Evidence:
+    """Rows when both models can be scored on the challenger's rows, else the logged values (with a note)."""
+    if champion is None or champion.version == best.version:
+        return Evidence.logged(best, champion, metric)
+    run = client.get_run(best.run_id)
+    manifest_uri = run.data.tags.get(TAG_DATASET_MANIFEST)
+    if not manifest_uri:
+        note = f"run {best.run_id} names no snapshot: logged values compared"
+        return Evidence.logged(best, champion, metric, note=note)
+    seed = _int_or_none(run.data.params.get(SEED))
+    seed = default_seed() if seed is None else seed
+    texts, labels, label_names = validation_rows(
+        store, manifest_uri, eval_subset_size=_int_or_none(run.data.params.get(EVAL_SUBSET_SIZE)), seed=seed
+    )
+    challenger = scorer(model_uri(best.version), texts)
+    incumbent = scorer(model_uri(champion.version), texts)
+    challenger_probs = aligned(challenger, label_names)
+    champion_probs = aligned(incumbent, label_names)
+    if challenger_probs is None or champion_probs is None:
+        return Evidence.labels_differ(
+            best,
+            champion,
+            metric,
+            candidate_labels=challenger.label_names,
+            champion_labels=incumbent.label_names,
+            row_labels=label_names,
+            scored_on=manifest_uri,
+        )
+    if row_metric(metric) is None:
+        note = f"{metric} cannot be computed from predictions: logged values compared"
+        return Evidence.logged(best, champion, metric, note=note)
+    try:
+        return Evidence.on_rows(
+            best,
+            champion,
+            metric,
+            labels=labels,
+            candidate_probs=challenger_probs,
+            champion_probs=champion_probs,
+            scored_on=manifest_uri,
+            seed=seed,
+        )
+    except ComparisonError as exc:
+        return Evidence.logged(best, champion, metric, note=f"{exc}: logged values compared")
+
+
+def decide(
+    client: Any,
+    settings: MLflowSettings,
+    store: Any,
+    candidates: list[Candidate],
+    policy: GatePolicy,
+    *,
+    dag_run_id: str | None = None,
+    scorer: Scorer = score_model,
+) -> Decision:
+    """The best candidate by the policy's metric, judged against the champion; tagged on its run."""
+    name = settings.registered_model_name
+    best = pick_best(candidates, policy.metric)
+    champion = registry.champion(client, settings)
+    evidence = gather_evidence(
+        client, store, best, champion, policy.metric, model_uri=lambda v: f"models:/{name}/{v}", scorer=scorer
+    )
+    decision = judge(policy, evidence).model_copy(
+        update={"registered_model_name": name, "dag_run_id": dag_run_id}
+    )
+    tag_decision(client, best.run_id, decision)
+    return decision
+
+
+def tag_decision(client: Any, run_id: str, decision: Decision) -> None:
+    """``gate.<field>`` tags on the challenger's run: the decision stays with the model it was about."""
+    for key, text in decision.tags().items():
+        client.set_tag(run_id, key, text)
