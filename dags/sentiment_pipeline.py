@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
-from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
+from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
 from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
 from sentiflow.orchestration.task_context import output
@@ -67,7 +67,8 @@ def sentiment_pipeline() -> None:
         chosen = []
         if switches.train_transformer:
             chosen.append("train_kubernetes" if switches.train_backend == "kubernetes" else "train_local")
-        return chosen + (["train_baseline"] if switches.run_baseline else [])
+        baselines = [entry.task_id for entry in training_tasks.cpu_families()]
+        return chosen + (baselines if switches.run_baseline else [])
 
     branch = choose_training(output(params, TRAINING))
     data_uri >> branch
@@ -77,7 +78,9 @@ def sentiment_pipeline() -> None:
     training = [
         training_tasks.trainer_pod("train_kubernetes", data_uri, transformer).output,
         training_tasks.train_local(output(data_uri), transformer),
-        training_tasks.train_baseline(output(data_uri), output(params, FAMILY_TFIDF)),
+    ] + [  # every CPU family of sentiflow.families: the TF-IDF baseline, and any family added there
+        training_tasks.train_family(entry)(output(data_uri), output(params, entry.name))
+        for entry in training_tasks.cpu_families()
     ]
     branch >> [result.operator for result in training]
     lineage = data_tasks.feedback_lineage(output(data_uri), training)

@@ -80,7 +80,9 @@ def summary(result: dict[str, Any], stack: StackSettings) -> dict[str, Any]:
     model = client.get_registered_model(settings.registered_model_name)
     served = ModelServerClient(stack.server_url, stack.server_token).model()
     runs = {}
-    for task in ("train_local", "train_baseline"):
+    from sentiflow.families import families
+
+    for task in [entry.task_id for entry in families().values()]:
         trained = xcom.get(task)
         if isinstance(trained, dict):
             keep = ("best_val_f1", "val_accuracy", "val_auc", "test_accuracy", "test_f1", "fit_time_s")

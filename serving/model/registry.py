@@ -12,6 +12,7 @@ from typing import Any
 
 from sentiflow import names, registry
 from sentiflow.config import MLflowSettings
+from sentiflow.families import serving_runtime as family_runtime
 from sentiflow.registry import ModelNotFoundError, PriorAliases, RegistryUnavailableError
 from serving import metrics
 from serving.model.loaded import LoadedModel, now_iso
@@ -91,7 +92,7 @@ class Registry:
             loaded_at=now_iso(),
             source=uri,
             classifier=classifier,
-            runtime="torch" if classifier.family == names.FAMILY_TRANSFORMER else "scikit-learn",
+            runtime=family_runtime(getattr(classifier, "family", "")),
         )
 
     def model_names(self, *, max_results: int) -> list[str]:

@@ -83,3 +83,9 @@ def family(name: str) -> ModelFamily:
     if name not in known:
         raise UnknownFamilyError(f"unknown model family {name!r}; known: {', '.join(sorted(known))}")
     return known[name]
+
+
+def serving_runtime(name: str) -> str:
+    """The runtime the model server reports for a model of family ``name`` (``unknown`` for none known)."""
+    entry = families().get(name)
+    return entry.serving_runtime if entry else "unknown"

@@ -13,6 +13,7 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from pydantic import BaseModel
 
+from sentiflow.families import ModelFamily, families
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
 from sentiflow.orchestration.connections import settings_env
 from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, unknown_params
@@ -27,7 +28,7 @@ from sentiflow.orchestration.params import (
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import log, mlflow_settings, s3_settings
 from sentiflow.release.check_plan import CheckParams
-from sentiflow.train.params import BaselineParams, TrainParams
+from sentiflow.train.params import TrainParams
 
 # --- parameters ----------------------------------------------------------------------------------------
 #: ``validate_params``' outputs beside the two families' training params JSON (``FAMILY_*``): each group's
@@ -51,20 +52,28 @@ _OUTPUTS: dict[type[BaseModel], str] = {
 
 
 def training_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Validate the trigger's hyperparameters with the training package's models; JSON per family.
+    """Validate the trigger's hyperparameters with each family's params model; JSON per family.
 
-    ``train_extra`` wins over the form's fields; the baseline trains with the transformer's seed. Fails the
-    run in its first task, with pydantic's message naming the bad field, before any data is collected or any
-    GPU is requested.
+    The transformer's come from the form's fields (``train_extra`` wins); ``baseline_params`` are the
+    TF-IDF baseline's; every other family (``sentiflow.families``) trains with its defaults. All train with
+    the transformer's seed. Fails the run in its first task, with pydantic's message naming the bad field,
+    before any data is collected or any GPU is requested.
     """
     try:
         options = model_from_params(PipelineTraining, params)
         values = model_from_params(TrainParams, params).model_dump(exclude_unset=True)
         tp = TrainParams.model_validate({**values, **options.train_extra})
-        bp = BaselineParams.model_validate({"seed": tp.seed, **options.baseline_params})
+        out = {FAMILY_TRANSFORMER: tp.model_dump_json()}
+        for entry in families().values():
+            if entry.name == FAMILY_TRANSFORMER:
+                continue
+            raw = dict(options.baseline_params) if entry.name == FAMILY_TFIDF else {}
+            if "seed" in entry.params.model_fields:
+                raw = {"seed": tp.seed, **raw}
+            out[entry.name] = entry.parse_params(raw).model_dump_json()
     except ValueError as exc:
         raise AirflowFailException(f"invalid training parameters: {exc}") from exc
-    return {FAMILY_TRANSFORMER: tp.model_dump_json(), FAMILY_TFIDF: bp.model_dump_json()}
+    return out
 
 
 def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
@@ -134,10 +143,21 @@ def train_local(manifest_uri: str, params_json: str) -> dict[str, Any]:
     return train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
 
 
-@task(task_id="train_baseline", execution_timeout=timedelta(hours=1), retries=0)
-def train_baseline(manifest_uri: str, params_json: str) -> dict[str, Any]:
-    """TF-IDF + logistic regression, registered in the same model so selection compares families."""
-    return train_locally(manifest_uri, FAMILY_TFIDF, params_json)
+def cpu_families() -> list[ModelFamily]:
+    """The families trained beside the transformer when ``run_baseline`` is on (every non-GPU family)."""
+    return [entry for entry in families().values() if not entry.gpu]
+
+
+def train_family(entry: ModelFamily) -> Any:
+    """The local training task of one CPU family (task id ``entry.task_id``, e.g. ``train_baseline``):
+    registered in the same model, so selection compares families."""
+
+    @task(task_id=entry.task_id, execution_timeout=timedelta(hours=1), retries=0)
+    def train(manifest_uri: str, params_json: str) -> dict[str, Any]:
+        return train_locally(manifest_uri, entry.name, params_json)
+
+    train.__doc__ = f"Train the {entry.name} family on this worker: {entry.run.__module__}."
+    return train
 
 
 def trainer_pod(task_id: str, manifest_uri: Any, params_json: Any, **overrides: Any) -> Any:
