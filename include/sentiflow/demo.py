@@ -80,7 +80,7 @@ def summary(result: dict[str, Any], stack: StackSettings) -> dict[str, Any]:
     model = client.get_registered_model(settings.registered_model_name)
     served = ModelServerClient(stack.server_url, stack.server_token).model()
     runs = {}
-    from sentiflow.families import families
+    from sentiflow.family_registry import families
 
     for task in [entry.task_id for entry in families().values()]:
         trained = xcom.get(task)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sentiflow import names, registry
 from sentiflow.config import MLflowSettings
-from sentiflow.families import serving_runtime as family_runtime
+from sentiflow.family_registry import serving_runtime as family_runtime
 from sentiflow.registry import ModelNotFoundError, PriorAliases, RegistryUnavailableError
 from serving import metrics
 from serving.model.loaded import LoadedModel, now_iso

@@ -35,7 +35,7 @@ def save_classifier(classifier: Any, directory: Path) -> Path:
 def load_classifier(directory: str | Path) -> TextClassifier:
     directory = Path(directory)
     descriptor = json.loads((directory / DESCRIPTOR_FILE).read_text())
-    from sentiflow.families import UnknownFamilyError, family
+    from sentiflow.family_registry import UnknownFamilyError, family
 
     try:
         entry = family(descriptor["family"])
@@ -72,7 +72,7 @@ class SentimentPyfunc(PythonModel):
 def pip_requirements(family: str) -> list[str]:
     """Explicit requirements: MLflow's inference would load the model in a subprocess (slow) and guess."""
     import sentiflow
-    from sentiflow.families import family as family_named
+    from sentiflow.family_registry import family as family_named
 
     common = [f"sentiflow=={sentiflow.__version__}", "pandas", "numpy"]
     return [*common, *family_named(family).pip_requirements]

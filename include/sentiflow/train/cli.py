@@ -1,4 +1,4 @@
-"""Command line for the training step; one flag per parameter of every model family (``sentiflow.families``).
+"""Command line for the training step; one flag per parameter of every model family (``family_registry``).
 
 Exit codes: 0 success, 1 the run failed (FAILED in MLflow, no registry version), 2 bad arguments.
 The result JSON goes to ``--output-json`` and, when the folder exists (KubernetesPodOperator), to
@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sentiflow.config import TrainingSettings
-from sentiflow.families import families, family
+from sentiflow.family_registry import families, family
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.train.distributed import (
     device_shortfall,
