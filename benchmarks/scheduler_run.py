@@ -1,10 +1,11 @@
 """Record one ``sentiment_pipeline`` run under Airflow's real scheduler (LocalExecutor), triggered by REST.
 
-Runs ``tests/test_airflow_scheduler.py`` (which starts the stack, a model server, the api-server,
+Runs ``tests/e2e/test_airflow_scheduler.py`` (which starts the stack, a model server, the api-server,
 dag-processor and scheduler on free ports and triggers a small baseline-only run) with
 ``SENTIFLOW_SCHEDULER_RUN_JSON`` set, and the same parameters under ``dag.test()``
-(``tests/test_demo_progress.py``, ``SENTIFLOW_DAG_TEST_RUN_JSON``), then writes ``results/scheduler_run.json``
-and the ``## scheduler_run`` section of RESULTS.md: the run's state, wall seconds from trigger to end, each
+(``tests/e2e/test_demo_progress.py``, ``SENTIFLOW_DAG_TEST_RUN_JSON``), then writes
+``results/scheduler_run.json`` and the ``## scheduler_run`` section of RESULTS.md: the run's state, wall
+seconds from trigger to end, each
 task's duration, the executor, beside the ``dag.test()`` times (this conf, and ``make demo``'s).
 
     .venv/bin/python benchmarks/scheduler_run.py [--note "other jobs were running"]
@@ -26,8 +27,8 @@ from _common import BENCH_DIR, RESULTS_DIR, record
 
 REPO = BENCH_DIR.parent
 TESTS = (
-    "tests/test_airflow_scheduler.py",
-    "tests/test_demo_progress.py::test_a_run_prints_every_task_and_the_progress_lines",
+    "tests/e2e/test_airflow_scheduler.py",
+    "tests/e2e/test_demo_progress.py::test_a_run_prints_every_task_and_the_progress_lines",
 )
 
 
@@ -61,7 +62,7 @@ def markdown(result: dict, note: str, dag_test: dict | None) -> str:
         "test reviews, forced promotion, then deploy to a gunicorn model server and the inference check.",
         "",
         "Beside it, `dag.test()` (one process, no scheduler: "
-        "`tests/test_demo_progress.py`, `make demo`'s code path): "
+        "`tests/e2e/test_demo_progress.py`, `make demo`'s code path): "
         + (
             f"the same parameters took **{dag_test['wall_s']:.0f} s** ({dag_test['state']}). "
             if dag_test

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # System packages some tests need (Debian): chromium for the browser test, docker-compose 1.29 for
 # `docker-compose config`, nginx as the round-robin proxy in front of several model-server replicas
-# (tests/test_replicas.py, benchmarks/replica_convergence.py), PostgreSQL's binaries for the replica store's
-# checks on a throwaway Postgres (tests/test_replica_store.py starts its own cluster; the package's default
+# (tests/integration/serving/test_replicas.py, benchmarks/replica_convergence.py), PostgreSQL's binaries for the replica store's
+# checks on a throwaway Postgres (tests/integration/serving/test_replica_store.py starts its own cluster; the package's default
 # cluster is not used). Installed only when missing; skipped when not root or apt is unavailable.
 set -uo pipefail
 need=()

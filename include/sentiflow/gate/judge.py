@@ -1,6 +1,7 @@
 """The gate's one rule set: ``judge(policy, evidence) -> Decision``, pure.
 
-The rules, in order (``tests/test_selection.py`` and ``tests/test_comparison.py`` hold each one):
+The rules, in order (``tests/unit/gate/test_selection.py`` and ``tests/unit/gate/test_comparison.py`` hold
+each one):
 
 1. A candidate without a value of the metric is never promoted.
 2. The floor (``min_metric_value``; a ceiling for lower-is-better metrics) applies always, forced or not.

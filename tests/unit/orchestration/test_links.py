@@ -17,7 +17,7 @@ import pytest
 
 from sentiflow.orchestration import links
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_urls() -> None:

@@ -19,7 +19,7 @@ from sentiflow.config import MLflowSettings
 from sentiflow.names import GPU_UTILIZATION_MEAN_PCT, GPUS
 from sentiflow.train.cli import main as cli_main
 from sentiflow.train.distributed import entrypoint_command
-from tests.test_train import _imdb, _model_name, _versions, _write
+from tests.integration.train.test_train import _imdb, _model_name, _versions, _write
 
 
 def test_entrypoint_command_is_plain_python_for_one_gpu_and_torchrun_for_more() -> None:

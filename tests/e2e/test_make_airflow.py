@@ -23,7 +23,7 @@ from sentiflow.localstack import free_port
 from sentiflow.offline import OFFLINE_IMDB, OFFLINE_MODEL
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HTTP_TIMEOUT_S = 60.0
 PARSE_TIMEOUT_S = 600.0
 PORTS = ("S3", "S3_MASTER", "S3_VOLUME", "S3_FILER", "S3_ADMIN", "MLFLOW", "SERVER", "AIRFLOW")

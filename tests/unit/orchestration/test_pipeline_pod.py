@@ -16,7 +16,7 @@ from sentiflow.orchestration.connections import (
     server_endpoint_from,
     settings_env,
 )
-from tests.test_dag_integrity import REPO, run_airflow_script
+from tests.integration.orchestration.test_dag_integrity import REPO, run_airflow_script
 
 POD = r"""
 import io, json, sys, contextlib

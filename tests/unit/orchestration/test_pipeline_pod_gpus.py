@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sentiflow.orchestration.pod import TRAIN_ENTRYPOINT, pod_command
-from tests.test_pipeline_pod import render_pod
+from tests.unit.orchestration.test_pipeline_pod import render_pod
 
 TORCHRUN_2 = [
     "python",

@@ -84,9 +84,9 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     client = registry.mlflow_client(settings)
     server = ModelServerClient(pipeline_env.server_url, pipeline_env.server_token)
     store = ObjectStore()
-    # Feedback must cite a prediction the server signed (tests/test_hostile_input.py), and before the first
-    # release no model serves predictions: these rows go straight into the server's feedback store as
-    # verified ones, plus one unverified row that the retrain must leave out.
+    # Feedback must cite a prediction the server signed (tests/unit/serving/test_hostile_input.py), and
+    # before the first release no model serves predictions: these rows go straight into the server's
+    # feedback store as verified ones, plus one unverified row that the retrain must leave out.
     from sentiflow.config import ServerSettings
     from serving.store.db import Database
     from serving.store.feedback import FeedbackStore

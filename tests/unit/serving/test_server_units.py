@@ -226,7 +226,7 @@ def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
 def test_only_the_registry_object_builds_an_mlflow_client():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "serving"
+    root = Path(__file__).resolve().parents[3] / "serving"
     for path in root.rglob("*.py"):
         if path.relative_to(root).as_posix() == "model/registry.py":
             continue
@@ -254,7 +254,7 @@ def test_the_server_package_has_no_import_circles():
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     modules = {
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
         for p in (root / "serving").rglob("*.py")

@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 ]
 PREFIX = "/prefix"
 MODEL_NAME = "sentiflow-ui-test"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 POS = ["a wonderful moving film", "great acting and a great story", "loved it, wonderful", "great fun"]
 NEG = ["dull and too long", "badly acted, boring", "boring plot, dull acting", "awful, boring film"]
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKER = ROOT / "docker"

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "k8s"
 KUBE_VERSION = "1.33.0"  # oldest Kubernetes the manifests target; autoscaling/v2 and policy/v1 are GA there
 NOT_MANIFESTS = {"airflow-values.yaml", "kustomization.yaml"}

@@ -21,8 +21,8 @@ from sentiflow.feedback.dataset import export_and_merge, log_feedback_lineage, r
 from sentiflow.feedback.sampling import read_production_sample
 from sentiflow.names import FEEDBACK_ROWS_USED, FEEDBACK_SNAPSHOT_URI
 from tests.devserver import DevServer
-from tests.test_alerts import Receiver
-from tests.test_server import register_tfidf_versions
+from tests.integration.feedback.test_alerts import Receiver
+from tests.integration.serving.test_server import register_tfidf_versions
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from sentiflow.config import MLflowSettings, ServerSettings
 from serving.app import create_app
 from serving.http.openapi import build_spec, openapi_path
 from tests.openapi_check import SpecValidator, validate_every_response
-from tests.test_hostile_input import _loaded
+from tests.unit.serving.test_hostile_input import _loaded
 
 #: The web page's own routes (HTML and its helpers) may stay undocumented; everything else must not.
 PAGE_PREFIXES = ("/ui", "/static")

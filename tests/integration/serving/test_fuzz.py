@@ -59,7 +59,7 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(server: DevServer
 
 
 def _record(result: dict) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
     from _common import record
 
     rows = "\n".join(
@@ -82,5 +82,5 @@ def _record(result: dict) -> None:
         "fuzz",
         result,
         markdown,
-        command="SENTIFLOW_RECORD_FUZZ=1 .venv/bin/python -m pytest tests/test_fuzz.py",
+        command="SENTIFLOW_RECORD_FUZZ=1 .venv/bin/python -m pytest tests/integration/serving/test_fuzz.py",
     )

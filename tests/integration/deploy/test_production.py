@@ -11,9 +11,9 @@ import yaml
 from sentiflow.config import DriftSettings, RuntimeEnvironment, ServerSettings
 from serving.app import create_app
 from serving.production import InsecureSettingsError, check_production_secrets, is_placeholder
-from tests.test_compose import ENV_EXAMPLE, compose_config, env_file_values, service_env
+from tests.integration.deploy.test_compose import ENV_EXAMPLE, compose_config, env_file_values, service_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PROD = RuntimeEnvironment(env="production")
 GOOD = {"admin_token": "a" * 24 + "1", "prediction_secret": "b" * 24 + "2"}
 GOOD_DRIFT = DriftSettings(hash_key="c" * 24 + "3")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "include" / "sentiflow"
 
 #: Rank of each top-level part of ``sentiflow``: a module may import only parts of a lower or equal rank.

@@ -9,7 +9,7 @@ import yaml
 from sentiflow.config import AlertSettings
 from serving import metrics
 
-RULES = Path(__file__).resolve().parents[1] / "serving" / "alert_rules.yml"
+RULES = Path(__file__).resolve().parents[3] / "serving" / "alert_rules.yml"
 
 
 def test_wrong_prediction_rule_matches_the_settings_and_the_served_counter() -> None:

@@ -29,7 +29,7 @@ from sentiflow.names import (
     DRIFT_PSI_TEXT_LENGTH,
     DRIFT_SAMPLE_ROWS,
 )
-from tests.test_alerts import Receiver
+from tests.integration.feedback.test_alerts import Receiver
 
 LABELS = ["negative", "positive"]
 
