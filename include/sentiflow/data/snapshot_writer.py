@@ -1,0 +1,242 @@
+"""Writing snapshots as streams of record batches: bounded parquet parts, then the manifest, last.
+
+Why this shape: a split of any size is written while it is produced, so no step holds a whole split. Each
+part is at most ``part_rows`` rows; it is encoded into a spooled temporary file (memory up to
+``spool_mib``, then disk), hashed, and uploaded with boto3's transfer manager (multipart above 8 MiB), so
+the memory a writer needs is one row group per open split plus the spool, whatever the split's size.
+
+A snapshot without a manifest is incomplete: a writer first deletes the old manifest (so a crash never
+leaves an old manifest pointing at parts that were replaced), then every old object under the prefix,
+and writes the manifest only after every part is in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sentiflow.config import DataSettings
+from sentiflow.data.manifest import Manifest, PartInfo, SnapshotError, SnapshotKind, SplitInfo
+from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
+from sentiflow.storage import STREAM_CHUNK_BYTES, ObjectStore, S3Uri
+
+#: What every part holds, in this order: the contract between the steps.
+SNAPSHOT_SCHEMA = pa.schema([pa.field(TEXT_COLUMN, pa.string()), pa.field(LABEL_COLUMN, pa.int64())])
+PARQUET_TYPE = "application/vnd.apache.parquet"
+
+
+def part_uri(prefix: S3Uri, split: str, index: int, suffix: str = "") -> S3Uri:
+    """``<prefix>/<split>/part-00000<suffix>.parquet``: parts sort in row order by name."""
+    return prefix.join(split, f"part-{index:05d}{suffix}.parquet")
+
+
+def as_snapshot_table(data: pa.Table | pa.RecordBatch | pd.DataFrame) -> pa.Table:
+    """Just ``text`` (string) and ``label`` (int64), whatever the input's extra columns or types."""
+    if isinstance(data, pd.DataFrame):
+        data = pa.Table.from_pandas(data[[TEXT_COLUMN, LABEL_COLUMN]], preserve_index=False)
+    table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+    table = table.select([TEXT_COLUMN, LABEL_COLUMN])
+    return table.cast(SNAPSHOT_SCHEMA) if table.schema != SNAPSHOT_SCHEMA else table
+
+
+def count_labels(table: pa.Table, label_names: list[str]) -> np.ndarray:
+    """Rows per label id; an id outside the label names is an error (a snapshot must not lie)."""
+    ids = table.column(LABEL_COLUMN).to_numpy(zero_copy_only=False)
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(label_names)):
+        bad = sorted(set(ids[(ids < 0) | (ids >= len(label_names))].tolist()))[:5]
+        raise SnapshotError(f"label ids {bad} outside [0, {len(label_names)}) of {label_names}")
+    return np.bincount(ids.astype(np.int64), minlength=len(label_names))
+
+
+def upload_part(
+    store: ObjectStore, uri: S3Uri, tables: Iterable[pa.Table], label_names: list[str], spool_mib: int
+) -> PartInfo:
+    """Encode ``tables`` (one row group each) into one parquet object; return its manifest entry."""
+    counts = np.zeros(len(label_names), dtype=np.int64)
+    rows = 0
+    with tempfile.SpooledTemporaryFile(max_size=spool_mib * 2**20) as spool:
+        with pq.ParquetWriter(spool, SNAPSHOT_SCHEMA, compression="zstd") as writer:
+            for table in tables:
+                table = as_snapshot_table(table)
+                counts += count_labels(table, label_names)
+                rows += table.num_rows
+                writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        sha256 = _rewind_and_hash(spool)
+        store.upload_fileobj(uri, spool, PARQUET_TYPE)
+    return PartInfo(
+        uri=str(uri),
+        rows=rows,
+        sha256=sha256,
+        label_counts={name: int(counts[i]) for i, name in enumerate(label_names)},
+    )
+
+
+def _rewind_and_hash(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    digest = hashlib.sha256()
+    while chunk := handle.read(STREAM_CHUNK_BYTES):
+        digest.update(chunk)
+    handle.seek(0)
+    return digest.hexdigest()
+
+
+class SplitWriter:
+    """One split being written: rows buffered up to a row group, parts rolled every ``part_rows`` rows."""
+
+    def __init__(
+        self, store: ObjectStore, prefix: S3Uri, split: str, label_names: list[str], settings: DataSettings
+    ) -> None:
+        self.store, self.prefix, self.split = store, prefix, split
+        self.label_names = label_names
+        self.part_rows = settings.part_rows
+        self.row_group_rows = min(settings.batch_rows, settings.part_rows)
+        self.spool_mib = settings.spool_mib
+        self.parts: list[PartInfo] = []
+        self._pending: list[pa.Table] = []  # rows of the current part not yet uploaded, in row groups
+        self._buffer: list[pa.Table] = []  # rows of the current row group
+        self._buffered = 0
+        self._part_filled = 0
+
+    def write(self, data: pa.Table | pa.RecordBatch | pd.DataFrame) -> None:
+        table = as_snapshot_table(data)
+        while table.num_rows:
+            room = min(self.part_rows - self._part_filled, self.row_group_rows - self._buffered)
+            head, table = table.slice(0, room), table.slice(room)
+            self._buffer.append(head)
+            self._buffered += head.num_rows
+            self._part_filled += head.num_rows
+            if self._buffered >= self.row_group_rows or self._part_filled >= self.part_rows:
+                self._flush_row_group()
+            if self._part_filled >= self.part_rows:
+                self._upload()
+
+    def _flush_row_group(self) -> None:
+        if self._buffer:
+            self._pending.append(pa.concat_tables(self._buffer).combine_chunks())
+        self._buffer, self._buffered = [], 0
+
+    def _upload(self) -> None:
+        uri = part_uri(self.prefix, self.split, len(self.parts))
+        pending, self._pending = self._pending, []
+        self.parts.append(upload_part(self.store, uri, pending, self.label_names, self.spool_mib))
+        self._part_filled = 0
+
+    def close(self) -> SplitInfo:
+        self._flush_row_group()
+        if self._pending or not self.parts:  # an empty split is one empty part: readers need a schema
+            self._upload()
+        return SplitInfo.from_parts(self.parts)
+
+
+class SnapshotWriter:
+    """Writes a snapshot under ``prefix``: splits as parts while they are produced, the manifest last.
+
+    Use as a context manager; an exception inside leaves no manifest (the old one was deleted first)::
+
+        with SnapshotWriter(store, prefix, label_names=names) as writer:
+            for batch in batches:
+                writer.write("train", batch)
+            uri = writer.finish(kind="raw", run_id=run_id, source={...})
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        prefix: S3Uri | str,
+        *,
+        label_names: list[str],
+        settings: DataSettings | None = None,
+        clear: bool = True,
+    ) -> None:
+        self.store = store
+        self.prefix = S3Uri.parse(str(prefix))
+        self.label_names = list(label_names)
+        self.settings = settings or DataSettings()
+        self.manifest_uri = self.prefix.join(MANIFEST_FILE)
+        self.writers: dict[str, SplitWriter] = {}
+        if clear:
+            clear_prefix(store, self.prefix)
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.writers.clear()  # buffered rows are dropped; uploaded parts stay unreferenced (no manifest)
+
+    def split(self, name: str) -> SplitWriter:
+        if name not in self.writers:
+            self.writers[name] = SplitWriter(self.store, self.prefix, name, self.label_names, self.settings)
+        return self.writers[name]
+
+    def write(self, split: str, data: pa.Table | pa.RecordBatch | pd.DataFrame) -> None:
+        self.split(split).write(data)
+
+    def close_splits(self) -> dict[str, SplitInfo]:
+        """Upload what is buffered; the splits in canonical order (train, validation, test, others)."""
+        order = [s for s in SPLITS if s in self.writers] + [s for s in self.writers if s not in SPLITS]
+        return {name: self.writers[name].close() for name in order}
+
+    def finish(self, *, splits: dict[str, SplitInfo] | None = None, **manifest_fields: Any) -> str:
+        """Close every split and write the manifest (``kind``, ``run_id``, ``source``, ...); its URI."""
+        splits = splits if splits is not None else self.close_splits()
+        manifest = Manifest(label_names=self.label_names, splits=splits, **manifest_fields)
+        return write_manifest(self.store, self.prefix, manifest)
+
+
+def clear_prefix(store: ObjectStore, prefix: S3Uri) -> None:
+    """Old manifest first (nothing may point at parts about to go), then every old object."""
+    store.delete(prefix.join(MANIFEST_FILE))
+    store.delete_prefix(S3Uri(prefix.bucket, prefix.key.rstrip("/") + "/"))
+
+
+def write_manifest(store: ObjectStore, prefix: S3Uri | str, manifest: Manifest) -> str:
+    """The last write of a snapshot: after it, the snapshot is complete. Returns the manifest URI."""
+    uri = S3Uri.parse(str(prefix)).join(MANIFEST_FILE)
+    store.put_json(uri, manifest.model_dump(mode="json"))
+    return str(uri)
+
+
+def label_counts(frame: pd.DataFrame, label_names: list[str]) -> dict[str, int]:
+    counts = frame[LABEL_COLUMN].value_counts()
+    return {name: int(counts.get(i, 0)) for i, name in enumerate(label_names)}
+
+
+def write_snapshot(
+    store: ObjectStore,
+    prefix: S3Uri | str,
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    kind: SnapshotKind,
+    run_id: str,
+    source: dict[str, Any],
+    label_names: list[str],
+    parent: str | None = None,
+    dropped: dict[str, dict[str, int]] | None = None,
+    notes: dict[str, Any] | None = None,
+    settings: DataSettings | None = None,
+) -> str:
+    """Write in-memory ``frames`` (small snapshots: feedback, tests) as a snapshot; the manifest URI.
+
+    The same parts and manifest as the streaming writer, which it uses; big data should call
+    ``SnapshotWriter`` with batches instead of building frames.
+    """
+    with SnapshotWriter(store, prefix, label_names=label_names, settings=settings) as writer:
+        for name, frame in frames.items():
+            writer.split(name)
+            for start in range(0, len(frame), writer.settings.batch_rows):
+                writer.write(name, frame.iloc[start : start + writer.settings.batch_rows])
+        return writer.finish(
+            kind=kind,
+            run_id=run_id,
+            source=source,
+            parent=parent,
+            dropped=dropped or {},
+            notes=notes or {},
+        )
