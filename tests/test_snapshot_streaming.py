@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -239,6 +240,7 @@ def test_version_1_snapshot_still_reads_and_cleans(store: ObjectStore) -> None:
 CHILD = textwrap.dedent(
     """
     import json, resource, sys
+    import pyarrow as pa
     from sentiflow.config import DataSettings
     from sentiflow.data.clean import clean_snapshot
     from sentiflow.data.collect import collect
@@ -251,6 +253,8 @@ CHILD = textwrap.dedent(
                 return int(line.split()[1])
 
     source, headroom_mib = sys.argv[1], int(sys.argv[2])
+    pa.set_cpu_count(1)  # fewer threads: less address space reserved for stacks and arenas
+    pa.set_io_thread_count(1)
     store = ObjectStore()
     store.client  # import boto3 before measuring the baseline
     baseline = vm_kib() * 1024
@@ -266,8 +270,12 @@ CHILD = textwrap.dedent(
 
 
 def test_source_larger_than_the_memory_limit_completes(store: ObjectStore, tmp_path: Path) -> None:
-    """~400 MiB of text through collect + clean with 300 MiB of address space above the baseline."""
-    headroom_mib, rows, text_chars = 300, 200_000, 2_000
+    """~570 MiB of text through collect + clean with 450 MiB of address space above the baseline.
+
+    RLIMIT_AS counts address space, not resident memory (thread stacks, allocator arenas), so the child
+    runs with one Arrow thread and one malloc arena; the old code held the whole text several times.
+    """
+    headroom_mib, rows, text_chars = 450, 300_000, 2_000
     rng = np.random.default_rng(1)
     vocabulary = np.array(["Great", "awful", "<br />film", "plot", "ACTING!", "boring", "gem", "ok"])
     pool = " ".join(rng.choice(vocabulary, 400_000))
@@ -280,13 +288,13 @@ def test_source_larger_than_the_memory_limit_completes(store: ObjectStore, tmp_p
             texts = [f"{start + i} {pool[o : o + text_chars]}" for i, o in enumerate(offsets)]
             writer.write_table(pa.table({"text": texts, "label": rng.integers(0, 2, 20_000)}, schema=schema))
     assert rows * text_chars > 1.2 * headroom_mib * 2**20  # the text alone does not fit the headroom
-    env = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2"}
+    env = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(path.parent), str(headroom_mib)],
         capture_output=True,
         text=True,
         timeout=900,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -55,27 +55,58 @@ def count_labels(table: pa.Table, label_names: list[str]) -> np.ndarray:
     return np.bincount(ids.astype(np.int64), minlength=len(label_names))
 
 
+class PartWriter:
+    """One parquet part being written: row groups go straight into a spooled temporary file (memory up
+    to ``spool_mib``, then disk); ``close`` hashes the file and uploads it (multipart when large)."""
+
+    def __init__(self, store: ObjectStore, uri: S3Uri, label_names: list[str], spool_mib: int) -> None:
+        self.store, self.uri, self.label_names = store, uri, label_names
+        self.rows = 0
+        self.counts = np.zeros(len(label_names), dtype=np.int64)
+        self._spool = tempfile.SpooledTemporaryFile(max_size=spool_mib * 2**20)  # noqa: SIM115 (closed in close/abort)
+        self._writer = pq.ParquetWriter(self._spool, SNAPSHOT_SCHEMA, compression="zstd")
+
+    def write(self, data: pa.Table | pa.RecordBatch | pd.DataFrame) -> None:
+        """Append one row group (encoded and compressed now: nothing of it stays in memory)."""
+        table = as_snapshot_table(data)
+        self.counts += count_labels(table, self.label_names)
+        self.rows += table.num_rows
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+
+    def close(self) -> PartInfo:
+        try:
+            self._writer.close()
+            sha256 = _rewind_and_hash(self._spool)
+            self.store.upload_fileobj(self.uri, self._spool, PARQUET_TYPE)
+        finally:
+            self._spool.close()
+        return PartInfo(
+            uri=str(self.uri),
+            rows=self.rows,
+            sha256=sha256,
+            label_counts={name: int(self.counts[i]) for i, name in enumerate(self.label_names)},
+        )
+
+    def abort(self) -> None:
+        """Drop the part without uploading it."""
+        try:
+            self._writer.close()
+        finally:
+            self._spool.close()
+
+
 def upload_part(
     store: ObjectStore, uri: S3Uri, tables: Iterable[pa.Table], label_names: list[str], spool_mib: int
 ) -> PartInfo:
-    """Encode ``tables`` (one row group each) into one parquet object; return its manifest entry."""
-    counts = np.zeros(len(label_names), dtype=np.int64)
-    rows = 0
-    with tempfile.SpooledTemporaryFile(max_size=spool_mib * 2**20) as spool:
-        with pq.ParquetWriter(spool, SNAPSHOT_SCHEMA, compression="zstd") as writer:
-            for table in tables:
-                table = as_snapshot_table(table)
-                counts += count_labels(table, label_names)
-                rows += table.num_rows
-                writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        sha256 = _rewind_and_hash(spool)
-        store.upload_fileobj(uri, spool, PARQUET_TYPE)
-    return PartInfo(
-        uri=str(uri),
-        rows=rows,
-        sha256=sha256,
-        label_counts={name: int(counts[i]) for i, name in enumerate(label_names)},
-    )
+    """Write ``tables`` (one row group each, consumed one at a time) as one part; its manifest entry."""
+    part = PartWriter(store, uri, label_names, spool_mib)
+    try:
+        for table in tables:
+            part.write(table)
+    except BaseException:
+        part.abort()
+        raise
+    return part.close()
 
 
 def _rewind_and_hash(handle: IO[bytes]) -> str:
@@ -88,7 +119,10 @@ def _rewind_and_hash(handle: IO[bytes]) -> str:
 
 
 class SplitWriter:
-    """One split being written: rows buffered up to a row group, parts rolled every ``part_rows`` rows."""
+    """One split being written: rows buffered up to a row group, parts rolled every ``part_rows`` rows.
+
+    Memory: one row group (``batch_rows`` rows) plus the part's spool, whatever the split's length.
+    """
 
     def __init__(
         self, store: ObjectStore, prefix: S3Uri, split: str, label_names: list[str], settings: DataSettings
@@ -99,7 +133,7 @@ class SplitWriter:
         self.row_group_rows = min(settings.batch_rows, settings.part_rows)
         self.spool_mib = settings.spool_mib
         self.parts: list[PartInfo] = []
-        self._pending: list[pa.Table] = []  # rows of the current part not yet uploaded, in row groups
+        self._part: PartWriter | None = None  # the part being written
         self._buffer: list[pa.Table] = []  # rows of the current row group
         self._buffered = 0
         self._part_filled = 0
@@ -119,20 +153,31 @@ class SplitWriter:
 
     def _flush_row_group(self) -> None:
         if self._buffer:
-            self._pending.append(pa.concat_tables(self._buffer).combine_chunks())
+            if self._part is None:
+                uri = part_uri(self.prefix, self.split, len(self.parts))
+                self._part = PartWriter(self.store, uri, self.label_names, self.spool_mib)
+            self._part.write(pa.concat_tables(self._buffer).combine_chunks())
         self._buffer, self._buffered = [], 0
 
     def _upload(self) -> None:
-        uri = part_uri(self.prefix, self.split, len(self.parts))
-        pending, self._pending = self._pending, []
-        self.parts.append(upload_part(self.store, uri, pending, self.label_names, self.spool_mib))
+        if self._part is None:  # an empty split is one empty part: readers need a schema
+            uri = part_uri(self.prefix, self.split, len(self.parts))
+            self._part = PartWriter(self.store, uri, self.label_names, self.spool_mib)
+        part, self._part = self._part, None
+        self.parts.append(part.close())
         self._part_filled = 0
 
     def close(self) -> SplitInfo:
         self._flush_row_group()
-        if self._pending or not self.parts:  # an empty split is one empty part: readers need a schema
+        if self._part is not None or not self.parts:
             self._upload()
         return SplitInfo.from_parts(self.parts)
+
+    def abort(self) -> None:
+        self._buffer = []
+        if self._part is not None:
+            self._part.abort()
+            self._part = None
 
 
 class SnapshotWriter:
@@ -168,7 +213,9 @@ class SnapshotWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.writers.clear()  # buffered rows are dropped; uploaded parts stay unreferenced (no manifest)
+        for writer in self.writers.values():  # buffered rows are dropped; uploaded parts stay unreferenced
+            writer.abort()
+        self.writers.clear()
 
     def split(self, name: str) -> SplitWriter:
         if name not in self.writers:
