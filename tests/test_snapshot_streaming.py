@@ -269,6 +269,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_source_larger_than_the_memory_limit_completes(store: ObjectStore, tmp_path: Path) -> None:
     """~570 MiB of text through collect + clean with 450 MiB of address space above the baseline.
 
