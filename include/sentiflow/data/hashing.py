@@ -32,14 +32,15 @@ class TextHashes(NamedTuple):
 
 
 def _string_buffers(texts: pa.Array | pa.ChunkedArray) -> tuple[memoryview, list[int]]:
-    """The UTF-8 bytes and row offsets of a (non-null) string array, without one Python str per row."""
+    """The UTF-8 bytes and row offsets of a (non-null) string array, without one Python str per row
+    and without copying the text (string and large_string differ only in the offsets' width)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
-    if not pa.types.is_large_string(texts.type):
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         texts = pc.cast(texts, pa.large_string())
-    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     _, offsets_buffer, data_buffer = texts.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=width)[texts.offset : texts.offset + len(texts) + 1]
     data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
     return data, offsets.tolist()
 

@@ -41,6 +41,7 @@ from sentiflow.data.snapshot_writer import (
     write_manifest,
     write_snapshot,
 )
+from sentiflow.data.sources import PARQUET_BUFFER_BYTES
 from sentiflow.names import SPLITS
 from sentiflow.storage import ObjectStore
 
@@ -88,7 +89,8 @@ def iter_part_batches(
                 f"{part.uri} does not match the sha256 in its manifest: it changed after writing"
             )
         local.seek(0)
-        parquet = pq.ParquetFile(local)
+        # buffered, not pre-buffered: a v1 split is one row group, read in pieces all the same
+        parquet = pq.ParquetFile(local, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
         yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
 
 

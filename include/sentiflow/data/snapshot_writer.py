@@ -30,6 +30,9 @@ from sentiflow.storage import STREAM_CHUNK_BYTES, ObjectStore, S3Uri
 #: What every part holds, in this order: the contract between the steps.
 SNAPSHOT_SCHEMA = pa.schema([pa.field(TEXT_COLUMN, pa.string()), pa.field(LABEL_COLUMN, pa.int64())])
 PARQUET_TYPE = "application/vnd.apache.parquet"
+#: A row group is written when it reaches ``batch_rows`` rows or this many bytes, whichever comes first:
+#: a split that receives a few rows per batch must not buffer a whole batch's worth of long texts.
+ROW_GROUP_BYTES = 16 * 2**20
 
 
 def part_uri(prefix: S3Uri, split: str, index: int, suffix: str = "") -> S3Uri:
@@ -136,6 +139,7 @@ class SplitWriter:
         self._part: PartWriter | None = None  # the part being written
         self._buffer: list[pa.Table] = []  # rows of the current row group
         self._buffered = 0
+        self._buffered_bytes = 0
         self._part_filled = 0
 
     def write(self, data: pa.Table | pa.RecordBatch | pd.DataFrame) -> None:
@@ -145,8 +149,10 @@ class SplitWriter:
             head, table = table.slice(0, room), table.slice(room)
             self._buffer.append(head)
             self._buffered += head.num_rows
+            self._buffered_bytes += head.nbytes
             self._part_filled += head.num_rows
-            if self._buffered >= self.row_group_rows or self._part_filled >= self.part_rows:
+            full = self._buffered >= self.row_group_rows or self._buffered_bytes >= ROW_GROUP_BYTES
+            if full or self._part_filled >= self.part_rows:
                 self._flush_row_group()
             if self._part_filled >= self.part_rows:
                 self._upload()
@@ -157,7 +163,7 @@ class SplitWriter:
                 uri = part_uri(self.prefix, self.split, len(self.parts))
                 self._part = PartWriter(self.store, uri, self.label_names, self.spool_mib)
             self._part.write(pa.concat_tables(self._buffer).combine_chunks())
-        self._buffer, self._buffered = [], 0
+        self._buffer, self._buffered, self._buffered_bytes = [], 0, 0
 
     def _upload(self) -> None:
         if self._part is None:  # an empty split is one empty part: readers need a schema
@@ -166,6 +172,7 @@ class SplitWriter:
         part, self._part = self._part, None
         self.parts.append(part.close())
         self._part_filled = 0
+        pa.default_memory_pool().release_unused()  # hand freed pages back: RSS follows what is in use
 
     def close(self) -> SplitInfo:
         self._flush_row_group()

@@ -43,6 +43,9 @@ SPLIT_ALIASES = {
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 #: ``train``, ``train-00000-of-00003``, ``train_part1``, ``validation.0``: a split name, then a separator.
 _SPLIT_NAME = re.compile(r"^(?P<split>[a-z]+)(?:[-_.].*)?$")
+#: Parquet column chunks are read through a buffer of this size (pre_buffer off), not whole: a file with
+#: one huge row group (``pandas.to_parquet`` of a big frame) would otherwise be read into memory at once.
+PARQUET_BUFFER_BYTES = 8 * 2**20
 #: Bytes per block of the CSV and JSON readers: a batch of rows of a text file.
 TEXT_BLOCK_BYTES = 16 * 2**20
 
@@ -162,7 +165,7 @@ def file_batches(
     with local_copy(store, location) as path:
         try:
             if lower.endswith((".parquet", ".pq")):
-                parquet = pq.ParquetFile(path)
+                parquet = pq.ParquetFile(path, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
                 _check_columns(name, parquet.schema_arrow.names, columns)
                 for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
                     yield pa.Table.from_batches([batch])
