@@ -3,8 +3,10 @@
 The corpus is the offline IMDb reviews (50k) repeated, each row made distinct by a numbered suffix, written
 as local parquet shards (``train-00000-of-000NN.parquet``, 500k rows each). A private S3 (SeaweedFS, as
 ``tests/conftest.py`` starts it) receives the snapshots. Each point runs ``collect`` then ``clean_snapshot``
-with the default settings in a child process and reports its wall time and its own peak RSS
-(``resource.getrusage``: the S3 server is another process). The reference point runs the code before
+with the default settings in a child process and reports its wall time and its own peak RSS: ``VmHWM``
+of ``/proc/self/status``, which starts afresh at ``exec`` (``getrusage``'s ``ru_maxrss`` does not: a child
+inherits the parent's high-water mark at fork, so the corpus is also built in its own process). The S3
+server is another process. The reference point runs the code before
 issue 23 (commit ccd81d3, from a ``git worktree``) on the same 200k-row source.
 
 Run: .venv/bin/python benchmarks/data_scale.py [--rows 200000 1000000 5000000] [--reference-rows 200000]
@@ -57,6 +59,14 @@ def build_corpus(rows: int, folder: Path) -> Path:
     return folder
 
 
+def peak_rss_mib() -> float:
+    """This process' peak resident set (VmHWM), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def child(source: str, run_id: str) -> None:
     """One point: collect + clean of ``source``; prints JSON with time and this process' peak RSS."""
     import sentiflow
@@ -77,7 +87,8 @@ def child(source: str, run_id: str) -> None:
                 "seconds": round(done - started, 2),
                 "collect_s": round(collected - started, 2),
                 "clean_s": round(done - collected, 2),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_rss_mib": peak_rss_mib(),
+                "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "raw_rows": read_manifest(store, raw).rows(),
                 "clean_rows": read_manifest(store, clean).rows(),
                 "sentiflow": str(Path(sentiflow.__file__).parent),
@@ -106,6 +117,7 @@ def run_point(rows: int, source: Path, run_id: str, pythonpath: str | None = Non
         "seconds": result["seconds"],
         "rows_per_s": round(rows / result["seconds"]),
         "peak_rss_mib": result["peak_rss_mib"],
+        "ru_maxrss_mib": result["ru_maxrss_mib"],
         "collect_s": result["collect_s"],
         "clean_s": result["clean_s"],
         "raw_rows": result["raw_rows"],
@@ -144,7 +156,8 @@ def main() -> int:
         localstack.up(stack, ["s3"], with_airflow=False)
         points, old = [], None
         for rows in sorted(set(args.rows) | {args.reference_rows}):
-            source = build_corpus(rows, work / f"corpus-{rows}")
+            source = work / f"corpus-{rows}"
+            subprocess.run([sys.executable, __file__, "--build", str(rows), str(source)], check=True)
             if rows == args.reference_rows:
                 reference = reference_checkout(work)
                 old = run_point(rows, source, f"bench-old-{rows}", pythonpath=str(reference / "include"))
@@ -187,6 +200,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--build":
+        build_corpus(int(sys.argv[2]), Path(sys.argv[3]))
+        sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3])
         sys.exit(0)
