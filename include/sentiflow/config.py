@@ -67,6 +67,36 @@ class S3Settings(BaseSettings):
         }
 
 
+class DataSettings(BaseSettings):
+    """Snapshot part and batch sizes of the data steps. Env: ``SENTIFLOW_DATA_*``.
+
+    Memory of collect and clean grows with ``batch_rows`` (rows held at once), never with a split's size;
+    ``part_rows`` bounds each parquet part, hence each mapped clean task and each object uploaded.
+    """
+
+    model_config = _config("DATA_")
+
+    part_rows: int = Field(
+        default=250_000,
+        ge=1,
+        description="Rows per parquet part of a snapshot split (one mapped clean task each).",
+    )
+    batch_rows: int = Field(
+        default=50_000, ge=1, description="Rows per record batch read, cleaned and written at once."
+    )
+    exact_rows: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="Sources up to this many rows get exact, stratified split and sample sizes (17 bytes "
+        "a row held); larger ones are sampled by fraction with no per-row state.",
+    )
+    spool_mib: int = Field(
+        default=32,
+        ge=1,
+        description="A part being written stays in memory up to this size, then spills to disk.",
+    )
+
+
 class MLflowSettings(BaseSettings):
     """Tracking server and registry. Env: ``SENTIFLOW_MLFLOW_*``."""
 

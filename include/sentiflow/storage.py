@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -54,6 +55,10 @@ def is_s3_uri(location: str) -> bool:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+#: Chunk of a streamed read or of a multipart upload: big enough for throughput, small enough to ignore.
+STREAM_CHUNK_BYTES = 8 * 2**20
 
 
 class ObjectStore:
@@ -140,6 +145,49 @@ class ObjectStore:
             Body=data,
             ContentType=content_type,
         )
+
+    def upload_fileobj(
+        self, uri: S3Uri | str, fileobj: IO[bytes], content_type: str = "application/octet-stream"
+    ) -> None:
+        """Upload a (seekable, rewound) file object; large ones go as a multipart upload, chunk by chunk.
+
+        This is how snapshot parts of any size reach S3 without being held in memory: boto3's transfer
+        manager reads ``STREAM_CHUNK_BYTES`` at a time from the (spooled) temporary file.
+        """
+        from boto3.s3.transfer import TransferConfig
+
+        u = S3Uri.parse(str(uri))
+        config = TransferConfig(
+            multipart_threshold=STREAM_CHUNK_BYTES, multipart_chunksize=STREAM_CHUNK_BYTES, max_concurrency=4
+        )
+        self._call(
+            "upload",
+            u,
+            self.client.upload_fileobj,
+            Fileobj=fileobj,
+            Bucket=u.bucket,
+            Key=u.key,
+            ExtraArgs={"ContentType": content_type},
+            Config=config,
+        )
+
+    def iter_chunks(self, location: str, chunk_bytes: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
+        """The bytes of an ``s3://`` object or a local file, streamed in chunks (never whole in memory)."""
+        if not is_s3_uri(location):
+            path = Path(location).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file: {location}")
+            with path.open("rb") as handle:
+                while chunk := handle.read(chunk_bytes):
+                    yield chunk
+            return
+        u = S3Uri.parse(location)
+        response = self._call("read", u, self.client.get_object, Bucket=u.bucket, Key=u.key)
+        body = response["Body"]
+        try:
+            yield from body.iter_chunks(chunk_bytes)
+        finally:
+            body.close()
 
     def get_bytes(self, uri: S3Uri | str) -> bytes:
         u = S3Uri.parse(str(uri))

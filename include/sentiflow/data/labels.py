@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sentiflow.data.errors import CollectError
 
@@ -129,6 +131,28 @@ def apply_encoding(values: pd.Series, mapping: Mapping[Any, int]) -> pd.Series:
     )
 
 
+def encode_arrow(values: pa.Array | pa.ChunkedArray, mapping: Mapping[Any, int]) -> pa.Array:
+    """``apply_encoding`` for an Arrow column, vectorized (collect encodes millions of rows per split).
+
+    Booleans and integral floats are ids (as ``_normalise``); NaN and unknown values become null.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_floating(values.type):
+        values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
+    keys = list(mapping)
+    ids = pa.array([int(mapping[k]) for k in keys], pa.int64())
+    if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys):
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            return pa.nulls(len(values), pa.int64())
+        value_set = pa.array([int(k) for k in keys], pa.int64())
+        values = pc.cast(values, pa.int64())
+    else:
+        value_set = pa.array([str(k) for k in keys], pa.string())
+        values = pc.cast(values, pa.string())
+    return pc.take(ids, pc.index_in(values, value_set=value_set))
+
+
 def encode_labels(
     values: pd.Series, column: str, known_names: Sequence[str] | Mapping[Any, str] | None = None
 ) -> tuple[pd.Series, list[str]]:
@@ -139,21 +163,31 @@ def encode_labels(
 
 def check_classes(frames: Mapping[str, pd.DataFrame], names: Sequence[str], label_column: str) -> None:
     """Every split holds at least two classes and every class the others hold; else a clear error."""
-    for split, frame in frames.items():
-        present = set(int(i) for i in frame[label_column].dropna().unique())
-        if len(present) < 2:
-            only = names[next(iter(present))] if present else "none"
+    check_class_counts(
+        {
+            split: frame[label_column].dropna().astype(int).value_counts().to_dict()
+            for split, frame in frames.items()
+        },
+        names,
+    )
+
+
+def check_class_counts(counts: Mapping[str, Mapping[int, int]], names: Sequence[str]) -> None:
+    """``check_classes`` on rows per label id per split (what a streaming writer counted)."""
+    present = {split: {int(i) for i, n in by_id.items() if n > 0} for split, by_id in counts.items()}
+    for split, ids in present.items():
+        if len(ids) < 2:
+            only = names[next(iter(ids))] if ids else "none"
             raise CollectError(
                 f"the {split} split has a single class ({only!r}); a classifier needs at least two"
             )
-    everywhere = set().union(
-        *(set(int(i) for i in f[label_column].dropna().unique()) for f in frames.values())
-    )
-    for split, frame in frames.items():
-        missing = sorted(everywhere - set(int(i) for i in frame[label_column].dropna().unique()))
+    everywhere = set().union(*present.values()) if present else set()
+    for split, ids in present.items():
+        missing = sorted(everywhere - ids)
         if missing:
+            held = {int(i): int(n) for i, n in sorted(counts[split].items()) if n > 0}
             raise CollectError(
                 f"the {split} split has no rows of class(es) {[names[i] for i in missing]} (it has "
-                f"{frame[label_column].value_counts().sort_index().to_dict()} by id of {list(names)}): "
+                f"{held} by id of {list(names)}): "
                 "its metrics would ignore those classes. Use a larger sample or fix the source"
             )

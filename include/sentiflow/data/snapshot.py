@@ -1,136 +1,135 @@
-"""Dataset snapshots: parquet splits (``text``, ``label``) plus a manifest written last.
+"""Dataset snapshots: reading them as record batches, whatever their size (and the names everyone imports).
 
-A snapshot without a manifest is incomplete by definition, so readers only ever start from a manifest
-URI, and writers delete any old manifest first and write the new one after every split is in place.
+The reader API the other steps use:
+
+- ``read_manifest(store, uri) -> Manifest``: the entry point; a snapshot without a manifest is incomplete.
+- ``iter_batches(store, manifest, split, batch_rows=..., columns=...) -> Iterator[pa.RecordBatch]``:
+  the split's rows in order, one bounded batch at a time. Each part is streamed to a temporary file
+  while its sha256 is computed, and checked against the manifest before any of its rows are yielded,
+  so memory holds one batch (plus one row group of the parquet reader), never a split.
+- ``iter_part_batches(store, part, ...)``: the same for one part (what a mapped task reads).
+- ``iter_frames(...)``: the batches as pandas frames, for code that works per batch in pandas.
+- ``read_split(...) -> DataFrame`` / ``read_snapshot(...)``: whole splits in memory, for small snapshots
+  and callers not yet converted; built on ``iter_batches``.
+
+Writing: ``SnapshotWriter`` (streaming) and ``write_snapshot`` (frames), in ``snapshot_writer``.
 """
 
 from __future__ import annotations
 
-import io
-from datetime import UTC, datetime
-from typing import Any, Literal
+import hashlib
+import tempfile
+from collections.abc import Iterator
 
 import pandas as pd
-from pydantic import BaseModel, Field
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
-from sentiflow.storage import ObjectStore, S3Uri, sha256_hex
+from sentiflow.config import DataSettings
+from sentiflow.data.manifest import (
+    SCHEMA_VERSION,
+    Manifest,
+    PartInfo,
+    SnapshotError,
+    SplitInfo,
+    read_manifest,
+)
+from sentiflow.data.snapshot_writer import (
+    SNAPSHOT_SCHEMA,
+    SnapshotWriter,
+    label_counts,
+    write_manifest,
+    write_snapshot,
+)
+from sentiflow.data.sources import PARQUET_BUFFER_BYTES
+from sentiflow.names import SPLITS
+from sentiflow.storage import ObjectStore
 
-SCHEMA_VERSION = 1
-
-
-class SnapshotError(ValueError):
-    """A snapshot is missing, incomplete or does not match its manifest."""
-
-
-class SplitInfo(BaseModel):
-    uri: str
-    rows: int
-    label_counts: dict[str, int]
-    sha256: str
-
-
-class Manifest(BaseModel):
-    """What a snapshot holds and where it came from (lineage for MLflow and the retrain)."""
-
-    schema_version: int = SCHEMA_VERSION
-    kind: Literal["raw", "clean", "feedback"]
-    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    run_id: str
-    source: dict[str, Any]
-    text_column: str = TEXT_COLUMN
-    label_column: str = LABEL_COLUMN
-    label_names: list[str]
-    splits: dict[str, SplitInfo]
-    parent: str | None = None
-    dropped: dict[str, dict[str, int]] = Field(default_factory=dict)
-    notes: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-    def rows(self) -> dict[str, int]:
-        return {name: info.rows for name, info in self.splits.items()}
-
-
-def label_counts(frame: pd.DataFrame, label_names: list[str]) -> dict[str, int]:
-    counts = frame[LABEL_COLUMN].value_counts()
-    return {name: int(counts.get(i, 0)) for i, name in enumerate(label_names)}
+__all__ = [
+    "SCHEMA_VERSION",
+    "SNAPSHOT_SCHEMA",
+    "Manifest",
+    "PartInfo",
+    "SnapshotError",
+    "SnapshotWriter",
+    "SplitInfo",
+    "iter_batches",
+    "iter_frames",
+    "iter_part_batches",
+    "label_counts",
+    "read_manifest",
+    "read_snapshot",
+    "read_split",
+    "write_manifest",
+    "write_snapshot",
+]
 
 
-def write_snapshot(
+def iter_part_batches(
     store: ObjectStore,
-    prefix: S3Uri | str,
-    frames: dict[str, pd.DataFrame],
+    part: PartInfo,
     *,
-    kind: Literal["raw", "clean", "feedback"],
-    run_id: str,
-    source: dict[str, Any],
-    label_names: list[str],
-    parent: str | None = None,
-    dropped: dict[str, dict[str, int]] | None = None,
-    notes: dict[str, Any] | None = None,
-) -> str:
-    """Write ``frames`` under ``prefix`` and return the manifest URI.
+    batch_rows: int | None = None,
+    columns: list[str] | None = None,
+    verify: bool = True,
+) -> Iterator[pa.RecordBatch]:
+    """One part's rows as record batches of at most ``batch_rows`` rows, after checking its sha256.
 
-    Re-running with the same prefix first removes the old manifest (so a crash mid-way leaves an
-    incomplete snapshot, never a complete-looking mix), then every old object, then writes the splits and
-    finally the manifest.
+    The object is streamed to a temporary file (parquet needs its footer, at the end) and hashed on the
+    way; a part that changed after writing raises SnapshotError before any row is yielded.
     """
-    prefix_uri = S3Uri.parse(str(prefix))
-    manifest_uri = prefix_uri.join(MANIFEST_FILE)
-    if store.exists(manifest_uri):
-        store.delete(manifest_uri)
-    store.delete_prefix(S3Uri(prefix_uri.bucket, prefix_uri.key.rstrip("/") + "/"))
-
-    splits: dict[str, SplitInfo] = {}
-    for name, frame in frames.items():
-        frame = frame[[TEXT_COLUMN, LABEL_COLUMN]].reset_index(drop=True)
-        uri = prefix_uri.join(f"{name}.parquet")
-        data = store.put_parquet(uri, frame)
-        splits[name] = SplitInfo(
-            uri=str(uri),
-            rows=len(frame),
-            label_counts=label_counts(frame, label_names),
-            sha256=sha256_hex(data),
-        )
-
-    manifest = Manifest(
-        kind=kind,
-        run_id=run_id,
-        source=source,
-        label_names=label_names,
-        splits=splits,
-        parent=parent,
-        dropped=dropped or {},
-        notes=notes or {},
-    )
-    store.put_json(manifest_uri, manifest.model_dump(mode="json"))
-    return str(manifest_uri)
+    batch_rows = batch_rows or DataSettings().batch_rows
+    with tempfile.TemporaryFile() as local:
+        digest = hashlib.sha256()
+        for chunk in store.iter_chunks(part.uri):
+            digest.update(chunk)
+            local.write(chunk)
+        if verify and digest.hexdigest() != part.sha256:
+            raise SnapshotError(
+                f"{part.uri} does not match the sha256 in its manifest: it changed after writing"
+            )
+        local.seek(0)
+        # buffered, not pre-buffered: a v1 split is one row group, read in pieces all the same
+        parquet = pq.ParquetFile(local, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
+        yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
 
 
-def read_manifest(store: ObjectStore, manifest_uri: str) -> Manifest:
-    try:
-        raw = store.get_json(manifest_uri)
-    except FileNotFoundError as exc:
-        raise SnapshotError(
-            f"no manifest at {manifest_uri}: the snapshot does not exist or is incomplete"
-        ) from exc
-    return Manifest.model_validate(raw)
+def iter_batches(
+    store: ObjectStore,
+    manifest: Manifest,
+    split: str,
+    *,
+    batch_rows: int | None = None,
+    columns: list[str] | None = None,
+    verify: bool = True,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``split`` in order, as record batches; memory is one batch, not the split."""
+    for part in manifest.split(split).parts:
+        yield from iter_part_batches(store, part, batch_rows=batch_rows, columns=columns, verify=verify)
+
+
+def iter_frames(
+    store: ObjectStore,
+    manifest: Manifest,
+    split: str,
+    *,
+    batch_rows: int | None = None,
+    columns: list[str] | None = None,
+    verify: bool = True,
+) -> Iterator[pd.DataFrame]:
+    """``iter_batches`` as pandas frames (a fresh 0..n-1 index each)."""
+    for batch in iter_batches(store, manifest, split, batch_rows=batch_rows, columns=columns, verify=verify):
+        yield batch.to_pandas()
 
 
 def read_split(store: ObjectStore, manifest: Manifest, split: str, *, verify: bool = True) -> pd.DataFrame:
-    """Read one split, checking its sha256 against the manifest (lineage must not lie)."""
-    if split not in manifest.splits:
-        raise SnapshotError(f"snapshot has no {split!r} split; it has {sorted(manifest.splits)}")
-    info = manifest.splits[split]
-    data = store.read_location(info.uri)
-    if verify and sha256_hex(data) != info.sha256:
-        raise SnapshotError(f"{info.uri} does not match the sha256 in its manifest: it changed after writing")
-    return pd.read_parquet(io.BytesIO(data))
+    """A whole split in memory (small splits only), every part's sha256 checked."""
+    batches = list(iter_batches(store, manifest, split, verify=verify))
+    schema = batches[0].schema if batches else SNAPSHOT_SCHEMA
+    return pa.Table.from_batches(batches, schema=schema).to_pandas()
 
 
 def read_snapshot(store: ObjectStore, manifest_uri: str) -> tuple[Manifest, dict[str, pd.DataFrame]]:
+    """Manifest and every split in memory (small snapshots only)."""
     manifest = read_manifest(store, manifest_uri)
     return manifest, {name: read_split(store, manifest, name) for name in SPLITS if name in manifest.splits}

@@ -1,17 +1,31 @@
-"""Files of a dataset folder (local or ``s3://``) → one frame per split.
+"""Sources of a dataset → per split, a re-readable stream of Arrow tables (never a whole file in memory).
 
 Layouts seen in the wild: ``train.csv``/``test.csv``; the Hub's ``data/train-00000-of-00001.parquet``
 shards (any depth, several shards per split); folders named by split (``train/part-0.jsonl``); parquet,
-CSV, TSV and JSON Lines. Shards of one split are concatenated in name order.
+CSV, TSV and JSON Lines, local or ``s3://``. Shards of one split are read in name order. Parquet is read
+by record batches, CSV/TSV and JSON Lines by blocks (pyarrow's streaming readers); an ``s3://`` file is
+first streamed to a temporary file (parquet needs random access), one file at a time. A ``.json`` file
+that is not JSON Lines (one JSON array) cannot be streamed and is read whole.
+
+A Hub dataset is loaded with ``datasets`` into its Arrow cache files (memory-mapped, on disk) and read
+in Arrow batches of them (``hub.py``).
 """
 
 from __future__ import annotations
 
-import io
+import csv
 import re
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
 
 from sentiflow.data.errors import CollectError
 from sentiflow.storage import ObjectStore, S3Uri, is_s3_uri
@@ -29,29 +43,22 @@ SPLIT_ALIASES = {
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 #: ``train``, ``train-00000-of-00003``, ``train_part1``, ``validation.0``: a split name, then a separator.
 _SPLIT_NAME = re.compile(r"^(?P<split>[a-z]+)(?:[-_.].*)?$")
+#: Parquet column chunks are read through a buffer of this size (pre_buffer off), not whole: a file with
+#: one huge row group (``pandas.to_parquet`` of a big frame) would otherwise be read into memory at once.
+PARQUET_BUFFER_BYTES = 8 * 2**20
+#: Bytes per block of the CSV and JSON readers: a batch of rows of a text file.
+TEXT_BLOCK_BYTES = 16 * 2**20
+
+#: ``read(columns, string_columns, batch_rows)`` → tables of the split's rows, in order, each time anew.
+BatchReader = Callable[[list[str] | None, list[str], int], Generator[pa.Table, None, None]]
 
 
-def read_table(data: bytes, name: str) -> pd.DataFrame:
-    lower = name.lower()
-    try:
-        if lower.endswith((".parquet", ".pq")):
-            return pd.read_parquet(io.BytesIO(data))
-        if lower.endswith(".tsv"):
-            return pd.read_csv(io.BytesIO(data), sep="\t")
-        if lower.endswith(".csv"):
-            return pd.read_csv(io.BytesIO(data))
-        if lower.endswith((".jsonl", ".ndjson")):
-            return pd.read_json(io.BytesIO(data), lines=True)
-        if lower.endswith(".json"):
-            try:
-                return pd.read_json(io.BytesIO(data), lines=True)
-            except ValueError:
-                return pd.read_json(io.BytesIO(data))
-    except CollectError:
-        raise
-    except Exception as exc:
-        raise CollectError(f"{name}: not a readable {Path(lower).suffix} file: {exc}") from exc
-    raise CollectError(f"{name}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+@dataclass(frozen=True)
+class SourceSplit:
+    """One split of a source: its name, and how to stream its rows (as often as needed)."""
+
+    name: str
+    read: BatchReader
 
 
 def split_of(path: str) -> str | None:
@@ -83,23 +90,121 @@ def _locations(store: ObjectStore, source: str) -> dict[str, str]:
     }
 
 
-def load_files(store: ObjectStore, source: str) -> dict[str, pd.DataFrame]:
+@contextmanager
+def local_copy(store: ObjectStore, location: str) -> Iterator[Path]:
+    """A local path for ``location``: the file itself, or an ``s3://`` object streamed to a temp file."""
+    if not is_s3_uri(location):
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {location}")
+        yield path
+        return
+    suffix = PurePosixPath(S3Uri.parse(location).key).suffix
+    with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
+        for chunk in store.iter_chunks(location):
+            handle.write(chunk)
+        handle.flush()
+        yield Path(handle.name)
+
+
+def _check_columns(name: str, present: list[str], wanted: list[str] | None) -> None:
+    missing = [c for c in wanted or [] if c not in present]
+    if missing:
+        raise CollectError(f"{name}: no column {missing[0]!r}; columns seen: {present}")
+
+
+def _csv_batches(
+    path: Path, name: str, columns: list[str] | None, string_columns: list[str], delimiter: str
+) -> Iterator[pa.Table]:
+    with open(path, "rb") as handle:
+        header = handle.readline().decode("utf-8", "replace").rstrip("\r\n")
+    present = next(csv.reader([header], delimiter=delimiter), [])
+    _check_columns(name, present, columns)
+    reader = pa_csv.open_csv(
+        path,
+        read_options=pa_csv.ReadOptions(block_size=TEXT_BLOCK_BYTES),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            include_columns=columns, column_types={c: pa.string() for c in string_columns}
+        ),
+    )
+    for batch in reader:
+        yield pa.Table.from_batches([batch])
+
+
+def _json_batches(path: Path, name: str, columns: list[str] | None) -> Iterator[pa.Table]:
+    try:
+        reader = pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+        batches: Iterator[pa.RecordBatch] = iter(reader)
+        first = next(batches, None)
+    except pa.ArrowInvalid:
+        if not name.lower().endswith(".json"):
+            raise
+        table = pa.Table.from_pandas(pd.read_json(path), preserve_index=False)  # one JSON array: whole
+        _check_columns(name, table.column_names, columns)
+        yield table.select(columns) if columns else table
+        return
+    for batch in [first, *batches] if first is not None else []:
+        _check_columns(name, batch.schema.names, columns)
+        table = pa.Table.from_batches([batch])
+        yield table.select(columns) if columns else table
+
+
+def file_batches(
+    store: ObjectStore,
+    location: str,
+    name: str,
+    columns: list[str] | None = None,
+    string_columns: list[str] | None = None,
+    batch_rows: int = 50_000,
+) -> Iterator[pa.Table]:
+    """The rows of one data file as tables (``columns`` only; ``string_columns`` read as text)."""
+    lower = name.lower()
+    if not lower.endswith(FILE_SUFFIXES):
+        raise CollectError(f"{name}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+    with local_copy(store, location) as path:
+        try:
+            if lower.endswith((".parquet", ".pq")):
+                parquet = pq.ParquetFile(path, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
+                _check_columns(name, parquet.schema_arrow.names, columns)
+                for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+                    yield pa.Table.from_batches([batch])
+            elif lower.endswith((".csv", ".tsv")):
+                delimiter = "\t" if lower.endswith(".tsv") else ","
+                yield from _csv_batches(path, name, columns, string_columns or [], delimiter)
+            else:
+                yield from _json_batches(path, name, columns)
+        except (CollectError, FileNotFoundError):
+            raise
+        except (pa.ArrowException, ValueError, OSError) as exc:
+            raise CollectError(f"{name}: not a readable {Path(lower).suffix} file: {exc}") from exc
+
+
+def _split_reader(store: ObjectStore, files: list[tuple[str, str]]) -> BatchReader:
+    def read(
+        columns: list[str] | None, string_columns: list[str], batch_rows: int
+    ) -> Generator[pa.Table, None, None]:
+        for name, location in files:
+            yield from file_batches(store, location, name, columns, string_columns, batch_rows)
+
+    return read
+
+
+def file_splits(store: ObjectStore, source: str) -> dict[str, SourceSplit]:
     """A single file becomes ``train``; a folder/prefix maps its files to splits by name or folder."""
     if source.lower().endswith(FILE_SUFFIXES):
-        return {"train": read_table(store.read_location(source), source)}
+        return {"train": SourceSplit("train", _split_reader(store, [(source, source)]))}
     locations = _locations(store, source)
-    shards: dict[str, list[pd.DataFrame]] = {}
+    files: dict[str, list[tuple[str, str]]] = {}
     for relative in sorted(locations):
         split = split_of(relative)
         if split is not None:
-            shards.setdefault(split, []).append(
-                read_table(store.read_location(locations[relative]), relative)
-            )
-    if not shards:
+            files.setdefault(split, []).append((relative, locations[relative]))
+    if not files:
         raise CollectError(
             f"{source}: no train/validation/test data files found there ({', '.join(FILE_SUFFIXES)}; "
             f"files seen: {sorted(locations)[:20] or 'none'})"
         )
-    if "train" not in shards:
-        raise CollectError(f"{source}: has {sorted(shards)} but no train split")
-    return {split: pd.concat(parts, ignore_index=True) for split, parts in shards.items()}
+    if "train" not in files:
+        raise CollectError(f"{source}: has {sorted(files)} but no train split")
+    return {split: SourceSplit(split, _split_reader(store, found)) for split, found in files.items()}
