@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from sentiflow.mlflow_auth import DeployNotAllowedError
 from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from serving import deployments
 from serving.auth import require_admin
@@ -61,6 +62,7 @@ def _timeout_arg(default: float) -> float:
         200: DeploymentStatus,
         202: DeploymentStatus,
         401: ErrorBody,
+        403: ErrorBody,
         404: ErrorBody,
         422: [ErrorBody, DeploymentStatus],
         503: ErrorBody,
@@ -77,6 +79,8 @@ def deploy():
         record = deployments.release(
             server, version=None if body.version is None else str(body.version), alias=body.alias
         )
+    except DeployNotAllowedError as exc:
+        raise ApiError(403, str(exc), error="deploy_not_allowed") from exc
     except ModelNotFoundError as exc:
         raise ApiError(404, str(exc), error="model_not_found") from exc
     except RegistryUnavailableError as exc:

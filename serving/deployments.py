@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sentiflow import registry
+from sentiflow.mlflow_auth import deploy_client
 from serving.replicas import FINAL_STATUSES, ReplicaView
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def release(server: Any, *, version: str | None = None, alias: str | None = None
     Raises ``ModelNotFoundError`` (unknown version or alias: nothing moved) or ``RegistryUnavailableError``.
     """
     settings = alias_settings(server)
-    client = registry.mlflow_client(settings)
+    client = deploy_client(server.settings, settings)  # its own identity (issue 20); none: 403
     mv = registry.get_version(client, settings, version=version, alias=alias)
     try:
         move = registry.promote(client, settings, str(mv.version))
@@ -200,7 +201,10 @@ def _move_back(server: Any, record: dict[str, Any], reason: str) -> str:
     )
     try:
         left_alone = registry.restore_aliases(
-            registry.mlflow_client(settings), settings, prior, f"deploy {record['id']} failed: {reason}"
+            deploy_client(server.settings, settings),
+            settings,
+            prior,
+            f"deploy {record['id']} failed: {reason}",
         )
     except Exception as exc:
         log.exception("could not move alias %s back", settings.champion_alias)

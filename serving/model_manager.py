@@ -93,12 +93,12 @@ class Registry:
             return None
 
     def load(self, version: str) -> LoadedModel:
-        import mlflow.pyfunc
+        from sentiflow.signing import load_for_serving
 
         mv = self.resolve(version=version)
         uri = f"models:/{self.name}/{mv.version}"
         metrics.REGISTRY_REQUESTS.labels(call="load").inc()
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        pyfunc = load_for_serving(uri, mv)  # verifies the version's signature first (issue 20)
         classifier = pyfunc.unwrap_python_model().classifier
         return LoadedModel(
             version=str(mv.version),
