@@ -108,6 +108,62 @@ def signing_env(home: Path) -> dict[str, str]:
     }
 
 
+#: Local S3 identities (SeaweedFS ``-s3.config``) besides the stack's own admin key: MLflow's artifact store,
+#: the pipeline, and a read-only one (what a model server reading artifacts straight from S3 would get).
+S3_IDENTITIES = {
+    "mlflow-artifacts": ("Read", "Write", "List"),
+    "pipeline": ("Read", "Write", "List", "Tagging"),
+    "reader": ("Read", "List"),
+}
+
+
+def s3_identity(home: Path, name: str) -> tuple[str, str]:
+    """(access key id, secret) of a local S3 identity, generated on first use."""
+    return f"sentiflow-{name}", secret(home, f"s3-{name}-secret")
+
+
+def s3_env(home: Path, name: str) -> dict[str, str]:
+    """The AWS variables (boto3, MLflow's artifact store) of the local S3 identity ``name``."""
+    key, secret_key = s3_identity(home, name)
+    return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret_key}
+
+
+def s3_config(home: Path, bucket: str, admin_key: str, admin_secret: str) -> Path:
+    """SeaweedFS's identities file (0600): the stack's admin key, each identity's actions on the bucket."""
+    identities = [
+        {
+            "name": "stack-admin",
+            "credentials": [{"accessKey": admin_key, "secretKey": admin_secret}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+    ]
+    for name, actions in S3_IDENTITIES.items():
+        key, secret_key = s3_identity(home, name)
+        identities.append(
+            {
+                "name": name,
+                "credentials": [{"accessKey": key, "secretKey": secret_key}],
+                "actions": [f"{action}:{bucket}" for action in actions],
+            }
+        )
+    path = secrets_dir(home) / "s3-identities.json"
+    path.unlink(missing_ok=True)
+    write_private(path, json.dumps({"identities": identities}, indent=2).encode())
+    return path
+
+
+def pipeline_env(home: Path) -> dict[str, str]:
+    """The pipeline side's environment: its MLflow identity (MLflow's own variables) and its signing key."""
+    return {**identity(home, "pipeline").env(), **signing_env(home)}
+
+
+def mlflow_connection(home: Path, uri: str) -> str:
+    """The ``sentiflow_mlflow`` Airflow connection (JSON): the URL, the pipeline's login and password."""
+    pipeline = identity(home, "pipeline")
+    password = pipeline.password.get_secret_value()
+    return json.dumps({"conn_type": "http", "host": uri, "login": pipeline.username, "password": password})
+
+
 def model_server_env(home: Path) -> dict[str, str]:
     """The model server's two identities: its own read identity as MLflow's process-wide variables, and the
     separate deploy identity (``POST /deploy``) in ``SENTIFLOW_SERVER_DEPLOY_MLFLOW_*``."""
