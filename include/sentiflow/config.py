@@ -138,7 +138,7 @@ class ServerSettings(BaseSettings):
     )
     deploy_mlflow_username: str | None = Field(
         default=None,
-        description="MLflow user that POST /deploy and the page's Deploy button move the alias as (EDIT on "
+        description="MLflow user that POST /deploy and the page's Deploy button move the alias as (MANAGE on "
         "the served model only); unset = /deploy answers 403: deploys go through the pipeline.",
     )
     deploy_mlflow_password: SecretStr | None = Field(default=None, description="Password of that user.")

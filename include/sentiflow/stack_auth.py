@@ -12,10 +12,12 @@ pipeline's experiment and registered model and the three users, and grants each 
   i.e. MANAGE).
 - **server**: READ on the experiment and the registered model: read the alias, the version, its run's
   metrics, download its artifacts; nothing else.
-- **deployer**: EDIT on the registered model only: ``SetRegisteredModelAlias`` needs ``can_update``. EDIT on
-  one registered model is the narrowest grant MLflow has for moving an alias; it also allows new versions
-  and tags on that model (signature verification keeps those from being served), and it cannot *delete* an
-  alias (a failed ``/deploy`` whose rollback must remove ``previous`` reports that instead).
+- **deployer**: MANAGE on the served registered model only. Moving an alias needs ``can_update`` (EDIT, the
+  narrowest grant MLflow has for it), but a failed ``/deploy`` rolls back through
+  ``registry.restore_aliases``, which *deletes* ``previous`` when it did not exist before, and MLflow gates
+  alias deletion on ``can_delete``: with EDIT that rollback got 403 and left the alias on the refused
+  version. MANAGE on that one model also allows deleting its versions and granting others on it (nothing
+  on any other model, no runs); signature verification keeps anything it registers from being served.
 
 ``default_permission`` is ``NO_PERMISSIONS``: an authenticated user without a grant reads nothing, and
 anonymous requests are refused (401) everywhere but ``/health``. MLflow without workspaces lets any
@@ -268,7 +270,7 @@ def grants(experiment_id: str, model_name: str, scope: str = "served") -> list[t
         ("pipeline", "registered_model", model_name, "MANAGE"),
         ("server", "experiment", experiment, "READ"),
         ("server", "registered_model", model, "READ"),
-        ("deployer", "registered_model", model, "EDIT"),
+        ("deployer", "registered_model", model, "MANAGE"),
     ]
 
 
