@@ -66,6 +66,7 @@ def trainer_pod_kwargs(
             # the pipeline's MLflow identity (issue 20)
             Secret("env", "MLFLOW_TRACKING_USERNAME", pod.secret_name, "mlflow_pipeline_username"),
             Secret("env", "MLFLOW_TRACKING_PASSWORD", pod.secret_name, "mlflow_pipeline_password"),
+            Secret("env", "SENTIFLOW_SIGNING_PRIVATE_KEY", pod.secret_name, "signing_private_key"),
         ]
     return {
         "name": "sentiflow-train",
