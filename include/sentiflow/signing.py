@@ -130,8 +130,12 @@ def verify_folder(folder: str | Path, public_keys: Sequence[str | Path], *, what
 
 def _mismatch(message: str) -> str:
     """``model-signing``'s diff without the raw digests: which files differ, are extra or are missing."""
-    found = re.findall(r"(Hash mismatch for '[^']+'|(?:Extra|Missing) files[^:]*: [^\"\]]+)", message)
-    return "; ".join(found) or message
+    changed = re.findall(r"Hash mismatch for \\?'([^'\\]+)", message)
+    listed = re.findall(r"((?:Extra|Missing) files)[^:]*: ([^\"'\]\\]+)", message)
+    parts = [f"{kind.lower()}: {names.strip()}" for kind, names in listed]
+    if changed:
+        parts.insert(0, "changed files: " + ", ".join(changed))
+    return "; ".join(parts) or message
 
 
 def _mlmodel_id(folder: Path) -> str | None:
