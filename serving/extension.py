@@ -84,7 +84,7 @@ class ServerExtension:
         database, so all workers share it: one alert per window)."""
         alias = settings.follow_alias or mlflow_settings.champion_alias
         replica_id = settings.replica_id or default_replica_id()
-        registry = Registry(mlflow_settings)
+        registry = Registry(mlflow_settings, settings)
         db = Database(settings.resolved_feedback_db_url)
         store = FeedbackStore(db)
         replicas = ReplicaStore(db)

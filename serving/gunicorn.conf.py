@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from sentiflow.config import ServerSettings
+from sentiflow.credentials_check import check_component
 from serving.process import configure_process
 
 # One replica id for this server's workers (read in the master, inherited by every worker it forks):
@@ -19,6 +20,7 @@ from serving.process import configure_process
 os.environ.setdefault("SENTIFLOW_SERVER_REPLICA_ID", f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
 _settings = ServerSettings()
 configure_process(_settings)  # logging and MLflow's variables, once, before the workers fork
+check_component("model-server")  # SENTIFLOW_ENV=production: no placeholder credentials (issue 20)
 _prom_dir = Path(
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.state_dir.resolve() / "prometheus"))
 )

@@ -12,18 +12,10 @@ from pydantic import SecretStr
 
 from sentiflow.config import DriftSettings, RuntimeEnvironment, ServerSettings
 
-#: Placeholder prefixes (compared case-insensitively, ignoring ``-``/``_``) and the local stack's defaults.
-PLACEHOLDER_PREFIXES = ("changeme",)
-LOCAL_DEFAULTS = {"sentiflow-drift", "sentiflow-local-token"}
+# One definition of "placeholder" for every component (issue 20); re-exported for the server's callers.
+from sentiflow.credentials_check import InsecureSettingsError, is_placeholder
 
-
-class InsecureSettingsError(RuntimeError):
-    """A production server was given an empty or placeholder secret."""
-
-
-def is_placeholder(value: str) -> bool:
-    folded = value.strip().lower().replace("-", "").replace("_", "")
-    return not folded or folded.startswith(PLACEHOLDER_PREFIXES) or value.strip() in LOCAL_DEFAULTS
+__all__ = ["InsecureSettingsError", "check_production_secrets", "is_placeholder"]
 
 
 def _value(secret: SecretStr | None) -> str:

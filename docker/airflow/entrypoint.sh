@@ -6,6 +6,9 @@ set -euo pipefail
 # shellcheck source=select-backend.sh
 source /opt/sentiflow/select-backend.sh
 
+# SENTIFLOW_ENV=production: refuse placeholder credentials, naming the variable (sentiflow.credentials_check)
+python -m sentiflow.credentials_check airflow
+
 if [[ "${1:-}" == "sentiflow-airflow-init" ]]; then
   # The official entrypoint migrates the DB and creates the admin user when asked to by these flags.
   _AIRFLOW_DB_MIGRATE=true _AIRFLOW_WWW_USER_CREATE=true /entrypoint airflow version

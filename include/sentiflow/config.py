@@ -110,6 +110,12 @@ class MLflowSettings(BaseSettings):
     artifacts_prefix: str = Field(
         default="mlflow-artifacts", description="Key prefix in the S3 bucket for proxied MLflow artifacts."
     )
+    username: str | None = Field(
+        default=None,
+        description="MLflow basic-auth user of this component (the `sentiflow_mlflow` connection's login); "
+        "unset = MLflow's own MLFLOW_TRACKING_USERNAME/PASSWORD.",
+    )
+    password: SecretStr | None = Field(default=None, description="Password of that MLflow user.")
 
 
 class PipelineDefaults(BaseSettings):
@@ -159,6 +165,17 @@ class ServerSettings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the server's shared database (feedback, replicas, deployments); "
         "default SQLite in state_dir. Several replicas need one shared database (Postgres).",
+    )
+    deploy_mlflow_username: str | None = Field(
+        default=None,
+        description="MLflow user that POST /deploy and the page's Deploy button move the alias as (MANAGE on "
+        "the served model only); unset = /deploy answers 403: deploys go through the pipeline.",
+    )
+    deploy_mlflow_password: SecretStr | None = Field(default=None, description="Password of that user.")
+    signing_public_keys: list[str] = Field(
+        default_factory=list,
+        description="JSON list of public keys (PEM paths or PEM texts) a version's signature must verify "
+        "with before it is loaded; several for key rotation (sentiflow.signing).",
     )
     max_texts: int = Field(default=256, description="Most texts in one /predict call.")
     max_text_chars: int = Field(default=10_000, description="Most characters in one text.")
@@ -338,6 +355,25 @@ class DriftSettings(BaseSettings):
     vocab_min_count: int = Field(
         default=2, ge=1, description="A training token enters the vocabulary from this many occurrences."
     )
+
+
+class SigningSettings(BaseSettings):
+    """The pipeline's model-signing key (issue 20). Env: ``SENTIFLOW_SIGNING_*``. Only the pipeline has it."""
+
+    model_config = _config("SIGNING_")
+
+    private_key_path: Path | None = Field(
+        default=None, description="PEM file of the ECDSA private key that signs every registered version."
+    )
+    private_key: SecretStr | None = Field(
+        default=None, description="The same key as PEM text (from a Kubernetes Secret); wins over the path."
+    )
+
+    def key(self) -> str | Path | None:
+        """PEM text or a path, whichever is set; None when the pipeline cannot sign."""
+        if self.private_key is not None and self.private_key.get_secret_value().strip():
+            return self.private_key.get_secret_value()
+        return self.private_key_path
 
 
 class TrainingSettings(BaseSettings):

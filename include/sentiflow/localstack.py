@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sentiflow import stack_auth
 from sentiflow.config import ENV_PREFIX, MLflowSettings
 from sentiflow.ports import HOST, port_in_use
 
@@ -53,6 +54,7 @@ class StackSettings(BaseSettings):
     secret_access_key: str = Field(default="sentiflow-secret", description="S3 secret it accepts.")
     bucket: str = Field(default="sentiflow", description="Bucket created at start.")
     server_token: str = Field(default="sentiflow-local-token", description="Local admin token.")
+    grant_scope: str = Field(default="served", pattern="^(served|all)$", description=stack_auth.SCOPE_DOC)
     start_timeout_s: float = Field(default=120.0, description="Longest wait for a service to become healthy.")
 
     @property
@@ -91,6 +93,7 @@ def client_env(stack: StackSettings) -> dict[str, str]:
         "extra": {"endpoint_url": stack.s3_endpoint, "region_name": "us-east-1"},
     }
     return {
+        **stack_auth.pipeline_env(stack.home),  # its MLflow identity and signing key; the servers' public key
         f"{ENV_PREFIX}S3_ENDPOINT_URL": stack.s3_endpoint,
         f"{ENV_PREFIX}S3_BUCKET": stack.bucket,
         f"{ENV_PREFIX}S3_ACCESS_KEY_ID": stack.access_key_id,
@@ -107,7 +110,7 @@ def client_env(stack: StackSettings) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW_CONN_SENTIFLOW_S3": json.dumps(aws_conn),
-        "AIRFLOW_CONN_SENTIFLOW_MLFLOW": json.dumps({"conn_type": "http", "host": stack.mlflow_uri}),
+        "AIRFLOW_CONN_SENTIFLOW_MLFLOW": stack_auth.mlflow_connection(stack.home, stack.mlflow_uri),
         "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(
             {"conn_type": "http", "host": stack.server_url, "password": stack.server_token}
         ),
@@ -166,6 +169,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-bucket={stack.bucket}",
+            f"-s3.config={stack_auth.s3_config(stack.home, stack.bucket, *s3_env.values())}",
         ],
         env=s3_env,
         ports=(stack.s3_port, stack.s3_master_port, stack.s3_volume_port, stack.s3_filer_port),
@@ -190,9 +194,11 @@ def services(stack: StackSettings) -> dict[str, Service]:
             f"s3://{stack.bucket}/{MLflowSettings().artifacts_prefix}",
             "--allowed-hosts",
             f"{HOST}:{stack.mlflow_port},localhost:{stack.mlflow_port},{HOST},localhost",
+            *("--app-name", "basic-auth"),  # issue 20: stack_auth.provision makes users and grants in up()
         ],
         env={
-            **s3_env,
+            **stack_auth.mlflow_server_env(stack.home, mlflow_dir / "auth.db"),
+            **stack_auth.s3_env(stack.home, "mlflow-artifacts"),  # its own S3 identity (issue 20)
             "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint,
             "AWS_DEFAULT_REGION": "us-east-1",
             # MLflow 3's server-side job runner (four huey consumers) is unused here; on 2 cores it costs.
@@ -212,7 +218,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
             f"{HOST}:{stack.server_port}",
             "serving.app:create_app()",
         ],
-        env=client_env(stack),
+        env={**client_env(stack), **stack_auth.model_server_env(stack.home)},
         health=http_ok(f"{stack.server_url}/health"),
         ports=(stack.server_port,),
         prepare=lambda: (stack.home / "model-server").mkdir(parents=True, exist_ok=True),
@@ -353,6 +359,8 @@ def up(stack: StackSettings, names: Iterable[str] = DEFAULT_SERVICES, *, with_ai
     for name in names:
         pid = start(stack, table[name])
         print(f"{name:13s} up (pid {pid}), log {_logfile(stack, name)}")
+        if name == "mlflow":  # users and grants (issue 20) before anything else talks to it
+            stack_auth.provision(stack.home, stack.mlflow_uri, scope=stack.grant_scope)
     if with_airflow:
         airflow_init(stack)
         print(f"airflow       home {stack.airflow_home} (db migrated)")

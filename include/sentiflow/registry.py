@@ -53,9 +53,15 @@ __all__ = ["TAG_ROLLED_BACK"]  # re-exported: the tag written when a version is 
 
 
 def mlflow_client(settings: MLflowSettings | None = None) -> Any:
+    """A client as ``settings.username`` when set (an Airflow connection's login), else as the process."""
     from mlflow import MlflowClient
 
+    from sentiflow.mlflow_auth import MlflowIdentity, client_for
+
     settings = settings or MLflowSettings()
+    identity = MlflowIdentity.of(settings.username, settings.password)
+    if identity is not None:
+        return client_for(settings.tracking_uri, identity)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from sentiflow.mlflow_auth import DeployNotAllowedError
 from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from serving.extension import server
 from serving.http.auth import require_admin
@@ -27,6 +28,7 @@ bp = Blueprint("admin", __name__)
         200: DeploymentStatus,
         202: DeploymentStatus,
         401: ErrorBody,
+        403: ErrorBody,
         404: ErrorBody,
         422: [ErrorBody, DeploymentStatus],
         503: ErrorBody,
@@ -43,6 +45,8 @@ def deploy():
         record = deployments.release(
             ext, version=None if body.version is None else str(body.version), alias=body.alias
         )
+    except DeployNotAllowedError as exc:
+        raise ApiError(403, str(exc), error="deploy_not_allowed") from exc
     except ModelNotFoundError as exc:
         raise ApiError(404, str(exc), error="model_not_found") from exc
     except RegistryUnavailableError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentiflow import names, registry
-from sentiflow.config import MLflowSettings
+from sentiflow.config import MLflowSettings, ServerSettings
 from sentiflow.family_registry import serving_runtime as family_runtime
 from sentiflow.registry import ModelNotFoundError, PriorAliases, RegistryUnavailableError
 from serving import metrics
@@ -38,16 +38,28 @@ class Registry:
     ``promote`` and ``restore`` (alias moves), ``models`` and ``versions`` (the web page's lists).
     """
 
-    def __init__(self, settings: MLflowSettings) -> None:
+    def __init__(self, settings: MLflowSettings, server: ServerSettings | None = None) -> None:
         self.settings = settings
         self.name = settings.registered_model_name
+        #: The server's settings: its separate deploy identity (issue 20) moves the followed alias.
+        self.server = server or ServerSettings()
 
     @property
     def tracking_uri(self) -> str:
         return self.settings.tracking_uri
 
     def client(self) -> Any:
+        """The server's own identity: it reads the alias and downloads artifacts, nothing else."""
         return registry.mlflow_client(self.settings)
+
+    def deployer(self) -> Any:
+        """The client alias moves go through: the deploy identity (``SENTIFLOW_SERVER_DEPLOY_MLFLOW_*``).
+
+        Raises ``DeployNotAllowedError`` (a 403) when the server has none: deploys go through the pipeline.
+        """
+        from sentiflow.mlflow_auth import deploy_client
+
+        return deploy_client(self.server, self.settings)
 
     @staticmethod
     def _count(call: str) -> None:
@@ -75,12 +87,12 @@ class Registry:
             return None
 
     def load(self, version: str) -> LoadedModel:
-        import mlflow.pyfunc
+        from sentiflow.signing import load_for_serving
 
         mv = self.resolve(version=version)
         uri = f"models:/{self.name}/{mv.version}"
         self._count("load")
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        pyfunc = load_for_serving(uri, mv)  # verifies the version's signature before deserializing (issue 20)
         classifier = pyfunc.unwrap_python_model().classifier
         return LoadedModel(
             version=str(mv.version),
@@ -109,9 +121,9 @@ class Registry:
     def promote(self, version: str, *, alias: str) -> PriorAliases:
         """Move ``alias`` to ``version`` (its old version becomes the previous one); the aliases before."""
         self._count("promote")
-        return registry.promote(self.client(), self.alias_settings(alias), version)
+        return registry.promote(self.deployer(), self.alias_settings(alias), version)
 
     def restore(self, prior: PriorAliases, *, alias: str, reason: str) -> str | None:
         """``sentiflow.registry.restore_aliases`` for ``alias``: None when restored, else why not."""
         self._count("restore")
-        return registry.restore_aliases(self.client(), self.alias_settings(alias), prior, reason)
+        return registry.restore_aliases(self.deployer(), self.alias_settings(alias), prior, reason)

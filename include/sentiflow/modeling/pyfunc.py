@@ -17,7 +17,9 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
+from sentiflow.config import SigningSettings
 from sentiflow.modeling.base import TextClassifier, predictions_frame
+from sentiflow.signed_logging import log_signed_pyfunc
 
 CLASSIFIER_ARTIFACT = "classifier"
 DESCRIPTOR_FILE = "classifier.json"
@@ -92,12 +94,16 @@ def log_classifier(
         # A plain list of strings, so ``load_model(uri).predict(["some text"])`` works as users expect.
         example = list(INPUT_EXAMPLE)
         output = predictions_frame(classifier.predict(INPUT_EXAMPLE), classifier.label_names)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=SentimentPyfunc(),
-            artifacts={CLASSIFIER_ARTIFACT: str(directory)},
-            signature=infer_signature(example, output),
-            input_example=example,
-            pip_requirements=pip_requirements(classifier.family),
-            registered_model_name=registered_model_name,
-        )
+        model = {
+            "python_model": SentimentPyfunc(),
+            "artifacts": {CLASSIFIER_ARTIFACT: str(directory)},
+            "signature": infer_signature(example, output),
+            "input_example": example,
+            "pip_requirements": pip_requirements(classifier.family),
+        }
+        key = SigningSettings().key()
+        if key is not None:  # the pipeline signs what it uploads (issue 20, sentiflow.signed_logging)
+            return log_signed_pyfunc(
+                private_key=key, name=name, registered_model_name=registered_model_name, **model
+            )
+        return mlflow.pyfunc.log_model(name=name, registered_model_name=registered_model_name, **model)

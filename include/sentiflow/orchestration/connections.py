@@ -76,8 +76,12 @@ def s3_settings_from(
 def mlflow_settings_from(
     conn: ConnectionLike, conn_id: str, base: MLflowSettings | None = None
 ) -> MLflowSettings:
+    """The connection's URL, and its login/password as the MLflow identity (the pipeline's)."""
     base = base or MLflowSettings()
-    return base.model_copy(update={"tracking_uri": http_url(conn, conn_id)})
+    update: dict[str, Any] = {"tracking_uri": http_url(conn, conn_id)}
+    if conn.login and conn.password:
+        update.update(username=conn.login, password=SecretStr(conn.password))
+    return base.model_copy(update=update)
 
 
 def server_endpoint_from(conn: ConnectionLike, conn_id: str) -> ServerEndpoint:
@@ -100,4 +104,7 @@ def settings_env(s3: S3Settings, mlflow: MLflowSettings) -> dict[str, str]:
     }
     if s3.endpoint_url:
         env[f"{ENV_PREFIX}S3_ENDPOINT_URL"] = s3.endpoint_url
+    if mlflow.username and mlflow.password:  # MLflow's own names: the trainer's fluent calls read them
+        env["MLFLOW_TRACKING_USERNAME"] = mlflow.username
+        env["MLFLOW_TRACKING_PASSWORD"] = mlflow.password.get_secret_value()
     return env

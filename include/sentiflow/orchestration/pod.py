@@ -49,6 +49,8 @@ def pod_env_templates(pipeline: PipelineSettings, pod: TrainerPodSettings) -> di
     if pod.secret_name is None:
         env[f"{ENV_PREFIX}S3_ACCESS_KEY_ID"] = f"{{{{ conn.{s3}.login }}}}"
         env[f"{ENV_PREFIX}S3_SECRET_ACCESS_KEY"] = f"{{{{ conn.{s3}.password }}}}"
+        env["MLFLOW_TRACKING_USERNAME"] = f"{{{{ conn.{mlflow}.login }}}}"
+        env["MLFLOW_TRACKING_PASSWORD"] = f"{{{{ conn.{mlflow}.password }}}}"
     return env
 
 
@@ -72,6 +74,10 @@ def trainer_pod_kwargs(
         secrets = [
             Secret("env", f"{ENV_PREFIX}S3_ACCESS_KEY_ID", pod.secret_name, "access_key_id"),
             Secret("env", f"{ENV_PREFIX}S3_SECRET_ACCESS_KEY", pod.secret_name, "secret_access_key"),
+            # the pipeline's MLflow identity (issue 20)
+            Secret("env", "MLFLOW_TRACKING_USERNAME", pod.secret_name, "mlflow_pipeline_username"),
+            Secret("env", "MLFLOW_TRACKING_PASSWORD", pod.secret_name, "mlflow_pipeline_password"),
+            Secret("env", "SENTIFLOW_SIGNING_PRIVATE_KEY", pod.secret_name, "signing_private_key"),
         ]
     return {
         "name": "sentiflow-train",

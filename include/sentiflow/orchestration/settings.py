@@ -98,7 +98,8 @@ class TrainerPodSettings(BaseSettings):
     execution_timeout_s: float = Field(default=6 * 3600, description="Task timeout of the training pod.")
     secret_name: str | None = Field(
         default=None,
-        description="Kubernetes Secret with S3 keys (access_key_id, secret_access_key); unset = from the "
-        "Airflow connection.",
+        description="Kubernetes Secret with S3 keys (access_key_id, secret_access_key) and the pipeline's "
+        "MLflow user (mlflow_pipeline_username, mlflow_pipeline_password) and signing key "
+        "(signing_private_key, PEM); unset = from the Airflow connections (and no signing key).",
     )
     labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/part-of": "sentiflow"})

@@ -283,7 +283,9 @@ def test_endpoints_ports_and_bucket_agree(resolved):
     prefix = MLflowSettings.model_fields["artifacts_prefix"].default
     assert f"--artifacts-destination=s3://{bucket}/{prefix}" in mlflow_cmd
     assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"] == env["SENTIFLOW_S3_ENDPOINT_URL"]
-    assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] == env["SENTIFLOW_S3_ACCESS_KEY_ID"]
+    # MLflow has its own MinIO user (issue 20), the one minio-init limits to the artifacts prefix
+    assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] == init_env["MINIO_MLFLOW_ACCESS_KEY"]
+    assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] != env["SENTIFLOW_S3_ACCESS_KEY_ID"]
 
     tracking = urlparse(env["SENTIFLOW_MLFLOW_TRACKING_URI"])
     assert tracking.hostname == "mlflow"

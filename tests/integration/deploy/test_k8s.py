@@ -192,9 +192,16 @@ def test_every_secret_key_referenced_exists_in_the_template():
         assert all(v in ("CHANGE_ME", "") for v in secret["stringData"].values()), (
             "no real secret in the repo"
         )
-    # The training namespace's Secret holds the S3 keys and nothing of serving.
+    # The training namespace's Secret holds the S3 keys, the pipeline's MLflow user and the signing key:
+    # nothing of serving.
     trainer = secrets["sentiflow-training", "sentiflow-trainer-credentials"]["stringData"]
-    assert set(trainer) == {"access_key_id", "secret_access_key"}
+    assert set(trainer) == {
+        "access_key_id",
+        "secret_access_key",
+        "mlflow_pipeline_username",
+        "mlflow_pipeline_password",
+        "signing_private_key",
+    }
 
 
 def test_configmap_names_are_library_settings():

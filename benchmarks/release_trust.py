@@ -1,0 +1,168 @@
+"""Release trust (issue 20): what signing and verifying cost, and who MLflow lets move the alias.
+
+On a private local stack (MLflow with its auth app, SeaweedFS): one alias move each as anonymous, the server's
+identity and the pipeline's (HTTP status); a TF-IDF version logged and signed by ``log_classifier``; the same
+version with its pickled model overwritten in S3 and an unsigned version, each through ``verify_and_load``
+(refused, message kept). Timing: signing and verifying the transformer folder a replica would load (the
+offline MiniLM, ~88 MB, plus the signed TF-IDF pyfunc), medians over repeats.
+
+    .venv/bin/python benchmarks/release_trust.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import record
+
+SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "all-MiniLM-L6-v2"
+
+
+def _status(fn) -> int:
+    try:
+        fn()
+        return 200
+    except Exception as exc:
+        return {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403}.get(getattr(exc, "error_code", ""), 500)
+
+
+def _timings(folder: Path, private: Path, public: list[str], repeats: int) -> tuple[float, float]:
+    from sentiflow.signing import sign_folder, verify_folder
+
+    sign, verify = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        sign_folder(folder, private)
+        sign.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        verify_folder(folder, public)
+        verify.append((time.perf_counter() - started) * 1000)
+    return statistics.median(sign), statistics.median(verify)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import boto3
+    import mlflow
+
+    from sentiflow import localstack, stack_auth
+    from sentiflow.config import MLflowSettings, S3Settings
+    from sentiflow.mlflow_auth import client_for
+    from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.signing import SignatureError, verify_and_load, version_model_id
+
+    home = Path(tempfile.mkdtemp(prefix="release-trust-"))
+    stack = localstack.stack_on_free_ports(home)
+    saved = dict(os.environ)
+    result: dict[str, object] = {}
+    try:
+        localstack.up(stack, ["s3", "mlflow"], with_airflow=False)
+        os.environ.update(localstack.client_env(stack))
+        settings = MLflowSettings()
+        public = [str(stack_auth.signing_keys(home)[1])]
+        mlflow.set_tracking_uri(stack.mlflow_uri)
+        mlflow.set_experiment(settings.experiment_name)
+        clf = TfidfClassifier.build(["negative", "positive"], C=4.0)
+        clf.fit(
+            ["dull", "boring plot", "awful"] * 4 + ["great", "wonderful film", "moving"] * 4,
+            [0] * 12 + [1] * 12,
+        )
+        with mlflow.start_run():
+            info = log_classifier(clf, registered_model_name=settings.registered_model_name)
+        version = str(info.registered_model_version)
+        name = settings.registered_model_name
+        for who, identity in (
+            ("anonymous", None),
+            ("server_identity", stack_auth.identity(home, "server")),
+            ("pipeline", stack_auth.identity(home, "pipeline")),
+        ):
+            client = client_for(stack.mlflow_uri, identity)
+            result[f"{who}_alias_move"] = {
+                "status": _status(lambda c=client: c.set_registered_model_alias(name, "champion", version))
+            }
+        pipeline = client_for(stack.mlflow_uri, stack_auth.identity(home, "pipeline"))
+        mv = pipeline.get_model_version(name, version)
+        uri = f"models:/{name}/{version}"
+        loads = []
+        for _ in range(args.repeats):
+            loads.append(verify_and_load(uri, public, expected_model_id=version_model_id(mv)).verify_ms)
+
+        s3s = S3Settings()
+        s3 = boto3.client("s3", **s3s.boto3_kwargs())  # type: ignore[call-overload]
+        key = next(
+            o["Key"]
+            for o in s3.list_objects_v2(Bucket=s3s.bucket)["Contents"]
+            if version_model_id(mv) in o["Key"] and o["Key"].endswith("python_model.pkl")
+        )
+        original = s3.get_object(Bucket=s3s.bucket, Key=key)["Body"].read()
+        s3.put_object(Bucket=s3s.bucket, Key=key, Body=b"x" + original[1:])
+        try:
+            verify_and_load(uri, public, expected_model_id=version_model_id(mv))
+            tampered: dict[str, object] = {"version": version, "refused": False}
+        except SignatureError as exc:
+            tampered = {"version": version, "refused": True, "message": str(exc)[:400]}
+        tampered["served_version_after"] = "not measured here: the server-side run needs the replica wiring"
+        tampered["deploy_task_state"] = "not run: the DAG's deploy-failure path is not wired yet"
+        result["tampered_version"] = tampered
+        s3.put_object(Bucket=s3s.bucket, Key=key, Body=original)
+
+        unsigned_env = os.environ.pop("SENTIFLOW_SIGNING_PRIVATE_KEY_PATH")
+        with mlflow.start_run():
+            unsigned = str(log_classifier(clf, registered_model_name=name).registered_model_version)
+        os.environ["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = unsigned_env
+        try:
+            verify_and_load(f"models:/{name}/{unsigned}", public)
+            result["unsigned_version"] = {"version": unsigned, "refused": False}
+        except SignatureError as exc:
+            result["unsigned_version"] = {"version": unsigned, "refused": True, "message": str(exc)[:300]}
+
+        private = stack_auth.signing_keys(home)[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "minilm"
+            shutil.copytree(SHARED_MODEL, folder)
+            sign_ms, verify_ms = _timings(folder, private, public, args.repeats)
+            size_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+        result.update(
+            sign_ms_per_version=round(sign_ms, 1),
+            verify_ms_per_load=round(verify_ms, 1),
+            verify_ms_per_load_tfidf=round(statistics.median(loads), 1),
+            transformer_folder_mb=round(size_mb, 1),
+            repeats=args.repeats,
+        )
+    finally:
+        localstack.down(stack, ["s3", "mlflow"])
+        os.environ.clear()
+        os.environ.update(saved)
+    markdown = (
+        "| check | result |\n| --- | --- |\n"
+        + "".join(
+            f"| {k} alias move | HTTP {result[f'{k}_alias_move']['status']} |\n"  # type: ignore[index]
+            for k in ("anonymous", "server_identity", "pipeline")
+        )
+        + f"| tampered version (S3 overwrite) | refused: {result['tampered_version']['refused']} |\n"  # type: ignore[index]
+        + f"| unsigned version | refused: {result['unsigned_version']['refused']} |\n"  # type: ignore[index]
+        + f"| sign, transformer folder ({result['transformer_folder_mb']} MB) | "
+        + f"{result['sign_ms_per_version']} ms |\n"
+        + f"| verify, transformer folder | {result['verify_ms_per_load']} ms |\n"
+        + f"| verify, TF-IDF version (download excluded) | {result['verify_ms_per_load_tfidf']} ms |\n"
+    )
+    record("release_trust", result, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Production refuses placeholder or empty credentials, in every component, naming the variable.
+
+A component started with ``change-me`` credentials is worse than one that does not start: it looks secured and
+is not. With ``SENTIFLOW_ENV=production`` (compose and the Kubernetes manifests set it) each component calls
+``check_component`` at start (or runs ``python -m sentiflow.credentials_check <component>`` in its entrypoint)
+over the variables it reads. A value is refused when it is empty, starts with ``change-me``/``CHANGE_ME``
+(every secret of ``.env.example`` and of ``k8s/secret.template.yaml``), or is one of the local stack's
+well-known defaults; a credential embedded in a URL (``postgresql://user:PASSWORD@host``, an Airflow
+connection's JSON password) is checked the same way. The error names every offending variable at once.
+
+Standard library only, so images without sentiflow installed (the MLflow image) can run this file directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+#: Placeholder prefixes, compared case-insensitively and ignoring ``-``/``_``.
+PLACEHOLDER_PREFIXES = ("changeme",)
+#: Values the local stack uses (config defaults, ``StackSettings``): fine on a laptop, never in production.
+LOCAL_DEFAULTS = {"sentiflow-drift", "sentiflow-local-token", "sentiflow-secret", "minioadmin", "password"}
+
+#: What each component reads. ``url:`` = a URL whose password is checked; ``conn:`` = an Airflow connection
+#: (JSON or URI) whose password is checked; ``keys:`` = a JSON list of public keys that must not be empty;
+#: ``key:`` = a PEM text or, when the first name is unset, a PEM file (the second name) that must exist.
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "model-server": (
+        "SENTIFLOW_SERVER_ADMIN_TOKEN",
+        "SENTIFLOW_SERVER_PREDICTION_SECRET",
+        "SENTIFLOW_DRIFT_HASH_KEY",
+        "SENTIFLOW_S3_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_PASSWORD",
+        "url:SENTIFLOW_SERVER_FEEDBACK_DB_URL",
+        "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
+    ),
+    "mlflow": (
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "url:MLFLOW_BACKEND_STORE_URI",
+    ),
+    "airflow": (
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "url:AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "conn:AIRFLOW_CONN_SENTIFLOW_S3",
+        "conn:AIRFLOW_CONN_SENTIFLOW_MLFLOW",
+        "conn:AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER",
+    ),
+    "trainer": (
+        "SENTIFLOW_S3_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_PASSWORD",
+        "key:SENTIFLOW_SIGNING_PRIVATE_KEY:SENTIFLOW_SIGNING_PRIVATE_KEY_PATH",
+    ),
+    "postgres": ("POSTGRES_PASSWORD",),
+    "minio": ("MINIO_ROOT_PASSWORD", "SENTIFLOW_S3_SECRET_ACCESS_KEY"),
+}
+
+
+class InsecureSettingsError(RuntimeError):
+    """A production component was given an empty or placeholder credential."""
+
+
+def is_placeholder(value: str | None) -> bool:
+    """Empty, ``change-me...``/``CHANGE_ME``, or a local stack default."""
+    text = (value or "").strip()
+    folded = text.lower().replace("-", "").replace("_", "")
+    return not folded or folded.startswith(PLACEHOLDER_PREFIXES) or text in LOCAL_DEFAULTS
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _conn_password(raw: str) -> str | None:
+    if raw.lstrip().startswith("{"):
+        try:
+            value = json.loads(raw).get("password")
+        except (ValueError, AttributeError):
+            return None
+        return None if value is None else str(value)
+    return _url_password(raw)
+
+
+def problems(component: str, env: Mapping[str, str]) -> list[str]:
+    """Every variable of ``component`` that is empty or a placeholder, as a sentence naming it."""
+    found = []
+    for spec in COMPONENTS[component]:
+        kind, _, name = spec.partition(":") if ":" in spec else ("", "", spec)
+        if kind == "url":
+            if name in env and is_placeholder(_url_password(env[name])):
+                found.append(f"{name} has an empty or placeholder password")
+        elif kind == "conn":
+            if name in env and is_placeholder(_conn_password(env[name])):
+                found.append(f"{name} (Airflow connection) has an empty or placeholder password")
+        elif kind == "keys":
+            try:
+                keys = [k for k in json.loads(env.get(name) or "[]") if str(k).strip()]
+            except ValueError:
+                keys = []
+            if not keys or any(is_placeholder(str(k)) for k in keys):
+                found.append(f"{name} lists no public key (or a placeholder): versions could not be verified")
+        elif kind == "key":
+            text_name, _, path_name = name.partition(":")
+            text, path = env.get(text_name, ""), env.get(path_name, "")
+            if text.strip():
+                if is_placeholder(text) or "-----BEGIN" not in text:
+                    found.append(f"{text_name} is a placeholder, not a PEM private key")
+            elif not path.strip() or not Path(path).is_file() or Path(path).stat().st_size == 0:
+                found.append(
+                    f"{text_name} and {path_name} are unset or name no key file: the pipeline cannot sign"
+                )
+        elif is_placeholder(env.get(name)):
+            found.append(f"{name} is empty or a placeholder")
+    return found
+
+
+def check_component(component: str, env: Mapping[str, str] | None = None) -> None:
+    """Raise ``InsecureSettingsError`` naming each bad variable, when ``SENTIFLOW_ENV=production``."""
+    env = os.environ if env is None else env
+    if env.get("SENTIFLOW_ENV", "development") != "production":
+        return
+    found = problems(component, env)
+    if found:
+        raise InsecureSettingsError(
+            f"SENTIFLOW_ENV=production: {component} refuses to start: "
+            + "; ".join(found)
+            + ". Generate credentials with docker/init-env.sh (compose) or set them in the Kubernetes Secret."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in COMPONENTS:
+        print(f"usage: credentials_check.py {{{','.join(COMPONENTS)}}}", file=sys.stderr)
+        return 2
+    try:
+        check_component(args[0])
+    except InsecureSettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""MLflow requires authentication, and each identity can do exactly its job (issue 20), on a real server.
+
+The session's stack grants the server and the deployer on every model (``grant_scope="all"``, since tests
+register a model per test); here ``stack_auth.provision`` is run again with the per-model grants of a real
+deployment (``served``) for fresh users of a fresh registered model, so the narrow grants are what is tested.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import SecretStr
+
+from sentiflow import stack_auth
+from sentiflow.config import MLflowSettings
+from sentiflow.mlflow_auth import DeployNotAllowedError, MlflowIdentity, client_for, deploy_client
+
+
+def _status(exc: BaseException) -> int | None:
+    code = getattr(exc, "error_code", "")
+    return {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403}.get(code)
+
+
+@pytest.fixture(scope="module")
+def world(stack):
+    """A fresh experiment + registered model, served-scope grants for fresh pipeline/server/deployer users,
+    one version registered by the pipeline, and a second registered model the deployer has nothing on."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = MLflowSettings(experiment_name=f"auth-{suffix}", registered_model_name=f"auth-model-{suffix}")
+    uri = stack.mlflow_uri
+    root = stack_auth.admin(stack.home)
+    admin = client_for(uri, root)
+    experiment_id = admin.create_experiment(settings.experiment_name)
+    admin.create_registered_model(settings.registered_model_name)
+    users = {}
+    for role in stack_auth.ROLES:
+        user = MlflowIdentity(f"{role}-{suffix}", SecretStr(uuid.uuid4().hex))
+        stack_auth.ensure_user(uri, root, user)
+        users[role] = user
+    for role, kind, resource, permission in stack_auth.grants(experiment_id, settings.registered_model_name):
+        stack_auth.grant(uri, root, users[role].username, kind, resource, permission)
+    pipeline = client_for(uri, users["pipeline"])
+    run = pipeline.create_run(experiment_id)
+    version = pipeline.create_model_version(
+        settings.registered_model_name, "s3://x/model", run_id=run.info.run_id
+    )
+    other = f"auth-other-{suffix}"
+    pipeline.create_registered_model(other)
+    other_version = pipeline.create_model_version(other, "s3://x/other", run_id=run.info.run_id)
+    return {
+        "uri": uri,
+        "settings": settings,
+        "users": users,
+        "experiment_id": experiment_id,
+        "run_id": run.info.run_id,
+        "version": str(version.version),
+        "other": other,
+        "other_version": str(other_version.version),
+    }
+
+
+def _attempts(client, world):
+    name = world["settings"].registered_model_name
+    return {
+        "create run": lambda: client.create_run(world["experiment_id"]),
+        "register version": lambda: client.create_model_version(name, "s3://x/evil", run_id=world["run_id"]),
+        "move alias": lambda: client.set_registered_model_alias(name, "champion", world["version"]),
+    }
+
+
+def test_anonymous_requests_are_refused(world):
+    anonymous = client_for(world["uri"], None)
+    for what, attempt in _attempts(anonymous, world).items():
+        with pytest.raises(Exception) as caught:
+            attempt()
+        assert _status(caught.value) == 401, what
+    with pytest.raises(Exception) as caught:
+        anonymous.get_model_version(world["settings"].registered_model_name, world["version"])
+    assert _status(caught.value) == 401
+
+
+def test_server_identity_reads_but_cannot_write(world):
+    server = client_for(world["uri"], world["users"]["server"])
+    name = world["settings"].registered_model_name
+    assert server.get_model_version(name, world["version"]).run_id == world["run_id"]
+    assert server.get_run(world["run_id"]).info.run_id == world["run_id"]
+    for what, attempt in _attempts(server, world).items():
+        with pytest.raises(Exception) as caught:
+            attempt()
+        assert _status(caught.value) == 403, what
+
+
+def test_pipeline_identity_can_run_register_and_move(world):
+    pipeline = client_for(world["uri"], world["users"]["pipeline"])
+    for attempt in _attempts(pipeline, world).values():
+        attempt()
+    name = world["settings"].registered_model_name
+    assert pipeline.get_model_version_by_alias(name, "champion").version == world["version"]
+    pipeline.delete_registered_model_alias(name, "champion")  # a rollback of a first champion deletes it
+
+
+def test_deployer_moves_only_the_served_models_alias(world):
+    deployer = client_for(world["uri"], world["users"]["deployer"])
+    name = world["settings"].registered_model_name
+    deployer.set_registered_model_alias(name, "champion", world["version"])
+    assert deployer.get_model_version_by_alias(name, "champion").version == world["version"]
+    deployer.set_registered_model_alias(name, "previous", world["version"])
+    deployer.delete_registered_model_alias(name, "previous")  # what a failed /deploy's rollback may do
+    with pytest.raises(Exception) as caught:
+        deployer.set_registered_model_alias(world["other"], "champion", world["other_version"])
+    assert _status(caught.value) == 403
+    for what in ("create run", "register version"):
+        with pytest.raises(Exception) as caught:
+            _attempts(deployer, world)[what]()
+        assert _status(caught.value) == 403, what
+
+
+def test_a_server_without_deploy_identity_refuses_deploys(world):
+    from sentiflow.config import ServerSettings
+
+    with pytest.raises(DeployNotAllowedError, match="deploys go through the pipeline"):
+        deploy_client(ServerSettings(deploy_mlflow_username=None), world["settings"])
+
+
+def test_the_stack_env_carries_the_pipeline_identity(stack):
+    import os
+
+    from sentiflow import localstack
+
+    env = localstack.client_env(stack)
+    pipeline = stack_auth.identity(stack.home, "pipeline")
+    assert env["MLFLOW_TRACKING_USERNAME"] == pipeline.username == os.environ["MLFLOW_TRACKING_USERNAME"]
+    server_env = stack_auth.model_server_env(stack.home)
+    assert server_env["MLFLOW_TRACKING_USERNAME"] == stack_auth.ROLES["server"]
+    assert server_env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME"] == stack_auth.ROLES["deployer"]
+    secrets = stack.home / "secrets"
+    assert secrets.stat().st_mode & 0o777 == 0o700
+    private = [p for p in secrets.iterdir() if p.name != "signing-public.pem"]  # the public key is 0644
+    assert private and all(p.stat().st_mode & 0o777 == 0o600 for p in private), private

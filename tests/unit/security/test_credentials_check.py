@@ -1,0 +1,129 @@
+"""Production refuses placeholder or empty credentials in every component, naming the variable (issue 20)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.test_compose import ENV_EXAMPLE, env_file_values
+
+from sentiflow.credentials_check import (
+    COMPONENTS,
+    InsecureSettingsError,
+    check_component,
+    is_placeholder,
+    problems,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"
+
+
+def good_env(tmp_path: Path) -> dict[str, str]:
+    """Real-looking values for every variable every component reads."""
+    public = tmp_path / "signing.pub"
+    public.write_text("-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n")
+    conn = json.dumps({"conn_type": "http", "host": "http://x", "login": "u", "password": "r3al-conn-pw-41"})
+    return {
+        "SENTIFLOW_ENV": "production",
+        "SENTIFLOW_SERVER_ADMIN_TOKEN": "tok-8d1f0a77c2",
+        "SENTIFLOW_SERVER_PREDICTION_SECRET": "pred-93ab11e0",
+        "SENTIFLOW_DRIFT_HASH_KEY": "drift-55c0e1",
+        "SENTIFLOW_S3_SECRET_ACCESS_KEY": "s3-2f9e7c1d",
+        "MLFLOW_TRACKING_PASSWORD": "mlflow-user-6b2a",
+        "SENTIFLOW_SERVER_FEEDBACK_DB_URL": "postgresql://sentiflow:pg-7a1c@postgres/model_server",
+        "SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS": json.dumps([str(public)]),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-0c3e",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-1d2e",
+        "AWS_SECRET_ACCESS_KEY": "aws-9f8e",
+        "MLFLOW_BACKEND_STORE_URI": "postgresql://sentiflow:pg-7a1c@postgres/mlflow",
+        "AIRFLOW__CORE__FERNET_KEY": "fernet-3b4c",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-5d6e",
+        "AIRFLOW__API__SECRET_KEY": "api-7f80",
+        "AIRFLOW_ADMIN_PASSWORD": "airflow-9a0b",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://sentiflow:pg-7a1c@postgres:5432/airflow",
+        "AIRFLOW_CONN_SENTIFLOW_S3": conn,
+        "AIRFLOW_CONN_SENTIFLOW_MLFLOW": conn,
+        "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": conn,
+        "SENTIFLOW_SIGNING_PRIVATE_KEY": PEM,
+        "POSTGRES_PASSWORD": "pg-7a1c",
+        "MINIO_ROOT_PASSWORD": "minio-2c3d",
+    }
+
+
+def test_every_secret_of_env_example_is_refused():
+    values = env_file_values(ENV_EXAMPLE)
+    secrets = {k: v for k, v in values.items() if any(w in k for w in ("PASSWORD", "SECRET", "TOKEN", "KEY"))}
+    assert len(secrets) >= 9, secrets
+    for name, value in secrets.items():
+        if name.endswith(("_ACCESS_KEY_ID", "_ACCESS_KEY")):
+            continue  # a user name (access key id), not a secret
+        assert is_placeholder(value), name
+
+
+@pytest.mark.parametrize("value", ["", "  ", "CHANGE_ME", "change-me-anything", "sentiflow-secret", None])
+def test_placeholders(value):
+    assert is_placeholder(value)
+
+
+def test_good_values_pass_for_every_component(tmp_path):
+    env = good_env(tmp_path)
+    for component in COMPONENTS:
+        check_component(component, env)
+
+
+@pytest.mark.parametrize(
+    ("component", "spec"), [(component, spec) for component, specs in COMPONENTS.items() for spec in specs]
+)
+def test_each_components_check_names_each_bad_variable(tmp_path, component, spec):
+    env = good_env(tmp_path)
+    name = spec.split(":")[1] if ":" in spec else spec
+    if spec.startswith("url:"):
+        env[name] = env[name].replace("pg-7a1c", "change-me-postgres")
+    elif spec.startswith("conn:"):
+        env[name] = json.dumps(
+            {"conn_type": "http", "host": "http://x", "login": "u", "password": "CHANGE_ME"}
+        )
+    elif spec.startswith("keys:"):
+        env[name] = "[]"
+    elif spec.startswith("key:"):
+        env[name] = "change-me-signing-key"
+    else:
+        env[name] = "change-me"
+    with pytest.raises(InsecureSettingsError, match=name):
+        check_component(component, env)
+    assert any(name in p for p in problems(component, env))
+
+
+def test_missing_private_key_file_is_refused(tmp_path):
+    env = good_env(tmp_path)
+    del env["SENTIFLOW_SIGNING_PRIVATE_KEY"]
+    env["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = str(tmp_path / "absent.pem")
+    with pytest.raises(InsecureSettingsError, match="SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"):
+        check_component("trainer", env)
+    (tmp_path / "present.pem").write_text(PEM)
+    env["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = str(tmp_path / "present.pem")
+    check_component("trainer", env)
+
+
+def test_development_accepts_anything(tmp_path):
+    env = {**good_env(tmp_path), "SENTIFLOW_ENV": "development", "MLFLOW_TRACKING_PASSWORD": ""}
+    check_component("model-server", env)
+
+
+def test_the_module_runs_without_sentiflow_installed(tmp_path):
+    """The MLflow image runs the file itself (standard library only), and exits 1 naming the variable."""
+    env = {
+        **good_env(tmp_path),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "change-me-mlflow-admin",
+        "PATH": "/usr/bin:/bin",
+    }
+    script = ROOT / "include" / "sentiflow" / "credentials_check.py"
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), "mlflow"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD is empty or a placeholder" in done.stderr
