@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from serving.store.db import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
 
-#: "Contains a character ``str.strip`` keeps", as a regular expression every dialect reads alike (Python,
-#: ECMA, Rust): the characters Python counts as whitespace, spelled out instead of ``\S``, whose meaning
-#: differs between them. The server refuses a blank text with ``text.strip()``; the document says it so.
-NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+#: Python's whitespace (what ``str.strip`` removes), spelled out instead of ``\s``, whose meaning differs
+#: between regex dialects (Python, ECMA, Rust): the class reads alike in all of them.
+_SPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: No NUL character: ``serving.http.bodies`` refuses one in any string (SQLite and tokenizers cannot take it).
+NO_NUL = r"^[^\x00]*$"
+#: A text: no NUL, and at least one character ``str.strip`` keeps (the views refuse a blank text).
+TEXT_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 #: Default limits of a text and of a list; ``apply_limits`` writes the configured ones into the document.
 DEFAULT_MAX_TEXTS = 256
 DEFAULT_MAX_TEXT_CHARS = 10_000
@@ -26,7 +29,7 @@ DEFAULT_MAX_TEXT_CHARS = 10_000
 #: A text the views check themselves (their messages name the text's index): the schema only describes it.
 Text = Annotated[
     StrictStr,
-    Field(json_schema_extra={"minLength": 1, "maxLength": DEFAULT_MAX_TEXT_CHARS, "pattern": NOT_BLANK}),
+    Field(json_schema_extra={"minLength": 1, "maxLength": DEFAULT_MAX_TEXT_CHARS, "pattern": TEXT_PATTERN}),
 ]
 
 
@@ -79,8 +82,17 @@ class PredictRequest(_Body):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
-#: Registry version numbers as strings: ASCII digits only (``str.isdigit`` would take "²" and "٣").
-VERSION_DIGITS = "^[0-9]+$"
+#: Registry version numbers as strings: ASCII digits only (``str.isdigit`` would take "²" and "٣"), at most
+#: nine (MLflow keeps versions as 32-bit integers and answers a 500 for larger ones).
+VERSION_DIGITS = "^[0-9]{1,9}$"
+MAX_VERSION = 999_999_999
+
+
+def _integral(value: Any) -> Any:
+    """``7.0`` is the integer 7 in JSON (and in the document's ``integer``): take it as one."""
+    return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
+
+
 #: MLflow's alias names: letters, digits, ``_`` and ``-`` (anything else the registry refuses).
 ALIAS_NAME = "^[A-Za-z0-9_-]+$"
 
@@ -89,8 +101,8 @@ class DeployRequest(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one("version", "alias"))
 
     version: (
-        Annotated[StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS, pattern=VERSION_DIGITS)]
-        | Annotated[int, Field(ge=0, strict=True)]
+        Annotated[StrictStr, Field(pattern=VERSION_DIGITS)]
+        | Annotated[int, Field(ge=0, le=MAX_VERSION, strict=True), BeforeValidator(_integral)]
         | SkipJsonSchema[None]
     ) = None
     alias: (
@@ -110,16 +122,24 @@ class DeployRequest(_Body):
 
 
 #: Lengths match the feedback table's columns, so the database never sees a value it would truncate or refuse.
-Label = Annotated[StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS)]
+Label = Annotated[
+    StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
+]
 Version = (
-    Annotated[StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS)] | Annotated[int, Field(ge=0)]
+    Annotated[
+        StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
+    ]
+    | Annotated[int, Field(ge=0, strict=True), BeforeValidator(_integral)]
 )
 
 
 class FeedbackRequest(_Body):
     """A judgement of one prediction; ``prediction_id`` is the signed id ``/predict`` gave for the text."""
 
-    prediction_id: Annotated[StrictStr, Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS)]
+    prediction_id: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS, json_schema_extra={"pattern": NO_NUL}),
+    ]
     text: Text
     correct: StrictBool
     predicted_label: Label | None = None
