@@ -87,5 +87,6 @@ def _record(result: dict) -> None:
         "fuzz",
         result,
         markdown,
-        command="SENTIFLOW_RECORD_FUZZ=1 .venv/bin/python -m pytest tests/test_fuzz.py",
+        command=f"SENTIFLOW_RECORD_FUZZ=1 SENTIFLOW_FUZZ_EXAMPLES={EXAMPLES_PER_MODE} "
+        ".venv/bin/python -m pytest tests/test_fuzz.py",
     )
