@@ -53,13 +53,37 @@ def _instrument(app: Flask) -> None:
         return response
 
 
+def _trust_proxies(app: Flask, settings: ServerSettings) -> None:
+    """Behind ``trusted_proxy_hops`` proxies the client is the address that many hops back in
+    ``X-Forwarded-For`` (werkzeug's ``ProxyFix``); with 0 the header is ignored. Only the values the trusted
+    proxies appended count, so a client cannot choose its own address (and its rate-limit key) by sending
+    the header itself: nginx appends the peer it saw after whatever the client sent."""
+    if settings.trusted_proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        fixed = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0, x_prefix=0)
+        vars(app)["wsgi_app"] = fixed  # Flask's documented middleware hook, as an instance attribute
+
+
 def _rate_limit_feedback(app: Flask, settings: ServerSettings) -> None:
-    """Flask-Limiter on ``POST /feedback`` per client address (429 JSON beyond the limit)."""
+    """Flask-Limiter on ``POST /feedback`` per client address (429 JSON beyond the limit).
+
+    The counters live in ``rate_limit_storage_uri``: with ``redis://`` every worker of every replica counts
+    against one limit (in memory each worker would allow the whole limit on its own). If the storage
+    cannot be reached the limit falls back to per-worker memory counters and logs it, instead of failing
+    feedback with a 500: a Redis outage weakens the limit, it does not take the endpoint down.
+    """
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
 
     limiter = Limiter(
-        key_func=get_remote_address, app=app, storage_uri=settings.rate_limit_storage_uri, default_limits=[]
+        key_func=get_remote_address,  # request.remote_addr: the peer, or the client ProxyFix found
+        app=app,
+        storage_uri=settings.rate_limit_storage_uri,
+        key_prefix="sentiflow",
+        default_limits=[],
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
     )
     # the registered view is api.post_feedback itself (``@document`` returns the view it marks)
     app.view_functions["api.post_feedback"] = limiter.limit(settings.feedback_rate_limit)(api.post_feedback)
@@ -90,6 +114,7 @@ def create_app(
     _instrument(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    _trust_proxies(app, settings)
     _rate_limit_feedback(app, settings)
     _register_ui(app)
     if start:

@@ -42,6 +42,9 @@ http {{
             # connection that gunicorn may close while nginx reuses it (a 502 on a POST)
             proxy_pass http://model_servers;
             proxy_set_header Host $host;
+            # the client's address as nginx saw it, appended to whatever the client sent: a server with
+            # one trusted proxy hop keys its rate limit on this last value (a client cannot forge it)
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_read_timeout 900s;
         }}
     }}

@@ -1,12 +1,20 @@
 """Schemathesis against a live model server: generated requests for every operation, plus linked sequences.
 
 ``fuzz(base_url, token, ...)`` loads the server's own ``/openapi.json``, draws ``examples`` positive and
-``examples`` negative (schema-violating) cases per operation with Hypothesis, sends each, and runs
-schemathesis' checks: no 5xx, the status is documented, the media type is documented and the body matches
-the response schema. Then it runs the stateful machine built from the document's links (``/predict`` →
-``/feedback`` with the signed ``prediction_id``). It never stops at the first failure: it returns counts
-per operation (``cases``, ``server_errors``, ``schema_violations``) and a few examples of each failure,
-which the suite asserts on and ``benchmarks/results/fuzz.json`` records.
+``examples`` negative (schema-violating) cases per operation with Hypothesis, sends each, and runs every
+check schemathesis has (``--checks all``): no 5xx, status, media type, headers and body as documented, data
+the document allows is accepted and data it forbids is refused, the Allow header of a 405, unsupported
+methods, auth that is not ignored, and the stateful checks. Then it runs the stateful machine built from the
+document's links (``/predict`` → ``/feedback`` with the signed ``prediction_id``). It never stops at the
+first failure: it returns counts per operation (``cases``, ``failures`` with the check names,
+``server_errors``) and a few examples of each failure, which the suite asserts on and
+``benchmarks/results/fuzz.json`` records.
+
+One thing no schema can state: whether a ``prediction_id`` is a signature this server made for this text,
+and whether ``true_label`` is one of that prediction's labels. So for ``POST /feedback`` a 422 on data the
+document allows is accepted only when its error is one of ``SIGNED_FEEDBACK_ERRORS``
+(``signed_feedback_acceptance`` replaces ``positive_data_acceptance`` there and is stricter than a status
+list: any other 422 still fails).
 """
 
 from __future__ import annotations
@@ -19,36 +27,65 @@ import hypothesis.errors
 import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from schemathesis import GenerationMode
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import Failure, FailureGroup
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+load_all_checks()
+#: Every check schemathesis registers: the CLI's ``--checks all``.
+ALL_CHECKS = list(CHECKS.get_all())
+CHECK_NAMES = sorted(check.__name__ for check in ALL_CHECKS)
+SIGNED_FEEDBACK = "POST /feedback"
+#: The errors of a well-formed feedback whose prediction_id or labels do not match a signed prediction.
+SIGNED_FEEDBACK_ERRORS = frozenset({"invalid_prediction_id", "prediction_id_mismatch", "unknown_label"})
 MAX_EXAMPLES_KEPT = 5
+
+
+def signed_feedback_acceptance(ctx: Any, response: Any, case: Any) -> bool | None:
+    """``positive_data_acceptance`` for ``POST /feedback``: a 422 passes only for a signature or label that
+    does not match (the part of the contract a schema cannot state); everything else as the original."""
+    if case.meta is not None and case.meta.generation.mode.is_positive and response.status_code == 422:
+        error = (response.json() or {}).get("error")
+        if error in SIGNED_FEEDBACK_ERRORS:
+            return None
+        raise AssertionError(f"valid feedback refused with 422 {error!r}: {response.text[:200]}")
+    return positive_data_acceptance(ctx, response, case)
+
+
+def _checks_for(label: str) -> list[Any]:
+    if label != SIGNED_FEEDBACK:
+        return ALL_CHECKS
+    return [c for c in ALL_CHECKS if c is not positive_data_acceptance] + [signed_feedback_acceptance]
 
 
 class Tally:
     def __init__(self) -> None:
         self.per_operation: dict[str, dict[str, Any]] = defaultdict(
-            lambda: {"cases": 0, "server_errors": 0, "schema_violations": 0, "statuses": defaultdict(int)}
+            lambda: {
+                "cases": 0,
+                "failures": 0,
+                "server_errors": 0,
+                "failed_checks": defaultdict(int),
+                "statuses": defaultdict(int),
+            }
         )
         self.examples: list[str] = []
 
-    def record(self, case: Any, response: Any) -> None:
-        row = self.per_operation[case.operation.label]
+    def record(self, case: Any, response: Any, **transport: Any) -> None:
+        label = case.operation.label
+        row = self.per_operation[label]
         row["cases"] += 1
         row["statuses"][str(response.status_code)] += 1
         if response.status_code >= 500:
             row["server_errors"] += 1
-            self._example(f"{case.operation.label} → {response.status_code}: {response.text[:300]}")
         try:
-            case.validate_response(response, checks=CONFORMANCE)
+            case.validate_response(response, checks=_checks_for(label), **transport)
         except (Failure, FailureGroup, AssertionError) as exc:
-            row["schema_violations"] += 1
-            self._example(f"{case.operation.label} → {response.status_code}: {str(exc)[:500]}")
+            row["failures"] += 1
+            failures = exc.exceptions if isinstance(exc, FailureGroup) else [exc]
+            for failure in failures:
+                row["failed_checks"][getattr(failure, "title", type(failure).__name__)] += 1
+            self._example(f"{label} → {response.status_code}: {str(exc)[:700]}")
 
     def _example(self, text: str) -> None:
         if len(self.examples) < 4 * MAX_EXAMPLES_KEPT:
@@ -56,13 +93,19 @@ class Tally:
 
     def summary(self) -> dict[str, Any]:
         rows = {
-            label: {**row, "statuses": dict(sorted(row["statuses"].items()))}  # type: ignore[dict-item]
+            label: {
+                **row,
+                "statuses": dict(sorted(row["statuses"].items())),
+                "failed_checks": dict(sorted(row["failed_checks"].items())),
+            }
             for label, row in sorted(self.per_operation.items())
         }
         return {
+            "checks": "all",
+            "check_names": CHECK_NAMES,
             "cases": sum(r["cases"] for r in rows.values()),
+            "failures": sum(r["failures"] for r in rows.values()),
             "server_errors": sum(r["server_errors"] for r in rows.values()),
-            "schema_violations": sum(r["schema_violations"] for r in rows.values()),
             "per_endpoint": rows,
             "examples": self.examples,
         }
@@ -91,7 +134,7 @@ def fuzz(base_url: str, token: str, *, examples: int = 60, stateful_steps: int =
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: Any) -> None:
                 response = case.call(base_url=base_url, headers=headers, timeout=60)
-                tally.record(case, response)
+                tally.record(case, response, headers=headers, transport_kwargs={"base_url": base_url})
 
             try:
                 run()
@@ -111,7 +154,13 @@ def _stateful(schema: Any, base_url: str, headers: dict, tally: Tally, steps: in
             return case.call(base_url=base_url, headers=headers, timeout=60, **kwargs)
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
-            tally.record(case, response)
+            tally.record(
+                case,
+                response,
+                headers=headers,
+                transport_kwargs={"base_url": base_url},
+                recorder=self.recorder,
+            )
             if case.operation.label == "POST /feedback" and response.status_code == 201:
                 links["feedback_accepted_via_link"] += 1
 

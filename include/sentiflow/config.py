@@ -286,7 +286,15 @@ class ServerSettings(BaseSettings):
     )
     rate_limit_storage_uri: str = Field(
         default="memory://",
-        description="Where rate-limit counters live (limits' URI: memory:// per worker, redis://... shared).",
+        description="Where rate-limit counters live (limits' URI): memory:// counts per worker, "
+        "redis://host:6379 shares one count among every worker of every replica.",
+    )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="Proxies in front of the server that append to X-Forwarded-For (nginx, an ingress): the "
+        "client key of the rate limit is the address that many hops back; 0 = the peer address.",
     )
 
     @property

@@ -22,8 +22,10 @@ from serving.http.schemas import (
     PredictRequest,
     PredictResponse,
     Readiness,
+    apply_limits,
 )
 from serving.model.batcher import NotReadyError, PredictionFailedError
+from serving.store.feedback import DuplicateFeedback
 
 bp = Blueprint("api", __name__)
 
@@ -134,9 +136,19 @@ def predict():
 @document(
     summary="Say whether a prediction was right",
     description="Must cite the `prediction_id` /predict returned for the same text; `true_label` must be "
-    "one of that model's labels. Rate-limited per client (SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT).",
+    "one of that model's labels (a 422 otherwise: no schema can state a signature). One feedback per "
+    "prediction: a second post citing the same `prediction_id` is a 409 and stores nothing. Rate-limited "
+    "per client (SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT).",
     body=FeedbackRequest,
-    responses={201: FeedbackRecordOut, 400: ErrorBody, 415: ErrorBody, 422: ErrorBody, 429: ErrorBody},
+    responses={
+        201: FeedbackRecordOut,
+        400: ErrorBody,
+        409: ErrorBody,
+        413: ErrorBody,
+        415: ErrorBody,
+        422: ErrorBody,
+        429: ErrorBody,
+    },
 )
 def post_feedback():
     ext = server()
@@ -147,14 +159,23 @@ def post_feedback():
         raise ApiError(422, f"'text' is longer than {ext.settings.max_text_chars} characters")
     signed = ext.signer.verify(body.prediction_id, body.text)
     check_feedback_labels(body, signed)
-    record = ext.feedback.add(
-        text=body.text,
-        predicted_label=signed.label,
-        correct=body.correct,
-        true_label=body.true_label,
-        model_version=signed.model_version,
-        verified=True,
-    )
+    try:
+        record = ext.feedback.add(
+            text=body.text,
+            predicted_label=signed.label,
+            correct=body.correct,
+            true_label=body.true_label,
+            model_version=signed.model_version,
+            verified=True,
+            prediction_id=signed.prediction_id,
+        )
+    except DuplicateFeedback as exc:
+        raise ApiError(
+            409,
+            f"prediction_id: feedback on this prediction is already stored (row {exc.existing_id}); "
+            "one feedback per prediction",
+            error="duplicate_feedback",
+        ) from exc
     metrics.FEEDBACK.labels(outcome="correct" if record.correct else "wrong").inc()
     ext.notify_feedback_stored(record)
     return jsonify(record.to_json()), 201
@@ -195,5 +216,12 @@ def openapi_document():
     """Generated from the registered routes and their models once per app (``serving.http.openapi``)."""
     spec = current_app.extensions.get("sentiflow_openapi")
     if spec is None:
-        spec = current_app.extensions["sentiflow_openapi"] = openapi.build_spec(current_app)
+        spec = openapi.build_spec(current_app)
+        settings = server().settings
+        apply_limits(
+            spec["components"]["schemas"],
+            max_texts=settings.max_texts,
+            max_text_chars=settings.max_text_chars,
+        )
+        current_app.extensions["sentiflow_openapi"] = spec
     return jsonify(spec)

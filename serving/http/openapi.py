@@ -114,7 +114,7 @@ class _Builder:
                 "name": name,
                 "in": "query",
                 "required": name in required,
-                "schema": {k: v for k, v in prop.items() if k not in ("title", "description")},
+                "schema": _query_schema(prop),
                 **({"description": prop["description"]} if "description" in prop else {}),
             }
             for name, prop in schema.get("properties", {}).items()
@@ -149,6 +149,18 @@ class _Builder:
                 "content": {"application/json": {"schema": self.ref(meta["body"])}},
             }
         return op
+
+
+def _query_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without pydantic's ``null`` branch of an optional field: a query string has
+    no null (absent is the only "none"), and a document allowing one would promise what no request can say."""
+    schema = {k: v for k, v in prop.items() if k not in ("title", "description")}
+    branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+    if "anyOf" in schema and len(branches) == 1:
+        schema = {**{k: v for k, v in schema.items() if k != "anyOf"}, **branches[0]}
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    return schema
 
 
 def openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:

@@ -6,6 +6,11 @@ must send it back with the same text; a forged, altered or mismatched id is a 42
 model does not know. So a stranger can no longer invent rows like ``predicted_label: "banana"``; the rows
 stored this way are marked ``verified`` and only those are merged into training.
 
+One feedback per prediction: the id is deterministic (one model version's answer to one text has one id) and
+``verify`` returns it in canonical form, re-signed from the decoded payload. base64 decoding forgives a few
+spellings of the same signature (spare bits of the last character, stray characters), so the raw string a
+client sent is not a key; the canonical one is what the feedback table's unique column holds.
+
 The secret is ``SENTIFLOW_SERVER_PREDICTION_SECRET``; unset, one is made once in the state folder (shared by
 the workers of one replica). Replicas behind one load balancer must share it: set it.
 """
@@ -49,6 +54,8 @@ class SignedPrediction:
     text_hash: str
     label: str
     labels: tuple[str, ...]
+    #: The id as this server signs it: equal for every spelling a client may send of one prediction's id.
+    prediction_id: str = ""
 
 
 class PredictionSigner:
@@ -76,4 +83,7 @@ class PredictionSigner:
                 "text: differs from the text the prediction_id was issued for",
                 error="prediction_id_mismatch",
             )
-        return SignedPrediction(str(version), str(hashed), str(label), tuple(str(x) for x in labels))
+        canonical = self._serializer.dumps([version, hashed, label, labels])
+        return SignedPrediction(
+            str(version), str(hashed), str(label), tuple(str(x) for x in labels), prediction_id=canonical
+        )

@@ -1,33 +1,36 @@
 """Query strings as pydantic models: one parser, ``parse_query(Model)``, the twin of ``parse_body``.
 
 The model a route passes to ``@document(query=...)`` is the one its view parses with, so ``/openapi.json``
-describes exactly what is accepted. A parameter sent empty (``?limit=``) counts as absent; the first value
-of a repeated one counts; unknown ones are ignored. A value that does not fit is a 400 whose message names the
-parameter, before any store or registry sees it; numbers are bounded (SQLite and float conversions have
-limits of their own, and a 5,000-digit integer must not reach Python's ``int``).
+describes exactly what is accepted (schemathesis checks both ways: what the document allows is accepted,
+what it does not is refused). So a parameter sent empty (``?limit=``) is a 400, not "absent": the document
+types it as a number; leave it out for the default. Flags are exactly ``true`` or ``false`` (the document's
+boolean). The first value of a repeated parameter counts; unknown ones are ignored. A value that does not fit
+is a 400 whose message names the parameter, before any store or registry sees it; numbers are bounded in the
+document and here alike (SQLite and float conversions have limits of their own, and a 5,000-digit integer
+must not reach Python's ``int``).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import request
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from serving.http.errors import ApiError
 
 Q = TypeVar("Q", bound=BaseModel)
 
-#: Query numbers at or beyond this are refused.
+#: Query numbers at or beyond this are refused (the document's ``exclusiveMaximum``).
 MAX_QUERY_NUMBER = 2**31
-#: What ``?wait=`` accepts as yes; any other value is no.
-TRUE = frozenset({"1", "true", "yes", "on"})
 #: Days the web page's feedback chart may span.
 MAX_DAYS = 366
 
 
 def _at_most(chars: int) -> BeforeValidator:
+    """Refuse a long literal before it is converted (a 5,000-digit integer); no value the document allows is
+    that long."""
+
     def check(value: Any) -> Any:
         if isinstance(value, str) and len(value) > chars:
             raise ValueError(f"at most {chars} characters")
@@ -36,25 +39,27 @@ def _at_most(chars: int) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _below_limit(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value < MAX_QUERY_NUMBER):
-        raise ValueError(f"must be a finite number below {MAX_QUERY_NUMBER}")
-    return value
+def _flag(value: Any) -> Any:
+    """``true`` or ``false``, the document's boolean as a query string writes it; anything else is refused."""
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError("use true or false")
 
 
-def _flag(value: Any) -> bool:
-    return str(value).lower() in TRUE
-
-
-#: A non-negative integer of the query (an id, a count): at most 12 digits and below ``MAX_QUERY_NUMBER``.
-QueryInt = Annotated[int, Field(ge=0), _at_most(12), AfterValidator(_below_limit)]
-#: Seconds: a finite number >= 0, at most 32 characters, below ``MAX_QUERY_NUMBER``.
-QuerySeconds = Annotated[float, Field(ge=0), _at_most(32), AfterValidator(_below_limit)]
+#: A non-negative integer of the query (an id, a count), below ``MAX_QUERY_NUMBER``.
+QueryInt = Annotated[int, Field(ge=0, lt=MAX_QUERY_NUMBER), _at_most(12)]
+#: Seconds: a finite number >= 0 below ``MAX_QUERY_NUMBER`` (NaN and infinities compare false: refused).
+QuerySeconds = Annotated[float, Field(ge=0, lt=MAX_QUERY_NUMBER), _at_most(32)]
 
 
 def parse_query(model: type[Q]) -> Q:
     """The query string as ``model``: 400 naming the parameter for a value that does not fit."""
-    data = {name: request.args[name] for name in model.model_fields if request.args.get(name, "") != ""}
+    data = {name: request.args[name] for name in model.model_fields if name in request.args}
+    empty = [name for name, value in data.items() if value == ""]
+    if empty:
+        raise ApiError(
+            400, "; ".join(f"query parameter {name!r}: empty; leave it out for the default" for name in empty)
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -73,11 +78,13 @@ class DeployQuery(BaseModel):
 
 
 class DeployStatusQuery(BaseModel):
-    id: str | None = Field(default=None, description="A deployment id; default the latest deployment.")
+    id: str | None = Field(
+        default=None, min_length=1, description="A deployment id; default the latest deployment."
+    )
 
 
 class ExportQuery(BaseModel):
-    format: Annotated[Literal["csv", "parquet"], BeforeValidator(lambda v: str(v).lower())] = "csv"
+    format: Literal["csv", "parquet"] = "csv"
     since_id: QueryInt = Field(default=0, description="Only rows with a larger id.")
     limit: QueryInt | None = Field(default=None, description="At most this many rows.")
 

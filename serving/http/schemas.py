@@ -7,20 +7,70 @@ are ``serving.http.replica_schemas``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from serving.store.db import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
+
+#: Python's whitespace (what ``str.strip`` removes), spelled out instead of ``\s``, whose meaning differs
+#: between regex dialects (Python, ECMA, Rust): the class reads alike in all of them.
+_SPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: No NUL character: ``serving.http.bodies`` refuses one in any string (SQLite and tokenizers cannot take it).
+NO_NUL = r"^[^\x00]*$"
+#: A text: no NUL, and at least one character ``str.strip`` keeps (the views refuse a blank text).
+TEXT_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+#: Default limits of a text and of a list; ``apply_limits`` writes the configured ones into the document.
+DEFAULT_MAX_TEXTS = 256
+DEFAULT_MAX_TEXT_CHARS = 10_000
+
+#: A text the views check themselves (their messages name the text's index): the schema only describes it.
+Text = Annotated[
+    StrictStr,
+    Field(json_schema_extra={"minLength": 1, "maxLength": DEFAULT_MAX_TEXT_CHARS, "pattern": TEXT_PATTERN}),
+]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _exactly_one(*names: str) -> Callable[[dict[str, Any]], None]:
+    """The document's form of "exactly one of these keys" (the models' ``_one_of`` validators); their
+    ``default: null`` goes too, since null is not a value the document allows for them."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        schema["oneOf"] = [{"required": [name]} for name in names]
+        for name in names:
+            schema["properties"][name].pop("default", None)
+
+    return edit
+
+
+def _refuse_null(data: Any, names: tuple[str, ...]) -> Any:
+    """An explicit ``null`` for ``names`` is refused (422), as the document says: absent is the only no."""
+    if isinstance(data, dict):
+        nulls = [name for name in names if name in data and data[name] is None]
+        if nulls:
+            raise ValueError(f"{', '.join(repr(n) for n in nulls)}: leave the key out instead of null")
+    return data
+
+
 class PredictRequest(_Body):
-    text: StrictStr | None = None
-    texts: list[StrictStr] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one("text", "texts"))
+
+    text: Text | SkipJsonSchema[None] = None
+    texts: (
+        Annotated[list[Text], Field(json_schema_extra={"minItems": 1, "maxItems": DEFAULT_MAX_TEXTS})]
+        | SkipJsonSchema[None]
+    ) = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data: Any) -> Any:
+        return _refuse_null(data, ("text", "texts"))
 
     @model_validator(mode="after")
     def _one_of(self) -> PredictRequest:
@@ -32,36 +82,65 @@ class PredictRequest(_Body):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
+#: Registry version numbers as strings: ASCII digits only (``str.isdigit`` would take "²" and "٣"), at most
+#: nine (MLflow keeps versions as 32-bit integers and answers a 500 for larger ones).
+VERSION_DIGITS = "^[0-9]{1,9}$"
+MAX_VERSION = 999_999_999
+
+
+def _integral(value: Any) -> Any:
+    """``7.0`` is the integer 7 in JSON (and in the document's ``integer``): take it as one."""
+    return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
+
+
+#: MLflow's alias names: letters, digits, ``_`` and ``-`` (anything else the registry refuses).
+ALIAS_NAME = "^[A-Za-z0-9_-]+$"
+
+
 class DeployRequest(_Body):
-    version: Version | None = None
-    #: MLflow's alias names: letters, digits, ``_`` and ``-`` (anything else the registry refuses).
-    alias: Annotated[StrictStr, Field(max_length=VERSION_MAX_CHARS, pattern=r"^[A-Za-z0-9_-]+$")] | None = (
-        None
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one("version", "alias"))
+
+    version: (
+        Annotated[StrictStr, Field(pattern=VERSION_DIGITS)]
+        | Annotated[int, Field(ge=0, le=MAX_VERSION, strict=True), BeforeValidator(_integral)]
+        | SkipJsonSchema[None]
+    ) = None
+    alias: (
+        Annotated[StrictStr, Field(max_length=VERSION_MAX_CHARS, pattern=ALIAS_NAME)] | SkipJsonSchema[None]
+    ) = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data: Any) -> Any:
+        return _refuse_null(data, ("version", "alias"))
 
     @model_validator(mode="after")
     def _one_of(self) -> DeployRequest:
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of 'version' (e.g. \"7\") or 'alias' (e.g. \"champion\")")
-        if self.version is not None and not str(self.version).isdigit():
-            raise ValueError(f"'version' must be a registry version number, got {self.version!r}")
-        if self.alias is not None and not self.alias.strip():
-            raise ValueError("'alias' must not be empty")
         return self
 
 
 #: Lengths match the feedback table's columns, so the database never sees a value it would truncate or refuse.
-Label = Annotated[StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS)]
+Label = Annotated[
+    StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
+]
 Version = (
-    Annotated[StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS)] | Annotated[int, Field(ge=0)]
+    Annotated[
+        StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
+    ]
+    | Annotated[int, Field(ge=0, strict=True), BeforeValidator(_integral)]
 )
 
 
 class FeedbackRequest(_Body):
     """A judgement of one prediction; ``prediction_id`` is the signed id ``/predict`` gave for the text."""
 
-    prediction_id: Annotated[StrictStr, Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS)]
-    text: StrictStr
+    prediction_id: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS, json_schema_extra={"pattern": NO_NUL}),
+    ]
+    text: Text
     correct: StrictBool
     predicted_label: Label | None = None
     true_label: Label | None = None
@@ -125,3 +204,17 @@ class FeedbackRecordOut(BaseModel):
     true_label: str | None
     model_version: str | None
     verified: bool
+    prediction_id: str | None = Field(description="The judged prediction's signed id (canonical form).")
+
+
+def apply_limits(schemas: dict[str, Any], *, max_texts: int, max_text_chars: int) -> None:
+    """Write the server's configured limits (``SENTIFLOW_SERVER_MAX_TEXTS``, ``_MAX_TEXT_CHARS``) into the
+    document's request schemas, so ``/openapi.json`` states the limits this server enforces."""
+    predict = schemas["PredictRequest"]["properties"]
+    predict["texts"]["maxItems"] = max_texts
+    for text in (
+        predict["text"],
+        predict["texts"]["items"],
+        schemas["FeedbackRequest"]["properties"]["text"],
+    ):
+        text["maxLength"] = max_text_chars

@@ -45,6 +45,11 @@ feedback_table = sa.Table(
     sa.Column("model_version", sa.String(VERSION_MAX_CHARS), nullable=True),
     # True when the row cites a prediction the server signed (issue 14); only those are trained on.
     sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The signed prediction the row judges, in its canonical form (serving.http.prediction_ids): one row per
+    # prediction, so a replayed id cannot add rows or count twice towards an alert (issue 21). NULL for rows
+    # stored before the column existed (NULLs never collide).
+    sa.Column("prediction_id", sa.String(PREDICTION_ID_MAX_CHARS), nullable=True),
+    sa.UniqueConstraint("prediction_id", name="uq_feedback_prediction_id"),
 )
 #: One row per alert kind: when the last alert was raised and until when the kind stays quiet. Shared by
 #: every gunicorn worker (and replicas on one database), so "one alert per window" holds across them.

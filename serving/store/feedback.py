@@ -4,6 +4,10 @@ Each row is committed before the request answers, so a crash right after a 201 l
 components react to stored rows without touching the route: the app's extension (``serving.extension``)
 calls its listeners with each committed ``FeedbackRecord``. The rows also hold the wrong-flag alert's shared
 window (``sentiflow.feedback.alerts``) and the web page's counts per day.
+
+One row per prediction: the unique constraint on ``prediction_id`` is the guarantee. ``add`` looks first (a
+clear answer naming the stored row) and also catches the constraint's ``IntegrityError``, because two posts
+of one id may both pass the look before either commits; either way the caller gets ``DuplicateFeedback``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ COLUMNS = [c.name for c in feedback_table.columns]
 EXPORT_FORMATS = ("csv", "parquet")
 
 
+class DuplicateFeedback(Exception):
+    """Feedback on this prediction is already stored (``existing_id``: its row, when known)."""
+
+    def __init__(self, prediction_id: str, existing_id: int | None) -> None:
+        super().__init__(f"feedback on this prediction is already stored (row {existing_id})")
+        self.prediction_id = prediction_id
+        self.existing_id = existing_id
+
+
 @dataclass(frozen=True)
 class FeedbackRecord:
     id: int
@@ -34,6 +47,8 @@ class FeedbackRecord:
     true_label: str | None
     model_version: str | None
     verified: bool = False
+    #: The canonical signed id of the judged prediction (None for rows from before the column).
+    prediction_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,6 +79,7 @@ def _record(row: sa.RowMapping) -> FeedbackRecord:
         true_label=row["true_label"],
         model_version=row["model_version"],
         verified=bool(row["verified"]),
+        prediction_id=row["prediction_id"],
     )
 
 
@@ -82,7 +98,9 @@ class FeedbackStore:
         true_label: str | None = None,
         model_version: str | None = None,
         verified: bool = False,
+        prediction_id: str | None = None,
     ) -> FeedbackRecord:
+        """Store one row; ``DuplicateFeedback`` when a row for ``prediction_id`` exists (nothing is added)."""
         draft = FeedbackRecord(
             id=0,
             created_at=datetime.now(UTC),
@@ -92,13 +110,28 @@ class FeedbackStore:
             true_label=true_label,
             model_version=model_version,
             verified=verified,
+            prediction_id=prediction_id,
         )
         values = {k: v for k, v in asdict(draft).items() if k != "id"}
-        with self.db.engine.begin() as conn:
-            key = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key
+        if prediction_id is not None and (existing := self.id_for_prediction(prediction_id)) is not None:
+            raise DuplicateFeedback(prediction_id, existing)
+        try:
+            with self.db.engine.begin() as conn:
+                key = conn.execute(feedback_table.insert().values(**values)).inserted_primary_key
+        except sa.exc.IntegrityError as exc:  # lost the race to a concurrent post of the same prediction
+            if prediction_id is None:
+                raise
+            raise DuplicateFeedback(prediction_id, self.id_for_prediction(prediction_id)) from exc
         if key is None:  # SQLite and Postgres always return the autoincrement id
             raise RuntimeError("the database returned no id for the new feedback row")
         return replace(draft, id=int(key[0]))
+
+    def id_for_prediction(self, prediction_id: str) -> int | None:
+        """The id of the row judging ``prediction_id``, if any."""
+        query = sa.select(feedback_table.c.id).where(feedback_table.c.prediction_id == prediction_id)
+        with self.db.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
 
     # --- the shared alert window (sentiflow.feedback.alerts.SharedWrongFlagWindow reads these) -------------
     def wrong_flags_between(self, start: float, end: float) -> list[FeedbackRecord]:

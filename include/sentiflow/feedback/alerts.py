@@ -9,6 +9,10 @@ thread so that a slow or dead receiver never delays ``POST /feedback`` (or a pre
 ``SharedWrongFlagWindow`` instead, which reads the flags from the feedback database and claims each alert
 with a compare-and-set there, so several gunicorn workers (or replicas on one database) raise exactly one
 alert per window between them. The Prometheus rule in ``serving/alert_rules.yml`` watches the same condition.
+
+Both count distinct predictions: a flag citing a prediction already flagged in the window adds nothing, so one
+replayed ``prediction_id`` cannot raise "3 wrong in 5 minutes" alone (the server also stores one feedback per
+prediction; the rule holds for any flag source). Flags without a prediction id count one each.
 """
 
 from __future__ import annotations
@@ -41,6 +45,21 @@ class WrongFlag:
     model_version: str | None = None
     true_label: str | None = None
     at: float = field(default_factory=time.time)
+    #: The prediction the flag judges; flags sharing one count once.
+    prediction_id: str | None = None
+
+
+def distinct_predictions(flags: Sequence[WrongFlag]) -> list[WrongFlag]:
+    """The first flag of each prediction, in order; flags without a prediction id are all kept."""
+    seen: set[str] = set()
+    kept = []
+    for flag in flags:
+        if flag.prediction_id is not None:
+            if flag.prediction_id in seen:
+                continue
+            seen.add(flag.prediction_id)
+        kept.append(flag)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -96,7 +115,7 @@ class WrongFlagWindow:
                 self._flags.popleft()
             if now < self._quiet_until:
                 return None
-            in_window = [f for f in self._flags if now - self.window_s < f.at <= now]
+            in_window = distinct_predictions([f for f in self._flags if now - self.window_s < f.at <= now])
             if len(in_window) < self.threshold:
                 return None
             self._quiet_until = now + self.window_s
@@ -137,23 +156,25 @@ class SharedWrongFlagWindow:
         if flag.at < quiet_until:
             return None
         rows = self.store.wrong_flags_between(max(flag.at - self.window_s, last_alert_at), flag.at)
-        if len(rows) < self.threshold:
+        flags = distinct_predictions(
+            [
+                WrongFlag(
+                    text=row.text,
+                    predicted_label=row.predicted_label,
+                    model_version=row.model_version,
+                    true_label=row.true_label,
+                    at=row.created_at.timestamp(),
+                    prediction_id=getattr(row, "prediction_id", None),
+                )
+                for row in rows
+            ]
+        )
+        if len(flags) < self.threshold:
             return None
         claimed = self.store.claim_alert(
             self.kind, expected_quiet_until=quiet_until, quiet_until=flag.at + self.window_s, at=flag.at
         )
-        if not claimed:
-            return None
-        return [
-            WrongFlag(
-                text=row.text,
-                predicted_label=row.predicted_label,
-                model_version=row.model_version,
-                true_label=row.true_label,
-                at=row.created_at.timestamp(),
-            )
-            for row in rows
-        ]
+        return flags if claimed else None
 
 
 class WebhookSender:
@@ -291,6 +312,7 @@ class FeedbackAlerter:
         true_label: str | None = None,
         model_version: str | None = None,
         at: float | None = None,
+        prediction_id: str | None = None,
     ) -> Alert | None:
         """Record one feedback; raise and return the alert when it completes a window, else None."""
         if correct:
@@ -301,6 +323,7 @@ class FeedbackAlerter:
             model_version=model_version,
             true_label=true_label,
             at=self.clock() if at is None else at,
+            prediction_id=prediction_id,
         )
         flags = self.window.observe(flag)
         if flags is None:
@@ -321,6 +344,7 @@ class FeedbackAlerter:
                 true_label=getattr(record, "true_label", None),
                 model_version=getattr(record, "model_version", None),
                 at=created_at.timestamp() if isinstance(created_at, datetime) else None,
+                prediction_id=getattr(record, "prediction_id", None),
             )
         except Exception:
             logger.exception("feedback alert hook failed; the feedback itself was stored")

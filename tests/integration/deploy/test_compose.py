@@ -140,8 +140,12 @@ def test_compose_resolves_with_env_example(resolved):
         "model-server",
     }
     assert set(resolved["services"]) == expected
-    # The celery services are opt-in.
-    assert resolved["services"]["redis"]["profiles"] == ["celery"]
+    # The celery workers are opt-in; redis is not: it holds the model server's shared rate-limit counters.
+    assert "profiles" not in resolved["services"]["redis"]
+    assert "ports" not in resolved["services"]["redis"]
+    server = resolved["services"]["model-server"]
+    assert server["environment"]["SENTIFLOW_SERVER_RATE_LIMIT_STORAGE_URI"] == "redis://redis:6379"
+    assert server["depends_on"]["redis"]["condition"] == "service_healthy"
     assert resolved["services"]["airflow-worker"]["profiles"] == ["celery"]
     assert "profiles" not in resolved["services"]["airflow-scheduler"]
 

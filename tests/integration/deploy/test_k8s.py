@@ -430,6 +430,7 @@ def _pod(kind: str, name: str) -> tuple[str, dict]:
 
 MODEL_SERVER = ("Deployment", "model-server")
 SERVER_DB = ("StatefulSet", "model-server-db")
+REDIS = ("Deployment", "redis")
 MLFLOW = ("Deployment", "mlflow")
 MLFLOW_DB = ("StatefulSet", "mlflow-db")
 TRAINER = ("Pod", "sentiflow-train")
@@ -450,6 +451,7 @@ def _resolve(x):
         (INGRESS_POD, MODEL_SERVER, 8000),
         (AIRFLOW_POD, MODEL_SERVER, 8000),  # the DAG's deploy and inference check
         (MODEL_SERVER, SERVER_DB, 5432),
+        (MODEL_SERVER, REDIS, 6379),  # the shared rate-limit counters
         (MODEL_SERVER, MLFLOW, 5000),
         (AIRFLOW_POD, MLFLOW, 5000),
         (TRAINER, MLFLOW, 5000),
@@ -481,6 +483,10 @@ def test_network_policies_allow_what_each_component_needs(src, dst, port):
         (INGRESS_POD, MLFLOW, 5000),  # MLflow is not published through the ingress
         (INGRESS_POD, MODEL_SERVER, 9000),
         (MODEL_SERVER, TRAINER, 8000),  # nothing connects to training pods
+        (TRAINER, REDIS, 6379),  # only the model server reaches the rate-limit counters
+        (AIRFLOW_POD, REDIS, 6379),
+        (MLFLOW, REDIS, 6379),
+        (REDIS, MODEL_SERVER, 8000),
     ],
     ids=str,
 )
@@ -501,7 +507,7 @@ def test_every_namespace_denies_by_default_and_every_pod_resolves_names():
             and not d["spec"].get("egress")
         ]
         assert deny, f"{ns} has no default-deny NetworkPolicy"
-    for pod in (MODEL_SERVER, SERVER_DB, MLFLOW, MLFLOW_DB, TRAINER):
+    for pod in (MODEL_SERVER, SERVER_DB, REDIS, MLFLOW, MLFLOW_DB, TRAINER):
         for proto in ("UDP", "TCP"):
             assert _direction_allows("Egress", _pod(*pod), KUBE_DNS, 53, proto), pod
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.test_compose import ENV_EXAMPLE, env_file_values
 
 from sentiflow.credentials_check import (
     COMPONENTS,
@@ -17,6 +16,7 @@ from sentiflow.credentials_check import (
     is_placeholder,
     problems,
 )
+from tests.integration.deploy.test_compose import ENV_EXAMPLE, env_file_values
 
 ROOT = Path(__file__).resolve().parents[3]
 PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"

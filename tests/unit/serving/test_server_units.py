@@ -96,6 +96,7 @@ def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
         "true_label": "negative",
         "model_version": None,
         "verified": False,
+        "prediction_id": None,
     }
     assert len(reopened.frame(since_id=record.id)) == 0
     with pytest.raises(ValueError, match="unknown export format"):
@@ -240,12 +241,25 @@ def test_query_strings_are_parsed_by_their_documented_models(tmp_path):
     try:
         server(app).feedback.add(text="a", predicted_label="positive", correct=True)
         server(app).feedback.add(text="b", predicted_label="positive", correct=False)
-        csv = client.get("/feedback/export?format=CSV&since_id=1&limit=", headers=admin)
+        csv = client.get("/feedback/export?format=csv&since_id=1&limit=5", headers=admin)
         assert csv.status_code == 200 and csv.get_data(as_text=True).splitlines()[1].startswith("2,")
-        for query, name in (("since_id=abc", "since_id"), ("limit=-1", "limit"), ("format=xlsx", "format")):
+        # exactly what the document says (issue 21): an empty value is not "absent", a flag is true/false,
+        # numbers stop below 2**31, the format is one of the enum's spellings
+        for query, name in (
+            ("since_id=abc", "since_id"),
+            ("limit=-1", "limit"),
+            ("limit=", "limit"),
+            ("limit=2147483648", "limit"),
+            ("format=xlsx", "format"),
+            ("format=CSV", "format"),
+        ):
             bad = client.get(f"/feedback/export?{query}", headers=admin)
             assert bad.status_code == 400 and f"query parameter '{name}'" in bad.get_json()["message"], query
-        assert client.get("/deploy/status?id=").status_code == 404  # empty: the latest, and there is none
+        for query, name in (("wait=1", "wait"), ("wait=", "wait"), ("timeout=2147483648", "timeout")):
+            bad = client.post(f"/deploy?{query}", json={"version": "1"}, headers=admin)
+            assert bad.status_code == 400 and f"query parameter '{name}'" in bad.get_json()["message"], query
+        assert client.get("/deploy/status?id=").status_code == 400
+        assert client.get("/deploy/status").status_code == 404  # the latest, and there is none
     finally:
         server(app).close()
 
