@@ -25,6 +25,7 @@ Residual risk: the pipeline's own process and key (a compromised trainer signs w
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 import time
@@ -223,12 +224,21 @@ def load_for_serving(model_uri: str, model_version: Any, public_keys: Sequence[s
     return verified.pyfunc
 
 
+def write_private(path: Path, data: bytes) -> bool:
+    """Create ``path`` with mode 0600 holding ``data``; False when it already exists (first writer wins)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return True
+
+
 def generate_key_pair(private_path: Path, public_path: Path) -> None:
     """An ECDSA P-256 key pair as PEM files: the private one 0600, created only if absent."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-
-    from sentiflow.stack_auth import write_private
 
     if private_path.exists() and public_path.exists():
         return

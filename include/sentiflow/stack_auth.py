@@ -29,7 +29,6 @@ test) grants the server's and the deployer's permissions on every experiment/mod
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +38,7 @@ import requests
 
 from sentiflow.config import MLflowSettings
 from sentiflow.mlflow_auth import MlflowIdentity, client_for
+from sentiflow.signing import write_private
 
 ADMIN_USERNAME = "admin"
 SCOPE_DOC = "MLflow grants of the server and deployer users: on the served model (served) or on all (tests)."
@@ -52,17 +52,6 @@ def secrets_dir(home: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     return directory
-
-
-def write_private(path: Path, data: bytes) -> bool:
-    """Create ``path`` with mode 0600 holding ``data``; False when it already exists (first writer wins)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    return True
 
 
 def secret(home: Path, name: str, factory: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:

@@ -138,7 +138,14 @@ def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypa
 
     from sentiflow.config import MLflowSettings
 
-    settings = ServerSettings(state_dir=tmp_path, admin_token="t0ken")  # the shipped retry defaults
+    settings = (
+        ServerSettings(  # the shipped retry defaults, and a deploy identity (else: 403 before any call)
+            state_dir=tmp_path,
+            admin_token="t0ken",
+            deploy_mlflow_username="deployer",
+            deploy_mlflow_password="pw",
+        )
+    )
     for name, value in mlflow_environment(settings).items():  # what gunicorn.conf.py sets for the workers
         monkeypatch.setenv(name, value)
     # nothing listens on port 9: the registry is down
@@ -203,7 +210,12 @@ def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     # nothing listens on port 9: every call fails, and is still counted
     app = create_app(
-        ServerSettings(state_dir=tmp_path, admin_token="t0ken"),
+        ServerSettings(
+            state_dir=tmp_path,
+            admin_token="t0ken",
+            deploy_mlflow_username="deployer",
+            deploy_mlflow_password="pw",
+        ),
         MLflowSettings(tracking_uri="http://127.0.0.1:9"),
         start=False,
     )
@@ -293,3 +305,27 @@ def test_the_server_package_has_no_import_circles():
         return False
 
     assert [m for m in graph if reaches(m, m, set())] == []
+
+
+def test_deploy_without_a_deploy_identity_is_refused_before_any_registry_call(tmp_path):
+    """The server's own MLflow identity only reads: without the deploy one, /deploy says where deploys go."""
+    from prometheus_client import REGISTRY
+
+    from sentiflow.config import MLflowSettings
+
+    app = create_app(
+        ServerSettings(state_dir=tmp_path, admin_token="t0ken"),
+        MLflowSettings(tracking_uri="http://127.0.0.1:9"),
+        start=False,
+    )
+    sample = ("sentiflow_server_registry_requests_total", {"call": "version"})
+    before = REGISTRY.get_sample_value(*sample) or 0.0
+    try:
+        r = app.test_client().post(
+            "/deploy", json={"version": "1"}, headers={"Authorization": "Bearer t0ken"}
+        )
+    finally:
+        server(app).close()
+    assert r.status_code == 403
+    assert "pipeline" in r.get_json()["message"]
+    assert (REGISTRY.get_sample_value(*sample) or 0.0) == before
