@@ -64,7 +64,9 @@ class TrainerPodSettings(BaseSettings):
         description="Trainer image, built from docker/trainer.Dockerfile (compose tags it the same way).",
     )
     image_pull_policy: str = Field(default="IfNotPresent")
-    namespace: str = Field(default="sentiflow", description="Namespace the pod runs in.")
+    namespace: str = Field(
+        default="sentiflow-training", description="Namespace of the pod (its own: no rights over serving)."
+    )
     kubernetes_conn_id: str = Field(
         default="kubernetes_default", description="Airflow kubernetes connection."
     )
