@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import requests
 
 from sentiflow import localstack
 from sentiflow.localstack import StackSettings
+from sentiflow.ports import port_in_use
 from sentiflow.processes import wait_group_gone
 
 SERVICE = "model-server"
@@ -87,7 +89,13 @@ class DevServer:
         pid = localstack.running_pid(self.stack, self.name)
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
-            wait_group_gone(pid, 10)  # every worker, not only the master: they hold the port
+            # every worker, not only the master: they hold the port. On busy cores the kernel can take
+            # seconds to tear a killed group down; until the port is free a restart would find it taken.
+            wait_group_gone(pid, 60)
+            port = self.port or self.stack.server_port
+            deadline = time.monotonic() + 60
+            while port_in_use(port) and time.monotonic() < deadline:
+                time.sleep(0.2)
         self.pid = None
 
 
