@@ -17,7 +17,8 @@ from sentiflow.localstack import HOST, Service, StackSettings
 
 NAME = "proxy"
 
-CONFIG = """\
+#: The start of every nginx config the tests run: one worker in the foreground, files under {prefix}.
+PREAMBLE = """\
 worker_processes 1;
 daemon off;
 pid {prefix}/nginx.pid;
@@ -30,6 +31,11 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
+"""
+
+CONFIG = (
+    PREAMBLE
+    + """\
     client_max_body_size 4m;
     upstream model_servers {{
 {servers}
@@ -50,6 +56,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def nginx_binary() -> str | None:

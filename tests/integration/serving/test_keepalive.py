@@ -29,7 +29,7 @@ import requests
 from sentiflow import localstack, registry
 from sentiflow.config import MLflowSettings, ServerSettings
 from sentiflow.localstack import HOST, Service, StackSettings
-from tests.devproxy import nginx_binary
+from tests.devproxy import PREAMBLE, nginx_binary
 from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
 
 pytestmark = [
@@ -44,19 +44,9 @@ CLIENTS = 8
 PER_CLIENT = 8  # 5 rounds x 8 clients x 8 requests = 320 POSTs
 GAP_S = (5.5, 7.0)  # idle between rounds: longer than the old keep-alive
 
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
+NGINX_CONF = (
+    PREAMBLE
+    + """\
     upstream current {{
         server {current};
         keepalive 16;
@@ -83,6 +73,7 @@ http {{
     }}
 }}
 """
+)
 
 
 @dataclass
