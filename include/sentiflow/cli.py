@@ -7,6 +7,7 @@ import json
 import sys
 
 from sentiflow.config import PipelineDefaults
+from sentiflow.names import DEFAULT_SEED
 
 
 def _print_manifest(store, manifest_uri: str) -> None:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     collect.add_argument("--label-column", default=None)
     collect.add_argument("--sample-size", type=int, default=None, help="cap on train rows (stratified)")
     collect.add_argument("--eval-sample-size", type=int, default=None, help="cap on validation/test rows")
-    collect.add_argument("--seed", type=int, default=42)
+    collect.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
     clean = sub.add_parser("clean", help="clean a raw snapshot into a clean snapshot")
     clean.add_argument("--manifest-uri", required=True, help="the raw snapshot's manifest URI")

@@ -15,6 +15,8 @@ WEIGHT_DECAY = "weight_decay"
 WARMUP_RATIO = "warmup_ratio"
 MAX_LENGTH = "max_length"
 SEED = "seed"
+#: The default seed of every sampling, split and initialisation: defined once, here.
+DEFAULT_SEED = 42
 TRAIN_SUBSET_SIZE = "train_subset_size"
 EVAL_SUBSET_SIZE = "eval_subset_size"
 EARLY_STOPPING_PATIENCE = "early_stopping_patience"

@@ -40,7 +40,7 @@ from sentiflow.data.labels import check_class_counts, encode_arrow, encode_label
 from sentiflow.data.sampling import exact_plan, fraction_plan
 from sentiflow.data.snapshot_writer import SnapshotWriter, clear_prefix
 from sentiflow.data.sources import FILE_SUFFIXES, SourceSplit, file_splits
-from sentiflow.names import LABEL_COLUMN, SPLITS, TEXT_COLUMN
+from sentiflow.names import DEFAULT_SEED, LABEL_COLUMN, SPLITS, TEXT_COLUMN
 from sentiflow.progress import PROGRESS_MARK, format_duration
 from sentiflow.storage import ObjectStore, S3Uri, is_s3_uri
 
@@ -195,7 +195,7 @@ def collect(
     eval_sample_size: int | None = None,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.2,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     store: ObjectStore | None = None,
     settings: DataSettings | None = None,
 ) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sentiflow.modeling.base import TextClassifier
-from sentiflow.names import FAMILY_TFIDF
+from sentiflow.names import DEFAULT_SEED, FAMILY_TFIDF
 
 MODEL_FILE = "tfidf_logreg.joblib"
 
@@ -28,7 +28,7 @@ class TfidfClassifier(TextClassifier):
         C: float = 4.0,
         max_features: int | None = 400_000,
         ngram_max: int = 2,
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
     ) -> TfidfClassifier:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from sentiflow.data.snapshot import Manifest, SnapshotError, read_snapshot
-from sentiflow.names import LABEL_COLUMN, SPLITS, TEXT_COLUMN
+from sentiflow.names import DEFAULT_SEED, LABEL_COLUMN, SPLITS, TEXT_COLUMN
 from sentiflow.storage import ObjectStore
 from sentiflow.train.errors import TrainingError
 
@@ -65,7 +65,7 @@ def load_training_data(
     *,
     train_subset_size: int | None = None,
     eval_subset_size: int | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     store: ObjectStore | None = None,
 ) -> TrainingData:
     store = store or ObjectStore()

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sentiflow.config import PipelineDefaults
+from sentiflow.names import DEFAULT_SEED
 
 #: A dropout probability, or None for the checkpoint's own value.
 DropoutRate = Annotated[float | None, Field(ge=0, lt=1)]
@@ -91,7 +92,7 @@ class TrainParams(BaseModel):
         description="Evaluate on this many validation rows; empty = all.",
     )
     seed: int = Field(
-        default=42, title="Seed", description="Seed for sampling, initialisation and data order."
+        default=DEFAULT_SEED, title="Seed", description="Seed for sampling, initialisation and data order."
     )
     early_stopping_patience: int | None = Field(
         default=2,
@@ -206,4 +207,4 @@ class BaselineParams(BaseModel):
     max_features: int | None = Field(default=400_000, ge=1)
     train_subset_size: int | None = Field(default=None, ge=1)
     eval_subset_size: int | None = Field(default=None, ge=1)
-    seed: int = 42
+    seed: int = DEFAULT_SEED
