@@ -56,7 +56,7 @@ def test_a_run_prints_every_task_and_the_progress_lines(
             assert re.search(rf"\] {task_id}: running$", out, re.M), task_id
             assert re.search(rf"\] {task_id}: {state} after \d", out, re.M), task_id
             assert (tmp_path / f"{task_id}.log").exists()
-    assert re.search(r"\] collect: read .*train [\d,]+ rows", out), out
+    assert re.search(r"\] collect: wrote train [\d,]+ rows", out), out
     assert re.search(r"\] clean: split 1/3 \(train\) 300 -> \d+ rows", out), out
     assert result["logs"] == {"folder": str(tmp_path), "failed": {}}
     assert "Returned value was" not in out  # task logs go to the files, not the terminal

@@ -681,7 +681,9 @@ def documented_secrets() -> dict[tuple[str, str], set[str]]:
             if words[1:] and "create" in words and "secret" in words:
                 namespace = words[words.index("-n") + 1] if "-n" in words else "default"
                 name = words[words.index("generic") + 1]
-                keys = {w.split("=", 2)[1] for w in words if w.startswith("--from-literal=")}
+                keys = {
+                    w.split("=", 2)[1] for w in words if w.startswith(("--from-literal=", "--from-file="))
+                }
                 created.setdefault((namespace, name), set()).update(keys)
     return created
 

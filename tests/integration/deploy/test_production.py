@@ -96,7 +96,8 @@ def test_k8s_sets_production_and_provides_every_secret():
     settings = yaml.safe_load((ROOT / "k8s/settings.yaml").read_text())
     assert settings["data"]["SENTIFLOW_ENV"] == "production"
     server = (ROOT / "k8s/model-server.yaml").read_text()
-    template = yaml.safe_load((ROOT / "k8s/secret.template.yaml").read_text())
+    secrets = yaml.safe_load_all((ROOT / "k8s/secret.template.yaml").read_text())
+    template = next(s for s in secrets if s and s["metadata"]["name"] == "sentiflow-credentials")
     for env, key in [
         ("SENTIFLOW_SERVER_PREDICTION_SECRET", "server_prediction_secret"),
         ("SENTIFLOW_DRIFT_HASH_KEY", "drift_hash_key"),
