@@ -60,7 +60,14 @@ def test_a_registry_error_answer_propagates_and_moves_nothing(stack) -> None:
 
 
 def test_a_model_the_registry_does_not_know_has_no_release_in_progress(stack) -> None:
-    """The real server's "not found" answer is the one failure that reads as "nothing recorded"."""
+    """The real server's "not found" answer is the one failure that reads as "nothing recorded".
+
+    Asked as the admin: with authentication on, MLflow answers an identity without rights on a name it does
+    not know with 403 (the permission check comes first), which is not "not found" and must not read as it.
+    """
+    from sentiflow import stack_auth
+    from sentiflow.mlflow_auth import client_for
+
     settings = MLflowSettings(registered_model_name=f"unknown-{uuid.uuid4().hex[:8]}")
-    client = registry.mlflow_client(settings)
+    client = client_for(settings.tracking_uri, stack_auth.admin(stack.home))
     assert release.pending(client, settings) is None
