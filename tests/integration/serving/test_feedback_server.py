@@ -27,6 +27,23 @@ from tests.integration.serving.test_server import register_tfidf_versions
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_export_watermark() -> Iterator[None]:
+    """This module's server numbers its feedback from 1: it needs its own export watermark (it lives under
+    the datasets prefix), not the one an earlier module's server advanced (the e2e runs export too)."""
+    import os
+
+    saved = os.environ.get("SENTIFLOW_S3_DATASETS_PREFIX")
+    os.environ["SENTIFLOW_S3_DATASETS_PREFIX"] = "datasets-feedback-server-test"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("SENTIFLOW_S3_DATASETS_PREFIX", None)
+        else:
+            os.environ["SENTIFLOW_S3_DATASETS_PREFIX"] = saved
+
+
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
