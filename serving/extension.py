@@ -31,6 +31,7 @@ from serving.model.registry import Registry
 from serving.store.db import Database
 from serving.store.deployments import DeploymentStore
 from serving.store.feedback import FeedbackRecord, FeedbackStore
+from serving.store.migrate import open_database
 from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class ServerExtension:
         alias = settings.follow_alias or mlflow_settings.champion_alias
         replica_id = settings.replica_id or default_replica_id()
         registry = Registry(mlflow_settings)
-        db = Database(settings.resolved_feedback_db_url)
+        db = open_database(settings.resolved_feedback_db_url, settings.schema_wait_s)
         store = FeedbackStore(db)
         replicas = ReplicaStore(db)
         manager = ModelManager(settings, registry)

@@ -17,6 +17,7 @@ from serving.model.batcher import MicroBatcher, NotReadyError
 from serving.process import mlflow_environment
 from serving.store import feedback
 from serving.store.db import Database
+from tests.conftest import migrated_state, migrated_url
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 
 
@@ -68,7 +69,7 @@ def test_batcher_without_model_is_not_ready():
 
 
 def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
-    settings = ServerSettings(state_dir=tmp_path)
+    settings = ServerSettings(state_dir=migrated_state(tmp_path))
     ext = server(create_app(settings, start=False))
     seen = []
     ext.on_feedback_stored(seen.append)
@@ -116,7 +117,7 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
             "INSERT INTO feedback (created_at, text, predicted_label, correct) "
             "VALUES ('2025-01-01 00:00:00', 'old row', 'banana', 0)"
         )
-    store = feedback.FeedbackStore(Database(f"sqlite:///{path}"))
+    store = feedback.FeedbackStore(Database(migrated_url(f"sqlite:///{path}")))
     store.add(text="new", predicted_label="positive", correct=True, verified=True)
     frame = store.frame()
     assert frame["text"].tolist() == ["old row", "new"]
@@ -125,7 +126,7 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
 
 
 def test_admin_token_unset_disables_admin_endpoints(tmp_path):
-    app = create_app(ServerSettings(state_dir=tmp_path, admin_token=None), start=False)
+    app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), admin_token=None), start=False)
     response = app.test_client().post("/deploy", json={"version": "1"}, headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
     assert "SENTIFLOW_SERVER_ADMIN_TOKEN" in response.get_json()["message"]
@@ -137,7 +138,9 @@ def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypa
 
     from sentiflow.config import MLflowSettings
 
-    settings = ServerSettings(state_dir=tmp_path, admin_token="t0ken")  # the shipped retry defaults
+    settings = ServerSettings(
+        state_dir=migrated_state(tmp_path), admin_token="t0ken"
+    )  # the shipped retry defaults
     for name, value in mlflow_environment(settings).items():  # what gunicorn.conf.py sets for the workers
         monkeypatch.setenv(name, value)
     # nothing listens on port 9: the registry is down
@@ -165,7 +168,8 @@ def test_two_apps_share_no_collaborators_and_leave_the_process_alone(tmp_path, m
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     environ, root_handlers = dict(os.environ), list(logging.getLogger().handlers)
     first, second = (
-        server(create_app(ServerSettings(state_dir=tmp_path / name), start=False)) for name in ("a", "b")
+        server(create_app(ServerSettings(state_dir=migrated_state(tmp_path / name)), start=False))
+        for name in ("a", "b")
     )
     try:
         assert os.environ == environ and logging.getLogger().handlers == root_handlers
@@ -202,7 +206,7 @@ def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     # nothing listens on port 9: every call fails, and is still counted
     app = create_app(
-        ServerSettings(state_dir=tmp_path, admin_token="t0ken"),
+        ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"),
         MLflowSettings(tracking_uri="http://127.0.0.1:9"),
         start=False,
     )
@@ -235,7 +239,7 @@ def test_only_the_registry_object_builds_an_mlflow_client():
 
 
 def test_query_strings_are_parsed_by_their_documented_models(tmp_path):
-    app = create_app(ServerSettings(state_dir=tmp_path, admin_token="t0ken"), start=False)
+    app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"), start=False)
     client, admin = app.test_client(), {"Authorization": "Bearer t0ken"}
     try:
         server(app).feedback.add(text="a", predicted_label="positive", correct=True)
