@@ -71,6 +71,8 @@ class ServerExtension:
     #: None when ``SENTIFLOW_DRIFT_SAMPLE_ENABLED=false``.
     sampler: ProductionSampler | None
     feedback_listeners: list[FeedbackListener] = field(default_factory=list)
+    #: Background jobs started with the app (the deployment keeper); ``close`` stops them.
+    closers: list[Callable[[], object]] = field(default_factory=list)
 
     @classmethod
     def from_settings(
@@ -146,6 +148,8 @@ class ServerExtension:
 
     def close(self) -> None:
         """Stop this app's threads and connections (tests that build many apps; a worker's exit)."""
+        for close in self.closers:
+            close()
         self.follower.stop()
         self.manager.stop()
         if self.sampler is not None:

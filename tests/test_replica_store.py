@@ -140,3 +140,44 @@ def test_deployment_status_follows_the_rows(store):
     assert rows.finish("d1", "succeeded") is False  # final stays final
     assert rows.get("d1")["status"] == "failed"
     assert rows.latest()["id"] == "d1"
+
+
+def test_a_deployment_whose_watcher_died_is_taken_over_by_exactly_one_worker(store, db_url):
+    rows = DeploymentStore(store.db)
+    now = time.time()
+    base = {
+        "alias": "champion",
+        "version": "5",
+        "previous": "4",
+        "prior_previous": None,
+        "requested_by": "r1",
+        "status": "pending",
+        "error": None,
+        "finished_at": None,
+    }
+    rows.add({**base, "id": "alive", "requested_at": now, "lease_owner": "r1/1", "lease_until": now + 30})
+    rows.add({**base, "id": "dead", "requested_at": now, "lease_owner": "r1/2", "lease_until": now - 1})
+    assert rows.renew("alive", "r1/1", 30) is True
+    assert rows.renew("alive", "r2/9", 30) is False  # not the holder
+    assert [r["id"] for r in rows.orphans()] == ["dead"]
+    orphan = rows.orphans()[0]
+    others = [DeploymentStore(Database(db_url)) for _ in range(4)]  # four workers, four engines, at once
+    won: list[tuple[str, bool]] = []
+    barrier = threading.Barrier(4)
+
+    def take(i: int) -> None:
+        barrier.wait()
+        won.append((f"r2/{i}", others[i].take(orphan, f"r2/{i}", 30)))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [owner for owner, ok in won if ok]
+    assert len(winners) == 1
+    assert rows.get("dead")["lease_owner"] == winners[0] and rows.orphans() == []
+    assert rows.renew("dead", "r1/2", 30) is False  # the old watcher, had it only stalled, stops
+    assert rows.finish("dead", "succeeded") and rows.renew("dead", winners[0], 30) is False
+    for other in others:
+        other.db.dispose()
