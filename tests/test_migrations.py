@@ -173,8 +173,9 @@ def test_three_replicas_of_two_workers_boot_together_on_a_fresh_postgres(stack, 
             if len(seen) != REPLICAS or set(seen.values()) != {WORKERS}:
                 failures.append(f"round {round_}: live replicas and their workers {seen}")
         finally:
-            for server in servers:
-                server.stop()
+            for server in servers:  # the round's database is thrown away: no graceful exit needed
+                server.kill()
+                server.stop()  # removes the PID file
         for server in servers:
             text = localstack._logfile(stack, server.name).read_text(errors="replace")
             if "Worker failed to boot" in text or "Traceback" in text:

@@ -174,14 +174,15 @@ def _deploy_then_kill(fleet: Fleet, name: str, version: str) -> tuple[str, str]:
 
 
 def _final(fleet: Fleet, deployment_id: str) -> dict:
-    """The deployment as the surviving replicas report it, once final."""
+    """The deployment as the surviving replicas report it, once its row is final."""
     survivor = next(s for s in fleet.servers.values() if s.pid is not None)
     deadline, answer = time.monotonic() + BOUND_S, {}
     while time.monotonic() < deadline:
         answer = requests.get(
             f"{survivor.url}/deploy/status", params={"id": deployment_id}, timeout=10
         ).json()
-        if answer["status"] in ("succeeded", "failed", "superseded"):
+        # finished_at: the row itself is final (the live view says "failed" before the alias moved back)
+        if answer["finished_at"] is not None:
             return answer
         time.sleep(0.5)
     raise AssertionError(f"deployment {deployment_id} never ended: {answer}")

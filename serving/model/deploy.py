@@ -205,6 +205,8 @@ def watch(server: ServerExtension, record: dict[str, Any]) -> None:
                 ),
             )
         if status == "failed":
+            if not store.renew(record["id"], owner, lease_s):  # only the lease holder moves the alias back
+                return
             error = f"{error}; {_move_back(server, record, error or 'failed')}"
             store.finish(record["id"], "failed", error)
             log.error("deployment %s failed: %s", record["id"], error)
