@@ -135,7 +135,12 @@ def register_transformer(model_dir: Path) -> str:
 def kill_and_restart(server, proxy_url: str, version: str, ttl_s: float) -> float:
     """kill -9 ``server``'s process group, restart it; seconds from the restart until it serves
     ``version``."""
+    from sentiflow.ports import port_in_use
+
     server.kill()
+    gone = time.monotonic() + 90  # the killed sockets close as the kernel reaps the processes
+    while port_in_use(server.port) and time.monotonic() < gone:
+        time.sleep(0.2)
     t0 = time.monotonic()
     server.start()
     replica_id = requests.get(f"{server.url}/health", timeout=10).headers["X-Sentiflow-Replica"]
