@@ -31,6 +31,7 @@ from serving.model.registry import Registry
 from serving.store.db import Database
 from serving.store.deployments import DeploymentStore
 from serving.store.feedback import FeedbackRecord, FeedbackStore
+from serving.store.migrate import open_database
 from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class ServerExtension:
     #: None when ``SENTIFLOW_DRIFT_SAMPLE_ENABLED=false``.
     sampler: ProductionSampler | None
     feedback_listeners: list[FeedbackListener] = field(default_factory=list)
+    #: Background jobs started with the app (the deployment keeper); ``close`` stops them.
+    closers: list[Callable[[], object]] = field(default_factory=list)
 
     @classmethod
     def from_settings(
@@ -85,7 +88,7 @@ class ServerExtension:
         alias = settings.follow_alias or mlflow_settings.champion_alias
         replica_id = settings.replica_id or default_replica_id()
         registry = Registry(mlflow_settings, settings)
-        db = Database(settings.resolved_feedback_db_url)
+        db = open_database(settings.resolved_feedback_db_url, settings.schema_wait_s)
         store = FeedbackStore(db)
         replicas = ReplicaStore(db)
         manager = ModelManager(settings, registry)
@@ -145,6 +148,8 @@ class ServerExtension:
 
     def close(self) -> None:
         """Stop this app's threads and connections (tests that build many apps; a worker's exit)."""
+        for close in self.closers:
+            close()
         self.follower.stop()
         self.manager.stop()
         if self.sampler is not None:

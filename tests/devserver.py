@@ -35,6 +35,9 @@ class DevServer:
     #: Several servers on one stack (replicas): each needs its own name (PID and log file) and port.
     name: str = SERVICE
     port: int | None = None
+    #: Run the schema migrations before the server (``localstack``'s init step). False for servers started
+    #: together after one migration, as in production, or against a database left un-migrated on purpose.
+    migrate: bool = True
 
     @property
     def url(self) -> str:
@@ -53,7 +56,7 @@ class DevServer:
         env = {**service.env, **self.env}
         if self.state_root is not None:
             env["SENTIFLOW_SERVER_STATE_DIR"] = str(self.state_root)
-        service = replace(service, name=self.name, env=env)
+        service = replace(service, name=self.name, env=env, init=service.init if self.migrate else None)
         if self.port:
             bind = f"{localstack.HOST}:{self.port}"
             argv = [

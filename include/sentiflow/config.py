@@ -218,6 +218,18 @@ class ServerSettings(BaseSettings):
     deploy_timeout_s: float = Field(
         default=600.0, description="Longest a deploy may take until every live replica serves the version."
     )
+    deploy_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A deployment's watcher renews its lease in the shared database this long ahead; when "
+        "it dies (its pod killed), a live replica takes the expired lease over and finishes the deployment.",
+    )
+    schema_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A worker that finds the shared database behind the migrations' head waits this long "
+        "for `python -m serving.store.migrate upgrade`, then fails to boot naming that command.",
+    )
     workers: int = Field(default=2, description="gunicorn worker processes.")
     threads: int = Field(default=16, description="gunicorn threads per worker (requests; inference is one).")
     timeout_s: int = Field(default=300, description="gunicorn worker timeout; covers a slow model load.")

@@ -127,6 +127,10 @@ class Service:
     prepare: Callable[[], None] | None = None
     #: Ports the service binds; all must be free before we start it, or we would adopt a stranger.
     ports: tuple[int, ...] = ()
+    #: A one-shot step run to completion, with the service's environment, before the service starts: the
+    #: model server's schema migrations (its workers never create tables; compose and k8s run the same
+    #: command as a one-shot service / init container).
+    init: list[str] | None = None
 
 
 def http_ok(url: str) -> Callable[[], bool]:
@@ -222,6 +226,7 @@ def services(stack: StackSettings) -> dict[str, Service]:
         health=http_ok(f"{stack.server_url}/health"),
         ports=(stack.server_port,),
         prepare=lambda: (stack.home / "model-server").mkdir(parents=True, exist_ok=True),
+        init=[sys.executable, "-m", "serving.store.migrate", "upgrade"],
     )
     return {s.name: s for s in (weed, mlflow, model_server)}
 
@@ -286,6 +291,8 @@ def start(stack: StackSettings, service: Service) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     _pidfile(stack, service.name).parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **service.env}
+    if service.init:
+        _run_init(service, env, log)
     with log.open("ab") as out:
         out.write(f"\n=== {time.ctime()} starting: {shlex.join(service.argv)}\n".encode())
         out.flush()
@@ -312,6 +319,22 @@ def start(stack: StackSettings, service: Service) -> int:
     raise RuntimeError(
         f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}"
     )
+
+
+def _run_init(service: Service, env: dict[str, str], log: Path) -> None:
+    """The service's one-shot step (``Service.init``), its output appended to the service's log."""
+    assert service.init is not None
+    with log.open("ab") as out:
+        out.write(f"\n=== {time.ctime()} {service.name} init: {shlex.join(service.init)}\n".encode())
+        out.flush()
+        done = subprocess.run(
+            service.init, cwd=service.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{service.name}'s init step `{shlex.join(service.init)}` exited with code {done.returncode}; "
+            f"log {log}:\n{_tail(log)}"
+        )
 
 
 def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:

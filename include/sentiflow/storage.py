@@ -12,11 +12,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any
 
 from sentiflow.config import S3Settings
+
+if TYPE_CHECKING:  # pandas loads with the first parquet, not when a server worker boots
+    import pandas as pd
 
 
 class StorageError(RuntimeError):
@@ -256,4 +257,6 @@ class ObjectStore:
         return data
 
     def get_parquet(self, uri: S3Uri | str) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(io.BytesIO(self.read_location(str(uri))))

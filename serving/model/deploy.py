@@ -5,7 +5,10 @@ DAG's promote task calls; a failure is ``registry.restore_aliases``, the same fu
 calls: both aliases go back to where they were before the move. Both go through the app's one registry
 object (``serving.model.registry.Registry``), which counts them. The deployment's row in the shared
 database (``serving.store.deployments``) says how it ended, so ``/deploy/status`` answers the same on every
-pod. The worker that accepted the request watches it on a background thread:
+pod. The worker that accepted the request watches it on a background thread, holding the row's lease and
+renewing it while it watches. If that worker dies (its pod killed mid-deploy), the lease runs out
+(``SENTIFLOW_SERVER_DEPLOY_LEASE_S``) and any live worker's ``DeploymentKeeper`` takes it over and watches
+on from the row alone, so every deployment still ends, and a failed one still moves the alias back:
 
 - ``succeeded``: every live replica (every live worker of it) serves the version;
 - ``failed``: a live replica reported a failed load of the version (or the watch timed out); the alias is
@@ -16,6 +19,7 @@ pod. The worker that accepted the request watches it on a background thread:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -32,6 +36,11 @@ if TYPE_CHECKING:  # the extension builds everything this module reads; it never
 log = logging.getLogger(__name__)
 
 WATCH_POLL_S = 0.25
+
+
+def lease_owner(server: ServerExtension) -> str:
+    """This worker's name on a lease: its replica and process."""
+    return f"{server.replica_id}/{os.getpid()}"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -151,20 +160,34 @@ def release(
         "status": "pending",
         "error": None,
         "finished_at": None,
+        "lease_owner": lease_owner(server),
+        "lease_until": time.time() + server.settings.deploy_lease_s,
     }
     server.deployments.add(record)
     log.info("deployment %s: alias %s → version %s", record["id"], record["alias"], record["version"])
-    threading.Thread(
-        target=watch, args=(server, record), name=f"deploy-{record['id'][:8]}", daemon=True
-    ).start()
+    _watch_in_background(server, record)
     return record
 
 
+def _watch_in_background(server: ServerExtension, record: dict[str, Any]) -> None:
+    threading.Thread(
+        target=watch, args=(server, record), name=f"deploy-{record['id'][:8]}", daemon=True
+    ).start()
+
+
 def watch(server: ServerExtension, record: dict[str, Any]) -> None:
-    """Follow one deployment to its end; on failure or timeout move the aliases back (``_move_back``)."""
-    deadline = time.monotonic() + server.settings.deploy_timeout_s
-    store = server.deployments
+    """Follow one deployment to its end while holding its lease; on failure or timeout move the aliases
+    back (``_move_back``). Stops when the lease is lost (another worker took it over: this one stalled)."""
+    # wall clock from the request: a worker that takes the watch over keeps the first watcher's deadline
+    deadline = float(record["requested_at"]) + server.settings.deploy_timeout_s
+    store, owner, lease_s = server.deployments, lease_owner(server), server.settings.deploy_lease_s
+    renewed_at = 0.0
     while True:
+        if time.monotonic() - renewed_at >= lease_s / 3:
+            if not store.renew(record["id"], owner, lease_s):
+                log.info("deployment %s: lease not ours any more (ended, or taken over)", record["id"])
+                return
+            renewed_at = time.monotonic()
         stored = store.get(record["id"]) or record
         replicas = live_replicas(server)
         status, error = evaluate(stored, replicas)
@@ -173,7 +196,7 @@ def watch(server: ServerExtension, record: dict[str, Any]) -> None:
         if status in ("succeeded", "superseded"):
             store.finish(record["id"], status, error)
             return
-        if status != "failed" and time.monotonic() > deadline:
+        if status != "failed" and time.time() > deadline:
             waiting = [f"{r.replica_id} serves {r.version or r.versions}" for r in replicas]
             status, error = (
                 "failed",
@@ -183,6 +206,8 @@ def watch(server: ServerExtension, record: dict[str, Any]) -> None:
                 ),
             )
         if status == "failed":
+            if not store.renew(record["id"], owner, lease_s):  # only the lease holder moves the alias back
+                return
             error = f"{error}; {_move_back(server, record, error or 'failed')}"
             store.finish(record["id"], "failed", error)
             log.error("deployment %s failed: %s", record["id"], error)
@@ -210,6 +235,48 @@ def _move_back(server: ServerExtension, record: dict[str, Any], reason: str) -> 
     if prior.champion is None:
         return f"alias {alias!r} removed (there was no previous version)"
     return f"alias {alias!r} moved back to version {prior.champion}"
+
+
+class DeploymentKeeper:
+    """One per worker: takes over the deployments whose watcher died (lease ran out) and watches them.
+
+    Checks every third of the lease; the check is one indexed query on the deployments table."""
+
+    def __init__(self, server: ServerExtension) -> None:
+        self.server = server
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deploy-keeper", daemon=True)
+
+    def start(self) -> DeploymentKeeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def adopt_orphans(self) -> list[str]:
+        """Take over every expired lease this worker wins; start watching each. Returns their ids."""
+        server, taken = self.server, []
+        owner, lease_s = lease_owner(server), server.settings.deploy_lease_s
+        for record in server.deployments.orphans():
+            if server.deployments.take(record, owner, lease_s):
+                log.warning(
+                    "deployment %s: its watcher %s is gone (lease expired); %s finishes it",
+                    record["id"],
+                    record.get("lease_owner"),
+                    owner,
+                )
+                taken.append(record["id"])
+                _watch_in_background(server, record)
+        return taken
+
+    def _run(self) -> None:
+        interval = max(0.2, self.server.settings.deploy_lease_s / 3)
+        while not self._stop.wait(interval):
+            try:
+                self.adopt_orphans()
+            except Exception:
+                log.warning("checking for orphaned deployments failed", exc_info=True)
 
 
 def wait(server: ServerExtension, deployment_id: str, timeout_s: float) -> dict[str, Any]:

@@ -1,25 +1,26 @@
-"""The server's shared database: its engine, every table, SQLite's settings, the schema set-up.
+"""The server's shared database: its engine and every table (SQLite's settings too).
 
 One ``Database`` per app (``serving.extension`` builds it from ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``); the
 stores (``feedback``, ``replicas``, ``deployments``) are queries over it. SQLite in the state folder by
 default, any SQLAlchemy URL (Postgres in production, shared by every replica).
 
-SQLite: WAL mode, so several gunicorn workers write safely. The journal mode is persistent in the file and is
-set once, with the schema, under a file lock: two workers opening a fresh database at once made
-``PRAGMA journal_mode=WAL`` fail with "database is locked" and the server never booted. Each connection only
-waits for locks (``busy_timeout``) and relaxes ``synchronous`` (safe under WAL).
+The tables are defined here and created or changed only by the Alembic migrations in
+``serving/store/migrations`` (``python -m serving.store.migrate upgrade``), run by one step before the
+server starts: three replicas whose workers created the tables themselves raced on ``CREATE TABLE`` against
+a fresh Postgres and one never booted (issue 21). A worker only checks that the database is at the
+migrations' head (``serving.store.migrate.open_database``). A table or column change is an edit here
+plus a new migration; ``tests/test_migrations.py`` fails when the two disagree.
 
-Schema set-up lives in ``ensure_schema`` and nowhere else: a new table or column goes in this module.
+SQLite: WAL mode (set by the migration step, persistent in the file), so several gunicorn workers write
+safely; each connection waits for locks (``busy_timeout``) and relaxes ``synchronous`` (safe under WAL).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from filelock import FileLock
 
 #: Column sizes; the request models (``serving.http.schemas``) use the same numbers, so a value the API
 #: accepts always fits its column.
@@ -27,8 +28,6 @@ LABEL_MAX_CHARS = 128
 VERSION_MAX_CHARS = 64
 PREDICTION_ID_MAX_CHARS = 2048
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: Replicas and workers start together on Postgres too: a lost ``CREATE TABLE`` race is retried.
-SCHEMA_ATTEMPTS = 5
 
 metadata = sa.MetaData()
 
@@ -105,6 +104,11 @@ deployments_table = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
+    # The lease on watching this deployment to its end (``serving.model.deploy``): held by one worker of
+    # one replica (``replica/pid``) until ``lease_until`` and renewed while it watches; any live worker
+    # takes over an expired lease, so a deployment ends even when the pod that accepted it dies.
+    sa.Column("lease_owner", sa.String(160), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True, index=True),
 )
 
 
@@ -114,7 +118,8 @@ def is_sqlite(url: str) -> bool:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """Per connection: wait for locks instead of failing. The journal mode is persistent in the file and
-    set once by ``ensure_schema``; changing it needs an exclusive lock that SQLite does not wait for."""
+    set once by the migration step (``serving.store.migrate``); changing it needs an exclusive lock that
+    SQLite does not wait for."""
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -149,63 +154,29 @@ def make_engine(url: str) -> sa.Engine:
     return engine
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and ``:memory:``)."""
+    if not is_sqlite(url):
+        return None
     database = sa.engine.make_url(url).database
     return Path(database) if database and database != ":memory:" else None
 
 
-def _add_missing_columns(engine: sa.Engine) -> None:
-    """Databases made before a column existed get it (nullable or with a server default): no lost rows."""
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            ddl = column.type.compile(engine.dialect)
-            default = " DEFAULT 0" if column.server_default is not None else ""
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}{default}"))
-
-
-def _create_tables(engine: sa.Engine) -> None:
-    """Create missing tables; processes starting together may race, so a lost race is retried."""
-    for attempt in range(SCHEMA_ATTEMPTS):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except sa.exc.DatabaseError:
-            have = set(sa.inspect(engine).get_table_names())
-            if {t.name for t in metadata.sorted_tables} <= have:
-                return
-            if attempt == SCHEMA_ATTEMPTS - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
-def ensure_schema(engine: sa.Engine, url: str) -> None:
-    """Every table and column, and for SQLite WAL mode, exactly once among processes starting together."""
-    path = _sqlite_path(url) if is_sqlite(url) else None
-    if path is None:
-        _create_tables(engine)
-        _add_missing_columns(engine)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".init.lock", timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-        with engine.connect() as conn:
-            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-            if str(mode).lower() != "wal":
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        _create_tables(engine)
-        _add_missing_columns(engine)
+def safe_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 class Database:
-    """One engine on the shared database, its schema ensured; the stores run their queries on it."""
+    """One engine on the shared database; the stores run their queries on it.
+
+    It never creates or changes a table. A worker opens it through ``serving.store.migrate.open_database``,
+    which first waits for the migrations' head (the gunicorn master, removing a dead worker's row, does not).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        ensure_schema(self.engine, url)
 
     def dispose(self) -> None:
         """Close the pooled connections (an app's ``close``, a worker's exit); the engine stays usable."""

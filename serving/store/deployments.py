@@ -2,6 +2,10 @@
 
 ``serving.model.deploy`` writes them (the alias move a deploy made, then its final status) and reads them
 for ``/deploy/status``, so every replica answers the same.
+
+Each unfinished deployment carries a lease (``lease_owner``, ``lease_until``): the worker that watches it
+renews the lease while it watches; a lease that ran out means its watcher died (its pod was killed), and
+any live worker may take it over (``take``, a compare-and-set on the owner it saw) and finish the job.
 """
 
 from __future__ import annotations
@@ -35,6 +39,48 @@ class DeploymentStore:
                 t.update()
                 .where(t.c.id == deployment_id, t.c.status.notin_(FINAL_STATUSES))
                 .values(status=status, error=error, finished_at=time.time())
+            )
+        return result.rowcount == 1
+
+    def renew(self, deployment_id: str, owner: str, lease_s: float) -> bool:
+        """Extend ``owner``'s lease; False when the deployment ended or another worker holds the lease."""
+        t = deployments_table
+        with self.db.engine.begin() as conn:
+            result = conn.execute(
+                t.update()
+                .where(t.c.id == deployment_id, t.c.lease_owner == owner, t.c.status.notin_(FINAL_STATUSES))
+                .values(lease_until=time.time() + lease_s)
+            )
+        return result.rowcount == 1
+
+    def orphans(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Unfinished deployments whose lease ran out (their watcher is gone), oldest first."""
+        now = time.time() if now is None else now
+        t = deployments_table
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t)
+                .where(t.c.status.notin_(FINAL_STATUSES), t.c.lease_until.is_not(None), t.c.lease_until < now)
+                .order_by(t.c.requested_at)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def take(self, record: dict[str, Any], owner: str, lease_s: float) -> bool:
+        """Take over ``record``'s expired lease; True for exactly one of the workers that try at once."""
+        t = deployments_table
+        now = time.time()
+        with self.db.engine.begin() as conn:
+            result = conn.execute(
+                t.update()
+                .where(
+                    t.c.id == record["id"],
+                    t.c.status.notin_(FINAL_STATUSES),
+                    t.c.lease_until < now,
+                    t.c.lease_owner == record["lease_owner"]
+                    if record.get("lease_owner") is not None
+                    else t.c.lease_owner.is_(None),
+                )
+                .values(lease_owner=owner, lease_until=now + lease_s)
             )
         return result.rowcount == 1
 

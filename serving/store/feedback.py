@@ -24,7 +24,8 @@ from serving.store.db import Database, alert_state_table, feedback_table
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [c.name for c in feedback_table.columns]
+#: The export's columns: the table's, less the signed prediction id (a token, not a training signal).
+COLUMNS = [c.name for c in feedback_table.columns if c.name != "prediction_id"]
 EXPORT_FORMATS = ("csv", "parquet")
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from sentiflow import localstack, names
 from sentiflow.config import MLflowSettings
+from tests.conftest import migrated_url
 from tests.dagrun import run_dag, small_run_conf
 from tests.devserver import own_registered_model
 
@@ -92,7 +93,11 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     from serving.store.feedback import FeedbackStore
 
     feedback_db = FeedbackStore(
-        Database(ServerSettings(state_dir=pipeline_env.home / "model-server").resolved_feedback_db_url)
+        Database(
+            migrated_url(
+                ServerSettings(state_dir=pipeline_env.home / "model-server").resolved_feedback_db_url
+            )
+        )
     )
     for text, predicted, correct, true_label in FEEDBACK:
         feedback_db.add(

@@ -27,11 +27,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sentiflow.config import DriftSettings
 from sentiflow.storage import ObjectStore
+
+if TYPE_CHECKING:  # pandas loads on the first flush or read, not when a server worker boots
+    import pandas as pd
 
 logger = logging.getLogger("sentiflow.drift")
 
@@ -48,6 +50,8 @@ SAMPLE_COLUMNS = (
 
 def clean_texts(texts: Sequence[str]) -> list[str]:
     """The dataset's own cleaning, so production and training texts are measured the same way."""
+    import pandas as pd
+
     from sentiflow.data.clean import clean_text
 
     return clean_text(pd.Series(list(texts), dtype=object)).tolist()
@@ -63,6 +67,8 @@ def text_features(
     texts: Sequence[str], settings: DriftSettings | None = None, *, cleaned: bool = False
 ) -> pd.DataFrame:
     """``text_length``, ``n_tokens`` and ``token_hashes`` of each text (cleaned first unless already)."""
+    import pandas as pd
+
     s = settings or DriftSettings()
     key = s.hash_key.get_secret_value().encode()
     clean = list(texts) if cleaned else clean_texts(texts)
@@ -162,6 +168,8 @@ class ProductionSampler:
             return str(uri)
 
     def _frame(self, rows: list[tuple[float, str | None, str, str]]) -> pd.DataFrame:
+        import pandas as pd
+
         texts = [r[3] for r in rows]
         features = text_features(texts, self.settings)
         return pd.DataFrame(
@@ -200,6 +208,8 @@ def read_production_sample(
     The sort is stable: the rows of one request share a timestamp and keep the request's order (numpy's
     default quicksort reorders equal keys).
     """
+    import pandas as pd
+
     s = settings or DriftSettings()
     until = until or datetime.now(UTC)
     frames: list[pd.DataFrame] = []

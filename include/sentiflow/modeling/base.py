@@ -10,9 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads with the first frame, not when a server worker boots
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def probabilities_to_predictions(probs: np.ndarray, label_names: Sequence[str]) 
 
 def predictions_frame(predictions: Sequence[Prediction], label_names: Sequence[str]) -> pd.DataFrame:
     """The pyfunc output: ``label``, ``label_id`` and one ``score_<label>`` column per class."""
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "label": [p.label for p in predictions],

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKER = ROOT / "docker"
-ONE_SHOT = {"minio-init", "airflow-init"}
+ONE_SHOT = {"minio-init", "airflow-init", "model-server-migrate"}
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -138,6 +138,7 @@ def test_compose_resolves_with_env_example(resolved):
         "redis",
         "airflow-worker",
         "model-server",
+        "model-server-migrate",
     }
     assert set(resolved["services"]) == expected
     # The celery workers are opt-in; redis is not: it holds the model server's shared rate-limit counters.
@@ -559,3 +560,16 @@ def test_published_ports_parse_in_both_compose_forms():
     assert published({"ports": [{"target": 8080, "published": "8080", "host_ip": "127.0.0.1"}]}) == [
         Published("127.0.0.1", "8080", 8080)
     ]
+
+
+def test_the_model_servers_schema_is_migrated_once_before_it_starts(resolved):
+    """Workers never create tables (issue 21): a one-shot migration service runs first, on the same
+    database URL, and the model server waits for it to exit successfully."""
+    services = resolved["services"]
+    migrate = services["model-server-migrate"]
+    assert migrate["command"] == ["python", "-m", "serving.store.migrate", "upgrade"]
+    assert migrate["image"] == services["model-server"]["image"]
+    url = "SENTIFLOW_SERVER_FEEDBACK_DB_URL"
+    assert service_env(resolved, "model-server-migrate")[url] == service_env(resolved, "model-server")[url]
+    wait = services["model-server"]["depends_on"]["model-server-migrate"]
+    assert wait["condition"] == "service_completed_successfully"

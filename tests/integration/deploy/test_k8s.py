@@ -714,3 +714,19 @@ def test_documented_airflow_secrets_carry_the_keys_the_chart_reads():
     }
     for name, key in expected.items():
         assert key in created.get(("airflow", name), set()), f"docs create no airflow/{name} with {key}"
+
+
+def test_the_model_servers_schema_is_migrated_by_an_init_container():
+    """Workers never create tables (issue 21): each pod's ``migrate`` init container runs the migrations
+    (under a Postgres advisory lock, so pods starting together are safe) on the server's own database URL,
+    with the server's image and the same hardened security context."""
+    spec = by_kind("Deployment", "model-server")["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    (server,) = spec["containers"]
+    assert init["command"] == ["python", "-m", "serving.store.migrate", "upgrade"]
+    assert init["image"] == server["image"]
+    env = {e["name"]: e for e in init["env"]}
+    server_env = {e["name"]: e for e in server["env"]}
+    for name in ("SENTIFLOW_SERVER_FEEDBACK_DB_URL", "MODEL_SERVER_DB_PASSWORD"):
+        assert env[name] == server_env[name]
+    assert init["securityContext"] == server["securityContext"]

@@ -10,6 +10,7 @@ from sentiflow.config import AlertSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
 from serving.store.db import Database
 from serving.store.feedback import FeedbackStore
+from tests.conftest import migrated_url
 
 
 def _alerter(store: FeedbackStore, window_s: float = 300.0) -> FeedbackAlerter:
@@ -26,7 +27,10 @@ def _flag(store: FeedbackStore, alerter: FeedbackAlerter, text: str, correct: bo
 
 def test_three_flags_from_two_workers_raise_exactly_one_alert(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    worker_a, worker_b = FeedbackStore(Database(url)), FeedbackStore(Database(url))  # two processes' views
+    worker_a, worker_b = (
+        FeedbackStore(Database(migrated_url(url))),
+        FeedbackStore(Database(migrated_url(url))),
+    )  # two processes' views
     alerter_a, alerter_b = _alerter(worker_a), _alerter(worker_b)
     assert _flag(worker_a, alerter_a, "one") is None
     assert _flag(worker_b, alerter_b, "fine", correct=True) is None  # a correct flag never counts
@@ -41,7 +45,7 @@ def test_three_flags_from_two_workers_raise_exactly_one_alert(tmp_path: Path):
 
 
 def test_two_flags_raise_nothing_and_flags_outside_the_window_do_not_add_up(tmp_path: Path):
-    store = FeedbackStore(Database(f"sqlite:///{tmp_path / 'feedback.db'}"))
+    store = FeedbackStore(Database(migrated_url(f"sqlite:///{tmp_path / 'feedback.db'}")))
     alerter = _alerter(store, window_s=0.5)
     assert _flag(store, alerter, "a") is None
     assert _flag(store, alerter, "b") is None
@@ -52,7 +56,7 @@ def test_two_flags_raise_nothing_and_flags_outside_the_window_do_not_add_up(tmp_
 
 def test_racing_workers_claim_the_alert_once(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    stores = [FeedbackStore(Database(url)) for _ in range(4)]
+    stores = [FeedbackStore(Database(migrated_url(url))) for _ in range(4)]
     alerters = [_alerter(s) for s in stores]
     alerts: list = []
     barrier = threading.Barrier(12)

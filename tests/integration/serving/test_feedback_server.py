@@ -2,10 +2,15 @@
 
 POST /feedback → the alert webhook; POST /predict → the drift sample in S3; GET /feedback/export → the
 feedback-enriched training snapshot and the MLflow run's lineage.
+
+Each test runs against both shared databases the server supports: a SQLite file and a real PostgreSQL
+(a fresh database on the session's cluster, migrated by the server's start step). The feedback rows, the
+alert's shared window (``alert_state``) and the export are the database code paths here.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,36 +30,29 @@ from tests.integration.feedback.test_alerts import Receiver
 from tests.integration.serving.test_server import register_tfidf_versions
 
 pytestmark = pytest.mark.slow
+DATASETS_PREFIX = "SENTIFLOW_S3_DATASETS_PREFIX"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def own_export_watermark() -> Iterator[None]:
-    """This module's server numbers its feedback from 1: it needs its own export watermark (it lives under
-    the datasets prefix), not the one an earlier module's server advanced (the e2e runs export too)."""
-    import os
-
-    saved = os.environ.get("SENTIFLOW_S3_DATASETS_PREFIX")
-    os.environ["SENTIFLOW_S3_DATASETS_PREFIX"] = "datasets-feedback-server-test"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("SENTIFLOW_S3_DATASETS_PREFIX", None)
-        else:
-            os.environ["SENTIFLOW_S3_DATASETS_PREFIX"] = saved
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db_kind(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
+def receiver(db_kind: str) -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
 
 
 @pytest.fixture(scope="module")
-def server(stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+def server(stack, receiver: Receiver, db_kind: str, request, tmp_path_factory) -> Iterator[DevServer]:
+    from tests.conftest import database_url
+
+    folder = tmp_path_factory.mktemp(f"feedback-{db_kind}")
     version = register_tfidf_versions(1)[0]
     env = {
+        "SENTIFLOW_SERVER_FEEDBACK_DB_URL": database_url(db_kind, request, folder, migrated=False),
         # two workers: the flags land on either, and the window shared in the feedback DB still alerts once
         "SENTIFLOW_SERVER_WORKERS": "2",
         "SENTIFLOW_SERVER_THREADS": "4",
@@ -63,13 +61,18 @@ def server(stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) 
         "SENTIFLOW_DRIFT_FLUSH_INTERVAL_S": "0.5",
         "SENTIFLOW_DRIFT_SAMPLES_PREFIX": "samples-server-test",
     }
-    # its own feedback database: the wrong flags other modules' servers posted within the alert window
-    # (the e2e runs flag predictions too) must not count towards this module's three
-    srv = DevServer(stack, env, state_root=tmp_path_factory.mktemp("feedback-server-state")).start()
+    # each database starts its feedback ids at 1: its own export watermark (feedback snapshots' prefix)
+    saved = os.environ.get(DATASETS_PREFIX)
+    os.environ[DATASETS_PREFIX] = f"datasets-feedback-{db_kind}"
+    srv = DevServer(stack, env, state_root=folder / "state").start()
     try:
         yield srv.serving(version)
     finally:
         srv.stop()
+        if saved is None:
+            os.environ.pop(DATASETS_PREFIX, None)
+        else:
+            os.environ[DATASETS_PREFIX] = saved
 
 
 def wait_for(condition, timeout: float = 30.0) -> bool:

@@ -24,11 +24,12 @@ from sentiflow.feedback.alerts import FeedbackAlerter, WrongFlag, WrongFlagWindo
 from serving.app import create_app
 from serving.store.db import Database, feedback_table
 from serving.store.feedback import DuplicateFeedback, FeedbackStore
+from tests.conftest import migrated_state, migrated_url
 from tests.unit.serving.test_hostile_input import _loaded
 
 
 def _app(tmp_path, **settings) -> Flask:
-    server_settings = ServerSettings(state_dir=tmp_path, admin_token="t0ken", **settings)
+    server_settings = ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken", **settings)
     # nothing listens on port 9: the registry is down (no test may reach the local stack's fixed ports)
     app = create_app(server_settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
     app.extensions["sentiflow"].manager._current = _loaded()
@@ -119,7 +120,7 @@ def test_two_concurrent_posts_of_one_prediction_one_201_one_409(tmp_path) -> Non
 
 def test_the_race_past_the_look_is_caught_by_the_constraint(tmp_path, monkeypatch) -> None:
     """Both posts pass the look-up before either commits: the unique constraint refuses the second."""
-    store = FeedbackStore(Database(f"sqlite:///{tmp_path / 'f.db'}"))
+    store = FeedbackStore(Database(migrated_url(f"sqlite:///{tmp_path / 'f.db'}")))
     store.add(text="a", predicted_label="positive", correct=False, prediction_id="p1", verified=True)
     monkeypatch.setattr(store, "id_for_prediction", lambda _pid: None)  # the look saw nothing yet
     with pytest.raises(DuplicateFeedback):
@@ -134,7 +135,7 @@ def test_the_race_past_the_look_is_caught_by_the_constraint(tmp_path, monkeypatc
 
 def test_the_table_carries_the_named_unique_constraint(tmp_path) -> None:
     """``uq_feedback_prediction_id``: the name the schema migration creates (one name in both places)."""
-    db = Database(f"sqlite:///{tmp_path / 'f.db'}")
+    db = Database(migrated_url(f"sqlite:///{tmp_path / 'f.db'}"))
     uniques = sa.inspect(db.engine).get_unique_constraints("feedback")
     assert {"name": "uq_feedback_prediction_id", "column_names": ["prediction_id"]} in [
         {"name": u["name"], "column_names": u["column_names"]} for u in uniques

@@ -7,67 +7,28 @@ is said to serve while its workers disagree, and how a deployment's status follo
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from sentiflow import localstack
 from serving.model import deploy as deployments
-from serving.store.db import Database, metadata
+from serving.store.db import Database
 from serving.store.deployments import DeploymentStore
 from serving.store.replicas import ReplicaStore
-
-
-def _pg_bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway Postgres on 127.0.0.1 (what compose and k8s use for the server's rows), run as the
-    ``postgres`` system user; stopped with ``pg_ctl stop`` (its own PID file) at the end of the module."""
-    initdb, pg_ctl, runuser = _pg_bin("initdb"), _pg_bin("pg_ctl"), shutil.which("runuser")
-    if not (initdb and pg_ctl and runuser) or os.geteuid() != 0:
-        pytest.skip("needs PostgreSQL binaries and root (to run them as the postgres user)")
-    home = tempfile.mkdtemp(prefix="sentiflow-pg-")
-    shutil.chown(home, "postgres", "postgres")
-    data, port = os.path.join(home, "data"), localstack.free_port()
-    as_pg = [runuser, "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, initdb, "-D", data, "-A", "trust", "-U", "sentiflow"], check=True, capture_output=True
-    )
-    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [*as_pg, pg_ctl, "-D", data, "-o", options, "-l", os.path.join(home, "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg2://sentiflow@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_pg, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
+from tests.conftest import database_url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    return request.getfixturevalue("postgres_url")
+    """A fresh, migrated shared database: a SQLite file, or a new database on the session's Postgres."""
+    return database_url(request.param, request, tmp_path)
 
 
 @pytest.fixture
 def store(db_url):
     s = ReplicaStore(Database(db_url))
     yield s
-    metadata.drop_all(s.db.engine)
     s.db.dispose()
 
 
@@ -179,3 +140,44 @@ def test_deployment_status_follows_the_rows(store):
     assert rows.finish("d1", "succeeded") is False  # final stays final
     assert rows.get("d1")["status"] == "failed"
     assert rows.latest()["id"] == "d1"
+
+
+def test_a_deployment_whose_watcher_died_is_taken_over_by_exactly_one_worker(store, db_url):
+    rows = DeploymentStore(store.db)
+    now = time.time()
+    base = {
+        "alias": "champion",
+        "version": "5",
+        "previous": "4",
+        "prior_previous": None,
+        "requested_by": "r1",
+        "status": "pending",
+        "error": None,
+        "finished_at": None,
+    }
+    rows.add({**base, "id": "alive", "requested_at": now, "lease_owner": "r1/1", "lease_until": now + 30})
+    rows.add({**base, "id": "dead", "requested_at": now, "lease_owner": "r1/2", "lease_until": now - 1})
+    assert rows.renew("alive", "r1/1", 30) is True
+    assert rows.renew("alive", "r2/9", 30) is False  # not the holder
+    assert [r["id"] for r in rows.orphans()] == ["dead"]
+    orphan = rows.orphans()[0]
+    others = [DeploymentStore(Database(db_url)) for _ in range(4)]  # four workers, four engines, at once
+    won: list[tuple[str, bool]] = []
+    barrier = threading.Barrier(4)
+
+    def take(i: int) -> None:
+        barrier.wait()
+        won.append((f"r2/{i}", others[i].take(orphan, f"r2/{i}", 30)))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [owner for owner, ok in won if ok]
+    assert len(winners) == 1
+    assert rows.get("dead")["lease_owner"] == winners[0] and rows.orphans() == []
+    assert rows.renew("dead", "r1/2", 30) is False  # the old watcher, had it only stalled, stops
+    assert rows.finish("dead", "succeeded") and rows.renew("dead", winners[0], 30) is False
+    for other in others:
+        other.db.dispose()

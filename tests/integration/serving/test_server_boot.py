@@ -2,10 +2,12 @@
 
 Two gunicorn workers opening a fresh SQLite feedback database at once used to fail one of them on
 ``PRAGMA journal_mode=WAL`` ("database is locked"), and a worker that fails to boot stops gunicorn. The
-schema, the journal mode and the prediction-id secret are now made once, under a file lock.
+schema and the journal mode are now made by the migration step (``serving.store.migrate``, under a file
+lock, so several runs at once are safe), the prediction-id secret once under a file lock.
 
-The race itself is hammered in processes that do exactly what a worker does at boot, released together by
-a barrier (many rounds in seconds); a few real gunicorn boots on busy cores check the whole server.
+The race itself is hammered in processes that do exactly what the migration step and then a worker do,
+released together by a barrier (many rounds in seconds); a few real gunicorn boots on busy cores check the
+whole server. Postgres: ``tests/test_migrations.py``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import requests
 from sentiflow.config import ServerSettings
 from sentiflow.localstack import _logfile
 from serving.http.prediction_ids import state_dir_secret
-from serving.store.db import Database
 from serving.store.feedback import FeedbackStore
+from serving.store.migrate import open_database, upgrade
 from serving.store.replicas import ReplicaStore
 from tests.devserver import SERVICE, DevServer
 
@@ -40,7 +42,8 @@ def _open_state_like_a_worker(state_dir: str, barrier, errors) -> None:
     try:
         url = ServerSettings(state_dir=Path(state_dir)).resolved_feedback_db_url
         barrier.wait(timeout=60)
-        db = Database(url)
+        upgrade(url)  # the migration step, run by several at once (one init container per pod)
+        db = open_database(url, schema_wait_s=0)
         FeedbackStore(db).count()
         ReplicaStore(db)
         errors.put(("ok", state_dir_secret(Path(state_dir))))

@@ -21,6 +21,7 @@ from sentiflow.modeling.tfidf import TfidfClassifier
 from serving.app import create_app
 from serving.model.batcher import MicroBatcher, PredictionFailedError
 from serving.model.loaded import LoadedModel
+from tests.conftest import migrated_state
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 from tests.openapi_check import validate_every_response
 
@@ -65,7 +66,9 @@ def rate_limit() -> str:
 
 @pytest.fixture
 def app(tmp_path, rate_limit: str) -> Iterator[Flask]:
-    settings = ServerSettings(state_dir=tmp_path, admin_token="t0ken", feedback_rate_limit=rate_limit)
+    settings = ServerSettings(
+        state_dir=migrated_state(tmp_path), admin_token="t0ken", feedback_rate_limit=rate_limit
+    )
     # nothing listens on port 9: the registry is down (no test may reach the local stack's fixed ports)
     app = create_app(settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
     problems = validate_every_response(app)

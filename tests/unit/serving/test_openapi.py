@@ -11,6 +11,7 @@ from flask import Flask
 from sentiflow.config import MLflowSettings, ServerSettings
 from serving.app import create_app
 from serving.http.openapi import build_spec, openapi_path
+from tests.conftest import migrated_state
 from tests.openapi_check import SpecValidator, validate_every_response
 from tests.unit.serving.test_hostile_input import _loaded
 
@@ -23,7 +24,9 @@ PAGE_ROUTES = {"/"}
 def app(tmp_path) -> Iterator[Flask]:
     # nothing listens on port 9: the registry is down (no test may reach the local stack's fixed ports)
     mlflow = MLflowSettings(tracking_uri="http://127.0.0.1:9")
-    app = create_app(ServerSettings(state_dir=tmp_path, admin_token="t0ken"), mlflow, start=False)
+    app = create_app(
+        ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"), mlflow, start=False
+    )
     app.extensions["sentiflow"].manager._current = _loaded()
     yield app
     app.extensions["sentiflow"].manager.batcher.stop()

@@ -17,6 +17,7 @@ from serving.model.batcher import MicroBatcher, NotReadyError
 from serving.process import mlflow_environment
 from serving.store import feedback
 from serving.store.db import Database
+from tests.conftest import migrated_state, migrated_url
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 
 
@@ -68,7 +69,7 @@ def test_batcher_without_model_is_not_ready():
 
 
 def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
-    settings = ServerSettings(state_dir=tmp_path)
+    settings = ServerSettings(state_dir=migrated_state(tmp_path))
     ext = server(create_app(settings, start=False))
     seen = []
     ext.on_feedback_stored(seen.append)
@@ -96,7 +97,6 @@ def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
         "true_label": "negative",
         "model_version": None,
         "verified": False,
-        "prediction_id": None,
     }
     assert len(reopened.frame(since_id=record.id)) == 0
     with pytest.raises(ValueError, match="unknown export format"):
@@ -117,7 +117,7 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
             "INSERT INTO feedback (created_at, text, predicted_label, correct) "
             "VALUES ('2025-01-01 00:00:00', 'old row', 'banana', 0)"
         )
-    store = feedback.FeedbackStore(Database(f"sqlite:///{path}"))
+    store = feedback.FeedbackStore(Database(migrated_url(f"sqlite:///{path}")))
     store.add(text="new", predicted_label="positive", correct=True, verified=True)
     frame = store.frame()
     assert frame["text"].tolist() == ["old row", "new"]
@@ -126,7 +126,7 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
 
 
 def test_admin_token_unset_disables_admin_endpoints(tmp_path):
-    app = create_app(ServerSettings(state_dir=tmp_path, admin_token=None), start=False)
+    app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), admin_token=None), start=False)
     response = app.test_client().post("/deploy", json={"version": "1"}, headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
     assert "SENTIFLOW_SERVER_ADMIN_TOKEN" in response.get_json()["message"]
@@ -140,7 +140,7 @@ def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypa
 
     settings = (
         ServerSettings(  # the shipped retry defaults, and a deploy identity (else: 403 before any call)
-            state_dir=tmp_path,
+            state_dir=migrated_state(tmp_path),
             admin_token="t0ken",
             deploy_mlflow_username="deployer",
             deploy_mlflow_password="pw",
@@ -173,7 +173,8 @@ def test_two_apps_share_no_collaborators_and_leave_the_process_alone(tmp_path, m
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     environ, root_handlers = dict(os.environ), list(logging.getLogger().handlers)
     first, second = (
-        server(create_app(ServerSettings(state_dir=tmp_path / name), start=False)) for name in ("a", "b")
+        server(create_app(ServerSettings(state_dir=migrated_state(tmp_path / name)), start=False))
+        for name in ("a", "b")
     )
     try:
         assert os.environ == environ and logging.getLogger().handlers == root_handlers
@@ -211,7 +212,7 @@ def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
     # nothing listens on port 9: every call fails, and is still counted
     app = create_app(
         ServerSettings(
-            state_dir=tmp_path,
+            state_dir=migrated_state(tmp_path),
             admin_token="t0ken",
             deploy_mlflow_username="deployer",
             deploy_mlflow_password="pw",
@@ -248,7 +249,7 @@ def test_only_the_registry_object_builds_an_mlflow_client():
 
 
 def test_query_strings_are_parsed_by_their_documented_models(tmp_path):
-    app = create_app(ServerSettings(state_dir=tmp_path, admin_token="t0ken"), start=False)
+    app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"), start=False)
     client, admin = app.test_client(), {"Authorization": "Bearer t0ken"}
     try:
         server(app).feedback.add(text="a", predicted_label="positive", correct=True)
@@ -314,7 +315,7 @@ def test_deploy_without_a_deploy_identity_is_refused_before_any_registry_call(tm
     from sentiflow.config import MLflowSettings
 
     app = create_app(
-        ServerSettings(state_dir=tmp_path, admin_token="t0ken"),
+        ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"),
         MLflowSettings(tracking_uri="http://127.0.0.1:9"),
         start=False,
     )

@@ -20,6 +20,7 @@ from sentiflow.config import MLflowSettings, ServerSettings
 from serving.app import create_app
 from serving.http.ui import RANKING_METRICS, TABLE_METRICS
 from serving.store.db import feedback_table
+from tests.conftest import migrated_state
 
 TOKEN = "ui-test-secret-token"
 
@@ -28,7 +29,9 @@ TOKEN = "ui-test-secret-token"
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
-    settings = ServerSettings(state_dir=tmp_path / "state", admin_token=TOKEN, max_text_chars=500)
+    settings = ServerSettings(
+        state_dir=migrated_state(tmp_path / "state"), admin_token=TOKEN, max_text_chars=500
+    )
     # Nothing listens on port 9: the registry is "down" for these tests.
     app = create_app(settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
     yield app
