@@ -43,6 +43,17 @@ CONFIG = (
     server {{
         listen {host}:{port};
         location = /proxy-health {{ return 200 "ok"; }}
+        # a prediction has no side effect a second attempt could double (docs/deployment.md, "A pod that
+        # dies mid-request"): when its replica dies with the request in flight, nginx tries the next one
+        # instead of answering 502. Feedback and deploys are not retried (one row per prediction, 409).
+        location = /predict {{
+            proxy_pass http://model_servers;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 900s;
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries 3;
+        }}
         location / {{
             # one upstream connection per request, like a connection-level Service: no idle keep-alive
             # connection that gunicorn may close while nginx reuses it (a 502 on a POST)

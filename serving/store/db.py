@@ -9,7 +9,7 @@ The tables are defined here and created or changed only by the Alembic migration
 server starts: three replicas whose workers created the tables themselves raced on ``CREATE TABLE`` against
 a fresh Postgres and one never booted (issue 21). A worker only checks that the database is at the
 migrations' head (``serving.store.migrate.open_database``). A table or column change is an edit here
-plus a new migration; ``tests/test_migrations.py`` fails when the two disagree.
+plus a new migration; ``tests/integration/serving/test_migrations.py`` fails when the two disagree.
 
 SQLite: WAL mode (set by the migration step, persistent in the file), so several gunicorn workers write
 safely; each connection waits for locks (``busy_timeout``) and relaxes ``synchronous`` (safe under WAL).

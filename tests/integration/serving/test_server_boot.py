@@ -7,7 +7,7 @@ lock, so several runs at once are safe), the prediction-id secret once under a f
 
 The race itself is hammered in processes that do exactly what the migration step and then a worker do,
 released together by a barrier (many rounds in seconds); a few real gunicorn boots on busy cores check the
-whole server. Postgres: ``tests/test_migrations.py``.
+whole server. Postgres: ``tests/integration/serving/test_migrations.py``.
 """
 
 from __future__ import annotations
