@@ -63,6 +63,9 @@ TAG_GIT_COMMIT = "git_commit"
 TAG_BASE_MODEL = "base_model"
 FAMILY_TRANSFORMER = "transformer"
 FAMILY_TFIDF = "tfidf-logreg"
+#: Run tag of a transformer's training run: the ONNX runtimes whose files its logged model ships
+#: (comma-separated, e.g. ``onnx-int8``), or ``none`` when their build failed at log time (replicas build).
+TAG_ONNX_SHIPPED = "onnx_shipped"
 
 # --- snapshot layout --------------------------------------------------------------------------------
 SPLITS = ("train", "validation", "test")

@@ -77,8 +77,10 @@ def cap_batch_tokens(model: LoadedModel, settings: ServerSettings) -> None:
 def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
     """The model with its forward pass on ``settings.runtime``; PyTorch when that cannot be built.
 
-    The ONNX file is derived from the registry version, cached per version and run under the state
-    folder (shared by the workers), and must agree with PyTorch on ``RUNTIME_CHECK_TEXTS``.
+    The ONNX file is the one the version shipped (built by the pipeline when it logged the version, and
+    verified with the version's other files); a version without one gets it built here, cached per version
+    and run under the state folder (shared by the workers). Either must agree with PyTorch on
+    ``RUNTIME_CHECK_TEXTS``.
     """
     if settings.runtime == "torch" or model.family != names.FAMILY_TRANSFORMER:
         return model

@@ -4,8 +4,16 @@ Why: on a CPU the model server's cost is the encoder's forward pass. ONNX Runtim
 answer the same fp32 model about 1.4x faster than eager PyTorch, and dynamic int8 quantization of the
 linear layers (weights int8 per output channel, activations quantized per batch) about 2x, with
 probabilities close to PyTorch's but not equal (``benchmarks/RESULTS.md``, ``serve_load``). The registry
-version stays the source of truth: the ONNX file is derived from it at load time, cached per run, and
-checked against the PyTorch model on real texts before it may serve (``check_agreement``).
+version stays the source of truth: the ONNX file is derived from it and checked against the PyTorch model
+on real texts before it may serve (``check_agreement``).
+
+Where the file comes from: the pipeline builds the server's default runtime once when it logs a version
+(``ship_onnx_models``) into ``SHIPPED_DIR`` of the classifier's saved folder, so it is one more file of the
+signed model folder and every replica verifies it with the rest (``sentiflow.signing``). A replica uses
+that file (``shipped_onnx_model``); only for a version without one (logged before, or its build failed at
+log time) does it build the file itself, cached per version under its own state folder. Why: every replica
+has its own disk, and three replicas exporting and quantizing the same version at once on two cores made a
+first move to a transformer version take 47 s to converge (``benchmarks/replica_convergence.py``).
 
 Tokenisation (truncation rules, dynamic padding, length-sorted batches) is the ``TransformerClassifier``'s,
 so both runtimes see identical token ids.
@@ -18,12 +26,14 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
 
+from sentiflow.config import ServerSettings
 from sentiflow.modeling.base import TextClassifier
 from sentiflow.modeling.transformer import TransformerClassifier
 from sentiflow.names import FAMILY_TRANSFORMER
@@ -32,7 +42,10 @@ log = logging.getLogger(__name__)
 
 Runtime = Literal["torch", "onnx", "onnx-int8"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
+#: The file of each ONNX runtime, the same in a replica's cache folder and in a version's ``SHIPPED_DIR``.
 ONNX_FILE = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+#: The folder of a saved classifier that holds the ONNX files shipped with the version.
+SHIPPED_DIR = "onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 
 
@@ -147,6 +160,57 @@ def build_onnx_model(classifier: TransformerClassifier, directory: Path, runtime
     return final
 
 
+def shipped_runtimes() -> tuple[Runtime, ...]:
+    """The runtimes a version ships: the server's default (``ServerSettings.runtime``), the one replicas load.
+
+    Not fp32 ``onnx`` beside it: it is an intermediate of the int8 build (no extra time), but it is as large
+    as the PyTorch weights, and every replica downloads and hashes every file of a version, whichever
+    runtime it serves. A server set to ``onnx`` builds that file itself, as before.
+    """
+    default = ServerSettings.model_fields["runtime"].default
+    return (default,) if default in ONNX_FILE else ()
+
+
+def shipped_onnx_path(classifier_dir: Path, runtime: Runtime) -> Path:
+    """Where a version's ONNX file for ``runtime`` lies in its saved classifier folder."""
+    return Path(classifier_dir) / SHIPPED_DIR / ONNX_FILE[runtime]
+
+
+def ship_onnx_models(classifier: TransformerClassifier, classifier_dir: Path) -> list[str]:
+    """Build ``shipped_runtimes()`` into ``classifier_dir`` (before it is signed and logged); returns them.
+
+    A failed build never fails the training run: it logs a warning and ships none (the replicas then build
+    the file themselves, as for a version logged before this existed).
+    """
+    runtimes = shipped_runtimes()
+    started = time.perf_counter()
+    try:
+        for runtime in runtimes:
+            build_onnx_model(classifier, Path(classifier_dir) / SHIPPED_DIR, runtime)
+    except Exception as exc:
+        log.warning("the version ships no ONNX model (replicas will build it): %s", exc, exc_info=True)
+        shutil.rmtree(Path(classifier_dir) / SHIPPED_DIR, ignore_errors=True)
+        return []
+    if runtimes:
+        size = sum(shipped_onnx_path(classifier_dir, r).stat().st_size for r in runtimes) / 2**20
+        log.info(
+            "built %s for the version in %.1f s (%.1f MiB)",
+            ", ".join(runtimes),
+            time.perf_counter() - started,
+            size,
+        )
+    return list(runtimes)
+
+
+def shipped_onnx_model(classifier: TextClassifier, runtime: Runtime) -> Path | None:
+    """The ONNX file the version shipped for ``runtime`` (covered by the version's signature), else None."""
+    folder = getattr(classifier, "loaded_from", None)
+    if folder is None or runtime not in ONNX_FILE:
+        return None
+    path = shipped_onnx_path(folder, runtime)
+    return path if path.is_file() else None
+
+
 class OnnxClassifier(TextClassifier):
     """``TransformerClassifier``'s tokenisation and batching, ONNX Runtime's forward pass."""
 
@@ -206,7 +270,11 @@ def to_runtime(
     check_texts: Sequence[str],
     max_prob_diff: float,
 ) -> TextClassifier:
-    """``classifier`` itself for ``torch`` or a non-transformer; else its checked ONNX Runtime twin."""
+    """``classifier`` itself for ``torch`` or a non-transformer; else its checked ONNX Runtime twin.
+
+    The twin runs the version's shipped file when it has one that this ONNX Runtime can open, else a file
+    built here and cached in ``cache_dir``; either must pass ``check_agreement``.
+    """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
     if runtime == "torch" or not isinstance(classifier, TransformerClassifier):
@@ -214,10 +282,25 @@ def to_runtime(
     if classifier.device != "cpu":
         log.info("runtime %s applies to CPU serving; keeping PyTorch on %s", runtime, classifier.device)
         return classifier
-    path = build_onnx_model(classifier, cache_dir, runtime)
-    candidate = OnnxClassifier(classifier, path, runtime, threads)
+    candidate: OnnxClassifier | None = None
+    origin = "shipped with the version"
+    shipped = shipped_onnx_model(classifier, runtime)
+    if shipped is not None:
+        try:
+            candidate = OnnxClassifier(classifier, shipped, runtime, threads)
+        except Exception as exc:  # e.g. made by a newer ONNX Runtime than this one
+            log.warning("cannot open the version's shipped %s file (%s); building it here", runtime, exc)
+    if candidate is None:
+        origin = "built here"
+        candidate = OnnxClassifier(
+            classifier, build_onnx_model(classifier, cache_dir, runtime), runtime, threads
+        )
     diff = check_agreement(classifier, candidate, check_texts, max_prob_diff)
     log.info(
-        "serving through %s (%s); largest probability difference on check texts %.5f", runtime, path, diff
+        "serving through %s (%s, %s); largest probability difference on check texts %.5f",
+        runtime,
+        origin,
+        candidate.model_path,
+        diff,
     )
     return candidate

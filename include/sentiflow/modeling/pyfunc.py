@@ -3,7 +3,8 @@
 One wrapper for every family: the classifier saves itself into a folder with a ``classifier.json`` that
 names its family and labels; ``load_classifier`` asks that family (``sentiflow.families``) to load it.
 ``mlflow.pyfunc.load_model(uri)`` then works for any MLflow user, and the model server unwraps
-``.classifier`` to batch texts itself.
+``.classifier`` to batch texts itself. A transformer's model also ships its ONNX file for the server
+(``sentiflow.modeling.onnx_runtime.ship_onnx_models``), inside the folder that is signed and uploaded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from sentiflow.config import SigningSettings
 from sentiflow.modeling.base import TextClassifier, predictions_frame
+from sentiflow.names import TAG_ONNX_SHIPPED
 from sentiflow.signed_logging import log_signed_pyfunc
 
 CLASSIFIER_ARTIFACT = "classifier"
@@ -80,12 +82,28 @@ def pip_requirements(family: str) -> list[str]:
     return [*common, *family_named(family).pip_requirements]
 
 
+def _ship_onnx(classifier: TextClassifier, directory: Path) -> None:
+    """A transformer's ONNX file(s) into its saved folder, and the run's ``onnx_shipped`` tag saying which.
+
+    Built here, once per version, so that the replicas do not each build it when the version is deployed.
+    """
+    from sentiflow.modeling.transformer import TransformerClassifier
+
+    if not isinstance(classifier, TransformerClassifier):
+        return
+    from sentiflow.modeling.onnx_runtime import ship_onnx_models
+
+    shipped = ship_onnx_models(classifier, directory)
+    mlflow.set_tag(TAG_ONNX_SHIPPED, ",".join(shipped) or "none")
+
+
 def log_classifier(
     classifier: TextClassifier, *, name: str = "model", registered_model_name: str | None = None
 ) -> Any:
     """Log ``classifier`` into the active MLflow run as a pyfunc model (signature + input example).
 
-    Returns MLflow's ``ModelInfo``; with ``registered_model_name`` a registry version is created too.
+    Returns MLflow's ``ModelInfo``; with ``registered_model_name`` a registry version is created too. A
+    transformer's folder gets its ONNX file first (``_ship_onnx``): it is signed and uploaded with the rest.
     """
     from mlflow.models import infer_signature
 
@@ -94,6 +112,7 @@ def log_classifier(
         # A plain list of strings, so ``load_model(uri).predict(["some text"])`` works as users expect.
         example = list(INPUT_EXAMPLE)
         output = predictions_frame(classifier.predict(INPUT_EXAMPLE), classifier.label_names)
+        _ship_onnx(classifier, directory)
         model = {
             "python_model": SentimentPyfunc(),
             "artifacts": {CLASSIFIER_ARTIFACT: str(directory)},

@@ -135,6 +135,8 @@ class TransformerClassifier(TextClassifier):
         self.device = resolve_device(device)
         #: Serving-time cap on a batch's padded tokens (``predict_sorted``); None: ``batch_size`` only.
         self.max_batch_tokens: int | None = None
+        #: The folder ``load`` read (None when built in memory): where a version ships its ONNX files.
+        self.loaded_from: Path | None = None
         # One forward pass at a time: the fast tokenizer and the model are shared state.
         self._lock = threading.Lock()
 
@@ -299,4 +301,6 @@ class TransformerClassifier(TextClassifier):
         config.update(overrides)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         model = AutoModelForSequenceClassification.from_pretrained(directory)
-        return cls(model, tokenizer, label_names, **config)
+        classifier = cls(model, tokenizer, label_names, **config)
+        classifier.loaded_from = directory
+        return classifier

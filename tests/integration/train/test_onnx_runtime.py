@@ -1,7 +1,9 @@
 """Serving transformers through ONNX Runtime: same answers as PyTorch, cached builds, a gate, a fallback.
 
-Unit tests use the tiny random BERT (real tokenizer); the last test deploys a registered transformer
-version to a real gunicorn server and compares its answers with ``mlflow.pyfunc.load_model``.
+Unit tests use the tiny random BERT (real tokenizer); a registered transformer version is deployed to a
+real gunicorn server and its answers compared with ``mlflow.pyfunc.load_model``. A version logged by the
+pipeline ships its int8 ONNX file inside its signed folder: replicas serve it without building it, a version
+without one still gets it built, and a shipped file changed in S3 is refused by signature verification.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ import numpy as np
 import pytest
 import requests
 
+from sentiflow import names
 from sentiflow.config import ServerSettings
+from sentiflow.modeling import onnx_runtime
 from sentiflow.modeling.onnx_runtime import (
+    SHIPPED_DIR,
     OnnxClassifier,
     OnnxExportError,
     build_onnx_model,
     check_agreement,
+    ship_onnx_models,
+    shipped_onnx_path,
     to_runtime,
 )
 from sentiflow.modeling.transformer import TransformerClassifier
@@ -185,3 +192,155 @@ def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None
         np.testing.assert_allclose(tiny.predict_proba(TEXTS), uncapped, atol=1e-5)
     finally:
         tiny.max_batch_tokens = None
+
+
+# --- the ONNX file shipped with the version (built once, at log time) ---------------------------------------
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every ``build_onnx_model`` call from now on, by runtime (the real build still runs)."""
+    calls: list[str] = []
+    real = onnx_runtime.build_onnx_model
+
+    def counted(classifier, directory, runtime):
+        calls.append(runtime)
+        return real(classifier, directory, runtime)
+
+    monkeypatch.setattr(onnx_runtime, "build_onnx_model", counted)
+    return calls
+
+
+def _failing_export(*args: object) -> None:
+    raise RuntimeError("exporter exploded")
+
+
+def test_a_shipped_file_is_served_as_it_is_and_an_unreadable_one_is_rebuilt(sharp, tmp_path, monkeypatch):
+    from sentiflow.modeling.pyfunc import save_classifier
+
+    folder = save_classifier(sharp, tmp_path / "classifier")
+    assert ship_onnx_models(sharp, folder) == ["onnx-int8"]  # the server's default runtime, not fp32
+    shipped = shipped_onnx_path(folder, "onnx-int8")
+    assert sorted(p.name for p in (folder / SHIPPED_DIR).iterdir()) == [shipped.name]
+    loaded = TransformerClassifier.load(folder, ["neg", "pos"])
+    builds = _count_builds(monkeypatch)
+    common = {"threads": 1, "check_texts": TEXTS, "max_prob_diff": 0.05}
+
+    served = to_runtime(loaded, "onnx-int8", tmp_path / "cache", **common)
+    assert isinstance(served, OnnxClassifier) and served.model_path == shipped
+    assert builds == [] and not (tmp_path / "cache").exists()
+    assert np.abs(served.predict_proba(TEXTS) - sharp.predict_proba(TEXTS)).max() < 0.05
+
+    fp32 = to_runtime(loaded, "onnx", tmp_path / "cache", **common)  # not shipped: built here
+    assert builds == ["onnx"] and fp32.model_path == tmp_path / "cache" / "model.onnx"
+
+    shipped.write_bytes(b"not an ONNX model")  # e.g. made by an ONNX Runtime this one cannot read
+    rebuilt = to_runtime(loaded, "onnx-int8", tmp_path / "cache", **common)
+    assert builds == ["onnx", "onnx-int8"] and rebuilt.model_path == tmp_path / "cache" / "model.int8.onnx"
+
+
+def test_a_failed_build_at_log_time_ships_nothing_and_warns(sharp, tmp_path, monkeypatch, caplog):
+    from sentiflow.modeling.pyfunc import save_classifier
+
+    monkeypatch.setattr(onnx_runtime, "_export", _failing_export)
+    folder = save_classifier(sharp, tmp_path / "classifier")
+    with caplog.at_level("WARNING", logger=onnx_runtime.__name__):
+        assert ship_onnx_models(sharp, folder) == []
+    assert (
+        "ships no ONNX model (replicas will build it)" in caplog.text and "exporter exploded" in caplog.text
+    )
+    assert not (folder / SHIPPED_DIR).exists()
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".build")) == []
+
+
+@pytest.fixture(scope="module")
+def shipped_version(stack, sharp):
+    """A fresh registered model with two signed versions of ``sharp``, logged as the pipeline logs them:
+    ``shipped`` with its ONNX file, ``unshipped`` whose build failed at log time."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from sentiflow.config import MLflowSettings
+    from sentiflow.modeling.pyfunc import log_classifier
+
+    settings = MLflowSettings(registered_model_name=f"onnx-shipped-{uuid.uuid4().hex[:8]}")
+    mlflow.set_experiment(settings.experiment_name)
+    out: dict = {"settings": settings}
+    for kind in ("shipped", "unshipped"):
+        with pytest.MonkeyPatch.context() as patch, mlflow.start_run() as run:
+            if kind == "unshipped":
+                patch.setattr(onnx_runtime, "_export", _failing_export)
+            info = log_classifier(sharp, registered_model_name=settings.registered_model_name)
+        tags = MlflowClient().get_run(run.info.run_id).data.tags
+        out[kind] = str(info.registered_model_version)
+        out[f"{kind}_tag"] = tags[names.TAG_ONNX_SHIPPED]
+        out[f"{kind}_expected"] = mlflow.pyfunc.load_model(info.model_uri).predict(TEXTS)
+    return out
+
+
+def _registry(shipped_version):
+    from serving.model.registry import Registry
+
+    return Registry(shipped_version["settings"], ServerSettings())
+
+
+def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, tmp_path, monkeypatch):
+    from serving.model.manager import with_runtime
+
+    assert shipped_version["shipped_tag"] == "onnx-int8"
+    assert ServerSettings().signing_public_keys, "the stack's server verifies signatures"
+    builds = _count_builds(monkeypatch)
+    model = _registry(shipped_version).load(shipped_version["shipped"])  # downloads and verifies
+    shipped = shipped_onnx_path(model.classifier.loaded_from, "onnx-int8")
+    assert shipped.is_file()
+    served = with_runtime(model, ServerSettings(state_dir=tmp_path))
+    assert served.runtime == "onnx-int8" and served.classifier.model_path == shipped
+    assert builds == [] and not (tmp_path / "onnx").exists()  # no export, no cache entry
+    expected = shipped_version["shipped_expected"]
+    answers = served.classifier.predict_proba(TEXTS)
+    assert np.abs(answers - expected[["score_neg", "score_pos"]].to_numpy()).max() < 0.05
+    assert [["neg", "pos"][i] for i in answers.argmax(axis=1)] == expected["label"].tolist()
+
+
+def test_a_version_without_the_shipped_file_is_built_by_the_replica(shipped_version, tmp_path, monkeypatch):
+    from serving.model.manager import with_runtime
+
+    assert shipped_version["unshipped_tag"] == "none"
+    builds = _count_builds(monkeypatch)
+    model = _registry(shipped_version).load(shipped_version["unshipped"])
+    assert not (model.classifier.loaded_from / SHIPPED_DIR).exists()
+    served = with_runtime(model, ServerSettings(state_dir=tmp_path))
+    assert served.runtime == "onnx-int8" and builds == ["onnx-int8"]
+    cache = tmp_path / "onnx" / f"{model.name}-v{model.version}-{model.run_id}" / "model.int8.onnx"
+    assert served.classifier.model_path == cache and cache.is_file()
+    expected = shipped_version["unshipped_expected"][["score_neg", "score_pos"]].to_numpy()
+    assert np.abs(served.classifier.predict_proba(TEXTS) - expected).max() < 0.05
+
+
+def test_a_shipped_onnx_file_changed_in_s3_is_refused(shipped_version, stack):
+    """Overwrite the version's int8 ONNX file in the bucket: the replica refuses the whole version."""
+    import boto3
+
+    from sentiflow import registry
+    from sentiflow.config import S3Settings
+    from sentiflow.signing import SIGNATURE_FILE, SignatureError, version_model_id
+
+    settings, version = shipped_version["settings"], shipped_version["shipped"]
+    model_id = version_model_id(
+        registry.mlflow_client().get_model_version(settings.registered_model_name, version)
+    )
+    assert model_id
+    s3_settings = S3Settings()
+    s3 = boto3.client("s3", **s3_settings.boto3_kwargs())  # type: ignore[call-overload]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_settings.bucket)
+        for o in page.get("Contents", [])
+        if model_id in o["Key"] and o["Key"].endswith(f"{SHIPPED_DIR}/model.int8.onnx")
+    ]
+    assert len(keys) == 1, keys
+    original = s3.get_object(Bucket=s3_settings.bucket, Key=keys[0])["Body"].read()
+    s3.put_object(Bucket=s3_settings.bucket, Key=keys[0], Body=original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        with pytest.raises(SignatureError, match=rf"{SIGNATURE_FILE} does not match.*model\.int8\.onnx"):
+            _registry(shipped_version).load(version)
+    finally:
+        s3.put_object(Bucket=s3_settings.bucket, Key=keys[0], Body=original)
+    assert _registry(shipped_version).load(version).version == version

@@ -163,6 +163,11 @@ def test_transformer_run_logs_metrics_artifacts_and_registers_a_servable_version
     np.testing.assert_allclose(out[["score_neg", "score_pos"]].sum(axis=1), 1.0, rtol=1e-5)
     classifier = model.unwrap_python_model().classifier
     assert classifier.family == names.FAMILY_TRANSFORMER and classifier.max_length == 64
+    # and it ships the server's int8 ONNX file, built once here rather than by every replica
+    from sentiflow.modeling.onnx_runtime import shipped_onnx_model
+
+    assert run.data.tags[names.TAG_ONNX_SHIPPED] == "onnx-int8"
+    assert shipped_onnx_model(classifier, "onnx-int8") is not None
 
 
 def test_three_classes_train_and_serve(three_class_snapshot: str, tiny_model_dir: Path) -> None:
