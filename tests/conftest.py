@@ -15,6 +15,7 @@ import pytest
 
 from sentiflow import localstack
 from sentiflow.localstack import StackSettings
+from tests.devpostgres import postgres_url  # noqa: F401 (a fixture: a throwaway Postgres per module)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

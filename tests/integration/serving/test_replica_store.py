@@ -7,53 +7,15 @@ is said to serve while its workers disagree, and how a deployment's status follo
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from sentiflow import localstack
 from serving.model import deploy as deployments
 from serving.store.db import Database, metadata
 from serving.store.deployments import DeploymentStore
 from serving.store.replicas import ReplicaStore
-
-
-def _pg_bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway Postgres on 127.0.0.1 (what compose and k8s use for the server's rows), run as the
-    ``postgres`` system user; stopped with ``pg_ctl stop`` (its own PID file) at the end of the module."""
-    initdb, pg_ctl, runuser = _pg_bin("initdb"), _pg_bin("pg_ctl"), shutil.which("runuser")
-    if not (initdb and pg_ctl and runuser) or os.geteuid() != 0:
-        pytest.skip("needs PostgreSQL binaries and root (to run them as the postgres user)")
-    home = tempfile.mkdtemp(prefix="sentiflow-pg-")
-    shutil.chown(home, "postgres", "postgres")
-    data, port = os.path.join(home, "data"), localstack.free_port()
-    as_pg = [runuser, "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, initdb, "-D", data, "-A", "trust", "-U", "sentiflow"], check=True, capture_output=True
-    )
-    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [*as_pg, pg_ctl, "-D", data, "-o", options, "-l", os.path.join(home, "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg2://sentiflow@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_pg, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
