@@ -63,7 +63,7 @@ def _released_through_the_dag(
     from sentiflow.config import MLflowSettings
     from sentiflow.names import VAL_F1
     from sentiflow.serving_client import ModelServerClient
-    from tests.dagrun import run_dag, task_logs
+    from tests.dagrun import failure_message, run_dag, task_logs
 
     localstack.airflow_init(stack)
     conf = {
@@ -77,9 +77,7 @@ def _released_through_the_dag(
         "release_registered_version", conf, env={"AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}, timeout_s=1200
     )
     took = time.perf_counter() - started
-    deploy_log = task_logs(run, log_dir).get("deploy", "")
-    marker = f"deploy of version {version} failed"
-    message = next((line[line.index(marker) :] for line in deploy_log.splitlines() if marker in line), "")
+    message = failure_message(task_logs(run, log_dir).get("deploy", "")) or ""
     server = ModelServerClient(stack.server_url, stack.server_token)
     client = registry.mlflow_client()
     return {

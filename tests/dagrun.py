@@ -60,3 +60,11 @@ def small_run_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
         "check_min_accuracy": 0.0,
     }
     return {**conf, **overrides}
+
+
+def failure_message(task_log: str) -> str | None:
+    """What a failed task raised with (``AirflowFailException: <message>``, the end of its traceback), or
+    None: the sentence a person reads in the task's log in the Airflow UI."""
+    marker = "AirflowFailException: "
+    found = [line.split(marker, 1)[1] for line in task_log.splitlines() if marker in line]
+    return found[-1] if found else None

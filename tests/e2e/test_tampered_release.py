@@ -1,10 +1,10 @@
 """A version tampered with after registration reaches the DAG's deploy step: the step fails naming the
 signature, the served version never changes, and ``champion`` is back on the old champion (issue 20).
 
-Real services throughout: the session's S3 and MLflow (with auth), the model server under gunicorn following
-``champion`` and verifying signatures, Airflow's ``dag.test()`` in a child process. Two versions are logged and
-signed by the pipeline's ``log_classifier``; the first is served; the second's pickled model is overwritten in
-S3 (``tests/tamper.py``); then ``release_registered_version`` (``tests/e2e/dags/``: the real
+Real services throughout: the session's S3 and MLflow (with auth), the model server under gunicorn
+following ``champion`` and verifying signatures, Airflow's ``dag.test()`` in a child process. Two versions are
+logged and signed by the pipeline's ``log_classifier``; the first is served; the second's pickled model is
+overwritten in S3 (``tests/tamper.py``); then ``release_registered_version`` (``tests/e2e/dags/``: the real
 ``validate_params`` and the real release tail of both pipeline DAGs, handed that version as a training task
 hands over the one it registered) selects it with ``force_promote``, promotes it and deploys it.
 """
@@ -19,7 +19,7 @@ from sentiflow import localstack, names, registry
 from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.signing import SIGNATURE_FILE
-from tests.dagrun import run_dag, task_logs
+from tests.dagrun import failure_message, run_dag, task_logs
 from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
 from tests.tamper import tampered_version
 
@@ -70,12 +70,13 @@ def test_the_deploy_step_fails_on_a_tampered_version_and_the_alias_goes_back(ser
     assert (tasks["select_best"], tasks["promote"]) == ("success", "success")  # it did reach the deploy
     assert result["xcom"]["promote"]["version"] == bad
     assert tasks["deploy"] == "failed" and tasks["inference_check"] == "upstream_failed"
-    log = task_logs(result, tmp_path / "logs")["deploy"]
+    message = failure_message(task_logs(result, tmp_path / "logs")["deploy"])
     # the failed task says why, naming the signature and the file, and what the rollback restored
-    assert f"deploy of version {bad} failed" in log
-    assert f"signature {SIGNATURE_FILE} does not match" in log and "python_model.pkl" in log
-    assert f"aliases restored (champion {champion}" in log
-    assert f"model server back on version {champion}" in log
+    assert message, "the deploy task's log has no AirflowFailException"
+    assert message.startswith(f"deploy of version {bad} failed"), message
+    assert f"signature {SIGNATURE_FILE} does not match the files: changed files: python_model.pkl" in message
+    assert f"aliases restored (champion {champion}" in message
+    assert f"model server back on version {champion}" in message
 
     after = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
     assert after == before  # champion back on the old champion, nothing else moved
