@@ -1,9 +1,13 @@
-"""Release trust (issue 20): what signing and verifying cost, and who MLflow lets move the alias.
+"""Release trust (issue 20): what signing and verifying cost, who MLflow lets move the alias, and what the
+DAG's deploy step does with a version tampered with after registration.
 
-On a private local stack (MLflow with its auth app, SeaweedFS): one alias move each as anonymous, the server's
-identity and the pipeline's (HTTP status); a TF-IDF version logged and signed by ``log_classifier``; the same
-version with its pickled model overwritten in S3 and an unsigned version, each through ``verify_and_load``
-(refused, message kept). Timing: signing and verifying the transformer folder a replica would load (the
+On a private local stack (MLflow with its auth app, SeaweedFS, the model server under gunicorn): one alias
+move each as anonymous, the server's identity and the pipeline's (HTTP status); a TF-IDF version logged and
+signed by ``log_classifier`` and served as champion; a second signed version with its pickled model
+overwritten in S3, first through ``verify_and_load`` (refused, message kept), then released by the DAG
+(``tests/e2e/dags/release_registered_version.py``: the real release tail under ``dag.test()``): the deploy
+task's state and message, the version served afterwards and where ``champion`` ends; an unsigned version
+through ``verify_and_load``. Timing: signing and verifying the transformer folder a replica would load (the
 offline MiniLM, ~88 MB, plus the signed TF-IDF pyfunc), medians over repeats.
 
     .venv/bin/python benchmarks/release_trust.py [--repeats 5]
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import record
 
 SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "all-MiniLM-L6-v2"
+TEST_DAGS = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "dags"
 
 
 def _status(fn) -> int:
@@ -49,27 +54,66 @@ def _timings(folder: Path, private: Path, public: list[str], repeats: int) -> tu
     return statistics.median(sign), statistics.median(verify)
 
 
+def _released_through_the_dag(
+    stack, name: str, version: str, run_id: str, log_dir: Path
+) -> dict[str, object]:
+    """Run the release tail on ``version`` (forced past the gate): the deploy task's state and message, the
+    version the server serves afterwards and the alias ``champion``."""
+    from sentiflow import localstack, registry
+    from sentiflow.config import MLflowSettings
+    from sentiflow.names import VAL_F1
+    from sentiflow.serving_client import ModelServerClient
+    from tests.dagrun import failure_message, run_dag, task_logs
+
+    localstack.airflow_init(stack)
+    conf = {
+        "registered_version": version,
+        "registered_run_id": run_id,
+        "selection_metric": VAL_F1,
+        "force_promote": True,
+    }
+    started = time.perf_counter()
+    run = run_dag(
+        "release_registered_version", conf, env={"AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}, timeout_s=1200
+    )
+    took = time.perf_counter() - started
+    message = failure_message(task_logs(run, log_dir).get("deploy", "")) or ""
+    server = ModelServerClient(stack.server_url, stack.server_token)
+    client = registry.mlflow_client()
+    return {
+        "dag_run_state": run["state"],
+        "promote_task_state": run["tasks"].get("promote"),
+        "deploy_task_state": run["tasks"].get("deploy"),
+        "served_version_after": str(server.model()["version"]),
+        "champion_after": registry.version_for_alias(client, MLflowSettings(), "champion"),
+        "deploy_message": message[:1200],
+        "dag_run_s": round(took, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    import boto3
     import mlflow
 
     from sentiflow import localstack, stack_auth
-    from sentiflow.config import MLflowSettings, S3Settings
+    from sentiflow.config import MLflowSettings
     from sentiflow.mlflow_auth import client_for
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.names import VAL_F1
+    from sentiflow.serving_client import ModelServerClient
     from sentiflow.signing import SignatureError, verify_and_load, version_model_id
+    from tests.tamper import overwrite, version_artifact_key
 
     home = Path(tempfile.mkdtemp(prefix="release-trust-"))
     stack = localstack.stack_on_free_ports(home)
     saved = dict(os.environ)
     result: dict[str, object] = {}
     try:
-        localstack.up(stack, ["s3", "mlflow"], with_airflow=False)
+        localstack.up(stack, ["s3", "mlflow", "model-server"], with_airflow=False)
         os.environ.update(localstack.client_env(stack))
         settings = MLflowSettings()
         public = [str(stack_auth.signing_keys(home)[1])]
@@ -81,6 +125,7 @@ def main() -> int:
             [0] * 12 + [1] * 12,
         )
         with mlflow.start_run():
+            mlflow.log_metric(VAL_F1, 0.70)
             info = log_classifier(clf, registered_model_name=settings.registered_model_name)
         version = str(info.registered_model_version)
         name = settings.registered_model_name
@@ -100,24 +145,24 @@ def main() -> int:
         for _ in range(args.repeats):
             loads.append(verify_and_load(uri, public, expected_model_id=version_model_id(mv)).verify_ms)
 
-        s3s = S3Settings()
-        s3 = boto3.client("s3", **s3s.boto3_kwargs())  # type: ignore[call-overload]
-        key = next(
-            o["Key"]
-            for o in s3.list_objects_v2(Bucket=s3s.bucket)["Contents"]
-            if version_model_id(mv) in o["Key"] and o["Key"].endswith("python_model.pkl")
-        )
-        original = s3.get_object(Bucket=s3s.bucket, Key=key)["Body"].read()
-        s3.put_object(Bucket=s3s.bucket, Key=key, Body=b"x" + original[1:])
+        # the champion (the pipeline just moved the alias to it) is what the model server serves
+        server = ModelServerClient(stack.server_url, stack.server_token)
+        server.wait_for_version(version, timeout_s=300)
+
+        # a better version (by its logged val_f1), signed, then its pickled model overwritten in S3
+        with mlflow.start_run() as bad_run:
+            mlflow.log_metric(VAL_F1, 0.90)
+            bad = str(log_classifier(clf, registered_model_name=name).registered_model_version)
+        overwrite(version_artifact_key(name, bad))
+        bad_mv = pipeline.get_model_version(name, bad)
         try:
-            verify_and_load(uri, public, expected_model_id=version_model_id(mv))
-            tampered: dict[str, object] = {"version": version, "refused": False}
+            verify_and_load(f"models:/{name}/{bad}", public, expected_model_id=version_model_id(bad_mv))
+            tampered: dict[str, object] = {"version": bad, "refused": False}
         except SignatureError as exc:
-            tampered = {"version": version, "refused": True, "message": str(exc)[:400]}
-        tampered["served_version_after"] = "not measured here: the server-side run needs the replica wiring"
-        tampered["deploy_task_state"] = "not run: the DAG's deploy-failure path is not wired yet"
+            tampered = {"version": bad, "refused": True, "message": str(exc)[:400]}
+        tampered["champion_before"] = version
+        tampered.update(_released_through_the_dag(stack, name, bad, bad_run.info.run_id, home / "dag-logs"))
         result["tampered_version"] = tampered
-        s3.put_object(Bucket=s3s.bucket, Key=key, Body=original)
 
         unsigned_env = os.environ.pop("SENTIFLOW_SIGNING_PRIVATE_KEY_PATH")
         with mlflow.start_run():
@@ -143,7 +188,7 @@ def main() -> int:
             repeats=args.repeats,
         )
     finally:
-        localstack.down(stack, ["s3", "mlflow"])
+        localstack.down(stack, ["s3", "mlflow", "model-server"])
         os.environ.clear()
         os.environ.update(saved)
     markdown = (
@@ -153,6 +198,11 @@ def main() -> int:
             for k in ("anonymous", "server_identity", "pipeline")
         )
         + f"| tampered version (S3 overwrite) | refused: {result['tampered_version']['refused']} |\n"  # type: ignore[index]
+        + "| the DAG releases the tampered version | deploy task "
+        + f"{result['tampered_version']['deploy_task_state']}; served after: "  # type: ignore[index]
+        + f"{result['tampered_version']['served_version_after']} (champion before "  # type: ignore[index]
+        + f"{result['tampered_version']['champion_before']}, after "  # type: ignore[index]
+        + f"{result['tampered_version']['champion_after']}) |\n"  # type: ignore[index]
         + f"| unsigned version | refused: {result['unsigned_version']['refused']} |\n"  # type: ignore[index]
         + f"| sign, transformer folder ({result['transformer_folder_mb']} MB) | "
         + f"{result['sign_ms_per_version']} ms |\n"

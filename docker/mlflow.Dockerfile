@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# MLflow tracking server + registry: Postgres backend, artifacts proxied to S3 (MinIO). Same pinned mlflow
-# as the library. Build from the repo root:  docker build -f docker/mlflow.Dockerfile -t sentiflow/mlflow:0.1.0 .
+# MLflow tracking server + registry: Postgres backend, artifacts proxied to S3 (MinIO), MLflow's basic-auth app
+# (`mlflow[auth]`: Flask-WTF for its CSRF protection). Same pinned mlflow as the library. Build from the repo
+# root:  docker build -f docker/mlflow.Dockerfile -t sentiflow/mlflow:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -8,13 +9,19 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements/constraints.txt /tmp/constraints.txt
-RUN pip install --no-cache-dir -c /tmp/constraints.txt "mlflow==3.17.2" "boto3==1.44.5" "psycopg2-binary==2.9.13"
+RUN pip install --no-cache-dir -c /tmp/constraints.txt "mlflow[auth]==3.17.2" "boto3==1.44.5" "psycopg2-binary==2.9.13"
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --create-home --uid 10001 --gid 0 mlflow
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
+# The entrypoint's standard-library helpers (sentiflow.credentials_check, sentiflow.mlflow_auth_ini)
+COPY include/sentiflow/credentials_check.py include/sentiflow/mlflow_auth_ini.py /opt/sentiflow/
+COPY --chmod=0755 docker/mlflow/entrypoint.sh /opt/sentiflow/entrypoint.sh
+# where the entrypoint writes the auth app's config (it holds the database password: 0600, never in a layer)
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
+    MLFLOW_AUTH_CONFIG_PATH=/tmp/sentiflow-mlflow-auth/basic_auth.ini
 USER 10001
 WORKDIR /home/mlflow
 EXPOSE 5000
-CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
+ENTRYPOINT ["/opt/sentiflow/entrypoint.sh"]
+CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--app-name", "basic-auth"]

@@ -108,6 +108,21 @@ def postgres() -> Iterator[PgCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster of the module's own (its ``postgres`` database's URL): for tests that
+    create databases by name (MLflow's image makes ``mlflow_auth``), which the session's cluster would
+    carry over from one module to the next."""
+    reason = pgcluster.missing()
+    if reason:
+        pytest.fail(reason)
+    cluster = PgCluster.start()
+    try:
+        yield cluster.url()
+    finally:
+        cluster.stop()
+
+
 def database_url(kind: str, request: pytest.FixtureRequest, folder: Path, *, migrated: bool = True) -> str:
     """A fresh shared database of ``kind`` (``sqlite`` or ``postgres``), migrated unless told otherwise
     (what the migration step does before any server starts)."""

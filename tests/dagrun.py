@@ -16,15 +16,32 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_dag(dag_id: str, conf: dict, *, env: dict[str, str] | None = None, timeout_s: float = 900) -> dict:
-    """``dag_id`` with ``conf``; ``env`` adds to (or overrides) this process's environment."""
+    """``dag_id`` with ``conf``; ``env`` adds to (or overrides) this process's environment.
+
+    The runner's result, plus ``output``: the child's stdout and stderr in order, i.e. every task's log
+    (``task_logs`` splits it per task).
+    """
     full_env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "sentiflow.orchestration.runner", dag_id, json.dumps(conf)],
-        env=full_env, capture_output=True, text=True, timeout=timeout_s, cwd=REPO,
+        env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout_s,
+        cwd=REPO,
     )  # fmt: skip
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
-    assert line, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(line[len("RESULT") :])
+    assert line, f"exit {proc.returncode}\n{proc.stdout[-8000:]}"
+    return {**json.loads(line[len("RESULT") :]), "output": proc.stdout}
+
+
+def task_logs(result: dict, log_dir: Path) -> dict[str, str]:
+    """Each task's log in a ``run_dag`` result (``demo_progress.DagTestMonitor``'s split, as ``make demo``
+    shows a failed task's log), keyed by task label; the files stay under ``log_dir``."""
+    from sentiflow.demo_progress import DagTestMonitor
+
+    monitor = DagTestMonitor(log_dir, emit=lambda _line: None)
+    for output_line in result["output"].splitlines():
+        monitor.feed(output_line)
+    monitor.close(result["tasks"])
+    return {label: "\n".join(task.lines) for label, task in monitor.finished.items()}
 
 
 def small_run_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
@@ -43,3 +60,11 @@ def small_run_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
         "check_min_accuracy": 0.0,
     }
     return {**conf, **overrides}
+
+
+def failure_message(task_log: str) -> str | None:
+    """What a failed task raised with (``AirflowFailException: <message>``, the end of its traceback), or
+    None: the sentence a person reads in the task's log in the Airflow UI."""
+    marker = "AirflowFailException: "
+    found = [line.split(marker, 1)[1] for line in task_log.splitlines() if marker in line]
+    return found[-1] if found else None

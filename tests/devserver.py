@@ -106,10 +106,14 @@ POS_TEXTS = ["a wonderful moving film", "great acting and a great story", "loved
 NEG_TEXTS = ["dull and too long", "badly acted, boring", "boring plot, dull acting", "awful, boring film"]
 
 
-def register_tfidf_versions(count: int, C_values: tuple[float, ...] = (1.0, 4.0, 16.0)) -> list[str]:
+def register_tfidf_versions(
+    count: int, C_values: tuple[float, ...] = (1.0, 4.0, 16.0), metrics: list[dict[str, float]] | None = None
+) -> list[str]:
     """Register ``count`` small TF-IDF versions (different C, so different models); seconds each.
 
-    For tests and smoke checks: the server treats them exactly like transformer versions.
+    For tests and smoke checks: the server treats them exactly like transformer versions. Each is logged and
+    signed by the pipeline's ``log_classifier``; ``metrics[i]`` are logged on version i's run (what the gate
+    reads, e.g. ``val_f1``).
     """
     import mlflow
 
@@ -124,6 +128,8 @@ def register_tfidf_versions(count: int, C_values: tuple[float, ...] = (1.0, 4.0,
         clf = TfidfClassifier.build(["negative", "positive"], C=C_values[i % len(C_values)])
         clf.fit(NEG_TEXTS * 3 + POS_TEXTS * 3, [0] * 12 + [1] * 12)
         with mlflow.start_run():
+            if metrics:
+                mlflow.log_metrics(metrics[i])
             info = log_classifier(clf, registered_model_name=settings.registered_model_name)
         versions.append(str(info.registered_model_version))
     return versions

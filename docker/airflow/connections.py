@@ -27,6 +27,10 @@ def build_connections() -> dict[str, dict[str, str]]:
     if s3.endpoint_url:
         s3_extra["endpoint_url"] = s3.endpoint_url
     model_server: dict[str, str] = {"conn_type": "http", "host": server.url}
+    # the pipeline's MLflow identity (SENTIFLOW_MLFLOW_USERNAME/PASSWORD): what every task authenticates as
+    mlflow_conn: dict[str, str] = {"conn_type": "http", "host": mlflow.tracking_uri}
+    if mlflow.username and mlflow.password is not None:
+        mlflow_conn.update(login=mlflow.username, password=mlflow.password.get_secret_value())
     if server.admin_token is not None:
         model_server["password"] = server.admin_token.get_secret_value()
     return {
@@ -36,7 +40,7 @@ def build_connections() -> dict[str, dict[str, str]]:
             "password": s3.secret_access_key.get_secret_value(),
             "extra": json.dumps(s3_extra),
         },
-        MLFLOW_CONN_ID: {"conn_type": "http", "host": mlflow.tracking_uri},
+        MLFLOW_CONN_ID: mlflow_conn,
         MODEL_SERVER_CONN_ID: model_server,
     }
 

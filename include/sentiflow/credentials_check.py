@@ -27,7 +27,8 @@ LOCAL_DEFAULTS = {"sentiflow-drift", "sentiflow-local-token", "sentiflow-secret"
 
 #: What each component reads. ``url:`` = a URL whose password is checked; ``conn:`` = an Airflow connection
 #: (JSON or URI) whose password is checked; ``keys:`` = a JSON list of public keys that must not be empty;
-#: ``key:`` = a PEM text or, when the first name is unset, a PEM file (the second name) that must exist.
+#: ``key:`` = a PEM text or, when the first name is unset, a PEM file (the second name) that must exist;
+#: ``opt:`` = a credential that may be left unset or empty (its feature is then off), never a placeholder.
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "model-server": (
         "SENTIFLOW_SERVER_ADMIN_TOKEN",
@@ -35,6 +36,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "SENTIFLOW_DRIFT_HASH_KEY",
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
         "MLFLOW_TRACKING_PASSWORD",
+        "opt:SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD",  # unset: POST /deploy answers 403
         "url:SENTIFLOW_SERVER_FEEDBACK_DB_URL",
         "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
     ),
@@ -43,6 +45,14 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "MLFLOW_FLASK_SERVER_SECRET_KEY",
         "AWS_SECRET_ACCESS_KEY",
         "url:MLFLOW_BACKEND_STORE_URI",
+        "url:MLFLOW_AUTH_DATABASE_URI",
+    ),
+    # the one-shot that makes MLflow's users (python -m sentiflow.mlflow_users provision)
+    "mlflow-init": (
+        "SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD",
+        "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD",
+        "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD",
+        "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD",
     ),
     "airflow": (
         "AIRFLOW__CORE__FERNET_KEY",
@@ -53,6 +63,9 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "conn:AIRFLOW_CONN_SENTIFLOW_S3",
         "conn:AIRFLOW_CONN_SENTIFLOW_MLFLOW",
         "conn:AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER",
+        # compose builds the sentiflow_mlflow connection from these (docker/airflow/connections.py)
+        "opt:SENTIFLOW_MLFLOW_PASSWORD",
+        "opt:MLFLOW_TRACKING_PASSWORD",
     ),
     "trainer": (
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
@@ -103,6 +116,9 @@ def problems(component: str, env: Mapping[str, str]) -> list[str]:
         elif kind == "conn":
             if name in env and is_placeholder(_conn_password(env[name])):
                 found.append(f"{name} (Airflow connection) has an empty or placeholder password")
+        elif kind == "opt":
+            if (env.get(name) or "").strip() and is_placeholder(env.get(name)):
+                found.append(f"{name} is a placeholder (leave it unset instead)")
         elif kind == "keys":
             try:
                 keys = [k for k in json.loads(env.get(name) or "[]") if str(k).strip()]

@@ -1,29 +1,12 @@
 """The local stack's MLflow authentication: generated secrets, the auth app's config, least-privilege users.
 
-The local MLflow server runs MLflow's own ``basic-auth`` app, as production does, so the code paths that send
-credentials are the ones the tests exercise. On first start the stack generates, under its state folder
-``<home>/secrets`` (mode 0700, each file 0600), the admin password, the Flask secret key and one password per
-identity; later starts reuse them. ``provision`` then (as the admin, through MLflow's REST API) creates the
-pipeline's experiment and registered model and the three users, and grants each only what its job needs:
-
-- **pipeline**: EDIT on the experiment (create runs and logged models, upload artifacts: ``can_update``),
-  MANAGE on the registered model (register versions and move aliases need ``can_update``; a rollback may
-  *delete* an alias and a failed registration deletes its version, which MLflow gates on ``can_delete``,
-  i.e. MANAGE).
-- **server**: READ on the experiment and the registered model: read the alias, the version, its run's
-  metrics, download its artifacts; nothing else.
-- **deployer**: MANAGE on the served registered model only. Moving an alias needs ``can_update`` (EDIT, the
-  narrowest grant MLflow has for it), but a failed ``/deploy`` rolls back through
-  ``registry.restore_aliases``, which *deletes* ``previous`` when it did not exist before, and MLflow gates
-  alias deletion on ``can_delete``: with EDIT that rollback got 403 and left the alias on the refused
-  version. MANAGE on that one model also allows deleting its versions and granting others on it (nothing
-  on any other model, no runs); signature verification keeps anything it registers from being served.
-
-``default_permission`` is ``NO_PERMISSIONS``: an authenticated user without a grant reads nothing, and
-anonymous requests are refused (401) everywhere but ``/health``. MLflow without workspaces lets any
-authenticated user create *new* experiments and registered models (it becomes their MANAGE owner); that grants
-nothing on ours. ``grant_scope="all"`` (the test suite's private stacks, which create a registered model per
-test) grants the server's and the deployer's permissions on every experiment/model (``*``) instead.
+The local MLflow server runs MLflow's own ``basic-auth`` app, as compose and Kubernetes do, so the code paths
+that send credentials are the ones the tests exercise. On first start the stack generates, under its state
+folder ``<home>/secrets`` (mode 0700, each file 0600), the admin password, the Flask secret key and one
+password per identity; later starts reuse them. ``provision`` then makes the pipeline's experiment and
+registered model and the three users (pipeline, server, deployer) with their grants through
+``sentiflow.mlflow_users.provision``, the one definition every deployment uses (what each grant is for is
+in that module's docstring). The auth app's config is ``sentiflow.mlflow_auth_ini``'s, on a SQLite file.
 """
 
 from __future__ import annotations
@@ -34,16 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from sentiflow.config import MLflowSettings
-from sentiflow.mlflow_auth import MlflowIdentity, client_for
+from sentiflow.mlflow_auth import MlflowIdentity
+from sentiflow.mlflow_auth_ini import write_auth_ini
+from sentiflow.mlflow_users import ADMIN_USERNAME, ROLES
+from sentiflow.mlflow_users import provision as provision_users
 from sentiflow.signing import write_private
 
-ADMIN_USERNAME = "admin"
 SCOPE_DOC = "MLflow grants of the server and deployer users: on the served model (served) or on all (tests)."
-#: Identity roles and their MLflow user names.
-ROLES = {"pipeline": "sentiflow-pipeline", "server": "sentiflow-server", "deployer": "sentiflow-deployer"}
 
 
 def secrets_dir(home: Path) -> Path:
@@ -167,26 +148,11 @@ def model_server_env(home: Path) -> dict[str, str]:
 
 
 def auth_config(home: Path, database: Path) -> Path:
-    """The auth app's ini (0600): its own SQLite user database, ``NO_PERMISSIONS`` by default.
+    """The auth app's ini (0600, ``mlflow_auth_ini``): its own SQLite user database, ``NO_PERMISSIONS``.
 
     The admin password is not in it: ``mlflow_server_env`` hands it over as ``MLFLOW_AUTH_ADMIN_PASSWORD``.
     """
-    path = secrets_dir(home) / "mlflow-auth.ini"
-    text = (
-        "[mlflow]\n"
-        "default_permission = NO_PERMISSIONS\n"
-        f"database_uri = sqlite:///{database}\n"
-        f"admin_username = {ADMIN_USERNAME}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        "grant_default_workspace_access = false\n"
-        # Without it every request runs a PBKDF2 password check: each replica polls the alias every second
-        # and a model download is one request per file, which on 2 cores slowed deploys by minutes. A
-        # password change reaches other workers within 60 s (the local stack runs one).
-        "auth_cache_ttl_seconds = 60\n"
-    )
-    path.unlink(missing_ok=True)
-    write_private(path, text.encode())
-    return path
+    return write_auth_ini(secrets_dir(home) / "mlflow-auth.ini", f"sqlite:///{database}", ADMIN_USERNAME)
 
 
 def mlflow_server_env(home: Path, database: Path) -> dict[str, str]:
@@ -199,91 +165,7 @@ def mlflow_server_env(home: Path, database: Path) -> dict[str, str]:
     }
 
 
-# --- provisioning through the REST API, as the admin -----------------------------------------------------
-def _call(uri: str, who: MlflowIdentity, method: str, path: str, body: dict[str, Any]) -> requests.Response:
-    return requests.request(
-        method,
-        uri.rstrip("/") + path,
-        json=body,
-        auth=(who.username, who.password.get_secret_value()),
-        timeout=30,
-    )
-
-
-def ensure_user(uri: str, root: MlflowIdentity, user: MlflowIdentity) -> None:
-    """Create ``user`` or, when it exists, set its password to ours (the secrets folder is the truth)."""
-    password = user.password.get_secret_value()
-    response = _call(
-        uri, root, "POST", "/api/2.0/mlflow/users/create", {"username": user.username, "password": password}
-    )
-    if response.status_code == 200:
-        return
-    if "RESOURCE_ALREADY_EXISTS" not in response.text:
-        raise RuntimeError(
-            f"MLflow {uri}: cannot create user {user.username}: {response.status_code} {response.text}"
-        )
-    response = _call(
-        uri,
-        root,
-        "PATCH",
-        "/api/2.0/mlflow/users/update-password",
-        {"username": user.username, "password": password},
-    )
-    if response.status_code != 200:
-        raise RuntimeError(f"MLflow {uri}: cannot set the password of {user.username}: {response.text}")
-
-
-def grant(
-    uri: str, root: MlflowIdentity, username: str, resource_type: str, resource_id: str, permission: str
-) -> None:
-    body = {
-        "username": username,
-        "resource_type": resource_type,
-        "resource_id": resource_id,
-        "permission": permission,
-    }
-    response = _call(uri, root, "POST", "/api/3.0/mlflow/users/permissions/grant", body)
-    if response.status_code != 200 and "RESOURCE_ALREADY_EXISTS" in response.text:  # a restart: grant anew
-        revoke = {k: body[k] for k in ("username", "resource_type", "resource_id")}
-        _call(uri, root, "POST", "/api/3.0/mlflow/users/permissions/revoke", revoke)
-        response = _call(uri, root, "POST", "/api/3.0/mlflow/users/permissions/grant", body)
-    if response.status_code != 200:
-        raise RuntimeError(
-            f"MLflow {uri}: cannot grant {permission} on {resource_type} {resource_id!r} to {username}: "
-            f"{response.status_code} {response.text}"
-        )
-
-
-def grants(experiment_id: str, model_name: str, scope: str = "served") -> list[tuple[str, str, str, str]]:
-    """(role, resource type, resource id, permission) for each grant: the table in this module's docstring."""
-    experiment = "*" if scope == "all" else experiment_id
-    model = "*" if scope == "all" else model_name
-    return [
-        ("pipeline", "experiment", experiment_id, "EDIT"),
-        ("pipeline", "registered_model", model_name, "MANAGE"),
-        ("server", "experiment", experiment, "READ"),
-        ("server", "registered_model", model, "READ"),
-        ("deployer", "registered_model", model, "MANAGE"),
-    ]
-
-
 def provision(home: Path, uri: str, settings: MLflowSettings | None = None, scope: str = "served") -> None:
-    """Idempotent: the experiment, the registered model, the three users and their grants exist."""
-    settings = settings or MLflowSettings()
-    root = admin(home)
-    client = client_for(uri, root)
-    experiment = client.get_experiment_by_name(settings.experiment_name)
-    experiment_id = (
-        experiment.experiment_id if experiment else client.create_experiment(settings.experiment_name)
-    )
-    try:
-        client.create_registered_model(settings.registered_model_name)
-    except Exception as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc):
-            raise
-    for role in ROLES:
-        ensure_user(uri, root, identity(home, role))
-    for role, resource_type, resource_id, permission in grants(
-        str(experiment_id), settings.registered_model_name, scope
-    ):
-        grant(uri, root, ROLES[role], resource_type, resource_id, permission)
+    """Idempotent: the experiment, the registered model, the three users (the stack's generated passwords)
+    and their grants exist (``mlflow_users.provision``)."""
+    provision_users(uri, admin(home), {role: identity(home, role) for role in ROLES}, settings, scope)

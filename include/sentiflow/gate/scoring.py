@@ -69,11 +69,18 @@ class ScoredModel:
     probs: np.ndarray
 
 
-def score_model(model_uri: str, texts: list[str]) -> ScoredModel:
-    """Probabilities per label (the model's own label order) through the logged pyfunc's ``predict``."""
-    import mlflow.pyfunc
+def score_model(client: Any, model_uri: str, texts: list[str]) -> ScoredModel:
+    """Probabilities per label (the model's own label order) through the logged pyfunc's ``predict``.
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    ``model_uri`` is ``models:/<name>/<version>``, loaded as a replica loads it (``signing.load_for_serving``,
+    the version read with ``client``): the gate unpickles the champion and the challenger in the pipeline's
+    own process, which holds the signing key, so a version whose files were overwritten in S3 is refused
+    here too (``SignatureError``) before anything is deserialized.
+    """
+    from sentiflow.signing import load_for_serving
+
+    model_name, _, version = model_uri.removeprefix("models:/").rpartition("/")
+    model = load_for_serving(model_uri, client.get_model_version(model_name, version))
     label_names = list(model.unwrap_python_model().classifier.label_names)
     frame = model.predict(texts)
     probs = frame[[f"score_{name}" for name in label_names]].to_numpy(dtype=np.float64)
@@ -87,7 +94,7 @@ def aligned(scored: ScoredModel, label_names: Sequence[str]) -> np.ndarray | Non
     return scored.probs[:, [scored.label_names.index(name) for name in label_names]]
 
 
-Scorer = Callable[[str, list[str]], ScoredModel]
+Scorer = Callable[[Any, str, list[str]], ScoredModel]
 
 
 def gather_evidence(
@@ -113,8 +120,8 @@ def gather_evidence(
     texts, labels, label_names = validation_rows(
         store, manifest_uri, eval_subset_size=_int_or_none(run.data.params.get(EVAL_SUBSET_SIZE)), seed=seed
     )
-    challenger = scorer(model_uri(best.version), texts)
-    incumbent = scorer(model_uri(champion.version), texts)
+    challenger = scorer(client, model_uri(best.version), texts)
+    incumbent = scorer(client, model_uri(champion.version), texts)
     challenger_probs = aligned(challenger, label_names)
     champion_probs = aligned(incumbent, label_names)
     if challenger_probs is None or champion_probs is None:

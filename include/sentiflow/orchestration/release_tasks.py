@@ -47,6 +47,7 @@ def _decide(results: list[dict[str, Any]], selection: SelectionParams, dag_run_i
     from sentiflow import registry
     from sentiflow.gate.comparison import ComparisonError
     from sentiflow.gate.scoring import decide
+    from sentiflow.signing import SignatureError
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)
@@ -67,6 +68,8 @@ def _decide(results: list[dict[str, Any]], selection: SelectionParams, dag_run_i
         )
     except ComparisonError as exc:
         raise AirflowFailException(f"champion and challenger could not be compared: {exc}") from exc
+    except SignatureError as exc:  # a retry would download the same files: fail now, naming the signature
+        raise AirflowFailException(f"the gate refused to load a version: {exc}") from exc
     for c in candidates:
         log.info(
             "candidate version %s (%s, run %s): %s=%s", c.version, c.family, c.run_id, metric, c.value(metric)

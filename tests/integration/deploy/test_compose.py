@@ -7,7 +7,6 @@ library's pydantic settings classes are the reference for every SENTIFLOW_* name
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKER = ROOT / "docker"
-ONE_SHOT = {"minio-init", "airflow-init", "model-server-migrate"}
+ONE_SHOT = {"minio-init", "mlflow-init", "airflow-init", "model-server-migrate"}
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -77,20 +76,10 @@ def env_file_values(path: Path) -> dict[str, str]:
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    """Every pydantic settings class of the library (config.py and the pipeline's own)."""
-    import sentiflow.config
+    """Every pydantic settings class of the library: the ones the README's table lists (``config_doc``)."""
+    from sentiflow.config_doc import settings_classes as documented
 
-    modules = [sentiflow.config]
-    if importlib.util.find_spec("sentiflow.orchestration.settings") is not None:
-        import sentiflow.orchestration.settings
-
-        modules.append(sentiflow.orchestration.settings)
-    found = []
-    for module in modules:
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj is not BaseSettings:
-                found.append(obj)
-    return found
+    return documented()
 
 
 def settings_env_names() -> dict[str, tuple[type[BaseSettings], str]]:
@@ -130,6 +119,7 @@ def test_compose_resolves_with_env_example(resolved):
         "minio",
         "minio-init",
         "mlflow",
+        "mlflow-init",
         "airflow-init",
         "airflow-apiserver",
         "airflow-scheduler",
@@ -347,6 +337,110 @@ def test_init_env_generates_secrets_that_resolve(tmp_path):
     assert again.returncode != 0 and "exists" in again.stderr
 
 
+# --- MLflow requires a login; each component logs in as its own identity (issue 20) ---------------------
+def test_mlflow_runs_its_basic_auth_app_with_its_users_on_postgres(resolved):
+    from sqlalchemy.engine import make_url
+
+    mlflow = resolved["services"]["mlflow"]
+    env = service_env(resolved, "mlflow")
+    assert "--app-name=basic-auth" in mlflow["command"]
+    # the image's entrypoint runs first (no override): the credentials check, then the auth app's config
+    assert "entrypoint" not in mlflow
+    instructions = _instructions(DOCKER / "mlflow.Dockerfile")
+    (entrypoint,) = [i.value for i in instructions if i.cmd.lower() == "entrypoint"]
+    assert entrypoint == ("/opt/sentiflow/entrypoint.sh",)
+    run = " ".join(i.value[0] for i in instructions if i.cmd.lower() == "run")
+    assert '"mlflow[auth]==3.17.2"' in run  # Flask-WTF: the auth app refuses to start without it
+    assert any("MLFLOW_AUTH_CONFIG_PATH" in " ".join(i.value) for i in instructions if i.cmd.lower() == "env")
+    backend = make_url(env["MLFLOW_BACKEND_STORE_URI"])
+    users_db = make_url(env["MLFLOW_AUTH_DATABASE_URI"])
+    assert backend.host == users_db.host == "postgres" and backend.password == users_db.password
+    assert (backend.database, users_db.database) == ("mlflow", "mlflow_auth")
+    assert env["SENTIFLOW_ENV"] == "production"
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert "/health" in json.dumps(mlflow["healthcheck"]["test"])  # needs no login (test_mlflow_image.py)
+
+
+def test_mlflow_init_makes_the_users_each_component_logs_in_as(resolved, monkeypatch):
+    """One provisioning step, three identities: the pipeline's in Airflow (connection and MLflow's variables),
+    the server's and the deployer's in the model server, each the user mlflow-init makes from .env."""
+    from sentiflow.mlflow_users import ROLES, MLflowAuthSettings
+
+    services = resolved["services"]
+    init = services["mlflow-init"]
+    assert init["command"] == ["python", "-m", "sentiflow.mlflow_users", "provision"]
+    assert init["image"] == services["model-server"]["image"]  # sentiflow and the MLflow client
+    assert init["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+    for name in ("model-server", "airflow-init", "airflow-scheduler", "airflow-worker"):
+        assert services[name]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
+    init_env = service_env(resolved, "mlflow-init")
+    for key in [k for k in os.environ if k.startswith("SENTIFLOW_")]:
+        monkeypatch.delenv(key)
+    for key, value in init_env.items():
+        monkeypatch.setenv(key, value)
+    auth = MLflowAuthSettings()
+    users = {role: (u.username, u.password.get_secret_value()) for role, u in auth.users().items()}
+    assert {role: username for role, (username, _) in users.items()} == ROLES
+    assert len({password for _, password in users.values()}) == len(ROLES)  # three secrets, not one
+    mlflow = service_env(resolved, "mlflow")
+    assert (mlflow["MLFLOW_AUTH_ADMIN_USERNAME"], mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"]) == (
+        auth.admin().username,
+        auth.admin().password.get_secret_value(),
+    )
+    server = service_env(resolved, "model-server")
+    for key in ("SENTIFLOW_MLFLOW_TRACKING_URI", "SENTIFLOW_MLFLOW_EXPERIMENT_NAME"):
+        assert init_env[key] == server[key]
+    assert (
+        init_env["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] == server["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"]
+    )
+    assert (server["MLFLOW_TRACKING_USERNAME"], server["MLFLOW_TRACKING_PASSWORD"]) == users["server"]
+    deploy = (
+        server["SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME"],
+        server["SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"],
+    )
+    assert deploy == users["deployer"]
+    for name in ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-worker"):
+        env = service_env(resolved, name)
+        assert (env["SENTIFLOW_MLFLOW_USERNAME"], env["SENTIFLOW_MLFLOW_PASSWORD"]) == users["pipeline"], name
+        assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == users["pipeline"], name
+
+
+#: What production must refuse in each service when .env keeps the .env.example placeholders.
+MLFLOW_CREDENTIALS = {
+    ("mlflow", "mlflow"): (
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "MLFLOW_BACKEND_STORE_URI",
+        "MLFLOW_AUTH_DATABASE_URI",
+    ),
+    ("mlflow-init", "mlflow-init"): (
+        "SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD",
+        "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD",
+        "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD",
+        "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD",
+    ),
+    ("airflow-scheduler", "airflow"): ("SENTIFLOW_MLFLOW_PASSWORD", "MLFLOW_TRACKING_PASSWORD"),
+    ("model-server", "model-server"): ("MLFLOW_TRACKING_PASSWORD", "SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"),
+}
+
+
+@pytest.mark.parametrize(("service", "component"), list(MLFLOW_CREDENTIALS), ids=str)
+def test_production_refuses_placeholder_mlflow_credentials_and_accepts_generated_ones(
+    resolved, tmp_path, service, component
+):
+    from sentiflow.credentials_check import problems
+
+    refused = " ".join(problems(component, service_env(resolved, service)))
+    for name in MLFLOW_CREDENTIALS[service, component]:
+        assert name in refused, (name, refused)
+    out = tmp_path / ".env"
+    subprocess.run(["bash", str(DOCKER / "init-env.sh"), str(out)], check=True, capture_output=True)
+    generated = compose_config(out)
+    assert generated.returncode == 0, generated.stderr
+    left = " ".join(problems(component, service_env(yaml.safe_load(generated.stdout), service)))
+    assert not [name for name in MLFLOW_CREDENTIALS[service, component] if name in left], left
+
+
 # --- the Airflow image's init and entrypoint ----------------------------------------------------------
 def test_airflow_connections_built_from_settings_load_in_airflow(resolved, monkeypatch, tmp_path):
     """airflow-init's connections file goes through Airflow's own loader and agrees with the settings."""
@@ -381,7 +475,13 @@ def test_airflow_connections_built_from_settings_load_in_airflow(resolved, monke
     assert s3.login == env["SENTIFLOW_S3_ACCESS_KEY_ID"]
     assert s3.password == env["SENTIFLOW_S3_SECRET_ACCESS_KEY"]
     assert s3.extra_dejson["endpoint_url"] == env["SENTIFLOW_S3_ENDPOINT_URL"]
-    assert conns["sentiflow_mlflow"].host == env["SENTIFLOW_MLFLOW_TRACKING_URI"]
+    mlflow = conns["sentiflow_mlflow"]
+    assert mlflow.host == env["SENTIFLOW_MLFLOW_TRACKING_URI"]
+    # the pipeline's MLflow identity, which every task authenticates as
+    assert (mlflow.login, mlflow.password) == (
+        env["SENTIFLOW_MLFLOW_USERNAME"],
+        env["SENTIFLOW_MLFLOW_PASSWORD"],
+    )
     server = conns["sentiflow_model_server"]
     assert (server.conn_type, server.host, server.password) == (
         "http",
@@ -536,9 +636,9 @@ def test_only_what_a_person_opens_is_published_on_loopback(resolved):
     assert "9001" not in json.dumps(resolved["services"]["minio"].get("ports", []))
 
 
-def test_host_bind_opens_the_uis_but_never_unauthenticated_mlflow(tmp_path):
-    """HOST_BIND=0.0.0.0 publishes Airflow and the model server on all interfaces; MLflow (no auth) keeps
-    its own switch and stays on loopback."""
+def test_host_bind_opens_the_uis_but_not_mlflow(tmp_path):
+    """HOST_BIND=0.0.0.0 publishes Airflow and the model server on all interfaces; MLflow (its login form is
+    an admin tool) keeps its own switch and stays on loopback."""
     values = env_file_values(ENV_EXAMPLE)
     values["HOST_BIND"] = "0.0.0.0"
     env_file = tmp_path / "env"

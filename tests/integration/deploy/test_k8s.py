@@ -95,6 +95,7 @@ def test_every_manifest_is_validated_against_its_schema():
         "NetworkPolicy",
         "PodDisruptionBudget",
         "StatefulSet",
+        "Job",
     ],
 )
 def test_manifests_deserialize_into_kubernetes_client_models(kind):
@@ -433,6 +434,7 @@ SERVER_DB = ("StatefulSet", "model-server-db")
 REDIS = ("Deployment", "redis")
 MLFLOW = ("Deployment", "mlflow")
 MLFLOW_DB = ("StatefulSet", "mlflow-db")
+MLFLOW_INIT = ("Job", "mlflow-init")
 TRAINER = ("Pod", "sentiflow-train")
 AIRFLOW_POD = ("airflow", {"component": "worker"})
 INGRESS_POD = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
@@ -455,6 +457,7 @@ def _resolve(x):
         (MODEL_SERVER, MLFLOW, 5000),
         (AIRFLOW_POD, MLFLOW, 5000),
         (TRAINER, MLFLOW, 5000),
+        (MLFLOW_INIT, MLFLOW, 5000),  # makes MLflow's users and grants
         (MLFLOW, MLFLOW_DB, 5432),
         (MODEL_SERVER, MINIO_POD, 9000),
         (MLFLOW, MINIO_POD, 9000),
@@ -487,6 +490,11 @@ def test_network_policies_allow_what_each_component_needs(src, dst, port):
         (AIRFLOW_POD, REDIS, 6379),
         (MLFLOW, REDIS, 6379),
         (REDIS, MODEL_SERVER, 8000),
+        (MLFLOW_INIT, MLFLOW_DB, 5432),  # the provisioning Job reaches MLflow, nothing else
+        (MLFLOW_INIT, SERVER_DB, 5432),
+        (MLFLOW_INIT, MODEL_SERVER, 8000),
+        (MLFLOW_INIT, MINIO_POD, 9000),
+        (MODEL_SERVER, MLFLOW_INIT, 8000),
     ],
     ids=str,
 )
@@ -507,7 +515,7 @@ def test_every_namespace_denies_by_default_and_every_pod_resolves_names():
             and not d["spec"].get("egress")
         ]
         assert deny, f"{ns} has no default-deny NetworkPolicy"
-    for pod in (MODEL_SERVER, SERVER_DB, REDIS, MLFLOW, MLFLOW_DB, TRAINER):
+    for pod in (MODEL_SERVER, SERVER_DB, REDIS, MLFLOW, MLFLOW_DB, MLFLOW_INIT, TRAINER):
         for proto in ("UDP", "TCP"):
             assert _direction_allows("Egress", _pod(*pod), KUBE_DNS, 53, proto), pod
 
@@ -607,8 +615,9 @@ def test_mlflow_is_deployed_with_postgres_and_s3_artifacts():
 
     deployment = by_kind("Deployment", "mlflow")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in container["command"] if "=" in a}
-    url = make_url(args["--backend-store-uri"].replace("$(MLFLOW_DB_PASSWORD)", "x"))
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in container["args"] if "=" in a}
+    values = {e["name"]: e.get("value") for e in container["env"]}
+    url = make_url(values["MLFLOW_BACKEND_STORE_URI"].replace("$(MLFLOW_DB_PASSWORD)", "x"))
     assert url.get_backend_name() == "postgresql"
     db_service = by_kind("Service", "mlflow-db")
     assert url.host == db_service["metadata"]["name"] and url.port == db_service["spec"]["ports"][0]["port"]
@@ -616,7 +625,7 @@ def test_mlflow_is_deployed_with_postgres_and_s3_artifacts():
     pg_env = {e["name"]: e.get("value") for e in pg["env"]}
     assert (pg_env["POSTGRES_DB"], pg_env["POSTGRES_USER"]) == (url.database, url.username)
     assert args["--artifacts-destination"].startswith("s3://")
-    assert "--serve-artifacts" in container["command"]
+    assert "--serve-artifacts" in container["args"]
     env = {e["name"] for e in container["env"]}
     assert {
         "AWS_ACCESS_KEY_ID",
@@ -631,10 +640,69 @@ def test_mlflow_is_deployed_with_postgres_and_s3_artifacts():
         uri = by_kind("ConfigMap", configmap)["data"]["SENTIFLOW_MLFLOW_TRACKING_URI"]
         assert uri == f"http://mlflow.{service['metadata']['namespace']}.svc.cluster.local:{port}"
         assert f"mlflow.sentiflow.svc.cluster.local:{port}" in args["--allowed-hosts"].split(",")
-    # Authentication comes later (--app-name basic-auth): its Secret is a documented placeholder.
-    auth = by_kind("Secret", "sentiflow-mlflow-auth")
-    assert auth["metadata"]["namespace"] == "sentiflow"
-    assert "sentiflow-mlflow-auth" in (K8S / "mlflow.yaml").read_text()
+
+
+def _env_refs(container: dict) -> dict[str, tuple[str, str] | str | None]:
+    """Env name → (Secret, key) for secretKeyRefs, else the ConfigMap key or the literal value."""
+    refs: dict[str, tuple[str, str] | str | None] = {}
+    for entry in container.get("env", []):
+        source = entry.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            refs[entry["name"]] = (source["secretKeyRef"]["name"], source["secretKeyRef"]["key"])
+        elif "configMapKeyRef" in source:
+            refs[entry["name"]] = source["configMapKeyRef"]["key"]
+        else:
+            refs[entry["name"]] = entry.get("value")
+    return refs
+
+
+def test_mlflow_requires_a_login_and_a_job_makes_its_users():
+    """Issue 20: MLflow runs its basic-auth app with its admin from the Secret; the Job mlflow-init makes the
+    three users from the same Secret; the model server logs in as two of them; production checks them all."""
+    from sqlalchemy.engine import make_url
+
+    from sentiflow.credentials_check import COMPONENTS
+    from sentiflow.mlflow_users import ROLES
+
+    (mlflow,) = by_kind("Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
+    assert "--app-name=basic-auth" in mlflow["args"]
+    assert "command" not in mlflow  # the image's entrypoint: credentials check, then the auth app's config
+    env = _env_refs(mlflow)
+    assert env["SENTIFLOW_ENV"] == "SENTIFLOW_ENV"  # production, from sentiflow-settings
+    users_db = make_url(str(env["MLFLOW_AUTH_DATABASE_URI"]).replace("$(MLFLOW_DB_PASSWORD)", "x"))
+    backend = make_url(str(env["MLFLOW_BACKEND_STORE_URI"]).replace("$(MLFLOW_DB_PASSWORD)", "x"))
+    assert (users_db.host, users_db.database) == (backend.host, "mlflow_auth")
+    auth = "sentiflow-mlflow-auth"
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == (auth, "admin_username")
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == (auth, "admin_password")
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == (auth, "flask_server_secret_key")
+    checked = [spec.split(":")[-1] for spec in COMPONENTS["mlflow"]]
+    assert set(checked) <= set(env) | {"AWS_SECRET_ACCESS_KEY"}, set(checked) - set(env)
+
+    job = by_kind("Job", "mlflow-init")
+    (init,) = job["spec"]["template"]["spec"]["containers"]
+    assert init["command"] == ["python", "-m", "sentiflow.mlflow_users", "provision"]
+    (server,) = by_kind("Deployment", "model-server")["spec"]["template"]["spec"]["containers"]
+    assert init["image"] == server["image"]  # sentiflow and the MLflow client
+    init_env = _env_refs(init)
+    assert init_env["SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    for role in [*ROLES, "admin"]:
+        for part in ("username", "password"):
+            assert init_env[f"SENTIFLOW_MLFLOW_AUTH_{role.upper()}_{part.upper()}"] == (
+                auth,
+                f"{role}_{part}",
+            )
+    assert {spec.split(":")[-1] for spec in COMPONENTS["mlflow-init"]} <= set(init_env)
+    for name in ("SENTIFLOW_MLFLOW_TRACKING_URI", "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", "SENTIFLOW_ENV"):
+        assert init_env[name] == name  # from sentiflow-settings, as every component reads them
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
+
+    server_env = _env_refs(server)
+    assert server_env["MLFLOW_TRACKING_USERNAME"] == (auth, "server_username")
+    assert server_env["MLFLOW_TRACKING_PASSWORD"] == (auth, "server_password")
+    assert server_env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME"] == (auth, "deployer_username")
+    assert server_env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"] == (auth, "deployer_password")
+    assert "sentiflow-mlflow-auth" not in (K8S / "trainer-pod-template.yaml").read_text()  # its own namespace
 
 
 # --- Airflow Helm values ------------------------------------------------------------------------------------

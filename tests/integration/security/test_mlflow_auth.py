@@ -1,8 +1,8 @@
 """MLflow requires authentication, and each identity can do exactly its job (issue 20), on a real server.
 
 The session's stack grants the server and the deployer on every model (``grant_scope="all"``, since tests
-register a model per test); here ``stack_auth.provision`` is run again with the per-model grants of a real
-deployment (``served``) for fresh users of a fresh registered model, so the narrow grants are what is tested.
+register a model per test); here the grants of a real deployment (``served``, ``mlflow_users.grants``) are
+made for fresh users of a fresh registered model, so the narrow grants are what is tested.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from sentiflow import stack_auth
+from sentiflow import mlflow_users, stack_auth
 from sentiflow.config import MLflowSettings
 from sentiflow.mlflow_auth import DeployNotAllowedError, MlflowIdentity, client_for, deploy_client
 
@@ -34,12 +34,14 @@ def world(stack):
     experiment_id = admin.create_experiment(settings.experiment_name)
     admin.create_registered_model(settings.registered_model_name)
     users = {}
-    for role in stack_auth.ROLES:
+    for role in mlflow_users.ROLES:
         user = MlflowIdentity(f"{role}-{suffix}", SecretStr(uuid.uuid4().hex))
-        stack_auth.ensure_user(uri, root, user)
+        mlflow_users.ensure_user(uri, root, user)
         users[role] = user
-    for role, kind, resource, permission in stack_auth.grants(experiment_id, settings.registered_model_name):
-        stack_auth.grant(uri, root, users[role].username, kind, resource, permission)
+    for role, kind, resource, permission in mlflow_users.grants(
+        experiment_id, settings.registered_model_name
+    ):
+        mlflow_users.grant(uri, root, users[role].username, kind, resource, permission)
     pipeline = client_for(uri, users["pipeline"])
     run = pipeline.create_run(experiment_id)
     version = pipeline.create_model_version(

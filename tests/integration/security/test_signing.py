@@ -162,30 +162,14 @@ def test_an_unsigned_version_is_refused(registered, tmp_path):
 
 def test_an_artifact_overwritten_in_s3_is_refused(registered, store, tmp_path):
     """Overwrite the version's pickled python model in the bucket, as someone with S3 write access could."""
-    import boto3
-
-    from sentiflow.config import S3Settings
+    from tests.tamper import tampered_version
 
     name, version = registered["name"], registered["signed"]
-    s3_settings = S3Settings()
-    s3 = boto3.client("s3", **s3_settings.boto3_kwargs())  # type: ignore[call-overload]
-    model_id = _model_id(name, version)
-    keys = [
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_settings.bucket)
-        for o in page.get("Contents", [])
-        if model_id in o["Key"] and o["Key"].endswith("python_model.pkl")
-    ]
-    assert len(keys) == 1, keys
-    original = s3.get_object(Bucket=s3_settings.bucket, Key=keys[0])["Body"].read()
-    s3.put_object(Bucket=s3_settings.bucket, Key=keys[0], Body=b"cos\nsystem\n(S'id'\ntR." + original[20:])
-    try:
-        with pytest.raises(
-            SignatureError, match=rf"signature {SIGNATURE_FILE} does not match.*python_model.pkl"
-        ):
-            verify_and_load(f"models:/{name}/{version}", _public_keys(), dst_dir=tmp_path / "a")
-    finally:
-        s3.put_object(Bucket=s3_settings.bucket, Key=keys[0], Body=original)
+    with (
+        tampered_version(name, version),
+        pytest.raises(SignatureError, match=rf"signature {SIGNATURE_FILE} does not match.*python_model.pkl"),
+    ):
+        verify_and_load(f"models:/{name}/{version}", _public_keys(), dst_dir=tmp_path / "a")
     verify_and_load(f"models:/{name}/{version}", _public_keys(), dst_dir=tmp_path / "b")
 
 

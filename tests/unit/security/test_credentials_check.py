@@ -40,6 +40,13 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-1d2e",
         "AWS_SECRET_ACCESS_KEY": "aws-9f8e",
         "MLFLOW_BACKEND_STORE_URI": "postgresql://sentiflow:pg-7a1c@postgres/mlflow",
+        "MLFLOW_AUTH_DATABASE_URI": "postgresql://sentiflow:pg-7a1c@postgres/mlflow_auth",
+        "SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD": "admin-0c3e",
+        "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD": "pipeline-4e5f",
+        "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD": "server-6a7b",
+        "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD": "deployer-8c9d",
+        "SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD": "deployer-8c9d",
+        "SENTIFLOW_MLFLOW_PASSWORD": "pipeline-4e5f",
         "AIRFLOW__CORE__FERNET_KEY": "fernet-3b4c",
         "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-5d6e",
         "AIRFLOW__API__SECRET_KEY": "api-7f80",
@@ -107,6 +114,22 @@ def test_missing_private_key_file_is_refused(tmp_path):
     (tmp_path / "present.pem").write_text(PEM)
     env["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = str(tmp_path / "present.pem")
     check_component("trainer", env)
+
+
+def test_an_optional_credential_may_be_unset_but_never_a_placeholder(tmp_path):
+    """Without a deploy identity the server refuses deploys (403); with a placeholder it must not start."""
+    env = good_env(tmp_path)
+    for unset in ("", "  ", None):
+        if unset is None:
+            env.pop("SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD")
+        else:
+            env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"] = unset
+        check_component("model-server", env)
+    env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"] = "change-me-mlflow-deployer"
+    with pytest.raises(
+        InsecureSettingsError, match="SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD is a placeholder"
+    ):
+        check_component("model-server", env)
 
 
 def test_development_accepts_anything(tmp_path):

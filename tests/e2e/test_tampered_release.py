@@ -1,0 +1,92 @@
+"""A version tampered with after registration reaches the DAG's deploy step: the step fails naming the
+signature, the served version never changes, and ``champion`` is back on the old champion (issue 20).
+
+Real services throughout: the session's S3 and MLflow (with auth), the model server under gunicorn
+following ``champion`` and verifying signatures, Airflow's ``dag.test()`` in a child process. Two versions are
+logged and signed by the pipeline's ``log_classifier``; the first is served; the second's pickled model is
+overwritten in S3 (``tests/tamper.py``); then ``release_registered_version`` (``tests/e2e/dags/``: the real
+``validate_params`` and the real release tail of both pipeline DAGs, handed that version as a training task
+hands over the one it registered) selects it with ``force_promote``, promotes it and deploys it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sentiflow import localstack, names, registry
+from sentiflow.config import MLflowSettings
+from sentiflow.serving_client import ModelServerClient
+from sentiflow.signing import SIGNATURE_FILE
+from tests.dagrun import failure_message, run_dag, task_logs
+from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
+from tests.tamper import tampered_version
+
+pytestmark = pytest.mark.slow
+
+DAGS = Path(__file__).resolve().parent / "dags"
+DAG_ID = "release_registered_version"
+
+
+@pytest.fixture(scope="module")
+def served(stack):
+    """A registered model of this module's own; version 1 (signed) served as champion, version 2 (signed,
+    better by its logged val_f1) registered and not served."""
+    with own_registered_model("tampered"):
+        localstack.airflow_init(stack)
+        versions = register_tfidf_versions(2, metrics=[{names.VAL_F1: 0.70}, {names.VAL_F1: 0.90}])
+        server = DevServer(stack, env={}).start()
+        try:
+            server.serving(versions[0])
+            yield {"server": server, "champion": versions[0], "tampered": versions[1]}
+        finally:
+            server.stop()
+
+
+def test_the_deploy_step_fails_on_a_tampered_version_and_the_alias_goes_back(served, tmp_path):
+    settings = MLflowSettings()
+    name = settings.registered_model_name
+    client = registry.mlflow_client(settings)
+    server = ModelServerClient(served["server"].url, served["server"].token)
+    champion, bad = served["champion"], served["tampered"]
+    before = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    assert before["champion"] == champion and str(server.model()["version"]) == champion
+
+    with tampered_version(name, bad):
+        result = run_dag(
+            DAG_ID,
+            {
+                "registered_version": bad,
+                "registered_run_id": client.get_model_version(name, bad).run_id,
+                "selection_metric": names.VAL_F1,
+                "force_promote": True,
+            },
+            env={"AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)},
+        )
+
+    tasks = result["tasks"]
+    assert result["state"] == "failed", tasks
+    assert (tasks["select_best"], tasks["promote"]) == ("success", "success")  # it did reach the deploy
+    assert result["xcom"]["promote"]["version"] == bad
+    assert tasks["deploy"] == "failed" and tasks["inference_check"] == "upstream_failed"
+    message = failure_message(task_logs(result, tmp_path / "logs")["deploy"])
+    # the failed task says why, naming the signature and the file, and what the rollback restored
+    assert message, "the deploy task's log has no AirflowFailException"
+    assert message.startswith(f"deploy of version {bad} failed"), message
+    assert f"signature {SIGNATURE_FILE} does not match the files: changed files: python_model.pkl" in message
+    assert f"aliases restored (champion {champion}" in message
+    assert f"model server back on version {champion}" in message
+
+    after = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    assert after == before  # champion back on the old champion, nothing else moved
+    assert str(server.model()["version"]) == champion  # the served version never changed
+    tags = client.get_model_version(name, bad).tags
+    assert SIGNATURE_FILE in tags[names.TAG_ROLLED_BACK]  # never selected again unless a user names it
+    failed = [
+        worker
+        for replica in server.replicas()["replicas"]
+        for worker in replica["workers"]
+        if worker.get("error_version") == bad
+    ]
+    assert failed and all(SIGNATURE_FILE in worker["load_error"] for worker in failed)
