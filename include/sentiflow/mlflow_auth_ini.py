@@ -45,12 +45,22 @@ def auth_ini(database_uri: str, admin_username: str = DEFAULT_ADMIN_USERNAME) ->
 
 
 def write_auth_ini(path: Path, database_uri: str, admin_username: str = DEFAULT_ADMIN_USERNAME) -> Path:
-    """Write the ini (mode 0600: it holds the database password) and return its path."""
+    """Write the ini (mode 0600: it holds the database password) and return its path.
+
+    Written to a private temporary file and renamed over ``path``: several starts at once (replicas of a
+    test or a benchmark building their services together) each replace it whole, and none sees it half
+    written or fails on the other's file."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(auth_ini(database_uri, admin_username))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(auth_ini(database_uri, admin_username))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -51,3 +51,16 @@ def test_the_file_runs_without_sentiflow_installed(tmp_path):
         text=True,
     )
     assert missing.returncode == 2 and DATABASE_URI_ENV in missing.stderr
+
+
+def test_writes_racing_on_one_path_all_succeed_and_leave_one_whole_file(tmp_path) -> None:
+    """Replicas started together each build the stack's services, each writing the ini: none may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "secrets" / "mlflow-auth.ini"
+    with ThreadPoolExecutor(8) as pool:
+        written = list(pool.map(lambda i: write_auth_ini(path, f"sqlite:////db/{i}.db", "root"), range(64)))
+    assert written == [path] * 64
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text().count("database_uri = ") == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["mlflow-auth.ini"]  # no temporary left
