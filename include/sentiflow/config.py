@@ -262,6 +262,11 @@ class ServerSettings(BaseSettings):
         description="torch/ONNX intra-op threads per worker; default the container's CPUs (its cgroup CPU "
         "quota, else the CPUs it may run on) // workers.",
     )
+    preload_libraries: bool = Field(
+        default=True,
+        description="Import the model libraries (MLflow's pyfunc, torch, transformers, ONNX Runtime) once "
+        "in the gunicorn master: forked workers share them; a first transformer load imports nothing.",
+    )
     runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx-int8",
         description="Forward pass of transformer models on CPU: torch, onnx (ONNX Runtime, same fp32 "
