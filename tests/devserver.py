@@ -53,7 +53,9 @@ class DevServer:
 
     def start(self) -> DevServer:
         service = localstack.services(self.stack)[SERVICE]
-        env = {**service.env, **self.env}
+        # Test servers mostly serve TF-IDF versions: importing torch & co. in each master (11 s of CPU) would
+        # cost the suite minutes. Servers of transformer versions under load turn it on (test_replicas).
+        env = {"SENTIFLOW_SERVER_PRELOAD_LIBRARIES": "false", **service.env, **self.env}
         if self.state_root is not None:
             env["SENTIFLOW_SERVER_STATE_DIR"] = str(self.state_root)
         service = replace(service, name=self.name, env=env, init=service.init if self.migrate else None)

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -53,6 +54,9 @@ SERVER_ENV = {
     "SENTIFLOW_SERVER_RELOAD_POLL_S": str(POLL_S),
     "SENTIFLOW_SERVER_REPLICA_TTL_S": "8",
     "SENTIFLOW_SERVER_RUNTIME": "torch",
+    # the shipped default (tests/devserver.py turns it off): the fleet's transformer promotions run with the
+    # model libraries imported in each master before the fork
+    "SENTIFLOW_SERVER_PRELOAD_LIBRARIES": "true",
     "SENTIFLOW_SERVER_LOAD_RETRY_MAX_S": "4",
     # One prediction-id secret for the whole fleet (compose and k8s pass one Secret to every replica), so
     # feedback citing a prediction verifies on whichever replica the Service sends it to.
@@ -183,6 +187,14 @@ class Load:
 
 
 # --- 1. start ---------------------------------------------------------------------------------------
+def test_each_master_imported_the_model_libraries_before_forking(fleet: Fleet) -> None:
+    """``SENTIFLOW_SERVER_PRELOAD_LIBRARIES``: torch and ONNX Runtime are mapped in every gunicorn master (the
+    processes the workers fork from), though the fleet serves a TF-IDF version so far."""
+    for srv in fleet.servers.values():
+        maps = Path(f"/proc/{srv.pid}/maps").read_text()
+        assert "libtorch_cpu" in maps and "onnxruntime" in maps, srv.name
+
+
 def test_every_replica_serves_the_champion_and_lists_the_others(fleet):
     v1 = fleet.versions[0]
     answer = fleet.client.wait_for_replicas(v1, timeout_s=BOUND_S, poll_s=0.5)
