@@ -58,7 +58,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "AIRFLOW__CORE__FERNET_KEY",
         "AIRFLOW__API_AUTH__JWT_SECRET",
         "AIRFLOW__API__SECRET_KEY",
-        "AIRFLOW_ADMIN_PASSWORD",
+        # the admin the official entrypoint creates: set in the init only (compose's AIRFLOW_ADMIN_PASSWORD)
+        "opt:_AIRFLOW_WWW_USER_PASSWORD",
         "url:AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         "conn:AIRFLOW_CONN_SENTIFLOW_S3",
         "conn:AIRFLOW_CONN_SENTIFLOW_MLFLOW",

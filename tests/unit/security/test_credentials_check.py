@@ -50,7 +50,7 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "AIRFLOW__CORE__FERNET_KEY": "fernet-3b4c",
         "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-5d6e",
         "AIRFLOW__API__SECRET_KEY": "api-7f80",
-        "AIRFLOW_ADMIN_PASSWORD": "airflow-9a0b",
+        "_AIRFLOW_WWW_USER_PASSWORD": "airflow-9a0b",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://sentiflow:pg-7a1c@postgres:5432/airflow",
         "AIRFLOW_CONN_SENTIFLOW_S3": conn,
         "AIRFLOW_CONN_SENTIFLOW_MLFLOW": conn,
