@@ -24,11 +24,14 @@ from urllib.parse import urlsplit
 PLACEHOLDER_PREFIXES = ("changeme",)
 #: Values the local stack uses (config defaults, ``StackSettings``): fine on a laptop, never in production.
 LOCAL_DEFAULTS = {"sentiflow-drift", "sentiflow-local-token", "sentiflow-secret", "minioadmin", "password"}
+#: How a key given as text, not as a path, starts (``-----BEGIN PUBLIC KEY-----``, ``...PRIVATE KEY-----``).
+PEM_MARKER = "-----BEGIN"
 
 #: What each component reads. ``url:`` = a URL whose password is checked; ``conn:`` = an Airflow connection
-#: (JSON or URI) whose password is checked; ``keys:`` = a JSON list of public keys that must not be empty;
-#: ``key:`` = a PEM text or, when the first name is unset, a PEM file (the second name) that must exist;
-#: ``opt:`` = a credential that may be left unset or empty (its feature is then off), never a placeholder.
+#: (JSON or URI) whose password is checked; ``keys:`` = a JSON list of public keys, not empty, each a PEM text
+#: or an existing PEM file; ``key:`` = a PEM text or, when the first name is unset, a PEM file (the second
+#: name) that must exist; ``opt:`` = a credential that may be left unset or empty (its feature is then off),
+#: never a placeholder; ``optkey:`` = ``key:``, but both names may be unset (a container that never signs).
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "model-server": (
         "SENTIFLOW_SERVER_ADMIN_TOKEN",
@@ -58,7 +61,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "AIRFLOW__CORE__FERNET_KEY",
         "AIRFLOW__API_AUTH__JWT_SECRET",
         "AIRFLOW__API__SECRET_KEY",
-        "AIRFLOW_ADMIN_PASSWORD",
+        # the admin the official entrypoint creates: set in the init only (compose's AIRFLOW_ADMIN_PASSWORD)
+        "opt:_AIRFLOW_WWW_USER_PASSWORD",
         "url:AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         "conn:AIRFLOW_CONN_SENTIFLOW_S3",
         "conn:AIRFLOW_CONN_SENTIFLOW_MLFLOW",
@@ -66,6 +70,10 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         # compose builds the sentiflow_mlflow connection from these (docker/airflow/connections.py)
         "opt:SENTIFLOW_MLFLOW_PASSWORD",
         "opt:MLFLOW_TRACKING_PASSWORD",
+        # the gate verifies the champion and the challenger before it scores them (gate.scoring)
+        "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
+        # only the containers that run tasks (local training signs) hold it: the scheduler, the workers
+        "optkey:SENTIFLOW_SIGNING_PRIVATE_KEY:SENTIFLOW_SIGNING_PRIVATE_KEY_PATH",
     ),
     "trainer": (
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
@@ -105,9 +113,38 @@ def _conn_password(raw: str) -> str | None:
     return _url_password(raw)
 
 
+def _keys_problem(name: str, raw: str) -> str | None:
+    """``raw`` (a JSON list) names no usable public key: empty, a placeholder, or a path to nothing."""
+    try:
+        parsed = json.loads(raw or "[]")
+    except ValueError:
+        parsed = None
+    keys = [str(k) for k in parsed if str(k).strip()] if isinstance(parsed, list) else []
+    if not keys or any(is_placeholder(k) for k in keys):
+        return f"{name} lists no public key (or a placeholder): versions could not be verified"
+    missing = [k for k in keys if PEM_MARKER not in k and not Path(k).is_file()]
+    if missing:
+        return f"{name} names no PEM text and no existing file: {', '.join(missing)}"
+    return None
+
+
+def _key_problem(text_name: str, path_name: str, env: Mapping[str, str], optional: bool) -> str | None:
+    """The private key is neither a PEM text in ``text_name`` nor a non-empty file named by ``path_name``."""
+    text, path = env.get(text_name, ""), env.get(path_name, "")
+    if text.strip():
+        if is_placeholder(text) or PEM_MARKER not in text:
+            return f"{text_name} is a placeholder, not a PEM private key"
+        return None
+    if optional and not path.strip():
+        return None
+    if not path.strip() or not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return f"{text_name} and {path_name} are unset or name no key file: the pipeline cannot sign"
+    return None
+
+
 def problems(component: str, env: Mapping[str, str]) -> list[str]:
     """Every variable of ``component`` that is empty or a placeholder, as a sentence naming it."""
-    found = []
+    found: list[str | None] = []
     for spec in COMPONENTS[component]:
         kind, _, name = spec.partition(":") if ":" in spec else ("", "", spec)
         if kind == "url":
@@ -120,25 +157,13 @@ def problems(component: str, env: Mapping[str, str]) -> list[str]:
             if (env.get(name) or "").strip() and is_placeholder(env.get(name)):
                 found.append(f"{name} is a placeholder (leave it unset instead)")
         elif kind == "keys":
-            try:
-                keys = [k for k in json.loads(env.get(name) or "[]") if str(k).strip()]
-            except ValueError:
-                keys = []
-            if not keys or any(is_placeholder(str(k)) for k in keys):
-                found.append(f"{name} lists no public key (or a placeholder): versions could not be verified")
-        elif kind == "key":
+            found.append(_keys_problem(name, env.get(name, "")))
+        elif kind in ("key", "optkey"):
             text_name, _, path_name = name.partition(":")
-            text, path = env.get(text_name, ""), env.get(path_name, "")
-            if text.strip():
-                if is_placeholder(text) or "-----BEGIN" not in text:
-                    found.append(f"{text_name} is a placeholder, not a PEM private key")
-            elif not path.strip() or not Path(path).is_file() or Path(path).stat().st_size == 0:
-                found.append(
-                    f"{text_name} and {path_name} are unset or name no key file: the pipeline cannot sign"
-                )
+            found.append(_key_problem(text_name, path_name, env, optional=kind == "optkey"))
         elif is_placeholder(env.get(name)):
             found.append(f"{name} is empty or a placeholder")
-    return found
+    return [problem for problem in found if problem]
 
 
 def check_component(component: str, env: Mapping[str, str] | None = None) -> None:

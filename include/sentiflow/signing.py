@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentiflow.credentials_check import PEM_MARKER
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "sentiflow-model.sig"
 REGISTERED_MODEL_META_FILE = "registered_model_meta"
-PEM_MARKER = "-----BEGIN"
 
 
 class SignatureError(RuntimeError):

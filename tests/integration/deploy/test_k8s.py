@@ -737,23 +737,33 @@ GUNICORN_CONF = ROOT / "serving" / "gunicorn.conf.py"
 DOCS = ROOT / "docs" / "deployment.md"
 
 
-def documented_secrets() -> dict[tuple[str, str], set[str]]:
-    """(namespace, name) -> keys created by each `kubectl create secret generic` in the docs' shell blocks,
-    parsed as the shell would: continuation lines joined, then shlex."""
+def documented_commands(text: str | None = None) -> list[str]:
+    """Every command line of the docs' (or ``text``'s) shell blocks, as the shell reads them: continuation
+    lines joined."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", DOCS.read_text() if text is None else text, re.S):
+        lines.extend(line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip())
+    return lines
+
+
+def documented_creates(kind: str) -> dict[tuple[str, str], set[str]]:
+    """(namespace, name) -> keys created by each `kubectl create secret generic` (``kind="secret"``) or
+    `kubectl create configmap` (``kind="configmap"``) in the docs' shell blocks, split by shlex."""
     created: dict[tuple[str, str], set[str]] = {}
-    for block in re.findall(r"```bash\n(.*?)```", DOCS.read_text(), re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            if not line.lstrip().startswith("kubectl"):
-                continue
-            words = shlex.split(line, comments=True)
-            if words[1:] and "create" in words and "secret" in words:
-                namespace = words[words.index("-n") + 1] if "-n" in words else "default"
-                name = words[words.index("generic") + 1]
-                keys = {
-                    w.split("=", 2)[1] for w in words if w.startswith(("--from-literal=", "--from-file="))
-                }
-                created.setdefault((namespace, name), set()).update(keys)
+    for line in documented_commands():
+        if not line.startswith("kubectl"):
+            continue
+        words = shlex.split(line, comments=True)
+        if words[1:] and "create" in words and kind in words:
+            namespace = words[words.index("-n") + 1] if "-n" in words else "default"
+            name = words[words.index("generic" if kind == "secret" else kind) + 1]
+            keys = {w.split("=", 2)[1] for w in words if w.startswith(("--from-literal=", "--from-file="))}
+            created.setdefault((namespace, name), set()).update(keys)
     return created
+
+
+def documented_secrets() -> dict[tuple[str, str], set[str]]:
+    return documented_creates("secret")
 
 
 def test_documented_secret_commands_create_every_key_the_manifests_read():

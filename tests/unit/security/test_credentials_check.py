@@ -50,7 +50,7 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "AIRFLOW__CORE__FERNET_KEY": "fernet-3b4c",
         "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-5d6e",
         "AIRFLOW__API__SECRET_KEY": "api-7f80",
-        "AIRFLOW_ADMIN_PASSWORD": "airflow-9a0b",
+        "_AIRFLOW_WWW_USER_PASSWORD": "airflow-9a0b",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://sentiflow:pg-7a1c@postgres:5432/airflow",
         "AIRFLOW_CONN_SENTIFLOW_S3": conn,
         "AIRFLOW_CONN_SENTIFLOW_MLFLOW": conn,
@@ -66,9 +66,22 @@ def test_every_secret_of_env_example_is_refused():
     secrets = {k: v for k, v in values.items() if any(w in k for w in ("PASSWORD", "SECRET", "TOKEN", "KEY"))}
     assert len(secrets) >= 9, secrets
     for name, value in secrets.items():
-        if name.endswith(("_ACCESS_KEY_ID", "_ACCESS_KEY")):
-            continue  # a user name (access key id), not a secret
+        if name.endswith(("_ACCESS_KEY_ID", "_ACCESS_KEY", "_PUBLIC_KEYS")):
+            continue  # a user name (access key id) or public keys, not a secret (their check: below)
         assert is_placeholder(value), name
+
+
+def test_env_examples_signing_key_placeholders_are_refused():
+    """.env.example's public-key list parses (a JSON list) but names a placeholder; its private key is one."""
+    values = env_file_values(ENV_EXAMPLE)
+    public = values["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"].strip("'")
+    env = {"SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS": public, "SENTIFLOW_ENV": "production"}
+    assert json.loads(public)  # the settings accept the file as it is; production does not
+    assert any("SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS" in p for p in problems("model-server", env))
+    assert any("SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS" in p for p in problems("airflow", env))
+    env["SENTIFLOW_SIGNING_PRIVATE_KEY"] = values["SENTIFLOW_SIGNING_PRIVATE_KEY"]
+    for component in ("trainer", "airflow"):
+        assert any("SENTIFLOW_SIGNING_PRIVATE_KEY is a placeholder" in p for p in problems(component, env))
 
 
 @pytest.mark.parametrize("value", ["", "  ", "CHANGE_ME", "change-me-anything", "sentiflow-secret", None])
@@ -96,7 +109,7 @@ def test_each_components_check_names_each_bad_variable(tmp_path, component, spec
         )
     elif spec.startswith("keys:"):
         env[name] = "[]"
-    elif spec.startswith("key:"):
+    elif spec.startswith(("key:", "optkey:")):
         env[name] = "change-me-signing-key"
     else:
         env[name] = "change-me"
@@ -114,6 +127,44 @@ def test_missing_private_key_file_is_refused(tmp_path):
     (tmp_path / "present.pem").write_text(PEM)
     env["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = str(tmp_path / "present.pem")
     check_component("trainer", env)
+
+
+def test_public_keys_must_be_pem_texts_or_existing_files(tmp_path):
+    env = good_env(tmp_path)
+    env["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"] = json.dumps([str(tmp_path / "absent.pem")])
+    with pytest.raises(InsecureSettingsError, match=r"no PEM text and no existing file: .*absent\.pem"):
+        check_component("model-server", env)
+    for bad in (
+        "CHANGE_ME",
+        '["CHANGE_ME"]',
+        '["-----BEGIN PUBLIC KEY-----\\nabc", "change-me"]',
+        "{}",
+        '"-----BEGIN PUBLIC KEY-----"',
+    ):
+        env["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"] = bad
+        with pytest.raises(InsecureSettingsError, match="lists no public key"):
+            check_component("model-server", env)
+    env["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"] = json.dumps(["-----BEGIN PUBLIC KEY-----\nabc\n"])
+    check_component("model-server", env)
+
+
+def test_airflow_needs_the_public_keys_and_signs_only_where_the_key_is_given(tmp_path):
+    """Every Airflow container verifies (the gate), only those that run tasks sign: the private key may be
+    unset there, but when given it must be a PEM text or a key file that exists."""
+    env = good_env(tmp_path)
+    del env["SENTIFLOW_SIGNING_PRIVATE_KEY"]
+    check_component("airflow", env)  # the API server, DAG processor, triggerer: no key
+    env["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = str(tmp_path / "absent.pem")
+    with pytest.raises(InsecureSettingsError, match="SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"):
+        check_component("airflow", env)
+    (tmp_path / "present.pem").write_text(PEM)
+    env["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = str(tmp_path / "present.pem")
+    check_component("airflow", env)
+    with pytest.raises(InsecureSettingsError, match="SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"):
+        check_component("trainer", {**env, "SENTIFLOW_SIGNING_PRIVATE_KEY_PATH": ""})  # training must sign
+    del env["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"]
+    with pytest.raises(InsecureSettingsError, match="SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"):
+        check_component("airflow", env)
 
 
 def test_an_optional_credential_may_be_unset_but_never_a_placeholder(tmp_path):
