@@ -23,6 +23,7 @@ import pytest
 
 from sentiflow.config import DataSettings
 from sentiflow.data.clean import clean_snapshot
+from sentiflow.data import clean_parts
 from sentiflow.data.clean_parts import clean_snapshot_mapped
 from sentiflow.data.collect import collect
 from sentiflow.data.hashing import DigestSet, text_hashes
@@ -104,6 +105,33 @@ def test_many_parts_give_the_same_rows_as_one(store: ObjectStore, tmp_path: Path
     assert mapped.dropped["train"]["duplicate_text"] > 0  # duplicates across parts were found
     for split, rows in clean_one.items():
         assert not rows["text"].duplicated().any(), split
+
+
+def test_mapped_clean_steps_give_the_one_part_rows_and_merge_only_complete_parts(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    """The DAG's clean tasks (``data_tasks.clean_mapped`` calls these) one by one, on many small parts."""
+    source = write_shards(tmp_path / "src", corpus(2000, duplicates=400), 3)
+    raw_one = collect(str(source), run_id="steps-one", store=store, settings=DataSettings())
+    raw = collect(str(source), run_id="steps", store=store, settings=SMALL)
+    plan = clean_parts.clean_plan(raw, store=store)
+    assert len(plan) == sum(len(s.parts) for s in read_manifest(store, raw).splits.values()) > 3
+    cleaned = [clean_parts.clean_part(raw, **task, store=store, settings=SMALL) for task in plan]
+    repeats = clean_parts.find_repeats(cleaned, store=store)
+    assert 0 < len(repeats) < len(plan)  # only parts holding copies of an earlier part's texts
+    rewritten = [clean_parts.drop_repeats(**r, store=store, settings=SMALL) for r in repeats]
+    with pytest.raises(SnapshotError, match="no result for raw part"):  # a mapped task's result missing
+        clean_parts.merge_clean(raw, cleaned[1:], rewritten, store=store)
+    uri = clean_parts.merge_clean(raw, cleaned, rewritten, store=store)
+    one = frames_of(store, clean_snapshot(raw_one, store=store))
+    assert_same_rows(one, frames_of(store, uri))
+    assert len(read_manifest(store, uri).splits["train"].parts) > 1
+
+    store.delete(rewritten[0]["part"]["uri"])  # a part lost before the merge: no manifest points at it
+    store.delete(uri)
+    with pytest.raises(SnapshotError, match="not in the store"):
+        clean_parts.merge_clean(raw, cleaned, rewritten, store=store)
+    assert not store.exists(uri)
 
 
 def test_exact_mode_keeps_sizes_and_class_proportions(store: ObjectStore, tmp_path: Path) -> None:
