@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiflow.config import DataSettings
-from sentiflow.data.clean import clean_snapshot
 from sentiflow.data import clean_parts
+from sentiflow.data.clean import clean_snapshot
 from sentiflow.data.clean_parts import clean_snapshot_mapped
 from sentiflow.data.collect import collect
 from sentiflow.data.hashing import DigestSet, text_hashes
@@ -291,7 +291,19 @@ CHILD = textwrap.dedent(
     settings = DataSettings(part_rows=50_000, batch_rows=5_000, spool_mib=8, exact_rows=0)
     raw = collect(source, run_id="rlimit", store=store, settings=settings)
     clean = clean_snapshot(raw, store=store, settings=settings)
-    print(json.dumps({"raw": read_manifest(store, raw).rows(), "clean": read_manifest(store, clean).rows(),
+    # the steps after clean read the same snapshot under the same limit: feedback merge, check sampling
+    import pandas as pd
+    from sentiflow.data.snapshot import iter_frames
+    from sentiflow.feedback.dataset import merge_feedback_into_snapshot
+    from sentiflow.release.checks import sample_cases_from
+    feedback = pd.DataFrame({"text": ["a new review", "another one"], "predicted_label": ["0", "1"],
+                             "correct": [True, True], "verified": [True, True]})
+    merged = merge_feedback_into_snapshot(feedback, clean, run_id="rlimit", store=store).merged_manifest_uri
+    manifest = read_manifest(store, clean)
+    cases = sample_cases_from(lambda: iter_frames(store, manifest, "test", batch_rows=5_000),
+                              manifest.label_names, 3, 42)
+    print(json.dumps({"raw": read_manifest(store, raw).rows(), "clean": manifest.rows(),
+                      "merged": read_manifest(store, merged).rows(), "cases": len(cases),
                       "limit_mib": limit / 2**20, "baseline_mib": baseline / 2**20}))
     """
 )
@@ -299,7 +311,8 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_source_larger_than_the_memory_limit_completes(store: ObjectStore, tmp_path: Path) -> None:
-    """~570 MiB of text through collect + clean with 450 MiB of address space above the baseline.
+    """~570 MiB of text through collect + clean, then the feedback merge and the inference check's sampling
+    over the clean snapshot, with 450 MiB of address space above the baseline.
 
     RLIMIT_AS counts address space, not resident memory (thread stacks, allocator arenas), so the child
     runs with one Arrow thread and one malloc arena; the old code held the whole text several times.
@@ -329,3 +342,5 @@ def test_source_larger_than_the_memory_limit_completes(store: ObjectStore, tmp_p
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert sum(result["raw"].values()) == rows
     assert sum(result["clean"].values()) == rows  # distinct texts: nothing dropped
+    assert result["merged"] == {**result["clean"], "train": result["clean"]["train"] + 2}
+    assert result["cases"] == 6
