@@ -61,14 +61,12 @@ def _predict_progress(classifier: TextClassifier, dataset: Any, split: str) -> n
     25k); only one chunk of texts is read out of the memory-mapped split at a time."""
     total = len(dataset)
     reporter = ProgressReporter(f"predict {split}", total, log.info, unit="texts")
-    parts = [np.zeros((0, len(classifier.label_names)))]
-    done = 0
+    parts = []
     for texts in text_chunks(dataset, PREDICT_CHUNK):
         parts.append(classifier.predict_proba(texts))
-        done += len(texts)
         if total > PREDICT_CHUNK:
-            reporter.update(done)
-    return np.concatenate(parts)
+            reporter.update(sum(len(p) for p in parts))
+    return np.concatenate(parts) if parts else classifier.predict_proba([])
 
 
 def _predict_timed(classifier: TextClassifier, dataset: Any) -> tuple[np.ndarray, float]:
