@@ -24,7 +24,7 @@ for the training run to log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sentiflow.config import DataSettings
 from sentiflow.data.snapshot import Manifest, SnapshotWriter, iter_batches, read_manifest, write_snapshot
 from sentiflow.names import (
     FEEDBACK_ROWS_OVER_CAP,
@@ -191,15 +192,6 @@ def dedupe_against_base(
     return feedback[~seen].reset_index(drop=True), overlap
 
 
-def _base_texts(store: ObjectStore, base: Manifest) -> dict[str, Iterator[pa.Array | pa.ChunkedArray]]:
-    """Each base split's texts, batch by batch, read only when consumed."""
-    return {
-        split: (b.column(0) for b in iter_batches(store, base, split, columns=[TEXT_COLUMN]))
-        for split in SPLITS
-        if split in base.splits
-    }
-
-
 def cap_rows(rows: pd.DataFrame, train_rows: int, max_fraction: float | None) -> tuple[pd.DataFrame, int]:
     """At most ``floor(max_fraction * train_rows)`` rows, the most recent kept; and how many were cut."""
     if max_fraction is None:
@@ -223,6 +215,7 @@ def merge_feedback_into_snapshot(
     source: dict[str, Any] | None = None,
     clean: bool = True,
     max_fraction: float | None = None,
+    settings: DataSettings | None = None,
 ) -> FeedbackMergeResult:
     """Write the feedback snapshot and the merged training snapshot; return both manifest URIs.
 
@@ -230,11 +223,12 @@ def merge_feedback_into_snapshot(
     ``true_label``, ``created_at``, ``model_version``, ``id``). Both snapshots live under the run's own
     folder (``datasets/<run_id>/feedback/`` and ``datasets/<run_id>/clean-with-feedback/``), so a re-run
     replaces its own output and never another run's. ``max_fraction``: at most that many feedback rows per
-    base train row are added (the most recent first); ``None`` adds all.
+    base train row are added (the most recent first); ``None`` adds all. ``settings``: batch and part sizes.
     """
     from sentiflow.data.collect import snapshot_prefix
 
     store = store or ObjectStore()
+    settings = settings or DataSettings()
     base: Manifest = read_manifest(store, base_manifest_uri)
     if "train" not in base.splits:
         raise FeedbackDataError(f"base snapshot {base_manifest_uri} has no train split to merge into")
@@ -255,7 +249,13 @@ def merge_feedback_into_snapshot(
         notes=dict(labelled.counts),
     )
 
-    new_rows, overlap = dedupe_against_base(labelled.frame, _base_texts(store, base))
+    rows = settings.batch_rows
+    base_texts = {  # each base split's texts, batch by batch, read as dedupe_against_base consumes them
+        split: (b.column(0) for b in iter_batches(store, base, split, batch_rows=rows, columns=[TEXT_COLUMN]))
+        for split in SPLITS
+        if split in base.splits
+    }
+    new_rows, overlap = dedupe_against_base(labelled.frame, base_texts)
     new_rows, over_cap = cap_rows(new_rows, base.splits["train"].rows, max_fraction)
     notes: dict[str, Any] = {
         **labelled.counts,
@@ -265,13 +265,12 @@ def merge_feedback_into_snapshot(
         FEEDBACK_SNAPSHOT_URI: feedback_uri,
         "base_manifest_uri": base_manifest_uri,
     }
-    # The base's rows batch by batch, then the feedback rows at the end of train: the same rows in the same
-    # order as the base, whatever its size, with one batch in memory.
+    # The base's rows batch by batch, then the feedback rows at the end of train (the same rows and order)
     prefix = snapshot_prefix(store, run_id, MERGED_KIND)
-    with SnapshotWriter(store, prefix, label_names=base.label_names) as writer:
+    with SnapshotWriter(store, prefix, label_names=base.label_names, settings=settings) as writer:
         for split in (s for s in SPLITS if s in base.splits):
             writer.split(split)
-            for batch in iter_batches(store, base, split, batch_rows=writer.settings.batch_rows):
+            for batch in iter_batches(store, base, split, batch_rows=rows):
                 writer.write(split, batch)
             if split == "train" and len(new_rows):
                 writer.write(split, new_rows[[TEXT_COLUMN, LABEL_COLUMN]])

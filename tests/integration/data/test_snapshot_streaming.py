@@ -298,7 +298,8 @@ CHILD = textwrap.dedent(
     from sentiflow.release.checks import sample_cases_from
     feedback = pd.DataFrame({"text": ["a new review", "another one"], "predicted_label": ["0", "1"],
                              "correct": [True, True], "verified": [True, True]})
-    merged = merge_feedback_into_snapshot(feedback, clean, run_id="rlimit", store=store).merged_manifest_uri
+    merged = merge_feedback_into_snapshot(feedback, clean, run_id="rlimit", store=store, settings=settings)
+    merged = merged.merged_manifest_uri
     manifest = read_manifest(store, clean)
     cases = sample_cases_from(lambda: iter_frames(store, manifest, "test", batch_rows=5_000),
                               manifest.label_names, 3, 42)
