@@ -10,6 +10,13 @@ server is another process. The reference point runs the code before
 issue 23 (commit ccd81d3, from a ``git worktree``) on the same 200k-row source.
 
 Run: .venv/bin/python benchmarks/data_scale.py [--rows 200000 1000000 5000000] [--reference-rows 200000]
+
+``--tokenize ROWS`` measures instead the training side at ROWS (issue 23 asks for 1M): collect + clean in
+one child, then in a fresh child ``load_training_data`` (the splits streamed into memory-mapped Arrow files)
+and ``encode_dataset`` of train and validation with the offline MiniLM tokenizer (max_length 256) into an
+on-disk cache, recorded as ``data_scale_tokenize``. Its ``peak_rss_mib`` (VmHWM) counts the pages of the
+memory-mapped files the tokenizer touched (file-backed, reclaimable); ``peak_anon_mib`` (RssAnon, sampled
+every 0.2 s) is the process' own memory.
 """
 
 from __future__ import annotations
@@ -97,6 +104,82 @@ def child(source: str, run_id: str) -> None:
     )
 
 
+def tokenize_child(manifest_uri: str, model: str) -> None:
+    """The tokenize point: training data + tokenized train and validation; prints JSON (time, memory)."""
+    import threading
+
+    from sentiflow.modeling.transformer import TransformerClassifier
+    from sentiflow.train.data import load_training_data
+    from sentiflow.train.transformer_fit import encode_dataset
+
+    def anon_mib() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    peak = {"anon": anon_mib()}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            peak["anon"] = max(peak["anon"], anon_mib())
+
+    threading.Thread(target=sample, daemon=True).start()
+    started = time.perf_counter()
+    data = load_training_data(manifest_uri)
+    loaded = time.perf_counter()
+    classifier = TransformerClassifier.from_pretrained(model, data.label_names, max_length=256)
+    with tempfile.TemporaryDirectory(prefix="data-scale-tokens-") as cache:
+        tokens = {
+            split: len(encode_dataset(classifier, getattr(data, split), Path(cache), split))
+            for split in ("train", "validation")
+        }
+    done = time.perf_counter()
+    stop.set()
+    print(
+        json.dumps(
+            {
+                "load_s": round(loaded - started, 2),
+                "tokenize_s": round(done - loaded, 2),
+                "tokenized_rows": tokens,
+                "peak_rss_mib": peak_rss_mib(),
+                "peak_anon_mib": round(max(peak["anon"], anon_mib()), 1),
+            }
+        )
+    )
+
+
+def tokenize_point(rows: int, work: Path, model: str) -> dict:
+    """collect + clean of ``rows`` (one child), then the tokenize child on the clean snapshot."""
+    from sentiflow.storage import ObjectStore
+
+    source = work / f"corpus-{rows}"
+    subprocess.run([sys.executable, __file__, "--build", str(rows), str(source)], check=True)
+    run_id = f"bench-tokenize-{rows}"
+    prepared = subprocess.run([sys.executable, __file__, "--child", str(source), run_id], capture_output=True)
+    if prepared.returncode != 0:
+        raise RuntimeError(f"collect + clean of {rows} rows failed:\n{prepared.stderr[-4000:]!r}")
+    shutil.rmtree(source)
+    store = ObjectStore()
+    manifest_uri = str(store.uri("datasets", run_id, "clean", "manifest.json"))
+    load_before = os.getloadavg()
+    done = subprocess.run(
+        [sys.executable, __file__, "--tokenize-child", manifest_uri, model], capture_output=True, text=True
+    )
+    store.delete_prefix(store.uri("datasets", run_id + "/"))
+    if done.returncode != 0:
+        raise RuntimeError(f"tokenize point {rows} failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "rows": rows,
+        **result,
+        "model": Path(model).name,
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def run_point(rows: int, source: Path, run_id: str, pythonpath: str | None = None) -> dict:
     env = dict(os.environ)
     if pythonpath:
@@ -158,6 +241,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000, 5_000_000])
     parser.add_argument("--reference-rows", type=int, default=200_000)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--tokenize", type=int, default=None, metavar="ROWS", help="only the tokenize point")
+    parser.add_argument("--model", default=str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2"))
     args = parser.parse_args()
 
     from sentiflow import localstack
@@ -165,6 +250,26 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="data-scale-"))
     stack = localstack.stack_on_free_ports(work / "stack")
     os.environ.update(localstack.client_env(stack))
+    if args.tokenize:
+        try:
+            localstack.up(stack, ["s3"], with_airflow=False)
+            point = tokenize_point(args.tokenize, work, args.model)
+        finally:
+            localstack.down(stack, ["s3"])
+        md = (
+            "Training data of a clean snapshot of distinct IMDb-derived rows (after collect + clean, "
+            "default settings): the splits streamed into memory-mapped Arrow files, then train and "
+            f"validation tokenized ({point['model']}, max_length 256) into an on-disk cache, in a fresh "
+            "process. Peak RSS counts the memory-mapped pages read (reclaimable); peak anonymous memory is "
+            "the process' own.\n\n"
+            "| rows | load (s) | tokenize (s) | peak RSS (MiB) | peak anonymous (MiB) |\n"
+            "| ---: | ---: | ---: | ---: | ---: |\n"
+            f"| {point['rows']:,} | {point['load_s']:.1f} | {point['tokenize_s']:.1f} "
+            f"| {point['peak_rss_mib']:,.0f} | {point['peak_anon_mib']:,.0f} |\n"
+        )
+        record("data_scale_tokenize", {"points": [point]}, md)
+        print(json.dumps(point, indent=2))
+        return 0
     reference = None
     try:
         localstack.up(stack, ["s3"], with_airflow=False)
@@ -219,5 +324,8 @@ if __name__ == "__main__":
         sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3])
+        sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "--tokenize-child":
+        tokenize_child(sys.argv[2], sys.argv[3])
         sys.exit(0)
     sys.exit(main())

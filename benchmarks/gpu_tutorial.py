@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
 from sentiflow.train.data import load_training_data
 from sentiflow.train.gpu_monitor import GpuSampler
 
@@ -38,7 +37,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -49,19 +47,13 @@ def main() -> None:
 
     data = load_training_data(args.manifest, train_subset_size=args.smoke)
     if args.smoke:
-        data.test = data.test.head(args.smoke)
+        data.test = data.test.select(range(min(args.smoke, len(data.test))))
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(
         args.model, num_labels=len(data.label_names), dtype=torch.float32
     )
 
-    def tokenized(frame):
-        ds = Dataset.from_dict(
-            {
-                "text": frame[TEXT_COLUMN].astype(str).tolist(),
-                "label": frame[LABEL_COLUMN].astype(int).tolist(),
-            }
-        )
+    def tokenized(ds):  # a memory-mapped split of TrainingData: text, label
         return ds.map(
             lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=args.max_length),
             batched=True,

@@ -122,7 +122,9 @@ def run_variant(variant: str, args, train: pd.DataFrame, val: pd.DataFrame, max_
             trainer = Trainer(
                 model=clf.model,
                 args=targs,
-                train_dataset=encode_dataset(clf, train),
+                train_dataset=encode_dataset(
+                    clf, Dataset.from_pandas(train[["text", "label"]], preserve_index=False)
+                ),
                 processing_class=clf.tokenizer,
                 data_collator=DataCollatorWithPadding(clf.tokenizer),
             )

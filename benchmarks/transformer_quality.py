@@ -59,7 +59,7 @@ def main() -> int:
     manifest = Manifest(
         kind="clean", run_id="benchmark", source={"path": "imdb"}, label_names=LABELS, splits={}
     )
-    data = TrainingData(manifest=manifest, train=train, validation=validation, test=test)
+    data = TrainingData.from_frames(manifest, train=train, validation=validation, test=test)
     params = TrainParams(
         model_name=args.model,
         num_train_epochs=1,

@@ -54,7 +54,7 @@ REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`)
 def sentiment_pipeline() -> None:
     params = training_tasks.validate_params(PIPELINE)  # each parameter group, typed (its model's JSON)
     raw_uri = data_tasks.collect_task(output(params, DATASET), output(params, SEED))
-    clean_uri = data_tasks.clean_task(output(raw_uri))
+    clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest
     # clean, or clean + feedback (use_feedback)
     data_uri = data_tasks.training_data_task(output(clean_uri), output(params, FEEDBACK))
 

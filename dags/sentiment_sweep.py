@@ -40,7 +40,7 @@ local — and hands all resulting versions to the same **select_best** gate, **p
 def sentiment_sweep() -> None:
     params = training_tasks.validate_params(SWEEP)  # each parameter group, typed (its model's JSON)
     raw_uri = data_tasks.collect_task(output(params, DATASET), output(params, SEED))
-    clean_uri = data_tasks.clean_task(output(raw_uri))
+    clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest
 
     @task(task_id="plan_grid", retries=0)
     def plan_grid(base_json: str, training_json: str) -> list[str]:

@@ -83,6 +83,7 @@ HIDDEN_DROPOUT = "hidden_dropout"
 TFIDF_C = "C"
 TFIDF_NGRAM_MAX = "ngram_max"
 TFIDF_MAX_FEATURES = "max_features"
+TFIDF_MAX_TRAIN_ROWS = "max_train_rows"
 TAG_ERROR = "error"
 #: Version tag: why a release of this version was rolled back. Such versions are never candidates again
 #: unless a user names them (``pipeline.registry``).

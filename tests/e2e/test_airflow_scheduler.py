@@ -6,9 +6,10 @@ process, talking to the api-server's execution API) and ``airflow api-server``, 
 and their own ``AIRFLOW_HOME``/SQLite DB, against the session stack's S3 and MLflow and a gunicorn model
 server. The environment is ``sentiflow.airflow_local.airflow_env`` — the one ``make airflow`` uses.
 
-Small run: the TF-IDF baseline only (``train_transformer`` off), 300 training reviews, a forced promotion. It
-asserts the run's state, every task's state, the promoted version (MLflow alias and the server's answer),
-and the operator extra links of ``plugins/sentiflow_links.py`` as the api-server resolves them.
+Small run: the TF-IDF baseline only (``train_transformer`` off), 300 training reviews in parts of 150 rows
+(so clean runs as several mapped task instances), a forced promotion. It asserts the run's state, every
+task's state (and each mapped clean instance's), the promoted version (MLflow alias and the server's
+answer), and the operator extra links of ``plugins/sentiflow_links.py`` as the api-server resolves them.
 
 Set ``SENTIFLOW_SCHEDULER_RUN_JSON=<path>`` to keep the run's timings (``benchmarks/scheduler_run.py`` does).
 """
@@ -41,10 +42,18 @@ START_TIMEOUT_S = 420.0
 RUN_TIMEOUT_S = 1800.0
 HTTP_TIMEOUT_S = 60.0
 COMPONENTS = ("api-server", "dag-processor", "scheduler")
+#: Snapshot parts of 150 rows: the run's 300 training rows are two parts, validation and test one each, so
+#: clean runs as four mapped task instances (each its own process under the LocalExecutor).
+PART_ROWS = 150
+MAPPED_CLEAN_PARTS = 4
 
 EXPECTED_STATES = {
     "validate_params": "success",
     "collect": "success",
+    "clean_plan": "success",
+    "clean_part": "success",  # mapped: one per raw part (MAPPED_CLEAN_PARTS)
+    "clean_dedup": "success",
+    "clean_rewrite": "success",  # mapped over the parts that repeat an earlier part's text (IMDb has copies)
     "clean": "success",
     "training_data": "success",
     "drift_report": "success",
@@ -122,6 +131,7 @@ def airflow(
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(localstack.free_port()),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "1800",  # parse once: the files do not change
+        "SENTIFLOW_DATA_PART_ROWS": str(PART_ROWS),
     }
     # Airflow's own home is this module's, but the services (and their generated MLflow identities, kept in
     # the stack's home) are the session stack's: its connections and credentials, not new ones.
@@ -212,6 +222,12 @@ def finished_run(airflow: Airflow, imdb_dir: Path, offline_model: Path) -> dict:
         "tasks": {
             ti["task_id"]: {"state": ti["state"], "duration_s": round(ti["duration"] or 0.0, 1)} for ti in tis
         },
+        "mapped": {
+            task_id: [
+                ti["state"] for ti in sorted(tis, key=lambda ti: ti["map_index"]) if ti["task_id"] == task_id
+            ]
+            for task_id in sorted({ti["task_id"] for ti in tis if ti["map_index"] >= 0})
+        },
     }
     target = os.environ.get("SENTIFLOW_SCHEDULER_RUN_JSON")
     if target:
@@ -223,6 +239,11 @@ def test_the_run_succeeds_with_every_task_in_its_expected_state(finished_run: di
     states = {task_id: t["state"] for task_id, t in finished_run["tasks"].items()}
     assert finished_run["state"] == "success", states
     assert states == EXPECTED_STATES
+    # clean ran as mapped task instances, one per raw part of the multi-part snapshot, and rewrote the parts
+    # holding copies of an earlier part's texts (this seeded sample of IMDb has some)
+    assert finished_run["mapped"]["clean_part"] == ["success"] * MAPPED_CLEAN_PARTS
+    assert 1 <= len(finished_run["mapped"]["clean_rewrite"]) < MAPPED_CLEAN_PARTS
+    assert set(finished_run["mapped"]["clean_rewrite"]) == {"success"}
 
 
 def test_the_promoted_version_is_champion_and_served(airflow: Airflow, finished_run: dict) -> None:
@@ -271,9 +292,10 @@ def test_task_logs_in_the_airflow_ui_carry_the_progress_lines(airflow: Airflow, 
     """What the UI's log view shows for a task (the REST log endpoint it calls)."""
     run_id = finished_run["run_id"]
     texts = {}
-    for task_id in ("collect", "clean"):
+    for task_id in ("collect", "clean"):  # clean: the merge, which logs each split's rows and parts
         log = airflow.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1?full_content=true")
         texts[task_id] = json.dumps(log["content"])
     wrote = "[progress] collect: wrote train 300 rows, validation 150 rows, test 150 rows to s3://"
     assert wrote in texts["collect"]
     assert "[progress] clean: split 1/3 (train) 300 -> " in texts["clean"]
+    assert "rows, 2 part(s)" in texts["clean"]

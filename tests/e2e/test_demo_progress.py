@@ -49,13 +49,22 @@ def test_a_run_prints_every_task_and_the_progress_lines(
         record = {"state": result["state"], "wall_s": round(wall_s, 1), "conf": conf}
         Path(os.environ["SENTIFLOW_DAG_TEST_RUN_JSON"]).write_text(json.dumps(record, indent=2) + "\n")
     assert result["state"] == "success", out[-3000:]
-    for task_id, state in result["tasks"].items():
+    assert len(result["mapped"]["clean_part"]) == 3  # clean: one mapped instance per raw part
+    # each task, and each instance of a mapped one (clean_part[0], ...), by its own label
+    instances = {
+        f"{task_id}[{index}]": state
+        for task_id, states in result["mapped"].items()
+        for index, state in enumerate(states)
+    }
+    instances.update({k: v for k, v in result["tasks"].items() if k not in result["mapped"]})
+    for label, state in instances.items():
+        name = re.escape(label)
         if state == "skipped":
-            assert re.search(rf"\] {task_id}: skipped$", out, re.M), task_id
+            assert re.search(rf"\] {name}: skipped$", out, re.M), label
         else:
-            assert re.search(rf"\] {task_id}: running$", out, re.M), task_id
-            assert re.search(rf"\] {task_id}: {state} after \d", out, re.M), task_id
-            assert (tmp_path / f"{task_id}.log").exists()
+            assert re.search(rf"\] {name}: running$", out, re.M), label
+            assert re.search(rf"\] {name}: {state} after \d", out, re.M), label
+            assert (tmp_path / f"{label}.log").exists()
     assert re.search(r"\] collect: wrote train [\d,]+ rows", out), out
     assert re.search(r"\] clean: split 1/3 \(train\) 300 -> \d+ rows", out), out
     assert result["logs"] == {"folder": str(tmp_path), "failed": {}}

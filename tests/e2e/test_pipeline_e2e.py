@@ -116,6 +116,9 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     assert first["state"] == "success", first["tasks"]
     assert first["tasks"]["promote"] == "success" and first["tasks"]["keep_champion"] == "skipped"
 
+    # clean, mapped: one task per raw part (one part per split here); no copies across parts to rewrite
+    assert first["mapped"]["clean_part"] == ["success"] * 3 and len(first["xcom"]["clean_part"]) == 3
+    assert first["tasks"]["clean_dedup"] == "success" and first["tasks"]["clean_rewrite"] == "skipped"
     data_uri = first["xcom"]["training_data"]
     assert data_uri != first["xcom"]["clean"] and "clean-with-feedback" in data_uri
     manifest = read_manifest(store, data_uri)

@@ -64,8 +64,14 @@ def binary_dataset(folder: Path) -> Path:
     labels = ["pos", "neg"] * 60
     words = {"pos": VOCAB[1][1], "neg": VOCAB[1][-1]}
     texts = [" ".join(list(rng.choice(words[y], 2)) + list(rng.choice(FILLER, 5))) for y in labels]
+    # copies of the first reviews at the end: with small parts (SMALL_PARTS) they repeat across parts
+    texts, labels = texts + [t.upper() for t in texts[:30]], labels + labels[:30]
     pd.DataFrame({"review": texts, "sentiment": labels}).to_csv(folder / "train.csv", index=False)
     return folder
+
+
+#: 20 rows a part: the binary dataset's splits become several parts each, cleaned by several mapped tasks.
+SMALL_PARTS = {"SENTIFLOW_DATA_PART_ROWS": "20"}
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +116,20 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     client = registry.mlflow_client(MLflowSettings())
     server = ModelServerClient(stack.server_url, stack.server_token)
 
-    binary = run_dag("sentiment_pipeline", conf(env["binary"], force_promote=True))
+    binary = run_dag("sentiment_pipeline", conf(env["binary"], force_promote=True), env=SMALL_PARTS)
     assert binary["state"] == "success", binary["tasks"]
+    # clean ran as mapped tasks under dag.test(): one per raw part, a rewrite for each part holding
+    # copies of an earlier part's texts, and the split has no copy left
+    from sentiflow.data.snapshot import read_manifest, read_split
+    from sentiflow.storage import ObjectStore
+
+    raw = read_manifest(ObjectStore(), binary["xcom"]["collect"])
+    parts = sum(len(split.parts) for split in raw.splits.values())
+    assert len(raw.splits["train"].parts) > 2 and binary["mapped"]["clean_part"] == ["success"] * parts
+    assert binary["mapped"]["clean_rewrite"] and set(binary["mapped"]["clean_rewrite"]) == {"success"}
+    cleaned = read_manifest(ObjectStore(), binary["xcom"]["clean"])
+    assert cleaned.dropped["train"]["duplicate_text"] > 0 and cleaned.notes["cleaned_by"]
+    assert not read_split(ObjectStore(), cleaned, "train")["text"].duplicated().any()
     binary_version = binary["xcom"]["promote"]["version"]
     assert server.model()["label_names"] == ["negative", "positive"]
 
@@ -130,11 +148,7 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     forced = run_dag("sentiment_pipeline", conf(env["three"], force_promote=True))
     assert forced["state"] == "success", forced["tasks"]
     version = forced["xcom"]["promote"]["version"]
-    raw = forced["xcom"]["collect"]
-    from sentiflow.data.snapshot import read_manifest
-    from sentiflow.storage import ObjectStore
-
-    manifest = read_manifest(ObjectStore(), raw)
+    manifest = read_manifest(ObjectStore(), forced["xcom"]["collect"])
     assert manifest.label_names == THREE and manifest.source["label_ids"] == {"-1": 0, "0": 1, "1": 2}
     assert "carved" in manifest.source["split_origin"]["test"]
     check = forced["xcom"]["inference_check"]

@@ -150,12 +150,15 @@ def test_a_real_fine_tune_logs_progress_lines(tiny_model_dir: Path, caplog) -> N
 
     import pandas as pd
 
+    from sentiflow.data.snapshot import Manifest
+    from sentiflow.train.data import TrainingData
     from sentiflow.train.params import TrainParams
     from sentiflow.train.transformer_fit import fit_transformer
 
     texts = [f"review number {i} was {'great fun' if i % 2 else 'awful and dull'}" for i in range(64)]
     frame = pd.DataFrame({"text": texts, "label": [i % 2 for i in range(64)]})
-    data = SimpleNamespace(train=frame, validation=frame.head(16), label_names=["negative", "positive"])
+    manifest = Manifest(kind="clean", run_id="t", source={}, label_names=["negative", "positive"], splits={})
+    data = TrainingData.from_frames(manifest, train=frame, validation=frame.head(16), test=frame.head(16))
     params = TrainParams(
         model_name=str(tiny_model_dir), num_train_epochs=1, per_device_train_batch_size=16, max_length=32
     )
@@ -182,13 +185,16 @@ def test_prediction_over_a_large_split_runs_in_chunks_and_reports_progress(caplo
             self.calls.append(len(texts))
             return np.array([[0.25, 0.75] if t.endswith("1") else [0.9, 0.1] for t in texts])
 
+    from datasets import Dataset
+
     model = Recorder()
     texts = [f"text {i % 2}" for i in range(600)]
+    split = Dataset.from_dict({"text": texts, "label": [0] * 600})  # a split of TrainingData
     with caplog.at_level(logging.INFO, logger="sentiflow.train.runner"):
-        probs = runner._predict_progress(model, texts, "test")
+        probs = runner._predict_progress(model, split, "test")
     assert model.calls == [256, 256, 88]
     assert probs.shape == (600, 2) and probs[1].tolist() == [0.25, 0.75] and probs[598].tolist() == [0.9, 0.1]
     assert f"{PROGRESS_MARK} predict test: 600/600 (100%)" in caplog.text
     small = Recorder()
-    runner._predict_progress(small, texts[:100], "validation")
+    runner._predict_progress(small, split.select(range(100)), "validation")
     assert small.calls == [100]  # one call, as before, when it is quick anyway

@@ -14,18 +14,26 @@ Rules (issue 7), all enforced here so every caller gets them:
 * at most ``max_fraction`` x the base train split's rows are added (the most recent win), so a flood of
   feedback cannot outweigh the dataset; the rest stay in the feedback snapshot, counted.
 
+The base snapshot is streamed (``iter_batches`` in, ``SnapshotWriter`` out): memory is the exported
+feedback plus one batch of base rows, whatever the base's size. The export itself (the rows since the last
+export, one ``GET /feedback/export``) is held in pandas.
+
 The counts go into the merged manifest's ``notes`` (``feedback_rows_used``, ``feedback_snapshot_uri``, ...)
 for the training run to log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from sentiflow.data.snapshot import Manifest, read_manifest, read_split, write_snapshot
+from sentiflow.config import DataSettings
+from sentiflow.data.snapshot import Manifest, SnapshotWriter, iter_batches, read_manifest, write_snapshot
 from sentiflow.names import (
     FEEDBACK_ROWS_OVER_CAP,
     FEEDBACK_ROWS_UNLABELLED,
@@ -161,13 +169,24 @@ def label_feedback(rows: pd.DataFrame, label_names: list[str], *, clean: bool = 
 
 
 def dedupe_against_base(
-    feedback: pd.DataFrame, base: dict[str, pd.DataFrame]
+    feedback: pd.DataFrame, base: Mapping[str, Iterable[pa.Array | pa.ChunkedArray]]
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Drop feedback whose text is already in any base split; count the overlap per split."""
+    """Drop feedback whose text is already in any base split; count the overlap per split.
+
+    ``base``: per split, its texts as a stream of Arrow arrays (``iter_batches``), each read once: memory is
+    the feedback plus one batch of base texts (and the base texts equal to a feedback text), whatever the
+    base's size. Exact comparison of the texts (Arrow's ``is_in``), no hashing.
+    """
+    lookup = pa.array(feedback[TEXT_COLUMN].astype(str).tolist(), type=pa.string())
     overlap: dict[str, int] = {}
     seen = pd.Series(False, index=feedback.index)
-    for split, frame in base.items():
-        hit = feedback[TEXT_COLUMN].isin(set(frame[TEXT_COLUMN]))
+    for split, batches in base.items():
+        found: set[str] = set()
+        for texts in batches:
+            if len(lookup):
+                values = lookup if lookup.type == texts.type else lookup.cast(texts.type)
+                found.update(pc.filter(texts, pc.is_in(texts, value_set=values)).to_pylist())
+        hit = feedback[TEXT_COLUMN].isin(found)
         overlap[split] = int((hit & ~seen).sum())
         seen |= hit
     return feedback[~seen].reset_index(drop=True), overlap
@@ -196,6 +215,7 @@ def merge_feedback_into_snapshot(
     source: dict[str, Any] | None = None,
     clean: bool = True,
     max_fraction: float | None = None,
+    settings: DataSettings | None = None,
 ) -> FeedbackMergeResult:
     """Write the feedback snapshot and the merged training snapshot; return both manifest URIs.
 
@@ -203,14 +223,14 @@ def merge_feedback_into_snapshot(
     ``true_label``, ``created_at``, ``model_version``, ``id``). Both snapshots live under the run's own
     folder (``datasets/<run_id>/feedback/`` and ``datasets/<run_id>/clean-with-feedback/``), so a re-run
     replaces its own output and never another run's. ``max_fraction``: at most that many feedback rows per
-    base train row are added (the most recent first); ``None`` adds all.
+    base train row are added (the most recent first); ``None`` adds all. ``settings``: batch and part sizes.
     """
     from sentiflow.data.collect import snapshot_prefix
 
     store = store or ObjectStore()
+    settings = settings or DataSettings()
     base: Manifest = read_manifest(store, base_manifest_uri)
-    base_frames = {s: read_split(store, base, s) for s in SPLITS if s in base.splits}
-    if "train" not in base_frames:
+    if "train" not in base.splits:
         raise FeedbackDataError(f"base snapshot {base_manifest_uri} has no train split to merge into")
 
     labelled = label_feedback(feedback_rows, base.label_names, clean=clean)
@@ -229,8 +249,14 @@ def merge_feedback_into_snapshot(
         notes=dict(labelled.counts),
     )
 
-    new_rows, overlap = dedupe_against_base(labelled.frame, base_frames)
-    new_rows, over_cap = cap_rows(new_rows, len(base_frames["train"]), max_fraction)
+    rows = settings.batch_rows
+    base_texts = {  # each base split's texts, batch by batch, read as dedupe_against_base consumes them
+        split: (b.column(0) for b in iter_batches(store, base, split, batch_rows=rows, columns=[TEXT_COLUMN]))
+        for split in SPLITS
+        if split in base.splits
+    }
+    new_rows, overlap = dedupe_against_base(labelled.frame, base_texts)
+    new_rows, over_cap = cap_rows(new_rows, base.splits["train"].rows, max_fraction)
     notes: dict[str, Any] = {
         **labelled.counts,
         "feedback_rows_in_base": overlap,
@@ -239,29 +265,29 @@ def merge_feedback_into_snapshot(
         FEEDBACK_SNAPSHOT_URI: feedback_uri,
         "base_manifest_uri": base_manifest_uri,
     }
-    merged = dict(base_frames)
-    merged["train"] = pd.concat(
-        [base_frames["train"][[TEXT_COLUMN, LABEL_COLUMN]], new_rows[[TEXT_COLUMN, LABEL_COLUMN]]],
-        ignore_index=True,
-    )
-    merged_uri = write_snapshot(
-        store,
-        snapshot_prefix(store, run_id, MERGED_KIND),
-        merged,
-        kind="clean",
-        run_id=run_id,
-        source={
-            "type": "clean+feedback",
-            "base": base_manifest_uri,
-            "feedback": feedback_uri,
-            # the dataset's own name, so the web page and MLflow show where the rows came from
-            "source": (base.source or {}).get("source"),
-        },
-        label_names=base.label_names,
-        parent=base_manifest_uri,
-        dropped={**base.dropped, "feedback": {k: v for k, v in labelled.counts.items() if "rows_" in k}},
-        notes={**base.notes, **notes},
-    )
+    # The base's rows batch by batch, then the feedback rows at the end of train (the same rows and order)
+    prefix = snapshot_prefix(store, run_id, MERGED_KIND)
+    with SnapshotWriter(store, prefix, label_names=base.label_names, settings=settings) as writer:
+        for split in (s for s in SPLITS if s in base.splits):
+            writer.split(split)
+            for batch in iter_batches(store, base, split, batch_rows=rows):
+                writer.write(split, batch)
+            if split == "train" and len(new_rows):
+                writer.write(split, new_rows[[TEXT_COLUMN, LABEL_COLUMN]])
+        merged_uri = writer.finish(
+            kind="clean",
+            run_id=run_id,
+            source={
+                "type": "clean+feedback",
+                "base": base_manifest_uri,
+                "feedback": feedback_uri,
+                # the dataset's own name, so the web page and MLflow show where the rows came from
+                "source": (base.source or {}).get("source"),
+            },
+            parent=base_manifest_uri,
+            dropped={**base.dropped, "feedback": {k: v for k, v in labelled.counts.items() if "rows_" in k}},
+            notes={**base.notes, **notes},
+        )
     return FeedbackMergeResult(feedback_uri, merged_uri, notes)
 
 

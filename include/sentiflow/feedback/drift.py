@@ -7,6 +7,10 @@ Three signals, each cheap and explainable to a non-specialist:
 * **out-of-vocabulary rate**: the share of production tokens never (or rarely) seen in training, next to
   the same rate for the validation split as the "normal" reference.
 
+The training snapshot is read batch by batch (``iter_frames``) into a ``SplitProfile``: label counts, a
+histogram of text lengths and token counts, so memory grows with the vocabulary, never with the rows; the
+validation split is read once more, batch by batch, for the reference OOV rate.
+
 PSI (population stability index) = Σ (a − e) · ln(a / e) over bins; the usual reading is < 0.1 stable,
 0.1–0.2 moderate, > 0.2 a real shift (``SENTIFLOW_DRIFT_PSI_THRESHOLD``). Above the threshold the report
 raises an alert through the same path as wrong-prediction flags.
@@ -19,8 +23,7 @@ import html
 import io
 import json
 import logging
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,9 +32,19 @@ import numpy as np
 import pandas as pd
 
 from sentiflow.config import AlertSettings, DriftSettings
-from sentiflow.data.snapshot import read_manifest, read_split
+from sentiflow.data.snapshot import iter_frames, read_manifest
 from sentiflow.feedback.alerts import ALERT_DRIFT, Alert, FeedbackAlerter
-from sentiflow.feedback.sampling import hash_tokens, read_production_sample, text_features
+from sentiflow.feedback.drift_metrics import (
+    SplitProfile,
+    add_histograms,
+    categorical_psi,
+    histogram_quantiles,
+    length_psi,
+    oov_counts,
+    oov_rate,
+    shares,
+)
+from sentiflow.feedback.sampling import read_production_sample, text_features
 from sentiflow.names import (
     DRIFT_OOV_RATE,
     DRIFT_OOV_RATE_REFERENCE,
@@ -45,56 +58,6 @@ from sentiflow.names import (
 from sentiflow.storage import ObjectStore
 
 logger = logging.getLogger("sentiflow.drift")
-
-_EPS = 1e-4
-
-
-def _psi_from_shares(expected: np.ndarray, actual: np.ndarray) -> float:
-    e = np.clip(expected, _EPS, None)
-    a = np.clip(actual, _EPS, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def psi(expected: Sequence[float], actual: Sequence[float], bins: int = 10) -> float:
-    """PSI of a numeric feature; bins are the quantiles of ``expected`` (so each holds ~1/bins of it)."""
-    e = np.asarray(expected, dtype=float)
-    a = np.asarray(actual, dtype=float)
-    if e.size == 0 or a.size == 0:
-        raise ValueError(f"PSI needs two non-empty samples, got {e.size} and {a.size} values")
-    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
-    e_shares = np.bincount(np.searchsorted(edges, e, side="right"), minlength=edges.size + 1) / e.size
-    a_shares = np.bincount(np.searchsorted(edges, a, side="right"), minlength=edges.size + 1) / a.size
-    return _psi_from_shares(e_shares, a_shares)
-
-
-def shares(counts: Mapping[str, float], categories: Sequence[str]) -> np.ndarray:
-    total = sum(counts.get(c, 0) for c in categories)
-    if total == 0:
-        return np.zeros(len(categories))
-    return np.array([counts.get(c, 0) / total for c in categories], dtype=float)
-
-
-def categorical_psi(expected: Mapping[str, float], actual: Mapping[str, float]) -> float:
-    """PSI over categories (labels); a category missing on one side counts as a tiny share."""
-    categories = sorted(set(expected) | set(actual))
-    return _psi_from_shares(shares(expected, categories), shares(actual, categories))
-
-
-def hashed_vocabulary(texts: Iterable[str], settings: DriftSettings) -> set[str]:
-    """Token hashes seen at least ``vocab_min_count`` times in (already cleaned) training texts."""
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(text.split())
-    frequent = [t for t, n in counts.items() if n >= settings.vocab_min_count]
-    return set(hash_tokens(frequent, settings.hash_key.get_secret_value().encode()))
-
-
-def oov_rate(token_hashes: Iterable[Sequence[str]], vocabulary: set[str]) -> float:
-    total = oov = 0
-    for hashes in token_hashes:
-        total += len(hashes)
-        oov += sum(1 for h in hashes if h not in vocabulary)
-    return oov / total if total else 0.0
 
 
 @dataclass
@@ -112,36 +75,36 @@ class DriftResult:
 
 
 def compute_drift(
-    train: pd.DataFrame,
-    reference: pd.DataFrame | None,
+    train: SplitProfile,
+    reference: Iterable[pd.DataFrame] | None,
     sample: pd.DataFrame,
-    label_names: Sequence[str],
     settings: DriftSettings | None = None,
 ) -> DriftResult:
-    """Metrics only (no I/O): ``train``/``reference`` are clean splits, ``sample`` a production sample."""
+    """Metrics only (no I/O): ``train`` profiles the clean training split, ``reference`` is the clean
+    validation split in batches (read once, for the reference OOV rate), ``sample`` a production sample."""
     s = settings or DriftSettings()
-    train_labels = {name: int((train[LABEL_COLUMN] == i).sum()) for i, name in enumerate(label_names)}
     prod_labels = {str(k): int(v) for k, v in sample["predicted_label"].value_counts().items()}
     metrics: dict[str, float] = {DRIFT_SAMPLE_ROWS: float(len(sample))}
     if len(sample) == 0:
-        return DriftResult(metrics, train_labels, prod_labels)
+        return DriftResult(metrics, train.label_counts, prod_labels)
 
-    train_lengths = train[TEXT_COLUMN].str.len().to_numpy()
-    vocabulary = hashed_vocabulary(train[TEXT_COLUMN], s)
-    metrics[DRIFT_PSI_LABEL] = categorical_psi(train_labels, prod_labels)
-    metrics[DRIFT_PSI_TEXT_LENGTH] = psi(train_lengths, sample["text_length"].to_numpy(), bins=s.length_bins)
+    vocabulary = train.vocabulary(s)
+    production_lengths = sample["text_length"].to_numpy()
+    metrics[DRIFT_PSI_LABEL] = categorical_psi(train.label_counts, prod_labels)
+    metrics[DRIFT_PSI_TEXT_LENGTH] = length_psi(train, production_lengths, bins=s.length_bins)
     metrics[DRIFT_OOV_RATE] = oov_rate(sample["token_hashes"], vocabulary)
-    if reference is not None and len(reference):
-        ref = text_features(reference[TEXT_COLUMN].tolist(), s, cleaned=True)
-        metrics[DRIFT_OOV_RATE_REFERENCE] = oov_rate(ref["token_hashes"], vocabulary)
+    oov = total = 0
+    for frame in reference or []:
+        features = text_features(frame[TEXT_COLUMN].tolist(), s, cleaned=True)
+        batch_oov, batch_total = oov_counts(features["token_hashes"], vocabulary)
+        oov, total = oov + batch_oov, total + batch_total
+    if total:
+        metrics[DRIFT_OOV_RATE_REFERENCE] = oov / total
     return DriftResult(
         metrics,
-        train_labels,
+        train.label_counts,
         prod_labels,
-        details={
-            "train_lengths": train_lengths,
-            "production_lengths": sample["text_length"].to_numpy(),
-        },
+        details={"train_length_counts": train.length_counts, "production_lengths": production_lengths},
     )
 
 
@@ -153,12 +116,14 @@ def _figure_png(result: DriftResult) -> str:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    train_len = result.details.get("train_lengths")
+    train_counts = result.details.get("train_length_counts")
     prod_len = result.details.get("production_lengths")
-    if train_len is not None and prod_len is not None and len(prod_len):
-        top = float(np.quantile(np.concatenate([train_len, prod_len]), 0.99)) or 1.0
+    if train_counts is not None and prod_len is not None and len(prod_len):
+        both = add_histograms(train_counts, np.bincount(np.asarray(prod_len, dtype=np.int64)))
+        top = float(histogram_quantiles(both, np.array([0.99]))[0]) or 1.0
         bins = np.linspace(0, top, 40)
-        ax1.hist(train_len, bins=bins, density=True, alpha=0.5, label="training")
+        lengths = np.arange(len(train_counts))
+        ax1.hist(lengths, bins=bins, weights=train_counts, density=True, alpha=0.5, label="training")
         ax1.hist(prod_len, bins=bins, density=True, alpha=0.5, label="production")
         ax1.set_xlabel("cleaned text length (characters)")
         ax1.legend()
@@ -241,11 +206,18 @@ def drift_report(
     until = until or datetime.now(UTC)
     since = since or until - timedelta(days=7)
     manifest = read_manifest(store, manifest_uri)
-    train = read_split(store, manifest, "train")
-    reference = read_split(store, manifest, "validation") if "validation" in manifest.splits else None
+    columns = [TEXT_COLUMN, LABEL_COLUMN]
+    train = SplitProfile.from_frames(
+        iter_frames(store, manifest, "train", columns=columns), manifest.label_names
+    )
+    reference = (
+        iter_frames(store, manifest, "validation", columns=[TEXT_COLUMN])
+        if "validation" in manifest.splits
+        else None
+    )
     if sample is None:
         sample = read_production_sample(store, since=since, until=until, settings=s)
-    result = compute_drift(train, reference, sample, manifest.label_names, s)
+    result = compute_drift(train, reference, sample, s)
 
     worst = max(result.metrics.get(DRIFT_PSI_LABEL, 0.0), result.metrics.get(DRIFT_PSI_TEXT_LENGTH, 0.0))
     if worst > s.psi_threshold:

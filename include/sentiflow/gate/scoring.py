@@ -48,19 +48,23 @@ def validation_rows(
     store: Any, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """This run's validation texts and label ids (subset as training subsets them, with ``seed``, by default
-    the trainer's) and the label names."""
-    from sentiflow.data.snapshot import read_manifest, read_split
-    from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
-    from sentiflow.train.data import subset
+    the trainer's: the same loader, ``train.data.load_split``) and the label names. The texts are a list:
+    both models predict all of them."""
+    import tempfile
+    from pathlib import Path
+
+    from sentiflow.data.snapshot import read_manifest
+    from sentiflow.names import TEXT_COLUMN
+    from sentiflow.train.data import label_ids, load_split
 
     manifest = read_manifest(store, manifest_uri)
     seed = default_seed() if seed is None else seed
-    frame = subset(read_split(store, manifest, "validation"), eval_subset_size, seed)
-    return (
-        frame[TEXT_COLUMN].astype(str).tolist(),
-        frame[LABEL_COLUMN].to_numpy().astype(int),
-        list(manifest.label_names),
-    )
+    with tempfile.TemporaryDirectory(prefix="sentiflow-gate-") as folder:
+        rows = load_split(
+            store, manifest, "validation", Path(folder), subset_size=eval_subset_size, seed=seed
+        )
+        texts = [str(t) for t in rows.with_format("arrow")[TEXT_COLUMN].to_pylist()]
+        return texts, label_ids(rows).astype(int), list(manifest.label_names)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +51,9 @@ class TfidfClassifier(TextClassifier):
         )
         return cls(pipeline, label_names)
 
-    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> TfidfClassifier:
-        self.pipeline.fit(list(texts), np.asarray(labels))
+    def fit(self, texts: Iterable[str], labels: Sequence[int] | np.ndarray) -> TfidfClassifier:
+        """``texts`` is read once, in order (a generator will do: no list of every text is built)."""
+        self.pipeline.fit(texts, np.asarray(labels))
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -1,9 +1,13 @@
 """Airflow tasks of the data stage: collect → clean → training data (feedback merged), the drift report and
 the feedback lineage recorded on the training runs. Each returns S3 URIs or small dicts for XCom.
+
+clean runs as mapped tasks, one per raw part (``clean_mapped`` wires them), so the Celery or Kubernetes
+executors spread it over workers; its last task keeps the id ``clean`` and returns the manifest URI.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +23,7 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
+    output,
     safe_run_id,
     server_endpoint,
     training_results,
@@ -52,15 +57,88 @@ def collect_task(dataset_json: str, seed: int) -> str:
     return uri
 
 
-@task(task_id="clean", outlets=[CLEAN_SNAPSHOT], execution_timeout=timedelta(minutes=60), **IO_RETRIES)
-def clean_task(raw_manifest_uri: str) -> str:
-    """Raw snapshot → clean snapshot (HTML, special characters, lowercase); returns its manifest URI."""
-    from sentiflow.data.clean import clean_snapshot
+# clean, spread over workers (sentiflow.data.clean_parts): plan → one mapped task per raw part → the copies
+# across parts, found on digests → the parts holding such copies rewritten (mapped) → the manifest.
+#: At most this many parts of one run are cleaned at once (each task holds about one batch of rows).
+CLEAN_PARALLEL_PARTS = 16
+_CLEAN_TIMEOUT = timedelta(minutes=60)
+
+
+@task(task_id="clean_plan", execution_timeout=timedelta(minutes=10), **IO_RETRIES)
+def clean_plan_task(raw_manifest_uri: str) -> list[dict[str, Any]]:
+    """One ``{"split", "part_index"}`` per raw part (the mapped tasks' arguments); clears the clean prefix."""
+    from sentiflow.data.clean_parts import clean_plan
+
+    return clean_plan(raw_manifest_uri, store=object_store(PipelineSettings()))
+
+
+@task(
+    task_id="clean_part",
+    max_active_tis_per_dagrun=CLEAN_PARALLEL_PARTS,
+    execution_timeout=_CLEAN_TIMEOUT,
+    **IO_RETRIES,
+)
+def clean_part_task(raw_manifest_uri: str, split: str, part_index: int) -> dict[str, Any]:
+    """Clean one raw part (copies within it dropped); returns its part entry and counts for XCom."""
+    from sentiflow.data.clean_parts import clean_part
+
+    return clean_part(raw_manifest_uri, split, part_index, store=object_store(PipelineSettings()))
+
+
+@task(task_id="clean_dedup", execution_timeout=_CLEAN_TIMEOUT, **IO_RETRIES)
+def clean_dedup_task(cleaned: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Digests only: the parts that repeat a text of an earlier part of their split (to be rewritten)."""
+    from sentiflow.data.clean_parts import find_repeats
+
+    return find_repeats(list(cleaned), store=object_store(PipelineSettings()))
+
+
+@task(
+    task_id="clean_rewrite",
+    max_active_tis_per_dagrun=CLEAN_PARALLEL_PARTS,
+    execution_timeout=_CLEAN_TIMEOUT,
+    **IO_RETRIES,
+)
+def clean_rewrite_task(cleaned: dict[str, Any], repeats_uri: str) -> dict[str, Any]:
+    """One part rewritten without the rows an earlier part of its split already holds."""
+    from sentiflow.data.clean_parts import drop_repeats
+
+    return drop_repeats(cleaned, repeats_uri, store=object_store(PipelineSettings()))
+
+
+@task(
+    task_id="clean",
+    outlets=[CLEAN_SNAPSHOT],
+    trigger_rule="none_failed",  # clean_rewrite is skipped when no part needs a rewrite
+    execution_timeout=timedelta(minutes=10),
+    **IO_RETRIES,
+)
+def clean_merge_task(
+    raw_manifest_uri: str, cleaned: Sequence[dict[str, Any]], rewritten: Sequence[dict[str, Any]] | None
+) -> str:
+    """Write the clean manifest (no rows read); returns its URI, what every later task reads."""
+    from sentiflow.data.clean_parts import merge_clean
 
     context = get_current_context()
-    uri = clean_snapshot(raw_manifest_uri, store=object_store(PipelineSettings()))
+    uri = merge_clean(
+        raw_manifest_uri,
+        list(cleaned),
+        list(rewritten or []),
+        store=object_store(PipelineSettings()),
+    )
     context["outlet_events"][CLEAN_SNAPSHOT].extra = {"manifest_uri": uri}
     return uri
+
+
+def clean_mapped(raw_uri: Any) -> Any:
+    """Wire the mapped clean after ``raw_uri`` (collect's output); returns the ``clean`` task's output.
+
+    With the Celery or Kubernetes executor each mapped task may run on another worker.
+    """
+    plan = clean_plan_task(raw_uri)
+    cleaned = clean_part_task.partial(raw_manifest_uri=raw_uri).expand_kwargs(plan)
+    rewritten = clean_rewrite_task.expand_kwargs(clean_dedup_task(output(cleaned)))
+    return clean_merge_task(raw_uri, output(cleaned), output(rewritten))
 
 
 @task(task_id="training_data", execution_timeout=timedelta(minutes=30), retries=0)

@@ -13,8 +13,9 @@ from typing import Any
 
 
 def run_dag(dag_id: str, conf: dict[str, Any], dags_folder: str | Path | None = None) -> dict[str, Any]:
-    """Run ``dag_id`` with ``conf``; return the run state, each task's state, XCom value and rendered
-    template fields (what a task was handed, e.g. the training pod's arguments)."""
+    """Run ``dag_id`` with ``conf``; return the run state, each task's state (``mapped``: a mapped task's
+    state per map index), XCom value (a mapped task's: a list in map-index order) and rendered template
+    fields (what a task was handed, e.g. the training pod's arguments)."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.taskinstance import TaskInstance
@@ -28,7 +29,11 @@ def run_dag(dag_id: str, conf: dict[str, Any], dags_folder: str | Path | None = 
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run.run_id).all()
         states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in tis}
+        mapped: dict[str, list[str]] = {}
+        for ti in sorted((ti for ti in tis if ti.map_index >= 0), key=lambda ti: ti.map_index):
+            mapped.setdefault(ti.task_id, []).append(str(getattr(ti.state, "value", ti.state)))
         rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run.run_id).all()
+        rows.sort(key=lambda row: row.map_index)
         xcoms: dict[str, Any] = {}
         for row in rows:
             key = row.task_id if row.key == "return_value" else f"{row.task_id}.{row.key}"
@@ -43,6 +48,7 @@ def run_dag(dag_id: str, conf: dict[str, Any], dags_folder: str | Path | None = 
         "run_id": run.run_id,
         "state": str(getattr(run.state, "value", run.state)),
         "tasks": states,
+        "mapped": mapped,
         "xcom": xcoms,
         "rendered": rendered,
     }

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sentiflow.names import TAG_DATASET_MANIFEST, split_metric
+from sentiflow.names import LABEL_COLUMN, TAG_DATASET_MANIFEST, TEXT_COLUMN, split_metric
 from sentiflow.release.checks import (
     DEFAULT_ACCURACY_MARGIN,
     DEFAULT_CASES_PER_CLASS,
@@ -21,7 +21,7 @@ from sentiflow.release.checks import (
     InferenceCheckError,
     cases_from_csv,
     required_accuracy,
-    sample_cases,
+    sample_cases_from,
     user_cases,
 )
 
@@ -78,7 +78,7 @@ class CheckPlan:
 
 def plan_check(store: Any, client: Any, run_id: str | None, params: CheckParams, *, seed: int) -> CheckPlan:
     """Sampled cases (``seed``) from the run's test snapshot + the trigger's cases; the required accuracy."""
-    from sentiflow.data.snapshot import SnapshotError, read_manifest, read_split
+    from sentiflow.data.snapshot import SnapshotError, iter_frames, read_manifest
 
     per_class = params.check_cases_per_class
     run = client.get_run(run_id) if run_id else None
@@ -94,10 +94,15 @@ def plan_check(store: Any, client: Any, run_id: str | None, params: CheckParams,
             )
         try:
             manifest = read_manifest(store, manifest_uri)
-            test = read_split(store, manifest, "test")
+            manifest.split("test")
+            sampled = sample_cases_from(
+                lambda: iter_frames(store, manifest, "test", columns=[TEXT_COLUMN, LABEL_COLUMN]),
+                manifest.label_names,
+                per_class,
+                seed,
+            )
         except SnapshotError as exc:
             raise InferenceCheckError(f"cannot draw check cases: {exc}") from exc
-        sampled = sample_cases(test, manifest.label_names, per_class, seed)
     if params.check_csv_uri:
         given = cases_from_csv(store.read_location(params.check_csv_uri), params.check_csv_uri)
     else:

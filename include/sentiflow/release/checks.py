@@ -10,9 +10,11 @@ Expected labels may be names (``positive``), ids (``1``) or an unambiguous prefi
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
 
@@ -86,26 +88,63 @@ def cases_from_csv(data: bytes, origin: str) -> list[CheckCase]:
 
 
 def sample_cases(frame: Any, label_names: Sequence[str], per_class: int, seed: int) -> list[CheckCase]:
+    """``sample_cases_from`` for one in-memory frame (``text``, ``label`` ids)."""
+    return sample_cases_from(lambda: [frame], label_names, per_class, seed)
+
+
+def _pools(frame: Any, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``frame``: its class when it may be drawn (-1: an empty text), and whether it is short."""
+    texts = frame[TEXT_COLUMN].astype(str)
+    labels = frame[LABEL_COLUMN].to_numpy()
+    usable = texts.str.strip().ne("").to_numpy() & (labels >= 0) & (labels < num_labels)
+    return np.where(usable, labels, -1), (texts.str.len() <= MAX_SAMPLED_TEXT_CHARS).to_numpy()
+
+
+def sample_cases_from(
+    frames: Callable[[], Iterable[Any]], label_names: Sequence[str], per_class: int, seed: int
+) -> list[CheckCase]:
     """``per_class`` labelled texts of each class from a snapshot split (``text``, ``label`` ids), seeded.
 
     Expected labels are the dataset's own names, so the check works for any label set. Short texts are
-    preferred (the server refuses very long ones); a class with fewer rows gives what it has.
+    preferred (the server refuses very long ones); a class with fewer rows gives what it has. ``frames``
+    gives the split's batches (``iter_frames``) and is read twice, so memory is one batch: once to count
+    each class's pool, then to pick the rows at the positions ``RandomState(seed).choice`` draws in it —
+    the rows ``DataFrame.sample(random_state=seed)`` draws from the whole split, in its order.
     """
     if per_class < 0:
         raise InferenceCheckError(f"check_cases_per_class must be >= 0, got {per_class}")
-    cases: list[CheckCase] = []
     if per_class == 0:
-        return cases
-    texts = frame[TEXT_COLUMN].astype(str)
-    for label_id, name in enumerate(label_names):
-        rows = frame[(frame[LABEL_COLUMN] == label_id) & texts.str.strip().ne("")]
-        short = rows[rows[TEXT_COLUMN].astype(str).str.len() <= MAX_SAMPLED_TEXT_CHARS]
-        pool = short if len(short) >= min(per_class, len(rows)) else rows
-        taken = pool.sample(n=min(per_class, len(pool)), random_state=seed)
-        cases.extend(
-            CheckCase(text=str(t)[: MAX_SAMPLED_TEXT_CHARS * 5], expected=name) for t in taken[TEXT_COLUMN]
-        )
-    return cases
+        return []
+    k = len(label_names)
+    rows, short = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+    for frame in frames():
+        classes, is_short = _pools(frame, k)
+        rows += np.bincount(classes[classes >= 0], minlength=k)
+        short += np.bincount(classes[(classes >= 0) & is_short], minlength=k)
+    only_short = short >= np.minimum(per_class, rows)
+    pool_size = np.where(only_short, short, rows)
+    draws = [
+        np.random.RandomState(seed).choice(int(n), size=min(per_class, int(n)), replace=False)
+        for n in pool_size
+    ]
+    wanted = [{int(p): order for order, p in enumerate(d)} for d in draws]
+    picked: list[list[str]] = [[""] * len(d) for d in draws]
+    passed = np.zeros(k, dtype=np.int64)  # rows of each pool before this batch
+    for frame in frames():
+        classes, is_short = _pools(frame, k)
+        texts = frame[TEXT_COLUMN].astype(str).to_numpy()
+        for label in range(k):
+            in_pool = np.flatnonzero((classes == label) & (is_short | ~only_short[label]))
+            positions = passed[label] + np.arange(len(in_pool))
+            drawn = np.isin(positions, draws[label])
+            for position, row in zip(positions[drawn], in_pool[drawn], strict=True):
+                picked[label][wanted[label][int(position)]] = texts[row]
+            passed[label] += len(in_pool)
+    return [
+        CheckCase(text=str(text)[: MAX_SAMPLED_TEXT_CHARS * 5], expected=name)
+        for name, texts in zip(label_names, picked, strict=True)
+        for text in texts
+    ]
 
 
 def required_accuracy(explicit: Any, test_accuracy: float | None, margin: float) -> float:

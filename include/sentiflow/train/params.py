@@ -207,4 +207,10 @@ class BaselineParams(BaseModel):
     max_features: int | None = Field(default=400_000, ge=1)
     train_subset_size: int | None = Field(default=None, ge=1)
     eval_subset_size: int | None = Field(default=None, ge=1)
+    max_train_rows: int | None = Field(
+        default=200_000,
+        ge=1,
+        description="The baseline refuses to train on more rows (TF-IDF holds them in memory, about 20 KiB "
+        "a row); set train_subset_size to train on a sample. Empty: no limit.",
+    )
     seed: int = DEFAULT_SEED

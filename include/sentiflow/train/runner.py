@@ -25,17 +25,16 @@ from sentiflow.names import (
     FAMILY_TFIDF,
     FAMILY_TRANSFORMER,
     FIT_TIME_S,
-    LABEL_COLUMN,
     PREDICT_TIME_MS_PER_1K,
     TAG_BASE_MODEL,
-    TEXT_COLUMN,
     TRAIN_SAMPLES_PER_S,
     VAL_F1,
 )
 from sentiflow.progress import ProgressReporter
 from sentiflow.train.artifacts import write_evaluation_artifacts
-from sentiflow.train.data import TrainingData, load_training_data
+from sentiflow.train.data import TrainingData, label_ids, load_training_data, text_chunks
 from sentiflow.train.distributed import is_main_process
+from sentiflow.train.errors import TrainingError
 from sentiflow.train.metrics import classification_metrics
 from sentiflow.train.params import BaselineParams, TrainParams
 from sentiflow.train.tracking import register, tag_dataset, training_run
@@ -57,23 +56,24 @@ class TrainResult(BaseModel):
 PREDICT_CHUNK = 256
 
 
-def _predict_progress(classifier: TextClassifier, texts: list[str], split: str) -> np.ndarray:
-    """``predict_proba`` in chunks, logging how far it is (a transformer on CPU takes minutes on 25k)."""
-    if len(texts) <= PREDICT_CHUNK:
-        return classifier.predict_proba(texts)
-    reporter = ProgressReporter(f"predict {split}", len(texts), log.info, unit="texts")
+def _predict_progress(classifier: TextClassifier, dataset: Any, split: str) -> np.ndarray:
+    """``predict_proba`` over a split in chunks, logging how far it is (a transformer on CPU takes minutes on
+    25k); only one chunk of texts is read out of the memory-mapped split at a time."""
+    total = len(dataset)
+    reporter = ProgressReporter(f"predict {split}", total, log.info, unit="texts")
     parts = []
-    for start in range(0, len(texts), PREDICT_CHUNK):
-        parts.append(classifier.predict_proba(texts[start : start + PREDICT_CHUNK]))
-        reporter.update(min(start + PREDICT_CHUNK, len(texts)))
-    return np.concatenate(parts)
+    for texts in text_chunks(dataset, PREDICT_CHUNK):
+        parts.append(classifier.predict_proba(texts))
+        if total > PREDICT_CHUNK:
+            reporter.update(sum(len(p) for p in parts))
+    return np.concatenate(parts) if parts else classifier.predict_proba([])
 
 
-def _predict_timed(classifier: TextClassifier, texts: list[str]) -> tuple[np.ndarray, float]:
+def _predict_timed(classifier: TextClassifier, dataset: Any) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
-    probs = _predict_progress(classifier, texts, "test")
+    probs = _predict_progress(classifier, dataset, "test")
     elapsed = time.perf_counter() - started
-    return probs, elapsed * 1000.0 * 1000.0 / max(len(texts), 1)
+    return probs, elapsed * 1000.0 * 1000.0 / max(len(dataset), 1)
 
 
 def _finish(
@@ -90,10 +90,10 @@ def _finish(
     """Evaluate on validation and test, log metrics and artifacts, then (last) register the model."""
     import mlflow
 
-    val_labels = data.validation[LABEL_COLUMN].to_numpy()
-    test_labels = data.test[LABEL_COLUMN].to_numpy()
-    val_probs = _predict_progress(classifier, data.validation[TEXT_COLUMN].tolist(), "validation")
-    test_probs, ms_per_1k = _predict_timed(classifier, data.test[TEXT_COLUMN].tolist())
+    val_labels = label_ids(data.validation)
+    test_labels = label_ids(data.test)
+    val_probs = _predict_progress(classifier, data.validation, "validation")
+    test_probs, ms_per_1k = _predict_timed(classifier, data.test)
     val_metrics = classification_metrics("val", val_labels, val_probs)
     test_metrics = classification_metrics("test", test_labels, test_probs)
 
@@ -200,6 +200,19 @@ def run_training(
         )
 
 
+def check_baseline_rows(rows: int, params: BaselineParams) -> None:
+    """The TF-IDF baseline holds its whole training matrix and n-gram vocabulary in memory (measured: 1.3 GiB
+    at 40k IMDb reviews, about 20 KiB a row): above ``max_train_rows`` it refuses, saying what to do,
+    rather than being killed for memory after hours."""
+    if params.max_train_rows is not None and rows > params.max_train_rows:
+        raise TrainingError(
+            f"the TF-IDF baseline would train on {rows:,} rows, above its max_train_rows "
+            f"({params.max_train_rows:,}): it holds every training row's n-grams in memory (about 20 KiB a "
+            f"row). Set the baseline's train_subset_size to at most {params.max_train_rows:,} (a seeded "
+            "sample; in the DAG: baseline_params), or raise max_train_rows on a worker with the memory."
+        )
+
+
 def run_baseline(
     manifest_uri: str,
     params: BaselineParams | dict[str, Any] | None = None,
@@ -213,6 +226,7 @@ def run_baseline(
     params = params if isinstance(params, BaselineParams) else BaselineParams.model_validate(params or {})
     with training_run(FAMILY_TFIDF, FAMILY_TFIDF, params.model_dump(), manifest_uri) as run:
         data = _load_tagged(manifest_uri, params)
+        check_baseline_rows(len(data.train), params)
         classifier = TfidfClassifier.build(
             data.label_names,
             C=params.C,
@@ -221,7 +235,8 @@ def run_baseline(
             seed=params.seed,
         )
         started = time.perf_counter()
-        classifier.fit(data.train[TEXT_COLUMN].tolist(), data.train[LABEL_COLUMN].to_numpy())
+        texts = (text for chunk in text_chunks(data.train, PREDICT_CHUNK) for text in chunk)
+        classifier.fit(texts, label_ids(data.train))
         summary = {FIT_TIME_S: time.perf_counter() - started}
         return _finish(
             run,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sentiflow.modeling.transformer import (
     TransformerClassifier,
     resolve_bf16,
@@ -92,12 +94,16 @@ def build_classifier(params: TrainParams, label_names: list[str]) -> Transformer
         ) from exc
 
 
-def _fingerprint(classifier: TransformerClassifier, frame: Any, split: str) -> str:
-    """What the token ids depend on: tokenizer, length, truncation and the rows (a datasets fingerprint)."""
-    import pandas as pd
+#: Rows hashed at once by ``_fingerprint`` (a fixed size, so a split's hash never depends on its chunks).
+_HASH_ROWS = 10_000
 
-    digest = hashlib.sha256()
-    digest.update(
+
+def _fingerprint(classifier: TransformerClassifier, dataset: Any, split: str) -> str:
+    """What the token ids depend on: tokenizer, length, truncation and the rows' texts and labels, hashed
+    from the Arrow buffers batch by batch (a memory-mapped split is read once, never held)."""
+    import pyarrow as pa
+
+    digest = hashlib.sha256(
         repr(
             (
                 getattr(classifier.tokenizer, "name_or_path", ""),
@@ -107,41 +113,42 @@ def _fingerprint(classifier: TransformerClassifier, frame: Any, split: str) -> s
             )
         ).encode()
     )
-    digest.update(
-        pd.util.hash_pandas_object(frame[[TEXT_COLUMN, LABEL_COLUMN]], index=False).values.tobytes()
-    )
+    for table in dataset.with_format("arrow").iter(batch_size=_HASH_ROWS):
+        texts = table.column(TEXT_COLUMN).combine_chunks().cast(pa.large_string())
+        offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[
+            texts.offset : texts.offset + len(texts) + 1
+        ]
+        digest.update(np.diff(offsets).tobytes())
+        data = texts.buffers()[2]
+        if data is not None:
+            digest.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
+        labels = table.column(LABEL_COLUMN).to_numpy()
+        digest.update(np.asarray(labels, dtype=np.int64).tobytes())
     return digest.hexdigest()[:32]
 
 
 def encode_dataset(
-    classifier: TransformerClassifier, frame: Any, cache_dir: Path | None = None, split: str = "train"
+    classifier: TransformerClassifier, dataset: Any, cache_dir: Path | None = None, split: str = "train"
 ) -> Any:
     """Token ids (no padding: the collator pads per batch), labels and lengths, as a ``datasets.Dataset``.
 
+    ``dataset`` is a split of ``TrainingData`` (a memory-mapped ``datasets.Dataset``: ``text``, ``label``).
     Tokenized once, with ``map(batched=True)``, by the classifier's own ``encode`` (so training truncates
-    exactly as serving does). With ``cache_dir`` the result is an Arrow file there, memory-mapped by every
-    epoch and every data-loader worker, and found again by the other ranks of a distributed run instead of
-    being tokenized N times.
+    exactly as serving does), 1,000 texts at a time. With ``cache_dir`` the result is an Arrow file there,
+    memory-mapped by every epoch and every data-loader worker, and found again (by the rows' fingerprint)
+    by the other ranks of a distributed run instead of being tokenized N times.
     """
-    from datasets import Dataset
-
-    source = Dataset.from_dict(
-        {
-            TEXT_COLUMN: frame[TEXT_COLUMN].astype(str).tolist(),
-            "labels": frame[LABEL_COLUMN].astype(int).tolist(),
-        }
-    )
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         ids = classifier.encode(batch[TEXT_COLUMN])
         return {"input_ids": ids, "length": [len(i) for i in ids]}
 
-    fingerprint = _fingerprint(classifier, frame, split)
+    fingerprint = _fingerprint(classifier, dataset, split)
     cache_file = None
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         cache_file = str(cache_dir / f"{split}-{fingerprint}.arrow")
-    return source.map(
+    return dataset.rename_column(LABEL_COLUMN, "labels").map(
         tokenize,
         batched=True,
         batch_size=1000,
@@ -154,7 +161,6 @@ def encode_dataset(
 
 
 def compute_metrics(eval_pred: Any) -> dict[str, float]:
-    import numpy as np
     from scipy.special import softmax
 
     logits, labels = eval_pred.predictions, eval_pred.label_ids

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiflow.config import DataSettings
+from sentiflow.data import clean_parts
 from sentiflow.data.clean import clean_snapshot
 from sentiflow.data.clean_parts import clean_snapshot_mapped
 from sentiflow.data.collect import collect
@@ -104,6 +105,33 @@ def test_many_parts_give_the_same_rows_as_one(store: ObjectStore, tmp_path: Path
     assert mapped.dropped["train"]["duplicate_text"] > 0  # duplicates across parts were found
     for split, rows in clean_one.items():
         assert not rows["text"].duplicated().any(), split
+
+
+def test_mapped_clean_steps_give_the_one_part_rows_and_merge_only_complete_parts(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    """The DAG's clean tasks (``data_tasks.clean_mapped`` calls these) one by one, on many small parts."""
+    source = write_shards(tmp_path / "src", corpus(2000, duplicates=400), 3)
+    raw_one = collect(str(source), run_id="steps-one", store=store, settings=DataSettings())
+    raw = collect(str(source), run_id="steps", store=store, settings=SMALL)
+    plan = clean_parts.clean_plan(raw, store=store)
+    assert len(plan) == sum(len(s.parts) for s in read_manifest(store, raw).splits.values()) > 3
+    cleaned = [clean_parts.clean_part(raw, **task, store=store, settings=SMALL) for task in plan]
+    repeats = clean_parts.find_repeats(cleaned, store=store)
+    assert 0 < len(repeats) < len(plan)  # only parts holding copies of an earlier part's texts
+    rewritten = [clean_parts.drop_repeats(**r, store=store, settings=SMALL) for r in repeats]
+    with pytest.raises(SnapshotError, match="no result for raw part"):  # a mapped task's result missing
+        clean_parts.merge_clean(raw, cleaned[1:], rewritten, store=store)
+    uri = clean_parts.merge_clean(raw, cleaned, rewritten, store=store)
+    one = frames_of(store, clean_snapshot(raw_one, store=store))
+    assert_same_rows(one, frames_of(store, uri))
+    assert len(read_manifest(store, uri).splits["train"].parts) > 1
+
+    store.delete(rewritten[0]["part"]["uri"])  # a part lost before the merge: no manifest points at it
+    store.delete(uri)
+    with pytest.raises(SnapshotError, match="not in the store"):
+        clean_parts.merge_clean(raw, cleaned, rewritten, store=store)
+    assert not store.exists(uri)
 
 
 def test_exact_mode_keeps_sizes_and_class_proportions(store: ObjectStore, tmp_path: Path) -> None:
@@ -263,7 +291,20 @@ CHILD = textwrap.dedent(
     settings = DataSettings(part_rows=50_000, batch_rows=5_000, spool_mib=8, exact_rows=0)
     raw = collect(source, run_id="rlimit", store=store, settings=settings)
     clean = clean_snapshot(raw, store=store, settings=settings)
-    print(json.dumps({"raw": read_manifest(store, raw).rows(), "clean": read_manifest(store, clean).rows(),
+    # the steps after clean read the same snapshot under the same limit: feedback merge, check sampling
+    import pandas as pd
+    from sentiflow.data.snapshot import iter_frames
+    from sentiflow.feedback.dataset import merge_feedback_into_snapshot
+    from sentiflow.release.checks import sample_cases_from
+    feedback = pd.DataFrame({"text": ["a new review", "another one"], "predicted_label": ["0", "1"],
+                             "correct": [True, True], "verified": [True, True]})
+    merged = merge_feedback_into_snapshot(feedback, clean, run_id="rlimit", store=store, settings=settings)
+    merged = merged.merged_manifest_uri
+    manifest = read_manifest(store, clean)
+    cases = sample_cases_from(lambda: iter_frames(store, manifest, "test", batch_rows=5_000),
+                              manifest.label_names, 3, 42)
+    print(json.dumps({"raw": read_manifest(store, raw).rows(), "clean": manifest.rows(),
+                      "merged": read_manifest(store, merged).rows(), "cases": len(cases),
                       "limit_mib": limit / 2**20, "baseline_mib": baseline / 2**20}))
     """
 )
@@ -271,7 +312,8 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_source_larger_than_the_memory_limit_completes(store: ObjectStore, tmp_path: Path) -> None:
-    """~570 MiB of text through collect + clean with 450 MiB of address space above the baseline.
+    """~570 MiB of text through collect + clean, then the feedback merge and the inference check's sampling
+    over the clean snapshot, with 450 MiB of address space above the baseline.
 
     RLIMIT_AS counts address space, not resident memory (thread stacks, allocator arenas), so the child
     runs with one Arrow thread and one malloc arena; the old code held the whole text several times.
@@ -301,3 +343,5 @@ def test_source_larger_than_the_memory_limit_completes(store: ObjectStore, tmp_p
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert sum(result["raw"].values()) == rows
     assert sum(result["clean"].values()) == rows  # distinct texts: nothing dropped
+    assert result["merged"] == {**result["clean"], "train": result["clean"]["train"] + 2}
+    assert result["cases"] == 6

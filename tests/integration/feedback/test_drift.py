@@ -12,15 +12,8 @@ import pytest
 from sentiflow.config import AlertSettings, DriftSettings
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.feedback.alerts import ALERT_DRIFT, FeedbackAlerter
-from sentiflow.feedback.drift import (
-    categorical_psi,
-    compute_drift,
-    drift_report,
-    hashed_vocabulary,
-    log_drift_to_mlflow,
-    oov_rate,
-    psi,
-)
+from sentiflow.feedback.drift import compute_drift, drift_report, log_drift_to_mlflow
+from sentiflow.feedback.drift_metrics import SplitProfile, categorical_psi, hashed_vocabulary, oov_rate, psi
 from sentiflow.feedback.sampling import ProductionSampler, read_production_sample, text_features
 from sentiflow.names import (
     DRIFT_OOV_RATE,
@@ -83,12 +76,13 @@ def test_compute_drift_separates_shifted_from_same_data(imdb_dir) -> None:
     from sentiflow.data.clean import clean_text
 
     data["text"] = clean_text(data["text"])
-    train, val, prod = data.iloc[:2000], data.iloc[2000:2500], data.iloc[2500:3500]
+    frame, val, prod = data.iloc[:2000], data.iloc[2000:2500], data.iloc[2500:3500]
+    train = SplitProfile.from_frames([frame], LABELS)
     same = compute_drift(
-        train, val, _sample(prod["text"].tolist(), [LABELS[x] for x in prod["label"]], s), LABELS, s
+        train, [val], _sample(prod["text"].tolist(), [LABELS[x] for x in prod["label"]], s), s
     )
     shifted_texts = ["crypto moon lambo wen pump"] * 500 + ["ok"] * 500
-    shifted = compute_drift(train, val, _sample(shifted_texts, ["negative"] * 1000, s), LABELS, s)
+    shifted = compute_drift(train, [val], _sample(shifted_texts, ["negative"] * 1000, s), s)
 
     assert same.metrics[DRIFT_PSI_TEXT_LENGTH] < 0.1 and same.metrics[DRIFT_PSI_LABEL] < 0.1
     assert shifted.metrics[DRIFT_PSI_TEXT_LENGTH] > 1.0 and shifted.metrics[DRIFT_PSI_LABEL] > 1.0

@@ -140,6 +140,37 @@ def test_merge_adds_new_labelled_feedback_to_train_only(store, base_snapshot: st
     assert "/weekly-1/" in result.feedback_manifest_uri and "/weekly-1/" in result.merged_manifest_uri
 
 
+def test_merge_streams_a_base_of_many_parts_into_the_same_rows(store) -> None:
+    """A base split over many small parts (read batch by batch): the merged snapshot is the base's rows, in
+    order, then the new feedback; texts anywhere in the base (a late part, validation) are left out."""
+    from sentiflow.config import DataSettings
+
+    store.ensure_bucket()
+    train = pd.DataFrame(
+        {"text": [f"base review {i}" for i in range(500)], "label": [i % 2 for i in range(500)]}
+    )
+    frames = {"train": train, "validation": train.head(30).assign(text=lambda f: "val " + f["text"])}
+    small = DataSettings(part_rows=40, batch_rows=17)
+    base = write_snapshot(
+        store, store.uri("datasets", "many-parts", "clean"), frames, kind="clean", run_id="many-parts",
+        source={"type": "test"}, label_names=LABELS, settings=small,
+    )  # fmt: skip
+    assert len(read_manifest(store, base).splits["train"].parts) == 13
+    rows = feedback(
+        [
+            ("Base review 499", "positive", True, None, "2025-01-01T10:00:00Z"),  # the last part: dropped
+            ("val base review 3", "negative", True, None, "2025-01-01T10:01:00Z"),  # in validation
+            ("brand new one", "negative", True, None, "2025-01-01T10:02:00Z"),
+        ]
+    )
+    result = merge_feedback_into_snapshot(rows, base, run_id="many-parts-fb", store=store)
+    merged, out = read_snapshot(store, result.merged_manifest_uri)
+    assert out["train"]["text"].tolist() == [*train["text"], "brand new one"]
+    assert out["train"]["label"].tolist() == [*train["label"], 0]
+    pd.testing.assert_frame_equal(out["validation"], read_snapshot(store, base)[1]["validation"])
+    assert merged.notes["feedback_rows_in_base"] == {"train": 1, "validation": 1}
+
+
 def test_merge_with_no_feedback_keeps_the_base_train_split(store, base_snapshot: str) -> None:
     result = merge_feedback_into_snapshot(feedback([]), base_snapshot, run_id="weekly-empty", store=store)
     merged, frames = read_snapshot(store, result.merged_manifest_uri)

@@ -42,6 +42,7 @@ for dag_id, dag in bag.dags.items():
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                               "backoff": t.retry_exponential_backoff,
                               "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                              "mapped": bool(getattr(t, "is_mapped", False)),
                               "downstream": sorted(t.downstream_task_ids)}
                   for t in dag.tasks},
     }
@@ -94,6 +95,14 @@ def test_pipeline_schedule_tags_doc_and_shape(parsed: dict) -> None:
     assert "sentiflow" in dag["tags"] and dag["doc_md"]
     tasks = dag["tasks"]
     assert tasks["choose_training"]["downstream"] == ["train_baseline", "train_kubernetes", "train_local"]
+    # clean: mapped over the raw parts, copies across parts found on digests, then the manifest alone
+    assert tasks["collect"]["downstream"] == ["clean", "clean_part", "clean_plan"]
+    assert tasks["clean_plan"]["downstream"] == ["clean_part"]
+    assert tasks["clean_part"]["downstream"] == ["clean", "clean_dedup"]
+    assert tasks["clean_dedup"]["downstream"] == ["clean_rewrite"]
+    assert tasks["clean_rewrite"]["downstream"] == ["clean"]
+    assert tasks["clean_part"]["mapped"] and tasks["clean_rewrite"]["mapped"]
+    assert not tasks["clean"]["mapped"] and tasks["clean"]["trigger_rule"] == "none_failed"
     # feedback → training, lineage after training, drift beside it and outside the release path
     assert tasks["clean"]["downstream"] == ["training_data"]
     # wired by outputs (XComArgs): every task that reads the training data or a training result is downstream
@@ -117,9 +126,10 @@ def test_pipeline_schedule_tags_doc_and_shape(parsed: dict) -> None:
 def test_io_tasks_retry_with_backoff_and_have_timeouts(parsed: dict) -> None:
     for dag in parsed["dags"].values():
         tasks = dag["tasks"]
-        for task_id in ("collect", "clean", "select_best", "promote"):
+        clean = ("clean_plan", "clean_part", "clean_dedup", "clean_rewrite", "clean")
+        for task_id in ("collect", *clean, "select_best", "promote"):
             assert tasks[task_id]["retries"] >= 1 and tasks[task_id]["backoff"], task_id
-        for task_id in ("collect", "clean", "deploy", "inference_check"):
+        for task_id in ("collect", *clean, "deploy", "inference_check"):
             assert tasks[task_id]["timeout"], task_id
 
 

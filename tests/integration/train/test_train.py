@@ -266,6 +266,10 @@ def test_baseline_registers_in_the_same_model_with_its_family(imdb_snapshot: str
     assert version.tags[names.TAG_MODEL_FAMILY] == names.FAMILY_TFIDF
     out = mlflow.pyfunc.load_model(result.model_uri).predict(["a great movie"])
     assert out.loc[0, "label"] in {"neg", "pos"}
+    # above its row cap the baseline fails the run before fitting, naming the way out, and registers nothing
+    with pytest.raises(TrainingError, match=r"max_train_rows.*train_subset_size"):
+        run_baseline(imdb_snapshot, BaselineParams(max_train_rows=100), registered_model_name=registered)
+    assert len(_versions(registered)) == 1
 
 
 # --- failures change nothing ---------------------------------------------------------------------------

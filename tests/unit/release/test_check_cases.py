@@ -10,7 +10,14 @@ import pytest
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.names import TAG_DATASET_MANIFEST
 from sentiflow.release.check_plan import CheckParams, plan_check
-from sentiflow.release.checks import InferenceCheckError, required_accuracy, sample_cases
+from sentiflow.release.checks import (
+    MAX_SAMPLED_TEXT_CHARS,
+    CheckCase,
+    InferenceCheckError,
+    required_accuracy,
+    sample_cases,
+    sample_cases_from,
+)
 
 NAMES = ["negative", "neutral", "positive"]
 
@@ -30,6 +37,40 @@ def test_sampled_cases_cover_every_class_with_its_name_and_are_seeded() -> None:
     few = sample_cases(three_class_frame(2), NAMES, 4, seed=7)  # a class with fewer rows gives what it has
     assert len(few) == 6
     assert sample_cases(three_class_frame(), NAMES, 0, seed=7) == []
+
+
+def pandas_sample_cases(frame: pd.DataFrame, label_names, per_class: int, seed: int) -> list[CheckCase]:
+    """The check's sampling before it streamed: the whole split in pandas, ``DataFrame.sample`` per class."""
+    cases = []
+    texts = frame["text"].astype(str)
+    for label_id, name in enumerate(label_names):
+        rows = frame[(frame["label"] == label_id) & texts.str.strip().ne("")]
+        short = rows[rows["text"].astype(str).str.len() <= MAX_SAMPLED_TEXT_CHARS]
+        pool = short if len(short) >= min(per_class, len(rows)) else rows
+        taken = pool.sample(n=min(per_class, len(pool)), random_state=seed)
+        cases.extend(CheckCase(str(t)[: MAX_SAMPLED_TEXT_CHARS * 5], name) for t in taken["text"])
+    return cases
+
+
+@pytest.mark.parametrize("seed", [0, 7, 42])
+def test_streamed_sampling_draws_what_pandas_drew_from_the_whole_split(seed: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = 2000
+    lengths = rng.choice([5, 50, 2500], n, p=[0.3, 0.6, 0.1])  # some too long, so some pools are all-long
+    frame = pd.DataFrame(
+        {
+            "text": ["  " if i % 97 == 0 else f"row {i} " + "x" * int(k) for i, k in enumerate(lengths)],
+            "label": rng.choice([0, 1, 2], n, p=[0.6, 0.395, 0.005]),  # class 2: a handful of rows
+        }
+    )
+    frame.loc[frame["label"] == 2, "text"] += "y" * 3000  # class 2 holds long texts only
+    batches = [frame.iloc[i : i + 137] for i in range(0, n, 137)]
+    for per_class in (1, 4, 50):
+        expected = pandas_sample_cases(frame, NAMES, per_class, seed)
+        assert sample_cases_from(lambda: iter(batches), NAMES, per_class, seed) == expected
+        assert sample_cases(frame, NAMES, per_class, seed) == expected
 
 
 def test_required_accuracy_defaults_to_a_margin_below_test_accuracy() -> None:
