@@ -83,10 +83,6 @@ def test_the_deploy_step_fails_on_a_tampered_version_and_the_alias_goes_back(ser
     assert str(server.model()["version"]) == champion  # the served version never changed
     tags = client.get_model_version(name, bad).tags
     assert SIGNATURE_FILE in tags[names.TAG_ROLLED_BACK]  # never selected again unless a user names it
-    failed = [
-        worker
-        for replica in server.replicas()["replicas"]
-        for worker in replica["workers"]
-        if worker.get("error_version") == bad
-    ]
-    assert failed and all(SIGNATURE_FILE in worker["load_error"] for worker in failed)
+    # The replicas' refusal was reported in their rows (what GET /replicas shows): the deploy step's message
+    # above quotes it from there. Once the alias is back, a worker drops an error about another version
+    # ("history", serving.model.follower), so /replicas is not asked again here: that raced the rollback.
