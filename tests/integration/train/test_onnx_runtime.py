@@ -316,31 +316,11 @@ def test_a_version_without_the_shipped_file_is_built_by_the_replica(shipped_vers
 
 def test_a_shipped_onnx_file_changed_in_s3_is_refused(shipped_version, stack):
     """Overwrite the version's int8 ONNX file in the bucket: the replica refuses the whole version."""
-    import boto3
-
-    from sentiflow import registry
-    from sentiflow.config import S3Settings
-    from sentiflow.signing import SIGNATURE_FILE, SignatureError, version_model_id
+    from sentiflow.signing import SIGNATURE_FILE, SignatureError
+    from tests.tamper import tampered_version
 
     settings, version = shipped_version["settings"], shipped_version["shipped"]
-    model_id = version_model_id(
-        registry.mlflow_client().get_model_version(settings.registered_model_name, version)
-    )
-    assert model_id
-    s3_settings = S3Settings()
-    s3 = boto3.client("s3", **s3_settings.boto3_kwargs())  # type: ignore[call-overload]
-    keys = [
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_settings.bucket)
-        for o in page.get("Contents", [])
-        if model_id in o["Key"] and o["Key"].endswith(f"{SHIPPED_DIR}/model.int8.onnx")
-    ]
-    assert len(keys) == 1, keys
-    original = s3.get_object(Bucket=s3_settings.bucket, Key=keys[0])["Body"].read()
-    s3.put_object(Bucket=s3_settings.bucket, Key=keys[0], Body=original[:-1] + bytes([original[-1] ^ 1]))
-    try:
-        with pytest.raises(SignatureError, match=rf"{SIGNATURE_FILE} does not match.*model\.int8\.onnx"):
-            _registry(shipped_version).load(version)
-    finally:
-        s3.put_object(Bucket=s3_settings.bucket, Key=keys[0], Body=original)
+    refused = pytest.raises(SignatureError, match=rf"{SIGNATURE_FILE} does not match.*model\.int8\.onnx")
+    with tampered_version(settings.registered_model_name, version, f"{SHIPPED_DIR}/model.int8.onnx"), refused:
+        _registry(shipped_version).load(version)
     assert _registry(shipped_version).load(version).version == version
