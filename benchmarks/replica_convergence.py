@@ -168,7 +168,8 @@ def main() -> int:
     os.environ.update(localstack.client_env(stack))
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
     from sentiflow import registry
-    from sentiflow.config import MLflowSettings, ServerSettings
+    from sentiflow.config import MLflowSettings
+    from sentiflow.server_settings import ServerSettings
     from serving.store.db import Database
     from serving.store.migrate import upgrade
     from serving.store.replicas import ReplicaStore

@@ -46,7 +46,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
-from sentiflow import localstack  # noqa: E402
+from sentiflow import localstack, supervisor  # noqa: E402
 from sentiflow.localstack import StackSettings  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -189,7 +189,7 @@ class ModelServer:
     @classmethod
     def start(cls, stack: StackSettings, env: dict[str, str]) -> ModelServer:
         service = localstack.services(stack)["model-server"]
-        return cls(stack, localstack.start(stack, replace(service, env={**service.env, **env})))
+        return cls(stack, supervisor.start(stack, replace(service, env={**service.env, **env})))
 
     @property
     def url(self) -> str:
@@ -200,7 +200,7 @@ class ModelServer:
         return self.stack.server_token
 
     def stop(self) -> None:
-        localstack.stop(self.stack, "model-server")
+        supervisor.stop(self.stack, "model-server")
 
 
 class Target:

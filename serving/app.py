@@ -14,7 +14,8 @@ import time
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
 
-from sentiflow.config import MLflowSettings, ServerSettings
+from sentiflow.config import MLflowSettings
+from sentiflow.server_settings import ServerSettings
 from serving import metrics
 from serving.extension import ServerExtension
 from serving.http import admin, api

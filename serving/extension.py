@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 
-from sentiflow.config import AlertSettings, DriftSettings, MLflowSettings, ServerSettings
+from sentiflow.config import AlertSettings, DriftSettings, MLflowSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
 from sentiflow.feedback.sampling import ProductionSampler
+from sentiflow.server_settings import ServerSettings
 from serving.http.prediction_ids import PredictionSigner, state_dir_secret
 from serving.model.batcher import MicroBatcher
 from serving.model.follower import AliasFollower

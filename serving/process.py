@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 
-from sentiflow.config import S3Settings, ServerSettings, export_s3_env_for_mlflow
+from sentiflow.config import S3Settings, export_s3_env_for_mlflow
+from sentiflow.server_settings import ServerSettings
 
 LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from sentiflow.config import DriftSettings, RuntimeEnvironment, ServerSettings
+from sentiflow.config import DriftSettings, RuntimeEnvironment
 
 # One definition of "placeholder" for every component (issue 20); re-exported for the server's callers.
 from sentiflow.credentials_check import InsecureSettingsError, is_placeholder
+from sentiflow.server_settings import ServerSettings
 
 __all__ = ["InsecureSettingsError", "check_production_secrets", "is_placeholder"]
 

@@ -12,8 +12,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentiflow import localstack
-from sentiflow.localstack import HOST, Service, StackSettings
+from sentiflow import supervisor
+from sentiflow.localstack import HOST, StackSettings
+from sentiflow.supervisor import Service
 
 NAME = "proxy"
 
@@ -102,11 +103,11 @@ class RoundRobinProxy:
         service = Service(
             name=self.name,
             argv=[binary, "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log")],
-            health=localstack.http_ok(f"{self.url}/proxy-health"),
+            health=supervisor.http_ok(f"{self.url}/proxy-health"),
             ports=(self.port,),
         )
-        localstack.start(self.stack, service)
+        supervisor.start(self.stack, service)
         return self
 
     def stop(self) -> None:
-        localstack.stop(self.stack, self.name)
+        supervisor.stop(self.stack, self.name)

@@ -12,8 +12,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentiflow import localstack
-from sentiflow.localstack import HOST, Service, StackSettings
+from sentiflow import supervisor
+from sentiflow.localstack import HOST, StackSettings
+from sentiflow.supervisor import Service
 
 NAME = "redis"
 
@@ -56,8 +57,8 @@ class RedisServer:
         argv = [binary, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no"]
         argv += ["--dir", str(self.prefix), "--daemonize", "no", "--protected-mode", "yes"]
         service = Service(name=self.name, argv=argv, health=lambda: ping(self.port), ports=(self.port,))
-        localstack.start(self.stack, service)
+        supervisor.start(self.stack, service)
         return self
 
     def stop(self) -> None:
-        localstack.stop(self.stack, self.name)
+        supervisor.stop(self.stack, self.name)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from sentiflow import localstack
+from sentiflow import localstack, supervisor
 from sentiflow.localstack import StackSettings
 from sentiflow.ports import port_in_use
 from sentiflow.processes import wait_group_gone
@@ -65,13 +65,13 @@ class DevServer:
                 bind if arg == f"{localstack.HOST}:{self.stack.server_port}" else arg for arg in service.argv
             ]
             service = replace(
-                service, argv=argv, ports=(self.port,), health=localstack.http_ok(f"{self.url}/health")
+                service, argv=argv, ports=(self.port,), health=supervisor.http_ok(f"{self.url}/health")
             )
-        self.pid = localstack.start(self.stack, service)
+        self.pid = supervisor.start(self.stack, service)
         return self
 
     def stop(self) -> None:
-        localstack.stop(self.stack, self.name)
+        supervisor.stop(self.stack, self.name)
         self.pid = None
 
     def deploy(self, timeout_s: float = 120, **body: str) -> requests.Response:
@@ -91,7 +91,7 @@ class DevServer:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no graceful shutdown, like a crash or an OOM kill."""
-        pid = localstack.running_pid(self.stack, self.name)
+        pid = supervisor.running_pid(self.stack, self.name)
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
             # every worker, not only the master: they hold the port. On busy cores the kernel can take

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
-from sentiflow.config import MLflowSettings, S3Settings, ServerSettings
+from sentiflow.config import MLflowSettings, S3Settings
+from sentiflow.server_settings import ServerSettings
 
 S3_CONN_ID = "sentiflow_s3"
 MLFLOW_CONN_ID = "sentiflow_mlflow"

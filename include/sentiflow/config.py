@@ -21,14 +21,15 @@ DEFAULT_MODEL_NAME = "prajjwal1/bert-tiny"
 DEFAULT_DATASET = "imdb"
 
 
-def _config(component: str = "") -> SettingsConfigDict:
+def settings_config(component: str = "") -> SettingsConfigDict:
+    """Each component's settings class reads ``SENTIFLOW_<COMPONENT>*`` and ignores other variables."""
     return SettingsConfigDict(env_prefix=f"{ENV_PREFIX}{component}", extra="ignore", populate_by_name=True)
 
 
 class RuntimeEnvironment(BaseSettings):
     """Where this runs. Env: ``SENTIFLOW_ENV``; ``production`` (compose, k8s) refuses placeholder secrets."""
 
-    model_config = _config()
+    model_config = settings_config()
 
     env: Literal["development", "production"] = Field(
         default="development",
@@ -40,7 +41,7 @@ class RuntimeEnvironment(BaseSettings):
 class S3Settings(BaseSettings):
     """Object store (SeaweedFS locally, MinIO or AWS S3 in production). Env: ``SENTIFLOW_S3_*``."""
 
-    model_config = _config("S3_")
+    model_config = settings_config("S3_")
 
     endpoint_url: str | None = Field(
         default="http://127.0.0.1:8333", description="S3 API endpoint; empty for AWS S3 itself."
@@ -74,7 +75,7 @@ class DataSettings(BaseSettings):
     ``part_rows`` bounds each parquet part, hence each mapped clean task and each object uploaded.
     """
 
-    model_config = _config("DATA_")
+    model_config = settings_config("DATA_")
 
     part_rows: int = Field(
         default=250_000,
@@ -100,7 +101,7 @@ class DataSettings(BaseSettings):
 class MLflowSettings(BaseSettings):
     """Tracking server and registry. Env: ``SENTIFLOW_MLFLOW_*``."""
 
-    model_config = _config("MLFLOW_")
+    model_config = settings_config("MLFLOW_")
 
     tracking_uri: str = Field(default="http://127.0.0.1:5000", description="MLflow tracking server URI.")
     experiment_name: str = Field(default="sentiflow", description="The pipeline's one MLflow experiment.")
@@ -121,7 +122,7 @@ class MLflowSettings(BaseSettings):
 class PipelineDefaults(BaseSettings):
     """Defaults the pipeline uses when a trigger does not say. Env: ``SENTIFLOW_DEFAULT_*``."""
 
-    model_config = _config("DEFAULT_")
+    model_config = settings_config("DEFAULT_")
 
     model_name: str = Field(
         default=DEFAULT_MODEL_NAME, description="Pretrained model: Hub name, path or s3://."
@@ -145,180 +146,6 @@ def export_s3_env_for_mlflow(s3: S3Settings) -> dict[str, str]:
     return env
 
 
-class ServerSettings(BaseSettings):
-    """The Flask model server (``serving/``) and its clients. Env: ``SENTIFLOW_SERVER_*``.
-
-    The local stack sets ``URL``, ``ADMIN_TOKEN`` and ``STATE_DIR``; the rest are limits and tuning knobs.
-    """
-
-    model_config = _config("SERVER_")
-
-    url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients (the DAG) call.")
-    admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token for /deploy and /feedback/export; unset = those refuse."
-    )
-    state_dir: Path = Field(
-        default=Path(".stack/model-server"),
-        description="This replica's own files: ONNX cache, Prometheus files, the default SQLite database.",
-    )
-    feedback_db_url: str | None = Field(
-        default=None,
-        description="SQLAlchemy URL of the server's shared database (feedback, replicas, deployments); "
-        "default SQLite in state_dir. Several replicas need one shared database (Postgres).",
-    )
-    deploy_mlflow_username: str | None = Field(
-        default=None,
-        description="MLflow user that POST /deploy and the page's Deploy button move the alias as (MANAGE on "
-        "the served model only); unset = /deploy answers 403: deploys go through the pipeline.",
-    )
-    deploy_mlflow_password: SecretStr | None = Field(default=None, description="Password of that user.")
-    signing_public_keys: list[str] = Field(
-        default_factory=list,
-        description="JSON list of public keys (PEM paths or PEM texts) a version's signature must verify "
-        "with before it is loaded; several for key rotation (sentiflow.signing).",
-    )
-    max_texts: int = Field(default=256, description="Most texts in one /predict call.")
-    max_text_chars: int = Field(default=10_000, description="Most characters in one text.")
-    max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body accepted.")
-    batch_max_texts: int = Field(
-        default=64, description="Micro-batch: most texts of concurrent requests gathered into one call."
-    )
-    batch_max_tokens: int | None = Field(
-        default=512,
-        gt=0,
-        description="On CPU, most padded tokens (texts x longest) in one forward pass of a transformer: a "
-        "micro-batch runs as length-sorted chunks of this size. Unset: batch_max_texts only.",
-    )
-    batch_wait_ms: float = Field(
-        default=2.0, description="Micro-batch: how long the inference thread waits to fill a batch."
-    )
-    reload_poll_s: float = Field(
-        default=1.0,
-        gt=0,
-        description="How often each replica reads the followed alias from the registry (one request per "
-        "interval per replica, whatever the worker count) and each worker reports itself.",
-    )
-    follow_alias: str | None = Field(
-        default=None,
-        description="Registry alias every worker of every replica serves; default the champion alias.",
-    )
-    replica_id: str | None = Field(
-        default=None,
-        description="This replica's id in the shared database; default host name + a random suffix.",
-    )
-    replica_ttl_s: float = Field(
-        default=10.0,
-        gt=0,
-        description="A replica not seen for this long is not live (GET /replicas, deploys).",
-    )
-    load_retry_initial_s: float = Field(
-        default=1.0, gt=0, description="First retry delay after a failed model load; doubles per failure."
-    )
-    load_retry_max_s: float = Field(default=30.0, gt=0, description="Longest delay between load retries.")
-    deploy_timeout_s: float = Field(
-        default=600.0, description="Longest a deploy may take until every live replica serves the version."
-    )
-    deploy_lease_s: float = Field(
-        default=15.0,
-        gt=0,
-        description="A deployment's watcher renews its lease in the shared database this long ahead; when "
-        "it dies (its pod killed), a live replica takes the expired lease over and finishes the deployment.",
-    )
-    schema_wait_s: float = Field(
-        default=60.0,
-        ge=0,
-        description="A worker that finds the shared database behind the migrations' head waits this long "
-        "for `python -m serving.store.migrate upgrade`, then fails to boot naming that command.",
-    )
-    workers: int = Field(default=2, description="gunicorn worker processes.")
-    threads: int = Field(default=16, description="gunicorn threads per worker (requests; inference is one).")
-    timeout_s: int = Field(default=300, description="gunicorn worker timeout; covers a slow model load.")
-    keepalive_s: int = Field(
-        default=75,
-        gt=0,
-        description="gunicorn keep-alive: seconds an idle client connection stays open. Must outlive the "
-        "proxy's upstream idle timeout (nginx/ingress-nginx 60 s, AWS ALB 60 s), or the proxy reuses a "
-        "connection the server is closing (a 502).",
-    )
-    db_pool_size: int = Field(
-        default=2,
-        ge=1,
-        description="Connections each SQLAlchemy pool keeps open to the shared database (two pools per "
-        "worker: feedback and replicas); size replicas x workers x 2 x (pool + overflow) under the "
-        "database's max_connections (docs/deployment.md).",
-    )
-    db_max_overflow: int = Field(
-        default=3,
-        ge=0,
-        description="Extra connections a pool may open above db_pool_size under load, closed when returned.",
-    )
-    reuse_port: bool = Field(
-        default=True,
-        description="Each gunicorn worker listens on its own SO_REUSEPORT socket, so the kernel spreads "
-        "connections evenly over the workers (a shared socket lets keep-alive connections pile on one).",
-    )
-    torch_threads: int | None = Field(
-        default=None,
-        description="torch/ONNX intra-op threads per worker; default the container's CPUs (its cgroup CPU "
-        "quota, else the CPUs it may run on) // workers.",
-    )
-    preload_libraries: bool = Field(
-        default=True,
-        description="Import the model libraries (MLflow's pyfunc, torch, transformers, ONNX Runtime) once "
-        "in the gunicorn master: forked workers share them; a first transformer load imports nothing.",
-    )
-    runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
-        default="onnx-int8",
-        description="Forward pass of transformer models on CPU: torch, onnx (ONNX Runtime, same fp32 "
-        "numbers) or onnx-int8 (dynamic int8 quantization, fastest); falls back to torch if it cannot build.",
-    )
-    runtime_max_prob_diff: float = Field(
-        default=0.05,
-        gt=0,
-        description="An ONNX model whose probabilities differ from PyTorch's by more on check texts is "
-        "not served (PyTorch is).",
-    )
-    registry_timeout_s: float = Field(
-        default=30.0,
-        gt=0,
-        description="Timeout of each MLflow registry request (MLFLOW_HTTP_REQUEST_TIMEOUT).",
-    )
-    registry_max_retries: int = Field(
-        default=2,
-        ge=0,
-        description="Retries of a failed MLflow request (MLFLOW_HTTP_REQUEST_MAX_RETRIES); MLflow's own "
-        "default backs off for minutes, so a deploy with the registry down would hang instead of a 503.",
-    )
-    startup_wait_s: float = Field(
-        default=120.0, description="A worker waits this long for its startup load before taking requests."
-    )
-    prediction_secret: SecretStr | None = Field(
-        default=None,
-        description="Key that signs each prediction_id (feedback must cite one); unset = a random key "
-        "kept in state_dir. Replicas behind one load balancer must share it.",
-    )
-    feedback_rate_limit: str = Field(
-        default="60 per minute",
-        description="Most POST /feedback calls per client address (Flask-Limiter syntax, e.g. '10/second').",
-    )
-    rate_limit_storage_uri: str = Field(
-        default="memory://",
-        description="Where rate-limit counters live (limits' URI): memory:// counts per worker, "
-        "redis://host:6379 shares one count among every worker of every replica.",
-    )
-    trusted_proxy_hops: int = Field(
-        default=0,
-        ge=0,
-        le=8,
-        description="Proxies in front of the server that append to X-Forwarded-For (nginx, an ingress): the "
-        "client key of the rate limit is the address that many hops back; 0 = the peer address.",
-    )
-
-    @property
-    def resolved_feedback_db_url(self) -> str:
-        return self.feedback_db_url or f"sqlite:///{self.state_dir.resolve() / 'feedback.db'}"
-
-
 class AlertSettings(BaseSettings):
     """Alerts on bad predictions and on drift (issue 7). Env: ``SENTIFLOW_ALERT_*``.
 
@@ -326,7 +153,7 @@ class AlertSettings(BaseSettings):
     alert, then the alerter stays quiet for ``window_s`` seconds however many more flags arrive.
     """
 
-    model_config = _config("ALERT_")
+    model_config = settings_config("ALERT_")
 
     wrong_threshold: int = Field(default=3, ge=1, description="Wrong flags within the window that alert.")
     window_s: float = Field(default=300.0, gt=0, description="Sliding window (seconds) for wrong flags.")
@@ -356,7 +183,7 @@ class DriftSettings(BaseSettings):
     hashes of its tokens (enough for length PSI and out-of-vocabulary rate). ``log_raw_text`` opts in.
     """
 
-    model_config = _config("DRIFT_")
+    model_config = settings_config("DRIFT_")
 
     sample_enabled: bool = Field(default=True, description="Keep a sample of production predictions.")
     sample_rate: float = Field(default=1.0, ge=0, le=1, description="Fraction of predictions sampled.")
@@ -385,7 +212,7 @@ class DriftSettings(BaseSettings):
 class SigningSettings(BaseSettings):
     """The pipeline's model-signing key (issue 20). Env: ``SENTIFLOW_SIGNING_*``. Only the pipeline has it."""
 
-    model_config = _config("SIGNING_")
+    model_config = settings_config("SIGNING_")
 
     private_key_path: Path | None = Field(
         default=None, description="PEM file of the ECDSA private key that signs every registered version."
@@ -404,7 +231,7 @@ class SigningSettings(BaseSettings):
 class TrainingSettings(BaseSettings):
     """The training entrypoint's environment. Env: ``SENTIFLOW_TRAIN_*``."""
 
-    model_config = _config("TRAIN_")
+    model_config = settings_config("TRAIN_")
 
     xcom_dir: str = Field(
         default="/airflow/xcom", description="KubernetesPodOperator's XCom folder; return.json goes there."

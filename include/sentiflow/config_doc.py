@@ -15,7 +15,12 @@ from pydantic_settings import BaseSettings
 from sentiflow.localstack import StackSettings
 
 #: Modules whose settings classes users configure; each component keeps its own class (one prefix each).
-SETTINGS_MODULES = ("sentiflow.config", "sentiflow.mlflow_users", "sentiflow.orchestration.settings")
+SETTINGS_MODULES = (
+    "sentiflow.config",
+    "sentiflow.server_settings",
+    "sentiflow.mlflow_users",
+    "sentiflow.orchestration.settings",
+)
 
 
 def settings_classes() -> list[type[BaseSettings]]:

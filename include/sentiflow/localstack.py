@@ -13,13 +13,10 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field
@@ -27,13 +24,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentiflow import stack_auth
 from sentiflow.config import ENV_PREFIX, MLflowSettings
-from sentiflow.ports import HOST, port_in_use
+from sentiflow.ports import HOST
 
 # free_port is re-exported: tests and benchmarks ask the stack for ports
 from sentiflow.ports import free_port as free_port
-from sentiflow.processes import pid_alive, wait_group_gone
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sentiflow.supervisor import REPO_ROOT, Service, http_ok, logfile, running_pid, start, stop
 
 
 class StackSettings(BaseSettings):
@@ -115,35 +110,6 @@ def client_env(stack: StackSettings) -> dict[str, str]:
             {"conn_type": "http", "host": stack.server_url, "password": stack.server_token}
         ),
     }
-
-
-@dataclass
-class Service:
-    name: str
-    argv: list[str]
-    health: Callable[[], bool]
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: Path = REPO_ROOT
-    prepare: Callable[[], None] | None = None
-    #: Ports the service binds; all must be free before we start it, or we would adopt a stranger.
-    ports: tuple[int, ...] = ()
-    #: A one-shot step run to completion, with the service's environment, before the service starts: the
-    #: model server's schema migrations (its workers never create tables; compose and k8s run the same
-    #: command as a one-shot service / init container).
-    init: list[str] | None = None
-
-
-def http_ok(url: str) -> Callable[[], bool]:
-    """A health check: ``url`` answers with any status below 500."""
-
-    def check() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return 200 <= response.status < 500
-        except Exception:
-            return False
-
-    return check
 
 
 def _bin(name: str) -> str:
@@ -253,116 +219,6 @@ def _bucket_ready(stack: StackSettings) -> Callable[[], bool]:
     return check
 
 
-# --- process management ---------------------------------------------------------------------------
-def _pidfile(stack: StackSettings, name: str) -> Path:
-    return stack.home / "run" / f"{name}.pid"
-
-
-def _logfile(stack: StackSettings, name: str) -> Path:
-    return stack.home / "logs" / f"{name}.log"
-
-
-def running_pid(stack: StackSettings, name: str) -> int | None:
-    pidfile = _pidfile(stack, name)
-    if not pidfile.exists():
-        return None
-    try:
-        pid = int(pidfile.read_text().strip())
-    except ValueError:
-        return None
-    return pid if pid_alive(pid) else None
-
-
-def start(stack: StackSettings, service: Service) -> int:
-    """Start one service unless its PID file names a live process; wait until it is healthy."""
-    pid = running_pid(stack, service.name)
-    if pid is not None and service.health():
-        return pid
-    busy = [port for port in service.ports if port_in_use(port)]
-    if busy:
-        raise RuntimeError(
-            f"cannot start {service.name}: port(s) {busy} on {HOST} are already in use by a process "
-            f"this stack did not start (no live PID file under {stack.home / 'run'}). Stop it, or choose "
-            f"other ports with SENTIFLOW_STACK_*_PORT."
-        )
-    if service.prepare:
-        service.prepare()
-    log = _logfile(stack, service.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    _pidfile(stack, service.name).parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **service.env}
-    if service.init:
-        _run_init(service, env, log)
-    with log.open("ab") as out:
-        out.write(f"\n=== {time.ctime()} starting: {shlex.join(service.argv)}\n".encode())
-        out.flush()
-        proc = subprocess.Popen(
-            service.argv,
-            cwd=service.cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, so `down` stops it and its children
-        )
-    _pidfile(stack, service.name).write_text(str(proc.pid))
-    deadline = time.monotonic() + stack.start_timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{service.name} exited with code {proc.returncode} during start; log {log}:\n{_tail(log)}"
-            )
-        if service.health():
-            return proc.pid
-        time.sleep(0.5)
-    stop(stack, service.name)
-    raise RuntimeError(
-        f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}"
-    )
-
-
-def _run_init(service: Service, env: dict[str, str], log: Path) -> None:
-    """The service's one-shot step (``Service.init``), its output appended to the service's log."""
-    assert service.init is not None
-    with log.open("ab") as out:
-        out.write(f"\n=== {time.ctime()} {service.name} init: {shlex.join(service.init)}\n".encode())
-        out.flush()
-        done = subprocess.run(
-            service.init, cwd=service.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
-        )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{service.name}'s init step `{shlex.join(service.init)}` exited with code {done.returncode}; "
-            f"log {log}:\n{_tail(log)}"
-        )
-
-
-def stop(stack: StackSettings, name: str, timeout_s: float = 15.0) -> bool:
-    """Stop the process group we started for ``name`` (SIGTERM, then SIGKILL); remove its PID file."""
-    pidfile = _pidfile(stack, name)
-    pid = running_pid(stack, name)
-    if pid is not None:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        if not wait_group_gone(pid, timeout_s, poll_s=0.2):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            wait_group_gone(pid, 5)
-    pidfile.unlink(missing_ok=True)
-    return pid is not None
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def airflow_init(stack: StackSettings) -> None:
     """Migrate the Airflow metadata DB once (a marker file makes it idempotent and fast to re-run)."""
     marker = stack.airflow_home / ".migrated"
@@ -381,7 +237,7 @@ def up(stack: StackSettings, names: Iterable[str] = DEFAULT_SERVICES, *, with_ai
     table = services(stack)
     for name in names:
         pid = start(stack, table[name])
-        print(f"{name:13s} up (pid {pid}), log {_logfile(stack, name)}")
+        print(f"{name:13s} up (pid {pid}), log {logfile(stack, name)}")
         if name == "mlflow":  # users and grants (issue 20) before anything else talks to it
             stack_auth.provision(stack.home, stack.mlflow_uri, scope=stack.grant_scope)
     if with_airflow:

@@ -46,7 +46,7 @@ class ModelServerClient:
 
     @classmethod
     def from_settings(cls) -> ModelServerClient:
-        from sentiflow.config import ServerSettings
+        from sentiflow.server_settings import ServerSettings
 
         settings = ServerSettings()
         token = settings.admin_token.get_secret_value() if settings.admin_token else None

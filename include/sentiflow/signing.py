@@ -205,7 +205,7 @@ def load_for_serving(model_uri: str, model_version: Any, public_keys: Sequence[s
     """
     import mlflow.pyfunc
 
-    from sentiflow.config import ServerSettings
+    from sentiflow.server_settings import ServerSettings
 
     keys = [
         k for k in (public_keys if public_keys is not None else ServerSettings().signing_public_keys) if k

@@ -29,8 +29,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sentiflow.config import ServerSettings
 from sentiflow.registry import RegistryUnavailableError
+from sentiflow.server_settings import ServerSettings
 from serving.model.loaded import LoadedModel
 from serving.model.registry import Registry
 from serving.store.replicas import ReplicaStore

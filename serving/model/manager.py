@@ -18,8 +18,8 @@ from dataclasses import replace
 import numpy as np
 
 from sentiflow import names
-from sentiflow.config import ServerSettings
 from sentiflow.cpu_quota import threads_per_worker
+from sentiflow.server_settings import ServerSettings
 from serving import metrics
 from serving.model.batcher import MicroBatcher
 from serving.model.loaded import LoadedModel

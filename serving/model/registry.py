@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from sentiflow import names, registry
-from sentiflow.config import MLflowSettings, ServerSettings
+from sentiflow.config import MLflowSettings
 from sentiflow.family_registry import serving_runtime as family_runtime
 from sentiflow.registry import ModelNotFoundError, PriorAliases, RegistryUnavailableError
+from sentiflow.server_settings import ServerSettings
 from serving import metrics
 from serving.model.loaded import LoadedModel, now_iso
 

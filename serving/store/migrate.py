@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(head())
         return 0
     if args.url is None:
-        from sentiflow.config import ServerSettings
+        from sentiflow.server_settings import ServerSettings
 
         args.url = ServerSettings().resolved_feedback_db_url
     if args.command == "upgrade":

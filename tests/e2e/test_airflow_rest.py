@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from sentiflow import localstack, names
-from sentiflow.localstack import HOST, Service, StackSettings
+from sentiflow import localstack, names, supervisor
+from sentiflow.localstack import HOST, StackSettings
+from sentiflow.supervisor import Service
 
 pytestmark = pytest.mark.slow
 
@@ -81,14 +82,14 @@ def airflow_api(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) 
         name="airflow-api-server",
         argv=[localstack._bin("airflow"), "api-server", "--host", HOST, "--port", str(port), "-w", "1"],
         env=env,
-        health=localstack.http_ok(f"http://{HOST}:{port}/api/v2/monitor/health"),
+        health=supervisor.http_ok(f"http://{HOST}:{port}/api/v2/monitor/health"),
         ports=(port,),
     )
     try:
-        localstack.start(settings, service)
+        supervisor.start(settings, service)
         yield AirflowApi(url=f"http://{HOST}:{port}", home=settings.airflow_home)
     finally:
-        localstack.stop(settings, service.name)
+        supervisor.stop(settings, service.name)
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from sentiflow import localstack
+from sentiflow import localstack, supervisor
 from sentiflow.airflow_local import airflow_env, health
 from sentiflow.config import MLflowSettings
-from sentiflow.localstack import HOST, Service, StackSettings
+from sentiflow.localstack import HOST, StackSettings
 from sentiflow.offline import offline_env
+from sentiflow.supervisor import Service
 from tests.dagrun import small_run_conf
 
 pytestmark = pytest.mark.slow
@@ -105,11 +106,11 @@ def _login(url: str, home: Path) -> requests.Session:
 
 @pytest.fixture(scope="module")
 def model_server(stack: StackSettings) -> Iterator[StackSettings]:
-    localstack.start(stack, localstack.services(stack)["model-server"])
+    supervisor.start(stack, localstack.services(stack)["model-server"])
     try:
         yield stack
     finally:
-        localstack.stop(stack, "model-server")
+        supervisor.stop(stack, "model-server")
 
 
 @pytest.fixture(scope="module")
@@ -167,11 +168,11 @@ def airflow(
     ]
     try:
         for service in services:
-            localstack.start(settings, service)
+            supervisor.start(settings, service)
         yield Airflow(url=url, home=settings.airflow_home, session=_login(url, settings.airflow_home))
     finally:
         for service in reversed(services):
-            localstack.stop(settings, service.name)
+            supervisor.stop(settings, service.name)
 
 
 def _wait_for_dag(api: Airflow) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow import demo, localstack
+from sentiflow import demo, localstack, supervisor
 from tests.dagrun import small_run_conf
 
 pytestmark = pytest.mark.slow
@@ -26,11 +26,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_env(stack, imdb_dir, offline_model):
     localstack.airflow_init(stack)
-    localstack.start(stack, localstack.services(stack)["model-server"])
+    supervisor.start(stack, localstack.services(stack)["model-server"])
     try:
         yield {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     finally:
-        localstack.stop(stack, "model-server")
+        supervisor.stop(stack, "model-server")
 
 
 def small_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow import localstack, names
+from sentiflow import localstack, names, supervisor
 from sentiflow.config import MLflowSettings
 from tests.conftest import migrated_url
 from tests.dagrun import run_dag, small_run_conf
@@ -42,11 +42,11 @@ def pipeline_env(stack, imdb_dir, offline_model):
     tests start from "no champion yet"."""
     with own_registered_model("sentiflow-e2e"):
         localstack.airflow_init(stack)
-        localstack.start(stack, localstack.services(stack)["model-server"])
+        supervisor.start(stack, localstack.services(stack)["model-server"])
         try:
             yield stack
         finally:
-            localstack.stop(stack, "model-server")
+            supervisor.stop(stack, "model-server")
 
 
 def base_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
@@ -88,7 +88,7 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     # Feedback must cite a prediction the server signed (tests/unit/serving/test_hostile_input.py), and
     # before the first release no model serves predictions: these rows go straight into the server's
     # feedback store as verified ones, plus one unverified row that the retrain must leave out.
-    from sentiflow.config import ServerSettings
+    from sentiflow.server_settings import ServerSettings
     from serving.store.db import Database
     from serving.store.feedback import FeedbackStore
 

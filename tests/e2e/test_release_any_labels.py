@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import requests
 
-from sentiflow import localstack, names
+from sentiflow import localstack, names, supervisor
 from sentiflow.config import MLflowSettings
 from tests.dagrun import run_dag
 
@@ -77,7 +77,7 @@ SMALL_PARTS = {"SENTIFLOW_DATA_PART_ROWS": "20"}
 @pytest.fixture(scope="module")
 def env(stack, tmp_path_factory):
     localstack.airflow_init(stack)
-    localstack.start(stack, localstack.services(stack)["model-server"])
+    supervisor.start(stack, localstack.services(stack)["model-server"])
     root = tmp_path_factory.mktemp("datasets")
     try:
         yield {
@@ -87,7 +87,7 @@ def env(stack, tmp_path_factory):
             "three_v2": dataset(root / "three_v2", version=2, seed=2),
         }
     finally:
-        localstack.stop(stack, "model-server")
+        supervisor.stop(stack, "model-server")
 
 
 def conf(dataset_dir: Path, **overrides) -> dict:

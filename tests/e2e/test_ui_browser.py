@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import requests
 
-from sentiflow import localstack, names
+from sentiflow import localstack, names, supervisor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -111,11 +111,11 @@ def ui_server(stack) -> Iterator[UiServer]:
     }
     url = f"{stack.server_url}{PREFIX}"
     service = replace(service, env=env, health=_ok(f"{url}/ready"))
-    localstack.start(stack, service)
+    supervisor.start(stack, service)
     try:
         yield UiServer(url=url, token=stack.server_token, versions=[a, b], broken=broken)
     finally:
-        localstack.stop(stack, "model-server")
+        supervisor.stop(stack, "model-server")
 
 
 @pytest.fixture(scope="module")

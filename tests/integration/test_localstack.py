@@ -6,14 +6,14 @@ import socket
 
 import pytest
 
-from sentiflow import localstack
+from sentiflow import localstack, supervisor
 from sentiflow.localstack import StackSettings
 
 
 def test_up_is_idempotent_and_env_points_at_the_stack(stack: StackSettings):
-    pid_before = localstack.running_pid(stack, "mlflow")
+    pid_before = supervisor.running_pid(stack, "mlflow")
     localstack.up(stack, ["s3", "mlflow"], with_airflow=False)  # already running: nothing restarted
-    assert localstack.running_pid(stack, "mlflow") == pid_before
+    assert supervisor.running_pid(stack, "mlflow") == pid_before
     env = localstack.client_env(stack)
     assert env["SENTIFLOW_S3_ENDPOINT_URL"] == f"http://127.0.0.1:{stack.s3_port}"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
@@ -27,13 +27,13 @@ def test_refuses_a_port_held_by_a_stranger(tmp_path):
         port = squatter.getsockname()[1]
         settings = StackSettings(home=tmp_path, mlflow_port=port, start_timeout_s=5)
         with pytest.raises(RuntimeError, match=rf"port\(s\) \[{port}\].*already in use"):
-            localstack.start(settings, localstack.services(settings)["mlflow"])
-    assert localstack.running_pid(settings, "mlflow") is None
+            supervisor.start(settings, localstack.services(settings)["mlflow"])
+    assert supervisor.running_pid(settings, "mlflow") is None
 
 
 def test_down_stops_only_what_it_started(tmp_path):
     settings = StackSettings(home=tmp_path)
-    assert localstack.stop(settings, "mlflow") is False  # no PID file: nothing to stop, nothing killed
+    assert supervisor.stop(settings, "mlflow") is False  # no PID file: nothing to stop, nothing killed
 
 
 def test_mlflow_keeps_artifacts_under_the_configured_prefix(tmp_path, monkeypatch):

@@ -43,6 +43,8 @@ RANKS = {
     "credentials_check": 1,
     "family_registry": 1,
     "config": 1,
+    "server_settings": 1,
+    "supervisor": 1,
     "names": 1,
     "progress": 1,
     "processes": 1,

@@ -375,7 +375,7 @@ def export_and_merge(
     The watermark moves only after both snapshots are written, so a failed run exports the same rows again
     next time rather than losing them. Server URL and token default to ``SENTIFLOW_SERVER_*``.
     """
-    from sentiflow.config import ServerSettings
+    from sentiflow.server_settings import ServerSettings
 
     store = store or ObjectStore()
     server = ServerSettings()

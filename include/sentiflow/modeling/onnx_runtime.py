@@ -33,10 +33,10 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from sentiflow.config import ServerSettings
 from sentiflow.modeling.base import TextClassifier
 from sentiflow.modeling.transformer import TransformerClassifier
 from sentiflow.names import FAMILY_TRANSFORMER
+from sentiflow.server_settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

@@ -578,7 +578,7 @@ HEADROOM = 3 + 10  # superuser_reserved_connections + a migration job, an operat
 
 
 def test_db_pools_fit_max_connections_at_the_hpas_maximum():
-    from sentiflow.config import ServerSettings
+    from sentiflow.server_settings import ServerSettings
 
     deployment = by_kind("Deployment", "model-server")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]

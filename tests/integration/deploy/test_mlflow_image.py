@@ -21,7 +21,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from sentiflow import localstack, mlflow_users
+from sentiflow import localstack, mlflow_users, supervisor
 from sentiflow.config import MLflowSettings
 from sentiflow.mlflow_auth import MlflowIdentity, client_for
 
@@ -123,15 +123,15 @@ def test_the_image_runs_mlflow_with_its_auth_app_on_postgres(postgres_url, tmp_p
     stack = localstack.stack_on_free_ports(tmp_path / "home")  # only for the PID file and the log
     port = localstack.free_port()
     uri = f"http://127.0.0.1:{port}"
-    service = localstack.Service(
+    service = supervisor.Service(
         name="mlflow-image",
         argv=["sh", str(folder / "entrypoint.sh"), *mlflow_command(port, tmp_path / "artifacts")],
         env=compose_like_env(postgres_url, tmp_path),
-        health=localstack.http_ok(f"{uri}/health"),
+        health=supervisor.http_ok(f"{uri}/health"),
         ports=(port,),
     )
     try:
-        localstack.start(stack, service)
+        supervisor.start(stack, service)
         assert requests.get(f"{uri}/health", timeout=10).status_code == 200  # the healthcheck: no login
         search = f"{uri}/api/2.0/mlflow/registered-models/search"
         assert requests.get(search, timeout=10).status_code == 401
@@ -158,4 +158,4 @@ def test_the_image_runs_mlflow_with_its_auth_app_on_postgres(postgres_url, tmp_p
         auth_db.dispose()
         assert {u.username for u in users.values()} | {"admin"} <= names
     finally:
-        localstack.stop(stack, "mlflow-image")
+        supervisor.stop(stack, "mlflow-image")

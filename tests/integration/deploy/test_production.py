@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentiflow.config import DriftSettings, RuntimeEnvironment, ServerSettings
+from sentiflow.config import DriftSettings, RuntimeEnvironment
+from sentiflow.server_settings import ServerSettings
 from serving.app import create_app
 from serving.production import InsecureSettingsError, check_production_secrets, is_placeholder
 from tests.integration.deploy.test_compose import ENV_EXAMPLE, compose_config, env_file_values, service_env

@@ -23,8 +23,9 @@ import yaml
 from test_compose import DOCKER, ENV_EXAMPLE, compose_config, service_env
 from test_k8s import DOCS, K8S, _validate, by_kind, documented_commands, documented_creates, manifests
 
-from sentiflow.config import ServerSettings, SigningSettings
+from sentiflow.config import SigningSettings
 from sentiflow.credentials_check import problems
+from sentiflow.server_settings import ServerSettings
 from sentiflow.signing import SignatureError, sign_folder, verify_folder
 
 PRIVATE = "SENTIFLOW_SIGNING_PRIVATE_KEY"

@@ -119,7 +119,7 @@ def test_deployer_moves_only_the_served_models_alias(world):
 
 
 def test_a_server_without_deploy_identity_refuses_deploys(world):
-    from sentiflow.config import ServerSettings
+    from sentiflow.server_settings import ServerSettings
 
     with pytest.raises(DeployNotAllowedError, match="deploys go through the pipeline"):
         deploy_client(ServerSettings(deploy_mlflow_username=None), world["settings"])

@@ -127,7 +127,7 @@ def registered(stack):
 
 
 def _public_keys() -> list[str]:
-    from sentiflow.config import ServerSettings
+    from sentiflow.server_settings import ServerSettings
 
     return ServerSettings().signing_public_keys
 

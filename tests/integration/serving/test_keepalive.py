@@ -26,9 +26,11 @@ import psutil
 import pytest
 import requests
 
-from sentiflow import localstack, registry
-from sentiflow.config import MLflowSettings, ServerSettings
-from sentiflow.localstack import HOST, Service, StackSettings
+from sentiflow import localstack, registry, supervisor
+from sentiflow.config import MLflowSettings
+from sentiflow.localstack import HOST, StackSettings
+from sentiflow.server_settings import ServerSettings
+from sentiflow.supervisor import Service
 from tests.devproxy import PREAMBLE, nginx_binary
 from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
 
@@ -126,16 +128,16 @@ def setup(stack, tmp_path_factory) -> Iterator[Setup]:
         proxy = Service(
             name="keepalive-proxy",
             argv=[binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-            health=localstack.http_ok(f"http://{HOST}:{port}/proxy-health"),
+            health=supervisor.http_ok(f"http://{HOST}:{port}/proxy-health"),
             ports=(port,),
         )
         try:
             with ThreadPoolExecutor(2) as pool:
                 list(pool.map(lambda srv: srv.start(), (current, old)))
-            localstack.start(stack, proxy)
+            supervisor.start(stack, proxy)
             yield Setup(f"http://{HOST}:{port}", current, old)
         finally:
-            localstack.stop(stack, proxy.name)
+            supervisor.stop(stack, proxy.name)
             current.stop()
             old.stop()
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from sentiflow import localstack
+from sentiflow import localstack, supervisor
 from serving.store import migrate
 from serving.store.db import Database, metadata
 from tests.conftest import REPO_ROOT, database_url
@@ -125,7 +125,7 @@ def test_a_worker_facing_an_unmigrated_database_fails_with_the_command(stack, re
     assert "exited" in message, message
     # the whole log: the start error quotes only its last lines, and two workers' tracebacks can push the
     # first one's message out of them
-    log = localstack._logfile(stack, server.name).read_text(errors="replace")
+    log = supervisor.logfile(stack, server.name).read_text(errors="replace")
     assert "python -m serving.store.migrate upgrade" in log and "schema revision none" in log, log[-3000:]
     db = Database(url)
     try:
@@ -183,7 +183,7 @@ def test_three_replicas_of_two_workers_boot_together_on_a_fresh_postgres(stack, 
                 server.kill()
                 server.stop()  # removes the PID file
         for server in servers:
-            text = localstack._logfile(stack, server.name).read_text(errors="replace")
+            text = supervisor.logfile(stack, server.name).read_text(errors="replace")
             if "Worker failed to boot" in text or "Traceback" in text:
                 failures.append(f"round {round_}: {server.name} log: {text[-1500:]}")
     assert failures == []

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sentiflow import localstack, registry
+from sentiflow import localstack, registry, supervisor
 from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
 from tests.dagrun import run_dag, small_run_conf
@@ -349,7 +349,7 @@ def test_a_replica_started_while_mlflow_is_down_becomes_ready_when_it_returns(fl
     stack = fleet.stack
     late = _server(stack, "late", tmp_path_factory, fleet.db_url)
     fleet.extra.append(late)
-    localstack.stop(stack, "mlflow")
+    supervisor.stop(stack, "mlflow")
     try:
         late.start()
         r = requests.get(f"{late.url}/ready", timeout=10)
@@ -359,7 +359,7 @@ def test_a_replica_started_while_mlflow_is_down_becomes_ready_when_it_returns(fl
         assert requests.post(f"{late.url}/predict", json={"text": "x"}, timeout=10).status_code == 503
         assert predict(fleet.proxy.url) == fleet.versions[2]  # the running replicas keep serving
     finally:
-        localstack.start(stack, localstack.services(stack)["mlflow"])
+        supervisor.start(stack, localstack.services(stack)["mlflow"])
     deadline = time.monotonic() + BOUND_S
     body: dict = {}
     while time.monotonic() < deadline:

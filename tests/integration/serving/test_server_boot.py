@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sentiflow.config import ServerSettings
-from sentiflow.localstack import _logfile
+from sentiflow.server_settings import ServerSettings
+from sentiflow.supervisor import logfile
 from serving.http.prediction_ids import state_dir_secret
 from serving.store.feedback import FeedbackStore
 from serving.store.migrate import open_database, upgrade
@@ -93,7 +93,7 @@ def test_boots_on_fresh_state_folders_while_the_cores_are_busy(stack, tmp_path, 
         "SENTIFLOW_SERVER_FOLLOW_ALIAS": "no-such-alias-boot-test",
     }
     failures = []
-    log = _logfile(stack, SERVICE)
+    log = logfile(stack, SERVICE)
     for i in range(BOOTS):
         start_offset = log.stat().st_size if log.exists() else 0
         server = DevServer(stack, env, state_root=tmp_path / f"state-{i}")

@@ -16,7 +16,6 @@ import pytest
 import requests
 
 from sentiflow import names
-from sentiflow.config import ServerSettings
 from sentiflow.modeling import onnx_runtime
 from sentiflow.modeling.onnx_runtime import (
     SHIPPED_DIR,
@@ -29,6 +28,7 @@ from sentiflow.modeling.onnx_runtime import (
     to_runtime,
 )
 from sentiflow.modeling.transformer import TransformerClassifier
+from sentiflow.server_settings import ServerSettings
 
 TEXTS = [
     "a wonderful moving film, loved it",

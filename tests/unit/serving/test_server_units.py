@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sentiflow.config import ServerSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
+from sentiflow.server_settings import ServerSettings
 from serving.app import create_app
 from serving.extension import server
 from serving.model.batcher import MicroBatcher, NotReadyError
