@@ -26,6 +26,7 @@ worker per move) are reported beside it.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -335,4 +336,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (kill, a CI timeout) unwinds like Ctrl-C, so the finally block stops what this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())
