@@ -16,8 +16,8 @@ version with all its workers. The load keeps running through the proxy meanwhile
 all). The next move waits until the dead replica's rows have left the live list (``REPLICA_TTL_S``).
 
 Registry load: each replica counts its alias reads in its row (``alias_polls``); the rate over the run per
-replica is the steady cost of following the alias. Model loads (one version read and one download per
-worker per move) are reported beside it.
+replica is the steady cost of following the alias. Model loads (a version and a run read per worker, one
+download per replica, per move) are reported beside it.
 
     .venv/bin/python benchmarks/replica_convergence.py
     .venv/bin/python benchmarks/replica_convergence.py --moves 4 --workers 1   # quicker
@@ -163,8 +163,8 @@ def kill_and_restart(server, proxy_url: str, version: str, ttl_s: float) -> floa
 def machine_note(load_avg_start: tuple[float, float, float]) -> str:
     """Whether other jobs shared the cores when the run started (its own servers come after)."""
     if load_avg_start[0] < 1.0:
-        return "quiet 2-core machine: nothing else running when the benchmark started (load average in the table)"
-    return "shared 2-core machine: other jobs were running (load average in the table), so times are upper bounds"
+        return "quiet 2-core machine: nothing else ran when the benchmark started (load average in the table)"
+    return "shared 2-core machine: other jobs ran (load average in the table), so times are upper bounds"
 
 
 def main() -> int:
@@ -272,7 +272,8 @@ def main() -> int:
     load_avg_end = os.getloadavg()
 
     non_2xx = sum(1 for s in load.statuses if not 200 <= s < 300)
-    loads_per_replica = 2 * args.workers * args.moves  # a version read and a download per worker per move
+    # Per move: a version read and a run-metrics read per worker, one download per replica (shared).
+    loads_per_replica = (2 * args.workers + 1) * args.moves
     result = {
         "database": "postgresql",
         "families": sorted(set(families.values())),
@@ -334,8 +335,8 @@ def main() -> int:
             f"| {row} |",
             "",
             f"Per move (s): {', '.join(f'{c:.2f}' for c in converge)}. Targets: max ≤ 15 s, non-2xx 0, ≤ 1 "
-            "registry request per second per replica for following the alias (a model load adds one version "
-            "read and one download per worker per move).",
+            "registry request per second per replica for following the alias (a move adds a version and a "
+            "run read per worker and one download per replica).",
         ]
     )
     print(markdown)

@@ -29,7 +29,8 @@ class ServerSettings(BaseSettings):
     )
     state_dir: Path = Field(
         default=Path(".stack/model-server"),
-        description="This replica's own files: ONNX cache, Prometheus files, the default SQLite database.",
+        description="This replica's own files: downloaded versions, ONNX cache, Prometheus files, the "
+        "default SQLite database.",
     )
     feedback_db_url: str | None = Field(
         default=None,

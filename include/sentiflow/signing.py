@@ -150,6 +150,43 @@ def _mlmodel_id(folder: Path) -> str | None:
     return None if not isinstance(data, dict) else data.get("model_id") or data.get("model_uuid")
 
 
+def download_version(model_uri: str, target: str | Path) -> Path:
+    """Download ``model_uri`` (``models:/<name>/<version>``) into ``target``: files only, none deserialized.
+
+    MLflow's client writes ``REGISTERED_MODEL_META_FILE`` (name and version, YAML) after a ``models:/``
+    download; it is not an artifact of the version, so it is not signed. Removed, so a file of that name from
+    the store can never count.
+    """
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(target)))
+    (local / REGISTERED_MODEL_META_FILE).unlink(missing_ok=True)
+    return local
+
+
+def load_verified(
+    local: Path, public_keys: Sequence[str | Path], *, what: str, expected_model_id: str | None = None
+) -> VerifiedModel:
+    """Verify the downloaded folder ``local``, and only then load it with ``mlflow.pyfunc.load_model``.
+
+    ``expected_model_id`` (the registry version's ``model_id``) must equal the signed ``MLmodel``'s, or a
+    signed folder of another version copied over this one would pass.
+    """
+    import mlflow.pyfunc
+
+    started = time.perf_counter()
+    index = verify_folder(local, public_keys, what=what)
+    if expected_model_id is not None:
+        signed_id = _mlmodel_id(local)
+        if signed_id != expected_model_id:
+            raise SignatureError(
+                f"{what}: signature {SIGNATURE_FILE} verifies, but for logged model {signed_id}, not "
+                f"this version's {expected_model_id} (a signed folder copied over another version)"
+            )
+    verify_ms = (time.perf_counter() - started) * 1000
+    return VerifiedModel(mlflow.pyfunc.load_model(str(local)), local, index, verify_ms)
+
+
 def verify_and_load(
     model_uri: str,
     public_keys: Sequence[str | Path],
@@ -160,29 +197,11 @@ def verify_and_load(
     """Download ``model_uri`` (``models:/<name>/<version>``), verify it, and only then load it.
 
     The download writes files and deserializes nothing; ``mlflow.pyfunc.load_model`` then reads the verified
-    local folder, not the store again, so what is loaded is what was verified. ``expected_model_id`` (the
-    registry version's ``model_id``) must equal the signed ``MLmodel``'s, or a signed folder of another
-    version copied over this one would pass.
+    local folder, not the store again, so what is loaded is what was verified.
     """
-    import mlflow.artifacts
-    import mlflow.pyfunc
-
     target = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="sentiflow-model-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(target)))
-    # MLflow's client writes this (name and version, YAML) after a models:/ download; it is not an artifact
-    # of the version, so it is not signed. Removed, so a file of that name from the store can never count.
-    (local / REGISTERED_MODEL_META_FILE).unlink(missing_ok=True)
-    started = time.perf_counter()
-    index = verify_folder(local, public_keys, what=model_uri)
-    if expected_model_id is not None:
-        signed_id = _mlmodel_id(local)
-        if signed_id != expected_model_id:
-            raise SignatureError(
-                f"{model_uri}: signature {SIGNATURE_FILE} verifies, but for logged model {signed_id}, not "
-                f"this version's {expected_model_id} (a signed folder copied over another version)"
-            )
-    verify_ms = (time.perf_counter() - started) * 1000
-    return VerifiedModel(mlflow.pyfunc.load_model(str(local)), local, index, verify_ms)
+    local = download_version(model_uri, target)
+    return load_verified(local, public_keys, what=model_uri, expected_model_id=expected_model_id)
 
 
 def version_model_id(model_version: Any) -> str | None:
@@ -195,10 +214,16 @@ def version_model_id(model_version: Any) -> str | None:
     return rest if rest != source and rest.startswith("m-") and "/" not in rest else None
 
 
-def load_for_serving(model_uri: str, model_version: Any, public_keys: Sequence[str] | None = None) -> Any:
-    """What a replica loads ``model_uri`` (the registry's ``model_version``) with: ``verify_and_load``
-    against ``SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS``; ``SignatureError`` keeps the old model serving and
-    names the signature in the load error (``GET /replicas``).
+def load_for_serving(
+    model_uri: str, model_version: Any, local_dir: Path, public_keys: Sequence[str] | None = None
+) -> Any:
+    """What a replica (and the gate) loads: the version ``model_uri`` (the registry's ``model_version``),
+    already downloaded into ``local_dir`` (``download_version``), verified against
+    ``SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS``; ``SignatureError`` keeps the old model serving and names the
+    signature in the load error (``GET /replicas``).
+
+    The caller owns ``local_dir``: a replica keeps its workers' one copy of each version
+    (``serving.model.downloads``), the gate a temporary folder it removes once it has scored.
 
     With no key configured (a development server outside the stack) it loads unverified and says so in the
     log; production refuses to start without keys (``sentiflow.secrets_check``).
@@ -214,8 +239,10 @@ def load_for_serving(model_uri: str, model_version: Any, public_keys: Sequence[s
         log.warning(
             "no SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS: loading %s WITHOUT verifying a signature", model_uri
         )
-        return mlflow.pyfunc.load_model(model_uri)
-    verified = verify_and_load(model_uri, keys, expected_model_id=version_model_id(model_version))
+        return mlflow.pyfunc.load_model(str(local_dir))
+    verified = load_verified(
+        local_dir, keys, what=model_uri, expected_model_id=version_model_id(model_version)
+    )
     log.info(
         "%s: signature verified with public key %d in %.0f ms",
         model_uri,

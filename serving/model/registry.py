@@ -16,6 +16,7 @@ from sentiflow.family_registry import serving_runtime as family_runtime
 from sentiflow.registry import ModelNotFoundError, PriorAliases, RegistryUnavailableError
 from sentiflow.server_settings import ServerSettings
 from serving import metrics
+from serving.model.downloads import ModelDownloads
 from serving.model.loaded import LoadedModel, now_iso
 
 __all__ = ["ModelNotFoundError", "Registry", "RegistryUnavailableError"]
@@ -35,7 +36,8 @@ KEY_METRICS = (
 class Registry:
     """Read an alias, load a version with its run metrics, move the followed alias, list models and versions.
 
-    ``call`` labels of the metric: ``alias`` and ``version`` (a version record), ``load`` (a download),
+    ``call`` labels of the metric: ``alias`` and ``version`` (a version record), ``load`` (a download, once
+    per replica and version),
     ``promote`` and ``restore`` (alias moves), ``models`` and ``versions`` (the web page's lists).
     """
 
@@ -44,6 +46,10 @@ class Registry:
         self.name = settings.registered_model_name
         #: The server's settings: its separate deploy identity (issue 20) moves the followed alias.
         self.server = server or ServerSettings()
+        #: This replica's downloaded versions, shared by its workers (under its state folder).
+        self.downloads = ModelDownloads(
+            self.server.state_dir / "models", on_download=lambda: self._count("load")
+        )
 
     @property
     def tracking_uri(self) -> str:
@@ -88,12 +94,14 @@ class Registry:
             return None
 
     def load(self, version: str) -> LoadedModel:
-        from sentiflow.signing import load_for_serving
+        """Version ``version``: downloaded once per replica, verified and deserialized by this worker."""
+        from sentiflow.signing import load_for_serving, version_model_id
 
         mv = self.resolve(version=version)
         uri = f"models:/{self.name}/{mv.version}"
-        self._count("load")
-        pyfunc = load_for_serving(uri, mv)  # verifies the version's signature before deserializing (issue 20)
+        key = f"{self.name}-v{mv.version}-{version_model_id(mv) or mv.run_id or 'norun'}"
+        local = self.downloads.local_copy(uri, key)  # a download counts once per replica, by its downloader
+        pyfunc = load_for_serving(uri, mv, local)  # verifies the signature before deserializing (issue 20)
         classifier = pyfunc.unwrap_python_model().classifier
         return LoadedModel(
             version=str(mv.version),

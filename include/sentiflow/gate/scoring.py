@@ -81,12 +81,16 @@ def score_model(client: Any, model_uri: str, texts: list[str]) -> ScoredModel:
     own process, which holds the signing key, so a version whose files were overwritten in S3 is refused
     here too (``SignatureError``) before anything is deserialized.
     """
-    from sentiflow.signing import load_for_serving
+    import tempfile
+
+    from sentiflow.signing import download_version, load_for_serving
 
     model_name, _, version = model_uri.removeprefix("models:/").rpartition("/")
-    model = load_for_serving(model_uri, client.get_model_version(model_name, version))
-    label_names = list(model.unwrap_python_model().classifier.label_names)
-    frame = model.predict(texts)
+    model_version = client.get_model_version(model_name, version)
+    with tempfile.TemporaryDirectory(prefix="sentiflow-gate-") as tmp:  # removed once scored
+        model = load_for_serving(model_uri, model_version, download_version(model_uri, tmp))
+        label_names = list(model.unwrap_python_model().classifier.label_names)
+        frame = model.predict(texts)
     probs = frame[[f"score_{name}" for name in label_names]].to_numpy(dtype=np.float64)
     return ScoredModel(label_names, probs)
 
