@@ -206,7 +206,7 @@ def test_every_secret_key_referenced_exists_in_the_template():
 
 
 def test_configmap_names_are_library_settings():
-    from test_compose import settings_env_names
+    from tests.integration.deploy.compose_file import settings_env_names
 
     known = settings_env_names()
     data = by_kind("ConfigMap", "sentiflow-settings")["data"]
