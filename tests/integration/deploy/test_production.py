@@ -12,7 +12,7 @@ from sentiflow.config import DriftSettings, RuntimeEnvironment
 from sentiflow.server_settings import ServerSettings
 from serving.app import create_app
 from serving.production import InsecureSettingsError, check_production_secrets, is_placeholder
-from tests.integration.deploy.test_compose import ENV_EXAMPLE, compose_config, env_file_values, service_env
+from tests.integration.deploy.compose_file import ENV_EXAMPLE, compose_config, env_file_values, service_env
 
 ROOT = Path(__file__).resolve().parents[3]
 PROD = RuntimeEnvironment(env="production")

@@ -20,13 +20,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_compose import DOCKER, ENV_EXAMPLE, compose_config, service_env
-from test_k8s import DOCS, K8S, _validate, by_kind, documented_commands, documented_creates, manifests
 
 from sentiflow.config import SigningSettings
 from sentiflow.credentials_check import problems
 from sentiflow.server_settings import ServerSettings
 from sentiflow.signing import SignatureError, sign_folder, verify_folder
+from tests.integration.deploy.compose_file import DOCKER, ENV_EXAMPLE, compose_config, service_env
+from tests.integration.deploy.k8s_manifests import (
+    DOCS,
+    K8S,
+    _validate,
+    by_kind,
+    documented_commands,
+    documented_creates,
+    manifests,
+)
 
 PRIVATE = "SENTIFLOW_SIGNING_PRIVATE_KEY"
 PRIVATE_PATH = "SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"

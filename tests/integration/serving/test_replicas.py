@@ -315,10 +315,6 @@ def test_feedback_through_the_proxy_lands_in_one_store(fleet):
 
 
 # --- 5. kill -9 during a swap -----------------------------------------------------------------------
-def live_replica_ids(fleet: Fleet) -> set[str]:
-    return {r["replica_id"] for r in fleet.client.replicas()["replicas"]}
-
-
 def victim_replica_id(fleet: Fleet, server: DevServer) -> str:
     return requests.get(f"{server.url}/health", timeout=10).headers["X-Sentiflow-Replica"]
 
@@ -333,9 +329,9 @@ def test_a_replica_killed_during_a_swap_serves_the_alias_after_restart(fleet):
     # The dead replica drops out of /replicas once its heartbeat is older than the TTL (8 s); it may have
     # reported v3 before it died, so "all on v3" alone does not show that it is gone.
     deadline = time.monotonic() + BOUND_S
-    while killed_id in live_replica_ids(fleet) and time.monotonic() < deadline:
+    while killed_id in replica_versions(fleet) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert killed_id not in live_replica_ids(fleet)
+    assert killed_id not in replica_versions(fleet)
     fleet.client.wait_for_replicas(v3, timeout_s=BOUND_S, poll_s=0.5)
     assert len(fleet.client.replicas()["replicas"]) == 2
     victim.start()

@@ -16,7 +16,7 @@ from sentiflow.credentials_check import (
     is_placeholder,
     problems,
 )
-from tests.integration.deploy.test_compose import ENV_EXAMPLE, env_file_values
+from tests.integration.deploy.compose_file import ENV_EXAMPLE, env_file_values
 
 ROOT = Path(__file__).resolve().parents[3]
 PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"

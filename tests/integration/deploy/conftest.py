@@ -1,0 +1,27 @@
+"""Fixtures of the compose tests (test_compose_*.py): docker-compose.yaml as written (``raw``) and as
+`compose config` resolves it with .env.example (``resolved``).
+
+Session-scoped: the compose tests were one module that resolved the file once; split by topic, they still
+share that one resolution (no test changes it: the schema test breaks a deep copy).
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.integration.deploy.compose_file import COMPOSE, ENV_EXAMPLE, compose_config
+
+
+@pytest.fixture(scope="session")
+def resolved() -> dict:
+    result = compose_config(ENV_EXAMPLE)
+    assert result.returncode == 0, result.stderr
+    unset = [line for line in result.stderr.splitlines() if "is not set" in line]
+    assert not unset, f".env.example leaves variables unset: {unset}"
+    return yaml.safe_load(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def raw() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())

@@ -1,0 +1,96 @@
+"""k8s/: every Secret key the manifests read is in secret.template.yaml (with no real secret in it) and is
+created by the `kubectl create secret` commands of docs/deployment.md, parsed as the shell reads them; the
+ConfigMap's names are library settings; the Airflow chart's Secrets carry the keys it reads, and the drift
+hash key the model server hashes with.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import yaml
+
+from tests.integration.deploy.k8s_manifests import K8S, by_kind, documented_secrets, manifests, secret_refs
+
+
+def test_every_secret_key_referenced_exists_in_the_template():
+    secrets = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d
+        for _, d in manifests()
+        if d["kind"] == "Secret"
+    }
+    refs = secret_refs()
+    assert refs
+    for namespace, name, key in refs:
+        assert (namespace, name) in secrets, f"{namespace}/{name} is not in secret.template.yaml"
+        assert key in secrets[namespace, name]["stringData"], f"{namespace}/{name} lacks {key}"
+    for secret in secrets.values():
+        assert all(v in ("CHANGE_ME", "") for v in secret["stringData"].values()), (
+            "no real secret in the repo"
+        )
+    # The training namespace's Secret holds the S3 keys, the pipeline's MLflow user and the signing key:
+    # nothing of serving.
+    trainer = secrets["sentiflow-training", "sentiflow-trainer-credentials"]["stringData"]
+    assert set(trainer) == {
+        "access_key_id",
+        "secret_access_key",
+        "mlflow_pipeline_username",
+        "mlflow_pipeline_password",
+        "signing_private_key",
+    }
+
+
+def test_configmap_names_are_library_settings():
+    from tests.integration.deploy.compose_file import settings_env_names
+
+    known = settings_env_names()
+    data = by_kind("ConfigMap", "sentiflow-settings")["data"]
+    unknown = [k for k in data if k.startswith("SENTIFLOW_") and k not in known]
+    assert not unknown
+    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+    unknown = [
+        e["name"] for e in values["env"] if e["name"].startswith("SENTIFLOW_") and e["name"] not in known
+    ]
+    assert not unknown  # SENTIFLOW_PIPELINE_TRAIN_BACKEND included: PipelineSettings.train_backend
+
+
+def test_the_documented_airflow_secret_carries_the_servers_drift_hash_key():
+    """The drift report (an Airflow task) must hash with the key the server hashes production tokens with."""
+    import re
+
+    server_env = by_kind("Deployment", "model-server")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert any(e["name"] == "SENTIFLOW_DRIFT_HASH_KEY" for e in server_env)
+    docs = (K8S.parent / "docs" / "deployment.md").read_text()
+    command = re.search(r"create secret generic sentiflow-airflow-connections(.*?)\n\S", docs, re.S)
+    assert command and "--from-literal=SENTIFLOW_DRIFT_HASH_KEY=" in command.group(1)
+    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+    assert "sentiflow-airflow-connections" in values["extraEnvFrom"]
+
+
+# --- the documented `kubectl create secret` commands --------------------------------------------------------
+def test_documented_secret_commands_create_every_key_the_manifests_read():
+    created = documented_secrets()
+    for namespace, name, key in secret_refs(optional=False):
+        assert (namespace, name) in created, f"docs/deployment.md creates no Secret {namespace}/{name}"
+        assert key in created[namespace, name], f"the documented command leaves {key} out of {name}"
+
+
+def test_documented_secret_commands_parse_like_the_shell():
+    """The parser sees what the shell sees: a missing `\\` ends the command (the bug it catches)."""
+    broken = "kubectl -n s create secret generic x \\\n  --from-literal=a=1\n  --from-literal=b=2\n"
+    lines = broken.replace("\\\n", " ").splitlines()
+    assert shlex.split(lines[0])[-1] == "--from-literal=a=1"
+    assert not lines[1].lstrip().startswith("kubectl")
+
+
+def test_documented_airflow_secrets_carry_the_keys_the_chart_reads():
+    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+    created = documented_secrets()
+    expected = {
+        values["data"]["metadataSecretName"]: "connection",
+        values["fernetKeySecretName"]: "fernet-key",
+        values["apiSecretKeySecretName"]: "api-secret-key",
+        values["jwtSecretName"]: "jwt-secret",
+    }
+    for name, key in expected.items():
+        assert key in created.get(("airflow", name), set()), f"docs create no airflow/{name} with {key}"
