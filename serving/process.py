@@ -42,12 +42,17 @@ def configure_process(settings: ServerSettings) -> None:
         os.environ.setdefault(key, value)
 
 
-#: What a transformer version's first load imports (about 10 s of CPU per process on this 2-core machine).
-PRELOADED_MODULES = ("mlflow.pyfunc", "torch", "transformers.modeling_utils", "onnxruntime")
+def preloaded_modules() -> tuple[str, ...]:
+    """What a first load of each family imports (the transformer's: about 10 s of CPU per process on this
+    2-core machine, the TF-IDF's scikit-learn about 3 s): MLflow's pyfunc and every family's
+    ``serving_modules``."""
+    from sentiflow.family_registry import families
+
+    return ("mlflow.pyfunc", *(m for family in families().values() for m in family.serving_modules))
 
 
 def preload_model_libraries(settings: ServerSettings) -> None:
-    """Import ``PRELOADED_MODULES`` in the gunicorn master before it forks (``..._PRELOAD_LIBRARIES``).
+    """Import ``preloaded_modules()`` in the gunicorn master before it forks (``..._PRELOAD_LIBRARIES``).
 
     Without it every worker of every replica imports them itself at its first transformer load, all at
     once when the alias moves: on 2 cores, 3 replicas x 2 workers took 35 s to converge on the first
@@ -59,7 +64,7 @@ def preload_model_libraries(settings: ServerSettings) -> None:
         return
     import importlib
 
-    for name in PRELOADED_MODULES:
+    for name in preloaded_modules():
         try:
             importlib.import_module(name)
         except Exception as exc:  # the worker's own load will fail with the full error

@@ -52,6 +52,9 @@ class ModelFamily:
     pip_requirements: tuple[str, ...] = ()
     #: The runtime the model server reports in ``GET /model`` for this family's models.
     serving_runtime: str = "python"
+    #: Modules a replica imports to load this family's models; the gunicorn master imports them before it
+    #: forks (``SENTIFLOW_SERVER_PRELOAD_LIBRARIES``), so no worker pays them at its first load of one.
+    serving_modules: tuple[str, ...] = ()
     #: Whether the DAG may run its training in the GPU pod (``train_backend=kubernetes``).
     gpu: bool = False
     #: The Airflow task id of its local training task in the DAGs.

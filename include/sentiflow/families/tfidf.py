@@ -33,5 +33,11 @@ FAMILY = ModelFamily(
     load=_load,
     pip_requirements=("scikit-learn", "joblib"),
     serving_runtime="scikit-learn",
+    serving_modules=(
+        "sentiflow.modeling.tfidf",
+        "sklearn.feature_extraction.text",
+        "sklearn.linear_model",
+        "sklearn.pipeline",
+    ),
     task_id="train_baseline",
 )

@@ -32,6 +32,7 @@ FAMILY = ModelFamily(
     load=_load,
     pip_requirements=("torch==2.13.0", "transformers==5.23.0"),
     serving_runtime="torch",
+    serving_modules=("sentiflow.modeling.transformer", "torch", "transformers.modeling_utils", "onnxruntime"),
     gpu=True,
     task_id="train_local",
 )
