@@ -27,27 +27,29 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
-from sentiflow import localstack, supervisor  # noqa: E402
+from sentiflow import localstack  # noqa: E402
 from sentiflow.localstack import StackSettings  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _serve_targets import (  # noqa: E402
+    ModelServer,
+    Target,
+    run_level,
+    start_mlflow_serve,
+    stop_process,
+)
 
 SHARED = REPO.parent / "shared"
 LABELS = ["negative", "positive"]
@@ -123,180 +125,6 @@ def register(args: argparse.Namespace) -> str:
     with mlflow.start_run(run_name=f"serve-load-{args.family}"):
         info = log_classifier(clf, registered_model_name=settings.registered_model_name)
     return str(info.registered_model_version)
-
-
-def start_mlflow_serve(stack: StackSettings, uri: str, port: int, workers: int) -> subprocess.Popen:
-    log = (stack.home / "logs" / "mlflow-serve.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            uri,
-            "--env-manager",
-            "local",
-            "-h",
-            localstack.HOST,
-            "-p",
-            str(port),
-            "-w",
-            str(workers),
-        ],
-        # mlflow execs ``uvicorn`` through bash: the venv's bin must be on PATH
-        env={
-            **os.environ,
-            **localstack.client_env(stack),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    (stack.home / "run").mkdir(parents=True, exist_ok=True)
-    (stack.home / "run" / "mlflow-serve.pid").write_text(str(proc.pid))
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited {proc.returncode}; see {log.name}")
-        try:
-            if requests.get(f"http://{localstack.HOST}:{port}/ping", timeout=2).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    raise RuntimeError("mlflow models serve not healthy in 600 s")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-@dataclass(frozen=True)
-class ModelServer:
-    """One gunicorn model server of the local stack's definition (argv, PID file, health), with extra env."""
-
-    stack: StackSettings
-    pid: int
-
-    @classmethod
-    def start(cls, stack: StackSettings, env: dict[str, str]) -> ModelServer:
-        service = localstack.services(stack)["model-server"]
-        return cls(stack, supervisor.start(stack, replace(service, env={**service.env, **env})))
-
-    @property
-    def url(self) -> str:
-        return self.stack.server_url
-
-    @property
-    def token(self) -> str:
-        return self.stack.server_token
-
-    def stop(self) -> None:
-        supervisor.stop(self.stack, "model-server")
-
-
-class Target:
-    def __init__(self, name: str, url: str, wrap, pgid: int, metrics_url: str | None = None) -> None:
-        self.name, self.url, self.wrap, self.pgid = name, url, wrap, pgid
-        self.metrics_url = metrics_url
-
-
-def worker_requests(target: Target) -> dict[str, float]:
-    """Requests answered so far by each gunicorn worker of a sentiflow server (its ``/metrics``)."""
-    if not target.metrics_url:
-        return {}
-    counts: dict[str, float] = {}
-    for line in requests.get(target.metrics_url, timeout=30).text.splitlines():
-        if line.startswith("sentiflow_server_worker_requests_total{"):
-            worker = line.split('worker="', 1)[1].split('"', 1)[0]
-            counts[worker] = counts.get(worker, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
-
-
-def shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    delta = {w: after[w] - before.get(w, 0.0) for w in after}
-    total = sum(delta.values()) or 1.0
-    return {w: round(d / total, 3) for w, d in sorted(delta.items()) if d > 0}
-
-
-def group_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of one process group (a server)."""
-    total = 0.0
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid:
-                times = proc.cpu_times()
-                total += times.user + times.system
-        except (psutil.Error, ProcessLookupError):  # gone meanwhile, or not ours to read
-            continue
-    return total
-
-
-def run_level(
-    target: Target, texts: list[str], *, concurrency: int, n_requests: int, per_request: int
-) -> dict:
-    latencies: list[float] = []
-    statuses: list[int] = []
-    versions: set[str] = set()
-    lock = threading.Lock()
-    local = threading.local()
-    counter = iter(range(n_requests))
-
-    def one(i: int) -> None:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        start = (i * per_request) % (len(texts) - per_request)
-        body = target.wrap(texts[start : start + per_request])
-        t0 = time.perf_counter()
-        try:
-            r = session.post(target.url, json=body, timeout=120)
-            status = r.status_code
-            if status == 200 and target.name.startswith("sentiflow"):
-                with lock:
-                    versions.add(r.json()["model_version"])
-        except requests.RequestException:
-            status = -1
-        dt = time.perf_counter() - t0
-        with lock:
-            latencies.append(dt)
-            statuses.append(status)
-
-    workers0 = worker_requests(target)
-    t0, client_cpu0, server_cpu0 = time.perf_counter(), time.process_time(), group_cpu_s(target.pgid)
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, counter))
-    wall = time.perf_counter() - t0
-    client_cpu, server_cpu = time.process_time() - client_cpu0, group_cpu_s(target.pgid) - server_cpu0
-    worker_share = shares(workers0, worker_requests(target)) if target.metrics_url else None
-    latencies.sort()
-    errors = sum(1 for s in statuses if not 200 <= s < 300)
-    return {
-        "server": target.name,
-        "concurrency": concurrency,
-        "texts_per_request": per_request,
-        "requests": n_requests,
-        "errors": errors,
-        "wall_s": round(wall, 3),
-        "requests_per_s": round(n_requests / wall, 2),
-        "texts_per_s": round(n_requests * per_request / wall, 2),
-        "p50_ms": round(1000 * statistics.median(latencies), 1),
-        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
-        # where the 2 cores went: the load generator shares them with the server
-        "client_cpu_ms_per_request": round(1000 * client_cpu / n_requests, 2),
-        "server_cpu_ms_per_text": round(1000 * server_cpu / (n_requests * per_request), 2),
-        "cpu_busy": round((client_cpu + server_cpu) / (wall * (os.cpu_count() or 1)), 2),
-        **({"versions_seen": sorted(versions)} if versions else {}),
-        # each gunicorn worker's share of the requests: even is 1/workers each
-        **({"worker_share": worker_share} if worker_share else {}),
-    }
 
 
 def main() -> int:
