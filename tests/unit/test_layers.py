@@ -25,6 +25,7 @@ RANKS = {
     "train": 4,
     "feedback": 4,
     "cli": 4,
+    "resign": 3,
     "data": 3,
     "offline": 3,
     "config_doc": 3,

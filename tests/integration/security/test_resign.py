@@ -1,0 +1,77 @@
+"""Retiring a signing key (``python -m sentiflow.resign``), against the session's real MLflow + S3.
+
+A version signed with the stack's key (the old one) is re-signed with a new key the servers already trust:
+afterwards it verifies with the new key alone and no longer with the old one. A tampered version is never
+re-signed, and neither is anything while the new key is not yet trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sentiflow.signing import SignatureError, download_version, generate_key_pair, verify_folder
+
+
+@pytest.fixture
+def new_key(stack, tmp_path, monkeypatch) -> tuple[Path, Path, list[str]]:
+    """A new pair; the pipeline signs with it, the servers trust [new, old] (step 1-2 of the rotation)."""
+    from sentiflow.server_settings import ServerSettings
+
+    old_public = ServerSettings().signing_public_keys
+    private, public = tmp_path / "new.pem", tmp_path / "new.pub"
+    generate_key_pair(private, public)
+    monkeypatch.setenv("SENTIFLOW_SIGNING_PRIVATE_KEY_PATH", str(private))
+    monkeypatch.delenv("SENTIFLOW_SIGNING_PRIVATE_KEY", raising=False)
+    monkeypatch.setenv("SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS", json.dumps([str(public), *old_public]))
+    return private, public, old_public
+
+
+def _version() -> tuple[str, str]:
+    from sentiflow.config import MLflowSettings
+    from tests.devserver import register_tfidf_versions
+
+    (version,) = register_tfidf_versions(1)  # signed with the stack's (old) key
+    return MLflowSettings().registered_model_name, version
+
+
+def test_a_resigned_version_verifies_with_the_new_key_alone(new_key, tmp_path, capsys):
+    from sentiflow import registry
+    from sentiflow.resign import main
+
+    name, version = _version()
+    _, public, old_public = new_key
+    registry.mlflow_client().set_registered_model_alias(name, "resign-check", version)
+    assert main(["--model", name, "--alias", "resign-check"]) == 0  # an alias names the version
+    assert f"models:/{name}/{version}: re-signed" in capsys.readouterr().out
+    local = download_version(f"models:/{name}/{version}", tmp_path / "after")
+    assert verify_folder(local, [str(public)]) == 0
+    with pytest.raises(SignatureError, match="invalid for all 1 configured"):
+        verify_folder(local, old_public)
+
+
+def test_a_tampered_version_is_not_resigned(new_key, tmp_path, capsys):
+    from sentiflow.resign import main
+    from tests.tamper import tampered_version
+
+    name, version = _version()
+    _, public, _ = new_key
+    with tampered_version(name, version):
+        assert main(["--model", name, "--version", version]) == 1
+        assert "NOT re-signed" in capsys.readouterr().err
+        local = download_version(f"models:/{name}/{version}", tmp_path / "after")
+        with pytest.raises(SignatureError):
+            verify_folder(local, [str(public)])  # still the old signature: nothing was laundered
+
+
+def test_nothing_is_resigned_while_the_new_key_is_untrusted(new_key, monkeypatch, capsys):
+    from sentiflow.resign import main
+
+    _, _, old_public = new_key
+    monkeypatch.setenv("SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS", json.dumps(old_public))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version", "1"])
+    assert exit_info.value.code == 2
+    assert "not among SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS" in capsys.readouterr().err
