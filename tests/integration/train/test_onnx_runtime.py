@@ -275,10 +275,12 @@ def shipped_version(stack, sharp):
     return out
 
 
-def _registry(shipped_version):
+def _registry(shipped_version, state_dir=None):
+    """A replica's registry; ``state_dir``: a fresh replica's (no version downloaded yet)."""
     from serving.model.registry import Registry
 
-    return Registry(shipped_version["settings"], ServerSettings())
+    server = ServerSettings() if state_dir is None else ServerSettings(state_dir=state_dir)
+    return Registry(shipped_version["settings"], server)
 
 
 def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, tmp_path, monkeypatch):
@@ -314,13 +316,14 @@ def test_a_version_without_the_shipped_file_is_built_by_the_replica(shipped_vers
     assert np.abs(served.classifier.predict_proba(TEXTS) - expected).max() < 0.05
 
 
-def test_a_shipped_onnx_file_changed_in_s3_is_refused(shipped_version, stack):
-    """Overwrite the version's int8 ONNX file in the bucket: the replica refuses the whole version."""
+def test_a_shipped_onnx_file_changed_in_s3_is_refused(shipped_version, stack, tmp_path):
+    """Overwrite the version's int8 ONNX file in the bucket: a replica that downloads it then refuses the
+    whole version (a replica's kept copy from before the overwrite is its own verified download)."""
     from sentiflow.signing import SIGNATURE_FILE, SignatureError
     from tests.tamper import tampered_version
 
     settings, version = shipped_version["settings"], shipped_version["shipped"]
     refused = pytest.raises(SignatureError, match=rf"{SIGNATURE_FILE} does not match.*model\.int8\.onnx")
     with tampered_version(settings.registered_model_name, version, f"{SHIPPED_DIR}/model.int8.onnx"), refused:
-        _registry(shipped_version).load(version)
-    assert _registry(shipped_version).load(version).version == version
+        _registry(shipped_version, tmp_path / "fresh").load(version)
+    assert _registry(shipped_version, tmp_path / "after").load(version).version == version
