@@ -142,8 +142,11 @@ def main() -> int:
         mv = pipeline.get_model_version(name, version)
         uri = f"models:/{name}/{version}"
         loads = []
-        for _ in range(args.repeats):
-            loads.append(verify_and_load(uri, public, expected_model_id=version_model_id(mv)).verify_ms)
+        for i in range(args.repeats):
+            loaded = verify_and_load(
+                uri, public, dst_dir=home / "loads" / str(i), expected_model_id=version_model_id(mv)
+            )
+            loads.append(loaded.verify_ms)
 
         # the champion (the pipeline just moved the alias to it) is what the model server serves
         server = ModelServerClient(stack.server_url, stack.server_token)
@@ -156,7 +159,12 @@ def main() -> int:
         overwrite(version_artifact_key(name, bad))
         bad_mv = pipeline.get_model_version(name, bad)
         try:
-            verify_and_load(f"models:/{name}/{bad}", public, expected_model_id=version_model_id(bad_mv))
+            verify_and_load(
+                f"models:/{name}/{bad}",
+                public,
+                dst_dir=home / "loads" / "tampered",
+                expected_model_id=version_model_id(bad_mv),
+            )
             tampered: dict[str, object] = {"version": bad, "refused": False}
         except SignatureError as exc:
             tampered = {"version": bad, "refused": True, "message": str(exc)[:400]}
@@ -169,7 +177,7 @@ def main() -> int:
             unsigned = str(log_classifier(clf, registered_model_name=name).registered_model_version)
         os.environ["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"] = unsigned_env
         try:
-            verify_and_load(f"models:/{name}/{unsigned}", public)
+            verify_and_load(f"models:/{name}/{unsigned}", public, dst_dir=home / "loads" / "unsigned")
             result["unsigned_version"] = {"version": unsigned, "refused": False}
         except SignatureError as exc:
             result["unsigned_version"] = {"version": unsigned, "refused": True, "message": str(exc)[:300]}

@@ -35,8 +35,6 @@ from sentiflow.signing import (
     version_model_id,
 )
 
-log = logging.getLogger(__name__)
-
 
 def _der(pem_or_path: str | Path, *, private: bool = False) -> bytes:
     """The public key (DER) of a PEM text or file, private or public."""

@@ -191,16 +191,16 @@ def verify_and_load(
     model_uri: str,
     public_keys: Sequence[str | Path],
     *,
+    dst_dir: str | Path,
     expected_model_id: str | None = None,
-    dst_dir: str | Path | None = None,
 ) -> VerifiedModel:
-    """Download ``model_uri`` (``models:/<name>/<version>``), verify it, and only then load it.
+    """Download ``model_uri`` (``models:/<name>/<version>``) into ``dst_dir``, verify it, then load it.
 
     The download writes files and deserializes nothing; ``mlflow.pyfunc.load_model`` then reads the verified
-    local folder, not the store again, so what is loaded is what was verified.
+    local folder, not the store again, so what is loaded is what was verified. The caller owns ``dst_dir``
+    (a temporary folder made here would outlive the call: nothing could remove it).
     """
-    target = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="sentiflow-model-"))
-    local = download_version(model_uri, target)
+    local = download_version(model_uri, dst_dir)
     return load_verified(local, public_keys, what=model_uri, expected_model_id=expected_model_id)
 
 

@@ -60,7 +60,11 @@ class ModelDownloads:
                     download_version(model_uri, partial).rename(target)  # the folder, or one inside it
                 finally:
                     shutil.rmtree(partial, ignore_errors=True)
-                log.info("%s downloaded in %.1f s for this replica's workers", model_uri, _since(started))
+                log.info(
+                    "%s downloaded in %.1f s for this replica's workers",
+                    model_uri,
+                    time.monotonic() - started,
+                )
             os.utime(target)  # most recently used: the last to be pruned
             self._prune(keep=target)
         return target
@@ -83,7 +87,3 @@ class ModelDownloads:
 def _safe(key: str) -> str:
     """``key`` as one folder name (registered model names may hold characters a path must not)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", key).lstrip(".") or "model"
-
-
-def _since(started: float) -> float:
-    return time.monotonic() - started
