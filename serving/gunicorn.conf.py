@@ -2,9 +2,8 @@
 
 ``gthread`` workers: request threads wait on the micro-batcher while one inference thread per worker
 runs the model. The timeout covers a slow model load. Each worker loads the app itself (no preload), so
-a worker's model, threads and torch state are its own; only libraries are imported in the master before the
-fork: the app's (``preload_app_libraries``) and the models' (``preload_model_libraries``). Prometheus values
-are shared through files.
+a worker's model, threads and torch state are its own; only the model libraries are imported in the
+master before the fork (``preload_model_libraries``). Prometheus values are shared through files.
 Process-wide set-up (logging, the environment MLflow reads) happens here, never in ``create_app``.
 """
 
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from sentiflow.credentials_check import check_component
 from sentiflow.server_settings import ServerSettings
-from serving.process import configure_process, preload_app_libraries, preload_model_libraries
+from serving.process import configure_process, preload_model_libraries
 
 # One replica id for this server's workers (read in the master, inherited by every worker it forks):
 # the workers report under it in the shared database. A restarted server is a new replica.
@@ -25,7 +24,6 @@ os.environ.setdefault("SENTIFLOW_SERVER_REPLICA_ID", f"{socket.gethostname()}-{u
 check_component("model-server")
 _settings = ServerSettings()
 configure_process(_settings)  # logging and MLflow's variables, once, before the workers fork
-preload_app_libraries()  # a worker's boot then imports only sentiflow's own modules
 preload_model_libraries(_settings)  # shared by the forked workers: a first transformer load imports nothing
 _prom_dir = Path(
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.state_dir.resolve() / "prometheus"))

@@ -42,40 +42,6 @@ def configure_process(settings: ServerSettings) -> None:
         os.environ.setdefault(key, value)
 
 
-#: Third-party libraries every worker imports as it boots (``serving.app`` and what it reaches, and the
-#: registry client its follower imports at the first alias poll), before any model: imported in the master
-#: always, so a worker's boot or restart imports only sentiflow's own modules (about 8 s less CPU per worker
-#: on this 2-core machine) and their pages are shared. Importing them starts no Python thread and opens no
-#: connection; the native pools some start (OpenBLAS, jemalloc's background thread) have fork handlers,
-#: as with the model libraries that ``preload_model_libraries`` imports by default.
-APP_LIBRARIES = (
-    "flask",
-    "werkzeug",
-    "jinja2",
-    "apispec",
-    "pydantic",
-    "sqlalchemy",
-    "alembic.runtime.migration",
-    "alembic.script",
-    "prometheus_client",
-    "filelock",
-    "mlflow.tracking",
-)
-
-
-def preload_app_libraries() -> None:
-    """Import ``APP_LIBRARIES`` in the gunicorn master before it forks (whatever ``preload_libraries`` says:
-    the workers import them at boot anyway). A library that fails here fails the worker's boot with its
-    full error instead."""
-    import importlib
-
-    for name in APP_LIBRARIES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:
-            logging.getLogger(__name__).warning("could not preload %s: %s", name, exc)
-
-
 def preloaded_modules() -> tuple[str, ...]:
     """What a first load of each family imports (the transformer's: about 10 s of CPU per process on this
     2-core machine, the TF-IDF's scikit-learn about 3 s): MLflow's pyfunc and every family's

@@ -136,9 +136,7 @@ class ServerSettings(BaseSettings):
     preload_libraries: bool = Field(
         default=True,
         description="Import the model libraries (MLflow's pyfunc, torch, transformers, ONNX Runtime) once "
-        "in the gunicorn master: forked workers share them; a first transformer load imports nothing. "
-        "(The app's own libraries, Flask, SQLAlchemy and the MLflow client among them, are always imported "
-        "there.)",
+        "in the gunicorn master: forked workers share them; a first transformer load imports nothing.",
     )
     runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx-int8",
