@@ -53,19 +53,16 @@ def new_user_env(stack: StackSettings) -> dict[str, str]:
         k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SENTIFLOW_", "MLFLOW_"))
     }
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
-    ports = {
-        f"SENTIFLOW_STACK_{name.upper()}": str(getattr(stack, name))
-        for name in StackSettings.model_fields
-        if name.endswith("_port")
+    # every setting of the stack (home, ports, credentials, grant scope): up finds its services running
+    settings = {
+        f"SENTIFLOW_STACK_{name.upper()}": str(getattr(stack, name)) for name in StackSettings.model_fields
     }
     return {
         **inherited,
         "PATH": path or "/usr/bin:/bin",
         "HF_HUB_OFFLINE": "1",
-        "SENTIFLOW_STACK_HOME": str(stack.home),
-        "SENTIFLOW_STACK_GRANT_SCOPE": stack.grant_scope,
+        **settings,
         "SENTIFLOW_STACK_START_TIMEOUT_S": "600",
-        **ports,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__CORE__PARALLELISM": "4",
