@@ -36,7 +36,7 @@ from tests.devserver import DevServer, own_registered_model, register_tfidf_vers
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx missing: run scripts/system_deps.sh"),
+    pytest.mark.usefixtures("nginx"),  # fails, never skips, without nginx
 ]
 
 PROXY_KEEPALIVE_S = 60  # nginx upstream keepalive_timeout, as ingress-nginx and an AWS ALB default
