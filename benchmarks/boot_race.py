@@ -87,8 +87,9 @@ def main() -> int:
     markdown = (
         f"CPU flags: {flags or 'unknown'}.\n\n"
         "| race | full count | outcome | wall (s) | pytest |\n| --- | --- | --- | ---: | --- |\n"
-        f"{rows}\n\nThe suite runs each at its smallest count that still fails on the bug it was written for "
-        "(the test's docstring says which and how it was shown)."
+        f"{rows}\n\nThe suite runs the boot test once (1 round of 2 replicas x 2 workers); the migration "
+        "lock's race itself is shown by the four migration runs started together (see the test module's "
+        "docstring)."
     )
     record("boot_race", {"cpu_flags": flags, "races": results}, markdown)
     return 0 if all(r["passed"] for r in results.values()) else 1
