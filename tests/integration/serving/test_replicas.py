@@ -33,7 +33,7 @@ from sentiflow import localstack, registry, supervisor
 from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
 from tests.dagrun import run_dag
-from tests.devproxy import RoundRobinProxy, nginx_binary
+from tests.devproxy import RoundRobinProxy
 from tests.devserver import (
     DevServer,
     own_registered_model,
@@ -43,7 +43,7 @@ from tests.devserver import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx missing: run scripts/system_deps.sh"),
+    pytest.mark.usefixtures("nginx"),  # fails, never skips, without nginx
 ]
 
 DAGS = Path(__file__).resolve().parents[2] / "e2e" / "dags"
