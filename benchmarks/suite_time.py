@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCH_DIR, RESULTS_DIR, git_commit, machine, record
 
 REPO = BENCH_DIR.parent
-SUMMARY = re.compile(r"=+ (?P<body>.*\b(?:passed|failed|error)\b.*) in [\d.]+s")
+SUMMARY = re.compile(r"^=*\s*(?P<body>.*\b(?:passed|failed|error)\b.*) in [\d.]+s", re.M)
 DURATION = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>call|setup|teardown)\s+(?P<test>\S+)")
 
 
