@@ -73,15 +73,19 @@ def offline_model() -> Path:
     return OFFLINE_MODEL
 
 
+def _required(tool: str, binary: str | None) -> str:
+    """``binary``, or a failed test naming the missing tool (never a skip)."""
+    if binary is None:
+        pytest.fail(f"{tool} missing: run scripts/system_deps.sh (as root)", pytrace=False)
+    return binary
+
+
 @pytest.fixture(scope="session")
 def nginx() -> str:
     """nginx's binary; a missing one fails the test that needs it (no skip)."""
     from tests.devproxy import nginx_binary
 
-    binary = nginx_binary()
-    if binary is None:
-        pytest.fail("nginx missing: run scripts/system_deps.sh (as root)", pytrace=False)
-    return binary
+    return _required("nginx", nginx_binary())
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +93,7 @@ def redis_server() -> str:
     """redis-server's binary; a missing one fails the test that needs it (no skip)."""
     from tests.devredis import redis_binary
 
-    binary = redis_binary()
-    if binary is None:
-        pytest.fail("redis-server missing: run scripts/system_deps.sh (as root)", pytrace=False)
-    return binary
+    return _required("redis-server", redis_binary())
 
 
 @pytest.fixture(scope="session")

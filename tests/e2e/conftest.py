@@ -27,7 +27,6 @@ import pytest
 
 from sentiflow import localstack
 from sentiflow.localstack import StackSettings
-from tests.conftest import migrated_url
 from tests.dagrun import small_run_conf
 from tests.devserver import DevServer
 
@@ -81,7 +80,7 @@ def _store_feedback(server: DevServer) -> None:
     from serving.store.feedback import FeedbackStore
 
     url = ServerSettings(state_dir=server.state_dir).resolved_feedback_db_url
-    feedback = FeedbackStore(Database(migrated_url(url)))
+    feedback = FeedbackStore(Database(url))  # the server's start migrated it
     try:
         for text, predicted, correct, true_label in FEEDBACK:
             feedback.add(
