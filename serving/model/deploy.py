@@ -82,11 +82,10 @@ def evaluate(record: dict[str, Any], replicas: list[ReplicaView]) -> tuple[str, 
                     f"could not load version {version}: {worker.load_error}"
                 )
     for replica in replicas:
-        moved_on = (
+        moved_on = (  # a reading begun after the move (``alias_read_at``: when it began) names another
             requested_at is not None
             and replica.alias_error is None
-            and replica.alias_checked_at > float(requested_at)
-            and (replica.alias_read_at or 0.0) >= replica.alias_checked_at
+            and (replica.alias_read_at or 0.0) > float(requested_at)
             and replica.alias_version != version
         )
         if moved_on:

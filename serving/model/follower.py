@@ -145,10 +145,12 @@ class AliasFollower:
             version, error = self._read_registry()
         else:
             try:
-                won = self.replicas.claim_alias_poll(self.replica_id, self.settings.reload_poll_s)
-                if won:
+                claimed_at = self.replicas.claim_alias_poll(self.replica_id, self.settings.reload_poll_s)
+                if claimed_at is not None:
                     version, error = self._read_registry()
-                    self.replicas.record_alias(self.replica_id, version, error)
+                    if not self.replicas.record_alias(self.replica_id, version, error, claimed_at):
+                        # a sibling's read begun later is stored: it may have seen a move this one missed
+                        _, version, error = self.replicas.replica_alias(self.replica_id)
                 else:
                     read_yet, version, error = self.replicas.replica_alias(self.replica_id)
                     if not read_yet:

@@ -155,8 +155,9 @@ class ReplicaStore:
             except sa.exc.IntegrityError:
                 pass  # a sibling worker inserted it a moment ago
 
-    def claim_alias_poll(self, replica_id: str, interval_s: float, now: float | None = None) -> bool:
-        """Whether this worker may read the alias from the registry now (one read per interval, replica)."""
+    def claim_alias_poll(self, replica_id: str, interval_s: float, now: float | None = None) -> float | None:
+        """The claim's time when this worker may read the alias from the registry now (one read per interval
+        and replica), else None. Pass it to ``record_alias``."""
         now = time.time() if now is None else now
         t = replicas_table
         with self.db.engine.begin() as conn:
@@ -165,16 +166,30 @@ class ReplicaStore:
                 .where(t.c.replica_id == replica_id, t.c.alias_checked_at <= now - interval_s)
                 .values(alias_checked_at=now, alias_polls=t.c.alias_polls + 1)
             )
-        return result.rowcount == 1
+        return now if result.rowcount == 1 else None
 
-    def record_alias(self, replica_id: str, version: str | None, error: str | None) -> None:
+    def record_alias(
+        self, replica_id: str, version: str | None, error: str | None, read_started_at: float | None = None
+    ) -> bool:
+        """Store a registry read of the alias begun at ``read_started_at`` (its claim's time; default now),
+        unless a read begun later is stored already: False then.
+
+        A read can outlive the poll interval (a slow registry), so a sibling's later read may end first; the
+        earlier one may predate an alias move the later one saw, and must not overwrite it. ``alias_read_at``
+        is when the stored reading began, so a deploy compares it with the time the alias moved.
+        """
+        started = time.time() if read_started_at is None else read_started_at
         t = replicas_table
         with self.db.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 t.update()
-                .where(t.c.replica_id == replica_id)
-                .values(alias_version=version, alias_error=error, alias_read_at=time.time())
+                .where(
+                    t.c.replica_id == replica_id,
+                    sa.or_(t.c.alias_read_at.is_(None), t.c.alias_read_at <= started),
+                )
+                .values(alias_version=version, alias_error=error, alias_read_at=started)
             )
+        return result.rowcount == 1
 
     def replica_alias(self, replica_id: str) -> tuple[bool, str | None, str | None]:
         """``(read_yet, version, error)``: the alias as the replica's last registry read found it."""
