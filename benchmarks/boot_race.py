@@ -4,6 +4,9 @@ this runs them as many times as they were written for and records whether every 
 - ``migrations``: ``tests/integration/serving/test_migrations.py``, replicas of gunicorn workers started at
   the same instant against a fresh Postgres, each replica running its own migration step as it starts
   (k8s: one ``migrate`` init container per pod). Full count: 10 rounds x 3 replicas x 2 workers.
+- ``state-folder``: ``tests/integration/serving/test_server_boot.py``, processes opening one fresh state
+  folder at the same instant (25 rounds x 6), then 20 real gunicorn boots on fresh state folders while
+  every core is busy.
 
 Each runs in pytest (its own S3 + MLflow and Postgres on free ports), with the counts given by the
 environment variables the tests read. Wall seconds, outcome and the tail of a failure are recorded in
@@ -36,6 +39,11 @@ RACES = {
             "SENTIFLOW_BOOT_RACE_WORKERS": "2",
         },
         "10 rounds x 3 replicas x 2 workers",
+    ),
+    "state-folder": (
+        "tests/integration/serving/test_server_boot.py",
+        {"SENTIFLOW_BOOT_RACE_STATE_ROUNDS": "25", "SENTIFLOW_BOOT_RACE_SERVER_BOOTS": "20"},
+        "25 rounds x 6 processes, 20 gunicorn boots on busy cores",
     ),
 }
 

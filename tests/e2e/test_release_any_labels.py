@@ -5,9 +5,10 @@ gunicorn) and the TF-IDF baseline only (``train_transformer`` off: seconds per r
 order and share the registry:
 
 1. a binary model is forced in as champion; a three-class run is then *not comparable* with it (kept,
-   and the reason says why); forced, it is deployed, the inference check samples cases of all three
-   classes from the test snapshot, the server answers with the three labels, and a 'wrong' flag with the
-   right label goes through the web page's API;
+   and the reason says why); its version, forced through the release tasks alone
+   (``tests/e2e/dags/release_registered_version.py``), is deployed, the inference check samples cases of
+   all three classes from the test snapshot, the server answers with the three labels, and a 'wrong' flag
+   with the right label goes through the web page's API;
 2. the dataset changes: the gate scores the (three-class) champion on the new run's validation rows, and
    the numbers equal the champion's own pyfunc on those rows, not its logged metric;
 3. ``registered_model_name``: a release into another registered model promotes there and leaves the served
@@ -148,11 +149,22 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     assert tags["gate.comparable"] == "False" and tags["gate.promote"] == "False"
     assert champion_version(client) == binary_version
 
-    # forced: promoted, deployed, checked with cases of all three classes from the test snapshot
-    forced = run_dag("sentiment_pipeline", conf(env["three"], force_promote=True))
+    # forced: the version the kept run registered, handed to the release tasks as its training task handed
+    # it over; promoted, deployed, checked with cases of all three classes from that run's test snapshot
+    trained = kept["xcom"]["train_baseline"]
+    forced = run_dag(
+        "release_registered_version",
+        {
+            **conf(env["three"], force_promote=True),
+            "registered_version": str(trained["model_version"]),
+            "registered_run_id": trained["run_id"],
+        },
+        env={"AIRFLOW__CORE__DAGS_FOLDER": str(RELEASE_DAGS)},
+    )
     assert forced["state"] == "success", forced["tasks"]
     version = forced["xcom"]["promote"]["version"]
-    manifest = read_manifest(ObjectStore(), forced["xcom"]["collect"])
+    assert version == str(trained["model_version"])
+    manifest = read_manifest(ObjectStore(), kept["xcom"]["collect"])
     assert manifest.label_names == THREE and manifest.source["label_ids"] == {"-1": 0, "0": 1, "1": 2}
     assert "carved" in manifest.source["split_origin"]["test"]
     check = forced["xcom"]["inference_check"]
