@@ -8,4 +8,8 @@ VENV=${VENV:-.venv}
 bash scripts/system_deps.sh
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy"
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=20 "$@"
+# Two workers (pytest-xdist): most of a test's time is spent waiting on a service, so two share the cores
+# well. A module stays on one worker, in file order; tests/conftest.py keeps files that read one shared run
+# together. SENTIFLOW_TEST_WORKERS=0 runs the suite in this process.
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=20 \
+    -n "${SENTIFLOW_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,35 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+#: Files that read one session- or package-scoped run, kept on one worker when the suite runs in parallel.
+SHARED_RUNS = {
+    "tests/e2e/test_pipeline_e2e.py": "golden",  # the golden pipeline run (tests/e2e/conftest.py)
+    "tests/e2e/test_demo_progress.py": "golden",
+    "tests/e2e/airflow_local/": "airflow_local",  # one Airflow for the folder
+}
+
+
+def work_unit(nodeid: str) -> str:
+    """What one worker runs whole, in file order: a test's file, or the shared run its file reads."""
+    path = nodeid.split("::", 1)[0]
+    return next((group for prefix, group in SHARED_RUNS.items() if path.startswith(prefix)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n 2 --dist loadfile`` (``make test``): xdist's file-by-file scheduling, with the files
+    of one shared run (``SHARED_RUNS``) as one unit, so that run happens once. A module's tests stay on one
+    worker and in file order (its module-scoped services, the order its tests walk them through)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return SharedRunScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
