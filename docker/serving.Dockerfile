@@ -19,7 +19,7 @@ RUN pip install --no-cache-dir -c requirements/constraints.txt ".[serve]"
 # --- stage 2: runtime, non-root
 FROM ${PYTHON_IMAGE}
 RUN useradd --create-home --uid 10001 --gid 0 sentiflow \
- && mkdir -p /var/lib/sentiflow/model-server \
+ && mkdir -p /var/lib/sentiflow/model-server /var/lib/sentiflow/s3-config \
  && chown -R 10001:0 /var/lib/sentiflow
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

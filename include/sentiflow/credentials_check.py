@@ -81,7 +81,13 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "key:SENTIFLOW_SIGNING_PRIVATE_KEY:SENTIFLOW_SIGNING_PRIVATE_KEY_PATH",
     ),
     "postgres": ("POSTGRES_PASSWORD",),
-    "minio": ("MINIO_ROOT_PASSWORD", "SENTIFLOW_S3_SECRET_ACCESS_KEY"),
+    # compose's s3-init one-shot: SeaweedFS's admin key and each S3 identity's secret (sentiflow.s3_init)
+    "s3": (
+        "S3_ADMIN_SECRET_KEY",
+        "SENTIFLOW_S3_SECRET_ACCESS_KEY",
+        "S3_MLFLOW_SECRET_KEY",
+        "S3_READER_SECRET_KEY",
+    ),
 }
 
 

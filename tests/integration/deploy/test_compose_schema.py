@@ -16,8 +16,8 @@ from tests.integration.deploy.compose_file import ENV_EXAMPLE, compose_config, e
 def test_compose_resolves_with_env_example(resolved):
     expected = {
         "postgres",
-        "minio",
-        "minio-init",
+        "seaweedfs",
+        "s3-init",
         "mlflow",
         "mlflow-init",
         "airflow-init",
