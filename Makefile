@@ -22,8 +22,10 @@ airflow: install
 test: install
 	bash scripts/test.sh
 
+# The unit tests only (tests/unit): in process, no service, no training (tests/unit/conftest.py refuses the
+# service fixtures).
 test-fast: install
-	$(PY) -m pytest -m "not slow and not browser" -q
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

@@ -1,9 +1,9 @@
 """Record one ``sentiment_pipeline`` run under Airflow's real scheduler (LocalExecutor), triggered by REST.
 
-Runs ``tests/e2e/test_airflow_scheduler.py`` (which starts the stack, a model server, the api-server,
-dag-processor and scheduler on free ports and triggers a small baseline-only run) with
-``SENTIFLOW_SCHEDULER_RUN_JSON`` set, and the same parameters under ``dag.test()``
-(``tests/e2e/test_demo_progress.py``, ``SENTIFLOW_DAG_TEST_RUN_JSON``), then writes
+Runs ``tests/e2e/airflow_local/test_airflow_scheduler.py`` (which starts the stack on free ports, then
+``make airflow``'s ``sentiflow.airflow_local up`` on it: a model server and ``airflow standalone``, and
+triggers a small baseline-only run) with ``SENTIFLOW_SCHEDULER_RUN_JSON`` set, and the same parameters
+under ``dag.test()`` (``benchmarks/_dag_test_run.py``, ``SENTIFLOW_DAG_TEST_RUN_JSON``), then writes
 ``results/scheduler_run.json`` and the ``## scheduler_run`` section of RESULTS.md: the run's state, wall
 seconds from trigger to end, each
 task's duration, the executor, beside the ``dag.test()`` times (this conf, and ``make demo``'s).
@@ -26,10 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCH_DIR, RESULTS_DIR, record
 
 REPO = BENCH_DIR.parent
-TESTS = (
-    "tests/e2e/test_airflow_scheduler.py",
-    "tests/e2e/test_demo_progress.py::test_a_run_prints_every_task_and_the_progress_lines",
-)
+TESTS = ("tests/e2e/airflow_local/test_airflow_scheduler.py", "benchmarks/_dag_test_run.py")
 
 
 def run_tests(scheduler_json: Path, dag_test_json: Path) -> int:
@@ -39,7 +36,7 @@ def run_tests(scheduler_json: Path, dag_test_json: Path) -> int:
         "SENTIFLOW_SCHEDULER_RUN_JSON": str(scheduler_json),
         "SENTIFLOW_DAG_TEST_RUN_JSON": str(dag_test_json),
     }
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", *TESTS]
     return subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
 
 
@@ -54,8 +51,9 @@ def markdown(result: dict, note: str, dag_test: dict | None) -> str:
     )
     conf = result["conf"]
     lines = [
-        f"`sentiment_pipeline` under the real scheduler ({result['executor']}; api-server, dag-processor and "
-        "scheduler as separate processes, SQLite), triggered through the REST API: "
+        f"`sentiment_pipeline` under the real scheduler ({result['executor']}; `make airflow`'s "
+        "`airflow standalone`: api-server, dag-processor, scheduler and triggerer as separate processes, "
+        "SQLite), triggered through the REST API: "
         f"**{result['state']}**, **{result['wall_s_trigger_to_end']:.0f} s** from trigger to the run's end "
         f"(pytest exit code {result['pytest_exit_code']}). Parameters: TF-IDF baseline only "
         f"(`train_transformer` off), {conf['sample_size']} train / {conf['eval_sample_size']} validation and "

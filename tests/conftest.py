@@ -62,15 +62,37 @@ def store(stack: StackSettings):
 @pytest.fixture(scope="session")
 def imdb_dir() -> Path:
     if not (IMDB_DIR / "train.parquet").exists():
-        pytest.skip(f"offline IMDb copy missing at {IMDB_DIR}")
+        pytest.fail(f"offline IMDb copy missing at {IMDB_DIR}", pytrace=False)
     return IMDB_DIR
 
 
 @pytest.fixture(scope="session")
 def offline_model() -> Path:
     if not (OFFLINE_MODEL / "config.json").exists():
-        pytest.skip(f"offline model missing at {OFFLINE_MODEL}")
+        pytest.fail(f"offline model missing at {OFFLINE_MODEL}", pytrace=False)
     return OFFLINE_MODEL
+
+
+@pytest.fixture(scope="session")
+def nginx() -> str:
+    """nginx's binary; a missing one fails the test that needs it (no skip)."""
+    from tests.devproxy import nginx_binary
+
+    binary = nginx_binary()
+    if binary is None:
+        pytest.fail("nginx missing: run scripts/system_deps.sh (as root)", pytrace=False)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """redis-server's binary; a missing one fails the test that needs it (no skip)."""
+    from tests.devredis import redis_binary
+
+    binary = redis_binary()
+    if binary is None:
+        pytest.fail("redis-server missing: run scripts/system_deps.sh (as root)", pytrace=False)
+    return binary
 
 
 @pytest.fixture(scope="session")

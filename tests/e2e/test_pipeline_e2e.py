@@ -1,16 +1,17 @@
-"""End to end: ``sentiment_pipeline`` and ``sentiment_sweep`` under ``dag.test()`` against the real services.
+"""End to end: ``sentiment_pipeline`` and ``sentiment_sweep`` against the real services.
 
 S3 and MLflow from the ``stack`` fixture, the model server under gunicorn, training with the real entrypoint
-(``train_backend=local``). The transformer (a one-layer MiniLM on a few hundred reviews) trains only where
-the test is about it; selection, gating and rollback use the TF-IDF baseline alone (``train_transformer``
-off), so the file stays within a few minutes.
+(``train_backend=local``).
 
-1. feedback stored in the server, then a release: the feedback rows are in the training split and in both
-   MLflow runs; a version is champion, served, the inference check passes; a drift report is written;
-2. a worse model (the gate asks for an impossible improvement): champion and served version unchanged;
-3. the sweep: two grid points, one MLflow run and version each, then the shared select/deploy/check tail;
-4. a forced release whose inference check fails: alias and server are rolled back, ``previous`` is as
-   before, the bad version carries the ``rolled_back_reason`` tag.
+1. the golden run (``tests/e2e/conftest.py``: transformer and baseline, feedback stored in the server before
+   it): the feedback rows are in the training split and in both MLflow runs; a version is champion, served,
+   the inference check passes; a drift report is written;
+2. the sweep: two grid points, one MLflow run and version each, then the shared select/deploy/check tail;
+3. ``train_backend=kubernetes`` with no cluster: the pod's arguments rendered from the upstream outputs.
+
+The keep-champion branch runs in ``test_release_any_labels.py``, a failed inference check's rollback in
+``tests/integration/release/test_release.py``, a failed deploy's in ``test_tampered_release.py``, and a
+misspelt parameter in ``test_demo_progress.py``.
 """
 
 from __future__ import annotations
@@ -21,18 +22,11 @@ import pytest
 
 from sentiflow import localstack, names, supervisor
 from sentiflow.config import MLflowSettings
-from tests.conftest import migrated_url
-from tests.dagrun import run_dag, small_run_conf
+from tests.dagrun import run_dag
 from tests.devserver import own_registered_model
+from tests.e2e.conftest import FEEDBACK, GoldenRun, transformer_conf
 
 pytestmark = pytest.mark.slow
-
-FEEDBACK = [  # text, predicted, correct, true label → trained label (None: counted, not trained on)
-    ("Sentiflow probe: the zebra musical was a triumph, I adored it.", "negative", False, "positive"),
-    ("Sentiflow probe: a dreary, lifeless heist film with wooden actors.", "positive", False, "negative"),
-    ("Sentiflow probe: charming lighthouse drama, lovely score.", "positive", True, None),
-    ("Sentiflow probe: the submarine comedy left me unsure.", "positive", False, None),
-]
 
 
 @pytest.fixture(scope="module")
@@ -50,28 +44,14 @@ def pipeline_env(stack, imdb_dir, offline_model):
 
 
 def base_conf(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
-    """The transformer (one MiniLM layer, 128 rows, 64 tokens) beside the baseline."""
-    transformer = {
-        "train_transformer": True,
-        "num_train_epochs": 1,
-        "max_length": 64,
-        "per_device_train_batch_size": 16,
-        "train_subset_size": 128,
-        "early_stopping_patience": None,
-        "train_extra": {"num_hidden_layers": 1},
-    }
-    return small_run_conf(imdb_dir, offline_model, **{**transformer, **overrides})
-
-
-def baseline_only(imdb_dir: Path, offline_model: Path, **overrides) -> dict:
-    return small_run_conf(imdb_dir, offline_model, **overrides)
+    return transformer_conf(imdb_dir, offline_model, **overrides)
 
 
 def aliases(client, settings: MLflowSettings) -> dict[str, str]:
     return {k: str(v) for k, v in client.get_registered_model(settings.registered_model_name).aliases.items()}
 
 
-def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_model) -> None:
+def test_the_golden_run_trains_on_feedback_and_serves_the_champion(golden: GoldenRun) -> None:
     import mlflow
     import pandas as pd
 
@@ -81,38 +61,11 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     from sentiflow.serving_client import ModelServerClient
     from sentiflow.storage import ObjectStore
 
-    settings = MLflowSettings()
+    settings = MLflowSettings(registered_model_name=golden.registered_model_name)
     client = registry.mlflow_client(settings)
-    server = ModelServerClient(pipeline_env.server_url, pipeline_env.server_token)
+    server = ModelServerClient(golden.server.url, golden.server.token)
     store = ObjectStore()
-    # Feedback must cite a prediction the server signed (tests/unit/serving/test_hostile_input.py), and
-    # before the first release no model serves predictions: these rows go straight into the server's
-    # feedback store as verified ones, plus one unverified row that the retrain must leave out.
-    from sentiflow.server_settings import ServerSettings
-    from serving.store.db import Database
-    from serving.store.feedback import FeedbackStore
-
-    feedback_db = FeedbackStore(
-        Database(
-            migrated_url(
-                ServerSettings(state_dir=pipeline_env.home / "model-server").resolved_feedback_db_url
-            )
-        )
-    )
-    for text, predicted, correct, true_label in FEEDBACK:
-        feedback_db.add(
-            text=text, predicted_label=predicted, correct=correct, true_label=true_label, verified=True
-        )
-    feedback_db.add(
-        text="Sentiflow probe: an unsigned banana.",
-        predicted_label="banana",
-        correct=False,
-        true_label="negative",
-    )
-    feedback_db.db.dispose()
-
-    # 1. a release with the transformer and the baseline, on data enriched with the feedback
-    first = run_dag("sentiment_pipeline", base_conf(imdb_dir, offline_model))
+    first = golden.result
     assert first["state"] == "success", first["tasks"]
     assert first["tasks"]["promote"] == "success" and first["tasks"]["keep_champion"] == "skipped"
 
@@ -167,19 +120,10 @@ def test_feedback_release_then_keep_champion(pipeline_env, imdb_dir, offline_mod
     drift_run = mlflow.MlflowClient(settings.tracking_uri).get_run(drift["mlflow_run_id"])
     assert names.DRIFT_SAMPLE_ROWS in drift_run.data.metrics
 
-    # 2. a worse model (no candidate can beat the champion by a whole 1.0 of F1): nothing changes
-    before = aliases(client, settings)
-    second = run_dag("sentiment_pipeline", baseline_only(imdb_dir, offline_model, min_improvement=1.0))
-    assert second["state"] == "success", second["tasks"]
-    assert second["tasks"]["train_local"] == "skipped" and second["tasks"]["train_baseline"] == "success"
-    assert second["tasks"]["keep_champion"] == "success" and second["tasks"]["promote"] == "skipped"
-    assert "champion kept" in second["xcom"]["keep_champion"]["reason"]
-    assert second["xcom"]["feedback_lineage"][names.FEEDBACK_ROWS_USED] == 0  # already exported last week
-    assert aliases(client, settings) == before
-    assert str(server.model()["version"]) == champion
 
-
-def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_model) -> None:
+def test_the_sweep_trains_each_grid_point_then_releases_the_best(
+    pipeline_env, imdb_dir, offline_model
+) -> None:
     from sentiflow import registry
     from sentiflow.serving_client import ModelServerClient
 
@@ -187,7 +131,7 @@ def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_
     client = registry.mlflow_client(settings)
     server = ModelServerClient(pipeline_env.server_url, pipeline_env.server_token)
 
-    # 3. the sweep: two grid points → two runs and versions → select → (forced) promote → deploy → check
+    # the sweep: two grid points → two runs and versions → select → (forced) promote → deploy → check
     conf = base_conf(imdb_dir, offline_model, grid={"learning_rate": [5e-5, 1e-4]}, force_promote=True)
     for pipeline_only in ("run_baseline", "train_transformer"):  # not sweep params
         conf.pop(pipeline_only)
@@ -203,39 +147,6 @@ def test_sweep_then_a_failed_release_rolls_back(pipeline_env, imdb_dir, offline_
     assert sweep["tasks"]["inference_check"] == "success"
     assert aliases(client, settings)["champion"] == champion
     assert str(server.model()["version"]) == champion
-
-    # 4. a forced release whose check cannot pass (one text, both labels: accuracy is 0.5 whatever the model)
-    before = aliases(client, settings)
-    text = "A film about a lighthouse keeper."
-    contradictory = [{"text": text, "label": "positive"}, {"text": text, "label": "negative"}]
-    third = run_dag(
-        "sentiment_pipeline",
-        baseline_only(
-            imdb_dir,
-            offline_model,
-            force_promote=True,
-            check_texts=contradictory,
-            check_min_accuracy=0.9,
-            check_cases_per_class=0,  # only the contradictory pair: no sampled cases to lift the accuracy
-        ),
-    )
-    assert third["state"] == "failed"
-    assert third["tasks"]["promote"] == "success" and third["tasks"]["deploy"] == "success"
-    assert third["tasks"]["inference_check"] == "failed"
-    bad = third["xcom"]["promote"]["version"]
-    assert bad != champion and third["xcom"]["promote"]["previous"] == champion
-    assert aliases(client, settings) == before  # champion back on the old version, previous as before
-    assert str(server.model()["version"]) == champion  # and the server serves it again
-    tags = client.get_model_version(settings.registered_model_name, bad).tags
-    assert "inference check failed" in tags[registry.TAG_ROLLED_BACK]
-
-
-def test_a_misspelt_parameter_fails_the_run_before_any_work(pipeline_env, imdb_dir, offline_model) -> None:
-    conf = {**base_conf(imdb_dir, offline_model), "learnin_rate": 1e-4}
-    result = run_dag("sentiment_pipeline", conf)
-    assert result["state"] == "failed"
-    assert result["tasks"]["validate_params"] == "failed"
-    assert result["tasks"].get("collect") in (None, "upstream_failed")
 
 
 def test_the_training_pod_is_handed_this_runs_training_data_and_params(

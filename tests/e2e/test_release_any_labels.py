@@ -10,8 +10,8 @@ order and share the registry:
    right label goes through the web page's API;
 2. the dataset changes: the gate scores the (three-class) champion on the new run's validation rows, and
    the numbers equal the champion's own pyfunc on those rows, not its logged metric;
-3. ``registered_model_name``: a run into another registered model promotes there and leaves the served
-   model alone.
+3. ``registered_model_name``: a release into another registered model promotes there and leaves the served
+   model alone (the release tasks alone, on a version registered there).
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def binary_dataset(folder: Path) -> Path:
     return folder
 
 
+#: The release tasks alone, for a version registered before the run.
+RELEASE_DAGS = Path(__file__).resolve().parent / "dags"
 #: 20 rows a part: the binary dataset's splits become several parts each, cleaned by several mapped tasks.
 SMALL_PARTS = {"SENTIFLOW_DATA_PART_ROWS": "20"}
 
@@ -137,6 +139,8 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     kept = run_dag("sentiment_pipeline", conf(env["three"]))
     assert kept["state"] == "success", kept["tasks"]
     assert kept["tasks"]["keep_champion"] == "success" and kept["tasks"]["promote"] == "skipped"
+    assert kept["tasks"]["train_local"] == "skipped" and kept["tasks"]["train_baseline"] == "success"
+    assert "champion kept" in kept["xcom"]["keep_champion"]["reason"]
     decision = kept["xcom"]["select_best.decision"]
     assert decision["comparable"] is False and "not comparable" in decision["reason"]
     assert "force_promote" in decision["reason"] and "registered_model_name" in decision["reason"]
@@ -229,20 +233,35 @@ def test_a_dataset_change_rescores_the_champion_on_the_new_rows(env) -> None:
 
 
 def test_another_registered_model_promotes_there_and_leaves_the_server_alone(env) -> None:
+    """The release tasks alone (``tests/e2e/dags/release_registered_version.py``) on a version registered in
+    another model: what a run with ``registered_model_name`` hands its release."""
     from sentiflow import registry
     from sentiflow.serving_client import ModelServerClient
+    from tests.devserver import own_registered_model, register_tfidf_versions
 
     stack = env["stack"]
     client = registry.mlflow_client(MLflowSettings())
     served = str(ModelServerClient(stack.server_url, stack.server_token).model()["version"])
     default_champion = champion_version(client)
+    with own_registered_model("sentiflow-binary-demo") as other:
+        (version,) = register_tfidf_versions(1, metrics=[{names.VAL_F1: 0.8}])
+    run_id = client.get_model_version(other, version).run_id
 
-    result = run_dag("sentiment_pipeline", conf(env["binary"], registered_model_name="sentiflow-binary-demo"))
+    result = run_dag(
+        "release_registered_version",
+        {
+            "registered_version": version,
+            "registered_run_id": run_id,
+            "registered_model_name": other,
+            "selection_metric": names.VAL_F1,
+        },
+        env={"AIRFLOW__CORE__DAGS_FOLDER": str(RELEASE_DAGS)},
+    )
     assert result["state"] == "success", result["tasks"]
     decision = result["xcom"]["select_best.decision"]
-    assert decision["registered_model_name"] == "sentiflow-binary-demo"
+    assert decision["registered_model_name"] == other and decision["candidate_version"] == version
     assert result["tasks"]["promote"] == "success"
     assert result["tasks"]["deploy"] == "skipped" and result["tasks"]["inference_check"] == "skipped"
-    assert champion_version(client, "sentiflow-binary-demo") == decision["candidate_version"]
+    assert champion_version(client, other) == version
     assert champion_version(client) == default_champion
     assert str(ModelServerClient(stack.server_url, stack.server_token).model()["version"]) == served

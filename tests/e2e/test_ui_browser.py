@@ -121,8 +121,11 @@ def ui_server(stack) -> Iterator[UiServer]:
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install it with scripts/system_deps.sh (apt chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install it with scripts/system_deps.sh (apt chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("playwright for Python is not installed: make install")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:

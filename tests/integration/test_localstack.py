@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from sentiflow import localstack, supervisor
 from sentiflow.localstack import StackSettings
+from sentiflow.processes import pid_alive
 
 
 def test_up_is_idempotent_and_env_points_at_the_stack(stack: StackSettings):
@@ -32,8 +35,30 @@ def test_refuses_a_port_held_by_a_stranger(tmp_path):
 
 
 def test_down_stops_only_what_it_started(tmp_path):
-    settings = StackSettings(home=tmp_path)
-    assert supervisor.stop(settings, "mlflow") is False  # no PID file: nothing to stop, nothing killed
+    settings = StackSettings(home=tmp_path / "mine", start_timeout_s=60)
+    port = localstack.free_port()
+    own = supervisor.Service(
+        name="model-server",
+        argv=[sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        health=supervisor.http_ok(f"http://127.0.0.1:{port}/"),
+        ports=(port,),
+    )
+    own_pid = supervisor.start(settings, own)
+    # a process this stack did not start, named by another stack home's PID file
+    foreign = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    other = StackSettings(home=tmp_path / "other")
+    supervisor.pidfile(other, "mlflow").parent.mkdir(parents=True)
+    supervisor.pidfile(other, "mlflow").write_text(str(foreign.pid))
+    try:
+        localstack.down(settings, ["s3", "mlflow", "model-server"])  # s3, mlflow: no PID file here
+        assert not pid_alive(own_pid) and not supervisor.pidfile(settings, "model-server").exists()
+        assert foreign.poll() is None  # still running
+        assert supervisor.running_pid(other, "mlflow") == foreign.pid  # its PID file untouched
+        assert supervisor.stop(settings, "mlflow") is False  # no PID file: nothing to stop, nothing killed
+    finally:
+        foreign.kill()
+        foreign.wait(10)
+        supervisor.stop(settings, "model-server")
 
 
 def test_mlflow_keeps_artifacts_under_the_configured_prefix(tmp_path, monkeypatch):

@@ -1,4 +1,7 @@
-"""Progress lines, the demo's reading of ``dag.test()`` output, the trainer callback, offline defaults."""
+"""Progress lines, the demo's reading of ``dag.test()`` output, the trainer callback, offline defaults.
+
+The callback wired into a real fine-tune: tests/integration/train/test_train.py.
+"""
 
 from __future__ import annotations
 
@@ -142,32 +145,6 @@ def test_airflow_env_has_the_venv_on_path_and_the_schedule_off_by_default(tmp_pa
     assert env["AIRFLOW_HOME"] == str(tmp_path / "airflow")
     scheduled = airflow_env(StackSettings(home=tmp_path), 8123, offline={"X": "1"}, schedule=True)
     assert scheduled["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "True" and scheduled["X"] == "1"
-
-
-def test_a_real_fine_tune_logs_progress_lines(tiny_model_dir: Path, caplog) -> None:
-    """The callback is wired into ``fit_transformer``: a real (tiny) Trainer run logs start, steps, epoch."""
-    import logging
-
-    import pandas as pd
-
-    from sentiflow.data.snapshot import Manifest
-    from sentiflow.train.data import TrainingData
-    from sentiflow.train.params import TrainParams
-    from sentiflow.train.transformer_fit import fit_transformer
-
-    texts = [f"review number {i} was {'great fun' if i % 2 else 'awful and dull'}" for i in range(64)]
-    frame = pd.DataFrame({"text": texts, "label": [i % 2 for i in range(64)]})
-    manifest = Manifest(kind="clean", run_id="t", source={}, label_names=["negative", "positive"], splits={})
-    data = TrainingData.from_frames(manifest, train=frame, validation=frame.head(16), test=frame.head(16))
-    params = TrainParams(
-        model_name=str(tiny_model_dir), num_train_epochs=1, per_device_train_batch_size=16, max_length=32
-    )
-    with caplog.at_level(logging.INFO, logger="sentiflow.train.trainer_progress"):
-        fit_transformer(data, params)
-    lines = [r.getMessage() for r in caplog.records if r.name == "sentiflow.train.trainer_progress"]
-    assert lines[0] == f"{PROGRESS_MARK} train: 4 steps of 16 samples over 1 epoch(s)"
-    assert any(line.startswith(f"{PROGRESS_MARK} train: 4/4 (100%) | ") for line in lines)
-    assert any("epoch 1 done at step 4/4" in line for line in lines)
 
 
 def test_prediction_over_a_large_split_runs_in_chunks_and_reports_progress(caplog) -> None:

@@ -30,14 +30,14 @@ from requests.adapters import HTTPAdapter
 
 from sentiflow import localstack
 from serving.http.prediction_ids import PredictionSigner
-from tests.devproxy import RoundRobinProxy, nginx_binary
-from tests.devredis import RedisServer, redis_binary
+from tests.devproxy import RoundRobinProxy
+from tests.devredis import RedisServer
 from tests.devserver import DevServer, own_registered_model
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx missing: run scripts/system_deps.sh"),
-    pytest.mark.skipif(redis_binary() is None, reason="redis-server missing: run scripts/system_deps.sh"),
+    pytest.mark.usefixtures("nginx"),  # fails, never skips, without nginx
+    pytest.mark.usefixtures("redis_server"),
 ]
 
 LIMIT = 50

@@ -12,7 +12,7 @@ Kubernetes Service. The module walks one fleet through its life, so the order of
 4. feedback posted through the proxy lands on different replicas and in one store;
 5. ``kill -9`` of one replica during a swap, then a restart: it serves the alias's version;
 6. a replica started while MLflow is down is unready with a reason, and ready when MLflow returns;
-7. the ``sentiment_pipeline`` DAG (baseline only) with its deploy and inference check against the proxy.
+7. the DAG's release tasks (deploy, inference check) on a registered version, against the proxy.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import requests
 from sentiflow import localstack, registry, supervisor
 from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
-from tests.dagrun import run_dag, small_run_conf
-from tests.devproxy import RoundRobinProxy, nginx_binary
+from tests.dagrun import run_dag
+from tests.devproxy import RoundRobinProxy
 from tests.devserver import (
     DevServer,
     own_registered_model,
@@ -43,9 +43,10 @@ from tests.devserver import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx missing: run scripts/system_deps.sh"),
+    pytest.mark.usefixtures("nginx"),  # fails, never skips, without nginx
 ]
 
+DAGS = Path(__file__).resolve().parents[2] / "e2e" / "dags"
 POLL_S = 0.5
 BOUND_S = 180.0  # generous: five helpers share two cores; speed is measured in benchmarks/
 SERVER_ENV = {
@@ -369,18 +370,37 @@ def test_a_replica_started_while_mlflow_is_down_becomes_ready_when_it_returns(fl
     fleet.extra.remove(late)
 
 
-# --- 7. the DAG against the proxy -------------------------------------------------------------------
-def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet, imdb_dir, offline_model):
+# --- 7. the DAG's release tasks against the proxy ----------------------------------------------------
+def test_the_dags_deploy_and_inference_check_wait_for_every_replica(fleet):
+    """The pipeline's release tasks (``tests/e2e/dags/release_registered_version.py``: the real
+    select_best → promote → deploy → inference_check) on a version registered just before, as a training
+    task hands it over: the deploy waits for all three replicas and the check's texts go through the proxy."""
+    from tests.devserver import NEG_TEXTS, POS_TEXTS
+
     localstack.airflow_init(fleet.stack)
+    (version,) = register_tfidf_versions(1, C_values=(2.0,))
+    client = registry.mlflow_client(fleet.settings)
     conn = {"conn_type": "http", "host": fleet.proxy.url, "password": fleet.stack.server_token}
-    env = {"AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(conn)}
-    conf = small_run_conf(imdb_dir, offline_model, force_promote=True)
-    result = run_dag("sentiment_pipeline", conf, env=env, timeout_s=1200)
+    cases = [{"text": t, "label": "positive"} for t in POS_TEXTS] + [
+        {"text": t, "label": "negative"} for t in NEG_TEXTS
+    ]
+    conf = {
+        "registered_version": version,
+        "registered_run_id": client.get_model_version(fleet.settings.registered_model_name, version).run_id,
+        "selection_metric": "val_f1",
+        "force_promote": True,
+        "check_cases_per_class": 0,  # the version names no snapshot: the check sends these texts alone
+        "check_texts": cases,
+        "check_min_accuracy": 0.75,
+    }
+    env = {"AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(conn), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)}
+    result = run_dag("release_registered_version", conf, env=env, timeout_s=1200)
     assert result["state"] == "success", result["tasks"]
-    champion = fleet.champion()
-    assert champion not in fleet.versions
-    assert set(replica_versions(fleet).values()) == {champion}
-    assert {predict(fleet.proxy.url) for _ in range(9)} == {champion}
+    check = result["xcom"]["inference_check"]
+    assert check["passed"] and check["cases"] == len(cases) and check["model_version"] == version
+    assert fleet.champion() == version
+    assert set(replica_versions(fleet).values()) == {version}
+    assert {predict(fleet.proxy.url) for _ in range(9)} == {version}
 
 
 def test_the_deploy_step_fails_on_a_replica_load_error_and_rolls_back(fleet):

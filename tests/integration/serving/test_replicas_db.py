@@ -31,7 +31,7 @@ from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ModelServerClient
 from serving.store.db import Database, deployments_table
 from tests.conftest import database_url
-from tests.devproxy import RoundRobinProxy, nginx_binary
+from tests.devproxy import RoundRobinProxy
 from tests.devserver import (
     DevServer,
     own_registered_model,
@@ -41,7 +41,7 @@ from tests.devserver import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx missing: run scripts/system_deps.sh"),
+    pytest.mark.usefixtures("nginx"),  # fails, never skips, without nginx
 ]
 
 BOUND_S = 180.0

@@ -297,21 +297,6 @@ def test_metrics_cover_requests_predictions_feedback_and_deploys(server, version
     assert "sentiflow_server_model_version{pid=" in text and f"}} {float(versions[1])}" in text
 
 
-def test_openapi_lists_every_endpoint(server):
-    spec = requests.get(f"{server.url}/openapi.json", timeout=5).json()
-    assert set(spec["paths"]) >= {
-        "/predict",
-        "/deploy",
-        "/deploy/status",
-        "/model",
-        "/health",
-        "/ready",
-        "/feedback",
-        "/feedback/export",
-        "/metrics",
-    }
-
-
 @pytest.mark.slow
 def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     before = pd.read_csv(

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.slow
 
 BOOTS = 5
 RACE_ROUNDS, RACE_PROCESSES = 25, 6
+WORKER_REQUESTS = re.compile(r'^sentiflow_server_worker_requests_total\{worker="(\d+)"\} (\S+)$', re.M)
 
 
 def _open_state_like_a_worker(state_dir: str, barrier, errors) -> None:
@@ -72,6 +75,12 @@ def test_workers_opening_a_fresh_state_folder_together_never_fail(tmp_path) -> N
     assert all(len(seen) == 1 for seen in secrets_seen)  # one secret per folder, whoever made it
 
 
+def _answering_workers(url: str) -> set[int]:
+    """The pids of the workers that have answered a request (``/metrics`` adds up every live worker)."""
+    text = requests.get(f"{url}/metrics", timeout=30).text
+    return {int(match.group(1)) for match in WORKER_REQUESTS.finditer(text) if float(match.group(2)) > 0}
+
+
 @pytest.fixture
 def busy_cores() -> Iterator[list[int]]:
     """One spinning process per core (started here, stopped by PID)."""
@@ -100,9 +109,17 @@ def test_boots_on_fresh_state_folders_while_the_cores_are_busy(stack, tmp_path, 
         try:
             server.start()
             assert requests.get(f"{server.url}/health", timeout=30).status_code == 200
-            # both workers answer (each opened the fresh feedback DB itself)
-            pids = {requests.get(f"{server.url}/ready", timeout=30).status_code for _ in range(6)}
-            assert pids == {503}
+            # both workers answer (each opened the fresh feedback DB itself): the per-worker request counts
+            # of /metrics name two distinct worker pids, both children of this server's gunicorn master
+            answered: set[int] = set()
+            for _ in range(200):
+                assert requests.get(f"{server.url}/ready", timeout=30).status_code == 503  # no model: unready
+                answered = _answering_workers(server.url)
+                if len(answered) == 2:
+                    break
+            assert server.pid is not None
+            children = {child.pid for child in psutil.Process(server.pid).children()}
+            assert len(answered) == 2 and answered <= children, (answered, children)
         except Exception as exc:  # count and go on: the test reports all boots, not the first failure
             failures.append(f"boot {i}: {exc}")
         finally:

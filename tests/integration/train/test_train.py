@@ -8,6 +8,7 @@ The classifier's own checks, which need no stack, are in test_transformer_classi
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mlflow import MlflowClient
 from sentiflow import names
 from sentiflow.config import MLflowSettings
 from sentiflow.data.snapshot import write_snapshot
+from sentiflow.progress import PROGRESS_MARK
 from sentiflow.train import BaselineParams, TrainingError, TrainParams, run_baseline, run_training
 from sentiflow.train.cli import main as cli_main
 
@@ -107,10 +109,17 @@ def _model_name() -> str:
 
 # --- transformer -----------------------------------------------------------------------------------------
 def test_transformer_run_logs_metrics_artifacts_and_registers_a_servable_version(
-    imdb_snapshot: str, tiny_model_dir: Path
+    imdb_snapshot: str, tiny_model_dir: Path, caplog
 ) -> None:
     registered = _model_name()
-    result = run_training(imdb_snapshot, tiny_params(tiny_model_dir), registered_model_name=registered)
+    with caplog.at_level(logging.INFO, logger="sentiflow.train.trainer_progress"):
+        result = run_training(imdb_snapshot, tiny_params(tiny_model_dir), registered_model_name=registered)
+
+    # the progress callback is wired into the Trainer: 96 rows in batches of 16 for 2 epochs
+    progress = [r.getMessage() for r in caplog.records if r.name == "sentiflow.train.trainer_progress"]
+    assert progress[0] == f"{PROGRESS_MARK} train: 12 steps of 16 samples over 2 epoch(s)"
+    assert any(line.startswith(f"{PROGRESS_MARK} train: 12/12 (100%) | ") for line in progress), progress
+    assert any("epoch 1 done at step 6/12" in line for line in progress), progress
 
     client = MlflowClient()
     run = client.get_run(result.run_id)

@@ -2,16 +2,12 @@
 
 The command and resources come from ``TrainerPodSettings`` (``SENTIFLOW_TRAINER_POD_GPU_COUNT``); the pod
 passes ``--gpus`` so the run's ``gpus`` parameter is what trained (a flag wins over ``--params-json``).
+The pod the DAG renders with two GPUs: tests/integration/orchestration/test_pipeline_pod_dag.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from sentiflow.orchestration.pod import TRAIN_ENTRYPOINT, pod_command
-from tests.unit.orchestration.test_pipeline_pod import render_pod
 
 TORCHRUN_2 = [
     "python",
@@ -47,16 +43,3 @@ def test_pod_kwargs_for_two_gpus(monkeypatch) -> None:
     assert mounts["dshm"] == "/dev/shm"
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["dshm"]["empty_dir"]["medium"] == "Memory"
-
-
-@pytest.mark.slow  # parses the DAGs in a child process (~20 s on 2 shared cores)
-def test_dag_pod_with_two_gpus_runs_torchrun(tmp_path: Path) -> None:
-    out = render_pod(tmp_path, SENTIFLOW_TRAINER_POD_GPU_COUNT="2")
-    container = out["pod"]["spec"]["containers"][0]
-    assert container["command"] == TORCHRUN_2
-    args = container["args"]
-    assert args[args.index("--family") + 1] == "transformer"
-    assert "xcom_pull(task_ids='validate_params'" in args[args.index("--params-json") + 1]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert "torch.distributed.run" in out["dry_run"] and "--nproc-per-node=2" in out["dry_run"]
-    assert "/dev/shm" in out["dry_run"]

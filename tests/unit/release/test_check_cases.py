@@ -7,8 +7,6 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from sentiflow.data.snapshot import write_snapshot
-from sentiflow.names import TAG_DATASET_MANIFEST
 from sentiflow.release.check_plan import CheckParams, plan_check
 from sentiflow.release.checks import (
     MAX_SAMPLED_TEXT_CHARS,
@@ -81,24 +79,22 @@ def test_required_accuracy_defaults_to_a_margin_below_test_accuracy() -> None:
         required_accuracy(None, None, 0.2)
 
 
-def test_plan_check_reads_the_deployed_runs_snapshot_and_adds_user_cases(store) -> None:
-    manifest_uri = write_snapshot(
-        store, store.uri("datasets", "plan", "clean"), {"test": three_class_frame()}, kind="clean",
-        run_id="plan", source={}, label_names=NAMES,
-    )  # fmt: skip
-    run = SimpleNamespace(
-        data=SimpleNamespace(tags={TAG_DATASET_MANIFEST: manifest_uri}, metrics={"test_accuracy": 0.7})
-    )
+def test_plan_check_without_sampling_takes_the_users_cases_and_needs_some() -> None:
+    """With ``check_cases_per_class`` 0 the plan reads no snapshot (no store); sampling from the deployed
+    run's snapshot is in tests/integration/data/test_check_sampling.py."""
+    run = SimpleNamespace(data=SimpleNamespace(tags={}, metrics={"test_accuracy": 0.7}))
     client = SimpleNamespace(get_run=lambda run_id: run)
     mine = [{"text": "my own neutral text", "label": "neutral"}]
-    plan = plan_check(store, client, "run-1", CheckParams(check_cases_per_class=2, check_texts=mine), seed=42)
-    assert plan.sampled == 6 and len(plan.cases) == 7 and plan.sampled_from == manifest_uri
-    assert {c.expected for c in plan.cases} == set(NAMES)
-    assert plan.required_accuracy == pytest.approx(0.5)
     only_mine = plan_check(
-        store, client, "run-1", CheckParams(check_cases_per_class=0, check_texts=mine, check_min_accuracy=1),
+        None, client, "run-1", CheckParams(check_cases_per_class=0, check_texts=mine, check_min_accuracy=1),
         seed=42,
     )  # fmt: skip
-    assert len(only_mine.cases) == 1 and only_mine.required_accuracy == 1.0
+    assert [(c.text, c.expected) for c in only_mine.cases] == [("my own neutral text", "neutral")]
+    assert only_mine.required_accuracy == 1.0 and only_mine.sampled == 0 and only_mine.sampled_from is None
+    params = CheckParams(check_cases_per_class=0, check_texts=mine)
+    margin = plan_check(None, client, "run-1", params, seed=42)
+    assert margin.required_accuracy == pytest.approx(0.5)  # test_accuracy 0.7 less the default margin
     with pytest.raises(InferenceCheckError, match="no check cases"):
-        plan_check(store, client, "run-1", CheckParams(check_cases_per_class=0, check_texts=[]), seed=42)
+        plan_check(None, client, "run-1", CheckParams(check_cases_per_class=0, check_texts=[]), seed=42)
+    with pytest.raises(InferenceCheckError, match="names no dataset snapshot"):
+        plan_check(None, client, "run-1", CheckParams(check_cases_per_class=2, check_texts=mine), seed=42)

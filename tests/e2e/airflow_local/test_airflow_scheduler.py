@@ -1,10 +1,11 @@
 """``sentiment_pipeline`` under Airflow's real scheduler, triggered through the REST API.
 
 Everything else in the suite runs the DAG with ``dag.test()`` (in process, no scheduler); this runs it the way
-a deployment does: ``airflow dag-processor``, ``airflow scheduler`` (LocalExecutor: each task in its own
-process, talking to the api-server's execution API) and ``airflow api-server``, on free ports with PID files
-and their own ``AIRFLOW_HOME``/SQLite DB, against the session stack's S3 and MLflow and a gunicorn model
-server. The environment is ``sentiflow.airflow_local.airflow_env`` — the one ``make airflow`` uses.
+a deployment does, on this folder's one ``make airflow`` deployment (``local_airflow``: ``airflow
+standalone`` through ``sentiflow.airflow_local up``, so its dag-processor, scheduler (LocalExecutor: each
+task in its own process, talking to the api-server's execution API) and api-server, with PID files and
+``make airflow``'s environment), against the session stack's S3 and MLflow and the gunicorn model server
+``up`` started. Its run is the only one that Airflow executes: the REST tests' runs are deleted unstarted.
 
 Small run: the TF-IDF baseline only (``train_transformer`` off), 300 training reviews in parts of 150 rows
 (so clean runs as several mapped task instances), a forced promotion. It asserts the run's state, every
@@ -19,33 +20,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
-from sentiflow import localstack, supervisor
-from sentiflow.airflow_local import airflow_env, health
 from sentiflow.config import MLflowSettings
-from sentiflow.localstack import HOST, StackSettings
-from sentiflow.offline import offline_env
-from sentiflow.supervisor import Service
 from tests.dagrun import small_run_conf
+from tests.e2e.airflow_local.deployment import DAG_ID, HTTP_TIMEOUT_S, LocalAirflow
 
 pytestmark = pytest.mark.slow
 
-DAG_ID = "sentiment_pipeline"
-#: A busy 2-core machine takes minutes to import Airflow in each component and to parse the DAGs.
-START_TIMEOUT_S = 420.0
 #: Each task is a fresh process importing Airflow and sentiflow: tens of seconds each when the box is busy.
 RUN_TIMEOUT_S = 1800.0
-HTTP_TIMEOUT_S = 60.0
-COMPONENTS = ("api-server", "dag-processor", "scheduler")
-#: Snapshot parts of 150 rows: the run's 300 training rows are two parts, validation and test one each, so
-#: clean runs as four mapped task instances (each its own process under the LocalExecutor).
-PART_ROWS = 150
+#: The run's 300 training rows are two parts of ``deployment.PART_ROWS`` (150), validation and test one
+#: each: four clean_part instances (each its own process under the LocalExecutor).
 MAPPED_CLEAN_PARTS = 4
 
 EXPECTED_STATES = {
@@ -91,110 +81,26 @@ class Airflow:
         return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/links")["extra_links"]
 
 
-def _login(url: str, home: Path) -> requests.Session:
-    passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-    response = requests.post(
-        f"{url}/auth/token",
-        json={"username": "admin", "password": passwords["admin"]},
-        timeout=HTTP_TIMEOUT_S,
-    )
-    assert response.status_code == 201, response.text
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-    return session
-
-
 @pytest.fixture(scope="module")
-def model_server(stack: StackSettings) -> Iterator[StackSettings]:
-    supervisor.start(stack, localstack.services(stack)["model-server"])
-    try:
-        yield stack
-    finally:
-        supervisor.stop(stack, "model-server")
-
-
-@pytest.fixture(scope="module")
-def airflow(
-    model_server: StackSettings, imdb_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Airflow]:
-    """api-server, dag-processor and scheduler (LocalExecutor) on this session's stack; stopped by PID."""
-    settings = model_server.model_copy(
-        update={"home": tmp_path_factory.mktemp("airflow-scheduler"), "start_timeout_s": START_TIMEOUT_S}
-    )
-    port = localstack.free_port()
-    url = f"http://{HOST}:{port}"
-    env = {
-        **airflow_env(settings, port, offline=offline_env(offline=True)),
-        # the session stack's model server keeps its own state folder
-        "SENTIFLOW_SERVER_STATE_DIR": os.environ["SENTIFLOW_SERVER_STATE_DIR"],
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(localstack.free_port()),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "1800",  # parse once: the files do not change
-        "SENTIFLOW_DATA_PART_ROWS": str(PART_ROWS),
-    }
-    # Airflow's own home is this module's, but the services (and their generated MLflow identities, kept in
-    # the stack's home) are the session stack's: its connections and credentials, not new ones.
-    env.update(
-        {
-            k: v
-            for k, v in localstack.client_env(model_server).items()
-            if k != "AIRFLOW_HOME" and not k.startswith("AIRFLOW__")
-        }
-    )
-    localstack.airflow_init(settings)
-    airflow_bin = localstack._bin("airflow")
-    services = [
-        Service(
-            name="airflow-api-server",
-            argv=[airflow_bin, "api-server", "--host", HOST, "--port", str(port), "-w", "1"],
-            env=env,
-            health=health(url, ("metadatabase",)),
-            ports=(port,),
-        ),
-        Service(
-            name="airflow-dag-processor",
-            argv=[airflow_bin, "dag-processor"],
-            env=env,
-            health=health(url, ("metadatabase", "dag_processor")),
-        ),
-        Service(
-            name="airflow-scheduler",
-            argv=[airflow_bin, "scheduler"],
-            env=env,
-            health=health(url, ("metadatabase", "scheduler")),
-        ),
-    ]
-    try:
-        for service in services:
-            supervisor.start(settings, service)
-        yield Airflow(url=url, home=settings.airflow_home, session=_login(url, settings.airflow_home))
-    finally:
-        for service in reversed(services):
-            supervisor.stop(settings, service.name)
-
-
-def _wait_for_dag(api: Airflow) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        response = api.session.get(f"{api.url}/api/v2/dags/{DAG_ID}", timeout=HTTP_TIMEOUT_S)
-        if response.status_code == 200:
-            return
-        time.sleep(3)
-    raise AssertionError(f"the dag-processor did not register {DAG_ID} within {START_TIMEOUT_S:.0f}s")
+def airflow(local_airflow: LocalAirflow) -> Airflow:
+    """The admin's view of ``make airflow``'s Airflow (the DAG already parsed: the fixture waited for it)."""
+    return Airflow(url=local_airflow.url, home=local_airflow.home, session=local_airflow.session("admin"))
 
 
 @pytest.fixture(scope="module")
 def finished_run(airflow: Airflow, imdb_dir: Path, offline_model: Path) -> dict:
     """Unpause, trigger with small params through the REST API, wait for the end; the run and its timings."""
-    _wait_for_dag(airflow)
     dag = airflow.get(f"/dags/{DAG_ID}")
     assert dag["is_paused"] is True  # paused at creation, as make airflow promises
+    # nothing else may run when it is unpaused: this run is the only one this Airflow executes
+    waiting = airflow.get(f"/dags/{DAG_ID}/dagRuns?state=queued&state=running")
+    assert waiting["dag_runs"] == [], [run["dag_run_id"] for run in waiting["dag_runs"]]
+    # unpause as a user would (the REST API's PATCH), or a triggered run stays queued
     unpaused = airflow.session.patch(
         f"{airflow.url}/api/v2/dags/{DAG_ID}", json={"is_paused": False}, timeout=HTTP_TIMEOUT_S
     )
     assert unpaused.status_code == 200, unpaused.text
+    assert unpaused.json()["is_paused"] is False
     conf = small_run_conf(imdb_dir, offline_model, force_promote=True)
     triggered_at = time.monotonic()
     response = airflow.session.post(
