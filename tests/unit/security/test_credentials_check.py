@@ -86,7 +86,9 @@ def test_env_examples_signing_key_placeholders_are_refused():
         assert any("SENTIFLOW_SIGNING_PRIVATE_KEY is a placeholder" in p for p in problems(component, env))
 
 
-@pytest.mark.parametrize("value", ["", "  ", "CHANGE_ME", "change-me-anything", "sentiflow-secret", None])
+@pytest.mark.parametrize(
+    "value", ["", "  ", "CHANGE_ME", "change-me-anything", "sentiflow-secret", "minioadmin", None]
+)
 def test_placeholders(value):
     assert is_placeholder(value)
 
