@@ -19,14 +19,11 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 USER 50000
 COPY --chown=airflow:0 requirements/constraints.txt /opt/sentiflow/constraints.txt
 COPY --chown=airflow:0 --from=wheel /wheels/ /opt/sentiflow/wheels/
-# torch first from the CPU index (pinned), then everything else under the project's constraints.
+# torch first from the CPU index (pinned), then the `airflow` extra of pyproject.toml (Airflow, its providers
+# and the training stack: the one package list of this image) under the project's constraints.
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==2.13.0" \
  && pip install --no-cache-dir -c /opt/sentiflow/constraints.txt \
-      "apache-airflow==3.3.2" \
-      "apache-airflow-providers-cncf-kubernetes==10.25.0" \
-      "apache-airflow-providers-amazon==9.39.0" \
-      "apache-airflow-providers-standard==1.21.0" \
-      "$(ls /opt/sentiflow/wheels/sentiflow-*.whl)[train]"
+      "$(ls /opt/sentiflow/wheels/sentiflow-*.whl)[airflow]"
 COPY --chown=airflow:0 docker/airflow/connections.py /opt/sentiflow/connections.py
 COPY --chown=airflow:0 docker/airflow/select-backend.sh /opt/sentiflow/select-backend.sh
 COPY --chown=airflow:0 --chmod=0755 docker/airflow/entrypoint.sh /opt/sentiflow/entrypoint.sh

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# MLflow tracking server + registry: Postgres backend, artifacts proxied to S3 (MinIO), MLflow's basic-auth app
+# MLflow tracking server + registry: Postgres backend, artifacts proxied to S3 (SeaweedFS), MLflow's basic-auth app
 # (`mlflow[auth]`: Flask-WTF for its CSRF protection). Same pinned mlflow as the library. Build from the repo
 # root:  docker build -f docker/mlflow.Dockerfile -t sentiflow/mlflow:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -8,8 +8,12 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY requirements/constraints.txt /tmp/constraints.txt
-RUN pip install --no-cache-dir -c /tmp/constraints.txt "mlflow[auth]==3.17.2" "boto3==1.44.5" "psycopg2-binary==2.9.13"
+WORKDIR /src
+COPY requirements/constraints.txt requirements/constraints.txt
+COPY pyproject.toml README.md* ./
+COPY include/ include/
+# the `mlflow` extra of pyproject.toml: this image's one package list
+RUN pip install --no-cache-dir -c requirements/constraints.txt ".[mlflow]"
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --create-home --uid 10001 --gid 0 mlflow

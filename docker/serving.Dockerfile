@@ -3,7 +3,7 @@
 # Build from the repo root:  docker build -f docker/serving.Dockerfile -t sentiflow/model-server:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# --- stage 1: a virtualenv with CPU torch and the serving extras
+# --- stage 1: a virtualenv with CPU torch and the `serve` extra of pyproject.toml (the server's one package list)
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -14,12 +14,12 @@ COPY requirements/constraints.txt requirements/constraints.txt
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==2.13.0"
 COPY pyproject.toml README.md* ./
 COPY include/ include/
-RUN pip install --no-cache-dir -c requirements/constraints.txt ".[serve]" "psycopg2-binary==2.9.13"
+RUN pip install --no-cache-dir -c requirements/constraints.txt ".[serve]"
 
 # --- stage 2: runtime, non-root
 FROM ${PYTHON_IMAGE}
 RUN useradd --create-home --uid 10001 --gid 0 sentiflow \
- && mkdir -p /var/lib/sentiflow/model-server \
+ && mkdir -p /var/lib/sentiflow/model-server /var/lib/sentiflow/s3-config \
  && chown -R 10001:0 /var/lib/sentiflow
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

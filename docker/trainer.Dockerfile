@@ -5,7 +5,7 @@
 #   docker build -f docker/trainer.Dockerfile -t sentiflow/trainer:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# --- stage 1: a virtualenv with the pinned training stack
+# --- stage 1: a virtualenv with the `train` extra of pyproject.toml (the trainer's one package list)
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv

@@ -39,7 +39,7 @@ class RuntimeEnvironment(BaseSettings):
 
 
 class S3Settings(BaseSettings):
-    """Object store (SeaweedFS locally, MinIO or AWS S3 in production). Env: ``SENTIFLOW_S3_*``."""
+    """Object store (SeaweedFS locally and in compose, or AWS S3). Env: ``SENTIFLOW_S3_*``."""
 
     model_config = settings_config("S3_")
 
@@ -49,7 +49,7 @@ class S3Settings(BaseSettings):
     bucket: str = Field(default="sentiflow", description="Bucket for datasets, reports and MLflow artifacts.")
     access_key_id: str = Field(default="sentiflow", description="Access key id.")
     secret_access_key: SecretStr = Field(default=SecretStr("sentiflow-secret"), description="Secret key.")
-    region: str = Field(default="us-east-1", description="Region name (any value for SeaweedFS/MinIO).")
+    region: str = Field(default="us-east-1", description="Region name (any value for SeaweedFS).")
     datasets_prefix: str = Field(
         default="datasets", description="Key prefix under which snapshots are written."
     )

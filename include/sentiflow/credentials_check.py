@@ -5,8 +5,9 @@ is not. With ``SENTIFLOW_ENV=production`` (compose and the Kubernetes manifests 
 ``check_component`` at start (or runs ``python -m sentiflow.credentials_check <component>`` in its entrypoint)
 over the variables it reads. A value is refused when it is empty, starts with ``change-me``/``CHANGE_ME``
 (every secret of ``.env.example`` and of ``k8s/secret.template.yaml``), or is one of the local stack's
-well-known defaults; a credential embedded in a URL (``postgresql://user:PASSWORD@host``, an Airflow
-connection's JSON password) is checked the same way. The error names every offending variable at once.
+defaults or a default credential S3 servers have shipped with; a credential embedded in a URL
+(``postgresql://user:PASSWORD@host``, an Airflow connection's JSON password) is checked the same way.
+The error names every offending variable at once.
 
 Standard library only, so images without sentiflow installed (the MLflow image) can run this file directly.
 """
@@ -23,7 +24,9 @@ from urllib.parse import urlsplit
 #: Placeholder prefixes, compared case-insensitively and ignoring ``-``/``_``.
 PLACEHOLDER_PREFIXES = ("changeme",)
 #: Values the local stack uses (config defaults, ``StackSettings``): fine on a laptop, never in production.
-LOCAL_DEFAULTS = {"sentiflow-drift", "sentiflow-local-token", "sentiflow-secret", "minioadmin", "password"}
+LOCAL_DEFAULTS = {"sentiflow-drift", "sentiflow-local-token", "sentiflow-secret", "password"}
+#: Default credentials S3 servers and their tools have shipped with: the first ones a scanner tries.
+SHIPPED_DEFAULTS = {"minioadmin"}
 #: How a key given as text, not as a path, starts (``-----BEGIN PUBLIC KEY-----``, ``...PRIVATE KEY-----``).
 PEM_MARKER = "-----BEGIN"
 
@@ -81,7 +84,13 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "key:SENTIFLOW_SIGNING_PRIVATE_KEY:SENTIFLOW_SIGNING_PRIVATE_KEY_PATH",
     ),
     "postgres": ("POSTGRES_PASSWORD",),
-    "minio": ("MINIO_ROOT_PASSWORD", "SENTIFLOW_S3_SECRET_ACCESS_KEY"),
+    # compose's s3-init one-shot: SeaweedFS's admin key and each S3 identity's secret (sentiflow.s3_init)
+    "s3": (
+        "S3_ADMIN_SECRET_KEY",
+        "SENTIFLOW_S3_SECRET_ACCESS_KEY",
+        "S3_MLFLOW_SECRET_KEY",
+        "S3_READER_SECRET_KEY",
+    ),
 }
 
 
@@ -90,10 +99,15 @@ class InsecureSettingsError(RuntimeError):
 
 
 def is_placeholder(value: str | None) -> bool:
-    """Empty, ``change-me...``/``CHANGE_ME``, or a local stack default."""
+    """Empty, ``change-me...``/``CHANGE_ME``, a local stack default or a shipped default."""
     text = (value or "").strip()
     folded = text.lower().replace("-", "").replace("_", "")
-    return not folded or folded.startswith(PLACEHOLDER_PREFIXES) or text in LOCAL_DEFAULTS
+    return (
+        not folded
+        or folded.startswith(PLACEHOLDER_PREFIXES)
+        or text in LOCAL_DEFAULTS
+        or text in SHIPPED_DEFAULTS
+    )
 
 
 def _url_password(url: str) -> str | None:

@@ -100,9 +100,12 @@ def s3_env(home: Path, name: str) -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret_key}
 
 
-def s3_config(home: Path, bucket: str, admin_key: str, admin_secret: str) -> Path:
-    """SeaweedFS's identities file (0600): the stack's admin key, each identity's actions on the bucket."""
-    identities = [
+def s3_identities(
+    bucket: str, admin_key: str, admin_secret: str, keys: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    """SeaweedFS's identities document: the admin key, and each of ``S3_IDENTITIES`` (its (key, secret) in
+    ``keys``) allowed only its actions on ``bucket``. The local stack and compose's s3-init use it."""
+    identities: list[dict[str, Any]] = [
         {
             "name": "stack-admin",
             "credentials": [{"accessKey": admin_key, "secretKey": admin_secret}],
@@ -110,7 +113,7 @@ def s3_config(home: Path, bucket: str, admin_key: str, admin_secret: str) -> Pat
         }
     ]
     for name, actions in S3_IDENTITIES.items():
-        key, secret_key = s3_identity(home, name)
+        key, secret_key = keys[name]
         identities.append(
             {
                 "name": name,
@@ -118,9 +121,16 @@ def s3_config(home: Path, bucket: str, admin_key: str, admin_secret: str) -> Pat
                 "actions": [f"{action}:{bucket}" for action in actions],
             }
         )
+    return {"identities": identities}
+
+
+def s3_config(home: Path, bucket: str, admin_key: str, admin_secret: str) -> Path:
+    """SeaweedFS's identities file (0600) of the local stack, its identities' secrets generated."""
+    keys = {name: s3_identity(home, name) for name in S3_IDENTITIES}
     path = secrets_dir(home) / "s3-identities.json"
     path.unlink(missing_ok=True)
-    write_private(path, json.dumps({"identities": identities}, indent=2).encode())
+    document = s3_identities(bucket, admin_key, admin_secret, keys)
+    write_private(path, json.dumps(document, indent=2).encode())
     return path
 
 

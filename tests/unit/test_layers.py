@@ -29,6 +29,7 @@ RANKS = {
     "data": 3,
     "offline": 3,
     "config_doc": 3,
+    "s3_init": 3,
     "modeling": 2,
     "registry": 2,
     "storage": 2,

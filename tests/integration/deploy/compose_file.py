@@ -37,7 +37,7 @@ def compose_config(env_file: Path, *extra: str) -> subprocess.CompletedProcess[s
     """`compose config` in a clean environment, so the test runner's own SENTIFLOW_* cannot leak in."""
     cmd = _compose_cmd()
     if cmd is None:
-        pytest.skip("neither docker-compose nor the compose plugin is installed (scripts/system_deps.sh)")
+        pytest.fail("neither docker-compose nor the compose plugin is installed (scripts/system_deps.sh)")
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run(
         [
@@ -94,8 +94,16 @@ def service_env(resolved: dict, service: str) -> dict[str, str]:
 
 
 def _instructions(path: Path):
-    dockerfile = pytest.importorskip("dockerfile", reason="the `dockerfile` parser package is not installed")
+    import dockerfile  # requirements/dev.in: a missing parser fails the test
+
     return dockerfile.parse_file(str(path))
+
+
+def declared_requirements(extra: str) -> list[str]:
+    """The requirements pyproject.toml's ``extra`` lists (what the image installing ``.[extra]`` gets)."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][extra]
 
 
 def _final_cmd(path: Path) -> str:

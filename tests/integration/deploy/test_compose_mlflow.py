@@ -12,7 +12,13 @@ import subprocess
 import pytest
 import yaml
 
-from tests.integration.deploy.compose_file import DOCKER, _instructions, compose_config, service_env
+from tests.integration.deploy.compose_file import (
+    DOCKER,
+    _instructions,
+    compose_config,
+    declared_requirements,
+    service_env,
+)
 
 
 # --- MLflow requires a login; each component logs in as its own identity (issue 20) ---------------------
@@ -28,7 +34,8 @@ def test_mlflow_runs_its_basic_auth_app_with_its_users_on_postgres(resolved):
     (entrypoint,) = [i.value for i in instructions if i.cmd.lower() == "entrypoint"]
     assert entrypoint == ("/opt/sentiflow/entrypoint.sh",)
     run = " ".join(i.value[0] for i in instructions if i.cmd.lower() == "run")
-    assert '"mlflow[auth]==3.17.2"' in run  # Flask-WTF: the auth app refuses to start without it
+    assert '".[mlflow]"' in run  # pyproject's mlflow extra: mlflow[auth] (Flask-WTF: the auth app needs it)
+    assert "mlflow[auth]==3.17.2" in declared_requirements("mlflow")
     assert any("MLFLOW_AUTH_CONFIG_PATH" in " ".join(i.value) for i in instructions if i.cmd.lower() == "env")
     backend = make_url(env["MLFLOW_BACKEND_STORE_URI"])
     users_db = make_url(env["MLFLOW_AUTH_DATABASE_URI"])

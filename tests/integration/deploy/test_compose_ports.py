@@ -5,8 +5,6 @@ on loopback by default; HOST_BIND opens the UIs but not MLflow; and published po
 
 from __future__ import annotations
 
-import json
-
 import yaml
 
 from tests.integration.deploy.compose_file import (
@@ -30,7 +28,7 @@ def test_only_what_a_person_opens_is_published_on_loopback(resolved):
     }
     for name, ps in ports.items():
         assert all(p.host_ip == "127.0.0.1" for p in ps), (name, ps)
-    assert "9001" not in json.dumps(resolved["services"]["minio"].get("ports", []))
+    assert not resolved["services"]["seaweedfs"].get("ports")  # S3, filer, master: the containers' only
 
 
 def test_host_bind_opens_the_uis_but_not_mlflow(tmp_path):
@@ -46,7 +44,7 @@ def test_host_bind_opens_the_uis_but_not_mlflow(tmp_path):
     assert {p.host_ip for p in published(services["airflow-apiserver"])} == {"0.0.0.0"}
     assert {p.host_ip for p in published(services["model-server"])} == {"0.0.0.0"}
     assert {p.host_ip for p in published(services["mlflow"])} == {"127.0.0.1"}
-    assert not services["minio"].get("ports")
+    assert not services["seaweedfs"].get("ports")
 
 
 def test_published_ports_parse_in_both_compose_forms():

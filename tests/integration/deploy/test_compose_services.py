@@ -9,7 +9,7 @@ import json
 
 from tests.integration.deploy.compose_file import service_env
 
-ONE_SHOT = {"minio-init", "mlflow-init", "airflow-init", "model-server-migrate"}
+ONE_SHOT = {"s3-init", "mlflow-init", "airflow-init", "model-server-migrate"}
 
 
 # --- healthchecks, start order, volumes ---------------------------------------------------------------
@@ -42,8 +42,8 @@ def test_depends_on_waits_for_health_or_completion(resolved):
 
 def test_state_lives_in_named_volumes(resolved):
     volumes = set(resolved["volumes"])
-    assert {"postgres-data", "minio-data", "airflow-logs"} <= volumes
-    for name, target in [("postgres", "/var/lib/postgresql/data"), ("minio", "/data")]:
+    assert {"postgres-data", "seaweedfs-data", "seaweedfs-config", "airflow-logs"} <= volumes
+    for name, target in [("postgres", "/var/lib/postgresql/data"), ("seaweedfs", "/data")]:
         mounts = resolved["services"][name]["volumes"]
         named = [m for m in mounts if (m["source"] if isinstance(m, dict) else m.split(":")[0]) in volumes]
         targets = [m["target"] if isinstance(m, dict) else m.split(":")[1] for m in named]

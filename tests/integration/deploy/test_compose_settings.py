@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 from urllib.parse import urlparse
 
 from tests.integration.deploy.compose_file import (
@@ -38,7 +39,7 @@ def test_every_sentiflow_name_is_a_library_setting(raw):
 
 def test_settings_parse_from_each_services_env(resolved, monkeypatch):
     """What compose hands a container is what the library's settings classes accept."""
-    for service in ("model-server", "airflow-scheduler", "airflow-init", "minio-init"):
+    for service in ("model-server", "airflow-scheduler", "airflow-init", "s3-init"):
         env = service_env(resolved, service)
         for key in [k for k in os.environ if k.startswith("SENTIFLOW_")]:
             monkeypatch.delenv(key)
@@ -56,20 +57,25 @@ def test_endpoints_ports_and_bucket_agree(resolved):
     defaults = env_file_values(ENV_EXAMPLE)
 
     s3 = urlparse(env["SENTIFLOW_S3_ENDPOINT_URL"])
-    assert s3.hostname == "minio"
-    assert f":{s3.port}" in services["minio"]["command"]  # `--address :9000`
-    init_env = services["minio-init"]["environment"]
+    assert s3.hostname == "seaweedfs"
+    assert f"-s3.port={s3.port}" in services["seaweedfs"]["command"]
+    init_env = services["s3-init"]["environment"]
     assert init_env["SENTIFLOW_S3_ENDPOINT_URL"] == env["SENTIFLOW_S3_ENDPOINT_URL"]
 
     bucket = env["SENTIFLOW_S3_BUCKET"]
     assert bucket == defaults["SENTIFLOW_S3_BUCKET"]
-    assert services["minio-init"]["environment"]["SENTIFLOW_S3_BUCKET"] == bucket
+    assert init_env["SENTIFLOW_S3_BUCKET"] == bucket
+    # SeaweedFS reads the identities file s3-init writes, on the volume they share
+    identities = init_env["S3_IDENTITIES_FILE"]
+    assert f"-s3.config=/etc/seaweedfs/{Path(identities).name}" in services["seaweedfs"]["command"]
+    assert any(str(v).startswith("seaweedfs-config:/etc/seaweedfs") for v in services["seaweedfs"]["volumes"])
+    assert any(str(v).startswith("seaweedfs-config:") for v in services["s3-init"]["volumes"])
     mlflow_cmd = services["mlflow"]["command"]
     prefix = MLflowSettings.model_fields["artifacts_prefix"].default
     assert f"--artifacts-destination=s3://{bucket}/{prefix}" in mlflow_cmd
     assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"] == env["SENTIFLOW_S3_ENDPOINT_URL"]
-    # MLflow has its own MinIO user (issue 20), the one minio-init limits to the artifacts prefix
-    assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] == init_env["MINIO_MLFLOW_ACCESS_KEY"]
+    # MLflow has its own S3 identity, one of those s3-init writes
+    assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] == init_env["S3_MLFLOW_ACCESS_KEY"]
     assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] != env["SENTIFLOW_S3_ACCESS_KEY_ID"]
 
     tracking = urlparse(env["SENTIFLOW_MLFLOW_TRACKING_URI"])

@@ -61,7 +61,6 @@ def test_training_has_no_rights_over_serving():
 @pytest.fixture
 def rendered_pod(tmp_path, monkeypatch):
     """The pod the DAG's KubernetesPodOperator would submit, with the Helm values' settings."""
-    pytest.importorskip("sentiflow.orchestration.pod", reason="the pipeline package is not there yet")
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import ApiClient
 

@@ -74,10 +74,11 @@ REDIS = ("Deployment", "redis")
 MLFLOW = ("Deployment", "mlflow")
 MLFLOW_DB = ("StatefulSet", "mlflow-db")
 MLFLOW_INIT = ("Job", "mlflow-init")
+OBJECT_STORE = ("StatefulSet", "object-store")
+OBJECT_STORE_INIT = ("Job", "object-store-init")
 TRAINER = ("Pod", "sentiflow-train")
 AIRFLOW_POD = ("airflow", {"component": "worker"})
 INGRESS_POD = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
-MINIO_POD = ("sentiflow", {"app.kubernetes.io/name": "minio"})
 KUBE_DNS = ("kube-system", {"k8s-app": "kube-dns"})
 ELSEWHERE = ("default", {"app": "anything"})
 
@@ -98,10 +99,11 @@ def _resolve(x):
         (TRAINER, MLFLOW, 5000),
         (MLFLOW_INIT, MLFLOW, 5000),  # makes MLflow's users and grants
         (MLFLOW, MLFLOW_DB, 5432),
-        (MODEL_SERVER, MINIO_POD, 9000),
-        (MLFLOW, MINIO_POD, 9000),
-        (AIRFLOW_POD, MINIO_POD, 9000),
-        (TRAINER, MINIO_POD, 9000),
+        (MODEL_SERVER, OBJECT_STORE, 8333),
+        (MLFLOW, OBJECT_STORE, 8333),  # its artifact store
+        (AIRFLOW_POD, OBJECT_STORE, 8333),  # data, task logs
+        (TRAINER, OBJECT_STORE, 8333),
+        (OBJECT_STORE_INIT, OBJECT_STORE, 8333),  # makes the bucket
     ],
     ids=str,
 )
@@ -132,7 +134,14 @@ def test_network_policies_allow_what_each_component_needs(src, dst, port):
         (MLFLOW_INIT, MLFLOW_DB, 5432),  # the provisioning Job reaches MLflow, nothing else
         (MLFLOW_INIT, SERVER_DB, 5432),
         (MLFLOW_INIT, MODEL_SERVER, 8000),
-        (MLFLOW_INIT, MINIO_POD, 9000),
+        (MLFLOW_INIT, OBJECT_STORE, 8333),
+        (OBJECT_STORE_INIT, MLFLOW, 5000),  # the bucket Job reaches the object store, nothing else
+        (OBJECT_STORE_INIT, SERVER_DB, 5432),
+        (OBJECT_STORE, MLFLOW, 5000),  # the object store opens nothing
+        (OBJECT_STORE, SERVER_DB, 5432),
+        (ELSEWHERE, OBJECT_STORE, 8333),
+        (INGRESS_POD, OBJECT_STORE, 8333),  # S3 is not published through the ingress
+        (REDIS, OBJECT_STORE, 8333),
         (MODEL_SERVER, MLFLOW_INIT, 8000),
     ],
     ids=str,
@@ -154,6 +163,16 @@ def test_every_namespace_denies_by_default_and_every_pod_resolves_names():
             and not d["spec"].get("egress")
         ]
         assert deny, f"{ns} has no default-deny NetworkPolicy"
-    for pod in (MODEL_SERVER, SERVER_DB, REDIS, MLFLOW, MLFLOW_DB, MLFLOW_INIT, TRAINER):
+    for pod in (
+        MODEL_SERVER,
+        SERVER_DB,
+        REDIS,
+        MLFLOW,
+        MLFLOW_DB,
+        MLFLOW_INIT,
+        OBJECT_STORE,
+        OBJECT_STORE_INIT,
+        TRAINER,
+    ):
         for proto in ("UDP", "TCP"):
             assert _direction_allows("Egress", _pod(*pod), KUBE_DNS, 53, proto), pod

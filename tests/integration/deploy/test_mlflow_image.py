@@ -1,19 +1,19 @@
 """The MLflow image's start without Docker: its entrypoint, then MLflow's auth app on a real Postgres.
 
 No Docker engine here, so the image's layout is rebuilt in a folder: the files ``docker/mlflow.Dockerfile``
-copies to ``/opt/sentiflow`` (checked against the Dockerfile), run with compose's ``mlflow`` command and the
-environment compose gives it (production mode, Postgres URLs with passwords, the admin from ``.env``). What
-compose and Kubernetes rely on is checked on the real thing: placeholders stop it before MLflow starts; the
-entrypoint writes the auth config and creates the ``mlflow_auth`` database; ``/health`` answers without a
-login (the healthcheck, the probes) while the API refuses anonymous requests; the provisioning step makes
-its users in that database.
+copies to ``/opt/sentiflow`` (checked against the Dockerfile), run with the ``python`` and ``mlflow`` of the
+image's install set (``install_set("mlflow")``: a clean venv with only the ``mlflow`` extra, never the
+suite's), with compose's ``mlflow`` command and the environment compose gives it (production mode, Postgres
+URLs with passwords, the admin from ``.env``). What compose and Kubernetes rely on is checked on the real
+thing: placeholders stop it before MLflow starts; the entrypoint writes the auth config and creates the
+``mlflow_auth`` database; ``/health`` answers without a login (the healthcheck, the probes) while the API
+refuses anonymous requests; the provisioning step makes its users in that database.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -47,11 +47,12 @@ def image_folder(tmp: Path) -> Path:
     return folder
 
 
-def compose_like_env(postgres: str, tmp: Path, **overrides: str) -> dict[str, str]:
-    """The variables compose hands the ``mlflow`` service, pointing at this Postgres."""
+def compose_like_env(postgres: str, tmp: Path, bin_dir: Path, **overrides: str) -> dict[str, str]:
+    """The variables compose hands the ``mlflow`` service, pointing at this Postgres; ``python`` and
+    ``mlflow`` are those of the image's install set (``bin_dir``), as the Dockerfile's ``PATH`` has them."""
     base = postgres.replace("sentiflow@", "sentiflow:pg-password-31d8@").rsplit("/", 1)[0]
     return {
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",  # `python` and `mlflow` of this venv
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
         "HOME": str(tmp),
         "SENTIFLOW_ENV": "production",
         "MLFLOW_BACKEND_STORE_URI": f"{base}/mlflow",
@@ -67,7 +68,7 @@ def compose_like_env(postgres: str, tmp: Path, **overrides: str) -> dict[str, st
 
 
 def mlflow_command(port: int, artifacts: Path) -> list[str]:
-    """Compose's ``mlflow`` command, with local artifacts instead of MinIO and one worker."""
+    """Compose's ``mlflow`` command, with local artifacts instead of S3 and one worker."""
     compose = (ROOT / "docker-compose.yaml").read_text()
     assert "--app-name=basic-auth" in compose
     return [
@@ -94,9 +95,11 @@ def databases(postgres: str) -> set[str]:
         engine.dispose()
 
 
-def test_placeholders_stop_the_image_before_mlflow_starts(postgres_url, tmp_path):
+def test_placeholders_stop_the_image_before_mlflow_starts(postgres_url, tmp_path, install_set):
     folder = image_folder(tmp_path)
-    env = compose_like_env(postgres_url, tmp_path, MLFLOW_AUTH_ADMIN_PASSWORD="change-me-mlflow-admin")
+    env = compose_like_env(
+        postgres_url, tmp_path, install_set("mlflow"), MLFLOW_AUTH_ADMIN_PASSWORD="change-me-mlflow-admin"
+    )
     done = subprocess.run(
         ["sh", str(folder / "entrypoint.sh"), "echo", "MLflow would start"],
         env=env,
@@ -110,7 +113,8 @@ def test_placeholders_stop_the_image_before_mlflow_starts(postgres_url, tmp_path
     assert not Path(env["MLFLOW_AUTH_CONFIG_PATH"]).exists()
 
 
-def test_the_image_runs_mlflow_with_its_auth_app_on_postgres(postgres_url, tmp_path):
+def test_the_image_runs_mlflow_with_its_auth_app_on_postgres(postgres_url, tmp_path, install_set):
+    bin_dir = install_set("mlflow")
     from sqlalchemy import create_engine, text
 
     engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
@@ -126,7 +130,7 @@ def test_the_image_runs_mlflow_with_its_auth_app_on_postgres(postgres_url, tmp_p
     service = supervisor.Service(
         name="mlflow-image",
         argv=["sh", str(folder / "entrypoint.sh"), *mlflow_command(port, tmp_path / "artifacts")],
-        env=compose_like_env(postgres_url, tmp_path),
+        env=compose_like_env(postgres_url, tmp_path, bin_dir),
         health=supervisor.http_ok(f"{uri}/health"),
         ports=(port,),
     )

@@ -77,7 +77,7 @@ def test_init_env_output_passes_the_production_check(tmp_path, monkeypatch):
 def _compose_or_skip():
     result = compose_config(ENV_EXAMPLE)
     if result.returncode != 0 and "not found" in result.stderr.lower():
-        pytest.skip("no docker compose here")
+        pytest.fail("no docker compose here")
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 

@@ -289,7 +289,7 @@ def _created(line: str, cwd: Path) -> dict:
 def tools() -> None:
     for tool in ("openssl", "kubectl", "python3"):
         if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed: the documented signing-key commands need it")
+            pytest.fail(f"{tool} is not installed: the documented signing-key commands need it")
 
 
 def test_the_documented_signing_key_commands_sign_verify_and_rotate(tools, tmp_path, monkeypatch):

@@ -57,7 +57,9 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": conn,
         "SENTIFLOW_SIGNING_PRIVATE_KEY": PEM,
         "POSTGRES_PASSWORD": "pg-7a1c",
-        "MINIO_ROOT_PASSWORD": "minio-2c3d",
+        "S3_ADMIN_SECRET_KEY": "s3-admin-2c3d",
+        "S3_MLFLOW_SECRET_KEY": "s3-mlflow-4e5f",
+        "S3_READER_SECRET_KEY": "s3-reader-6a7b",
     }
 
 
@@ -84,7 +86,9 @@ def test_env_examples_signing_key_placeholders_are_refused():
         assert any("SENTIFLOW_SIGNING_PRIVATE_KEY is a placeholder" in p for p in problems(component, env))
 
 
-@pytest.mark.parametrize("value", ["", "  ", "CHANGE_ME", "change-me-anything", "sentiflow-secret", None])
+@pytest.mark.parametrize(
+    "value", ["", "  ", "CHANGE_ME", "change-me-anything", "sentiflow-secret", "minioadmin", None]
+)
 def test_placeholders(value):
     assert is_placeholder(value)
 
