@@ -11,8 +11,9 @@ MOVED_AT = 1_000_000.0
 
 def replica(alias_version: str, read_began_at: float, serving: str) -> ReplicaView:
     worker = WorkerRow(
-        replica_id="r1", worker_id="1", version=serving, runtime="scikit-learn", family="tfidf-logreg", loaded_at=None,
-        target_version=serving, load_error=None, error_version=None, error_at=None, last_seen=MOVED_AT + 5,
+        replica_id="r1", worker_id="1", version=serving, runtime="scikit-learn", family="tfidf-logreg",
+        loaded_at=None, target_version=serving, load_error=None, error_version=None, error_at=None,
+        last_seen=MOVED_AT + 5,
     )  # fmt: skip
     return ReplicaView(
         replica_id="r1", host="h", started_at=0.0, alias="champion", alias_version=alias_version,
