@@ -1,4 +1,4 @@
-"""collect + clean at 200k, 1M and 5M rows (issue 23): time and peak RSS, each point in a fresh process.
+"""collect + clean at 200k, 1M and 5M rows: time and peak RSS, each point in a fresh process.
 
 The corpus is the offline IMDb reviews (50k) repeated, each row made distinct by a numbered suffix, written
 as local parquet shards (``train-00000-of-000NN.parquet``, 500k rows each). A private S3 (SeaweedFS, as
@@ -6,12 +6,12 @@ as local parquet shards (``train-00000-of-000NN.parquet``, 500k rows each). A pr
 with the default settings in a child process and reports its wall time and its own peak RSS: ``VmHWM``
 of ``/proc/self/status``, which starts afresh at ``exec`` (``getrusage``'s ``ru_maxrss`` does not: a child
 inherits the parent's high-water mark at fork, so the corpus is also built in its own process). The S3
-server is another process. The reference point runs the code before
-issue 23 (commit ccd81d3, from a ``git worktree``) on the same 200k-row source.
+server is another process. The reference point runs an earlier
+commit of the data steps (``REFERENCE_COMMIT``, from a ``git worktree``) on the same 200k-row source.
 
 Run: .venv/bin/python benchmarks/data_scale.py [--rows 200000 1000000 5000000] [--reference-rows 200000]
 
-``--tokenize ROWS`` measures instead the training side at ROWS (issue 23 asks for 1M): collect + clean in
+``--tokenize ROWS`` measures instead the training side at ROWS (1M is the target): collect + clean in
 one child, then in a fresh child ``load_training_data`` (the splits streamed into memory-mapped Arrow files)
 and ``encode_dataset`` of train and validation with the offline MiniLM tokenizer (max_length 256) into an
 on-disk cache, recorded as ``data_scale_tokenize``. Its ``peak_rss_mib`` (VmHWM) counts the pages of the
@@ -308,7 +308,7 @@ def main() -> int:
     )
     md = (
         "collect + clean of distinct IMDb-derived rows (local parquet shards) into a private local S3, each "
-        "point in a fresh process, default settings. The first row is the code before issue 23 "
+        "point in a fresh process, default settings. The first row is the reference commit "
         f"({REFERENCE_COMMIT}).\n\n"
         "| rows | seconds | collect / clean (s) | rows/s | peak RSS (MiB) | load (1 min) before → after |\n"
         "| ---: | ---: | ---: | ---: | ---: | ---: |\n" + rows_md

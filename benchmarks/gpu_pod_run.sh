@@ -5,7 +5,7 @@
 #
 #   benchmarks/gpu_pod_run.sh install   # wheels from .gpu/whl into $SITE (python3 must hold torch)
 #   benchmarks/gpu_pod_run.sh train     # one run (PARAMS_JSON; default: the gpu_weekly preset)
-#   benchmarks/gpu_pod_run.sh compare   # issue 24's record: the gpu_weekly preset, then the tutorial set-up
+#   benchmarks/gpu_pod_run.sh compare   # the recorded comparison: the gpu_weekly preset, then the tutorial set-up
 #                                       # on the same GPU, side by side → $OUT/gpu_pod_run.json
 #
 # Inputs come from benchmarks/gpu_pod_prepare.py (.gpu/data, .gpu/model, .gpu/whl; `.gpu/` must be in

@@ -1,4 +1,4 @@
-"""Release trust (issue 20): what signing and verifying cost, who MLflow lets move the alias, and what the
+"""Release trust: what signing and verifying cost, who MLflow lets move the alias, and what the
 DAG's deploy step does with a version tampered with after registration.
 
 On a private local stack (MLflow with its auth app, SeaweedFS, the model server under gunicorn): one alias

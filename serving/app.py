@@ -31,7 +31,7 @@ class _UnsortedJSON(DefaultJSONProvider):
 
 
 def _register_ui(app: Flask) -> None:
-    """Place for the web page blueprint (issue 8): ``app.register_blueprint(ui.bp)``."""
+    """Place for the web page blueprint: ``app.register_blueprint(ui.bp)``."""
     from serving.http import ui
 
     app.register_blueprint(ui.bp)

@@ -19,7 +19,7 @@ from serving.process import configure_process, preload_model_libraries
 # One replica id for this server's workers (read in the master, inherited by every worker it forks):
 # the workers report under it in the shared database. A restarted server is a new replica.
 os.environ.setdefault("SENTIFLOW_SERVER_REPLICA_ID", f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
-# SENTIFLOW_ENV=production: no placeholder credentials (issue 20). Before the settings parse, so a placeholder
+# SENTIFLOW_ENV=production: no placeholder credentials. Before the settings parse, so a placeholder
 # public-key list (`CHANGE_ME`, not JSON) is refused by name rather than as a settings parse error.
 check_component("model-server")
 _settings = ServerSettings()

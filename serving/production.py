@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from sentiflow.config import DriftSettings, RuntimeEnvironment
 
-# One definition of "placeholder" for every component (issue 20); re-exported for the server's callers.
+# One definition of "placeholder" for every component; re-exported for the server's callers.
 from sentiflow.credentials_check import InsecureSettingsError, is_placeholder
 from sentiflow.server_settings import ServerSettings
 

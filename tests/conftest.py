@@ -153,7 +153,7 @@ def postgres() -> Iterator[PgCluster]:
     """One real PostgreSQL cluster for the session (started on first use); modules take fresh databases."""
     reason = pgcluster.missing()
     if reason:
-        pytest.fail(reason)  # not a skip: the Postgres tests are the production shape (issue 21)
+        pytest.fail(reason)  # not a skip: the Postgres tests are the production shape
     cluster = PgCluster.start()
     try:
         yield cluster

@@ -147,7 +147,7 @@ def export_s3_env_for_mlflow(s3: S3Settings) -> dict[str, str]:
 
 
 class AlertSettings(BaseSettings):
-    """Alerts on bad predictions and on drift (issue 7). Env: ``SENTIFLOW_ALERT_*``.
+    """Alerts on bad predictions and on drift. Env: ``SENTIFLOW_ALERT_*``.
 
     One alert per window: at least ``wrong_threshold`` wrong flags within ``window_s`` seconds raise one
     alert, then the alerter stays quiet for ``window_s`` seconds however many more flags arrive.
@@ -210,7 +210,7 @@ class DriftSettings(BaseSettings):
 
 
 class SigningSettings(BaseSettings):
-    """The pipeline's model-signing key (issue 20). Env: ``SENTIFLOW_SIGNING_*``. Only the pipeline has it."""
+    """The pipeline's model-signing key. Env: ``SENTIFLOW_SIGNING_*``. Only the pipeline has it."""
 
     model_config = settings_config("SIGNING_")
 

@@ -164,11 +164,11 @@ def services(stack: StackSettings) -> dict[str, Service]:
             f"s3://{stack.bucket}/{MLflowSettings().artifacts_prefix}",
             "--allowed-hosts",
             f"{HOST}:{stack.mlflow_port},localhost:{stack.mlflow_port},{HOST},localhost",
-            *("--app-name", "basic-auth"),  # issue 20: stack_auth.provision makes users and grants in up()
+            *("--app-name", "basic-auth"),  # stack_auth.provision makes users and grants in up()
         ],
         env={
             **stack_auth.mlflow_server_env(stack.home, mlflow_dir / "auth.db"),
-            **stack_auth.s3_env(stack.home, "mlflow-artifacts"),  # its own S3 identity (issue 20)
+            **stack_auth.s3_env(stack.home, "mlflow-artifacts"),  # its own S3 identity
             "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint,
             "AWS_DEFAULT_REGION": "us-east-1",
             # MLflow 3's server-side job runner (four huey consumers) is unused here; on 2 cores it costs.
@@ -238,7 +238,7 @@ def up(stack: StackSettings, names: Iterable[str] = DEFAULT_SERVICES, *, with_ai
     for name in names:
         pid = start(stack, table[name])
         print(f"{name:13s} up (pid {pid}), log {logfile(stack, name)}")
-        if name == "mlflow":  # users and grants (issue 20) before anything else talks to it
+        if name == "mlflow":  # users and grants before anything else talks to it
             stack_auth.provision(stack.home, stack.mlflow_uri, scope=stack.grant_scope)
     if with_airflow:
         airflow_init(stack)

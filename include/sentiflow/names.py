@@ -73,7 +73,7 @@ MANIFEST_FILE = "manifest.json"
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
 
-# --- training extras (issue 3) ------------------------------------------------------------------------
+# --- training extras ------------------------------------------------------------------------
 DEVICE = "device"
 BF16 = "bf16"
 NUM_HIDDEN_LAYERS = "num_hidden_layers"
@@ -94,7 +94,7 @@ TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
 #: Run tag on the candidate's MLflow run: why its release failed.
 TAG_RELEASE_FAILURE = "release_failure_reason"
 
-# --- feedback loop and drift (issue 7) ------------------------------------------------------------------
+# --- feedback loop and drift ------------------------------------------------------------------
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run
 FEEDBACK_SNAPSHOT_URI = "feedback_snapshot_uri"  # param/tag on the training run
 FEEDBACK_ROWS_UNLABELLED = "feedback_rows_unlabelled"
@@ -108,12 +108,12 @@ DRIFT_OOV_RATE_REFERENCE = "drift_oov_rate_reference"
 DRIFT_SAMPLE_ROWS = "drift_sample_rows"
 DRIFT_REPORT_URI = "drift_report_uri"
 
-# --- champion vs challenger on the same rows (issue 15) --------------------------------------------------
+# --- champion vs challenger on the same rows --------------------------------------------------
 #: Tags on the challenger's MLflow run recording the gate's decision: ``gate.<field>`` for each field of
 #: ``sentiflow.gate.judge.Decision``.
 TAG_GATE_PREFIX = "gate."
 
-# --- a fed GPU, the weekly preset, multi-GPU (issue 24) ---------------------------------------------------
+# --- a fed GPU, the weekly preset, multi-GPU ---------------------------------------------------
 PRESET = "preset"
 GPUS = "gpus"
 DATALOADER_NUM_WORKERS = "dataloader_num_workers"

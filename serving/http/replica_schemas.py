@@ -1,4 +1,4 @@
-"""Response models of ``GET /replicas``, ``POST /deploy`` and ``GET /deploy/status`` (issue 13).
+"""Response models of ``GET /replicas``, ``POST /deploy`` and ``GET /deploy/status``.
 
 The routes build their answers through these models (``model_validate(...).model_dump(mode="json")``), so
 the OpenAPI document generated from them describes exactly what is sent. The request body of

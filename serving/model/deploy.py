@@ -140,7 +140,7 @@ def release(
 
     Raises ``ModelNotFoundError`` (unknown version or alias: nothing moved) or ``RegistryUnavailableError``.
     """
-    server.registry.deployer()  # its own identity (issue 20); without one: DeployNotAllowedError, a 403
+    server.registry.deployer()  # its own identity; without one: DeployNotAllowedError, a 403
     mv = server.registry.resolve(version=version, alias=alias)
     try:
         move = server.registry.promote(str(mv.version), alias=server.alias)

@@ -44,7 +44,7 @@ class Registry:
     def __init__(self, settings: MLflowSettings, server: ServerSettings | None = None) -> None:
         self.settings = settings
         self.name = settings.registered_model_name
-        #: The server's settings: its separate deploy identity (issue 20) moves the followed alias.
+        #: The server's settings: its separate deploy identity moves the followed alias.
         self.server = server or ServerSettings()
         #: This replica's downloaded versions, shared by its workers (under its state folder).
         self.downloads = ModelDownloads(
@@ -101,7 +101,7 @@ class Registry:
         uri = f"models:/{self.name}/{mv.version}"
         key = f"{self.name}-v{mv.version}-{version_model_id(mv) or mv.run_id or 'norun'}"
         local = self.downloads.local_copy(uri, key)  # a download counts once per replica, by its downloader
-        pyfunc = load_for_serving(uri, mv, local)  # verifies the signature before deserializing (issue 20)
+        pyfunc = load_for_serving(uri, mv, local)  # verifies the signature before deserializing
         classifier = pyfunc.unwrap_python_model().classifier
         return LoadedModel(
             version=str(mv.version),

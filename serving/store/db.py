@@ -7,7 +7,7 @@ default, any SQLAlchemy URL (Postgres in production, shared by every replica).
 The tables are defined here and created or changed only by the Alembic migrations in
 ``serving/store/migrations`` (``python -m serving.store.migrate upgrade``), run by one step before the
 server starts: three replicas whose workers created the tables themselves raced on ``CREATE TABLE`` against
-a fresh Postgres and one never booted (issue 21). A worker only checks that the database is at the
+a fresh Postgres and one never booted. A worker only checks that the database is at the
 migrations' head (``serving.store.migrate.open_database``). A table or column change is an edit here
 plus a new migration; ``tests/integration/serving/test_migrations.py`` fails when the two disagree.
 
@@ -42,10 +42,10 @@ feedback_table = sa.Table(
     sa.Column("correct", sa.Boolean, nullable=False),
     sa.Column("true_label", sa.String(LABEL_MAX_CHARS), nullable=True),
     sa.Column("model_version", sa.String(VERSION_MAX_CHARS), nullable=True),
-    # True when the row cites a prediction the server signed (issue 14); only those are trained on.
+    # True when the row cites a prediction the server signed; only those are trained on.
     sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
     # The signed prediction the row judges, in its canonical form (serving.http.prediction_ids): one row per
-    # prediction, so a replayed id cannot add rows or count twice towards an alert (issue 21). NULL for rows
+    # prediction, so a replayed id cannot add rows or count twice towards an alert. NULL for rows
     # stored before the column existed (NULLs never collide).
     sa.Column("prediction_id", sa.String(PREDICTION_ID_MAX_CHARS), nullable=True),
     sa.UniqueConstraint("prediction_id", name="uq_feedback_prediction_id"),

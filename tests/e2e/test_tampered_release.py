@@ -1,5 +1,5 @@
 """A version tampered with after registration reaches the DAG's deploy step: the step fails naming the
-signature, the served version never changes, and ``champion`` is back on the old champion (issue 20).
+signature, the served version never changes, and ``champion`` is back on the old champion.
 
 Real services throughout: the session's S3 and MLflow (with auth), the model server under gunicorn
 following ``champion`` and verifying signatures, Airflow's ``dag.test()`` in a child process. Two versions are

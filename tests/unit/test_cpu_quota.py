@@ -1,4 +1,4 @@
-"""The server's torch/ONNX threads follow the container's CPU quota, not the node's cores (issue 21).
+"""The server's torch/ONNX threads follow the container's CPU quota, not the node's cores.
 
 Each test builds a fake ``/sys/fs/cgroup`` and ``/proc/self/cgroup`` under ``tmp_path``.
 """

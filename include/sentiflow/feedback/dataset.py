@@ -1,6 +1,6 @@
 """Feedback-enriched training data: exported feedback rows → a feedback snapshot and a merged clean snapshot.
 
-Rules (issue 7), all enforced here so every caller gets them:
+Rules, all enforced here so every caller gets them:
 
 * a row flagged ``correct`` has true label = predicted label; a wrong row is labelled only when the user
   gave ``true_label``; rows without a usable label are counted, never trained on;
@@ -9,7 +9,7 @@ Rules (issue 7), all enforced here so every caller gets them:
   that is in validation or test can never enter training through feedback;
 * feedback only ever enters the **train** split; validation and test are the base snapshot's, unchanged,
   so metrics stay comparable with the champion's;
-* only **verified** rows are trained on: those that cited a prediction the server signed (issue 14); an
+* only **verified** rows are trained on: those that cited a prediction the server signed; an
   export without the ``verified`` column (an older server) counts as unverified;
 * at most ``max_fraction`` x the base train split's rows are added (the most recent win), so a flood of
   feedback cannot outweigh the dataset; the rest stay in the feedback snapshot, counted.

@@ -121,7 +121,7 @@ def log_classifier(
             "pip_requirements": pip_requirements(classifier.family),
         }
         key = SigningSettings().key()
-        if key is not None:  # the pipeline signs what it uploads (issue 20, sentiflow.signed_logging)
+        if key is not None:  # the pipeline signs what it uploads (sentiflow.signed_logging)
             return log_signed_pyfunc(
                 private_key=key, name=name, registered_model_name=registered_model_name, **model
             )

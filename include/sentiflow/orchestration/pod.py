@@ -74,7 +74,7 @@ def trainer_pod_kwargs(
         secrets = [
             Secret("env", f"{ENV_PREFIX}S3_ACCESS_KEY_ID", pod.secret_name, "access_key_id"),
             Secret("env", f"{ENV_PREFIX}S3_SECRET_ACCESS_KEY", pod.secret_name, "secret_access_key"),
-            # the pipeline's MLflow identity (issue 20)
+            # the pipeline's MLflow identity
             Secret("env", "MLFLOW_TRACKING_USERNAME", pod.secret_name, "mlflow_pipeline_username"),
             Secret("env", "MLFLOW_TRACKING_PASSWORD", pod.secret_name, "mlflow_pipeline_password"),
             Secret("env", "SENTIFLOW_SIGNING_PRIVATE_KEY", pod.secret_name, "signing_private_key"),

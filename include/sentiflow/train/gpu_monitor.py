@@ -1,6 +1,6 @@
 """GPU utilisation and memory sampled through the fit (NVML), so a run records whether its GPU was busy.
 
-The one real GPU run before issue 24 trained at 11% mean utilisation: the GPU waited on the input pipeline.
+A GPU that waits on the input pipeline trains at a fraction of its speed, and nothing else shows it.
 A figure that cheap to take belongs in every run, not only in a benchmark. A background thread reads every
 visible GPU's utilisation and used memory every ``interval_s`` through NVML (``pynvml``, from
 ``nvidia-ml-py``), or ``nvidia-smi`` where the bindings are missing; on a machine without a GPU there is no

@@ -1,4 +1,4 @@
-"""Streaming snapshots (issue 23): parts, hash-based carving and sampling, bounded memory, v1 snapshots.
+"""Streaming snapshots: parts, hash-based carving and sampling, bounded memory, v1 snapshots.
 
 Against the real local S3 server. The memory test runs collect + clean in a child process whose address
 space (RLIMIT_AS) is smaller than the source it reads.

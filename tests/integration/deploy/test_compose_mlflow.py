@@ -1,4 +1,4 @@
-"""MLflow in compose requires a login (issue 20): it runs its basic-auth app with its users on Postgres,
+"""MLflow in compose requires a login: it runs its basic-auth app with its users on Postgres,
 mlflow-init makes the users each component logs in as, and production refuses the .env.example placeholders
 in every service and accepts what docker/init-env.sh generates.
 """
@@ -21,7 +21,7 @@ from tests.integration.deploy.compose_file import (
 )
 
 
-# --- MLflow requires a login; each component logs in as its own identity (issue 20) ---------------------
+# --- MLflow requires a login; each component logs in as its own identity ---------------------
 def test_mlflow_runs_its_basic_auth_app_with_its_users_on_postgres(resolved):
     from sqlalchemy.engine import make_url
 

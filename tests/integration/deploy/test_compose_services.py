@@ -51,7 +51,7 @@ def test_state_lives_in_named_volumes(resolved):
 
 
 def test_model_server_replicas_share_postgres_and_keep_nothing_in_a_volume(resolved):
-    """Issue 13: feedback and replica rows live in Postgres, shared by every replica; no per-container
+    """Feedback and replica rows live in Postgres, shared by every replica; no per-container
     volume holds them (the state folder is a tmpfs for the ONNX cache and Prometheus files)."""
     from sqlalchemy.engine import make_url
 
@@ -70,7 +70,7 @@ def test_model_server_replicas_share_postgres_and_keep_nothing_in_a_volume(resol
 
 
 def test_the_model_servers_schema_is_migrated_once_before_it_starts(resolved):
-    """Workers never create tables (issue 21): a one-shot migration service runs first, on the same
+    """Workers never create tables: a one-shot migration service runs first, on the same
     database URL, and the model server waits for it to exit successfully."""
     services = resolved["services"]
     migrate = services["model-server-migrate"]

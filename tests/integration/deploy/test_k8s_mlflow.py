@@ -1,6 +1,6 @@
 """k8s/: MLflow runs on its Postgres with S3 artifacts behind its basic-auth app, the settings ConfigMaps
 point at its Service, and the mlflow-init Job makes the users the model server and the pipeline log in as
-(issue 20).
+.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _env_refs(container: dict) -> dict[str, tuple[str, str] | str | None]:
 
 
 def test_mlflow_requires_a_login_and_a_job_makes_its_users():
-    """Issue 20: MLflow runs its basic-auth app with its admin from the Secret; the Job mlflow-init makes the
+    """MLflow runs its basic-auth app with its admin from the Secret; the Job mlflow-init makes the
     three users from the same Secret; the model server logs in as two of them; production checks them all."""
     from sqlalchemy.engine import make_url
 

@@ -48,7 +48,7 @@ def test_model_server_probes_resources_service_and_autoscaler():
 
 
 def test_model_server_rows_live_in_the_shared_postgres_not_on_a_pod():
-    """Issue 13: feedback, replica rows and deployments are in one Postgres with a volume claim; the pods'
+    """Feedback, replica rows and deployments are in one Postgres with a volume claim; the pods'
     emptyDir holds only their own files, and nothing asks for a manual rollout after a promotion."""
     from sqlalchemy.engine import make_url
 
@@ -165,7 +165,7 @@ def test_db_pools_fit_max_connections_at_the_hpas_maximum():
 
 
 def test_the_model_servers_schema_is_migrated_by_an_init_container():
-    """Workers never create tables (issue 21): each pod's ``migrate`` init container runs the migrations
+    """Workers never create tables: each pod's ``migrate`` init container runs the migrations
     (under a Postgres advisory lock, so pods starting together are safe) on the server's own database URL,
     with the server's image and the same hardened security context."""
     spec = by_kind("Deployment", "model-server")["spec"]["template"]["spec"]

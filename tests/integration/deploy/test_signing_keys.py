@@ -1,4 +1,4 @@
-"""The model-signing key pair in compose and on Kubernetes (issue 20): the private key only where the pipeline
+"""The model-signing key pair in compose and on Kubernetes: the private key only where the pipeline
 signs, the public keys wherever a version is loaded, and keys that really sign and verify.
 
 Compose: `docker/init-env.sh` makes the pair with `openssl`; `docker-compose config` hands it to the

@@ -1,5 +1,5 @@
 """The gate loads the champion and the challenger as a replica does: signed versions score, a version whose
-files were overwritten in S3 (or that was never signed) is refused before anything is unpickled (issue 20).
+files were overwritten in S3 (or that was never signed) is refused before anything is unpickled.
 
 ``select_best`` runs in the pipeline's own process, which holds the signing key; scoring an overwritten
 pickle there would hand its author the key. Real MLflow and S3 of the session's stack.

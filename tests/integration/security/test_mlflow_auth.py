@@ -1,4 +1,4 @@
-"""MLflow requires authentication, and each identity can do exactly its job (issue 20), on a real server.
+"""MLflow requires authentication, and each identity can do exactly its job, on a real server.
 
 The session's stack grants the server and the deployer on every model (``grant_scope="all"``, since tests
 register a model per test); here the grants of a real deployment (``served``, ``mlflow_users.grants``) are

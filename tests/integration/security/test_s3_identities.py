@@ -1,4 +1,4 @@
-"""S3 least privilege on the local stack (issue 20): SeaweedFS identities; the read-only one cannot write."""
+"""S3 least privilege on the local stack: SeaweedFS identities; the read-only one cannot write."""
 
 from __future__ import annotations
 
@@ -21,18 +21,18 @@ def _client(stack, name: str):
 
 
 def test_the_read_only_identity_reads_but_cannot_write_or_delete(stack):
-    _client(stack, "pipeline").put_object(Bucket=stack.bucket, Key="issue20/probe.txt", Body=b"kept")
+    _client(stack, "pipeline").put_object(Bucket=stack.bucket, Key="least-privilege/probe.txt", Body=b"kept")
     reader = _client(stack, "reader")
-    assert reader.get_object(Bucket=stack.bucket, Key="issue20/probe.txt")["Body"].read() == b"kept"
+    assert reader.get_object(Bucket=stack.bucket, Key="least-privilege/probe.txt")["Body"].read() == b"kept"
     for attempt in (
-        lambda: reader.put_object(Bucket=stack.bucket, Key="issue20/probe.txt", Body=b"evil"),
+        lambda: reader.put_object(Bucket=stack.bucket, Key="least-privilege/probe.txt", Body=b"evil"),
         lambda: reader.put_object(Bucket=stack.bucket, Key="mlflow-artifacts/new.pkl", Body=b"evil"),
-        lambda: reader.delete_object(Bucket=stack.bucket, Key="issue20/probe.txt"),
+        lambda: reader.delete_object(Bucket=stack.bucket, Key="least-privilege/probe.txt"),
     ):
         with pytest.raises(ClientError) as caught:
             attempt()
         assert caught.value.response["Error"]["Code"] in ("AccessDenied", "403")
-    assert reader.get_object(Bucket=stack.bucket, Key="issue20/probe.txt")["Body"].read() == b"kept"
+    assert reader.get_object(Bucket=stack.bucket, Key="least-privilege/probe.txt")["Body"].read() == b"kept"
 
 
 def test_mlflow_writes_artifacts_with_its_own_identity_and_strangers_get_nothing(stack):

@@ -1,4 +1,4 @@
-"""Signed model versions (issue 20): what the pipeline signs verifies, and nothing else does.
+"""Signed model versions: what the pipeline signs verifies, and nothing else does.
 
 Unit tests on folders (any byte of any file, a missing signature, key rotation), then the real path: a version
 logged by ``log_classifier`` with the stack's key, downloaded from the session's MLflow and verified before it

@@ -1,4 +1,4 @@
-"""One feedback per prediction (issue 21): a second post citing the same signed ``prediction_id`` is a 409
+"""One feedback per prediction: a second post citing the same signed ``prediction_id`` is a 409
 and never adds a row, also when two posts race; alerts count distinct predictions; the rate-limit key is
 the peer unless trusted proxy hops are configured.
 

@@ -1,4 +1,4 @@
-"""Keep-alive that fits a proxy (issue 21): behind nginx with upstream keep-alive, bursts of POSTs separated
+"""Keep-alive that fits a proxy: behind nginx with upstream keep-alive, bursts of POSTs separated
 by idle gaps longer than gunicorn's old 5 s keep-alive get no 502.
 
 A proxy keeps idle upstream connections for its own timeout (nginx ``keepalive_timeout`` in the upstream

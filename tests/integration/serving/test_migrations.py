@@ -1,4 +1,4 @@
-"""The shared database's schema comes from the Alembic migrations, run once by one step (issue 21).
+"""The shared database's schema comes from the Alembic migrations, run once by one step.
 
 Against a real SQLite file and a real PostgreSQL (``postgres`` fixture):
 

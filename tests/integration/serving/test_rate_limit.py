@@ -1,9 +1,9 @@
-"""A shared rate limit behind a proxy (issue 21): three replicas, one Redis, nginx in front.
+"""A shared rate limit behind a proxy: three replicas, one Redis, nginx in front.
 
 Real processes only: three gunicorn replicas (2 workers each, their own state folders, one shared SQLite
 database and prediction-id secret), a real ``redis-server`` holding the limit's counters, and nginx setting
 ``X-Forwarded-For`` as an ingress does; each replica trusts one proxy hop. Per-worker memory counters let
-2 workers x 3 replicas = 6 times the limit through (issue 21 measured 108 of 150 at 60/min on one server).
+2 workers x 3 replicas = 6 times the limit through; the counters in Redis hold all six to the one limit.
 
 1. one client posts feedback 150 times within a minute, each citing its own signed prediction: exactly the
    limit is accepted (201), whichever of the six workers answers;

@@ -1,4 +1,4 @@
-"""Three model-server replicas follow one registry alias, behind a round-robin proxy (issue 13).
+"""Three model-server replicas follow one registry alias, behind a round-robin proxy.
 
 Real processes only: three gunicorn servers (2 workers each), each with its own state folder (three pods),
 one MLflow + S3 (the ``stack`` fixture), one shared SQLite database, and nginx on 127.0.0.1 playing the

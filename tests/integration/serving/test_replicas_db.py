@@ -1,5 +1,5 @@
 """Three replicas on one shared real PostgreSQL: deploys, rollback, feedback, and deployments that finish
-when the pod that accepted them is killed (issue 21).
+when the pod that accepted them is killed.
 
 The fleet: three gunicorn servers (2 workers each, own state folders), the session's MLflow + S3, nginx
 round robin in front, and one fresh database on the session's Postgres (as compose and k8s run it),

@@ -1,4 +1,4 @@
-"""In-process pieces of a release (issue 13): what "not found" means, and the inference check's filter."""
+"""In-process pieces of a release: what "not found" means, and the inference check's filter."""
 
 from __future__ import annotations
 

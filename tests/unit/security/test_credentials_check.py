@@ -1,4 +1,4 @@
-"""Production refuses placeholder or empty credentials in every component, naming the variable (issue 20)."""
+"""Production refuses placeholder or empty credentials in every component, naming the variable."""
 
 from __future__ import annotations
 

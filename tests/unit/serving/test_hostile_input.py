@@ -1,6 +1,6 @@
 """Hostile and malformed requests against the real Flask app (in process): a clear 4xx, never a 5xx.
 
-The cases are those a stranger found on a running server (issue 14): deep nesting, huge integers, lone
+The cases are those a stranger found on a running server: deep nesting, huge integers, lone
 surrogates, NUL, oversize labels, non-JSON content types, forged feedback; plus the micro-batcher's culprit
 isolation and the 500 body that carries only a request id.
 """

@@ -256,7 +256,7 @@ def test_query_strings_are_parsed_by_their_documented_models(tmp_path):
         server(app).feedback.add(text="b", predicted_label="positive", correct=False)
         csv = client.get("/feedback/export?format=csv&since_id=1&limit=5", headers=admin)
         assert csv.status_code == 200 and csv.get_data(as_text=True).splitlines()[1].startswith("2,")
-        # exactly what the document says (issue 21): an empty value is not "absent", a flag is true/false,
+        # exactly what the document says: an empty value is not "absent", a flag is true/false,
         # numbers stop below 2**31, the format is one of the enum's spellings
         for query, name in (
             ("since_id=abc", "since_id"),

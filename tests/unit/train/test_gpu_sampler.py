@@ -1,4 +1,4 @@
-"""The GPU sampler's logic with fake readings (the one part of issue 24 that needs no GPU to check).
+"""The GPU sampler's logic with fake readings (the part of GPU monitoring that needs no GPU to check).
 
 A real NVML reading needs a GPU; everything around it (means, peaks, a reader that fails mid-fit, the
 "no GPU" result on CPU, ``nvidia-smi`` output, ``CUDA_VISIBLE_DEVICES``) is tested here with readers we

@@ -1,4 +1,4 @@
-"""The shared database as ``serving/store/db.py`` defined it at issue 21, plus one feedback per prediction.
+"""The shared database as ``serving/store/db.py`` defined it, plus one feedback per prediction.
 
 Tables: ``feedback`` (with ``prediction_id`` and its unique constraint ``uq_feedback_prediction_id``),
 ``alert_state``, ``server_replicas``, ``server_workers``, ``server_deployments``.
@@ -82,7 +82,7 @@ def _tables() -> dict[str, list[sa.Column]]:
     }
 
 
-#: ``table -> [(constraint name, columns)]``: one feedback per signed prediction (issue 21).
+#: ``table -> [(constraint name, columns)]``: one feedback per signed prediction.
 UNIQUES = {"feedback": [("uq_feedback_prediction_id", ["prediction_id"])]}
 #: ``(index name, table, column)``: the ``index=True`` columns of db.py, named as SQLAlchemy names them.
 INDEXES = [

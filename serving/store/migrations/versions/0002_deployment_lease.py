@@ -1,4 +1,4 @@
-"""Deployments carry a lease: any live replica finishes a deployment whose watcher died (issue 21).
+"""Deployments carry a lease: any live replica finishes a deployment whose watcher died.
 
 Revision ID: 0002
 Revises: 0001
