@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCH_DIR, RESULTS_DIR, git_commit, machine, record
 
 REPO = BENCH_DIR.parent
-SUMMARY = re.compile(r"^=*\s*(?P<body>.*\b(?:passed|failed|error)\b.*) in [\d.]+s", re.M)
+SUMMARY = re.compile(r"^=*\s*(?P<body>.*\b(?:passed|failed|error)\b.*) in (?P<seconds>[\d.]+)s", re.M)
 DURATION = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>call|setup|teardown)\s+(?P<test>\S+)")
 
 
@@ -50,7 +50,8 @@ def cpu_flags() -> list[str]:
 
 def parse(log: str) -> dict:
     counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
-    summary = [m["body"] for m in SUMMARY.finditer(log)]
+    found = list(SUMMARY.finditer(log))
+    summary = [m["body"] for m in found]
     if summary:
         for part in summary[-1].split(","):
             number, _, word = part.strip().partition(" ")
@@ -62,14 +63,19 @@ def parse(log: str) -> dict:
         for m in (DURATION.match(line) for line in log.splitlines())
         if m
     ][:20]
-    return {**counts, "slowest": slowest}
+    pytest_s = float(found[-1]["seconds"]) if found else None
+    return {**counts, "pytest_s": pytest_s, "slowest": slowest}
 
 
-def run_clean_clone(busy: bool) -> tuple[str, float, int]:
+def run_clean_clone(busy: bool) -> tuple[str, float, int, str]:
+    """``make test`` in a fresh clone: its output, wall seconds, exit code and the commit it tested."""
     clone = REPO.parent / "suite-time-clone"
     if clone.exists():
         shutil.rmtree(clone)
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    tested = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout.strip()  # HEAD may move while the run lasts: the clone's commit is the one tested
     burners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2 if busy else 0)]
     for burner in burners:
         burner.start()
@@ -84,19 +90,20 @@ def run_clean_clone(busy: bool) -> tuple[str, float, int]:
     wall = time.monotonic() - started
     (RESULTS_DIR / f"suite_time_{'busy' if busy else 'quiet'}.log").write_text(proc.stdout)
     shutil.rmtree(clone, ignore_errors=True)
-    return proc.stdout, wall, proc.returncode
+    return proc.stdout, wall, proc.returncode, tested
 
 
 def markdown(runs: dict) -> str:
     lines = [
         "`make test` from a clean clone (lint, mypy, the whole suite), wall time from start to exit:",
         "",
-        "| load | commit | wall | passed | failed | skipped | exit |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| load | commit | wall | of which pytest | passed | failed | skipped | exit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for load, run in sorted(runs.items()):
         lines.append(
-            f"| {load} | {run['commit']} | {run['wall_s'] / 60:.1f} min | {run['passed']} | {run['failed']} "
+            f"| {load} | {run['commit']} | {run['wall_s'] / 60:.1f} min "
+            f"| {(run.get('pytest_s') or 0) / 60:.1f} min | {run['passed']} | {run['failed']} "
             f"| {run['skipped']} | {run['exit_code']} |"
         )
     for load, run in sorted(runs.items()):
@@ -111,15 +118,18 @@ def main() -> int:
     parser.add_argument("--from-log", type=Path, help="record this make test log instead of running one")
     parser.add_argument("--wall-s", type=float, help="with --from-log: the run's wall seconds")
     parser.add_argument("--exit-code", type=int, default=0, help="with --from-log: make test's exit code")
+    parser.add_argument("--commit", help="with --from-log: the commit that run tested (default HEAD)")
     args = parser.parse_args()
     if args.from_log:
         log, wall, code = args.from_log.read_text(errors="replace"), float(args.wall_s or 0), args.exit_code
+        tested = args.commit or git_commit()
     else:
-        log, wall, code = run_clean_clone(args.load == "busy")
+        log, wall, code, tested = run_clean_clone(args.load == "busy")
     path = RESULTS_DIR / "suite_time.json"
     runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
     runs[args.load] = {
-        "commit": git_commit(),
+        "commit": tested,
+        "pytest_workers": 2,
         "load": "both cores kept busy by two spinning processes" if args.load == "busy" else "quiet",
         "loadavg_at_end": os.getloadavg()[0],
         "wall_s": round(wall, 1),
