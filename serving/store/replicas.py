@@ -61,7 +61,7 @@ class ReplicaView:
     alias: str
     alias_version: str | None
     alias_error: str | None
-    alias_checked_at: float = 0.0
+    #: When the stored reading of the alias began (``record_alias``).
     alias_read_at: float | None = None
     workers: list[WorkerRow] = field(default_factory=list)
 
@@ -243,7 +243,6 @@ class ReplicaStore:
                 alias=row.alias,
                 alias_version=row.alias_version,
                 alias_error=row.alias_error,
-                alias_checked_at=row.alias_checked_at,
                 alias_read_at=row.alias_read_at,
             )
             for row in replicas

@@ -17,7 +17,7 @@ def replica(alias_version: str, read_began_at: float, serving: str) -> ReplicaVi
     )  # fmt: skip
     return ReplicaView(
         replica_id="r1", host="h", started_at=0.0, alias="champion", alias_version=alias_version,
-        alias_error=None, alias_checked_at=MOVED_AT + 2, alias_read_at=read_began_at, workers=[worker],
+        alias_error=None, alias_read_at=read_began_at, workers=[worker],
     )  # fmt: skip
 
 
