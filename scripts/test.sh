@@ -8,6 +8,9 @@ VENV=${VENV:-.venv}
 bash scripts/system_deps.sh
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy"
+# The project's own modules as .pyc too (the venv's are compiled at install): every child process of the suite
+# imports them, and under PYTHONDONTWRITEBYTECODE each would compile them again.
+"$VENV/bin/python" -m compileall -q -j 0 include serving dags plugins tests >/dev/null
 # Two workers (pytest-xdist): most of a test's time is spent waiting on a service, so two share the cores
 # well. A module stays on one worker, in file order; tests/conftest.py keeps files that read one shared run
 # together. SENTIFLOW_TEST_WORKERS=0 runs the suite in this process.
