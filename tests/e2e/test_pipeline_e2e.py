@@ -132,7 +132,16 @@ def test_the_sweep_trains_each_grid_point_then_releases_the_best(
     server = ModelServerClient(pipeline_env.server_url, pipeline_env.server_token)
 
     # the sweep: two grid points → two runs and versions → select → (forced) promote → deploy → check
-    conf = base_conf(imdb_dir, offline_model, grid={"learning_rate": [5e-5, 1e-4]}, force_promote=True)
+    # the smallest sample the tail needs (inference-check cases of both classes): two grid points train
+    conf = base_conf(
+        imdb_dir,
+        offline_model,
+        grid={"learning_rate": [5e-5, 1e-4]},
+        force_promote=True,
+        sample_size=120,
+        eval_sample_size=60,
+        train_subset_size=64,
+    )
     for pipeline_only in ("run_baseline", "train_transformer"):  # not sweep params
         conf.pop(pipeline_only)
     sweep = run_dag("sentiment_sweep", conf)
