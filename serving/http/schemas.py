@@ -190,6 +190,16 @@ class ModelInfo(BaseModel):
     loaded_at: str
     source: str
     runtime: str
+    runtime_source: Literal["shipped", "built"] | None = Field(
+        default=None,
+        description="An ONNX runtime's file: shipped with the version (built and checked by the pipeline) "
+        "or built by this replica (a version that ships none).",
+    )
+    runtime_fallback: str | None = Field(
+        default=None,
+        description="Why the configured runtime (SENTIFLOW_SERVER_RUNTIME) does not serve this version and "
+        "PyTorch does; null when it serves.",
+    )
     deployed: dict[str, Any] | None
 
 

@@ -19,6 +19,10 @@ class LoadedModel:
     source: str
     classifier: Any = field(repr=False)
     runtime: str = "torch"
+    #: An ONNX runtime's file: ``shipped`` with the version or ``built`` by this replica; else None.
+    runtime_source: str | None = None
+    #: Why the configured runtime does not serve (PyTorch does instead); None when it serves.
+    runtime_fallback: str | None = None
 
     def info(self) -> dict[str, Any]:
         """Every field but the classifier: the body of ``GET /model`` (``schemas.ModelInfo`` documents it)."""

@@ -28,15 +28,6 @@ from serving.model.registry import Registry
 log = logging.getLogger(__name__)
 
 WARMUP_TEXTS = ["A warm-up sentence to check the model answers.", "Short one."]
-#: Texts on which an ONNX Runtime twin must agree with the PyTorch model before it serves: short and long
-#: (past any max_length, so truncation is exercised), clear and mixed sentiment.
-RUNTIME_CHECK_TEXTS = [
-    *WARMUP_TEXTS,
-    "This film was a masterpiece: moving, funny and beautifully shot. I loved every minute of it.",
-    "Dreadful. The plot made no sense, the acting was wooden and I walked out after an hour.",
-    "Some good moments, some dull ones; the second half drags but the ending almost saves it.",
-    " ".join(["The cast is great but the script is a mess and the pacing is slow."] * 60),
-]
 
 
 def warm_up(model: LoadedModel) -> None:
@@ -75,17 +66,18 @@ def cap_batch_tokens(model: LoadedModel, settings: ServerSettings) -> None:
 
 
 def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
-    """The model with its forward pass on ``settings.runtime``; PyTorch when that cannot be built.
+    """The model with its forward pass on ``settings.runtime``; PyTorch, and why, when that cannot serve.
 
-    The ONNX file is the one the version shipped (built by the pipeline when it logged the version, and
-    verified with the version's other files); a version without one gets it built here, cached per version
-    and run under the state folder (shared by the workers). Either must agree with PyTorch on
-    ``RUNTIME_CHECK_TEXTS``.
+    The ONNX file is the one the version shipped (built and verified by the pipeline when it logged the
+    version, and verified with the version's other files), served as it is; a version without one gets it
+    built here, cached per version and run under the state folder (shared by the workers). Either must
+    agree with PyTorch on ``onnx_runtime.CHECK_TEXTS``. ``GET /model`` shows where the file came from
+    (``runtime_source``) or why PyTorch serves instead (``runtime_fallback``).
     """
     if settings.runtime == "torch" or model.family != names.FAMILY_TRANSFORMER:
         return model
     try:
-        from sentiflow.modeling.onnx_runtime import to_runtime
+        from sentiflow.modeling.onnx_runtime import OnnxClassifier, to_runtime
 
         cache = settings.state_dir / "onnx" / f"{model.name}-v{model.version}-{model.run_id or 'norun'}"
         classifier = to_runtime(
@@ -93,17 +85,16 @@ def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
             settings.runtime,
             cache,
             threads=_inference_threads(settings),
-            check_texts=RUNTIME_CHECK_TEXTS,
             max_prob_diff=settings.runtime_max_prob_diff,
         )
     except Exception as exc:
         log.warning(
             "runtime %s unavailable for version %s, serving PyTorch: %s", settings.runtime, model.version, exc
         )
+        return replace(model, runtime_fallback=f"{settings.runtime} unavailable: {exc}")
+    if not isinstance(classifier, OnnxClassifier):
         return model
-    if classifier is model.classifier:
-        return model
-    return replace(model, classifier=classifier, runtime=settings.runtime)
+    return replace(model, classifier=classifier, runtime=settings.runtime, runtime_source=classifier.origin)
 
 
 class ModelManager:

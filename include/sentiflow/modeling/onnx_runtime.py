@@ -7,13 +7,26 @@ probabilities close to PyTorch's but not equal (``benchmarks/RESULTS.md``, ``ser
 version stays the source of truth: the ONNX file is derived from it and checked against the PyTorch model
 on real texts before it may serve (``check_agreement``).
 
+What the file holds: the plain export (standard ONNX operators only) or its dynamic int8 quantization
+(``MatMulInteger``, ``DynamicQuantizeLinear``: standard operators too). No graph optimization is saved in
+it: ONNX Runtime documents only its basic level as hardware-independent, and a graph saved after its
+extended or layout levels, or ORT's transformer fusions (``Attention``, ``SkipLayerNormalization``, their
+``QAttention`` once quantized), holds contrib operators and kernels chosen for the machine and execution
+provider that saved it. The hardware-specific fusions happen when a session opens the file
+(``ORT_ENABLE_ALL``, ``OnnxClassifier``), on the machine that runs it; opened that way the plain file
+answers no slower than one saved fused (``benchmarks/onnx_portable.py``).
+
 Where the file comes from: the pipeline builds the server's default runtime once when it logs a version
 (``ship_onnx_models``) into ``SHIPPED_DIR`` of the classifier's saved folder, so it is one more file of the
-signed model folder and every replica verifies it with the rest (``sentiflow.signing``). A replica uses
-that file (``shipped_onnx_model``); only for a version without one (logged before, or its build failed at
-log time) does it build the file itself, cached per version under its own state folder. Why: every replica
-has its own disk, and three replicas exporting and quantizing the same version at once on two cores made a
-first move to a transformer version take 47 s to converge (``benchmarks/replica_convergence.py``).
+signed model folder and every replica verifies it with the rest (``sentiflow.signing``). Before the version
+is signed it opens the file in a fresh ONNX Runtime session and checks it against the PyTorch model
+(``verify_onnx_model``); a file that fails fails the training run. A replica serves that file as it is
+(``to_runtime``) and never rebuilds it: if it cannot open it, or it disagrees, the replica serves PyTorch
+and says why (``GET /model``). Only for a version without one (logged before, or while the server's
+default runtime shipped none) does it build the file itself, cached per version under its own state
+folder. Why: every replica has its own disk, and three replicas exporting and quantizing the same version
+at once on two cores made a first move to a transformer version take 47 s to converge
+(``benchmarks/replica_convergence.py``).
 
 Tokenisation (truncation rules, dynamic padding, length-sorted batches) is the ``TransformerClassifier``'s,
 so both runtimes see identical token ids.
@@ -21,18 +34,20 @@ so both runtimes see identical token ids.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 
+from sentiflow.cpu_quota import threads_per_worker
 from sentiflow.modeling.base import TextClassifier
 from sentiflow.modeling.transformer import TransformerClassifier
 from sentiflow.names import FAMILY_TRANSFORMER
@@ -42,11 +57,29 @@ log = logging.getLogger(__name__)
 
 Runtime = Literal["torch", "onnx", "onnx-int8"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
+#: A session's graph optimization: ``basic`` is ONNX Runtime's hardware-independent level, ``all`` adds the
+#: fusions and layouts chosen for this machine's CPU.
+Optimization = Literal["basic", "all"]
+OPTIMIZATION_LEVELS: tuple[Optimization, ...] = get_args(Optimization)
+#: Where a served ONNX file came from: shipped with the version, or built by this replica.
+Origin = Literal["shipped", "built"]
 #: The file of each ONNX runtime, the same in a replica's cache folder and in a version's ``SHIPPED_DIR``.
 ONNX_FILE = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 #: The folder of a saved classifier that holds the ONNX files shipped with the version.
 SHIPPED_DIR = "onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
+#: Operator domains of a portable file: standard ONNX only (``""`` is the default domain's usual spelling).
+PORTABLE_DOMAINS = ("", "ai.onnx")
+#: Texts on which an ONNX model must agree with the PyTorch model, at log time and again on each replica
+#: before it serves: short and long (past any max_length, so truncation is exercised), clear and mixed.
+CHECK_TEXTS = (
+    "A warm-up sentence to check the model answers.",
+    "Short one.",
+    "This film was a masterpiece: moving, funny and beautifully shot. I loved every minute of it.",
+    "Dreadful. The plot made no sense, the acting was wooden and I walked out after an hour.",
+    "Some good moments, some dull ones; the second half drags but the ending almost saves it.",
+    " ".join(["The cast is great but the script is a mess and the pacing is slow."] * 60),
+)
 
 
 def _quiet_quantizer(record: logging.LogRecord) -> bool:
@@ -90,22 +123,8 @@ def _export(classifier: TransformerClassifier, target: Path) -> None:
             model.set_attn_implementation(previous)
 
 
-def _optimize(source: Path, target: Path, config: Any) -> None:
-    """ORT's transformer graph fusions (attention, skip-layer-norm, bias-GELU) for BERT-like encoders."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    model_type = config.model_type if config.model_type in ("bert", "roberta", "distilbert") else "bert"
-    optimized = optimize_model(
-        str(source),
-        model_type=model_type,
-        num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
-        hidden_size=int(getattr(config, "hidden_size", 0) or 0),
-    )
-    optimized.save_model_to_file(str(target))
-
-
 def _quantize(source: Path, target: Path) -> None:
-    import onnx
+    """Dynamic int8 quantization of the plain export: ``MatMulInteger`` and ``DynamicQuantizeLinear``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -118,8 +137,6 @@ def _quantize(source: Path, target: Path) -> None:
         weight_type=QuantType.QInt8,
         # one scale per output channel: on IMDb MiniLM 98.8% of labels agree with fp32 (per-tensor: 95%)
         per_channel=True,
-        # fused ops (from the optimizer) have no shape-inferred output type; they are all float32
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
 
 
@@ -138,14 +155,9 @@ def build_onnx_model(classifier: TransformerClassifier, directory: Path, runtime
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
     try:
         fp32 = final.parent / ONNX_FILE["onnx"]
-        if not fp32.exists():  # the int8 model quantizes the fp32 one; build that first if missing
-            raw, fp32 = work / "raw.onnx", work / ONNX_FILE["onnx"]
-            _export(classifier, raw)
-            try:
-                _optimize(raw, fp32, classifier.model.config)
-            except Exception:  # an architecture the fusions do not know still runs unfused
-                log.warning("ORT graph optimization failed; serving the unfused export", exc_info=True)
-                shutil.copyfile(raw, fp32)
+        if not fp32.exists():  # the int8 model quantizes the fp32 export; export that first if missing
+            fp32 = work / ONNX_FILE["onnx"]
+            _export(classifier, fp32)
         built = fp32
         if runtime == "onnx-int8":
             built = work / ONNX_FILE["onnx-int8"]
@@ -171,33 +183,113 @@ def shipped_runtimes() -> tuple[Runtime, ...]:
     return (default,) if default in ONNX_FILE else ()
 
 
+def allowed_prob_diff() -> float:
+    """How far a shipped file's probabilities may be from PyTorch's at log time: the model server's default
+    ``runtime_max_prob_diff``, so a file that passes here passes a replica's check with default settings."""
+    return float(ServerSettings.model_fields["runtime_max_prob_diff"].default)
+
+
 def shipped_onnx_path(classifier_dir: Path, runtime: Runtime) -> Path:
     """Where a version's ONNX file for ``runtime`` lies in its saved classifier folder."""
     return Path(classifier_dir) / SHIPPED_DIR / ONNX_FILE[runtime]
 
 
-def ship_onnx_models(classifier: TransformerClassifier, classifier_dir: Path) -> list[str]:
+def check_portable(path: Path) -> None:
+    """Raises unless every operator of the file is a standard ONNX one (no ONNX Runtime contrib op)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise OnnxExportError(f"cannot read {Path(path).name} as an ONNX model: {exc}") from exc
+    nodes = model.graph.node
+    foreign = sorted({f"{n.domain}.{n.op_type}" for n in nodes if n.domain not in PORTABLE_DOMAINS})
+    if foreign:
+        raise OnnxExportError(
+            f"{Path(path).name} is not portable: it holds ONNX Runtime-specific operators "
+            f"({', '.join(foreign)})"
+        )
+
+
+@contextlib.contextmanager
+def _on_cpu_in_fp32(classifier: TransformerClassifier) -> Iterator[TransformerClassifier]:
+    """The classifier answering as a CPU replica's PyTorch does (the trained one may sit on a GPU in bf16)."""
+    device, bf16 = classifier.device, classifier.bf16
+    classifier.device, classifier.bf16 = "cpu", False
+    try:
+        yield classifier
+    finally:
+        classifier.device, classifier.bf16 = device, bf16
+
+
+def verify_onnx_model(
+    classifier: TransformerClassifier,
+    path: Path,
+    runtime: Runtime,
+    *,
+    max_prob_diff: float,
+    texts: Sequence[str] = CHECK_TEXTS,
+) -> float:
+    """What a version's file must pass before it is signed; the largest probability difference, else raises.
+
+    Standard operators only (``check_portable``); it opens in a fresh session at ONNX Runtime's
+    hardware-independent level (``basic``) and at the server's (``all``, this machine's fusions); on
+    ``texts`` each answers within ``max_prob_diff`` of the PyTorch model on CPU in fp32. Each failure raises
+    ``OnnxExportError`` naming it.
+    """
+    import onnxruntime as ort
+
+    check_portable(path)
+    with _on_cpu_in_fp32(classifier):
+        reference = classifier.predict_proba(texts)
+    threads = threads_per_worker(1)
+    worst = 0.0
+    for level in OPTIMIZATION_LEVELS:
+        try:
+            candidate = OnnxClassifier(classifier, path, runtime, threads, optimization=level)
+        except Exception as exc:
+            raise OnnxExportError(
+                f"ONNX Runtime {ort.__version__} cannot open {Path(path).name} with graph optimization "
+                f"{level!r}: {exc}"
+            ) from exc
+        worst = max(worst, _agreement(reference, candidate.predict_proba(texts), max_prob_diff))
+    return worst
+
+
+def ship_onnx_models(
+    classifier: TransformerClassifier, classifier_dir: Path, *, max_prob_diff: float | None = None
+) -> list[str]:
     """Build ``shipped_runtimes()`` into ``classifier_dir`` (before it is signed and logged); returns them.
 
-    A failed build never fails the training run: it logs a warning and ships none (the replicas then build
-    the file themselves, as for a version logged before this existed).
+    Each file is verified (``verify_onnx_model``, within ``allowed_prob_diff()`` unless ``max_prob_diff``
+    is given). A file that cannot be built, opened or verified raises ``OnnxExportError`` naming the
+    problem, and the training run fails: a version logged with it would make every replica fall back to
+    PyTorch.
     """
     runtimes = shipped_runtimes()
+    allowed = allowed_prob_diff() if max_prob_diff is None else max_prob_diff
     started = time.perf_counter()
-    try:
-        for runtime in runtimes:
-            build_onnx_model(classifier, Path(classifier_dir) / SHIPPED_DIR, runtime)
-    except Exception as exc:
-        log.warning("the version ships no ONNX model (replicas will build it): %s", exc, exc_info=True)
-        shutil.rmtree(Path(classifier_dir) / SHIPPED_DIR, ignore_errors=True)
-        return []
+    diffs: list[str] = []
+    for runtime in runtimes:
+        try:
+            path = build_onnx_model(classifier, Path(classifier_dir) / SHIPPED_DIR, runtime)
+            diffs.append(f"{verify_onnx_model(classifier, path, runtime, max_prob_diff=allowed):.4f}")
+        except Exception as exc:
+            shutil.rmtree(Path(classifier_dir) / SHIPPED_DIR, ignore_errors=True)
+            raise OnnxExportError(
+                f"the version's {runtime} file for the model server cannot be shipped, so the version is "
+                f"not logged: {exc}"
+            ) from exc
     if runtimes:
         size = sum(shipped_onnx_path(classifier_dir, r).stat().st_size for r in runtimes) / 2**20
         log.info(
-            "built %s for the version in %.1f s (%.1f MiB)",
+            "built and verified %s for the version in %.1f s (%.1f MiB; largest probability difference "
+            "from PyTorch %s, allowed %s)",
             ", ".join(runtimes),
             time.perf_counter() - started,
             size,
+            ", ".join(diffs),
+            allowed,
         )
     return list(runtimes)
 
@@ -212,25 +304,41 @@ def shipped_onnx_model(classifier: TextClassifier, runtime: Runtime) -> Path | N
 
 
 class OnnxClassifier(TextClassifier):
-    """``TransformerClassifier``'s tokenisation and batching, ONNX Runtime's forward pass."""
+    """``TransformerClassifier``'s tokenisation and batching, ONNX Runtime's forward pass.
+
+    ``optimization``: the graph optimization level of the session; ``all`` (serving) applies this machine's
+    fusions when the file is opened, ``basic`` only the hardware-independent rewrites. ``origin``: where the
+    file came from, ``shipped`` with the version or ``built`` here (``GET /model``'s ``runtime_source``).
+    """
 
     family = FAMILY_TRANSFORMER
 
     def __init__(
-        self, source: TransformerClassifier, model_path: Path, runtime: Runtime, threads: int
+        self,
+        source: TransformerClassifier,
+        model_path: Path,
+        runtime: Runtime,
+        threads: int,
+        *,
+        optimization: Optimization = "all",
+        origin: Origin = "built",
     ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
         # No busy-waiting between operators: the request threads need the same cores (measured: spinning
         # gained nothing here).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.runtime = runtime
         self.model_path = Path(model_path)
+        self.origin: Origin = origin
         self.source = source  # tokenisation and batching; its PyTorch model is not called
         self.label_names = list(source.label_names)
         self.batch_size = source.batch_size
@@ -248,17 +356,25 @@ class OnnxClassifier(TextClassifier):
             return self.source.predict_sorted(texts, batch_size or self.batch_size, forward)
 
 
+def _agreement(reference: np.ndarray, answers: np.ndarray, max_prob_diff: float) -> float:
+    diff = float(np.max(np.abs(reference - answers))) if reference.size else 0.0
+    if not np.isfinite(diff) or diff > max_prob_diff:
+        raise OnnxExportError(
+            f"the ONNX model disagrees with the PyTorch model by {diff:.4f} in probability "
+            f"(allowed {max_prob_diff})"
+        )
+    return diff
+
+
 def check_agreement(
     reference: TextClassifier, candidate: TextClassifier, texts: Sequence[str], max_prob_diff: float
 ) -> float:
     """Largest absolute probability difference on ``texts``; raises when above ``max_prob_diff``."""
-    diff = float(np.max(np.abs(reference.predict_proba(texts) - candidate.predict_proba(texts))))
-    if not np.isfinite(diff) or diff > max_prob_diff:
-        raise OnnxExportError(
-            f"the ONNX model disagrees with the PyTorch model by {diff:.4f} in probability "
-            f"(allowed {max_prob_diff}); not serving it"
-        )
-    return diff
+    return _agreement(reference.predict_proba(texts), candidate.predict_proba(texts), max_prob_diff)
+
+
+#: How ``to_runtime``'s errors name the file they are about.
+_ORIGIN_TEXT = {"shipped": "the version's shipped file", "built": "the file built by this replica"}
 
 
 def to_runtime(
@@ -267,13 +383,15 @@ def to_runtime(
     cache_dir: Path,
     *,
     threads: int,
-    check_texts: Sequence[str],
+    check_texts: Sequence[str] = CHECK_TEXTS,
     max_prob_diff: float,
 ) -> TextClassifier:
     """``classifier`` itself for ``torch`` or a non-transformer; else its checked ONNX Runtime twin.
 
-    The twin runs the version's shipped file when it has one that this ONNX Runtime can open, else a file
-    built here and cached in ``cache_dir``; either must pass ``check_agreement``.
+    The twin runs the version's shipped file as it is (``origin`` ``shipped``); only a version that ships
+    none gets a file built here and cached in ``cache_dir`` (``built``). Either must pass
+    ``check_agreement``. A shipped file that cannot be opened or disagrees raises ``OnnxExportError`` (the
+    caller serves PyTorch): rebuilding it here would give the same file, at a cost on every worker.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
@@ -282,24 +400,27 @@ def to_runtime(
     if classifier.device != "cpu":
         log.info("runtime %s applies to CPU serving; keeping PyTorch on %s", runtime, classifier.device)
         return classifier
-    candidate: OnnxClassifier | None = None
-    origin = "shipped with the version"
+    import onnxruntime as ort
+
     shipped = shipped_onnx_model(classifier, runtime)
-    if shipped is not None:
-        try:
-            candidate = OnnxClassifier(classifier, shipped, runtime, threads)
-        except Exception as exc:  # e.g. made by a newer ONNX Runtime than this one
-            log.warning("cannot open the version's shipped %s file (%s); building it here", runtime, exc)
-    if candidate is None:
-        origin = "built here"
-        candidate = OnnxClassifier(
-            classifier, build_onnx_model(classifier, cache_dir, runtime), runtime, threads
-        )
-    diff = check_agreement(classifier, candidate, check_texts, max_prob_diff)
+    origin: Origin = "built" if shipped is None else "shipped"
+    try:
+        if shipped is None:
+            candidate = OnnxClassifier(
+                classifier, build_onnx_model(classifier, cache_dir, runtime), runtime, threads
+            )
+        else:
+            try:
+                candidate = OnnxClassifier(classifier, shipped, runtime, threads, origin="shipped")
+            except Exception as exc:
+                raise OnnxExportError(f"ONNX Runtime {ort.__version__} cannot open it: {exc}") from exc
+        diff = check_agreement(classifier, candidate, check_texts, max_prob_diff)
+    except OnnxExportError as exc:
+        raise OnnxExportError(f"{_ORIGIN_TEXT[origin]}: {exc}") from exc
     log.info(
         "serving through %s (%s, %s); largest probability difference on check texts %.5f",
         runtime,
-        origin,
+        _ORIGIN_TEXT[origin],
         candidate.model_path,
         diff,
     )

@@ -85,7 +85,8 @@ def pip_requirements(family: str) -> list[str]:
 def _ship_onnx(classifier: TextClassifier, directory: Path) -> None:
     """A transformer's ONNX file(s) into its saved folder, and the run's ``onnx_shipped`` tag saying which.
 
-    Built here, once per version, so that the replicas do not each build it when the version is deployed.
+    Built and verified here, once per version, so that the replicas do not each build it when the version
+    is deployed; a file that fails raises (``ship_onnx_models``), and the version is not logged.
     """
     from sentiflow.modeling.transformer import TransformerClassifier
 

@@ -1,9 +1,12 @@
 """Serving transformers through ONNX Runtime: same answers as PyTorch, cached builds, a gate, a fallback.
 
 Unit tests use the tiny random BERT (real tokenizer); a registered transformer version is deployed to a
-real gunicorn server and its answers compared with ``mlflow.pyfunc.load_model``. A version logged by the
-pipeline ships its int8 ONNX file inside its signed folder: replicas serve it without building it, a version
-without one still gets it built, and a shipped file changed in S3 is refused by signature verification.
+real gunicorn server (a fresh process, as a replica) and its answers compared with
+``mlflow.pyfunc.load_model``. A version logged by the pipeline ships its int8 ONNX file inside its signed
+folder: a portable file (standard ONNX operators only), verified before it is logged (a file that fails
+fails the log), served by replicas as it is without building it (one they cannot use falls back to PyTorch
+and says why, never rebuilt); a version without one still gets it built, and a shipped file changed in S3 is
+refused by signature verification.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sentiflow.modeling.onnx_runtime import (
     OnnxExportError,
     build_onnx_model,
     check_agreement,
+    check_portable,
     ship_onnx_models,
     shipped_onnx_path,
     to_runtime,
@@ -92,6 +96,29 @@ def test_int8_is_close_and_builds_once(sharp, tmp_path) -> None:
     assert path.stat().st_mtime_ns == mtime  # cached: a second worker does not rebuild
 
 
+def test_the_int8_file_holds_only_standard_operators_and_a_fused_one_is_refused(tiny, tmp_path) -> None:
+    """No ORT contrib op (fused attention, skip-layer-norm, QAttention) is saved: those kernels are chosen
+    per machine and execution provider; the server's session fuses at load time instead."""
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    path = build_onnx_model(tiny, tmp_path / "int8", "onnx-int8")
+    model = onnx.load(str(path))
+    assert {n.domain for n in model.graph.node} == {""}
+    assert {i.domain for i in model.opset_import} == {""}  # nothing saved by an ORT session
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in model.graph.node}
+    check_portable(path)
+    basic = OnnxClassifier(tiny, path, "onnx-int8", threads=1, optimization="basic")
+    served = OnnxClassifier(tiny, path, "onnx-int8", threads=1)  # the server's level: fused at load
+    np.testing.assert_allclose(basic.predict_proba(TEXTS), served.predict_proba(TEXTS), atol=1e-3)
+
+    fp32 = build_onnx_model(tiny, tmp_path / "fp32", "onnx")
+    fused = optimize_model(str(fp32), model_type="bert", num_heads=2, hidden_size=32)  # ORT's fusions
+    fused.save_model_to_file(str(tmp_path / "fused.onnx"))
+    with pytest.raises(OnnxExportError, match=r"fused\.onnx is not portable: .*com\.microsoft\.\w+"):
+        check_portable(tmp_path / "fused.onnx")
+
+
 def test_to_runtime_keeps_torch_and_other_families(tiny, tmp_path) -> None:
     from sentiflow.modeling.tfidf import TfidfClassifier
 
@@ -135,10 +162,13 @@ def test_server_falls_back_to_pytorch_when_the_gate_refuses(sharp, tmp_path) -> 
     model = _loaded(sharp)
     served = with_runtime(model, ServerSettings(state_dir=tmp_path))
     assert served.runtime == "onnx-int8" and isinstance(served.classifier, OnnxClassifier)
+    assert served.runtime_source == "built" and served.runtime_fallback is None
     assert (tmp_path / "onnx" / "m-v3-r" / "model.int8.onnx").exists()
     strict = ServerSettings(state_dir=tmp_path / "strict", runtime_max_prob_diff=1e-9)
     refused = with_runtime(model, strict)
-    assert refused.runtime == "torch" and refused.classifier is sharp
+    assert refused.runtime == "torch" and refused.classifier is sharp and refused.runtime_source is None
+    assert refused.runtime_fallback.startswith("onnx-int8 unavailable: the file built by this replica: ")
+    assert "disagrees with the PyTorch model" in refused.runtime_fallback
     assert with_runtime(model, ServerSettings(state_dir=tmp_path, runtime="torch")) is model
 
 
@@ -160,10 +190,14 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
     server = DevServer(stack, {"SENTIFLOW_SERVER_WORKERS": "1"}, state_root=tmp_path / "state").start()
     try:
         server.serving(str(info.registered_model_version), timeout_s=300)
-        assert requests.get(f"{server.url}/model", timeout=10).json()["runtime"] == "onnx-int8"
+        served = requests.get(f"{server.url}/model", timeout=10).json()
         answer = requests.post(f"{server.url}/predict", json={"texts": TEXTS}, timeout=60).json()
     finally:
         server.stop()
+    # a fresh worker process, as a replica: it served the file shipped with the version and built none
+    assert served["runtime"] == "onnx-int8" and served["runtime_source"] == "shipped"
+    assert served["runtime_fallback"] is None
+    assert not (server.state_dir / "onnx").exists()
     served = np.array([[p["scores"]["neg"], p["scores"]["pos"]] for p in answer["predictions"]])
     reference = expected[["score_neg", "score_pos"]].to_numpy()
     assert np.abs(served - reference).max() < 0.05
@@ -212,8 +246,11 @@ def _failing_export(*args: object) -> None:
     raise RuntimeError("exporter exploded")
 
 
-def test_a_shipped_file_is_served_as_it_is_and_an_unreadable_one_is_rebuilt(sharp, tmp_path, monkeypatch):
+def test_a_shipped_file_is_served_as_it_is_and_an_unreadable_one_falls_back_unbuilt(
+    sharp, tmp_path, monkeypatch
+):
     from sentiflow.modeling.pyfunc import save_classifier
+    from serving.model.manager import with_runtime
 
     folder = save_classifier(sharp, tmp_path / "classifier")
     assert ship_onnx_models(sharp, folder) == ["onnx-int8"]  # the server's default runtime, not fp32
@@ -224,7 +261,7 @@ def test_a_shipped_file_is_served_as_it_is_and_an_unreadable_one_is_rebuilt(shar
     common = {"threads": 1, "check_texts": TEXTS, "max_prob_diff": 0.05}
 
     served = to_runtime(loaded, "onnx-int8", tmp_path / "cache", **common)
-    assert isinstance(served, OnnxClassifier) and served.model_path == shipped
+    assert isinstance(served, OnnxClassifier) and served.model_path == shipped and served.origin == "shipped"
     assert builds == [] and not (tmp_path / "cache").exists()
     assert np.abs(served.predict_proba(TEXTS) - sharp.predict_proba(TEXTS)).max() < 0.05
 
@@ -232,28 +269,66 @@ def test_a_shipped_file_is_served_as_it_is_and_an_unreadable_one_is_rebuilt(shar
     assert builds == ["onnx"] and fp32.model_path == tmp_path / "cache" / "model.onnx"
 
     shipped.write_bytes(b"not an ONNX model")  # e.g. made by an ONNX Runtime this one cannot read
-    rebuilt = to_runtime(loaded, "onnx-int8", tmp_path / "cache", **common)
-    assert builds == ["onnx", "onnx-int8"] and rebuilt.model_path == tmp_path / "cache" / "model.int8.onnx"
+    cannot_open = r"^the version's shipped file: ONNX Runtime [\d.]+ cannot open it: "
+    with pytest.raises(OnnxExportError, match=cannot_open):
+        to_runtime(loaded, "onnx-int8", tmp_path / "cache", **common)
+    model = _loaded(loaded)
+    fallback = with_runtime(model, ServerSettings(state_dir=tmp_path / "state"))
+    assert fallback.runtime == "torch" and fallback.classifier is loaded
+    assert fallback.runtime_fallback.startswith("onnx-int8 unavailable: the version's shipped file: ")
+    assert builds == ["onnx"] and not (tmp_path / "state" / "onnx").exists()  # not rebuilt
 
 
-def test_a_failed_build_at_log_time_ships_nothing_and_warns(sharp, tmp_path, monkeypatch, caplog):
+def _garbage_quantizer(source: Path, target: Path) -> None:
+    target.write_bytes(b"not an ONNX model")
+
+
+def _kernel_less_quantizer(source: Path, target: Path) -> None:
+    """A valid ONNX file with an operator this ONNX Runtime has no kernel for."""
+    import onnx
+
+    model = onnx.load(str(source))
+    next(n for n in model.graph.node if n.op_type == "MatMul").op_type = "MatMulWithoutKernel"
+    onnx.save(model, str(target))
+
+
+def test_a_file_that_fails_at_log_time_fails_loudly_and_ships_nothing(sharp, tmp_path, monkeypatch):
+    """Build, open or agreement: each failure names itself, and the version is not logged."""
     from sentiflow.modeling.pyfunc import save_classifier
 
-    monkeypatch.setattr(onnx_runtime, "_export", _failing_export)
     folder = save_classifier(sharp, tmp_path / "classifier")
-    with caplog.at_level("WARNING", logger=onnx_runtime.__name__):
-        assert ship_onnx_models(sharp, folder) == []
-    assert (
-        "ships no ONNX model (replicas will build it)" in caplog.text and "exporter exploded" in caplog.text
+    not_logged = (
+        r"^the version's onnx-int8 file for the model server cannot be shipped, so the version is not "
     )
-    assert not (folder / SHIPPED_DIR).exists()
-    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".build")) == []
+    with pytest.raises(
+        OnnxExportError, match=not_logged + r"logged: the ONNX model disagrees .* \(allowed 1e-09\)"
+    ):
+        ship_onnx_models(sharp, folder, max_prob_diff=1e-9)
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_runtime, "_quantize", _garbage_quantizer)
+        with pytest.raises(OnnxExportError, match=r"cannot read model\.int8\.onnx as an ONNX model"):
+            ship_onnx_models(sharp, folder)
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_runtime, "_quantize", _kernel_less_quantizer)
+        cannot_open = r"ONNX Runtime [\d.]+ cannot open model\.int8\.onnx with graph optimization 'basic'"
+        with pytest.raises(OnnxExportError, match=cannot_open + r": .*MatMulWithoutKernel"):
+            ship_onnx_models(sharp, folder)
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_runtime, "_export", _failing_export)
+        with pytest.raises(
+            OnnxExportError, match=r"cannot build the onnx-int8 model: RuntimeError: exporter exploded"
+        ):
+            ship_onnx_models(sharp, folder)
+    assert (
+        sorted(p.name for p in folder.iterdir() if p.name == SHIPPED_DIR or p.name.startswith(".build")) == []
+    )
+    assert ship_onnx_models(sharp, folder) == ["onnx-int8"]  # within the server's allowed difference
 
 
 @pytest.fixture(scope="module")
 def shipped_version(stack, sharp):
     """A fresh registered model with two signed versions of ``sharp``, logged as the pipeline logs them:
-    ``shipped`` with its ONNX file, ``unshipped`` whose build failed at log time."""
+    ``shipped`` with its ONNX file, ``unshipped`` with none (as a version logged before files shipped)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -266,7 +341,7 @@ def shipped_version(stack, sharp):
     for kind in ("shipped", "unshipped"):
         with pytest.MonkeyPatch.context() as patch, mlflow.start_run() as run:
             if kind == "unshipped":
-                patch.setattr(onnx_runtime, "_export", _failing_export)
+                patch.setattr(onnx_runtime, "shipped_runtimes", lambda: ())
             info = log_classifier(sharp, registered_model_name=settings.registered_model_name)
         tags = MlflowClient().get_run(run.info.run_id).data.tags
         out[kind] = str(info.registered_model_version)
@@ -294,6 +369,7 @@ def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, 
     assert shipped.is_file()
     served = with_runtime(model, ServerSettings(state_dir=tmp_path))
     assert served.runtime == "onnx-int8" and served.classifier.model_path == shipped
+    assert served.runtime_source == "shipped"
     assert builds == [] and not (tmp_path / "onnx").exists()  # no export, no cache entry
     expected = shipped_version["shipped_expected"]
     answers = served.classifier.predict_proba(TEXTS)
@@ -309,7 +385,7 @@ def test_a_version_without_the_shipped_file_is_built_by_the_replica(shipped_vers
     model = _registry(shipped_version).load(shipped_version["unshipped"])
     assert not (model.classifier.loaded_from / SHIPPED_DIR).exists()
     served = with_runtime(model, ServerSettings(state_dir=tmp_path))
-    assert served.runtime == "onnx-int8" and builds == ["onnx-int8"]
+    assert served.runtime == "onnx-int8" and builds == ["onnx-int8"] and served.runtime_source == "built"
     cache = tmp_path / "onnx" / f"{model.name}-v{model.version}-{model.run_id}" / "model.int8.onnx"
     assert served.classifier.model_path == cache and cache.is_file()
     expected = shipped_version["unshipped_expected"][["score_neg", "score_pos"]].to_numpy()
