@@ -35,6 +35,7 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 SHARED_RUNS = {
     "tests/e2e/test_pipeline_e2e.py": "golden",  # the golden pipeline run (tests/e2e/conftest.py)
     "tests/e2e/test_demo_progress.py": "golden",
+    "tests/e2e/test_shipped_onnx_e2e.py": "golden",
     "tests/e2e/airflow_local/": "airflow_local",  # one Airflow for the folder
 }
 
@@ -43,6 +44,29 @@ def work_unit(nodeid: str) -> str:
     """What one worker runs whole, in file order: a test's file, or the shared run its file reads."""
     path = nodeid.split("::", 1)[0]
     return next((group for prefix, group in SHARED_RUNS.items() if path.startswith(prefix)), path)
+
+
+#: The fixture that makes each shared run: a test that asks for it must sit in a file of that run's unit.
+SHARED_RUN_FIXTURES = {"golden": "golden", "local_airflow": "airflow_local"}
+
+
+def misplaced_shared_run_readers(items: list[tuple[str, list[str]]]) -> list[str]:
+    """Tests (node id, fixture names) that read a shared run from a file ``SHARED_RUNS`` does not place in
+    that run's unit: on another worker they would make the run a second time."""
+    return [
+        f"{nodeid} reads {fixture!r} but SHARED_RUNS does not put its file in {unit!r}"
+        for nodeid, fixtures in items
+        for fixture, unit in SHARED_RUN_FIXTURES.items()
+        if fixture in fixtures and work_unit(nodeid) != unit
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = misplaced_shared_run_readers(
+        [(item.nodeid, list(getattr(item, "fixturenames", ()))) for item in items]
+    )
+    if misplaced:
+        raise pytest.UsageError("\n".join(misplaced))
 
 
 @pytest.hookimpl(optionalhook=True)
