@@ -81,6 +81,9 @@ AIRFLOW_POD = ("airflow", {"component": "worker"})
 INGRESS_POD = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
 KUBE_DNS = ("kube-system", {"k8s-app": "kube-dns"})
 ELSEWHERE = ("default", {"app": "anything"})
+# pods labelled as sentiflow's components, in a namespace that is not sentiflow's
+FAKE_OBJECT_STORE = ("default", {"app.kubernetes.io/name": "object-store"})
+FAKE_MLFLOW = ("default", {"app.kubernetes.io/name": "mlflow"})
 
 
 def _resolve(x):
@@ -143,6 +146,10 @@ def test_network_policies_allow_what_each_component_needs(src, dst, port):
         (INGRESS_POD, OBJECT_STORE, 8333),  # S3 is not published through the ingress
         (REDIS, OBJECT_STORE, 8333),
         (MODEL_SERVER, MLFLOW_INIT, 8000),
+        (MODEL_SERVER, FAKE_OBJECT_STORE, 8333),  # a look-alike label in another namespace is no peer
+        (MLFLOW, FAKE_OBJECT_STORE, 8333),
+        (TRAINER, FAKE_MLFLOW, 5000),
+        (FAKE_MLFLOW, OBJECT_STORE, 8333),
     ],
     ids=str,
 )
