@@ -31,9 +31,10 @@ WRITABLE = {
     "model-server": {"/var/lib/sentiflow/model-server", "/tmp", "/home/sentiflow/.cache"},
     "model-server-migrate": {"/tmp"},
 }
-# Images whose entrypoint drops from root to their own user (gosu), which needs SETUID and SETGID: these
-# services start as that user instead.
-STARTS_AS_ROOT_IN_IMAGE = {"postgres": "postgres", "redis": "redis"}
+# Images whose entrypoint chowns its data and drops from root to its own user (gosu, su-exec), which needs
+# CHOWN, SETUID and SETGID: these services start as that user instead (SeaweedFS with group 0, which reads
+# the identities file s3-init writes).
+STARTS_AS_ROOT_IN_IMAGE = {"postgres": "postgres", "redis": "redis", "seaweedfs": "1000:0"}
 
 
 def _tmpfs(service: dict) -> list[str]:
