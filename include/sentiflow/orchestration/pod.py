@@ -20,6 +20,13 @@ from sentiflow.train.distributed import entrypoint_command
 TRAIN_ENTRYPOINT = entrypoint_command(1)
 
 
+#: The trainer image's user (docker/trainer.Dockerfile).
+TRAINER_UID = 10001
+#: What the trainer writes on its read-only root: scratch files (checkpoints, MPLCONFIGDIR) and the
+#: pretrained models' download cache (HF_HOME), each an emptyDir.
+WRITABLE_DIRS = {"tmp": "/tmp", "cache": "/home/sentiflow/.cache"}
+
+
 def pod_command(gpus: int) -> list[str]:
     """The container's command: the entrypoint, under torchrun with ``--gpus N`` when N > 1."""
     if gpus <= 1:
@@ -91,12 +98,25 @@ def trainer_pod_kwargs(
         "container_resources": k8s.V1ResourceRequirements(
             requests={"cpu": pod.cpu_request, "memory": pod.memory_request}, limits=limits
         ),
+        # The trainer image's user, on a read-only root: the pod writes only to its emptyDirs.
+        "security_context": k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=TRAINER_UID,
+            run_as_group=0,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        "container_security_context": _locked_down(k8s),
+        "xcom_sidecar_container_security_context": _locked_down(k8s),
         "volumes": [
             k8s.V1Volume(
                 name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=pod.shm_size)
-            )
+            ),
+            *(k8s.V1Volume(name=name, empty_dir=k8s.V1EmptyDirVolumeSource()) for name in WRITABLE_DIRS),
         ],
-        "volume_mounts": [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
+        "volume_mounts": [
+            k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+            *(k8s.V1VolumeMount(name=name, mount_path=path) for name, path in WRITABLE_DIRS.items()),
+        ],
         "node_selector": dict(pod.node_selector),
         "tolerations": [k8s.V1Toleration(**_snake(t)) for t in pod.tolerations],
         "labels": dict(pod.labels),
@@ -110,6 +130,15 @@ def trainer_pod_kwargs(
         "get_logs": True,
         "log_events_on_failure": True,
     }
+
+
+def _locked_down(k8s: Any) -> Any:
+    """A container that cannot gain privileges, holds no capability and writes only to its volumes."""
+    return k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+    )
 
 
 def _snake(toleration: dict[str, Any]) -> dict[str, Any]:

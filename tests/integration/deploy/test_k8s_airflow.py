@@ -104,6 +104,20 @@ def test_trainer_template_agrees_with_the_dags_pod(rendered_pod):
     assert r_spec["tolerations"] == t_spec["tolerations"]
     assert r_spec["serviceAccountName"] == t_spec["serviceAccountName"]
     assert rendered_pod["metadata"]["namespace"] == template["metadata"]["namespace"]
+    # the same lock-down: the image's user, no privilege, a read-only root writing only to its emptyDirs
+    assert r_spec["securityContext"] == t_spec["securityContext"]
+    assert r_main["securityContext"] == t_main["securityContext"]
+    assert r_main["securityContext"]["readOnlyRootFilesystem"] is True
+    sidecar = next(c for c in r_spec["containers"] if c["name"] != t_main["name"])  # the XCom sidecar
+    assert sidecar["securityContext"] == t_main["securityContext"]
+
+    def mounts(spec, container):
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        return {m["mountPath"]: volumes[m["name"]]["emptyDir"] for m in container["volumeMounts"]}
+
+    rendered_mounts = mounts(r_spec, r_main)
+    rendered_mounts.pop("/airflow/xcom")  # the operator's own, for the sidecar
+    assert rendered_mounts == mounts(t_spec, t_main)
 
     # Both read the S3 keys from the same Secret keys.
     def secret_refs(container):
