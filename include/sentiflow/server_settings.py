@@ -48,6 +48,12 @@ class ServerSettings(BaseSettings):
         description="JSON list of public keys (PEM paths or PEM texts) a version's signature must verify "
         "with before it is loaded; several for key rotation (sentiflow.signing).",
     )
+    allow_unsigned_models: bool = Field(
+        default=False,
+        description="Development only: with no signing_public_keys, load versions without verifying a "
+        "signature (logged as a warning). Off, a server without keys loads nothing; SENTIFLOW_ENV=production "
+        "refuses to start with it on.",
+    )
     max_texts: int = Field(default=256, description="Most texts in one /predict call.")
     max_text_chars: int = Field(default=10_000, description="Most characters in one text.")
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body accepted.")
