@@ -39,6 +39,13 @@ BATCH_TEXTS = Histogram(
     "Texts per forward pass of the micro-batcher.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+QUEUE_REFUSED = Counter(
+    f"{PREFIX}_batch_queue_refused",
+    "Prediction work refused or dropped by the batch queue: texts (the queue's text bound, a 503), threads "
+    "(too many requests already waiting in the worker, a 503), timeout_dropped (a request stopped waiting "
+    "and its queued job was dropped unrun).",
+    ["reason"],
+)
 FEEDBACK = Counter(f"{PREFIX}_feedback", "Feedback rows stored, by outcome (correct or wrong).", ["outcome"])
 MODEL_VERSION = Gauge(
     f"{PREFIX}_model_version",

@@ -66,6 +66,30 @@ class ServerSettings(BaseSettings):
         description="On CPU, most padded tokens (texts x longest) in one forward pass of a transformer: a "
         "micro-batch runs as length-sorted chunks of this size. Unset: batch_max_texts only.",
     )
+    batch_queue_max_texts: int = Field(
+        default=1024,
+        ge=1,
+        description="Most texts waiting in a worker's batch queue; a /predict that would pass it answers "
+        "503 with Retry-After at once (an empty queue takes any request within max_texts).",
+    )
+    predict_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a /predict waits for its prediction; then it answers 503 and its work, if "
+        "still queued, is dropped unrun.",
+    )
+    health_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Request threads per worker that never wait on a prediction: /predict may occupy at "
+        "most threads - health_threads (beyond, a 503 with Retry-After), so /health, /ready and the rest "
+        "answer under any flood. Must be below threads.",
+    )
+    overload_retry_after_s: int = Field(
+        default=1,
+        ge=1,
+        description="Retry-After (seconds) of a /predict refused because the batch queue is full.",
+    )
     batch_wait_ms: float = Field(
         default=2.0, description="Micro-batch: how long the inference thread waits to fill a batch."
     )
@@ -173,6 +197,16 @@ class ServerSettings(BaseSettings):
         default=None,
         description="Key that signs each prediction_id (feedback must cite one); unset = a random key "
         "kept in state_dir. Replicas behind one load balancer must share it.",
+    )
+    predict_rate_limit: str = Field(
+        default="300 per minute",
+        description="Most POST /predict calls per client address, counted in rate_limit_storage_uri "
+        "(Flask-Limiter syntax); beyond it a 429 with Retry-After.",
+    )
+    ui_api_rate_limit: str = Field(
+        default="60 per minute",
+        description="Most GET /ui/api/* calls per client address (each costs registry or database work), "
+        "counted like predict_rate_limit.",
     )
     feedback_rate_limit: str = Field(
         default="60 per minute",

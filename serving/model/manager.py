@@ -123,6 +123,9 @@ class ModelManager:
             lambda: self._current,
             max_texts=settings.batch_max_texts,
             wait_s=settings.batch_wait_ms / 1000.0,
+            max_queued_texts=settings.batch_queue_max_texts,
+            # the worker's other request threads never wait on a prediction: /health and /ready answer
+            max_waiting=max(1, settings.threads - settings.health_threads),
         )
 
     # --- public --------------------------------------------------------------------------------------
@@ -138,8 +141,8 @@ class ModelManager:
     def stop(self) -> None:
         self.batcher.stop()
 
-    def predict(self, texts: list[str], timeout_s: float = 120.0) -> tuple[LoadedModel, np.ndarray]:
-        return self.batcher.predict(texts, timeout_s=timeout_s)
+    def predict(self, texts: list[str]) -> tuple[LoadedModel, np.ndarray]:
+        return self.batcher.predict(texts, timeout_s=self.settings.predict_timeout_s)
 
     def swap_in(self, version: str) -> LoadedModel:
         """Load, warm up and swap; raises (and keeps the old model) on any failure.
