@@ -124,16 +124,19 @@ class Recorder:
         self.latency: dict[str, list[float]] = {}
         self.codes: dict[str, Counter] = {}
 
-    def add(self, phase: str, status: int, seconds: float) -> None:
+    def add(self, phase: str, status: int | str, seconds: float) -> None:
         with self.lock:
-            self.latency.setdefault(phase, []).append(seconds)
+            if status == 200:  # a refusal is fast: it must not flatter the latency
+                self.latency.setdefault(phase, []).append(seconds)
             self.codes.setdefault(phase, Counter())[str(status)] += 1
 
     def summary(self, phase: str) -> dict:
+        """Latency of the answered (200) requests; every request's status code."""
         ok = self.latency.get(phase, [])
         arr = np.asarray(ok) * 1000 if ok else np.asarray([np.nan])
         return {
-            "requests": len(ok),
+            "requests": sum(self.codes.get(phase, Counter()).values()),
+            "answered": len(ok),
             "status_codes": dict(self.codes.get(phase, Counter())),
             "p50_ms": round(float(np.percentile(arr, 50)), 1),
             "p99_ms": round(float(np.percentile(arr, 99)), 1),
@@ -145,8 +148,8 @@ def post(s: requests.Session, url: str, body: dict, rec: Recorder, phase: str) -
     t0 = time.perf_counter()
     try:
         status = s.post(url, json=body, timeout=120).status_code
-    except requests.RequestException:
-        status = -1  # a connection error or a timeout: neither a 429 nor a 503
+    except requests.RequestException as exc:
+        status = type(exc).__name__  # a connection error or a timeout: neither a 429 nor a 503
     rec.add(phase, status, time.perf_counter() - t0)
 
 

@@ -66,6 +66,13 @@ class ServerSettings(BaseSettings):
         description="On CPU, most padded tokens (texts x longest) in one forward pass of a transformer: a "
         "micro-batch runs as length-sorted chunks of this size. Unset: batch_max_texts only.",
     )
+    batch_max_chars: int | None = Field(
+        default=32_000,
+        gt=0,
+        description="Micro-batch: most characters gathered into one call; a larger request runs as pieces, "
+        "smallest first, so a short request waits for one piece, not for another client's whole request. "
+        "Unset: batch_max_texts only.",
+    )
     batch_queue_max_texts: int = Field(
         default=1024,
         ge=1,

@@ -114,14 +114,15 @@ def predict():
         raise ApiError(
             503, f"no model loaded: {ext.manager.unready_reason or exc}", error="not_ready"
         ) from exc
+    # an overload is no bug: no traceback in the log for each refused request of a flood
     except QueueFullError as exc:
         raise ApiError(
             503, f"the server is overloaded: {exc}; retry later", error="overloaded", headers=retry
-        ) from exc
-    except FutureTimeout as exc:
+        ) from None
+    except FutureTimeout:
         raise ApiError(
             503, "prediction timed out: the server is overloaded", error="timeout", headers=retry
-        ) from exc
+        ) from None
     except PredictionFailedError as exc:
         raise ApiError(
             422 if exc.isolated else 500,

@@ -123,6 +123,7 @@ class ModelManager:
             lambda: self._current,
             max_texts=settings.batch_max_texts,
             wait_s=settings.batch_wait_ms / 1000.0,
+            max_chars=settings.batch_max_chars,
             max_queued_texts=settings.batch_queue_max_texts,
             # the worker's other request threads never wait on a prediction: /health and /ready answer
             max_waiting=max(1, settings.threads - settings.health_threads),

@@ -38,11 +38,13 @@ class _Gated:
         self.gate = threading.Event()
         self.running = threading.Event()
         self.seen: list[str] = []
+        self.calls: list[list[str]] = []
 
     def predict_proba(self, texts):
         self.running.set()
         self.gate.wait(10)
         self.seen.extend(texts)
+        self.calls.append(list(texts))
         return self.inner.predict_proba(texts)
 
 
@@ -184,4 +186,38 @@ def test_an_empty_queue_takes_a_request_larger_than_its_bound(gated):
         assert larger.result(10)[1].shape == (6, 2)
     finally:
         gated.gate.set()
+        batcher.stop()
+
+
+def test_a_large_request_runs_in_pieces_and_a_short_one_goes_first(gated):
+    """One client's 12-text request must not hold another's single text for all 12: pieces of at most
+    ``max_texts`` texts (and ``max_chars`` characters), the smallest waiting piece first."""
+    model = _loaded(gated)
+    batcher = MicroBatcher(lambda: model, max_texts=4, wait_s=0.0, max_chars=1000)
+    try:
+        batcher.submit(["holds the inference thread"])
+        assert gated.running.wait(10)
+        big = [f"long review number {i}" for i in range(12)]
+        large = batcher.submit(big)
+        single = batcher.submit(["a single short one"])
+        gated.gate.set()
+        got_model, probs = large.result(10)
+        single.result(10)
+        assert gated.calls[1] == ["a single short one"]  # before any piece of the large request
+        assert [len(c) for c in gated.calls[2:]] == [4, 4, 4]
+        assert got_model is model
+        assert (probs == gated.inner.predict_proba(big)).all()  # the pieces' rows back in order
+    finally:
+        batcher.stop()
+
+
+def test_pieces_are_bounded_in_characters_too():
+    clf = _Gated()
+    clf.gate.set()
+    model = _loaded(clf)
+    batcher = MicroBatcher(lambda: model, max_texts=64, wait_s=0.0, max_chars=25)
+    try:
+        batcher.predict([f"text {i:05d}" for i in range(5)], timeout_s=10)  # 10 characters each
+        assert sorted(len(c) for c in clf.calls) == [1, 2, 2]  # the smallest piece runs first
+    finally:
         batcher.stop()
