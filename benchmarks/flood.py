@@ -49,6 +49,7 @@ from sentiflow.server_settings import ServerSettings  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 LABELS = ["negative", "positive"]
+JSON = {"Content-Type": "application/json"}
 PROBE_TIMEOUT_S = 5.0  # k8s/model-server.yaml: livenessProbe and readinessProbe timeoutSeconds
 
 
@@ -144,10 +145,10 @@ class Recorder:
         }
 
 
-def post(s: requests.Session, url: str, body: dict, rec: Recorder, phase: str) -> None:
+def post(s: requests.Session, url: str, body: bytes, rec: Recorder, phase: str) -> None:
     t0 = time.perf_counter()
     try:
-        status = s.post(url, json=body, timeout=120).status_code
+        status = s.post(url, data=body, headers=JSON, timeout=120).status_code
     except requests.RequestException as exc:
         status = type(exc).__name__  # a connection error or a timeout: neither a 429 nor a 503
     rec.add(phase, status, time.perf_counter() - t0)
@@ -157,7 +158,7 @@ def single_client(url: str, reviews: list[str], rec: Recorder, phase: dict, stop
     s = session("127.0.0.2")
     i = 0
     while not stop.is_set():
-        post(s, url, {"text": reviews[i % len(reviews)][:2000]}, rec, phase["name"])
+        post(s, url, json.dumps({"text": reviews[i % len(reviews)][:2000]}).encode(), rec, phase["name"])
         i += 1
 
 
@@ -230,6 +231,7 @@ def main() -> int:
             pd.read_parquet(args.texts, columns=["text"])["text"].sample(n=2000, random_state=0).tolist()
         )
         batch = largest_batch(reviews, settings)
+        flood_body = json.dumps({"texts": batch}).encode()  # once: the client spends its CPU on sending
         url = f"{server.url}/predict"
         master = psutil.Process(server.pid)
         workers_seen = {c.pid for c in master.children(recursive=True)}
@@ -254,7 +256,7 @@ def main() -> int:
         def flooder() -> None:
             s = session("127.0.0.1", pool=2)
             while time.monotonic() < deadline:
-                post(s, url, {"texts": batch}, flood, "flood")
+                post(s, url, flood_body, flood, "flood")
                 workers_seen.update(c.pid for c in master.children(recursive=True))
 
         with ThreadPoolExecutor(args.concurrency) as pool:

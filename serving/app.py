@@ -57,6 +57,26 @@ def _instrument(app: Flask) -> None:
         return response
 
 
+def _drain_unread_body(app: Flask) -> None:
+    """Read what is left of a request body the view did not (a 429 or a 503 answered before parsing).
+
+    gunicorn drains at most 64 KiB of an unread body and otherwise closes the connection, and a socket
+    closed with unread data is reset: a client still sending a large refused request would see a
+    connection error instead of its 429 or 503. ``MAX_CONTENT_LENGTH`` bounds what is read.
+    """
+
+    @app.after_request
+    def _drain(response):
+        length = request.content_length or 0
+        if 0 < length <= (app.config["MAX_CONTENT_LENGTH"] or 0):
+            try:
+                while request.stream.read(64 * 1024):
+                    pass
+            except Exception:  # the client went away: nothing left to protect
+                pass
+        return response
+
+
 def _trust_proxies(app: Flask, settings: ServerSettings) -> None:
     """Behind ``trusted_proxy_hops`` proxies the client is the address that many hops back in
     ``X-Forwarded-For`` (werkzeug's ``ProxyFix``); with 0 the header is ignored. Only the values the trusted
@@ -137,6 +157,7 @@ def create_app(
     extension = ServerExtension.from_settings(settings, mlflow_settings).init_app(app)
     register_error_handlers(app)
     _instrument(app)
+    _drain_unread_body(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     _register_ui(app)

@@ -90,7 +90,7 @@ class ServerSettings(BaseSettings):
         ge=1,
         description="Request threads per worker that never wait on a prediction: /predict may occupy at "
         "most threads - health_threads (beyond, a 503 with Retry-After), so /health, /ready and the rest "
-        "answer under any flood. Must be below threads.",
+        "answer under any flood (at least one thread always may predict).",
     )
     overload_retry_after_s: int = Field(
         default=1,

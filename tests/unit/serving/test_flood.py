@@ -113,6 +113,30 @@ def test_predict_and_the_page_api_are_limited_per_client_with_retry_after(tmp_pa
     assert client.get("/health").status_code == 200  # liveness is never limited
 
 
+def test_a_refused_request_s_body_is_read_before_the_answer(tmp_path, gated, closing):
+    """gunicorn drains only 64 KiB of a body the app left unread, then closes: the client, still sending,
+    would get a connection reset instead of its 429. The app reads the rest of a refused body."""
+    import io
+    import json
+
+    gated.gate.set()
+    app = _app(tmp_path, gated, predict_rate_limit="1 per minute")
+    closing.append(app)
+    client = app.test_client()
+    body = json.dumps({"texts": ["a long review " * 280] * 256}).encode()  # just under 1 MiB
+    assert 900_000 < len(body) < server(app).settings.max_body_bytes
+    for expected in (200, 429):
+        stream = io.BytesIO(body)
+        r = client.post(
+            "/predict",
+            input_stream=stream,
+            content_type="application/json",
+            headers={"Content-Length": str(len(body))},
+        )
+        assert r.status_code == expected
+        assert stream.tell() == len(body), f"{len(body) - stream.tell()} bytes left unread on a {expected}"
+
+
 def test_a_full_batch_queue_answers_503_with_retry_after_and_runs_nothing_of_it(tmp_path, gated, closing):
     app = _app(tmp_path, gated, batch_queue_max_texts=4, overload_retry_after_s=2)
     closing.append(app)
