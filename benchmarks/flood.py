@@ -4,7 +4,8 @@ Starts its own S3 + MLflow and a ``redis-server`` (the shared rate-limit store, 
 free ports in a temp home, registers one version (the transformer family on the offline MiniLM by default,
 or TF-IDF) and serves it with the default settings (2 workers x 16 threads, the default limits). Then:
 
-1. **unloaded**: a second client (its own address, 127.0.0.2) sends single IMDb reviews one after another;
+1. **unloaded**: a second client (its own address, 127.0.0.2) sends single IMDb reviews one after another,
+   3 a second (within the default limit of 300 a minute);
 2. **flood**: one client (127.0.0.1) sends the largest requests the server allows (``max_texts`` reviews cut
    so the body stays under ``max_body_bytes``) at concurrency 32 for ``--seconds``, while the second client
    goes on as in 1.
@@ -79,7 +80,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--texts", default=str(SHARED / "data" / "imdb" / "test.parquet"))
     p.add_argument("--concurrency", type=int, default=32, help="the flooding client's concurrent requests")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the flood")
-    p.add_argument("--unloaded-seconds", type=float, default=15.0, help="the second client alone")
+    p.add_argument("--unloaded-seconds", type=float, default=20.0, help="the second client alone")
+    p.add_argument(
+        "--single-per-s", type=float, default=3.0, help="the second client's pace (within its rate limit)"
+    )
     return p.parse_args()
 
 
@@ -154,12 +158,17 @@ def post(s: requests.Session, url: str, body: bytes, rec: Recorder, phase: str) 
     rec.add(phase, status, time.perf_counter() - t0)
 
 
-def single_client(url: str, reviews: list[str], rec: Recorder, phase: dict, stop: threading.Event) -> None:
+def single_client(
+    url: str, reviews: list[str], rec: Recorder, phase: dict, stop: threading.Event, per_s: float
+) -> None:
+    """One review at a time, ``per_s`` a second: a well-behaved client, within its rate limit."""
     s = session("127.0.0.2")
     i = 0
     while not stop.is_set():
+        t0 = time.monotonic()
         post(s, url, json.dumps({"text": reviews[i % len(reviews)][:2000]}).encode(), rec, phase["name"])
         i += 1
+        stop.wait(max(0.0, 1 / per_s - (time.monotonic() - t0)))
 
 
 def prober(base: str, failures: Counter, slowest: dict, stop: threading.Event) -> None:
@@ -243,7 +252,9 @@ def main() -> int:
         failures: Counter = Counter()
         slowest: dict[str, float] = {}
         background = [
-            threading.Thread(target=single_client, args=(url, reviews, single, phase, stop_single)),
+            threading.Thread(
+                target=single_client, args=(url, reviews, single, phase, stop_single, args.single_per_s)
+            ),
             threading.Thread(target=prober, args=(server.url, failures, slowest, stop_probe)),
         ]
         for t in background:

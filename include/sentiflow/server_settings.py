@@ -79,6 +79,13 @@ class ServerSettings(BaseSettings):
         description="Most texts waiting in a worker's batch queue; a /predict that would pass it answers "
         "503 with Retry-After at once (an empty queue takes any request within max_texts).",
     )
+    batch_queue_max_client_texts: int = Field(
+        default=256,
+        ge=1,
+        description="Most texts of one client (its rate-limit key) waiting in a worker's batch queue: one "
+        "client cannot fill the queue for the others; beyond, a 503 with Retry-After (a client with "
+        "nothing queued may send any request within max_texts).",
+    )
     predict_timeout_s: float = Field(
         default=30.0,
         gt=0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from sentiflow.modeling.base import probabilities_to_predictions
 from serving import metrics
@@ -109,7 +109,8 @@ def predict():
             )
     retry = {"Retry-After": str(settings.overload_retry_after_s)}
     try:
-        model, probs = ext.manager.predict(texts)
+        # the client as the rate limit keys it (the peer, or the address ProxyFix found)
+        model, probs = ext.manager.predict(texts, client=request.remote_addr)
     except NotReadyError as exc:
         raise ApiError(
             503, f"no model loaded: {ext.manager.unready_reason or exc}", error="not_ready"

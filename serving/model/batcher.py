@@ -10,10 +10,11 @@ characters, and the queue hands out the smallest piece first: a single review wa
 forward pass, never behind a client's whole 256-text request. A request's pieces all run on the model its
 first piece ran on.
 
-The queue is bounded twice, so a flood is refused in microseconds instead of piling up: at most
-``max_queued_texts`` texts wait for the inference thread, and at most ``max_waiting`` request threads wait
+The queue is bounded, so a flood is refused in microseconds instead of piling up: at most
+``max_queued_texts`` texts wait for the inference thread, at most ``max_client_texts`` of them from one
+client (one client cannot fill the queue for the others), and at most ``max_waiting`` request threads wait
 on it at once (the worker's other threads stay free for ``/health``, ``/ready`` and the rest of the API).
-A request beyond either bound gets ``QueueFullError`` (a 503 with ``Retry-After``). A request that stops
+A request beyond a bound gets ``QueueFullError`` (a 503 with ``Retry-After``). A request that stops
 waiting (its timeout) abandons its job: its pieces still queued are dropped, never run.
 
 One bad text never fails another request: the API validates texts before they join a batch, and if a batch
@@ -28,6 +29,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -62,6 +64,8 @@ class _Job:
 
     texts: Sequence[str]
     future: Future = field(default_factory=Future)
+    #: Who asked (the rate limit's key): its queued texts count against ``max_client_texts``.
+    client: str | None = None
     #: The model the first piece ran on: the others run on it too (one version per answer).
     model: Any = None
     #: The request stopped waiting: its queued pieces are dropped.
@@ -110,6 +114,7 @@ class MicroBatcher:
         wait_s: float = 0.002,
         max_chars: int | None = None,
         max_queued_texts: int | None = None,
+        max_client_texts: int | None = None,
         max_waiting: int | None = None,
     ) -> None:
         self._current_model = current_model
@@ -118,7 +123,9 @@ class MicroBatcher:
         #: None: unbounded (a batcher built outside the server).
         self.max_chars = max_chars
         self.max_queued_texts = max_queued_texts
+        self.max_client_texts = max_client_texts
         self.max_waiting = max_waiting
+        self._client_texts: Counter[str] = Counter()  # queued texts per client
         self._admission = threading.Lock()
         self._queued_texts = 0  # texts submitted and not yet taken by the inference thread
         self._waiting = 0  # request threads inside ``predict``
@@ -145,29 +152,41 @@ class MicroBatcher:
         job.pieces = len(pieces)
         return pieces
 
-    def submit(self, texts: Sequence[str]) -> Future:
+    def submit(self, texts: Sequence[str], client: str | None = None) -> Future:
         """Future of ``(model, probabilities)`` for ``texts``; ``QueueFullError`` when the queue is full.
 
-        A job larger than the whole bound is still taken into an empty queue, so a request within the API's
-        limits is never refused forever."""
-        return self._submit(texts).future
+        A job larger than a bound is still taken when nothing counts against that bound yet, so a request
+        within the API's limits is never refused forever."""
+        return self._submit(texts, client).future
 
-    def _submit(self, texts: Sequence[str]) -> _Job:
-        job = _Job(texts)
+    def _submit(self, texts: Sequence[str], client: str | None) -> _Job:
+        job = _Job(texts, client=client)
+        n = len(texts)
         with self._admission:
             queued = self._queued_texts
-            if self.max_queued_texts is not None and queued and queued + len(texts) > self.max_queued_texts:
+            if self.max_queued_texts is not None and queued and queued + n > self.max_queued_texts:
                 metrics.QUEUE_REFUSED.labels(reason="texts").inc()
                 raise QueueFullError(
-                    f"the batch queue holds {queued} texts; {len(texts)} more would pass its limit of "
+                    f"the batch queue holds {queued} texts; {n} more would pass its limit of "
                     f"{self.max_queued_texts}"
                 )
-            self._queued_texts = queued + len(texts)
+            own = self._client_texts[client] if client is not None else 0
+            if self.max_client_texts is not None and own and own + n > self.max_client_texts:
+                metrics.QUEUE_REFUSED.labels(reason="client").inc()
+                raise QueueFullError(
+                    f"the batch queue holds {own} texts of this client; {n} more would pass the limit of "
+                    f"{self.max_client_texts} per client"
+                )
+            self._queued_texts = queued + n
+            if client is not None:
+                self._client_texts[client] = own + n
         for piece in self._cut(job):
             self._queue.put(piece)
         return job
 
-    def predict(self, texts: Sequence[str], timeout_s: float | None = None) -> tuple[Any, np.ndarray]:
+    def predict(
+        self, texts: Sequence[str], timeout_s: float | None = None, client: str | None = None
+    ) -> tuple[Any, np.ndarray]:
         """Wait for ``texts``' result; on timeout the job is abandoned (its queued pieces are dropped)."""
         with self._admission:
             if self.max_waiting is not None and self._waiting >= self.max_waiting:
@@ -177,7 +196,7 @@ class MicroBatcher:
                 )
             self._waiting += 1
         try:
-            job = self._submit(texts)
+            job = self._submit(texts, client)
             try:
                 result: tuple[Any, np.ndarray] = job.future.result(timeout=timeout_s)
                 return result
@@ -195,9 +214,13 @@ class MicroBatcher:
     def _take(self, piece: _Piece) -> bool:
         """The inference thread took ``piece`` off the queue: it no longer counts; False if its request
         gave up (the piece is dropped) or already failed."""
+        job = piece.job
         with self._admission:
             self._queued_texts -= piece.size
-        job = piece.job
+            if job.client is not None:
+                self._client_texts[job.client] -= piece.size
+                if self._client_texts[job.client] <= 0:
+                    del self._client_texts[job.client]
         if job.abandoned:
             metrics.QUEUE_REFUSED.labels(reason="timeout_dropped").inc(piece.size)
         if job.finished():

@@ -125,6 +125,7 @@ class ModelManager:
             wait_s=settings.batch_wait_ms / 1000.0,
             max_chars=settings.batch_max_chars,
             max_queued_texts=settings.batch_queue_max_texts,
+            max_client_texts=settings.batch_queue_max_client_texts,
             # the worker's other request threads never wait on a prediction: /health and /ready answer
             max_waiting=max(1, settings.threads - settings.health_threads),
         )
@@ -142,8 +143,9 @@ class ModelManager:
     def stop(self) -> None:
         self.batcher.stop()
 
-    def predict(self, texts: list[str]) -> tuple[LoadedModel, np.ndarray]:
-        return self.batcher.predict(texts, timeout_s=self.settings.predict_timeout_s)
+    def predict(self, texts: list[str], client: str | None = None) -> tuple[LoadedModel, np.ndarray]:
+        """``client`` (the rate limit's key) bounds one client's share of the batch queue."""
+        return self.batcher.predict(texts, timeout_s=self.settings.predict_timeout_s, client=client)
 
     def swap_in(self, version: str) -> LoadedModel:
         """Load, warm up and swap; raises (and keeps the old model) on any failure.

@@ -158,6 +158,27 @@ def test_a_full_batch_queue_answers_503_with_retry_after_and_runs_nothing_of_it(
     assert client.post("/predict", json={"text": "room again"}).status_code == 200
 
 
+def test_one_client_cannot_fill_the_queue_for_the_others(tmp_path, gated, closing):
+    app = _app(tmp_path, gated, batch_queue_max_texts=1000, batch_queue_max_client_texts=4)
+    closing.append(app)
+    client = app.test_client()
+    batcher = server(app).manager.batcher
+    other = {"REMOTE_ADDR": "127.0.0.2"}
+    with ThreadPoolExecutor(3) as pool:
+        running = pool.submit(client.post, "/predict", json={"text": "in the forward pass"})
+        assert gated.running.wait(10)
+        _wait_for(lambda: batcher.queued_texts == 0, "the first job leaves the queue")
+        queued = pool.submit(client.post, "/predict", json={"texts": [f"mine {i}" for i in range(4)]})
+        _wait_for(lambda: batcher.queued_texts == 4, "the flooding client's share is full")
+        refused = client.post("/predict", json={"text": "and one more of mine"})
+        assert refused.status_code == 503 and "per client" in refused.get_json()["message"]
+        assert refused.headers["Retry-After"] == "1"
+        theirs = pool.submit(client.post, "/predict", json={"text": "another client"}, environ_base=other)
+        _wait_for(lambda: batcher.queued_texts == 5, "the other client's text is queued")
+        gated.gate.set()
+        assert [f.result(10).status_code for f in (running, queued, theirs)] == [200, 200, 200]
+
+
 def test_prediction_threads_are_bounded_so_health_and_ready_always_have_one(tmp_path, gated, closing):
     """gunicorn's gthread worker runs every request on one pool of ``threads``: /predict may hold at most
     ``threads - health_threads`` of them, the next one is refused at once instead of taking the last."""
