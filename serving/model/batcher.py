@@ -274,7 +274,12 @@ class MicroBatcher:
                 model = piece.job.model if piece.job.model is not None else current
                 groups.setdefault(id(model), (model, []))[1].append(piece)
             for model, pieces in groups.values():
-                self._run_batch(model, pieces)
+                try:
+                    self._run_batch(model, pieces)
+                except Exception as exc:  # a bug here must fail these requests, not stop the thread
+                    log.exception("the inference thread failed on a batch of %d pieces", len(pieces))
+                    for piece in pieces:
+                        piece.job.fail(exc)
 
     def _run_batch(self, model: Any, batch: list[_Piece]) -> None:
         if model is None:
