@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
@@ -55,6 +57,26 @@ def _instrument(app: Flask) -> None:
         return response
 
 
+def _drain_unread_body(app: Flask) -> None:
+    """Read what is left of a request body the view did not (a 429 or a 503 answered before parsing).
+
+    gunicorn drains at most 64 KiB of an unread body and otherwise closes the connection, and a socket
+    closed with unread data is reset: a client still sending a large refused request would see a
+    connection error instead of its 429 or 503. ``MAX_CONTENT_LENGTH`` bounds what is read.
+    """
+
+    @app.after_request
+    def _drain(response):
+        length = request.content_length or 0
+        if 0 < length <= (app.config["MAX_CONTENT_LENGTH"] or 0):
+            try:
+                while request.stream.read(64 * 1024):
+                    pass
+            except Exception:  # the client went away: nothing left to protect
+                pass
+        return response
+
+
 def _trust_proxies(app: Flask, settings: ServerSettings) -> None:
     """Behind ``trusted_proxy_hops`` proxies the client is the address that many hops back in
     ``X-Forwarded-For`` (werkzeug's ``ProxyFix``); with 0 the header is ignored. Only the values the trusted
@@ -67,13 +89,16 @@ def _trust_proxies(app: Flask, settings: ServerSettings) -> None:
         vars(app)["wsgi_app"] = fixed  # Flask's documented middleware hook, as an instance attribute
 
 
-def _rate_limit_feedback(app: Flask, settings: ServerSettings) -> None:
-    """Flask-Limiter on ``POST /feedback`` per client address (429 JSON beyond the limit).
+def _rate_limit(app: Flask, settings: ServerSettings) -> None:
+    """Flask-Limiter per client address (429 JSON with ``Retry-After`` beyond a limit), one limiter for the
+    three limited surfaces, each limit defined once in ``ServerSettings``: ``POST /predict``
+    (``predict_rate_limit``), ``POST /feedback`` (``feedback_rate_limit``) and every ``/ui/api/*`` view
+    together (``ui_api_rate_limit``, one count shared by the page's JSON endpoints).
 
     The counters live in ``rate_limit_storage_uri``: with ``redis://`` every worker of every replica counts
     against one limit (in memory each worker would allow the whole limit on its own). If the storage
     cannot be reached the limit falls back to per-worker memory counters and logs it, instead of failing
-    feedback with a 500: a Redis outage weakens the limit, it does not take the endpoint down.
+    the endpoints with a 500: a Redis outage weakens the limit, it does not take the endpoint down.
     """
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
@@ -87,8 +112,26 @@ def _rate_limit_feedback(app: Flask, settings: ServerSettings) -> None:
         in_memory_fallback_enabled=True,
         swallow_errors=True,
     )
-    # the registered view is api.post_feedback itself (``@document`` returns the view it marks)
-    app.view_functions["api.post_feedback"] = limiter.limit(settings.feedback_rate_limit)(api.post_feedback)
+    # the registered views are the functions themselves (``@document`` returns the view it marks)
+    limits: dict[str, Callable[[Callable[..., Any]], Any]] = {
+        "api.predict": limiter.limit(settings.predict_rate_limit),
+        "api.post_feedback": limiter.limit(settings.feedback_rate_limit),
+    }
+    ui_api = limiter.shared_limit(settings.ui_api_rate_limit, scope="ui-api")
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/ui/api/"):
+            limits.setdefault(rule.endpoint, ui_api)
+    for endpoint, limit in limits.items():
+        app.view_functions[endpoint] = limit(app.view_functions[endpoint])
+
+    @app.after_request
+    def _retry_after(response):
+        """A 429 says when the client's window resets (Flask-Limiter's own headers would also go on every
+        200)."""
+        current = limiter.current_limit
+        if response.status_code == 429 and current is not None and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(max(1, int(current.reset_at - time.time())))
+        return response
 
 
 def create_app(
@@ -114,11 +157,12 @@ def create_app(
     extension = ServerExtension.from_settings(settings, mlflow_settings).init_app(app)
     register_error_handlers(app)
     _instrument(app)
+    _drain_unread_body(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
-    _trust_proxies(app, settings)
-    _rate_limit_feedback(app, settings)
     _register_ui(app)
+    _trust_proxies(app, settings)
+    _rate_limit(app, settings)  # after every blueprint: it wraps the registered views
     if start:
         # A worker takes requests only after its startup load: a restart never answers 503 from a
         # half-started worker while its siblings are ready. Bounded, so a down registry cannot wedge it.

@@ -39,6 +39,14 @@ BATCH_TEXTS = Histogram(
     "Texts per forward pass of the micro-batcher.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+QUEUE_REFUSED = Counter(
+    f"{PREFIX}_batch_queue_refused",
+    "Prediction work refused or dropped by the batch queue: texts (requests refused by the queue's text "
+    "bound, a 503), client (refused by one client's share of it, a 503), threads (refused because too "
+    "many requests already wait in the worker, a 503), timeout_dropped (texts of a request that stopped "
+    "waiting, dropped unrun).",
+    ["reason"],
+)
 FEEDBACK = Counter(f"{PREFIX}_feedback", "Feedback rows stored, by outcome (correct or wrong).", ["outcome"])
 MODEL_VERSION = Gauge(
     f"{PREFIX}_model_version",

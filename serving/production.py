@@ -3,7 +3,8 @@
 With ``SENTIFLOW_ENV=production`` (compose and the Kubernetes manifests set it), ``create_app`` calls
 ``check_production_secrets``: the admin token, the prediction-id secret and the drift hash key must each be
 set, must not be a placeholder (``change-me...``, ``CHANGE_ME``, the local defaults) and must differ from
-each other (one leaked value must not unlock the others). The error names every problem at once.
+each other (one leaked value must not unlock the others), and the development switch that loads versions
+without a public key (``allow_unsigned_models``) must be off. The error names every problem at once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def check_production_secrets(
         "SENTIFLOW_DRIFT_HASH_KEY": _value(drift.hash_key),
     }
     problems = [f"{name} is empty or a placeholder" for name, v in secrets.items() if is_placeholder(v)]
+    if server.allow_unsigned_models:
+        problems.append(
+            "SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS is on: a development switch, never in production"
+        )
     seen: dict[str, str] = {}
     for name, value in secrets.items():
         if value and value in seen:

@@ -55,7 +55,15 @@ class DevServer:
         service = localstack.services(self.stack)[SERVICE]
         # Test servers mostly serve TF-IDF versions: importing torch & co. in each master (11 s of CPU) would
         # cost the suite minutes. Servers of transformer versions under load turn it on (test_replicas).
-        env = {"SENTIFLOW_SERVER_PRELOAD_LIBRARIES": "false", **service.env, **self.env}
+        # A test's load generator is one client (one address) sending as fast as it can: the per-client
+        # limits of /predict and /ui/api/* stay out of its way unless the test sets them (test_rate_limit).
+        env = {
+            "SENTIFLOW_SERVER_PRELOAD_LIBRARIES": "false",
+            "SENTIFLOW_SERVER_PREDICT_RATE_LIMIT": "1000000 per minute",
+            "SENTIFLOW_SERVER_UI_API_RATE_LIMIT": "1000000 per minute",
+            **service.env,
+            **self.env,
+        }
         if self.state_root is not None:
             env["SENTIFLOW_SERVER_STATE_DIR"] = str(self.state_root)
         service = replace(service, name=self.name, env=env, init=service.init if self.migrate else None)

@@ -33,8 +33,9 @@ class RuntimeEnvironment(BaseSettings):
 
     env: Literal["development", "production"] = Field(
         default="development",
-        description="production: the model server refuses to start with an empty or placeholder "
-        "(change-me...) admin token, prediction secret or drift hash key.",
+        description="production: every component refuses to start with an empty or placeholder "
+        "(change-me...) credential, and the model server and Airflow without public keys or with "
+        "SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS on (sentiflow.credentials_check).",
     )
 
 

@@ -34,7 +34,8 @@ PEM_MARKER = "-----BEGIN"
 #: (JSON or URI) whose password is checked; ``keys:`` = a JSON list of public keys, not empty, each a PEM text
 #: or an existing PEM file; ``key:`` = a PEM text or, when the first name is unset, a PEM file (the second
 #: name) that must exist; ``opt:`` = a credential that may be left unset or empty (its feature is then off),
-#: never a placeholder; ``optkey:`` = ``key:``, but both names may be unset (a container that never signs).
+#: never a placeholder; ``optkey:`` = ``key:``, but both names may be unset (a container that never signs);
+#: ``off:`` = a development switch (a boolean setting) that production refuses when it is on.
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "model-server": (
         "SENTIFLOW_SERVER_ADMIN_TOKEN",
@@ -45,6 +46,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "opt:SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD",  # unset: POST /deploy answers 403
         "url:SENTIFLOW_SERVER_FEEDBACK_DB_URL",
         "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
+        "off:SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS",  # ServerSettings.allow_unsigned_models
     ),
     "mlflow": (
         "MLFLOW_AUTH_ADMIN_PASSWORD",
@@ -75,6 +77,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "opt:MLFLOW_TRACKING_PASSWORD",
         # the gate verifies the champion and the challenger before it scores them (gate.scoring)
         "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
+        "off:SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS",
         # only the containers that run tasks (local training signs) hold it: the scheduler, the workers
         "optkey:SENTIFLOW_SIGNING_PRIVATE_KEY:SENTIFLOW_SIGNING_PRIVATE_KEY_PATH",
     ),
@@ -127,6 +130,11 @@ def _conn_password(raw: str) -> str | None:
     return _url_password(raw)
 
 
+def _switched_on(raw: str) -> bool:
+    """A boolean setting is on: anything pydantic does not read as false (unset and empty are off)."""
+    return raw.strip().lower() not in ("", "0", "false", "f", "no", "n", "off")
+
+
 def _keys_problem(name: str, raw: str) -> str | None:
     """``raw`` (a JSON list) names no usable public key: empty, a placeholder, or a path to nothing."""
     try:
@@ -170,6 +178,9 @@ def problems(component: str, env: Mapping[str, str]) -> list[str]:
         elif kind == "opt":
             if (env.get(name) or "").strip() and is_placeholder(env.get(name)):
                 found.append(f"{name} is a placeholder (leave it unset instead)")
+        elif kind == "off":
+            if _switched_on(env.get(name, "")):
+                found.append(f"{name} is on: a development switch, never allowed in production")
         elif kind == "keys":
             found.append(_keys_problem(name, env.get(name, "")))
         elif kind in ("key", "optkey"):

@@ -48,6 +48,12 @@ class ServerSettings(BaseSettings):
         description="JSON list of public keys (PEM paths or PEM texts) a version's signature must verify "
         "with before it is loaded; several for key rotation (sentiflow.signing).",
     )
+    allow_unsigned_models: bool = Field(
+        default=False,
+        description="Development only: with no signing_public_keys, load versions without verifying a "
+        "signature (logged as a warning). Off, a server without keys loads nothing; SENTIFLOW_ENV=production "
+        "refuses to start with it on.",
+    )
     max_texts: int = Field(default=256, description="Most texts in one /predict call.")
     max_text_chars: int = Field(default=10_000, description="Most characters in one text.")
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body accepted.")
@@ -59,6 +65,44 @@ class ServerSettings(BaseSettings):
         gt=0,
         description="On CPU, most padded tokens (texts x longest) in one forward pass of a transformer: a "
         "micro-batch runs as length-sorted chunks of this size. Unset: batch_max_texts only.",
+    )
+    batch_max_chars: int | None = Field(
+        default=32_000,
+        gt=0,
+        description="Micro-batch: most characters gathered into one call; a larger request runs as pieces, "
+        "smallest first, so a short request waits for one piece, not for another client's whole request. "
+        "Unset: batch_max_texts only.",
+    )
+    batch_queue_max_texts: int = Field(
+        default=1024,
+        ge=1,
+        description="Most texts waiting in a worker's batch queue; a /predict that would pass it answers "
+        "503 with Retry-After at once (an empty queue takes any request within max_texts).",
+    )
+    batch_queue_max_client_texts: int = Field(
+        default=256,
+        ge=1,
+        description="Most texts of one client (its rate-limit key) waiting in a worker's batch queue: one "
+        "client cannot fill the queue for the others; beyond, a 503 with Retry-After (a client with "
+        "nothing queued may send any request within max_texts).",
+    )
+    predict_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a /predict waits for its prediction; then it answers 503 and its work, if "
+        "still queued, is dropped unrun.",
+    )
+    health_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Request threads per worker that never wait on a prediction: /predict may occupy at "
+        "most threads - health_threads (beyond, a 503 with Retry-After), so /health, /ready and the rest "
+        "answer under any flood (at least one thread always may predict).",
+    )
+    overload_retry_after_s: int = Field(
+        default=1,
+        ge=1,
+        description="Retry-After (seconds) of a /predict refused because the batch queue is full.",
     )
     batch_wait_ms: float = Field(
         default=2.0, description="Micro-batch: how long the inference thread waits to fill a batch."
@@ -168,6 +212,16 @@ class ServerSettings(BaseSettings):
         default=None,
         description="Key that signs each prediction_id (feedback must cite one); unset = a random key "
         "kept in state_dir. Replicas behind one load balancer must share it.",
+    )
+    predict_rate_limit: str = Field(
+        default="300 per minute",
+        description="Most POST /predict calls per client address, counted in rate_limit_storage_uri "
+        "(Flask-Limiter syntax); beyond it a 429 with Retry-After.",
+    )
+    ui_api_rate_limit: str = Field(
+        default="60 per minute",
+        description="Most GET /ui/api/* calls per client address (each costs registry or database work), "
+        "counted like predict_rate_limit.",
     )
     feedback_rate_limit: str = Field(
         default="60 per minute",

@@ -215,7 +215,12 @@ def version_model_id(model_version: Any) -> str | None:
 
 
 def load_for_serving(
-    model_uri: str, model_version: Any, local_dir: Path, public_keys: Sequence[str] | None = None
+    model_uri: str,
+    model_version: Any,
+    local_dir: Path,
+    public_keys: Sequence[str] | None = None,
+    *,
+    allow_unsigned: bool | None = None,
 ) -> Any:
     """What a replica (and the gate) loads: the version ``model_uri`` (the registry's ``model_version``),
     already downloaded into ``local_dir`` (``download_version``), verified against
@@ -225,8 +230,10 @@ def load_for_serving(
     The caller owns ``local_dir``: a replica keeps its workers' one copy of each version
     (``serving.model.downloads``), the gate a temporary folder it removes once it has scored.
 
-    With no key configured (a development server outside the stack) it loads unverified and says so in the
-    log; production refuses to start without keys (``sentiflow.secrets_check``).
+    With no key configured nothing is loaded (``SignatureError``), unless the development setting
+    ``SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS`` (``allow_unsigned``) is on: then it loads unverified and says
+    so in the log. Production refuses to start with that setting on, or without keys
+    (``sentiflow.credentials_check``).
     """
     import mlflow.pyfunc
 
@@ -236,8 +243,16 @@ def load_for_serving(
         k for k in (public_keys if public_keys is not None else ServerSettings().signing_public_keys) if k
     ]
     if not keys:
+        if not (allow_unsigned if allow_unsigned is not None else ServerSettings().allow_unsigned_models):
+            raise SignatureError(
+                f"{model_uri} is not loaded: no public key configured to verify its signature "
+                f"({SIGNATURE_FILE}). Set SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS, or, on a development "
+                "machine only, SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS=true"
+            )
         log.warning(
-            "no SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS: loading %s WITHOUT verifying a signature", model_uri
+            "no SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS and SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS=true: "
+            "loading %s WITHOUT verifying a signature",
+            model_uri,
         )
         return mlflow.pyfunc.load_model(str(local_dir))
     verified = load_verified(

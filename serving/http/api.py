@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from sentiflow.modeling.base import probabilities_to_predictions
 from serving import metrics
@@ -24,7 +24,7 @@ from serving.http.schemas import (
     Readiness,
     apply_limits,
 )
-from serving.model.batcher import NotReadyError, PredictionFailedError
+from serving.model.batcher import NotReadyError, PredictionFailedError, QueueFullError
 from serving.store.feedback import DuplicateFeedback
 
 bp = Blueprint("api", __name__)
@@ -60,7 +60,9 @@ def model():
 @document(
     summary="Classify one text or a list of texts",
     description="Exactly one of `text` or `texts`. Limits (SENTIFLOW_SERVER_*): 256 texts, 10,000 "
-    "characters per text, 1 MiB body. Each prediction carries a signed `prediction_id` for /feedback.",
+    "characters per text, 1 MiB body. Each prediction carries a signed `prediction_id` for /feedback. "
+    "Rate-limited per client (SENTIFLOW_SERVER_PREDICT_RATE_LIMIT: a 429 with Retry-After); a full batch "
+    "queue or a timed-out prediction is a 503 with Retry-After.",
     body=PredictRequest,
     links={
         200: {
@@ -81,6 +83,7 @@ def model():
         413: ErrorBody,
         415: ErrorBody,
         422: ErrorBody,
+        429: ErrorBody,
         503: ErrorBody,
     },
 )
@@ -104,14 +107,23 @@ def predict():
                 f"text {i} has {len(text)} characters > the limit of {settings.max_text_chars}",
                 error="text_too_long",
             )
+    retry = {"Retry-After": str(settings.overload_retry_after_s)}
     try:
-        model, probs = ext.manager.predict(texts)
+        # the client as the rate limit keys it (the peer, or the address ProxyFix found)
+        model, probs = ext.manager.predict(texts, client=request.remote_addr)
     except NotReadyError as exc:
         raise ApiError(
             503, f"no model loaded: {ext.manager.unready_reason or exc}", error="not_ready"
         ) from exc
-    except FutureTimeout as exc:
-        raise ApiError(503, "prediction timed out: the server is overloaded", error="timeout") from exc
+    # an overload is no bug: no traceback in the log for each refused request of a flood
+    except QueueFullError as exc:
+        raise ApiError(
+            503, f"the server is overloaded: {exc}; retry later", error="overloaded", headers=retry
+        ) from None
+    except FutureTimeout:
+        raise ApiError(
+            503, "prediction timed out: the server is overloaded", error="timeout", headers=retry
+        ) from None
     except PredictionFailedError as exc:
         raise ApiError(
             422 if exc.isolated else 500,

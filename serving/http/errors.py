@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g, jsonify, request
@@ -20,11 +21,21 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error with an HTTP status and a message that names the problem."""
 
-    def __init__(self, status: int, message: str, *, error: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error = error or _slug(status)
+        #: Response headers (``Retry-After`` of an overloaded server).
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
@@ -60,11 +71,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
+        extra = dict(exc.extra)
         if exc.status >= 500 and exc.__cause__ is not None:
-            rid = request_id()
-            log.error("%s (request id %s)", exc.message, rid, exc_info=exc.__cause__)
-            return error_response(exc.status, exc.message, exc.error, request_id=rid, **exc.extra)
-        return error_response(exc.status, exc.message, exc.error, **exc.extra)
+            extra["request_id"] = request_id()
+            log.error("%s (request id %s)", exc.message, extra["request_id"], exc_info=exc.__cause__)
+        response, status = error_response(exc.status, exc.message, exc.error, **extra)
+        response.headers.update(exc.headers)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -88,6 +88,12 @@ def dataset_label(source: str | None) -> str | None:
     return text
 
 
+def _registry_unavailable(what: str) -> ApiError:
+    """A 503 for an anonymous caller: what failed, never where the registry is or its error's text (both
+    go to the log under the request id the answer carries)."""
+    return ApiError(503, f"{what}: the model registry is unavailable", error="registry_unavailable")
+
+
 @bp.get("/ui/api/models")
 def models():
     # Registered models, the served one first (one Airflow may keep several: ``registered_model_name``).
@@ -96,10 +102,7 @@ def models():
     try:
         found = registry.model_names(max_results=MAX_VERSIONS)
     except Exception as exc:
-        raise ApiError(
-            503, f"cannot list registered models at {registry.tracking_uri}: {exc}",
-            error="registry_unavailable",
-        ) from exc  # fmt: skip
+        raise _registry_unavailable("cannot list the registered models") from exc
     return jsonify(served_model=served, models=[served, *[n for n in found if n != served]])
 
 
@@ -121,12 +124,7 @@ def versions():
             for row in ext.registry.version_rows(model_name, max_results=MAX_VERSIONS)
         ]
     except Exception as exc:
-        raise ApiError(
-            503,
-            f"cannot read the versions of model {model_name!r} from the registry at "
-            f"{ext.registry.tracking_uri}: {exc}",
-            error="registry_unavailable",
-        ) from exc
+        raise _registry_unavailable(f"cannot read the versions of model {model_name!r}") from exc
     current = ext.manager.current
     datasets = sorted({r["dataset"] for r in rows if r["dataset"]})
     dataset = request.args.get("dataset") or None

@@ -114,6 +114,11 @@ class ModelManager:
             lambda: self._current,
             max_texts=settings.batch_max_texts,
             wait_s=settings.batch_wait_ms / 1000.0,
+            max_chars=settings.batch_max_chars,
+            max_queued_texts=settings.batch_queue_max_texts,
+            max_client_texts=settings.batch_queue_max_client_texts,
+            # the worker's other request threads never wait on a prediction: /health and /ready answer
+            max_waiting=max(1, settings.threads - settings.health_threads),
         )
 
     # --- public --------------------------------------------------------------------------------------
@@ -129,8 +134,9 @@ class ModelManager:
     def stop(self) -> None:
         self.batcher.stop()
 
-    def predict(self, texts: list[str], timeout_s: float = 120.0) -> tuple[LoadedModel, np.ndarray]:
-        return self.batcher.predict(texts, timeout_s=timeout_s)
+    def predict(self, texts: list[str], client: str | None = None) -> tuple[LoadedModel, np.ndarray]:
+        """``client`` (the rate limit's key) bounds one client's share of the batch queue."""
+        return self.batcher.predict(texts, timeout_s=self.settings.predict_timeout_s, client=client)
 
     def swap_in(self, version: str) -> LoadedModel:
         """Load, warm up and swap; raises (and keeps the old model) on any failure.

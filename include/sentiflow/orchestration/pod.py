@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sentiflow.config import ENV_PREFIX, MLflowSettings
+from sentiflow.config import ENV_PREFIX, MLflowSettings, RuntimeEnvironment
 from sentiflow.orchestration.settings import PipelineSettings, TrainerPodSettings
 from sentiflow.train.distributed import entrypoint_command
 
@@ -48,6 +48,9 @@ def pod_env_templates(pipeline: PipelineSettings, pod: TrainerPodSettings) -> di
         f"{ENV_PREFIX}MLFLOW_TRACKING_URI": f"{{{{ conn.{mlflow}.host }}}}",
         "MLFLOW_TRACKING_URI": f"{{{{ conn.{mlflow}.host }}}}",
         "HF_HUB_DISABLE_TELEMETRY": "1",
+        # the pod runs in the Airflow worker's mode: a production worker starts a production trainer, which
+        # refuses placeholder credentials and a missing signing key (sentiflow.credentials_check)
+        f"{ENV_PREFIX}ENV": RuntimeEnvironment().env,
         # the run's registered_model_name param (several models in one Airflow), else the deployment's
         f"{ENV_PREFIX}MLFLOW_REGISTERED_MODEL_NAME": "{{ params.get('registered_model_name') or '"
         + MLflowSettings().registered_model_name

@@ -45,6 +45,27 @@ def test_production_refuses_each_placeholder_and_names_it(tmp_path):
         check_production_secrets(ServerSettings(state_dir=tmp_path, **GOOD), reused, PROD)
 
 
+def test_production_refuses_the_unsigned_models_switch(tmp_path):
+    unsigned = ServerSettings(state_dir=tmp_path, allow_unsigned_models=True, **GOOD)
+    with pytest.raises(InsecureSettingsError, match="SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS is on"):
+        check_production_secrets(unsigned, GOOD_DRIFT, PROD)
+    check_production_secrets(unsigned, GOOD_DRIFT, RuntimeEnvironment())  # a development machine
+
+
+def test_every_production_manifest_and_values_file_sets_production_mode():
+    """Kubernetes: the server's and MLflow's ConfigMap, the training pods' ConfigMap and the Airflow chart's
+    values (every Airflow pod, and through it the training pods it starts)."""
+    for path, name in (("k8s/settings.yaml", "sentiflow-settings"), ("k8s/training.yaml", None)):
+        maps = [d for d in yaml.safe_load_all((ROOT / path).read_text()) if d and d["kind"] == "ConfigMap"]
+        assert maps and all(m["data"]["SENTIFLOW_ENV"] == "production" for m in maps), path
+        assert name is None or any(m["metadata"]["name"] == name for m in maps)
+    values = yaml.safe_load((ROOT / "k8s/airflow-values.yaml").read_text())
+    assert {"name": "SENTIFLOW_ENV", "value": "production"} in values["env"]
+    trainer = yaml.safe_load((ROOT / "k8s/trainer-pod-template.yaml").read_text())
+    sources = [s["configMapRef"]["name"] for s in trainer["spec"]["containers"][0]["envFrom"]]
+    assert sources == ["sentiflow-trainer-settings"]  # the training.yaml ConfigMap above
+
+
 def test_development_accepts_the_local_defaults(tmp_path):
     check_production_secrets(ServerSettings(state_dir=tmp_path), DriftSettings(), RuntimeEnvironment())
 

@@ -56,3 +56,13 @@ def aws_ml():
     from sentiflow.config import MLflowSettings
 
     return MLflowSettings()
+
+
+@pytest.mark.parametrize("mode", ["production", "development"])
+def test_the_training_pod_runs_in_the_workers_mode(monkeypatch, mode):
+    """A production Airflow starts production trainers: placeholder credentials and no key refuse to run."""
+    from sentiflow.orchestration.pod import pod_env_templates
+    from sentiflow.orchestration.settings import PipelineSettings, TrainerPodSettings
+
+    monkeypatch.setenv("SENTIFLOW_ENV", mode)
+    assert pod_env_templates(PipelineSettings(), TrainerPodSettings())["SENTIFLOW_ENV"] == mode

@@ -115,6 +115,8 @@ def test_each_components_check_names_each_bad_variable(tmp_path, component, spec
         env[name] = "[]"
     elif spec.startswith(("key:", "optkey:")):
         env[name] = "change-me-signing-key"
+    elif spec.startswith("off:"):
+        env[name] = "true"
     else:
         env[name] = "change-me"
     with pytest.raises(InsecureSettingsError, match=name):
@@ -185,6 +187,25 @@ def test_an_optional_credential_may_be_unset_but_never_a_placeholder(tmp_path):
         InsecureSettingsError, match="SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD is a placeholder"
     ):
         check_component("model-server", env)
+
+
+def test_production_refuses_loading_unsigned_models_where_versions_are_loaded(tmp_path):
+    """The development switch that loads versions without a public key never runs in production: not on
+    the server, not in Airflow (the gate loads versions too)."""
+    from sentiflow.server_settings import ServerSettings
+
+    name = "SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS"
+    assert "allow_unsigned_models" in ServerSettings.model_fields  # the setting this switch is
+    assert f"{ServerSettings.model_config['env_prefix']}ALLOW_UNSIGNED_MODELS" == name
+    env = good_env(tmp_path)
+    for off in ("", "false", "0", "no"):
+        for component in ("model-server", "airflow"):
+            check_component(component, {**env, name: off})
+    for on in ("true", "1", "yes", "True"):
+        for component in ("model-server", "airflow"):
+            with pytest.raises(InsecureSettingsError, match=f"{name} is on"):
+                check_component(component, {**env, name: on})
+    check_component("model-server", {**env, name: "true", "SENTIFLOW_ENV": "development"})
 
 
 def test_development_accepts_anything(tmp_path):
