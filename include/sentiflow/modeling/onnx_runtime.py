@@ -35,6 +35,7 @@ so both runtimes see identical token ids.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -89,6 +90,10 @@ def _quiet_quantizer(record: logging.LogRecord) -> bool:
 
 class OnnxExportError(RuntimeError):
     """The model could not be exported, optimized or quantized for ONNX Runtime."""
+
+
+class OnnxDisagreementError(OnnxExportError):
+    """The ONNX model runs, but its probabilities are further from the PyTorch model's than allowed."""
 
 
 def _export(classifier: TransformerClassifier, target: Path) -> None:
@@ -194,6 +199,20 @@ def shipped_onnx_path(classifier_dir: Path, runtime: Runtime) -> Path:
     return Path(classifier_dir) / SHIPPED_DIR / ONNX_FILE[runtime]
 
 
+def refusal_path(classifier_dir: Path, runtime: Runtime) -> Path:
+    """Where a version records why the pipeline refused its ``runtime`` file (signed with the folder)."""
+    return Path(classifier_dir) / SHIPPED_DIR / f"{ONNX_FILE[runtime]}.refused.json"
+
+
+def shipped_refusal(classifier: TextClassifier, runtime: Runtime) -> str | None:
+    """Why the pipeline refused the version's ``runtime`` file, if it did: replicas then serve PyTorch."""
+    folder = getattr(classifier, "loaded_from", None)
+    if folder is None or runtime not in ONNX_FILE:
+        return None
+    path = refusal_path(folder, runtime)
+    return str(json.loads(path.read_text())["reason"]) if path.is_file() else None
+
+
 def check_portable(path: Path) -> None:
     """Raises unless every operator of the file is a standard ONNX one (no ONNX Runtime contrib op)."""
     import onnx
@@ -259,39 +278,49 @@ def verify_onnx_model(
 def ship_onnx_models(
     classifier: TransformerClassifier, classifier_dir: Path, *, max_prob_diff: float | None = None
 ) -> list[str]:
-    """Build ``shipped_runtimes()`` into ``classifier_dir`` (before it is signed and logged); returns them.
+    """Build ``shipped_runtimes()`` into ``classifier_dir`` (before it is signed and logged); returns the
+    runtimes shipped.
 
     Each file is verified (``verify_onnx_model``, within ``allowed_prob_diff()`` unless ``max_prob_diff``
-    is given). A file that cannot be built, opened or verified raises ``OnnxExportError`` naming the
-    problem, and the training run fails: a version logged with it would make every replica fall back to
-    PyTorch.
+    is given). A file that cannot be built, is not portable or cannot be opened raises ``OnnxExportError``
+    naming the problem, and the training run fails: the export itself is broken. A file that runs but
+    answers further from PyTorch than allowed is refused instead: the version is still a good model, so it
+    ships without that file and with the reason (``refusal_path``), and every replica serves it through
+    PyTorch and says why, without rebuilding the same file.
     """
     runtimes = shipped_runtimes()
     allowed = allowed_prob_diff() if max_prob_diff is None else max_prob_diff
     started = time.perf_counter()
     diffs: list[str] = []
+    shipped: list[Runtime] = []
     for runtime in runtimes:
         try:
             path = build_onnx_model(classifier, Path(classifier_dir) / SHIPPED_DIR, runtime)
             diffs.append(f"{verify_onnx_model(classifier, path, runtime, max_prob_diff=allowed):.4f}")
+            shipped.append(runtime)
+        except OnnxDisagreementError as exc:
+            path.unlink()
+            reason = f"the pipeline refused the {runtime} file: {exc}"
+            refusal_path(classifier_dir, runtime).write_text(json.dumps({"reason": reason}))
+            log.warning("the version ships no %s file; replicas serve PyTorch: %s", runtime, reason)
         except Exception as exc:
             shutil.rmtree(Path(classifier_dir) / SHIPPED_DIR, ignore_errors=True)
             raise OnnxExportError(
                 f"the version's {runtime} file for the model server cannot be shipped, so the version is "
                 f"not logged: {exc}"
             ) from exc
-    if runtimes:
-        size = sum(shipped_onnx_path(classifier_dir, r).stat().st_size for r in runtimes) / 2**20
+    if shipped:
+        size = sum(shipped_onnx_path(classifier_dir, r).stat().st_size for r in shipped) / 2**20
         log.info(
             "built and verified %s for the version in %.1f s (%.1f MiB; largest probability difference "
             "from PyTorch %s, allowed %s)",
-            ", ".join(runtimes),
+            ", ".join(shipped),
             time.perf_counter() - started,
             size,
             ", ".join(diffs),
             allowed,
         )
-    return list(runtimes)
+    return list(shipped)
 
 
 def shipped_onnx_model(classifier: TextClassifier, runtime: Runtime) -> Path | None:
@@ -359,7 +388,7 @@ class OnnxClassifier(TextClassifier):
 def _agreement(reference: np.ndarray, answers: np.ndarray, max_prob_diff: float) -> float:
     diff = float(np.max(np.abs(reference - answers))) if reference.size else 0.0
     if not np.isfinite(diff) or diff > max_prob_diff:
-        raise OnnxExportError(
+        raise OnnxDisagreementError(
             f"the ONNX model disagrees with the PyTorch model by {diff:.4f} in probability "
             f"(allowed {max_prob_diff})"
         )
@@ -390,8 +419,9 @@ def to_runtime(
 
     The twin runs the version's shipped file as it is (``origin`` ``shipped``); only a version that ships
     none gets a file built here and cached in ``cache_dir`` (``built``). Either must pass
-    ``check_agreement``. A shipped file that cannot be opened or disagrees raises ``OnnxExportError`` (the
-    caller serves PyTorch): rebuilding it here would give the same file, at a cost on every worker.
+    ``check_agreement``. A shipped file that cannot be opened or disagrees, or a file the pipeline refused
+    (``shipped_refusal``), raises ``OnnxExportError`` (the caller serves PyTorch): rebuilding it here would
+    give the same file, at a cost on every worker.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
@@ -402,6 +432,9 @@ def to_runtime(
         return classifier
     import onnxruntime as ort
 
+    refused = shipped_refusal(classifier, runtime)
+    if refused is not None:
+        raise OnnxExportError(refused)
     shipped = shipped_onnx_model(classifier, runtime)
     origin: Origin = "built" if shipped is None else "shipped"
     try:

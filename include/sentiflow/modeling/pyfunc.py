@@ -86,7 +86,8 @@ def _ship_onnx(classifier: TextClassifier, directory: Path) -> None:
     """A transformer's ONNX file(s) into its saved folder, and the run's ``onnx_shipped`` tag saying which.
 
     Built and verified here, once per version, so that the replicas do not each build it when the version
-    is deployed; a file that fails raises (``ship_onnx_models``), and the version is not logged.
+    is deployed; a file that cannot be built or opened raises (``ship_onnx_models``), and the version is not
+    logged; one that disagrees with PyTorch is left out with its reason, and the tag says ``none``.
     """
     from sentiflow.modeling.transformer import TransformerClassifier
 

@@ -292,18 +292,33 @@ def _kernel_less_quantizer(source: Path, target: Path) -> None:
     onnx.save(model, str(target))
 
 
-def test_a_file_that_fails_at_log_time_fails_loudly_and_ships_nothing(sharp, tmp_path, monkeypatch):
-    """Build, open or agreement: each failure names itself, and the version is not logged."""
+def test_a_disagreeing_file_is_refused_with_its_reason_and_served_through_pytorch_unbuilt(
+    sharp, tmp_path, monkeypatch
+):
+    """The export works but int8 answers too far from PyTorch: the version is still logged, without the
+    file and with the reason, and a replica serves PyTorch and says why, building nothing."""
+    from sentiflow.modeling.pyfunc import save_classifier
+    from serving.model.manager import with_runtime
+
+    folder = save_classifier(sharp, tmp_path / "classifier")
+    assert ship_onnx_models(sharp, folder, max_prob_diff=1e-9) == []
+    assert not shipped_onnx_path(folder, "onnx-int8").exists()
+    loaded = TransformerClassifier.load(folder, ["neg", "pos"])
+    builds = _count_builds(monkeypatch)
+    refused = r"^the pipeline refused the onnx-int8 file: the ONNX model disagrees .* \(allowed 1e-09\)"
+    with pytest.raises(OnnxExportError, match=refused):
+        to_runtime(loaded, "onnx-int8", tmp_path / "cache", threads=1, max_prob_diff=0.05)
+    fallback = with_runtime(_loaded(loaded), ServerSettings(state_dir=tmp_path / "state"))
+    assert fallback.runtime == "torch" and fallback.classifier is loaded
+    assert "the pipeline refused the onnx-int8 file" in fallback.runtime_fallback
+    assert builds == [] and not (tmp_path / "state" / "onnx").exists()
+
+
+def test_a_file_that_cannot_be_built_or_opened_fails_loudly_and_ships_nothing(sharp, tmp_path, monkeypatch):
+    """Build, read or open: each failure names itself, and the version is not logged."""
     from sentiflow.modeling.pyfunc import save_classifier
 
     folder = save_classifier(sharp, tmp_path / "classifier")
-    not_logged = (
-        r"^the version's onnx-int8 file for the model server cannot be shipped, so the version is not "
-    )
-    with pytest.raises(
-        OnnxExportError, match=not_logged + r"logged: the ONNX model disagrees .* \(allowed 1e-09\)"
-    ):
-        ship_onnx_models(sharp, folder, max_prob_diff=1e-9)
     with monkeypatch.context() as patch:
         patch.setattr(onnx_runtime, "_quantize", _garbage_quantizer)
         with pytest.raises(OnnxExportError, match=r"cannot read model\.int8\.onnx as an ONNX model"):
