@@ -6,9 +6,15 @@ another process might hold); one definition of "free" serves them all.
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 HOST = "127.0.0.1"
+#: SeaweedFS serves gRPC on each of its ports plus this.
+GRPC_OFFSET = 10000
+#: Linux's default ephemeral range, where the kernel's own choice of a port falls.
+DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
 
 
 def port_in_use(port: int) -> bool:
@@ -17,18 +23,43 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for ports it picks (a bind to port 0, an outgoing connection)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL_RANGE
+    return low, high
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
 def free_port() -> int:
-    """A free TCP port whose +10000 neighbour is free too (SeaweedFS puts gRPC there)."""
+    """A free TCP port whose +``GRPC_OFFSET`` neighbour is free too (SeaweedFS puts gRPC there).
+
+    Drawn where that neighbour lies above the kernel's ephemeral range: a port the kernel hands to anyone
+    else (another stack's server bound to port 0, an outgoing connection) can then never be the neighbour
+    a SeaweedFS started later binds, so stacks started side by side (two test workers) never collide on
+    it. Where the ephemeral range reaches the top, the kernel picks.
+    """
+    first = max(1024, ephemeral_range()[1] + 1 - GRPC_OFFSET)
+    last = 65535 - GRPC_OFFSET
+    draw = random.SystemRandom()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind((HOST, port + 10000))
-            except OSError:
-                continue
-        return port
+        port = draw.randint(first, last) if first <= last else _kernel_port()
+        if port + GRPC_OFFSET <= 65535 and _bindable(port) and _bindable(port + GRPC_OFFSET):
+            return port
     raise RuntimeError("no free port pair found")
