@@ -40,6 +40,15 @@ def machine() -> dict[str, object]:
     }
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``), empty where they cannot be read."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return line.split(":", 1)[1].split()
+
+
 def command_line() -> str:
     return " ".join(
         [".venv/bin/python", *[os.path.relpath(sys.argv[0]) if i == 0 else a for i, a in enumerate(sys.argv)]]

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record
+from _common import cpu_flags, record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,16 +82,7 @@ def main() -> int:
         f"| {r['summary']} |"
         for name, r in results.items()
     )
-    flags = ""
-    try:
-        flags_line = next(
-            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
-        )
-        flags = " ".join(
-            f for f in flags_line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "sse4"))
-        )
-    except (OSError, StopIteration):
-        pass
+    flags = " ".join(f for f in cpu_flags() if f.startswith(("avx", "amx", "sse4")))
     markdown = (
         f"CPU flags: {flags or 'unknown'}.\n\n"
         "| race | full count | outcome | wall (s) | pytest |\n| --- | --- | --- | ---: | --- |\n"

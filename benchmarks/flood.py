@@ -41,11 +41,11 @@ from requests.adapters import HTTPAdapter
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO), str(REPO / "benchmarks")]
 
+from _common import cpu_flags as machine_cpu_flags  # noqa: E402
 from _common import record  # noqa: E402
 from _serve_targets import ModelServer  # noqa: E402
 
 from sentiflow import localstack  # noqa: E402
-from sentiflow.localstack import StackSettings  # noqa: E402
 from sentiflow.server_settings import ServerSettings  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -187,11 +187,9 @@ def prober(base: str, failures: Counter, slowest: dict, stop: threading.Event) -
 
 
 def cpu_flags() -> str:
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
+    have = set(machine_cpu_flags())
+    if not have:
         return "unknown"
-    have = set(line.split(":", 1)[1].split())
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
     return " ".join(f for f in wanted if f in have) or "none of avx2/avx512/amx"
 
@@ -207,16 +205,7 @@ def main() -> int:
     from tests.devredis import RedisServer
 
     home = Path(tempfile.mkdtemp(prefix="flood-"))
-    stack = StackSettings(
-        home=home,
-        **{
-            k: localstack.free_port()
-            for k in ("s3_port", "s3_master_port", "s3_volume_port", "s3_filer_port", "s3_admin_port")
-        },
-        mlflow_port=localstack.free_port(),
-        server_port=localstack.free_port(),
-        start_timeout_s=600,
-    )
+    stack = localstack.stack_on_free_ports(home, start_timeout_s=600)
     redis = RedisServer(stack, localstack.free_port())
     server: ModelServer | None = None
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record
+from _common import cpu_flags, record
 
 MODEL = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "all-MiniLM-L6-v2"
 REVIEW = "This film was a masterpiece: moving, funny and beautifully shot. I loved every minute of it. "
@@ -107,8 +107,7 @@ def main() -> None:
             for name in sessions:
                 variants[name]["ms"][shape] = round(float(np.median(times[name])) * 1000, 2)
 
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
-    isa = sorted(f for f in flags if f.startswith(("avx", "amx", "sse4", "fma", "vnni")))
+    isa = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "sse4", "fma", "vnni")))
     rows = [
         "| shape (texts x tokens) | portable (ms) | fused saved (ms) | portable / fused |",
         "| --- | ---: | ---: | ---: |",

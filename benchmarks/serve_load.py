@@ -40,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
 from sentiflow import localstack  # noqa: E402
-from sentiflow.localstack import StackSettings  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from _serve_targets import (  # noqa: E402
@@ -134,16 +133,7 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     home = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    stack = StackSettings(
-        home=home,
-        **{
-            k: localstack.free_port()
-            for k in ("s3_port", "s3_master_port", "s3_volume_port", "s3_filer_port", "s3_admin_port")
-        },
-        mlflow_port=localstack.free_port(),
-        server_port=localstack.free_port(),
-        start_timeout_s=600,
-    )
+    stack = localstack.stack_on_free_ports(home, start_timeout_s=600)
     mlflow_serve_port = localstack.free_port()
     servers: list[ModelServer] = []
     mlflow_proc = None
