@@ -23,6 +23,7 @@ from serving.model.batcher import MicroBatcher, QueueFullError
 from serving.model.loaded import LoadedModel
 from tests.conftest import migrated_state
 from tests.devserver import NEG_TEXTS, POS_TEXTS
+from tests.unit.serving.served_models import served
 
 
 class _Gated:
@@ -49,17 +50,7 @@ class _Gated:
 
 
 def _loaded(clf: _Gated) -> LoadedModel:
-    return LoadedModel(
-        version="1",
-        name="sentiflow-sentiment",
-        run_id=None,
-        family="tfidf",
-        label_names=list(clf.label_names),
-        metrics={},
-        loaded_at="now",
-        source="test",
-        classifier=clf,
-    )
+    return served(clf, "1")
 
 
 def _wait_for(condition, what: str) -> None:

@@ -25,6 +25,7 @@ from serving.model.loaded import LoadedModel
 from tests.conftest import migrated_state
 from tests.devserver import NEG_TEXTS, POS_TEXTS
 from tests.openapi_check import validate_every_response
+from tests.unit.serving.served_models import served
 
 POISON = "poison pill"
 
@@ -46,18 +47,7 @@ class _Fragile:
 
 
 def _loaded(version: str = "7") -> LoadedModel:
-    clf = _Fragile()
-    return LoadedModel(
-        version=version,
-        name="sentiflow-sentiment",
-        run_id=None,
-        family="tfidf",
-        label_names=list(clf.label_names),
-        metrics={},
-        loaded_at="now",
-        source="test",
-        classifier=clf,
-    )
+    return served(_Fragile(), version)
 
 
 @pytest.fixture
