@@ -96,6 +96,8 @@ class _Piece:
     job: _Job = field(compare=False)
     start: int = field(compare=False)
     end: int = field(compare=False)
+    #: Its texts' characters, counted once when the job is cut (``max_chars`` bounds a batch by them).
+    chars: int = field(compare=False, default=0)
 
     @property
     def texts(self) -> Sequence[str]:
@@ -145,10 +147,10 @@ class MicroBatcher:
             full = i - start >= self.max_texts
             too_long = self.max_chars is not None and i > start and chars + len(text) > self.max_chars
             if full or too_long:
-                pieces.append(_Piece(i - start, next(self._seq), job, start, i))
+                pieces.append(_Piece(i - start, next(self._seq), job, start, i, chars))
                 start, chars = i, 0
             chars += len(text)
-        pieces.append(_Piece(len(job.texts) - start, next(self._seq), job, start, len(job.texts)))
+        pieces.append(_Piece(len(job.texts) - start, next(self._seq), job, start, len(job.texts), chars))
         job.pieces = len(pieces)
         return pieces
 
@@ -232,7 +234,7 @@ class MicroBatcher:
     def _gather(self, first: _Piece) -> tuple[list[_Piece], _Piece | None]:
         """``first`` plus waiting pieces up to ``max_texts`` (and ``max_chars``); one that does not fit is
         carried over."""
-        batch, count, chars = [first], first.size, sum(map(len, first.texts))
+        batch, count, chars = [first], first.size, first.chars
         deadline = time.monotonic() + self.wait_s
         while count < self.max_texts:
             remaining = deadline - time.monotonic()
@@ -245,13 +247,12 @@ class MicroBatcher:
                 break
             if not self._take(piece):
                 continue
-            size = sum(map(len, piece.texts))
             if count + piece.size > self.max_texts or (
-                self.max_chars is not None and chars + size > self.max_chars
+                self.max_chars is not None and chars + piece.chars > self.max_chars
             ):
                 return batch, piece
             batch.append(piece)
-            count, chars = count + piece.size, chars + size
+            count, chars = count + piece.size, chars + piece.chars
         return batch, None
 
     def _run(self) -> None:
