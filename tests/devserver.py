@@ -21,8 +21,15 @@ from sentiflow import localstack, supervisor
 from sentiflow.localstack import StackSettings
 from sentiflow.ports import port_in_use
 from sentiflow.processes import wait_group_gone
+from sentiflow.server_settings import ServerSettings
 
 SERVICE = "model-server"
+
+
+def threads_for_clients(clients: int) -> str:
+    """SENTIFLOW_SERVER_THREADS under which ``clients`` keep-alive connections, all on one worker, may all
+    wait for a prediction there (a worker keeps ``health_threads`` for /health and sheds the rest as 503s)."""
+    return str(clients + ServerSettings.model_fields["health_threads"].default)
 
 
 @dataclass

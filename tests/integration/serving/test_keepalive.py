@@ -31,7 +31,7 @@ from sentiflow.config import MLflowSettings
 from sentiflow.localstack import HOST, StackSettings
 from sentiflow.supervisor import Service
 from tests.devproxy import PREAMBLE, nginx_binary
-from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
+from tests.devserver import DevServer, own_registered_model, register_tfidf_versions, threads_for_clients
 
 pytestmark = [
     pytest.mark.slow,
@@ -104,7 +104,7 @@ def _server(stack: StackSettings, name: str, tmp_path_factory, **env: str) -> De
         stack,
         {
             "SENTIFLOW_SERVER_WORKERS": "2",
-            "SENTIFLOW_SERVER_THREADS": "8",
+            "SENTIFLOW_SERVER_THREADS": threads_for_clients(CLIENTS),
             "SENTIFLOW_SERVER_RUNTIME": "torch",
             "SENTIFLOW_SERVER_FEEDBACK_DB_URL": f"sqlite:///{tmp_path_factory.mktemp(name) / 'server.db'}",
             **env,

@@ -20,12 +20,13 @@ import requests
 
 from sentiflow import registry
 from sentiflow.config import MLflowSettings
-from tests.devserver import DevServer, register_tfidf_versions, register_unfitted_version
+from tests.devserver import DevServer, register_tfidf_versions, register_unfitted_version, threads_for_clients
 from tests.devserver import own_registered_model as own_model
 
+LOAD_CLIENTS = 8  # concurrent clients of the deploy-under-load test
 SERVER_ENV = {
     "SENTIFLOW_SERVER_WORKERS": "2",
-    "SENTIFLOW_SERVER_THREADS": "8",
+    "SENTIFLOW_SERVER_THREADS": threads_for_clients(LOAD_CLIENTS),
     "SENTIFLOW_SERVER_RELOAD_POLL_S": "0.2",
     "SENTIFLOW_SERVER_MAX_TEXTS": "256",
 }
@@ -212,13 +213,14 @@ def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
 def test_deploy_during_sustained_load_drops_nothing(server, versions):
     old, new = versions
     results: list[tuple[int, str | None, bool]] = []  # (status, version, sent after the swap)
+    failures: list[str] = []  # what each failed request answered
     lock = threading.Lock()
     swapped = threading.Event()
     stop = threading.Event()
 
     def hammer() -> None:
         session = requests.Session()
-        for _ in range(500):  # bounded: 8 threads x 500 at most, stopped much earlier
+        for _ in range(500):  # bounded: LOAD_CLIENTS threads x 500 at most, stopped much earlier
             if stop.is_set():
                 break
             after = swapped.is_set()
@@ -228,16 +230,19 @@ def test_deploy_during_sustained_load_drops_nothing(server, versions):
                 )
                 version = r.json().get("model_version") if r.status_code == 200 else None
                 status = r.status_code
-            except requests.RequestException:
-                status, version = -1, None
+                failure = None if status == 200 else f"{status}: {r.text[:200]}"
+            except requests.RequestException as exc:
+                status, version, failure = -1, None, repr(exc)
             with lock:
                 results.append((status, version, after))
+                if failure is not None:
+                    failures.append(failure)
 
     def count(after: bool) -> int:
         with lock:
             return sum(1 for *_, a in results if a == after)
 
-    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    threads = [threading.Thread(target=hammer) for _ in range(LOAD_CLIENTS)]
     for t in threads:
         t.start()
     try:
@@ -256,7 +261,7 @@ def test_deploy_during_sustained_load_drops_nothing(server, versions):
             t.join(60)
 
     assert len(results) >= 200
-    assert [s for s, _, _ in results if s != 200] == []
+    assert failures == []
     assert {v for _, v, _ in results} <= {old, new}
     assert old in {v for _, v, a in results if not a}
     after = [v for _, v, a in results if a]
