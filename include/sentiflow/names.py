@@ -6,6 +6,16 @@ renaming one here renames it everywhere.
 
 from __future__ import annotations
 
+# --- DAGs and the manual release's request ---------------------------------------------------------------
+#: The DAG that releases one named, already registered version (gate → promote → deploy → check): a
+#: user's deploy request from the model server's ``POST /deploy``, the web page or Airflow's trigger form.
+RELEASE_DAG = "sentiment_release"
+#: Its trigger conf's keys: the version, who asked, and an override of the gate with its written reason.
+RELEASE_VERSION = "version"
+RELEASE_REQUESTED_BY = "requested_by"
+FORCE_PROMOTE = "force_promote"
+FORCE_REASON = "force_reason"
+
 # --- hyperparameters (Hugging Face names, plus train_subset_size) -------------------------------------
 NUM_TRAIN_EPOCHS = "num_train_epochs"
 PER_DEVICE_TRAIN_BATCH_SIZE = "per_device_train_batch_size"
