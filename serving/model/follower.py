@@ -5,7 +5,12 @@ Two daemon threads per worker:
 - the *poller* reads the alias's version every ``reload_poll_s`` and writes this worker's heartbeat row
   (version served, runtime, the version it is loading, its last load error) to the shared database. The
   replica's workers take turns through ``ReplicaStore.claim_alias_poll``: one registry request per poll
-  interval per replica, whatever the worker count; the others read the answer the winner stored.
+  interval per replica, whatever the worker count; the winner stores its reading for the others.
+  That stored reading is only a hint to look now, never a decision: a worker acts only on its own registry
+  reading. When the stored one differs from what the worker follows, it reads the registry itself, and
+  every worker reads it itself at least every ``OWN_READ_EVERY_POLLS`` intervals, so a row written by
+  anyone else (a forged version, a frozen poll slot) neither changes what is served nor holds back a move
+  for longer than that.
 - the *loader* loads, warms up and swaps in the alias's version whenever it differs from the one served.
   A failed load (registry, S3 or the artifact unavailable, a model that cannot predict) keeps the old
   model, is recorded in the worker's row, and is retried with exponential backoff, so a replica becomes
@@ -36,6 +41,10 @@ from serving.model.registry import Registry
 from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
+
+#: A worker reads the registry itself at least once per this many poll intervals, whatever the shared row
+#: says: a row that never changes (a stalled or forged poll slot) delays a move by this much at most.
+OWN_READ_EVERY_POLLS = 10
 
 
 class ServedModel(Protocol):
@@ -82,6 +91,7 @@ class AliasFollower:
         self._failures = 0
         self._retry_at = 0.0
         self._db_warned = False
+        self._own_read_at = -float("inf")  # monotonic time of this worker's last registry read
         self._threads = [
             threading.Thread(target=self._poll_loop, name="alias-poller", daemon=True),
             threading.Thread(target=self._load_loop, name="model-loader", daemon=True),
@@ -132,13 +142,18 @@ class AliasFollower:
             self._stop.wait(self.settings.reload_poll_s)
 
     def _read_registry(self) -> tuple[str | None, str | None]:
+        self._own_read_at = time.monotonic()
         try:
             return self.registry.alias_version(self.alias), None
         except RegistryUnavailableError as exc:
             return None, str(exc)
 
+    def _own_read_due(self) -> bool:
+        return time.monotonic() - self._own_read_at >= OWN_READ_EVERY_POLLS * self.settings.reload_poll_s
+
     def poll_once(self) -> None:
-        """Read the alias (or the sibling's reading of it) and tell the loader when it moved."""
+        """Read the alias and tell the loader when it moved; what is applied is always this worker's own
+        registry reading (a sibling's stored reading only says when to read)."""
         version: str | None
         error: str | None
         if self.replicas is None:
@@ -148,13 +163,14 @@ class AliasFollower:
                 claimed_at = self.replicas.claim_alias_poll(self.replica_id, self.settings.reload_poll_s)
                 if claimed_at is not None:
                     version, error = self._read_registry()
-                    if not self.replicas.record_alias(self.replica_id, version, error, claimed_at):
-                        # a sibling's read begun later is stored: it may have seen a move this one missed
-                        _, version, error = self.replicas.replica_alias(self.replica_id)
+                    # a report for /replicas and the hint for the siblings, never read back as a decision
+                    self.replicas.record_alias(self.replica_id, version, error, claimed_at)
                 else:
-                    read_yet, version, error = self.replicas.replica_alias(self.replica_id)
-                    if not read_yet:
-                        return
+                    read_yet, stored, _ = self.replicas.replica_alias(self.replica_id)
+                    if (read_yet and stored != self.target) or self._own_read_due():
+                        version, error = self._read_registry()
+                    else:
+                        return  # the stored reading names what this worker follows: nothing to do
                 self._db_warned = False
             except Exception as exc:  # the shared database is down: follow the registry directly
                 if not self._db_warned:

@@ -6,7 +6,9 @@ deploy knows when it is complete and every pod answers ``GET /replicas`` and ``/
 - ``server_replicas``: one row per replica (one gunicorn instance, one pod): its id and host, and the
   followed alias as last read from the registry. Its ``alias_checked_at`` is also the replica's poll slot:
   a worker reads the registry only after winning ``claim_alias_poll`` (an atomic ``UPDATE ... WHERE``), so a
-  replica makes at most one alias request per poll interval whatever its worker count.
+  replica makes at most one alias request per poll interval whatever its worker count. The stored reading
+  is a report and a hint to the siblings, never a decision: each worker acts only on its own registry
+  reading (``serving.model.follower``), so whoever can write this table cannot choose what is served.
 - ``server_workers``: one row per worker: version served, runtime, loaded_at, last_seen (heartbeat), the
   version it is loading and its last load error. A worker not seen for ``ttl_s`` is not live: a killed pod
   drops out by itself, no PID probing.
@@ -163,7 +165,11 @@ class ReplicaStore:
         with self.db.engine.begin() as conn:
             result = conn.execute(
                 t.update()
-                .where(t.c.replica_id == replica_id, t.c.alias_checked_at <= now - interval_s)
+                .where(
+                    t.c.replica_id == replica_id,
+                    # a slot stamped in the future (a clock jump, a forged row) is free, not held forever
+                    sa.or_(t.c.alias_checked_at <= now - interval_s, t.c.alias_checked_at > now + interval_s),
+                )
                 .values(alias_checked_at=now, alias_polls=t.c.alias_polls + 1)
             )
         return now if result.rowcount == 1 else None
