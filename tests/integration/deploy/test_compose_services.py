@@ -60,7 +60,7 @@ def test_model_server_replicas_share_postgres_and_keep_nothing_in_a_volume(resol
     url = make_url(env["SENTIFLOW_SERVER_FEEDBACK_DB_URL"])
     assert url.get_backend_name() == "postgresql" and url.host == "postgres"
     postgres_env = resolved["services"]["postgres"]["environment"]
-    assert url.database in postgres_env["INIT_DATABASES"].split()
+    assert f"{url.database}={url.username}" in postgres_env["INIT_DATABASES"].split()
     assert url.database and url.database in json.dumps(
         resolved["services"]["postgres"]["healthcheck"]["test"]
     )
