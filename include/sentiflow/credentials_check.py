@@ -86,7 +86,13 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "MLFLOW_TRACKING_PASSWORD",
         "key:SENTIFLOW_SIGNING_PRIVATE_KEY:SENTIFLOW_SIGNING_PRIVATE_KEY_PATH",
     ),
-    "postgres": ("POSTGRES_PASSWORD",),
+    # the superuser, and each component's own role (docker/postgres/init-databases.sh)
+    "postgres": (
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_DB_PASSWORD",
+        "MLFLOW_DB_PASSWORD",
+        "MODEL_SERVER_DB_PASSWORD",
+    ),
     # compose's s3-init one-shot: SeaweedFS's admin key and each S3 identity's secret (sentiflow.s3_init)
     "s3": (
         "S3_ADMIN_SECRET_KEY",
