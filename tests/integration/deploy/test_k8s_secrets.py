@@ -10,7 +10,14 @@ import shlex
 
 import yaml
 
-from tests.integration.deploy.k8s_manifests import K8S, by_kind, documented_secrets, manifests, secret_refs
+from tests.integration.deploy.k8s_manifests import (
+    K8S,
+    _walk,
+    by_kind,
+    documented_secrets,
+    manifests,
+    secret_refs,
+)
 
 
 def test_every_secret_key_referenced_exists_in_the_template():
@@ -94,3 +101,22 @@ def test_documented_airflow_secrets_carry_the_keys_the_chart_reads():
     }
     for name, key in expected.items():
         assert key in created.get(("airflow", name), set()), f"docs create no airflow/{name} with {key}"
+
+
+def test_each_database_password_reaches_only_its_component_and_its_database():
+    """Every database is its own Postgres: its password is read by that database's pod and its component's
+    pods only (the server's role cannot open MLflow's database, nor Airflow's, whose chart keeps its own)."""
+    readers: dict[str, set[str]] = {}
+    for _, doc in manifests():
+        if doc["kind"] == "Secret":
+            continue
+        for node in _walk(doc):
+            ref = node.get("secretKeyRef")
+            if isinstance(ref, dict) and ref["key"].endswith("_db_password"):
+                readers.setdefault(ref["key"], set()).add(doc["metadata"]["name"])
+    assert readers == {
+        "server_db_password": {"model-server", "model-server-db"},  # its migrations: an init container
+        "mlflow_db_password": {"mlflow", "mlflow-db"},
+    }
+    values = (K8S / "airflow-values.yaml").read_text()
+    assert "_db_password" not in values
