@@ -98,7 +98,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "S3_ADMIN_SECRET_KEY",
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
         "S3_MLFLOW_SECRET_KEY",
-        "S3_READER_SECRET_KEY",
+        "S3_MODEL_SERVER_SECRET_KEY",
     ),
 }
 

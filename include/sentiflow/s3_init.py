@@ -2,8 +2,8 @@
 
 ``python -m sentiflow.s3_init`` (compose's ``s3-init``) runs in the model-server image. It writes the
 identities document of ``stack_auth.s3_identities`` (the one the local stack's ``weed mini`` reads: an
-admin key, and the pipeline, MLflow-artifacts and read-only identities, each allowed only its actions on
-the bucket) to ``S3_IDENTITIES_FILE`` on the volume the ``seaweedfs`` service reads it from
+admin key, and the pipeline, MLflow-artifacts and model-server identities, each allowed only its actions
+on the bucket) to ``S3_IDENTITIES_FILE`` on the volume the ``seaweedfs`` service reads it from
 (``-s3.config``), waits for SeaweedFS's S3 API to answer, and creates the bucket with the admin key.
 Idempotent: a rerun rewrites the file with the secrets in ``.env`` (SeaweedFS reads it when it starts)
 and keeps the bucket.
@@ -34,7 +34,7 @@ from sentiflow.stack_auth import s3_identities
 IDENTITY_VARIABLES = {
     "pipeline": ("SENTIFLOW_S3_ACCESS_KEY_ID", "SENTIFLOW_S3_SECRET_ACCESS_KEY"),
     "mlflow-artifacts": ("S3_MLFLOW_ACCESS_KEY", "S3_MLFLOW_SECRET_KEY"),
-    "reader": ("S3_READER_ACCESS_KEY", "S3_READER_SECRET_KEY"),
+    "model-server": ("S3_MODEL_SERVER_ACCESS_KEY", "S3_MODEL_SERVER_SECRET_KEY"),
 }
 ADMIN_VARIABLES = ("S3_ADMIN_ACCESS_KEY", "S3_ADMIN_SECRET_KEY")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sentiflow.config import MLflowSettings
+from sentiflow.config import DriftSettings, MLflowSettings
 from sentiflow.mlflow_auth import MlflowIdentity
 from sentiflow.mlflow_auth_ini import write_auth_ini
 from sentiflow.mlflow_users import ADMIN_USERNAME, ROLES
@@ -80,13 +80,28 @@ def signing_env(home: Path) -> dict[str, str]:
     }
 
 
-#: Local S3 identities (SeaweedFS ``-s3.config``) besides the stack's own admin key: MLflow's artifact store,
-#: the pipeline, and a read-only one (what a model server reading artifacts straight from S3 would get).
+#: S3 identities (SeaweedFS ``-s3.config``) besides the admin key: MLflow's artifact store, the pipeline, and
+#: the model server, which reads model artifacts and writes production samples and nothing else (a replica
+#: cannot touch datasets, their manifests or a version's files). ``Action:{name}`` limits an action to keys
+#: under that prefix of the bucket (``s3_prefixes``; SeaweedFS matches ``Action:bucket/prefix/*``).
 S3_IDENTITIES = {
     "mlflow-artifacts": ("Read", "Write", "List"),
     "pipeline": ("Read", "Write", "List", "Tagging"),
-    "reader": ("Read", "List"),
+    "model-server": ("Read:{artifacts}", "List", "Write:{samples}"),
 }
+
+
+def s3_prefixes() -> dict[str, str]:
+    """The prefixes ``S3_IDENTITIES`` names (MLflow's artifacts, the server's production samples), from the
+    settings when the document is made: a deployment may set them."""
+    return {"artifacts": MLflowSettings().artifacts_prefix, "samples": DriftSettings().samples_prefix}
+
+
+def _s3_action(spec: str, bucket: str, prefixes: dict[str, str]) -> str:
+    action, _, scope = spec.partition(":")
+    if not scope:
+        return f"{action}:{bucket}"
+    return f"{action}:{bucket}/{scope.format(**prefixes).strip('/')}/*"
 
 
 def s3_identity(home: Path, name: str) -> tuple[str, str]:
@@ -112,13 +127,14 @@ def s3_identities(
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
     ]
+    prefixes = s3_prefixes()
     for name, actions in S3_IDENTITIES.items():
         key, secret_key = keys[name]
         identities.append(
             {
                 "name": name,
                 "credentials": [{"accessKey": key, "secretKey": secret_key}],
-                "actions": [f"{action}:{bucket}" for action in actions],
+                "actions": [_s3_action(spec, bucket, prefixes) for spec in actions],
             }
         )
     return {"identities": identities}
@@ -147,11 +163,15 @@ def mlflow_connection(home: Path, uri: str) -> str:
 
 
 def model_server_env(home: Path) -> dict[str, str]:
-    """The model server's two identities: its own read identity as MLflow's process-wide variables, and the
-    separate deploy identity (``POST /deploy``) in ``SENTIFLOW_SERVER_DEPLOY_MLFLOW_*``."""
+    """The model server's identities: its own MLflow read identity as MLflow's process-wide variables, its
+    object-store key (model artifacts, production samples), and the separate deploy identity (``POST
+    /deploy``) in ``SENTIFLOW_SERVER_DEPLOY_MLFLOW_*``."""
     deployer = identity(home, "deployer")
+    s3_key, s3_secret = s3_identity(home, "model-server")
     return {
         **identity(home, "server").env(),
+        "SENTIFLOW_S3_ACCESS_KEY_ID": s3_key,
+        "SENTIFLOW_S3_SECRET_ACCESS_KEY": s3_secret,
         "SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME": deployer.username,
         "SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD": deployer.password.get_secret_value(),
     }

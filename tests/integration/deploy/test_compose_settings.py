@@ -77,6 +77,9 @@ def test_endpoints_ports_and_bucket_agree(resolved):
     # MLflow has its own S3 identity, one of those s3-init writes
     assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] == init_env["S3_MLFLOW_ACCESS_KEY"]
     assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] != env["SENTIFLOW_S3_ACCESS_KEY_ID"]
+    # and so has the model server (artifacts read, production samples written): not the pipeline's
+    assert env["SENTIFLOW_S3_ACCESS_KEY_ID"] == init_env["S3_MODEL_SERVER_ACCESS_KEY"]
+    assert env["SENTIFLOW_S3_ACCESS_KEY_ID"] != init_env["SENTIFLOW_S3_ACCESS_KEY_ID"]
 
     tracking = urlparse(env["SENTIFLOW_MLFLOW_TRACKING_URI"])
     assert tracking.hostname == "mlflow"
@@ -95,8 +98,13 @@ def test_endpoints_ports_and_bucket_agree(resolved):
     assert f"0.0.0.0:{server.port}" in _final_cmd(DOCKER / "serving.Dockerfile")
     assert str(server.port) in json.dumps(services["model-server"]["healthcheck"]["test"])
 
-    # Every Airflow component and the model server see the same library settings.
-    shared = {k: v for k, v in env.items() if k.startswith(("SENTIFLOW_S3_", "SENTIFLOW_MLFLOW_"))}
+    # Every Airflow component and the model server see the same library settings (the server's own key aside).
+    own_key = ("SENTIFLOW_S3_ACCESS_KEY_ID", "SENTIFLOW_S3_SECRET_ACCESS_KEY")
+    shared = {
+        k: v
+        for k, v in env.items()
+        if k.startswith(("SENTIFLOW_S3_", "SENTIFLOW_MLFLOW_")) and k not in own_key
+    }
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-worker", "airflow-init"):
         airflow_env = service_env(resolved, name)
         assert {k: airflow_env.get(k) for k in shared} == shared, name

@@ -182,13 +182,15 @@ def test_one_shots_of_the_model_server_image(install_set, app_dir, stack: StackS
         SENTIFLOW_S3_SECRET_ACCESS_KEY="pipeline-7a1c2e",
         S3_MLFLOW_ACCESS_KEY="sentiflow-mlflow",
         S3_MLFLOW_SECRET_KEY="mlflow-3b9d4f",
-        S3_READER_ACCESS_KEY="sentiflow-reader",
-        S3_READER_SECRET_KEY="reader-5c0e6a",
+        S3_MODEL_SERVER_ACCESS_KEY="sentiflow-model-server",
+        S3_MODEL_SERVER_SECRET_KEY="model-server-5c0e6a",
     )
     command = services["s3-init"]["command"]
     env["S3_ADMIN_SECRET_KEY"] = stack.secret_access_key
-    placeholder = run_in({**env, "S3_READER_SECRET_KEY": "change-me-s3-reader"}, command, cwd=app_dir)
-    assert placeholder.returncode == 1 and "S3_READER_SECRET_KEY" in placeholder.stderr
+    placeholder = run_in(
+        {**env, "S3_MODEL_SERVER_SECRET_KEY": "change-me-s3-model-server"}, command, cwd=app_dir
+    )
+    assert placeholder.returncode == 1 and "S3_MODEL_SERVER_SECRET_KEY" in placeholder.stderr
     env["SENTIFLOW_ENV"] = "development"  # the local stack's admin secret is a well-known local default
     done = run_in(env, command, cwd=app_dir)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -197,7 +199,7 @@ def test_one_shots_of_the_model_server_image(install_set, app_dir, stack: StackS
         "stack-admin",
         "pipeline",
         "mlflow-artifacts",
-        "reader",
+        "model-server",
     }
     assert identities.stat().st_mode & 0o777 == 0o640
     s3 = boto3.client(

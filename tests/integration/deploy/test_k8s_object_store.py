@@ -123,8 +123,8 @@ def object_store(tmp_path: Path):
         "SENTIFLOW_S3_SECRET_ACCESS_KEY": keys["pipeline"][1],
         "S3_MLFLOW_ACCESS_KEY": keys["mlflow-artifacts"][0],
         "S3_MLFLOW_SECRET_KEY": keys["mlflow-artifacts"][1],
-        "S3_READER_ACCESS_KEY": keys["reader"][0],
-        "S3_READER_SECRET_KEY": keys["reader"][1],
+        "S3_MODEL_SERVER_ACCESS_KEY": keys["model-server"][0],
+        "S3_MODEL_SERVER_SECRET_KEY": keys["model-server"][1],
     }
     printed = subprocess.run(
         [sys.executable, "-m", "sentiflow.s3_init", "identities"], env=env, capture_output=True, text=True
@@ -187,9 +187,9 @@ def test_the_manifests_seaweedfs_serves_s3_with_the_secrets_identities(object_st
 
     bucket = env["SENTIFLOW_S3_BUCKET"]
     client("pipeline").put_object(Bucket=bucket, Key="data/train.csv", Body=b"text,label\n")
-    assert client("reader").get_object(Bucket=bucket, Key="data/train.csv")["Body"].read() == b"text,label\n"
+    client("model-server").put_object(Bucket=bucket, Key="production-samples/dt=1/w.parquet", Body=b"s")
     with pytest.raises(ClientError):
-        client("reader").put_object(Bucket=bucket, Key="data/evil.csv", Body=b"x")
+        client("model-server").put_object(Bucket=bucket, Key="data/evil.csv", Body=b"x")
     with pytest.raises(ClientError):
         client("pipeline").create_bucket(Bucket="not-granted")
     wrong = boto3.client(
@@ -216,7 +216,7 @@ def test_identities_refuses_placeholders_and_the_bucket_step_needs_an_admin(tmp_
     )
     assert done.returncode == 1 and "S3_ADMIN_SECRET_KEY" in done.stderr and not done.stdout
     no_admin = tmp_path / "s3.json"
-    no_admin.write_text(json.dumps({"identities": [{"name": "reader", "actions": ["Read:b"]}]}))
+    no_admin.write_text(json.dumps({"identities": [{"name": "model-server", "actions": ["Read:b"]}]}))
     done = subprocess.run(
         [sys.executable, "-m", "sentiflow.s3_init", "bucket"],
         env={**env, "S3_IDENTITIES_FILE": str(no_admin), "SENTIFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9"},
@@ -230,10 +230,11 @@ def test_the_documented_commands_make_the_object_stores_identities_file(tmp_path
     """docs/deployment.md's lines, run by bash: ``s3.json`` (private) holds the admin and every identity of
     ``stack_auth.S3_IDENTITIES``, the pipeline's and MLflow's keys those the documented Secrets get."""
     lines = documented_commands()
-    script = [line for line in lines if line.startswith(("S3_PIPELINE_SECRET=", "S3_MLFLOW_SECRET="))]
+    secrets = ("S3_PIPELINE_SECRET", "S3_MLFLOW_SECRET", "S3_SERVER_SECRET")
+    script = [line for line in lines if line.startswith(tuple(f"{name}=" for name in secrets))]
     script += [line for line in lines if "sentiflow.s3_init identities" in line and line[0] != "#"]
-    assert len(script) == 3, script
-    script += ['printf "%s %s" "$S3_PIPELINE_SECRET" "$S3_MLFLOW_SECRET" >secrets.txt']
+    assert len(script) == 4, script
+    script += ['printf "%s %s %s" "$S3_PIPELINE_SECRET" "$S3_MLFLOW_SECRET" "$S3_SERVER_SECRET" >secrets.txt']
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run(
         ["bash", "-e", "-c", "\n".join(script)], cwd=tmp_path, env=env, capture_output=True, text=True
@@ -245,13 +246,14 @@ def test_the_documented_commands_make_the_object_stores_identities_file(tmp_path
     by_name = {i["name"]: i for i in document["identities"]}
     assert set(by_name) == {"stack-admin", *S3_IDENTITIES}
     assert "Admin" in by_name["stack-admin"]["actions"]
-    pipeline_secret, mlflow_secret = (tmp_path / "secrets.txt").read_text().split()
+    pipeline_secret, mlflow_secret, server_secret = (tmp_path / "secrets.txt").read_text().split()
     created = documented_secrets()["sentiflow", "sentiflow-credentials"]
-    assert {"access_key_id", "mlflow_s3_access_key_id"} <= created
+    assert {"access_key_id", "mlflow_s3_access_key_id", "server_s3_access_key_id"} <= created
     docs = " ".join(lines)
     for name, secret, key in [
         ("pipeline", pipeline_secret, "access_key_id"),
         ("mlflow-artifacts", mlflow_secret, "mlflow_s3_access_key_id"),
+        ("model-server", server_secret, "server_s3_access_key_id"),
     ]:
         (credentials,) = by_name[name]["credentials"]
         assert credentials["secretKey"] == secret

@@ -1,4 +1,4 @@
-"""S3 least privilege on the local stack: SeaweedFS identities; the read-only one cannot write."""
+"""S3 least privilege on the local stack: SeaweedFS identities, the model server's limited to its prefixes."""
 
 from __future__ import annotations
 
@@ -20,19 +20,31 @@ def _client(stack, name: str):
     )
 
 
-def test_the_read_only_identity_reads_but_cannot_write_or_delete(stack):
-    _client(stack, "pipeline").put_object(Bucket=stack.bucket, Key="least-privilege/probe.txt", Body=b"kept")
-    reader = _client(stack, "reader")
-    assert reader.get_object(Bucket=stack.bucket, Key="least-privilege/probe.txt")["Body"].read() == b"kept"
+def test_the_model_servers_key_reads_artifacts_writes_samples_and_nothing_else(stack):
+    """A compromised replica's object-store key cannot rewrite a dataset snapshot, its manifest or a
+    version's files, nor read datasets: it reads model artifacts and writes production samples only."""
+    pipeline = _client(stack, "pipeline")
+    for key in ("mlflow-artifacts/least-privilege/model.pkl", "datasets/least-privilege/manifest.json"):
+        pipeline.put_object(Bucket=stack.bucket, Key=key, Body=b"kept")
+    server = _client(stack, "model-server")
+    artifact = server.get_object(Bucket=stack.bucket, Key="mlflow-artifacts/least-privilege/model.pkl")
+    assert artifact["Body"].read() == b"kept"
+    server.put_object(Bucket=stack.bucket, Key="production-samples/dt=2026-01-01/w.parquet", Body=b"sample")
     for attempt in (
-        lambda: reader.put_object(Bucket=stack.bucket, Key="least-privilege/probe.txt", Body=b"evil"),
-        lambda: reader.put_object(Bucket=stack.bucket, Key="mlflow-artifacts/new.pkl", Body=b"evil"),
-        lambda: reader.delete_object(Bucket=stack.bucket, Key="least-privilege/probe.txt"),
+        lambda: server.put_object(
+            Bucket=stack.bucket, Key="datasets/least-privilege/manifest.json", Body=b"evil"
+        ),
+        lambda: server.put_object(
+            Bucket=stack.bucket, Key="mlflow-artifacts/least-privilege/model.pkl", Body=b"x"
+        ),
+        lambda: server.delete_object(Bucket=stack.bucket, Key="mlflow-artifacts/least-privilege/model.pkl"),
+        lambda: server.get_object(Bucket=stack.bucket, Key="datasets/least-privilege/manifest.json"),
     ):
         with pytest.raises(ClientError) as caught:
             attempt()
         assert caught.value.response["Error"]["Code"] in ("AccessDenied", "403")
-    assert reader.get_object(Bucket=stack.bucket, Key="least-privilege/probe.txt")["Body"].read() == b"kept"
+    for key in ("mlflow-artifacts/least-privilege/model.pkl", "datasets/least-privilege/manifest.json"):
+        assert pipeline.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"kept"
 
 
 def test_mlflow_writes_artifacts_with_its_own_identity_and_strangers_get_nothing(stack):

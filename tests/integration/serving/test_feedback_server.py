@@ -59,7 +59,7 @@ def server(stack, receiver: Receiver, db_kind: str, request, tmp_path_factory) -
         "SENTIFLOW_ALERT_WEBHOOK_URL": receiver.url,
         "SENTIFLOW_ALERT_WEBHOOK_BACKOFF_S": "0.05",
         "SENTIFLOW_DRIFT_FLUSH_INTERVAL_S": "0.5",
-        "SENTIFLOW_DRIFT_SAMPLES_PREFIX": "samples-server-test",
+        "SENTIFLOW_DRIFT_SAMPLES_PREFIX": "production-samples/server-test",
     }
     # each database starts its feedback ids at 1: its own export watermark (feedback snapshots' prefix)
     saved = os.environ.get(DATASETS_PREFIX)
@@ -115,7 +115,7 @@ def test_predictions_reach_the_drift_sample_without_raw_text(server: DevServer, 
         f"{server.url}/predict", json={"texts": ["private words here", "great fun"]}, timeout=30
     )
     assert r.status_code == 200, r.text
-    settings = DriftSettings(samples_prefix="samples-server-test")
+    settings = DriftSettings(samples_prefix="production-samples/server-test")
     # the latest two sampled predictions are this test's (the flags above predicted their texts too)
     assert wait_for(
         lambda: (

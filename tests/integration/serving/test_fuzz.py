@@ -36,7 +36,7 @@ def server(stack, tmp_path_factory) -> Iterator[DevServer]:
         "SENTIFLOW_SERVER_THREADS": "4",
         "SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT": "100000 per minute",  # the fuzzer is one client
         "SENTIFLOW_SERVER_DEPLOY_TIMEOUT_S": "180",  # caps a fuzzed ?wait=true&timeout=
-        "SENTIFLOW_DRIFT_SAMPLES_PREFIX": "samples-fuzz-test",
+        "SENTIFLOW_DRIFT_SAMPLES_PREFIX": "production-samples/fuzz-test",
     }
     srv = DevServer(stack, env, state_root=tmp_path_factory.mktemp("fuzz-state")).start()
     try:

@@ -62,7 +62,7 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "MODEL_SERVER_DB_PASSWORD": "pg-server-5c6d",
         "S3_ADMIN_SECRET_KEY": "s3-admin-2c3d",
         "S3_MLFLOW_SECRET_KEY": "s3-mlflow-4e5f",
-        "S3_READER_SECRET_KEY": "s3-reader-6a7b",
+        "S3_MODEL_SERVER_SECRET_KEY": "s3-server-6a7b",
     }
 
 
