@@ -103,6 +103,10 @@ TAG_ROLLED_BACK = "rolled_back_reason"
 TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
 #: Run tag on the candidate's MLflow run: why its release failed.
 TAG_RELEASE_FAILURE = "release_failure_reason"
+#: Version tags: the pipeline's signed statement that approves (or revokes) serving this version, and its
+#: signature (``sentiflow.release.approval``); a replica serves only the newest verified approval.
+TAG_APPROVAL = "sentiflow.approval"
+TAG_APPROVAL_SIGNATURE = "sentiflow.approval_signature"
 
 # --- feedback loop and drift ------------------------------------------------------------------
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run

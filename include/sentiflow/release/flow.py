@@ -61,11 +61,50 @@ def pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
         return None
 
 
-def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases:
+def _sign(
+    client: Any,
+    settings: MLflowSettings,
+    version: str,
+    *,
+    approved: bool,
+    reason: str,
+    dag_run_id: str | None,
+) -> None:
+    """Sign a statement on ``version`` (``release.approval``) with the pipeline's key; without a key (a
+    development stack that loads unsigned versions) nothing is signed and the log says so."""
+    from sentiflow.config import SigningSettings
+    from sentiflow.release import approval
+
+    key = SigningSettings().key()
+    if key is None:
+        what = "approved" if approved else "revoked"
+        log.warning("no signing key: version %s is %s without a signed statement", version, what)
+        return
+    approval.record(
+        client,
+        settings.registered_model_name,
+        version,
+        key,
+        approved=approved,
+        reason=reason[:2000],
+        dag_run_id=dag_run_id,
+    )
+
+
+def promote(
+    client: Any,
+    settings: MLflowSettings,
+    version: str,
+    *,
+    reason: str = "promoted by the pipeline",
+    dag_run_id: str | None = None,
+) -> PriorAliases:
     """``champion`` → ``version``, the old champion → ``previous``; returns the aliases from before.
 
-    A retry of the same promotion reuses the recorded starting point. If moving the aliases fails half way,
-    the starting point is restored before the error propagates.
+    The version's signed approval (``reason``: why it is released) is written before the alias moves, so
+    every replica that follows the move finds it. A retry of the same promotion reuses the recorded
+    starting point. If moving the aliases fails half way, the starting point is restored (and served
+    again under a new approval) before the error propagates.
     """
     version = str(version)
     prior = pending(client, settings)
@@ -76,10 +115,15 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
         )
     if prior.champion == version:  # already the champion before this release: nothing moves
         return prior
+    _sign(client, settings, version, approved=True, reason=reason, dag_run_id=dag_run_id)
     try:
-        registry.promote(client, settings, version)  # the one alias move (the server's /deploy uses it too)
+        registry.promote(client, settings, version)  # the one alias move
     except Exception:
         log.exception("promotion of %s failed half way; restoring the aliases from before", version)
+        if prior.champion is not None:
+            again = f"served again: the promotion of version {version} failed"
+            _sign(client, settings, prior.champion, approved=True, reason=again, dag_run_id=dag_run_id)
+        _sign(client, settings, version, approved=False, reason="its promotion failed", dag_run_id=dag_run_id)
         registry.put_back(client, settings, prior)
         raise
     return prior
@@ -125,6 +169,15 @@ def roll_back(
     notes: list[str] = []
 
     def registry_part() -> None:
+        # the statements first, so replicas that follow the restored alias find the new approval; not when
+        # someone else moved champion meanwhile (restore_aliases leaves their choice alone, and so do we)
+        current = registry.version_for_alias(client, settings, settings.champion_alias)
+        ours = current in (failed, prior.champion)
+        if ours and prior.champion is not None:
+            again = f"served again: the release of version {failed} was rolled back"
+            _sign(client, settings, prior.champion, approved=True, reason=again, dag_run_id=None)
+        if ours:
+            _sign(client, settings, failed, approved=False, reason=reason, dag_run_id=None)
         left_alone = registry.restore_aliases(client, settings, prior, reason)
         if left_alone:
             notes.append(left_alone)

@@ -21,6 +21,7 @@ from sentiflow.modeling.pyfunc import log_classifier
 from sentiflow.modeling.tfidf import TfidfClassifier
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
 from sentiflow.release import flow as release
+from sentiflow.release.approval import check_servable
 from sentiflow.release.checks import (
     REPORT_ARTIFACT_PATH,
     CheckReport,
@@ -28,7 +29,9 @@ from sentiflow.release.checks import (
     publish_report,
     run_check,
 )
+from sentiflow.server_settings import ServerSettings
 from sentiflow.serving_client import ModelServerClient
+from sentiflow.signing import SignatureError
 from sentiflow.storage import ObjectStore
 from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer
 
@@ -284,3 +287,10 @@ def test_a_failed_check_against_the_live_server_serves_the_old_champion_again(se
         )
     assert aliases(settings) == ("1", None)
     assert requests.get(f"{server.url}/model", timeout=10).json()["version"] == "1"
+    # the pipeline's signed statements say the same: version 2 revoked, version 1 approved after it
+    name, keys = settings.registered_model_name, ServerSettings().signing_public_keys
+    versions = client.search_model_versions(f"name='{name}'")
+    by_number = {str(v.version): v for v in versions}
+    assert check_servable(by_number["1"], versions, keys).reason.startswith("served again")
+    with pytest.raises(SignatureError, match="revoked by the pipeline: inference check of version 2"):
+        check_servable(by_number["2"], versions, keys)

@@ -1,0 +1,184 @@
+"""Signed approvals: a replica serves a version only when the pipeline approved it, and only the newest.
+
+A registry identity that may move an alias (MANAGE on the registered model) could otherwise point
+``champion`` at any signed version: one the gate refused, one a release rolled back, another label set. So
+every release the pipeline makes ends in a statement signed with the pipeline's private key, the same key
+that signs model files (``sentiflow.signing``), and stored on the version as two tags:
+
+- promoting a version signs an **approval** of it: the registered model, the version, its logged model id
+  (so the statement cannot be copied onto another version) and why (the gate's decision, or a manual
+  release with who asked and why);
+- rolling a release back signs a **revocation** of the version that failed and a new approval of the
+  version served again.
+
+A replica (``serving.model.registry``) loads the version an alias names only when its statement verifies
+against the configured public keys (a list, so key rotation covers approvals as it covers model files), is
+an approval of that very version and model id, and is the newest approval of any version of the model: a
+move back to an older version without a release is refused, and so is every version whose approval a later
+release superseded. Someone who can write tags may delete statements (the version then does not serve)
+but cannot make one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sentiflow.credentials_check import PEM_MARKER
+from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
+from sentiflow.signing import SignatureError, version_model_id
+
+
+class Statement(BaseModel):
+    """What the pipeline signs about one version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    registered_model: str
+    version: str
+    model_id: str
+    #: True: serve it; False: a revocation (a release of it was rolled back).
+    approved: bool
+    #: Orders statements across versions: the newest approval is the one served.
+    signed_at_ns: int
+    reason: str
+    dag_run_id: str | None = None
+
+    def payload(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _pem(key: str | Path) -> bytes:
+    text = str(key)
+    return (text if PEM_MARKER in text else Path(text).read_text()).encode()
+
+
+def sign(statement: Statement, private_key: str | Path) -> tuple[str, str]:
+    """``(statement JSON, base64 ECDSA-SHA256 signature)`` with ``private_key`` (PEM text or path)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = serialization.load_pem_private_key(_pem(private_key), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise SignatureError("the signing key is not an elliptic-curve (ECDSA) private key")
+    payload = statement.payload()
+    return payload.decode(), base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def verify(payload: str, signature: str, public_keys: Sequence[str | Path]) -> Statement:
+    """The statement ``payload`` when ``signature`` verifies with any of ``public_keys``; else
+    ``SignatureError`` naming why."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except ValueError as exc:
+        raise SignatureError(f"the approval's signature is not base64: {exc}") from exc
+    for key_text in public_keys:
+        key = serialization.load_pem_public_key(_pem(key_text))
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            continue
+        try:
+            key.verify(raw, payload.encode(), ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        try:
+            return Statement.model_validate_json(payload)
+        except ValidationError as exc:
+            raise SignatureError(f"the signed approval is not a statement: {exc}") from exc
+    raise SignatureError(f"the approval's signature is invalid for all {len(public_keys)} public key(s)")
+
+
+def make(model_version: Any, *, approved: bool, reason: str, dag_run_id: str | None = None) -> Statement:
+    """The statement about a registry version (``ModelVersion``); a version without a model id cannot be
+    approved (nothing would tie the statement to its files)."""
+    model_id = version_model_id(model_version)
+    if not model_id:
+        raise SignatureError(
+            f"version {model_version.version} of {model_version.name!r} has no logged model id: it cannot be "
+            "approved"
+        )
+    return Statement(
+        registered_model=str(model_version.name),
+        version=str(model_version.version),
+        model_id=model_id,
+        approved=approved,
+        signed_at_ns=time.time_ns(),
+        reason=reason,
+        dag_run_id=dag_run_id,
+    )
+
+
+def record(
+    client: Any,
+    name: str,
+    version: str,
+    private_key: str | Path,
+    *,
+    approved: bool,
+    reason: str,
+    dag_run_id: str | None = None,
+) -> Statement:
+    """Sign and store the statement on the version (``TAG_APPROVAL`` and ``TAG_APPROVAL_SIGNATURE``)."""
+    statement = make(
+        client.get_model_version(name, str(version)), approved=approved, reason=reason, dag_run_id=dag_run_id
+    )
+    payload, signature = sign(statement, private_key)
+    # the signature last: a reader between the two writes sees a statement that does not verify, and waits
+    client.set_model_version_tag(name, str(version), TAG_APPROVAL, payload)
+    client.set_model_version_tag(name, str(version), TAG_APPROVAL_SIGNATURE, signature)
+    return statement
+
+
+def _statement(model_version: Any, public_keys: Sequence[str | Path]) -> Statement | None:
+    tags = getattr(model_version, "tags", None) or {}
+    payload, signature = tags.get(TAG_APPROVAL), tags.get(TAG_APPROVAL_SIGNATURE)
+    if not payload or not signature:
+        return None
+    return verify(payload, signature, public_keys)
+
+
+def check_servable(
+    model_version: Any, all_versions: Iterable[Any], public_keys: Sequence[str | Path]
+) -> Statement:
+    """The approval under which ``model_version`` may be served; ``SignatureError`` saying why not.
+
+    ``all_versions``: every version of the registered model with its tags (a statement on another version
+    that does not verify is ignored: it cannot outrank anything).
+    """
+    name, version = str(model_version.name), str(model_version.version)
+    what = f"version {version} of {name!r}"
+    model_id = version_model_id(model_version)
+    if not model_id:
+        raise SignatureError(f"{what} has no logged model id: it is never served")
+    statement = _statement(model_version, public_keys)
+    if statement is None:
+        raise SignatureError(f"{what} has no signed approval: only a release by the pipeline approves one")
+    if (statement.registered_model, statement.version, statement.model_id) != (name, version, model_id):
+        raise SignatureError(
+            f"{what}: its approval is for version {statement.version} of {statement.registered_model!r} "
+            f"(model {statement.model_id}), not this one"
+        )
+    if not statement.approved:
+        raise SignatureError(f"{what} was revoked by the pipeline: {statement.reason}")
+    for other in all_versions:
+        if str(other.version) == version:
+            continue
+        try:
+            newer = _statement(other, public_keys)
+        except SignatureError:
+            continue
+        if newer is not None and newer.approved and newer.signed_at_ns > statement.signed_at_ns:
+            raise SignatureError(
+                f"{what} is not the pipeline's latest approval: version {newer.version} was approved after "
+                f"it ({newer.reason}); only a release serves an older version again"
+            )
+    return statement
