@@ -103,6 +103,11 @@ TAG_ROLLED_BACK = "rolled_back_reason"
 TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
 #: Run tag on the candidate's MLflow run: why its release failed.
 TAG_RELEASE_FAILURE = "release_failure_reason"
+#: Version tags of a manual release (``sentiment_release``), written when it promotes the version: who asked,
+#: why the gate was overridden (only when forced; a later unforced release removes it) and the DAG run.
+TAG_RELEASE_REQUESTED_BY = "release_requested_by"
+TAG_RELEASE_FORCE_REASON = "release_force_reason"
+TAG_RELEASE_DAG_RUN = "release_dag_run_id"
 
 # --- feedback loop and drift ------------------------------------------------------------------
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run
