@@ -107,6 +107,11 @@ TAG_RELEASE_FAILURE = "release_failure_reason"
 #: signature (``sentiflow.release.approval``); a replica serves only the newest verified approval.
 TAG_APPROVAL = "sentiflow.approval"
 TAG_APPROVAL_SIGNATURE = "sentiflow.approval_signature"
+#: Version tags of a manual release (``sentiment_release``), written when it promotes the version: who asked,
+#: why the gate was overridden (only when forced; a later unforced release removes it) and the DAG run.
+TAG_RELEASE_REQUESTED_BY = "release_requested_by"
+TAG_RELEASE_FORCE_REASON = "release_force_reason"
+TAG_RELEASE_DAG_RUN = "release_dag_run_id"
 
 # --- feedback loop and drift ------------------------------------------------------------------
 FEEDBACK_ROWS_USED = "feedback_rows_used"  # metric on the training run

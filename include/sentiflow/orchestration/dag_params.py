@@ -2,7 +2,8 @@
 
 Every section is generated from the typed model of its group (``model_form``), so a field's bounds and default
 are the model's: ``DatasetParams``/``FeedbackParams``/``PipelineTraining``/``SweepTraining``/
-``SelectionParams`` (``orchestration.params``), ``TrainParams`` and ``CheckParams``. ``GROUPS`` says which
+``SelectionParams`` and the manual release's ``ReleaseRequest``/``ReleasePolicy``/``CheckSeed``
+(``orchestration.params``), ``TrainParams`` and ``CheckParams``. ``GROUPS`` says which
 groups each DAG offers; ``validate_params`` validates a trigger into exactly those.
 """
 
@@ -15,9 +16,12 @@ from pydantic import BaseModel
 
 from sentiflow.orchestration.model_form import form_params
 from sentiflow.orchestration.params import (
+    CheckSeed,
     DatasetParams,
     FeedbackParams,
     PipelineTraining,
+    ReleasePolicy,
+    ReleaseRequest,
     SelectionParams,
     SweepTraining,
     TrainingOptions,
@@ -29,8 +33,9 @@ DATA = "Dataset"
 TRAIN = "Training hyperparameters"
 SELECT = "Selection and promotion gate"
 CHECK = "Inference check"
+REQUEST = "Release request"
 
-PIPELINE, SWEEP = "pipeline", "sweep"
+PIPELINE, SWEEP, RELEASE = "pipeline", "sweep", "release"
 
 #: Each DAG's parameter groups in form order: (model, form section).
 GROUPS: dict[str, list[tuple[type[BaseModel], str]]] = {
@@ -48,6 +53,12 @@ GROUPS: dict[str, list[tuple[type[BaseModel], str]]] = {
         (SweepTraining, TRAIN),
         (SelectionParams, SELECT),
         (CheckParams, CHECK),
+    ],
+    RELEASE: [
+        (ReleaseRequest, REQUEST),
+        (ReleasePolicy, SELECT),
+        (CheckParams, CHECK),
+        (CheckSeed, CHECK),
     ],
 }
 
@@ -75,6 +86,10 @@ def pipeline_params() -> dict[str, Param]:
 
 def sweep_params() -> dict[str, Param]:
     return form_params(*GROUPS[SWEEP])
+
+
+def release_params() -> dict[str, Param]:
+    return form_params(*GROUPS[RELEASE])
 
 
 def unknown_params(conf: dict[str, Any] | None, declared: Any) -> list[str]:

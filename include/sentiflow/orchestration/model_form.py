@@ -61,13 +61,18 @@ def params_from_model(model: type[BaseModel], section: str) -> dict[str, Param]:
     """A ``Param`` per field of ``model``, in field order, under the form section ``section``.
 
     Defaults come from an instance, so ``default_factory`` fields (settings-driven defaults such as
-    ``SENTIFLOW_DEFAULT_MODEL_NAME``) are read when the DAG is parsed; every field needs a default.
+    ``SENTIFLOW_DEFAULT_MODEL_NAME``) are read when the DAG is parsed. A required field (no default) becomes a
+    ``Param`` without a value, which the trigger form asks for; Airflow allows such params only in a DAG
+    without a schedule.
     """
     properties = model.model_json_schema()["properties"]
-    defaults = model().model_dump(mode="json")
+    required = {name for name, field in model.model_fields.items() if field.is_required()}
+    # model_construct: the defaults alone, without the required values an instance would need
+    instance = model.model_construct() if required else model()
+    defaults = instance.model_dump(mode="json", exclude=required)
     return {
         name: Param(
-            defaults[name],
+            **({} if name in required else {"default": defaults[name]}),
             description=prop.get("description"),
             title=prop.get("title", name),
             section=section,

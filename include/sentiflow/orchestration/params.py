@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from sentiflow import names
 from sentiflow.config import PipelineDefaults
@@ -159,6 +159,18 @@ class SweepTraining(TrainingOptions):
     )
 
 
+def _registered_model_field(what: str) -> Any:
+    """The ``registered_model_name`` field of the DAGs that name a registered model; ``what`` says its use."""
+    return Field(
+        default=None,
+        pattern="^[^'\"]*$",  # MLflow search filters quote the name
+        max_length=256,
+        title="Registered model",
+        description=f"{what}; empty = SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME. Only that default model is "
+        "deployed to the model server.",
+    )
+
+
 def _selection_scope() -> Literal["this_run", "all_versions"]:
     return PipelineSettings().selection_scope
 
@@ -172,12 +184,85 @@ class SelectionParams(GatePolicy):
         description="Choose among this run's versions or all versions of the registered model. Default: "
         "SENTIFLOW_PIPELINE_SELECTION_SCOPE.",
     )
-    registered_model_name: str | None = Field(
-        default=None,
-        pattern="^[^'\"]*$",  # MLflow search filters quote the name
-        max_length=256,
-        title="Registered model",
-        description="MLflow registered model this run trains into and promotes in (one Airflow, several "
-        "models, e.g. one per label set); empty = SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME. Only that "
-        "default model is deployed to the model server.",
+    registered_model_name: str | None = _registered_model_field(
+        "MLflow registered model this run trains into and promotes in (one Airflow, several models, e.g. "
+        "one per label set)"
     )
+
+
+# --- sentiment_release: one named, already registered version through the pipeline's release tasks ------
+class ReleaseRequest(BaseModel):
+    """``sentiment_release``'s request: which registered version, who asks, and why the gate is overridden.
+
+    The field names are the trigger conf's keys the model server sends (``names.RELEASE_*``,
+    ``names.FORCE_REASON``); ``force_promote`` itself is the gate policy's (``ReleasePolicy``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str = Field(
+        pattern=r"^[0-9]+$",
+        max_length=20,
+        title="Version",
+        description='The registered version to release: its number as text, e.g. "4". It must already '
+        "exist in the registered model (trained by a pipeline run or registered by hand).",
+    )
+    requested_by: str = Field(
+        pattern=r"\S",  # not empty, not only blanks
+        max_length=200,
+        title="Requested by",
+        description="Who asks for this release: recorded on the version (registry tag) and in the run.",
+    )
+    force_reason: str | None = Field(
+        default=None,
+        max_length=2000,
+        title="Reason for forcing",
+        description="Required with force_promote: why the gate's comparison is overridden; recorded on "
+        "the version and in the run.",
+    )
+
+
+class ReleasePolicy(GatePolicy):
+    """The gate of a manual release: the pipeline's policy on the one named version (no selection scope)."""
+
+    registered_model_name: str | None = _registered_model_field(
+        "MLflow registered model the version belongs to and the release promotes in"
+    )
+
+    def selection(self) -> SelectionParams:
+        """The pipeline's ``SelectionParams``: the release's one version is "this run's" only candidate."""
+        return SelectionParams(**self.model_dump(), selection_scope="this_run")
+
+
+class CheckSeed(BaseModel):
+    """The seed of the inference check's cases drawn from the released model's test snapshot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(
+        default=names.DEFAULT_SEED,
+        title="Seed",
+        description="Seed of the check cases drawn from the released model's test snapshot.",
+    )
+
+
+class ReleaseOrder(BaseModel):
+    """A manual release as validated before anything runs: the request and the gate's policy together.
+
+    ``force_promote`` overrides the gate's comparison only with a written reason (the reason is what is left
+    of the decision on the version and in the run).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request: ReleaseRequest
+    policy: ReleasePolicy
+
+    @model_validator(mode="after")
+    def _forced_with_a_reason(self) -> ReleaseOrder:
+        if self.policy.force_promote and not (self.request.force_reason or "").strip():
+            raise ValueError(
+                f"{names.FORCE_PROMOTE} overrides the gate only with a written reason: give "
+                f"{names.FORCE_REASON} (why this version is released although the gate may refuse it)"
+            )
+        return self

@@ -1,6 +1,8 @@
-"""Airflow tasks of the release stage, shared by both DAGs: select_best (the gate) → promote → deploy →
-inference_check, or keep_champion. The release logic itself (alias moves, waiting for replicas, the
-check's report, rollback on any failure) is Airflow-free in ``sentiflow.release.flow``.
+"""Airflow tasks of the release stage, shared by every DAG: select_best (the gate) → promote → deploy →
+inference_check, or keep_champion (``sentiment_release`` gates its one named version with
+``release_request.gate_release`` under the same task id, then the same tasks). The release logic itself
+(alias moves, waiting for replicas, the check's report, rollback on any failure) is Airflow-free in
+``sentiflow.release.flow``.
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ KEEP_CHAMPION = "keep_champion"
 # --- selection and release (the shared tail) -------------------------------------------------------------
 class Selected(Decision):
     """select_best's ``decision`` XCom: the gate's ``Decision`` (its fields are the ``gate.*`` tags) plus
-    the scope it chose in and the versions it chose among."""
+    the scope it chose in and the versions it chose among; for a manual release (``sentiment_release``) who
+    asked and, when forced, why (``promote`` records both on the version)."""
 
     scope: str
     candidates: list[str]
+    requested_by: str | None = None
+    force_reason: str | None = None
 
 
-def _decide(results: list[dict[str, Any]], selection: SelectionParams, dag_run_id: str) -> Selected:
+def gate_decision(results: list[dict[str, Any]], selection: SelectionParams, dag_run_id: str) -> Selected:
     """Best version by the selection metric, then the gate against the champion (``gate.scoring``)."""
     from sentiflow import registry
     from sentiflow.gate.comparison import ComparisonError
@@ -88,7 +93,7 @@ def select_best(training_outputs: list[Any], selection_json: str) -> str:
     """
     context = get_current_context()
     selection = SelectionParams.model_validate_json(selection_json)
-    decision = _decide(training_results(training_outputs), selection, context["run_id"])
+    decision = gate_decision(training_results(training_outputs), selection, context["run_id"])
     context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
     return PROMOTE if decision.promote else KEEP_CHAMPION
 
@@ -112,8 +117,11 @@ def promote(decision: dict[str, Any]) -> dict[str, Any]:
     context = get_current_context()
     selected = Selected.model_validate(decision)
     settings = mlflow_settings(PipelineSettings())
-    prior = release.promote(registry.mlflow_client(settings), settings, selected.candidate_version)
+    client = registry.mlflow_client(settings)
+    prior = release.promote(client, settings, selected.candidate_version)
     log.info("promoted version %s (previous: %s): %s", prior.candidate, prior.champion, selected.reason)
+    if selected.requested_by:
+        record_request(client, settings.registered_model_name, selected, context["run_id"])
     context["outlet_events"][CHAMPION_MODEL].extra = {
         "registered_model": settings.registered_model_name,
         "version": prior.candidate,
@@ -124,6 +132,22 @@ def promote(decision: dict[str, Any]) -> dict[str, Any]:
         "prior_previous": prior.previous,
         "run_id": selected.candidate_run_id,
     }
+
+
+def record_request(client: Any, model_name: str, selected: Selected, dag_run_id: str) -> None:
+    """Version tags of a manual release: who asked, the forced reason (else an older one goes), the run."""
+    from sentiflow.names import TAG_RELEASE_DAG_RUN, TAG_RELEASE_FORCE_REASON, TAG_RELEASE_REQUESTED_BY
+
+    version = selected.candidate_version
+    client.set_model_version_tag(model_name, version, TAG_RELEASE_REQUESTED_BY, str(selected.requested_by))
+    client.set_model_version_tag(model_name, version, TAG_RELEASE_DAG_RUN, dag_run_id)
+    if selected.force_reason:
+        reason = selected.force_reason[:5000]
+        client.set_model_version_tag(model_name, version, TAG_RELEASE_FORCE_REASON, reason)
+    elif TAG_RELEASE_FORCE_REASON in (client.get_model_version(model_name, version).tags or {}):
+        client.delete_model_version_tag(model_name, version, TAG_RELEASE_FORCE_REASON)
+    forced = f"; forced: {selected.force_reason}" if selected.force_reason else ""
+    log.info("version %s released at the request of %s%s", version, selected.requested_by, forced)
 
 
 def _release_context(promoted: dict[str, Any]) -> tuple[Any, Any, Any, Any, PipelineSettings]:
@@ -234,7 +258,17 @@ def release_tail(training_outputs: list[Any], params: Any) -> Any:
     ``params``: ``validate_params``' output (its ``SELECTION``, ``CHECK`` and ``SEED`` groups are used).
     """
     selected = select_best(training_outputs, output(params, SELECTION))
+    release_steps(selected, params)
+    return selected
+
+
+def release_steps(selected: Any, params: Any) -> None:
+    """What follows the gate: promote → deploy → inference_check, or keep_champion.
+
+    ``selected``: the gate's branch task (``select_best``, or ``sentiment_release``'s ``gate_release``), which
+    pushed its decision under ``DECISION_KEY``; ``params``: a validation task's output with ``CHECK`` and
+    ``SEED``.
+    """
     decision = output(selected, DECISION_KEY)
     keep_champion(decision)
     inference_check(output(deploy(output(promote(decision)))), output(params, CHECK), output(params, SEED))
-    return selected

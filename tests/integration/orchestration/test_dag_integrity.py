@@ -1,4 +1,4 @@
-"""DAG integrity: both DAGs import without errors, fast, without heavy imports; tags, retries, params.
+"""DAG integrity: the DAGs import without errors, fast, without heavy imports; tags, retries, params.
 
 Airflow is parsed in a child process with its own AIRFLOW_HOME (as the dag-processor would), so this test
 never touches a user's ~/airflow and never depends on what other tests imported first.
@@ -36,6 +36,7 @@ for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "tags": sorted(dag.tags), "schedule": str(dag.schedule), "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs, "doc_md": bool(dag.doc_md),
+        "paused_upon_creation": dag.is_paused_upon_creation,
         "params": {k: {"default": p.value, "description": p.description, "schema": p.schema}
                    for k, p in dag.params.items()},
         "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner,
@@ -83,7 +84,7 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_dags_import_without_errors_fast_and_light(parsed: dict) -> None:
     assert parsed["errors"] == {}
-    assert set(parsed["dags"]) == {"sentiment_pipeline", "sentiment_sweep"}
+    assert set(parsed["dags"]) == {"sentiment_pipeline", "sentiment_sweep", "sentiment_release"}
     assert parsed["heavy"] == [], "DAG files must not import torch/transformers/mlflow at parse time"
     for file, seconds in parsed["durations"].items():
         assert seconds < 1.0, f"{file} took {seconds:.2f}s to parse"
@@ -124,13 +125,40 @@ def test_pipeline_schedule_tags_doc_and_shape(parsed: dict) -> None:
 
 
 def test_io_tasks_retry_with_backoff_and_have_timeouts(parsed: dict) -> None:
-    for dag in parsed["dags"].values():
+    for dag_id, dag in parsed["dags"].items():
         tasks = dag["tasks"]
         clean = ("clean_plan", "clean_part", "clean_dedup", "clean_rewrite", "clean")
-        for task_id in ("collect", *clean, "select_best", "promote"):
+        data = () if dag_id == "sentiment_release" else ("collect", *clean)
+        for task_id in (*data, "select_best", "promote"):
             assert tasks[task_id]["retries"] >= 1 and tasks[task_id]["backoff"], task_id
-        for task_id in ("collect", *clean, "deploy", "inference_check"):
+        for task_id in (*data, "deploy", "inference_check"):
             assert tasks[task_id]["timeout"], task_id
+
+
+def test_the_release_dag_runs_only_when_triggered_through_the_pipelines_release_tasks(parsed: dict) -> None:
+    """``sentiment_release``: no schedule, unpaused (so a triggered run runs), one at a time; the named
+    version is looked up, gated by select_best, then the same promote → deploy → inference_check as the
+    pipeline."""
+    dag = parsed["dags"]["sentiment_release"]
+    assert dag["schedule"] == "None" and dag["paused_upon_creation"] is False and dag["max_active_runs"] == 1
+    assert "sentiflow" in dag["tags"] and dag["doc_md"]
+    tasks = dag["tasks"]
+    assert tasks["validate_params"]["downstream"] == ["inference_check", "registered_version", "select_best"]
+    assert tasks["registered_version"]["downstream"] == ["select_best"]
+    assert tasks["select_best"]["downstream"] == ["keep_champion", "promote"]
+    assert tasks["promote"]["downstream"] == ["deploy"]
+    assert tasks["deploy"]["downstream"] == ["inference_check"]
+    assert tasks["registered_version"]["retries"] >= 1 and tasks["validate_params"]["retries"] == 0
+    pipeline = parsed["dags"]["sentiment_pipeline"]["tasks"]
+    for task_id in ("promote", "deploy", "inference_check", "keep_champion"):  # the same tasks
+        assert {k: v for k, v in tasks[task_id].items() if k != "downstream"} == {
+            k: v for k, v in pipeline[task_id].items() if k != "downstream"
+        }, task_id
+    params = dag["params"]
+    assert {"version", "requested_by", "force_promote", "force_reason", "seed"} <= set(params)
+    assert "check_texts" in params and "selection_scope" not in params
+    for name, p in params.items():
+        assert p["description"], name
 
 
 def test_params_have_types_descriptions_and_defaults(parsed: dict) -> None:

@@ -71,6 +71,9 @@ def test_the_plugin_attaches_each_link_to_the_tasks_it_serves(tmp_path: Path) ->
     assert "Model version" in pipeline["select_best"]  # a branch operator
     assert {"Model server", "Check report"} <= set(pipeline["deploy"]) & set(pipeline["inference_check"])
     assert "MLflow run" in out["dags"]["sentiment_sweep"]["train_grid_kubernetes"]
+    release = out["dags"]["sentiment_release"]  # a manual release shows the same buttons as the pipeline's
+    assert "Model version" in release["select_best"]
+    assert {"Model server", "Check report"} <= set(release["deploy"]) & set(release["inference_check"])
     assert out["resolved"] == {
         "deploy/Model server": "http://srv:8000/ui/",
         "collect/Model server": "",  # not a task it serves: no button
