@@ -23,6 +23,7 @@ import pytest
 
 from sentiflow import localstack, names, registry
 from sentiflow.config import MLflowSettings
+from sentiflow.release.approval import Statement
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.storage import ObjectStore
 from tests.dagrun import failure_message, run_dag, task_logs
@@ -170,6 +171,10 @@ def test_a_forced_release_is_promoted_served_checked_and_recorded(release) -> No
     assert tags[names.TAG_RELEASE_REQUESTED_BY] == "alice"
     assert tags[names.TAG_RELEASE_FORCE_REASON] == reason
     assert tags[names.TAG_RELEASE_DAG_RUN] == result["run_id"]
+    # the signed approval the replicas check says the same
+    approved = Statement.model_validate_json(tags[names.TAG_APPROVAL])
+    assert approved.approved and approved.version == three and approved.dag_run_id == result["run_id"]
+    assert "at the request of alice" in approved.reason and f"forced: {reason}" in approved.reason
 
 
 def test_a_version_that_does_not_exist_is_named_in_the_failure(release) -> None:

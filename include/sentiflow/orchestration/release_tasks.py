@@ -118,7 +118,15 @@ def promote(decision: dict[str, Any]) -> dict[str, Any]:
     selected = Selected.model_validate(decision)
     settings = mlflow_settings(PipelineSettings())
     client = registry.mlflow_client(settings)
-    prior = release.promote(client, settings, selected.candidate_version)
+    # the signed approval says why: the gate's decision, and for a manual release who asked (and why forced)
+    why = selected.reason
+    if selected.requested_by:
+        why = f"released at the request of {selected.requested_by}: {why}"
+    if selected.force_reason:
+        why = f"{why}; forced: {selected.force_reason}"
+    prior = release.promote(
+        client, settings, selected.candidate_version, reason=why, dag_run_id=context["run_id"]
+    )
     log.info("promoted version %s (previous: %s): %s", prior.candidate, prior.champion, selected.reason)
     if selected.requested_by:
         record_request(client, settings.registered_model_name, selected, context["run_id"])
