@@ -13,10 +13,9 @@ first failure: it returns counts per operation (``cases``, ``failures`` with the
 Two things no schema can state: whether a ``prediction_id`` is a signature this server made for this text
 (and ``true_label`` one of that prediction's labels), and whether a registry version that exists can be
 loaded (its signature verifies, its files are whole). So a 422 on data the document allows is accepted
-only for those: on ``POST /feedback`` when its error is one of ``SIGNED_FEEDBACK_ERRORS``, on ``POST
-/deploy`` when it is a finished deployment whose replicas could not load the version (the shared registry
-holds versions other tests signed with another key or tampered with). ``contract_acceptance`` replaces
-``positive_data_acceptance`` there and is stricter than a status list: any other 422 still fails.
+only for the first: on ``POST /feedback`` when its error is one of ``SIGNED_FEEDBACK_ERRORS``.
+``contract_acceptance`` replaces ``positive_data_acceptance`` there and is stricter than a status list: any
+other 422 still fails.
 """
 
 from __future__ import annotations
@@ -46,13 +45,8 @@ def _signed_feedback_mismatch(body: dict[str, Any]) -> bool:
     return body.get("error") in SIGNED_FEEDBACK_ERRORS
 
 
-def _version_not_loadable(body: dict[str, Any]) -> bool:
-    """A deployment that ran and failed because a replica could not load the version: the alias went back."""
-    return body.get("status") == "failed" and "could not load version" in str(body.get("error", ""))
-
-
 #: Per operation: the 422 answers to schema-valid data that only the server's state can decide.
-CONTRACT_422 = {"POST /feedback": _signed_feedback_mismatch, "POST /deploy": _version_not_loadable}
+CONTRACT_422 = {"POST /feedback": _signed_feedback_mismatch}
 
 
 def contract_acceptance(ctx: Any, response: Any, case: Any) -> bool | None:

@@ -43,7 +43,6 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "SENTIFLOW_DRIFT_HASH_KEY",
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
         "MLFLOW_TRACKING_PASSWORD",
-        "opt:SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD",  # unset: POST /deploy answers 403
         "url:SENTIFLOW_SERVER_FEEDBACK_DB_URL",
         "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
         "off:SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS",  # ServerSettings.allow_unsigned_models
@@ -60,7 +59,6 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD",
         "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD",
         "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD",
-        "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD",
     ),
     "airflow": (
         "AIRFLOW__CORE__FERNET_KEY",

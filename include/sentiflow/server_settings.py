@@ -34,15 +34,9 @@ class ServerSettings(BaseSettings):
     )
     feedback_db_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL of the server's shared database (feedback, replicas, deployments); "
+        description="SQLAlchemy URL of the server's shared database (feedback, replica rows); "
         "default SQLite in state_dir. Several replicas need one shared database (Postgres).",
     )
-    deploy_mlflow_username: str | None = Field(
-        default=None,
-        description="MLflow user that POST /deploy and the page's Deploy button move the alias as (MANAGE on "
-        "the served model only); unset = /deploy answers 403: deploys go through the pipeline.",
-    )
-    deploy_mlflow_password: SecretStr | None = Field(default=None, description="Password of that user.")
     signing_public_keys: list[str] = Field(
         default_factory=list,
         description="JSON list of public keys (PEM paths or PEM texts) a version's signature must verify "
@@ -124,7 +118,7 @@ class ServerSettings(BaseSettings):
     replica_ttl_s: float = Field(
         default=10.0,
         gt=0,
-        description="A replica not seen for this long is not live (GET /replicas, deploys).",
+        description="A replica not seen for this long is not live (GET /replicas, the release's wait).",
     )
     load_retry_initial_s: float = Field(
         default=1.0, gt=0, description="First retry delay after a failed model load; doubles per failure."
@@ -132,12 +126,6 @@ class ServerSettings(BaseSettings):
     load_retry_max_s: float = Field(default=30.0, gt=0, description="Longest delay between load retries.")
     deploy_timeout_s: float = Field(
         default=600.0, description="Longest a deploy may take until every live replica serves the version."
-    )
-    deploy_lease_s: float = Field(
-        default=15.0,
-        gt=0,
-        description="A deployment's watcher renews its lease in the shared database this long ahead; when "
-        "it dies (its pod killed), a live replica takes the expired lease over and finishes the deployment.",
     )
     schema_wait_s: float = Field(
         default=60.0,
@@ -159,7 +147,7 @@ class ServerSettings(BaseSettings):
         default=2,
         ge=1,
         description="Connections each worker's SQLAlchemy pool keeps open to the shared database (one pool "
-        "per worker for feedback, replicas and deployments); size replicas x workers x (pool + overflow) "
+        "per worker for feedback and replica rows); size replicas x workers x (pool + overflow) "
         "under the database's max_connections (docs/deployment.md).",
     )
     db_max_overflow: int = Field(

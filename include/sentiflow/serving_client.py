@@ -118,34 +118,6 @@ class ModelServerClient:
             body["true_label"] = true_label
         return self._request("POST", "/feedback", json=body).json()
 
-    def deploy(
-        self,
-        version: str | int | None = None,
-        alias: str | None = None,
-        *,
-        wait: bool = True,
-        timeout_s: float = 600.0,
-    ) -> dict[str, Any]:
-        """Move the served alias to a version (or to an alias's version); with ``wait`` return once every
-        live replica serves it.
-
-        Raises ``ModelServerError`` for an unknown version (404), a failed load on some replica (422: the
-        alias moved back, the old model kept) or a deploy still running after ``timeout_s``.
-        """
-        if (version is None) == (alias is None):
-            raise ValueError("give exactly one of version or alias")
-        body = {"version": str(version)} if version is not None else {"alias": alias}
-        params = {"wait": "true", "timeout": str(timeout_s)} if wait else {}
-        response = self._request(
-            "POST", "/deploy", admin=True, json=body, params=params, timeout_s=timeout_s + 30
-        )
-        return response.json()
-
-    def deployment(self, deployment_id: str | None = None) -> dict[str, Any]:
-        return self._request(
-            "GET", "/deploy/status", params={"id": deployment_id} if deployment_id else {}
-        ).json()
-
     def replicas(self) -> dict[str, Any]:
         """``/replicas``: the followed alias and every live replica with its workers and load errors."""
         return self._request("GET", "/replicas").json()
