@@ -43,6 +43,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "SENTIFLOW_DRIFT_HASH_KEY",
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
         "MLFLOW_TRACKING_PASSWORD",
+        "opt:SENTIFLOW_SERVER_AIRFLOW_PASSWORD",  # unset: POST /deploy answers 503 naming it
         "url:SENTIFLOW_SERVER_FEEDBACK_DB_URL",
         "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
         "off:SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS",  # ServerSettings.allow_unsigned_models

@@ -25,7 +25,8 @@ class ServerSettings(BaseSettings):
 
     url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients (the DAG) call.")
     admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token for /deploy and /feedback/export; unset = those refuse."
+        default=None,
+        description="Bearer token for /deploy, /deploy/status and /feedback/export; unset = those refuse.",
     )
     state_dir: Path = Field(
         default=Path(".stack/model-server"),
@@ -124,8 +125,24 @@ class ServerSettings(BaseSettings):
         default=1.0, gt=0, description="First retry delay after a failed model load; doubles per failure."
     )
     load_retry_max_s: float = Field(default=30.0, gt=0, description="Longest delay between load retries.")
+    airflow_url: str | None = Field(
+        default=None,
+        description="Base URL of Airflow's API server (its REST API v2 and UI), e.g. http://airflow:8080; "
+        "POST /deploy triggers the release DAG there. Unset = /deploy answers 503 naming this setting.",
+    )
+    airflow_username: str | None = Field(
+        default=None,
+        description="Airflow user POST /deploy logs in as (POST /auth/token) to trigger and read release "
+        "runs.",
+    )
+    airflow_password: SecretStr | None = Field(default=None, description="Password of that Airflow user.")
+    airflow_timeout_s: float = Field(
+        default=10.0, gt=0, description="Per request to Airflow's API; beyond it /deploy answers 503."
+    )
     deploy_timeout_s: float = Field(
-        default=600.0, description="Longest a deploy may take until every live replica serves the version."
+        default=600.0,
+        gt=0,
+        description="Longest POST /deploy?wait=true waits for the release run to end (the wait's cap).",
     )
     schema_wait_s: float = Field(
         default=60.0,

@@ -1,19 +1,113 @@
-"""Admin blueprint: the live replicas, feedback export (token)."""
+"""Admin blueprint: manual releases as Airflow runs (token), the live replicas, feedback export (token)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
 from serving.extension import ServerExtension, server
 from serving.http.auth import require_admin
+from serving.http.bodies import parse_body
+from serving.http.errors import ApiError
 from serving.http.openapi import ErrorBody, document
-from serving.http.queries import ExportQuery, parse_query
+from serving.http.queries import DeployQuery, DeployStatusQuery, ExportQuery, parse_query
 from serving.http.replica_schemas import ReplicasResponse, dump
+from serving.http.schemas import DeployRequest, ReleaseRunStatus
+from serving.releases import (
+    AirflowNotConfiguredError,
+    AirflowUnavailableError,
+    ReleaseRefusedError,
+    ReleaseRun,
+    ReleaseRunNotFoundError,
+    release_conf,
+)
 from serving.store.replicas import ReplicaView
 
 bp = Blueprint("admin", __name__)
+
+
+@bp.post("/deploy")
+@document(
+    summary="Release a registered version: a run of the release DAG in Airflow (admin token)",
+    body=DeployRequest,
+    query=DeployQuery,
+    responses={
+        200: ReleaseRunStatus,
+        202: ReleaseRunStatus,
+        400: ErrorBody,
+        401: ErrorBody,
+        422: [ErrorBody, ReleaseRunStatus],
+        503: ErrorBody,
+    },
+)
+@require_admin
+def deploy():
+    """Ask Airflow for a release run (gate → promote → deploy → check); the server itself moves nothing.
+
+    202 with the run; ``?wait=true`` answers once the run ended: 200 on success, 422 with the failed tasks.
+    """
+    ext = server()
+    body = parse_body(DeployRequest)
+    query = parse_query(DeployQuery)  # a bad one is a 400 before anything is asked
+    conf = release_conf(str(body.version), body.requested_by, body.force_promote, body.force_reason)
+    with _airflow_errors():
+        run = ext.releases.trigger(conf)
+        if query.wait:
+            cap = ext.settings.deploy_timeout_s
+            run = ext.releases.wait(run.dag_run_id, cap if query.timeout is None else min(query.timeout, cap))
+    return _answer(run)
+
+
+@bp.get("/deploy/status")
+@document(
+    summary="A release run's state, failed tasks and Airflow link (admin token)",
+    query=DeployStatusQuery,
+    responses={
+        200: ReleaseRunStatus,
+        400: ErrorBody,
+        401: ErrorBody,
+        404: ErrorBody,
+        422: [ErrorBody, ReleaseRunStatus],
+        503: ErrorBody,
+    },
+)
+@require_admin
+def deploy_status():
+    """The run as Airflow has it now: 202 while queued or running, 200 on success, 422 when it failed."""
+    run_id = parse_query(DeployStatusQuery).id
+    with _airflow_errors():
+        run = server().releases.get(run_id)
+    return _answer(run)
+
+
+def _answer(run: ReleaseRun) -> tuple[Response, int]:
+    answer = run.as_json()
+    if run.state == "success":
+        return jsonify(dump(ReleaseRunStatus, answer)), 200
+    if run.state == "failed":
+        failed = ", ".join(run.failed_tasks) or "no task reported"
+        answer["message"] = f"release run {run.dag_run_id} failed (tasks: {failed}); see {run.airflow_url}"
+        return jsonify(dump(ReleaseRunStatus, answer)), 422
+    answer["message"] = f"release run {run.state}; poll /deploy/status?id={run.dag_run_id}"
+    return jsonify(dump(ReleaseRunStatus, answer)), 202
+
+
+@contextmanager
+def _airflow_errors() -> Iterator[None]:
+    """Airflow's answers as the API's errors: 503 naming the setting or the address, 422, 404."""
+    try:
+        yield
+    except AirflowNotConfiguredError as exc:
+        raise ApiError(503, str(exc), error="airflow_not_configured") from exc
+    except AirflowUnavailableError as exc:
+        raise ApiError(503, str(exc), error="airflow_unavailable") from exc
+    except ReleaseRefusedError as exc:
+        raise ApiError(422, str(exc), error="release_refused") from exc
+    except ReleaseRunNotFoundError as exc:
+        raise ApiError(404, str(exc), error="release_run_not_found") from exc
 
 
 @bp.get("/replicas")
