@@ -67,6 +67,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "AIRFLOW__API__SECRET_KEY",
         # the admin the official entrypoint creates: set in the init only (compose's AIRFLOW_ADMIN_PASSWORD)
         "opt:_AIRFLOW_WWW_USER_PASSWORD",
+        # the model server's Airflow user, made by the init (compose's AIRFLOW_RELEASER_PASSWORD)
+        "opt:AIRFLOW_RELEASER_PASSWORD",
         "url:AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         "conn:AIRFLOW_CONN_SENTIFLOW_S3",
         "conn:AIRFLOW_CONN_SENTIFLOW_MLFLOW",
