@@ -119,7 +119,7 @@ class ReleaseRuns:
             raise AirflowNotConfiguredError(
                 f"manual releases run in Airflow and this server has no {' / '.join(missing)}: set "
                 f"{'them' if len(missing) > 1 else 'it'} to trigger the {self.dag_id} DAG, or trigger it "
-                "in Airflow's UI"
+                "in Airflow's UI."
             )
         return str(self.settings.airflow_url).rstrip("/")
 
