@@ -77,7 +77,7 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
     if prior.champion == version:  # already the champion before this release: nothing moves
         return prior
     try:
-        registry.promote(client, settings, version)  # the one alias move (the server's /deploy uses it too)
+        registry.promote(client, settings, version)  # the one alias move: the server only follows it
     except Exception:
         log.exception("promotion of %s failed half way; restoring the aliases from before", version)
         registry.put_back(client, settings, prior)
