@@ -67,6 +67,7 @@ def deploy():
     query=DeployStatusQuery,
     responses={
         200: ReleaseRunStatus,
+        202: ReleaseRunStatus,
         400: ErrorBody,
         401: ErrorBody,
         404: ErrorBody,
