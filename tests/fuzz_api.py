@@ -16,8 +16,9 @@ loaded (its signature verifies, its files are whole). So a 422 on data the docum
 only for the first: on ``POST /feedback`` when its error is one of ``SIGNED_FEEDBACK_ERRORS``.
 ``contract_acceptance`` replaces ``positive_data_acceptance`` there and is stricter than a status list: any
 other 422 still fails. The fuzzed server runs without Airflow, so a valid ``POST /deploy`` (and any
-``/deploy/status``) is answered 503 ``airflow_not_configured``, naming the missing setting: that one answer
-on those operations (``CONTRACT_503``) is neither a server error nor a refusal of valid data; its body is
+``/deploy/status``) is answered 503 ``airflow_not_configured`` naming the missing setting, or
+``airflow_unavailable`` naming the Airflow that does not answer: those answers on those operations
+(``CONTRACT_503``) is neither a server error nor a refusal of valid data; its body is
 still checked against the document, and any other 5xx still counts.
 """
 
@@ -53,10 +54,12 @@ CONTRACT_422 = {"POST /feedback": _signed_feedback_mismatch}
 
 
 def _airflow_not_configured(body: dict[str, Any]) -> bool:
-    """A release request to a server without Airflow's settings: the message names the one to set."""
-    return body.get("error") == "airflow_not_configured" and "SENTIFLOW_SERVER_AIRFLOW_" in str(
-        body.get("message", "")
-    )
+    """A release request to a server without Airflow: the message names the setting to set, or the
+    Airflow address that does not answer."""
+    message = str(body.get("message", ""))
+    if body.get("error") == "airflow_not_configured":
+        return "SENTIFLOW_SERVER_AIRFLOW_" in message
+    return body.get("error") == "airflow_unavailable" and "unreachable" in message
 
 
 #: Per operation: the 503 answers that the server's configuration decides, not the input.

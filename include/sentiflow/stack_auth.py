@@ -146,9 +146,22 @@ def mlflow_connection(home: Path, uri: str) -> str:
     return json.dumps({"conn_type": "http", "host": uri, "login": pipeline.username, "password": password})
 
 
+#: The local Airflow's user the model server triggers release runs as (``sentiflow.airflow_local`` makes it).
+AIRFLOW_RELEASER = "sentiflow-releaser"
+
+
+def airflow_releaser_password(home: Path) -> str:
+    return secret(home, "airflow-releaser-password")
+
+
 def model_server_env(home: Path) -> dict[str, str]:
-    """The model server's one identity, read only, as MLflow's process-wide variables."""
-    return identity(home, "server").env()
+    """The model server's MLflow identity, read only, as MLflow's process-wide variables, and the local
+    Airflow's user that ``POST /deploy`` triggers release runs as."""
+    return {
+        **identity(home, "server").env(),
+        "SENTIFLOW_SERVER_AIRFLOW_USERNAME": AIRFLOW_RELEASER,
+        "SENTIFLOW_SERVER_AIRFLOW_PASSWORD": airflow_releaser_password(home),
+    }
 
 
 def auth_config(home: Path, database: Path) -> Path:

@@ -2,10 +2,11 @@
 
 One walk through the page as a non-technical user would take it: see the deployed version, pick a metric
 and see the best version, hit the empty-text and too-long errors, predict a positive and a negative text,
-flag one wrong, try a wrong token, ask for a release without a name and then from a server that has no
-Airflow (the page says which setting is missing and that the old version keeps serving), see a release the
-pipeline made reach the page, and read the page on a phone-width window. A release the button asks Airflow
-for, followed to its end, needs the release DAG in a running Airflow (``tests/e2e/airflow_local``).
+flag one wrong, try a wrong token, ask for a release without a name and then while the stack's Airflow is
+not started (the page names the Airflow that does not answer, and the old version keeps serving), see a
+release the pipeline made reach the page, and read the page on a phone-width window. A release the button
+asks Airflow for, followed to its end, needs the release DAG in a running Airflow
+(``tests/e2e/airflow_local``).
 Screenshots go to ``test-artifacts/ui/`` (git-ignored).
 """
 
@@ -235,14 +236,15 @@ def test_page_walkthrough(ui_server, browser, artifacts, monkeypatch):
     expect(page.locator("#token-state")).to_have_text("No token set.")
     page.screenshot(path=str(artifacts / "04-rejected-token.png"), full_page=True)
 
-    # The right token, kept in sessionStorage only. This server has no Airflow: the page names the missing
-    # setting, and nothing changes.
+    # The right token, kept in sessionStorage only. The stack's Airflow is not started: the page names the
+    # Airflow that does not answer, and nothing changes.
     page.fill("#token-input", ui_server.token)
     page.click("#token-save")
     assert page.evaluate("sessionStorage.getItem('sentiflow-admin-token')") == ui_server.token
     assert ui_server.token not in page.content()
     page.click("#deploy-best")
-    expect(page.locator("#deploy-message")).to_contain_text("SENTIFLOW_SERVER_AIRFLOW_URL")
+    expect(page.locator("#deploy-message")).to_contain_text("is unreachable")
+    expect(page.locator("#deploy-message")).to_contain_text("Airflow at http://127.0.0.1:")
     expect(page.locator("#deploy-message")).to_contain_text(f"Version {old} is still serving")
     assert page.evaluate("sessionStorage.getItem('sentiflow-requested-by')") == "ui walkthrough"
     expect(page.locator("#deploy-link")).to_be_hidden()

@@ -112,7 +112,12 @@ def test_the_stack_env_carries_the_pipeline_identity(stack):
     assert env["MLFLOW_TRACKING_USERNAME"] == pipeline.username == os.environ["MLFLOW_TRACKING_USERNAME"]
     server_env = stack_auth.model_server_env(stack.home)
     assert server_env["MLFLOW_TRACKING_USERNAME"] == stack_auth.ROLES["server"]
-    assert set(server_env) == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}  # one, read only
+    # one MLflow identity, read only; the rest is the local Airflow's user that POST /deploy asks
+    assert {k for k in server_env if "MLFLOW" in k} == {
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    }
+    assert server_env["SENTIFLOW_SERVER_AIRFLOW_USERNAME"] == stack_auth.AIRFLOW_RELEASER
     secrets = stack.home / "secrets"
     assert secrets.stat().st_mode & 0o777 == 0o700
     private = [p for p in secrets.iterdir() if p.name != "signing-public.pem"]  # the public key is 0644

@@ -78,9 +78,11 @@ def test_errors_name_the_url_and_the_problem(client, server, versions):
     assert server.url in str(info.value) and info.value.status == 401
     with pytest.raises(ModelServerError, match="needs an admin token"):
         ModelServerClient(server.url).feedback_export()
-    with pytest.raises(ModelServerError, match="SENTIFLOW_SERVER_AIRFLOW_URL") as info:
-        client.deploy(versions[0], "client test")  # this server has no Airflow to ask for the release
-    assert info.value.status == 503 and info.value.body["error"] == "airflow_not_configured"
+    with pytest.raises(
+        ModelServerError, match=r"Airflow at http://127\.0\.0\.1:[0-9]+ is unreachable"
+    ) as info:
+        client.deploy(versions[0], "client test")  # the stack's Airflow is not started: nothing to ask
+    assert info.value.status == 503 and info.value.body["error"] == "airflow_unavailable"
     with pytest.raises(ModelServerError, match="503"):
         client.release_run("manual__1")
     with pytest.raises(ModelServerError, match="422"):
