@@ -203,6 +203,7 @@ def main() -> int:
     import pandas as pd
 
     from tests.devredis import RedisServer
+    from tests.devserver import release
 
     home = Path(tempfile.mkdtemp(prefix="flood-"))
     stack = localstack.stack_on_free_ports(home, start_timeout_s=600)
@@ -214,13 +215,7 @@ def main() -> int:
         os.environ.update(localstack.client_env(stack))
         version = register(args)
         server = ModelServer.start(stack, {"SENTIFLOW_SERVER_RATE_LIMIT_STORAGE_URI": redis.uri})
-        r = requests.post(
-            f"{server.url}/deploy?wait=true",
-            json={"version": version},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=900,
-        )
-        r.raise_for_status()
+        release(server.url, version, token=server.token, timeout_s=900)  # the pipeline's alias move
         served = requests.get(f"{server.url}/model", timeout=10).json()
         settings = ServerSettings()  # what the server runs with: the defaults
         print(f"serving version {version} ({args.family}, runtime {served.get('runtime')})", flush=True)

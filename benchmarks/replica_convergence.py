@@ -7,7 +7,7 @@ interfaces and the load path of a real one, a fraction of its weight), and start
 (default settings: 2 workers, ``reload_poll_s`` 1 s, ``onnx-int8``; each its own state folder) on the one
 Postgres database, with nginx in front (round robin, the Kubernetes Service locally). Under continuous
 ``/predict`` load through the proxy at concurrency 8 it moves ``champion`` ``--moves`` times, alternating
-the two versions (``registry.promote``, what the DAG and ``POST /deploy`` do), and for each move measures
+the two versions (``registry.promote``, what the pipeline's release does), and for each move measures
 the seconds from the move until ``GET /replicas`` shows every replica serving it.
 
 Half-way, one replica is killed with ``kill -9`` (gunicorn master and workers) and restarted at once;

@@ -127,6 +127,8 @@ def register(args: argparse.Namespace) -> str:
 
 
 def main() -> int:
+    from tests.devserver import release
+
     args = parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -161,13 +163,7 @@ def main() -> int:
                 },
             )
             servers.append(server)
-            r = requests.post(
-                f"{server.url}/deploy?wait=true",
-                json={"version": version},
-                headers={"Authorization": f"Bearer {server.token}"},
-                timeout=900,
-            )
-            r.raise_for_status()
+            release(server.url, version, token=server.token, timeout_s=900)  # the pipeline's alias move
             served = requests.get(f"{server.url}/model", timeout=10).json()
             if args.family == "transformer" and served.get("runtime") != runtime:
                 raise RuntimeError(

@@ -22,7 +22,6 @@ from serving import metrics
 from serving.extension import ServerExtension
 from serving.http import admin, api
 from serving.http.errors import register_error_handlers
-from serving.model import deploy
 from serving.production import check_production_secrets
 
 
@@ -167,6 +166,4 @@ def create_app(
         # A worker takes requests only after its startup load: a restart never answers 503 from a
         # half-started worker while its siblings are ready. Bounded, so a down registry cannot wedge it.
         extension.start(settings.startup_wait_s)
-        # any worker finishes a deployment whose watcher died with its pod (a lease in the shared database)
-        extension.closers.append(deploy.DeploymentKeeper(extension).start().stop)
     return app

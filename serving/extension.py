@@ -3,7 +3,8 @@
 ``create_app`` builds one ``ServerExtension`` from settings and keeps it as ``app.extensions["sentiflow"]``:
 the settings, the followed alias and this replica's id, the one registry object (every registry call of the
 server, counted), the model manager (with its micro-batcher) and the alias follower that drives it, the
-shared database with its stores (feedback, replica rows, deployments), the prediction-id signer, the
+shared database with its stores (feedback, replica rows), the release runs it asks Airflow for, the
+prediction-id signer, the
 listeners that react to stored feedback, the wrong-flag alerter and the production sampler. Views reach it
 through ``server()``. Nothing
 lives at module level, so two apps in one process (tests) share nothing and no test resets globals.
@@ -29,8 +30,8 @@ from serving.model.batcher import MicroBatcher
 from serving.model.follower import AliasFollower
 from serving.model.manager import ModelManager
 from serving.model.registry import Registry
+from serving.releases import ReleaseRuns
 from serving.store.db import Database
-from serving.store.deployments import DeploymentStore
 from serving.store.feedback import FeedbackRecord, FeedbackStore
 from serving.store.migrate import open_database
 from serving.store.replicas import ReplicaStore
@@ -65,14 +66,15 @@ class ServerExtension:
     db: Database
     feedback: FeedbackStore
     replicas: ReplicaStore
-    deployments: DeploymentStore
+    #: Manual releases: runs of the release DAG in Airflow (``POST /deploy``); the server moves no alias.
+    releases: ReleaseRuns
     #: Signs each prediction's id; ``/feedback`` must cite one.
     signer: PredictionSigner
     alerter: FeedbackAlerter
     #: None when ``SENTIFLOW_DRIFT_SAMPLE_ENABLED=false``.
     sampler: ProductionSampler | None
     feedback_listeners: list[FeedbackListener] = field(default_factory=list)
-    #: Background jobs started with the app (the deployment keeper); ``close`` stops them.
+    #: Background jobs started with the app; ``close`` stops them.
     closers: list[Callable[[], object]] = field(default_factory=list)
 
     @classmethod
@@ -106,7 +108,7 @@ class ServerExtension:
             db=db,
             feedback=store,
             replicas=replicas,
-            deployments=DeploymentStore(db),
+            releases=ReleaseRuns(settings),
             signer=PredictionSigner(secret or state_dir_secret(settings.state_dir)),
             alerter=FeedbackAlerter(alert_settings, flag_store=store),
             sampler=ProductionSampler(drift) if drift.sample_enabled else None,

@@ -57,7 +57,7 @@ DEPLOYS = Counter(f"{PREFIX}_deploys", "Model loads by result (success or failur
 REGISTRY_REQUESTS = Counter(
     f"{PREFIX}_registry_requests",
     "Registry calls by kind: alias (the followed alias), version (a version record), load (a download), "
-    "promote and restore (POST /deploy's alias moves), models and versions (the web page's lists).",
+    "models and versions (the web page's lists).",
     ["call"],
 )
 #: Requests answered per worker process (``serve_load`` reads each worker's share of the load).

@@ -89,7 +89,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
     """S3 + MLflow running on 127.0.0.1 for this session; env vars point at them, as the pipeline's MLflow
     identity (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, from ``localstack.client_env``)."""
-    # Tests register a model per test, so the server's and deployer's MLflow grants cover every model here
+    # Tests register a model per test, so the server's MLflow grants cover every model here
     # ("all"); tests/integration/security/test_mlflow_auth.py checks the per-model grants of a real stack
     # ("served").
     settings = localstack.stack_on_free_ports(tmp_path_factory.mktemp("stack")).model_copy(

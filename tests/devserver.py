@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import requests
-
 from sentiflow import localstack, supervisor
 from sentiflow.localstack import StackSettings
 from sentiflow.ports import port_in_use
@@ -89,19 +87,14 @@ class DevServer:
         supervisor.stop(self.stack, self.name)
         self.pid = None
 
-    def deploy(self, timeout_s: float = 120, **body: str) -> requests.Response:
-        """``POST /deploy?wait=true`` with ``body`` (``version=`` or ``alias=``) as the admin."""
-        return requests.post(
-            f"{self.url}/deploy?wait=true",
-            json=body,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=timeout_s,
-        )
+    def release(self, version: str, timeout_s: float = 120) -> dict:
+        """``release`` of ``version`` to this server: the pipeline's alias move, then every replica serves
+        it; ``/replicas`` once they do."""
+        return release(self.url, version, token=self.token, timeout_s=timeout_s)
 
     def serving(self, version: str, timeout_s: float = 120) -> DevServer:
-        """Deploy ``version`` and wait until it is served (a fixture's set-up); fails the test otherwise."""
-        r = self.deploy(timeout_s, version=version)
-        assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+        """Release ``version`` and wait until it is served (a fixture's set-up); fails the test otherwise."""
+        self.release(version, timeout_s)
         return self
 
     def kill(self) -> None:
@@ -117,6 +110,38 @@ class DevServer:
             while port_in_use(port) and time.monotonic() < deadline:
                 time.sleep(0.2)
         self.pid = None
+
+
+def release(
+    url: str, version: str, *, token: str | None = None, timeout_s: float = 120, alias: str | None = None
+) -> dict:
+    """What the pipeline's release does to the served model, nothing more: move the followed alias to
+    ``version`` with ``sentiflow.registry.promote`` (as the pipeline's MLflow identity, this process's), then
+    wait until every live replica behind ``url`` serves it (``ModelServerClient.wait_for_replicas``).
+
+    Returns ``/replicas`` once they all do. When they do not (a replica reports a failed load of ``version``:
+    ``ReplicaLoadError``; or ``timeout_s`` passes: ``ModelServerError``), the aliases are put back with
+    ``registry.restore_aliases``, as the release's rollback does, and the error is raised. ``alias``: the one
+    the server follows when it is not the champion (``SENTIFLOW_SERVER_FOLLOW_ALIAS``).
+    """
+    from sentiflow import registry
+    from sentiflow.config import MLflowSettings
+    from sentiflow.serving_client import ModelServerClient
+
+    settings = MLflowSettings()
+    if alias is not None:
+        settings = settings.model_copy(
+            update={"champion_alias": alias, "previous_alias": f"{alias}-previous"}
+        )
+    client = registry.mlflow_client(settings)
+    prior = registry.promote(client, settings, str(version))
+    try:
+        return ModelServerClient(url, token, timeout_s=60).wait_for_replicas(
+            str(version), timeout_s=timeout_s, poll_s=0.2
+        )
+    except Exception as exc:
+        registry.restore_aliases(client, settings, prior, f"test release of version {version} failed: {exc}")
+        raise
 
 
 POS_TEXTS = ["a wonderful moving film", "great acting and a great story", "loved it, wonderful", "great fun"]
@@ -178,7 +203,7 @@ def register_unfitted_version() -> str:
 def own_registered_model(prefix: str) -> Iterator[str]:
     """The caller's own registered model (``SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME``) while the block runs.
 
-    Test modules share the session's MLflow, and ``POST /deploy`` and promotions move ``champion``: a module
+    Test modules share the session's MLflow, and releases (``release``) move ``champion``: a module
     that needs a registry it alone controls takes its own model name, restored afterwards.
     """
     key = "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"

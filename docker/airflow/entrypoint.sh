@@ -16,6 +16,14 @@ if [[ "${1:-}" == "sentiflow-airflow-init" ]]; then
   trap 'rm -f "$conns"' EXIT
   python /opt/sentiflow/connections.py >"$conns"
   airflow connections import --overwrite "$conns"
+  # The model server's Airflow user (its SENTIFLOW_SERVER_AIRFLOW_*): POST /deploy triggers release runs as
+  # it. Role User: trigger and read DAG runs, nothing of the configuration. A rerun sets the password anew.
+  if [[ -n "${AIRFLOW_RELEASER_PASSWORD:-}" ]]; then
+    releaser="${AIRFLOW_RELEASER_USERNAME:-sentiflow-releaser}"
+    airflow users delete --username "$releaser" >/dev/null 2>&1 || true
+    airflow users create --username "$releaser" --password "$AIRFLOW_RELEASER_PASSWORD" \
+      --role User --firstname sentiflow --lastname releaser --email "$releaser@sentiflow.invalid"
+  fi
   echo "sentiflow: Airflow initialised (training backend: ${SENTIFLOW_PIPELINE_TRAIN_BACKEND})"
   exit 0
 fi

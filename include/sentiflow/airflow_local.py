@@ -12,6 +12,9 @@ What it gets right that a bare ``airflow standalone`` does not:
 - offline copies as the DAG params' defaults when the Hugging Face Hub does not answer (``sentiflow.offline``,
   the same detection as ``make demo``), and ``train_backend`` defaulting to ``local`` (there is no
   Kubernetes here), so a scheduled run works on this machine;
+- the model server's user (``stack_auth.AIRFLOW_RELEASER``, role ``user``: it may trigger and read DAG runs)
+  with the stack's generated password, so the server's ``POST /deploy`` and the web page's Deploy button
+  can ask this Airflow for release runs;
 - DAGs start paused, and the weekly schedule is off unless asked for (``--schedule``, ``make airflow
   SCHEDULE=1``): unpausing to try a small triggered run would otherwise also start this week's scheduled run
   with the full-size defaults (all of IMDb: hours on a CPU). Triggered runs always run.
@@ -27,7 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from sentiflow import localstack, supervisor
+from sentiflow import localstack, stack_auth, supervisor
 from sentiflow.config import ENV_PREFIX
 from sentiflow.localstack import HOST, StackSettings
 from sentiflow.offline import offline_env
@@ -56,11 +59,15 @@ def airflow_env(
     still run.
     """
     base_url = f"http://{HOST}:{port}"
+    users = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    if stack_auth.AIRFLOW_RELEASER not in [u.split(":")[0] for u in users.split(",")]:
+        users = f"{users},{stack_auth.AIRFLOW_RELEASER}:user"
     return {
         **localstack.client_env(stack),
         **(offline_env() if offline is None else offline),
         "PATH": venv_path(),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(schedule),
         "AIRFLOW__API__HOST": HOST,
@@ -102,8 +109,27 @@ def admin_password(stack: StackSettings) -> str | None:
         return None
 
 
+def seed_releaser_password(stack: StackSettings) -> None:
+    """The simple auth manager keeps the passwords it finds in its file and generates the rest: the model
+    server's user gets the stack's own (``stack_auth``), which the server was started with."""
+    path = stack.airflow_home / PASSWORDS_FILE
+    try:
+        passwords = json.loads(path.read_text())
+    except (OSError, ValueError):
+        passwords = {}
+    password = stack_auth.airflow_releaser_password(stack.home)
+    if passwords.get(stack_auth.AIRFLOW_RELEASER) != password:
+        passwords[stack_auth.AIRFLOW_RELEASER] = password
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = path.with_name(path.name + ".new")
+        fresh.unlink(missing_ok=True)
+        stack_auth.write_private(fresh, (json.dumps(passwords) + "\n").encode())  # 0600, as Airflow's own
+        fresh.replace(path)
+
+
 def up(stack: StackSettings, *, schedule: bool = False) -> int:
     localstack.up(stack)
+    seed_releaser_password(stack)
     offline = offline_env()
     env = airflow_env(stack, stack.airflow_port, offline=offline, schedule=schedule)
     url = f"http://{HOST}:{stack.airflow_port}"

@@ -43,7 +43,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "SENTIFLOW_DRIFT_HASH_KEY",
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
         "MLFLOW_TRACKING_PASSWORD",
-        "opt:SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD",  # unset: POST /deploy answers 403
+        "opt:SENTIFLOW_SERVER_AIRFLOW_PASSWORD",  # unset: POST /deploy answers 503 naming it
         "url:SENTIFLOW_SERVER_FEEDBACK_DB_URL",
         "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
         "off:SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS",  # ServerSettings.allow_unsigned_models
@@ -60,7 +60,6 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD",
         "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD",
         "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD",
-        "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD",
     ),
     "airflow": (
         "AIRFLOW__CORE__FERNET_KEY",
@@ -68,6 +67,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "AIRFLOW__API__SECRET_KEY",
         # the admin the official entrypoint creates: set in the init only (compose's AIRFLOW_ADMIN_PASSWORD)
         "opt:_AIRFLOW_WWW_USER_PASSWORD",
+        # the model server's Airflow user, made by the init (compose's AIRFLOW_RELEASER_PASSWORD)
+        "opt:AIRFLOW_RELEASER_PASSWORD",
         "url:AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         "conn:AIRFLOW_CONN_SENTIFLOW_S3",
         "conn:AIRFLOW_CONN_SENTIFLOW_MLFLOW",

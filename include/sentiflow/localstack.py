@@ -188,7 +188,12 @@ def services(stack: StackSettings) -> dict[str, Service]:
             f"{HOST}:{stack.server_port}",
             "serving.app:create_app()",
         ],
-        env={**client_env(stack), **stack_auth.model_server_env(stack.home)},
+        env={
+            **client_env(stack),
+            **stack_auth.model_server_env(stack.home),
+            # POST /deploy asks the local Airflow (``make airflow``) for release runs; 503 while it is down
+            f"{ENV_PREFIX}SERVER_AIRFLOW_URL": f"http://{HOST}:{stack.airflow_port}",
+        },
         health=http_ok(f"{stack.server_url}/health"),
         ports=(stack.server_port,),
         prepare=lambda: (stack.home / "model-server").mkdir(parents=True, exist_ok=True),

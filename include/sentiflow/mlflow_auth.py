@@ -1,11 +1,10 @@
 """MLflow clients that carry an explicit identity, for processes that act as more than one user.
 
 MLflow reads its basic-auth credentials from ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, which
-are process-wide: every ``MlflowClient`` and every fluent call in the process is the same user. The model
-server is two users (its read identity for following the alias and downloading artifacts, and a separate
-deploy identity that may move the alias), and an Airflow task takes its identity from a connection, not from
-its environment. ``client_for`` builds an ``MlflowClient`` whose tracking and registry REST stores send the
-given credentials (``MlflowHostCreds``) and nothing else, whatever the environment says.
+are process-wide: every ``MlflowClient`` and every fluent call in the process is the same user. An Airflow
+task takes its identity from a connection, not from its environment, and tooling that provisions users acts
+as each of them in turn. ``client_for`` builds an ``MlflowClient`` whose tracking and registry REST stores
+send the given credentials (``MlflowHostCreds``) and nothing else, whatever the environment says.
 """
 
 from __future__ import annotations
@@ -91,22 +90,3 @@ def client_for(tracking_uri: str, identity: MlflowIdentity | None) -> Any:
             return self._registry_client_lazy
 
     return _Client()
-
-
-class DeployNotAllowedError(PermissionError):
-    """This model server has no deploy identity: ``POST /deploy`` answers 403."""
-
-
-def deploy_client(server: Any, mlflow: Any) -> Any:
-    """The registry client ``POST /deploy`` moves the alias with: the server's separate deploy identity.
-
-    ``server`` is a ``ServerSettings``, ``mlflow`` an ``MLflowSettings``. Without a deploy identity the server
-    only reads (its process identity may not move aliases), so a deploy is refused before anything moves.
-    """
-    identity = MlflowIdentity.of(server.deploy_mlflow_username, server.deploy_mlflow_password)
-    if identity is None:
-        raise DeployNotAllowedError(
-            "this model server has no deploy credential (SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME/PASSWORD): "
-            "deploys go through the pipeline (the sentiment_pipeline DAG's promote step)"
-        )
-    return client_for(mlflow.tracking_uri, identity)

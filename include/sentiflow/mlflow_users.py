@@ -1,6 +1,6 @@
 """MLflow's users and what each may do, made as the admin through MLflow's REST API, for every deployment.
 
-Three identities, each granted only what its job needs (docs/security.md has the why of each grant):
+Two identities, each granted only what its job needs (docs/security.md has the why of each grant):
 
 - **pipeline** (Airflow tasks, the training process or pod): EDIT on the experiment (create runs and logged
   models, upload artifacts: ``can_update``), MANAGE on the registered model (register versions and move
@@ -8,16 +8,16 @@ Three identities, each granted only what its job needs (docs/security.md has the
   version, which MLflow gates on ``can_delete``, i.e. MANAGE).
 - **server** (every model-server replica): READ on the experiment and the registered model: read the alias,
   the version, its run's metrics, download its artifacts; nothing else.
-- **deployer** (``POST /deploy``): MANAGE on the served registered model only. Moving an alias needs
-  ``can_update`` (EDIT), but a failed ``/deploy`` rolls back through ``registry.restore_aliases``, which
-  *deletes* ``previous`` when it did not exist before, and MLflow gates that on ``can_delete``.
+
+Only the pipeline moves aliases: a manual release is a run of the release DAG, so no model-server identity
+may move an alias, create or tag a version.
 
 ``provision`` is the one definition of "these users exist with these grants": the local stack calls it with
 its generated secrets (``stack_auth.provision``), and compose's one-shot ``mlflow-init`` service and the
 Kubernetes Job ``mlflow-init`` run ``python -m sentiflow.mlflow_users provision``, which reads the
 credentials from ``SENTIFLOW_MLFLOW_AUTH_*`` (``MLflowAuthSettings``). It is idempotent: a rerun resets each
 user's password to the given one (a rotation) and grants anew. ``scope="all"`` (the test suite's private
-stacks, which create a registered model per test) grants the server and the deployer on every
+stacks, which create a registered model per test) grants the server on every
 experiment/model (``*``) instead of the served ones.
 """
 
@@ -36,7 +36,7 @@ from sentiflow.config import ENV_PREFIX, MLflowSettings
 from sentiflow.mlflow_auth import MlflowIdentity, client_for
 
 #: Identity roles and their default MLflow user names.
-ROLES = {"pipeline": "sentiflow-pipeline", "server": "sentiflow-server", "deployer": "sentiflow-deployer"}
+ROLES = {"pipeline": "sentiflow-pipeline", "server": "sentiflow-server"}
 ADMIN_USERNAME = "admin"
 SCOPES = ("served", "all")
 
@@ -46,7 +46,7 @@ class MLflowAuthSettings(BaseSettings):
 
     Only the one-shot provisioning (compose ``mlflow-init``, the Kubernetes Job) reads these; each component
     reads its own identity under its own names (``MLFLOW_TRACKING_USERNAME/PASSWORD``, the
-    ``sentiflow_mlflow`` connection, ``SENTIFLOW_SERVER_DEPLOY_MLFLOW_*``).
+    ``sentiflow_mlflow`` connection).
     """
 
     model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}MLFLOW_AUTH_", extra="ignore")
@@ -57,8 +57,6 @@ class MLflowAuthSettings(BaseSettings):
     pipeline_password: SecretStr | None = Field(default=None, description="Password of the pipeline's user.")
     server_username: str = Field(default=ROLES["server"], description="MLflow user of the model server.")
     server_password: SecretStr | None = Field(default=None, description="Password of the server's user.")
-    deployer_username: str = Field(default=ROLES["deployer"], description="MLflow user of POST /deploy.")
-    deployer_password: SecretStr | None = Field(default=None, description="Password of the deployer.")
 
     def _identity(self, prefix: str) -> MlflowIdentity:
         identity = MlflowIdentity.of(getattr(self, f"{prefix}_username"), getattr(self, f"{prefix}_password"))
@@ -139,7 +137,6 @@ def grants(experiment_id: str, model_name: str, scope: str = "served") -> list[t
         ("pipeline", "registered_model", model_name, "MANAGE"),
         ("server", "experiment", experiment, "READ"),
         ("server", "registered_model", model, "READ"),
-        ("deployer", "registered_model", model, "MANAGE"),
     ]
 
 

@@ -2,9 +2,10 @@
 
 The DAG, the model server and its web page all use it. Selection reads metrics from *runs*
 (``search_model_versions`` cannot filter or sort by metrics); a release only moves aliases (``champion`` is
-served, ``previous`` is kept for rollback), never copies models: promotion, rollback, ``POST /deploy`` and the
-page's Deploy button are ``promote``/``restore_aliases`` here (the DAG's release adds its bookkeeping around
-them in ``release.py``), and every model-server replica follows ``champion``.
+served, ``previous`` is kept for rollback), never copies models: promotion and rollback are
+``promote``/``restore_aliases`` here, called only by the pipeline's release (``sentiflow.release.flow``, which
+adds its bookkeeping around them; a manual release is a run of the release DAG), and every model-server
+replica follows ``champion`` with a read-only identity.
 """
 
 from __future__ import annotations
@@ -143,8 +144,7 @@ def champion(client: Any, settings: MLflowSettings) -> Candidate | None:
 class PriorAliases:
     """Where ``champion`` and ``previous`` pointed before ``candidate`` was promoted; a rollback restores it.
 
-    ``promote`` returns it; the DAG's release keeps it in a registered-model tag (JSON) and in XCom, the
-    server's ``POST /deploy`` in its deployment row.
+    ``promote`` returns it; the DAG's release keeps it in a registered-model tag (JSON) and in XCom.
     """
 
     candidate: str
@@ -213,7 +213,7 @@ def restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases, 
     failed, so nothing claims to be a good model).
 
     Returns None when restored, or a sentence saying why not: someone moved ``champion`` elsewhere meanwhile,
-    and their choice is left alone. Both the DAG's rollback and the server's failed ``POST /deploy`` use it.
+    and their choice is left alone. The DAG's rollback uses it.
     """
     name = settings.registered_model_name
     client.set_model_version_tag(name, prior.candidate, TAG_ROLLED_BACK, reason[:5000])

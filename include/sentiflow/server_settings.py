@@ -25,7 +25,8 @@ class ServerSettings(BaseSettings):
 
     url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients (the DAG) call.")
     admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token for /deploy and /feedback/export; unset = those refuse."
+        default=None,
+        description="Bearer token for /deploy, /deploy/status and /feedback/export; unset = those refuse.",
     )
     state_dir: Path = Field(
         default=Path(".stack/model-server"),
@@ -34,15 +35,9 @@ class ServerSettings(BaseSettings):
     )
     feedback_db_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL of the server's shared database (feedback, replicas, deployments); "
+        description="SQLAlchemy URL of the server's shared database (feedback, replica rows); "
         "default SQLite in state_dir. Several replicas need one shared database (Postgres).",
     )
-    deploy_mlflow_username: str | None = Field(
-        default=None,
-        description="MLflow user that POST /deploy and the page's Deploy button move the alias as (MANAGE on "
-        "the served model only); unset = /deploy answers 403: deploys go through the pipeline.",
-    )
-    deploy_mlflow_password: SecretStr | None = Field(default=None, description="Password of that user.")
     signing_public_keys: list[str] = Field(
         default_factory=list,
         description="JSON list of public keys (PEM paths or PEM texts) a version's signature must verify "
@@ -124,20 +119,30 @@ class ServerSettings(BaseSettings):
     replica_ttl_s: float = Field(
         default=10.0,
         gt=0,
-        description="A replica not seen for this long is not live (GET /replicas, deploys).",
+        description="A replica not seen for this long is not live (GET /replicas, the release's wait).",
     )
     load_retry_initial_s: float = Field(
         default=1.0, gt=0, description="First retry delay after a failed model load; doubles per failure."
     )
     load_retry_max_s: float = Field(default=30.0, gt=0, description="Longest delay between load retries.")
-    deploy_timeout_s: float = Field(
-        default=600.0, description="Longest a deploy may take until every live replica serves the version."
+    airflow_url: str | None = Field(
+        default=None,
+        description="Base URL of Airflow's API server (its REST API v2 and UI), e.g. http://airflow:8080; "
+        "POST /deploy triggers the release DAG there. Unset = /deploy answers 503 naming this setting.",
     )
-    deploy_lease_s: float = Field(
-        default=15.0,
+    airflow_username: str | None = Field(
+        default=None,
+        description="Airflow user POST /deploy logs in as (POST /auth/token) to trigger and read release "
+        "runs.",
+    )
+    airflow_password: SecretStr | None = Field(default=None, description="Password of that Airflow user.")
+    airflow_timeout_s: float = Field(
+        default=10.0, gt=0, description="Per request to Airflow's API; beyond it /deploy answers 503."
+    )
+    deploy_timeout_s: float = Field(
+        default=600.0,
         gt=0,
-        description="A deployment's watcher renews its lease in the shared database this long ahead; when "
-        "it dies (its pod killed), a live replica takes the expired lease over and finishes the deployment.",
+        description="Longest POST /deploy?wait=true waits for the release run to end (the wait's cap).",
     )
     schema_wait_s: float = Field(
         default=60.0,
@@ -159,7 +164,7 @@ class ServerSettings(BaseSettings):
         default=2,
         ge=1,
         description="Connections each worker's SQLAlchemy pool keeps open to the shared database (one pool "
-        "per worker for feedback, replicas and deployments); size replicas x workers x (pool + overflow) "
+        "per worker for feedback and replica rows); size replicas x workers x (pool + overflow) "
         "under the database's max_connections (docs/deployment.md).",
     )
     db_max_overflow: int = Field(

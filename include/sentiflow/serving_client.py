@@ -120,31 +120,32 @@ class ModelServerClient:
 
     def deploy(
         self,
-        version: str | int | None = None,
-        alias: str | None = None,
+        version: str | int,
+        requested_by: str,
         *,
+        force_promote: bool = False,
+        force_reason: str | None = None,
         wait: bool = True,
         timeout_s: float = 600.0,
     ) -> dict[str, Any]:
-        """Move the served alias to a version (or to an alias's version); with ``wait`` return once every
-        live replica serves it.
+        """``POST /deploy``: ask the server to have Airflow run the release DAG on ``version``; the run
+        (``dag_run_id``, ``state``, ``airflow_url``). With ``wait``, once the run ended.
 
-        Raises ``ModelServerError`` for an unknown version (404), a failed load on some replica (422: the
-        alias moved back, the old model kept) or a deploy still running after ``timeout_s``.
+        Raises ``ModelServerError``: 422 for a failed run (its ``failed_tasks`` in ``body``), 503 when the
+        server has no Airflow or cannot reach it, 202 when the run outlasted ``timeout_s``.
         """
-        if (version is None) == (alias is None):
-            raise ValueError("give exactly one of version or alias")
-        body = {"version": str(version)} if version is not None else {"alias": alias}
+        body: dict[str, Any] = {"version": str(version), "requested_by": requested_by}
+        if force_promote:
+            body.update(force_promote=True, force_reason=force_reason)
         params = {"wait": "true", "timeout": str(timeout_s)} if wait else {}
         response = self._request(
             "POST", "/deploy", admin=True, json=body, params=params, timeout_s=timeout_s + 30
         )
         return response.json()
 
-    def deployment(self, deployment_id: str | None = None) -> dict[str, Any]:
-        return self._request(
-            "GET", "/deploy/status", params={"id": deployment_id} if deployment_id else {}
-        ).json()
+    def release_run(self, dag_run_id: str) -> dict[str, Any]:
+        """``GET /deploy/status``: the release run as Airflow has it now (a failed run raises, 422)."""
+        return self._request("GET", "/deploy/status", admin=True, params={"id": dag_run_id}).json()
 
     def replicas(self) -> dict[str, Any]:
         """``/replicas``: the followed alias and every live replica with its workers and load errors."""

@@ -4,7 +4,7 @@ The local MLflow server runs MLflow's own ``basic-auth`` app, as compose and Kub
 that send credentials are the ones the tests exercise. On first start the stack generates, under its state
 folder ``<home>/secrets`` (mode 0700, each file 0600), the admin password, the Flask secret key and one
 password per identity; later starts reuse them. ``provision`` then makes the pipeline's experiment and
-registered model and the three users (pipeline, server, deployer) with their grants through
+registered model and the two users (pipeline, server) with their grants through
 ``sentiflow.mlflow_users.provision``, the one definition every deployment uses (what each grant is for is
 in that module's docstring). The auth app's config is ``sentiflow.mlflow_auth_ini``'s, on a SQLite file.
 """
@@ -24,7 +24,7 @@ from sentiflow.mlflow_users import ADMIN_USERNAME, ROLES
 from sentiflow.mlflow_users import provision as provision_users
 from sentiflow.signing import write_private
 
-SCOPE_DOC = "MLflow grants of the server and deployer users: on the served model (served) or on all (tests)."
+SCOPE_DOC = "MLflow grants of the server user: on the served model (served) or on all (tests)."
 
 
 def secrets_dir(home: Path) -> Path:
@@ -51,7 +51,7 @@ def admin(home: Path) -> MlflowIdentity:
 
 
 def identity(home: Path, role: str) -> MlflowIdentity:
-    """The generated credentials of ``role`` (pipeline, server or deployer)."""
+    """The generated credentials of ``role`` (pipeline or server)."""
     return MlflowIdentity(ROLES[role], password=_secret_str(secret(home, f"mlflow-{role}-password")))
 
 
@@ -162,18 +162,25 @@ def mlflow_connection(home: Path, uri: str) -> str:
     return json.dumps({"conn_type": "http", "host": uri, "login": pipeline.username, "password": password})
 
 
+#: The local Airflow's user the model server triggers release runs as (``sentiflow.airflow_local`` makes it).
+AIRFLOW_RELEASER = "sentiflow-releaser"
+
+
+def airflow_releaser_password(home: Path) -> str:
+    return secret(home, "airflow-releaser-password")
+
+
 def model_server_env(home: Path) -> dict[str, str]:
-    """The model server's identities: its own MLflow read identity as MLflow's process-wide variables, its
-    object-store key (model artifacts, production samples), and the separate deploy identity (``POST
-    /deploy``) in ``SENTIFLOW_SERVER_DEPLOY_MLFLOW_*``."""
-    deployer = identity(home, "deployer")
+    """The model server's identities: its MLflow identity, read only, as MLflow's process-wide variables,
+    its object-store key (model artifacts read, production samples written), and the local Airflow's user
+    that ``POST /deploy`` triggers release runs as."""
     s3_key, s3_secret = s3_identity(home, "model-server")
     return {
         **identity(home, "server").env(),
         "SENTIFLOW_S3_ACCESS_KEY_ID": s3_key,
         "SENTIFLOW_S3_SECRET_ACCESS_KEY": s3_secret,
-        "SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME": deployer.username,
-        "SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD": deployer.password.get_secret_value(),
+        "SENTIFLOW_SERVER_AIRFLOW_USERNAME": AIRFLOW_RELEASER,
+        "SENTIFLOW_SERVER_AIRFLOW_PASSWORD": airflow_releaser_password(home),
     }
 
 

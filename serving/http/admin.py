@@ -1,92 +1,114 @@
-"""Admin blueprint: deploy (token; moves the alias), deployments and replicas, feedback export (token)."""
+"""Admin blueprint: manual releases as Airflow runs (token), the live replicas, feedback export (token)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
-from sentiflow.mlflow_auth import DeployNotAllowedError
-from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
-from serving.extension import server
+from serving.extension import ServerExtension, server
 from serving.http.auth import require_admin
 from serving.http.bodies import parse_body
 from serving.http.errors import ApiError
 from serving.http.openapi import ErrorBody, document
 from serving.http.queries import DeployQuery, DeployStatusQuery, ExportQuery, parse_query
-from serving.http.replica_schemas import DeploymentStatus, ReplicasResponse, dump
-from serving.http.schemas import DeployRequest
-from serving.model import deploy as deployments
+from serving.http.replica_schemas import ReplicasResponse, dump
+from serving.http.schemas import DeployRequest, ReleaseRunStatus
+from serving.releases import (
+    AirflowNotConfiguredError,
+    AirflowUnavailableError,
+    ReleaseRefusedError,
+    ReleaseRun,
+    ReleaseRunNotFoundError,
+    release_conf,
+)
+from serving.store.replicas import ReplicaView
 
 bp = Blueprint("admin", __name__)
 
 
 @bp.post("/deploy")
 @document(
-    summary="Move the followed alias to a registry version or alias (admin token)",
+    summary="Release a registered version: a run of the release DAG in Airflow (admin token)",
     body=DeployRequest,
     query=DeployQuery,
     responses={
-        200: DeploymentStatus,
-        202: DeploymentStatus,
+        200: ReleaseRunStatus,
+        202: ReleaseRunStatus,
+        400: ErrorBody,
         401: ErrorBody,
-        403: ErrorBody,
-        404: ErrorBody,
-        422: [ErrorBody, DeploymentStatus],
+        422: [ErrorBody, ReleaseRunStatus],
         503: ErrorBody,
     },
 )
 @require_admin
 def deploy():
-    """Move the followed alias (old → ``previous``); ``?wait=true`` answers once every replica serves it."""
+    """Ask Airflow for a release run (gate → promote → deploy → check); the server itself moves nothing.
+
+    202 with the run; ``?wait=true`` answers once the run ended: 200 on success, 422 with the failed tasks.
+    """
     ext = server()
     body = parse_body(DeployRequest)
-    query = parse_query(DeployQuery)  # a bad one is a 400 before anything moves
-    timeout = ext.settings.deploy_timeout_s if query.timeout is None else query.timeout
-    try:
-        record = deployments.release(
-            ext, version=None if body.version is None else str(body.version), alias=body.alias
-        )
-    except DeployNotAllowedError as exc:
-        raise ApiError(403, str(exc), error="deploy_not_allowed") from exc
-    except ModelNotFoundError as exc:
-        raise ApiError(404, str(exc), error="model_not_found") from exc
-    except RegistryUnavailableError as exc:
-        raise ApiError(503, str(exc), error="registry_unavailable") from exc
-    if not query.wait:
-        return jsonify(dump(DeploymentStatus, deployments.view(ext, record))), 202
-    record = deployments.wait(ext, record["id"], min(timeout, ext.settings.deploy_timeout_s)) or record
-    answer = deployments.view(ext, record)
-    if answer["status"] == "failed":
-        answer["message"] = f"deployment failed: {answer['error']}"
-        return jsonify(dump(DeploymentStatus, answer)), 422
-    if answer["status"] == "succeeded":
-        return jsonify(dump(DeploymentStatus, answer)), 200
-    answer["message"] = f"deployment {answer['status']}; poll /deploy/status?id={answer['id']}"
-    return jsonify(dump(DeploymentStatus, answer)), 202
+    query = parse_query(DeployQuery)  # a bad one is a 400 before anything is asked
+    conf = release_conf(str(body.version), body.requested_by, body.force_promote, body.force_reason)
+    with _airflow_errors():
+        run = ext.releases.trigger(conf)
+        if query.wait:
+            cap = ext.settings.deploy_timeout_s
+            run = ext.releases.wait(run.dag_run_id, cap if query.timeout is None else min(query.timeout, cap))
+    return _answer(run)
 
 
 @bp.get("/deploy/status")
 @document(
-    summary="A deployment's status and what each live replica serves (the same on every replica)",
+    summary="A release run's state, failed tasks and Airflow link (admin token)",
     query=DeployStatusQuery,
-    responses={200: DeploymentStatus, 404: ErrorBody},
+    responses={
+        200: ReleaseRunStatus,
+        202: ReleaseRunStatus,
+        400: ErrorBody,
+        401: ErrorBody,
+        404: ErrorBody,
+        422: [ErrorBody, ReleaseRunStatus],
+        503: ErrorBody,
+    },
 )
+@require_admin
 def deploy_status():
-    """Readable without a token: it reveals versions, hosts and errors, never data. Same on every pod."""
-    ext = server()
-    deployment_id = parse_query(DeployStatusQuery).id
-    if deployment_id:
-        record = ext.deployments.get(deployment_id)
-        if record is None:
-            raise ApiError(404, f"no record of deployment {deployment_id!r}", error="deployment_not_found")
-        return jsonify(dump(DeploymentStatus, deployments.view(ext, record)))
-    answer = deployments.current(ext)
-    if answer is None:
-        raise ApiError(
-            404,
-            f"no deployment yet: no replica has read alias {ext.alias!r} from the registry",
-            error="deployment_not_found",
-        )
-    return jsonify(dump(DeploymentStatus, answer))
+    """The run as Airflow has it now: 202 while queued or running, 200 on success, 422 when it failed."""
+    run_id = parse_query(DeployStatusQuery).id
+    with _airflow_errors():
+        run = server().releases.get(run_id)
+    return _answer(run)
+
+
+def _answer(run: ReleaseRun) -> tuple[Response, int]:
+    answer = run.as_json()
+    if run.state == "success":
+        return jsonify(dump(ReleaseRunStatus, answer)), 200
+    if run.state == "failed":
+        failed = ", ".join(run.failed_tasks) or "no task reported"
+        answer["message"] = f"release run {run.dag_run_id} failed (tasks: {failed}); see {run.airflow_url}"
+        return jsonify(dump(ReleaseRunStatus, answer)), 422
+    answer["message"] = f"release run {run.state}; poll /deploy/status?id={run.dag_run_id}"
+    return jsonify(dump(ReleaseRunStatus, answer)), 202
+
+
+@contextmanager
+def _airflow_errors() -> Iterator[None]:
+    """Airflow's answers as the API's errors: 503 naming the setting or the address, 422, 404."""
+    try:
+        yield
+    except AirflowNotConfiguredError as exc:
+        raise ApiError(503, str(exc), error="airflow_not_configured") from exc
+    except AirflowUnavailableError as exc:
+        raise ApiError(503, str(exc), error="airflow_unavailable") from exc
+    except ReleaseRefusedError as exc:
+        raise ApiError(422, str(exc), error="release_refused") from exc
+    except ReleaseRunNotFoundError as exc:
+        raise ApiError(404, str(exc), error="release_run_not_found") from exc
 
 
 @bp.get("/replicas")
@@ -96,7 +118,24 @@ def deploy_status():
 )
 def replicas():
     """The live replicas (seen within ``replica_ttl_s``): what each serves, its workers and load errors."""
-    return jsonify(dump(ReplicasResponse, deployments.replicas_json(server())))
+    return jsonify(dump(ReplicasResponse, replicas_json(server())))
+
+
+def _alias_version(replicas: list[ReplicaView]) -> str | None:
+    """The followed alias's version as the most recent replica read found it."""
+    read = [r for r in replicas if r.alias_read_at is not None and r.alias_error is None]
+    return max(read, key=lambda r: r.alias_read_at or 0.0).alias_version if read else None
+
+
+def replicas_json(ext: ServerExtension) -> dict[str, Any]:
+    """``GET /replicas``: the followed alias and every live replica, as the shared database reports them."""
+    live = ext.replicas.live(ext.settings.replica_ttl_s)
+    return {
+        "alias": ext.alias,
+        "alias_version": _alias_version(live),
+        "live_window_s": ext.settings.replica_ttl_s,
+        "replicas": [r.as_json() for r in live],
+    }
 
 
 @bp.after_app_request

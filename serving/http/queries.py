@@ -72,15 +72,15 @@ def parse_query(model: type[Q]) -> Q:
 
 class DeployQuery(BaseModel):
     wait: Annotated[bool, BeforeValidator(_flag)] = Field(
-        default=False, description="Answer when the deploy finished (or timed out)."
+        default=False, description="Answer when the release run ended (or the wait timed out)."
     )
-    timeout: QuerySeconds | None = Field(default=None, description="Seconds to wait; capped by the server.")
+    timeout: QuerySeconds | None = Field(
+        default=None, description="Seconds to wait; capped by SENTIFLOW_SERVER_DEPLOY_TIMEOUT_S."
+    )
 
 
 class DeployStatusQuery(BaseModel):
-    id: str | None = Field(
-        default=None, min_length=1, description="A deployment id; default the latest deployment."
-    )
+    id: str = Field(min_length=1, max_length=250, description="The release run's id (dag_run_id).")
 
 
 class ExportQuery(BaseModel):

@@ -1,8 +1,7 @@
-"""Response models of ``GET /replicas``, ``POST /deploy`` and ``GET /deploy/status``.
+"""Response models of ``GET /replicas``.
 
-The routes build their answers through these models (``model_validate(...).model_dump(mode="json")``), so
-the OpenAPI document generated from them describes exactly what is sent. The request body of
-``POST /deploy`` is ``serving.http.schemas.DeployRequest``.
+The route builds its answer through these models (``model_validate(...).model_dump(mode="json")``), so
+the OpenAPI document generated from them describes exactly what is sent.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from pydantic import BaseModel, Field
 
 WorkerState = Literal["serving", "loading", "failed", "unready"]
 ReplicaState = Literal["serving", "loading", "failed", "unready", "mixed"]
-DeploymentState = Literal["pending", "loading", "succeeded", "failed", "superseded"]
 
 
 class WorkerInfo(BaseModel):
@@ -53,23 +51,6 @@ class ReplicasResponse(BaseModel):
     alias_version: str | None = Field(description="The alias's version as the latest replica read found it.")
     live_window_s: float = Field(description="A replica not seen for this long is not listed.")
     replicas: list[ReplicaInfo]
-
-
-class DeploymentStatus(BaseModel):
-    """One release: the alias move and how far the replicas are (``POST /deploy``, ``/deploy/status``)."""
-
-    id: str | None = Field(description="Deployment id; null for an alias move made outside POST /deploy.")
-    status: DeploymentState
-    model_name: str
-    alias: str
-    version: str
-    previous: str | None = Field(default=None, description="The alias's version before this move.")
-    requested_at: str | None = None
-    finished_at: str | None = None
-    error: str | None = None
-    all_replicas_serving: bool
-    replicas: list[ReplicaInfo]
-    message: str | None = None
 
 
 def dump(model: type[BaseModel], data: dict) -> dict:

@@ -1,8 +1,8 @@
 """Request bodies and JSON responses of the API as pydantic models: they validate and they feed the OpenAPI.
 
 ``serving.http.bodies.parse_body(Model)`` turns a request body into one of these (422 naming the field
-otherwise); query strings have their models in ``serving.http.queries``; the replica and deployment responses
-are ``serving.http.replica_schemas``.
+otherwise); query strings have their models in ``serving.http.queries``; the replica responses are
+``serving.http.replica_schemas``.
 """
 
 from __future__ import annotations
@@ -93,32 +93,68 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
 
 
-#: MLflow's alias names: letters, digits, ``_`` and ``-`` (anything else the registry refuses).
-ALIAS_NAME = "^[A-Za-z0-9_-]+$"
+#: Who asked for a release, and why a gate was overridden: free text the run's conf and logs carry.
+REQUESTED_BY_MAX_CHARS = 128
+FORCE_REASON_MAX_CHARS = 2000
+
+
+def _force_needs_a_reason(schema: dict[str, Any]) -> None:
+    """The document's form of ``_reason_with_force``: ``force_promote: true`` requires ``force_reason``."""
+    schema["if"] = {"properties": {"force_promote": {"const": True}}, "required": ["force_promote"]}
+    schema["then"] = {"required": ["force_reason"]}
 
 
 class DeployRequest(_Body):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one("version", "alias"))
+    """A manual release: one registered version through the pipeline's gate, promote, deploy and check.
+
+    The field names are the release DAG's conf keys (``sentiflow.names``: ``RELEASE_VERSION``,
+    ``RELEASE_REQUESTED_BY``, ``FORCE_PROMOTE``, ``FORCE_REASON``).
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_force_needs_a_reason)
 
     version: (
         Annotated[StrictStr, Field(pattern=VERSION_DIGITS)]
         | Annotated[int, Field(ge=0, le=MAX_VERSION, strict=True), BeforeValidator(_integral)]
+    ) = Field(description='The registered version to release, e.g. "7".')
+    requested_by: Annotated[
+        StrictStr, Field(min_length=1, max_length=REQUESTED_BY_MAX_CHARS, pattern=TEXT_PATTERN)
+    ] = Field(description="Who asks: recorded in the run's conf, its logs and on the version.")
+    force_promote: StrictBool = Field(
+        default=False, description="Release even when the gate refuses the version (needs force_reason)."
+    )
+    force_reason: (
+        Annotated[StrictStr, Field(min_length=1, max_length=FORCE_REASON_MAX_CHARS, pattern=TEXT_PATTERN)]
         | SkipJsonSchema[None]
-    ) = None
-    alias: (
-        Annotated[StrictStr, Field(max_length=VERSION_MAX_CHARS, pattern=ALIAS_NAME)] | SkipJsonSchema[None]
-    ) = None
+    ) = Field(default=None, description="Why the gate is overridden: required with force_promote.")
 
     @model_validator(mode="before")
     @classmethod
     def _no_null(cls, data: Any) -> Any:
-        return _refuse_null(data, ("version", "alias"))
+        return _refuse_null(data, ("version", "requested_by", "force_promote", "force_reason"))
 
     @model_validator(mode="after")
-    def _one_of(self) -> DeployRequest:
-        if (self.version is None) == (self.alias is None):
-            raise ValueError("give exactly one of 'version' (e.g. \"7\") or 'alias' (e.g. \"champion\")")
+    def _reason_with_force(self) -> DeployRequest:
+        if self.force_promote and self.force_reason is None:
+            raise ValueError("force_promote needs a written force_reason: why the gate is overridden")
         return self
+
+
+class ReleaseRunStatus(BaseModel):
+    """A run of the release DAG in Airflow (``POST /deploy``, ``GET /deploy/status``)."""
+
+    dag_run_id: str = Field(description="The run's id in Airflow: what /deploy/status?id= takes.")
+    dag_id: str
+    state: str = Field(
+        description="Airflow's run state (queued, running, success, failed; the last two final)."
+    )
+    airflow_url: str = Field(description="The run's page in Airflow's UI: its tasks, logs and links.")
+    version: str | None = Field(default=None, description="The version the run releases (its conf).")
+    requested_by: str | None = None
+    failed_tasks: list[str] = Field(
+        default_factory=list, description="Ids of the tasks that failed, once the run failed."
+    )
+    message: str | None = None
 
 
 #: Lengths match the feedback table's columns, so the database never sees a value it would truncate or refuse.

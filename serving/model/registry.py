@@ -1,7 +1,7 @@
 """The server's one path to the MLflow registry: every call it makes is here, and each one is counted.
 
-The follower reads the alias, the manager loads versions, ``POST /deploy`` moves the alias (and back), the
-web page lists models and versions: all through the app's one ``Registry`` (``server().registry``), which
+The follower reads the alias, the manager loads versions, the web page lists models and versions: all
+through the app's one ``Registry`` (``server().registry``), which
 uses the shared registry module (``sentiflow.registry``) and counts each call in
 ``sentiflow_server_registry_requests_total{call}``. Nothing else in ``serving/`` builds an MLflow client.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from sentiflow import names, registry
 from sentiflow.config import MLflowSettings
 from sentiflow.family_registry import serving_runtime as family_runtime
-from sentiflow.registry import ModelNotFoundError, PriorAliases, RegistryUnavailableError
+from sentiflow.registry import ModelNotFoundError, RegistryUnavailableError
 from sentiflow.server_settings import ServerSettings
 from serving import metrics
 from serving.model.downloads import ModelDownloads
@@ -34,17 +34,17 @@ KEY_METRICS = (
 
 
 class Registry:
-    """Read an alias, load a version with its run metrics, move the followed alias, list models and versions.
+    """Read an alias, load a version with its run metrics, list models and versions: it never writes.
 
+    The pipeline alone moves aliases and creates or tags versions; the server's identity may only read.
     ``call`` labels of the metric: ``alias`` and ``version`` (a version record), ``load`` (a download, once
-    per replica and version),
-    ``promote`` and ``restore`` (alias moves), ``models`` and ``versions`` (the web page's lists).
+    per replica and version), ``models`` and ``versions`` (the web page's lists).
     """
 
     def __init__(self, settings: MLflowSettings, server: ServerSettings | None = None) -> None:
         self.settings = settings
         self.name = settings.registered_model_name
-        #: The server's settings: its separate deploy identity moves the followed alias.
+        #: The server's settings (its state folder holds the downloaded versions).
         self.server = server or ServerSettings()
         #: This replica's downloaded versions, shared by its workers (under its state folder).
         self.downloads = ModelDownloads(
@@ -59,26 +59,9 @@ class Registry:
         """The server's own identity: it reads the alias and downloads artifacts, nothing else."""
         return registry.mlflow_client(self.settings)
 
-    def deployer(self) -> Any:
-        """The client alias moves go through: the deploy identity (``SENTIFLOW_SERVER_DEPLOY_MLFLOW_*``).
-
-        Raises ``DeployNotAllowedError`` (a 403) when the server has none: deploys go through the pipeline.
-        """
-        from sentiflow.mlflow_auth import deploy_client
-
-        return deploy_client(self.server, self.settings)
-
     @staticmethod
     def _count(call: str) -> None:
         metrics.REGISTRY_REQUESTS.labels(call=call).inc()
-
-    def alias_settings(self, alias: str) -> MLflowSettings:
-        """Settings whose "champion" is ``alias`` (the one this server follows; ``previous`` kept for it)."""
-        if alias == self.settings.champion_alias:
-            return self.settings
-        return self.settings.model_copy(
-            update={"champion_alias": alias, "previous_alias": f"{alias}-previous"}
-        )
 
     # --- reading ---------------------------------------------------------------------------------------
     def resolve(self, *, version: str | None = None, alias: str | None = None) -> Any:
@@ -125,14 +108,3 @@ class Registry:
         """Every version of ``model_name`` with its run's metrics (``sentiflow.registry.version_rows``)."""
         self._count("versions")
         return registry.version_rows(self.client(), model_name, max_results=max_results)
-
-    # --- moving the followed alias -----------------------------------------------------------------------
-    def promote(self, version: str, *, alias: str) -> PriorAliases:
-        """Move ``alias`` to ``version`` (its old version becomes the previous one); the aliases before."""
-        self._count("promote")
-        return registry.promote(self.deployer(), self.alias_settings(alias), version)
-
-    def restore(self, prior: PriorAliases, *, alias: str, reason: str) -> str | None:
-        """``sentiflow.registry.restore_aliases`` for ``alias``: None when restored, else why not."""
-        self._count("restore")
-        return registry.restore_aliases(self.deployer(), self.alias_settings(alias), prior, reason)

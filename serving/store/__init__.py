@@ -1,1 +1,1 @@
-"""The server's shared database: feedback, replica and deployment rows."""
+"""The server's shared database: feedback and replica rows."""

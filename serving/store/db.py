@@ -1,7 +1,7 @@
 """The server's shared database: its engine and every table (SQLite's settings too).
 
 One ``Database`` per app (``serving.extension`` builds it from ``SENTIFLOW_SERVER_FEEDBACK_DB_URL``); the
-stores (``feedback``, ``replicas``, ``deployments``) are queries over it. SQLite in the state folder by
+stores (``feedback``, ``replicas``) are queries over it. SQLite in the state folder by
 default, any SQLAlchemy URL (Postgres in production, shared by every replica).
 
 The tables are defined here and created or changed only by the Alembic migrations in
@@ -88,27 +88,6 @@ workers_table = sa.Table(
     sa.Column("error_version", sa.String(64), nullable=True),
     sa.Column("error_at", sa.Float, nullable=True),
     sa.Column("last_seen", sa.Float, nullable=False, index=True),
-)
-
-# --- deployments (serving.store.deployments) ---------------------------------------------------------------
-deployments_table = sa.Table(
-    "server_deployments",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("alias", sa.String(128), nullable=False),
-    sa.Column("version", sa.String(64), nullable=False),
-    sa.Column("previous", sa.String(64), nullable=True),
-    sa.Column("prior_previous", sa.String(64), nullable=True),
-    sa.Column("requested_at", sa.Float, nullable=False, index=True),
-    sa.Column("requested_by", sa.String(128), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("finished_at", sa.Float, nullable=True),
-    # The lease on watching this deployment to its end (``serving.model.deploy``): held by one worker of
-    # one replica (``replica/pid``) until ``lease_until`` and renewed while it watches; any live worker
-    # takes over an expired lease, so a deployment ends even when the pod that accepted it dies.
-    sa.Column("lease_owner", sa.String(160), nullable=True),
-    sa.Column("lease_until", sa.Float, nullable=True, index=True),
 )
 
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def pipeline_env(stack, imdb_dir, offline_model):
     """The model server and every DAG run of this module on a registered model of their own: other test
-    modules move ``champion`` of the session's default model (``POST /deploy`` moves the alias), and these
+    modules move ``champion`` of the session's default model (releases move the alias), and these
     tests start from "no champion yet"."""
     with own_registered_model("sentiflow-e2e"):
         localstack.airflow_init(stack)

@@ -117,7 +117,7 @@ def promote(
         return prior
     _sign(client, settings, version, approved=True, reason=reason, dag_run_id=dag_run_id)
     try:
-        registry.promote(client, settings, version)  # the one alias move
+        registry.promote(client, settings, version)  # the one alias move: the server only follows it
     except Exception:
         log.exception("promotion of %s failed half way; restoring the aliases from before", version)
         if prior.champion is not None:

@@ -12,6 +12,7 @@
   const MAX_CHARS = parseInt(body.dataset.maxTextChars, 10);
   const MAX_TEXTS = parseInt(body.dataset.maxTexts, 10);
   const TOKEN_KEY = "sentiflow-admin-token";
+  const REQUESTER_KEY = "sentiflow-requested-by";
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -500,24 +501,53 @@
     return m ? "Version " + m.version + " is still serving." : "No model is serving.";
   }
 
+  function getRequester() { return (sessionStorage.getItem(REQUESTER_KEY) || "").trim(); }
+
+  function saveRequester() {
+    sessionStorage.setItem(REQUESTER_KEY, $("requester-input").value.trim());
+  }
+
+  /** The run's page in Airflow's UI, shown only when it is an http(s) address. */
+  function showRunLink(url) {
+    const link = $("deploy-link");
+    const ok = typeof url === "string" && /^https?:\/\//i.test(url);
+    link.hidden = !ok;
+    if (ok) link.href = url;
+  }
+
+  function runState(run) {
+    const tasks = (run.failed_tasks || []).join(", ");
+    return "release run " + run.dag_run_id + " is " + run.state + (tasks ? " (failed tasks: " + tasks + ")" : "");
+  }
+
   async function deploy(version) {
     const token = getToken();
+    saveRequester();
+    const requester = getRequester();
     document.getElementById("deploy").scrollIntoView({ block: "nearest" });
+    showRunLink(null);
     if (!token) {
       setDeployStatus("bad", "Enter the admin token first, then deploy version " + version + " again.");
       $("token-input").focus();
       return;
     }
+    if (!requester) {
+      setDeployStatus("bad", "Enter your name first (it is recorded with the release), then deploy version " +
+        version + " again.");
+      $("requester-input").focus();
+      return;
+    }
     const before = state.model ? state.model.version : null;
+    const auth = { Authorization: "Bearer " + token };
     setDeploying(true);
-    setDeployStatus("", "Asking the server to deploy version " + version + "…", true);
+    setDeployStatus("", "Asking Airflow to release version " + version + "…", true);
     try {
-      let record;
+      let run;
       try {
-        record = await api("/deploy", {
+        run = await api("/deploy", {
           method: "POST",
-          headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
-          body: JSON.stringify({ version: String(version) }),
+          headers: { "Content-Type": "application/json", ...auth },
+          body: JSON.stringify({ version: String(version), requested_by: requester }),
         });
       } catch (err) {
         if (err.status === 401) {
@@ -531,44 +561,39 @@
           " " + (await stillServing()));
         return;
       }
-      // The alias moved; every replica loads the version and reports in the shared database. Poll the
-      // deployment (any replica answers the same) until it ends.
-      const deadline = Date.now() + 15 * 60 * 1000;
-      const done = ["succeeded", "failed", "superseded"];
-      while (!done.includes(record.status)) {
+      // The release runs in Airflow (gate, promote, deploy to every replica, inference check): poll the
+      // run until it is final, showing its state and its page in Airflow.
+      showRunLink(run.airflow_url);
+      const deadline = Date.now() + 30 * 60 * 1000;
+      while (run.state !== "success" && run.state !== "failed") {
         if (Date.now() > deadline) {
-          setDeployStatus("bad", "Deployment of version " + version + " is taking very long; " +
+          setDeployStatus("bad", "The " + runState(run) + " after 30 minutes; follow it in Airflow. " +
             (await stillServing()));
           return;
         }
-        const replicas = record.replicas || [];
-        const ready = replicas.filter((r) => r.version === record.version).length;
-        setDeployStatus("", "Deploying version " + version + ": " + ready + " of " + replicas.length +
-          " replica(s) serve it; loading the model and checking it answers…", true);
-        await sleep(500);
+        setDeployStatus("", "Releasing version " + version + ": " + runState(run) +
+          ". The pipeline checks, promotes and deploys it, then checks it answers…", true);
+        await sleep(2000);
         try {
-          record = await api("/deploy/status?id=" + encodeURIComponent(record.id));
+          run = await api("/deploy/status?id=" + encodeURIComponent(run.dag_run_id), { headers: auth });
         } catch (err) {
-          if (err.status !== 404) throw err;
+          if (err.status !== 422 || !err.body || !err.body.dag_run_id) throw err;
+          run = err.body;  // the run failed: its state and failed tasks
         }
       }
-      if (record.status === "failed") {
-        setDeployStatus("bad", "Deployment of version " + version + " failed: " + record.error + ". " +
-          (await stillServing()));
+      if (run.state === "failed") {
+        setDeployStatus("bad", "The release of version " + version + " failed: " + runState(run) +
+          ". Its log in Airflow says why. " + (await stillServing()));
         return;
       }
-      if (record.status === "superseded") {
-        setDeployStatus("bad", "Deployment of version " + version + " was overtaken by another one (" +
-          record.error + "). " + (await stillServing()));
-        return;
-      }
-      await loadModel();
-      const replicaCount = (record.replicas || []).length;
-      setDeployStatus("ok", "Done: version " + record.version + " is now serving" +
-        (before && before !== record.version ? " (was version " + before + ")" : "") +
-        " on every replica (" + replicaCount + ").");
+      const m = await loadModel();
+      const now = m ? m.version : null;
+      setDeployStatus(now === String(version) ? "ok" : "bad", "Done: the " + runState(run) + ". " +
+        (now === String(version)
+          ? "Version " + now + " is now serving" + (before && before !== now ? " (was version " + before + ")" : "") + "."
+          : (await stillServing())));
     } catch (err) {
-      setDeployStatus("bad", "Could not follow the deployment: " + err.message);
+      setDeployStatus("bad", "Could not follow the release: " + err.message);
     } finally {
       setDeploying(false);
       loadVersions(false);
@@ -655,6 +680,8 @@
   });
   $("token-form").addEventListener("submit", saveToken);
   $("token-forget").addEventListener("click", forgetToken);
+  $("requester-input").addEventListener("change", saveRequester);
+  $("requester-input").value = getRequester();
   $("feedback-days").addEventListener("change", loadFeedback);
   let resizeTimer = null;
   window.addEventListener("resize", () => {

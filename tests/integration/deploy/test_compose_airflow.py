@@ -86,3 +86,19 @@ def test_train_backend_follows_the_mounted_kubeconfig(tmp_path, kubeconfig, in_c
     backend, kubeconfig_env = out.strip().split("|")
     assert backend == expected
     assert kubeconfig_env == (str(mount) if expected == "kubernetes" and kubeconfig and not preset else "")
+
+
+def test_the_model_server_asks_airflow_for_releases_as_its_own_user(resolved):
+    """POST /deploy triggers the release DAG as the user airflow-init makes for it (role User), not as the
+    admin; the server reaches the API server inside the compose network."""
+    server = service_env(resolved, "model-server")
+    init = service_env(resolved, "airflow-init")
+    assert server["SENTIFLOW_SERVER_AIRFLOW_URL"] == "http://airflow-apiserver:8080"
+    assert (server["SENTIFLOW_SERVER_AIRFLOW_USERNAME"], server["SENTIFLOW_SERVER_AIRFLOW_PASSWORD"]) == (
+        init["AIRFLOW_RELEASER_USERNAME"],
+        init["AIRFLOW_RELEASER_PASSWORD"],
+    )
+    assert server["SENTIFLOW_SERVER_AIRFLOW_USERNAME"] != init["_AIRFLOW_WWW_USER_USERNAME"]
+    assert server["SENTIFLOW_SERVER_AIRFLOW_PASSWORD"] != init["_AIRFLOW_WWW_USER_PASSWORD"]
+    entrypoint = (DOCKER / "airflow" / "entrypoint.sh").read_text()
+    assert '--username "$releaser"' in entrypoint and "--role User" in entrypoint

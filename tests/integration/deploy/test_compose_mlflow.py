@@ -47,8 +47,8 @@ def test_mlflow_runs_its_basic_auth_app_with_its_users_on_postgres(resolved):
 
 
 def test_mlflow_init_makes_the_users_each_component_logs_in_as(resolved, monkeypatch):
-    """One provisioning step, three identities: the pipeline's in Airflow (connection and MLflow's variables),
-    the server's and the deployer's in the model server, each the user mlflow-init makes from .env."""
+    """One provisioning step, two identities: the pipeline's in Airflow (connection and MLflow's variables),
+    the server's (read only, its only one) in the model server, each the user mlflow-init makes from .env."""
     from sentiflow.mlflow_users import ROLES, MLflowAuthSettings
 
     services = resolved["services"]
@@ -66,7 +66,7 @@ def test_mlflow_init_makes_the_users_each_component_logs_in_as(resolved, monkeyp
     auth = MLflowAuthSettings()
     users = {role: (u.username, u.password.get_secret_value()) for role, u in auth.users().items()}
     assert {role: username for role, (username, _) in users.items()} == ROLES
-    assert len({password for _, password in users.values()}) == len(ROLES)  # three secrets, not one
+    assert len({password for _, password in users.values()}) == len(ROLES)  # a secret each, not one
     mlflow = service_env(resolved, "mlflow")
     assert (mlflow["MLFLOW_AUTH_ADMIN_USERNAME"], mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"]) == (
         auth.admin().username,
@@ -79,11 +79,9 @@ def test_mlflow_init_makes_the_users_each_component_logs_in_as(resolved, monkeyp
         init_env["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] == server["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"]
     )
     assert (server["MLFLOW_TRACKING_USERNAME"], server["MLFLOW_TRACKING_PASSWORD"]) == users["server"]
-    deploy = (
-        server["SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME"],
-        server["SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"],
-    )
-    assert deploy == users["deployer"]
+    assert not [
+        k for k in server if "MLFLOW" in k and k.endswith("PASSWORD") and k != "MLFLOW_TRACKING_PASSWORD"
+    ]
     for name in ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-worker"):
         env = service_env(resolved, name)
         assert (env["SENTIFLOW_MLFLOW_USERNAME"], env["SENTIFLOW_MLFLOW_PASSWORD"]) == users["pipeline"], name
@@ -102,10 +100,9 @@ MLFLOW_CREDENTIALS = {
         "SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD",
         "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD",
         "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD",
-        "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD",
     ),
     ("airflow-scheduler", "airflow"): ("SENTIFLOW_MLFLOW_PASSWORD", "MLFLOW_TRACKING_PASSWORD"),
-    ("model-server", "model-server"): ("MLFLOW_TRACKING_PASSWORD", "SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"),
+    ("model-server", "model-server"): ("MLFLOW_TRACKING_PASSWORD",),
 }
 
 

@@ -89,8 +89,12 @@ def test_the_model_server_reaches_no_address_outside_the_cluster():
             for peer in rule["to"]:
                 assert "ipBlock" not in peer, f"{policy['metadata']['name']}: {peer['ipBlock']}"
                 peers.add(tuple(sorted(peer.get("podSelector", {}).get("matchLabels", {}).items())))
-    names = {dict(p).get("app.kubernetes.io/name") or dict(p).get("k8s-app") for p in peers}
-    assert names == {"model-server-db", "redis", "mlflow", "object-store", "kube-dns"}
+    names = {
+        dict(p).get("app.kubernetes.io/name") or dict(p).get("k8s-app") or dict(p).get("component")
+        for p in peers
+    }
+    # api-server: Airflow's (the Helm chart's label), which POST /deploy asks for release runs
+    assert names == {"model-server-db", "redis", "mlflow", "object-store", "kube-dns", "api-server"}
 
 
 def _peers():

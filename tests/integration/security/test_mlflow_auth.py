@@ -1,6 +1,6 @@
 """MLflow requires authentication, and each identity can do exactly its job, on a real server.
 
-The session's stack grants the server and the deployer on every model (``grant_scope="all"``, since tests
+The session's stack grants the server on every model (``grant_scope="all"``, since tests
 register a model per test); here the grants of a real deployment (``served``, ``mlflow_users.grants``) are
 made for fresh users of a fresh registered model, so the narrow grants are what is tested.
 """
@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from sentiflow import mlflow_users, stack_auth
 from sentiflow.config import MLflowSettings
-from sentiflow.mlflow_auth import DeployNotAllowedError, MlflowIdentity, client_for, deploy_client
+from sentiflow.mlflow_auth import MlflowIdentity, client_for
 
 
 def _status(exc: BaseException) -> int | None:
@@ -24,8 +24,8 @@ def _status(exc: BaseException) -> int | None:
 
 @pytest.fixture(scope="module")
 def world(stack):
-    """A fresh experiment + registered model, served-scope grants for fresh pipeline/server/deployer users,
-    one version registered by the pipeline, and a second registered model the deployer has nothing on."""
+    """A fresh experiment + registered model, served-scope grants for fresh pipeline/server users, one
+    version registered by the pipeline, and a second registered model the server has nothing on."""
     suffix = uuid.uuid4().hex[:8]
     settings = MLflowSettings(experiment_name=f"auth-{suffix}", registered_model_name=f"auth-model-{suffix}")
     uri = stack.mlflow_uri
@@ -102,29 +102,6 @@ def test_pipeline_identity_can_run_register_and_move(world):
     pipeline.delete_registered_model_alias(name, "champion")  # a rollback of a first champion deletes it
 
 
-def test_deployer_moves_only_the_served_models_alias(world):
-    deployer = client_for(world["uri"], world["users"]["deployer"])
-    name = world["settings"].registered_model_name
-    deployer.set_registered_model_alias(name, "champion", world["version"])
-    assert deployer.get_model_version_by_alias(name, "champion").version == world["version"]
-    deployer.set_registered_model_alias(name, "previous", world["version"])
-    deployer.delete_registered_model_alias(name, "previous")  # what a failed /deploy's rollback may do
-    with pytest.raises(Exception) as caught:
-        deployer.set_registered_model_alias(world["other"], "champion", world["other_version"])
-    assert _status(caught.value) == 403
-    for what in ("create run", "register version"):
-        with pytest.raises(Exception) as caught:
-            _attempts(deployer, world)[what]()
-        assert _status(caught.value) == 403, what
-
-
-def test_a_server_without_deploy_identity_refuses_deploys(world):
-    from sentiflow.server_settings import ServerSettings
-
-    with pytest.raises(DeployNotAllowedError, match="deploys go through the pipeline"):
-        deploy_client(ServerSettings(deploy_mlflow_username=None), world["settings"])
-
-
 def test_the_stack_env_carries_the_pipeline_identity(stack):
     import os
 
@@ -135,7 +112,12 @@ def test_the_stack_env_carries_the_pipeline_identity(stack):
     assert env["MLFLOW_TRACKING_USERNAME"] == pipeline.username == os.environ["MLFLOW_TRACKING_USERNAME"]
     server_env = stack_auth.model_server_env(stack.home)
     assert server_env["MLFLOW_TRACKING_USERNAME"] == stack_auth.ROLES["server"]
-    assert server_env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_USERNAME"] == stack_auth.ROLES["deployer"]
+    # one MLflow identity, read only; the rest is the local Airflow's user that POST /deploy asks
+    assert {k for k in server_env if "MLFLOW" in k} == {
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    }
+    assert server_env["SENTIFLOW_SERVER_AIRFLOW_USERNAME"] == stack_auth.AIRFLOW_RELEASER
     secrets = stack.home / "secrets"
     assert secrets.stat().st_mode & 0o777 == 0o700
     private = [p for p in secrets.iterdir() if p.name != "signing-public.pem"]  # the public key is 0644

@@ -80,7 +80,7 @@ def test_the_entrypoint_names_each_grant_and_no_password(provisioned):
     users = provisioned["users"]
     model = provisioned["env"]["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"]
     assert f"{users['server'].username}: READ on registered_model '{model}'" in out
-    assert f"{users['deployer'].username}: MANAGE on registered_model '{model}'" in out
+    assert set(users) == {"pipeline", "server"}  # no identity besides the pipeline's may move an alias
     assert f"{users['pipeline'].username}: MANAGE on registered_model '{model}'" in out
     assert not [u for u in users.values() if u.password.get_secret_value() in out]
 
@@ -94,11 +94,14 @@ def test_the_server_identity_cannot_move_the_alias_and_the_pipeline_can(provisio
     assert _status(caught.value) == 403
     pipeline.set_registered_model_alias(name, "champion", version)
     assert server.get_model_version_by_alias(name, "champion").version == version
-    deployer = client_for(provisioned["uri"], provisioned["users"]["deployer"])
-    deployer.set_registered_model_alias(name, "champion", version)  # POST /deploy's identity moves it too
-    with pytest.raises(Exception) as caught:
-        deployer.create_run(pipeline.get_run(run_id).info.experiment_id)
-    assert _status(caught.value) == 403
+    for attempt in (
+        lambda: server.delete_registered_model_alias(name, "champion"),
+        lambda: server.set_model_version_tag(name, version, "approved", "yes"),
+        lambda: server.create_model_version(name, "s3://x/evil", run_id=run_id),
+    ):
+        with pytest.raises(Exception) as caught:
+            attempt()
+        assert _status(caught.value) == 403
 
 
 def test_a_rerun_rotates_a_password(provisioned):
@@ -118,10 +121,10 @@ def test_a_rerun_rotates_a_password(provisioned):
 
 
 def test_production_refuses_a_placeholder_before_touching_mlflow(provisioned):
-    env = {**provisioned["env"], "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD": "change-me-mlflow-deployer"}
+    env = {**provisioned["env"], "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD": "change-me-mlflow-server"}
     done = provision(env)
     assert done.returncode == 1
-    assert "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD is empty or a placeholder" in done.stderr
+    assert "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD is empty or a placeholder" in done.stderr
 
 
 def test_health_needs_no_login_and_everything_else_does(provisioned):

@@ -4,6 +4,7 @@ Against a real SQLite file and a real PostgreSQL (``postgres`` fixture):
 
 - the migrations build exactly the tables ``serving/store/db.py`` defines (Alembic's own comparison finds
   no difference), with ``uq_feedback_prediction_id``; they run again as a no-op, down and up again;
+- ``0003`` drops the deployments table of a database the old ``POST /deploy`` wrote to, other rows kept;
 - migration runs started together (one init container per pod) all succeed, one after the other;
 - a real gunicorn worker facing an un-migrated database does not create a table: it waits its bounded
   time and fails to boot with a message naming the command to run;
@@ -68,6 +69,44 @@ def test_the_migrations_build_exactly_the_tables_of_db_py(fresh_url):
     assert migrate.upgrade(fresh_url) == migrate.head()  # again: nothing to do
     assert migrate.downgrade(fresh_url, "base") is None  # and down, and up again
     assert migrate.upgrade(fresh_url) == migrate.head() and differences(fresh_url) == []
+
+
+def test_0003_drops_the_deployments_table_and_keeps_the_rest(fresh_url):
+    """A database the old ``POST /deploy`` wrote to: at head its deployments table is gone, every other row
+    stays; down to ``0002`` the table is back, empty."""
+    assert migrate.upgrade(fresh_url, "0002") == "0002"
+    db = Database(fresh_url)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO server_deployments (id, alias, version, requested_at, status) "
+                    "VALUES ('d1', 'champion', '5', 1.0, 'succeeded')"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO feedback (created_at, text, predicted_label, correct, verified) "
+                    "VALUES (CURRENT_TIMESTAMP, 'kept', 'positive', true, false)"
+                )
+            )
+    finally:
+        db.dispose()
+    assert migrate.upgrade(fresh_url) == migrate.head() and differences(fresh_url) == []
+    db = Database(fresh_url)
+    try:
+        assert "server_deployments" not in sa.inspect(db.engine).get_table_names()
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT text FROM feedback")).scalars().all() == ["kept"]
+    finally:
+        db.dispose()
+    assert migrate.downgrade(fresh_url, "0002") == "0002"
+    db = Database(fresh_url)
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM server_deployments")).scalar() == 0
+    finally:
+        db.dispose()
 
 
 def test_a_worker_waits_for_the_migrations_then_names_the_command(fresh_url):

@@ -1,8 +1,8 @@
-"""The replica, worker and deployment rows in the shared database: a real SQLite file and a real Postgres.
+"""The replica and worker rows in the shared database: a real SQLite file and a real Postgres.
 
 What the multi-replica tests (``test_replicas.py``) rely on, checked directly: one registry read per
 interval per replica whatever the worker count, liveness by heartbeat age (no PID probing), what a replica
-is said to serve while its workers disagree, and how a deployment's status follows from the rows.
+is said to serve while its workers disagree.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import time
 
 import pytest
 
-from serving.model import deploy as deployments
 from serving.store.db import Database
-from serving.store.deployments import DeploymentStore
 from serving.store.replicas import ReplicaStore
 from tests.conftest import database_url
 
@@ -119,84 +117,3 @@ def test_live_replicas_by_heartbeat_age_and_agreement_of_their_workers(store):
     store.remove_worker("r1", "11")
     store.remove_worker("r1", "12")
     assert [r.replica_id for r in store.live(ttl_s=10)] == ["r2"]
-
-
-def test_deployment_status_follows_the_rows(store):
-    rows = DeploymentStore(store.db)
-    store.register_replica("r1", "h1", "champion")
-    store.register_replica("r2", "h2", "champion")
-    record = {
-        "id": "d1",
-        "alias": "champion",
-        "version": "5",
-        "previous": "4",
-        "prior_previous": None,
-        "requested_at": time.time(),
-        "requested_by": "r1",
-        "status": "pending",
-        "error": None,
-        "finished_at": None,
-    }
-    rows.add(record)
-    store.heartbeat("r1", "1", version="4", target_version="5")
-    store.heartbeat("r2", "1", version="4", target_version="4")
-    assert deployments.evaluate(record, store.live(10)) == ("loading", None)
-    store.heartbeat("r1", "1", version="5", target_version="5")
-    store.heartbeat("r2", "1", version="5", target_version="5")
-    assert deployments.evaluate(record, store.live(10)) == ("succeeded", None)
-    store.heartbeat(
-        "r2",
-        "1",
-        version="4",
-        target_version="5",
-        load_error="OSError: S3 down",
-        error_version="5",
-        error_at=time.time(),
-    )
-    status, error = deployments.evaluate(record, store.live(10))
-    assert status == "failed" and "r2" in error and "S3 down" in error
-    assert rows.finish("d1", "failed", error) is True
-    assert rows.finish("d1", "succeeded") is False  # final stays final
-    assert rows.get("d1")["status"] == "failed"
-    assert rows.latest()["id"] == "d1"
-
-
-def test_a_deployment_whose_watcher_died_is_taken_over_by_exactly_one_worker(store, db_url):
-    rows = DeploymentStore(store.db)
-    now = time.time()
-    base = {
-        "alias": "champion",
-        "version": "5",
-        "previous": "4",
-        "prior_previous": None,
-        "requested_by": "r1",
-        "status": "pending",
-        "error": None,
-        "finished_at": None,
-    }
-    rows.add({**base, "id": "alive", "requested_at": now, "lease_owner": "r1/1", "lease_until": now + 30})
-    rows.add({**base, "id": "dead", "requested_at": now, "lease_owner": "r1/2", "lease_until": now - 1})
-    assert rows.renew("alive", "r1/1", 30) is True
-    assert rows.renew("alive", "r2/9", 30) is False  # not the holder
-    assert [r["id"] for r in rows.orphans()] == ["dead"]
-    orphan = rows.orphans()[0]
-    others = [DeploymentStore(Database(db_url)) for _ in range(4)]  # four workers, four engines, at once
-    won: list[tuple[str, bool]] = []
-    barrier = threading.Barrier(4)
-
-    def take(i: int) -> None:
-        barrier.wait()
-        won.append((f"r2/{i}", others[i].take(orphan, f"r2/{i}", 30)))
-
-    threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    winners = [owner for owner, ok in won if ok]
-    assert len(winners) == 1
-    assert rows.get("dead")["lease_owner"] == winners[0] and rows.orphans() == []
-    assert rows.renew("dead", "r1/2", 30) is False  # the old watcher, had it only stalled, stops
-    assert rows.finish("dead", "succeeded") and rows.renew("dead", winners[0], 30) is False
-    for other in others:
-        other.db.dispose()

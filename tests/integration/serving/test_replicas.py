@@ -7,12 +7,13 @@ Kubernetes Service. The module walks one fleet through its life, so the order of
 1. at start every replica serves the champion; ``GET /replicas`` lists all three from any of them;
 2. promotions (TF-IDF, then a transformer) under continuous load through the proxy: no non-2xx, every
    answer names the old or the new version, all three serve the new one within the bound;
-3. ``POST /deploy`` through the proxy moves the alias and reaches all three; ``/deploy/status`` agrees on
-   every replica; a version that cannot load fails with 422 naming the replica and the alias moves back;
+3. a release (the pipeline's alias move, then its wait) through the proxy reaches all three, and every
+   replica reports the same fleet; a version that cannot load: section 7;
 4. feedback posted through the proxy lands on different replicas and in one store;
 5. ``kill -9`` of one replica during a swap, then a restart: it serves the alias's version;
 6. a replica started while MLflow is down is unready with a reason, and ready when MLflow returns;
-7. the DAG's release tasks (deploy, inference check) on a registered version, against the proxy.
+7. the DAG's release tasks (deploy, inference check) on a registered version, against the proxy; a version
+   that cannot load fails the deploy step naming the replica, and the alias moves back.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tests.devserver import (
     own_registered_model,
     register_tfidf_versions,
     register_unfitted_version,
+    release,
 )
 
 pytestmark = [
@@ -248,48 +250,27 @@ def test_promotions_under_load_drop_nothing_and_reach_every_replica(fleet, tiny_
     assert set(replica_versions(fleet).values()) == {v3}
 
 
-# --- 3. POST /deploy through the proxy --------------------------------------------------------------
-def test_post_deploy_through_the_proxy_moves_the_alias_and_reaches_every_replica(fleet):
+# --- 3. a release through the proxy ------------------------------------------------------------------
+def test_a_release_through_the_proxy_reaches_every_replica_and_they_agree(fleet):
+    """The pipeline's alias move, then its wait through the Service (``tests.devserver.release``): all three
+    serve the version, and every replica answers ``GET /replicas`` the same (one shared database)."""
     v1, v3 = fleet.versions[0], fleet.versions[2]
-    r = requests.post(
-        f"{fleet.proxy.url}/deploy?wait=true",
-        json={"version": v1},
-        headers={"Authorization": f"Bearer {fleet.stack.server_token}"},
-        timeout=BOUND_S + 60,
-    )
-    assert r.status_code == 200, r.text
-    record = r.json()
-    assert record["status"] == "succeeded" and record["all_replicas_serving"] is True
-    assert record["version"] == v1 and record["previous"] == v3
-    assert len(record["replicas"]) == 3 and {x["version"] for x in record["replicas"]} == {v1}
-    assert fleet.champion() == v1  # the alias is the record: the registry says what is served
+    answer = release(fleet.proxy.url, v1, token=fleet.stack.server_token, timeout_s=BOUND_S)
+    assert len(answer["replicas"]) == 3 and {x["version"] for x in answer["replicas"]} == {v1}
+    assert fleet.champion() == v1
     s = fleet.settings
     assert registry.version_for_alias(registry.mlflow_client(s), s, s.previous_alias) == v3
-    answers = []
+    views = []
     for srv in fleet.servers.values():
-        by_id = requests.get(f"{srv.url}/deploy/status", params={"id": record["id"]}, timeout=10).json()
-        latest = requests.get(f"{srv.url}/deploy/status", timeout=10).json()
-        answers.append((by_id["status"], by_id["version"], latest["id"], latest["version"]))
-        assert {x["replica_id"] for x in by_id["replicas"]} == {x["replica_id"] for x in record["replicas"]}
-    assert set(answers) == {("succeeded", v1, record["id"], v1)}
-
-
-def test_a_version_that_cannot_load_is_422_naming_the_replica_and_the_alias_moves_back(fleet):
-    v1 = fleet.versions[0]
-    broken = register_unfitted_version()
-    r = requests.post(
-        f"{fleet.proxy.url}/deploy?wait=true",
-        json={"version": broken},
-        headers={"Authorization": f"Bearer {fleet.stack.server_token}"},
-        timeout=BOUND_S + 60,
-    )
-    assert r.status_code == 422, r.text
-    body = r.json()
-    assert body["status"] == "failed" and "replica" in body["error"] and broken in body["error"]
-    assert f"moved back to version {v1}" in body["error"]
-    assert fleet.champion() == v1
+        replicas = requests.get(f"{srv.url}/replicas", timeout=10).json()
+        views.append(
+            (
+                replicas["alias_version"],
+                tuple(sorted((r["replica_id"], r["version"]) for r in replicas["replicas"])),
+            )
+        )
+    assert len(set(views)) == 1 and views[0][0] == v1, views
     assert {predict(fleet.proxy.url) for _ in range(9)} == {v1}
-    assert set(replica_versions(fleet).values()) == {v1}
 
 
 # --- 4. feedback ------------------------------------------------------------------------------------
@@ -417,5 +398,7 @@ def test_the_deploy_step_fails_on_a_replica_load_error_and_rolls_back(fleet):
         release.deploy(client, s, fleet.client, prior, timeout_s=BOUND_S)
     assert isinstance(info.value.__cause__, DeployError)
     assert isinstance(info.value.__cause__.__cause__, ReplicaLoadError)
+    load_error = str(info.value.__cause__.__cause__)
+    assert load_error.startswith("replica ") and f"could not load version {broken}" in load_error
     assert fleet.champion() == before, str(info.value)
     assert set(replica_versions(fleet).values()) == {before}

@@ -1,8 +1,9 @@
 """The model server under a real gunicorn (2 workers) on 127.0.0.1, with the real MLflow registry.
 
-Covers the issue's reliability list: bad input → 4xx JSON, 401 on bad tokens, deploys during sustained load
-with zero failures and every response naming its version, unknown and broken versions leave the old model
-serving (and the alias where it was), and kill + restart serves the alias's version with every feedback row.
+Covers the issue's reliability list: bad input → 4xx JSON, 401 on bad tokens, releases (the pipeline's
+alias move, ``tests.devserver.release``) during sustained load with zero failures and every response naming
+its version, an alias moved to a version that cannot load leaves the old model serving, and kill + restart
+serves the alias's version with every feedback row.
 Several replicas behind a proxy: ``test_replicas.py``.
 """
 
@@ -20,6 +21,7 @@ import requests
 
 from sentiflow import registry
 from sentiflow.config import MLflowSettings
+from sentiflow.serving_client import ReplicaLoadError
 from tests.devserver import DevServer, register_tfidf_versions, register_unfitted_version, threads_for_clients
 from tests.devserver import own_registered_model as own_model
 
@@ -111,18 +113,16 @@ def test_starts_unready_without_deployed_version_or_champion(server):
     assert r.status_code == 503 and r.json()["error"] == "not_ready"
 
 
-def test_deploy_with_wait_is_served_by_every_worker(server, versions):
-    r = server.deploy(version=versions[0])
-    assert r.status_code == 200, r.text
-    record = r.json()
-    assert record["status"] == "succeeded" and record["all_replicas_serving"] is True
-    assert [len(r["workers"]) for r in record["replicas"]] == [2]
-    assert champion() == versions[0]  # the deploy moved the alias: the registry says what is served
+def test_a_release_is_served_by_every_worker(server, versions):
+    answer = server.release(versions[0])
+    assert answer["alias_version"] == versions[0]
+    assert [len(r["workers"]) for r in answer["replicas"]] == [2]
+    assert {w["version"] for r in answer["replicas"] for w in r["workers"]} == {versions[0]}
+    assert champion() == versions[0]  # the registry says what is served
     assert {predict_version(server) for _ in range(20)} == {versions[0]}
     model = requests.get(f"{server.url}/model", timeout=5).json()
     assert model["version"] == versions[0] and model["family"] == "tfidf-logreg" and model["run_id"]
-    status = requests.get(f"{server.url}/deploy/status", params={"id": record["id"]}, timeout=5).json()
-    assert status["status"] == "succeeded"
+    assert model["deployed"]["version"] == versions[0]
 
 
 def test_predict_batch_answers_per_text_with_scores(server, versions):
@@ -179,7 +179,7 @@ def test_server_survives_bad_input(server, versions):
     assert requests.get(f"{server.url}/predict", timeout=5).status_code == 405
 
 
-@pytest.mark.parametrize("method,path", [("post", "/deploy"), ("get", "/feedback/export")])
+@pytest.mark.parametrize("method,path", [("get", "/feedback/export")])
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc", "Bearer "])
 def test_admin_endpoints_need_the_token(server, method, path, header):
     headers = {"Authorization": header} if header else {}
@@ -188,23 +188,15 @@ def test_admin_endpoints_need_the_token(server, method, path, header):
     assert r.json()["error"] == "unauthorized"
 
 
-def test_unknown_version_is_404_and_old_model_keeps_serving(server, versions):
-    r = server.deploy(version="9999")
-    assert r.status_code == 404
-    assert "9999" in r.json()["message"]
-    r = server.deploy(alias="no-such-alias")
-    assert r.status_code == 404
-    assert predict_version(server) == versions[0]
-
-
 def test_broken_version_fails_and_old_model_keeps_serving(server, versions):
+    """The alias names a version no worker can load: every worker keeps the old one and reports the failed
+    load (what the release waits on), and the release's rollback puts both aliases back."""
     broken = register_unfitted_version()
     previous_before = previous()
-    r = server.deploy(version=broken)
-    assert r.status_code == 422
-    assert r.json()["status"] == "failed" and r.json()["error"]
-    assert f"moved back to version {versions[0]}" in r.json()["error"]
-    assert (champion(), previous()) == (versions[0], previous_before)  # both aliases as before the deploy
+    with pytest.raises(ReplicaLoadError) as failed:
+        server.release(broken)
+    assert broken in str(failed.value) and "could not load" in str(failed.value)
+    assert (champion(), previous()) == (versions[0], previous_before)  # both aliases as before the release
     assert {predict_version(server) for _ in range(10)} == {versions[0]}
     assert requests.get(f"{server.url}/model", timeout=5).json()["version"] == versions[0]
 
@@ -249,9 +241,8 @@ def test_deploy_during_sustained_load_drops_nothing(server, versions):
         deadline = time.monotonic() + 60
         while count(False) < 100 and time.monotonic() < deadline:
             time.sleep(0.02)
-        r = server.deploy(version=new)
+        server.release(new)
         swapped.set()
-        assert r.status_code == 200 and r.json()["all_replicas_serving"], r.text
         deadline = time.monotonic() + 60
         while count(True) < 100 and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -13,7 +13,7 @@ from tests.devserver import own_registered_model as own_model
 
 @pytest.fixture(scope="module", autouse=True)
 def own_registered_model(stack) -> Iterator[str]:
-    """A deploy moves the champion alias: this module's own model, so other modules' aliases stay theirs."""
+    """A release moves the champion alias: this module's own model, so other modules' aliases stay theirs."""
     with own_model("client-test") as name:
         yield name
 
@@ -42,9 +42,8 @@ def client(server) -> ModelServerClient:
     return ModelServerClient(server.url, server.token)
 
 
-def test_deploy_predict_model_and_feedback(client, server, versions):
-    record = client.deploy(version=versions[0])
-    assert record["status"] == "succeeded" and record["version"] == versions[0]
+def test_release_predict_model_and_feedback(client, server, versions):
+    assert server.release(versions[0])["alias_version"] == versions[0]
     assert client.wait_for_version(versions[0], timeout_s=30)["version"] == versions[0]
     result = client.predict(["a wonderful film", "boring and dull"])
     assert result.model_version == versions[0]
@@ -62,30 +61,30 @@ def test_deploy_predict_model_and_feedback(client, server, versions):
     assert client.feedback_export("csv").startswith(b"id,created_at,text")
 
 
-def test_deploy_by_alias_without_wait_then_wait_for_version(client, versions):
-    from mlflow import MlflowClient
-
+def test_an_alias_move_then_wait_for_replicas_and_for_version(client, versions):
+    """What the release's deploy step does after the promote: wait until the replicas serve the version."""
+    from sentiflow import registry
     from sentiflow.config import MLflowSettings
 
-    MlflowClient().set_registered_model_alias(
-        MLflowSettings().registered_model_name, "candidate", versions[1]
-    )
-    record = client.deploy(alias="candidate", wait=False)
-    assert record["status"] in ("pending", "loading") and record["version"] == versions[1]
+    settings = MLflowSettings()
+    registry.promote(registry.mlflow_client(settings), settings, versions[1])
     assert client.wait_for_replicas(versions[1], timeout_s=60, poll_s=0.2)["alias_version"] == versions[1]
     assert client.wait_for_version(versions[1], timeout_s=60)["version"] == versions[1]
-    assert client.deployment(record["id"])["status"] == "succeeded"
-    assert client.deployment()["version"] == versions[1]  # no id: the alias's current release
 
 
 def test_errors_name_the_url_and_the_problem(client, server, versions):
-    with pytest.raises(ModelServerError, match=r"404.*9999") as info:
-        client.deploy(version=9999)
-    assert server.url in str(info.value) and info.value.status == 404
-    with pytest.raises(ModelServerError, match="401"):
-        ModelServerClient(server.url, "wrong").deploy(version=versions[0])
+    with pytest.raises(ModelServerError, match="401") as info:
+        ModelServerClient(server.url, "wrong").feedback_export()
+    assert server.url in str(info.value) and info.value.status == 401
     with pytest.raises(ModelServerError, match="needs an admin token"):
         ModelServerClient(server.url).feedback_export()
+    with pytest.raises(
+        ModelServerError, match=r"Airflow at http://127\.0\.0\.1:[0-9]+ is unreachable"
+    ) as info:
+        client.deploy(versions[0], "client test")  # the stack's Airflow is not started: nothing to ask
+    assert info.value.status == 503 and info.value.body["error"] == "airflow_unavailable"
+    with pytest.raises(ModelServerError, match="503"):
+        client.release_run("manual__1")
     with pytest.raises(ModelServerError, match="422"):
         client.predict([""])
     with pytest.raises(ModelServerError, match="unreachable") as info:

@@ -34,6 +34,7 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "SENTIFLOW_DRIFT_HASH_KEY": "drift-55c0e1",
         "SENTIFLOW_S3_SECRET_ACCESS_KEY": "s3-2f9e7c1d",
         "MLFLOW_TRACKING_PASSWORD": "mlflow-user-6b2a",
+        "SENTIFLOW_SERVER_AIRFLOW_PASSWORD": "airflow-releaser-8c9d",
         "SENTIFLOW_SERVER_FEEDBACK_DB_URL": "postgresql://sentiflow:pg-7a1c@postgres/model_server",
         "SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS": json.dumps([str(public)]),
         "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-0c3e",
@@ -44,8 +45,6 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "SENTIFLOW_MLFLOW_AUTH_ADMIN_PASSWORD": "admin-0c3e",
         "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD": "pipeline-4e5f",
         "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD": "server-6a7b",
-        "SENTIFLOW_MLFLOW_AUTH_DEPLOYER_PASSWORD": "deployer-8c9d",
-        "SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD": "deployer-8c9d",
         "SENTIFLOW_MLFLOW_PASSWORD": "pipeline-4e5f",
         "AIRFLOW__CORE__FERNET_KEY": "fernet-3b4c",
         "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-5d6e",
@@ -177,18 +176,17 @@ def test_airflow_needs_the_public_keys_and_signs_only_where_the_key_is_given(tmp
 
 
 def test_an_optional_credential_may_be_unset_but_never_a_placeholder(tmp_path):
-    """Without a deploy identity the server refuses deploys (403); with a placeholder it must not start."""
+    """Without Airflow's password the server refuses manual releases (503); with a placeholder it must not
+    start."""
     env = good_env(tmp_path)
     for unset in ("", "  ", None):
         if unset is None:
-            env.pop("SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD")
+            env.pop("SENTIFLOW_SERVER_AIRFLOW_PASSWORD")
         else:
-            env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"] = unset
+            env["SENTIFLOW_SERVER_AIRFLOW_PASSWORD"] = unset
         check_component("model-server", env)
-    env["SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD"] = "change-me-mlflow-deployer"
-    with pytest.raises(
-        InsecureSettingsError, match="SENTIFLOW_SERVER_DEPLOY_MLFLOW_PASSWORD is a placeholder"
-    ):
+    env["SENTIFLOW_SERVER_AIRFLOW_PASSWORD"] = "change-me-airflow-releaser"
+    with pytest.raises(InsecureSettingsError, match="SENTIFLOW_SERVER_AIRFLOW_PASSWORD is a placeholder"):
         check_component("model-server", env)
 
 

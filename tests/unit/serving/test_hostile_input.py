@@ -104,9 +104,14 @@ HOSTILE = [
         json.dumps({"prediction_id": "x", "text": "t", "correct": False, "true_label": "x" * 5000}),
         422,
     ),
-    ("version of 5000 chars", "/deploy", json.dumps({"version": "1" * 5000}), 422),
-    # MLflow refuses such alias names with INVALID_PARAMETER_VALUE, which read as "registry down" (503)
-    ("alias MLflow refuses", "/deploy", json.dumps({"alias": "\u00b4 x"}), 422),
+    ("version of 5000 chars", "/deploy", json.dumps({"version": "1" * 5000, "requested_by": "ann"}), 422),
+    ("requester of 5000 chars", "/deploy", json.dumps({"version": "1", "requested_by": "a" * 5000}), 422),
+    (
+        "NUL in the force reason",
+        "/deploy",
+        '{"version": "1", "requested_by": "ann", "force_promote": true, "force_reason": "\\u0000"}',
+        422,
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sentiflow.modeling.tfidf import TfidfClassifier
+from sentiflow.registry import RegistryUnavailableError
 from sentiflow.server_settings import ServerSettings
 from serving.app import create_app
 from serving.extension import server
@@ -127,39 +128,30 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
 
 def test_admin_token_unset_disables_admin_endpoints(tmp_path):
     app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), admin_token=None), start=False)
-    response = app.test_client().post("/deploy", json={"version": "1"}, headers={"Authorization": "Bearer x"})
+    response = app.test_client().get("/feedback/export", headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
     assert "SENTIFLOW_SERVER_ADMIN_TOKEN" in response.get_json()["message"]
 
 
-def test_deploy_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypatch):
+def test_a_registry_call_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypatch):
     """MLflow's default retries back off for minutes; the server caps them so the caller hears at once."""
     import time
 
     from sentiflow.config import MLflowSettings
 
-    settings = (
-        ServerSettings(  # the shipped retry defaults, and a deploy identity (else: 403 before any call)
-            state_dir=migrated_state(tmp_path),
-            admin_token="t0ken",
-            deploy_mlflow_username="deployer",
-            deploy_mlflow_password="pw",
-        )
-    )
+    settings = ServerSettings(state_dir=migrated_state(tmp_path))  # the shipped retry defaults
     for name, value in mlflow_environment(settings).items():  # what gunicorn.conf.py sets for the workers
         monkeypatch.setenv(name, value)
     # nothing listens on port 9: the registry is down
     app = create_app(settings, MLflowSettings(tracking_uri="http://127.0.0.1:9"), start=False)
     try:
         started = time.monotonic()
-        r = app.test_client().post(
-            "/deploy", json={"version": "1"}, headers={"Authorization": "Bearer t0ken"}
-        )
+        r = app.test_client().get("/ui/api/versions")
         elapsed = time.monotonic() - started
     finally:
         server(app).close()
     assert r.status_code == 503 and r.get_json()["error"] == "registry_unavailable"
-    assert "127.0.0.1:9" in r.get_json()["message"]
+    assert "registry is unavailable" in r.get_json()["message"]  # the public page names no address
     # Not a speed target: MLflow's own retries would back off for minutes (over 120 s); the capped ones
     # answer in seconds. 60 s leaves a loaded CI machine room and still tells the two apart.
     assert elapsed < 60
@@ -202,7 +194,8 @@ def test_the_model_schema_documents_every_field_of_the_loaded_model() -> None:
 
 
 def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
-    """One registry path: the web page's lists and POST /deploy go through ``Registry`` and its metric."""
+    """One registry path: the web page's lists and the follower's reads go through ``Registry`` and its
+    metric."""
     from prometheus_client import REGISTRY
 
     from sentiflow.config import MLflowSettings
@@ -211,12 +204,7 @@ def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     # nothing listens on port 9: every call fails, and is still counted
     app = create_app(
-        ServerSettings(
-            state_dir=migrated_state(tmp_path),
-            admin_token="t0ken",
-            deploy_mlflow_username="deployer",
-            deploy_mlflow_password="pw",
-        ),
+        ServerSettings(state_dir=migrated_state(tmp_path)),
         MLflowSettings(tracking_uri="http://127.0.0.1:9"),
         start=False,
     )
@@ -226,12 +214,13 @@ def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
 
     calls = ("models", "versions", "version", "alias")
     before = {call: counted(call) for call in calls}
-    client, admin = app.test_client(), {"Authorization": "Bearer t0ken"}
+    client, registry = app.test_client(), server(app).registry
     try:
         assert client.get("/ui/api/models").status_code == 503
         assert client.get("/ui/api/versions").status_code == 503
-        assert client.post("/deploy", json={"version": "1"}, headers=admin).status_code == 503
-        assert client.post("/deploy", json={"alias": "candidate"}, headers=admin).status_code == 503
+        for read in (lambda: registry.resolve(version="1"), lambda: registry.alias_version("champion")):
+            with pytest.raises(RegistryUnavailableError):
+                read()
     finally:
         server(app).close()
     assert {call: counted(call) - before[call] for call in calls} == dict.fromkeys(calls, 1.0)
@@ -268,11 +257,6 @@ def test_query_strings_are_parsed_by_their_documented_models(tmp_path):
         ):
             bad = client.get(f"/feedback/export?{query}", headers=admin)
             assert bad.status_code == 400 and f"query parameter '{name}'" in bad.get_json()["message"], query
-        for query, name in (("wait=1", "wait"), ("wait=", "wait"), ("timeout=2147483648", "timeout")):
-            bad = client.post(f"/deploy?{query}", json={"version": "1"}, headers=admin)
-            assert bad.status_code == 400 and f"query parameter '{name}'" in bad.get_json()["message"], query
-        assert client.get("/deploy/status?id=").status_code == 400
-        assert client.get("/deploy/status").status_code == 404  # the latest, and there is none
     finally:
         server(app).close()
 
@@ -306,27 +290,3 @@ def test_the_server_package_has_no_import_circles():
         return False
 
     assert [m for m in graph if reaches(m, m, set())] == []
-
-
-def test_deploy_without_a_deploy_identity_is_refused_before_any_registry_call(tmp_path):
-    """The server's own MLflow identity only reads: without the deploy one, /deploy says where deploys go."""
-    from prometheus_client import REGISTRY
-
-    from sentiflow.config import MLflowSettings
-
-    app = create_app(
-        ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"),
-        MLflowSettings(tracking_uri="http://127.0.0.1:9"),
-        start=False,
-    )
-    sample = ("sentiflow_server_registry_requests_total", {"call": "version"})
-    before = REGISTRY.get_sample_value(*sample) or 0.0
-    try:
-        r = app.test_client().post(
-            "/deploy", json={"version": "1"}, headers={"Authorization": "Bearer t0ken"}
-        )
-    finally:
-        server(app).close()
-    assert r.status_code == 403
-    assert "pipeline" in r.get_json()["message"]
-    assert (REGISTRY.get_sample_value(*sample) or 0.0) == before

@@ -1,0 +1,99 @@
+"""``POST /deploy``'s Airflow client against this folder's real Airflow: a release request is a run of the
+release DAG (``names.RELEASE_DAG``) with the request as its conf, read back with its state, its failed tasks
+and its link.
+
+The first test needs no DAG: the local model server's own user (``stack_auth.AIRFLOW_RELEASER``, made by
+``make airflow``) logs in and may read DAG runs. The others need the release DAG in the DAGs folder
+(``dags/``); they log in as the admin the simple auth manager generated (``POST /auth/token``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from sentiflow import names, stack_auth
+from sentiflow.server_settings import ServerSettings
+from serving.releases import (
+    AirflowUnavailableError,
+    ReleaseRunNotFoundError,
+    ReleaseRuns,
+    release_conf,
+)
+from tests.e2e.airflow_local.deployment import HTTP_TIMEOUT_S, LocalAirflow
+
+#: No such registered version: the release's first task refuses it, so the run fails fast.
+MISSING_VERSION = "987654"
+RUN_TIMEOUT_S = 900.0
+
+
+def _runs(airflow: LocalAirflow, password: str | None = None) -> ReleaseRuns:
+    return ReleaseRuns(
+        ServerSettings(
+            airflow_url=airflow.url, airflow_username="admin", airflow_password=password or airflow.password
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def release_dag(local_airflow: LocalAirflow) -> str:
+    """The release DAG, once the dag-processor has parsed it (it re-parses every 2 minutes)."""
+    session, deadline = local_airflow.session(), time.monotonic() + 300
+    url = f"{local_airflow.url}/api/v2/dags/{names.RELEASE_DAG}"
+    while session.get(url, timeout=HTTP_TIMEOUT_S).status_code != 200:
+        assert time.monotonic() < deadline, f"{names.RELEASE_DAG} is not in Airflow: is it in dags/?"
+        time.sleep(3)
+    return names.RELEASE_DAG
+
+
+def test_the_local_servers_airflow_user_logs_in_and_reads_runs(local_airflow: LocalAirflow) -> None:
+    stack = local_airflow.stack
+    runs = ReleaseRuns(
+        ServerSettings(
+            airflow_url=local_airflow.url,
+            airflow_username=stack_auth.AIRFLOW_RELEASER,
+            airflow_password=stack_auth.airflow_releaser_password(stack.home),
+        ),
+        dag_id="sentiment_pipeline",
+    )
+    with pytest.raises(ReleaseRunNotFoundError):  # logged in and allowed to read runs; there is no such run
+        runs.get("no-such-run")
+
+
+def test_a_release_request_is_a_run_of_the_release_dag_with_its_conf(
+    local_airflow: LocalAirflow, release_dag: str
+) -> None:
+    runs = _runs(local_airflow)
+    conf = release_conf(MISSING_VERSION, "e2e release request", True, "checking the trigger path")
+    run = runs.trigger(conf)
+    assert run.state in ("queued", "running") and run.version == MISSING_VERSION
+    assert run.airflow_url == f"{local_airflow.url}/dags/{release_dag}/runs/{run.dag_run_id}"
+    assert requests.get(run.airflow_url, timeout=HTTP_TIMEOUT_S).status_code == 200  # the UI's page
+    stored = local_airflow.session().get(
+        f"{local_airflow.url}/api/v2/dags/{release_dag}/dagRuns/{run.dag_run_id}", timeout=HTTP_TIMEOUT_S
+    )
+    assert stored.status_code == 200 and stored.json()["conf"] == conf
+    assert runs.get(run.dag_run_id).requested_by == "e2e release request"
+    with pytest.raises(ReleaseRunNotFoundError):
+        runs.get("no-such-run")
+
+
+def test_a_failed_release_run_reports_its_failed_tasks(local_airflow: LocalAirflow, release_dag: str) -> None:
+    session, dag_url = local_airflow.session(), f"{local_airflow.url}/api/v2/dags/{release_dag}"
+    unpaused = session.patch(dag_url, json={"is_paused": False}, timeout=HTTP_TIMEOUT_S)
+    assert unpaused.status_code == 200, unpaused.text
+    runs = _runs(local_airflow)
+    try:
+        run = runs.trigger(release_conf(MISSING_VERSION, "e2e failed release"))
+        ended = runs.wait(run.dag_run_id, timeout_s=RUN_TIMEOUT_S, poll_s=3)
+    finally:
+        session.patch(dag_url, json={"is_paused": True}, timeout=HTTP_TIMEOUT_S)
+    assert ended.state == "failed", ended
+    assert ended.failed_tasks, ended  # the task that refused the missing version, named
+
+
+def test_a_wrong_password_is_named_and_nothing_is_triggered(local_airflow: LocalAirflow) -> None:
+    with pytest.raises(AirflowUnavailableError, match="SENTIFLOW_SERVER_AIRFLOW_PASSWORD"):
+        _runs(local_airflow, password="not-the-password").trigger(release_conf("1", "nobody"))
