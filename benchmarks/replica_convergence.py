@@ -7,7 +7,8 @@ interfaces and the load path of a real one, a fraction of its weight), and start
 (default settings: 2 workers, ``reload_poll_s`` 1 s, ``onnx-int8``; each its own state folder) on the one
 Postgres database, with nginx in front (round robin, the Kubernetes Service locally). Under continuous
 ``/predict`` load through the proxy at concurrency 8 it moves ``champion`` ``--moves`` times, alternating
-the two versions (``registry.promote``, what the pipeline's release does), and for each move measures
+the two versions (``release.flow.promote``, what the pipeline's release does: the signed approval, then
+the alias move), and for each move measures
 the seconds from the move until ``GET /replicas`` shows every replica serving it.
 
 Half-way, one replica is killed with ``kill -9`` (gunicorn master and workers) and restarted at once;
@@ -43,6 +44,14 @@ sys.path[:0] = [str(REPO / "include"), str(REPO), str(REPO / "benchmarks")]
 from _common import record  # noqa: E402
 
 from sentiflow import localstack  # noqa: E402
+
+
+def move(client, settings, version: str) -> None:
+    """What the pipeline's promote does (its signed approval, then the alias move), completed at once."""
+    from sentiflow.release import flow
+
+    flow.promote(client, settings, version, reason="replica_convergence benchmark move")
+    flow.finish(client, settings)
 
 
 def parse_args() -> argparse.Namespace:
@@ -196,7 +205,7 @@ def main() -> int:
         families = {versions[0]: "tfidf", versions[1]: "transformer"}
         settings = MLflowSettings()
         client = registry.mlflow_client(settings)
-        registry.promote(client, settings, versions[0])
+        move(client, settings, versions[0])
         db_url = cluster.new_database("model_server")
         upgrade(db_url)  # the one migration step, before any replica
         env = {
@@ -238,7 +247,7 @@ def main() -> int:
         for i in range(args.moves):
             target = versions[(i + 1) % 2]
             t0 = time.monotonic()
-            registry.promote(client, settings, target)
+            move(client, settings, target)
             while not all_serve(proxy.url, target, args.replicas):
                 if time.monotonic() - t0 > args.timeout_s:
                     raise RuntimeError(
@@ -323,7 +332,7 @@ def main() -> int:
             f"nginx (round robin); {args.moves} alias moves alternating a TF-IDF version and a transformer "
             "version (MiniLM cut to 1 layer) under",
             f"`/predict` load at concurrency {args.concurrency} through the proxy. Seconds from the move "
-            "(`registry.promote`) until `GET /replicas` shows",
+            "(`release.flow.promote`: approval signed, alias moved) until `GET /replicas` shows",
             "every replica serving the version. Half-way, one replica was killed with `kill -9` (master and "
             "workers) and restarted at once.",
             machine_note(load_avg_start) + ".",

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sentiflow import localstack, supervisor
 from sentiflow.localstack import StackSettings
@@ -112,36 +113,65 @@ class DevServer:
         self.pid = None
 
 
-def release(
-    url: str, version: str, *, token: str | None = None, timeout_s: float = 120, alias: str | None = None
-) -> dict:
-    """What the pipeline's release does to the served model, nothing more: move the followed alias to
-    ``version`` with ``sentiflow.registry.promote`` (as the pipeline's MLflow identity, this process's), then
-    wait until every live replica behind ``url`` serves it (``ModelServerClient.wait_for_replicas``).
-
-    Returns ``/replicas`` once they all do. When they do not (a replica reports a failed load of ``version``:
-    ``ReplicaLoadError``; or ``timeout_s`` passes: ``ModelServerError``), the aliases are put back with
-    ``registry.restore_aliases``, as the release's rollback does, and the error is raised. ``alias``: the one
-    the server follows when it is not the champion (``SENTIFLOW_SERVER_FOLLOW_ALIAS``).
-    """
+def promote(version: str, *, alias: str | None = None, name: str | None = None) -> tuple[Any, Any, Any]:
+    """The pipeline's promotion of ``version`` (``release.flow.promote``: its approval signed with this
+    process's signing key, then the alias moved), without waiting for any server; ``flow.finish`` or
+    ``flow.roll_back`` completes it. Returns (MLflow client, its settings, the aliases from before).
+    ``alias``: another alias than champion; ``name``: another registered model than
+    ``SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME``."""
     from sentiflow import registry
     from sentiflow.config import MLflowSettings
-    from sentiflow.serving_client import ModelServerClient
+    from sentiflow.release import flow
 
     settings = MLflowSettings()
     if alias is not None:
         settings = settings.model_copy(
             update={"champion_alias": alias, "previous_alias": f"{alias}-previous"}
         )
+    if name is not None:
+        settings = settings.model_copy(update={"registered_model_name": name})
     client = registry.mlflow_client(settings)
-    prior = registry.promote(client, settings, str(version))
+    prior = flow.promote(client, settings, str(version), reason="a test's release")
+    return client, settings, prior
+
+
+def make_champion(version: str, *, alias: str | None = None, name: str | None = None) -> None:
+    """``promote`` and its release completed at once (no server to wait for): what a fixture that needs
+    an approved champion does."""
+    from sentiflow.release import flow
+
+    client, settings, _ = promote(version, alias=alias, name=name)
+    flow.finish(client, settings)
+
+
+def release(
+    url: str, version: str, *, token: str | None = None, timeout_s: float = 120, alias: str | None = None
+) -> dict:
+    """What the pipeline's release does to the served model, nothing more: sign the version's approval and
+    move the followed alias to it with ``sentiflow.release.flow.promote`` (as the pipeline's MLflow identity
+    and signing key, this process's), then wait until every live replica behind ``url`` serves it
+    (``ModelServerClient.wait_for_replicas``).
+
+    Returns ``/replicas`` once they all do. When they do not (a replica reports a failed load of ``version``:
+    ``ReplicaLoadError``; or ``timeout_s`` passes: ``ModelServerError``), the release's own rollback
+    (``flow.roll_back``) puts the aliases back and the error is raised. ``alias``: the one the server
+    follows when it is not the champion (``SENTIFLOW_SERVER_FOLLOW_ALIAS``).
+    """
+    from sentiflow.release import flow
+    from sentiflow.serving_client import ModelServerClient
+
+    client, settings, prior = promote(version, alias=alias)
     try:
-        return ModelServerClient(url, token, timeout_s=60).wait_for_replicas(
+        answer = ModelServerClient(url, token, timeout_s=60).wait_for_replicas(
             str(version), timeout_s=timeout_s, poll_s=0.2
         )
     except Exception as exc:
-        registry.restore_aliases(client, settings, prior, f"test release of version {version} failed: {exc}")
+        flow.roll_back(
+            client, settings, prior, f"test release of version {version} failed: {exc}", attempts=1
+        )
         raise
+    flow.finish(client, settings)
+    return answer
 
 
 POS_TEXTS = ["a wonderful moving film", "great acting and a great story", "loved it, wonderful", "great fun"]

@@ -8,7 +8,8 @@ verify is never re-signed, or re-signing would launder a tampered one) and again
 (``model_id``), signed with the pipeline's key (``SENTIFLOW_SIGNING_PRIVATE_KEY[_PATH]``), and only its
 signature file is replaced in the store. The pipeline's key must already be trusted
 (``SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS``), or the servers would refuse what this signs. Last, the version
-is downloaded again and must verify with the pipeline's public key alone.
+is downloaded again and must verify with the pipeline's public key alone. Its signed approval (or
+revocation, ``sentiflow.release.approval``) is re-signed the same way: verified first, then signed unchanged.
 
     python -m sentiflow.resign --alias champion --alias previous
     python -m sentiflow.resign --version 7 --version 8 [--model NAME]
@@ -91,7 +92,28 @@ def resign_version(
         client.log_model_artifact(model_id, str(signature))
         again = download_version(uri, Path(tmp) / "again")
         verify_folder(again, [public_pem(private_key)], what=f"{uri} (re-signed)")
-    return f"{uri}: re-signed with the pipeline's key (it verified with trusted key {before} before)"
+    approved = _resign_statement(client, mv, private_key, public_keys)
+    return f"{uri}: re-signed with the pipeline's key (it verified with trusted key {before} before)" + (
+        f"; its {approved} too" if approved else ""
+    )
+
+
+def _resign_statement(
+    client: Any, mv: Any, private_key: str | Path, public_keys: Sequence[str | Path]
+) -> str | None:
+    """The version's signed approval or revocation (``release.approval``), re-signed unchanged (its time
+    keeps its place among the model's statements) once it verifies with the trusted keys; None if none."""
+    from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
+    from sentiflow.release import approval
+
+    tags = mv.tags or {}
+    if not tags.get(TAG_APPROVAL):
+        return None
+    statement = approval.verify(tags[TAG_APPROVAL], tags.get(TAG_APPROVAL_SIGNATURE, ""), public_keys)
+    payload, signature = approval.sign(statement, private_key)
+    client.set_model_version_tag(mv.name, str(mv.version), TAG_APPROVAL, payload)
+    client.set_model_version_tag(mv.name, str(mv.version), TAG_APPROVAL_SIGNATURE, signature)
+    return "approval" if statement.approved else "revocation"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,11 +76,30 @@ class Registry:
         except ModelNotFoundError:
             return None
 
+    def approval(self, mv: Any) -> str | None:
+        """Why ``mv`` may be served: its signed approval, the newest of the model (``release.approval``);
+        ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
+        from sentiflow.release.approval import check_servable
+        from sentiflow.signing import SignatureError
+
+        keys = [k for k in self.server.signing_public_keys if k]
+        if not keys:
+            if self.server.allow_unsigned_models:
+                return None
+            raise SignatureError(
+                f"version {mv.version} is not loaded: no public key configured to verify its approval"
+            )
+        self._count("versions")
+        every = self.client().search_model_versions(f"name='{self.name}'")
+        return check_servable(mv, every, keys).reason
+
     def load(self, version: str) -> LoadedModel:
-        """Version ``version``: downloaded once per replica, verified and deserialized by this worker."""
+        """Version ``version``, when the pipeline approved it (``approval``): downloaded once per replica,
+        verified and deserialized by this worker."""
         from sentiflow.signing import load_for_serving, version_model_id
 
         mv = self.resolve(version=version)
+        self.approval(mv)  # before anything is downloaded: an unapproved version costs one registry read
         uri = f"models:/{self.name}/{mv.version}"
         key = f"{self.name}-v{mv.version}-{version_model_id(mv) or mv.run_id or 'norun'}"
         local = self.downloads.local_copy(uri, key)  # a download counts once per replica, by its downloader

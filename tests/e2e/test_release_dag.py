@@ -27,7 +27,7 @@ from sentiflow.release.approval import Statement
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.storage import ObjectStore
 from tests.dagrun import failure_message, run_dag, task_logs
-from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
+from tests.devserver import DevServer, make_champion, own_registered_model, register_tfidf_versions
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def release(stack):
         (champion,) = register_tfidf_versions(1, metrics=[{names.VAL_F1: 0.90}])
         three = register_three_class_version(ObjectStore(), name)
         client = registry.mlflow_client(MLflowSettings())
-        client.set_registered_model_alias(name, "champion", champion)
+        make_champion(champion)
         server = DevServer(stack, env={}).start()
         try:
             served = ModelServerClient(server.url, server.token)

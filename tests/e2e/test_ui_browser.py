@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from sentiflow import localstack, names, supervisor
-from tests.devserver import release
+from tests.devserver import make_champion, release
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -94,13 +94,11 @@ def _ok(url: str):
 
 @pytest.fixture(scope="module")
 def ui_server(stack) -> Iterator[UiServer]:
-    from mlflow import MlflowClient
 
     # Version A is best by best_val_f1, version B by val_accuracy: the drop-down changes the answer.
     a = _register({names.BEST_VAL_F1: 0.91, names.VAL_ACCURACY: 0.80, names.VAL_AUC: 0.88}, C=1.0)
     b = _register({names.BEST_VAL_F1: 0.85, names.VAL_ACCURACY: 0.86, names.VAL_AUC: 0.90}, C=16.0)
-    client = MlflowClient()
-    client.set_registered_model_alias(MODEL_NAME, "champion", a)
+    make_champion(a, name=MODEL_NAME)
     broken = _register_broken()
 
     service = localstack.services(stack)["model-server"]

@@ -30,7 +30,7 @@ import yaml
 
 from sentiflow import localstack, stack_auth, supervisor
 from sentiflow.localstack import StackSettings
-from tests.devserver import NEG_TEXTS, POS_TEXTS, own_registered_model, register_tfidf_versions
+from tests.devserver import NEG_TEXTS, POS_TEXTS, make_champion, own_registered_model, register_tfidf_versions
 from tests.integration.deploy.compose_file import COMPOSE, DOCKER, _final_cmd
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -93,11 +93,10 @@ def test_compose_commands_exist_in_their_images_install_sets(install_set, app_di
 def champion(stack: StackSettings) -> Iterator[tuple[str, str]]:
     """(registered model, version): a small TF-IDF version, signed by the pipeline, under the ``champion``
     alias of this test's own registered model (registered from the suite: the pipeline's side)."""
-    from mlflow import MlflowClient
 
     with own_registered_model("image-serve") as name:
         (version,) = register_tfidf_versions(1)
-        MlflowClient().set_registered_model_alias(name, "champion", version)
+        make_champion(version)
         yield name, version
 
 

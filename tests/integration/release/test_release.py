@@ -33,7 +33,7 @@ from sentiflow.server_settings import ServerSettings
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.signing import SignatureError
 from sentiflow.storage import ObjectStore
-from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer
+from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer, make_champion
 
 DEAD = "http://127.0.0.1:9"  # nothing listens on port 9
 
@@ -253,8 +253,7 @@ def test_the_first_champion_failing_leaves_no_champion(stack) -> None:
 def served_model(stack, tmp_path) -> Iterator[tuple[MLflowSettings, DevServer]]:
     settings = MLflowSettings(registered_model_name=f"release-srv-{uuid.uuid4().hex[:8]}")
     _register(settings, 2)
-    client = registry.mlflow_client(settings)
-    client.set_registered_model_alias(settings.registered_model_name, settings.champion_alias, "1")
+    make_champion("1", name=settings.registered_model_name)  # approved, as the pipeline's release does
     env = {
         "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME": settings.registered_model_name,
         "SENTIFLOW_SERVER_WORKERS": "1",

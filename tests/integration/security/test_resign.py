@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
 from sentiflow.signing import SignatureError, download_version, generate_key_pair, verify_folder
 
 
@@ -37,14 +38,21 @@ def _version() -> tuple[str, str]:
     return MLflowSettings().registered_model_name, version
 
 
-def test_a_resigned_version_verifies_with_the_new_key_alone(new_key, tmp_path, capsys):
+def test_a_resigned_version_verifies_with_the_new_key_alone(stack, new_key, tmp_path, capsys):
     from sentiflow import registry
+    from sentiflow.release import approval
     from sentiflow.resign import main
+    from sentiflow.stack_auth import signing_keys
 
     name, version = _version()
     _, public, old_public = new_key
     client = registry.mlflow_client()
     client.set_registered_model_alias(name, "resign-check", version)
+    old_private, _ = signing_keys(stack.home)  # the stack's key, which signed the version's approval
+    approved = approval.make(client.get_model_version(name, version), approved=True, reason="gate")
+    payload, signature = approval.sign(approved, old_private)
+    client.set_model_version_tag(name, version, TAG_APPROVAL, payload)
+    client.set_model_version_tag(name, version, TAG_APPROVAL_SIGNATURE, signature)
     try:
         assert main(["--model", name, "--alias", "resign-check"]) == 0  # an alias names the version
         assert f"models:/{name}/{version}: re-signed" in capsys.readouterr().out
@@ -52,6 +60,11 @@ def test_a_resigned_version_verifies_with_the_new_key_alone(new_key, tmp_path, c
         assert verify_folder(local, [str(public)]) == 0
         with pytest.raises(SignatureError, match="invalid for all 1 configured"):
             verify_folder(local, old_public)
+        # the approval too: the same statement, now verifying with the new key alone
+        tags = client.get_model_version(name, version).tags
+        assert approval.verify(tags[TAG_APPROVAL], tags[TAG_APPROVAL_SIGNATURE], [str(public)]) == approved
+        with pytest.raises(SignatureError, match="invalid for all 1 public key"):
+            approval.verify(tags[TAG_APPROVAL], tags[TAG_APPROVAL_SIGNATURE], old_public)
     finally:
         # signed by a key only this test trusts: other tests' servers (the fuzzer deploys any version
         # number) must not find it in the shared registry

@@ -26,12 +26,17 @@ import psutil
 import pytest
 import requests
 
-from sentiflow import localstack, registry, supervisor
-from sentiflow.config import MLflowSettings
+from sentiflow import localstack, supervisor
 from sentiflow.localstack import HOST, StackSettings
 from sentiflow.supervisor import Service
 from tests.devproxy import PREAMBLE, nginx_binary
-from tests.devserver import DevServer, own_registered_model, register_tfidf_versions, threads_for_clients
+from tests.devserver import (
+    DevServer,
+    make_champion,
+    own_registered_model,
+    register_tfidf_versions,
+    threads_for_clients,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -119,8 +124,7 @@ def _server(stack: StackSettings, name: str, tmp_path_factory, **env: str) -> De
 def setup(stack, tmp_path_factory) -> Iterator[Setup]:
     with own_registered_model("keepalive-test"):
         (version,) = register_tfidf_versions(1)
-        s = MLflowSettings()
-        registry.promote(registry.mlflow_client(s), s, version)
+        make_champion(version)
         current = _server(stack, "current", tmp_path_factory)  # the shipped default keep-alive
         old = _server(stack, "old", tmp_path_factory, SENTIFLOW_SERVER_KEEPALIVE_S=str(OLD_KEEPALIVE_S))
         prefix = stack.home / "keepalive-proxy"

@@ -37,6 +37,7 @@ from tests.dagrun import run_dag
 from tests.devproxy import RoundRobinProxy
 from tests.devserver import (
     DevServer,
+    make_champion,
     own_registered_model,
     register_tfidf_versions,
     register_unfitted_version,
@@ -88,9 +89,9 @@ class Fleet:
         s = self.settings
         return registry.version_for_alias(registry.mlflow_client(s), s, s.champion_alias)
 
-    def promote(self, version: str) -> registry.PriorAliases:
-        s = self.settings
-        return registry.promote(registry.mlflow_client(s), s, version)
+    def promote(self, version: str) -> None:
+        """What the DAG's promote task does: the signed approval, the alias move; nothing else."""
+        make_champion(version)
 
 
 def _server(stack, name: str, tmp_path_factory, db_url: str) -> DevServer:
@@ -112,8 +113,7 @@ def fleet(stack, tmp_path_factory) -> Iterator[Fleet]:
 def _fleet(stack, tmp_path_factory) -> Iterator[Fleet]:
     db_url = f"sqlite:///{tmp_path_factory.mktemp('shared-db') / 'server.db'}"
     versions = register_tfidf_versions(2)
-    s = MLflowSettings()
-    registry.promote(registry.mlflow_client(s), s, versions[0])
+    make_champion(versions[0])
     servers = {n: _server(stack, n, tmp_path_factory, db_url) for n in ("a", "b", "c")}
     proxy = RoundRobinProxy(
         stack, [f"127.0.0.1:{srv.port}" for srv in servers.values()], localstack.free_port()

@@ -27,6 +27,7 @@ from tests.conftest import database_url
 from tests.devproxy import RoundRobinProxy
 from tests.devserver import (
     DevServer,
+    make_champion,
     own_registered_model,
     register_tfidf_versions,
     register_unfitted_version,
@@ -72,8 +73,7 @@ def fleet(request, stack, tmp_path_factory) -> Iterator[Fleet]:
     db_url = database_url(request.param, request, folder, migrated=False)  # each server's start migrates
     with own_registered_model(f"replicas-{request.param}"):
         versions = register_tfidf_versions(2)
-        s = MLflowSettings()
-        registry.promote(registry.mlflow_client(s), s, versions[0])
+        make_champion(versions[0])
         servers = {
             n: DevServer(
                 stack,

@@ -22,7 +22,13 @@ import requests
 from sentiflow import registry
 from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ReplicaLoadError
-from tests.devserver import DevServer, register_tfidf_versions, register_unfitted_version, threads_for_clients
+from tests.devserver import (
+    DevServer,
+    make_champion,
+    register_tfidf_versions,
+    register_unfitted_version,
+    threads_for_clients,
+)
 from tests.devserver import own_registered_model as own_model
 
 LOAD_CLIENTS = 8  # concurrent clients of the deploy-under-load test
@@ -321,10 +327,9 @@ def test_kill_and_restart_keeps_version_and_feedback(server, versions):
 @pytest.mark.slow
 def test_a_stopped_server_starts_on_the_aliases_version(server, versions):
     """No record of its own: an alias moved while the server was down is what it serves on start."""
-    from mlflow import MlflowClient
 
     server.stop()
-    MlflowClient().set_registered_model_alias(MLflowSettings().registered_model_name, "champion", versions[0])
+    make_champion(versions[0])  # a release while it was down
     server.start()
     wait_all_workers(server, versions[0])
     assert {predict_version(server) for _ in range(10)} == {versions[0]}

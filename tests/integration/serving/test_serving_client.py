@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from sentiflow.serving_client import ModelServerClient, ModelServerError
-from tests.devserver import DevServer, register_tfidf_versions
+from tests.devserver import DevServer, make_champion, register_tfidf_versions
 from tests.devserver import own_registered_model as own_model
 
 
@@ -63,11 +63,7 @@ def test_release_predict_model_and_feedback(client, server, versions):
 
 def test_an_alias_move_then_wait_for_replicas_and_for_version(client, versions):
     """What the release's deploy step does after the promote: wait until the replicas serve the version."""
-    from sentiflow import registry
-    from sentiflow.config import MLflowSettings
-
-    settings = MLflowSettings()
-    registry.promote(registry.mlflow_client(settings), settings, versions[1])
+    make_champion(versions[1])
     assert client.wait_for_replicas(versions[1], timeout_s=60, poll_s=0.2)["alias_version"] == versions[1]
     assert client.wait_for_version(versions[1], timeout_s=60)["version"] == versions[1]
 
