@@ -334,3 +334,29 @@ def test_a_stopped_server_starts_on_the_aliases_version(server, versions):
     wait_all_workers(server, versions[0])
     assert {predict_version(server) for _ in range(10)} == {versions[0]}
     assert not (server.state_dir / "deployed.json").exists()
+
+
+def test_only_the_pipelines_newest_approval_is_served(server, versions):
+    """The alias moved without a release (here by the pipeline's own MLflow identity, which may move it, but
+    without the release's signed approval): to a version never approved, or back to one a later release
+    superseded. Every worker refuses to load it, keeps serving, and ``/replicas`` says why."""
+    served, superseded = versions  # the previous test released versions[0] again, after versions[1]
+    s = MLflowSettings()
+    client = registry.mlflow_client(s)
+    (unapproved,) = register_tfidf_versions(1)
+    for version, why in [
+        (unapproved, "has no signed approval"),
+        (superseded, "is not the pipeline's latest approval"),
+    ]:
+        client.set_registered_model_alias(s.registered_model_name, s.champion_alias, version)
+        deadline, errors = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            replicas = requests.get(f"{server.url}/replicas", timeout=10).json()["replicas"]
+            workers = [w for r in replicas for w in r["workers"]]
+            errors = [w["load_error"] or "" for w in workers if w["error_version"] == version]
+            if len(errors) == 2 and all(why in e for e in errors):
+                break
+            time.sleep(0.2)
+        assert len(errors) == 2 and all(why in e for e in errors), errors
+        assert {predict_version(server) for _ in range(10)} == {served}
+    client.set_registered_model_alias(s.registered_model_name, s.champion_alias, served)
