@@ -182,3 +182,45 @@ def check_servable(
                 f"it ({newer.reason}); only a release serves an older version again"
             )
     return statement
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sentiflow.release.approval --reason TEXT [--model NAME]``: sign an approval of the version
+    ``champion`` names now, with the pipeline's key. For a deployment that served before approvals existed:
+    its champion has none, and a replica that restarts would refuse it. It approves what is already the
+    champion and nothing else (any other version is a release: the release DAG)."""
+    import argparse
+    import sys
+
+    from sentiflow import registry
+    from sentiflow.config import MLflowSettings, SigningSettings
+
+    parser = argparse.ArgumentParser(prog="python -m sentiflow.release.approval", description=main.__doc__)
+    parser.add_argument("--model", help="registered model (default SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME)")
+    parser.add_argument("--reason", required=True, help="why, recorded in the statement")
+    args = parser.parse_args(argv)
+    settings = MLflowSettings()
+    if args.model:
+        settings = settings.model_copy(update={"registered_model_name": args.model})
+    key = SigningSettings().key()
+    if key is None:
+        parser.error(
+            "no signing key: set SENTIFLOW_SIGNING_PRIVATE_KEY or SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"
+        )
+    client = registry.mlflow_client(settings)
+    version = registry.version_for_alias(client, settings, settings.champion_alias)
+    if version is None:
+        parser.error(
+            f"{settings.registered_model_name!r} has no {settings.champion_alias!r}: nothing to approve"
+        )
+    statement = record(
+        client, settings.registered_model_name, version, key, approved=True, reason=f"approved as the "
+        f"serving champion: {args.reason}"
+    )  # fmt: skip
+    print(f"version {statement.version} of {statement.registered_model!r} approved: {statement.reason}")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

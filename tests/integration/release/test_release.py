@@ -293,3 +293,21 @@ def test_a_failed_check_against_the_live_server_serves_the_old_champion_again(se
     assert check_servable(by_number["1"], versions, keys).reason.startswith("served again")
     with pytest.raises(SignatureError, match="revoked by the pipeline: inference check of version 2"):
         check_servable(by_number["2"], versions, keys)
+
+
+def test_an_older_deployments_champion_is_approved_once_by_the_command(model, capsys) -> None:
+    """A champion from before approvals has none (a restarting replica would refuse it): the command signs
+    one for the version champion names, and only that one."""
+    from sentiflow.release.approval import main
+
+    settings, _ = model  # champion 2, set without a release
+    client = registry.mlflow_client(settings)
+    name, keys = settings.registered_model_name, ServerSettings().signing_public_keys
+    versions = client.search_model_versions(f"name='{name}'")
+    with pytest.raises(SignatureError, match="no signed approval"):
+        check_servable(next(v for v in versions if v.version == "2"), versions, keys)
+    assert main(["--model", name, "--reason", "upgrade to signed approvals"]) == 0
+    assert "version 2 of" in capsys.readouterr().out
+    versions = client.search_model_versions(f"name='{name}'")
+    approved = check_servable(next(v for v in versions if v.version == "2"), versions, keys)
+    assert approved.reason == "approved as the serving champion: upgrade to signed approvals"
