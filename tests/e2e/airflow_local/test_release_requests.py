@@ -10,6 +10,7 @@ The first test needs no DAG: the local model server's own user (``stack_auth.AIR
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -69,10 +70,12 @@ def test_a_release_request_is_a_run_of_the_release_dag_with_its_conf(
     conf = release_conf(MISSING_VERSION, "e2e release request", True, "checking the trigger path")
     run = runs.trigger(conf)
     assert run.state in ("queued", "running") and run.version == MISSING_VERSION
-    assert run.airflow_url == f"{local_airflow.url}/dags/{release_dag}/runs/{run.dag_run_id}"
+    # the run id holds ':' and '+': quoted in the link's path
+    assert run.airflow_url == f"{local_airflow.url}/dags/{release_dag}/runs/{quote(run.dag_run_id, safe='')}"
     assert requests.get(run.airflow_url, timeout=HTTP_TIMEOUT_S).status_code == 200  # the UI's page
     stored = local_airflow.session().get(
-        f"{local_airflow.url}/api/v2/dags/{release_dag}/dagRuns/{run.dag_run_id}", timeout=HTTP_TIMEOUT_S
+        f"{local_airflow.url}/api/v2/dags/{release_dag}/dagRuns/{quote(run.dag_run_id, safe='')}",
+        timeout=HTTP_TIMEOUT_S,
     )
     assert stored.status_code == 200 and stored.json()["conf"] == conf
     assert runs.get(run.dag_run_id).requested_by == "e2e release request"
