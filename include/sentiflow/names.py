@@ -104,7 +104,7 @@ TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
 #: Run tag on the candidate's MLflow run: why its release failed.
 TAG_RELEASE_FAILURE = "release_failure_reason"
 #: Version tags: the pipeline's signed statement that approves (or revokes) serving this version, and its
-#: signature (``sentiflow.release.approval``); a replica serves only the newest verified approval.
+#: signature (``sentiflow.approval``); a replica serves only the newest verified approval.
 TAG_APPROVAL = "sentiflow.approval"
 TAG_APPROVAL_SIGNATURE = "sentiflow.approval_signature"
 #: Version tags of a manual release (``sentiment_release``), written when it promotes the version: who asked,

@@ -9,7 +9,7 @@ verify is never re-signed, or re-signing would launder a tampered one) and again
 signature file is replaced in the store. The pipeline's key must already be trusted
 (``SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS``), or the servers would refuse what this signs. Last, the version
 is downloaded again and must verify with the pipeline's public key alone. Its signed approval (or
-revocation, ``sentiflow.release.approval``) is re-signed the same way: verified first, then signed unchanged.
+revocation, ``sentiflow.approval``) is re-signed the same way: verified first, then signed unchanged.
 
     python -m sentiflow.resign --alias champion --alias previous
     python -m sentiflow.resign --version 7 --version 8 [--model NAME]
@@ -101,10 +101,10 @@ def resign_version(
 def _resign_statement(
     client: Any, mv: Any, private_key: str | Path, public_keys: Sequence[str | Path]
 ) -> str | None:
-    """The version's signed approval or revocation (``release.approval``), re-signed unchanged (its time
+    """The version's signed approval or revocation (``sentiflow.approval``), re-signed unchanged (its time
     keeps its place among the model's statements) once it verifies with the trusted keys; None if none."""
+    from sentiflow import approval
     from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
-    from sentiflow.release import approval
 
     tags = mv.tags or {}
     if not tags.get(TAG_APPROVAL):

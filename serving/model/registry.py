@@ -77,9 +77,9 @@ class Registry:
             return None
 
     def approval(self, mv: Any) -> str | None:
-        """Why ``mv`` may be served: its signed approval, the newest of the model (``release.approval``);
+        """Why ``mv`` may be served: its signed approval, the newest of the model (``sentiflow.approval``);
         ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
-        from sentiflow.release.approval import check_servable
+        from sentiflow.approval import check_servable
         from sentiflow.signing import SignatureError
 
         keys = [k for k in self.server.signing_public_keys if k]

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from sentiflow import localstack, names, registry
+from sentiflow.approval import Statement
 from sentiflow.config import MLflowSettings
-from sentiflow.release.approval import Statement
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.storage import ObjectStore
 from tests.dagrun import failure_message, run_dag, task_logs

@@ -36,6 +36,7 @@ RANKS = {
     "serving_client": 2,
     "demo_progress": 2,
     "signed_logging": 2,
+    "approval": 2,
     "localstack": 2,
     "stack_auth": 2,
     "mlflow_users": 2,

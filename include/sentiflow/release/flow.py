@@ -70,10 +70,10 @@ def _sign(
     reason: str,
     dag_run_id: str | None,
 ) -> None:
-    """Sign a statement on ``version`` (``release.approval``) with the pipeline's key; without a key (a
+    """Sign a statement on ``version`` (``sentiflow.approval``) with the pipeline's key; without a key (a
     development stack that loads unsigned versions) nothing is signed and the log says so."""
+    from sentiflow import approval
     from sentiflow.config import SigningSettings
-    from sentiflow.release import approval
 
     key = SigningSettings().key()
     if key is None:

@@ -16,12 +16,12 @@ import pytest
 import requests
 
 from sentiflow import registry
+from sentiflow.approval import check_servable
 from sentiflow.config import MLflowSettings, S3Settings
 from sentiflow.modeling.pyfunc import log_classifier
 from sentiflow.modeling.tfidf import TfidfClassifier
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
 from sentiflow.release import flow as release
-from sentiflow.release.approval import check_servable
 from sentiflow.release.checks import (
     REPORT_ARTIFACT_PATH,
     CheckReport,
@@ -298,7 +298,7 @@ def test_a_failed_check_against_the_live_server_serves_the_old_champion_again(se
 def test_an_older_deployments_champion_is_approved_once_by_the_command(model, capsys) -> None:
     """A champion from before approvals has none (a restarting replica would refuse it): the command signs
     one for the version champion names, and only that one."""
-    from sentiflow.release.approval import main
+    from sentiflow.approval import main
 
     settings, _ = model  # champion 2, set without a release
     client = registry.mlflow_client(settings)

@@ -39,8 +39,7 @@ def _version() -> tuple[str, str]:
 
 
 def test_a_resigned_version_verifies_with_the_new_key_alone(stack, new_key, tmp_path, capsys):
-    from sentiflow import registry
-    from sentiflow.release import approval
+    from sentiflow import approval, registry
     from sentiflow.resign import main
     from sentiflow.stack_auth import signing_keys
 

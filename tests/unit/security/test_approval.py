@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sentiflow.approval import check_servable, make, sign, verify
 from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
-from sentiflow.release.approval import check_servable, make, sign, verify
 from sentiflow.signing import SignatureError
 
 NAME = "sentiment-classifier"

@@ -185,7 +185,7 @@ def check_servable(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sentiflow.release.approval --reason TEXT [--model NAME]``: sign an approval of the version
+    """``python -m sentiflow.approval --reason TEXT [--model NAME]``: sign an approval of the version
     ``champion`` names now, with the pipeline's key. For a deployment that served before approvals existed:
     its champion has none, and a replica that restarts would refuse it. It approves what is already the
     champion and nothing else (any other version is a release: the release DAG)."""
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentiflow import registry
     from sentiflow.config import MLflowSettings, SigningSettings
 
-    parser = argparse.ArgumentParser(prog="python -m sentiflow.release.approval", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sentiflow.approval", description=main.__doc__)
     parser.add_argument("--model", help="registered model (default SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME)")
     parser.add_argument("--reason", required=True, help="why, recorded in the statement")
     args = parser.parse_args(argv)
