@@ -2,7 +2,9 @@
 
 Brings up SeaweedFS, MLflow and the model server on 127.0.0.1 (``sentiflow.localstack``), migrates Airflow's
 SQLite DB, runs the DAG once with ``dag.test()`` (train_backend=local) and prints what happened: snapshots,
-MLflow runs and metrics, the champion, the served version and the inference check. Demo parameters are sized
+MLflow runs and metrics, the champion, the served version and the inference check. Then it leaves Airflow
+running (``sentiflow.airflow_local``, what ``make airflow`` starts), so the web page's Deploy button can ask
+it for release runs. Demo parameters are sized
 to finish in minutes on a 2-core CPU. Uses the offline copies in ../shared when the Hugging Face Hub is
 unreachable. Pass a JSON object as the first argument to override any DAG parameter.
 """
@@ -131,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     report["wall_s"] = round(time.monotonic() - started, 1)
     print("\n=== sentiflow demo summary ===")
     print(json.dumps(report, indent=2, default=str))
+    # the web page's Deploy button asks Airflow for a run of the release DAG: leave one running for it
+    from sentiflow import airflow_local
+
+    print("\nstarting Airflow for the web page's Deploy button (release runs) ...", flush=True)
+    airflow_local.up(stack)
     print(f"\nMLflow UI: {stack.mlflow_uri}   web page: {stack.server_url}/ui/   stop everything: make down")
     return 0 if result["state"] == "success" else 1
 
