@@ -2,13 +2,15 @@
 DAG's deploy step does with a version tampered with after registration.
 
 On a private local stack (MLflow with its auth app, SeaweedFS, the model server under gunicorn): one alias
-move each as anonymous, the server's identity and the pipeline's (HTTP status); a TF-IDF version logged and
-signed by ``log_classifier`` and served as champion; a second signed version with its pickled model
-overwritten in S3, first through ``verify_and_load`` (refused, message kept), then released by the DAG
-(``tests/e2e/dags/release_registered_version.py``: the real release tail under ``dag.test()``): the deploy
-task's state and message, the version served afterwards and where ``champion`` ends; an unsigned version
-through ``verify_and_load``. Timing: signing and verifying the transformer folder a replica would load (the
-offline MiniLM, ~88 MB, plus the signed TF-IDF pyfunc), medians over repeats.
+move each as anonymous, the server's identity and the pipeline's (HTTP status). A TF-IDF version logged and
+signed by ``log_classifier`` and released as champion; then every way around a release, each against the
+serving replica: the alias moved to a version never released, revoked by a rollback, without a logged model
+id, or superseded, and a forged replica row; the version served after each. A second signed version with
+its pickled model overwritten in S3, first through ``verify_and_load`` (refused, message kept), then
+released by the DAG (``tests/e2e/dags/release_registered_version.py``: the real release tail under
+``dag.test()``): the deploy task's state and message, the version served afterwards and where ``champion``
+ends; an unsigned version through ``verify_and_load``. Timing: signing and verifying the transformer folder
+a replica would load (the offline MiniLM, ~88 MB, plus the signed TF-IDF pyfunc), medians over repeats.
 
     .venv/bin/python benchmarks/release_trust.py [--repeats 5]
 """
@@ -91,6 +93,105 @@ def _released_through_the_dag(
     }
 
 
+def _release(version: str) -> None:
+    """What the pipeline's promote does: the signed approval, then the alias move, completed."""
+    from sentiflow import registry
+    from sentiflow.config import MLflowSettings
+    from sentiflow.release import flow
+
+    settings = MLflowSettings()
+    client = registry.mlflow_client(settings)
+    flow.promote(client, settings, version, reason="release_trust benchmark")
+    flow.finish(client, settings)
+
+
+def _attempt(stack, name: str, served: str, target: str, move) -> dict[str, object]:
+    """``move()`` (an alias move or a database write), then what the replica does about ``target``: the
+    load error its workers report (or none within 30 s) and the version it serves afterwards."""
+    import requests
+
+    from sentiflow.serving_client import ModelServerClient
+
+    move()
+    deadline, errors = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        workers = [
+            w for r in requests.get(f"{stack.server_url}/replicas", timeout=10).json()["replicas"]
+            for w in r["workers"]
+        ]  # fmt: skip
+        errors = [w["load_error"] for w in workers if w.get("error_version") == target and w["load_error"]]
+        if errors or any(w["version"] == target for w in workers):
+            break
+        time.sleep(0.5)
+    after = str(ModelServerClient(stack.server_url, stack.server_token).model()["version"])
+    return {
+        "target": target,
+        "served_after": after,
+        "refused": after == served,
+        "load_error": (errors[0] if errors else None) and str(errors[0])[:300],
+    }
+
+
+def _refused_moves(stack, name: str, served: str, clf) -> dict[str, object]:
+    """Ways to make every replica serve something the pipeline did not release, each tried against the
+    serving replica: the alias moved (with the pipeline's own MLflow identity, which may move it) to a
+    version never released, to one a rollback revoked, to one without a logged model id, to a superseded
+    one, and a forged replica row. Each must leave ``served`` serving."""
+    import mlflow
+    import sqlalchemy as sa
+
+    from sentiflow import registry
+    from sentiflow.config import MLflowSettings
+    from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.release import flow
+    from sentiflow.server_settings import ServerSettings
+    from serving.store.db import replicas_table
+
+    settings = MLflowSettings()
+    client = registry.mlflow_client(settings)
+
+    def alias_to(version: str):
+        return lambda: client.set_registered_model_alias(name, settings.champion_alias, version)
+
+    def restore() -> None:
+        client.set_registered_model_alias(name, settings.champion_alias, served)
+
+    with mlflow.start_run():
+        never = str(log_classifier(clf, registered_model_name=name).registered_model_version)
+    with mlflow.start_run():
+        revoked = str(log_classifier(clf, registered_model_name=name).registered_model_version)
+    prior = flow.promote(client, settings, revoked, reason="release_trust: a release that fails")
+    flow.roll_back(client, settings, prior, "release_trust: its inference check failed", attempts=1)
+    with mlflow.start_run() as run:  # a version registered from a run's files: no logged model behind it
+        mlflow.log_text("flavors: {}\n", "plain/MLmodel")
+        source = f"runs:/{run.info.run_id}/plain"
+        bare = str(client.create_model_version(name, source=source, run_id=run.info.run_id).version)
+    out: dict[str, object] = {}
+    for key, target in (("never_released", never), ("revoked", revoked), ("no_model_id", bare)):
+        out[key] = _attempt(stack, name, served, target, alias_to(target))
+        restore()
+    # the previous champion of a release that came after it: superseded
+    _release(never)
+    _release(served)
+    out["superseded"] = _attempt(stack, name, served, never, alias_to(never))
+    restore()
+    url = ServerSettings().resolved_feedback_db_url
+    engine = sa.create_engine(url)
+    future = time.time() + 1e6
+
+    def forge() -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                replicas_table.update().values(
+                    alias_version=never, alias_read_at=future, alias_checked_at=future, alias_error=None
+                )
+            )
+
+    out["forged_replica_row"] = _attempt(stack, name, served, never, forge)
+    engine.dispose()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -148,8 +249,11 @@ def main() -> int:
             )
             loads.append(loaded.verify_ms)
 
-        # the champion (the pipeline just moved the alias to it) is what the model server serves
+        # a release makes it the champion (its signed approval, then the alias): what the server serves
+        _release(version)
         server = ModelServerClient(stack.server_url, stack.server_token)
+        server.wait_for_version(version, timeout_s=300)
+        result["refused_moves"] = _refused_moves(stack, name, version, clf)
         server.wait_for_version(version, timeout_s=300)
 
         # a better version (by its logged val_f1), signed, then its pickled model overwritten in S3
@@ -199,6 +303,7 @@ def main() -> int:
         localstack.down(stack, ["s3", "mlflow", "model-server"])
         os.environ.clear()
         os.environ.update(saved)
+    moves = result["refused_moves"]
     markdown = (
         "| check | result |\n| --- | --- |\n"
         + "".join(
@@ -212,6 +317,17 @@ def main() -> int:
         + f"{result['tampered_version']['champion_before']}, after "  # type: ignore[index]
         + f"{result['tampered_version']['champion_after']}) |\n"  # type: ignore[index]
         + f"| unsigned version | refused: {result['unsigned_version']['refused']} |\n"  # type: ignore[index]
+        + "".join(
+            f"| served version after: {what} | {moves[key]['served_after']} "  # type: ignore[index]
+            f"(refused: {moves[key]['refused']}) |\n"  # type: ignore[index]
+            for key, what in (
+                ("never_released", "alias moved to a version never released"),
+                ("revoked", "alias moved to a version a rollback revoked"),
+                ("no_model_id", "alias moved to a version without a logged model id"),
+                ("superseded", "alias moved back to a superseded champion"),
+                ("forged_replica_row", "a forged replica row naming another version"),
+            )
+        )
         + f"| sign, transformer folder ({result['transformer_folder_mb']} MB) | "
         + f"{result['sign_ms_per_version']} ms |\n"
         + f"| verify, transformer folder | {result['verify_ms_per_load']} ms |\n"

@@ -13,6 +13,7 @@ fetched again once when Airflow answers 401 (expired). Plain ``requests``: nothi
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class ReleaseRun:
     version: str | None = None
     requested_by: str | None = None
     failed_tasks: list[str] = field(default_factory=list)
+    #: The gate's reason once it decided (its decision XCom): why the version was released or refused.
+    gate_reason: str | None = None
 
     @property
     def final(self) -> bool:
@@ -74,6 +77,7 @@ class ReleaseRun:
             "version": self.version,
             "requested_by": self.requested_by,
             "failed_tasks": self.failed_tasks,
+            "gate_reason": self.gate_reason,
         }
 
 
@@ -214,7 +218,27 @@ class ReleaseRuns:
         run = self._run(response.json())
         if run.state == "failed":
             run.failed_tasks = self.failed_tasks(run_id)
+        if run.final:
+            run.gate_reason = self.gate_reason(run_id)
         return run
+
+    def gate_reason(self, run_id: str) -> str | None:
+        """The gate's decision's ``reason`` (None before the gate decided, or when Airflow has none)."""
+        path = (
+            f"/dags/{quote(self.dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/"
+            f"{quote(names.GATE_TASK, safe='')}/xcomEntries/{quote(names.GATE_DECISION_KEY, safe='')}"
+        )
+        response = self._request("GET", path)
+        if response.status_code != 200:
+            return None
+        value = response.json().get("value")
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        reason = value.get("reason") if isinstance(value, dict) else None
+        return str(reason) if reason else None
 
     def failed_tasks(self, run_id: str) -> list[str]:
         path = f"/dags/{quote(self.dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances"

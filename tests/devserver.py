@@ -229,6 +229,67 @@ def register_unfitted_version() -> str:
     return str(info.registered_model_version)
 
 
+THREE = ["negative", "neutral", "positive"]
+THREE_WORDS = {
+    0: ["awful", "boring", "dreadful"],
+    1: ["okay", "average", "plain"],
+    2: ["wonderful", "lovely", "great"],
+}
+THREE_FILLER = ["the", "film", "story", "cast", "plot", "was", "a"]
+
+
+def three_class_rows(n: int, offset: int) -> Any:
+    """Rows whose class is carried by one word each (a TF-IDF model learns them from a few dozen)."""
+    import pandas as pd
+
+    from sentiflow import names
+
+    rows = [
+        (
+            " ".join(
+                (
+                    THREE_FILLER[(i + offset) % 7],
+                    THREE_WORDS[i % 3][(i // 3) % 3],
+                    THREE_FILLER[(i * 3 + offset) % 7],
+                )
+            ),
+            i % 3,
+        )
+        for i in range(n)
+    ]
+    return pd.DataFrame(rows, columns=[names.TEXT_COLUMN, names.LABEL_COLUMN])
+
+
+def register_three_class_version(store, model_name: str) -> str:
+    """A three-class TF-IDF version of ``model_name`` trained on a snapshot in S3 that its run names."""
+    import mlflow
+
+    from sentiflow import names
+    from sentiflow.config import MLflowSettings
+    from sentiflow.data.snapshot import write_snapshot
+    from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.modeling.tfidf import TfidfClassifier
+
+    frames = {
+        "train": three_class_rows(60, 0),
+        "validation": three_class_rows(30, 1),
+        "test": three_class_rows(30, 2),
+    }
+    snapshot = f"three-class-{model_name}"
+    manifest_uri = write_snapshot(
+        store, store.uri("datasets", snapshot, "clean"), frames, kind="clean", run_id=snapshot,
+        source={}, label_names=THREE,
+    )  # fmt: skip
+    train = frames["train"]
+    clf = TfidfClassifier.build(THREE, C=16.0).fit(train[names.TEXT_COLUMN], train[names.LABEL_COLUMN])
+    mlflow.set_experiment(MLflowSettings().experiment_name)
+    with mlflow.start_run():
+        mlflow.set_tag(names.TAG_DATASET_MANIFEST, manifest_uri)
+        mlflow.log_metrics({names.VAL_F1: 0.95, names.split_metric("test", "accuracy"): 1.0})
+        info = log_classifier(clf, registered_model_name=model_name)
+    return str(info.registered_model_version)
+
+
 @contextmanager
 def own_registered_model(prefix: str) -> Iterator[str]:
     """The caller's own registered model (``SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME``) while the block runs.

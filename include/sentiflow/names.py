@@ -15,6 +15,10 @@ RELEASE_VERSION = "version"
 RELEASE_REQUESTED_BY = "requested_by"
 FORCE_PROMOTE = "force_promote"
 FORCE_REASON = "force_reason"
+#: The gate's task in both DAGs and the XCom key of its decision (``reason``: why it promotes or refuses),
+#: which the model server reads back to answer a deploy request with the gate's reason.
+GATE_TASK = "select_best"
+GATE_DECISION_KEY = "decision"
 
 # --- hyperparameters (Hugging Face names, plus train_subset_size) -------------------------------------
 NUM_TRAIN_EPOCHS = "num_train_epochs"

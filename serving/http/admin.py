@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from sentiflow import names
 from serving.extension import ServerExtension, server
 from serving.http.auth import require_admin
 from serving.http.bodies import parse_body
@@ -90,7 +91,10 @@ def _answer(run: ReleaseRun) -> tuple[Response, int]:
         return jsonify(dump(ReleaseRunStatus, answer)), 200
     if run.state == "failed":
         failed = ", ".join(run.failed_tasks) or "no task reported"
-        answer["message"] = f"release run {run.dag_run_id} failed (tasks: {failed}); see {run.airflow_url}"
+        why = f": {run.gate_reason}" if run.gate_reason and names.GATE_TASK in run.failed_tasks else ""
+        answer["message"] = (
+            f"release run {run.dag_run_id} failed (tasks: {failed}){why}; see {run.airflow_url}"
+        )
         return jsonify(dump(ReleaseRunStatus, answer)), 422
     answer["message"] = f"release run {run.state}; poll /deploy/status?id={run.dag_run_id}"
     return jsonify(dump(ReleaseRunStatus, answer)), 202

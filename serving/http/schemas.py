@@ -154,6 +154,10 @@ class ReleaseRunStatus(BaseModel):
     failed_tasks: list[str] = Field(
         default_factory=list, description="Ids of the tasks that failed, once the run failed."
     )
+    gate_reason: str | None = Field(
+        default=None,
+        description="Once the run ended: the gate's reason for releasing or refusing the version.",
+    )
     message: str | None = None
 
 

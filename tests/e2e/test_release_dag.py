@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import time
 
-import mlflow
-import pandas as pd
 import pytest
 
 from sentiflow import localstack, names, registry
@@ -27,51 +25,16 @@ from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ModelServerClient
 from sentiflow.storage import ObjectStore
 from tests.dagrun import failure_message, run_dag, task_logs
-from tests.devserver import DevServer, make_champion, own_registered_model, register_tfidf_versions
+from tests.devserver import (
+    THREE,
+    DevServer,
+    make_champion,
+    own_registered_model,
+    register_tfidf_versions,
+    register_three_class_version,
+)
 
 pytestmark = pytest.mark.slow
-
-THREE = ["negative", "neutral", "positive"]
-WORDS = {
-    0: ["awful", "boring", "dreadful"],
-    1: ["okay", "average", "plain"],
-    2: ["wonderful", "lovely", "great"],
-}
-FILLER = ["the", "film", "story", "cast", "plot", "was", "a"]
-
-
-def three_class_rows(n: int, offset: int) -> pd.DataFrame:
-    """Rows whose class is carried by one word each (a TF-IDF model learns them from a few dozen)."""
-    rows = [
-        (f"{FILLER[(i + offset) % 7]} {WORDS[i % 3][(i // 3) % 3]} {FILLER[(i * 3 + offset) % 7]}", i % 3)
-        for i in range(n)
-    ]
-    return pd.DataFrame(rows, columns=[names.TEXT_COLUMN, names.LABEL_COLUMN])
-
-
-def register_three_class_version(store, model_name: str) -> str:
-    """A three-class TF-IDF version of ``model_name`` trained on a snapshot in S3 that its run names."""
-    from sentiflow.data.snapshot import write_snapshot
-    from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
-
-    frames = {
-        "train": three_class_rows(60, 0),
-        "validation": three_class_rows(30, 1),
-        "test": three_class_rows(30, 2),
-    }
-    manifest_uri = write_snapshot(
-        store, store.uri("datasets", "release-dag", "clean"), frames, kind="clean", run_id="release-dag",
-        source={}, label_names=THREE,
-    )  # fmt: skip
-    train = frames["train"]
-    clf = TfidfClassifier.build(THREE, C=16.0).fit(train[names.TEXT_COLUMN], train[names.LABEL_COLUMN])
-    mlflow.set_experiment(MLflowSettings().experiment_name)
-    with mlflow.start_run():
-        mlflow.set_tag(names.TAG_DATASET_MANIFEST, manifest_uri)
-        mlflow.log_metrics({names.VAL_F1: 0.95, names.split_metric("test", "accuracy"): 1.0})
-        info = log_classifier(clf, registered_model_name=model_name)
-    return str(info.registered_model_version)
 
 
 def wait_served(server: ModelServerClient, version: str, timeout_s: float = 120) -> dict:

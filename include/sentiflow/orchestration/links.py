@@ -12,12 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from sentiflow.names import GATE_DECISION_KEY, GATE_TASK
+
 #: Task ids whose return value is a training result (``run_id``, ``model_version``): the pipeline's
 #: ``train_local``/``train_baseline``/``train_kubernetes`` and the sweep's mapped ``train_grid_*``.
 TRAINING_TASK_PREFIX = "train_"
 #: select_best pushes the gate's decision under this key; ``candidate_version`` is the chosen version.
-DECISION_KEY = "decision"
-SELECT_BEST, PROMOTE, DEPLOY, INFERENCE_CHECK = "select_best", "promote", "deploy", "inference_check"
+DECISION_KEY = GATE_DECISION_KEY
+SELECT_BEST = GATE_TASK
+PROMOTE, DEPLOY, INFERENCE_CHECK = "promote", "deploy", "inference_check"
 #: The release tasks that show the model server's page and the inference check's report.
 SERVER_TASKS = frozenset({DEPLOY, INFERENCE_CHECK})
 #: Inside ``report_uri`` (a prefix): the file a person opens first.

@@ -100,3 +100,36 @@ def test_a_failed_release_run_reports_its_failed_tasks(local_airflow: LocalAirfl
 def test_a_wrong_password_is_named_and_nothing_is_triggered(local_airflow: LocalAirflow) -> None:
     with pytest.raises(AirflowUnavailableError, match="SENTIFLOW_SERVER_AIRFLOW_PASSWORD"):
         _runs(local_airflow, password="not-the-password").trigger(release_conf("1", "nobody"))
+
+
+def test_a_release_the_gate_refuses_fails_and_its_reason_comes_back(
+    local_airflow: LocalAirflow, release_dag: str
+) -> None:
+    """A manual release meets the pipeline's gate: a three-class version against a two-class champion is
+    refused in Airflow, and the server's reading of the run carries the gate's reason."""
+    from sentiflow import registry
+    from sentiflow.config import MLflowSettings
+    from sentiflow.storage import ObjectStore
+    from tests.devserver import (
+        make_champion,
+        own_registered_model,
+        register_tfidf_versions,
+        register_three_class_version,
+    )
+
+    with own_registered_model("gate-refuses") as name:
+        (champion,) = register_tfidf_versions(1, metrics=[{names.VAL_F1: 0.90}])
+        make_champion(champion)
+        three = register_three_class_version(ObjectStore(), name)
+        runs = _runs(local_airflow)
+        conf = {
+            **release_conf(three, "e2e gate check"),
+            "registered_model_name": name,
+            "selection_metric": names.VAL_F1,
+        }
+        run = runs.wait(runs.trigger(conf).dag_run_id, RUN_TIMEOUT_S)
+        assert run.state == "failed" and names.GATE_TASK in run.failed_tasks, run
+        assert run.gate_reason and "different label sets" in run.gate_reason, run
+        settings = MLflowSettings()
+        client = registry.mlflow_client(settings)
+        assert registry.version_for_alias(client, settings, settings.champion_alias) == champion
