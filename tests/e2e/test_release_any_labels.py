@@ -5,10 +5,10 @@ gunicorn) and the TF-IDF baseline only (``train_transformer`` off: seconds per r
 order and share the registry:
 
 1. a binary model is forced in as champion; a three-class run is then *not comparable* with it (kept,
-   and the reason says why); its version, forced through the release tasks alone
-   (``tests/e2e/dags/release_registered_version.py``), is deployed, the inference check samples cases of
-   all three classes from the test snapshot, the server answers with the three labels, and a 'wrong' flag
-   with the right label goes through the web page's API;
+   and the reason says why); a person then forces its version in through the manual release DAG
+   (``sentiment_release``, with a written reason recorded on the version and in its signed approval): it
+   is deployed, the inference check samples cases of all three classes from the test snapshot, the server
+   answers with the three labels, and a 'wrong' flag with the right label goes through the web page's API;
 2. the dataset changes: the gate scores the (three-class) champion on the new run's validation rows, and
    the numbers equal the champion's own pyfunc on those rows, not its logged metric;
 3. ``registered_model_name``: a release into another registered model promotes there and leaves the served
@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from sentiflow import localstack, names, supervisor
+from sentiflow.approval import Statement
 from sentiflow.config import MLflowSettings
 from tests.dagrun import run_dag
 
@@ -149,21 +150,36 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     assert tags["gate.comparable"] == "False" and tags["gate.promote"] == "False"
     assert champion_version(client) == binary_version
 
-    # forced: the version the kept run registered, handed to the release tasks as its training task handed
-    # it over; promoted, deployed, checked with cases of all three classes from that run's test snapshot
+    # forced by a person: the manual release DAG on the version the kept run registered, with a written
+    # reason; promoted, deployed, checked with cases of all three classes from that run's test snapshot
     trained = kept["xcom"]["train_baseline"]
+    reason = "the three-class model replaces the binary one on purpose"
     forced = run_dag(
-        "release_registered_version",
+        names.RELEASE_DAG,
         {
-            **conf(env["three"], force_promote=True),
-            "registered_version": str(trained["model_version"]),
-            "registered_run_id": trained["run_id"],
+            names.RELEASE_VERSION: str(trained["model_version"]),
+            names.RELEASE_REQUESTED_BY: "alice",
+            names.FORCE_PROMOTE: True,
+            names.FORCE_REASON: reason,
+            "selection_metric": "val_f1",
+            "check_cases_per_class": 3,
         },
-        env={"AIRFLOW__CORE__DAGS_FOLDER": str(RELEASE_DAGS)},
     )
     assert forced["state"] == "success", forced["tasks"]
     version = forced["xcom"]["promote"]["version"]
     assert version == str(trained["model_version"])
+    decision = forced["xcom"]["select_best.decision"]
+    assert (
+        decision["promote"] is True
+        and decision["comparable"] is False
+        and "promotion forced" in decision["reason"]
+    )
+    assert (decision["requested_by"], decision["force_reason"]) == ("alice", reason)
+    tags = client.get_model_version(MLflowSettings().registered_model_name, version).tags
+    assert tags[names.TAG_RELEASE_REQUESTED_BY] == "alice" and tags[names.TAG_RELEASE_FORCE_REASON] == reason
+    approved = Statement.model_validate_json(tags[names.TAG_APPROVAL])  # what every replica checks
+    assert approved.approved and approved.version == version
+    assert "at the request of alice" in approved.reason and f"forced: {reason}" in approved.reason
     manifest = read_manifest(ObjectStore(), kept["xcom"]["collect"])
     assert manifest.label_names == THREE and manifest.source["label_ids"] == {"-1": 0, "0": 1, "1": 2}
     assert "carved" in manifest.source["split_origin"]["test"]
