@@ -91,7 +91,15 @@ class DevServer:
     def release(self, version: str, timeout_s: float = 120) -> dict:
         """``release`` of ``version`` to this server: the pipeline's alias move, then every replica serves
         it; ``/replicas`` once they do."""
-        return release(self.url, version, token=self.token, timeout_s=timeout_s)
+        return release(
+            self.url,
+            version,
+            token=self.token,
+            timeout_s=timeout_s,
+            alias=self.env.get("SENTIFLOW_MLFLOW_CHAMPION_ALIAS")
+            or self.env.get("SENTIFLOW_SERVER_FOLLOW_ALIAS"),
+            name=self.env.get("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"),
+        )
 
     def serving(self, version: str, timeout_s: float = 120) -> DevServer:
         """Release ``version`` and wait until it is served (a fixture's set-up); fails the test otherwise."""
@@ -145,7 +153,13 @@ def make_champion(version: str, *, alias: str | None = None, name: str | None = 
 
 
 def release(
-    url: str, version: str, *, token: str | None = None, timeout_s: float = 120, alias: str | None = None
+    url: str,
+    version: str,
+    *,
+    token: str | None = None,
+    timeout_s: float = 120,
+    alias: str | None = None,
+    name: str | None = None,
 ) -> dict:
     """What the pipeline's release does to the served model, nothing more: sign the version's approval and
     move the followed alias to it with ``sentiflow.release.flow.promote`` (as the pipeline's MLflow identity
@@ -155,12 +169,12 @@ def release(
     Returns ``/replicas`` once they all do. When they do not (a replica reports a failed load of ``version``:
     ``ReplicaLoadError``; or ``timeout_s`` passes: ``ModelServerError``), the release's own rollback
     (``flow.roll_back``) puts the aliases back and the error is raised. ``alias``: the one the server
-    follows when it is not the champion (``SENTIFLOW_SERVER_FOLLOW_ALIAS``).
+    follows when it is not the champion; ``name``: its registered model when not the process's default.
     """
     from sentiflow.release import flow
     from sentiflow.serving_client import ModelServerClient
 
-    client, settings, prior = promote(version, alias=alias)
+    client, settings, prior = promote(version, alias=alias, name=name)
     try:
         answer = ModelServerClient(url, token, timeout_s=60).wait_for_replicas(
             str(version), timeout_s=timeout_s, poll_s=0.2

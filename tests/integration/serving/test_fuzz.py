@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.devserver import DevServer, register_tfidf_versions
+from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
 from tests.fuzz_api import fuzz
 
 pytestmark = pytest.mark.slow
@@ -30,6 +30,12 @@ MIN_CASES = 1000 if RECORD else 300
 
 @pytest.fixture(scope="module")
 def server(stack, tmp_path_factory) -> Iterator[DevServer]:
+    # its own registered model: other modules release versions of the default one meanwhile
+    with own_registered_model("fuzz"):
+        yield from _server(stack, tmp_path_factory)
+
+
+def _server(stack, tmp_path_factory) -> Iterator[DevServer]:
     version = register_tfidf_versions(1)[0]
     env = {
         "SENTIFLOW_SERVER_WORKERS": "2",

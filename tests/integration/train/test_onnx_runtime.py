@@ -365,6 +365,13 @@ def shipped_version(stack, sharp):
     return out
 
 
+def release(shipped: dict, version: str) -> None:
+    """The pipeline's release of ``version`` (its signed approval): what a replica needs before it loads."""
+    from tests.devserver import make_champion
+
+    make_champion(version, name=shipped["settings"].registered_model_name)
+
+
 def _registry(shipped_version, state_dir=None):
     """A replica's registry; ``state_dir``: a fresh replica's (no version downloaded yet)."""
     from serving.model.registry import Registry
@@ -379,6 +386,7 @@ def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, 
     assert shipped_version["shipped_tag"] == "onnx-int8"
     assert ServerSettings().signing_public_keys, "the stack's server verifies signatures"
     builds = _count_builds(monkeypatch)
+    release(shipped_version, shipped_version["shipped"])
     model = _registry(shipped_version).load(shipped_version["shipped"])  # downloads and verifies
     shipped = shipped_onnx_path(model.classifier.loaded_from, "onnx-int8")
     assert shipped.is_file()
@@ -397,6 +405,7 @@ def test_a_version_without_the_shipped_file_is_built_by_the_replica(shipped_vers
 
     assert shipped_version["unshipped_tag"] == "none"
     builds = _count_builds(monkeypatch)
+    release(shipped_version, shipped_version["unshipped"])
     model = _registry(shipped_version).load(shipped_version["unshipped"])
     assert not (model.classifier.loaded_from / SHIPPED_DIR).exists()
     served = with_runtime(model, ServerSettings(state_dir=tmp_path))
@@ -414,6 +423,7 @@ def test_a_shipped_onnx_file_changed_in_s3_is_refused(shipped_version, stack, tm
     from tests.tamper import tampered_version
 
     settings, version = shipped_version["settings"], shipped_version["shipped"]
+    release(shipped_version, version)
     refused = pytest.raises(SignatureError, match=rf"{SIGNATURE_FILE} does not match.*model\.int8\.onnx")
     with tampered_version(settings.registered_model_name, version, f"{SHIPPED_DIR}/model.int8.onnx"), refused:
         _registry(shipped_version, tmp_path / "fresh").load(version)
