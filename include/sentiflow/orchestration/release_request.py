@@ -16,7 +16,6 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from pydantic import ValidationError
 
-from sentiflow.orchestration.dag_params import unknown_params
 from sentiflow.orchestration.links import DECISION_KEY, PROMOTE, SELECT_BEST
 from sentiflow.orchestration.model_form import model_from_params
 from sentiflow.orchestration.params import (
@@ -29,7 +28,7 @@ from sentiflow.orchestration.params import (
 from sentiflow.orchestration.release_tasks import KEEP_CHAMPION, Selected, gate_decision
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import IO_RETRIES, log, mlflow_settings
-from sentiflow.orchestration.training_tasks import CHECK, SEED, SELECTION
+from sentiflow.orchestration.training_tasks import CHECK, SEED, SELECTION, refuse_unknown_conf
 from sentiflow.release.check_plan import CheckParams
 
 #: ``validate_release``'s output holding the ``ReleaseRequest`` JSON (beside ``SELECTION``, ``CHECK``,
@@ -68,13 +67,7 @@ def validate_release() -> dict[str, Any]:
     """The trigger's conf: no unknown keys, the request and policy together valid (Airflow checked each
     param's schema when it created the run); each group's model JSON for the tasks that use it."""
     context = get_current_context()
-    declared = context["dag"].params.keys()
-    unknown = unknown_params(context["dag_run"].conf or {}, declared)
-    if unknown:
-        raise AirflowFailException(
-            f"unknown parameter(s) {unknown} in the trigger's conf; this DAG's parameters are "
-            f"{sorted(declared)}"
-        )
+    refuse_unknown_conf(context)
     out = validated_release(context["params"])
     request = ReleaseRequest.model_validate_json(out[REQUEST])
     log.info("release of version %s requested by %s", request.version, request.requested_by)

@@ -91,6 +91,17 @@ def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     return out
 
 
+def refuse_unknown_conf(context: Any) -> None:
+    """Fail the run on conf keys the DAG does not declare: Airflow accepts them silently."""
+    declared = context["dag"].params.keys()
+    unknown = unknown_params(context["dag_run"].conf or {}, declared)
+    if unknown:
+        raise AirflowFailException(
+            f"unknown parameter(s) {unknown} in the trigger's conf; this DAG's parameters are "
+            f"{sorted(declared)}"
+        )
+
+
 @task(task_id="validate_params", retries=0, multiple_outputs=True)
 def validate_params(form: str) -> dict[str, Any]:
     """Check what the param schemas cannot, before anything runs; returns each parameter group, typed.
@@ -106,13 +117,7 @@ def validate_params(form: str) -> dict[str, Any]:
     objects, validated by the training package's models.
     """
     context = get_current_context()
-    declared = context["dag"].params.keys()
-    unknown = unknown_params(context["dag_run"].conf or {}, declared)
-    if unknown:
-        raise AirflowFailException(
-            f"unknown parameter(s) {unknown} in the trigger's conf; this DAG's parameters are "
-            f"{sorted(declared)}"
-        )
+    refuse_unknown_conf(context)
     out = validated(context["params"], form)
     if form == PIPELINE:
         switches = PipelineTraining.model_validate_json(out[TRAINING])
