@@ -202,6 +202,7 @@ def _stateful(schema: Any, base_url: str, headers: dict, tally: Tally, steps: in
                 transport_kwargs={"base_url": base_url},
                 recorder=self.recorder,
             )
+            links[f"{case.operation.label} {response.status_code}"] += 1
             if case.operation.label == "POST /feedback" and response.status_code == 201:
                 links["feedback_accepted_via_link"] += 1
 

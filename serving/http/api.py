@@ -56,6 +56,17 @@ def model():
     return jsonify({**current.info(), "deployed": ext.follower.read_deployed()})
 
 
+def _feedback_link(text: str) -> dict[str, object]:
+    """An OpenAPI link's body: the feedback that flags the first prediction wrong, citing what it was."""
+    return {
+        "prediction_id": "$response.body#/predictions/0/prediction_id",
+        "text": text,
+        "predicted_label": "$response.body#/predictions/0/label",
+        "model_version": "$response.body#/model_version",
+        "correct": False,
+    }
+
+
 @bp.post("/predict")
 @document(
     summary="Classify one text or a list of texts",
@@ -68,13 +79,14 @@ def model():
         200: {
             "FlagPrediction": {
                 "operationId": "api_post_feedback",
-                "description": "Feedback on the first prediction, citing its signed id",
-                "requestBody": {
-                    "prediction_id": "$response.body#/predictions/0/prediction_id",
-                    "text": "$request.body#/text",
-                    "correct": False,
-                },
-            }
+                "description": "Feedback on the prediction of `text`, citing its signed id",
+                "requestBody": _feedback_link("$request.body#/text"),
+            },
+            "FlagFirstOfTexts": {
+                "operationId": "api_post_feedback",
+                "description": "Feedback on the prediction of `texts[0]`, citing its signed id",
+                "requestBody": _feedback_link("$request.body#/texts/0"),
+            },
         }
     },
     responses={
