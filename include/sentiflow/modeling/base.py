@@ -54,12 +54,16 @@ def probabilities_to_predictions(probs: np.ndarray, label_names: Sequence[str]) 
 
 
 def predictions_frame(predictions: Sequence[Prediction], label_names: Sequence[str]) -> pd.DataFrame:
-    """The pyfunc output: ``label``, ``label_id`` and one ``score_<label>`` column per class."""
+    """The pyfunc output: ``label``, ``label_id`` and one ``score_<label>`` column per class.
+
+    ``label`` is a NumPy object column, not pandas' own string dtype: the V2 inference protocol's codecs
+    (MLServer's MLflow runtime, KServe) map NumPy dtypes to tensor types and know no other string type.
+    """
     import pandas as pd
 
     return pd.DataFrame(
         {
-            "label": [p.label for p in predictions],
+            "label": pd.Series([p.label for p in predictions], dtype=object),
             "label_id": [p.label_id for p in predictions],
             **{f"score_{name}": [p.scores[name] for p in predictions] for name in label_names},
         }
