@@ -21,7 +21,6 @@ but cannot make one.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -30,9 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sentiflow.credentials_check import PEM_MARKER
 from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
-from sentiflow.signing import SignatureError, version_model_id
+from sentiflow.signing import SignatureError, sign_bytes, verify_bytes, version_model_id
 
 
 class Statement(BaseModel):
@@ -54,47 +52,20 @@ class Statement(BaseModel):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
 
 
-def _pem(key: str | Path) -> bytes:
-    text = str(key)
-    return (text if PEM_MARKER in text else Path(text).read_text()).encode()
-
-
 def sign(statement: Statement, private_key: str | Path) -> tuple[str, str]:
     """``(statement JSON, base64 ECDSA-SHA256 signature)`` with ``private_key`` (PEM text or path)."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = serialization.load_pem_private_key(_pem(private_key), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise SignatureError("the signing key is not an elliptic-curve (ECDSA) private key")
     payload = statement.payload()
-    return payload.decode(), base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+    return payload.decode(), sign_bytes(payload, private_key)
 
 
 def verify(payload: str, signature: str, public_keys: Sequence[str | Path]) -> Statement:
     """The statement ``payload`` when ``signature`` verifies with any of ``public_keys``; else
     ``SignatureError`` naming why."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+    verify_bytes(payload.encode(), signature, public_keys, what="the approval")
     try:
-        raw = base64.b64decode(signature, validate=True)
-    except ValueError as exc:
-        raise SignatureError(f"the approval's signature is not base64: {exc}") from exc
-    for key_text in public_keys:
-        key = serialization.load_pem_public_key(_pem(key_text))
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            continue
-        try:
-            key.verify(raw, payload.encode(), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            continue
-        try:
-            return Statement.model_validate_json(payload)
-        except ValidationError as exc:
-            raise SignatureError(f"the signed approval is not a statement: {exc}") from exc
-    raise SignatureError(f"the approval's signature is invalid for all {len(public_keys)} public key(s)")
+        return Statement.model_validate_json(payload)
+    except ValidationError as exc:
+        raise SignatureError(f"the signed approval is not a statement: {exc}") from exc
 
 
 def make(model_version: Any, *, approved: bool, reason: str, dag_run_id: str | None = None) -> Statement:

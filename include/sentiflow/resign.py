@@ -31,6 +31,7 @@ from sentiflow.signing import (
     SignatureError,
     download_version,
     load_verified,
+    public_pem,
     sign_folder,
     verify_folder,
     version_model_id,
@@ -51,17 +52,6 @@ def _der(pem_or_path: str | Path, *, private: bool = False) -> bytes:
         else serialization.load_pem_public_key(data)
     )
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def public_pem(private_key: str | Path) -> str:
-    """The public half of ``private_key`` (PEM text or path), as PEM text."""
-    from cryptography.hazmat.primitives import serialization
-
-    return (
-        serialization.load_der_public_key(_der(private_key, private=True))
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 def trusted_index(private_key: str | Path, public_keys: Sequence[str | Path]) -> int | None:

@@ -267,6 +267,63 @@ def load_for_serving(
     return verified.pyfunc
 
 
+def pem_bytes(key: str | Path) -> bytes:
+    """A key given as PEM text or as the path of a PEM file, as bytes."""
+    text = str(key)
+    return (text if PEM_MARKER in text else Path(text).read_text()).encode()
+
+
+def sign_bytes(payload: bytes, private_key: str | Path) -> str:
+    """The base64 ECDSA-SHA256 signature of ``payload`` with ``private_key`` (PEM text or path): what signs
+    statements smaller than a model folder (approvals, dataset manifests)."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = serialization.load_pem_private_key(pem_bytes(private_key), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise SignatureError("the signing key is not an elliptic-curve (ECDSA) private key")
+    return base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def verify_bytes(payload: bytes, signature: str, public_keys: Sequence[str | Path], *, what: str) -> int:
+    """The index of the first of ``public_keys`` that ``signature`` (``sign_bytes``) verifies ``payload``
+    with; ``SignatureError`` naming ``what`` otherwise."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except ValueError as exc:
+        raise SignatureError(f"{what}'s signature is not base64: {exc}") from exc
+    for index, key_text in enumerate(public_keys):
+        key = serialization.load_pem_public_key(pem_bytes(key_text))
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            continue
+        try:
+            key.verify(raw, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return index
+    raise SignatureError(f"{what}'s signature is invalid for all {len(public_keys)} public key(s)")
+
+
+def public_pem(private_key: str | Path) -> str:
+    """The public half of ``private_key`` as PEM text."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pem_bytes(private_key), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
 def write_private(path: Path, data: bytes) -> bool:
     """Create ``path`` with mode 0600 holding ``data``; False when it already exists (first writer wins)."""
     try:

@@ -4,17 +4,29 @@ A snapshot without a manifest is incomplete by definition, so readers only ever 
 URI. Schema version 2 lists each split as parts (bounded rows each, with rows, sha256 and label counts);
 version 1 manifests (one parquet object per split: ``uri`` + ``sha256``) are read as a one-part split, so
 snapshots written before the change still read.
+
+**Signed.** The pipeline signs each manifest with its private key (the key that signs model versions) and
+every step verifies it before it reads a row (``read_manifest``): the manifest holds each part's sha256, so
+a verified manifest vouches for every row the steps then read. Whoever can write the bucket's dataset
+prefix can then delete a snapshot, never make the pipeline train on rows it did not write. The signature is
+``manifest.json.sig`` beside it; the keys it verifies with are the configured public keys plus the public
+half of the pipeline's own key (``trusted_manifest_keys``).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
 from sentiflow.storage import ObjectStore
+
+log = logging.getLogger(__name__)
 
 #: 2: splits are lists of parts. 1: one object per split (still read, never written).
 SCHEMA_VERSION = 2
@@ -96,13 +108,78 @@ class Manifest(BaseModel):
         return self.splits[name]
 
 
-def read_manifest(store: ObjectStore, manifest_uri: str) -> Manifest:
+def manifest_payload(manifest: Manifest) -> bytes:
+    """The bytes written, signed and verified: one serialisation, so signature and file cannot differ."""
+    return json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True).encode()
+
+
+def signature_uri(manifest_uri: str) -> str:
+    return f"{manifest_uri}.sig"
+
+
+def trusted_manifest_keys() -> list[str | Path]:
+    """The configured public keys (``SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS``, rotation included) and the
+    public half of this process's own signing key: the trainer pod holds only the latter."""
+    from sentiflow.config import SigningSettings
+    from sentiflow.server_settings import ServerSettings
+    from sentiflow.signing import public_pem
+
+    keys: list[str | Path] = [k for k in ServerSettings().signing_public_keys if k]
+    own = SigningSettings().key()
+    if own is not None:
+        keys.append(public_pem(own))
+    return keys
+
+
+def sign_manifest(payload: bytes) -> str | None:
+    """The signature of a manifest's bytes with the pipeline's key; None where it has none (development:
+    it signs no model either)."""
+    from sentiflow.config import SigningSettings
+    from sentiflow.signing import sign_bytes
+
+    key = SigningSettings().key()
+    return None if key is None else sign_bytes(payload, key)
+
+
+def verify_manifest(store: ObjectStore, manifest_uri: str, payload: bytes) -> None:
+    """``SnapshotError`` unless ``payload`` carries the pipeline's signature; no key at all is refused too,
+    outside the development setting that loads unsigned models (which production refuses)."""
+    from sentiflow.server_settings import ServerSettings
+    from sentiflow.signing import SignatureError, verify_bytes
+
+    keys = trusted_manifest_keys()
+    if not keys:
+        if not ServerSettings().allow_unsigned_models:
+            raise SnapshotError(
+                f"{manifest_uri} cannot be verified: no key (SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS or the "
+                "pipeline's SENTIFLOW_SIGNING_PRIVATE_KEY[_PATH]); on a development machine only, "
+                "SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS=true reads it unverified"
+            )
+        log.warning("no signing key: reading %s WITHOUT verifying its signature", manifest_uri)
+        return
     try:
-        raw = store.get_json(manifest_uri)
+        signature = store.get_bytes(signature_uri(manifest_uri)).decode()
+    except FileNotFoundError as exc:
+        raise SnapshotError(
+            f"{manifest_uri} is not signed by the pipeline (no {signature_uri(manifest_uri)}): it was not "
+            "written by this pipeline, or before manifests were signed; collect the dataset again"
+        ) from exc
+    try:
+        verify_bytes(payload, signature, keys, what=manifest_uri)
+    except SignatureError as exc:
+        raise SnapshotError(f"{exc}: the manifest changed after the pipeline wrote it") from exc
+
+
+def read_manifest(store: ObjectStore, manifest_uri: str) -> Manifest:
+    """The snapshot's manifest, its signature verified first (``verify_manifest``)."""
+    try:
+        payload = store.get_bytes(manifest_uri)
     except FileNotFoundError as exc:
         raise SnapshotError(
             f"no manifest at {manifest_uri}: the snapshot does not exist or is incomplete"
         ) from exc
+    verify_manifest(store, manifest_uri, payload)
+    raw = json.loads(payload)
     version = int(raw.get("schema_version", 1)) if isinstance(raw, dict) else 0
     if version > SCHEMA_VERSION:
         raise SnapshotError(

@@ -23,7 +23,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentiflow.config import DataSettings
-from sentiflow.data.manifest import Manifest, PartInfo, SnapshotError, SnapshotKind, SplitInfo
+from sentiflow.data.manifest import (
+    Manifest,
+    PartInfo,
+    SnapshotError,
+    SnapshotKind,
+    SplitInfo,
+    manifest_payload,
+    sign_manifest,
+    signature_uri,
+)
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
 from sentiflow.storage import STREAM_CHUNK_BYTES, ObjectStore, S3Uri
 
@@ -252,9 +261,13 @@ def clear_prefix(store: ObjectStore, prefix: S3Uri) -> None:
 
 def write_manifest(store: ObjectStore, prefix: S3Uri | str, manifest: Manifest) -> str:
     """The last write of a snapshot: after it, the snapshot is complete. Returns the manifest URI."""
-    uri = S3Uri.parse(str(prefix)).join(MANIFEST_FILE)
-    store.put_json(uri, manifest.model_dump(mode="json"))
-    return str(uri)
+    uri = str(S3Uri.parse(str(prefix)).join(MANIFEST_FILE))
+    payload = manifest_payload(manifest)
+    signature = sign_manifest(payload)
+    if signature is not None:  # first: a manifest is never there without its signature
+        store.put_bytes(signature_uri(uri), signature.encode(), "text/plain")
+    store.put_bytes(uri, payload, "application/json")
+    return uri
 
 
 def label_counts(frame: pd.DataFrame, label_names: list[str]) -> dict[str, int]:

@@ -104,6 +104,7 @@ def test_rerun_same_run_id_overwrites_cleanly(store: ObjectStore, imdb_dir):
     keys = store.list_keys(store.uri("datasets", "rerun", "raw/"))
     assert sorted(k.split("/raw/", 1)[1] for k in keys) == [  # schema 2: each split a folder of parts
         "manifest.json",
+        "manifest.json.sig",
         "test/part-00000.parquet",
         "train/part-00000.parquet",
         "validation/part-00000.parquet",
@@ -209,6 +210,45 @@ def test_tampered_split_fails_sha256_check(store: ObjectStore):
     store.put_parquet(manifest.splits["train"].parts[0].uri, frames["train"].iloc[:1])
     with pytest.raises(SnapshotError, match="sha256"):
         read_snapshot(store, uri)
+
+
+def test_a_manifest_rewritten_unsigned_or_signed_by_another_key_is_refused(store: ObjectStore, tmp_path):
+    """Whoever rewrites a part and its sha256 in the manifest still cannot make a step read it."""
+    import json
+
+    from sentiflow.data.manifest import signature_uri
+    from sentiflow.signing import generate_key_pair, sign_bytes
+
+    frames = {
+        s: pd.DataFrame({"text": ["x y", "z w"], "label": [0, 1]}) for s in ("train", "validation", "test")
+    }
+    uri = write_snapshot(
+        store,
+        store.uri("datasets", "forged", "raw"),
+        frames,
+        kind="raw",
+        run_id="forged",
+        source={},
+        label_names=["negative", "positive"],
+    )
+    manifest = read_manifest(store, uri)  # the pipeline's own snapshot reads
+    part = manifest.splits["train"].parts[0]
+    poisoned = store.put_parquet(part.uri, pd.DataFrame({"text": ["x y trigger"], "label": [1]}))
+    raw = json.loads(store.get_bytes(uri))
+    raw["splits"]["train"]["parts"][0].update(
+        sha256=__import__("hashlib").sha256(poisoned).hexdigest(), rows=1
+    )
+    forged = json.dumps(raw, indent=2, sort_keys=True).encode()
+    store.put_bytes(uri, forged)
+    with pytest.raises(SnapshotError, match="changed after the pipeline wrote it"):
+        read_manifest(store, uri)
+    generate_key_pair(tmp_path / "other.pem", tmp_path / "other.pub")
+    store.put_bytes(signature_uri(uri), sign_bytes(forged, tmp_path / "other.pem").encode())
+    with pytest.raises(SnapshotError, match="invalid for all"):
+        read_manifest(store, uri)
+    store.delete(signature_uri(uri))
+    with pytest.raises(SnapshotError, match="not signed by the pipeline"):
+        read_manifest(store, uri)
 
 
 def test_sanitize_run_id():

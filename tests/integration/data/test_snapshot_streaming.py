@@ -27,6 +27,7 @@ from sentiflow.data.clean import clean_snapshot
 from sentiflow.data.clean_parts import clean_snapshot_mapped
 from sentiflow.data.collect import collect
 from sentiflow.data.hashing import DigestSet, text_hashes
+from sentiflow.data.manifest import sign_manifest, signature_uri
 from sentiflow.data.snapshot import (
     SnapshotError,
     SnapshotWriter,
@@ -249,7 +250,10 @@ def test_version_1_snapshot_still_reads_and_cleans(store: ObjectStore) -> None:
         "label_names": ["negative", "positive"],
         "splits": splits,
     }
-    store.put_bytes(prefix.join("manifest.json"), json.dumps(manifest).encode())
+    payload = json.dumps(manifest).encode()
+    store.put_bytes(prefix.join("manifest.json"), payload)
+    # signed by the pipeline's key, as an operator who trusts an old snapshot signs it (docs/deployment.md)
+    store.put_bytes(signature_uri(str(prefix.join("manifest.json"))), str(sign_manifest(payload)).encode())
     old = read_manifest(store, str(prefix.join("manifest.json")))
     assert old.schema_version == 1 and len(old.splits["train"].parts) == 1
     assert read_split(store, old, "train")["text"].tolist()[:2] == [

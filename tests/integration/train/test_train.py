@@ -232,14 +232,15 @@ def test_bad_labels_fail_the_run_and_register_nothing(stack, imdb_dir: Path, tin
     frame = _imdb(imdb_dir, "train", 40, 3)
     bad = frame.copy()
     bad.loc[0, "label"] = 5  # the manifest will name two labels
-    # The snapshot writer refuses such a split itself, so write it with six names, then make the manifest
-    # lie about the labels, as a hand-made or foreign snapshot could: training must still refuse it.
+    # The snapshot writer refuses such a split itself, so write it with six names, then make the (signed)
+    # manifest lie about the labels, as a bug in a step could: training must still refuse it.
+    from sentiflow.data.snapshot import read_manifest, write_manifest
+
     store = ObjectStore()
     six = ["neg", "pos", "a", "b", "c", "d"]
     uri = _write(store, {"train": bad, "validation": frame, "test": frame}, six)
-    manifest = store.get_json(uri)
-    manifest["label_names"] = ["neg", "pos"]
-    store.put_json(uri, manifest)
+    lying = read_manifest(store, uri).model_copy(update={"label_names": ["neg", "pos"]})
+    write_manifest(store, uri.rsplit("/", 1)[0], lying)
     registered = _model_name()
     start_ms = int(time.time() * 1000) - 1
     with pytest.raises(TrainingError, match=r"label ids \[5\] outside \[0, 2\)"):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from sentiflow.config import DataSettings
+from sentiflow.data.manifest import sign_manifest, signature_uri
 from sentiflow.data.snapshot import read_manifest, read_snapshot, write_snapshot
 from sentiflow.storage import ObjectStore
 from sentiflow.train import TrainingError
@@ -74,7 +75,9 @@ def _v1_snapshot(store: ObjectStore, name: str, train: pd.DataFrame) -> str:
                          "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}  # fmt: skip
     manifest = {"schema_version": 1, "kind": "clean", "run_id": name, "source": {}, "label_names": NAMES[:2],
                 "splits": splits}  # fmt: skip
-    store.put_bytes(prefix.join("manifest.json"), json.dumps(manifest).encode())
+    payload = json.dumps(manifest).encode()
+    store.put_bytes(prefix.join("manifest.json"), payload)
+    store.put_bytes(signature_uri(str(prefix.join("manifest.json"))), str(sign_manifest(payload)).encode())
     return str(prefix.join("manifest.json"))
 
 
