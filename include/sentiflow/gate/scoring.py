@@ -148,11 +148,13 @@ def gather_evidence(
     cases: Sequence[Case] = (),
 ) -> Evidence:
     """Rows when both models can be scored on the challenger's rows, else the logged values (with a note);
-    with ``cases``, both models' behavioural results too (the challenger's alone without another champion).
+    with ``cases``, both models' behavioural results too (the challenger's alone when there is no champion).
 
     Each model is loaded and predicts once: its validation rows and the cases in one ``scorer`` call.
     """
-    rival = None if champion is None or champion.version == best.version else champion
+    if champion is not None and champion.version == best.version:  # judged when it became the champion
+        return Evidence.logged(best, champion, metric)
+    rival = champion
     rows = None if rival is None else challenger_rows(client, store, best)
     texts = rows.texts if isinstance(rows, ValidationRows) else []
     checked = [c.text for c in cases]
