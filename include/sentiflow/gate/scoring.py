@@ -154,8 +154,7 @@ def gather_evidence(
     """
     if champion is not None and champion.version == best.version:  # judged when it became the champion
         return Evidence.logged(best, champion, metric)
-    rival = champion
-    rows = None if rival is None else challenger_rows(client, store, best)
+    rows = None if champion is None else challenger_rows(client, store, best)
     texts = rows.texts if isinstance(rows, ValidationRows) else []
     checked = [c.text for c in cases]
 
@@ -170,25 +169,22 @@ def gather_evidence(
         )
 
     challenger = scored(best.version)
-    incumbent = None if rival is None else scored(rival.version)
+    incumbent = None if champion is None else scored(champion.version)
     if rows is None:
         evidence = Evidence.logged(best, champion, metric)
     elif isinstance(rows, str):
         evidence = Evidence.logged(best, champion, metric, note=rows)
-    elif challenger is None or incumbent is None or rival is None:
+    elif challenger is None or incumbent is None or champion is None:
         note = f"{rows.manifest_uri} has no validation rows: logged values compared"
         evidence = Evidence.logged(best, champion, metric, note=note)
     else:
-        evidence = _on_rows(best, rival, metric, rows, challenger[0], incumbent[0])
+        evidence = _on_rows(best, champion, metric, rows, challenger[0], incumbent[0])
     if not cases or challenger is None:
         return evidence
-    behaviour = check(
-        cases,
-        answers(f"version {best.version}", challenger[1]),
-        None
-        if incumbent is None or rival is None
-        else answers(f"champion version {rival.version}", incumbent[1]),
-    )
+    rival = None
+    if incumbent is not None and champion is not None:
+        rival = answers(f"champion version {champion.version}", incumbent[1])
+    behaviour = check(cases, answers(f"version {best.version}", challenger[1]), rival)
     return replace(evidence, behaviour=behaviour)
 
 
