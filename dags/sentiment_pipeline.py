@@ -29,8 +29,8 @@ Keeps the sentiment classifier trained, tracked, chosen and served.
    TF-IDF **baseline** in parallel (`run_baseline`). Each run is an MLflow run and a registry version;
    **feedback_lineage** records on each run the feedback rows it used and their snapshot URI.
 3. **select_best** picks the best version by `selection_metric` and gates it: it must beat the
-   `champion` by `min_improvement` and reach `min_metric_value` (`force_promote` skips the comparison);
-   otherwise **keep_champion** says why.
+   `champion` by `min_improvement`, reach `min_metric_value` and fail no more behavioural cases than the
+   champion (`behaviour_check`; `force_promote` skips the comparisons); otherwise **keep_champion** says why.
 4. **promote** moves alias `champion` (old one → `previous`), **deploy** hot-swaps it into the model
    server, **inference_check** sends known texts and rolls back to `previous` if accuracy is too low.
 

@@ -1,5 +1,6 @@
-"""Regenerate the generated parts of the docs: README.md's configuration table (from the settings classes)
-and docs/DEVELOPING.md's module map (from each module's docstring). Run by `make docs`."""
+"""Regenerate the generated parts of the docs: README.md's configuration table (from the settings classes),
+docs/DEVELOPING.md's module map (from each module's docstring) and docs/pipeline.md's table of the gate's
+policy (from ``GatePolicy``). Run by `make docs`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
 from sentiflow.config_doc import markdown_table  # noqa: E402
+from sentiflow.gate.policy import GatePolicy  # noqa: E402
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 MAP_START, MAP_END = "<!-- module-map:start -->", "<!-- module-map:end -->"
+POLICY_START, POLICY_END = "<!-- gate-policy:start -->", "<!-- gate-policy:end -->"
 #: The packages whose modules the map lists, and how a module's path is shown.
 MAPPED = ((ROOT / "include" / "sentiflow", "include/sentiflow/"), (ROOT / "serving", "serving/"))
 
@@ -47,6 +50,24 @@ def render_developing(text: str) -> str:
     return _replace(text, MAP_START, MAP_END, module_map())
 
 
+def policy_table() -> str:
+    """One row per field of the gate's policy: the trigger parameter, its default, what it does."""
+    rows = ["| parameter | default | meaning |", "| --- | --- | --- |"]
+    for name, field in GatePolicy.model_fields.items():
+        default = "" if field.default is None else f"`{field.default}`"
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {default} | {meaning} |")
+    return "\n".join(rows)
+
+
+def render_pipeline(text: str) -> str:
+    return _replace(text, POLICY_START, POLICY_END, policy_table())
+
+
 if __name__ == "__main__":
-    for path, fn in ((ROOT / "README.md", render), (ROOT / "docs" / "DEVELOPING.md", render_developing)):
+    for path, fn in (
+        (ROOT / "README.md", render),
+        (ROOT / "docs" / "DEVELOPING.md", render_developing),
+        (ROOT / "docs" / "pipeline.md", render_pipeline),
+    ):
         path.write_text(fn(path.read_text()))

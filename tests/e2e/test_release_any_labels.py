@@ -223,6 +223,7 @@ def test_a_dataset_change_rescores_the_champion_on_the_new_rows(env) -> None:
     import mlflow.pyfunc
 
     from sentiflow import registry
+    from sentiflow.gate.behaviour import load_cases
     from sentiflow.gate.scoring import validation_rows
     from sentiflow.storage import ObjectStore
     from sentiflow.train.metrics import classification_metrics
@@ -252,7 +253,10 @@ def test_a_dataset_change_rescores_the_champion_on_the_new_rows(env) -> None:
     assert decision["champion_value"] != pytest.approx(logged)
     low, high = decision["difference_ci_low"], decision["difference_ci_high"]
     assert low <= decision["difference"] <= high and decision["confidence"] == 0.95
-    assert decision["promote"] == (low > 0)
+    # both models also predicted the behavioural cases (three classes: the neutral ones too)
+    assert decision["behaviour_cases"] == len(load_cases()) and decision["behaviour_skipped"] is None
+    no_worse = decision["behaviour_failed"] <= decision["champion_behaviour_failed"]
+    assert decision["promote"] == (low > 0 and no_worse)
     assert result["tasks"]["promote" if decision["promote"] else "keep_champion"] == "success"
     tags = client.get_run(decision["candidate_run_id"]).data.tags
     assert tags["gate.champion_scored_on"] == new_rows and float(tags["gate.difference_ci_low"]) == (

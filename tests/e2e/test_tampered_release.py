@@ -61,6 +61,9 @@ def test_the_deploy_step_fails_on_a_tampered_version_and_the_alias_goes_back(ser
                 "registered_run_id": client.get_model_version(name, bad).run_id,
                 "selection_metric": names.VAL_F1,
                 "force_promote": True,
+                # the gate would load it for its behavioural cases and refuse it there (the gate's own
+                # check: tests/integration/gate/test_scoring_signed.py); this test is about the deploy's
+                "behaviour_check": False,
             },
             env={"AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)},
         )

@@ -13,6 +13,7 @@ Screenshots go to ``test-artifacts/ui/`` (git-ignored).
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import urllib.request
 from collections.abc import Iterator
@@ -307,6 +308,11 @@ def test_versions_table_is_readable_at_1280_and_filters_by_registered_model(ui_s
         "confidence": "0.95", "comparison_method": "paired bootstrap",
         "reason": f"version {new} has val_f1=0.8500 vs champion version {old} 0.8400 on the same 500 "
         "validation rows: the 95% interval does not clear 0: the difference may be chance; champion kept",
+        "behaviour_cases": "34", "behaviour_failed": "2", "champion_behaviour_failed": "1",
+        "behaviour_failures": json.dumps([
+            {"capability": "negation", "text": "The movie was not good.", "expected": "negative",
+             "got": "positive"},
+        ]),
     }  # fmt: skip
     for key, value in gate.items():
         client.set_tag(runs[new], names.TAG_GATE_PREFIX + key, value)
@@ -336,6 +342,11 @@ def test_versions_table_is_readable_at_1280_and_filters_by_registered_model(ui_s
     row.locator("td.gate summary").click()
     expect(row.locator("dl.gate-detail")).to_contain_text("[−0.021, +0.040] paired bootstrap")
     expect(row.locator("dl.gate-detail")).to_contain_text(snapshot)
+    expect(row.locator("dl.gate-detail")).to_contain_text("2 of 34 cases failed (champion 1)")
+    expect(row.locator("ul.gate-failures li").first).to_have_text(
+        "negation: “The movie was not good.” → positive (expected negative)"
+    )
+    expect(row.locator("ul.gate-failures li").last).to_have_text("… 1 more")  # a tag holds whole cases
 
     # 1280 px: the table fits its box (no sideways scrolling) and every metric header is in view
     wrap = page.locator(".table-wrap")

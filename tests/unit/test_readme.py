@@ -25,6 +25,14 @@ def test_module_map_is_generated_from_the_modules():
     assert "`include/sentiflow/release/flow.py` | The release after selection" in developing
 
 
+def test_gate_policy_table_is_generated_from_the_policy():
+    from update_readme import render_pipeline
+
+    pipeline = (ROOT / "docs" / "pipeline.md").read_text()
+    assert render_pipeline(pipeline) == pipeline, "pipeline.md's gate policy table is stale: run `make docs`"
+    assert "| `behaviour_tolerance` | `0` |" in pipeline
+
+
 def test_every_settings_variable_is_documented():
     from sentiflow.config_doc import env_names, settings_classes
 

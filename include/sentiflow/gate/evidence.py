@@ -8,7 +8,8 @@ Three kinds, each built by one constructor:
   training code and a paired interval of the difference on demand (``comparison``);
 - ``Evidence.labels_differ``: the two models predict different label sets; no number compares them.
 
-Pure values (arrays included); the MLflow/S3 side that gathers them is ``scoring``.
+Any of them may carry both models' results on the behavioural cases (``behaviour``), which ``judge`` weighs
+after the metric. Pure values (arrays included); the MLflow/S3 side that gathers them is ``scoring``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from sentiflow.gate.behaviour import BehaviourResults
 from sentiflow.gate.comparison import ComparisonError, Interval, difference_interval, metric_value, row_metric
 from sentiflow.registry import Candidate
 
@@ -73,6 +75,7 @@ class Evidence:
     labels: LabelSets | None = None
     scored_on: str | None = None
     note: str | None = None
+    behaviour: BehaviourResults | None = None
 
     @property
     def row_count(self) -> int | None:

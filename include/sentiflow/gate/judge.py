@@ -12,6 +12,10 @@ each one):
 7. Otherwise the candidate must be better by more than zero and by at least ``min_improvement``: on rows
    with a confidence, the interval's bound on the side of "better" must clear ``min_improvement``;
    otherwise (logged values, or ``confidence`` 0) the point difference. A tie keeps the champion.
+8. A candidate the metric would promote is still refused when it fails more behavioural cases
+   (``behaviour``) than the champion, beyond ``behaviour_tolerance`` (``behaviour_check``; like the
+   comparison, ``force_promote`` skips it). Whatever the verdict, both counts and the candidate's failing
+   cases are in the decision; with no champion, the candidate's alone (``tests/unit/gate/test_behaviour.py``).
 
 ``Decision``'s fields are the registry tags ``gate.<field>`` on the challenger's run (``Decision.tags``) and
 its dump is the ``select_best`` task's ``decision`` XCom; the web page reads the tags back.
@@ -19,10 +23,12 @@ its dump is the ``select_best`` task's ``decision`` XCom; the web page reads the
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from sentiflow.gate.behaviour import CaseFailure
 from sentiflow.gate.policy import GatePolicy, below_floor, direction, improvement, lower_is_better
 from sentiflow.names import TAG_GATE_PREFIX
 
@@ -31,6 +37,8 @@ if TYPE_CHECKING:  # numpy behind it: the DAG files import this module when they
 
 #: ``comparison_method`` of a decision on the values the runs logged.
 LOGGED_METRICS = "logged metrics"
+#: The longest text of one ``gate.*`` tag; the failing cases are cut to whole cases within it.
+TAG_TEXT_LIMIT = 5000
 
 
 class Decision(BaseModel):
@@ -56,19 +64,37 @@ class Decision(BaseModel):
     comparison_method: str | None = None
     p_value: float | None = None
     rows: int | None = None
+    behaviour_cases: int | None = None  # behavioural cases both models were checked on
+    behaviour_failed: int | None = None  # how many of them the candidate fails
+    champion_behaviour_failed: int | None = None
+    behaviour_skipped: str | None = None  # which cases were skipped, and why
+    behaviour_failures: list[CaseFailure] | None = None  # the candidate's failing cases
     registered_model_name: str | None = None
     dag_run_id: str | None = None
 
     def tags(self) -> dict[str, str]:
-        """``gate.<field>`` → text for every field that has a value (floats to 6 significant digits)."""
+        """``gate.<field>`` → text for every field that has a value (floats to 6 significant digits, the
+        failing cases as a JSON list of as many whole cases as fit in a tag)."""
         out = {}
         for name in Decision.model_fields:
             value = getattr(self, name)
             if value is None:
                 continue
-            text = f"{value:.6g}" if isinstance(value, float) else str(value)
-            out[TAG_GATE_PREFIX + name] = text[:5000]
+            if isinstance(value, list):
+                text = _json_within([item.model_dump() for item in value], TAG_TEXT_LIMIT)
+            else:
+                text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            out[TAG_GATE_PREFIX + name] = text[:TAG_TEXT_LIMIT]
         return out
+
+
+def _json_within(items: list[dict[str, Any]], limit: int) -> str:
+    """The longest prefix of ``items`` whose JSON fits in ``limit`` characters."""
+    text = json.dumps(items, ensure_ascii=False)
+    while len(text) > limit:
+        items = items[:-1]
+        text = json.dumps(items, ensure_ascii=False)
+    return text
 
 
 def _fmt(value: float | None) -> str:
@@ -83,10 +109,38 @@ def _floor_sentence(policy: GatePolicy, metric: str) -> str:
 def judge(policy: GatePolicy, evidence: Evidence) -> Decision:
     """Promote ``evidence.candidate`` over the champion, or not, and say why (see the module's rules)."""
     if evidence.basis == "labels":
-        return _labels_differ(policy, evidence)
-    if evidence.basis == "rows":
-        return _on_rows(policy, evidence)
-    return _logged(policy, evidence)
+        decision = _labels_differ(policy, evidence)
+    elif evidence.basis == "rows":
+        decision = _on_rows(policy, evidence)
+    else:
+        decision = _logged(policy, evidence)
+    return _behaviour(policy, evidence, decision)
+
+
+def _behaviour(policy: GatePolicy, ev: Evidence, decision: Decision) -> Decision:
+    """Rule 8 on the metric's decision: the behavioural results recorded, a regression refused."""
+    results = ev.behaviour
+    if results is None or not policy.behaviour_check:
+        return decision
+    failed = len(results.candidate)
+    fields: dict[str, Any] = {
+        "behaviour_cases": results.cases,
+        "behaviour_failed": failed,
+        "behaviour_skipped": results.skipped,
+        "behaviour_failures": results.candidate,
+    }
+    if results.champion is None or ev.champion is None:
+        return decision.model_copy(update=fields)
+    champion_failed = fields["champion_behaviour_failed"] = len(results.champion)
+    if not decision.promote or policy.force_promote or failed <= champion_failed + policy.behaviour_tolerance:
+        return decision.model_copy(update=fields)
+    reason = (
+        f"version {ev.candidate.version} fails {failed} of {results.cases} behavioural cases, champion "
+        f"version {ev.champion.version} {champion_failed} (tolerance {policy.behaviour_tolerance}): champion "
+        "kept; "
+        f"the metric alone would promote it: {decision.reason}"
+    )
+    return decision.model_copy(update={**fields, "promote": False, "reason": reason})
 
 
 def _base(policy: GatePolicy, evidence: Evidence) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The gate's policy: which metric decides, in which direction, and what a challenger must show to replace
-the champion (a floor, a required improvement, a confidence), or that a person forces it.
+the champion (a floor, a required improvement, a confidence, no more behavioural failures), or that a person
+forces it.
 
 One typed model, ``GatePolicy``: the DAGs' trigger form generates its *Selection and promotion gate* fields
 from it (``sentiflow.orchestration.model_form``), ``validate_params`` validates a trigger into it, and
@@ -74,6 +75,19 @@ class GatePolicy(BaseModel):
         description="Champion and challenger are scored on this run's validation rows; promote only when "
         "this confidence interval of challenger − champion (paired bootstrap; McNemar for accuracy) "
         "clears the minimum improvement. 0 = compare the point values.",
+    )
+    behaviour_check: bool = Field(
+        default=True,
+        title="Behavioural check",
+        description="Both models also predict the gate's behavioural cases (invariance to names, places "
+        "and typos; negation; clearly labelled reviews: sentiflow/gate/behaviour_cases.yaml); a challenger "
+        "that fails more of them than the champion (beyond the tolerance) is refused.",
+    )
+    behaviour_tolerance: int = Field(
+        default=0,
+        ge=0,
+        title="Behavioural tolerance",
+        description="How many more behavioural cases the challenger may fail than the champion.",
     )
     force_promote: bool = Field(
         default=False,

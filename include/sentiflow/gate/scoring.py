@@ -2,23 +2,24 @@
 
 The rows are the validation split of the challenger's own snapshot (its run's ``dataset_manifest_uri`` tag,
 subset as its run was), i.e. the rows this run's challengers were scored on; both models predict them through
-their pyfunc. Where rows cannot decide (no champion, the champion itself, a run that names no snapshot, a
-metric predictions cannot give, a metric undefined on the rows) the logged values do, and the reason says
-so. The decision goes to XCom (the caller) and onto the challenger's MLflow run as ``gate.*`` tags, which the
-web page shows.
+their pyfunc, and in the same call the behavioural cases (``behaviour``). Where rows cannot decide (no
+champion, the champion itself, a run that names no snapshot, a metric predictions cannot give, a metric
+undefined on the rows) the logged values do, and the reason says so. The decision goes to XCom (the caller)
+and onto the challenger's MLflow run as ``gate.*`` tags, which the web page shows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from sentiflow import registry
 from sentiflow.config import MLflowSettings
+from sentiflow.gate.behaviour import Answers, Case, check, load_cases
 from sentiflow.gate.comparison import ComparisonError, row_metric
 from sentiflow.gate.evidence import Evidence
 from sentiflow.gate.judge import Decision, judge
@@ -105,6 +106,36 @@ def aligned(scored: ScoredModel, label_names: Sequence[str]) -> np.ndarray | Non
 Scorer = Callable[[Any, str, list[str]], ScoredModel]
 
 
+@dataclass(frozen=True)
+class ValidationRows:
+    """The challenger's validation rows (``validation_rows``) and the snapshot they come from."""
+
+    texts: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    manifest_uri: str
+    seed: int
+
+
+def challenger_rows(client: Any, store: Any, best: Candidate) -> ValidationRows | str:
+    """The validation rows of the challenger's run, or why there are none (a note for the reason)."""
+    run = client.get_run(best.run_id)
+    manifest_uri = run.data.tags.get(TAG_DATASET_MANIFEST)
+    if not manifest_uri:
+        return f"run {best.run_id} names no snapshot: logged values compared"
+    seed = _int_or_none(run.data.params.get(SEED))
+    seed = default_seed() if seed is None else seed
+    texts, labels, label_names = validation_rows(
+        store, manifest_uri, eval_subset_size=_int_or_none(run.data.params.get(EVAL_SUBSET_SIZE)), seed=seed
+    )
+    return ValidationRows(texts, labels, label_names, manifest_uri, seed)
+
+
+def answers(name: str, scored: ScoredModel) -> Answers:
+    """A model's predicted label (its most probable) for each text it scored."""
+    return Answers(name, scored.label_names, [scored.label_names[i] for i in scored.probs.argmax(axis=1)])
+
+
 def gather_evidence(
     client: Any,
     store: Any,
@@ -114,24 +145,60 @@ def gather_evidence(
     *,
     model_uri: Callable[[str], str],
     scorer: Scorer = score_model,
+    cases: Sequence[Case] = (),
 ) -> Evidence:
-    """Rows when both models can be scored on the challenger's rows, else the logged values (with a note)."""
-    if champion is None or champion.version == best.version:
+    """Rows when both models can be scored on the challenger's rows, else the logged values (with a note);
+    with ``cases``, both models' behavioural results too (the challenger's alone when there is no champion).
+
+    Each model is loaded and predicts once: its validation rows and the cases in one ``scorer`` call.
+    """
+    if champion is not None and champion.version == best.version:  # judged when it became the champion
         return Evidence.logged(best, champion, metric)
-    run = client.get_run(best.run_id)
-    manifest_uri = run.data.tags.get(TAG_DATASET_MANIFEST)
-    if not manifest_uri:
-        note = f"run {best.run_id} names no snapshot: logged values compared"
-        return Evidence.logged(best, champion, metric, note=note)
-    seed = _int_or_none(run.data.params.get(SEED))
-    seed = default_seed() if seed is None else seed
-    texts, labels, label_names = validation_rows(
-        store, manifest_uri, eval_subset_size=_int_or_none(run.data.params.get(EVAL_SUBSET_SIZE)), seed=seed
-    )
-    challenger = scorer(client, model_uri(best.version), texts)
-    incumbent = scorer(client, model_uri(champion.version), texts)
-    challenger_probs = aligned(challenger, label_names)
-    champion_probs = aligned(incumbent, label_names)
+    rows = None if champion is None else challenger_rows(client, store, best)
+    texts = rows.texts if isinstance(rows, ValidationRows) else []
+    checked = [c.text for c in cases]
+
+    def scored(version: str) -> tuple[ScoredModel, ScoredModel] | None:
+        """(its scores on the rows, on the cases), None when there is nothing to score."""
+        if not texts and not checked:
+            return None
+        found = scorer(client, model_uri(version), texts + checked)
+        n = len(texts)
+        return ScoredModel(found.label_names, found.probs[:n]), ScoredModel(
+            found.label_names, found.probs[n:]
+        )
+
+    challenger = scored(best.version)
+    incumbent = None if champion is None else scored(champion.version)
+    if rows is None:
+        evidence = Evidence.logged(best, champion, metric)
+    elif isinstance(rows, str):
+        evidence = Evidence.logged(best, champion, metric, note=rows)
+    elif challenger is None or incumbent is None or champion is None:
+        note = f"{rows.manifest_uri} has no validation rows: logged values compared"
+        evidence = Evidence.logged(best, champion, metric, note=note)
+    else:
+        evidence = _on_rows(best, champion, metric, rows, challenger[0], incumbent[0])
+    if not cases or challenger is None:
+        return evidence
+    rival = None
+    if incumbent is not None and champion is not None:
+        rival = answers(f"champion version {champion.version}", incumbent[1])
+    behaviour = check(cases, answers(f"version {best.version}", challenger[1]), rival)
+    return replace(evidence, behaviour=behaviour)
+
+
+def _on_rows(
+    best: Candidate,
+    champion: Candidate,
+    metric: str,
+    rows: ValidationRows,
+    challenger: ScoredModel,
+    incumbent: ScoredModel,
+) -> Evidence:
+    """Both models on the challenger's rows, or why not (label sets, a metric rows cannot give)."""
+    challenger_probs = aligned(challenger, rows.label_names)
+    champion_probs = aligned(incumbent, rows.label_names)
     if challenger_probs is None or champion_probs is None:
         return Evidence.labels_differ(
             best,
@@ -139,8 +206,8 @@ def gather_evidence(
             metric,
             candidate_labels=challenger.label_names,
             champion_labels=incumbent.label_names,
-            row_labels=label_names,
-            scored_on=manifest_uri,
+            row_labels=rows.label_names,
+            scored_on=rows.manifest_uri,
         )
     if row_metric(metric) is None:
         note = f"{metric} cannot be computed from predictions: logged values compared"
@@ -150,11 +217,11 @@ def gather_evidence(
             best,
             champion,
             metric,
-            labels=labels,
+            labels=rows.labels,
             candidate_probs=challenger_probs,
             champion_probs=champion_probs,
-            scored_on=manifest_uri,
-            seed=seed,
+            scored_on=rows.manifest_uri,
+            seed=rows.seed,
         )
     except ComparisonError as exc:
         return Evidence.logged(best, champion, metric, note=f"{exc}: logged values compared")
@@ -175,7 +242,14 @@ def decide(
     best = pick_best(candidates, policy.metric)
     champion = registry.champion(client, settings)
     evidence = gather_evidence(
-        client, store, best, champion, policy.metric, model_uri=lambda v: f"models:/{name}/{v}", scorer=scorer
+        client,
+        store,
+        best,
+        champion,
+        policy.metric,
+        model_uri=lambda v: f"models:/{name}/{v}",
+        scorer=scorer,
+        cases=load_cases() if policy.behaviour_check else (),
     )
     decision = judge(policy, evidence).model_copy(
         update={"registered_model_name": name, "dag_run_id": dag_run_id}

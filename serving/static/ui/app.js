@@ -329,6 +329,16 @@
     return Number.isNaN(n) ? "—" : (n >= 0 ? "+" : "−") + Math.abs(n).toFixed(3);
   }
 
+  /** The behavioural cases the version failed (the gate.behaviour_failures tag: a JSON list), or none. */
+  function behaviourFailures(d) {
+    try {
+      const list = JSON.parse(d.behaviour_failures || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
   /** The selection gate's decision for this version's run: verdict and difference, details on demand. */
   function gateCell(d) {
     if (!d) return el("td", { class: "muted", text: "—" });
@@ -350,7 +360,22 @@
         (d.comparison_method || ""));
     }
     add("Scored on", d.champion_scored_on);
+    if (d.behaviour_failed !== undefined) {
+      add("Behaviour", d.behaviour_failed + " of " + d.behaviour_cases + " cases failed" +
+        (d.champion_behaviour_failed !== undefined ? " (champion " + d.champion_behaviour_failed + ")" : ""));
+    }
+    add("Skipped", d.behaviour_skipped);
     add("Why", d.reason);
+    const failing = behaviourFailures(d);
+    if (failing.length) {
+      const list = el("ul", { class: "gate-failures" });
+      for (const f of failing) {
+        list.append(el("li", {}, f.capability + ": “" + f.text + "” → " + f.got + " (expected " + f.expected + ")"));
+      }
+      const more = parseInt(d.behaviour_failed, 10) - failing.length;
+      if (more > 0) list.append(el("li", { class: "muted", text: "… " + more + " more" }));
+      details.append(el("dt", { text: "Failing cases" }), el("dd", {}, list));
+    }
     const summary = el("summary", { title: d.reason || "" },
       el("span", { class: "verdict " + verdict.replace(" ", "-"), text: verdict }), diff);
     return el("td", { class: "gate" }, el("details", {}, summary, details));
