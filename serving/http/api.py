@@ -13,7 +13,6 @@ from serving.http import openapi
 from serving.http.bodies import parse_body
 from serving.http.errors import ApiError
 from serving.http.openapi import ErrorBody, document
-from serving.http.prediction_ids import SignedPrediction
 from serving.http.schemas import (
     FeedbackRecordOut,
     FeedbackRequest,
@@ -25,6 +24,7 @@ from serving.http.schemas import (
     apply_limits,
 )
 from serving.model.batcher import NotReadyError, PredictionFailedError, QueueFullError
+from serving.prediction_ids import PredictionIdError, SignedPrediction
 from serving.store.feedback import DuplicateFeedback
 
 bp = Blueprint("api", __name__)
@@ -181,7 +181,10 @@ def post_feedback():
         raise ApiError(422, "'text' is empty", error="empty_text")
     if len(body.text) > ext.settings.max_text_chars:
         raise ApiError(422, f"'text' is longer than {ext.settings.max_text_chars} characters")
-    signed = ext.signer.verify(body.prediction_id, body.text)
+    try:
+        signed = ext.signer.verify(body.prediction_id, body.text)
+    except PredictionIdError as exc:
+        raise ApiError(422, str(exc), error=exc.error) from exc
     check_feedback_labels(body, signed)
     try:
         record = ext.feedback.add(

@@ -8,7 +8,8 @@ go through the server's public API (``/predict``, ``/feedback``, ``/deploy``, ``
 - ``GET /ui/api/versions?metric=NAME&model=MODEL&dataset=D``: every version of ``MODEL`` (default: the served
   model; with ``D``, only versions trained on that dataset)
   with its run's metrics, family, dataset (short name, source, snapshot URI), the selection gate's decision
-  (``gate.*`` tags) and date, and the best version by ``NAME`` (rules of ``sentiflow.gate.selection``).
+  (``gate.*`` tags) and date, and the best version by ``NAME`` (``sentiflow.registry.pick_best``, the
+  gate's rule).
 - ``GET /ui/api/feedback/daily?days=N``: correct vs wrong flags per day and the production accuracy.
 
 All URLs the page calls are built from ``request.script_root``, so it works behind a path prefix
@@ -24,7 +25,8 @@ from typing import Any
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from sentiflow import names
-from sentiflow.gate.selection import Candidate, SelectionError, lower_is_better, pick_best
+from sentiflow.names import lower_is_better
+from sentiflow.registry import Candidate, SelectionError, pick_best
 from serving.extension import server
 from serving.http.errors import ApiError
 from serving.http.queries import DailyFeedbackQuery, parse_query

@@ -27,7 +27,7 @@ import requests
 
 from sentiflow.server_settings import ServerSettings
 from sentiflow.supervisor import logfile
-from serving.http.prediction_ids import state_dir_secret
+from serving.prediction_ids import state_dir_secret
 from serving.store.feedback import FeedbackStore
 from serving.store.migrate import open_database, upgrade
 from serving.store.replicas import ReplicaStore
