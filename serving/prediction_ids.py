@@ -3,8 +3,8 @@
 ``/predict`` returns one ``prediction_id`` per text: an itsdangerous-signed token (HMAC with a server secret)
 that binds the model version, a hash of the text, the predicted label and the model's labels. ``/feedback``
 must send it back with the same text; a forged, altered or mismatched id is a 422, and so is a label the
-model does not know. So a stranger can no longer invent rows like ``predicted_label: "banana"``; the rows
-stored this way are marked ``verified`` and only those are merged into training.
+model does not know. So a stranger cannot invent rows like ``predicted_label: "banana"``; the rows
+stored this way are marked ``verified``.
 
 One feedback per prediction: the id is deterministic (one model version's answer to one text has one id) and
 ``verify`` returns it in canonical form, re-signed from the decoded payload. base64 decoding forgives a few
