@@ -3,18 +3,8 @@
 # entrypoint (/entrypoint), or runs the one-shot init (`sentiflow-airflow-init`).
 set -euo pipefail
 
-# Kubernetes task pods: the pipeline's credentials come as the files of a Secret that only those pods mount
-# (k8s/airflow-values.yaml), one per variable, named as the variable; exported here before anything reads them.
-task_env_dir="${SENTIFLOW_TASK_ENV_DIR:-/etc/sentiflow/task-env}"
-if [[ -d "$task_env_dir" ]]; then
-  for file in "$task_env_dir"/*; do
-    [[ -f "$file" ]] || continue
-    name="$(basename "$file")"
-    [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
-    export "$name=$(cat "$file")"
-  done
-fi
-
+# shellcheck source=task-env.sh
+source /opt/sentiflow/task-env.sh
 # shellcheck source=select-backend.sh
 source /opt/sentiflow/select-backend.sh
 

@@ -101,8 +101,11 @@ def test_the_pipelines_credentials_are_mounted_in_the_task_pods_only():
     mounts = {m["name"]: m for m in values["workers"]["extraVolumeMounts"]}
     assert mounts[name]["readOnly"] is True
     # the image's entrypoint exports the files of that folder (and task pods run that image)
-    entrypoint = (K8S.parent / "docker" / "airflow" / "entrypoint.sh").read_text()
-    assert mounts[name]["mountPath"] in entrypoint
+    assert mounts[name]["mountPath"] in (K8S.parent / "docker" / "airflow" / "task-env.sh").read_text()
+    assert (
+        "source /opt/sentiflow/task-env.sh"
+        in (K8S.parent / "docker" / "airflow" / "entrypoint.sh").read_text()
+    )
     assert values["images"]["pod_template"] == values["images"]["airflow"]
     # no other component of the chart mounts or reads it
     rest = {k: v for k, v in values.items() if k != "workers"}
@@ -172,3 +175,27 @@ def test_each_database_password_reaches_only_its_component_and_its_database():
     }
     values = (K8S / "airflow-values.yaml").read_text()
     assert "_db_password" not in values
+
+
+def test_the_task_pods_entrypoint_exports_each_mounted_key_as_its_variable(tmp_path):
+    """What a Secret volume looks like (a file per key, beside ``..data`` links): each key becomes the
+    variable of its name, with its value as written, and nothing else is exported."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "task-env"
+    (folder / "..data").mkdir(parents=True)
+    conn = '{"conn_type": "http", "host": "http://mlflow:5000", "login": "p", "password": "s e=c"}'
+    (folder / "..data" / "AIRFLOW_CONN_SENTIFLOW_MLFLOW").write_text(conn)
+    (folder / "AIRFLOW_CONN_SENTIFLOW_MLFLOW").symlink_to("..data/AIRFLOW_CONN_SENTIFLOW_MLFLOW")
+    (folder / "SENTIFLOW_DRIFT_HASH_KEY").write_text("k3y\n")
+    (folder / "not-a-name").write_text("x")
+    script = K8S.parent / "docker" / "airflow" / "task-env.sh"
+    env = {"PATH": os.environ["PATH"], "SENTIFLOW_TASK_ENV_DIR": str(folder)}
+    out = subprocess.run(
+        ["bash", "-c", f"source {script}; env -0"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    exported = dict(item.split("=", 1) for item in out.split("\0") if item)
+    assert exported["AIRFLOW_CONN_SENTIFLOW_MLFLOW"] == conn
+    assert exported["SENTIFLOW_DRIFT_HASH_KEY"] == "k3y"
+    assert not {"not-a-name", "task_env_dir", "task_env_name"} & exported.keys()
