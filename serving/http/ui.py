@@ -56,7 +56,7 @@ TABLE_METRICS: tuple[str, ...] = (names.BEST_VAL_F1, names.VAL_ACCURACY, names.V
 MAX_VERSIONS = 200
 #: Fields of a version row, and of its gate decision, that only the admin token sees.
 ADMIN_ONLY: tuple[str, ...] = ("run_id", "dataset_source", "dataset_uri")
-ADMIN_ONLY_DECISION: tuple[str, ...] = ("dag_run_id",)
+ADMIN_ONLY_DECISION: tuple[str, ...] = ("dag_run_id", "candidate_run_id", "champion_scored_on")
 
 
 def _public_row(row: dict[str, Any]) -> dict[str, Any]:
