@@ -132,6 +132,10 @@ def test_a_release_is_served_by_every_worker(server, versions):
     assert answer["alias_version"] == versions[0]
     assert [len(r["workers"]) for r in answer["replicas"]] == [2]
     assert {w["version"] for r in answer["replicas"] for w in r["workers"]} == {versions[0]}
+    assert all(r["host"] for r in answer["replicas"])  # the release's client sends the admin token
+    anonymous = requests.get(f"{server.url}/replicas", timeout=10).json()["replicas"]
+    assert {w["version"] for r in anonymous for w in r["workers"]} == {versions[0]}
+    assert not any({"host", "load_error", "alias_error"} & r.keys() for r in anonymous)
     assert champion() == versions[0]  # the registry says what is served
     assert {predict_version(server) for _ in range(20)} == {versions[0]}
     model = requests.get(f"{server.url}/model", headers=auth(server), timeout=5).json()
