@@ -173,10 +173,19 @@ class ModelServer:
 
 class Target:
     def __init__(
-        self, name: str, url: str, wrap, pgid: int, metrics_url: str | None = None, labels=predict_labels
+        self,
+        name: str,
+        url: str,
+        wrap,
+        pgid: int,
+        metrics_url: str | None = None,
+        metrics_token: str | None = None,
+        labels=predict_labels,
     ) -> None:
         self.name, self.url, self.wrap, self.pgid = name, url, wrap, pgid
         self.metrics_url = metrics_url
+        #: /metrics answers only a bearer token (the server's metrics or admin token)
+        self.metrics_token = metrics_token
         self.labels = labels  # answer body -> one label per text
 
 
@@ -185,7 +194,8 @@ def worker_requests(target: Target) -> dict[str, float]:
     if not target.metrics_url:
         return {}
     counts: dict[str, float] = {}
-    for line in requests.get(target.metrics_url, timeout=30).text.splitlines():
+    headers = {"Authorization": f"Bearer {target.metrics_token}"} if target.metrics_token else {}
+    for line in requests.get(target.metrics_url, headers=headers, timeout=30).text.splitlines():
         if line.startswith("sentiflow_server_worker_requests_total{"):
             worker = line.split('worker="', 1)[1].split('"', 1)[0]
             counts[worker] = counts.get(worker, 0.0) + float(line.rsplit(" ", 1)[1])

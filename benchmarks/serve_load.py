@@ -193,6 +193,7 @@ def main() -> int:
                     lambda ts: {"texts": ts},
                     server.pid,
                     metrics_url=f"{server.url}/metrics",
+                    metrics_token=server.token,
                 )
                 for runtime, server in zip(args.runtimes, servers, strict=True)
             ),

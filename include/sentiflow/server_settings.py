@@ -26,7 +26,14 @@ class ServerSettings(BaseSettings):
     url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients (the DAG) call.")
     admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for /deploy, /deploy/status and /feedback/export; unset = those refuse.",
+        description="Bearer token for /deploy, /deploy/status and /feedback/export, and for the details of "
+        "/replicas, /ready and /ui/api/* (host names, load errors, run ids); unset = the admin endpoints "
+        "refuse.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token Prometheus sends to scrape /metrics (the admin token works too); unset = "
+        "only the admin token may read /metrics.",
     )
     state_dir: Path = Field(
         default=Path(".stack/model-server"),

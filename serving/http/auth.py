@@ -1,4 +1,5 @@
-"""Bearer-token check for the admin endpoints (deploy, feedback export), compared in constant time."""
+"""Bearer-token checks, compared in constant time: the admin token (deploy, feedback export, every detail of
+the read-only views) and the metrics token (Prometheus's scrape of ``/metrics``)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,71 @@ from functools import wraps
 from typing import Any
 
 from flask import request
+from pydantic import SecretStr
 
 from serving.extension import server
 from serving.http.errors import ApiError
 
 
-def _check() -> None:
-    settings = server().settings
-    expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    if not expected:
-        raise ApiError(401, "admin endpoints are disabled: the server has no SENTIFLOW_SERVER_ADMIN_TOKEN")
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value else ""
+
+
+def _given() -> str | None:
+    """The bearer token of this request, or None without a well-formed ``Authorization`` header."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _matches(given: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def is_admin() -> bool:
+    """Whether this request carries the admin token: the read-only views then show their internals (host
+    names, load errors, run ids, dataset URIs, why the model is not ready)."""
+    given = _given()
+    return given is not None and _matches(given, _secret(server().settings.admin_token))
+
+
+def _check(*accepted: tuple[str, SecretStr | None]) -> None:
+    """401 unless the bearer token is one of ``accepted`` (setting name, value); unset ones accept nothing."""
+    configured = [(name, _secret(value)) for name, value in accepted if _secret(value)]
+    if not configured:
+        names = " or ".join(name for name, _ in accepted)
+        raise ApiError(401, f"this endpoint is disabled: the server has no {names}")
+    given = _given()
+    if given is None:
         raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if not any(_matches(given, expected) for _, expected in configured):
         raise ApiError(401, "invalid bearer token")
 
 
-def require_admin(view: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _check()
-        return view(*args, **kwargs)
+def _guard(check: Callable[[], None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            check()
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+def _admin() -> None:
+    _check(("SENTIFLOW_SERVER_ADMIN_TOKEN", server().settings.admin_token))
+
+
+def _metrics() -> None:
+    settings = server().settings
+    _check(
+        ("SENTIFLOW_SERVER_METRICS_TOKEN", settings.metrics_token),
+        ("SENTIFLOW_SERVER_ADMIN_TOKEN", settings.admin_token),
+    )
+
+
+#: The admin endpoints: deploy, deploy status, feedback export.
+require_admin = _guard(_admin)
+#: ``/metrics``: Prometheus's own token (``SENTIFLOW_SERVER_METRICS_TOKEN``), or the admin token.
+require_metrics = _guard(_metrics)
