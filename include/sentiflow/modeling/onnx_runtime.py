@@ -97,7 +97,13 @@ class OnnxDisagreementError(OnnxExportError):
 
 
 def _export(classifier: TransformerClassifier, target: Path) -> None:
-    """TorchScript-based export with dynamic batch and sequence axes (eager attention: ORT fuses it)."""
+    """TorchScript-based export with dynamic batch and sequence axes (eager attention: ORT fuses it), of
+    the model as a replica loads it: fp32 on the CPU."""
+    with _on_cpu_in_fp32(classifier):
+        _export_fp32(classifier, target)
+
+
+def _export_fp32(classifier: TransformerClassifier, target: Path) -> None:
     import torch
 
     model = classifier.model.to("cpu").eval()
@@ -252,13 +258,25 @@ def check_portable(path: Path) -> None:
 
 @contextlib.contextmanager
 def _on_cpu_in_fp32(classifier: TransformerClassifier) -> Iterator[TransformerClassifier]:
-    """The classifier answering as a CPU replica's PyTorch does (the trained one may sit on a GPU in bf16)."""
+    """The classifier answering as a CPU replica's PyTorch does: on the CPU, weights and compute in fp32.
+
+    A replica loads the saved folder in fp32; the trained model in memory may hold bf16 weights (mixed
+    precision on a GPU, or on a CPU with native bf16), and an export of those holds bf16 ``MatMul``s that
+    ONNX Runtime's CPU provider has no kernel for. The weights go back to their dtype afterwards.
+    """
+    import torch
+
     device, bf16 = classifier.device, classifier.bf16
+    dtype = next(classifier.model.parameters()).dtype
     classifier.device, classifier.bf16 = "cpu", False
+    if dtype != torch.float32:
+        classifier.model.to(dtype=torch.float32)
     try:
         yield classifier
     finally:
         classifier.device, classifier.bf16 = device, bf16
+        if dtype != torch.float32:
+            classifier.model.to(dtype=dtype)
 
 
 def verify_onnx_model(

@@ -81,6 +81,22 @@ def test_onnx_fp32_gives_pytorch_numbers_in_input_order(tiny, tmp_path) -> None:
     assert [p.label for p in onnx.predict(TEXTS)] == [p.label for p in tiny.predict(TEXTS)]
 
 
+def test_a_model_trained_in_bf16_ships_an_fp32_file_a_cpu_opens(sharp, tmp_path) -> None:
+    """Mixed precision leaves bf16 weights in the trained model (a GPU, or a CPU with native bf16): the
+    file is exported from fp32 weights, as a replica loads the folder, and the model keeps its dtype."""
+    import torch
+
+    reference = sharp.predict_proba(TEXTS)
+    sharp.model.to(dtype=torch.bfloat16)
+    try:
+        path = build_onnx_model(sharp, tmp_path, "onnx")
+        assert next(sharp.model.parameters()).dtype == torch.bfloat16
+        onnx = OnnxClassifier(sharp, path, "onnx", threads=1)  # a bf16 MatMul has no CPU kernel
+    finally:
+        sharp.model.to(dtype=torch.float32)
+    np.testing.assert_allclose(onnx.predict_proba(TEXTS), reference, atol=2e-2)  # bf16-rounded weights
+
+
 def test_int8_is_close_and_builds_once(sharp, tmp_path) -> None:
     path = build_onnx_model(sharp, tmp_path, "onnx-int8")
     assert [p.name for p in tmp_path.iterdir()] == ["model.int8.onnx"]  # no fp32 copy, no leftovers
