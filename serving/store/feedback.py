@@ -155,8 +155,9 @@ class ReviewFilter:
     until: datetime | None = None
     #: Case-insensitive substring of the text.
     text_contains: str | None = None
-    #: The exact text.
-    text: str | None = None
+    #: The text, ignoring case and surrounding spaces (one prediction id per text and version, so clients
+    #: that agree on one review send it spelled a little differently, or judge different versions).
+    same_text_as: str | None = None
     ids: tuple[int, ...] | None = None
 
     def where(self) -> list[sa.ColumnElement[bool]]:
@@ -172,7 +173,6 @@ class ReviewFilter:
             (t.c.predicted_label, self.predicted_label),
             (t.c.model_version, self.model_version),
             (t.c.client, self.client),
-            (t.c.text, self.text),
         ):
             if value is not None:
                 clauses.append(column == value)
@@ -183,6 +183,8 @@ class ReviewFilter:
         if self.text_contains:
             escaped = self.text_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             clauses.append(sa.func.lower(t.c.text).like(f"%{escaped.lower()}%", escape="\\"))
+        if self.same_text_as is not None:
+            clauses.append(sa.func.lower(sa.func.trim(t.c.text)) == self.same_text_as.strip(" ").lower())
         if self.ids is not None:
             clauses.append(t.c.id.in_(self.ids))
         return clauses
@@ -420,13 +422,13 @@ class FeedbackStore:
         return outcomes
 
     def auto_accept(self, record: FeedbackRecord, min_clients: int) -> int:
-        """Accept the pending rows on ``record``'s text that claim its label once ``min_clients`` distinct
-        clients sent them; only for a label the model did not predict (agreeing with the model is its own
+        """Accept the pending rows on ``record``'s text (ignoring case and surrounding spaces) that claim its
+        label once ``min_clients`` distinct clients sent them; only for a label the model did not predict (agreeing with the model is its own
         answer coming back, not evidence). Returns the rows accepted."""
         label = record.claimed_label
         if min_clients < 1 or record.correct or label is None or label == record.predicted_label:
             return 0
-        where = ReviewFilter(status=PENDING, label=label, text=record.text)
+        where = ReviewFilter(status=PENDING, label=label, same_text_as=record.text)
         query = sa.select(sa.func.count(sa.distinct(feedback_table.c.client))).where(
             *where.where(), feedback_table.c.client.is_not(None)
         )
