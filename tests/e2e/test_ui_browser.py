@@ -50,6 +50,7 @@ NEG = ["dull and too long", "badly acted, boring", "boring plot, dull acting", "
 class UiServer:
     url: str  # with the prefix
     token: str
+    reviewer_token: str
     versions: list[str]  # [older, newer]
     broken: str
 
@@ -116,7 +117,13 @@ def ui_server(stack) -> Iterator[UiServer]:
     service = replace(service, env=env, health=_ok(f"{url}/ready"))
     supervisor.start(stack, service)
     try:
-        yield UiServer(url=url, token=stack.server_token, versions=[a, b], broken=broken)
+        yield UiServer(
+            url=url,
+            token=stack.server_token,
+            reviewer_token=stack.reviewer_token,
+            versions=[a, b],
+            broken=broken,
+        )
     finally:
         supervisor.stop(stack, "model-server")
 
@@ -208,7 +215,7 @@ def test_page_walkthrough(ui_server, browser, artifacts, monkeypatch):
     page.screenshot(path=str(artifacts / "03-predictions-and-feedback.png"), full_page=True)
     export = requests.get(
         f"{ui_server.url}/feedback/export",
-        headers={"Authorization": f"Bearer {ui_server.token}"},
+        headers={"Authorization": f"Bearer {ui_server.reviewer_token}"},
         timeout=10,
     )
     rows = pd.read_csv(io.StringIO(export.text))
