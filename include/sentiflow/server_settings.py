@@ -40,8 +40,8 @@ class ServerSettings(BaseSettings):
         default=0,
         ge=0,
         description="Auto-accept: a pending flag is accepted without a reviewer once this many distinct "
-        "clients sent the same text with the same label, and that label is not the one the model "
-        "predicted. 0 = off (every flag waits for a reviewer).",
+        "clients sent the same text (ignoring case and surrounding spaces) with the same label, and that "
+        "label is not the one the model predicted. 0 = off (every flag waits for a reviewer).",
     )
     state_dir: Path = Field(
         default=Path(".stack/model-server"),
