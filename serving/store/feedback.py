@@ -423,8 +423,8 @@ class FeedbackStore:
 
     def auto_accept(self, record: FeedbackRecord, min_clients: int) -> int:
         """Accept the pending rows on ``record``'s text (ignoring case and surrounding spaces) that claim its
-        label once ``min_clients`` distinct clients sent them; only for a label the model did not predict (agreeing with the model is its own
-        answer coming back, not evidence). Returns the rows accepted."""
+        label once ``min_clients`` distinct clients sent them; only for a label the model did not predict
+        (agreeing with the model is its own answer coming back, not evidence). Returns the rows accepted."""
         label = record.claimed_label
         if min_clients < 1 or record.correct or label is None or label == record.predicted_label:
             return 0
