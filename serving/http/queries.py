@@ -12,11 +12,10 @@ must not reach Python's ``int``).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import request
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, ValidationError
 
 from serving.http.errors import ApiError
 
@@ -98,10 +97,10 @@ class FeedbackFilterQuery(BaseModel):
     predicted_label: QueryText | None = None
     model_version: QueryText | None = None
     client: QueryText | None = Field(default=None, description="The client address that sent it.")
-    since: Annotated[datetime, _at_most(40)] | None = Field(
+    since: Annotated[AwareDatetime, _at_most(40)] | None = Field(
         default=None, description="Sent at or after (ISO 8601 with a time zone)."
     )
-    until: Annotated[datetime, _at_most(40)] | None = Field(
+    until: Annotated[AwareDatetime, _at_most(40)] | None = Field(
         default=None, description="Sent before (ISO 8601 with a time zone)."
     )
     text_contains: QueryText | None = Field(default=None, description="Case-insensitive piece of the text.")

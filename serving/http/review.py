@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -38,6 +39,11 @@ EXPORT_MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", 
 IMPORT_MEDIA = ("text/csv", "application/jsonl", "application/x-ndjson")
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """The store compares in UTC (SQLite keeps the stored times' digits, not their zone)."""
+    return None if moment is None else moment.astimezone(UTC)
+
+
 def _filter(query: FeedbackFilterQuery | ReviewFilterBody) -> ReviewFilter:
     status = getattr(query, "status", "pending")
     return ReviewFilter(
@@ -46,8 +52,8 @@ def _filter(query: FeedbackFilterQuery | ReviewFilterBody) -> ReviewFilter:
         predicted_label=query.predicted_label,
         model_version=None if query.model_version is None else str(query.model_version),
         client=query.client,
-        since=query.since,
-        until=query.until,
+        since=_utc(query.since),
+        until=_utc(query.until),
         text_contains=query.text_contains,
         ids=tuple(query.ids) if isinstance(query, ReviewFilterBody) and query.ids else None,
     )

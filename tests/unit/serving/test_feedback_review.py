@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
@@ -234,3 +235,18 @@ def test_auto_accept_is_off_by_default(client):
         for i, t in enumerate(["So so", "SO SO", "so So"])
     ]
     assert {r["status"] for r in rows} == {"pending"}
+
+
+def test_a_time_range_in_any_zone_selects_by_the_stored_utc_time(client):
+    row = flag(client, "timed review", true_label="negative")
+    sent = datetime.fromisoformat(row["created_at"])
+    plus_two = timezone(timedelta(hours=2))
+    around = {
+        "since": (sent - timedelta(minutes=1)).astimezone(plus_two).isoformat(),
+        "until": (sent + timedelta(minutes=1)).astimezone(plus_two).isoformat(),
+    }
+    after = {"since": (sent + timedelta(minutes=1)).astimezone(plus_two).isoformat()}
+    assert client.get("/feedback/review", query_string=around, headers=REVIEWER).get_json()["total"] == 1
+    assert client.get("/feedback/review", query_string=after, headers=REVIEWER).get_json()["total"] == 0
+    naive = client.get("/feedback/review?since=2026-01-01T00:00:00", headers=REVIEWER)
+    assert naive.status_code == 400 and "since" in naive.get_json()["message"]
