@@ -85,7 +85,7 @@ def review_queue():
     return jsonify(total=store.count_where(where), rows=[r.to_json() for r in rows])
 
 
-@bp.post("/feedback/<int:row_id>/review")
+@bp.post("/feedback/<int(max=2147483647):row_id>/review")
 @document(
     summary="Accept, correct or reject one feedback row (reviewer token)",
     body=ReviewRequest,
@@ -172,14 +172,20 @@ def _import_lines() -> list[dict[str, Any]]:
         raise ApiError(400, "empty upload: send one decision per line (id, decision, label)")
     if mimetype == "text/csv":
         reader = csv.DictReader(io.StringIO(text))
-        missing = {"id", "decision"} - set(reader.fieldnames or [])
-        if missing:
+        try:
+            missing = {"id", "decision"} - set(reader.fieldnames or [])
+            if missing:
+                raise ApiError(
+                    400,
+                    f"CSV header lacks {sorted(missing)}: it has {reader.fieldnames}; "
+                    "need id, decision, label",
+                    error="invalid_upload",
+                )
+            lines: list[dict[str, Any]] = [dict(row) for row in reader]
+        except csv.Error as exc:
             raise ApiError(
-                400,
-                f"CSV header lacks {sorted(missing)}: it has {reader.fieldnames}; need id, decision, label",
-                error="invalid_upload",
-            )
-        lines: list[dict[str, Any]] = [dict(row) for row in reader]
+                400, f"unreadable CSV at line {reader.line_num}: {exc}", error="invalid_upload"
+            ) from None
         check_tree({"rows": lines})
         return lines
     return [

@@ -22,7 +22,13 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from serving.store.db import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, REVIEWER_MAX_CHARS, VERSION_MAX_CHARS
+from serving.store.db import (
+    LABEL_MAX_CHARS,
+    MAX_ROW_ID,
+    PREDICTION_ID_MAX_CHARS,
+    REVIEWER_MAX_CHARS,
+    VERSION_MAX_CHARS,
+)
 
 #: Python's whitespace (what ``str.strip`` removes), spelled out instead of ``\s``, whose meaning differs
 #: between regex dialects (Python, ECMA, Rust): the class reads alike in all of them.
@@ -303,7 +309,10 @@ class ReviewFilterBody(_Body):
     until: AwareDatetime | None = Field(default=None, description="Sent before.")
     text_contains: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
     ids: (
-        Annotated[list[Annotated[int, Field(ge=1, strict=True)]], Field(min_length=1, max_length=10_000)]
+        Annotated[
+            list[Annotated[int, Field(ge=1, le=MAX_ROW_ID, strict=True)]],
+            Field(min_length=1, max_length=10_000),
+        ]
         | None
     ) = None
 

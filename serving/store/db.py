@@ -29,6 +29,8 @@ VERSION_MAX_CHARS = 64
 PREDICTION_ID_MAX_CHARS = 2048
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CLIENT_MAX_CHARS = 255
+#: Largest row id (an integer column is 32-bit in Postgres): a request naming a larger one names no row.
+MAX_ROW_ID = 2**31 - 1
 REVIEWER_MAX_CHARS = 128
 
 metadata = sa.MetaData()

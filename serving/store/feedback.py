@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from serving.store.db import Database, alert_state_table, feedback_reviews_table, feedback_table
+from serving.store.db import MAX_ROW_ID, Database, alert_state_table, feedback_reviews_table, feedback_table
 
 log = logging.getLogger(__name__)
 
@@ -397,11 +397,18 @@ class FeedbackStore:
         known = self.labels()
         for line, item in enumerate(decisions, start=1):
             raw_id = item.get("id")
-            try:
-                row_id = int(str(raw_id).strip())
-            except (TypeError, ValueError):
-                outcomes.append(ImportOutcome(line, None, "error", f"id {raw_id!r} is not a row id"))
+            text_id = str(raw_id).strip()
+            if not (
+                text_id.isascii()
+                and text_id.isdigit()
+                and len(text_id) <= 10
+                and 0 < int(text_id) <= MAX_ROW_ID
+            ):
+                outcomes.append(
+                    ImportOutcome(line, None, "error", f"id {str(raw_id)[:40]!r} is not a row id")
+                )
                 continue
+            row_id = int(text_id)
             if self.get(row_id) is None:
                 outcomes.append(ImportOutcome(line, row_id, "unknown_id", f"no feedback row {row_id}"))
                 continue

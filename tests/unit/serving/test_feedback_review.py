@@ -250,3 +250,34 @@ def test_a_time_range_in_any_zone_selects_by_the_stored_utc_time(client):
     assert client.get("/feedback/review", query_string=after, headers=REVIEWER).get_json()["total"] == 0
     naive = client.get("/feedback/review?since=2026-01-01T00:00:00", headers=REVIEWER)
     assert naive.status_code == 400 and "since" in naive.get_json()["message"]
+
+
+def test_hostile_review_requests_are_4xx_never_5xx(client):
+    row = flag(client, "a plain review", true_label="negative")
+    url = "/feedback/import?reviewer=x"
+    huge = "9" * 30
+    for data, content_type in [
+        (
+            f'{{"id": {huge}, "decision": "accept"}}\n{{"id": "{huge}", "decision": "accept"}}',
+            "application/jsonl",
+        ),
+        ("id,decision\n" + "0" * 20 + "1,accept\n", "text/csv"),
+        ('id,decision\n"' + "x" * 200_000 + '",accept\n', "text/csv"),  # a field over the csv module's limit
+        ('{"id": 1, "decision": "\\u0000"}', "application/jsonl"),
+        (b"\xff\xfe", "text/csv"),
+    ]:
+        r = client.post(url, data=data, headers={**REVIEWER, "Content-Type": content_type})
+        assert 200 <= r.status_code < 500, (data[:40], r.get_data(as_text=True))
+        if r.status_code == 200:
+            assert r.get_json()["decided"] == 0
+    for path in (f"/feedback/{huge}/review", "/feedback/0/review"):
+        r = client.post(path, json={"decision": "accept", "reviewer": "x"}, headers=REVIEWER)
+        assert r.status_code == 404, r.get_data(as_text=True)
+    bulk = {"decision": "accept", "reviewer": "x", "filter": {"ids": [int(huge)]}}
+    assert client.post("/feedback/review", json=bulk, headers=REVIEWER).status_code == 422
+    assert client.get(f"/feedback/review?offset={huge}", headers=REVIEWER).status_code == 400
+    assert client.get("/feedback/review?text_contains=%25_%5C", headers=REVIEWER).get_json()["total"] == 0
+    assert (
+        client.get("/feedback/review?text_contains=PLAIN", headers=REVIEWER).get_json()["rows"][0]["id"]
+        == row["id"]
+    )
