@@ -250,7 +250,8 @@ class ModelServerClient:
 
 @dataclass(frozen=True)
 class ServerEndpoint:
-    """Where the model server answers and its admin token (from the pipeline's Airflow connection)."""
+    """Where the model server answers and the pipeline's token for it (from its Airflow connection: the
+    reviewer token, which the training export of reviewed feedback needs)."""
 
     url: str
     token: str | None
