@@ -19,7 +19,8 @@ from sentiflow.config import settings_config
 class ServerSettings(BaseSettings):
     """The Flask model server (``serving/``) and its clients. Env: ``SENTIFLOW_SERVER_*``.
 
-    The local stack sets ``URL``, ``ADMIN_TOKEN`` and ``STATE_DIR``; the rest are limits and tuning knobs.
+    The local stack sets ``URL``, ``ADMIN_TOKEN``, ``REVIEWER_TOKEN`` and ``STATE_DIR``; the rest are limits
+    and tuning knobs.
     """
 
     model_config = settings_config("SERVER_")
