@@ -1,5 +1,6 @@
-"""serve_load's harness: the two servers it compares (sentiflow's gunicorn, ``mlflow models serve``) and one
-load level against one of them, with where the CPU went (client, server process group, each worker's share).
+"""serve_load's harness: the servers it compares (sentiflow's gunicorn, ``mlflow models serve``, MLServer)
+and one load level against one of them, with where the CPU went (client, server process group, each
+worker's share).
 
 Split from ``serve_load.py`` so the script keeps the flow (register, start, levels, accuracy, report) and
 this module the mechanics.
@@ -68,6 +69,73 @@ def start_mlflow_serve(stack: StackSettings, uri: str, port: int, workers: int) 
     raise RuntimeError("mlflow models serve not healthy in 600 s")
 
 
+def start_mlserver(
+    stack: StackSettings, uri: str, folder: Path, *, workers: int, batch_max: int, batch_wait_s: float
+) -> tuple[subprocess.Popen, str]:
+    """MLServer's MLflow runtime on ``uri``, installed as docs/serving.md says, with adaptive batching
+    (``max_batch_size``/``max_batch_time``) and ``workers`` parallel inference workers; (process, URL)."""
+    import json
+
+    from sentiflow.ports import free_port
+    from tests.integration.deploy.install_sets import build_mlserver
+
+    bin_dir = build_mlserver(folder / "env")
+    models = folder / "models"
+    (models / "sentiment").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    settings = {
+        "host": localstack.HOST,
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "parallel_workers": workers,
+    }
+    (models / "settings.json").write_text(json.dumps(settings))
+    model = {
+        "name": "sentiment",
+        "implementation": "mlserver_mlflow.MLflowRuntime",
+        "parameters": {"uri": uri},
+        "max_batch_size": batch_max,
+        "max_batch_time": batch_wait_s,
+    }
+    (models / "sentiment" / "model-settings.json").write_text(json.dumps(model))
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(localstack.client_env(stack), PATH=f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    log = (folder / "mlserver.log").open("ab")
+    proc = subprocess.Popen(
+        [str(bin_dir / "mlserver"), "start", str(models)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://{localstack.HOST}:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlserver exited {proc.returncode}; see {log.name}")
+        try:
+            if requests.get(f"{url}/v2/models/sentiment/ready", timeout=2).status_code == 200:
+                return proc, url
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"mlserver not ready in 600 s; see {log.name}")
+
+
+def v2_request(texts: list[str]) -> dict:
+    return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts), 1], "data": texts}]}
+
+
+def v2_labels(body: dict) -> list[str]:
+    return next(output["data"] for output in body["outputs"] if output["name"] == "label")
+
+
+def predict_labels(body: dict) -> list[str]:
+    """Labels of a ``/predict`` answer, or of ``mlflow models serve``'s (the same rows)."""
+    return [row["label"] for row in body["predictions"]]
+
+
 def stop_process(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -104,9 +172,21 @@ class ModelServer:
 
 
 class Target:
-    def __init__(self, name: str, url: str, wrap, pgid: int, metrics_url: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        wrap,
+        pgid: int,
+        metrics_url: str | None = None,
+        metrics_token: str | None = None,
+        labels=predict_labels,
+    ) -> None:
         self.name, self.url, self.wrap, self.pgid = name, url, wrap, pgid
         self.metrics_url = metrics_url
+        #: /metrics answers only a bearer token (the server's metrics or admin token)
+        self.metrics_token = metrics_token
+        self.labels = labels  # answer body -> one label per text
 
 
 def worker_requests(target: Target) -> dict[str, float]:
@@ -114,7 +194,8 @@ def worker_requests(target: Target) -> dict[str, float]:
     if not target.metrics_url:
         return {}
     counts: dict[str, float] = {}
-    for line in requests.get(target.metrics_url, timeout=30).text.splitlines():
+    headers = {"Authorization": f"Bearer {target.metrics_token}"} if target.metrics_token else {}
+    for line in requests.get(target.metrics_url, headers=headers, timeout=30).text.splitlines():
         if line.startswith("sentiflow_server_worker_requests_total{"):
             worker = line.split('worker="', 1)[1].split('"', 1)[0]
             counts[worker] = counts.get(worker, 0.0) + float(line.rsplit(" ", 1)[1])

@@ -5,7 +5,10 @@ family on the offline MiniLM by default, or TF-IDF), then serves it twice on 127
 
 * ``sentiflow[<runtime>]``: gunicorn + Flask (``serving/``), micro-batching on one inference thread per
   worker, one server per ``--runtimes`` entry (``SENTIFLOW_SERVER_RUNTIME``: onnx-int8, onnx, torch);
-* ``mlflow``: ``mlflow models serve -m models:/<name>/<version> --env-manager local``.
+* ``mlflow``: ``mlflow models serve -m models:/<name>/<version> --env-manager local``;
+* ``mlserver[w=N]`` (``--mlserver-workers N ...``): MLServer's MLflow runtime on the same version over the V2
+  protocol, installed as docs/serving.md says, adaptive batching on (the same batch size and wait as ours),
+  N parallel inference workers.
 
 With ``--model-dir`` (a fine-tuned ``TransformerClassifier``, e.g. the one ``transformer_quality.py``
 saves) and ``--accuracy-texts N``, every server also labels N test reviews through its API: accuracy and
@@ -47,7 +50,10 @@ from _serve_targets import (  # noqa: E402
     Target,
     run_level,
     start_mlflow_serve,
+    start_mlserver,
     stop_process,
+    v2_labels,
+    v2_request,
 )
 
 SHARED = REPO.parent / "shared"
@@ -86,6 +92,9 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument(
         "--servers", choices=["both", "sentiflow"], default="both", help="skip mlflow models serve"
+    )
+    p.add_argument(
+        "--mlserver-workers", type=int, nargs="*", default=[], help="one MLServer per parallel_workers value"
     )
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve_load.json"))
     return p.parse_args()
@@ -139,6 +148,7 @@ def main() -> int:
     mlflow_serve_port = localstack.free_port()
     servers: list[ModelServer] = []
     mlflow_proc = None
+    mlservers: list = []
     try:
         localstack.up(stack, ["s3", "mlflow"], with_airflow=False)
         os.environ.update(localstack.client_env(stack))
@@ -153,7 +163,9 @@ def main() -> int:
             )
             server = ModelServer.start(
                 server_stack,
-                {
+                {  # the identities the stack provisioned under its home; this server's own state folder
+                    **localstack.server_env(stack),
+                    "SENTIFLOW_SERVER_STATE_DIR": str(server_stack.home / "model-server"),
                     "SENTIFLOW_SERVER_WORKERS": str(args.workers),
                     "SENTIFLOW_SERVER_THREADS": "64",
                     "SENTIFLOW_SERVER_BATCH_MAX_TEXTS": str(args.server_batch_max),
@@ -181,6 +193,7 @@ def main() -> int:
                     lambda ts: {"texts": ts},
                     server.pid,
                     metrics_url=f"{server.url}/metrics",
+                    metrics_token=server.token,
                 )
                 for runtime, server in zip(args.runtimes, servers, strict=True)
             ),
@@ -192,6 +205,25 @@ def main() -> int:
                     f"http://{localstack.HOST}:{mlflow_serve_port}/invocations",
                     lambda ts: {"inputs": ts},
                     mlflow_proc.pid,
+                )
+            )
+        for workers in args.mlserver_workers:
+            proc, url = start_mlserver(
+                stack,
+                f"models:/{name}/{version}",
+                home / f"mlserver-{workers}",
+                workers=workers,
+                batch_max=args.server_batch_max,
+                batch_wait_s=args.server_batch_wait_ms / 1000,
+            )
+            mlservers.append(proc)
+            targets.append(
+                Target(
+                    f"mlserver[w={workers}]",
+                    f"{url}/v2/models/sentiment/infer",
+                    v2_request,
+                    proc.pid,
+                    labels=v2_labels,
                 )
             )
         texts = load_texts(args.texts)
@@ -243,6 +275,18 @@ def main() -> int:
             p99_ratios = {t.name: round(pick(t.name, c_max, 1)["p99_ms"] / theirs["p99_ms"], 2) for t in ours}
         else:
             ratios = p99_ratios = {t.name: None for t in ours}
+        mlserver_rates = {
+            t.name: pick(t.name, c_max, 1)["requests_per_s"] for t in targets if t.name.startswith("mlserver")
+        }
+        best_mlserver = max(mlserver_rates, key=lambda n: mlserver_rates[n]) if mlserver_rates else None
+        vs_mlserver = (
+            {
+                t.name: round(pick(t.name, c_max, 1)["requests_per_s"] / mlserver_rates[best_mlserver], 2)
+                for t in ours
+            }
+            if best_mlserver
+            else None
+        )
         headline = targets[0].name
         errors = {t.name: sum(r["errors"] for r in results if r["server"] == t.name) for t in targets}
         quality = score_accuracy(targets, args) if args.accuracy_texts else None
@@ -262,6 +306,8 @@ def main() -> int:
             "throughput_ratio_c32": ratios[headline],
             "p99_ratio_c32": p99_ratios[headline],
             "throughput_ratio_c32_by_server": ratios,
+            "best_mlserver_c32": best_mlserver,
+            "throughput_ratio_vs_best_mlserver_c32": vs_mlserver,
             "p99_ratio_c32_by_server": p99_ratios,
             "errors": errors,
             "quality": quality,
@@ -275,6 +321,8 @@ def main() -> int:
     finally:
         if mlflow_proc is not None:
             stop_process(mlflow_proc)
+        for proc in mlservers:
+            stop_process(proc)
         for server in servers:
             server.stop()
         localstack.down(stack, ["s3", "mlflow"])
@@ -300,9 +348,7 @@ def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
         for start in range(0, len(texts), 32):
             r = requests.post(target.url, json=target.wrap(texts[start : start + 32]), timeout=600)
             r.raise_for_status()
-            body = r.json()
-            rows = body["predictions"]
-            out += [row["label"] for row in rows]
+            out += target.labels(r.json())
         labels[target.name] = out
     reference = labels.get("mlflow") or next(iter(labels.values()))
     return {

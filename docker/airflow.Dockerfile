@@ -26,6 +26,7 @@ RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==2.13.0" 
       "$(ls /opt/sentiflow/wheels/sentiflow-*.whl)[airflow]"
 COPY --chown=airflow:0 docker/airflow/connections.py /opt/sentiflow/connections.py
 COPY --chown=airflow:0 docker/airflow/select-backend.sh /opt/sentiflow/select-backend.sh
+COPY --chown=airflow:0 docker/airflow/task-env.sh /opt/sentiflow/task-env.sh
 COPY --chown=airflow:0 --chmod=0755 docker/airflow/entrypoint.sh /opt/sentiflow/entrypoint.sh
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/

@@ -25,11 +25,11 @@ from sentiflow.config import AlertSettings, DriftSettings, MLflowSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
 from sentiflow.feedback.sampling import ProductionSampler
 from sentiflow.server_settings import ServerSettings
-from serving.http.prediction_ids import PredictionSigner, state_dir_secret
 from serving.model.batcher import MicroBatcher
 from serving.model.follower import AliasFollower
 from serving.model.manager import ModelManager
 from serving.model.registry import Registry
+from serving.prediction_ids import PredictionSigner, state_dir_secret
 from serving.releases import ReleaseRuns
 from serving.store.db import Database
 from serving.store.feedback import FeedbackRecord, FeedbackStore

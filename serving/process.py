@@ -55,8 +55,8 @@ def preload_model_libraries(settings: ServerSettings) -> None:
     """Import ``preloaded_modules()`` in the gunicorn master before it forks (``..._PRELOAD_LIBRARIES``).
 
     Without it every worker of every replica imports them itself at its first transformer load, all at
-    once when the alias moves: on 2 cores, 3 replicas x 2 workers took 35 s to converge on the first
-    transformer version (benchmarks/replica_convergence.py), most of it imports. Importing is fork-safe:
+    once when the alias moves, and on a small node those imports are most of the time a first move takes
+    to converge (``benchmarks/replica_convergence.py``). Importing is fork-safe:
     no thread pool exists until a worker runs a model (each worker then sizes its own threads), and no
     model is loaded here. A library that fails to import is left to the worker, which reports it.
     """

@@ -3,6 +3,8 @@
 # entrypoint (/entrypoint), or runs the one-shot init (`sentiflow-airflow-init`).
 set -euo pipefail
 
+# shellcheck source=task-env.sh
+source /opt/sentiflow/task-env.sh
 # shellcheck source=select-backend.sh
 source /opt/sentiflow/select-backend.sh
 

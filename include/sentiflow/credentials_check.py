@@ -45,6 +45,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",
         "MLFLOW_TRACKING_PASSWORD",
         "opt:SENTIFLOW_SERVER_AIRFLOW_PASSWORD",  # unset: POST /deploy answers 503 naming it
+        "opt:SENTIFLOW_SERVER_METRICS_TOKEN",  # unset: only the admin token reads /metrics
         "url:SENTIFLOW_SERVER_FEEDBACK_DB_URL",
         "keys:SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS",
         "off:SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS",  # ServerSettings.allow_unsigned_models
@@ -70,6 +71,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "opt:_AIRFLOW_WWW_USER_PASSWORD",
         # the model server's Airflow user, made by the init (compose's AIRFLOW_RELEASER_PASSWORD)
         "opt:AIRFLOW_RELEASER_PASSWORD",
+        # the model server's admin token, which the init writes into the sentiflow_model_server connection
+        "opt:SENTIFLOW_SERVER_ADMIN_TOKEN",
         "url:AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         "conn:AIRFLOW_CONN_SENTIFLOW_S3",
         "conn:AIRFLOW_CONN_SENTIFLOW_MLFLOW",

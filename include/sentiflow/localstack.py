@@ -117,6 +117,26 @@ def client_env(stack: StackSettings) -> dict[str, str]:
     }
 
 
+def server_env(stack: StackSettings) -> dict[str, str]:
+    """What a model-server replica of this stack is given, and nothing of the pipeline's: its own read-only
+    MLflow identity and object-store key, the public keys it verifies with, where things are. The pipeline's
+    identity, signing key and Airflow connections in ``client_env`` are withheld from it."""
+    return {
+        **stack_auth.model_server_env(stack.home),
+        f"{ENV_PREFIX}SERVER_SIGNING_PUBLIC_KEYS": stack_auth.signing_env(stack.home)[
+            f"{ENV_PREFIX}SERVER_SIGNING_PUBLIC_KEYS"
+        ],
+        f"{ENV_PREFIX}S3_ENDPOINT_URL": stack.s3_endpoint,
+        f"{ENV_PREFIX}S3_BUCKET": stack.bucket,
+        f"{ENV_PREFIX}MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        f"{ENV_PREFIX}SERVER_ADMIN_TOKEN": stack.server_token,
+        f"{ENV_PREFIX}SERVER_STATE_DIR": str(stack.home / "model-server"),
+        # POST /deploy asks the local Airflow (``make airflow``) for release runs; 503 while it is down
+        f"{ENV_PREFIX}SERVER_AIRFLOW_URL": f"http://{HOST}:{stack.airflow_port}",
+    }
+
+
 def _bin(name: str) -> str:
     """A console script of the running interpreter's environment (the venv), falling back to PATH."""
     candidate = Path(sys.executable).parent / name
@@ -193,12 +213,8 @@ def services(stack: StackSettings) -> dict[str, Service]:
             f"{HOST}:{stack.server_port}",
             "serving.app:create_app()",
         ],
-        env={
-            **client_env(stack),
-            **stack_auth.model_server_env(stack.home),
-            # POST /deploy asks the local Airflow (``make airflow``) for release runs; 503 while it is down
-            f"{ENV_PREFIX}SERVER_AIRFLOW_URL": f"http://{HOST}:{stack.airflow_port}",
-        },
+        env=server_env(stack),
+        withhold=tuple(sorted(set(client_env(stack)) - set(server_env(stack)))),
         health=http_ok(f"{stack.server_url}/health"),
         ports=(stack.server_port,),
         prepare=lambda: (stack.home / "model-server").mkdir(parents=True, exist_ok=True),

@@ -69,6 +69,12 @@ SUMMARY_METRICS = (BEST_EPOCH, BEST_VAL_F1, FIT_TIME_S, PREDICT_TIME_MS_PER_1K)
 #: Metrics where a smaller value is better; selection flips its comparison for these.
 LOWER_IS_BETTER = frozenset({TRAIN_LOSS, VAL_LOSS, "test_loss", FIT_TIME_S, PREDICT_TIME_MS_PER_1K})
 
+
+def lower_is_better(metric: str) -> bool:
+    """Losses and times are minimised; everything else (accuracy, F1, AUC...) is maximised."""
+    return metric in LOWER_IS_BETTER
+
+
 # --- tags -------------------------------------------------------------------------------------------
 TAG_MODEL_FAMILY = "model_family"  # "transformer" or "tfidf-logreg"
 TAG_DATASET = "dataset"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sentiflow.config import MLflowSettings
-from sentiflow.names import TAG_GATE_PREFIX, TAG_MODEL_FAMILY, TAG_ROLLED_BACK
+from sentiflow.names import TAG_GATE_PREFIX, TAG_MODEL_FAMILY, TAG_ROLLED_BACK, lower_is_better
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,36 @@ class Candidate:
         except (TypeError, ValueError):
             return None
         return value if math.isfinite(value) else None
+
+
+class SelectionError(ValueError):
+    """No candidate can be chosen (none given, or none logged the selection metric)."""
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), version) if version.isdigit() else (-1, version)
+
+
+def pick_best(candidates: Iterable[Candidate], metric: str) -> Candidate:
+    """The candidate with the best value of ``metric``: the gate's choice and the web page's "best".
+
+    A pure function of plain values (callers read metrics from runs), so every rule is unit-tested directly.
+    Candidates that did not log the metric (or logged NaN) are skipped, not treated as zero. Ties go to the
+    newest version (the highest number): it was trained on the freshest data. Whether the chosen version
+    may replace the champion is ``gate.judge``'s question.
+    """
+    pool = list(candidates)
+    if not pool:
+        raise SelectionError(f"no model versions to select from (selection metric {metric!r})")
+    scored = [(value, c) for c in pool if (value := c.value(metric)) is not None]
+    if not scored:
+        logged = sorted({name for c in pool for name in c.metrics})
+        raise SelectionError(
+            f"none of versions {', '.join(c.version for c in pool)} logged metric {metric!r}; "
+            f"metrics they logged: {', '.join(logged) or 'none'}"
+        )
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    return max(scored, key=lambda vc: (sign * vc[0], _version_key(vc[1].version)))[1]
 
 
 def decision_from_tags(tags: Mapping[str, str]) -> dict[str, str] | None:

@@ -28,8 +28,14 @@ class ServerSettings(BaseSettings):
     url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients (the DAG) call.")
     admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for /deploy and /deploy/status (releases); unset = those refuse. It "
-        "does not read or review feedback (reviewer_token does).",
+        description="Bearer token for /deploy and /deploy/status (releases), and for the details of "
+        "/replicas, /ready and /ui/api/* (host names, load errors, run ids); unset = the admin endpoints "
+        "refuse. It does not read or review feedback (reviewer_token does).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token Prometheus sends to scrape /metrics (the admin token works too); unset = "
+        "only the admin token may read /metrics.",
     )
     reviewer_token: SecretStr | None = Field(
         default=None,

@@ -94,8 +94,9 @@ class ModelServerClient:
             return False
 
     def model(self) -> dict[str, Any]:
-        """``/model``: version, run id, family, key metrics, loaded_at (raises if none is loaded)."""
-        return self._request("GET", "/model").json()
+        """``/model``: version, family, key metrics, loaded_at; with a token its run id and source too
+        (raises if none is loaded)."""
+        return self._request("GET", "/model", admin=bool(self.token)).json()
 
     def predict(self, texts: list[str] | str) -> PredictResult:
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -148,8 +149,9 @@ class ModelServerClient:
         return self._request("GET", "/deploy/status", admin=True, params={"id": dag_run_id}).json()
 
     def replicas(self) -> dict[str, Any]:
-        """``/replicas``: the followed alias and every live replica with its workers and load errors."""
-        return self._request("GET", "/replicas").json()
+        """``/replicas``: the followed alias and every live replica with its workers; with a token, their
+        hosts and load errors too (the server shows those to the admin token only)."""
+        return self._request("GET", "/replicas", admin=bool(self.token)).json()
 
     def wait_for_replicas(
         self, version: str | int, timeout_s: float = 300.0, poll_s: float = 1.0
@@ -171,15 +173,14 @@ class ModelServerClient:
                     (r, w)
                     for r in replicas
                     for w in r.get("workers", [])
-                    if w.get("error_version") == version
-                    and w.get("load_error")
-                    and (w.get("error_at") or 0) >= started - 1
+                    if w.get("error_version") == version and (w.get("error_at") or 0) >= started - 1
                 ]
                 if failed:
                     replica, worker = failed[0]
+                    why = worker.get("load_error") or "the admin token shows why"
                     raise ReplicaLoadError(
                         f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not load "
-                        f"version {version}: {worker['load_error']}",
+                        f"version {version}: {why}",
                         url=f"{self.url}/replicas",
                         body=answer,
                     )

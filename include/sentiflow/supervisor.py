@@ -50,6 +50,14 @@ class Service:
     #: model server's schema migrations (its workers never create tables; compose and k8s run the same
     #: command as a one-shot service / init container).
     init: list[str] | None = None
+    #: Variables of the caller's environment the service must not inherit: another component's secrets
+    #: (the model server never holds the pipeline's identity, however the stack was started).
+    withhold: tuple[str, ...] = ()
+
+
+def service_env(service: Service) -> dict[str, str]:
+    """The environment ``service`` runs with: the caller's, less what it withholds, plus its own."""
+    return {**{k: v for k, v in os.environ.items() if k not in service.withhold}, **service.env}
 
 
 def http_ok(url: str) -> Callable[[], bool]:
@@ -101,7 +109,7 @@ def start(stack: StackHome, service: Service) -> int:
     log = logfile(stack, service.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     pidfile(stack, service.name).parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **service.env}
+    env = service_env(service)
     if service.init:
         _run_init(service, env, log)
     with log.open("ab") as out:

@@ -10,12 +10,12 @@ from flask import Blueprint, Response, jsonify
 
 from sentiflow import names
 from serving.extension import ServerExtension, server
-from serving.http.auth import require_admin
+from serving.http.auth import is_admin, require_admin
 from serving.http.bodies import parse_body
 from serving.http.errors import ApiError
 from serving.http.openapi import ErrorBody, document
 from serving.http.queries import DeployQuery, DeployStatusQuery, parse_query
-from serving.http.replica_schemas import ReplicasResponse, dump
+from serving.http.replica_schemas import ReplicasDetail, ReplicasResponse, dump
 from serving.http.schemas import DeployRequest, ReleaseRunStatus
 from serving.releases import (
     AirflowNotConfiguredError,
@@ -117,12 +117,13 @@ def _airflow_errors() -> Iterator[None]:
 
 @bp.get("/replicas")
 @document(
-    summary="The live replicas: what each serves, its workers and load errors",
-    responses={200: ReplicasResponse},
+    summary="The live replicas: what each serves and its workers (with the admin token: hosts, load errors)",
+    responses={200: [ReplicasResponse, ReplicasDetail]},
 )
 def replicas():
-    """The live replicas (seen within ``replica_ttl_s``): what each serves, its workers and load errors."""
-    return jsonify(dump(ReplicasResponse, replicas_json(server())))
+    """The live replicas (seen within ``replica_ttl_s``): what each serves and its workers' states; the
+    admin token adds each replica's host, load errors and registry errors."""
+    return jsonify(dump(ReplicasDetail if is_admin() else ReplicasResponse, replicas_json(server())))
 
 
 def _alias_version(replicas: list[ReplicaView]) -> str | None:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from sentiflow.modeling.base import probabilities_to_predictions
 from serving import metrics
-from serving.extension import server
+from serving.extension import ServerExtension, server
 from serving.http import openapi
+from serving.http.auth import is_admin, require_metrics
 from serving.http.bodies import parse_body
 from serving.http.errors import ApiError
 from serving.http.openapi import ErrorBody, document
-from serving.http.prediction_ids import SignedPrediction
 from serving.http.schemas import (
     FeedbackRecordOut,
     FeedbackRequest,
@@ -25,9 +26,43 @@ from serving.http.schemas import (
     apply_limits,
 )
 from serving.model.batcher import NotReadyError, PredictionFailedError, QueueFullError
+from serving.prediction_ids import PredictionIdError, SignedPrediction
 from serving.store.feedback import DuplicateFeedback
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("api", __name__)
+_last_logged_reason: list[str] = [""]
+#: What ``GET /model`` shows only with the admin token: the run and artifact location of the served
+#: version, this replica's id and the last load error.
+MODEL_ADMIN_ONLY: tuple[str, ...] = ("run_id", "source")
+DEPLOYED_ADMIN_ONLY: tuple[str, ...] = ("replica_id", "load_error")
+
+
+def unready_reason(ext: ServerExtension) -> str:
+    """Why no model is loaded, as this caller may see it.
+
+    The follower's own reason names the tracking URI and quotes the exception of a failed read or load: the
+    admin token gets it as it is; anyone else gets the stage (starting, alias unreadable, no version, load
+    failing, loading) with the alias and version, and the full reason goes to the log (once per change).
+    """
+    detail = ext.manager.unready_reason
+    if is_admin():
+        return detail
+    if detail and detail != _last_logged_reason[0]:
+        _last_logged_reason[0] = detail
+        log.warning("not ready: %s", detail)
+    follower = ext.follower
+    alias, version = follower.alias, follower.target
+    if not follower.started.is_set():
+        return f"starting: reading alias {alias!r} from the model registry"
+    if follower.alias_error is not None:
+        return f"cannot read alias {alias!r} from the model registry; retrying (the log has why)"
+    if version is None:
+        return f"alias {alias!r} names no version in the model registry yet; a release deploys one"
+    if follower.read_deployed()["load_error"]:
+        return f"could not load version {version} of alias {alias!r}; retrying (the log has why)"
+    return f"loading version {version} of alias {alias!r}"
 
 
 @bp.get("/health")
@@ -42,7 +77,7 @@ def ready():
     manager = server().manager
     model = manager.current
     if model is None:
-        return jsonify(ready=False, reason=manager.unready_reason), 503
+        return jsonify(ready=False, reason=unready_reason(server())), 503
     return jsonify(ready=True, model_version=model.version)
 
 
@@ -52,8 +87,12 @@ def model():
     ext = server()
     current = ext.manager.current
     if current is None:
-        raise ApiError(503, f"no model loaded: {ext.manager.unready_reason}", error="not_ready")
-    return jsonify({**current.info(), "deployed": ext.follower.read_deployed()})
+        raise ApiError(503, f"no model loaded: {unready_reason(ext)}", error="not_ready")
+    info, deployed = current.info(), ext.follower.read_deployed()
+    if not is_admin():  # where the files came from, which run made them, why a load failed: admin only
+        info = {k: v for k, v in info.items() if k not in MODEL_ADMIN_ONLY}
+        deployed = {k: v for k, v in deployed.items() if k not in DEPLOYED_ADMIN_ONLY}
+    return jsonify({**info, "deployed": deployed})
 
 
 def _feedback_link(text: str) -> dict[str, object]:
@@ -124,9 +163,7 @@ def predict():
         # the client as the rate limit keys it (the peer, or the address ProxyFix found)
         model, probs = ext.manager.predict(texts, client=request.remote_addr)
     except NotReadyError as exc:
-        raise ApiError(
-            503, f"no model loaded: {ext.manager.unready_reason or exc}", error="not_ready"
-        ) from exc
+        raise ApiError(503, f"no model loaded: {unready_reason(ext)}", error="not_ready") from exc
     # an overload is no bug: no traceback in the log for each refused request of a flood
     except QueueFullError as exc:
         raise ApiError(
@@ -182,7 +219,10 @@ def post_feedback():
         raise ApiError(422, "'text' is empty", error="empty_text")
     if len(body.text) > ext.settings.max_text_chars:
         raise ApiError(422, f"'text' is longer than {ext.settings.max_text_chars} characters")
-    signed = ext.signer.verify(body.prediction_id, body.text)
+    try:
+        signed = ext.signer.verify(body.prediction_id, body.text)
+    except PredictionIdError as exc:
+        raise ApiError(422, str(exc), error=exc.error) from exc
     check_feedback_labels(body, signed)
     try:
         record = ext.feedback.add(
@@ -232,7 +272,11 @@ def check_feedback_labels(body: FeedbackRequest, signed: SignedPrediction) -> No
 
 
 @bp.get("/metrics")
-@document(summary="Prometheus metrics", responses={200: (("text/plain",), "Prometheus text format")})
+@document(
+    summary="Prometheus metrics (metrics or admin token)",
+    responses={200: (("text/plain",), "Prometheus text format"), 401: ErrorBody},
+)
+@require_metrics
 def prometheus():
     payload, content_type = metrics.exposition()
     return Response(payload, content_type=content_type)

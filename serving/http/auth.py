@@ -1,8 +1,7 @@
-"""Bearer-token checks, compared in constant time: one token per job.
-
-The admin token releases (``/deploy``, ``/deploy/status``); the reviewer token reads and reviews feedback
-(``/feedback/review``, ``/feedback/export``, ``/feedback/import``). Neither opens the other's endpoints.
-"""
+"""Bearer-token checks, compared in constant time, one token per job: the admin token (deploy, every detail of
+the read-only views), the reviewer token (the feedback review queue, its export and import) and the metrics
+token (Prometheus's scrape of ``/metrics``). The admin token reads no feedback; the reviewer token releases
+nothing."""
 
 from __future__ import annotations
 
@@ -18,31 +17,71 @@ from serving.extension import server
 from serving.http.errors import ApiError
 
 
-def _check(secret: SecretStr | None, setting: str, what: str) -> None:
-    expected = secret.get_secret_value() if secret else ""
-    if not expected:
-        raise ApiError(401, f"{what} endpoints are disabled: the server has no SENTIFLOW_SERVER_{setting}")
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value else ""
+
+
+def _given() -> str | None:
+    """The bearer token of this request, or None without a well-formed ``Authorization`` header."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _matches(given: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def is_admin() -> bool:
+    """Whether this request carries the admin token: the read-only views then show their internals (host
+    names, load errors, run ids, dataset URIs, why the model is not ready)."""
+    given = _given()
+    return given is not None and _matches(given, _secret(server().settings.admin_token))
+
+
+def _check(*accepted: tuple[str, SecretStr | None]) -> None:
+    """401 unless the bearer token is one of ``accepted`` (setting name, value); unset ones accept nothing."""
+    configured = [(name, _secret(value)) for name, value in accepted if _secret(value)]
+    if not configured:
+        names = " or ".join(name for name, _ in accepted)
+        raise ApiError(401, f"this endpoint is disabled: the server has no {names}")
+    given = _given()
+    if given is None:
         raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise ApiError(401, f"invalid bearer token for the {what} endpoints")
+    if not any(_matches(given, expected) for _, expected in configured):
+        raise ApiError(401, "invalid bearer token")
 
 
-def require_admin(view: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _check(server().settings.admin_token, "ADMIN_TOKEN", "admin")
-        return view(*args, **kwargs)
+def _guard(check: Callable[[], None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            check()
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
-def require_reviewer(view: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _check(server().settings.reviewer_token, "REVIEWER_TOKEN", "reviewer")
-        return view(*args, **kwargs)
+def _admin() -> None:
+    _check(("SENTIFLOW_SERVER_ADMIN_TOKEN", server().settings.admin_token))
 
-    return wrapper
+
+def _reviewer() -> None:
+    _check(("SENTIFLOW_SERVER_REVIEWER_TOKEN", server().settings.reviewer_token))
+
+
+def _metrics() -> None:
+    settings = server().settings
+    _check(
+        ("SENTIFLOW_SERVER_METRICS_TOKEN", settings.metrics_token),
+        ("SENTIFLOW_SERVER_ADMIN_TOKEN", settings.admin_token),
+    )
+
+
+#: The admin endpoints: deploy, deploy status.
+require_admin = _guard(_admin)
+#: The review endpoints: the queue, feedback export and import (``SENTIFLOW_SERVER_REVIEWER_TOKEN`` only).
+require_reviewer = _guard(_reviewer)
+#: ``/metrics``: Prometheus's own token (``SENTIFLOW_SERVER_METRICS_TOKEN``), or the admin token.
+require_metrics = _guard(_metrics)

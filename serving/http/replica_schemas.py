@@ -1,7 +1,9 @@
-"""Response models of ``GET /replicas``.
+"""Response models of ``GET /replicas``: what any client sees, and the detail the admin token adds.
 
 The route builds its answer through these models (``model_validate(...).model_dump(mode="json")``), so
-the OpenAPI document generated from them describes exactly what is sent.
+the OpenAPI document generated from them describes exactly what is sent. The public models keep what a
+client needs to see a release converge (versions, states, counts); host names, load errors and registry
+errors name internals and go only to a caller with the admin token (the detail models).
 """
 
 from __future__ import annotations
@@ -25,34 +27,50 @@ class WorkerInfo(BaseModel):
     target_version: str | None = Field(
         default=None, description="The alias's version as this worker read it."
     )
-    load_error: str | None = Field(default=None, description="The last failed load, until one succeeds.")
-    error_version: str | None = None
+    error_version: str | None = Field(default=None, description="The version whose last load failed.")
     error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
+
+
+class WorkerDetail(WorkerInfo):
+    load_error: str | None = Field(default=None, description="The last failed load, until one succeeds.")
 
 
 class ReplicaInfo(BaseModel):
     replica_id: str
-    host: str
     version: str | None = Field(description="The version every live worker serves; null while they differ.")
     state: ReplicaState
     runtime: str | list[str] | None = None
     loaded_at: str | None = None
     last_seen: float | None = None
-    load_error: str | None = None
     alias: str = Field(description="The alias this replica follows.")
     alias_version: str | None = Field(description="The alias's version at this replica's last registry read.")
-    alias_error: str | None = Field(default=None, description="Why the last registry read failed, if it did.")
     started_at: float
     workers: list[WorkerInfo]
 
 
+class ReplicaDetail(ReplicaInfo):
+    host: str
+    load_error: str | None = None
+    alias_error: str | None = Field(default=None, description="Why the last registry read failed, if it did.")
+    workers: list[WorkerDetail]  # type: ignore[assignment]  # the detail of each worker too
+
+
 class ReplicasResponse(BaseModel):
+    """Without the admin token: versions, states and counts only."""
+
     alias: str
     alias_version: str | None = Field(description="The alias's version as the latest replica read found it.")
     live_window_s: float = Field(description="A replica not seen for this long is not listed.")
     replicas: list[ReplicaInfo]
 
 
+class ReplicasDetail(ReplicasResponse):
+    """With the admin token: each replica's host, load errors and registry errors too."""
+
+    replicas: list[ReplicaDetail]  # type: ignore[assignment]
+
+
 def dump(model: type[BaseModel], data: dict) -> dict:
-    """``data`` checked against ``model`` and serialised as JSON-ready values."""
+    """``data`` checked against ``model`` and serialised as JSON-ready values (fields ``model`` does not
+    name are left out)."""
     return model.model_validate(data).model_dump(mode="json")

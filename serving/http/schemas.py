@@ -238,12 +238,14 @@ class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
     version: str
-    run_id: str | None
+    run_id: str | None = Field(default=None, description="The version's run (admin token only).")
     family: str
     label_names: list[str]
     metrics: dict[str, float]
     loaded_at: str
-    source: str
+    source: str | None = Field(
+        default=None, description="Where the files were loaded from (admin token only)."
+    )
     runtime: str
     runtime_source: Literal["shipped", "built"] | None = Field(
         default=None,

@@ -8,8 +8,12 @@ go through the server's public API (``/predict``, ``/feedback``, ``/deploy``, ``
 - ``GET /ui/api/versions?metric=NAME&model=MODEL&dataset=D``: every version of ``MODEL`` (default: the served
   model; with ``D``, only versions trained on that dataset)
   with its run's metrics, family, dataset (short name, source, snapshot URI), the selection gate's decision
-  (``gate.*`` tags) and date, and the best version by ``NAME`` (rules of ``sentiflow.gate.selection``).
+  (``gate.*`` tags) and date, and the best version by ``NAME`` (``sentiflow.registry.pick_best``, the
+  gate's rule).
 - ``GET /ui/api/feedback/daily?days=N``: correct vs wrong flags per day and the production accuracy.
+
+Run ids, dataset URIs (the source's path or URL, the snapshot's manifest) and the gate's DAG run id name
+internals: a versions answer carries them only for a caller with the admin token (``ADMIN_ONLY``).
 
 All URLs the page calls are built from ``request.script_root``, so it works behind a path prefix
 (``SCRIPT_NAME``). The admin token is never rendered: the browser keeps it in ``sessionStorage``.
@@ -24,8 +28,10 @@ from typing import Any
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from sentiflow import names
-from sentiflow.gate.selection import Candidate, SelectionError, lower_is_better, pick_best
+from sentiflow.names import lower_is_better
+from sentiflow.registry import Candidate, SelectionError, pick_best
 from serving.extension import server
+from serving.http.auth import is_admin
 from serving.http.errors import ApiError
 from serving.http.queries import DailyFeedbackQuery, parse_query
 
@@ -50,6 +56,16 @@ RANKING_METRICS: tuple[str, ...] = (
 #: Metric columns of the versions table (the issue's list); the chosen ranking metric is added if missing.
 TABLE_METRICS: tuple[str, ...] = (names.BEST_VAL_F1, names.VAL_ACCURACY, names.VAL_AUC)
 MAX_VERSIONS = 200
+#: Fields of a version row, and of its gate decision, that only the admin token sees.
+ADMIN_ONLY: tuple[str, ...] = ("run_id", "dataset_source", "dataset_uri")
+ADMIN_ONLY_DECISION: tuple[str, ...] = ("dag_run_id", "candidate_run_id", "champion_scored_on")
+
+
+def _public_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k not in ADMIN_ONLY}
+    if out.get("decision"):
+        out["decision"] = {k: v for k, v in out["decision"].items() if k not in ADMIN_ONLY_DECISION}
+    return out
 
 
 @bp.get("/")
@@ -155,7 +171,7 @@ def versions():
         datasets=datasets,
         dataset=dataset,
         serving_version=current.version if current and model_name == served_model else None,
-        versions=rows,
+        versions=rows if is_admin() else [_public_row(r) for r in rows],
     )
 
 

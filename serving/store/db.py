@@ -48,7 +48,7 @@ feedback_table = sa.Table(
     sa.Column("model_version", sa.String(VERSION_MAX_CHARS), nullable=True),
     # True when the row cites a prediction the server signed; only those are trained on.
     sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
-    # The signed prediction the row judges, in its canonical form (serving.http.prediction_ids): one row per
+    # The signed prediction the row judges, in its canonical form (serving.prediction_ids): one row per
     # prediction, so a replayed id cannot add rows or count twice towards an alert. NULL for rows
     # stored before the column existed (NULLs never collide).
     sa.Column("prediction_id", sa.String(PREDICTION_ID_MAX_CHARS), nullable=True),

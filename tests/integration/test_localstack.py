@@ -23,6 +23,30 @@ def test_up_is_idempotent_and_env_points_at_the_stack(stack: StackSettings):
     assert '"endpoint_url"' in env["AIRFLOW_CONN_SENTIFLOW_S3"]
 
 
+def test_the_model_server_gets_none_of_the_pipelines_secrets(stack: StackSettings):
+    """Started from a process that holds the pipeline's identity (this session's environment, as after
+    ``eval "$(make -s env)"``), a replica still runs with only its own: no pipeline MLflow password,
+    signing key, admin S3 key or Airflow connection. (gunicorn's process title overwrites
+    ``/proc/<pid>/environ``, so the environment is read where the supervisor builds it.)"""
+    import os
+
+    from sentiflow import stack_auth
+
+    assert os.environ["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"]  # the parent holds them...
+    env = supervisor.service_env(localstack.services(stack)["model-server"])
+    pipeline_password = stack_auth.identity(stack.home, "pipeline").password.get_secret_value()
+    leaked = sorted(
+        k
+        for k, v in env.items()
+        if pipeline_password in v or stack.secret_access_key in v or k.startswith("AIRFLOW_CONN_")
+    )
+    assert not leaked, leaked  # ...the server does not
+    assert "SENTIFLOW_SIGNING_PRIVATE_KEY_PATH" not in env
+    assert env["MLFLOW_TRACKING_USERNAME"] == stack_auth.ROLES["server"]
+    assert env["SENTIFLOW_S3_ACCESS_KEY_ID"] != stack.access_key_id
+    assert env["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"] == os.environ["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"]
+
+
 def test_refuses_a_port_held_by_a_stranger(tmp_path):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))

@@ -1,8 +1,11 @@
-"""The library's layers (docs/DEVELOPING.md, "Layers and where a change goes"): no import circles, and no
-import that runs back up — a lower layer never imports a higher one, not even inside a function.
+"""The layers of the whole tree (docs/DEVELOPING.md, "Layers and where a change goes"): no import circles, no
+import that runs back up or sideways, and the model server apart from the pipeline.
 
-Read from the source (every ``import``/``from`` statement, at any depth), so a lazy import cannot hide an
-upward dependency. ``importlib`` lookups (the family registry finding ``sentiflow.families``) are not
+Read from the source (every ``import``/``from`` statement, at any depth), so a lazy import cannot hide a
+dependency. Between two parts, imports go strictly down: a part imports only parts of a lower rank, never
+one of its own rank. The library (``include/sentiflow``) never imports the applications built on it
+(``serving/``, ``dags/``, ``plugins/``); the model server imports nothing of the pipeline's
+(``SERVER_NEVER_IMPORTS``). ``importlib`` lookups (the family registry finding ``sentiflow.families``) are not
 imports and are the one sanctioned way down-to-up.
 """
 
@@ -12,53 +15,91 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LIB = ROOT / "include" / "sentiflow"
+#: Where each top-level package lives.
+TREES = {
+    "sentiflow": ROOT / "include" / "sentiflow",
+    "serving": ROOT / "serving",
+    "dags": ROOT / "dags",
+    "plugins": ROOT / "plugins",
+}
 
-#: Rank of each top-level part of ``sentiflow``: a module may import only parts of a lower or equal rank.
-RANKS = {
-    "orchestration": 6,
-    "demo": 6,
-    "airflow_local": 5,
+#: Rank of each part of the library (``sentiflow.<part>``).
+LIBRARY_RANKS = {
+    "demo": 8,
+    "orchestration": 8,
+    "airflow_local": 7,
+    "families": 7,
+    "gate": 7,
+    "config_doc": 6,
+    "offline": 6,
+    "train": 6,
+    "cli": 5,
+    "feedback": 5,
+    "localstack": 5,
+    "modeling": 5,
     "release": 5,
-    "families": 5,
-    "gate": 4,
-    "train": 4,
-    "feedback": 4,
-    "cli": 4,
-    "resign": 3,
-    "data": 3,
-    "offline": 3,
-    "config_doc": 3,
-    "s3_init": 3,
-    "modeling": 2,
-    "registry": 2,
-    "storage": 2,
-    "serving_client": 2,
+    "resign": 5,
+    "s3_init": 5,
+    "approval": 4,
+    "data": 4,
+    "signed_logging": 4,
+    "stack_auth": 4,
+    "serving_client": 3,
+    "signing": 3,
     "demo_progress": 2,
-    "signed_logging": 2,
-    "approval": 2,
-    "localstack": 2,
-    "stack_auth": 2,
     "mlflow_users": 2,
-    "signing": 1,
-    "mlflow_auth": 1,
-    "mlflow_auth_ini": 1,
+    "registry": 2,
+    "server_settings": 2,
+    "storage": 2,
+    "supervisor": 2,
+    "config": 1,
+    "cpu_quota": 1,
     "credentials_check": 1,
     "family_registry": 1,
-    "config": 1,
-    "server_settings": 1,
-    "supervisor": 1,
+    "mlflow_auth": 1,
+    "mlflow_auth_ini": 1,
     "names": 1,
-    "progress": 1,
-    "processes": 1,
     "ports": 1,
-    "cpu_quota": 1,
+    "processes": 1,
+    "progress": 1,
+}
+
+#: Rank of each part of the applications; any of them may import any part of the library.
+APPLICATION_RANKS = {
+    "serving.gunicorn": 6,  # gunicorn.conf.py
+    "serving.app": 5,
+    "serving.http": 4,
+    "serving.extension": 3,
+    "serving.model": 2,
+    "serving.store": 1,
+    "serving.metrics": 1,
+    "serving.releases": 1,
+    "serving.production": 1,
+    "serving.process": 1,
+    "serving.prediction_ids": 1,
+    "dags": 1,
+    "plugins": 1,
+}
+
+#: What a model-server replica must never run: the pipeline's training, gate, release and orchestration.
+SERVER_NEVER_IMPORTS = {
+    "gate",
+    "orchestration",
+    "release",
+    "train",
+    "families",
+    "data",
+    "demo",
+    "airflow_local",
 }
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(LIB.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    for package, folder in TREES.items():
+        if path.is_relative_to(folder):
+            parts = (package, *path.relative_to(folder).with_suffix("").parts)
+            return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    raise ValueError(f"{path} is outside {sorted(TREES)}")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -69,40 +110,83 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name == "sentiflow" or name.startswith("sentiflow.")}
+    return {name for name in found if name.split(".")[0] in TREES}
 
 
 def graph() -> dict[str, set[str]]:
-    modules = {module_name(p): p for p in LIB.rglob("*.py") if "__pycache__" not in p.parts}
+    modules = {
+        module_name(p): p
+        for folder in TREES.values()
+        for p in folder.rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
     edges: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets = set()
         for imported in imports_of(path):
             while imported and imported not in modules:
                 imported = imported.rpartition(".")[0]
-            if imported and imported != name and imported != "sentiflow":
+            if imported and imported != name and imported not in TREES:
                 targets.add(imported)
         edges[name] = targets
     return edges
 
 
 def part(module: str) -> str:
-    return module.split(".")[1] if module.count(".") else module
+    """``sentiflow.gate.judge``: ``gate``; ``serving.http.api``: ``serving.http``; ``dags.x``: ``dags``."""
+    package, _, rest = module.partition(".")
+    if package == "sentiflow":
+        return rest.split(".")[0]
+    if package == "serving":
+        return f"serving.{rest.split('.')[0]}"
+    return package
 
 
-def test_every_part_of_the_library_has_a_layer():
-    parts = {part(m) for m in graph() if m != "sentiflow"}
-    assert parts <= set(RANKS), f"give these a rank in RANKS (and docs/DEVELOPING.md): {parts - set(RANKS)}"
+def is_library(module: str) -> bool:
+    return module.split(".")[0] == "sentiflow"
 
 
-def test_no_import_runs_back_up_a_layer():
-    upward = sorted(
-        f"{source} -> {target}"
+def rank(module: str) -> int:
+    return (LIBRARY_RANKS if is_library(module) else APPLICATION_RANKS)[part(module)]
+
+
+def crossings() -> list[tuple[str, str]]:
+    """Every import from one part into another."""
+    return [
+        (source, target)
         for source, targets in graph().items()
         for target in targets
-        if source != "sentiflow" and RANKS[part(source)] < RANKS[part(target)]
+        if source not in TREES and part(source) != part(target)
+    ]
+
+
+def test_every_part_of_the_tree_has_a_layer():
+    parts = {(is_library(m), part(m)) for m in graph() if m not in TREES}
+    missing = {p for lib, p in parts if p not in (LIBRARY_RANKS if lib else APPLICATION_RANKS)}
+    assert not missing, f"give these a rank (and a place in docs/DEVELOPING.md): {sorted(missing)}"
+
+
+def test_imports_between_parts_go_strictly_down():
+    wrong = sorted(
+        f"{source} -> {target}"
+        for source, target in crossings()
+        if is_library(source) == is_library(target) and rank(source) <= rank(target)
     )
-    assert not upward, upward
+    assert not wrong, wrong
+
+
+def test_the_library_imports_no_application():
+    wrong = sorted(f"{s} -> {t}" for s, t in crossings() if is_library(s) and not is_library(t))
+    assert not wrong, wrong
+
+
+def test_the_model_server_imports_nothing_of_the_pipeline():
+    wrong = sorted(
+        f"{s} -> {t}"
+        for s, t in crossings()
+        if s.startswith("serving.") and is_library(t) and part(t) in SERVER_NEVER_IMPORTS
+    )
+    assert not wrong, wrong
 
 
 def test_no_import_circles():
@@ -128,7 +212,7 @@ def test_no_import_circles():
     assert not circles, circles
 
 
-def test_the_checker_sees_lazy_imports(tmp_path):
+def test_the_checker_sees_lazy_imports_and_sideways_ones(tmp_path):
     source = tmp_path / "m.py"
     source.write_text(
         "def f():\n    from sentiflow.orchestration import pod\n    import sentiflow.gate.judge\n"
@@ -138,3 +222,6 @@ def test_the_checker_sees_lazy_imports(tmp_path):
         "sentiflow.orchestration.pod",
         "sentiflow.gate.judge",
     }
+    # gate and families share a rank: an import between them is refused like an upward one
+    assert rank("sentiflow.gate.judge") == rank("sentiflow.families.tfidf")
+    assert part("serving.http.api") == "serving.http" and part("dags.sentiment_pipeline") == "dags"

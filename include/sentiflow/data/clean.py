@@ -1,10 +1,10 @@
-"""clean (the old AWS Glue job): raw snapshot → clean snapshot whose manifest points at its parent.
+"""clean: raw snapshot → clean snapshot whose manifest points at its parent.
 
 Cleaning is vectorized with Arrow compute kernels (RE2 regexes in C++ over whole columns): no per-row
-Python, which is what makes 50k IMDb reviews take well under a second (see benchmarks/clean_throughput.py).
+Python, so its cost is a few passes over whole columns (``benchmarks/clean_throughput.py``).
 It runs batch by batch over the raw parts (``iter_batches``) and writes parts as it goes, so its memory
-is a few batches plus the deduplication set: 8 bytes per distinct cleaned text (``DigestSet``), e.g.
-40 MiB for 5 million rows. ``clean_parts`` runs the same cleaning as Airflow mapped tasks, one per part.
+is a few batches plus the deduplication set: 8 bytes per distinct cleaned text (``DigestSet``).
+``clean_parts`` runs the same cleaning as Airflow mapped tasks, one per part.
 """
 
 from __future__ import annotations

@@ -14,15 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sentiflow.names import BEST_VAL_F1, LOWER_IS_BETTER, VAL_ACCURACY, VAL_AUC, VAL_F1, VAL_F1_WEIGHTED
+from sentiflow.names import BEST_VAL_F1, VAL_ACCURACY, VAL_AUC, VAL_F1, VAL_F1_WEIGHTED, lower_is_better
 
 #: What the form suggests for ``selection_metric`` (any logged metric is accepted).
 SELECTION_METRICS = [BEST_VAL_F1, VAL_F1_WEIGHTED, VAL_ACCURACY, VAL_AUC, VAL_F1]
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses and times are minimised; everything else (accuracy, F1, AUC...) is maximised."""
-    return metric in LOWER_IS_BETTER
 
 
 def direction(metric: str) -> Literal["higher", "lower"]:

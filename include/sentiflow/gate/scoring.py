@@ -24,9 +24,8 @@ from sentiflow.gate.comparison import ComparisonError, row_metric
 from sentiflow.gate.evidence import Evidence
 from sentiflow.gate.judge import Decision, judge
 from sentiflow.gate.policy import GatePolicy
-from sentiflow.gate.selection import pick_best
 from sentiflow.names import EVAL_SUBSET_SIZE, SEED, TAG_DATASET_MANIFEST
-from sentiflow.registry import Candidate
+from sentiflow.registry import Candidate, pick_best
 
 log = logging.getLogger(__name__)
 

@@ -159,8 +159,7 @@ class TransformerClassifier(TextClassifier):
         At 0 attention dropout, torch's scaled-dot-product attention runs its fused kernel on CPU too;
         with dropout it falls back to the unfused path and samples a batch x heads x length x length mask
         per layer. Dropout masks come from ``bernoulli_``, a serial loop on non-Intel CPUs
-        (pytorch/pytorch#138199): on a 2-core AMD CPU at 256 tokens they took about 20% (attention) and
-        7% (hidden states) of a training step (``benchmarks/train_throughput.py``).
+        (pytorch/pytorch#138199), a large share of a CPU training step (``benchmarks/train_throughput.py``).
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 

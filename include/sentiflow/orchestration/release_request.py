@@ -105,7 +105,7 @@ def gate_release(registered: dict[str, Any], selection_json: str, request_json: 
     fails with the gate's reason and nothing moves. The decision, with the requester and the forced reason,
     is the ``DECISION_KEY`` XCom either way (and the ``gate.*`` tags on the version's run).
     """
-    from sentiflow.gate.selection import SelectionError
+    from sentiflow.registry import SelectionError
 
     context = get_current_context()
     selection = SelectionParams.model_validate_json(selection_json)

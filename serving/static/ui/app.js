@@ -277,7 +277,9 @@
     try {
       state.versions = await api("/ui/api/versions?metric=" + encodeURIComponent(metric) +
         (model ? "&model=" + encodeURIComponent(model) : "") +
-        (dataset ? "&dataset=" + encodeURIComponent(dataset) : ""));
+        (dataset ? "&dataset=" + encodeURIComponent(dataset) : ""),
+        // with the admin token the rows carry their run ids and dataset URIs (shown on hover)
+        getToken() ? { headers: { Authorization: "Bearer " + getToken() } } : undefined);
     } catch (err) {
       state.versions = null;
       showError("versions-error", "Could not list the versions: " + err.message);

@@ -82,9 +82,12 @@ def test_mlflow_init_makes_the_users_each_component_logs_in_as(resolved, monkeyp
     assert not [
         k for k in server if "MLFLOW" in k and k.endswith("PASSWORD") and k != "MLFLOW_TRACKING_PASSWORD"
     ]
-    for name in ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-worker"):
+    # the init writes the pipeline's login into the sentiflow_mlflow connection; the task containers hold it
+    # for MLflow's own clients; the other Airflow containers never do (test_compose_secrets.py)
+    init = service_env(resolved, "airflow-init")
+    assert (init["SENTIFLOW_MLFLOW_USERNAME"], init["SENTIFLOW_MLFLOW_PASSWORD"]) == users["pipeline"]
+    for name in ("airflow-scheduler", "airflow-worker"):
         env = service_env(resolved, name)
-        assert (env["SENTIFLOW_MLFLOW_USERNAME"], env["SENTIFLOW_MLFLOW_PASSWORD"]) == users["pipeline"], name
         assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == users["pipeline"], name
 
 
@@ -101,7 +104,8 @@ MLFLOW_CREDENTIALS = {
         "SENTIFLOW_MLFLOW_AUTH_PIPELINE_PASSWORD",
         "SENTIFLOW_MLFLOW_AUTH_SERVER_PASSWORD",
     ),
-    ("airflow-scheduler", "airflow"): ("SENTIFLOW_MLFLOW_PASSWORD", "MLFLOW_TRACKING_PASSWORD"),
+    ("airflow-init", "airflow"): ("SENTIFLOW_MLFLOW_PASSWORD",),
+    ("airflow-scheduler", "airflow"): ("MLFLOW_TRACKING_PASSWORD",),
     ("model-server", "model-server"): ("MLFLOW_TRACKING_PASSWORD",),
 }
 

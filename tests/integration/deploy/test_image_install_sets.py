@@ -110,8 +110,7 @@ def test_model_server_image_migrates_boots_and_serves(
         bin_dir,
         app_dir,
         **{
-            **localstack.client_env(stack),
-            **stack_auth.model_server_env(stack.home),
+            **localstack.server_env(stack),
             "SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME": model_name,
             "SENTIFLOW_SERVER_FOLLOW_ALIAS": "champion",
             "SENTIFLOW_SERVER_FEEDBACK_DB_URL": db,

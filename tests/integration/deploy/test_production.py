@@ -108,7 +108,8 @@ def test_compose_runs_in_production_mode_and_keeps_mlflow_on_loopback():
     for service in ("model-server", "airflow-scheduler"):
         env = service_env(resolved, service)
         assert env["SENTIFLOW_ENV"] == "production"
-        assert env["SENTIFLOW_DRIFT_HASH_KEY"] and env["SENTIFLOW_SERVER_PREDICTION_SECRET"]
+        assert env["SENTIFLOW_DRIFT_HASH_KEY"]
+    assert service_env(resolved, "model-server")["SENTIFLOW_SERVER_PREDICTION_SECRET"]
     ports = resolved["services"]["mlflow"]["ports"]
     published = [p.get("host_ip") if isinstance(p, dict) else str(p).rsplit(":", 2)[0] for p in ports]
     assert published == ["127.0.0.1"], ports

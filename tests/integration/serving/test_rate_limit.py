@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from requests.adapters import HTTPAdapter
 
 from sentiflow import localstack
-from serving.http.prediction_ids import PredictionSigner
+from serving.prediction_ids import PredictionSigner
 from tests.devproxy import RoundRobinProxy
 from tests.devredis import RedisServer
 from tests.devserver import DevServer, own_registered_model

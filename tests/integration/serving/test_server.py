@@ -37,6 +37,7 @@ SERVER_ENV = {
     "SENTIFLOW_SERVER_THREADS": threads_for_clients(LOAD_CLIENTS),
     "SENTIFLOW_SERVER_RELOAD_POLL_S": "0.2",
     "SENTIFLOW_SERVER_MAX_TEXTS": "256",
+    "SENTIFLOW_SERVER_METRICS_TOKEN": "server-test-metrics-token",
 }
 
 
@@ -118,9 +119,16 @@ def test_starts_unready_without_deployed_version_or_champion(server):
     wait_ready(server)
     r = requests.get(f"{server.url}/ready", timeout=5)
     assert r.status_code == 503
-    assert "champion" in r.json()["reason"]
+    reason = r.json()["reason"]
+    assert "champion" in reason and "no version" in reason
     r = requests.post(f"{server.url}/predict", json={"text": "hello"}, timeout=5)
     assert r.status_code == 503 and r.json()["error"] == "not_ready"
+    # where the registry is goes only to the admin token, never to an anonymous caller
+    tracking = server.stack.mlflow_uri
+    assert tracking not in reason and tracking not in r.json()["message"]
+    assert tracking not in requests.get(f"{server.url}/model", timeout=5).json()["message"]
+    admin = requests.get(f"{server.url}/ready", headers=auth(server), timeout=5).json()["reason"]
+    assert "champion" in admin and tracking in admin
 
 
 def test_a_release_is_served_by_every_worker(server, versions):
@@ -128,11 +136,30 @@ def test_a_release_is_served_by_every_worker(server, versions):
     assert answer["alias_version"] == versions[0]
     assert [len(r["workers"]) for r in answer["replicas"]] == [2]
     assert {w["version"] for r in answer["replicas"] for w in r["workers"]} == {versions[0]}
+    assert all(r["host"] for r in answer["replicas"])  # the release's client sends the admin token
+    anonymous = requests.get(f"{server.url}/replicas", timeout=10).json()["replicas"]
+    assert {w["version"] for r in anonymous for w in r["workers"]} == {versions[0]}
+    assert not any({"host", "load_error", "alias_error"} & r.keys() for r in anonymous)
     assert champion() == versions[0]  # the registry says what is served
     assert {predict_version(server) for _ in range(20)} == {versions[0]}
-    model = requests.get(f"{server.url}/model", timeout=5).json()
+    model = requests.get(f"{server.url}/model", headers=auth(server), timeout=5).json()
     assert model["version"] == versions[0] and model["family"] == "tfidf-logreg" and model["run_id"]
-    assert model["deployed"]["version"] == versions[0]
+    assert model["deployed"]["version"] == versions[0] and model["source"]
+    anonymous = requests.get(f"{server.url}/model", timeout=5).json()
+    assert anonymous["version"] == versions[0] and anonymous["deployed"]["version"] == versions[0]
+    assert not {"run_id", "source"} & anonymous.keys()
+    assert not {"replica_id", "load_error"} & anonymous["deployed"].keys()
+
+
+def test_the_versions_table_shows_run_ids_and_dataset_uris_only_to_the_admin_token(server, versions):
+    url = f"{server.url}/ui/api/versions"
+    anonymous = requests.get(url, timeout=30).json()["versions"]
+    admin = requests.get(url, headers=auth(server), timeout=30).json()["versions"]
+    assert {r["version"] for r in anonymous} == {r["version"] for r in admin} >= set(versions)
+    assert all(r["run_id"] for r in admin)
+    assert not any({"run_id", "dataset_source", "dataset_uri"} & r.keys() for r in anonymous)
+    hidden = {"dag_run_id", "candidate_run_id", "champion_scored_on"}
+    assert not any(hidden & (r.get("decision") or {}).keys() for r in anonymous)
 
 
 def test_predict_batch_answers_per_text_with_scores(server, versions):
@@ -294,8 +321,16 @@ def test_feedback_is_stored_and_exported(server):
     assert bad.status_code == 400
 
 
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc"])
+def test_metrics_need_the_metrics_token(server, header):
+    headers = {"Authorization": header} if header else {}
+    r = requests.get(f"{server.url}/metrics", headers=headers, timeout=10)
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+
+
 def test_metrics_cover_requests_predictions_feedback_and_deploys(server, versions):
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    prometheus = {"Authorization": f"Bearer {SERVER_ENV['SENTIFLOW_SERVER_METRICS_TOKEN']}"}
+    text = requests.get(f"{server.url}/metrics", headers=prometheus, timeout=10).text
     assert 'sentiflow_server_requests_total{endpoint="/predict",method="POST",status="200"}' in text
     assert "sentiflow_server_request_latency_seconds_bucket" in text
     assert 'sentiflow_server_predictions_total{label="positive"}' in text
@@ -361,12 +396,18 @@ def test_only_the_pipelines_newest_approval_is_served(server, versions):
         client.set_registered_model_alias(s.registered_model_name, s.champion_alias, version)
         deadline, errors = time.monotonic() + 60, []
         while time.monotonic() < deadline:
-            replicas = requests.get(f"{server.url}/replicas", timeout=10).json()["replicas"]
-            workers = [w for r in replicas for w in r["workers"]]
+            replicas = requests.get(f"{server.url}/replicas", headers=auth(server), timeout=10).json()
+            workers = [w for r in replicas["replicas"] for w in r["workers"]]
             errors = [w["load_error"] or "" for w in workers if w["error_version"] == version]
             if len(errors) == 2 and all(why in e for e in errors):
                 break
             time.sleep(0.2)
         assert len(errors) == 2 and all(why in e for e in errors), errors
+        assert all(r["host"] for r in replicas["replicas"])
+        # an anonymous caller sees that the load failed, not why nor on which host
+        anonymous = requests.get(f"{server.url}/replicas", timeout=10).json()["replicas"]
+        assert [w["error_version"] for r in anonymous for w in r["workers"]] == [version, version]
+        assert not any({"host", "load_error", "alias_error"} & r.keys() for r in anonymous)
+        assert not any("load_error" in w for r in anonymous for w in r["workers"])
         assert {predict_version(server) for _ in range(10)} == {served}
     client.set_registered_model_alias(s.registered_model_name, s.champion_alias, served)

@@ -27,7 +27,7 @@ import requests
 
 from sentiflow.server_settings import ServerSettings
 from sentiflow.supervisor import logfile
-from serving.http.prediction_ids import state_dir_secret
+from serving.prediction_ids import state_dir_secret
 from serving.store.feedback import FeedbackStore
 from serving.store.migrate import open_database, upgrade
 from serving.store.replicas import ReplicaStore
@@ -77,9 +77,10 @@ def test_workers_opening_a_fresh_state_folder_together_never_fail(tmp_path) -> N
     assert all(len(seen) == 1 for seen in secrets_seen)  # one secret per folder, whoever made it
 
 
-def _answering_workers(url: str) -> set[int]:
+def _answering_workers(server: DevServer) -> set[int]:
     """The pids of the workers that have answered a request (``/metrics`` adds up every live worker)."""
-    text = requests.get(f"{url}/metrics", timeout=30).text
+    headers = {"Authorization": f"Bearer {server.token}"}
+    text = requests.get(f"{server.url}/metrics", headers=headers, timeout=30).text
     return {int(match.group(1)) for match in WORKER_REQUESTS.finditer(text) if float(match.group(2)) > 0}
 
 
@@ -116,7 +117,7 @@ def test_boots_on_fresh_state_folders_while_the_cores_are_busy(stack, tmp_path, 
             answered: set[int] = set()
             for _ in range(200):
                 assert requests.get(f"{server.url}/ready", timeout=30).status_code == 503  # no model: unready
-                answered = _answering_workers(server.url)
+                answered = _answering_workers(server)
                 if len(answered) == 2:
                     break
             assert server.pid is not None

@@ -320,11 +320,11 @@ def test_a_file_that_cannot_be_built_or_opened_fails_loudly_and_ships_nothing(sh
 
     folder = save_classifier(sharp, tmp_path / "classifier")
     with monkeypatch.context() as patch:
-        patch.setattr(onnx_runtime, "_quantize", _garbage_quantizer)
+        patch.setattr(onnx_runtime, "quantize_int8", _garbage_quantizer)
         with pytest.raises(OnnxExportError, match=r"cannot read model\.int8\.onnx as an ONNX model"):
             ship_onnx_models(sharp, folder)
     with monkeypatch.context() as patch:
-        patch.setattr(onnx_runtime, "_quantize", _kernel_less_quantizer)
+        patch.setattr(onnx_runtime, "quantize_int8", _kernel_less_quantizer)
         cannot_open = r"ONNX Runtime [\d.]+ cannot open model\.int8\.onnx with graph optimization 'basic'"
         with pytest.raises(OnnxExportError, match=cannot_open + r": .*MatMulWithoutKernel"):
             ship_onnx_models(sharp, folder)

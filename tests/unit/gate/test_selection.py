@@ -11,7 +11,7 @@ from sentiflow import names
 from sentiflow.gate.evidence import Evidence
 from sentiflow.gate.judge import Decision, judge
 from sentiflow.gate.policy import GatePolicy
-from sentiflow.gate.selection import Candidate, SelectionError, pick_best
+from sentiflow.registry import Candidate, SelectionError, pick_best
 from sentiflow.release.checks import CheckCase, InferenceCheckError, cases_from_csv, label_matches, run_check
 
 F1 = names.BEST_VAL_F1

@@ -109,7 +109,11 @@ def test_responses_of_a_working_session_match_the_document(app: Flask) -> None:
         ).status_code,
         client.post("/deploy", json={"version": "1", "requested_by": "ann"}, headers=headers).status_code,
         client.get("/metrics").status_code,
+        client.get("/metrics", headers=headers).status_code,
+        client.get("/replicas").status_code,
+        client.get("/replicas", headers=headers).status_code,
         client.get("/openapi.json").status_code,
     ]
-    assert statuses == [200, 200, 200, 201, 422, 400, 415, 200, 400, 401, 503, 400, 503, 200, 200]
+    expected = [200, 200, 200, 201, 422, 400, 415, 200, 400, 401, 503, 400, 503, 401, 200, 200, 200, 200]
+    assert statuses == expected
     assert problems == [], json.dumps(problems, indent=1)

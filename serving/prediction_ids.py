@@ -3,8 +3,8 @@
 ``/predict`` returns one ``prediction_id`` per text: an itsdangerous-signed token (HMAC with a server secret)
 that binds the model version, a hash of the text, the predicted label and the model's labels. ``/feedback``
 must send it back with the same text; a forged, altered or mismatched id is a 422, and so is a label the
-model does not know. So a stranger can no longer invent rows like ``predicted_label: "banana"``; the rows
-stored this way are marked ``verified`` and only those are merged into training.
+model does not know. So a stranger cannot invent rows like ``predicted_label: "banana"``; the rows
+stored this way are marked ``verified``.
 
 One feedback per prediction: the id is deterministic (one model version's answer to one text has one id) and
 ``verify`` returns it in canonical form, re-signed from the decoded payload. base64 decoding forgives a few
@@ -25,8 +25,6 @@ from pathlib import Path
 
 from filelock import FileLock
 from itsdangerous import BadSignature, URLSafeSerializer
-
-from serving.http.errors import ApiError
 
 SALT = "sentiflow.prediction-id.v1"
 SECRET_FILE = "prediction-secret"
@@ -58,6 +56,14 @@ class SignedPrediction:
     prediction_id: str = ""
 
 
+class PredictionIdError(ValueError):
+    """A prediction id that is forged or cites another text; ``error`` is the slug the API answers with."""
+
+    def __init__(self, message: str, error: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
 class PredictionSigner:
     def __init__(self, secret: str) -> None:
         if not secret:
@@ -68,20 +74,17 @@ class PredictionSigner:
         return self._serializer.dumps([str(model_version), text_hash(text), label, list(labels)])
 
     def verify(self, prediction_id: str, text: str) -> SignedPrediction:
-        """The signed prediction for ``text``; a 422 ``ApiError`` for anything forged or mismatched."""
+        """The signed prediction for ``text``; ``PredictionIdError`` for anything forged or mismatched."""
         try:
             version, hashed, label, labels = self._serializer.loads(prediction_id)
         except (BadSignature, ValueError, TypeError) as exc:
-            raise ApiError(
-                422,
+            raise PredictionIdError(
                 "prediction_id: not a prediction id this server signed; send the one /predict returned",
                 error="invalid_prediction_id",
             ) from exc
         if hashed != text_hash(text):
-            raise ApiError(
-                422,
-                "text: differs from the text the prediction_id was issued for",
-                error="prediction_id_mismatch",
+            raise PredictionIdError(
+                "text: differs from the text the prediction_id was issued for", error="prediction_id_mismatch"
             )
         canonical = self._serializer.dumps([version, hashed, label, labels])
         return SignedPrediction(
