@@ -131,6 +131,7 @@ def server_env(stack: StackSettings) -> dict[str, str]:
         f"{ENV_PREFIX}MLFLOW_TRACKING_URI": stack.mlflow_uri,
         "MLFLOW_TRACKING_URI": stack.mlflow_uri,
         f"{ENV_PREFIX}SERVER_ADMIN_TOKEN": stack.server_token,
+        f"{ENV_PREFIX}SERVER_REVIEWER_TOKEN": stack.reviewer_token,
         f"{ENV_PREFIX}SERVER_STATE_DIR": str(stack.home / "model-server"),
         # POST /deploy asks the local Airflow (``make airflow``) for release runs; 503 while it is down
         f"{ENV_PREFIX}SERVER_AIRFLOW_URL": f"http://{HOST}:{stack.airflow_port}",
