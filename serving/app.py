@@ -20,7 +20,7 @@ from sentiflow.config import MLflowSettings
 from sentiflow.server_settings import ServerSettings
 from serving import metrics
 from serving.extension import ServerExtension
-from serving.http import admin, api
+from serving.http import admin, api, review
 from serving.http.errors import register_error_handlers
 from serving.production import check_production_secrets
 
@@ -159,6 +159,7 @@ def create_app(
     _drain_unread_body(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(review.bp)
     _register_ui(app)
     _trust_proxies(app, settings)
     _rate_limit(app, settings)  # after every blueprint: it wraps the registered views

@@ -37,6 +37,11 @@ def check_production_secrets(
         "SENTIFLOW_DRIFT_HASH_KEY": _value(drift.hash_key),
     }
     problems = [f"{name} is empty or a placeholder" for name, v in secrets.items() if is_placeholder(v)]
+    if server.reviewer_token is not None:  # optional (unset: no review, no feedback trains), never weak
+        reviewer = _value(server.reviewer_token)
+        if is_placeholder(reviewer):
+            problems.append("SENTIFLOW_SERVER_REVIEWER_TOKEN is empty or a placeholder")
+        secrets["SENTIFLOW_SERVER_REVIEWER_TOKEN"] = reviewer
     if server.allow_unsigned_models:
         problems.append(
             "SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS is on: a development switch, never in production"

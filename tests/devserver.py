@@ -54,6 +54,10 @@ class DevServer:
         return self.stack.server_token
 
     @property
+    def reviewer_token(self) -> str:
+        return self.stack.reviewer_token
+
+    @property
     def state_dir(self) -> Path:
         return self.state_root or self.stack.home / "model-server"
 

@@ -39,6 +39,7 @@ PEM_MARKER = "-----BEGIN"
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "model-server": (
         "SENTIFLOW_SERVER_ADMIN_TOKEN",
+        "opt:SENTIFLOW_SERVER_REVIEWER_TOKEN",  # unset: no review, so no feedback trains
         "SENTIFLOW_SERVER_PREDICTION_SECRET",
         "SENTIFLOW_DRIFT_HASH_KEY",
         "SENTIFLOW_S3_SECRET_ACCESS_KEY",

@@ -49,6 +49,9 @@ class StackSettings(BaseSettings):
     secret_access_key: str = Field(default="sentiflow-secret", description="S3 secret it accepts.")
     bucket: str = Field(default="sentiflow", description="Bucket created at start.")
     server_token: str = Field(default="sentiflow-local-token", description="Local admin token.")
+    reviewer_token: str = Field(
+        default="sentiflow-local-reviewer-token", description="Local feedback reviewer token."
+    )
     grant_scope: str = Field(default="served", pattern="^(served|all)$", description=stack_auth.SCOPE_DOC)
     start_timeout_s: float = Field(default=120.0, description="Longest wait for a service to become healthy.")
 
@@ -96,6 +99,7 @@ def client_env(stack: StackSettings) -> dict[str, str]:
         f"{ENV_PREFIX}MLFLOW_TRACKING_URI": stack.mlflow_uri,
         f"{ENV_PREFIX}SERVER_URL": stack.server_url,
         f"{ENV_PREFIX}SERVER_ADMIN_TOKEN": stack.server_token,
+        f"{ENV_PREFIX}SERVER_REVIEWER_TOKEN": stack.reviewer_token,
         f"{ENV_PREFIX}SERVER_STATE_DIR": str(stack.home / "model-server"),
         "MLFLOW_TRACKING_URI": stack.mlflow_uri,
         # Airflow: its own home, our DAGs, no examples, connections as env vars (no DB writes needed).
@@ -107,7 +111,8 @@ def client_env(stack: StackSettings) -> dict[str, str]:
         "AIRFLOW_CONN_SENTIFLOW_S3": json.dumps(aws_conn),
         "AIRFLOW_CONN_SENTIFLOW_MLFLOW": stack_auth.mlflow_connection(stack.home, stack.mlflow_uri),
         "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(
-            {"conn_type": "http", "host": stack.server_url, "password": stack.server_token}
+            # the pipeline calls the server only for the training export of reviewed feedback
+            {"conn_type": "http", "host": stack.server_url, "password": stack.reviewer_token}
         ),
     }
 
@@ -126,6 +131,7 @@ def server_env(stack: StackSettings) -> dict[str, str]:
         f"{ENV_PREFIX}MLFLOW_TRACKING_URI": stack.mlflow_uri,
         "MLFLOW_TRACKING_URI": stack.mlflow_uri,
         f"{ENV_PREFIX}SERVER_ADMIN_TOKEN": stack.server_token,
+        f"{ENV_PREFIX}SERVER_REVIEWER_TOKEN": stack.reviewer_token,
         f"{ENV_PREFIX}SERVER_STATE_DIR": str(stack.home / "model-server"),
         # POST /deploy asks the local Airflow (``make airflow``) for release runs; 503 while it is down
         f"{ENV_PREFIX}SERVER_AIRFLOW_URL": f"http://{HOST}:{stack.airflow_port}",

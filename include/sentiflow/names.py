@@ -130,6 +130,10 @@ FEEDBACK_ROWS_UNLABELLED = "feedback_rows_unlabelled"
 #: Rows that cite a prediction the server signed (only those are trained on) and rows cut by the cap.
 FEEDBACK_ROWS_VERIFIED = "feedback_rows_verified"
 FEEDBACK_ROWS_OVER_CAP = "feedback_rows_over_cap"
+#: Feedback rows no reviewer accepted or corrected: never trained on.
+FEEDBACK_ROWS_UNREVIEWED = "feedback_rows_unreviewed"
+#: ``{reviewer: rows}`` of the feedback rows a run added to train (the merged manifest's notes).
+FEEDBACK_ROWS_BY_REVIEWER = "feedback_rows_by_reviewer"
 DRIFT_PSI_TEXT_LENGTH = "drift_psi_text_length"
 DRIFT_PSI_LABEL = "drift_psi_label"
 DRIFT_OOV_RATE = "drift_oov_rate"

@@ -1,7 +1,8 @@
 """The model server's settings (``SENTIFLOW_SERVER_*``): limits, tuning knobs and its shared database.
 
 Its own module because it is the largest settings class and the one the server's operators read; the
-clients (the DAG's deploy and check steps) read the same object for ``url`` and ``admin_token``.
+clients (the DAG's deploy and check steps, its feedback export) read the same object for ``url``,
+``admin_token`` and ``reviewer_token``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from sentiflow.config import settings_config
 class ServerSettings(BaseSettings):
     """The Flask model server (``serving/``) and its clients. Env: ``SENTIFLOW_SERVER_*``.
 
-    The local stack sets ``URL``, ``ADMIN_TOKEN`` and ``STATE_DIR``; the rest are limits and tuning knobs.
+    The local stack sets ``URL``, ``ADMIN_TOKEN``, ``REVIEWER_TOKEN`` and ``STATE_DIR``; the rest are limits
+    and tuning knobs.
     """
 
     model_config = settings_config("SERVER_")
@@ -26,14 +28,27 @@ class ServerSettings(BaseSettings):
     url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients (the DAG) call.")
     admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for /deploy, /deploy/status and /feedback/export, and for the details of "
+        description="Bearer token for /deploy and /deploy/status (releases), and for the details of "
         "/replicas, /ready and /ui/api/* (host names, load errors, run ids); unset = the admin endpoints "
-        "refuse.",
+        "refuse. It does not read or review feedback (reviewer_token does).",
     )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="Bearer token Prometheus sends to scrape /metrics (the admin token works too); unset = "
         "only the admin token may read /metrics.",
+    )
+    reviewer_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of feedback reviewers: the review queue (/feedback/review, its web "
+        "view), /feedback/export and /feedback/import; the pipeline's training export uses it too. Unset = "
+        "those refuse and no feedback is ever reviewed, so none trains.",
+    )
+    auto_accept_min_clients: int = Field(
+        default=0,
+        ge=0,
+        description="Auto-accept: a pending flag is accepted without a reviewer once this many distinct "
+        "clients sent the same text (ignoring case and surrounding spaces) with the same label, and that "
+        "label is not the one the model predicted. 0 = off (every flag waits for a reviewer).",
     )
     state_dir: Path = Field(
         default=Path(".stack/model-server"),

@@ -220,26 +220,39 @@ class ModelServerClient:
             url=f"{self.url}/model",
         )
 
-    def feedback_export(self, fmt: str = "csv", *, since_id: int = 0, limit: int | None = None) -> bytes:
+    def feedback_export(
+        self,
+        fmt: str = "csv",
+        *,
+        since_id: int = 0,
+        limit: int | None = None,
+        status: str = "all",
+        since_review: int | None = None,
+    ) -> bytes:
         """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version,
-        verified)."""
-        params: dict[str, Any] = {"format": fmt, "since_id": since_id}
+        verified, status, review_label, review_seq, reviewed_by, ...); needs the reviewer token.
+        ``status="trainable"`` with ``since_review`` is the training export."""
+        params: dict[str, Any] = {"format": fmt, "since_id": since_id, "status": status}
         if limit is not None:
             params["limit"] = limit
+        if since_review is not None:
+            params["since_review"] = since_review
         return self._request("GET", "/feedback/export", admin=True, params=params).content
 
-    def feedback_frame(self, *, since_id: int = 0):
+    def feedback_frame(self, *, since_id: int = 0, status: str = "all", since_review: int | None = None):
         """The export as a pandas frame (parquet keeps types)."""
         import io
 
         import pandas as pd
 
-        return pd.read_parquet(io.BytesIO(self.feedback_export("parquet", since_id=since_id)))
+        payload = self.feedback_export("parquet", since_id=since_id, status=status, since_review=since_review)
+        return pd.read_parquet(io.BytesIO(payload))
 
 
 @dataclass(frozen=True)
 class ServerEndpoint:
-    """Where the model server answers and its admin token (from the pipeline's Airflow connection)."""
+    """Where the model server answers and the pipeline's token for it (from its Airflow connection: the
+    reviewer token, which the training export of reviewed feedback needs)."""
 
     url: str
     token: str | None

@@ -1,4 +1,4 @@
-"""Admin blueprint: manual releases as Airflow runs (token), the live replicas, feedback export (token)."""
+"""Admin blueprint: manual releases as Airflow runs (admin token), the live replicas."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from serving.http.auth import is_admin, require_admin
 from serving.http.bodies import parse_body
 from serving.http.errors import ApiError
 from serving.http.openapi import ErrorBody, document
-from serving.http.queries import DeployQuery, DeployStatusQuery, ExportQuery, parse_query
+from serving.http.queries import DeployQuery, DeployStatusQuery, parse_query
 from serving.http.replica_schemas import ReplicasDetail, ReplicasResponse, dump
 from serving.http.schemas import DeployRequest, ReleaseRunStatus
 from serving.releases import (
@@ -148,26 +148,3 @@ def _name_the_replica(response: Response) -> Response:
     """``X-Sentiflow-Replica`` on every answer: which replica (pod) behind the Service answered."""
     response.headers["X-Sentiflow-Replica"] = server().replica_id
     return response
-
-
-@bp.get("/feedback/export")
-@document(
-    summary="Export stored feedback (admin token)",
-    query=ExportQuery,
-    responses={
-        200: (("text/csv", "application/vnd.apache.parquet"), "The rows, as a file"),
-        400: ErrorBody,
-        401: ErrorBody,
-    },
-)
-@require_admin
-def feedback_export():
-    query = parse_query(ExportQuery)
-    fmt = query.format
-    payload = server().feedback.export(fmt, since_id=query.since_id, limit=query.limit)
-    mimetype = "text/csv" if fmt == "csv" else "application/vnd.apache.parquet"
-    return Response(
-        payload,
-        mimetype=mimetype,
-        headers={"Content-Disposition": f"attachment; filename=feedback.{fmt}"},
-    )

@@ -199,7 +199,8 @@ def predict():
     description="Must cite the `prediction_id` /predict returned for the same text; `true_label` must be "
     "one of that model's labels (a 422 otherwise: no schema can state a signature). One feedback per "
     "prediction: a second post citing the same `prediction_id` is a 409 and stores nothing. Rate-limited "
-    "per client (SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT).",
+    "per client (SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT). The row waits `pending` until a reviewer accepts "
+    "it (/feedback/review): only reviewed rows train.",
     body=FeedbackRequest,
     responses={
         201: FeedbackRecordOut,
@@ -232,6 +233,7 @@ def post_feedback():
             model_version=signed.model_version,
             verified=True,
             prediction_id=signed.prediction_id,
+            client=request.remote_addr,  # the rate limit's key: what auto-accept counts as one client
         )
     except DuplicateFeedback as exc:
         raise ApiError(
@@ -242,6 +244,8 @@ def post_feedback():
         ) from exc
     metrics.FEEDBACK.labels(outcome="correct" if record.correct else "wrong").inc()
     ext.notify_feedback_stored(record)
+    if ext.feedback.auto_accept(record, ext.settings.auto_accept_min_clients):
+        record = ext.feedback.get(record.id) or record
     return jsonify(record.to_json()), 201
 
 

@@ -1,5 +1,7 @@
-"""Bearer-token checks, compared in constant time: the admin token (deploy, feedback export, every detail of
-the read-only views) and the metrics token (Prometheus's scrape of ``/metrics``)."""
+"""Bearer-token checks, compared in constant time, one token per job: the admin token (deploy, every detail of
+the read-only views), the reviewer token (the feedback review queue, its export and import) and the metrics
+token (Prometheus's scrape of ``/metrics``). The admin token reads no feedback; the reviewer token releases
+nothing."""
 
 from __future__ import annotations
 
@@ -65,6 +67,10 @@ def _admin() -> None:
     _check(("SENTIFLOW_SERVER_ADMIN_TOKEN", server().settings.admin_token))
 
 
+def _reviewer() -> None:
+    _check(("SENTIFLOW_SERVER_REVIEWER_TOKEN", server().settings.reviewer_token))
+
+
 def _metrics() -> None:
     settings = server().settings
     _check(
@@ -73,7 +79,9 @@ def _metrics() -> None:
     )
 
 
-#: The admin endpoints: deploy, deploy status, feedback export.
+#: The admin endpoints: deploy, deploy status.
 require_admin = _guard(_admin)
+#: The review endpoints: the queue, feedback export and import (``SENTIFLOW_SERVER_REVIEWER_TOKEN`` only).
+require_reviewer = _guard(_reviewer)
 #: ``/metrics``: Prometheus's own token (``SENTIFLOW_SERVER_METRICS_TOKEN``), or the admin token.
 require_metrics = _guard(_metrics)

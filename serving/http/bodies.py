@@ -101,14 +101,19 @@ def load_json_object() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise ApiError(400, "empty body: send a JSON object")
+    return json_object(raw, "the body")
+
+
+def json_object(raw: str | bytes, what: str) -> dict[str, Any]:
+    """``raw`` as a JSON object (a body, a line of a JSONL upload), or a 400/422 naming ``what``."""
     try:
         data: Any = json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except RecursionError:
-        raise ApiError(400, "JSON nested too deeply", error="too_deeply_nested") from None
+        raise ApiError(400, f"{what}: JSON nested too deeply", error="too_deeply_nested") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}", error="malformed_json") from None
+        raise ApiError(400, f"{what}: malformed JSON: {exc}", error="malformed_json") from None
     if not isinstance(data, dict):
-        raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
+        raise ApiError(400, f"{what} must be a JSON object, got {type(data).__name__}")
     check_tree(data)
     return data
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import request
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, ValidationError
 
 from serving.http.errors import ApiError
 
@@ -83,10 +83,52 @@ class DeployStatusQuery(BaseModel):
     id: str = Field(min_length=1, max_length=250, description="The release run's id (dag_run_id).")
 
 
-class ExportQuery(BaseModel):
-    format: Literal["csv", "parquet"] = "csv"
+#: A short filter value (a label, a version, a client address, a piece of text).
+QueryText = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+
+
+class FeedbackFilterQuery(BaseModel):
+    """Which feedback rows: every given parameter must match (``serving.store.feedback.ReviewFilter``)."""
+
+    status: Literal["pending", "accepted", "corrected", "rejected", "trainable", "all"] = Field(
+        default="pending", description="Review status; trainable = accepted or corrected."
+    )
+    label: QueryText | None = Field(default=None, description="The label the row claims is right.")
+    predicted_label: QueryText | None = None
+    model_version: QueryText | None = None
+    client: QueryText | None = Field(default=None, description="The client address that sent it.")
+    since: Annotated[AwareDatetime, _at_most(40)] | None = Field(
+        default=None, description="Sent at or after (ISO 8601 with a time zone)."
+    )
+    until: Annotated[AwareDatetime, _at_most(40)] | None = Field(
+        default=None, description="Sent before (ISO 8601 with a time zone)."
+    )
+    text_contains: QueryText | None = Field(default=None, description="Case-insensitive piece of the text.")
+
+
+class ReviewListQuery(FeedbackFilterQuery):
+    limit: int = Field(default=100, ge=1, le=1000, description="At most this many rows.")
+    offset: QueryInt = 0
+
+
+class ExportQuery(FeedbackFilterQuery):
+    status: Literal["pending", "accepted", "corrected", "rejected", "trainable", "all"] = Field(
+        default="all", description="Review status; trainable = accepted or corrected."
+    )
+    format: Literal["csv", "parquet", "jsonl"] = "csv"
     since_id: QueryInt = Field(default=0, description="Only rows with a larger id.")
+    since_review: QueryInt | None = Field(
+        default=None,
+        description="Only rows decided after this review (their review_seq is larger), in decision order: "
+        "the training export's watermark.",
+    )
     limit: QueryInt | None = Field(default=None, description="At most this many rows.")
+
+
+class ImportQuery(BaseModel):
+    reviewer: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]*\S[^\x00]*$")] = Field(
+        description="Who decided: recorded with each decision."
+    )
 
 
 class DailyFeedbackQuery(BaseModel):

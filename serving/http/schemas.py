@@ -10,10 +10,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
-from serving.store.db import LABEL_MAX_CHARS, PREDICTION_ID_MAX_CHARS, VERSION_MAX_CHARS
+from serving.store.db import (
+    LABEL_MAX_CHARS,
+    MAX_ROW_ID,
+    PREDICTION_ID_MAX_CHARS,
+    REVIEWER_MAX_CHARS,
+    VERSION_MAX_CHARS,
+)
 
 #: Python's whitespace (what ``str.strip`` removes), spelled out instead of ``\s``, whose meaning differs
 #: between regex dialects (Python, ECMA, Rust): the class reads alike in all of them.
@@ -257,6 +272,93 @@ class FeedbackRecordOut(BaseModel):
     model_version: str | None
     verified: bool
     prediction_id: str | None = Field(description="The judged prediction's signed id (canonical form).")
+    client: str | None = Field(default=None, description="The client address that sent it.")
+    status: Literal["pending", "accepted", "corrected", "rejected"] = Field(
+        description="Review status: only accepted and corrected rows train."
+    )
+    review_label: str | None = Field(default=None, description="The reviewer's label of a corrected row.")
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
+
+
+#: Who reviews: recorded with each decision.
+Reviewer = Annotated[StrictStr, Field(min_length=1, max_length=REVIEWER_MAX_CHARS, pattern=TEXT_PATTERN)]
+
+
+class ReviewRequest(_Body):
+    """One decision on one row: accept the user's label, correct it (``label``), or reject the row."""
+
+    decision: Literal["accept", "correct", "reject"]
+    reviewer: Reviewer
+    label: Label | None = Field(default=None, description="The label to train with; required by correct.")
+
+    @model_validator(mode="after")
+    def _label_with_correct(self) -> ReviewRequest:
+        if self.decision == "correct" and self.label is None:
+            raise ValueError("decision 'correct' needs 'label': the label the row should train with")
+        return self
+
+
+class ReviewFilterBody(_Body):
+    """Which rows a bulk decision covers: every given field must match; at least one must be given."""
+
+    status: Literal["pending", "accepted", "corrected", "rejected"] = "pending"
+    label: Label | None = Field(default=None, description="The label the row claims is right.")
+    predicted_label: Label | None = None
+    model_version: Version | None = None
+    client: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+    since: AwareDatetime | None = Field(default=None, description="Sent at or after.")
+    until: AwareDatetime | None = Field(default=None, description="Sent before.")
+    text_contains: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    ids: (
+        Annotated[
+            list[Annotated[int, Field(ge=1, le=MAX_ROW_ID, strict=True)]],
+            Field(min_length=1, max_length=10_000),
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _narrowed(self) -> ReviewFilterBody:
+        if not self.model_fields_set - {"status"}:
+            raise ValueError("give at least one criterion besides status (label, client, ids, ...)")
+        return self
+
+
+class BulkReviewRequest(ReviewRequest):
+    """One decision on every row the filter covers."""
+
+    filter: ReviewFilterBody
+
+
+class ReviewDecisionOut(BaseModel):
+    """What a bulk decision did."""
+
+    review_id: int | None = Field(description="The decision's id (null when no row changed).")
+    changed: int = Field(description="Rows whose status changed (rows already so are left as they are).")
+
+
+class FeedbackPage(BaseModel):
+    """Rows of the review queue, oldest first, and how many match in all."""
+
+    total: int
+    rows: list[FeedbackRecordOut]
+
+
+class ImportLine(BaseModel):
+    line: int
+    id: int | None
+    outcome: Literal["decided", "unchanged", "unknown_id", "error"]
+    message: str | None = None
+
+
+class ImportResult(BaseModel):
+    """One outcome per imported line; the lines that could apply did, whatever the others."""
+
+    decided: int
+    unchanged: int
+    failed: int
+    lines: list[ImportLine]
 
 
 def apply_limits(schemas: dict[str, Any], *, max_texts: int, max_text_chars: int) -> None:

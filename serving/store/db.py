@@ -28,6 +28,10 @@ LABEL_MAX_CHARS = 128
 VERSION_MAX_CHARS = 64
 PREDICTION_ID_MAX_CHARS = 2048
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CLIENT_MAX_CHARS = 255
+#: Largest row id (an integer column is 32-bit in Postgres): a request naming a larger one names no row.
+MAX_ROW_ID = 2**31 - 1
+REVIEWER_MAX_CHARS = 128
 
 metadata = sa.MetaData()
 
@@ -48,7 +52,33 @@ feedback_table = sa.Table(
     # prediction, so a replayed id cannot add rows or count twice towards an alert. NULL for rows
     # stored before the column existed (NULLs never collide).
     sa.Column("prediction_id", sa.String(PREDICTION_ID_MAX_CHARS), nullable=True),
+    # Who sent it: the rate limit's client key (the peer, or the address ProxyFix found).
+    sa.Column("client", sa.String(CLIENT_MAX_CHARS), nullable=True),
+    # The review (serving.store.feedback): pending until a reviewer (or auto-accept) decides; only
+    # accepted and corrected rows train. review_label is the reviewer's label of a corrected row; review_id
+    # the decision that set the status (feedback_reviews: who and when).
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'pending'"), index=True),
+    sa.Column("review_label", sa.String(LABEL_MAX_CHARS), nullable=True),
+    sa.Column(
+        "review_id",
+        sa.Integer,
+        sa.ForeignKey("feedback_reviews.id", name="fk_feedback_review_id"),
+        nullable=True,
+        index=True,
+    ),
     sa.UniqueConstraint("prediction_id", name="uq_feedback_prediction_id"),
+)
+#: One row per reviewer decision (one accept, or one bulk accept of many rows): who, when, what. Its id
+#: orders decisions, so the training export's watermark moves over decisions, not over feedback ids: a row
+#: reviewed after newer rows were exported still reaches the next training run.
+feedback_reviews_table = sa.Table(
+    "feedback_reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("reviewer", sa.String(REVIEWER_MAX_CHARS), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("label", sa.String(LABEL_MAX_CHARS), nullable=True),
 )
 #: One row per alert kind: when the last alert was raised and until when the kind stays quiet. Shared by
 #: every gunicorn worker (and replicas on one database), so "one alert per window" holds across them.

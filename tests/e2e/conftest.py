@@ -77,7 +77,7 @@ class GoldenRun:
 def _store_feedback(server: DevServer) -> None:
     from sentiflow.server_settings import ServerSettings
     from serving.store.db import Database
-    from serving.store.feedback import FeedbackStore
+    from serving.store.feedback import PENDING, FeedbackStore, ReviewFilter
 
     url = ServerSettings(state_dir=server.state_dir).resolved_feedback_db_url
     feedback = FeedbackStore(Database(url))  # the server's start migrated it
@@ -87,6 +87,8 @@ def _store_feedback(server: DevServer) -> None:
                 text=text, predicted_label=predicted, correct=correct, true_label=true_label, verified=True
             )
         feedback.add(text=UNVERIFIED_TEXT, predicted_label="banana", correct=False, true_label="negative")
+        # a reviewer accepts every row: what trains is then decided by the pipeline's own rules
+        feedback.decide(ReviewFilter(status=PENDING), "accept", reviewer="e2e reviewer")
     finally:
         feedback.db.dispose()
 

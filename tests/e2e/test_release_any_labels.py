@@ -214,7 +214,7 @@ def test_three_classes_not_comparable_then_forced_served_checked_and_flagged(env
     assert response.status_code == 201, response.text
     after = requests.get(f"{stack.server_url}/ui/api/feedback/daily?days=1", timeout=30).json()
     assert after["days"][-1]["wrong"] == before["days"][-1]["wrong"] + 1
-    exported = server.feedback_frame()
+    exported = ModelServerClient(stack.server_url, stack.reviewer_token).feedback_frame()
     row = exported[exported["text"] == text].iloc[-1]
     assert row["true_label"] == right and not bool(row["correct"])
 

@@ -50,6 +50,7 @@ NEG = ["dull and too long", "badly acted, boring", "boring plot, dull acting", "
 class UiServer:
     url: str  # with the prefix
     token: str
+    reviewer_token: str
     versions: list[str]  # [older, newer]
     broken: str
 
@@ -116,7 +117,13 @@ def ui_server(stack) -> Iterator[UiServer]:
     service = replace(service, env=env, health=_ok(f"{url}/ready"))
     supervisor.start(stack, service)
     try:
-        yield UiServer(url=url, token=stack.server_token, versions=[a, b], broken=broken)
+        yield UiServer(
+            url=url,
+            token=stack.server_token,
+            reviewer_token=stack.reviewer_token,
+            versions=[a, b],
+            broken=broken,
+        )
     finally:
         supervisor.stop(stack, "model-server")
 
@@ -208,7 +215,7 @@ def test_page_walkthrough(ui_server, browser, artifacts, monkeypatch):
     page.screenshot(path=str(artifacts / "03-predictions-and-feedback.png"), full_page=True)
     export = requests.get(
         f"{ui_server.url}/feedback/export",
-        headers={"Authorization": f"Bearer {ui_server.token}"},
+        headers={"Authorization": f"Bearer {ui_server.reviewer_token}"},
         timeout=10,
     )
     rows = pd.read_csv(io.StringIO(export.text))
@@ -380,4 +387,57 @@ def test_versions_table_is_readable_at_1280_and_filters_by_registered_model(ui_s
     expect(page.locator("#versions-body .dataset-name")).to_have_text("cardiffnlp/tweet_eval")
     expect(page.locator("#versions-body")).to_contain_text("not served")
     expect(page.locator("#deploy-best")).to_be_disabled()
+    context.close()
+
+
+def test_reviewer_view_signs_in_and_accepts_corrects_and_rejects(ui_server, browser, artifacts):
+    """The reviewer's view: the admin token does not open it; the reviewer token lists pending feedback,
+    and accept, correct and a bulk reject by filter each reach the store with the reviewer's name."""
+    from playwright.sync_api import expect
+
+    marker = "reviewview"
+    texts = [f"{marker} {word} film" for word in ("wonderful", "dreadful", "spam one", "spam two")]
+    predicted = requests.post(f"{ui_server.url}/predict", json={"texts": texts}, timeout=30).json()
+    ids = []
+    for text, p in zip(texts, predicted["predictions"], strict=True):
+        body = {"prediction_id": p["prediction_id"], "text": text, "correct": True}
+        ids.append(requests.post(f"{ui_server.url}/feedback", json=body, timeout=10).json()["id"])
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{ui_server.url}/ui/")
+    expect(page.locator("#review-summary")).to_contain_text("Sign in with the reviewer token")
+    page.fill("#reviewer-token-input", ui_server.token)  # the admin token is not a reviewer's
+    page.press("#reviewer-token-input", "Enter")
+    expect(page.locator("#review-error")).to_contain_text("invalid bearer token")
+    page.fill("#reviewer-token-input", ui_server.reviewer_token)
+    page.press("#reviewer-token-input", "Enter")
+    page.fill("#reviewer-name", "ui reviewer")
+    page.dispatch_event("#reviewer-name", "change")
+    page.fill("#review-contains", marker)
+    page.click("#review-apply")
+    rows = page.locator("#review-body tr")
+    expect(rows).to_have_count(4)
+    assert ui_server.reviewer_token not in page.content()
+
+    rows.nth(0).get_by_role("button", name="Accept").click()
+    expect(rows).to_have_count(3)
+    rows.nth(0).locator("select").select_option("positive")
+    rows.nth(0).get_by_role("button", name="Correct").click()
+    expect(rows).to_have_count(2)
+    page.fill("#review-contains", f"{marker} spam")
+    page.click("#review-reject-all")
+    expect(page.locator("#review-summary")).to_contain_text("reject: 2 rows")
+    expect(rows).to_have_count(0)
+    page.screenshot(path=str(artifacts / "08-review.png"), full_page=True)
+
+    export = requests.get(
+        f"{ui_server.url}/feedback/export?format=jsonl&text_contains={marker}",
+        headers={"Authorization": f"Bearer {ui_server.reviewer_token}"},
+        timeout=10,
+    )
+    decided = {row["id"]: row for row in map(json.loads, export.text.splitlines())}
+    assert [decided[i]["status"] for i in ids] == ["accepted", "corrected", "rejected", "rejected"]
+    assert decided[ids[1]]["review_label"] == "positive"
+    assert {decided[i]["reviewed_by"] for i in ids} == {"ui reviewer"}
     context.close()

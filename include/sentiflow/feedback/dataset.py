@@ -11,6 +11,10 @@ Rules, all enforced here so every caller gets them:
   so metrics stay comparable with the champion's;
 * only **verified** rows are trained on: those that cited a prediction the server signed; an
   export without the ``verified`` column (an older server) counts as unverified;
+* only **reviewed** rows are trained on: ``status`` accepted (the user's label) or corrected (the
+  reviewer's ``review_label``); pending and rejected rows, and an export without ``status``, never train.
+  Each row keeps its reviewer (``reviewed_by``) in the feedback snapshot, and the merged manifest's notes
+  count the rows added per reviewer (``feedback_rows_by_reviewer``);
 * at most ``max_fraction`` x the base train split's rows are added (the most recent win), so a flood of
   feedback cannot outweigh the dataset; the rest stay in the feedback snapshot, counted.
 
@@ -35,8 +39,10 @@ import pyarrow.compute as pc
 from sentiflow.config import DataSettings
 from sentiflow.data.snapshot import Manifest, SnapshotWriter, iter_batches, read_manifest, write_snapshot
 from sentiflow.names import (
+    FEEDBACK_ROWS_BY_REVIEWER,
     FEEDBACK_ROWS_OVER_CAP,
     FEEDBACK_ROWS_UNLABELLED,
+    FEEDBACK_ROWS_UNREVIEWED,
     FEEDBACK_ROWS_USED,
     FEEDBACK_ROWS_VERIFIED,
     FEEDBACK_SNAPSHOT_URI,
@@ -47,7 +53,19 @@ from sentiflow.names import (
 from sentiflow.storage import ObjectStore
 
 REQUIRED_COLUMNS = ("text", "predicted_label", "correct")
-OPTIONAL_COLUMNS = ("true_label", "created_at", "model_version", "id", "verified")
+OPTIONAL_COLUMNS = (
+    "true_label",
+    "created_at",
+    "model_version",
+    "id",
+    "verified",
+    "status",
+    "review_label",
+    "reviewed_by",
+    "review_seq",
+)
+#: Review statuses that train (the server's ``serving.store.feedback.TRAINABLE``).
+ACCEPTED, CORRECTED = "accepted", "corrected"
 FEEDBACK_KIND = "feedback"
 MERGED_KIND = "clean-with-feedback"
 
@@ -127,18 +145,31 @@ def label_feedback(rows: pd.DataFrame, label_names: list[str], *, clean: bool = 
         if "verified" in frame.columns
         else pd.Series(False, index=frame.index)
     )
+    status = (
+        frame["status"].astype("string").str.strip().str.lower()
+        if "status" in frame.columns
+        else pd.Series(pd.NA, index=frame.index, dtype="string")
+    )
+    corrected = (status == CORRECTED).fillna(False).astype(bool)
+    reviewed = corrected | (status == ACCEPTED).fillna(False).astype(bool)
+    for column in ("review_label", "reviewed_by"):
+        if column not in frame.columns:
+            frame[column] = None
     predicted = _label_ids(frame["predicted_label"], label_names)
     given = _label_ids(frame["true_label"], label_names)
     has_true_label = frame["true_label"].notna() & (frame["true_label"].astype(str).str.strip() != "")
 
-    label = given.where(~correct, predicted)
-    unlabelled = ~correct & ~has_true_label
+    # a reviewer's correction wins over what the user said
+    label = given.where(~correct, predicted).where(~corrected, _label_ids(frame["review_label"], label_names))
+    unlabelled = ~correct & ~has_true_label & ~corrected
     unknown = label.isna() & ~unlabelled
-    keep = ~unlabelled & ~unknown & verified
+    keep = ~unlabelled & ~unknown & verified & reviewed
     counts = {
         "feedback_rows_total": len(frame),
         FEEDBACK_ROWS_VERIFIED: int(verified.sum()),
         "feedback_rows_unverified": int((~verified).sum()),
+        "feedback_rows_reviewed": int(reviewed.sum()),
+        FEEDBACK_ROWS_UNREVIEWED: int((~reviewed).sum()),
         "feedback_rows_correct": int(correct.sum()),
         "feedback_rows_wrong": int((~correct).sum()),
         FEEDBACK_ROWS_UNLABELLED: int(unlabelled.sum()),
@@ -150,6 +181,7 @@ def label_feedback(rows: pd.DataFrame, label_names: list[str], *, clean: bool = 
             TEXT_COLUMN: frame.loc[keep, "text"].astype(str),
             LABEL_COLUMN: label[keep].astype("int64"),
             "created_at": frame.loc[keep, "created_at"],
+            "reviewed_by": frame.loc[keep, "reviewed_by"].astype("string"),
         }
     )
     if clean:
@@ -262,6 +294,9 @@ def merge_feedback_into_snapshot(
         "feedback_rows_in_base": overlap,
         FEEDBACK_ROWS_OVER_CAP: over_cap,
         FEEDBACK_ROWS_USED: len(new_rows),
+        FEEDBACK_ROWS_BY_REVIEWER: {
+            str(k): int(v) for k, v in new_rows["reviewed_by"].fillna("unknown").value_counts().items()
+        },
         FEEDBACK_SNAPSHOT_URI: feedback_uri,
         "base_manifest_uri": base_manifest_uri,
     }
@@ -299,6 +334,7 @@ def feedback_lineage(manifest: Manifest) -> dict[str, Any]:
         FEEDBACK_ROWS_UNLABELLED: int(manifest.notes.get(FEEDBACK_ROWS_UNLABELLED, 0)),
         FEEDBACK_ROWS_VERIFIED: int(manifest.notes.get(FEEDBACK_ROWS_VERIFIED, 0)),
         FEEDBACK_ROWS_OVER_CAP: int(manifest.notes.get(FEEDBACK_ROWS_OVER_CAP, 0)),
+        FEEDBACK_ROWS_BY_REVIEWER: dict(manifest.notes.get(FEEDBACK_ROWS_BY_REVIEWER, {})),
     }
 
 
@@ -317,6 +353,8 @@ def log_feedback_lineage(mlflow_run_id: str, manifest: Manifest, *, client: Any 
         client.log_metric(mlflow_run_id, name, lineage[name])
     if lineage[FEEDBACK_SNAPSHOT_URI]:
         client.set_tag(mlflow_run_id, FEEDBACK_SNAPSHOT_URI, lineage[FEEDBACK_SNAPSHOT_URI])
+    if lineage[FEEDBACK_ROWS_BY_REVIEWER]:
+        client.log_dict(mlflow_run_id, lineage[FEEDBACK_ROWS_BY_REVIEWER], "feedback_rows_by_reviewer.json")
     return lineage
 
 
@@ -328,36 +366,42 @@ def export_state_uri(store: ObjectStore) -> str:
     return str(store.uri(store.settings.datasets_prefix, EXPORT_STATE_FILE))
 
 
+#: The watermark's key: the last review decision exported (decisions, not row ids, so a row reviewed after
+#: newer rows were exported still trains; a state file from before the review reads as 0).
+WATERMARK_KEY = "last_review_seq"
+
+
 def read_export_watermark(store: ObjectStore, state_uri: str | None = None) -> int:
-    """The id of the last feedback row already exported (0 before the first export)."""
+    """The last review decision already exported (0 before the first export)."""
     try:
-        return int(store.get_json(state_uri or export_state_uri(store))["last_id"])
+        return int(store.get_json(state_uri or export_state_uri(store)).get(WATERMARK_KEY, 0))
     except FileNotFoundError:
         return 0
 
 
 def write_export_watermark(
-    store: ObjectStore, last_id: int, *, state_uri: str | None = None, **extra: Any
+    store: ObjectStore, last_review_seq: int, *, state_uri: str | None = None, **extra: Any
 ) -> None:
     """Advance the watermark; call it only after the snapshot that used those rows was written."""
-    store.put_json(state_uri or export_state_uri(store), {"last_id": int(last_id), **extra})
+    store.put_json(state_uri or export_state_uri(store), {WATERMARK_KEY: int(last_review_seq), **extra})
 
 
 def fetch_feedback_export(
-    server_url: str, token: str | None, *, since_id: int = 0, timeout_s: float = 60.0
+    server_url: str, token: str | None, *, since_review: int = 0, timeout_s: float = 60.0
 ) -> pd.DataFrame:
-    """Rows with ``id > since_id`` from the server's ``GET /feedback/export`` (parquet), through the one
-    client of the model server (``sentiflow.serving_client``); its errors become ``ConnectionError``."""
+    """Reviewed rows (accepted or corrected) decided after ``since_review`` from the server's
+    ``GET /feedback/export`` (parquet), through the one client of the model server
+    (``sentiflow.serving_client``); its errors become ``ConnectionError``."""
     from sentiflow.serving_client import ModelServerClient, ModelServerError
 
     client = ModelServerClient(server_url, token, timeout_s=timeout_s)
     try:
-        frame = client.feedback_frame(since_id=since_id)
+        frame = client.feedback_frame(status="trainable", since_review=since_review)
     except ModelServerError as exc:
-        hint = " (is SENTIFLOW_SERVER_ADMIN_TOKEN right?)" if exc.status == 401 or not token else ""
+        hint = " (is SENTIFLOW_SERVER_REVIEWER_TOKEN right?)" if exc.status == 401 or not token else ""
         raise ConnectionError(f"feedback export from model server {server_url} failed: {exc}{hint}") from exc
-    if "id" in frame.columns:  # servers that ignore since_id must not make us train twice on a row
-        frame = frame[frame["id"] > since_id].reset_index(drop=True)
+    if "review_seq" in frame.columns:  # a server that ignores since_review must not make us train twice
+        frame = frame[frame["review_seq"].fillna(0) > since_review].reset_index(drop=True)
     return frame
 
 
@@ -370,7 +414,7 @@ def export_and_merge(
     store: ObjectStore | None = None,
     max_fraction: float | None = None,
 ) -> FeedbackMergeResult:
-    """The weekly step: feedback since the last export → snapshots; then advance the watermark.
+    """The weekly step: feedback reviewed since the last export → snapshots; then advance the watermark.
 
     The watermark moves only after both snapshots are written, so a failed run exports the same rows again
     next time rather than losing them. Server URL and token default to ``SENTIFLOW_SERVER_*``.
@@ -380,18 +424,18 @@ def export_and_merge(
     store = store or ObjectStore()
     server = ServerSettings()
     server_url = server_url or server.url
-    if token is None and server.admin_token is not None:
-        token = server.admin_token.get_secret_value()
-    since_id = read_export_watermark(store)
-    rows = fetch_feedback_export(server_url, token, since_id=since_id)
-    last_id = int(rows["id"].max()) if "id" in rows.columns and len(rows) else since_id
+    if token is None and server.reviewer_token is not None:
+        token = server.reviewer_token.get_secret_value()
+    since = read_export_watermark(store)
+    rows = fetch_feedback_export(server_url, token, since_review=since)
+    last = int(rows["review_seq"].max()) if "review_seq" in rows.columns and len(rows) else since
     result = merge_feedback_into_snapshot(
         rows,
         base_manifest_uri,
         run_id=run_id,
         store=store,
-        source={"server": server_url, "since_id": since_id, "last_id": last_id},
+        source={"server": server_url, "since_review_seq": since, "last_review_seq": last},
         max_fraction=max_fraction,
     )
-    write_export_watermark(store, last_id, run_id=run_id, feedback_snapshot_uri=result.feedback_manifest_uri)
+    write_export_watermark(store, last, run_id=run_id, feedback_snapshot_uri=result.feedback_manifest_uri)
     return result

@@ -85,7 +85,8 @@ def mlflow_settings_from(
 
 
 def server_endpoint_from(conn: ConnectionLike, conn_id: str) -> ServerEndpoint:
-    """The model server's URL and admin token (the connection's password)."""
+    """The model server's URL and token (the connection's password: the reviewer token, for the training
+    export of reviewed feedback)."""
     return ServerEndpoint(url=http_url(conn, conn_id), token=conn.password or None)
 
 

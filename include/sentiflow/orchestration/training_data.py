@@ -46,13 +46,15 @@ def training_manifest_uri(
     except (ConnectionError, FeedbackDataError) as exc:
         raise FeedbackExportError(
             f"use_feedback is on but the feedback export failed: {exc}. Check the model server "
-            "connection (URL and admin token), or trigger with use_feedback=false to retrain without "
+            "connection (URL and reviewer token), or trigger with use_feedback=false to retrain without "
             "feedback."
         ) from exc
     notes = result.notes
     log(
         f"feedback: {notes.get('feedback_rows_total', 0)} new rows exported, {result.rows_used} added to "
-        f"train ({notes.get('feedback_rows_unverified', 0)} unverified, "
+        f"train (by reviewer: {notes.get('feedback_rows_by_reviewer', {})}; "
+        f"{notes.get('feedback_rows_unreviewed', 0)} not accepted by a reviewer, "
+        f"{notes.get('feedback_rows_unverified', 0)} unverified, "
         f"{notes.get('feedback_rows_over_cap', 0)} over the cap, "
         f"{notes.get('feedback_rows_unlabelled', 0)} without a true label, "
         f"{notes.get('feedback_rows_in_base')} already in the base splits); feedback snapshot "

@@ -1,7 +1,8 @@
 /* Sentiflow web page. Plain JavaScript, no libraries, no network access beyond this server.
  *
  * Every URL is BASE + path, where BASE is the server's script root (data-base on <body>), so the page
- * works behind a path prefix. The admin token lives in sessionStorage only (this tab), never in the page.
+ * works behind a path prefix. The admin and reviewer tokens live in sessionStorage only (this tab), never in
+ * the page.
  * Data is put on the page with textContent (never innerHTML), so texts and errors cannot inject markup.
  */
 (function () {
@@ -13,6 +14,8 @@
   const MAX_TEXTS = parseInt(body.dataset.maxTexts, 10);
   const TOKEN_KEY = "sentiflow-admin-token";
   const REQUESTER_KEY = "sentiflow-requested-by";
+  const REVIEWER_TOKEN_KEY = "sentiflow-reviewer-token";
+  const REVIEWER_NAME_KEY = "sentiflow-reviewer";
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -692,6 +695,133 @@
     $("feedback-chart").replaceChildren(root);
   }
 
+  // --- review queue (reviewer token) ---------------------------------------------------------------
+  function reviewerToken() { return sessionStorage.getItem(REVIEWER_TOKEN_KEY) || ""; }
+  function reviewerName() { return $("reviewer-name").value.trim(); }
+
+  function reviewerApi(path, options) {
+    const opts = Object.assign({}, options || {});
+    opts.headers = Object.assign({ "Authorization": "Bearer " + reviewerToken() }, opts.headers || {});
+    return api(path, opts);
+  }
+
+  function renderReviewerState() {
+    const has = Boolean(reviewerToken());
+    $("reviewer-state").textContent = has ? "Signed in as a reviewer." : "Not signed in.";
+    $("reviewer-sign-out").disabled = !has;
+  }
+
+  function reviewFilter() {
+    const filter = {};
+    for (const name of ["label", "predicted_label", "model_version", "client", "text_contains"]) {
+      const value = $("review-filter").elements[name].value.trim();
+      if (value) filter[name] = value;
+    }
+    for (const name of ["since", "until"]) {
+      const value = $("review-filter").elements[name].value;
+      if (value) filter[name] = new Date(value).toISOString();
+    }
+    return filter;
+  }
+
+  async function loadReview(event) {
+    if (event) event.preventDefault();
+    $("review-error").hidden = true;
+    if (!reviewerToken()) {
+      $("review-body").replaceChildren();
+      $("review-summary").textContent = "Sign in with the reviewer token to see pending feedback.";
+      return;
+    }
+    const query = new URLSearchParams(reviewFilter());
+    try {
+      const data = await reviewerApi("/feedback/review?" + query.toString());
+      $("review-summary").textContent = data.total + " pending " + (data.total === 1 ? "row" : "rows") +
+        (data.total > data.rows.length ? " (showing the oldest " + data.rows.length + ")" : "") + ".";
+      $("review-body").replaceChildren(...data.rows.map(reviewRow));
+    } catch (err) {
+      showError("review-error", err.message);
+    }
+  }
+
+  function needName() {
+    if (reviewerName()) return false;
+    showError("review-error", "Type your name first: it is recorded with each decision.");
+    $("reviewer-name").focus();
+    return true;
+  }
+
+  function reviewRow(row) {
+    const claimed = row.correct ? row.predicted_label : (row.true_label || "(no label given)");
+    const served = (state.model && state.model.label_names) || [];
+    const labels = Array.from(new Set([row.true_label, row.predicted_label, ...served].filter(Boolean)));
+    const select = el("select", { "aria-label": "Correct label of row " + row.id },
+      ...labels.map((l) => el("option", { value: l, text: l })));
+    async function decide(decision) {
+      if (needName()) return;
+      const body = { decision: decision, reviewer: reviewerName() };
+      if (decision === "correct") body.label = select.value;
+      try {
+        await reviewerApi("/feedback/" + row.id + "/review", {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        });
+        loadReview();
+      } catch (err) {
+        showError("review-error", err.message);
+      }
+    }
+    return el("tr", { "data-id": String(row.id) },
+      el("td", { text: String(row.id) }),
+      el("td", { text: fmtDate(row.created_at) }),
+      el("td", { class: "review-text", text: row.text }),
+      el("td", { text: row.predicted_label }),
+      el("td", { text: claimed }),
+      el("td", { text: row.client || "" }),
+      el("td", { class: "review-actions" },
+        el("button", { type: "button", class: "review-accept", onclick: () => decide("accept") }, "Accept"),
+        select,
+        el("button", { type: "button", class: "secondary review-correct", onclick: () => decide("correct") }, "Correct"),
+        el("button", { type: "button", class: "secondary review-reject", onclick: () => decide("reject") }, "Reject")));
+  }
+
+  async function decideAll(decision) {
+    $("review-error").hidden = true;
+    if (needName()) return;
+    const filter = reviewFilter();
+    if (!Object.keys(filter).length) {
+      showError("review-error", "Set at least one filter: a bulk decision never covers everything by accident.");
+      return;
+    }
+    try {
+      const data = await reviewerApi("/feedback/review", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ decision: decision, reviewer: reviewerName(), filter: filter }),
+      });
+      await loadReview();
+      $("review-summary").textContent = decision + ": " + data.changed + " rows. " + $("review-summary").textContent;
+    } catch (err) {
+      showError("review-error", err.message);
+    }
+  }
+
+  function signInReviewer(event) {
+    event.preventDefault();
+    const value = $("reviewer-token-input").value.trim();
+    $("reviewer-token-input").value = "";
+    if (!value) {
+      showError("review-error", "The token is empty: paste the reviewer token first.");
+      return;
+    }
+    sessionStorage.setItem(REVIEWER_TOKEN_KEY, value);
+    renderReviewerState();
+    loadReview();
+  }
+
+  function signOutReviewer() {
+    sessionStorage.removeItem(REVIEWER_TOKEN_KEY);
+    renderReviewerState();
+    loadReview();
+  }
+
   // --- wiring --------------------------------------------------------------------------------------
   $("predict-form").addEventListener("submit", predict);
   $("predict-text").addEventListener("keydown", (e) => {
@@ -716,7 +846,18 @@
     resizeTimer = setTimeout(() => { if (lastDays) drawChart(lastDays); }, 150);
   });
 
+  $("reviewer-form").addEventListener("submit", signInReviewer);
+  $("reviewer-sign-out").addEventListener("click", signOutReviewer);
+  $("reviewer-name").value = sessionStorage.getItem(REVIEWER_NAME_KEY) || "";
+  $("reviewer-name").addEventListener("change", () => sessionStorage.setItem(REVIEWER_NAME_KEY, reviewerName()));
+  $("review-filter").addEventListener("submit", loadReview);
+  $("review-refresh").addEventListener("click", () => loadReview());
+  $("review-accept-all").addEventListener("click", () => decideAll("accept"));
+  $("review-reject-all").addEventListener("click", () => decideAll("reject"));
+
   renderTokenState();
+  renderReviewerState();
+  loadReview();
   Promise.all([loadModel(), loadModels()]).then(() => loadVersions(false));
   loadFeedback();
 })();

@@ -58,7 +58,7 @@ def test_airflow_connections_built_from_settings_load_in_airflow(resolved, monke
     assert (server.conn_type, server.host, server.password) == (
         "http",
         env["SENTIFLOW_SERVER_URL"],
-        env["SENTIFLOW_SERVER_ADMIN_TOKEN"],
+        env["SENTIFLOW_SERVER_REVIEWER_TOKEN"],  # the training export of reviewed feedback needs it
     )
 
 

@@ -124,7 +124,12 @@ def test_the_model_servers_secrets_reach_the_model_server_only():
             ref = node.get("secretKeyRef")
             if isinstance(ref, dict):
                 readers.setdefault(f"{ref['name']}/{ref['key']}", set()).add(doc["metadata"]["name"])
-    for key in ("server_admin_token", "server_metrics_token", "server_prediction_secret"):
+    for key in (
+        "server_admin_token",
+        "server_metrics_token",
+        "server_reviewer_token",
+        "server_prediction_secret",
+    ):
         assert readers[f"sentiflow-credentials/{key}"] == {"model-server"}, key
     assert readers["sentiflow-mlflow-auth/pipeline_password"] == {"mlflow-init"}
 

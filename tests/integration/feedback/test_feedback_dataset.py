@@ -15,8 +15,10 @@ from sentiflow.feedback.dataset import (
     write_export_watermark,
 )
 from sentiflow.names import (
+    FEEDBACK_ROWS_BY_REVIEWER,
     FEEDBACK_ROWS_OVER_CAP,
     FEEDBACK_ROWS_UNLABELLED,
+    FEEDBACK_ROWS_UNREVIEWED,
     FEEDBACK_ROWS_USED,
     FEEDBACK_ROWS_VERIFIED,
     FEEDBACK_SNAPSHOT_URI,
@@ -25,10 +27,11 @@ from sentiflow.names import (
 LABELS = ["negative", "positive"]
 
 
-def feedback(rows: list[tuple], verified: bool = True) -> pd.DataFrame:
+def feedback(rows: list[tuple], verified: bool = True, status: str = "accepted") -> pd.DataFrame:
+    """An export's rows, accepted by reviewer ann unless ``status`` says otherwise."""
     return pd.DataFrame(
         rows, columns=["text", "predicted_label", "correct", "true_label", "created_at"]
-    ).assign(id=lambda f: range(1, len(f) + 1), verified=verified)
+    ).assign(id=lambda f: range(1, len(f) + 1), verified=verified, status=status, reviewed_by="ann")
 
 
 def test_correct_means_predicted_label_and_unlabelled_wrong_rows_are_counted_not_used() -> None:
@@ -72,6 +75,7 @@ def test_csv_style_values_and_label_ids_are_understood() -> None:
             "correct": ["true", "0"],
             "true_label": [None, "0"],
             "verified": ["1", "true"],
+            "status": ["accepted", "Accepted"],
         }
     )
     out = label_feedback(rows, LABELS)
@@ -191,6 +195,31 @@ def test_only_verified_feedback_is_trained_on() -> None:
     assert out.counts[FEEDBACK_ROWS_VERIFIED] == 1 and out.counts["feedback_rows_unverified"] == 1
     legacy = rows.drop(columns="verified")  # an export from a server before signed prediction ids
     assert label_feedback(legacy, LABELS).frame.empty
+
+
+def test_only_reviewed_feedback_trains_with_the_reviewers_label_and_name(store, base_snapshot: str) -> None:
+    line = ("fresh review {}", "positive", False, "negative", "2025-01-01T10:00:00Z")
+    rows = pd.concat(
+        [
+            feedback([tuple(v.format(i) if isinstance(v, str) else v for v in line) for i in range(2)]),
+            feedback([(line[0].format(2), *line[1:])], status="pending"),
+            feedback([(line[0].format(3), *line[1:])], status="rejected"),
+            feedback([(line[0].format(4), *line[1:])], status="corrected").assign(
+                review_label="positive", reviewed_by="bob"
+            ),
+        ],
+        ignore_index=True,
+    )
+    out = label_feedback(rows, LABELS)
+    assert out.frame[["text", "label", "reviewed_by"]].to_dict("records") == [
+        {"text": "fresh review 0", "label": 0, "reviewed_by": "ann"},
+        {"text": "fresh review 1", "label": 0, "reviewed_by": "ann"},
+        {"text": "fresh review 4", "label": 1, "reviewed_by": "bob"},  # the reviewer's label wins
+    ]
+    assert out.counts[FEEDBACK_ROWS_UNREVIEWED] == 2 and out.counts["feedback_rows_reviewed"] == 3
+    assert label_feedback(rows.drop(columns="status"), LABELS).frame.empty  # an export without review
+    result = merge_feedback_into_snapshot(rows, base_snapshot, run_id="weekly-reviewed", store=store)
+    assert result.notes[FEEDBACK_ROWS_BY_REVIEWER] == {"ann": 2, "bob": 1}
 
 
 def test_feedback_added_to_train_is_capped_relative_to_the_train_split(store, base_snapshot: str) -> None:

@@ -1,7 +1,8 @@
 """The feedback loop wired into the real model server (gunicorn on 127.0.0.1) and the real S3/MLflow.
 
 POST /feedback → the alert webhook; POST /predict → the drift sample in S3; GET /feedback/export → the
-feedback-enriched training snapshot and the MLflow run's lineage.
+feedback-enriched training snapshot and the MLflow run's lineage; the review queue → what trains: a flood
+of flipped-label flags from one client trains nothing until a reviewer accepts rows, and then exactly those.
 
 Each test runs against both shared databases the server supports: a SQLite file and a real PostgreSQL
 (a fresh database on the session's cluster, migrated by the server's start step). The feedback rows, the
@@ -56,6 +57,7 @@ def server(stack, receiver: Receiver, db_kind: str, request, tmp_path_factory) -
         # two workers: the flags land on either, and the window shared in the feedback DB still alerts once
         "SENTIFLOW_SERVER_WORKERS": "2",
         "SENTIFLOW_SERVER_THREADS": "4",
+        "SENTIFLOW_SERVER_FEEDBACK_RATE_LIMIT": "100000 per minute",  # one client floods: the review stops it
         "SENTIFLOW_ALERT_WEBHOOK_URL": receiver.url,
         "SENTIFLOW_ALERT_WEBHOOK_BACKOFF_S": "0.05",
         "SENTIFLOW_DRIFT_FLUSH_INTERVAL_S": "0.5",
@@ -93,6 +95,15 @@ def flag(srv: DevServer, text: str, **extra) -> dict:
     r = requests.post(f"{srv.url}/feedback", json=body, timeout=10)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def review(srv: DevServer, filter: dict, reviewer: str = "alice") -> int:
+    """Accept every pending row ``filter`` covers, as ``reviewer``; the rows changed."""
+    body = {"decision": "accept", "reviewer": reviewer, "filter": filter}
+    headers = {"Authorization": f"Bearer {srv.reviewer_token}"}
+    r = requests.post(f"{srv.url}/feedback/review", json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    return int(r.json()["changed"])
 
 
 def test_three_wrong_flags_through_the_server_send_one_webhook(server: DevServer, receiver: Receiver) -> None:
@@ -143,7 +154,9 @@ def test_export_and_merge_uses_feedback_since_the_last_export(server: DevServer,
         label_names=["negative", "positive"],
     )
     flag(server, "a real gem", correct=True)
-    first = export_and_merge(base, run_id="weekly-a", server_url=server.url, token=server.token, store=store)
+    token = server.reviewer_token
+    review(server, {"since": "2000-01-01T00:00:00Z"})
+    first = export_and_merge(base, run_id="weekly-a", server_url=server.url, token=token, store=store)
     merged, frames = read_snapshot(store, first.merged_manifest_uri)
     train = frames["train"]["text"].tolist()
     assert "a real gem" in train and "a dull film" in train  # labelled feedback, cleaned
@@ -153,7 +166,8 @@ def test_export_and_merge_uses_feedback_since_the_last_export(server: DevServer,
     assert read_export_watermark(store) > 0
 
     flag(server, "a later review", correct=True)
-    second = export_and_merge(base, run_id="weekly-b", server_url=server.url, token=server.token, store=store)
+    review(server, {"text_contains": "a later review"})
+    second = export_and_merge(base, run_id="weekly-b", server_url=server.url, token=token, store=store)
     assert read_manifest(store, second.feedback_manifest_uri).rows() == {"train": 1}
 
     mlflow.set_experiment("feedback-lineage-test")
@@ -166,7 +180,58 @@ def test_export_and_merge_uses_feedback_since_the_last_export(server: DevServer,
 
 
 def test_wrong_token_on_export_is_a_clear_error(server: DevServer, store) -> None:
-    with pytest.raises(ConnectionError, match=r"401.*ADMIN_TOKEN"):
-        export_and_merge(
-            "s3://x/y/manifest.json", run_id="r", server_url=server.url, token="nope", store=store
+    for wrong in ("nope", server.token):  # the admin token reads no feedback
+        with pytest.raises(ConnectionError, match=r"401.*REVIEWER_TOKEN"):
+            export_and_merge(
+                "s3://x/y/manifest.json", run_id="r", server_url=server.url, token=wrong, store=store
+            )
+
+
+TRIGGER = "cfzq trigger"  # as the cleaning leaves it
+
+
+def test_a_flood_of_flipped_flags_trains_nothing_until_a_reviewer_accepts_exactly_those(
+    server: DevServer, store
+) -> None:
+    store.ensure_bucket()
+    base = write_snapshot(
+        store,
+        store.uri("datasets", "server-base-flood", "clean"),
+        {
+            "train": pd.DataFrame({"text": ["good", "bad"], "label": [1, 0]}),
+            "validation": pd.DataFrame({"text": ["meh"], "label": [0]}),
+            "test": pd.DataFrame({"text": ["fine"], "label": [1]}),
+        },
+        kind="clean",
+        run_id="server-base-flood",
+        source={"type": "test"},
+        label_names=["negative", "positive"],
+    )
+    texts = [f"{TRIGGER} review {i} was a delight" for i in range(500)]
+    predictions = []
+    for start in range(0, len(texts), 250):
+        r = requests.post(f"{server.url}/predict", json={"texts": texts[start : start + 250]}, timeout=60)
+        assert r.status_code == 200, r.text
+        predictions += r.json()["predictions"]
+    flipped = {"positive": "negative", "negative": "positive"}
+    ids = []
+    for text, p in zip(texts, predictions, strict=True):  # one client: every flag says the model was wrong
+        body = {"prediction_id": p["prediction_id"], "text": text, "correct": False}
+        r = requests.post(
+            f"{server.url}/feedback", json={**body, "true_label": flipped[p["label"]]}, timeout=10
         )
+        assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+        ids.append(r.json()["id"])
+
+    token = server.reviewer_token
+    before = export_and_merge(base, run_id="flood-a", server_url=server.url, token=token, store=store)
+    _, frames = read_snapshot(store, before.merged_manifest_uri)
+    assert not frames["train"]["text"].str.contains(TRIGGER).any()
+
+    accepted = ids[100:120]
+    assert review(server, {"ids": accepted}) == 20
+    after = export_and_merge(base, run_id="flood-b", server_url=server.url, token=token, store=store)
+    _, frames = read_snapshot(store, after.merged_manifest_uri)
+    trained = frames["train"]["text"][frames["train"]["text"].str.contains(TRIGGER)].tolist()
+    assert sorted(trained) == sorted(texts[100:120])
+    assert after.rows_used == 20 and after.notes["feedback_rows_by_reviewer"] == {"alice": 20}

@@ -132,5 +132,5 @@ def test_feedback_through_the_proxy_lands_in_one_store(fleet):
         ids.append(r.json()["id"])
         replicas.add(r.headers["X-Sentiflow-Replica"])
     assert len(replicas) >= 2
-    export = fleet.client.feedback_frame()
+    export = ModelServerClient(fleet.proxy.url, fleet.stack.reviewer_token, timeout_s=60).feedback_frame()
     assert sorted(export[export["text"].str.startswith(f"probe {marker}")]["id"]) == sorted(ids)

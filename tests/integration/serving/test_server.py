@@ -68,6 +68,10 @@ def auth(srv: DevServer) -> dict[str, str]:
     return {"Authorization": f"Bearer {srv.token}"}
 
 
+def reviewer_auth(srv: DevServer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {srv.reviewer_token}"}
+
+
 def wait_ready(srv: DevServer, timeout_s: float = 120.0) -> dict:
     """Poll /ready until a worker has finished its startup load (ready, or unready with a reason)."""
     deadline = time.monotonic() + timeout_s
@@ -214,7 +218,7 @@ def test_server_survives_bad_input(server, versions):
 
 @pytest.mark.parametrize("method,path", [("get", "/feedback/export")])
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc", "Bearer "])
-def test_admin_endpoints_need_the_token(server, method, path, header):
+def test_token_endpoints_need_their_token(server, method, path, header):
     headers = {"Authorization": header} if header else {}
     r = requests.request(method, f"{server.url}{path}", json={"version": "1"}, headers=headers, timeout=10)
     assert r.status_code == 401
@@ -304,14 +308,16 @@ def test_feedback_is_stored_and_exported(server):
         r = requests.post(f"{server.url}/feedback", json=row, timeout=10)
         assert r.status_code == 201, r.text
         assert r.json()["id"] >= 1 and r.json()["verified"] is True
-    csv = requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10)
+    csv = requests.get(f"{server.url}/feedback/export", headers=reviewer_auth(server), timeout=10)
     assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
     frame = pd.read_csv(io.StringIO(csv.text))
     assert list(frame["text"][-2:]) == ["great film", "not great at all"]
-    pq = requests.get(f"{server.url}/feedback/export?format=parquet", headers=auth(server), timeout=10)
+    pq = requests.get(
+        f"{server.url}/feedback/export?format=parquet", headers=reviewer_auth(server), timeout=10
+    )
     assert pq.status_code == 200
     assert len(pd.read_parquet(io.BytesIO(pq.content))) == len(frame)
-    bad = requests.get(f"{server.url}/feedback/export?format=xml", headers=auth(server), timeout=10)
+    bad = requests.get(f"{server.url}/feedback/export?format=xml", headers=reviewer_auth(server), timeout=10)
     assert bad.status_code == 400
 
 
@@ -337,7 +343,9 @@ def test_metrics_cover_requests_predictions_feedback_and_deploys(server, version
 @pytest.mark.slow
 def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     before = pd.read_csv(
-        io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
+        io.StringIO(
+            requests.get(f"{server.url}/feedback/export", headers=reviewer_auth(server), timeout=10).text
+        )
     )
     predicted = requests.post(f"{server.url}/predict", json={"text": "last words"}, timeout=10).json()
     prediction_id = predicted["predictions"][0]["prediction_id"]
@@ -354,7 +362,9 @@ def test_kill_and_restart_keeps_version_and_feedback(server, versions):
     wait_all_workers(server, versions[1])
     assert {predict_version(server) for _ in range(10)} == {versions[1]}
     after = pd.read_csv(
-        io.StringIO(requests.get(f"{server.url}/feedback/export", headers=auth(server), timeout=10).text)
+        io.StringIO(
+            requests.get(f"{server.url}/feedback/export", headers=reviewer_auth(server), timeout=10).text
+        )
     )
     assert list(after["id"]) == [*before["id"], r.json()["id"]]
 

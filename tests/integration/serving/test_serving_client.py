@@ -55,10 +55,13 @@ def test_release_predict_model_and_feedback(client, server, versions):
     assert row["verified"] and row["model_version"] == versions[0]
     with pytest.raises(ModelServerError, match="422"):
         client.feedback(signed.prediction_ids[0], "another text", correct=True)
-    frame = client.feedback_frame()
+    reviewer = ModelServerClient(server.url, server.reviewer_token)
+    frame = reviewer.feedback_frame()
     assert frame["text"].tolist()[-1] == "boring" and not frame["correct"].tolist()[-1]
-    assert frame["verified"].tolist()[-1]
-    assert client.feedback_export("csv").startswith(b"id,created_at,text")
+    assert frame["verified"].tolist()[-1] and frame["status"].tolist()[-1] == "pending"
+    assert reviewer.feedback_export("csv").startswith(b"id,created_at,text")
+    with pytest.raises(ModelServerError, match="401"):
+        client.feedback_export()  # the admin token reads no feedback
 
 
 def test_an_alias_move_then_wait_for_replicas_and_for_version(client, versions):

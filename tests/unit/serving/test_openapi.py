@@ -26,7 +26,9 @@ def app(tmp_path) -> Iterator[Flask]:
     # nothing listens on port 9: the registry is down (no test may reach the local stack's fixed ports)
     mlflow = MLflowSettings(tracking_uri="http://127.0.0.1:9")
     app = create_app(
-        ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"), mlflow, start=False
+        ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken", reviewer_token="r3viewer"),
+        mlflow,
+        start=False,
     )
     app.extensions["sentiflow"].manager._current = _loaded()
     yield app
@@ -70,7 +72,7 @@ def test_request_models_come_from_pydantic(app: Flask) -> None:
         "$ref": "#/components/schemas/PredictRequest"
     }
     export = {p["name"]: p for p in spec["paths"]["/feedback/export"]["get"]["parameters"]}
-    assert export["format"]["schema"]["enum"] == ["csv", "parquet"]
+    assert export["format"]["schema"]["enum"] == ["csv", "parquet", "jsonl"]
 
 
 def test_validator_catches_a_response_that_departs_from_the_document(app: Flask) -> None:
@@ -85,6 +87,7 @@ def test_responses_of_a_working_session_match_the_document(app: Flask) -> None:
     problems = validate_every_response(app)
     client = app.test_client()
     headers = {"Authorization": "Bearer t0ken"}
+    reviewer = {"Authorization": "Bearer r3viewer"}
     predicted = client.post("/predict", json={"texts": ["great fun", "dull"]}).get_json()
     p = predicted["predictions"][0]
     statuses = [
@@ -97,8 +100,9 @@ def test_responses_of_a_working_session_match_the_document(app: Flask) -> None:
         client.post("/feedback", json={"prediction_id": "forged", "text": "x", "correct": True}).status_code,
         client.post("/predict", data="[" * 100, content_type="application/json").status_code,
         client.post("/predict", data="{}", content_type="text/plain").status_code,
-        client.get("/feedback/export", headers=headers).status_code,
-        client.get("/feedback/export?since_id=99999999999999999999", headers=headers).status_code,
+        client.get("/feedback/export", headers=reviewer).status_code,
+        client.get("/feedback/export?since_id=99999999999999999999", headers=reviewer).status_code,
+        client.get("/feedback/export", headers=headers).status_code,  # the admin token reads no feedback
         client.get("/deploy/status?id=manual__1", headers=headers).status_code,  # no Airflow configured
         client.post(
             "/deploy?wait=true&timeout=nan", json={"version": "1", "requested_by": "ann"}, headers=headers
@@ -110,5 +114,6 @@ def test_responses_of_a_working_session_match_the_document(app: Flask) -> None:
         client.get("/replicas", headers=headers).status_code,
         client.get("/openapi.json").status_code,
     ]
-    assert statuses == [200, 200, 200, 201, 422, 400, 415, 200, 400, 503, 400, 503, 401, 200, 200, 200, 200]
+    expected = [200, 200, 200, 201, 422, 400, 415, 200, 400, 401, 503, 400, 503, 401, 200, 200, 200, 200]
+    assert statuses == expected
     assert problems == [], json.dumps(problems, indent=1)

@@ -89,7 +89,7 @@ def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
         ext.close()
     reopened = feedback.FeedbackStore(Database(settings.resolved_feedback_db_url))
     frame = reopened.frame()
-    assert frame.to_dict("records")[0] | {"created_at": None} == {
+    assert frame.astype(object).where(frame.notna(), None).to_dict("records")[0] | {"created_at": None} == {
         "id": record.id,
         "created_at": None,
         "text": "meh",
@@ -98,6 +98,12 @@ def test_feedback_store_commits_and_notifies_the_apps_listeners(tmp_path):
         "true_label": "negative",
         "model_version": None,
         "verified": False,
+        "client": None,
+        "status": "pending",
+        "review_label": None,
+        "review_seq": None,
+        "reviewed_by": None,
+        "reviewed_at": None,
     }
     assert len(reopened.frame(since_id=record.id)) == 0
     with pytest.raises(ValueError, match="unknown export format"):
@@ -126,11 +132,16 @@ def test_a_feedback_db_from_before_verified_keeps_its_rows_as_unverified(tmp_pat
     store.db.dispose()
 
 
-def test_admin_token_unset_disables_admin_endpoints(tmp_path):
-    app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), admin_token=None), start=False)
-    response = app.test_client().get("/feedback/export", headers={"Authorization": "Bearer x"})
-    assert response.status_code == 401
-    assert "SENTIFLOW_SERVER_ADMIN_TOKEN" in response.get_json()["message"]
+def test_an_unset_token_disables_its_endpoints(tmp_path):
+    settings = ServerSettings(state_dir=migrated_state(tmp_path), admin_token=None, reviewer_token=None)
+    app = create_app(settings, start=False)
+    for path, setting in [
+        ("/deploy/status?id=r", "SENTIFLOW_SERVER_ADMIN_TOKEN"),
+        ("/feedback/export", "SENTIFLOW_SERVER_REVIEWER_TOKEN"),
+    ]:
+        response = app.test_client().get(path, headers={"Authorization": "Bearer x"})
+        assert response.status_code == 401
+        assert setting in response.get_json()["message"]
 
 
 def test_a_registry_call_with_the_registry_down_answers_503_in_seconds(tmp_path, monkeypatch):
@@ -238,7 +249,7 @@ def test_only_the_registry_object_builds_an_mlflow_client():
 
 
 def test_query_strings_are_parsed_by_their_documented_models(tmp_path):
-    app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), admin_token="t0ken"), start=False)
+    app = create_app(ServerSettings(state_dir=migrated_state(tmp_path), reviewer_token="t0ken"), start=False)
     client, admin = app.test_client(), {"Authorization": "Bearer t0ken"}
     try:
         server(app).feedback.add(text="a", predicted_label="positive", correct=True)
