@@ -32,9 +32,12 @@ def build_connections() -> dict[str, dict[str, str]]:
     mlflow_conn: dict[str, str] = {"conn_type": "http", "host": mlflow.tracking_uri}
     if mlflow.username and mlflow.password is not None:
         mlflow_conn.update(login=mlflow.username, password=mlflow.password.get_secret_value())
-    # the pipeline calls the server's token endpoints only for the training export of reviewed feedback
+    # the admin token for a release's diagnostics (why a replica could not load it), the reviewer token
+    # for the training export of reviewed feedback
+    if server.admin_token is not None:
+        model_server["password"] = server.admin_token.get_secret_value()
     if server.reviewer_token is not None:
-        model_server["password"] = server.reviewer_token.get_secret_value()
+        model_server["extra"] = json.dumps({"reviewer_token": server.reviewer_token.get_secret_value()})
     return {
         S3_CONN_ID: {
             "conn_type": "aws",

@@ -111,8 +111,13 @@ def client_env(stack: StackSettings) -> dict[str, str]:
         "AIRFLOW_CONN_SENTIFLOW_S3": json.dumps(aws_conn),
         "AIRFLOW_CONN_SENTIFLOW_MLFLOW": stack_auth.mlflow_connection(stack.home, stack.mlflow_uri),
         "AIRFLOW_CONN_SENTIFLOW_MODEL_SERVER": json.dumps(
-            # the pipeline calls the server only for the training export of reviewed feedback
-            {"conn_type": "http", "host": stack.server_url, "password": stack.reviewer_token}
+            # the admin token for a release's diagnostics, the reviewer token for the training export
+            {
+                "conn_type": "http",
+                "host": stack.server_url,
+                "password": stack.server_token,
+                "extra": {"reviewer_token": stack.reviewer_token},
+            }
         ),
     }
 

@@ -251,8 +251,11 @@ class ModelServerClient:
 
 @dataclass(frozen=True)
 class ServerEndpoint:
-    """Where the model server answers and the pipeline's token for it (from its Airflow connection: the
-    reviewer token, which the training export of reviewed feedback needs)."""
+    """Where the model server answers and the pipeline's two tokens for it, from its Airflow connection:
+    ``token`` (the password: the admin token, whose ``/replicas`` and ``/model`` say why a replica could
+    not load a release) and ``reviewer_token`` (the extra field of that name: the training export of
+    reviewed feedback)."""
 
     url: str
     token: str | None
+    reviewer_token: str | None = None

@@ -112,7 +112,12 @@ def golden(
         # Before the first release no model serves predictions, so no prediction can be cited: the rows go
         # straight into the server's feedback store (the server's signed-feedback path is tested on its own).
         _store_feedback(server)
-        conn = {"conn_type": "http", "host": server.url, "password": server.token}
+        conn = {
+            "conn_type": "http",
+            "host": server.url,
+            "password": server.token,
+            "extra": {"reviewer_token": server.reviewer_token},
+        }
         env = {
             **os.environ,
             REGISTERED_MODEL_KEY: name,

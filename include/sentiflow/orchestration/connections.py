@@ -85,9 +85,13 @@ def mlflow_settings_from(
 
 
 def server_endpoint_from(conn: ConnectionLike, conn_id: str) -> ServerEndpoint:
-    """The model server's URL and token (the connection's password: the reviewer token, for the training
-    export of reviewed feedback)."""
-    return ServerEndpoint(url=http_url(conn, conn_id), token=conn.password or None)
+    """The model server's URL and tokens: the password (the admin token, for a release's diagnostics) and
+    the extra ``reviewer_token`` (the training export of reviewed feedback)."""
+    return ServerEndpoint(
+        url=http_url(conn, conn_id),
+        token=conn.password or None,
+        reviewer_token=conn.extra_dejson.get("reviewer_token") or None,
+    )
 
 
 def settings_env(s3: S3Settings, mlflow: MLflowSettings) -> dict[str, str]:

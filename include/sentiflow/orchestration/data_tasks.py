@@ -162,7 +162,7 @@ def training_data_task(clean_manifest_uri: str, feedback_json: str) -> str:
             use_feedback=use_feedback,
             run_id=context["run_id"],
             server_url=endpoint.url if endpoint else "",
-            token=endpoint.token if endpoint else None,
+            token=endpoint.reviewer_token if endpoint else None,
             store=object_store(pipeline),
             log=log.info,
             max_fraction=feedback.feedback_max_fraction,

@@ -58,8 +58,10 @@ def test_airflow_connections_built_from_settings_load_in_airflow(resolved, monke
     assert (server.conn_type, server.host, server.password) == (
         "http",
         env["SENTIFLOW_SERVER_URL"],
-        env["SENTIFLOW_SERVER_REVIEWER_TOKEN"],  # the training export of reviewed feedback needs it
+        env["SENTIFLOW_SERVER_ADMIN_TOKEN"],  # a release's diagnostics: why a replica could not load it
     )
+    # the training export of reviewed feedback
+    assert server.extra_dejson["reviewer_token"] == env["SENTIFLOW_SERVER_REVIEWER_TOKEN"]
 
 
 @pytest.mark.parametrize(

@@ -38,9 +38,9 @@ HOLDERS: dict[str, set[str]] = {
     "MLFLOW_FLASK_SECRET_KEY": {"mlflow"},
     "MLFLOW_PIPELINE_PASSWORD": _TASKS | {"airflow-init", "mlflow-init"},
     "MLFLOW_SERVER_PASSWORD": {"model-server", "mlflow-init"},
-    # the model server's own secrets; Airflow's tasks get the reviewer token (the training export of reviewed
-    # feedback) from the connection the init writes; the admin token stays in the server
-    "SENTIFLOW_SERVER_ADMIN_TOKEN": {"model-server"},
+    # the model server's own secrets; Airflow's tasks get the admin token (a release's diagnostics) and the
+    # reviewer token (the training export of reviewed feedback) from the connection the init writes
+    "SENTIFLOW_SERVER_ADMIN_TOKEN": {"model-server", "airflow-init"},
     "SENTIFLOW_SERVER_REVIEWER_TOKEN": {"model-server", "airflow-init"},
     "SENTIFLOW_SERVER_METRICS_TOKEN": {"model-server"},
     "SENTIFLOW_SERVER_PREDICTION_SECRET": {"model-server"},

@@ -34,8 +34,10 @@ def test_http_connections_become_urls_and_tokens() -> None:
     assert http_url(Conn(host="http://mlflow:5000/"), "m") == "http://mlflow:5000"
     assert http_url(Conn(host="mlflow", schema="https", port=443), "m") == "https://mlflow:443"
     assert mlflow_settings_from(Conn(host="http://h:1"), "m").tracking_uri == "http://h:1"
-    endpoint = server_endpoint_from(Conn(host="http://srv:8000", password="tok"), "s")
-    assert (endpoint.url, endpoint.token) == ("http://srv:8000", "tok")
+    endpoint = server_endpoint_from(
+        Conn(host="http://srv:8000", password="tok", extra_dejson={"reviewer_token": "rev"}), "s"
+    )
+    assert (endpoint.url, endpoint.token, endpoint.reviewer_token) == ("http://srv:8000", "tok", "rev")
     with pytest.raises(ConnectionError_, match="'sentiflow_mlflow' has no host"):
         http_url(Conn(), "sentiflow_mlflow")
 
