@@ -163,8 +163,10 @@ def promote(
 
 
 def finish(client: Any, settings: MLflowSettings) -> None:
-    """The release passed its check: forget the recorded starting point."""
+    """The release is over (its check passed, or it was rolled back): forget the recorded starting point and
+    the candidate alias, so no replica keeps a staged copy of a version nobody is about to promote."""
     client.delete_registered_model_tag(settings.registered_model_name, TAG_RELEASE_PRIOR_ALIASES)
+    registry.set_alias(client, settings, settings.candidate_alias, None)
 
 
 def _retrying(what: str, fn: Callable[[], T], attempts: int, backoff_s: float) -> T:

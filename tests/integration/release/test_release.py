@@ -308,6 +308,8 @@ def test_every_replica_stages_the_candidate_before_the_champion_moves(served_mod
     assert requests.get(f"{server.url}/model", timeout=10).json()["version"] == "1"
     prior = release.promote(client, settings, "2")
     assert release.deploy(client, settings, http, prior, timeout_s=120)["version"] == "2"
+    release.finish(client, settings)  # the release is over: no replica keeps staging for it
+    assert registry.version_for_alias(client, settings, settings.candidate_alias) is None
 
 
 @pytest.mark.slow
