@@ -10,9 +10,10 @@ Postgres database, with nginx in front (round robin, the Kubernetes Service loca
 the two versions, as the pipeline's release does: ``release.flow.stage`` (the ``candidate`` alias names the
 version and every replica stages it: downloaded, verified, deserialized, prepared and warmed up, not
 served), then ``release.flow.promote`` (the signed approval, then the alias move). For each move it
-measures the seconds staging took (``stage_s``) and the seconds from the alias move until
-``GET /replicas`` shows every replica serving it (``converge_s``, the move). The first move goes to the
-transformer version no replica has loaded before (``first_move_fresh_transformer_s``).
+measures the seconds staging took (``stage_s``), the seconds ``promote`` took (``promote_s``: the registry
+reads, the approval's signature and tags, then the alias move as its last request) and the seconds from the
+alias move until ``GET /replicas`` shows every replica serving it (``converge_s``, the move). The first move
+goes to the transformer version no replica has loaded before (``first_move_fresh_transformer_s``).
 
 Half-way, one replica is killed with ``kill -9`` (gunicorn master and workers) and restarted at once;
 ``killed_replica_serving_after_s`` is the time from the restart until that replica serves the alias's
@@ -60,12 +61,14 @@ def stage(client, settings, server, version: str, timeout_s: float) -> float:
     return round(time.monotonic() - t0, 3)
 
 
-def move(client, settings, version: str) -> None:
-    """What the pipeline's promote does (its signed approval, then the alias move), completed at once."""
+def move(client, settings, version: str) -> float:
+    """What the pipeline's promote does (its signed approval, then the alias move); seconds it took. The
+    release's ``finish`` comes once every replica serves it."""
     from sentiflow.release import flow
 
+    t0 = time.monotonic()
     flow.promote(client, settings, version, reason="replica_convergence benchmark move")
-    flow.finish(client, settings)
+    return round(time.monotonic() - t0, 3)
 
 
 def parse_args() -> argparse.Namespace:
@@ -205,6 +208,7 @@ def main() -> int:
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
     from sentiflow import registry
     from sentiflow.config import MLflowSettings
+    from sentiflow.release import flow
     from sentiflow.server_settings import ServerSettings
     from sentiflow.serving_client import ModelServerClient
     from serving.store.db import Database
@@ -226,6 +230,7 @@ def main() -> int:
         settings = MLflowSettings()
         client = registry.mlflow_client(settings)
         move(client, settings, versions[0])
+        flow.finish(client, settings)
         db_url = cluster.new_database("model_server")
         upgrade(db_url)  # the one migration step, before any replica
         env = {
@@ -264,13 +269,14 @@ def main() -> int:
         time.sleep(2.0)
         converge: list[float] = []
         staged_s: list[float] = []
+        promote_s: list[float] = []
         by_family: dict[str, list[float]] = {"tfidf": [], "transformer": []}
         server = ModelServerClient(proxy.url, timeout_s=30)
         for i in range(args.moves):
             target = versions[(i + 1) % 2]
             staged_s.append(stage(client, settings, server, target, args.timeout_s))
-            t0 = time.monotonic()
-            move(client, settings, target)
+            promote_s.append(move(client, settings, target))
+            t0 = time.monotonic()  # champion names the target now: its move was promote's last request
             while not all_serve(proxy.url, target, args.replicas):
                 if time.monotonic() - t0 > args.timeout_s:
                     raise RuntimeError(
@@ -278,6 +284,7 @@ def main() -> int:
                     )
                 time.sleep(0.05)
             converge.append(round(time.monotonic() - t0, 3))
+            flow.finish(client, settings)
             by_family[families[target]].append(converge[-1])
             print(
                 f"move {i + 1}: {families[target]} version {target} staged in {staged_s[-1]:.2f}s, "
@@ -317,6 +324,7 @@ def main() -> int:
         "moves": args.moves,
         "staged_before_each_move": True,
         "stage_s": staged_s,
+        "promote_s": promote_s,
         "converge_s": converge,
         "converge_s_by_family": by_family,
         "first_move_fresh_transformer_s": converge[0],
@@ -346,6 +354,7 @@ def main() -> int:
             result["max_converge_s"],
             converge[0],
             staged_s[0],
+            round(statistics.median(promote_s), 3),
             max(by_family["tfidf"] or [0]),
             max(by_family["transformer"] or [0]),
             result["requests"],
@@ -366,15 +375,15 @@ def main() -> int:
             "transformer no replica had loaded. Each move is staged first, as the release does",
             "(`release.flow.stage`: every replica downloads, verifies and warms the `candidate` up, "
             "unserved); then seconds from the move",
-            "(`release.flow.promote`: approval signed, alias moved) until `GET /replicas` shows every "
-            "replica serving the version.",
+            "(`release.flow.promote` returned: approval signed, alias moved last) until `GET /replicas` "
+            "shows every replica serving the version (`promote` itself: its own column).",
             "Half-way, one replica was killed with `kill -9` (master and workers) and restarted at once.",
             machine_note(load_avg_start) + f". CPU flags: {simd_flags()}.",
             "",
             "| database | replicas | moves | p50 move (s) | max move (s) | first move, fresh transformer (s) "
-            "| its staging (s) | max TF-IDF (s) | max transformer (s) | requests | non-2xx "
+            "| its staging (s) | p50 promote (s) | max TF-IDF (s) | max transformer (s) | requests | non-2xx "
             "| killed replica serving after (s) | alias reads/s/replica | load average 1/5/15 min |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             f"| {row} |",
             "",
             f"Per move (s): {', '.join(f'{c:.2f}' for c in converge)}; its staging before (s): "
