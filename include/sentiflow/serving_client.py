@@ -221,10 +221,11 @@ class ModelServerClient:
                 replicas = answer.get("replicas") or []
                 workers = [(r, w) for r in replicas for w in r.get("workers", [])]
                 for replica, worker in workers:
-                    if worker.get("staging_error_version") == version and worker.get("staging_error"):
+                    if worker.get("staging_error_version") == version:
+                        why = worker.get("staging_error") or "its reason is shown to the admin token"
                         raise ReplicaStagingError(
                             f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not stage "
-                            f"version {version}: {worker['staging_error']}",
+                            f"version {version}: {why}",
                             url=f"{self.url}/replicas",
                             body=answer,
                         )
