@@ -1,16 +1,18 @@
 """Release trust: what signing and verifying cost, who MLflow lets move the alias, and what the
-DAG's deploy step does with a version tampered with after registration.
+DAG's release does with a version tampered with after registration.
 
 On a private local stack (MLflow with its auth app, SeaweedFS, the model server under gunicorn): one alias
 move each as anonymous, the server's identity and the pipeline's (HTTP status). A TF-IDF version logged and
 signed by ``log_classifier`` and released as champion; then every way around a release, each against the
-serving replica: the alias moved to a version never released, revoked by a rollback, without a logged model
-id, or superseded, and a forged replica row; the version served after each. A second signed version with
+serving replica: the alias moved to a version never released, to one every replica had staged as the
+release's candidate (held, never approved), revoked by a rollback, without a logged model id, or superseded,
+and a forged replica row; the version served after each. A second signed version with
 its pickled model overwritten in S3, first through ``verify_and_load`` (refused, message kept), then
 released by the DAG (``tests/e2e/dags/release_registered_version.py``: the real release tail under
-``dag.test()``): the deploy task's state and message, the version served afterwards and where ``champion``
-ends; an unsigned version through ``verify_and_load``. Timing: signing and verifying the transformer folder
-a replica would load (the offline MiniLM, ~88 MB, plus the signed TF-IDF pyfunc), medians over repeats.
+``dag.test()``): the promote task fails when the replica cannot stage it (its state and message, the deploy
+task's state), the version served afterwards and where ``champion`` ends; an unsigned version through
+``verify_and_load``. Timing: signing and verifying the transformer folder a replica would load (the offline
+MiniLM, ~88 MB, plus the signed TF-IDF pyfunc), medians over repeats.
 
     .venv/bin/python benchmarks/release_trust.py [--repeats 5]
 """
@@ -59,8 +61,8 @@ def _timings(folder: Path, private: Path, public: list[str], repeats: int) -> tu
 def _released_through_the_dag(
     stack, name: str, version: str, run_id: str, log_dir: Path
 ) -> dict[str, object]:
-    """Run the release tail on ``version`` (forced past the gate): the deploy task's state and message, the
-    version the server serves afterwards and the alias ``champion``."""
+    """Run the release tail on ``version`` (forced past the gate): the promote and deploy tasks' states and
+    the failed one's message, the version the server serves afterwards and the alias ``champion``."""
     from sentiflow import localstack, registry
     from sentiflow.config import MLflowSettings
     from sentiflow.names import VAL_F1
@@ -73,22 +75,26 @@ def _released_through_the_dag(
         "registered_run_id": run_id,
         "selection_metric": VAL_F1,
         "force_promote": True,
+        # the gate would load it for its behavioural cases and refuse it there; this is about the release's
+        "behaviour_check": False,
     }
     started = time.perf_counter()
     run = run_dag(
         "release_registered_version", conf, env={"AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}, timeout_s=1200
     )
     took = time.perf_counter() - started
-    message = failure_message(task_logs(run, log_dir).get("deploy", "")) or ""
+    logs = task_logs(run, log_dir)
+    message = failure_message(logs.get("promote", "")) or failure_message(logs.get("deploy", "")) or ""
     server = ModelServerClient(stack.server_url, stack.server_token)
     client = registry.mlflow_client()
     return {
         "dag_run_state": run["state"],
+        "select_best_task_state": run["tasks"].get("select_best"),
         "promote_task_state": run["tasks"].get("promote"),
         "deploy_task_state": run["tasks"].get("deploy"),
         "served_version_after": str(server.model()["version"]),
         "champion_after": registry.version_for_alias(client, MLflowSettings(), "champion"),
-        "deploy_message": message[:1200],
+        "failure_message": message[:1200],
         "dag_run_s": round(took, 1),
     }
 
@@ -159,6 +165,8 @@ def _refused_moves(stack, name: str, served: str, clf) -> dict[str, object]:
     with mlflow.start_run():
         never = str(log_classifier(clf, registered_model_name=name).registered_model_version)
     with mlflow.start_run():
+        staged = str(log_classifier(clf, registered_model_name=name).registered_model_version)
+    with mlflow.start_run():
         revoked = str(log_classifier(clf, registered_model_name=name).registered_model_version)
     prior = flow.promote(client, settings, revoked, reason="release_trust: a release that fails")
     flow.roll_back(client, settings, prior, "release_trust: its inference check failed", attempts=1)
@@ -167,6 +175,24 @@ def _refused_moves(stack, name: str, served: str, clf) -> dict[str, object]:
         source = f"runs:/{run.info.run_id}/plain"
         bare = str(client.create_model_version(name, source=source, run_id=run.info.run_id).version)
     out: dict[str, object] = {}
+    staged_by: list[str | None] = []
+
+    def stage_then_move() -> None:
+        """The candidate alias names it, every replica stages it, then champion moves to it unapproved."""
+        from sentiflow.serving_client import ModelServerClient
+
+        client.set_registered_model_alias(name, settings.candidate_alias, staged)
+        server = ModelServerClient(stack.server_url, stack.server_token)
+        answer = server.wait_for_staged(staged, timeout_s=120)
+        staged_by.extend(r["staged_version"] for r in answer["replicas"])
+        client.set_registered_model_alias(name, settings.champion_alias, staged)
+
+    out["staged_never_approved"] = {
+        **_attempt(stack, name, served, staged, stage_then_move),
+        "staged_by_every_replica_before": bool(staged_by) and all(v == staged for v in staged_by),
+    }
+    restore()
+    client.delete_registered_model_alias(name, settings.candidate_alias)
     for key, target in (("never_released", never), ("revoked", revoked), ("no_model_id", bare)):
         out[key] = _attempt(stack, name, served, target, alias_to(target))
         restore()
@@ -240,6 +266,8 @@ def main() -> int:
                 "status": _status(lambda c=client: c.set_registered_model_alias(name, "champion", version))
             }
         pipeline = client_for(stack.mlflow_uri, stack_auth.identity(home, "pipeline"))
+        # the pipeline's bare alias move above is no release: undone, so the release below signs an approval
+        pipeline.delete_registered_model_alias(name, "champion")
         mv = pipeline.get_model_version(name, version)
         uri = f"models:/{name}/{version}"
         loads = []
@@ -311,7 +339,8 @@ def main() -> int:
             for k in ("anonymous", "server_identity", "pipeline")
         )
         + f"| tampered version (S3 overwrite) | refused: {result['tampered_version']['refused']} |\n"  # type: ignore[index]
-        + "| the DAG releases the tampered version | deploy task "
+        + "| the DAG releases the tampered version | promote task "
+        + f"{result['tampered_version']['promote_task_state']} (staging refused it), deploy task "  # type: ignore[index]
         + f"{result['tampered_version']['deploy_task_state']}; served after: "  # type: ignore[index]
         + f"{result['tampered_version']['served_version_after']} (champion before "  # type: ignore[index]
         + f"{result['tampered_version']['champion_before']}, after "  # type: ignore[index]
@@ -322,6 +351,7 @@ def main() -> int:
             f"(refused: {moves[key]['refused']}) |\n"  # type: ignore[index]
             for key, what in (
                 ("never_released", "alias moved to a version never released"),
+                ("staged_never_approved", "alias moved to the staged candidate, never approved"),
                 ("revoked", "alias moved to a version a rollback revoked"),
                 ("no_model_id", "alias moved to a version without a logged model id"),
                 ("superseded", "alias moved back to a superseded champion"),

@@ -109,6 +109,11 @@ class MLflowSettings(BaseSettings):
     registered_model_name: str = Field(default="sentiflow-sentiment", description="The one registered model.")
     champion_alias: str = Field(default="champion", description="Alias of the version that is served.")
     previous_alias: str = Field(default="previous", description="Alias of the version before, for rollback.")
+    candidate_alias: str = Field(
+        default="candidate",
+        description="Alias of the version a release is about to promote: replicas stage it (download, "
+        "verify, warm up) without serving it, so the champion's move is fast.",
+    )
     artifacts_prefix: str = Field(
         default="mlflow-artifacts", description="Key prefix in the S3 bucket for proxied MLflow artifacts."
     )

@@ -162,6 +162,21 @@ def version_for_alias(client: Any, settings: MLflowSettings, alias: str) -> str 
         raise
 
 
+def alias_versions(client: Any, settings: MLflowSettings) -> dict[str, str]:
+    """Every alias of the registered model and the version it names, in one registry request; empty when
+    the model does not exist. ``RegistryUnavailableError`` on any other failure."""
+    name = settings.registered_model_name
+    try:
+        model = client.get_registered_model(name)
+    except Exception as exc:
+        if is_not_found(exc):
+            return {}
+        raise RegistryUnavailableError(
+            f"cannot read model {name!r} in registry {settings.tracking_uri}: {exc}"
+        ) from exc
+    return {str(alias): str(version) for alias, version in (model.aliases or {}).items()}
+
+
 def champion(client: Any, settings: MLflowSettings) -> Candidate | None:
     """The current champion with its run's metrics, or None before the first promotion."""
     version = version_for_alias(client, settings, settings.champion_alias)

@@ -27,6 +27,10 @@ class ReplicaLoadError(ModelServerError):
     """A replica reported that it could not load the version being released."""
 
 
+class ReplicaStagingError(ModelServerError):
+    """A replica reported that it could not stage the version about to be released."""
+
+
 @dataclass(frozen=True)
 class PredictResult:
     model_version: str
@@ -195,6 +199,49 @@ class ModelServerClient:
                 raise ModelServerError(
                     f"not every replica behind {self.url} served version {version} within {timeout_s:.0f}s "
                     f"(waited since {time.ctime(started)}; last: {last})",
+                    url=f"{self.url}/replicas",
+                )
+            time.sleep(poll_s)
+
+    def wait_for_staged(
+        self, version: str | int, timeout_s: float = 60.0, poll_s: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll ``/replicas`` until every worker of every live replica holds ``version`` staged (or serves it
+        already); return that answer.
+
+        Raises ``ReplicaStagingError`` as soon as a worker reports a failed staging of ``version``, and
+        ``ModelServerError`` naming each replica's staged version after ``timeout_s``.
+        """
+        version = str(version)
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while True:
+            try:
+                answer = self.replicas()
+                replicas = answer.get("replicas") or []
+                workers = [(r, w) for r in replicas for w in r.get("workers", [])]
+                for replica, worker in workers:
+                    if worker.get("staging_error_version") == version:
+                        why = worker.get("staging_error") or "its reason is shown to the admin token"
+                        raise ReplicaStagingError(
+                            f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not stage "
+                            f"version {version}: {why}",
+                            url=f"{self.url}/replicas",
+                            body=answer,
+                        )
+                if workers and all(
+                    version in (w.get("staged_version"), w.get("version")) for _, w in workers
+                ):
+                    return answer
+                last = {r["replica_id"]: r.get("staged_version") or r.get("state") for r in replicas}
+            except ReplicaStagingError:
+                raise
+            except ModelServerError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise ModelServerError(
+                    f"not every replica behind {self.url} staged version {version} within {timeout_s:.0f}s "
+                    f"(last: {last})",
                     url=f"{self.url}/replicas",
                 )
             time.sleep(poll_s)

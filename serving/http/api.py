@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__)
 _last_logged_reason: list[str] = [""]
-#: What ``GET /model`` shows only with the admin token: the run and artifact location of the served
-#: version, this replica's id and the last load error.
-MODEL_ADMIN_ONLY: tuple[str, ...] = ("run_id", "source")
+#: What ``GET /model`` shows only with the admin token: the run, logged model and artifact location of the
+#: served version, this replica's id and the last load error.
+MODEL_ADMIN_ONLY: tuple[str, ...] = ("run_id", "model_id", "source")
 DEPLOYED_ADMIN_ONLY: tuple[str, ...] = ("replica_id", "load_error")
 
 

@@ -29,10 +29,17 @@ class WorkerInfo(BaseModel):
     )
     error_version: str | None = Field(default=None, description="The version whose last load failed.")
     error_at: float | None = Field(default=None, description="When the last load failed, UNIX seconds.")
+    staged_version: str | None = Field(
+        default=None, description="The release's candidate this worker holds loaded and verified, not served."
+    )
+    staging_error_version: str | None = Field(
+        default=None, description="The candidate whose last staging failed."
+    )
 
 
 class WorkerDetail(WorkerInfo):
     load_error: str | None = Field(default=None, description="The last failed load, until one succeeds.")
+    staging_error: str | None = Field(default=None, description="Why staging the candidate last failed.")
 
 
 class ReplicaInfo(BaseModel):
@@ -44,6 +51,12 @@ class ReplicaInfo(BaseModel):
     last_seen: float | None = None
     alias: str = Field(description="The alias this replica follows.")
     alias_version: str | None = Field(description="The alias's version at this replica's last registry read.")
+    candidate_version: str | None = Field(
+        default=None, description="The candidate alias's version at this replica's last registry read."
+    )
+    staged_version: str | None = Field(
+        default=None, description="The candidate every live worker holds staged; null while they differ."
+    )
     started_at: float
     workers: list[WorkerInfo]
 
@@ -52,6 +65,7 @@ class ReplicaDetail(ReplicaInfo):
     host: str
     load_error: str | None = None
     alias_error: str | None = Field(default=None, description="Why the last registry read failed, if it did.")
+    staging_error: str | None = Field(default=None, description="A worker's last failed staging, if any.")
     workers: list[WorkerDetail]  # type: ignore[assignment]  # the detail of each worker too
 
 

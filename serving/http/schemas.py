@@ -246,6 +246,9 @@ class ModelInfo(BaseModel):
     source: str | None = Field(
         default=None, description="Where the files were loaded from (admin token only)."
     )
+    model_id: str | None = Field(
+        default=None, description="The logged model the version was made from (admin token only)."
+    )
     runtime: str
     runtime_source: Literal["shipped", "built"] | None = Field(
         default=None,

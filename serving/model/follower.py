@@ -14,7 +14,11 @@ Two daemon threads per worker:
 - the *loader* loads, warms up and swaps in the alias's version whenever it differs from the one served.
   A failed load (registry, S3 or the artifact unavailable, a model that cannot predict) keeps the old
   model, is recorded in the worker's row, and is retried with exponential backoff, so a replica becomes
-  ready by itself when the dependency returns. ``/ready`` says why until then.
+  ready by itself when the dependency returns. ``/ready`` says why until then. With nothing to load, it
+  *stages* the version the release's ``candidate`` alias names (read in the same registry request as the
+  followed alias): loaded, verified and warmed up but not served, since the release signs its approval
+  only when it promotes (``ModelManager.stage``). The worker's row reports the staged version or why
+  staging failed; the release waits for every replica to report it before it moves the alias.
 
 No record of what to serve is kept here: the alias is read again on every poll, and a restarted replica
 simply loads what the alias names. The follower drives the model it is given through ``ServedModel``
@@ -53,7 +57,14 @@ class ServedModel(Protocol):
     @property
     def current(self) -> LoadedModel | None: ...
 
+    @property
+    def staged(self) -> LoadedModel | None: ...
+
     def swap_in(self, version: str) -> LoadedModel: ...
+
+    def stage(self, version: str) -> LoadedModel: ...
+
+    def drop_staged(self) -> None: ...
 
     def mark_unready(self, reason: str) -> None: ...
 
@@ -70,16 +81,20 @@ class AliasFollower:
         *,
         alias: str,
         replica_id: str,
+        candidate_alias: str | None = None,
     ) -> None:
         self.model = model
         self.registry = registry
         self.replicas = replicas
         self.settings = settings
         self.alias = alias
+        #: The release's alias for the version it is about to promote: staged, never served from it.
+        self.candidate_alias = candidate_alias
         self.replica_id = replica_id
         self.worker_id = str(os.getpid())
         self.started = threading.Event()
         self.target: str | None = None  # the alias's version as last read
+        self.candidate: str | None = None  # the candidate alias's version as last read
         self.alias_error: str | None = None
         self.target_seen_at: str | None = None
         self._stop = threading.Event()
@@ -90,6 +105,10 @@ class AliasFollower:
         self._error_at: float | None = None
         self._failures = 0
         self._retry_at = 0.0
+        self._staging_error: str | None = None
+        self._staging_error_version: str | None = None
+        self._staging_failures = 0
+        self._staging_retry_at = 0.0
         self._db_warned = False
         self._own_read_at = -float("inf")  # monotonic time of this worker's last registry read
         self._threads = [
@@ -141,12 +160,15 @@ class AliasFollower:
             self.heartbeat()
             self._stop.wait(self.settings.reload_poll_s)
 
-    def _read_registry(self) -> tuple[str | None, str | None]:
+    def _read_registry(self) -> tuple[str | None, str | None, str | None]:
+        """``(followed version, candidate version, error)`` from one registry request."""
         self._own_read_at = time.monotonic()
         try:
-            return self.registry.alias_version(self.alias), None
+            aliases = self.registry.aliases()
         except RegistryUnavailableError as exc:
-            return None, str(exc)
+            return None, None, str(exc)
+        candidate = aliases.get(self.candidate_alias) if self.candidate_alias else None
+        return aliases.get(self.alias), candidate, None
 
     def _own_read_due(self) -> bool:
         return time.monotonic() - self._own_read_at >= OWN_READ_EVERY_POLLS * self.settings.reload_poll_s
@@ -155,20 +177,24 @@ class AliasFollower:
         """Read the alias and tell the loader when it moved; what is applied is always this worker's own
         registry reading (a sibling's stored reading only says when to read)."""
         version: str | None
+        candidate: str | None
         error: str | None
         if self.replicas is None:
-            version, error = self._read_registry()
+            version, candidate, error = self._read_registry()
         else:
             try:
                 claimed_at = self.replicas.claim_alias_poll(self.replica_id, self.settings.reload_poll_s)
                 if claimed_at is not None:
-                    version, error = self._read_registry()
+                    version, candidate, error = self._read_registry()
                     # a report for /replicas and the hint for the siblings, never read back as a decision
-                    self.replicas.record_alias(self.replica_id, version, error, claimed_at)
+                    self.replicas.record_alias(
+                        self.replica_id, version, error, claimed_at, candidate=candidate
+                    )
                 else:
-                    read_yet, stored, _ = self.replicas.replica_alias(self.replica_id)
-                    if (read_yet and stored != self.target) or self._own_read_due():
-                        version, error = self._read_registry()
+                    read_yet, stored, _, stored_candidate = self.replicas.replica_alias(self.replica_id)
+                    moved = stored != self.target or stored_candidate != self.candidate
+                    if (read_yet and moved) or self._own_read_due():
+                        version, candidate, error = self._read_registry()
                     else:
                         return  # the stored reading names what this worker follows: nothing to do
                 self._db_warned = False
@@ -176,13 +202,26 @@ class AliasFollower:
                 if not self._db_warned:
                     log.warning("shared database unavailable (%s); reading the alias directly", exc)
                     self._db_warned = True
-                version, error = self._read_registry()
-        self._apply(version, error)
+                version, candidate, error = self._read_registry()
+        self._apply(version, error, candidate)
 
-    def _apply(self, version: str | None, error: str | None) -> None:
+    def _apply(self, version: str | None, error: str | None, candidate: str | None = None) -> None:
         alias, name = self.alias, self.registry.name
         self.alias_error = error
         current = self.model.current
+        if error is None and candidate != self.candidate:
+            log.info(
+                "alias %s of %s names version %s (was %s)",
+                self.candidate_alias,
+                name,
+                candidate,
+                self.candidate,
+            )
+            self.candidate = candidate
+            self._staging_retry_at = 0.0
+            if self._staging_error_version != candidate:
+                self._staging_error = self._staging_error_version = None
+            self._wake.set()
         if error is not None:
             if current is None:
                 self.model.mark_unready(
@@ -213,6 +252,7 @@ class AliasFollower:
         if self.replicas is None:
             return
         model = self.model.current
+        staged = self.model.staged
         with self._beat_lock:
             try:
                 self.replicas.heartbeat(
@@ -226,6 +266,9 @@ class AliasFollower:
                     load_error=self._load_error,
                     error_version=self._error_version,
                     error_at=self._error_at,
+                    staged_version=staged.version if staged else None,
+                    staging_error=self._staging_error,
+                    staging_error_version=self._staging_error_version,
                 )
             except Exception:
                 log.warning("heartbeat to the shared database failed", exc_info=True)
@@ -236,12 +279,51 @@ class AliasFollower:
             target = self.target
             current = self.model.current
             if target is None or (current is not None and current.version == target):
-                self._wait(self.settings.reload_poll_s)
+                if not self.stage_once():
+                    self._wait(self.settings.reload_poll_s)
                 continue
             if self._error_version == target and time.monotonic() < self._retry_at:
                 self._wait(self._retry_at - time.monotonic())
                 continue
             self._load(target)
+
+    def stage_once(self) -> bool:
+        """Stage the candidate alias's version when it is neither served nor staged yet (a failure is
+        retried with backoff); True when it tried. A staged model the candidate no longer names is dropped."""
+        candidate, current, staged = self.candidate, self.model.current, self.model.staged
+        if staged is not None and staged.version != candidate:
+            self.model.drop_staged()
+            self.heartbeat()
+        if candidate is None or (current is not None and current.version == candidate):
+            return False
+        if staged is not None and staged.version == candidate:
+            return False
+        if self._staging_error_version == candidate and time.monotonic() < self._staging_retry_at:
+            return False
+        try:
+            self.model.stage(candidate)
+        except Exception as exc:
+            self._staging_failures = (
+                self._staging_failures + 1 if self._staging_error_version == candidate else 1
+            )
+            delay = min(
+                self.settings.load_retry_max_s,
+                self.settings.load_retry_initial_s * 2 ** (self._staging_failures - 1),
+            )
+            self._staging_retry_at = time.monotonic() + delay
+            self._staging_error = f"{type(exc).__name__}: {exc}"
+            self._staging_error_version = candidate
+            log.exception(
+                "staging version %s of alias %s failed; retrying in %.1fs",
+                candidate,
+                self.candidate_alias,
+                delay,
+            )
+        else:
+            self._staging_error = self._staging_error_version = None
+            self._staging_failures = 0
+        self.heartbeat()
+        return True
 
     def _wait(self, seconds: float) -> None:
         self._wake.wait(max(0.0, seconds))

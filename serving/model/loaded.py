@@ -23,10 +23,15 @@ class LoadedModel:
     runtime_source: str | None = None
     #: Why the configured runtime does not serve (PyTorch does instead); None when it serves.
     runtime_fallback: str | None = None
+    #: The logged model the version was made from (what its signature and approval name).
+    model_id: str | None = None
 
     def info(self) -> dict[str, Any]:
-        """Every field but the classifier: the body of ``GET /model`` (``schemas.ModelInfo`` documents it)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "classifier"}
+        """Every field but the classifier and the model id: the body of ``GET /model`` (``schemas.ModelInfo``
+        documents it)."""
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("classifier", "model_id")
+        }
 
 
 def now_iso() -> str:

@@ -6,6 +6,12 @@ change the worker loads the version, runs a warm-up prediction and swaps one ref
 the old model until that assignment, and a failed load or warm-up leaves it in place (and is retried with
 backoff). The server keeps no record of its own. The manager knows nothing of the follower: the app
 (``serving.extension``) builds both.
+
+Before a release moves the alias, it names the version it is about to promote with the ``candidate``
+alias; ``stage`` loads that version ahead (download, signature verification, deserialization, runtime
+preparation and warm-up) and holds it without serving it: no approval exists yet. When the alias then
+names it, ``swap_in`` checks the approval the release signed meanwhile (one registry request) and swaps the
+staged model in, so the move costs no download and no load. One staged model per worker at most.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from sentiflow.cpu_quota import threads_per_worker
 from sentiflow.server_settings import ServerSettings
 from serving import metrics
 from serving.model.batcher import MicroBatcher
-from serving.model.loaded import LoadedModel
+from serving.model.loaded import LoadedModel, now_iso
 from serving.model.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -108,6 +114,7 @@ class ModelManager:
         self.settings = settings
         self.registry = registry
         self._current: LoadedModel | None = None
+        self._staged: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self.unready_reason = "starting: reading the followed alias from the registry"
         self.batcher = MicroBatcher(
@@ -138,18 +145,52 @@ class ModelManager:
         """``client`` (the rate limit's key) bounds one client's share of the batch queue."""
         return self.batcher.predict(texts, timeout_s=self.settings.predict_timeout_s, client=client)
 
+    @property
+    def staged(self) -> LoadedModel | None:
+        """The version loaded ahead of its approval, ready to swap in; never served as it is."""
+        return self._staged
+
+    def _prepare(self, model: LoadedModel) -> LoadedModel:
+        """Threads, batch caps, the runtime and a warm-up prediction: what a model needs before it serves."""
+        _set_torch_threads(self.settings)
+        cap_batch_tokens(model, self.settings)
+        model = with_runtime(model, self.settings)
+        warm_up(model)
+        return model
+
+    def stage(self, version: str) -> LoadedModel:
+        """Load ``version`` ahead of its approval and hold it unserved; raises (holding nothing) on any
+        failure. A staged model of another version is dropped first: one staged model per worker."""
+        with self._swap_lock:
+            if self._staged is not None and self._staged.version == version:
+                return self._staged
+            self._staged = None
+            model = self._prepare(self.registry.load_unapproved(version))
+            self._staged = model
+            log.info("worker %s staged %s version %s (not served)", os.getpid(), model.name, model.version)
+            return model
+
+    def drop_staged(self) -> None:
+        """Forget the staged model (the candidate alias moved away or was removed)."""
+        self._staged = None
+
     def swap_in(self, version: str) -> LoadedModel:
         """Load, warm up and swap; raises (and keeps the old model) on any failure.
 
-        Requests in flight finish on the old model: they hold their own reference to it.
+        A staged model of ``version`` swaps in once its approval verifies, without loading again. Requests in
+        flight finish on the old model: they hold their own reference to it.
         """
         with self._swap_lock:
             try:
-                model = self.registry.load(version)
-                _set_torch_threads(self.settings)
-                cap_batch_tokens(model, self.settings)
-                model = with_runtime(model, self.settings)
-                warm_up(model)
+                staged = self._staged
+                if staged is not None and staged.version == version:
+                    self.registry.approval_of(
+                        staged
+                    )  # approved since it was staged, and still the same model
+                    model = replace(staged, loaded_at=now_iso())
+                    self._staged = None
+                else:
+                    model = self._prepare(self.registry.load(version))
             except Exception:
                 metrics.DEPLOYS.labels(result="failure").inc()
                 raise
@@ -158,10 +199,11 @@ class ModelManager:
             metrics.MODEL_VERSION.set(float(model.version) if model.version.isdigit() else 0)
             self.unready_reason = ""
             log.info(
-                "worker %s now serves %s version %s (%s)",
+                "worker %s now serves %s version %s (%s%s)",
                 os.getpid(),
                 model.name,
                 model.version,
                 model.runtime,
+                ", staged" if staged is not None and staged.version == version else "",
             )
             return model

@@ -76,32 +76,77 @@ class Registry:
         except ModelNotFoundError:
             return None
 
+    def aliases(self) -> dict[str, str]:
+        """Every alias of the model and its version, in one request (the follower reads the served alias and
+        the release's candidate together); ``RegistryUnavailableError`` names the registry."""
+        self._count("alias")
+        return registry.alias_versions(self.client(), self.settings)
+
+    def _public_keys(self, version: str) -> list[str] | None:
+        """The keys approvals verify with; None on a development stack that serves unsigned versions."""
+        from sentiflow.signing import SignatureError
+
+        keys = [k for k in self.server.signing_public_keys if k]
+        if keys:
+            return keys
+        if self.server.allow_unsigned_models:
+            return None
+        raise SignatureError(
+            f"version {version} is not loaded: no public key configured to verify its approval"
+        )
+
     def approval(self, mv: Any) -> str | None:
         """Why ``mv`` may be served: its signed approval, the newest of the model (``sentiflow.approval``);
         ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
         from sentiflow.approval import check_servable
-        from sentiflow.signing import SignatureError
 
-        keys = [k for k in self.server.signing_public_keys if k]
-        if not keys:
-            if self.server.allow_unsigned_models:
-                return None
-            raise SignatureError(
-                f"version {mv.version} is not loaded: no public key configured to verify its approval"
-            )
+        keys = self._public_keys(str(mv.version))
+        if keys is None:
+            return None
         self._count("versions")
         every = self.client().search_model_versions(f"name='{self.name}'")
+        return check_servable(mv, every, keys).reason
+
+    def approval_of(self, model: LoadedModel) -> str | None:
+        """``approval`` of a version loaded ahead of its approval (staged), from one registry request: the
+        version's record as the registry has it now, which must still name the logged model that was
+        loaded."""
+        from sentiflow.approval import check_servable
+        from sentiflow.signing import SignatureError, version_model_id
+
+        keys = self._public_keys(model.version)
+        if keys is None:
+            return None
+        self._count("versions")
+        every = self.client().search_model_versions(f"name='{self.name}'")
+        mv = next((v for v in every if str(v.version) == model.version), None)
+        if mv is None:
+            raise SignatureError(f"version {model.version} of {self.name!r} is no longer in the registry")
+        if version_model_id(mv) != model.model_id:
+            raise SignatureError(
+                f"version {model.version} of {self.name!r} now names model {version_model_id(mv)}, "
+                f"not the staged {model.model_id}"
+            )
         return check_servable(mv, every, keys).reason
 
     def load(self, version: str) -> LoadedModel:
         """Version ``version``, when the pipeline approved it (``approval``): downloaded once per replica,
         verified and deserialized by this worker."""
-        from sentiflow.signing import load_for_serving, version_model_id
-
         mv = self.resolve(version=version)
         self.approval(mv)  # before anything is downloaded: an unapproved version costs one registry read
+        return self._materialize(mv)
+
+    def load_unapproved(self, version: str) -> LoadedModel:
+        """Version ``version`` downloaded, its signature verified and deserialized, with no approval check:
+        only for staging, never for serving (``ModelManager.swap_in`` checks ``approval_of`` first)."""
+        return self._materialize(self.resolve(version=version))
+
+    def _materialize(self, mv: Any) -> LoadedModel:
+        from sentiflow.signing import load_for_serving, version_model_id
+
         uri = f"models:/{self.name}/{mv.version}"
-        key = f"{self.name}-v{mv.version}-{version_model_id(mv) or mv.run_id or 'norun'}"
+        model_id = version_model_id(mv)
+        key = f"{self.name}-v{mv.version}-{model_id or mv.run_id or 'norun'}"
         local = self.downloads.local_copy(uri, key)  # a download counts once per replica, by its downloader
         pyfunc = load_for_serving(uri, mv, local)  # verifies the signature before deserializing
         classifier = pyfunc.unwrap_python_model().classifier
@@ -116,6 +161,7 @@ class Registry:
             source=uri,
             classifier=classifier,
             runtime=family_runtime(getattr(classifier, "family", "")),
+            model_id=model_id,
         )
 
     def model_names(self, *, max_results: int) -> list[str]:

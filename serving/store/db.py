@@ -103,6 +103,7 @@ replicas_table = sa.Table(
     sa.Column("alias_checked_at", sa.Float, nullable=False, default=0.0),
     sa.Column("alias_read_at", sa.Float, nullable=True),
     sa.Column("alias_polls", sa.Integer, nullable=False, default=0),
+    sa.Column("candidate_version", sa.String(64), nullable=True),
 )
 workers_table = sa.Table(
     "server_workers",
@@ -118,6 +119,9 @@ workers_table = sa.Table(
     sa.Column("error_version", sa.String(64), nullable=True),
     sa.Column("error_at", sa.Float, nullable=True),
     sa.Column("last_seen", sa.Float, nullable=False, index=True),
+    sa.Column("staged_version", sa.String(64), nullable=True),
+    sa.Column("staging_error", sa.Text, nullable=True),
+    sa.Column("staging_error_version", sa.String(64), nullable=True),
 )
 
 

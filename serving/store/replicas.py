@@ -4,16 +4,16 @@ The registry alias is the one record of what *should* be served; these rows say 
 deploy knows when it is complete and every pod answers ``GET /replicas`` and ``/deploy/status`` the same:
 
 - ``server_replicas``: one row per replica (one gunicorn instance, one pod): its id and host, and the
-  followed alias as last read from the registry. Its ``alias_checked_at`` is also the replica's poll slot:
-  a worker reads the registry only after winning ``claim_alias_poll`` (an atomic ``UPDATE ... WHERE``), so a
-  replica makes at most one alias request per poll interval whatever its worker count. The stored reading
-  is a report and a hint to the siblings, never a decision: each worker acts only on its own registry
-  reading (``serving.model.follower``), so whoever can write this table cannot choose what is served.
+  followed alias (and the release's candidate alias) as last read from the registry. Its
+  ``alias_checked_at`` is also the replica's poll slot: a worker reads the registry only after winning
+  ``claim_alias_poll`` (an atomic ``UPDATE ... WHERE``), so a replica makes at most one alias request per
+  poll interval whatever its worker count. The stored reading is a report and a hint to the siblings,
+  never a decision: each worker acts only on its own registry reading (``serving.model.follower``), so
+  whoever can write this table cannot choose what is served.
 - ``server_workers``: one row per worker: version served, runtime, loaded_at, last_seen (heartbeat), the
-  version it is loading and its last load error. A worker not seen for ``ttl_s`` is not live: a killed pod
+  version it is loading and its last load error, the candidate version it holds staged (loaded, not
+  served) and its last staging error. A worker not seen for ``ttl_s`` is not live: a killed pod
   drops out by itself, no PID probing.
-
-The deployments' rows (one per ``POST /deploy``) are ``serving.store.deployments``.
 
 Times are UNIX seconds from each writer's clock (pods run NTP); SQLite locally, Postgres in production.
 """
@@ -45,6 +45,9 @@ class WorkerRow:
     error_version: str | None
     error_at: float | None
     last_seen: float
+    staged_version: str | None = None
+    staging_error: str | None = None
+    staging_error_version: str | None = None
 
     @property
     def state(self) -> str:
@@ -65,6 +68,8 @@ class ReplicaView:
     alias_error: str | None
     #: When the stored reading of the alias began (``record_alias``).
     alias_read_at: float | None = None
+    #: The release's candidate alias's version at the same read.
+    candidate_version: str | None = None
     workers: list[WorkerRow] = field(default_factory=list)
 
     @property
@@ -89,6 +94,16 @@ class ReplicaView:
     def load_error(self) -> str | None:
         return next((w.load_error for w in self.workers if w.load_error), None)
 
+    @property
+    def staged_version(self) -> str | None:
+        """The candidate version every live worker holds staged; None while they differ or none is."""
+        staged = {w.staged_version for w in self.workers}
+        return staged.pop() if len(staged) == 1 else None
+
+    @property
+    def staging_error(self) -> str | None:
+        return next((w.staging_error for w in self.workers if w.staging_error), None)
+
     def serves(self, version: str) -> bool:
         return bool(self.workers) and all(w.version == version for w in self.workers)
 
@@ -108,6 +123,9 @@ class ReplicaView:
             "alias": self.alias,
             "alias_version": self.alias_version,
             "alias_error": self.alias_error,
+            "candidate_version": self.candidate_version,
+            "staged_version": self.staged_version,
+            "staging_error": self.staging_error,
             "started_at": self.started_at,
             "workers": [
                 {
@@ -122,6 +140,9 @@ class ReplicaView:
                     "load_error": w.load_error,
                     "error_version": w.error_version,
                     "error_at": w.error_at,
+                    "staged_version": w.staged_version,
+                    "staging_error": w.staging_error,
+                    "staging_error_version": w.staging_error_version,
                 }
                 for w in self.workers
             ],
@@ -175,7 +196,13 @@ class ReplicaStore:
         return now if result.rowcount == 1 else None
 
     def record_alias(
-        self, replica_id: str, version: str | None, error: str | None, read_started_at: float | None = None
+        self,
+        replica_id: str,
+        version: str | None,
+        error: str | None,
+        read_started_at: float | None = None,
+        *,
+        candidate: str | None = None,
     ) -> bool:
         """Store a registry read of the alias begun at ``read_started_at`` (its claim's time; default now),
         unless a read begun later is stored already: False then.
@@ -193,22 +220,28 @@ class ReplicaStore:
                     t.c.replica_id == replica_id,
                     sa.or_(t.c.alias_read_at.is_(None), t.c.alias_read_at <= started),
                 )
-                .values(alias_version=version, alias_error=error, alias_read_at=started)
+                .values(
+                    alias_version=version,
+                    alias_error=error,
+                    alias_read_at=started,
+                    candidate_version=candidate,
+                )
             )
         return result.rowcount == 1
 
-    def replica_alias(self, replica_id: str) -> tuple[bool, str | None, str | None]:
-        """``(read_yet, version, error)``: the alias as the replica's last registry read found it."""
+    def replica_alias(self, replica_id: str) -> tuple[bool, str | None, str | None, str | None]:
+        """``(read_yet, version, error, candidate)``: the followed alias and the candidate alias as the
+        replica's last registry read found them."""
         t = replicas_table
         with self.db.engine.connect() as conn:
             row = conn.execute(
-                sa.select(t.c.alias_read_at, t.c.alias_version, t.c.alias_error).where(
+                sa.select(t.c.alias_read_at, t.c.alias_version, t.c.alias_error, t.c.candidate_version).where(
                     t.c.replica_id == replica_id
                 )
             ).first()
         if row is None or row.alias_read_at is None:
-            return False, None, None
-        return True, row.alias_version, row.alias_error
+            return False, None, None, None
+        return True, row.alias_version, row.alias_error, row.candidate_version
 
     def alias_polls(self) -> dict[str, int]:
         """Registry alias reads per replica since it started (for the benchmark's request rate)."""
@@ -250,6 +283,7 @@ class ReplicaStore:
                 alias_version=row.alias_version,
                 alias_error=row.alias_error,
                 alias_read_at=row.alias_read_at,
+                candidate_version=row.candidate_version,
             )
             for row in replicas
         }

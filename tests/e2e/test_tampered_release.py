@@ -1,12 +1,13 @@
-"""A version tampered with after registration reaches the DAG's deploy step: the step fails naming the
-signature, the served version never changes, and ``champion`` is back on the old champion.
+"""A version tampered with after registration fails the DAG's release before its promotion: every replica
+stages the candidate first, the replica's refusal fails the promote step naming the signature, ``champion``
+never moves and the served version never changes.
 
 Real services throughout: the session's S3 and MLflow (with auth), the model server under gunicorn
 following ``champion`` and verifying signatures, Airflow's ``dag.test()`` in a child process. Two versions are
 logged and signed by the pipeline's ``log_classifier``; the first is served; the second's pickled model is
 overwritten in S3 (``tests/tamper.py``); then ``release_registered_version`` (``tests/e2e/dags/``: the real
 ``validate_params`` and the real release tail of both pipeline DAGs, handed that version as a training task
-hands over the one it registered) selects it with ``force_promote``, promotes it and deploys it.
+hands over the one it registered) selects it with ``force_promote`` and tries to release it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def served(stack):
             server.stop()
 
 
-def test_the_deploy_step_fails_on_a_tampered_version_and_the_alias_goes_back(served, tmp_path):
+def test_a_tampered_version_fails_its_staging_and_the_alias_never_moves(served, tmp_path):
     settings = MLflowSettings()
     name = settings.registered_model_name
     client = registry.mlflow_client(settings)
@@ -70,22 +71,17 @@ def test_the_deploy_step_fails_on_a_tampered_version_and_the_alias_goes_back(ser
 
     tasks = result["tasks"]
     assert result["state"] == "failed", tasks
-    assert (tasks["select_best"], tasks["promote"]) == ("success", "success")  # it did reach the deploy
-    assert result["xcom"]["promote"]["version"] == bad
-    assert tasks["deploy"] == "failed" and tasks["inference_check"] == "upstream_failed"
-    message = failure_message(task_logs(result, tmp_path / "logs")["deploy"])
-    # the failed task says why, naming the signature and the file, and what the rollback restored
-    assert message, "the deploy task's log has no AirflowFailException"
-    assert message.startswith(f"deploy of version {bad} failed"), message
+    assert (tasks["select_best"], tasks["promote"]) == ("success", "failed")  # the staging refused it
+    assert tasks["deploy"] == "upstream_failed" and tasks["inference_check"] == "upstream_failed"
+    message = failure_message(task_logs(result, tmp_path / "logs")["promote"])
+    # the failed task says why, naming the signature and the file, before anything moved
+    assert message, "the promote task's log has no AirflowFailException"
+    assert message.startswith(f"version {bad} was not promoted"), message
+    assert f"could not stage version {bad}" in message
     assert f"signature {SIGNATURE_FILE} does not match the files: changed files: python_model.pkl" in message
-    assert f"aliases restored (champion {champion}" in message
-    assert f"model server back on version {champion}" in message
 
     after = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
-    assert after == before  # champion back on the old champion, nothing else moved
+    assert after == before  # champion never moved; the candidate alias is gone again
     assert str(server.model()["version"]) == champion  # the served version never changed
-    tags = client.get_model_version(name, bad).tags
-    assert SIGNATURE_FILE in tags[names.TAG_ROLLED_BACK]  # never selected again unless a user names it
-    # The replicas' refusal was reported in their rows (what GET /replicas shows): the deploy step's message
-    # above quotes it from there. Once the alias is back, a worker drops an error about another version
-    # ("history", serving.model.follower), so /replicas is not asked again here: that raced the rollback.
+    # The replicas' refusal was reported in their rows (what GET /replicas shows): the promote step's message
+    # above quotes it from there.

@@ -107,17 +107,29 @@ def keep_champion(decision: dict[str, Any]) -> dict[str, Any]:
 
 @task(task_id=PROMOTE, outlets=[CHAMPION_MODEL], **IO_RETRIES)
 def promote(decision: dict[str, Any]) -> dict[str, Any]:
-    """Alias ``champion`` → the selected version; the old champion becomes ``previous`` (``release.promote``).
+    """Every replica stages the selected version (``release.stage``), then alias ``champion`` → it; the old
+    champion becomes ``previous`` (``release.promote``). A replica that cannot stage it fails the task with
+    the champion unchanged.
 
     Retries are safe: the aliases from before are recorded in the registry before anything moves.
     """
     from sentiflow import registry
     from sentiflow.release import flow as release
+    from sentiflow.release.deploy import model_not_served_here, server_client
 
     context = get_current_context()
     selected = Selected.model_validate(decision)
-    settings = mlflow_settings(PipelineSettings())
+    pipeline = PipelineSettings()
+    settings = mlflow_settings(pipeline)
     client = registry.mlflow_client(settings)
+    if model_not_served_here(settings.registered_model_name) is None:
+        server = server_client(server_endpoint(pipeline))
+        try:
+            release.stage(
+                client, settings, server, selected.candidate_version, timeout_s=pipeline.stage_timeout_s
+            )
+        except release.StagingError as exc:
+            raise AirflowFailException(str(exc)) from exc
     # the signed approval says why: the gate's decision, and for a manual release who asked (and why forced)
     why = selected.reason
     if selected.requested_by:

@@ -31,6 +31,11 @@ class PipelineSettings(BaseSettings):
     deploy_timeout_s: float = Field(
         default=600.0, description="Longest wait for the server to serve a version."
     )
+    stage_timeout_s: float = Field(
+        default=300.0,
+        description="Longest wait for every replica to stage the candidate before its promotion; past it the "
+        "release promotes anyway.",
+    )
     reports_prefix: str = Field(default="reports", description="S3 key prefix of inference-check reports.")
     local_train_timeout_s: float = Field(
         default=6 * 3600, description="Timeout of a local training subprocess."

@@ -1,4 +1,9 @@
-"""The release after selection, free of Airflow: promote, deploy, check, report; roll back on any failure.
+"""The release after selection, free of Airflow: stage, promote, deploy, check, report; roll back on any
+failure after the promotion.
+
+``stage`` comes first: the ``candidate`` alias names the version, and every live replica loads, verifies
+and warms it up without serving it (it has no approval yet), so the champion's move that follows swaps a
+model already in memory. A replica that cannot stage it fails the release before anything is promoted.
 
 There is never an unchecked ``champion``: once ``promote`` moved the aliases, **any** failure of the steps
 after it — the deploy, the inference check's HTTP calls, a wrong version answering, accuracy below the
@@ -35,6 +40,10 @@ ROLLBACK_BACKOFF_S = 2.0
 
 class ReleaseError(RuntimeError):
     """The release failed after promotion and was rolled back; the message says why and what state is left."""
+
+
+class StagingError(RuntimeError):
+    """A replica could not stage the candidate; nothing was promoted, the champion is unchanged."""
 
 
 class CheckFailedError(RuntimeError):
@@ -91,6 +100,30 @@ def _sign(
     )
 
 
+def stage(client: Any, settings: MLflowSettings, server: Any, version: str, *, timeout_s: float) -> bool:
+    """``candidate`` → ``version``, then wait until every live replica holds it staged (``/replicas``).
+
+    True when they all do. ``StagingError`` as soon as one reports a failed staging (the version's signature
+    does not verify, it cannot be deserialized or cannot predict): the candidate alias is removed and nothing
+    is promoted. A timeout is logged and returns False: the promotion goes ahead, the deploy's wait bounds
+    it, and replicas that had not staged the version yet load it then.
+    """
+    from sentiflow.serving_client import ReplicaStagingError
+
+    version = str(version)
+    registry.set_alias(client, settings, settings.candidate_alias, version)
+    try:
+        server.wait_for_staged(version, timeout_s=timeout_s)
+    except ReplicaStagingError as exc:
+        registry.set_alias(client, settings, settings.candidate_alias, None)
+        raise StagingError(f"version {version} was not promoted: {exc}") from exc
+    except Exception as exc:
+        log.warning("not every replica staged version %s (%s); promoting it anyway", version, exc)
+        return False
+    log.info("every live replica staged version %s", version)
+    return True
+
+
 def promote(
     client: Any,
     settings: MLflowSettings,
@@ -130,8 +163,10 @@ def promote(
 
 
 def finish(client: Any, settings: MLflowSettings) -> None:
-    """The release passed its check: forget the recorded starting point."""
+    """The release is over (its check passed, or it was rolled back): forget the recorded starting point and
+    the candidate alias, so no replica keeps a staged copy of a version nobody is about to promote."""
     client.delete_registered_model_tag(settings.registered_model_name, TAG_RELEASE_PRIOR_ALIASES)
+    registry.set_alias(client, settings, settings.candidate_alias, None)
 
 
 def _retrying(what: str, fn: Callable[[], T], attempts: int, backoff_s: float) -> T:

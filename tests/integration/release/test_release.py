@@ -295,6 +295,41 @@ def test_a_failed_check_against_the_live_server_serves_the_old_champion_again(se
         check_servable(by_number["2"], versions, keys)
 
 
+@pytest.mark.slow
+def test_every_replica_stages_the_candidate_before_the_champion_moves(served_model) -> None:
+    settings, server = served_model
+    client = registry.mlflow_client(settings)
+    http = ModelServerClient(server.url, server.token, timeout_s=60)
+    assert http.wait_for_version("1", timeout_s=120)["version"] == "1"
+    assert release.stage(client, settings, http, "2", timeout_s=120) is True
+    (replica,) = http.replicas()["replicas"]
+    assert (replica["staged_version"], replica["version"], replica["candidate_version"]) == ("2", "1", "2")
+    assert aliases(settings) == ("1", None)  # staged, nothing promoted yet
+    assert requests.get(f"{server.url}/model", timeout=10).json()["version"] == "1"
+    prior = release.promote(client, settings, "2")
+    assert release.deploy(client, settings, http, prior, timeout_s=120)["version"] == "2"
+    release.finish(client, settings)  # the release is over: no replica keeps staging for it
+    assert registry.version_for_alias(client, settings, settings.candidate_alias) is None
+
+
+@pytest.mark.slow
+def test_a_replica_that_cannot_stage_the_candidate_fails_the_release_before_promotion(served_model) -> None:
+    from tests.tamper import tampered_version
+
+    settings, server = served_model
+    client = registry.mlflow_client(settings)
+    http = ModelServerClient(server.url, server.token, timeout_s=60)
+    assert http.wait_for_version("1", timeout_s=120)["version"] == "1"
+    with (
+        tampered_version(settings.registered_model_name, "2"),
+        pytest.raises(release.StagingError, match="could not stage version 2: SignatureError"),
+    ):
+        release.stage(client, settings, http, "2", timeout_s=120)
+    assert aliases(settings) == ("1", None)  # champion never moved
+    assert registry.version_for_alias(client, settings, settings.candidate_alias) is None
+    assert requests.get(f"{server.url}/model", timeout=10).json()["version"] == "1"
+
+
 def test_an_older_deployments_champion_is_approved_once_by_the_command(model, capsys) -> None:
     """A champion from before approvals has none (a restarting replica would refuse it): the command signs
     one for the version champion names, and only that one."""

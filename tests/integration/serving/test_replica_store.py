@@ -67,11 +67,11 @@ def test_claims_race_safely_across_threads(store, db_url):
 
 def test_alias_reading_is_shared_by_the_replicas_workers(store):
     store.register_replica("r1", "h", "champion")
-    assert store.replica_alias("r1") == (False, None, None)
+    assert store.replica_alias("r1") == (False, None, None, None)
     store.record_alias("r1", "7", None)
-    assert store.replica_alias("r1") == (True, "7", None)
+    assert store.replica_alias("r1") == (True, "7", None, None)
     store.record_alias("r1", None, "cannot reach registry")
-    assert store.replica_alias("r1") == (True, None, "cannot reach registry")
+    assert store.replica_alias("r1") == (True, None, "cannot reach registry", None)
 
 
 def test_a_read_begun_before_a_stored_one_never_overwrites_it(store):
@@ -83,14 +83,14 @@ def test_a_read_begun_before_a_stored_one_never_overwrites_it(store):
     assert slow is not None and fresh is not None
     assert store.record_alias("r1", "1", None, fresh) is True
     assert store.record_alias("r1", "3", None, slow) is False  # read before the move, finished after
-    assert store.replica_alias("r1") == (True, "1", None)
+    assert store.replica_alias("r1") == (True, "1", None, None)
 
     store.register_replica("r2", "h", "champion")
     first = store.claim_alias_poll("r2", 1.0, now=1_000_000.0)
     second = store.claim_alias_poll("r2", 1.0, now=1_000_001.5)  # still reading when the first ends
     assert first is not None and second is not None
     assert store.record_alias("r2", None, "registry timed out", first) is True
-    assert store.replica_alias("r2") == (True, None, "registry timed out")
+    assert store.replica_alias("r2") == (True, None, "registry timed out", None)
 
 
 def test_live_replicas_by_heartbeat_age_and_agreement_of_their_workers(store):
