@@ -293,6 +293,7 @@ def fit_transformer(
     samples the GPUs (all of this node's).
     """
     import torch
+    from accelerate.utils import extract_model_from_parallel
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
     device = resolve_device(params.device)
@@ -330,7 +331,10 @@ def fit_transformer(
                 f"{params.per_device_train_batch_size}, max_length={params.max_length}: lower one of them"
             ) from exc
         fit_time = time.perf_counter() - started
-        classifier.model = trainer.model  # the best epoch's weights (load_best_model_at_end)
+        # The best epoch's weights (load_best_model_at_end), without the autocast wrapper mixed precision
+        # puts around ``forward``: the classifier then answers, and exports to ONNX, as the saved folder
+        # loads (fp32, its own bf16 autocast only where ``bf16`` says).
+        classifier.model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
 
     gpu = (
         sampler.summary()

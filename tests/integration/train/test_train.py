@@ -114,8 +114,11 @@ def test_transformer_run_logs_metrics_artifacts_and_registers_a_servable_version
     imdb_snapshot: str, tiny_model_dir: Path, caplog
 ) -> None:
     registered = _model_name()
+    # bf16 mixed precision on every CPU (emulated where it is not native): the shipped ONNX file must still
+    # be a plain fp32 one a CPU opens, not a trace of the trainer's autocast wrapper
+    params = tiny_params(tiny_model_dir, bf16="on")
     with caplog.at_level(logging.INFO, logger="sentiflow.train.trainer_progress"):
-        result = run_training(imdb_snapshot, tiny_params(tiny_model_dir), registered_model_name=registered)
+        result = run_training(imdb_snapshot, params, registered_model_name=registered)
 
     # the progress callback is wired into the Trainer: 96 rows in batches of 16 for 2 epochs
     progress = [r.getMessage() for r in caplog.records if r.name == "sentiflow.train.trainer_progress"]
