@@ -53,6 +53,14 @@ MODEL_VERSION = Gauge(
     "Registry version of the model this worker serves (0 = none loaded).",
     multiprocess_mode="liveall",
 )
+MODEL_RUNTIME = Gauge(
+    f"{PREFIX}_model_runtime",
+    "1 for the runtime this worker's model answers through (torch, onnx, onnx-int8, scikit-learn) and the "
+    "one the server is configured for; they differ when the configured runtime cannot serve the version "
+    "(GET /model's runtime_fallback says why).",
+    ["runtime", "configured"],
+    multiprocess_mode="liveall",
+)
 DEPLOYS = Counter(f"{PREFIX}_deploys", "Model loads by result (success or failure).", ["result"])
 REGISTRY_REQUESTS = Counter(
     f"{PREFIX}_registry_requests",

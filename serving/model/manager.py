@@ -197,6 +197,8 @@ class ModelManager:
             self._current = model  # the atomic swap: one reference assignment
             metrics.DEPLOYS.labels(result="success").inc()
             metrics.MODEL_VERSION.set(float(model.version) if model.version.isdigit() else 0)
+            metrics.MODEL_RUNTIME.clear()  # one runtime per worker: the previous model's goes
+            metrics.MODEL_RUNTIME.labels(runtime=model.runtime, configured=self.settings.runtime).set(1)
             self.unready_reason = ""
             log.info(
                 "worker %s now serves %s version %s (%s%s)",

@@ -165,6 +165,7 @@ def test_page_walkthrough(ui_server, browser, artifacts, monkeypatch):
     page.goto(f"{ui_server.url}/ui/")
     expect(page.locator("#model-version")).to_have_text(old)
     expect(page.locator("#serving-pill")).to_have_text(f"Serving version {old}")
+    expect(page.locator("#model-runtime")).to_have_text("scikit-learn")  # which runtime answers
     assert ui_server.token not in page.content()
 
     # Versions table: both trained versions and the broken one; best by the default metric, then another.

@@ -115,6 +115,10 @@
     const dl = el("dl", { class: "model" },
       el("dt", { text: "Version" }), el("dd", {}, el("span", { class: "big", id: "model-version", text: m.version })),
       el("dt", { text: "Family" }), el("dd", { text: m.family || "—" }),
+      // which runtime answers, and why PyTorch does when the configured one cannot
+      el("dt", { text: "Runtime" }), el("dd", { id: "model-runtime", text: (m.runtime || "—")
+        + (m.runtime_source ? " (" + m.runtime_source + " file)" : "")
+        + (m.runtime_fallback ? ": " + m.runtime_fallback : "") }),
       el("dt", { text: "Labels" }), el("dd", { text: (m.label_names || []).join(", ") }),
       el("dt", { text: "Follows" }), el("dd", { text: deployed.alias
         ? "alias " + deployed.alias + (deployed.version ? " (version " + deployed.version + ")" : "")

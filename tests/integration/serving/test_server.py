@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -338,6 +339,9 @@ def test_metrics_cover_requests_predictions_feedback_and_deploys(server, version
     assert 'sentiflow_server_deploys_total{result="success"}' in text
     assert 'sentiflow_server_deploys_total{result="failure"}' in text
     assert "sentiflow_server_model_version{pid=" in text and f"}} {float(versions[1])}" in text
+    # which runtime answers, beside the configured one (a TF-IDF version never runs through ONNX)
+    runtimes = re.findall(r"sentiflow_server_model_runtime\{([^}]*)\} 1\.0", text)
+    assert runtimes and all('configured="onnx-int8"' in r and 'runtime="scikit-learn"' in r for r in runtimes)
 
 
 @pytest.mark.slow
