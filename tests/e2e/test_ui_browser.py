@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import urllib.request
 from collections.abc import Iterator
@@ -363,7 +364,7 @@ def test_versions_table_is_readable_at_1280_and_filters_by_registered_model(ui_s
     expect(row.locator("ul.gate-failures li").last).to_have_text("… 1 more")  # a tag holds whole cases
 
     # 1280 px: the table fits its box (no sideways scrolling) and every metric header is in view
-    wrap = page.locator(".table-wrap")
+    wrap = page.get_by_role("region", name=re.compile("^Registered versions"))
     assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), wrap.evaluate(
         "e => [e.scrollWidth, e.clientWidth]"
     )
