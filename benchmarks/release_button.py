@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -214,15 +215,22 @@ def main() -> int:
         print(f"registered versions {versions}", flush=True)
         first = release(stack, airflow, versions[0], force=False)
         print("first release:", first, flush=True)
-        runs = []
-        for i in range(args.releases):
-            result = release(stack, airflow, versions[(i + 1) % 2], force=True)
-            print(f"release {i + 1}:", result, flush=True)
+        # the gate's answer to alternating: asked unforced once; refused, the timed releases are forced
+        probe = release(stack, airflow, versions[1], force=False)
+        print("unforced release:", probe, flush=True)
+        refused = probe["state"] != "success"
+        runs = [] if refused else [probe]
+        while len(runs) < args.releases:
+            result = release(
+                stack, airflow, versions[len(runs) % 2 if refused else (len(runs) + 1) % 2], refused
+            )
+            print(f"release {len(runs) + 1}:", result, flush=True)
             runs.append(result)
     finally:
         if env is not None:
             deployment.down(env)
         localstack.down(stack)
+    shutil.rmtree(home, ignore_errors=True)
     ok = [r for r in runs if r["state"] == "success" and r["to_serving_s"] is not None]
     if not ok:
         print("no release succeeded", file=sys.stderr)
@@ -231,9 +239,13 @@ def main() -> int:
         "setup": {
             "stack_and_airflow_up_s": up_s,
             "versions": versions,
-            "gate": "forced: force_promote with force_reason on every timed release; "
-            "the first release (no champion) passed the gate unforced",
-            "force_reason": FORCE_REASON,
+            "gate": (
+                "refused the unforced alternation: every timed release says force_promote with force_reason"
+                if refused
+                else "accepted the unforced alternation: no timed release is forced"
+            ),
+            "unforced_release": probe,
+            "force_reason": FORCE_REASON if refused else None,
             "replicas": ok[0]["replicas"],
         },
         "to_serving_s": summary([r["to_serving_s"] for r in ok]),
@@ -246,18 +258,32 @@ def main() -> int:
         "cpu_flags": cpu_flags(),
         "note": "shared machine: other jobs ran on its cores during the run",
     }
+    task_ids = list(ok[0]["tasks_s"])
+    tasks_p50 = {t: round(statistics.median(r["tasks_s"].get(t, 0.0) for r in ok), 2) for t in task_ids}
+    result["tasks_p50_s"] = tasks_p50
     lines = "\n".join(
         f"| {i} | {r['version']} | {r['state']} | {r['to_serving_s']} | {r['post_s']} | {r['airflow_run_s']} "
         f"| {r['queued_s']} |"
         for i, r in enumerate(runs, 1)
     )
+    if refused:
+        why = (probe.get("message") or "").split("; see ")[0]
+        gate = (
+            f"each forced past the gate with a reason: asked unforced, the gate refused the alternation "
+            f"(`{why}`)"
+        )
+    else:
+        gate = "none forced: the gate accepted the unforced alternation"
+    flags = cpu_flags()
+    vector = ", ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags) or "none"
     markdown = f"""
 A manual release from the web page's Deploy button: `POST /deploy?wait=true` with the admin token asks
 Airflow for a `{names.RELEASE_DAG}` run (gate, stage, promote, deploy, inference check) on the local stack
-(`make airflow`: `airflow standalone`, LocalExecutor, SQLite; one model server). {len(ok)} of {len(runs)}
-timed releases alternating TF-IDF versions {versions[0]} and {versions[1]}, each forced past the gate with a
-reason (alternating two versions, the gate keeps the champion on a tie or a loss); the first release (no
-champion, unforced) is left out. Shared machine: other jobs ran on its cores meanwhile.
+(`make airflow`: `airflow standalone`, LocalExecutor, SQLite, up in {up_s} s; model-server
+replicas: {ok[0]["replicas"]}). {len(ok)} of {len(runs)} timed releases alternating TF-IDF versions
+{versions[0]} and {versions[1]}, {gate}. The first release (no champion yet, unforced: {first["state"]},
+{first["to_serving_s"]} s to serving) is left out. Shared machine: other jobs ran on its
+{os.cpu_count()} cores meanwhile; CPU flags in the JSON (vector: {vector}).
 
 | | p50 s | max s |
 |---|---|---|
@@ -269,8 +295,12 @@ champion, unforced) is left out. Shared machine: other jobs ran on its cores mea
 |---|---|---|---|---|---|---|
 {lines}
 
-Before, when the server moved the alias itself, `POST /deploy` between versions already on disk took 3–9 s;
-the release is now a run of the pipeline's own release tasks in Airflow, each a task process of its own.
+Task durations, p50 s: {", ".join(f"{t} {v}" for t, v in tasks_p50.items())}.
+
+Before, when the server moved the alias itself, `POST /deploy` between versions already on disk took 3–9 s.
+Now the request is a run of the pipeline's release tasks in Airflow, each task a process of its own; every
+replica serves the version once `promote` has moved the alias (`deploy` waits for that), and the POST
+answers after `inference_check` and the run's end.
 """
     record("release_button", result, markdown)
     print(markdown)
