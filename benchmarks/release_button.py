@@ -221,9 +221,7 @@ def main() -> int:
         refused = probe["state"] != "success"
         runs = [] if refused else [probe]
         while len(runs) < args.releases:
-            result = release(
-                stack, airflow, versions[len(runs) % 2 if refused else (len(runs) + 1) % 2], refused
-            )
+            result = release(stack, airflow, versions[(len(runs) + 1) % 2], refused)
             print(f"release {len(runs) + 1}:", result, flush=True)
             runs.append(result)
     finally:
