@@ -39,7 +39,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO), str(REPO / "benchmarks")]
 
-from _common import cpu_flags, record  # noqa: E402
+from _common import command_line, cpu_flags, record  # noqa: E402
 
 from sentiflow import localstack, names  # noqa: E402
 
@@ -265,7 +265,8 @@ def main() -> int:
         for i, r in enumerate(runs, 1)
     )
     if refused:
-        why = (probe.get("message") or "").split("; see ")[0]
+        # "release run <id> failed (tasks: ...): <the gate's reason>; see <link>"
+        why = (probe.get("message") or "").split("; see ")[0].split("): ", 1)[-1]
         gate = (
             f"each forced past the gate with a reason: asked unforced, the gate refused the alternation "
             f"(`{why}`)"
@@ -300,7 +301,7 @@ Now the request is a run of the pipeline's release tasks in Airflow, each task a
 replica serves the version once `promote` has moved the alias (`deploy` waits for that), and the POST
 answers after `inference_check` and the run's end.
 """
-    record("release_button", result, markdown)
+    record("release_button", result, markdown, command=f"PYTHONPATH=$PWD/include:$PWD {command_line()}")
     print(markdown)
     return 0
 
