@@ -211,6 +211,7 @@ def main() -> int:
         up_s = round(time.monotonic() - started, 1)
         print(f"stack and Airflow up in {up_s}s: {airflow.url}", flush=True)
         os.environ.update(localstack.client_env(stack))
+        load_before = os.getloadavg()
         versions = register_versions(2)
         print(f"registered versions {versions}", flush=True)
         first = release(stack, airflow, versions[0], force=False)
@@ -228,6 +229,7 @@ def main() -> int:
         if env is not None:
             deployment.down(env)
         localstack.down(stack)
+    load_after = os.getloadavg()
     shutil.rmtree(home, ignore_errors=True)
     ok = [r for r in runs if r["state"] == "success" and r["to_serving_s"] is not None]
     if not ok:
@@ -254,6 +256,11 @@ def main() -> int:
         "first_release": first,
         "runs": runs,
         "cpu_flags": cpu_flags(),
+        # the 1, 5 and 15 minute load averages before the releases and after them: the other jobs' share
+        "load_average": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in load_after],
+        },
         "note": "shared machine: other jobs ran on its cores during the run",
     }
     task_ids = list(ok[0]["tasks_s"])
@@ -282,7 +289,8 @@ Airflow for a `{names.RELEASE_DAG}` run (gate, stage, promote, deploy, inference
 replicas: {ok[0]["replicas"]}). {len(ok)} of {len(runs)} timed releases alternating TF-IDF versions
 {versions[0]} and {versions[1]}, {gate}. The first release (no champion yet, unforced: {first["state"]},
 {first["to_serving_s"]} s to serving) is left out. Shared machine: other jobs ran on its
-{os.cpu_count()} cores meanwhile; CPU flags in the JSON (vector: {vector}).
+{os.cpu_count()} cores meanwhile (5-minute load average {load_before[1]:.1f} before the releases,
+{load_after[1]:.1f} after); CPU flags in the JSON (vector: {vector}).
 
 | | p50 s | max s |
 |---|---|---|
