@@ -301,7 +301,8 @@ CHILD = textwrap.dedent(
     from sentiflow.feedback.dataset import merge_feedback_into_snapshot
     from sentiflow.release.checks import sample_cases_from
     feedback = pd.DataFrame({"text": ["a new review", "another one"], "predicted_label": ["0", "1"],
-                             "correct": [True, True], "verified": [True, True]})
+                             "correct": [True, True], "verified": [True, True],
+                             "status": ["accepted", "accepted"], "reviewed_by": ["r", "r"]})
     merged = merge_feedback_into_snapshot(feedback, clean, run_id="rlimit", store=store, settings=settings)
     merged = merged.merged_manifest_uri
     manifest = read_manifest(store, clean)
