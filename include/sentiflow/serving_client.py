@@ -7,6 +7,7 @@ says what went wrong without a trace through ``requests``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +158,38 @@ class ModelServerClient:
         hosts and load errors too (the server shows those to the admin token only)."""
         return self._request("GET", "/replicas", admin=bool(self.token)).json()
 
+    def _poll_replicas(
+        self,
+        verb: str,
+        version: str,
+        check: Callable[[dict[str, Any]], tuple[bool, Any]],
+        *,
+        timeout_s: float,
+        poll_s: float,
+        since: str = "",
+    ) -> dict[str, Any]:
+        """Poll ``/replicas`` until ``check(answer)`` says done; ``check`` raises a replica's failure itself
+        and otherwise returns (done, what to report at the timeout). An unreachable server is retried."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while True:
+            try:
+                answer = self.replicas()
+                done, last = check(answer)
+                if done:
+                    return answer
+            except (ReplicaLoadError, ReplicaStagingError):
+                raise
+            except ModelServerError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise ModelServerError(
+                    f"not every replica behind {self.url} {verb} version {version} within {timeout_s:.0f}s "
+                    f"({since}last: {last})",
+                    url=f"{self.url}/replicas",
+                )
+            time.sleep(poll_s)
+
     def wait_for_replicas(
         self, version: str | int, timeout_s: float = 300.0, poll_s: float = 1.0
     ) -> dict[str, Any]:
@@ -167,41 +200,35 @@ class ModelServerClient:
         """
         version = str(version)
         started = time.time()
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while True:
-            try:
-                answer = self.replicas()
-                replicas = answer.get("replicas") or []
-                failed = [
-                    (r, w)
-                    for r in replicas
-                    for w in r.get("workers", [])
-                    if w.get("error_version") == version and (w.get("error_at") or 0) >= started - 1
-                ]
-                if failed:
-                    replica, worker = failed[0]
-                    why = worker.get("load_error") or "the admin token shows why"
-                    raise ReplicaLoadError(
-                        f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not load "
-                        f"version {version}: {why}",
-                        url=f"{self.url}/replicas",
-                        body=answer,
-                    )
-                if replicas and all(r.get("version") == version for r in replicas):
-                    return answer
-                last = {r["replica_id"]: r.get("version") or r.get("state") for r in replicas}
-            except ReplicaLoadError:
-                raise
-            except ModelServerError as exc:
-                last = str(exc)
-            if time.monotonic() >= deadline:
-                raise ModelServerError(
-                    f"not every replica behind {self.url} served version {version} within {timeout_s:.0f}s "
-                    f"(waited since {time.ctime(started)}; last: {last})",
+
+        def check(answer: dict[str, Any]) -> tuple[bool, Any]:
+            replicas = answer.get("replicas") or []
+            failed = [
+                (r, w)
+                for r in replicas
+                for w in r.get("workers", [])
+                if w.get("error_version") == version and (w.get("error_at") or 0) >= started - 1
+            ]
+            if failed:
+                replica, worker = failed[0]
+                why = worker.get("load_error") or "the admin token shows why"
+                raise ReplicaLoadError(
+                    f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not load "
+                    f"version {version}: {why}",
                     url=f"{self.url}/replicas",
+                    body=answer,
                 )
-            time.sleep(poll_s)
+            done = bool(replicas) and all(r.get("version") == version for r in replicas)
+            return done, {r["replica_id"]: r.get("version") or r.get("state") for r in replicas}
+
+        return self._poll_replicas(
+            "served",
+            version,
+            check,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+            since=f"waited since {time.ctime(started)}; ",
+        )
 
     def wait_for_staged(
         self, version: str | int, timeout_s: float = 60.0, poll_s: float = 0.5
@@ -213,38 +240,25 @@ class ModelServerClient:
         ``ModelServerError`` naming each replica's staged version after ``timeout_s``.
         """
         version = str(version)
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while True:
-            try:
-                answer = self.replicas()
-                replicas = answer.get("replicas") or []
-                workers = [(r, w) for r in replicas for w in r.get("workers", [])]
-                for replica, worker in workers:
-                    if worker.get("staging_error_version") == version:
-                        why = worker.get("staging_error") or "its reason is shown to the admin token"
-                        raise ReplicaStagingError(
-                            f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not stage "
-                            f"version {version}: {why}",
-                            url=f"{self.url}/replicas",
-                            body=answer,
-                        )
-                if workers and all(
-                    version in (w.get("staged_version"), w.get("version")) for _, w in workers
-                ):
-                    return answer
-                last = {r["replica_id"]: r.get("staged_version") or r.get("state") for r in replicas}
-            except ReplicaStagingError:
-                raise
-            except ModelServerError as exc:
-                last = str(exc)
-            if time.monotonic() >= deadline:
-                raise ModelServerError(
-                    f"not every replica behind {self.url} staged version {version} within {timeout_s:.0f}s "
-                    f"(last: {last})",
-                    url=f"{self.url}/replicas",
-                )
-            time.sleep(poll_s)
+
+        def check(answer: dict[str, Any]) -> tuple[bool, Any]:
+            replicas = answer.get("replicas") or []
+            workers = [(r, w) for r in replicas for w in r.get("workers", [])]
+            for replica, worker in workers:
+                if worker.get("staging_error_version") == version:
+                    why = worker.get("staging_error") or "its reason is shown to the admin token"
+                    raise ReplicaStagingError(
+                        f"replica {replica['replica_id']} (worker {worker['worker_id']}) could not stage "
+                        f"version {version}: {why}",
+                        url=f"{self.url}/replicas",
+                        body=answer,
+                    )
+            done = bool(workers) and all(
+                version in (w.get("staged_version"), w.get("version")) for _, w in workers
+            )
+            return done, {r["replica_id"]: r.get("staged_version") or r.get("state") for r in replicas}
+
+        return self._poll_replicas("staged", version, check, timeout_s=timeout_s, poll_s=poll_s)
 
     def wait_for_version(
         self, version: str | int, timeout_s: float = 300.0, poll_s: float = 1.0
