@@ -13,11 +13,11 @@ $(STAMP): requirements/constraints.txt pyproject.toml scripts/install.sh
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m sentiflow.demo
+	$(PY) -m sentiflow.localstack.demo
 
 # The Airflow UI (airflow standalone) on the local stack; prints URL and admin password. SCHEDULE=1: run schedules too.
 airflow: install
-	$(PY) -m sentiflow.airflow_local up $(if $(SCHEDULE),--schedule,)
+	$(PY) -m sentiflow.localstack.airflow_standalone up $(if $(SCHEDULE),--schedule,)
 
 test: install
 	bash scripts/test.sh
@@ -34,17 +34,17 @@ format: install
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 up: install
-	$(PY) -m sentiflow.localstack up
+	$(PY) -m sentiflow.localstack.stack up
 
 down:
-	$(PY) -m sentiflow.airflow_local down
-	$(PY) -m sentiflow.localstack down
+	$(PY) -m sentiflow.localstack.airflow_standalone down
+	$(PY) -m sentiflow.localstack.stack down
 
 status:
-	$(PY) -m sentiflow.localstack status
+	$(PY) -m sentiflow.localstack.stack status
 
 env:
-	@$(PY) -m sentiflow.localstack env
+	@$(PY) -m sentiflow.localstack.stack env
 
 bench: install
 	$(PY) benchmarks/clean_throughput.py

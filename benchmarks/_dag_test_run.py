@@ -12,7 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from sentiflow import demo, localstack, supervisor
+from sentiflow.localstack import demo, supervisor
+from sentiflow.localstack import stack as localstack
 from tests.dagrun import small_run_conf
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import psutil
 import requests
 
-from sentiflow import localstack, supervisor
-from sentiflow.localstack import StackSettings
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
+from sentiflow.localstack.stack import StackSettings
 
 
 def start_mlflow_serve(stack: StackSettings, uri: str, port: int, workers: int) -> subprocess.Popen:
@@ -76,8 +77,8 @@ def start_mlserver(
     (``max_batch_size``/``max_batch_time``) and ``workers`` parallel inference workers; (process, URL)."""
     import json
 
-    from sentiflow.ports import free_port
-    from tests.integration.deploy.install_sets import build_mlserver
+    from sentiflow.localstack.ports import free_port
+    from tests.integration.deployment.install_sets import build_mlserver
 
     bin_dir = build_mlserver(folder / "env")
     models = folder / "models"

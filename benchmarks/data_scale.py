@@ -245,7 +245,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2"))
     args = parser.parse_args()
 
-    from sentiflow import localstack
+    from sentiflow.localstack import stack as localstack
 
     work = args.work or Path(tempfile.mkdtemp(prefix="data-scale-"))
     stack = localstack.stack_on_free_ports(work / "stack")

@@ -46,7 +46,7 @@ from _common import record  # noqa: E402
 from _serve_targets import ModelServer  # noqa: E402
 
 from sentiflow import localstack  # noqa: E402
-from sentiflow.server_settings import ServerSettings  # noqa: E402
+from sentiflow.settings.server import ServerSettings  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 LABELS = ["negative", "positive"]
@@ -90,8 +90,8 @@ def parse_args() -> argparse.Namespace:
 def register(args: argparse.Namespace) -> str:
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.settings.components import MLflowSettings
 
     if args.family == "transformer":
         from sentiflow.modeling.transformer import TransformerClassifier

@@ -141,8 +141,8 @@ def seconds(fn, repeats: int = 3) -> float:
 
 
 def score(name: str, args: argparse.Namespace) -> dict:
-    from sentiflow.cpu_quota import threads_per_worker
     from sentiflow.modeling import onnx_runtime as ort_mod
+    from sentiflow.settings.cpu_quota import threads_per_worker
 
     classifier, test, info = fine_tuned(name, args)
     texts, truth = test["text"].tolist(), test["label"].to_numpy()

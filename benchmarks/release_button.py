@@ -1,6 +1,7 @@
 """A manual release from the web page's Deploy button until every replica serves it, on the local stack.
 
-Starts the local stack and Airflow as ``make airflow`` does (``python -m sentiflow.airflow_local up`` in a
+Starts the local stack and Airflow as ``make airflow`` does (``python -m
+sentiflow.localstack.airflow_standalone up`` in a
 child process, the environment of ``tests/e2e/airflow_local/deployment.py``: a temp home, free ports, the
 child's code this checkout's), registers two TF-IDF versions of one binary snapshot in S3 (its test split
 is where the release's inference check draws its cases), then releases them alternately the way the Deploy
@@ -41,7 +42,8 @@ sys.path[:0] = [str(REPO / "include"), str(REPO), str(REPO / "benchmarks")]
 
 from _common import command_line, cpu_flags, record  # noqa: E402
 
-from sentiflow import localstack, names  # noqa: E402
+from sentiflow import names  # noqa: E402
+from sentiflow.localstack import stack as localstack  # noqa: E402
 
 REQUESTED_BY = "release_button benchmark"
 FORCE_REASON = "benchmark alternates two versions; the gate keeps the champion on a tie or a loss"
@@ -71,10 +73,10 @@ def register_versions(count: int) -> list[str]:
     check samples; each logs the gate's default metric and its test accuracy, signed by ``log_classifier``."""
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.data.snapshot_writer import write_snapshot
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.settings.components import MLflowSettings
     from sentiflow.storage import ObjectStore
 
     labels = ["negative", "positive"]

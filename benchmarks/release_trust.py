@@ -45,7 +45,7 @@ def _status(fn) -> int:
 
 
 def _timings(folder: Path, private: Path, public: list[str], repeats: int) -> tuple[float, float]:
-    from sentiflow.signing import sign_folder, verify_folder
+    from sentiflow.security.signing import sign_folder, verify_folder
 
     sign, verify = [], []
     for _ in range(repeats):
@@ -63,10 +63,11 @@ def _released_through_the_dag(
 ) -> dict[str, object]:
     """Run the release tail on ``version`` (forced past the gate): the promote and deploy tasks' states and
     the failed one's message, the version the server serves afterwards and the alias ``champion``."""
-    from sentiflow import localstack, registry
-    from sentiflow.config import MLflowSettings
+    from sentiflow import registry
+    from sentiflow.localstack import stack as localstack
     from sentiflow.names import VAL_F1
     from sentiflow.serving_client import ModelServerClient
+    from sentiflow.settings.components import MLflowSettings
     from tests.dagrun import failure_message, run_dag, task_logs
 
     localstack.airflow_init(stack)
@@ -102,8 +103,8 @@ def _released_through_the_dag(
 def _release(version: str) -> None:
     """What the pipeline's promote does: the signed approval, then the alias move, completed."""
     from sentiflow import registry
-    from sentiflow.config import MLflowSettings
     from sentiflow.release import flow
+    from sentiflow.settings.components import MLflowSettings
 
     settings = MLflowSettings()
     client = registry.mlflow_client(settings)
@@ -147,10 +148,10 @@ def _refused_moves(stack, name: str, served: str, clf) -> dict[str, object]:
     import sqlalchemy as sa
 
     from sentiflow import registry
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.release import flow
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.components import MLflowSettings
+    from sentiflow.settings.server import ServerSettings
     from serving.store.db import replicas_table
 
     settings = MLflowSettings()
@@ -225,14 +226,15 @@ def main() -> int:
 
     import mlflow
 
-    from sentiflow import localstack, stack_auth
-    from sentiflow.config import MLflowSettings
-    from sentiflow.mlflow_auth import client_for
+    from sentiflow.localstack import stack as localstack
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.names import VAL_F1
+    from sentiflow.security import stack_auth
+    from sentiflow.security.mlflow_auth import client_for
+    from sentiflow.security.signing import SignatureError, verify_and_load, version_model_id
     from sentiflow.serving_client import ModelServerClient
-    from sentiflow.signing import SignatureError, verify_and_load, version_model_id
+    from sentiflow.settings.components import MLflowSettings
     from tests.tamper import overwrite, version_artifact_key
 
     home = Path(tempfile.mkdtemp(prefix="release-trust-"))

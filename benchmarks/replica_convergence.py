@@ -149,9 +149,9 @@ def transformer_dir(home: Path) -> Path:
 def register_transformer(model_dir: Path) -> str:
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.transformer import TransformerClassifier
+    from sentiflow.settings.components import MLflowSettings
 
     clf = TransformerClassifier.from_pretrained(str(model_dir), ["negative", "positive"], max_length=128)
     with mlflow.start_run():
@@ -162,7 +162,7 @@ def register_transformer(model_dir: Path) -> str:
 def kill_and_restart(server, proxy_url: str, version: str, ttl_s: float) -> float:
     """kill -9 ``server``'s process group, restart it; seconds from the restart until it serves
     ``version``."""
-    from sentiflow.ports import port_in_use
+    from sentiflow.localstack.ports import port_in_use
 
     server.kill()
     gone = time.monotonic() + 90  # the killed sockets close as the kernel reaps the processes
@@ -207,10 +207,10 @@ def main() -> int:
     os.environ.update(localstack.client_env(stack))
     os.environ["SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME"] = "replica-convergence"
     from sentiflow import registry
-    from sentiflow.config import MLflowSettings
     from sentiflow.release import flow
-    from sentiflow.server_settings import ServerSettings
     from sentiflow.serving_client import ModelServerClient
+    from sentiflow.settings.components import MLflowSettings
+    from sentiflow.settings.server import ServerSettings
     from serving.store.db import Database
     from serving.store.migrate import upgrade
     from serving.store.replicas import ReplicaStore

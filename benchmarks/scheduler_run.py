@@ -1,7 +1,8 @@
 """Record one ``sentiment_pipeline`` run under Airflow's real scheduler (LocalExecutor), triggered by REST.
 
 Runs ``tests/e2e/airflow_local/test_airflow_scheduler.py`` (which starts the stack on free ports, then
-``make airflow``'s ``sentiflow.airflow_local up`` on it: a model server and ``airflow standalone``, and
+``make airflow``'s ``sentiflow.localstack.airflow_standalone up`` on it: a model server and ``airflow
+standalone``, and
 triggers a small baseline-only run) with ``SENTIFLOW_SCHEDULER_RUN_JSON`` set, and the same parameters
 under ``dag.test()`` (``benchmarks/_dag_test_run.py``, ``SENTIFLOW_DAG_TEST_RUN_JSON``), then writes
 ``results/scheduler_run.json`` and the ``## scheduler_run`` section of RESULTS.md: the run's state, wall

@@ -110,8 +110,8 @@ def load_texts(path: str, n: int = 2000) -> list[str]:
 def register(args: argparse.Namespace) -> str:
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.settings.components import MLflowSettings
 
     if args.family == "transformer":
         from sentiflow.modeling.transformer import TransformerClassifier
@@ -152,7 +152,7 @@ def main() -> int:
     try:
         localstack.up(stack, ["s3", "mlflow"], with_airflow=False)
         os.environ.update(localstack.client_env(stack))
-        from sentiflow.config import MLflowSettings
+        from sentiflow.settings.components import MLflowSettings
 
         version = register(args)
         name = MLflowSettings().registered_model_name

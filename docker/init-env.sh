@@ -7,7 +7,7 @@
 # Needs python3 (standard library only) and the openssl CLI (OpenSSL 1.1+/3 or LibreSSL): the signing key
 # pair is made with openssl, not Python's `cryptography`, which the host's python3 often lacks.
 #
-# The key pair (ECDSA P-256, what sentiflow.signing signs and verifies with) goes into .env as one line
+# The key pair (ECDSA P-256, what sentiflow.security.signing signs and verifies with) goes into .env as one line
 # each, since multi-line values are not portable across compose versions:
 #   SENTIFLOW_SIGNING_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\n...\n"   double quotes: compose turns \n
 #                                        into line breaks (docker-compose 1.29 and Compose v2 alike)

@@ -18,8 +18,8 @@ RUN pip install --no-cache-dir -c requirements/constraints.txt ".[mlflow]"
 FROM ${PYTHON_IMAGE}
 RUN useradd --create-home --uid 10001 --gid 0 mlflow
 COPY --from=build /opt/venv /opt/venv
-# The entrypoint's standard-library helpers (sentiflow.credentials_check, sentiflow.mlflow_auth_ini)
-COPY include/sentiflow/credentials_check.py include/sentiflow/mlflow_auth_ini.py /opt/sentiflow/
+# The entrypoint's standard-library helpers (sentiflow.security.credentials_check, sentiflow.security.mlflow_auth_ini)
+COPY include/sentiflow/security/credentials_check.py include/sentiflow/security/mlflow_auth_ini.py /opt/sentiflow/
 COPY --chmod=0755 docker/mlflow/entrypoint.sh /opt/sentiflow/entrypoint.sh
 # where the entrypoint writes the auth app's config (it holds the database password: 0600, never in a layer)
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \

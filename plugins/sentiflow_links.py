@@ -145,7 +145,7 @@ class ModelVersionLink(BaseOperatorLink):
         base = _http_base("mlflow_conn_id") if version else None
         if not (base and version):
             return ""
-        from sentiflow.config import MLflowSettings
+        from sentiflow.settings.components import MLflowSettings
 
         return links.model_version_url(base, MLflowSettings().registered_model_name, version)
 

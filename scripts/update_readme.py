@@ -12,8 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-from sentiflow.config_doc import markdown_table  # noqa: E402
 from sentiflow.gate.policy import GatePolicy  # noqa: E402
+from sentiflow.settings.reference import markdown_table  # noqa: E402
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 MAP_START, MAP_END = "<!-- module-map:start -->", "<!-- module-map:end -->"

@@ -16,8 +16,8 @@ from typing import Any
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
 
-from sentiflow.config import MLflowSettings
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving import metrics
 from serving.extension import ServerExtension
 from serving.http import admin, api, review

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 
-from sentiflow.config import AlertSettings, DriftSettings, MLflowSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
-from sentiflow.feedback.sampling import ProductionSampler
-from sentiflow.server_settings import ServerSettings
+from sentiflow.feedback.production_sample import ProductionSampler
+from sentiflow.settings.components import AlertSettings, DriftSettings, MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.model.batcher import MicroBatcher
 from serving.model.follower import AliasFollower
 from serving.model.manager import ModelManager
-from serving.model.registry import Registry
+from serving.model.registry_reader import RegistryReader
 from serving.prediction_ids import PredictionSigner, state_dir_secret
 from serving.releases import ReleaseRuns
 from serving.store.db import Database
@@ -58,7 +58,7 @@ class ServerExtension:
     #: This replica's id in the shared database (``SENTIFLOW_SERVER_REPLICA_ID``; one per gunicorn start).
     replica_id: str
     #: Every registry call of the server goes through it (and is counted).
-    registry: Registry
+    registry: RegistryReader
     manager: ModelManager
     #: Keeps ``manager`` serving the alias's version and reports it in the replica rows.
     follower: AliasFollower
@@ -90,7 +90,7 @@ class ServerExtension:
         database, so all workers share it: one alert per window)."""
         alias = settings.follow_alias or mlflow_settings.champion_alias
         replica_id = settings.replica_id or default_replica_id()
-        registry = Registry(mlflow_settings, settings)
+        registry = RegistryReader(mlflow_settings, settings)
         db = open_database(settings.resolved_feedback_db_url, settings.schema_wait_s)
         store = FeedbackStore(db)
         replicas = ReplicaStore(db)

@@ -12,8 +12,8 @@ import socket
 import uuid
 from pathlib import Path
 
-from sentiflow.credentials_check import check_component
-from sentiflow.server_settings import ServerSettings
+from sentiflow.security.credentials_check import check_component
+from sentiflow.settings.server import ServerSettings
 from serving.process import configure_process, preload_model_libraries
 
 # One replica id for this server's workers (read in the master, inherited by every worker it forks):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 
-from sentiflow.config import S3Settings, export_s3_env_for_mlflow
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import S3Settings, export_s3_env_for_mlflow
+from sentiflow.settings.server import ServerSettings
 
 LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 
@@ -46,7 +46,7 @@ def preloaded_modules() -> tuple[str, ...]:
     """What a first load of each family imports (the transformer's: about 10 s of CPU per process on this
     2-core machine, the TF-IDF's scikit-learn about 3 s): MLflow's pyfunc and every family's
     ``serving_modules``."""
-    from sentiflow.family_registry import families
+    from sentiflow.families.catalogue import families
 
     return ("mlflow.pyfunc", *(m for family in families().values() for m in family.serving_modules))
 

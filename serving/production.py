@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from sentiflow.config import DriftSettings, RuntimeEnvironment
-
 # One definition of "placeholder" for every component; re-exported for the server's callers.
-from sentiflow.credentials_check import InsecureSettingsError, is_placeholder
-from sentiflow.server_settings import ServerSettings
+from sentiflow.security.credentials_check import InsecureSettingsError, is_placeholder
+from sentiflow.settings.components import DriftSettings, RuntimeEnvironment
+from sentiflow.settings.server import ServerSettings
 
 __all__ = ["InsecureSettingsError", "check_production_secrets", "is_placeholder"]
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import requests
 
 from sentiflow import names
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.server import ServerSettings
 
 #: Airflow's final run states; ``queued`` and ``running`` are not final.
 FINAL_STATES = ("success", "failed")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from sentiflow import localstack
-from sentiflow.localstack import StackSettings
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack.stack import StackSettings
 from tests import pgcluster
 from tests.pgcluster import PgCluster
 

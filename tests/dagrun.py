@@ -33,9 +33,9 @@ def run_dag(dag_id: str, conf: dict, *, env: dict[str, str] | None = None, timeo
 
 
 def task_logs(result: dict, log_dir: Path) -> dict[str, str]:
-    """Each task's log in a ``run_dag`` result (``demo_progress.DagTestMonitor``'s split, as ``make demo``
+    """Each task's log in a ``run_dag`` result (``demo_monitor.DagTestMonitor``'s split, as ``make demo``
     shows a failed task's log), keyed by task label; the files stay under ``log_dir``."""
-    from sentiflow.demo_progress import DagTestMonitor
+    from sentiflow.localstack.demo_monitor import DagTestMonitor
 
     monitor = DagTestMonitor(log_dir, emit=lambda _line: None)
     for output_line in result["output"].splitlines():

@@ -2,7 +2,8 @@
 
 Tests and the replica benchmark start three servers and put this in front, so requests, deploys and
 feedback reach a different replica each time, as they do behind a Service. It runs on 127.0.0.1 with its
-own prefix folder, config, logs and PID file (``sentiflow.localstack`` process handling), and stops by PID.
+own prefix folder, config, logs and PID file (``sentiflow.localstack.stack`` process handling), and stops
+by PID.
 nginx comes from the distribution (``scripts/system_deps.sh`` installs it).
 """
 
@@ -12,9 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentiflow import supervisor
-from sentiflow.localstack import HOST, StackSettings
-from sentiflow.supervisor import Service
+from sentiflow.localstack import supervisor
+from sentiflow.localstack.stack import HOST, StackSettings
+from sentiflow.localstack.supervisor import Service
 
 NAME = "proxy"
 

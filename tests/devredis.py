@@ -1,6 +1,6 @@
 """A real ``redis-server`` on 127.0.0.1 for tests: the shared rate-limit storage of several replicas.
 
-Like the proxy (``tests/devproxy.py``): started on a free port through ``sentiflow.localstack`` (its own
+Like the proxy (``tests/devproxy.py``): started on a free port through ``sentiflow.localstack.stack`` (its own
 folder, log and PID file), no persistence, stopped by PID. ``redis-server`` comes from the distribution
 (``scripts/system_deps.sh`` installs it).
 """
@@ -12,9 +12,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentiflow import supervisor
-from sentiflow.localstack import HOST, StackSettings
-from sentiflow.supervisor import Service
+from sentiflow.localstack import supervisor
+from sentiflow.localstack.stack import HOST, StackSettings
+from sentiflow.localstack.supervisor import Service
 
 NAME = "redis"
 

@@ -1,6 +1,6 @@
 """Start and stop a real gunicorn model server on 127.0.0.1 for tests and benchmarks.
 
-Built on ``sentiflow.localstack`` (same argv, PID file and health check as ``make up``), with extra
+Built on ``sentiflow.localstack.stack`` (same argv, PID file and health check as ``make up``), with extra
 ``SENTIFLOW_SERVER_*`` settings layered on, and a ``kill`` that simulates a crash (SIGKILL, no shutdown).
 """
 
@@ -16,11 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sentiflow import localstack, supervisor
-from sentiflow.localstack import StackSettings
-from sentiflow.ports import port_in_use
-from sentiflow.processes import wait_group_gone
-from sentiflow.server_settings import ServerSettings
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
+from sentiflow.localstack.ports import port_in_use
+from sentiflow.localstack.processes import wait_group_gone
+from sentiflow.localstack.stack import StackSettings
+from sentiflow.settings.server import ServerSettings
 
 SERVICE = "model-server"
 
@@ -132,8 +133,8 @@ def promote(version: str, *, alias: str | None = None, name: str | None = None) 
     ``alias``: another alias than champion; ``name``: another registered model than
     ``SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME``."""
     from sentiflow import registry
-    from sentiflow.config import MLflowSettings
     from sentiflow.release import flow
+    from sentiflow.settings.components import MLflowSettings
 
     settings = MLflowSettings()
     if alias is not None:
@@ -207,9 +208,9 @@ def register_tfidf_versions(
     """
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.settings.components import MLflowSettings
 
     settings = MLflowSettings()
     mlflow.set_experiment(settings.experiment_name)
@@ -231,9 +232,9 @@ def register_unfitted_version() -> str:
 
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import CLASSIFIER_ARTIFACT, SentimentPyfunc, save_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.settings.components import MLflowSettings
 
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
         directory = save_classifier(TfidfClassifier.build(["negative", "positive"]), Path(tmp) / "c")
@@ -283,10 +284,10 @@ def register_three_class_version(store, model_name: str) -> str:
     import mlflow
 
     from sentiflow import names
-    from sentiflow.config import MLflowSettings
     from sentiflow.data.snapshot import write_snapshot
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.settings.components import MLflowSettings
 
     frames = {
         "train": three_class_rows(60, 0),

@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 
-from sentiflow import localstack
+from sentiflow.localstack import stack as localstack
 
 USER = "sentiflow"
 

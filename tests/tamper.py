@@ -25,8 +25,8 @@ def version_artifact_key(name: str, version: str, filename: str = "python_model.
     import boto3
 
     from sentiflow import registry
-    from sentiflow.config import S3Settings
-    from sentiflow.signing import version_model_id
+    from sentiflow.security.signing import version_model_id
+    from sentiflow.settings.components import S3Settings
 
     model_id = version_model_id(registry.mlflow_client().get_model_version(name, version))
     assert model_id, f"{name}/{version} names no logged model"
@@ -46,7 +46,7 @@ def overwrite(key: str, body: bytes | None = None) -> Tampered:
     """Replace the object at ``key`` (default: the evil pickle over its first bytes); returns the original."""
     import boto3
 
-    from sentiflow.config import S3Settings
+    from sentiflow.settings.components import S3Settings
 
     settings = S3Settings()
     s3 = boto3.client("s3", **settings.boto3_kwargs())  # type: ignore[call-overload]
@@ -60,7 +60,7 @@ def overwrite(key: str, body: bytes | None = None) -> Tampered:
 def restore(tampered: Tampered) -> None:
     import boto3
 
-    from sentiflow.config import S3Settings
+    from sentiflow.settings.components import S3Settings
 
     settings = S3Settings()
     s3 = boto3.client("s3", **settings.boto3_kwargs())  # type: ignore[call-overload]

@@ -3,7 +3,7 @@
 ``airflow-init`` runs ``python connections.py > conns.json && airflow connections import --overwrite
 conns.json``, so the connections in the metadata DB always agree with the ``SENTIFLOW_*`` settings that every
 other service reads: one place to change an endpoint or a secret (``.env``), no second copy to drift.
-The shapes match ``sentiflow.localstack.client_env`` (the local stack's env-var connections).
+The shapes match ``sentiflow.localstack.stack.client_env`` (the local stack's env-var connections).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
-from sentiflow.config import MLflowSettings, S3Settings
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings, S3Settings
+from sentiflow.settings.server import ServerSettings
 
 S3_CONN_ID = "sentiflow_s3"
 MLFLOW_CONN_ID = "sentiflow_mlflow"

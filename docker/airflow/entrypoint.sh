@@ -8,8 +8,8 @@ source /opt/sentiflow/task-env.sh
 # shellcheck source=select-backend.sh
 source /opt/sentiflow/select-backend.sh
 
-# SENTIFLOW_ENV=production: refuse placeholder credentials, naming the variable (sentiflow.credentials_check)
-python -m sentiflow.credentials_check airflow
+# SENTIFLOW_ENV=production: refuse placeholder credentials, naming the variable (sentiflow.security.credentials_check)
+python -m sentiflow.security.credentials_check airflow
 
 if [[ "${1:-}" == "sentiflow-airflow-init" ]]; then
   # The official entrypoint migrates the DB and creates the admin user when asked to by these flags.

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from sentiflow.config import PipelineDefaults
 from sentiflow.names import DEFAULT_SEED
+from sentiflow.settings.components import PipelineDefaults
 
 
 def _print_manifest(store, manifest_uri: str) -> None:

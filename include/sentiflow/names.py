@@ -114,8 +114,8 @@ TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
 #: Run tag on the candidate's MLflow run: why its release failed.
 TAG_RELEASE_FAILURE = "release_failure_reason"
 #: Version tags: the pipeline's signed statement that approves (or revokes) serving this version, and its
-#: signature (``sentiflow.approval``); a replica serves only the newest verified approval.
-TAG_APPROVAL = "sentiflow.approval"
+#: signature (``sentiflow.security.approval``); a replica serves only the newest verified approval.
+TAG_APPROVAL = "sentiflow.security.approval"
 TAG_APPROVAL_SIGNATURE = "sentiflow.approval_signature"
 #: Version tags of a manual release (``sentiment_release``), written when it promotes the version: who asked,
 #: why the gate was overridden (only when forced; a later unforced release removes it) and the DAG run.

@@ -1,7 +1,8 @@
 """Progress lines for long loops: "how far, how fast, how long still", at most every few seconds.
 
 One format for every long step (training steps, collect/clean splits, prediction chunks), so a person reading
-an Airflow task log or ``make demo``'s terminal sees the same thing, and ``sentiflow.demo`` can pick these
+an Airflow task log or ``make demo``'s terminal sees the same thing, and ``sentiflow.localstack.demo`` can
+pick these
 lines out of task logs by their marker (``PROGRESS_MARK``).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-#: Every progress line contains this; ``sentiflow.demo`` echoes task-log lines that carry it.
+#: Every progress line contains this; ``sentiflow.localstack.demo`` echoes task-log lines that carry it.
 PROGRESS_MARK = "[progress]"
 
 

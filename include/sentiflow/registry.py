@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sentiflow.config import MLflowSettings
 from sentiflow.names import TAG_GATE_PREFIX, TAG_MODEL_FAMILY, TAG_ROLLED_BACK, lower_is_better
+from sentiflow.settings.components import MLflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def mlflow_client(settings: MLflowSettings | None = None) -> Any:
     """A client as ``settings.username`` when set (an Airflow connection's login), else as the process."""
     from mlflow import MlflowClient
 
-    from sentiflow.mlflow_auth import MlflowIdentity, client_for
+    from sentiflow.security.mlflow_auth import MlflowIdentity, client_for
 
     settings = settings or MLflowSettings()
     identity = MlflowIdentity.of(settings.username, settings.password)

@@ -51,7 +51,7 @@ class ModelServerClient:
 
     @classmethod
     def from_settings(cls) -> ModelServerClient:
-        from sentiflow.server_settings import ServerSettings
+        from sentiflow.settings.server import ServerSettings
 
         settings = ServerSettings()
         token = settings.admin_token.get_secret_value() if settings.admin_token else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sentiflow.config import S3Settings
+from sentiflow.settings.components import S3Settings
 
 if TYPE_CHECKING:  # pandas loads with the first parquet, not when a server worker boots
     import pandas as pd

@@ -9,7 +9,8 @@ it. Only the ``keep`` most recently used versions stay, so a rollback to the pre
 download.
 
 The copy is not trusted because it is on our disk: every worker still verifies the signature of the folder
-it loads (``sentiflow.signing.load_for_serving``). A download happens in a hidden temporary folder renamed
+it loads (``sentiflow.security.signing.load_for_serving``). A download happens in a hidden temporary folder
+renamed
 into place when complete, so a worker killed mid-download never leaves a folder that looks finished.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from sentiflow.signing import download_version
+from sentiflow.security.signing import download_version
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sentiflow.registry import RegistryUnavailableError
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.server import ServerSettings
 from serving.model.loaded import LoadedModel
-from serving.model.registry import Registry
+from serving.model.registry_reader import RegistryReader
 from serving.store.replicas import ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class AliasFollower:
     def __init__(
         self,
         model: ServedModel,
-        registry: Registry,
+        registry: RegistryReader,
         replicas: ReplicaStore | None,
         settings: ServerSettings,
         *,

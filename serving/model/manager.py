@@ -24,12 +24,12 @@ from dataclasses import replace
 import numpy as np
 
 from sentiflow import names
-from sentiflow.cpu_quota import threads_per_worker
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.cpu_quota import threads_per_worker
+from sentiflow.settings.server import ServerSettings
 from serving import metrics
 from serving.model.batcher import MicroBatcher
 from serving.model.loaded import LoadedModel, now_iso
-from serving.model.registry import Registry
+from serving.model.registry_reader import RegistryReader
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class ModelManager:
     ``swap_in`` is the only writer of the current model, ``mark_unready`` says why there is none yet.
     """
 
-    def __init__(self, settings: ServerSettings, registry: Registry) -> None:
+    def __init__(self, settings: ServerSettings, registry: RegistryReader) -> None:
         self.settings = settings
         self.registry = registry
         self._current: LoadedModel | None = None

@@ -146,7 +146,7 @@ def pool_kwargs(url: str) -> dict[str, Any]:
     ``max_connections`` (docs/deployment.md)."""
     if is_sqlite(url):
         return {}
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.server import ServerSettings
 
     settings = ServerSettings()
     return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}

@@ -2,7 +2,8 @@
 
 ``python -m serving.store.migrate upgrade`` brings the database (``SENTIFLOW_SERVER_FEEDBACK_DB_URL``, or
 ``--url``) to the migrations' head. One step runs it before any server worker starts: the local stack's
-start (``sentiflow.localstack``) and the test helpers, compose's one-shot ``model-server-migrate`` service,
+start (``sentiflow.localstack.stack``) and the test helpers, compose's one-shot ``model-server-migrate``
+service,
 Kubernetes' ``migrate`` init container of the model-server pod. Runs started together are safe: each takes
 a lock first (``pg_advisory_xact_lock`` on Postgres, a file lock beside a SQLite file) and finds the work
 done when it gets it, so one init container per pod is fine.
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(head())
         return 0
     if args.url is None:
-        from sentiflow.server_settings import ServerSettings
+        from sentiflow.settings.server import ServerSettings
 
         args.url = ServerSettings().resolved_feedback_db_url
     if args.command == "upgrade":

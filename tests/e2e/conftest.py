@@ -1,6 +1,7 @@
 """The golden pipeline run: one ``sentiment_pipeline`` run per test session, read by every happy-path test.
 
-It runs through ``sentiflow.demo.run_pipeline``, the code ``make demo`` runs: the transformer (one MiniLM
+It runs through ``sentiflow.localstack.demo.run_pipeline``, the code ``make demo`` runs: the transformer
+(one MiniLM
 layer, 128 rows, 64 tokens) beside the TF-IDF baseline, on a small IMDb sample enriched with user feedback
 stored in the model server beforehand, against the session stack and a gunicorn model server of its own.
 Its outputs — MLflow runs and versions, snapshots, gate tags, the inference check's report, the drift report,
@@ -25,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from sentiflow import localstack
-from sentiflow.localstack import StackSettings
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack.stack import StackSettings
 from tests.dagrun import small_run_conf
 from tests.devserver import DevServer
 
@@ -75,7 +76,7 @@ class GoldenRun:
 
 
 def _store_feedback(server: DevServer) -> None:
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.server import ServerSettings
     from serving.store.db import Database
     from serving.store.feedback import PENDING, FeedbackStore, ReviewFilter
 
@@ -97,7 +98,7 @@ def _store_feedback(server: DevServer) -> None:
 def golden(
     stack: StackSettings, imdb_dir: Path, offline_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GoldenRun]:
-    from sentiflow import demo
+    from sentiflow.localstack import demo
 
     name = f"sentiflow-golden-{os.getpid()}"
     localstack.airflow_init(stack)

@@ -2,7 +2,8 @@
 and for a failure the failed task's log tail and the path of its full log.
 
 The happy path is the golden run (``tests/e2e/conftest.py``), which runs through
-``sentiflow.demo.run_pipeline`` (what ``make demo`` calls); the failure runs the same function with a misspelt
+``sentiflow.localstack.demo.run_pipeline`` (what ``make demo`` calls); the failure runs the same function
+with a misspelt
 parameter, which fails the run before any work. The parsing itself is unit-tested in ``test_progress.py``.
 """
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow import demo, localstack
+from sentiflow.localstack import demo
+from sentiflow.localstack import stack as localstack
 from tests.dagrun import small_run_conf
 from tests.e2e.conftest import GoldenRun
 

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow import localstack, names, supervisor
-from sentiflow.config import MLflowSettings
+from sentiflow import names
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
+from sentiflow.settings.components import MLflowSettings
 from tests.dagrun import run_dag
 from tests.devserver import own_registered_model
 from tests.e2e.conftest import FEEDBACK, GoldenRun, transformer_conf

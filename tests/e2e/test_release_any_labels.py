@@ -24,9 +24,11 @@ import pandas as pd
 import pytest
 import requests
 
-from sentiflow import localstack, names, supervisor
-from sentiflow.approval import Statement
-from sentiflow.config import MLflowSettings
+from sentiflow import names
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
+from sentiflow.security.approval import Statement
+from sentiflow.settings.components import MLflowSettings
 from tests.dagrun import run_dag
 
 pytestmark = pytest.mark.slow

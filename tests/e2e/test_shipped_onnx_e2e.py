@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sentiflow import localstack, names, registry
-from sentiflow.config import MLflowSettings
+from sentiflow import names, registry
+from sentiflow.localstack import stack as localstack
+from sentiflow.settings.components import MLflowSettings
 from tests.devserver import DevServer
 from tests.e2e.conftest import REGISTERED_MODEL_KEY, GoldenRun
 

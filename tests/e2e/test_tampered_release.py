@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow import localstack, names, registry
-from sentiflow.config import MLflowSettings
+from sentiflow import names, registry
+from sentiflow.localstack import stack as localstack
+from sentiflow.security.signing import SIGNATURE_FILE
 from sentiflow.serving_client import ModelServerClient
-from sentiflow.signing import SIGNATURE_FILE
+from sentiflow.settings.components import MLflowSettings
 from tests.dagrun import failure_message, run_dag, task_logs
 from tests.devserver import DevServer, own_registered_model, register_tfidf_versions
 from tests.tamper import tampered_version

@@ -25,7 +25,9 @@ import pandas as pd
 import pytest
 import requests
 
-from sentiflow import localstack, names, supervisor
+from sentiflow import names
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
 from tests.devserver import make_champion, release
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -59,9 +61,9 @@ class UiServer:
 def _register(metrics: dict[str, float], C: float) -> str:
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.settings.components import MLflowSettings
 
     mlflow.set_experiment(MLflowSettings().experiment_name)
     clf = TfidfClassifier.build(["negative", "positive"], C=C)

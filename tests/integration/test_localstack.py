@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from sentiflow import localstack, supervisor
-from sentiflow.localstack import StackSettings
-from sentiflow.processes import pid_alive
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
+from sentiflow.localstack.processes import pid_alive
+from sentiflow.localstack.stack import StackSettings
 
 
 def test_up_is_idempotent_and_env_points_at_the_stack(stack: StackSettings):
@@ -30,7 +31,7 @@ def test_the_model_server_gets_none_of_the_pipelines_secrets(stack: StackSetting
     ``/proc/<pid>/environ``, so the environment is read where the supervisor builds it.)"""
     import os
 
-    from sentiflow import stack_auth
+    from sentiflow.security import stack_auth
 
     assert os.environ["SENTIFLOW_SIGNING_PRIVATE_KEY_PATH"]  # the parent holds them...
     env = supervisor.service_env(localstack.services(stack)["model-server"])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from sentiflow.config import MLflowSettings, PipelineDefaults, S3Settings, export_s3_env_for_mlflow
+from sentiflow.settings.components import (
+    MLflowSettings,
+    PipelineDefaults,
+    S3Settings,
+    export_s3_env_for_mlflow,
+)
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow import cpu_quota
-from sentiflow.cpu_quota import available_cpus, cgroup_cpu_limit, threads_per_worker
+from sentiflow.settings import cpu_quota
+from sentiflow.settings.cpu_quota import available_cpus, cgroup_cpu_limit, threads_per_worker
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_a_cpuset_smaller_than_the_quota_wins(tmp_path, monkeypatch):
 
 def test_the_server_sizes_its_threads_from_the_quota(tmp_path, node_of_64, monkeypatch):
     """``serving.model.manager`` (torch.set_num_threads and ONNX intra-op threads) asks this module."""
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.server import ServerSettings
     from serving.model import manager as model_manager
 
     root, proc = _tree(tmp_path, {"cpu.max": "200000 100000"})

@@ -26,7 +26,12 @@ FIRST_PARTY = {"sentiflow", "serving"}
 COMPONENTS: dict[str, tuple[tuple[str, ...], list[str | Path]]] = {
     "model-server": (
         ("serve",),
-        ["serving.app", "serving.store.migrate", "sentiflow.mlflow_users", Path("serving/gunicorn.conf.py")],
+        [
+            "serving.app",
+            "serving.store.migrate",
+            "sentiflow.security.mlflow_users",
+            Path("serving/gunicorn.conf.py"),
+        ],
     ),
     "trainer": (("train",), ["sentiflow.train.__main__", "sentiflow.train.cli"]),
     "airflow": (
@@ -35,12 +40,15 @@ COMPONENTS: dict[str, tuple[tuple[str, ...], list[str | Path]]] = {
             *sorted(Path("dags").rglob("*.py")),
             *sorted(Path("plugins").rglob("*.py")),
             Path("docker/airflow/connections.py"),
-            "sentiflow.credentials_check",
+            "sentiflow.security.credentials_check",
         ],
     ),
     "mlflow": (
         ("mlflow",),
-        [Path("include/sentiflow/credentials_check.py"), Path("include/sentiflow/mlflow_auth_ini.py")],
+        [
+            Path("include/sentiflow/security/credentials_check.py"),
+            Path("include/sentiflow/security/mlflow_auth_ini.py"),
+        ],
     ),
 }
 

@@ -23,45 +23,56 @@ TREES = {
     "plugins": ROOT / "plugins",
 }
 
-#: Rank of each part of the library (``sentiflow.<part>``).
+#: Packages that group modules by purpose (what they are about) rather than by layer: each of their modules is
+#: a part of its own, ranked on its own, so the security helpers can sit below the registry and above it.
+PURPOSE_PACKAGES = {"localstack", "security", "settings"}
+#: Modules of a layered package that form a part of their own: the family catalogue sits at the bottom, so
+#: every layer (the model server included) finds families through it, while the families sit high.
+OWN_PARTS = {"families.catalogue"}
+
+#: Rank of each part of the library (``sentiflow.<part>``, or ``<purpose package>.<module>``).
 LIBRARY_RANKS = {
-    "demo": 8,
+    # the purpose packages themselves (their ``__init__``) hold only their docstring
+    "localstack": 1,
+    "security": 1,
+    "settings": 1,
+    "localstack.demo": 8,
     "orchestration": 8,
-    "airflow_local": 7,
+    "localstack.airflow_standalone": 7,
     "families": 7,
     "gate": 7,
-    "config_doc": 6,
-    "offline": 6,
+    "settings.reference": 6,
+    "localstack.offline": 6,
     "train": 6,
     "cli": 5,
     "feedback": 5,
-    "localstack": 5,
+    "localstack.stack": 5,
     "modeling": 5,
     "release": 5,
-    "resign": 5,
-    "s3_init": 5,
-    "approval": 4,
+    "security.resign": 5,
+    "security.s3_init": 5,
+    "security.approval": 4,
     "data": 4,
-    "signed_logging": 4,
-    "stack_auth": 4,
+    "security.signed_logging": 4,
+    "security.stack_auth": 4,
     "serving_client": 3,
-    "signing": 3,
-    "demo_progress": 2,
-    "mlflow_users": 2,
+    "security.signing": 3,
+    "localstack.demo_monitor": 2,
+    "security.mlflow_users": 2,
     "registry": 2,
-    "server_settings": 2,
+    "settings.server": 2,
     "storage": 2,
-    "supervisor": 2,
-    "config": 1,
-    "cpu_quota": 1,
-    "credentials_check": 1,
-    "family_registry": 1,
-    "mlflow_auth": 1,
-    "mlflow_auth_ini": 1,
+    "localstack.supervisor": 2,
+    "settings.components": 1,
+    "settings.cpu_quota": 1,
+    "security.credentials_check": 1,
+    "security.mlflow_auth": 1,
+    "security.mlflow_auth_ini": 1,
     "names": 1,
-    "ports": 1,
-    "processes": 1,
+    "localstack.ports": 1,
+    "localstack.processes": 1,
     "progress": 1,
+    "families.catalogue": 1,
 }
 
 #: Rank of each part of the applications; any of them may import any part of the library.
@@ -89,8 +100,8 @@ SERVER_NEVER_IMPORTS = {
     "train",
     "families",
     "data",
-    "demo",
-    "airflow_local",
+    "localstack.demo",
+    "localstack.airflow_standalone",
 }
 
 
@@ -136,7 +147,8 @@ def part(module: str) -> str:
     """``sentiflow.gate.judge``: ``gate``; ``serving.http.api``: ``serving.http``; ``dags.x``: ``dags``."""
     package, _, rest = module.partition(".")
     if package == "sentiflow":
-        return rest.split(".")[0]
+        head, two = rest.split(".")[0], ".".join(rest.split(".")[:2])
+        return two if head in PURPOSE_PACKAGES or two in OWN_PARTS else head
     if package == "serving":
         return f"serving.{rest.split('.')[0]}"
     return package

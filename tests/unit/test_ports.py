@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from sentiflow.ports import GRPC_OFFSET, HOST, ephemeral_range, free_port
+from sentiflow.localstack.ports import GRPC_OFFSET, HOST, ephemeral_range, free_port
 
 
 def test_a_free_ports_grpc_neighbour_is_free_and_never_one_the_kernel_hands_out() -> None:

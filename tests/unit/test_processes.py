@@ -1,4 +1,4 @@
-"""``sentiflow.processes``: one meaning of "alive" for PID files and crash simulation."""
+"""``sentiflow.localstack.processes``: one meaning of "alive" for PID files and crash simulation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from sentiflow.processes import group_members, pid_alive, wait_group_gone
+from sentiflow.localstack.processes import group_members, pid_alive, wait_group_gone
 
 
 def test_an_exited_unreaped_leader_is_not_alive_and_waiting_reaps_it() -> None:

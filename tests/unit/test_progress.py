@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sentiflow import offline
-from sentiflow.demo_progress import DagTestMonitor, progress_text
+from sentiflow.localstack import offline
+from sentiflow.localstack.demo_monitor import DagTestMonitor, progress_text
 from sentiflow.progress import PROGRESS_MARK, ProgressReporter, format_duration, progress_line
 
 
@@ -54,7 +54,7 @@ def test_reporter_logs_at_most_every_interval_and_always_at_the_end() -> None:
 
 
 def test_trainer_callback_reports_steps_samples_and_eta() -> None:
-    from sentiflow.train.trainer_progress import progress_callback
+    from sentiflow.train.progress_callback import progress_callback
 
     lines: list[str] = []
     clock = FakeClock()
@@ -82,7 +82,7 @@ RUN = [
     f"{TS}Task instance state updated    [airflow.api] loc=t.py:485 new_state=success rows_affected=1",
     f"{TS}[DAG TEST] end task task_id=collect map_index=-1 {DAG_TEST}",
     f"{TS}[DAG TEST] starting task_id=train_local map_index=-1 {DAG_TEST}",
-    f"{TS}2026-11-26 01:01:19,999 INFO sentiflow.train.trainer_progress: [progress] train: 5/10 (50%) | "
+    f"{TS}2026-11-26 01:01:19,999 INFO sentiflow.train.progress_callback: [progress] train: 5/10 (50%) | "
     "8.0 samples/s | elapsed 10s | ETA 10s [sentiflow.pipeline] loc=tasks.py:230",
     "ValueError: training exploded",
     f"{TS}Task instance state updated    [airflow.api_fastapi] new_state=failed rows_affected=1",
@@ -132,8 +132,8 @@ def test_offline_env_points_the_defaults_at_the_copies(imdb_dir: Path, offline_m
 def test_airflow_env_has_the_venv_on_path_and_the_schedule_off_by_default(tmp_path: Path) -> None:
     import sys
 
-    from sentiflow.airflow_local import airflow_env
-    from sentiflow.localstack import StackSettings
+    from sentiflow.localstack.airflow_standalone import airflow_env
+    from sentiflow.localstack.stack import StackSettings
 
     env = airflow_env(StackSettings(home=tmp_path), 8123, offline={})
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)

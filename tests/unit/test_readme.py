@@ -34,7 +34,7 @@ def test_gate_policy_table_is_generated_from_the_policy():
 
 
 def test_every_settings_variable_is_documented():
-    from sentiflow.config_doc import env_names, settings_classes
+    from sentiflow.settings.reference import env_names, settings_classes
 
     for cls in settings_classes():
         for env, _, _ in env_names(cls):

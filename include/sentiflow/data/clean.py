@@ -17,13 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentiflow.config import DataSettings, S3Settings
 from sentiflow.data.collect import snapshot_prefix
 from sentiflow.data.hashing import DigestSet, digests
 from sentiflow.data.snapshot import Manifest, SnapshotWriter, iter_batches, read_manifest
 from sentiflow.data.snapshot_writer import clear_prefix
 from sentiflow.names import LABEL_COLUMN, SPLITS, TEXT_COLUMN
 from sentiflow.progress import PROGRESS_MARK, format_duration
+from sentiflow.settings.components import DataSettings, S3Settings
 from sentiflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)

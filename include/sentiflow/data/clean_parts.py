@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sentiflow.config import DataSettings, S3Settings
 from sentiflow.data.clean import clean_batch, clean_source, dedup_digests, raise_if_empty
 from sentiflow.data.collect import snapshot_prefix
 from sentiflow.data.hashing import DigestSet
@@ -44,6 +43,7 @@ from sentiflow.data.snapshot import (
 from sentiflow.data.snapshot_writer import clear_prefix, part_uri, upload_part, write_manifest
 from sentiflow.names import MANIFEST_FILE, SPLITS, TEXT_COLUMN
 from sentiflow.progress import PROGRESS_MARK, format_duration
+from sentiflow.settings.components import DataSettings, S3Settings
 from sentiflow.storage import ObjectStore, S3Uri
 
 log = logging.getLogger(__name__)

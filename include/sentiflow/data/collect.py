@@ -32,7 +32,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentiflow.config import DataSettings, S3Settings
 from sentiflow.data.errors import CollectError
 from sentiflow.data.hashing import text_hashes
 from sentiflow.data.hub import hub_splits
@@ -42,6 +41,7 @@ from sentiflow.data.snapshot_writer import SnapshotWriter, clear_prefix
 from sentiflow.data.sources import FILE_SUFFIXES, SourceSplit, file_splits
 from sentiflow.names import DEFAULT_SEED, LABEL_COLUMN, SPLITS, TEXT_COLUMN
 from sentiflow.progress import PROGRESS_MARK, format_duration
+from sentiflow.settings.components import DataSettings, S3Settings
 from sentiflow.storage import ObjectStore, S3Uri, is_s3_uri
 
 __all__ = ["CollectError", "collect", "encode_labels", "open_source", "sanitize_run_id", "snapshot_prefix"]

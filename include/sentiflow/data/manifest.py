@@ -120,9 +120,9 @@ def signature_uri(manifest_uri: str) -> str:
 def trusted_manifest_keys() -> list[str | Path]:
     """The configured public keys (``SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS``, rotation included) and the
     public half of this process's own signing key: the trainer pod holds only the latter."""
-    from sentiflow.config import SigningSettings
-    from sentiflow.server_settings import ServerSettings
-    from sentiflow.signing import public_pem
+    from sentiflow.security.signing import public_pem
+    from sentiflow.settings.components import SigningSettings
+    from sentiflow.settings.server import ServerSettings
 
     keys: list[str | Path] = [k for k in ServerSettings().signing_public_keys if k]
     own = SigningSettings().key()
@@ -134,8 +134,8 @@ def trusted_manifest_keys() -> list[str | Path]:
 def sign_manifest(payload: bytes) -> str | None:
     """The signature of a manifest's bytes with the pipeline's key; None where it has none (development:
     it signs no model either)."""
-    from sentiflow.config import SigningSettings
-    from sentiflow.signing import sign_bytes
+    from sentiflow.security.signing import sign_bytes
+    from sentiflow.settings.components import SigningSettings
 
     key = SigningSettings().key()
     return None if key is None else sign_bytes(payload, key)
@@ -144,8 +144,8 @@ def sign_manifest(payload: bytes) -> str | None:
 def verify_manifest(store: ObjectStore, manifest_uri: str, payload: bytes) -> None:
     """``SnapshotError`` unless ``payload`` carries the pipeline's signature; no key at all is refused too,
     outside the development setting that loads unsigned models (which production refuses)."""
-    from sentiflow.server_settings import ServerSettings
-    from sentiflow.signing import SignatureError, verify_bytes
+    from sentiflow.security.signing import SignatureError, verify_bytes
+    from sentiflow.settings.server import ServerSettings
 
     keys = trusted_manifest_keys()
     if not keys:

@@ -25,7 +25,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sentiflow.config import DataSettings
 from sentiflow.data.manifest import (
     SCHEMA_VERSION,
     Manifest,
@@ -43,6 +42,7 @@ from sentiflow.data.snapshot_writer import (
 )
 from sentiflow.data.sources import PARQUET_BUFFER_BYTES
 from sentiflow.names import SPLITS
+from sentiflow.settings.components import DataSettings
 from sentiflow.storage import ObjectStore
 
 __all__ = [

@@ -22,7 +22,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sentiflow.config import DataSettings
 from sentiflow.data.manifest import (
     Manifest,
     PartInfo,
@@ -34,6 +33,7 @@ from sentiflow.data.manifest import (
     signature_uri,
 )
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, SPLITS, TEXT_COLUMN
+from sentiflow.settings.components import DataSettings
 from sentiflow.storage import STREAM_CHUNK_BYTES, ObjectStore, S3Uri
 
 #: What every part holds, in this order: the contract between the steps.

@@ -1,4 +1,4 @@
 """Model families, one module each: every module here defines ``FAMILY = ModelFamily(...)``.
 
-``sentiflow.family_registry`` finds them by name; see ``docs/DEVELOPING.md`` ("Adding a model family").
+``sentiflow.families.catalogue`` finds them by name; see ``docs/DEVELOPING.md`` ("Adding a model family").
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentiflow.family_registry import ModelFamily
+from sentiflow.families.catalogue import ModelFamily
 from sentiflow.names import FAMILY_TFIDF
 from sentiflow.train.params import BaselineParams
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentiflow.family_registry import ModelFamily
+from sentiflow.families.catalogue import ModelFamily
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.train.params import TrainParams
 

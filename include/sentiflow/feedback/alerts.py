@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sentiflow.config import AlertSettings
+from sentiflow.settings.components import AlertSettings
 
 logger = logging.getLogger("sentiflow.alerts")
 

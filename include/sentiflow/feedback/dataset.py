@@ -36,7 +36,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentiflow.config import DataSettings
 from sentiflow.data.snapshot import Manifest, SnapshotWriter, iter_batches, read_manifest, write_snapshot
 from sentiflow.names import (
     FEEDBACK_ROWS_BY_REVIEWER,
@@ -50,6 +49,7 @@ from sentiflow.names import (
     SPLITS,
     TEXT_COLUMN,
 )
+from sentiflow.settings.components import DataSettings
 from sentiflow.storage import ObjectStore
 
 REQUIRED_COLUMNS = ("text", "predicted_label", "correct")
@@ -419,7 +419,7 @@ def export_and_merge(
     The watermark moves only after both snapshots are written, so a failed run exports the same rows again
     next time rather than losing them. Server URL and token default to ``SENTIFLOW_SERVER_*``.
     """
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.server import ServerSettings
 
     store = store or ObjectStore()
     server = ServerSettings()

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiflow.config import AlertSettings, DriftSettings
 from sentiflow.data.snapshot import iter_frames, read_manifest
 from sentiflow.feedback.alerts import ALERT_DRIFT, Alert, FeedbackAlerter
 from sentiflow.feedback.drift_metrics import (
@@ -44,7 +43,7 @@ from sentiflow.feedback.drift_metrics import (
     oov_rate,
     shares,
 )
-from sentiflow.feedback.sampling import read_production_sample, text_features
+from sentiflow.feedback.production_sample import read_production_sample, text_features
 from sentiflow.names import (
     DRIFT_OOV_RATE,
     DRIFT_OOV_RATE_REFERENCE,
@@ -55,6 +54,7 @@ from sentiflow.names import (
     LABEL_COLUMN,
     TEXT_COLUMN,
 )
+from sentiflow.settings.components import AlertSettings, DriftSettings
 from sentiflow.storage import ObjectStore
 
 logger = logging.getLogger("sentiflow.drift")
@@ -278,7 +278,7 @@ def log_drift_to_mlflow(
 
     import mlflow
 
-    from sentiflow.config import MLflowSettings
+    from sentiflow.settings.components import MLflowSettings
 
     settings = settings or MLflowSettings()
     client = client or mlflow.MlflowClient()

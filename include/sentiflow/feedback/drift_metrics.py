@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sentiflow.config import DriftSettings
-from sentiflow.feedback.sampling import hash_tokens
+from sentiflow.feedback.production_sample import hash_tokens
 from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
+from sentiflow.settings.components import DriftSettings
 
 _EPS = 1e-4
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from sentiflow import registry
-from sentiflow.config import MLflowSettings
 from sentiflow.gate.behaviour import Answers, Case, check, load_cases
 from sentiflow.gate.comparison import ComparisonError, row_metric
 from sentiflow.gate.evidence import Evidence
@@ -26,6 +25,7 @@ from sentiflow.gate.judge import Decision, judge
 from sentiflow.gate.policy import GatePolicy
 from sentiflow.names import EVAL_SUBSET_SIZE, SEED, TAG_DATASET_MANIFEST
 from sentiflow.registry import Candidate, pick_best
+from sentiflow.settings.components import MLflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def score_model(client: Any, model_uri: str, texts: list[str]) -> ScoredModel:
     """
     import tempfile
 
-    from sentiflow.signing import download_version, load_for_serving
+    from sentiflow.security.signing import download_version, load_for_serving
 
     model_name, _, version = model_uri.removeprefix("models:/").rpartition("/")
     model_version = client.get_model_version(model_name, version)

@@ -18,7 +18,8 @@ answers no slower than one saved fused (``benchmarks/onnx_portable.py``).
 
 Where the file comes from: the pipeline builds the server's default runtime once when it logs a version
 (``ship_onnx_models``) into ``SHIPPED_DIR`` of the classifier's saved folder, so it is one more file of the
-signed model folder and every replica verifies it with the rest (``sentiflow.signing``). Before the version
+signed model folder and every replica verifies it with the rest (``sentiflow.security.signing``). Before
+the version
 is signed it opens the file in a fresh ONNX Runtime session and checks it against the PyTorch model
 (``verify_onnx_model``); a file that fails fails the training run. A replica serves that file as it is
 (``to_runtime``) and never rebuilds it: if it cannot open it, or it disagrees, the replica serves PyTorch
@@ -48,11 +49,11 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from sentiflow.cpu_quota import threads_per_worker
 from sentiflow.modeling.base import TextClassifier
 from sentiflow.modeling.transformer import TransformerClassifier
 from sentiflow.names import FAMILY_TRANSFORMER
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.cpu_quota import threads_per_worker
+from sentiflow.settings.server import ServerSettings
 
 log = logging.getLogger(__name__)
 

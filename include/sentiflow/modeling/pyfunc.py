@@ -18,10 +18,10 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
-from sentiflow.config import SigningSettings
 from sentiflow.modeling.base import TextClassifier, predictions_frame
 from sentiflow.names import TAG_ONNX_SHIPPED
-from sentiflow.signed_logging import log_signed_pyfunc
+from sentiflow.security.signed_logging import log_signed_pyfunc
+from sentiflow.settings.components import SigningSettings
 
 CLASSIFIER_ARTIFACT = "classifier"
 DESCRIPTOR_FILE = "classifier.json"
@@ -39,7 +39,7 @@ def save_classifier(classifier: Any, directory: Path) -> Path:
 def load_classifier(directory: str | Path) -> TextClassifier:
     directory = Path(directory)
     descriptor = json.loads((directory / DESCRIPTOR_FILE).read_text())
-    from sentiflow.family_registry import UnknownFamilyError, family
+    from sentiflow.families.catalogue import UnknownFamilyError, family
 
     try:
         entry = family(descriptor["family"])
@@ -76,7 +76,7 @@ class SentimentPyfunc(PythonModel):
 def pip_requirements(family: str) -> list[str]:
     """Explicit requirements: MLflow's inference would load the model in a subprocess (slow) and guess."""
     import sentiflow
-    from sentiflow.family_registry import family as family_named
+    from sentiflow.families.catalogue import family as family_named
 
     common = [f"sentiflow=={sentiflow.__version__}", "pandas", "numpy"]
     return [*common, *family_named(family).pip_requirements]
@@ -123,7 +123,7 @@ def log_classifier(
             "pip_requirements": pip_requirements(classifier.family),
         }
         key = SigningSettings().key()
-        if key is not None:  # the pipeline signs what it uploads (sentiflow.signed_logging)
+        if key is not None:  # the pipeline signs what it uploads (sentiflow.security.signed_logging)
             return log_signed_pyfunc(
                 private_key=key, name=name, registered_model_name=registered_model_name, **model
             )

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from sentiflow.config import ENV_PREFIX, MLflowSettings, S3Settings, export_s3_env_for_mlflow
 from sentiflow.serving_client import ServerEndpoint
+from sentiflow.settings.components import ENV_PREFIX, MLflowSettings, S3Settings, export_s3_env_for_mlflow
 
 __all__ = ["ServerEndpoint"]  # defined beside the client that uses it; re-exported for the task modules
 

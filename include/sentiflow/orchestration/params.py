@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from sentiflow import names
-from sentiflow.config import PipelineDefaults
 from sentiflow.gate.policy import GatePolicy
 from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.settings.components import PipelineDefaults
 
 
 def _dataset() -> str:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sentiflow.config import ENV_PREFIX, MLflowSettings, RuntimeEnvironment
 from sentiflow.orchestration.settings import PipelineSettings, TrainerPodSettings
+from sentiflow.settings.components import ENV_PREFIX, MLflowSettings, RuntimeEnvironment
 from sentiflow.train.distributed import entrypoint_command
 
 TRAIN_ENTRYPOINT = entrypoint_command(1)
@@ -49,7 +49,7 @@ def pod_env_templates(pipeline: PipelineSettings, pod: TrainerPodSettings) -> di
         "MLFLOW_TRACKING_URI": f"{{{{ conn.{mlflow}.host }}}}",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         # the pod runs in the Airflow worker's mode: a production worker starts a production trainer, which
-        # refuses placeholder credentials and a missing signing key (sentiflow.credentials_check)
+        # refuses placeholder credentials and a missing signing key (sentiflow.security.credentials_check)
         f"{ENV_PREFIX}ENV": RuntimeEnvironment().env,
         # the run's registered_model_name param (several models in one Airflow), else the deployment's
         f"{ENV_PREFIX}MLFLOW_REGISTERED_MODEL_NAME": "{{ params.get('registered_model_name') or '"

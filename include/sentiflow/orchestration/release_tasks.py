@@ -52,7 +52,7 @@ def gate_decision(results: list[dict[str, Any]], selection: SelectionParams, dag
     from sentiflow import registry
     from sentiflow.gate.comparison import ComparisonError
     from sentiflow.gate.scoring import decide
-    from sentiflow.signing import SignatureError
+    from sentiflow.security.signing import SignatureError
 
     pipeline = PipelineSettings()
     settings = mlflow_settings(pipeline)

@@ -1,6 +1,7 @@
-"""Run a DAG once, in this process, with ``dag.test()``: what the e2e tests and ``sentiflow.demo`` use.
+"""Run a DAG once, in this process, with ``dag.test()``: what the e2e tests and
+``sentiflow.localstack.demo`` use.
 
-The caller sets the Airflow environment first (``sentiflow.localstack.client_env``), before anything
+The caller sets the Airflow environment first (``sentiflow.localstack.stack.client_env``), before anything
 imports Airflow, and migrates the metadata DB (``localstack.airflow_init``).
 """
 

@@ -1,6 +1,7 @@
 """Settings of the pipeline DAGs and the trainer pod: ``SENTIFLOW_PIPELINE_*``, ``SENTIFLOW_TRAINER_POD_*``.
 
-They live next to the pipeline code (not in ``sentiflow.config``) because only the DAGs read them; the
+They live next to the pipeline code (not in ``sentiflow.settings.components``) because only the DAGs read
+them; the
 names follow the same ``SENTIFLOW_`` convention, so a deployment sets them like every other setting.
 """
 
@@ -11,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sentiflow.config import ENV_PREFIX
+from sentiflow.settings.components import ENV_PREFIX
 
 
 class PipelineSettings(BaseSettings):

@@ -15,7 +15,6 @@ from typing import Any
 from airflow.sdk import Asset, BaseHook, XComArg, get_current_context
 from airflow.sdk.definitions.xcom_arg import PlainXComArg
 
-from sentiflow.config import MLflowSettings, S3Settings
 from sentiflow.orchestration.connections import (
     ServerEndpoint,
     mlflow_settings_from,
@@ -25,6 +24,7 @@ from sentiflow.orchestration.connections import (
 from sentiflow.orchestration.model_form import model_from_params
 from sentiflow.orchestration.params import SelectionParams
 from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.settings.components import MLflowSettings, S3Settings
 
 log = logging.getLogger("sentiflow.pipeline")
 

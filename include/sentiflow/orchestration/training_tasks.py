@@ -13,7 +13,7 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from pydantic import BaseModel
 
-from sentiflow.family_registry import ModelFamily, families
+from sentiflow.families.catalogue import ModelFamily, families
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
 from sentiflow.orchestration.connections import settings_env
 from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, unknown_params

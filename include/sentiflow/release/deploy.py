@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ModelServerClient, ServerEndpoint
+from sentiflow.settings.components import MLflowSettings
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sentiflow import registry
-from sentiflow.config import MLflowSettings
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
 from sentiflow.registry import PriorAliases
+from sentiflow.settings.components import MLflowSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,10 +79,11 @@ def _sign(
     reason: str,
     dag_run_id: str | None,
 ) -> None:
-    """Sign a statement on ``version`` (``sentiflow.approval``) with the pipeline's key; without a key (a
+    """Sign a statement on ``version`` (``sentiflow.security.approval``) with the pipeline's key; without a
+    key (a
     development stack that loads unsigned versions) nothing is signed and the log says so."""
-    from sentiflow import approval
-    from sentiflow.config import SigningSettings
+    from sentiflow.security import approval
+    from sentiflow.settings.components import SigningSettings
 
     key = SigningSettings().key()
     if key is None:

@@ -1,6 +1,6 @@
 """``python -m sentiflow.train`` (and ``sentiflow-train``): the same command locally and in the GPU pod."""
 
-from sentiflow.credentials_check import check_component
+from sentiflow.security.credentials_check import check_component
 from sentiflow.train.cli import main
 
 if __name__ == "__main__":

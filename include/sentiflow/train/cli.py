@@ -1,4 +1,4 @@
-"""Command line for the training step; one flag per parameter of every model family (``family_registry``).
+"""Command line for the training step; one flag per parameter of every model family (``families.catalogue``).
 
 Exit codes: 0 success, 1 the run failed (FAILED in MLflow, no registry version), 2 bad arguments.
 The result JSON goes to ``--output-json`` and, when the folder exists (KubernetesPodOperator), to
@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sentiflow.config import TrainingSettings
-from sentiflow.family_registry import families, family
+from sentiflow.families.catalogue import families, family
 from sentiflow.names import FAMILY_TRANSFORMER
+from sentiflow.settings.components import TrainingSettings
 from sentiflow.train.distributed import (
     device_shortfall,
     entrypoint_command,

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sentiflow.config import PipelineDefaults
 from sentiflow.names import DEFAULT_SEED
+from sentiflow.settings.components import PipelineDefaults
 
 #: A dropout probability, or None for the checkpoint's own value.
 DropoutRate = Annotated[float | None, Field(ge=0, lt=1)]

@@ -16,9 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sentiflow.config import MLflowSettings, S3Settings, TrainingSettings, export_s3_env_for_mlflow
 from sentiflow.modeling.base import TextClassifier
 from sentiflow.names import TAG_DATASET, TAG_DATASET_MANIFEST, TAG_ERROR, TAG_GIT_COMMIT, TAG_MODEL_FAMILY
+from sentiflow.settings.components import (
+    MLflowSettings,
+    S3Settings,
+    TrainingSettings,
+    export_s3_env_for_mlflow,
+)
 from sentiflow.train.errors import TrainingError
 
 log = logging.getLogger(__name__)

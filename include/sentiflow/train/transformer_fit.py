@@ -46,7 +46,7 @@ from sentiflow.train.errors import TrainingError
 from sentiflow.train.gpu_monitor import GpuSampler, GpuSummary
 from sentiflow.train.metrics import classification_metrics
 from sentiflow.train.params import TrainParams
-from sentiflow.train.trainer_progress import progress_callback
+from sentiflow.train.progress_callback import progress_callback
 
 log = logging.getLogger(__name__)
 

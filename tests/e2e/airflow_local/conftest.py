@@ -1,4 +1,5 @@
-"""The one Airflow of this folder's tests: ``make airflow`` (``sentiflow.airflow_local up``), started once.
+"""The one Airflow of this folder's tests: ``make airflow`` (``sentiflow.localstack.airflow_standalone
+up``), started once.
 
 ``local_airflow`` is package-scoped: the ``make airflow`` assertions, the REST trigger tests and the scheduler
 run share one ``airflow standalone`` (``deployment.py`` says how it is started). Its teardown runs ``down``,
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sentiflow.localstack import StackSettings
+from sentiflow.localstack.stack import StackSettings
 from tests.e2e.airflow_local import deployment
 from tests.e2e.airflow_local.deployment import LocalAirflow
 

@@ -1,6 +1,7 @@
 """One Airflow for every Airflow test: ``make airflow``'s command on the session stack, started once.
 
-``python -m sentiflow.airflow_local up`` runs in a child process as a new user runs it: the venv's ``bin``
+``python -m sentiflow.localstack.airflow_standalone up`` runs in a child process as a new user runs it: the
+venv's ``bin``
 not on ``PATH`` (a bare ``airflow standalone`` fails there with ``FileNotFoundError: 'airflow'``), the Hub
 unreachable (``HF_HUB_OFFLINE=1``), none of this process's ``SENTIFLOW_*``, ``MLFLOW_*`` or ``AIRFLOW*``
 variables. Its ``SENTIFLOW_STACK_*`` settings are the session stack's (home, ports, grant scope), so it finds
@@ -27,11 +28,11 @@ from pathlib import Path
 
 import requests
 
-from sentiflow import supervisor
-from sentiflow.airflow_local import PASSWORDS_FILE, SERVICE
-from sentiflow.localstack import StackSettings, free_port
-from sentiflow.ports import port_in_use
-from sentiflow.processes import group_members
+from sentiflow.localstack import supervisor
+from sentiflow.localstack.airflow_standalone import PASSWORDS_FILE, SERVICE
+from sentiflow.localstack.ports import port_in_use
+from sentiflow.localstack.processes import group_members
+from sentiflow.localstack.stack import StackSettings, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 DAG_ID = "sentiment_pipeline"
@@ -127,7 +128,7 @@ class LocalAirflow:
 
 def up(stack: StackSettings) -> tuple[dict[str, str], subprocess.CompletedProcess]:
     env = new_user_env(stack)
-    return env, run_module(["sentiflow.airflow_local", "up"], env, UP_TIMEOUT_S)
+    return env, run_module(["sentiflow.localstack.airflow_standalone", "up"], env, UP_TIMEOUT_S)
 
 
 def came_up(stack: StackSettings, env: dict[str, str], started: subprocess.CompletedProcess) -> LocalAirflow:
@@ -169,8 +170,8 @@ def came_up(stack: StackSettings, env: dict[str, str], started: subprocess.Compl
 def down(env: dict[str, str]) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
     """``make down`` for what ``up`` started here: Airflow, then the model server. S3 and MLflow stay up:
     they are the session stack's, which the rest of the session uses."""
-    stopped = run_module(["sentiflow.airflow_local", "down"], env, DOWN_TIMEOUT_S)
-    server = run_module(["sentiflow.localstack", "down", "model-server"], env, DOWN_TIMEOUT_S)
+    stopped = run_module(["sentiflow.localstack.airflow_standalone", "down"], env, DOWN_TIMEOUT_S)
+    server = run_module(["sentiflow.localstack.stack", "down", "model-server"], env, DOWN_TIMEOUT_S)
     return stopped, server
 
 

@@ -2,7 +2,8 @@
 
 Everything else in the suite runs the DAG with ``dag.test()`` (in process, no scheduler); this runs it the way
 a deployment does, on this folder's one ``make airflow`` deployment (``local_airflow``: ``airflow
-standalone`` through ``sentiflow.airflow_local up``, so its dag-processor, scheduler (LocalExecutor: each
+standalone`` through ``sentiflow.localstack.airflow_standalone up``, so its dag-processor, scheduler
+(LocalExecutor: each
 task in its own process, talking to the api-server's execution API) and api-server, with PID files and
 ``make airflow``'s environment), against the session stack's S3 and MLflow and the gunicorn model server
 ``up`` started. Its run is the only one that Airflow executes: the REST tests' runs are deleted unstarted.
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sentiflow.config import MLflowSettings
+from sentiflow.settings.components import MLflowSettings
 from tests.dagrun import small_run_conf
 from tests.e2e.airflow_local.deployment import DAG_ID, HTTP_TIMEOUT_S, LocalAirflow
 

@@ -1,4 +1,5 @@
-"""``make airflow`` (``python -m sentiflow.airflow_local up``) as a new user runs it, on the session stack.
+"""``make airflow`` (``python -m sentiflow.localstack.airflow_standalone up``) as a new user runs it, on
+the session stack.
 
 The command ran in a child process whose ``PATH`` does not contain the venv (the documented failure of a
 bare ``airflow standalone`` was ``FileNotFoundError: 'airflow'``), with the Hub unreachable
@@ -13,7 +14,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sentiflow.offline import OFFLINE_IMDB, OFFLINE_MODEL
+from sentiflow.localstack.offline import OFFLINE_IMDB, OFFLINE_MODEL
 from tests.e2e.airflow_local.deployment import HTTP_TIMEOUT_S, LocalAirflow
 
 pytestmark = pytest.mark.slow

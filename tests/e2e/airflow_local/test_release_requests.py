@@ -15,8 +15,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from sentiflow import names, stack_auth
-from sentiflow.server_settings import ServerSettings
+from sentiflow import names
+from sentiflow.security import stack_auth
+from sentiflow.settings.server import ServerSettings
 from serving.releases import (
     AirflowUnavailableError,
     ReleaseRunNotFoundError,
@@ -105,7 +106,7 @@ def test_a_release_the_gate_refuses_fails_and_its_reason_comes_back(
     """A manual release meets the pipeline's gate: a three-class version against a two-class champion is
     refused in Airflow, and the server's reading of the run carries the gate's reason."""
     from sentiflow import registry
-    from sentiflow.config import MLflowSettings
+    from sentiflow.settings.components import MLflowSettings
     from sentiflow.storage import ObjectStore
     from tests.devserver import (
         make_champion,

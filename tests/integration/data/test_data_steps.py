@@ -7,10 +7,10 @@ import io
 import pandas as pd
 import pytest
 
-from sentiflow.config import S3Settings
 from sentiflow.data.clean import CleanError, clean_frame, clean_snapshot, clean_text
 from sentiflow.data.collect import CollectError, collect, encode_labels, sanitize_run_id
 from sentiflow.data.snapshot import SnapshotError, read_manifest, read_snapshot, write_snapshot
+from sentiflow.settings.components import S3Settings
 from sentiflow.storage import ObjectStore, StorageUnreachableError
 
 
@@ -217,7 +217,7 @@ def test_a_manifest_rewritten_unsigned_or_signed_by_another_key_is_refused(store
     import json
 
     from sentiflow.data.manifest import signature_uri
-    from sentiflow.signing import generate_key_pair, sign_bytes
+    from sentiflow.security.signing import generate_key_pair, sign_bytes
 
     frames = {
         s: pd.DataFrame({"text": ["x y", "z w"], "label": [0, 1]}) for s in ("train", "validation", "test")

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sentiflow.config import DataSettings
 from sentiflow.data import clean_parts
 from sentiflow.data.clean import clean_snapshot
 from sentiflow.data.clean_parts import clean_snapshot_mapped
@@ -36,6 +35,7 @@ from sentiflow.data.snapshot import (
     read_snapshot,
     read_split,
 )
+from sentiflow.settings.components import DataSettings
 from sentiflow.storage import ObjectStore
 
 SMALL = DataSettings(part_rows=400, batch_rows=97, spool_mib=1)  # many parts, odd batch boundaries
@@ -273,7 +273,7 @@ CHILD = textwrap.dedent(
     """
     import json, resource, sys
     import pyarrow as pa
-    from sentiflow.config import DataSettings
+    from sentiflow.settings.components import DataSettings
     from sentiflow.data.clean import clean_snapshot
     from sentiflow.data.collect import collect
     from sentiflow.data.snapshot import read_manifest

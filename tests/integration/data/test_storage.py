@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sentiflow.config import S3Settings
+from sentiflow.settings.components import S3Settings
 from sentiflow.storage import ObjectStore, S3Uri, StorageUnreachableError
 
 

@@ -6,8 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from sentiflow.config import AlertSettings
 from sentiflow.feedback.alerts import FeedbackAlerter
+from sentiflow.settings.components import AlertSettings
 from serving.store.db import Database
 from serving.store.feedback import FeedbackStore
 from tests.conftest import migrated_url

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sentiflow.config import AlertSettings
 from sentiflow.feedback.alerts import (
     ALERT_WRONG_PREDICTIONS,
     FeedbackAlerter,
@@ -19,6 +18,7 @@ from sentiflow.feedback.alerts import (
     WrongFlagWindow,
     count_in_window,
 )
+from sentiflow.settings.components import AlertSettings
 
 
 class Receiver:

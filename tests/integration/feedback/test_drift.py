@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiflow.config import AlertSettings, DriftSettings
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.feedback.alerts import ALERT_DRIFT, FeedbackAlerter
 from sentiflow.feedback.drift import compute_drift, drift_report, log_drift_to_mlflow
 from sentiflow.feedback.drift_metrics import SplitProfile, categorical_psi, hashed_vocabulary, oov_rate, psi
-from sentiflow.feedback.sampling import ProductionSampler, read_production_sample, text_features
+from sentiflow.feedback.production_sample import ProductionSampler, read_production_sample, text_features
 from sentiflow.names import (
     DRIFT_OOV_RATE,
     DRIFT_OOV_RATE_REFERENCE,
@@ -22,6 +21,7 @@ from sentiflow.names import (
     DRIFT_PSI_TEXT_LENGTH,
     DRIFT_SAMPLE_ROWS,
 )
+from sentiflow.settings.components import AlertSettings, DriftSettings
 from tests.integration.feedback.test_alerts import Receiver
 
 LABELS = ["negative", "positive"]

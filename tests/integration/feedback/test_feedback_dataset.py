@@ -147,7 +147,7 @@ def test_merge_adds_new_labelled_feedback_to_train_only(store, base_snapshot: st
 def test_merge_streams_a_base_of_many_parts_into_the_same_rows(store) -> None:
     """A base split over many small parts (read batch by batch): the merged snapshot is the base's rows, in
     order, then the new feedback; texts anywhere in the base (a late part, validation) are left out."""
-    from sentiflow.config import DataSettings
+    from sentiflow.settings.components import DataSettings
 
     store.ensure_bucket()
     train = pd.DataFrame(

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from sentiflow import names, registry
-from sentiflow.config import MLflowSettings
 from sentiflow.gate.judge import Decision
 from sentiflow.gate.policy import GatePolicy
 from sentiflow.gate.scoring import decide
+from sentiflow.settings.components import MLflowSettings
 from tests.devserver import make_champion, own_registered_model
 
 LABELS = ["negative", "positive"]

@@ -11,7 +11,7 @@ import pytest
 
 from sentiflow import registry
 from sentiflow.gate.scoring import score_model
-from sentiflow.signing import SIGNATURE_FILE, SignatureError
+from sentiflow.security.signing import SIGNATURE_FILE, SignatureError
 from tests.devserver import own_registered_model, register_tfidf_versions, register_unfitted_version
 from tests.tamper import tampered_version
 

@@ -16,8 +16,6 @@ import pytest
 import requests
 
 from sentiflow import registry
-from sentiflow.approval import check_servable
-from sentiflow.config import MLflowSettings, S3Settings
 from sentiflow.modeling.pyfunc import log_classifier
 from sentiflow.modeling.tfidf import TfidfClassifier
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
@@ -29,9 +27,11 @@ from sentiflow.release.checks import (
     publish_report,
     run_check,
 )
-from sentiflow.server_settings import ServerSettings
+from sentiflow.security.approval import check_servable
+from sentiflow.security.signing import SignatureError
 from sentiflow.serving_client import ModelServerClient
-from sentiflow.signing import SignatureError
+from sentiflow.settings.components import MLflowSettings, S3Settings
+from sentiflow.settings.server import ServerSettings
 from sentiflow.storage import ObjectStore
 from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer, make_champion
 
@@ -333,7 +333,7 @@ def test_a_replica_that_cannot_stage_the_candidate_fails_the_release_before_prom
 def test_an_older_deployments_champion_is_approved_once_by_the_command(model, capsys) -> None:
     """A champion from before approvals has none (a restarting replica would refuse it): the command signs
     one for the version champion names, and only that one."""
-    from sentiflow.approval import main
+    from sentiflow.security.approval import main
 
     settings, _ = model  # champion 2, set without a release
     client = registry.mlflow_client(settings)

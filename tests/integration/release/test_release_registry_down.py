@@ -17,9 +17,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 
 from sentiflow import registry
-from sentiflow.config import MLflowSettings
 from sentiflow.names import TAG_RELEASE_PRIOR_ALIASES
 from sentiflow.release import flow as release
+from sentiflow.settings.components import MLflowSettings
 
 DEAD = "http://127.0.0.1:9"  # nothing listens on port 9
 
@@ -65,8 +65,8 @@ def test_a_model_the_registry_does_not_know_has_no_release_in_progress(stack) ->
     Asked as the admin: with authentication on, MLflow answers an identity without rights on a name it does
     not know with 403 (the permission check comes first), which is not "not found" and must not read as it.
     """
-    from sentiflow import stack_auth
-    from sentiflow.mlflow_auth import client_for
+    from sentiflow.security import stack_auth
+    from sentiflow.security.mlflow_auth import client_for
 
     settings = MLflowSettings(registered_model_name=f"unknown-{uuid.uuid4().hex[:8]}")
     client = client_for(settings.tracking_uri, stack_auth.admin(stack.home))

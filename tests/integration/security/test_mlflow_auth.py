@@ -12,9 +12,9 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from sentiflow import mlflow_users, stack_auth
-from sentiflow.config import MLflowSettings
-from sentiflow.mlflow_auth import MlflowIdentity, client_for
+from sentiflow.security import mlflow_users, stack_auth
+from sentiflow.security.mlflow_auth import MlflowIdentity, client_for
+from sentiflow.settings.components import MLflowSettings
 
 
 def _status(exc: BaseException) -> int | None:
@@ -105,7 +105,7 @@ def test_pipeline_identity_can_run_register_and_move(world):
 def test_the_stack_env_carries_the_pipeline_identity(stack):
     import os
 
-    from sentiflow import localstack
+    from sentiflow.localstack import stack as localstack
 
     env = localstack.client_env(stack)
     pipeline = stack_auth.identity(stack.home, "pipeline")

@@ -1,6 +1,7 @@
 """The provisioning step of compose's ``mlflow-init`` and the Kubernetes Job, against the session's MLflow.
 
-``python -m sentiflow.mlflow_users provision`` runs as a child process, as it runs in a container: the MLflow
+``python -m sentiflow.security.mlflow_users provision`` runs as a child process, as it runs in a container:
+the MLflow
 URI, the experiment and model names and every credential come from its environment (fresh user names and a
 fresh registered model, so the per-model grants of a real deployment are what is tested). Afterwards the
 identities it made must do exactly their jobs: the server's cannot move the alias (403), the pipeline's can.
@@ -18,8 +19,8 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from sentiflow import stack_auth
-from sentiflow.mlflow_auth import MlflowIdentity, client_for
+from sentiflow.security import stack_auth
+from sentiflow.security.mlflow_auth import MlflowIdentity, client_for
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -30,7 +31,7 @@ def _status(exc: BaseException) -> int | None:
 
 def provision(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sentiflow.mlflow_users", "provision", "--wait-s", "60"],
+        [sys.executable, "-m", "sentiflow.security.mlflow_users", "provision", "--wait-s", "60"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""Retiring a signing key (``python -m sentiflow.resign``), against the session's real MLflow + S3.
+"""Retiring a signing key (``python -m sentiflow.security.resign``), against the session's real MLflow + S3.
 
 A version signed with the stack's key (the old one) is re-signed with a new key the servers already trust:
 afterwards it verifies with the new key alone and no longer with the old one. A tampered version is never
@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
-from sentiflow.signing import SignatureError, download_version, generate_key_pair, verify_folder
+from sentiflow.security.signing import SignatureError, download_version, generate_key_pair, verify_folder
 
 
 @pytest.fixture
 def new_key(stack, tmp_path, monkeypatch) -> tuple[Path, Path, list[str]]:
     """A new pair; the pipeline signs with it, the servers trust [new, old] (step 1-2 of the rotation)."""
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.server import ServerSettings
 
     old_public = ServerSettings().signing_public_keys
     private, public = tmp_path / "new.pem", tmp_path / "new.pub"
@@ -31,7 +31,7 @@ def new_key(stack, tmp_path, monkeypatch) -> tuple[Path, Path, list[str]]:
 
 
 def _version() -> tuple[str, str]:
-    from sentiflow.config import MLflowSettings
+    from sentiflow.settings.components import MLflowSettings
     from tests.devserver import register_tfidf_versions
 
     (version,) = register_tfidf_versions(1)  # signed with the stack's (old) key
@@ -39,9 +39,10 @@ def _version() -> tuple[str, str]:
 
 
 def test_a_resigned_version_verifies_with_the_new_key_alone(stack, new_key, tmp_path, capsys):
-    from sentiflow import approval, registry
-    from sentiflow.resign import main
-    from sentiflow.stack_auth import signing_keys
+    from sentiflow import registry
+    from sentiflow.security import approval
+    from sentiflow.security.resign import main
+    from sentiflow.security.stack_auth import signing_keys
 
     name, version = _version()
     _, public, old_public = new_key
@@ -71,7 +72,7 @@ def test_a_resigned_version_verifies_with_the_new_key_alone(stack, new_key, tmp_
 
 
 def test_a_tampered_version_is_not_resigned(new_key, tmp_path, capsys):
-    from sentiflow.resign import main
+    from sentiflow.security.resign import main
     from tests.tamper import tampered_version
 
     name, version = _version()
@@ -85,7 +86,7 @@ def test_a_tampered_version_is_not_resigned(new_key, tmp_path, capsys):
 
 
 def test_nothing_is_resigned_while_the_new_key_is_untrusted(new_key, monkeypatch, capsys):
-    from sentiflow.resign import main
+    from sentiflow.security.resign import main
 
     _, _, old_public = new_key
     monkeypatch.setenv("SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS", json.dumps(old_public))

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from sentiflow import stack_auth
+from sentiflow.security import stack_auth
 
 
 def _client(stack, name: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow.signing import (
+from sentiflow.security.signing import (
     SIGNATURE_FILE,
     SignatureError,
     generate_key_pair,
@@ -101,9 +101,9 @@ def registered(stack):
     """Two versions of a fresh registered model: one signed by ``log_classifier``, one logged unsigned."""
     import mlflow
 
-    from sentiflow.config import MLflowSettings, SigningSettings
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.settings.components import MLflowSettings, SigningSettings
     from tests.devserver import NEG_TEXTS, POS_TEXTS, register_unfitted_version
 
     assert SigningSettings().key() is not None, "the stack's env carries the pipeline's signing key"
@@ -127,14 +127,14 @@ def registered(stack):
 
 
 def _public_keys() -> list[str]:
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.server import ServerSettings
 
     return ServerSettings().signing_public_keys
 
 
 def _model_id(name: str, version: str) -> str:
     from sentiflow import registry
-    from sentiflow.signing import version_model_id
+    from sentiflow.security.signing import version_model_id
 
     model_id = version_model_id(registry.mlflow_client().get_model_version(name, version))
     assert model_id is not None

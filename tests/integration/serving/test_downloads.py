@@ -20,7 +20,7 @@ from serving.model.downloads import ModelDownloads
 @pytest.fixture(scope="module")
 def version(stack) -> tuple[str, str, object]:
     from sentiflow import registry
-    from sentiflow.config import MLflowSettings
+    from sentiflow.settings.components import MLflowSettings
     from tests.devserver import register_tfidf_versions
 
     (number,) = register_tfidf_versions(1)
@@ -86,8 +86,8 @@ def test_a_half_written_download_is_never_used(version, tmp_path):
 
 
 def test_a_cached_copy_changed_on_disk_is_refused(version, tmp_path):
-    from sentiflow.server_settings import ServerSettings
-    from sentiflow.signing import SignatureError, load_for_serving
+    from sentiflow.security.signing import SignatureError, load_for_serving
+    from sentiflow.settings.server import ServerSettings
 
     uri, key, mv = version
     path = ModelDownloads(tmp_path / "models").local_copy(uri, key)

@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 import requests
 
-from sentiflow.config import DriftSettings
 from sentiflow.data.snapshot import read_manifest, read_snapshot, write_snapshot
 from sentiflow.feedback.dataset import export_and_merge, log_feedback_lineage, read_export_watermark
-from sentiflow.feedback.sampling import read_production_sample
+from sentiflow.feedback.production_sample import read_production_sample
 from sentiflow.names import FEEDBACK_ROWS_USED, FEEDBACK_SNAPSHOT_URI
+from sentiflow.settings.components import DriftSettings
 from tests.devserver import DevServer
 from tests.integration.feedback.test_alerts import Receiver
 from tests.integration.serving.test_server import register_tfidf_versions

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sentiflow.config import AlertSettings, MLflowSettings
 from sentiflow.feedback.alerts import FeedbackAlerter, WrongFlag, WrongFlagWindow
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import AlertSettings, MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.app import create_app
 from serving.store.db import Database, feedback_table
 from serving.store.feedback import DuplicateFeedback, FeedbackStore

@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from sentiflow import registry
-from sentiflow.config import MLflowSettings
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.model.follower import OWN_READ_EVERY_POLLS, AliasFollower
 from serving.model.loaded import LoadedModel
-from serving.model.registry import Registry
+from serving.model.registry_reader import RegistryReader
 from serving.store.db import Database, replicas_table
 from serving.store.replicas import ReplicaStore
 from tests.conftest import database_url
@@ -59,7 +59,7 @@ def follower(versions, request, tmp_path) -> Iterator[AliasFollower]:
     store = ReplicaStore(Database(database_url("sqlite", request, tmp_path)))
     store.register_replica(REPLICA, "host", "champion")
     f = AliasFollower(
-        Recorder(), Registry(settings, server), store, server, alias="champion", replica_id=REPLICA
+        Recorder(), RegistryReader(settings, server), store, server, alias="champion", replica_id=REPLICA
     )
     yield f
     store.db.dispose()

@@ -26,9 +26,10 @@ import psutil
 import pytest
 import requests
 
-from sentiflow import localstack, supervisor
-from sentiflow.localstack import HOST, StackSettings
-from sentiflow.supervisor import Service
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
+from sentiflow.localstack.stack import HOST, StackSettings
+from sentiflow.localstack.supervisor import Service
 from tests.devproxy import PREAMBLE, nginx_binary
 from tests.devserver import (
     DevServer,

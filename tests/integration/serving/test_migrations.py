@@ -30,7 +30,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from sentiflow import localstack, supervisor
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
 from serving.store import migrate
 from serving.store.db import Database, metadata
 from tests.conftest import REPO_ROOT, database_url

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from sentiflow import localstack, stack_auth
-from sentiflow.ports import free_port
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack.ports import free_port
+from sentiflow.security import stack_auth
 from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer, own_registered_model, register_tfidf_versions
-from tests.integration.deploy.install_sets import build_mlserver
+from tests.integration.deployment.install_sets import build_mlserver
 
 pytestmark = pytest.mark.slow
 TEXTS = [*POS_TEXTS[:2], *NEG_TEXTS[:2], "an ordinary film"]

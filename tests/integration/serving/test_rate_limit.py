@@ -28,7 +28,7 @@ import requests
 import sqlalchemy as sa
 from requests.adapters import HTTPAdapter
 
-from sentiflow import localstack
+from sentiflow.localstack import stack as localstack
 from serving.prediction_ids import PredictionSigner
 from tests.devproxy import RoundRobinProxy
 from tests.devredis import RedisServer

@@ -30,9 +30,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from sentiflow import localstack, names, registry, supervisor
-from sentiflow.config import MLflowSettings
+from sentiflow import names, registry
+from sentiflow.localstack import stack as localstack
+from sentiflow.localstack import supervisor
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
+from sentiflow.settings.components import MLflowSettings
 from tests.dagrun import run_dag
 from tests.devproxy import RoundRobinProxy
 from tests.devserver import (

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from sentiflow import localstack, registry
-from sentiflow.config import MLflowSettings
+from sentiflow import registry
+from sentiflow.localstack import stack as localstack
 from sentiflow.serving_client import ModelServerClient, ReplicaLoadError
+from sentiflow.settings.components import MLflowSettings
 from tests.conftest import database_url
 from tests.devproxy import RoundRobinProxy
 from tests.devserver import (

@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from sentiflow import registry
-from sentiflow.config import MLflowSettings
 from sentiflow.serving_client import ReplicaLoadError
+from sentiflow.settings.components import MLflowSettings
 from tests.devserver import (
     DevServer,
     make_champion,

@@ -25,8 +25,8 @@ import psutil
 import pytest
 import requests
 
-from sentiflow.server_settings import ServerSettings
-from sentiflow.supervisor import logfile
+from sentiflow.localstack.supervisor import logfile
+from sentiflow.settings.server import ServerSettings
 from serving.prediction_ids import state_dir_secret
 from serving.store.feedback import FeedbackStore
 from serving.store.migrate import open_database, upgrade

@@ -15,11 +15,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sentiflow import registry
-from sentiflow.config import MLflowSettings
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.model.follower import AliasFollower
 from serving.model.manager import ModelManager
-from serving.model.registry import Registry
+from serving.model.registry_reader import RegistryReader
 from serving.store.db import Database
 from serving.store.replicas import ReplicaStore, WorkerRow
 from tests.conftest import database_url
@@ -45,7 +45,7 @@ def worker(versions, request, tmp_path) -> Iterator[AliasFollower]:
     registry.set_alias(client, settings, CANDIDATE, None)
     server = ServerSettings(state_dir=tmp_path / "state", reload_poll_s=POLL_S, load_retry_max_s=1.0)
     store = ReplicaStore(Database(database_url("sqlite", request, tmp_path)))
-    reg = Registry(settings, server)
+    reg = RegistryReader(settings, server)
     f = AliasFollower(
         ModelManager(server, reg),
         reg,

@@ -32,7 +32,7 @@ from sentiflow.modeling.onnx_runtime import (
     to_runtime,
 )
 from sentiflow.modeling.transformer import TransformerClassifier
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.server import ServerSettings
 
 TEXTS = [
     "a wonderful moving film, loved it",
@@ -193,8 +193,8 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
 ) -> None:
     import mlflow
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.settings.components import MLflowSettings
     from tests.devserver import DevServer
 
     monkeypatch.setenv("SENTIFLOW_MLFLOW_REGISTERED_MODEL_NAME", f"onnx-test-{uuid.uuid4().hex[:8]}")
@@ -363,8 +363,8 @@ def shipped_version(stack, sharp):
     import mlflow
     from mlflow import MlflowClient
 
-    from sentiflow.config import MLflowSettings
     from sentiflow.modeling.pyfunc import log_classifier
+    from sentiflow.settings.components import MLflowSettings
 
     settings = MLflowSettings(registered_model_name=f"onnx-shipped-{uuid.uuid4().hex[:8]}")
     mlflow.set_experiment(settings.experiment_name)
@@ -390,10 +390,10 @@ def release(shipped: dict, version: str) -> None:
 
 def _registry(shipped_version, state_dir=None):
     """A replica's registry; ``state_dir``: a fresh replica's (no version downloaded yet)."""
-    from serving.model.registry import Registry
+    from serving.model.registry_reader import RegistryReader
 
     server = ServerSettings() if state_dir is None else ServerSettings(state_dir=state_dir)
-    return Registry(shipped_version["settings"], server)
+    return RegistryReader(shipped_version["settings"], server)
 
 
 def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, tmp_path, monkeypatch):
@@ -435,7 +435,7 @@ def test_a_version_without_the_shipped_file_is_built_by_the_replica(shipped_vers
 def test_a_shipped_onnx_file_changed_in_s3_is_refused(shipped_version, stack, tmp_path):
     """Overwrite the version's int8 ONNX file in the bucket: a replica that downloads it then refuses the
     whole version (a replica's kept copy from before the overwrite is its own verified download)."""
-    from sentiflow.signing import SIGNATURE_FILE, SignatureError
+    from sentiflow.security.signing import SIGNATURE_FILE, SignatureError
     from tests.tamper import tampered_version
 
     settings, version = shipped_version["settings"], shipped_version["shipped"]

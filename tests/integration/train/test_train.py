@@ -19,9 +19,9 @@ import pytest
 from mlflow import MlflowClient
 
 from sentiflow import names
-from sentiflow.config import MLflowSettings
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.progress import PROGRESS_MARK
+from sentiflow.settings.components import MLflowSettings
 from sentiflow.train import BaselineParams, TrainingError, TrainParams, run_baseline, run_training
 from sentiflow.train.cli import main as cli_main
 
@@ -117,11 +117,11 @@ def test_transformer_run_logs_metrics_artifacts_and_registers_a_servable_version
     # bf16 mixed precision on every CPU (emulated where it is not native): the shipped ONNX file must still
     # be a plain fp32 one a CPU opens, not a trace of the trainer's autocast wrapper
     params = tiny_params(tiny_model_dir, bf16="on")
-    with caplog.at_level(logging.INFO, logger="sentiflow.train.trainer_progress"):
+    with caplog.at_level(logging.INFO, logger="sentiflow.train.progress_callback"):
         result = run_training(imdb_snapshot, params, registered_model_name=registered)
 
     # the progress callback is wired into the Trainer: 96 rows in batches of 16 for 2 epochs
-    progress = [r.getMessage() for r in caplog.records if r.name == "sentiflow.train.trainer_progress"]
+    progress = [r.getMessage() for r in caplog.records if r.name == "sentiflow.train.progress_callback"]
     assert progress[0] == f"{PROGRESS_MARK} train: 12 steps of 16 samples over 2 epoch(s)"
     assert any(line.startswith(f"{PROGRESS_MARK} train: 12/12 (100%) | ") for line in progress), progress
     assert any("epoch 1 done at step 6/12" in line for line in progress), progress
@@ -313,7 +313,7 @@ def test_cli_rejects_unknown_and_invalid_params(imdb_snapshot: str, capsys) -> N
 def test_unreachable_mlflow_fails_fast_with_exit_code_1(
     imdb_snapshot: str, tiny_model_dir: Path, monkeypatch, capsys
 ) -> None:
-    from sentiflow import localstack
+    from sentiflow.localstack import stack as localstack
 
     dead = f"http://127.0.0.1:{localstack.free_port()}"
     monkeypatch.setenv("SENTIFLOW_MLFLOW_TRACKING_URI", dead)

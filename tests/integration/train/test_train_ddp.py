@@ -15,8 +15,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from sentiflow.config import MLflowSettings
 from sentiflow.names import GPU_UTILIZATION_MEAN_PCT, GPUS
+from sentiflow.settings.components import MLflowSettings
 from sentiflow.train.cli import main as cli_main
 from sentiflow.train.distributed import entrypoint_command
 from tests.integration.train.test_train import _imdb, _model_name, _versions, _write

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiflow.config import DataSettings
 from sentiflow.data.manifest import sign_manifest, signature_uri
 from sentiflow.data.snapshot import read_manifest, read_snapshot, write_snapshot
+from sentiflow.settings.components import DataSettings
 from sentiflow.storage import ObjectStore
 from sentiflow.train import TrainingError
 from sentiflow.train.data import label_ids, load_training_data, text_chunks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sentiflow.family_registry import ModelFamily, UnknownFamilyError, families, family
+from sentiflow.families.catalogue import ModelFamily, UnknownFamilyError, families, family
 from sentiflow.modeling.pyfunc import load_classifier, pip_requirements, save_classifier
 from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
 from sentiflow.train.cli import build_parser

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiflow.config import DriftSettings
 from sentiflow.feedback.drift_metrics import (
     SplitProfile,
     hashed_vocabulary,
@@ -14,6 +13,7 @@ from sentiflow.feedback.drift_metrics import (
     length_psi,
     psi,
 )
+from sentiflow.settings.components import DriftSettings
 
 LABELS = ["negative", "neutral", "positive"]
 

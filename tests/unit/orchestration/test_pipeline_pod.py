@@ -55,7 +55,7 @@ def test_s3_settings_and_the_training_env() -> None:
 
 
 def aws_ml():
-    from sentiflow.config import MLflowSettings
+    from sentiflow.settings.components import MLflowSettings
 
     return MLflowSettings()
 

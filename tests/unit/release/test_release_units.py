@@ -42,7 +42,7 @@ class _DownClient:
 
 
 def test_a_down_registry_raises_instead_of_reading_as_no_alias():
-    from sentiflow.config import MLflowSettings
+    from sentiflow.settings.components import MLflowSettings
 
     settings = MLflowSettings(tracking_uri="http://127.0.0.1:9")
     with pytest.raises(ConnectionError):

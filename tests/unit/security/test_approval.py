@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sentiflow.approval import check_servable, make, sign, verify
 from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
-from sentiflow.signing import SignatureError
+from sentiflow.security.approval import check_servable, make, sign, verify
+from sentiflow.security.signing import SignatureError
 
 NAME = "sentiment-classifier"
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from sentiflow.credentials_check import (
+from sentiflow.security.credentials_check import (
     COMPONENTS,
     InsecureSettingsError,
     check_component,
     is_placeholder,
     problems,
 )
-from tests.integration.deploy.compose_file import ENV_EXAMPLE, env_file_values
+from tests.integration.deployment.compose_file import ENV_EXAMPLE, env_file_values
 
 ROOT = Path(__file__).resolve().parents[3]
 PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"
@@ -193,7 +193,7 @@ def test_an_optional_credential_may_be_unset_but_never_a_placeholder(tmp_path):
 def test_production_refuses_loading_unsigned_models_where_versions_are_loaded(tmp_path):
     """The development switch that loads versions without a public key never runs in production: not on
     the server, not in Airflow (the gate loads versions too)."""
-    from sentiflow.server_settings import ServerSettings
+    from sentiflow.settings.server import ServerSettings
 
     name = "SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS"
     assert "allow_unsigned_models" in ServerSettings.model_fields  # the setting this switch is
@@ -221,7 +221,7 @@ def test_the_module_runs_without_sentiflow_installed(tmp_path):
         "MLFLOW_AUTH_ADMIN_PASSWORD": "change-me-mlflow-admin",
         "PATH": "/usr/bin:/bin",
     }
-    script = ROOT / "include" / "sentiflow" / "credentials_check.py"
+    script = ROOT / "include" / "sentiflow" / "security" / "credentials_check.py"
     done = subprocess.run(
         [sys.executable, "-I", str(script), "mlflow"], env=env, capture_output=True, text=True
     )

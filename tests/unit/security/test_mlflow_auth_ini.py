@@ -1,4 +1,5 @@
-"""The auth app's ini (``sentiflow.mlflow_auth_ini``) is what MLflow's own reader understands, and the file
+"""The auth app's ini (``sentiflow.security.mlflow_auth_ini``) is what MLflow's own reader understands, and
+the file
 runs on its own, as the MLflow image runs it (no sentiflow installed)."""
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sentiflow.mlflow_auth_ini import DATABASE_URI_ENV, auth_ini, ensure_database, write_auth_ini
+from sentiflow.security.mlflow_auth_ini import DATABASE_URI_ENV, auth_ini, ensure_database, write_auth_ini
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "include" / "sentiflow" / "mlflow_auth_ini.py"
+SCRIPT = ROOT / "include" / "sentiflow" / "security" / "mlflow_auth_ini.py"
 
 
 def test_mlflow_reads_the_ini_as_written(tmp_path, monkeypatch):

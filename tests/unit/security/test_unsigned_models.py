@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow.pyfunc
 import pytest
 
-from sentiflow.signing import SignatureError, load_for_serving
+from sentiflow.security.signing import SignatureError, load_for_serving
 
 URI = "models:/unsigned/1"
 
@@ -35,7 +35,7 @@ def test_no_public_key_means_no_load(unsigned_folder, monkeypatch):
 def test_the_development_switch_loads_unverified_and_says_so(unsigned_folder, monkeypatch, caplog):
     monkeypatch.setenv("SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS", "[]")
     monkeypatch.setenv("SENTIFLOW_SERVER_ALLOW_UNSIGNED_MODELS", "true")
-    with caplog.at_level("WARNING", logger="sentiflow.signing"):
+    with caplog.at_level("WARNING", logger="sentiflow.security.signing"):
         model = load_for_serving(URI, None, unsigned_folder)
     assert list(model.predict(["a", "b"])) == [1, 1]
     assert "WITHOUT verifying a signature" in caplog.text

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from sentiflow.config import AlertSettings
+from sentiflow.settings.components import AlertSettings
 from serving import metrics
 
 RULES = Path(__file__).resolve().parents[3] / "serving" / "alert_rules.yml"

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from sentiflow import names
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.server import ServerSettings
 from serving.app import create_app
 from serving.extension import server
 from serving.http.schemas import DeployRequest

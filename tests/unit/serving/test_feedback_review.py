@@ -18,9 +18,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sentiflow.config import MLflowSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.app import create_app
 from tests.conftest import migrated_state
 from tests.devserver import NEG_TEXTS, POS_TEXTS

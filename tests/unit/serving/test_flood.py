@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from flask import Flask
 
-from sentiflow.config import MLflowSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.app import create_app
 from serving.extension import server
 from serving.model.batcher import MicroBatcher, QueueFullError

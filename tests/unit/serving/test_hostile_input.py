@@ -16,9 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sentiflow.config import MLflowSettings
 from sentiflow.modeling.tfidf import TfidfClassifier
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.app import create_app
 from serving.model.batcher import MicroBatcher, PredictionFailedError
 from serving.model.loaded import LoadedModel

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from sentiflow.config import MLflowSettings
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.app import create_app
 from serving.http.openapi import build_spec, openapi_path
 from tests.conftest import migrated_state

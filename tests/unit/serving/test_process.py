@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from sentiflow.family_registry import families
+from sentiflow.families.catalogue import families
 from serving.process import preloaded_modules
 
 

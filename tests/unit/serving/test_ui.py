@@ -16,8 +16,8 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from sentiflow import names
-from sentiflow.config import MLflowSettings
-from sentiflow.server_settings import ServerSettings
+from sentiflow.settings.components import MLflowSettings
+from sentiflow.settings.server import ServerSettings
 from serving.app import create_app
 from serving.http.ui import RANKING_METRICS, TABLE_METRICS
 from serving.store.db import feedback_table

@@ -1,0 +1,183 @@
+"""Start and stop local services by PID file: the one process supervisor of the local stack and the tests.
+
+A ``Service`` is an argv, a health check and the ports it binds. ``start`` refuses a port some other process
+holds (we would adopt a stranger), runs the service's one-shot ``init`` step, starts it in its own process
+group with a PID file and a log file under the stack's home, and waits until it is healthy. ``stop`` stops
+only the process group its PID file names. The local stack (``sentiflow.localstack.stack``), ``make
+airflow``, and
+the tests' dev servers, proxies and Redis all start their processes here.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sentiflow.localstack.ports import HOST, port_in_use
+from sentiflow.localstack.processes import pid_alive, wait_group_gone
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class StackHome(Protocol):
+    """What the supervisor needs of a stack: where its PID and log files go, and how long a start may take."""
+
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def start_timeout_s(self) -> float: ...
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    health: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO_ROOT
+    prepare: Callable[[], None] | None = None
+    #: Ports the service binds; all must be free before we start it, or we would adopt a stranger.
+    ports: tuple[int, ...] = ()
+    #: A one-shot step run to completion, with the service's environment, before the service starts: the
+    #: model server's schema migrations (its workers never create tables; compose and k8s run the same
+    #: command as a one-shot service / init container).
+    init: list[str] | None = None
+    #: Variables of the caller's environment the service must not inherit: another component's secrets
+    #: (the model server never holds the pipeline's identity, however the stack was started).
+    withhold: tuple[str, ...] = ()
+
+
+def service_env(service: Service) -> dict[str, str]:
+    """The environment ``service`` runs with: the caller's, less what it withholds, plus its own."""
+    return {**{k: v for k, v in os.environ.items() if k not in service.withhold}, **service.env}
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    """A health check: ``url`` answers with any status below 500."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return 200 <= response.status < 500
+        except Exception:
+            return False
+
+    return check
+
+
+def pidfile(stack: StackHome, name: str) -> Path:
+    return stack.home / "run" / f"{name}.pid"
+
+
+def logfile(stack: StackHome, name: str) -> Path:
+    return stack.home / "logs" / f"{name}.log"
+
+
+def running_pid(stack: StackHome, name: str) -> int | None:
+    path = pidfile(stack, name)
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+    except ValueError:
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def start(stack: StackHome, service: Service) -> int:
+    """Start one service unless its PID file names a live process; wait until it is healthy."""
+    pid = running_pid(stack, service.name)
+    if pid is not None and service.health():
+        return pid
+    busy = [port for port in service.ports if port_in_use(port)]
+    if busy:
+        raise RuntimeError(
+            f"cannot start {service.name}: port(s) {busy} on {HOST} are already in use by a process "
+            f"this stack did not start (no live PID file under {stack.home / 'run'}). Stop it, or choose "
+            f"other ports with SENTIFLOW_STACK_*_PORT."
+        )
+    if service.prepare:
+        service.prepare()
+    log = logfile(stack, service.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pidfile(stack, service.name).parent.mkdir(parents=True, exist_ok=True)
+    env = service_env(service)
+    if service.init:
+        _run_init(service, env, log)
+    with log.open("ab") as out:
+        out.write(f"\n=== {time.ctime()} starting: {shlex.join(service.argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            service.argv,
+            cwd=service.cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so `down` stops it and its children
+        )
+    pidfile(stack, service.name).write_text(str(proc.pid))
+    deadline = time.monotonic() + stack.start_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{service.name} exited with code {proc.returncode} during start; log {log}:\n{_tail(log)}"
+            )
+        if service.health():
+            return proc.pid
+        time.sleep(0.5)
+    stop(stack, service.name)
+    raise RuntimeError(
+        f"{service.name} not healthy after {stack.start_timeout_s:.0f}s; log {log}:\n{_tail(log)}"
+    )
+
+
+def _run_init(service: Service, env: dict[str, str], log: Path) -> None:
+    """The service's one-shot step (``Service.init``), its output appended to the service's log."""
+    assert service.init is not None
+    with log.open("ab") as out:
+        out.write(f"\n=== {time.ctime()} {service.name} init: {shlex.join(service.init)}\n".encode())
+        out.flush()
+        done = subprocess.run(
+            service.init, cwd=service.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{service.name}'s init step `{shlex.join(service.init)}` exited with code {done.returncode}; "
+            f"log {log}:\n{_tail(log)}"
+        )
+
+
+def stop(stack: StackHome, name: str, timeout_s: float = 15.0) -> bool:
+    """Stop the process group we started for ``name`` (SIGTERM, then SIGKILL); remove its PID file."""
+    path = pidfile(stack, name)
+    pid = running_pid(stack, name)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if not wait_group_gone(pid, timeout_s, poll_s=0.2):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_group_gone(pid, 5)
+    path.unlink(missing_ok=True)
+    return pid is not None
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,1 @@
+"""Security: signed models and approvals, credentials checks, MLflow and object-store identities."""

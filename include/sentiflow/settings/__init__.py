@@ -1,0 +1,1 @@
+"""Settings: the typed ``SENTIFLOW_*`` settings of every component and the README table made from them."""
