@@ -28,6 +28,8 @@ COPY --chown=airflow:0 docker/airflow/connections.py /opt/sentiflow/connections.
 COPY --chown=airflow:0 docker/airflow/select-backend.sh /opt/sentiflow/select-backend.sh
 COPY --chown=airflow:0 docker/airflow/task-env.sh /opt/sentiflow/task-env.sh
 COPY --chown=airflow:0 --chmod=0755 docker/airflow/entrypoint.sh /opt/sentiflow/entrypoint.sh
+# FAB's settings, so that nothing writes AIRFLOW_HOME at start (a read-only root filesystem on Kubernetes)
+COPY --chown=airflow:0 docker/airflow/webserver_config.py /opt/airflow/webserver_config.py
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 ENV HF_HOME=/opt/airflow/.cache/huggingface \

@@ -5,10 +5,13 @@ server's pods reach no address outside the cluster; every NetworkPolicy peer is 
 
 from __future__ import annotations
 
+import copy
+import shlex
+
 import pytest
 import yaml
 
-from tests.integration.deployment.k8s_manifests import K8S, manifests
+from tests.integration.deployment.k8s_manifests import K8S, ROOT, _validate, manifests
 
 WORKLOADS = {"Deployment", "StatefulSet", "Job", "Pod"}
 
@@ -120,8 +123,189 @@ def test_no_network_policy_peer_matches_pods_in_any_namespace():
             assert peer["podSelector"].get("matchLabels"), f"{name}: an empty podSelector"
 
 
-def test_airflow_chart_containers_drop_capabilities():
-    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
-    ctx = values["securityContexts"]["containers"]
-    assert ctx["allowPrivilegeEscalation"] is False
-    assert ctx["capabilities"]["drop"] == ["ALL"]
+# --- the Airflow Helm chart: its containers as k8s/airflow-values.yaml makes them -------------------------
+# No `helm` and no copy of the chart here: these tests apply the chart's own rules to the values.
+# chart/templates/_helpers.yaml, "containerSecurityContext": a container's securityContext is its
+# component's `securityContexts.container`, else the global `securityContexts.containers`; "external"
+# containers (StatsD, PgBouncer) take their component's only, else a default without a read-only root.
+VALUES = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+# Every Airflow container the chart makes with the KubernetesExecutor on Airflow 3 -> its values key. The
+# chart mounts its `logs` volume at /opt/airflow/logs in all but the API server and the migration Job.
+AIRFLOW_CONTAINERS: dict[str, tuple[str, ...]] = {
+    "scheduler": ("scheduler",),
+    "scheduler/wait-for-airflow-migrations": ("scheduler", "waitForMigrations"),
+    "scheduler/scheduler-log-groomer": ("scheduler", "logGroomerSidecar"),
+    "api-server": ("apiServer",),
+    "api-server/wait-for-airflow-migrations": ("apiServer", "waitForMigrations"),
+    "dag-processor": ("dagProcessor",),
+    "dag-processor/wait-for-airflow-migrations": ("dagProcessor", "waitForMigrations"),
+    "dag-processor/dag-processor-log-groomer": ("dagProcessor", "logGroomerSidecar"),
+    "triggerer": ("triggerer",),
+    "triggerer/wait-for-airflow-migrations": ("triggerer", "waitForMigrations"),
+    "triggerer/triggerer-log-groomer": ("triggerer", "logGroomerSidecar"),
+    "task pod (pod template)/base": ("workers",),
+    "run-airflow-migrations": ("migrateDatabaseJob",),
+    "create-user": ("createUserJob",),
+}
+# The chart's other containers -> (values key, whether the chart enables it by default).
+EXTERNAL_CONTAINERS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "statsd": (("statsd",), True),
+    "pgbouncer": (("pgbouncer",), False),
+    "pgbouncer/metrics-exporter": (("pgbouncer", "metricsExporterSidecar"), False),
+}
+HARDENED = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+AIRFLOW_HOME = "/opt/airflow"
+
+
+def _values(path: tuple[str, ...], values: dict = VALUES) -> dict:
+    node = values
+    for key in path:
+        node = node.get(key) or {}
+    return node
+
+
+def _container_context(path: tuple[str, ...], values: dict = VALUES) -> dict:
+    own = _values(path, values).get("securityContexts", {}).get("container")
+    return own or values.get("securityContexts", {}).get("containers") or {}
+
+
+def _enabled(path: tuple[str, ...], default: bool) -> bool:
+    enabled = _values(path[:1]).get("enabled", default)
+    return bool(enabled) and _values(path).get("enabled", True) is not False
+
+
+def _image_env() -> dict[str, str]:
+    """The ENV of the Airflow image's last stage."""
+    text = (ROOT / "docker" / "airflow.Dockerfile").read_text().replace("\\\n", " ")
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(word.split("=", 1) for word in shlex.split(line[4:]))
+    return env
+
+
+@pytest.mark.parametrize("name", sorted(AIRFLOW_CONTAINERS))
+def test_every_airflow_chart_container_is_hardened(name):
+    assert _container_context(AIRFLOW_CONTAINERS[name]) == HARDENED, name
+
+
+@pytest.mark.parametrize("name", sorted(EXTERNAL_CONTAINERS))
+def test_the_charts_other_containers_are_hardened_where_enabled(name):
+    path, default = EXTERNAL_CONTAINERS[name]
+    if _enabled(path, default):
+        assert _values(path).get("securityContexts", {}).get("container") == HARDENED, name
+
+
+def test_a_components_own_context_replaces_the_global_one():
+    """The chart's rule as modelled: a weaker context on one component is what the test above catches."""
+    values = copy.deepcopy(VALUES)
+    values.setdefault("triggerer", {})["securityContexts"] = {
+        "container": {"allowPrivilegeEscalation": False}
+    }
+    assert _container_context(("triggerer",), values) == {"allowPrivilegeEscalation": False}
+    assert _container_context(("scheduler",), values) == HARDENED
+
+
+def _writable_mounts(volumes: list[dict], mounts: list[dict]) -> set[str]:
+    by_name = {v["name"]: v for v in volumes}
+    return {m["mountPath"] for m in mounts if "emptyDir" in by_name[m["name"]] and not m.get("readOnly")}
+
+
+def _under(path: str, folders: set[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
+def test_every_airflow_container_writes_its_scratch_files_to_a_volume():
+    """/tmp for every Airflow container (the global `volumes`/`volumeMounts`): matplotlib's config, the DAG
+    bundles' default storage (tempfile.gettempdir(), as no TMPDIR or dag_bundle_storage_path moves it), the
+    API server's and the tasks' temporary files."""
+    writable = _writable_mounts(VALUES.get("volumes", []), VALUES.get("volumeMounts", []))
+    assert "/tmp" in writable
+    env = {**_image_env(), **{e["name"]: e["value"] for e in VALUES["env"]}}
+    assert _under(env["MPLCONFIGDIR"], writable)
+    assert "TMPDIR" not in env
+    assert "dag_bundle_storage_path" not in VALUES.get("config", {}).get("dag_processor", {})
+
+
+def test_task_pods_write_the_model_cache_to_a_volume():
+    workers = VALUES["workers"]
+    writable = _writable_mounts(
+        [*VALUES.get("volumes", []), *workers["extraVolumes"]],
+        [*VALUES.get("volumeMounts", []), *workers["extraVolumeMounts"]],
+    )
+    assert _under(_image_env()["HF_HOME"], writable)
+    # the chart's `logs` emptyDir takes the task logs before they go to S3
+    assert VALUES.get("logs", {}).get("persistence", {}).get("enabled") is not True
+
+
+def test_no_writable_volume_hides_what_the_image_holds():
+    """A volume over AIRFLOW_HOME (compose's tmpfs) would hide the baked-in DAGs, plugins and FAB's settings;
+    one over the user's home its installed packages (~/.local)."""
+    image_paths = {f"{AIRFLOW_HOME}/dags", f"{AIRFLOW_HOME}/plugins", f"{AIRFLOW_HOME}/webserver_config.py"}
+    image_paths.add("/home/airflow/.local")
+    mounts = [*VALUES.get("volumeMounts", [])]
+    for component in {path[0] for path in AIRFLOW_CONTAINERS.values()}:
+        mounts += _values((component,)).get("extraVolumeMounts", [])
+    for mount in mounts:
+        for path in image_paths:
+            assert not _under(path, {mount["mountPath"]}), f"{mount['mountPath']} hides {path}"
+
+
+def test_the_image_ships_fabs_settings_so_airflow_writes_nothing_into_its_home():
+    """The FAB auth manager writes webserver_config.py into AIRFLOW_HOME when it finds none; the chart
+    mounts airflow.cfg, and the image holds this file."""
+    dockerfile = (ROOT / "docker" / "airflow.Dockerfile").read_text()
+    copy = "COPY --chown=airflow:0 docker/airflow/webserver_config.py /opt/airflow/webserver_config.py"
+    assert copy in dockerfile
+    assert (ROOT / "docker" / "airflow" / "webserver_config.py").is_file()
+    api_server = _values(("apiServer",))
+    assert not api_server.get("apiServerConfig") and not api_server.get("apiServerConfigConfigMapName")
+
+
+def test_the_task_pod_the_chart_renders_validates():
+    """The pod template's pod as the chart assembles it from these values (its `logs` and `config` volumes,
+    the global volumes, the workers' extras), against the Kubernetes schema: a misspelt field in a
+    security context or volume fails here, not at the first task."""
+    workers = VALUES["workers"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "placeholder-name"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsUser": 50000, "fsGroup": 0},
+            "containers": [
+                {
+                    "name": "base",
+                    "image": f"{VALUES['images']['pod_template']['repository']}:0.1.0",
+                    "securityContext": _container_context(("workers",)),
+                    "volumeMounts": [
+                        {"name": "logs", "mountPath": f"{AIRFLOW_HOME}/logs"},
+                        {
+                            "name": "config",
+                            "mountPath": f"{AIRFLOW_HOME}/airflow.cfg",
+                            "subPath": "airflow.cfg",
+                            "readOnly": True,
+                        },
+                        *VALUES.get("volumeMounts", []),
+                        *workers["extraVolumeMounts"],
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "logs", "emptyDir": {}},
+                {"name": "config", "configMap": {"name": "airflow-config"}},
+                *VALUES.get("volumes", []),
+                *workers["extraVolumes"],
+            ],
+        },
+    }
+    _validate(pod)
+    names = [v["name"] for v in pod["spec"]["volumes"]]
+    assert len(names) == len(set(names)), names
+    paths = [m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]]
+    assert len(paths) == len(set(paths)), paths
