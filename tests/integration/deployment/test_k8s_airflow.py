@@ -130,6 +130,23 @@ def test_trainer_template_agrees_with_the_dags_pod(rendered_pod):
     assert secret_refs(r_main) == secret_refs(t_main)
 
 
+def test_every_container_of_the_dags_pod_is_hardened(rendered_pod):
+    """Whatever containers the operator adds (the XCom sidecar, init containers of a newer provider): none
+    without a read-only root, each writing only to an emptyDir."""
+    spec = rendered_pod["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    containers = [*(spec.get("initContainers") or []), *spec["containers"]]
+    assert len(containers) >= 2
+    for container in containers:
+        ctx = container.get("securityContext") or {}
+        assert ctx.get("readOnlyRootFilesystem") is True, container["name"]
+        assert ctx.get("allowPrivilegeEscalation") is False, container["name"]
+        assert ctx.get("capabilities", {}).get("drop") == ["ALL"], container["name"]
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes[mount["name"]]
+            assert "emptyDir" in volume or mount.get("readOnly"), f"{container['name']}: {mount['mountPath']}"
+
+
 def test_trainer_image_name_matches_the_compose_default():
     compose = (ROOT / "docker-compose.yaml").read_text()
     template_image = by_kind("Pod", "sentiflow-train")["spec"]["containers"][0]["image"]
