@@ -1,4 +1,4 @@
-"""docker-compose.yaml and .env.example as the test_compose_*.py modules (and test_signing_keys.py,
+"""docker-compose.yaml and .env.example as the test_compose.py modules (and test_signing_keys.py,
 test_production.py, tests/unit/security/test_credentials_check.py) read them, without a Docker engine.
 
 `docker-compose config` (1.29, Debian package; or the v2 plugin where present) resolves the file with an env

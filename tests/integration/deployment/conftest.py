@@ -1,4 +1,4 @@
-"""Fixtures of the compose tests (test_compose_*.py): docker-compose.yaml as written (``raw``) and as
+"""Fixtures of the compose tests (test_compose.py): docker-compose.yaml as written (``raw``) and as
 `compose config` resolves it with .env.example (``resolved``).
 
 Session-scoped: the compose tests were one module that resolved the file once; split by topic, they still
