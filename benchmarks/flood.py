@@ -45,7 +45,7 @@ from _common import cpu_flags as machine_cpu_flags  # noqa: E402
 from _common import record  # noqa: E402
 from _serve_targets import ModelServer  # noqa: E402
 
-from sentiflow import localstack  # noqa: E402
+from sentiflow.localstack import stack as localstack  # noqa: E402
 from sentiflow.settings.server import ServerSettings  # noqa: E402
 
 SHARED = REPO.parent / "shared"

@@ -48,7 +48,7 @@ sys.path[:0] = [str(REPO / "include"), str(REPO), str(REPO / "benchmarks")]
 
 from _common import cpu_flags, record  # noqa: E402
 
-from sentiflow import localstack  # noqa: E402
+from sentiflow.localstack import stack as localstack  # noqa: E402
 
 
 def stage(client, settings, server, version: str, timeout_s: float) -> float:

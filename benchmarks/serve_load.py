@@ -42,7 +42,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
-from sentiflow import localstack  # noqa: E402
+from sentiflow.localstack import stack as localstack  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from _serve_targets import (  # noqa: E402
