@@ -1,4 +1,4 @@
-"""The names every component agrees on (DESIGN.md "Contracts"), defined once.
+"""The names every component agrees on (``docs/architecture.md``, "Names"), defined once.
 
 Metric and parameter names are what selection, the model server, the web page and the DAG read from MLflow;
 renaming one here renames it everywhere.
@@ -106,10 +106,10 @@ TFIDF_MAX_FEATURES = "max_features"
 TFIDF_MAX_TRAIN_ROWS = "max_train_rows"
 TAG_ERROR = "error"
 #: Version tag: why a release of this version was rolled back. Such versions are never candidates again
-#: unless a user names them (``pipeline.registry``).
+#: unless a user names them (``sentiflow.registry``).
 TAG_ROLLED_BACK = "rolled_back_reason"
 #: Registered-model tag holding the aliases before a promotion in progress (JSON), so a retried or failed
-#: promotion restores exactly those (``pipeline.release``).
+#: promotion restores exactly those (``sentiflow.release.flow``).
 TAG_RELEASE_PRIOR_ALIASES = "release_prior_aliases"
 #: Run tag on the candidate's MLflow run: why its release failed.
 TAG_RELEASE_FAILURE = "release_failure_reason"

@@ -53,7 +53,7 @@ RANKING_METRICS: tuple[str, ...] = (
     names.PREDICT_TIME_MS_PER_1K,
     names.FIT_TIME_S,
 )
-#: Metric columns of the versions table (the issue's list); the chosen ranking metric is added if missing.
+#: Metric columns of the versions table; the chosen ranking metric is added if missing.
 TABLE_METRICS: tuple[str, ...] = (names.BEST_VAL_F1, names.VAL_ACCURACY, names.VAL_AUC)
 MAX_VERSIONS = 200
 #: Fields of a version row, and of its gate decision, that only the admin token sees.

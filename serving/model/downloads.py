@@ -1,17 +1,14 @@
 """The versions this replica has downloaded: one copy per version on the pod's disk, shared by its workers.
 
-Each worker used to download every version it loaded into a new temporary folder that nothing removed: a
-replica of 2 workers fetched each model twice from MLflow (the artifact proxy is the slow part of an alias
-move on a busy node), and every move left a copy of the model on the container's disk until the pod
-restarted (a Kubernetes pod over its ephemeral-storage limit is evicted). Now the first worker to need a
-version downloads it under ``state_dir/models``; the replica's other workers wait on a file lock and reuse
-it. Only the ``keep`` most recently used versions stay, so a rollback to the previous version needs no
-download.
+The first worker to need a version downloads it under ``state_dir/models``; the replica's other workers
+wait on a file lock and reuse it, so a replica fetches each model from MLflow once (the artifact proxy is
+the slow part of an alias move on a busy node). Only the ``keep`` most recently used versions stay, so a
+rollback to the previous version needs no download and the container's disk holds a bounded number of
+models (a Kubernetes pod over its ephemeral-storage limit is evicted).
 
 The copy is not trusted because it is on our disk: every worker still verifies the signature of the folder
 it loads (``sentiflow.security.signing.load_for_serving``). A download happens in a hidden temporary folder
-renamed
-into place when complete, so a worker killed mid-download never leaves a folder that looks finished.
+renamed into place when complete, so a worker killed mid-download never leaves a folder that looks finished.
 """
 
 from __future__ import annotations

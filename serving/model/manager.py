@@ -61,8 +61,8 @@ def cap_batch_tokens(model: LoadedModel, settings: ServerSettings) -> None:
     """On CPU, a transformer's forward batches hold at most ``batch_max_tokens`` padded tokens.
 
     The micro-batcher gathers concurrent requests; this splits a gathered batch by length, so long
-    reviews run one or two at a time and short texts many at a time (on 2 CPU cores: 17% more IMDb
-    reviews/s and 50% more tweet-sized texts/s than fixed batches of 32; ``docs/serving.md``).
+    reviews run one or two at a time and short texts many at a time: no short text waits on the padding
+    of a long one (figures in ``benchmarks/RESULTS.md``).
     """
     from sentiflow.modeling.transformer import TransformerClassifier
 

@@ -3,13 +3,12 @@
 ``python -m serving.store.migrate upgrade`` brings the database (``SENTIFLOW_SERVER_FEEDBACK_DB_URL``, or
 ``--url``) to the migrations' head. One step runs it before any server worker starts: the local stack's
 start (``sentiflow.localstack.stack``) and the test helpers, compose's one-shot ``model-server-migrate``
-service,
-Kubernetes' ``migrate`` init container of the model-server pod. Runs started together are safe: each takes
-a lock first (``pg_advisory_xact_lock`` on Postgres, a file lock beside a SQLite file) and finds the work
-done when it gets it, so one init container per pod is fine.
+service, Kubernetes' ``migrate`` init container of the model-server pod. Runs started together are safe:
+each takes a lock first (``pg_advisory_xact_lock`` on Postgres, a file lock beside a SQLite file) and
+finds the work done when it gets it, so one init container per pod is fine.
 
-Workers never create or change a table (three replicas racing on ``CREATE TABLE`` left one dead, issue
-21). ``wait_for_schema`` is their check: at head → go; behind (or empty) → wait up to
+Workers never create or change a table: replicas booting together would race on ``CREATE TABLE`` and
+one would die. ``wait_for_schema`` is their check: at head → go; behind (or empty) → wait up to
 ``SENTIFLOW_SERVER_SCHEMA_WAIT_S`` for the step, then fail to boot with ``SchemaBehindError``, whose
 message names the database, both revisions and the command to run. A revision this code does not know is
 a newer release's (a rolling update migrated first): migrations only add, so the worker serves on it.

@@ -56,3 +56,41 @@ def test_ci_runs_the_readme_test_command():
 def test_linked_docs_exist():
     for link in re.findall(r"\]\(((?:docs|benchmarks)/[^)]+)\)", README):
         assert (ROOT / link).exists(), link
+
+
+#: What the docs may name outside the repository: the offline copies README's "Offline machines" table lists.
+OFFLINE_COPIES = set(re.findall(r"^\| \w+ \| `[^`]+` \| `(\.\./[^`]+)`", README, re.M))
+
+
+def outside_references(path: Path, text: str) -> list[str]:
+    """The places ``text`` (the file at ``path``) names a file outside the repository, or ``DESIGN.md``
+    (the architecture is ``docs/architecture.md``): links resolved from the file's folder, other ``../``
+    paths from the root (where the documented commands run)."""
+    found = [f"{path.name}: names DESIGN.md" for _ in re.findall(r"DESIGN\.md", text)]
+    links = {m.group(1) for m in re.finditer(r"\]\((\.\.?/[^)#\s]+)", text)}
+    for link in links:
+        if not (path.parent / link).resolve().is_relative_to(ROOT):
+            found.append(f"{path.name}: links {link}")
+    for ref in re.findall(r"(?<![\w./])(?<!\]\()(?:\.\./)+[\w./-]*|/work/[\w./-]*", text):
+        if ref.rstrip("/.") not in OFFLINE_COPIES and not (ROOT / ref).resolve().is_relative_to(ROOT):
+            found.append(f"{path.name}: names {ref}")
+    return found
+
+
+def test_the_docs_need_no_file_outside_the_repository():
+    assert {"../shared/data/imdb", "../shared/models/all-MiniLM-L6-v2"} == OFFLINE_COPIES
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert ROOT / "docs" / "architecture.md" in pages
+    found = [hit for page in pages for hit in outside_references(page, page.read_text())]
+    assert not found, found
+
+
+def test_the_outside_reference_check_finds_each_kind():
+    page = ROOT / "docs" / "x.md"
+    assert outside_references(page, "Read `../shared/DESIGN.md` first") == [
+        "x.md: names DESIGN.md",
+        "x.md: names ../shared/DESIGN.md",
+    ]
+    assert outside_references(page, "see [notes](../../notes.md)") == ["x.md: links ../../notes.md"]
+    assert outside_references(page, "see /work/shared/x") == ["x.md: names /work/shared/x"]
+    assert outside_references(page, "[ok](../README.md), `../shared/data/imdb`, [s](serving.md)") == []

@@ -3,7 +3,7 @@
 A snapshot without a manifest is incomplete by definition, so readers only ever start from a manifest
 URI. Schema version 2 lists each split as parts (bounded rows each, with rows, sha256 and label counts);
 version 1 manifests (one parquet object per split: ``uri`` + ``sha256``) are read as a one-part split, so
-snapshots written before the change still read.
+every snapshot in a bucket stays readable.
 
 **Signed.** The pipeline signs each manifest with its private key (the key that signs model versions) and
 every step verifies it before it reads a row (``read_manifest``): the manifest holds each part's sha256, so

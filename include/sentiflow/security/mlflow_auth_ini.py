@@ -38,7 +38,7 @@ def auth_ini(database_uri: str, admin_username: str = DEFAULT_ADMIN_USERNAME) ->
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
         # Without it every request runs a PBKDF2 password check: each replica polls the alias every second
-        # and a model download is one request per file, which on 2 cores slowed deploys by minutes. A
+        # and a model download is one request per file, so checking each one makes a deploy crawl. A
         # password changed by the provisioning step reaches every MLflow worker within 60 s.
         "auth_cache_ttl_seconds = 60\n"
     )

@@ -1,4 +1,4 @@
-"""collect and clean against the real local S3 server, including every bad-input case of the issue."""
+"""collect and clean against the real local S3 server, including every bad-input case."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Keep-alive that fits a proxy: behind nginx with upstream keep-alive, bursts of POSTs separated
-by idle gaps longer than gunicorn's old 5 s keep-alive get no 502.
+by idle gaps longer than gunicorn's default 5 s keep-alive get no 502.
 
 A proxy keeps idle upstream connections for its own timeout (nginx ``keepalive_timeout`` in the upstream
 block, ingress-nginx ``upstream-keepalive-timeout`` 60 s, AWS ALB 60 s) and reuses them. If the server
@@ -9,8 +9,8 @@ proxy's, so the proxy always closes first.
 
 Real processes: the session's MLflow + S3 stack, one gunicorn model server (2 workers) serving a TF-IDF
 version, nginx on 127.0.0.1 with an upstream ``keepalive`` pool (PID file, stopped by PID). A second server
-with the old 5 s keep-alive is the control: its upstream connections are gone after a 6.5 s gap, which
-shows the connection count below measures the server's keep-alive.
+(``old``) with gunicorn's default 5 s keep-alive is the control: its upstream connections are gone after a
+6.5 s gap, which shows the connection count below measures the server's keep-alive.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ OLD_KEEPALIVE_S = 5  # gunicorn's default, what the server used before
 ROUNDS = 3
 CLIENTS = 8
 PER_CLIENT = 8  # 3 rounds x 8 clients x 8 requests = 192 POSTs
-GAP_S = (5.5, 7.0)  # idle between rounds: longer than the old keep-alive, shorter than the proxy's
+GAP_S = (5.5, 7.0)  # idle between rounds: longer than gunicorn's default keep-alive, shorter than the proxy's
 
 NGINX_CONF = (
     PREAMBLE
@@ -228,8 +228,8 @@ def test_bursts_with_idle_gaps_behind_nginx_keepalive_get_no_5xx(setup):
     assert elapsed < 60
 
 
-def test_the_old_5s_keepalive_drops_the_proxys_connections_in_a_gap(setup):
-    """Control: with gunicorn's old 5 s the server closes nginx's idle connections during a 6.5 s gap (the
+def test_gunicorns_default_5s_keepalive_drops_the_proxys_connections_in_a_gap(setup):
+    """Control: with gunicorn's default 5 s the server closes nginx's idle connections during a 6.5 s gap (the
     race that gave 502s); the count above therefore measures the server's keep-alive."""
     with requests.Session() as session:
         for _ in range(8):

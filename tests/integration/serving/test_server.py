@@ -1,6 +1,6 @@
 """The model server under a real gunicorn (2 workers) on 127.0.0.1, with the real MLflow registry.
 
-Covers the issue's reliability list: bad input → 4xx JSON, 401 on bad tokens, releases (the pipeline's
+Covers the server's reliability: bad input → 4xx JSON, 401 on bad tokens, releases (the pipeline's
 alias move, ``tests.devserver.release``) during sustained load with zero failures and every response naming
 its version, an alias moved to a version that cannot load leaves the old model serving, and kill + restart
 serves the alias's version with every feedback row.

@@ -1,9 +1,9 @@
 """The model server boots on a fresh state folder every time, even on a machine whose cores are all busy.
 
-Two gunicorn workers opening a fresh SQLite feedback database at once used to fail one of them on
-``PRAGMA journal_mode=WAL`` ("database is locked"), and a worker that fails to boot stops gunicorn. The
-schema and the journal mode are now made by the migration step (``serving.store.migrate``, under a file
-lock, so several runs at once are safe), the prediction-id secret once under a file lock.
+Two gunicorn workers that both set ``PRAGMA journal_mode=WAL`` on a fresh SQLite feedback database can
+fail one of them ("database is locked"), and a worker that fails to boot stops gunicorn. So the schema and
+the journal mode are made by the migration step (``serving.store.migrate``, under a file lock, so several
+runs at once are safe), and the prediction-id secret once under a file lock.
 
 The race itself is hammered in processes that do exactly what the migration step and then a worker do,
 released together by a barrier (many rounds in seconds); a few real gunicorn boots on busy cores check the

@@ -88,7 +88,7 @@ def test_form_default_model_follows_the_settings(monkeypatch) -> None:
 
 
 def test_checks_moved_out_of_validate_params_are_in_the_param_schemas() -> None:
-    """``validate_params`` no longer re-checks these: Airflow refuses them when it creates the run."""
+    """``validate_params`` does not check these again: Airflow refuses them when it creates the run."""
     form = pipeline_params()
     for name, bad in (
         ("selection_metric", "   "),

@@ -143,7 +143,7 @@ def test_versions_says_when_the_registry_is_down(app):
     assert r.json["request_id"] == r.headers["X-Request-ID"]
 
 
-def test_table_shows_the_issue_metrics():
+def test_table_shows_best_val_f1_accuracy_and_auc():
     assert TABLE_METRICS == (names.BEST_VAL_F1, names.VAL_ACCURACY, names.VAL_AUC)
     assert RANKING_METRICS[0] == names.BEST_VAL_F1
     assert len(set(RANKING_METRICS)) == len(RANKING_METRICS)

@@ -8,7 +8,6 @@ table that exists keeps its rows and only gets the columns and the constraint it
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
-"""The server no longer releases: its deployments table goes.
+"""Releases are Airflow runs, not server rows: the deployments table goes.
 
-Releases are Airflow runs of the release DAG (``POST /deploy`` asks Airflow for one); replicas only follow
-the registry's alias, so nothing in the server writes or reads ``server_deployments`` any more.
+``POST /deploy`` asks Airflow for a run of the release DAG and replicas only follow the registry's alias,
+so nothing in the server writes or reads ``server_deployments``.
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations

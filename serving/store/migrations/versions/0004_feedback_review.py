@@ -5,7 +5,6 @@ accepts it.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ before its promotion.
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
