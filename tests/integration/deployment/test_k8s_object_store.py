@@ -62,7 +62,9 @@ def test_the_object_store_is_composes_seaweedfs_hardened_on_a_volume_claim():
     pod, container = _container("StatefulSet", "object-store")
     compose_image = re.search(r"\$\{SEAWEEDFS_IMAGE:-([^}]+)\}", COMPOSE.read_text())
     assert compose_image and container["image"] == compose_image.group(1)
-    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+", container["image"]), "a pinned release, never latest"
+    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+@sha256:[0-9a-f]{64}", container["image"]), (
+        "a release by tag and digest, never latest"
+    )
     _hardened(pod, container)
     assert container["args"][0] == "server" and "-s3" in container["args"]
     flags = _flags(container["args"])
