@@ -3,7 +3,7 @@
 # `train_backend=local` trains inside the worker) + the DAGs and plugins. Build from the repo root:
 #   docker build -f docker/airflow.Dockerfile -t sentiflow/airflow:0.1.0 .
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:bcbbec29f7a3f9cbee891e3cd69d7fe4dec7e281daf36cbd415ddd8ee2ba0077
 
 # --- stage 1: build the sentiflow wheel (no build tools leak into the runtime image)
 FROM ${PYTHON_IMAGE} AS wheel

@@ -2,7 +2,7 @@
 # MLflow tracking server + registry: Postgres backend, artifacts proxied to S3 (SeaweedFS), MLflow's basic-auth app
 # (`mlflow[auth]`: Flask-WTF for its CSRF protection). Same pinned mlflow as the library. Build from the repo
 # root:  docker build -f docker/mlflow.Dockerfile -t sentiflow/mlflow:0.1.0 .
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:bcbbec29f7a3f9cbee891e3cd69d7fe4dec7e281daf36cbd415ddd8ee2ba0077
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The model server: slim Python, CPU torch, gunicorn + Flask (`serving/`), port 8000.
 # Build from the repo root:  docker build -f docker/serving.Dockerfile -t sentiflow/model-server:0.1.0 .
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:bcbbec29f7a3f9cbee891e3cd69d7fe4dec7e281daf36cbd415ddd8ee2ba0077
 
 # --- stage 1: a virtualenv with CPU torch and the `serve` extra of pyproject.toml (the server's one package list)
 FROM ${PYTHON_IMAGE} AS build

@@ -3,7 +3,7 @@
 # torch from PyPI is the CUDA build for Linux x86_64 (CUDA libraries come as nvidia-* wheels); the node's
 # NVIDIA driver and device plugin supply the GPU. Build from the repo root:
 #   docker build -f docker/trainer.Dockerfile -t sentiflow/trainer:0.1.0 .
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:bcbbec29f7a3f9cbee891e3cd69d7fe4dec7e281daf36cbd415ddd8ee2ba0077
 
 # --- stage 1: a virtualenv with the `train` extra of pyproject.toml (the trainer's one package list)
 FROM ${PYTHON_IMAGE} AS build

@@ -12,7 +12,9 @@
   both forms `compose config` writes.
 - **images**: The Dockerfiles under docker/: the images exist, are multi-stage, end as a non-root user and
   pin their bases and torch, pass hadolint, the serving image runs the documented entrypoint, and
-  .dockerignore keeps what the images copy.
+  .dockerignore keeps what the images copy. Every third-party image the resolved file runs and every base
+  image of the Dockerfiles carries a digest (but those of image_refs.NO_PUBLIC_DIGEST), and the `*_DIGEST`
+  variables pin sentiflow's own images by digest.
 - **settings**: And .env.example agree with the library: every SENTIFLOW_* name is a settings field, each
   service's environment parses in the settings classes, endpoints, ports and the bucket agree across
   services and images, every compose variable is documented in .env.example (which holds no secret), and
@@ -58,6 +60,12 @@ from tests.integration.deployment.compose_file import (
     service_env,
     settings_classes,
     settings_env_names,
+)
+from tests.integration.deployment.image_refs import (
+    NO_PUBLIC_DIGEST,
+    base_image_args,
+    is_own,
+    unpinned,
 )
 
 
@@ -290,6 +298,39 @@ def test_hadolint(path):
     cmd = [hadolint, "--failure-threshold", "warning", str(path)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _compose_images(config: dict) -> list[str]:
+    """Every image the resolved file runs or hands on (the training pod's, to Airflow)."""
+    images = [service["image"] for service in config["services"].values()]
+    images += [
+        env["SENTIFLOW_TRAINER_POD_IMAGE"]
+        for name in config["services"]
+        if "SENTIFLOW_TRAINER_POD_IMAGE" in (env := service_env(config, name))
+    ]
+    return images
+
+
+def test_every_third_party_image_is_pinned_by_digest(resolved):
+    bases = [image for path in DOCKERFILES for image in base_image_args(path).values()]
+    refs = _compose_images(resolved) + bases
+    assert unpinned(refs) == []
+    # the exceptions are images still in use, each kept by tag only for want of a public record
+    assert set(refs) >= NO_PUBLIC_DIGEST
+
+
+def test_own_images_are_pinned_by_the_digest_variables(tmp_path):
+    digest = "@sha256:" + "0" * 64
+    variables = [name for name in env_file_values(ENV_EXAMPLE) if name.endswith("_IMAGE_DIGEST")]
+    env = tmp_path / ".env"
+    env.write_text(ENV_EXAMPLE.read_text() + "".join(f"{name}={digest}\n" for name in variables))
+    result = compose_config(env)
+    assert result.returncode == 0, result.stderr
+    own = [ref for ref in _compose_images(yaml.safe_load(result.stdout)) if is_own(ref)]
+    assert {ref.split(":")[0] for ref in own} == {
+        f"sentiflow/{name}" for name in ("model-server", "airflow", "mlflow", "trainer")
+    }
+    assert all(ref.endswith(f":0.1.0{digest}") for ref in own), own
 
 
 def test_serving_image_runs_the_documented_entrypoint():

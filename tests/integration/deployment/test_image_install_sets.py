@@ -44,7 +44,7 @@ def service_image(service: dict) -> str | None:
     """``serve``/``airflow``/``mlflow`` for the project's images, None for third-party ones."""
     image = str(service.get("image", ""))
     for name, extra in IMAGE_EXTRAS.items():
-        if image.endswith(f"/{name}:${{IMAGE_TAG:-0.1.0}}"):
+        if f"/{name}:${{IMAGE_TAG:-0.1.0}}" in image:
             return extra
     return None
 

@@ -25,6 +25,10 @@
   sentiflow-training only, no rights over serving), the trainer pod template against the pod the DAG's
   KubernetesPodOperator renders (with a kubeconfig that points nowhere: it only reads it, it never
   connects), the trainer image against the compose default, and the production shape of the Helm values.
+- **images**: Every third-party image of the manifests and the Helm values carries a digest (but those of
+  image_refs.NO_PUBLIC_DIGEST); the kustomization lists every sentiflow image it deploys, so
+  `kustomize edit set image` pins each at a release; and across compose, k8s/ and the Dockerfiles an image
+  has one digest, which docs/deployment.md lists with its source.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from tests.integration.deployment.image_refs import NO_PUBLIC_DIGEST, PINNED, is_own, unpinned
 from tests.integration.deployment.k8s_manifests import (
+    DOCS,
     K8S,
     KUBE_VERSION,
     NAMESPACES,
@@ -932,3 +938,56 @@ def test_airflow_values_are_production_shaped():
     assert logging["remote_logging"] == "True"
     assert logging["remote_base_log_folder"].startswith("s3://")
     assert logging["remote_log_conn_id"] == "sentiflow_s3"
+
+
+# --- images ---------------------------------------------------------------------------------------------
+def _manifest_images(files: set[str] | None = None) -> list[str]:
+    return [
+        node["image"]
+        for name, doc in manifests()
+        if files is None or name in files
+        for node in _walk(doc)
+        if isinstance(node.get("image"), str)
+    ]
+
+
+def _values_images() -> list[str]:
+    """The images the Helm values name, as the chart joins them (a digest wins over the tag), and the
+    training pod's."""
+    values = yaml.safe_load((K8S / "airflow-values.yaml").read_text())
+    refs = [
+        image["repository"] + (f"@{image['digest']}" if image.get("digest") else f":{image['tag']}")
+        for image in values["images"].values()
+        if isinstance(image, dict) and image.get("repository")
+    ]
+    return refs + [entry["value"] for entry in values["env"] if entry["name"].endswith("_IMAGE")]
+
+
+def test_every_third_party_image_of_the_manifests_and_values_is_pinned_by_digest():
+    refs = _manifest_images() + _values_images()
+    assert any(not is_own(ref) for ref in refs)
+    assert unpinned(refs) == []
+
+
+def test_the_kustomization_can_pin_every_sentiflow_image_it_deploys():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    deployed = {
+        re.split(r"[:@]", ref)[0] for ref in _manifest_images(set(kustomization["resources"])) if is_own(ref)
+    }
+    assert deployed == {entry["name"] for entry in kustomization["images"]}
+
+
+def test_each_image_has_one_digest_and_the_docs_give_its_source():
+    files = [
+        ROOT / "docker-compose.yaml",
+        ROOT / ".env.example",
+        *K8S.glob("*.yaml"),
+        *(ROOT / "docker").glob("*.Dockerfile"),
+    ]
+    pinned = {ref for path in files for ref in PINNED.findall(path.read_text())}
+    digests: dict[str, set[str]] = {}
+    for ref in pinned:
+        digests.setdefault(ref.split("@")[0], set()).add(ref)
+    assert {name: refs for name, refs in digests.items() if len(refs) > 1} == {}
+    docs = DOCS.read_text()
+    assert sorted(ref for ref in pinned | NO_PUBLIC_DIGEST if ref not in docs) == []

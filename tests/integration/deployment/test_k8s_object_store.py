@@ -62,7 +62,9 @@ def test_the_object_store_is_composes_seaweedfs_hardened_on_a_volume_claim():
     pod, container = _container("StatefulSet", "object-store")
     compose_image = re.search(r"\$\{SEAWEEDFS_IMAGE:-([^}]+)\}", COMPOSE.read_text())
     assert compose_image and container["image"] == compose_image.group(1)
-    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+", container["image"]), "a pinned release, never latest"
+    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+@sha256:[0-9a-f]{64}", container["image"]), (
+        "a release by tag and digest, never latest"
+    )
     _hardened(pod, container)
     assert container["args"][0] == "server" and "-s3" in container["args"]
     flags = _flags(container["args"])
@@ -111,9 +113,8 @@ def object_store(tmp_path: Path):
     version = subprocess.run(
         [str(Path(sys.executable).parent / "weed"), "version"], capture_output=True, text=True, check=True
     ).stdout
-    assert f" {container['image'].rsplit(':', 1)[1]} " in version, (
-        f"the local weed is not the image's: {version}"
-    )
+    tag = container["image"].split("@")[0].rsplit(":", 1)[1]
+    assert f" {tag} " in version, f"the local weed is not the image's: {version}"
 
     keys = {name: (f"sentiflow-{name}", f"{name}-secret-{os.getpid()}") for name in S3_IDENTITIES}
     env = {
