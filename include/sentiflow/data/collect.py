@@ -32,13 +32,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentiflow.data.errors import CollectError
 from sentiflow.data.hashing import text_hashes
-from sentiflow.data.hub import hub_splits
 from sentiflow.data.labels import check_class_counts, encode_arrow, encode_labels, label_encoding
 from sentiflow.data.sampling import exact_plan, fraction_plan
 from sentiflow.data.snapshot_writer import SnapshotWriter, clear_prefix
-from sentiflow.data.sources import FILE_SUFFIXES, SourceSplit, file_splits
+from sentiflow.data.sources import FILE_SUFFIXES, CollectError, SourceSplit, file_splits, hub_splits
 from sentiflow.names import DEFAULT_SEED, LABEL_COLUMN, SPLITS, TEXT_COLUMN
 from sentiflow.progress import PROGRESS_MARK, format_duration
 from sentiflow.settings.components import DataSettings, S3Settings

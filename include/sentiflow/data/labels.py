@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentiflow.data.errors import CollectError
+from sentiflow.data.sources import CollectError
 
 SENTIMENT_ORDER = ("negative", "neutral", "positive")
 #: Short sentiment names (the Hub's imdb says neg/pos) become the full words the rest of the product uses.

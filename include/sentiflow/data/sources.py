@@ -8,7 +8,9 @@ first streamed to a temporary file (parquet needs random access), one file at a 
 that is not JSON Lines (one JSON array) cannot be streamed and is read whole.
 
 A Hub dataset is loaded with ``datasets`` into its Arrow cache files (memory-mapped, on disk) and read
-in Arrow batches of them (``hub.py``).
+in Arrow batches of them, not with ``streaming=True``: the files are written once, a batch costs no Python
+object per row, row counts are exact, and collect reads them twice (the label column first, then the rows)
+without downloading again. Their pages belong to the page cache, not to the process' heap.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -27,7 +30,6 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from sentiflow.data.errors import CollectError
 from sentiflow.storage import ObjectStore, S3Uri, is_s3_uri
 
 SPLIT_ALIASES = {
@@ -48,6 +50,11 @@ _SPLIT_NAME = re.compile(r"^(?P<split>[a-z]+)(?:[-_.].*)?$")
 PARQUET_BUFFER_BYTES = 8 * 2**20
 #: Bytes per block of the CSV and JSON readers: a batch of rows of a text file.
 TEXT_BLOCK_BYTES = 16 * 2**20
+
+
+class CollectError(ValueError):
+    """The source cannot become a labelled text snapshot; the message says why and what was seen."""
+
 
 #: ``read(columns, string_columns, batch_rows)`` → tables of the split's rows, in order, each time anew.
 BatchReader = Callable[[list[str] | None, list[str], int], Generator[pa.Table, None, None]]
@@ -208,3 +215,41 @@ def file_splits(store: ObjectStore, source: str) -> dict[str, SourceSplit]:
     if "train" not in files:
         raise CollectError(f"{source}: has {sorted(files)} but no train split")
     return {split: SourceSplit(split, _split_reader(store, found)) for split, found in files.items()}
+
+
+def _hub_reader(split: Any) -> BatchReader:
+    def read(
+        columns: list[str] | None, string_columns: list[str], batch_rows: int
+    ) -> Generator[pa.Table, None, None]:
+        selected = split.select_columns(columns) if columns else split
+        yield from selected.with_format("arrow").iter(batch_size=batch_rows)
+
+    return read
+
+
+def hub_splits(name: str, config_name: str | None) -> tuple[dict[str, SourceSplit], dict[str, list[str]]]:
+    """The dataset's train/validation/test splits, and ClassLabel names per column."""
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a declared dependency
+        raise CollectError("Hugging Face `datasets` is not installed") from exc
+    try:
+        dataset_dict = datasets.load_dataset(name, config_name)
+    except Exception as exc:
+        raise CollectError(
+            f"dataset {name!r} could not be loaded: it is not a local path, not an s3:// URI, and the "
+            f"Hugging Face Hub said: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    splits: dict[str, SourceSplit] = {}
+    class_names: dict[str, list[str]] = {}
+    for split_name, split in dataset_dict.items():
+        canonical = SPLIT_ALIASES.get(split_name.lower())
+        if canonical is None or canonical in splits:
+            continue  # e.g. IMDb's "unsupervised" split has no labels
+        splits[canonical] = SourceSplit(canonical, _hub_reader(split))
+        for column, feature in split.features.items():
+            if isinstance(feature, datasets.ClassLabel):
+                class_names[column] = list(feature.names)
+    if "train" not in splits:
+        raise CollectError(f"dataset {name!r} has splits {list(dataset_dict)} but none is a train split")
+    return splits, class_names
