@@ -15,8 +15,7 @@ from serving.http.bodies import parse_body
 from serving.http.errors import ApiError
 from serving.http.openapi import ErrorBody, document
 from serving.http.queries import DeployQuery, DeployStatusQuery, parse_query
-from serving.http.replica_schemas import ReplicasDetail, ReplicasResponse, dump
-from serving.http.schemas import DeployRequest, ReleaseRunStatus
+from serving.http.schemas import DeployRequest, ReleaseRunStatus, ReplicasDetail, ReplicasResponse, dump
 from serving.releases import (
     AirflowNotConfiguredError,
     AirflowUnavailableError,
