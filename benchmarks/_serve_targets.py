@@ -77,7 +77,7 @@ def start_mlserver(
     (``max_batch_size``/``max_batch_time``) and ``workers`` parallel inference workers; (process, URL)."""
     import json
 
-    from sentiflow.localstack.ports import free_port
+    from sentiflow.localstack.supervisor import free_port
     from tests.integration.deployment.install_sets import build_mlserver
 
     bin_dir = build_mlserver(folder / "env")

@@ -162,7 +162,7 @@ def register_transformer(model_dir: Path) -> str:
 def kill_and_restart(server, proxy_url: str, version: str, ttl_s: float) -> float:
     """kill -9 ``server``'s process group, restart it; seconds from the restart until it serves
     ``version``."""
-    from sentiflow.localstack.ports import port_in_use
+    from sentiflow.localstack.supervisor import port_in_use
 
     server.kill()
     gone = time.monotonic() + 90  # the killed sockets close as the kernel reaps the processes

@@ -18,9 +18,8 @@ from typing import Any
 
 from sentiflow.localstack import stack as localstack
 from sentiflow.localstack import supervisor
-from sentiflow.localstack.ports import port_in_use
-from sentiflow.localstack.processes import wait_group_gone
 from sentiflow.localstack.stack import StackSettings
+from sentiflow.localstack.supervisor import port_in_use, wait_group_gone
 from sentiflow.settings.server import ServerSettings
 
 SERVICE = "model-server"

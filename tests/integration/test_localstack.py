@@ -10,8 +10,8 @@ import pytest
 
 from sentiflow.localstack import stack as localstack
 from sentiflow.localstack import supervisor
-from sentiflow.localstack.processes import pid_alive
 from sentiflow.localstack.stack import StackSettings
+from sentiflow.localstack.supervisor import pid_alive
 
 
 def test_up_is_idempotent_and_env_points_at_the_stack(stack: StackSettings):

@@ -69,8 +69,6 @@ LIBRARY_RANKS = {
     "security.mlflow_auth": 1,
     "security.mlflow_auth_ini": 1,
     "names": 1,
-    "localstack.ports": 1,
-    "localstack.processes": 1,
     "progress": 1,
     "families.catalogue": 1,
 }

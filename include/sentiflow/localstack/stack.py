@@ -22,11 +22,17 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sentiflow.localstack.ports import HOST
-
-# free_port is re-exported: tests and benchmarks ask the stack for ports
-from sentiflow.localstack.ports import free_port as free_port
-from sentiflow.localstack.supervisor import REPO_ROOT, Service, http_ok, logfile, running_pid, start, stop
+from sentiflow.localstack.supervisor import (
+    HOST,
+    REPO_ROOT,
+    Service,
+    http_ok,
+    logfile,
+    running_pid,
+    start,
+    stop,
+)
+from sentiflow.localstack.supervisor import free_port as free_port  # tests and benchmarks ask the stack
 from sentiflow.security import stack_auth
 from sentiflow.settings.components import ENV_PREFIX, MLflowSettings
 

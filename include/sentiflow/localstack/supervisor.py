@@ -6,13 +6,20 @@ group with a PID file and a log file under the stack's home, and waits until it 
 only the process group its PID file names. The local stack (``sentiflow.localstack.stack``), ``make
 airflow``, and
 the tests' dev servers, proxies and Redis all start their processes here.
+
+Its primitives serve the tests and benchmarks too, so each has one definition: a free port on 127.0.0.1
+(never a fixed one another process might hold), and whether a PID still runs, where a zombie child counts as
+gone. psutil reads the process table, so no code here parses ``/proc``. (The model server itself probes no
+PIDs: its replicas and workers report to the shared database.)
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -21,10 +28,108 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sentiflow.localstack.ports import HOST, port_in_use
-from sentiflow.localstack.processes import pid_alive, wait_group_gone
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+
+HOST = "127.0.0.1"
+#: SeaweedFS serves gRPC on each of its ports plus this.
+GRPC_OFFSET = 10000
+#: Linux's default ephemeral range, where the kernel's own choice of a port falls.
+DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for ports it picks (a bind to port 0, an outgoing connection)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL_RANGE
+    return low, high
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_port() -> int:
+    """A free TCP port whose +``GRPC_OFFSET`` neighbour is free too (SeaweedFS puts gRPC there).
+
+    Drawn where that neighbour lies above the kernel's ephemeral range: a port the kernel hands to anyone
+    else (another stack's server bound to port 0, an outgoing connection) can then never be the neighbour
+    a SeaweedFS started later binds, so stacks started side by side (two test workers) never collide on
+    it. Where the ephemeral range reaches the top, the kernel picks.
+    """
+    first = max(1024, ephemeral_range()[1] + 1 - GRPC_OFFSET)
+    last = 65535 - GRPC_OFFSET
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.randint(first, last) if first <= last else _kernel_port()
+        if port + GRPC_OFFSET <= 65535 and _bindable(port) and _bindable(port + GRPC_OFFSET):
+            return port
+    raise RuntimeError("no free port pair found")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # exited, not yet reaped: gone
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # alive, owned by someone else
+        return True
+
+
+def reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is our exited child (no zombie left behind)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs of the live (not zombie) processes in process group ``pgid``."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def wait_group_gone(pgid: int, timeout_s: float, poll_s: float = 0.1) -> bool:
+    """Wait until every process of group ``pgid`` has exited (the leader reaped when it is our child).
+
+    Waiting for the leader alone is not enough: gunicorn's workers share the listening socket, and one that
+    is still exiting keeps the port taken for whoever starts on it next.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reap(pgid)
+        if not group_members(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
 
 
 class StackHome(Protocol):

@@ -30,9 +30,8 @@ import requests
 
 from sentiflow.localstack import supervisor
 from sentiflow.localstack.airflow_standalone import PASSWORDS_FILE, SERVICE
-from sentiflow.localstack.ports import port_in_use
-from sentiflow.localstack.processes import group_members
 from sentiflow.localstack.stack import StackSettings, free_port
+from sentiflow.localstack.supervisor import group_members, port_in_use
 
 REPO = Path(__file__).resolve().parents[3]
 DAG_ID = "sentiment_pipeline"

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from sentiflow.localstack import stack as localstack
-from sentiflow.localstack.ports import free_port
+from sentiflow.localstack.supervisor import free_port
 from sentiflow.security import stack_auth
 from tests.devserver import NEG_TEXTS, POS_TEXTS, DevServer, own_registered_model, register_tfidf_versions
 from tests.integration.deployment.install_sets import build_mlserver

@@ -1,9 +1,11 @@
-"""``sentiflow.localstack.processes``: one meaning of "alive" for PID files and crash simulation."""
+"""``sentiflow.localstack.supervisor``'s primitives: a free port (its gRPC neighbour free too, outside the
+kernel's ephemeral range) and one meaning of "alive" for PID files and crash simulation."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +13,25 @@ from pathlib import Path
 
 import psutil
 
-from sentiflow.localstack.processes import group_members, pid_alive, wait_group_gone
+from sentiflow.localstack.supervisor import (
+    GRPC_OFFSET,
+    HOST,
+    ephemeral_range,
+    free_port,
+    group_members,
+    pid_alive,
+    wait_group_gone,
+)
+
+
+def test_a_free_ports_grpc_neighbour_is_free_and_never_one_the_kernel_hands_out() -> None:
+    high = ephemeral_range()[1]
+    ports = {free_port() for _ in range(50)}
+    assert all(port + GRPC_OFFSET > high for port in ports), sorted(ports)
+    for port in ports:
+        for candidate in (port, port + GRPC_OFFSET):
+            with socket.socket() as sock:
+                sock.bind((HOST, candidate))  # raises if taken
 
 
 def test_an_exited_unreaped_leader_is_not_alive_and_waiting_reaps_it() -> None:
