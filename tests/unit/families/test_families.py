@@ -42,7 +42,7 @@ def test_the_cli_offers_every_family_and_every_family_parameter():
 
 
 def test_a_saved_tfidf_model_loads_back_through_its_family(tmp_path):
-    from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.families.tfidf.model import TfidfClassifier
 
     texts = ["good great fine", "bad awful poor", "great good", "awful bad"] * 3
     labels = [1, 0, 1, 0] * 3
