@@ -68,12 +68,12 @@ def sentiment_sweep() -> None:
         return [train_arguments(manifest_uri, FAMILY_TRANSFORMER, json.dumps(p)) for p in points]
 
     @task(task_id="train_grid_local", execution_timeout=timedelta(hours=6), retries=0)
-    def train_grid_local(manifest_uri: str, params: dict[str, Any]) -> dict[str, Any]:
-        return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, params)
+    def train_grid_local(manifest_uri: str, family_params: dict[str, Any]) -> dict[str, Any]:
+        return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, family_params)
 
     branch = choose_training(output(params, TRAINING))
     [clean_uri, points] >> branch
-    local = train_grid_local.partial(manifest_uri=clean_uri).expand(params=points)
+    local = train_grid_local.partial(manifest_uri=clean_uri).expand(family_params=points)
     arguments = pod_arguments(output(clean_uri), output(points))
     pods = training_tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
     branch >> [local, arguments]

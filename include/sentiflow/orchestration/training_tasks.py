@@ -160,14 +160,15 @@ def train_locally(manifest_uri: str, family: str, params: Mapping[str, Any]) -> 
 
 def train_family(entry: ModelFamily) -> Any:
     """The local training task of one family (task id ``entry.task_id``, e.g. ``train_baseline``), with
-    its params (a dict from ``validate_params``); every family registers in the same model, so selection
+    its params (a dict from ``validate_params``; not ``params``: Airflow refuses an argument named like a
+    context key); every family registers in the same model, so selection
     compares families."""
 
     hours = 6 if entry.gpu else 1
 
     @task(task_id=entry.task_id, execution_timeout=timedelta(hours=hours), retries=0)
-    def train(manifest_uri: str, params: dict[str, Any]) -> dict[str, Any]:
-        return train_locally(manifest_uri, entry.name, params)
+    def train(manifest_uri: str, family_params: dict[str, Any]) -> dict[str, Any]:
+        return train_locally(manifest_uri, entry.name, family_params)
 
     train.__doc__ = f"Train the {entry.name} family on this worker (the pod's entrypoint)."
     return train
