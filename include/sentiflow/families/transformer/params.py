@@ -1,4 +1,4 @@
-"""Training parameters with Hugging Face names (DESIGN.md), validated once for the CLI, the DAG and tests.
+"""The transformer's parameters with Hugging Face names, and its trigger-form fields beside them.
 
 Field names are the MLflow parameter names (``tests/unit/train/test_train_params.py`` checks each one is
 defined in ``sentiflow.names``), so a DAG can build these models straight from its Airflow params.

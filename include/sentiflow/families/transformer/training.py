@@ -1,5 +1,6 @@
-"""The transformer's training: fine-tune a pretrained encoder with Hugging Face ``Trainer``, evaluate each
-epoch, keep the best by val_f1, then the shared evaluation and logging (``run_training``).
+"""The transformer's training: fine-tune with Hugging Face ``Trainer``, keep the best epoch by val_f1.
+
+``run_training`` hands the fitted model to the shared evaluation and logging (``train.runner.finish``).
 
 Throughput comes from padding each batch only to its longest text and grouping texts of similar length into
 batches (``train_sampling_strategy="group_by_length"``), from tokenizing once, before the fit, into an Arrow
