@@ -10,10 +10,10 @@ selection, serving) is shared and family-agnostic.
 
 Each family is one folder of ``sentiflow.families`` (or of a package named in
 ``SENTIFLOW_TRAIN_FAMILY_PACKAGES``) whose ``__init__`` defines ``FAMILY = ModelFamily(...)``; ``families()``
-imports them all by name (cheaply: heavy imports stay inside ``run``, ``load`` and ``ship``). This catalogue
-sits low (training's CLI, the pyfunc loader, the DAGs and the server read it) while the families sit high
-(their training imports ``sentiflow.train``): nothing low imports a family directly. ``docs/DEVELOPING.md``
-shows how to add one.
+imports them all by name, cheaply: an entry names its training and its classifier as ``"module:name"``,
+imported when used. This catalogue sits low (training's CLI, the pyfunc loader, the DAGs and the server read
+it) while the families sit high (their training imports ``sentiflow.train``): nothing low imports a family
+directly. ``docs/DEVELOPING.md`` shows how to add one.
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ class ModelFamily:
     name: str
     #: Its parameters; ``model_validate`` of the CLI's JSON gives the typed object ``run`` takes.
     params: type[BaseModel]
-    #: ``run(manifest_uri, params, register_model=..., registered_model_name=...) -> TrainResult``.
-    run: Callable[..., Any]
-    #: ``load(folder, label_names) -> TextClassifier`` (``modeling.base``, not imported: this registry sits
-    #: below the families' code): the inverse of ``classifier.save(folder)``.
-    load: Callable[[Path, list[str]], Any]
+    #: ``"module:function"``, imported when a run starts: ``function(manifest_uri, params,
+    #: register_model=..., registered_model_name=...) -> TrainResult`` (``run``).
+    training: str
+    #: ``"module:Class"``, its ``TextClassifier`` (``modeling.base``), imported when a model loads:
+    #: ``Class.load(folder, label_names)`` is the inverse of ``classifier.save(folder)`` (``load``).
+    classifier: str
     #: What a served copy of the logged pyfunc needs beyond sentiflow, pandas and numpy.
     pip_requirements: tuple[str, ...] = ()
     #: The runtime the model server reports in ``GET /model`` for this family's models.
@@ -65,8 +66,9 @@ class ModelFamily:
     #: ``params_from_form(forms, seed) -> params``: its params from its ``form`` groups, validated from a
     #: run's params in ``form`` order, and the run's seed.
     params_from_form: Callable[[list[Any], int], BaseModel] | None = None
-    #: ``ship(classifier, folder)``: what the family adds to a model's folder before it is signed and logged.
-    ship: Callable[[Any, Path], None] | None = None
+    #: ``"module:function"``: ``function(classifier, folder)`` adds the family's own files to a model's
+    #: folder before it is signed and logged (``ship``).
+    shipping: str | None = None
     #: Whether the DAG may run its training in the GPU pod (``train_backend=kubernetes``).
     gpu: bool = False
     #: The Airflow task id of its local training task in the DAGs.
@@ -76,6 +78,19 @@ class ModelFamily:
         if not self.task_id:
             object.__setattr__(self, "task_id", f"train_{self.name}")
 
+    def run(self, manifest_uri: str, params: BaseModel, **kwargs: Any) -> Any:
+        """Train the family on a snapshot: its ``training`` function."""
+        return _resolve(self.training)(manifest_uri, params, **kwargs)
+
+    def load(self, folder: Path, label_names: list[str]) -> Any:
+        """A saved classifier of this family, back from its folder."""
+        return _resolve(self.classifier).load(folder, label_names)
+
+    def ship(self, classifier: Any, folder: Path) -> None:
+        """The family's own files into a model's folder, where it has any (``shipping``)."""
+        if self.shipping is not None:
+            _resolve(self.shipping)(classifier, folder)
+
     def parse_params(self, raw: BaseModel | dict[str, Any] | str | None) -> BaseModel:
         """The family's typed params from an object, a dict, a JSON string (XCom) or nothing (defaults)."""
         if isinstance(raw, self.params):
@@ -83,6 +98,12 @@ class ModelFamily:
         if isinstance(raw, str):
             return self.params.model_validate_json(raw)
         return self.params.model_validate(raw or {})
+
+
+def _resolve(reference: str) -> Any:
+    """The object ``"module:name"`` names: the family's heavy code loads only when it is used."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @cache

@@ -3,7 +3,7 @@
 One wrapper for every family: the classifier saves itself into a folder with a ``classifier.json`` that
 names its family and labels; ``load_classifier`` asks that family (``sentiflow.families``) to load it.
 ``mlflow.pyfunc.load_model(uri)`` then works for any MLflow user, and the model server unwraps
-``.classifier`` to batch texts itself. A family may add files for the server (``ModelFamily.ship``: a
+``.classifier`` to batch texts itself. A family may add files for the server (``ModelFamily.shipping``: a
 transformer's ONNX file), inside the folder that is signed and uploaded.
 """
 
@@ -87,7 +87,7 @@ def log_classifier(
     """Log ``classifier`` into the active MLflow run as a pyfunc model (signature + input example).
 
     Returns MLflow's ``ModelInfo``; with ``registered_model_name`` a registry version is created too. The
-    family adds its own files first (``ModelFamily.ship``: a transformer's ONNX file), signed and uploaded
+    family adds its own files first (``ModelFamily.shipping``: a transformer's ONNX file), signed and uploaded
     with the rest.
     """
     from mlflow.models import infer_signature
@@ -99,9 +99,7 @@ def log_classifier(
         # A plain list of strings, so ``load_model(uri).predict(["some text"])`` works as users expect.
         example = list(INPUT_EXAMPLE)
         output = predictions_frame(classifier.predict(INPUT_EXAMPLE), classifier.label_names)
-        ship = family(classifier.family).ship
-        if ship is not None:
-            ship(classifier, directory)
+        family(classifier.family).ship(classifier, directory)
         model = {
             "python_model": SentimentPyfunc(),
             "artifacts": {CLASSIFIER_ARTIFACT: str(directory)},

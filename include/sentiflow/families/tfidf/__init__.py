@@ -6,31 +6,15 @@ The example of a whole family in one folder: parameters and form fields (``param
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from sentiflow.families.catalogue import ModelFamily
 from sentiflow.families.tfidf.params import BaselineParams, TfidfForm, params_from_form
 from sentiflow.names import FAMILY_TFIDF
 
-
-def _run(manifest_uri: str, params: Any, **kwargs: Any) -> Any:
-    from sentiflow.families.tfidf.training import run_baseline
-
-    return run_baseline(manifest_uri, params, **kwargs)
-
-
-def _load(folder: Path, label_names: list[str]) -> Any:
-    from sentiflow.families.tfidf.model import TfidfClassifier
-
-    return TfidfClassifier.load(folder, label_names)
-
-
 FAMILY = ModelFamily(
     name=FAMILY_TFIDF,
     params=BaselineParams,
-    run=_run,
-    load=_load,
+    training="sentiflow.families.tfidf.training:run_baseline",
+    classifier="sentiflow.families.tfidf.model:TfidfClassifier",
     form=(TfidfForm,),
     switch="run_baseline",
     params_from_form=params_from_form,

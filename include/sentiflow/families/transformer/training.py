@@ -411,3 +411,18 @@ def run_training(
             register_model=register_model,
             registered_model_name=registered_model_name,
         )
+
+
+def ship_onnx(classifier: TransformerClassifier, folder: Path) -> None:
+    """The ONNX file(s) into the model's folder, and the run's ``onnx_shipped`` tag saying which.
+
+    Built and verified here, once per version, so that the replicas do not each build it when the version
+    is deployed; a file that cannot be built or opened raises (``ship_onnx_models``), and the version is not
+    logged; one that disagrees with PyTorch is left out with its reason, and the tag says ``none``.
+    """
+    import mlflow
+
+    from sentiflow.families.transformer.onnx_runtime import ship_onnx_models
+    from sentiflow.names import TAG_ONNX_SHIPPED
+
+    mlflow.set_tag(TAG_ONNX_SHIPPED, ",".join(ship_onnx_models(classifier, folder)) or "none")

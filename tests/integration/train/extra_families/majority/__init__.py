@@ -7,7 +7,6 @@ registered MLflow version and a served model (``test_third_family.py``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,23 +40,11 @@ def _from_form(forms: list[Any], seed: int) -> MajorityParams:
     return MajorityParams(smoothing=form.majority_smoothing, seed=seed)
 
 
-def _run(manifest_uri: str, params: Any, **kwargs: Any) -> Any:
-    from .model import run_majority
-
-    return run_majority(manifest_uri, params, **kwargs)
-
-
-def _load(folder: Path, label_names: list[str]) -> Any:
-    from .model import MajorityClassifier
-
-    return MajorityClassifier.load(folder, label_names)
-
-
 FAMILY = ModelFamily(
     name=NAME,
     params=MajorityParams,
-    run=_run,
-    load=_load,
+    training=f"{__name__}.model:run_majority",
+    classifier=f"{__name__}.model:MajorityClassifier",
     form=(MajorityForm,),
     switch="train_majority",
     params_from_form=_from_form,
