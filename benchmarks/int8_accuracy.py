@@ -142,7 +142,7 @@ def seconds(fn, repeats: int = 3) -> float:
 
 
 def score(name: str, args: argparse.Namespace) -> dict:
-    from sentiflow.modeling import onnx_runtime as ort_mod
+    from sentiflow.families.transformer import onnx_runtime as ort_mod
     from sentiflow.settings.cpu_quota import threads_per_worker
 
     classifier, test, info = fine_tuned(name, args)

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from sentiflow import names
+from sentiflow.families.transformer import onnx_runtime
 from sentiflow.families.transformer.model import TransformerClassifier
 from sentiflow.families.transformer.onnx_runtime import (
     SHIPPED_DIR,
@@ -31,7 +32,6 @@ from sentiflow.families.transformer.onnx_runtime import (
     shipped_onnx_path,
     to_runtime,
 )
-from sentiflow.modeling import onnx_runtime
 from sentiflow.settings.server import ServerSettings
 
 TEXTS = [

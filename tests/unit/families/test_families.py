@@ -57,3 +57,13 @@ def test_a_descriptor_naming_an_unknown_family_is_refused(tmp_path):
     (tmp_path / "classifier.json").write_text('{"family": "nope", "label_names": ["a", "b"]}')
     with pytest.raises(ValueError, match="unknown model family 'nope'"):
         load_classifier(tmp_path)
+
+
+def test_every_family_has_form_fields_its_switch_among_them_and_params_from_them():
+    for entry in families().values():
+        fields = {name for form in entry.form for name in form.model_fields}
+        assert entry.switch in fields, entry.name
+        assert entry.params_from_form is not None
+        params = entry.params_from_form([form() for form in entry.form], 7)
+        assert isinstance(params, entry.params), entry.name
+    assert family(FAMILY_TFIDF).params_from_form([family(FAMILY_TFIDF).form[0]()], 7).seed == 7  # type: ignore[attr-defined,misc]
