@@ -91,13 +91,9 @@ class ModelFamily:
         if self.shipping is not None:
             _resolve(self.shipping)(classifier, folder)
 
-    def parse_params(self, raw: BaseModel | dict[str, Any] | str | None) -> BaseModel:
-        """The family's typed params from an object, a dict, a JSON string (XCom) or nothing (defaults)."""
-        if isinstance(raw, self.params):
-            return raw
-        if isinstance(raw, str):
-            return self.params.model_validate_json(raw)
-        return self.params.model_validate(raw or {})
+    def parse_params(self, raw: BaseModel | dict[str, Any] | None) -> BaseModel:
+        """The family's typed params from an object, a dict or nothing (defaults)."""
+        return raw if isinstance(raw, self.params) else self.params.model_validate(raw or {})
 
 
 def _resolve(reference: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from sentiflow.families.tfidf.model import TfidfClassifier
 from sentiflow.families.tfidf.params import BaselineParams
@@ -29,13 +28,12 @@ def check_baseline_rows(rows: int, params: BaselineParams) -> None:
 
 def run_baseline(
     manifest_uri: str,
-    params: BaselineParams | dict[str, Any] | None = None,
+    params: BaselineParams,
     *,
     register_model: bool = True,
     registered_model_name: str | None = None,
 ) -> TrainResult:
     """Fit the TF-IDF + logistic regression baseline on the same splits and register it."""
-    params = params if isinstance(params, BaselineParams) else BaselineParams.model_validate(params or {})
     with training_run(FAMILY_TFIDF, FAMILY_TFIDF, params.model_dump(), manifest_uri) as run:
         data = load_tagged(manifest_uri, params)
         check_baseline_rows(len(data.train), params)

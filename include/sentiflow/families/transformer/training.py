@@ -380,7 +380,7 @@ def fit_summary(fit: Any) -> dict[str, float]:
 
 def run_training(
     manifest_uri: str,
-    params: TrainParams | dict[str, Any] | None = None,
+    params: TrainParams,
     *,
     register_model: bool = True,
     registered_model_name: str | None = None,
@@ -392,7 +392,6 @@ def run_training(
     """
     import mlflow
 
-    params = params if isinstance(params, TrainParams) else TrainParams.model_validate(params or {})
     if not is_main_process():
         fit_transformer(load_data(manifest_uri, params), params)
         return None
