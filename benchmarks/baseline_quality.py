@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record
 
 from sentiflow.data.clean import clean_frame
-from sentiflow.modeling.tfidf import TfidfClassifier
+from sentiflow.families.tfidf.model import TfidfClassifier
 
 IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"
 

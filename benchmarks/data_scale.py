@@ -108,9 +108,9 @@ def tokenize_child(manifest_uri: str, model: str) -> None:
     """The tokenize point: training data + tokenized train and validation; prints JSON (time, memory)."""
     import threading
 
-    from sentiflow.modeling.transformer import TransformerClassifier
+    from sentiflow.families.transformer.model import TransformerClassifier
+    from sentiflow.families.transformer.training import encode_dataset
     from sentiflow.train.data import load_training_data
-    from sentiflow.train.transformer_fit import encode_dataset
 
     def anon_mib() -> float:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -94,14 +94,14 @@ def register(args: argparse.Namespace) -> str:
     from sentiflow.settings.components import MLflowSettings
 
     if args.family == "transformer":
-        from sentiflow.modeling.transformer import TransformerClassifier
+        from sentiflow.families.transformer.model import TransformerClassifier
 
         # An untrained head costs the same per text as a fine-tuned one: load is what is measured.
         clf = TransformerClassifier.from_pretrained(args.model_path, LABELS, max_length=args.max_length)
     else:
         import pandas as pd
 
-        from sentiflow.modeling.tfidf import TfidfClassifier
+        from sentiflow.families.tfidf.model import TfidfClassifier
 
         train = pd.read_parquet(SHARED / "data" / "imdb" / "train.parquet").sample(n=5000, random_state=0)
         clf = TfidfClassifier.build(LABELS).fit(train["text"].tolist(), train["label"].tolist())

@@ -64,7 +64,7 @@ END=$(date +%s.%N)
 # 2. The tutorial set-up on the same GPU, same snapshot, same max_length.
 TUTORIAL_RC=skipped
 if [ "$MODE" = compare ] && [ "$RC" = 0 ]; then
-  MAX_LENGTH=$("$PY" -c "import json,sys; sys.path.insert(0,'include'); from sentiflow.train.params import TrainParams; print(TrainParams.model_validate(json.loads(sys.argv[1])).max_length)" "$PARAMS_JSON")
+  MAX_LENGTH=$("$PY" -c "import json,sys; sys.path.insert(0,'include'); from sentiflow.families.transformer.params import TrainParams; print(TrainParams.model_validate(json.loads(sys.argv[1])).max_length)" "$PARAMS_JSON")
   set +e
   "$PY" benchmarks/gpu_tutorial.py --manifest "$MANIFEST" --model .gpu/model --max-length "$MAX_LENGTH" \
     --epochs "${TUTORIAL_EPOCHS:-1}" --output "$OUT/tutorial.json" ${TUTORIAL_ARGS:-} 2>&1 | tee "$OUT/tutorial.log"
@@ -77,7 +77,7 @@ import json, platform, sys
 from datetime import UTC, datetime
 from pathlib import Path
 import torch
-from sentiflow.train.params import TrainParams
+from sentiflow.families.transformer.params import TrainParams
 out, rc, start, end, params, xcom, tutorial_rc = sys.argv[1:]
 out = Path(out)
 result = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else None

@@ -3,7 +3,8 @@
 For each dataset a MiniLM is fine-tuned by the product's ``fit_transformer`` (cached under
 ``benchmarks/.cache/int8-<dataset>``), then the test texts are answered by PyTorch on CPU in fp32 and by
 the int8 ONNX file each way of quantizing builds (``--variants``; ``product`` is the file the pipeline
-ships, ``sentiflow.modeling.onnx_runtime.build_onnx_model``). Recorded per dataset and variant: the largest
+ships, ``sentiflow.families.transformer.onnx_runtime.build_onnx_model``). Recorded per dataset and
+variant: the largest
 and the 99th-percentile probability difference, label agreement, accuracy of each, the product's own
 check (``verify_onnx_model`` on ``CHECK_TEXTS``, what decides whether a version ships the file) and the
 int8 file's speed relative to fp32 ONNX on the same texts.
@@ -38,11 +39,11 @@ from _common import cpu_flags, record
 
 from sentiflow.data.clean import clean_frame
 from sentiflow.data.snapshot import Manifest
-from sentiflow.modeling.onnx_runtime import allowed_prob_diff
-from sentiflow.modeling.transformer import TransformerClassifier
+from sentiflow.families.transformer.model import TransformerClassifier
+from sentiflow.families.transformer.onnx_runtime import allowed_prob_diff
+from sentiflow.families.transformer.params import TrainParams
+from sentiflow.families.transformer.training import fit_transformer
 from sentiflow.train.data import TrainingData
-from sentiflow.train.params import TrainParams
-from sentiflow.train.transformer_fit import fit_transformer
 
 BENCH = Path(__file__).resolve().parent
 SHARED = BENCH.parents[1] / "shared"
@@ -141,7 +142,7 @@ def seconds(fn, repeats: int = 3) -> float:
 
 
 def score(name: str, args: argparse.Namespace) -> dict:
-    from sentiflow.modeling import onnx_runtime as ort_mod
+    from sentiflow.families.transformer import onnx_runtime as ort_mod
     from sentiflow.settings.cpu_quota import threads_per_worker
 
     classifier, test, info = fine_tuned(name, args)

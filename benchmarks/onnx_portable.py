@@ -56,8 +56,13 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from sentiflow.modeling.onnx_runtime import CHECK_TEXTS, INPUT_NAMES, OnnxClassifier, build_onnx_model
-    from sentiflow.modeling.transformer import TransformerClassifier
+    from sentiflow.families.transformer.model import TransformerClassifier
+    from sentiflow.families.transformer.onnx_runtime import (
+        CHECK_TEXTS,
+        INPUT_NAMES,
+        OnnxClassifier,
+        build_onnx_model,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", type=int, default=6)

@@ -74,8 +74,8 @@ def register_versions(count: int) -> list[str]:
     import mlflow
 
     from sentiflow.data.snapshot_writer import write_snapshot
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.settings.components import MLflowSettings
     from sentiflow.storage import ObjectStore
 

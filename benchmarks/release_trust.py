@@ -226,9 +226,9 @@ def main() -> int:
 
     import mlflow
 
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.localstack import stack as localstack
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.names import VAL_F1
     from sentiflow.security import stack_auth
     from sentiflow.security.mlflow_auth import client_for

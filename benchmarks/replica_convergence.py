@@ -149,8 +149,8 @@ def transformer_dir(home: Path) -> Path:
 def register_transformer(model_dir: Path) -> str:
     import mlflow
 
+    from sentiflow.families.transformer.model import TransformerClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.transformer import TransformerClassifier
     from sentiflow.settings.components import MLflowSettings
 
     clf = TransformerClassifier.from_pretrained(str(model_dir), ["negative", "positive"], max_length=128)

@@ -114,7 +114,7 @@ def register(args: argparse.Namespace) -> str:
     from sentiflow.settings.components import MLflowSettings
 
     if args.family == "transformer":
-        from sentiflow.modeling.transformer import TransformerClassifier
+        from sentiflow.families.transformer.model import TransformerClassifier
 
         if args.model_dir:
             clf = TransformerClassifier.load(Path(args.model_dir), LABELS, max_length=args.max_length)
@@ -124,7 +124,7 @@ def register(args: argparse.Namespace) -> str:
     else:
         import pandas as pd
 
-        from sentiflow.modeling.tfidf import TfidfClassifier
+        from sentiflow.families.tfidf.model import TfidfClassifier
 
         train = pd.read_parquet(SHARED / "data" / "imdb" / "train.parquet").sample(n=5000, random_state=0)
         clf = TfidfClassifier.build(LABELS).fit(train["text"].tolist(), train["label"].tolist())

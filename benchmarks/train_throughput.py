@@ -34,10 +34,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pandas as pd
 import torch
 
-from sentiflow.modeling.transformer import TransformerClassifier, cpu_supports_bf16, resolve_bf16
+from sentiflow.families.transformer.model import TransformerClassifier, cpu_supports_bf16, resolve_bf16
+from sentiflow.families.transformer.params import TrainParams
+from sentiflow.families.transformer.training import build_classifier, encode_dataset, training_arguments
 from sentiflow.train.metrics import classification_metrics
-from sentiflow.train.params import TrainParams
-from sentiflow.train.transformer_fit import build_classifier, encode_dataset, training_arguments
 
 LABELS = ["neg", "pos"]
 KEEPS_ATTENTION_DROPOUT = ("B-attn-dropout", "B-dropout")

@@ -26,9 +26,9 @@ from _common import record
 
 from sentiflow.data.clean import clean_frame
 from sentiflow.data.snapshot import Manifest
+from sentiflow.families.transformer.params import TrainParams
+from sentiflow.families.transformer.training import fit_transformer
 from sentiflow.train.data import TrainingData
-from sentiflow.train.params import TrainParams
-from sentiflow.train.transformer_fit import fit_transformer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LABELS = ["negative", "positive"]

@@ -10,11 +10,15 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
+from sentiflow.families.catalogue import families
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
 from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
 from sentiflow.orchestration.task_context import output
-from sentiflow.orchestration.training_tasks import DATASET, FEEDBACK, SEED, TRAINING
+from sentiflow.orchestration.training_tasks import DATASET, FAMILIES, FEEDBACK, SEED, TRAINING
+
+#: The GPU family's training pod (``train_backend=kubernetes``).
+POD = "train_kubernetes"
 
 DOC = """
 ### Sentiment pipeline
@@ -25,8 +29,9 @@ Keeps the sentiment classifier trained, tracked, chosen and served.
    **training_data** merges the model server's labelled user feedback into the training split
    (`use_feedback`, on for the weekly run; validation/test untouched). **drift_report** compares recent
    production inputs with that snapshot (report in S3 and MLflow; never gates the release).
-2. **train** the transformer on a GPU pod (`train_backend=kubernetes`) or on the worker (`local`), and the
-   TF-IDF **baseline** in parallel (`run_baseline`). Each run is an MLflow run and a registry version;
+2. **train** every model family switched on: the transformer on a GPU pod (`train_backend=kubernetes`) or
+   on the worker (`local`), and the TF-IDF **baseline** in parallel (`run_baseline`). Each run is an MLflow
+   run and a registry version;
    **feedback_lineage** records on each run the feedback rows it used and their snapshot URI.
 3. **select_best** picks the best version by `selection_metric` and gates it: it must beat the
    `champion` by `min_improvement`, reach `min_metric_value` and fail no more behavioural cases than the
@@ -59,28 +64,24 @@ def sentiment_pipeline() -> None:
     data_uri = data_tasks.training_data_task(output(clean_uri), output(params, FEEDBACK))
 
     @task.branch(task_id="choose_training")
-    def choose_training(training_json: str) -> list[str]:
-        """Pod or local for the transformer; the baseline beside it when ``run_baseline`` is on."""
+    def choose_training(on: list[str], training_json: str) -> list[str]:
+        """Each family switched on: its local task, or the pod for the GPU family with ``kubernetes``."""
+        from sentiflow.families.catalogue import family
         from sentiflow.orchestration.params import PipelineTraining
 
-        switches = PipelineTraining.model_validate_json(training_json)
-        chosen = []
-        if switches.train_transformer:
-            chosen.append("train_kubernetes" if switches.train_backend == "kubernetes" else "train_local")
-        baselines = [entry.task_id for entry in training_tasks.cpu_families()]
-        return chosen + (baselines if switches.run_baseline else [])
+        backend = PipelineTraining.model_validate_json(training_json).train_backend
+        pod = backend == "kubernetes"
+        return [POD if pod and family(name).gpu else family(name).task_id for name in on]
 
-    branch = choose_training(output(params, TRAINING))
+    branch = choose_training(output(params, FAMILIES), output(params, TRAINING))
     data_uri >> branch
     # Tasks wired by their outputs (XComArgs): each reads what its upstream returned, and Airflow derives
     # the dependencies from the arguments. A task the branch skipped hands on None.
-    transformer = output(params, FAMILY_TRANSFORMER)
     training = [
-        training_tasks.trainer_pod("train_kubernetes", data_uri, transformer).output,
-        training_tasks.train_local(output(data_uri), transformer),
-    ] + [  # every CPU family of sentiflow.families: the TF-IDF baseline, and any family added there
+        training_tasks.trainer_pod(POD, data_uri, output(params, FAMILY_TRANSFORMER)).output,
+    ] + [  # every family of the catalogue: the transformer, the TF-IDF baseline, and any family added there
         training_tasks.train_family(entry)(output(data_uri), output(params, entry.name))
-        for entry in training_tasks.cpu_families()
+        for entry in families().values()
     ]
     branch >> [result.operator for result in training]
     lineage = data_tasks.feedback_lineage(output(data_uri), training)

@@ -43,12 +43,12 @@ def sentiment_sweep() -> None:
     clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest
 
     @task(task_id="plan_grid", retries=0)
-    def plan_grid(base_json: str, training_json: str) -> list[str]:
-        """The grid's points as validated training-params JSON (a bad value fails here, before training)."""
+    def plan_grid(base: dict[str, Any], training_json: str) -> list[dict[str, Any]]:
+        """The grid's points as validated training params (a bad value fails here, before training)."""
         from sentiflow.orchestration.params import SweepTraining
 
         grid = SweepTraining.model_validate_json(training_json).grid
-        return training_tasks.grid_points(base_json, grid)
+        return training_tasks.grid_points(base, grid)
 
     points = plan_grid(output(params, FAMILY_TRANSFORMER), output(params, TRAINING))
 
@@ -60,18 +60,20 @@ def sentiment_sweep() -> None:
         return "pod_arguments" if backend == "kubernetes" else "train_grid_local"
 
     @task(task_id="pod_arguments", retries=0)
-    def pod_arguments(manifest_uri: str, points: list[str]) -> list[list[str]]:
+    def pod_arguments(manifest_uri: str, points: list[dict[str, Any]]) -> list[list[str]]:
+        import json
+
         from sentiflow.orchestration.pod import train_arguments
 
-        return [train_arguments(manifest_uri, FAMILY_TRANSFORMER, p) for p in points]
+        return [train_arguments(manifest_uri, FAMILY_TRANSFORMER, json.dumps(p)) for p in points]
 
     @task(task_id="train_grid_local", execution_timeout=timedelta(hours=6), retries=0)
-    def train_grid_local(manifest_uri: str, params_json: str) -> dict[str, Any]:
-        return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
+    def train_grid_local(manifest_uri: str, family_params: dict[str, Any]) -> dict[str, Any]:
+        return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, family_params)
 
     branch = choose_training(output(params, TRAINING))
     [clean_uri, points] >> branch
-    local = train_grid_local.partial(manifest_uri=clean_uri).expand(params_json=points)
+    local = train_grid_local.partial(manifest_uri=clean_uri).expand(family_params=points)
     arguments = pod_arguments(output(clean_uri), output(points))
     pods = training_tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
     branch >> [local, arguments]

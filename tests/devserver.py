@@ -207,8 +207,8 @@ def register_tfidf_versions(
     """
     import mlflow
 
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.settings.components import MLflowSettings
 
     settings = MLflowSettings()
@@ -231,8 +231,8 @@ def register_unfitted_version() -> str:
 
     import mlflow
 
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import CLASSIFIER_ARTIFACT, SentimentPyfunc, save_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.settings.components import MLflowSettings
 
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
@@ -284,8 +284,8 @@ def register_three_class_version(store, model_name: str) -> str:
 
     from sentiflow import names
     from sentiflow.data.snapshot import write_snapshot
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.settings.components import MLflowSettings
 
     frames = {

@@ -64,7 +64,7 @@ def cap_batch_tokens(model: LoadedModel, settings: ServerSettings) -> None:
     reviews run one or two at a time and short texts many at a time: no short text waits on the padding
     of a long one (figures in ``benchmarks/RESULTS.md``).
     """
-    from sentiflow.modeling.transformer import TransformerClassifier
+    from sentiflow.families.transformer.model import TransformerClassifier
 
     classifier = model.classifier
     if isinstance(classifier, TransformerClassifier) and classifier.device == "cpu":
@@ -83,7 +83,7 @@ def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
     if settings.runtime == "torch" or model.family != names.FAMILY_TRANSFORMER:
         return model
     try:
-        from sentiflow.modeling.onnx_runtime import OnnxClassifier, to_runtime
+        from sentiflow.families.transformer.onnx_runtime import OnnxClassifier, to_runtime
 
         cache = settings.state_dir / "onnx" / f"{model.name}-v{model.version}-{model.run_id or 'norun'}"
         classifier = to_runtime(

@@ -1,7 +1,8 @@
 """The golden run's transformer version on a fresh replica: served from the int8 file the pipeline shipped.
 
 The pipeline built that file portably, opened it and checked it against PyTorch before signing the version
-(``sentiflow.modeling.onnx_runtime.ship_onnx_models``). A model server of its own (its own process, disk and
+(``sentiflow.families.transformer.onnx_runtime.ship_onnx_models``). A model server of its own (its own
+process, disk and
 followed alias, so the golden run's ``champion`` does not move) deploys the version: it verifies and opens
 the shipped file as it is, and builds nothing. No training run of its own: it reads the golden run's.
 """

@@ -61,8 +61,8 @@ class UiServer:
 def _register(metrics: dict[str, float], C: float) -> str:
     import mlflow
 
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.settings.components import MLflowSettings
 
     mlflow.set_experiment(MLflowSettings().experiment_name)
@@ -302,8 +302,8 @@ def test_versions_table_is_readable_at_1280_and_filters_by_registered_model(ui_s
     from mlflow import MlflowClient
     from playwright.sync_api import expect
 
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
 
     old, new = ui_server.versions
     client = MlflowClient()

@@ -33,7 +33,15 @@ COMPONENTS: dict[str, tuple[tuple[str, ...], list[str | Path]]] = {
             Path("serving/gunicorn.conf.py"),
         ],
     ),
-    "trainer": (("train",), ["sentiflow.train.__main__", "sentiflow.train.cli"]),
+    # the catalogue finds the families' code (importlib), nothing imports it: each family file is an entry
+    "trainer": (
+        ("train",),
+        [
+            "sentiflow.train.__main__",
+            "sentiflow.train.cli",
+            *sorted(Path("include/sentiflow/families").rglob("*.py")),
+        ],
+    ),
     "airflow": (
         ("airflow",),
         [

@@ -29,6 +29,9 @@ PURPOSE_PACKAGES = {"localstack", "security", "settings"}
 #: Modules of a layered package that form a part of their own: the family catalogue sits at the bottom, so
 #: every layer (the model server included) finds families through it, while the families sit high.
 OWN_PARTS = {"families.catalogue"}
+#: The modules of a family's folder that serve its models (``families/<name>/model.py``, ...): one part,
+#: below training, the only part of a family the model server may import.
+SERVING_RUNTIME = {"model", "onnx_runtime"}
 
 #: Rank of each part of the library (``sentiflow.<part>``, or ``<purpose package>.<module>``).
 LIBRARY_RANKS = {
@@ -40,6 +43,7 @@ LIBRARY_RANKS = {
     "orchestration": 8,
     "localstack.airflow_standalone": 7,
     "families": 7,
+    "families.serving": 6,
     "gate": 7,
     "settings.reference": 6,
     "localstack.offline": 6,
@@ -70,7 +74,7 @@ LIBRARY_RANKS = {
     "security.mlflow_auth_ini": 1,
     "names": 1,
     "progress": 1,
-    "families.catalogue": 1,
+    "families.catalogue": 2,
 }
 
 #: Rank of each part of the applications; any of them may import any part of the library.
@@ -90,7 +94,8 @@ APPLICATION_RANKS = {
     "plugins": 1,
 }
 
-#: What a model-server replica must never run: the pipeline's training, gate, release and orchestration.
+#: What a model-server replica must never run: the pipeline's training (a family's own included: only its
+#: serving runtime, ``families.serving``, is the server's), gate, release and orchestration.
 SERVER_NEVER_IMPORTS = {
     "gate",
     "orchestration",
@@ -146,6 +151,8 @@ def part(module: str) -> str:
     package, _, rest = module.partition(".")
     if package == "sentiflow":
         head, two = rest.split(".")[0], ".".join(rest.split(".")[:2])
+        if head == "families" and rest.split(".")[-1] in SERVING_RUNTIME:
+            return "families.serving"
         return two if head in PURPOSE_PACKAGES or two in OWN_PARTS else head
     if package == "serving":
         return f"serving.{rest.split('.')[0]}"
@@ -233,5 +240,6 @@ def test_the_checker_sees_lazy_imports_and_sideways_ones(tmp_path):
         "sentiflow.gate.judge",
     }
     # gate and families share a rank: an import between them is refused like an upward one
-    assert rank("sentiflow.gate.judge") == rank("sentiflow.families.tfidf")
+    assert rank("sentiflow.gate.judge") == rank("sentiflow.families.tfidf.training")
     assert part("serving.http.api") == "serving.http" and part("dags.sentiment_pipeline") == "dags"
+    assert part("sentiflow.families.tfidf.model") == "families.serving" != part("sentiflow.families.tfidf")

@@ -1,6 +1,6 @@
-"""The registry of model families: ``ModelFamily`` and the lookup of the modules of ``sentiflow.families``.
+"""The catalogue of model families: ``ModelFamily`` and the lookup of the folders of ``sentiflow.families``.
 
-One module per family, found by name, so adding a family is adding one module.
+One folder per family, found by name, so adding a family is adding one folder.
 
 A family is what differs between, say, a fine-tuned transformer and a TF-IDF baseline: its parameters (a
 pydantic model: the CLI and the trigger form are generated from it), how it is trained (a ``run`` that logs
@@ -8,11 +8,12 @@ one MLflow run and registers one version), how a logged model is loaded back, wh
 installed, and which runtime the model server reports. Everything else (snapshots, metrics, artifacts,
 selection, serving) is shared and family-agnostic.
 
-Each module of the package ``sentiflow.families`` defines ``FAMILY = ModelFamily(...)``; ``families()``
-imports them all by name (cheaply: heavy imports stay inside ``run`` and ``load``). This registry sits low
-(training's CLI, the pyfunc loader, the DAGs and the server read it) while the family modules sit high (they
-import training and modeling): nothing low imports a family module directly. ``docs/DEVELOPING.md`` shows how
-to add one.
+Each family is one folder of ``sentiflow.families`` (or of a package named in
+``SENTIFLOW_TRAIN_FAMILY_PACKAGES``) whose ``__init__`` defines ``FAMILY = ModelFamily(...)``; ``families()``
+imports them all by name, cheaply: an entry names its training and its classifier as ``"module:name"``,
+imported when used. This catalogue sits low (training's CLI, the pyfunc loader, the DAGs and the server read
+it) while the families sit high (their training imports ``sentiflow.train``): nothing low imports a family
+directly. ``docs/DEVELOPING.md`` shows how to add one.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-#: The package whose modules are the families.
+from sentiflow.settings.components import TrainingSettings
+
+#: The package whose folders are the families shipped with sentiflow.
 FAMILIES_PACKAGE = "sentiflow.families"
 
 
 class UnknownFamilyError(ValueError):
-    """A family name that no module of ``sentiflow.families`` defines."""
+    """A family name that no folder of the catalogue's packages defines."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,14 @@ class ModelFamily:
 
     #: The ``model_family`` tag of its runs and the ``family`` of its classifiers (``names.FAMILY_*``).
     name: str
-    #: Its parameters; ``model_validate`` of the trigger's/CLI's JSON gives the typed object ``run`` takes.
+    #: Its parameters; ``model_validate`` of the CLI's JSON gives the typed object ``run`` takes.
     params: type[BaseModel]
-    #: ``run(manifest_uri, params, register_model=..., registered_model_name=...) -> TrainResult``.
-    run: Callable[..., Any]
-    #: ``load(folder, label_names) -> TextClassifier`` (``modeling.base``, not imported: this registry sits
-    #: below the families' code): the inverse of ``classifier.save(folder)``.
-    load: Callable[[Path, list[str]], Any]
+    #: ``"module:function"``, imported when a run starts: ``function(manifest_uri, params,
+    #: register_model=..., registered_model_name=...) -> TrainResult`` (``run``).
+    training: str
+    #: ``"module:Class"``, its ``TextClassifier`` (``modeling.base``), imported when a model loads:
+    #: ``Class.load(folder, label_names)`` is the inverse of ``classifier.save(folder)`` (``load``).
+    classifier: str
     #: What a served copy of the logged pyfunc needs beyond sentiflow, pandas and numpy.
     pip_requirements: tuple[str, ...] = ()
     #: The runtime the model server reports in ``GET /model`` for this family's models.
@@ -55,6 +59,16 @@ class ModelFamily:
     #: Modules a replica imports to load this family's models; the gunicorn master imports them before it
     #: forks (``SENTIFLOW_SERVER_PRELOAD_LIBRARIES``), so no worker pays them at its first load of one.
     serving_modules: tuple[str, ...] = ()
+    #: The pipeline trigger form's fields of this family (pydantic models, one form group each).
+    form: tuple[type[BaseModel], ...] = ()
+    #: The boolean form field that has the pipeline train this family.
+    switch: str = ""
+    #: ``params_from_form(forms, seed) -> params``: its params from its ``form`` groups, validated from a
+    #: run's params in ``form`` order, and the run's seed.
+    params_from_form: Callable[[list[Any], int], BaseModel] | None = None
+    #: ``"module:function"``: ``function(classifier, folder)`` adds the family's own files to a model's
+    #: folder before it is signed and logged (``ship``).
+    shipping: str | None = None
     #: Whether the DAG may run its training in the GPU pod (``train_backend=kubernetes``).
     gpu: bool = False
     #: The Airflow task id of its local training task in the DAGs.
@@ -64,26 +78,42 @@ class ModelFamily:
         if not self.task_id:
             object.__setattr__(self, "task_id", f"train_{self.name}")
 
-    def parse_params(self, raw: BaseModel | dict[str, Any] | str | None) -> BaseModel:
-        """The family's typed params from an object, a dict, a JSON string (XCom) or nothing (defaults)."""
-        if isinstance(raw, self.params):
-            return raw
-        if isinstance(raw, str):
-            return self.params.model_validate_json(raw)
-        return self.params.model_validate(raw or {})
+    def run(self, manifest_uri: str, params: BaseModel, **kwargs: Any) -> Any:
+        """Train the family on a snapshot: its ``training`` function."""
+        return _resolve(self.training)(manifest_uri, params, **kwargs)
+
+    def load(self, folder: Path, label_names: list[str]) -> Any:
+        """A saved classifier of this family, back from its folder."""
+        return _resolve(self.classifier).load(folder, label_names)
+
+    def ship(self, classifier: Any, folder: Path) -> None:
+        """The family's own files into a model's folder, where it has any (``shipping``)."""
+        if self.shipping is not None:
+            _resolve(self.shipping)(classifier, folder)
+
+    def parse_params(self, raw: BaseModel | dict[str, Any] | None) -> BaseModel:
+        """The family's typed params from an object, a dict or nothing (defaults)."""
+        return raw if isinstance(raw, self.params) else self.params.model_validate(raw or {})
+
+
+def _resolve(reference: str) -> Any:
+    """The object ``"module:name"`` names: the family's heavy code loads only when it is used."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @cache
 def families() -> dict[str, ModelFamily]:
     """Every family, by name, in module-name order (a fixed order for the DAG's tasks and the CLI)."""
     found: dict[str, ModelFamily] = {}
-    package = importlib.import_module(FAMILIES_PACKAGE)
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        entry = getattr(importlib.import_module(f"{FAMILIES_PACKAGE}.{module.name}"), "FAMILY", None)
-        if isinstance(entry, ModelFamily):
-            if entry.name in found:
-                raise RuntimeError(f"model family {entry.name!r} is defined twice (module {module.name})")
-            found[entry.name] = entry
+    for package_name in (FAMILIES_PACKAGE, *TrainingSettings().family_packages):
+        package = importlib.import_module(package_name)
+        for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            entry = getattr(importlib.import_module(f"{package_name}.{module.name}"), "FAMILY", None)
+            if isinstance(entry, ModelFamily):
+                if entry.name in found:
+                    raise RuntimeError(f"model family {entry.name!r} is defined twice ({package_name})")
+                found[entry.name] = entry
     return found
 
 

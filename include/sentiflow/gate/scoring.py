@@ -23,7 +23,7 @@ from sentiflow.gate.comparison import ComparisonError, row_metric
 from sentiflow.gate.evidence import Evidence
 from sentiflow.gate.judge import Decision, judge
 from sentiflow.gate.policy import GatePolicy
-from sentiflow.names import EVAL_SUBSET_SIZE, SEED, TAG_DATASET_MANIFEST
+from sentiflow.names import DEFAULT_SEED, EVAL_SUBSET_SIZE, SEED, TAG_DATASET_MANIFEST
 from sentiflow.registry import Candidate, pick_best
 from sentiflow.settings.components import MLflowSettings
 
@@ -31,10 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def default_seed() -> int:
-    """The seed a training run uses when none is given: ``TrainParams``' default, the one definition."""
-    from sentiflow.train.params import TrainParams
-
-    return int(TrainParams.model_fields[SEED].default)
+    """The seed a training run uses when none is given (every family's ``seed`` defaults to it)."""
+    return DEFAULT_SEED
 
 
 def _int_or_none(raw: str | None) -> int | None:

@@ -3,8 +3,8 @@
 One wrapper for every family: the classifier saves itself into a folder with a ``classifier.json`` that
 names its family and labels; ``load_classifier`` asks that family (``sentiflow.families``) to load it.
 ``mlflow.pyfunc.load_model(uri)`` then works for any MLflow user, and the model server unwraps
-``.classifier`` to batch texts itself. A transformer's model also ships its ONNX file for the server
-(``sentiflow.modeling.onnx_runtime.ship_onnx_models``), inside the folder that is signed and uploaded.
+``.classifier`` to batch texts itself. A family may add files for the server (``ModelFamily.shipping``: a
+transformer's ONNX file), inside the folder that is signed and uploaded.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from sentiflow.modeling.base import TextClassifier, predictions_frame
-from sentiflow.names import TAG_ONNX_SHIPPED
 from sentiflow.security.signed_logging import log_signed_pyfunc
 from sentiflow.settings.components import SigningSettings
 
@@ -82,39 +81,25 @@ def pip_requirements(family: str) -> list[str]:
     return [*common, *family_named(family).pip_requirements]
 
 
-def _ship_onnx(classifier: TextClassifier, directory: Path) -> None:
-    """A transformer's ONNX file(s) into its saved folder, and the run's ``onnx_shipped`` tag saying which.
-
-    Built and verified here, once per version, so that the replicas do not each build it when the version
-    is deployed; a file that cannot be built or opened raises (``ship_onnx_models``), and the version is not
-    logged; one that disagrees with PyTorch is left out with its reason, and the tag says ``none``.
-    """
-    from sentiflow.modeling.transformer import TransformerClassifier
-
-    if not isinstance(classifier, TransformerClassifier):
-        return
-    from sentiflow.modeling.onnx_runtime import ship_onnx_models
-
-    shipped = ship_onnx_models(classifier, directory)
-    mlflow.set_tag(TAG_ONNX_SHIPPED, ",".join(shipped) or "none")
-
-
 def log_classifier(
     classifier: TextClassifier, *, name: str = "model", registered_model_name: str | None = None
 ) -> Any:
     """Log ``classifier`` into the active MLflow run as a pyfunc model (signature + input example).
 
-    Returns MLflow's ``ModelInfo``; with ``registered_model_name`` a registry version is created too. A
-    transformer's folder gets its ONNX file first (``_ship_onnx``): it is signed and uploaded with the rest.
+    Returns MLflow's ``ModelInfo``; with ``registered_model_name`` a registry version is created too. The
+    family adds its own files first (``ModelFamily.shipping``: a transformer's ONNX file), signed and uploaded
+    with the rest.
     """
     from mlflow.models import infer_signature
+
+    from sentiflow.families.catalogue import family
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = save_classifier(classifier, Path(tmp) / CLASSIFIER_ARTIFACT)
         # A plain list of strings, so ``load_model(uri).predict(["some text"])`` works as users expect.
         example = list(INPUT_EXAMPLE)
         output = predictions_frame(classifier.predict(INPUT_EXAMPLE), classifier.label_names)
-        _ship_onnx(classifier, directory)
+        family(classifier.family).ship(classifier, directory)
         model = {
             "python_model": SentimentPyfunc(),
             "artifacts": {CLASSIFIER_ARTIFACT: str(directory)},

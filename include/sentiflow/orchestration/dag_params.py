@@ -3,8 +3,8 @@
 Every section is generated from the typed model of its group (``model_form``), so a field's bounds and default
 are the model's: ``DatasetParams``/``FeedbackParams``/``PipelineTraining``/``SweepTraining``/
 ``SelectionParams`` and the manual release's ``ReleaseRequest``/``ReleasePolicy``/``CheckSeed``
-(``orchestration.params``), ``TrainParams`` and ``CheckParams``. ``GROUPS`` says which
-groups each DAG offers; ``validate_params`` validates a trigger into exactly those.
+(``orchestration.params``), each model family's ``form`` (``families.catalogue``) and ``CheckParams``.
+``GROUPS`` says which groups each DAG offers; ``validate_params`` validates a trigger into exactly those.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 from airflow.sdk import Param
 from pydantic import BaseModel
 
+from sentiflow.families.catalogue import families
+from sentiflow.families.transformer.params import TrainExtra, TrainParams
 from sentiflow.orchestration.model_form import form_params
 from sentiflow.orchestration.params import (
     CheckSeed,
@@ -27,7 +29,6 @@ from sentiflow.orchestration.params import (
     TrainingOptions,
 )
 from sentiflow.release.check_plan import CheckParams
-from sentiflow.train.params import TrainParams
 
 DATA = "Dataset"
 TRAIN = "Training hyperparameters"
@@ -42,7 +43,8 @@ GROUPS: dict[str, list[tuple[type[BaseModel], str]]] = {
     PIPELINE: [
         (DatasetParams, DATA),
         (FeedbackParams, DATA),
-        (TrainParams, TRAIN),
+        # every family's fields (``ModelFamily.form``), the GPU family's first
+        *((form, TRAIN) for e in sorted(families().values(), key=lambda e: not e.gpu) for form in e.form),
         (PipelineTraining, TRAIN),
         (SelectionParams, SELECT),
         (CheckParams, CHECK),
@@ -50,6 +52,7 @@ GROUPS: dict[str, list[tuple[type[BaseModel], str]]] = {
     SWEEP: [
         (DatasetParams, DATA),
         (TrainParams, TRAIN),
+        (TrainExtra, TRAIN),
         (SweepTraining, TRAIN),
         (SelectionParams, SELECT),
         (CheckParams, CHECK),
@@ -69,7 +72,7 @@ def dataset_params() -> dict[str, Param]:
 
 def training_params() -> dict[str, Param]:
     """Every ``TrainParams`` field, generated from its JSON schema, then the DAGs' own training switches."""
-    return form_params((TrainParams, TRAIN), (TrainingOptions, TRAIN))
+    return form_params((TrainParams, TRAIN), (TrainExtra, TRAIN), (TrainingOptions, TRAIN))
 
 
 def selection_params() -> dict[str, Param]:

@@ -3,7 +3,7 @@
 Each model is the one definition of its fields (title, description, type, bounds, default): the trigger form
 is generated from it (``model_form``), ``validate_params`` validates a trigger into it, and the tasks receive
 it (its JSON through XCom, parsed back by the model), never a raw param by name. The other groups live with
-the code that uses them: ``TrainParams``/``BaselineParams`` (``sentiflow.train.params``), ``GatePolicy``
+the code that uses them: each model family's (``sentiflow.families.<name>.params``), ``GatePolicy``
 (``sentiflow.gate.policy``, extended here by the selection's own fields) and ``CheckParams``
 (``sentiflow.release.check_plan``). Defaults that a deployment sets come from settings, read when the DAG
 is parsed: ``PipelineDefaults`` (``SENTIFLOW_DEFAULT_*``) and ``PipelineSettings`` (``SENTIFLOW_PIPELINE_*``).
@@ -105,16 +105,10 @@ def _train_backend() -> Literal["kubernetes", "local"]:
 
 
 class TrainingOptions(BaseModel):
-    """Both DAGs' training switches beside ``TrainParams``: extra fields and where training runs."""
+    """Both DAGs' training switch beside the families' own fields: where training runs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    train_extra: dict[str, Any] = Field(
-        default_factory=dict,
-        title="Extra training parameters",
-        description='TrainParams fields as one JSON object, e.g. {"num_hidden_layers": 2, "bf16": '
-        '"auto"}; they win over the fields above, and unknown names fail the run.',
-    )
     train_backend: Literal["kubernetes", "local"] = Field(
         default_factory=_train_backend,
         title="Training backend",
@@ -124,24 +118,7 @@ class TrainingOptions(BaseModel):
 
 
 class PipelineTraining(TrainingOptions):
-    """``sentiment_pipeline``'s training switches: which families train."""
-
-    run_baseline: bool = Field(
-        default=True,
-        title="Train the TF-IDF baseline",
-        description="Also train TF-IDF + logistic regression in parallel; selection compares both families.",
-    )
-    train_transformer: bool = Field(
-        default=True,
-        title="Train the transformer",
-        description="Fine-tune the transformer (pod or local). Turn off with the baseline on for a quick "
-        "baseline-only release.",
-    )
-    baseline_params: dict[str, Any] = Field(
-        default_factory=dict,
-        title="Baseline parameters",
-        description='BaselineParams fields, e.g. {"C": 4.0, "ngram_max": 2}.',
-    )
+    """``sentiment_pipeline``'s training switches; which families train is each family's own form field."""
 
 
 def _grid() -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""Airflow tasks of the training stage: the trigger's parameters validated into training params JSON, local
-training (transformer and TF-IDF baseline) and the KubernetesPodOperator GPU pods (one, or mapped over a
+"""Airflow tasks of the training stage: the trigger's parameters validated into each family's params, local
+training (one task per family of the catalogue) and the KubernetesPodOperator GPU pods (one, or mapped over a
 grid). Each training result is the entrypoint's JSON (run id, registry version, metrics) in XCom.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -13,8 +14,9 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from pydantic import BaseModel
 
-from sentiflow.families.catalogue import ModelFamily, families
-from sentiflow.names import FAMILY_TFIDF, FAMILY_TRANSFORMER
+from sentiflow.families.catalogue import ModelFamily, families, family
+from sentiflow.families.transformer.params import TrainExtra, TrainParams
+from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration.connections import settings_env
 from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, unknown_params
 from sentiflow.orchestration.model_form import model_from_params
@@ -28,18 +30,19 @@ from sentiflow.orchestration.params import (
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import log, mlflow_settings, s3_settings
 from sentiflow.release.check_plan import CheckParams
-from sentiflow.train.params import TrainParams
 
 # --- parameters ----------------------------------------------------------------------------------------
-#: ``validate_params``' outputs beside the two families' training params JSON (``FAMILY_*``): each group's
-#: model JSON, and the run's seed (``TrainParams.seed``, the one the data steps and the check sample with).
-DATASET, FEEDBACK, TRAINING, SELECTION, CHECK, SEED = (
+#: ``validate_params``' outputs beside each family's params (a dict, by family name): each group's model JSON,
+#: the families switched on, and the run's seed (``TrainParams.seed``, the one the data steps and the check
+#: sample with).
+DATASET, FEEDBACK, TRAINING, SELECTION, CHECK, SEED, FAMILIES = (
     "dataset",
     "feedback",
     "training",
     "selection",
     "check",
     "seed",
+    "families",
 )
 _OUTPUTS: dict[type[BaseModel], str] = {
     DatasetParams: DATASET,
@@ -51,43 +54,52 @@ _OUTPUTS: dict[type[BaseModel], str] = {
 }
 
 
-def training_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Validate the trigger's hyperparameters with each family's params model; JSON per family.
+def training_params(params: Mapping[str, Any], dag: str = PIPELINE) -> dict[str, BaseModel]:
+    """Each family's params, validated from its form fields (``ModelFamily.form``), by family name.
 
-    The transformer's come from the form's fields (``train_extra`` wins); ``baseline_params`` are the
-    TF-IDF baseline's; every other family (``sentiflow.families``) trains with its defaults. All train with
-    the transformer's seed. Fails the run in its first task, with pydantic's message naming the bad field,
-    before any data is collected or any GPU is requested.
+    The sweep trains the transformer alone, from ``TrainParams`` and ``train_extra``. Every family trains
+    with the run's seed unless it names its own. Fails the run in its first task, with pydantic's message
+    naming the bad field, before any data is collected or any GPU is requested.
     """
+    entries = families() if dag == PIPELINE else {FAMILY_TRANSFORMER: family(FAMILY_TRANSFORMER)}
     try:
-        options = model_from_params(PipelineTraining, params)
-        values = model_from_params(TrainParams, params).model_dump(exclude_unset=True)
-        tp = TrainParams.model_validate({**values, **options.train_extra})
-        out = {FAMILY_TRANSFORMER: tp.model_dump_json()}
-        for entry in families().values():
-            if entry.name == FAMILY_TRANSFORMER:
-                continue
-            raw = dict(options.baseline_params) if entry.name == FAMILY_TFIDF else {}
-            if "seed" in entry.params.model_fields:
-                raw = {"seed": tp.seed, **raw}
-            out[entry.name] = entry.parse_params(raw).model_dump_json()
+        seed = model_from_params(TrainParams, params).seed
+        out: dict[str, BaseModel] = {}
+        for entry in entries.values():
+            forms = [model_from_params(form, params) for form in entry.form or (TrainParams, TrainExtra)]
+            assert entry.params_from_form is not None, f"family {entry.name} has no form"
+            out[entry.name] = entry.params_from_form(forms, seed)
     except ValueError as exc:
         raise AirflowFailException(f"invalid training parameters: {exc}") from exc
     return out
 
 
+def families_on(params: Mapping[str, Any]) -> list[str]:
+    """The families whose switch (``ModelFamily.switch``) is on in a run's params, in catalogue order."""
+    on = []
+    for entry in families().values():
+        switches = [getattr(model_from_params(form, params), entry.switch, None) for form in entry.form]
+        if True in switches:
+            on.append(entry.name)
+    return on
+
+
 def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     """Every parameter group of ``dag`` (``dag_params.GROUPS``) validated from a run's params: the model
-    JSON per group, the training params JSON per family and the seed."""
-    out: dict[str, Any] = training_params(params)
+    JSON per group, each family's params (a dict, by family name), the families to train and the seed."""
+    out: dict[str, Any] = {
+        name: p.model_dump(mode="json") for name, p in training_params(params, dag).items()
+    }
+    family_forms = {form for entry in families().values() for form in entry.form}
     for model, _section in GROUPS[dag]:
-        if model is TrainParams:
+        if model in family_forms or model is TrainExtra:
             continue
         try:
             out[_OUTPUTS[model]] = model_from_params(model, params).model_dump_json()
         except ValueError as exc:
             raise AirflowFailException(f"invalid parameters: {exc}") from exc
-    out[SEED] = TrainParams.model_validate_json(out[FAMILY_TRANSFORMER]).seed
+    out[FAMILIES] = families_on(params) if dag == PIPELINE else [FAMILY_TRANSFORMER]
+    out[SEED] = out[FAMILY_TRANSFORMER]["seed"]
     return out
 
 
@@ -109,32 +121,36 @@ def validate_params(form: str) -> dict[str, Any]:
     ``form``: which DAG's groups (``dag_params.PIPELINE`` or ``SWEEP``; not ``dag``: Airflow refuses a
     parameter named like a context key when the task runs). ``multiple_outputs``: each group's model JSON
     is an XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG wires
-    each group into exactly the tasks that use it, and they parse it back with the model.
+    each group into exactly the tasks that use it.
 
     Types, bounds and enums of each param are checked by Airflow when it creates the run (the form's JSON
     schema, generated from the same models). Left here: keys the DAG does not declare (Airflow accepts them
-    silently), switches that only fail together, and the free-form ``train_extra`` / ``baseline_params``
-    objects, validated by the training package's models.
+    silently), switches that only fail together, and the families' free-form objects (``train_extra``,
+    ``baseline_params``), validated by each family's params model.
     """
     context = get_current_context()
     refuse_unknown_conf(context)
     out = validated(context["params"], form)
-    if form == PIPELINE:
-        switches = PipelineTraining.model_validate_json(out[TRAINING])
-        if not switches.train_transformer and not switches.run_baseline:
-            raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
+    if not out[FAMILIES]:
+        switches = " and ".join(entry.switch for entry in families().values())
+        raise AirflowFailException(f"{switches} are all off: nothing to train")
     return out
 
 
 # --- training ------------------------------------------------------------------------------------------
-def train_locally(manifest_uri: str, family: str, params_json: str) -> dict[str, Any]:
+def train_locally(manifest_uri: str, family: str, params: Mapping[str, Any]) -> dict[str, Any]:
     from sentiflow.orchestration.local_train import LocalTrainingError, run_local_training
 
     pipeline = PipelineSettings()
     env = settings_env(s3_settings(pipeline), mlflow_settings(pipeline))
     try:
         result = run_local_training(
-            manifest_uri, family, params_json, env=env, timeout_s=pipeline.local_train_timeout_s, log=log.info
+            manifest_uri,
+            family,
+            json.dumps(params),
+            env=env,
+            timeout_s=pipeline.local_train_timeout_s,
+            log=log.info,
         )
     except LocalTrainingError as exc:
         raise AirflowFailException(str(exc)) from exc  # a failed run changed nothing; retrying won't help
@@ -142,36 +158,30 @@ def train_locally(manifest_uri: str, family: str, params_json: str) -> dict[str,
     return result
 
 
-@task(task_id="train_local", execution_timeout=timedelta(hours=6), retries=0)
-def train_local(manifest_uri: str, params_json: str) -> dict[str, Any]:
-    """Fine-tune the transformer on this worker (same entrypoint as the pod)."""
-    return train_locally(manifest_uri, FAMILY_TRANSFORMER, params_json)
-
-
-def cpu_families() -> list[ModelFamily]:
-    """The families trained beside the transformer when ``run_baseline`` is on (every non-GPU family)."""
-    return [entry for entry in families().values() if not entry.gpu]
-
-
 def train_family(entry: ModelFamily) -> Any:
-    """The local training task of one CPU family (task id ``entry.task_id``, e.g. ``train_baseline``):
-    registered in the same model, so selection compares families."""
+    """The local training task of one family (task id ``entry.task_id``, e.g. ``train_baseline``), with
+    its params (a dict from ``validate_params``; not ``params``: Airflow refuses an argument named like a
+    context key); every family registers in the same model, so selection
+    compares families."""
 
-    @task(task_id=entry.task_id, execution_timeout=timedelta(hours=1), retries=0)
-    def train(manifest_uri: str, params_json: str) -> dict[str, Any]:
-        return train_locally(manifest_uri, entry.name, params_json)
+    hours = 6 if entry.gpu else 1
 
-    train.__doc__ = f"Train the {entry.name} family on this worker: {entry.run.__module__}."
+    @task(task_id=entry.task_id, execution_timeout=timedelta(hours=hours), retries=0)
+    def train(manifest_uri: str, family_params: dict[str, Any]) -> dict[str, Any]:
+        return train_locally(manifest_uri, entry.name, family_params)
+
+    train.__doc__ = f"Train the {entry.name} family on this worker (the pod's entrypoint)."
     return train
 
 
-def trainer_pod(task_id: str, manifest_uri: Any, params_json: Any, **overrides: Any) -> Any:
+def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) -> Any:
     """The KubernetesPodOperator that trains the transformer on a GPU node; ``overrides`` win.
 
-    ``manifest_uri`` and ``params_json`` are usually upstream tasks' outputs (XComArgs). Each becomes the
-    Jinja template Airflow itself derives from it (``str(xcom_arg)``), rendered when the pod starts, and
-    its task is set upstream of the pod. Templates rather than the XComArgs in ``arguments``: the pod
-    spec must stay printable without a run (``dry_run()`` dumps it as YAML, and cannot dump an XComArg).
+    ``manifest_uri`` and ``params`` (a dict) are usually upstream tasks' outputs (XComArgs). Each becomes
+    the Jinja template Airflow itself derives from it (``str(xcom_arg)``; the params through ``tojson``),
+    rendered when the pod starts, and its task is set upstream of the pod. Templates rather than the
+    XComArgs in ``arguments``: the pod spec must stay printable without a run (``dry_run()`` dumps it as
+    YAML, and cannot dump an XComArg).
     """
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk import XComArg
@@ -180,9 +190,14 @@ def trainer_pod(task_id: str, manifest_uri: Any, params_json: Any, **overrides: 
     from sentiflow.orchestration.settings import TrainerPodSettings
 
     pod = TrainerPodSettings()
-    inputs = [manifest_uri, params_json]
-    manifest, params = (str(v) if isinstance(v, XComArg) else v for v in inputs)
-    kwargs = trainer_pod_kwargs(arguments=train_arguments(manifest, FAMILY_TRANSFORMER, params), pod=pod)
+    inputs = [manifest_uri, params]
+    manifest = str(manifest_uri) if isinstance(manifest_uri, XComArg) else manifest_uri
+    if isinstance(params, XComArg):
+        params_json = str(params).removesuffix(" }}") + " | tojson }}"
+    else:
+        params_json = json.dumps(params)
+    arguments = train_arguments(manifest, FAMILY_TRANSFORMER, params_json)
+    kwargs = trainer_pod_kwargs(arguments=arguments, pod=pod)
     kwargs.update(overrides)
     operator = KubernetesPodOperator(
         task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
@@ -208,8 +223,8 @@ def trainer_pods_mapped(task_id: str, arguments: Any) -> Any:
     ).expand(arguments=arguments)
 
 
-def grid_points(base_json: str, grid: Mapping[str, Any]) -> list[str]:
-    """Every combination of ``grid`` over the base training params (``base_json``), validated, as JSON."""
+def grid_points(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of ``grid`` over the base training params, validated, as dicts."""
     import itertools
 
     if not isinstance(grid, Mapping) or not grid:
@@ -217,7 +232,6 @@ def grid_points(base_json: str, grid: Mapping[str, Any]) -> list[str]:
     bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
     if bad:
         raise AirflowFailException(f"grid values must be non-empty lists; not for {bad}")
-    base = TrainParams.model_validate_json(base_json).model_dump()
     keys = list(grid)
     points = []
     for combo in itertools.product(*(grid[k] for k in keys)):
@@ -225,5 +239,5 @@ def grid_points(base_json: str, grid: Mapping[str, Any]) -> list[str]:
             point = TrainParams.model_validate({**base, **dict(zip(keys, combo, strict=True))})
         except ValueError as exc:
             raise AirflowFailException(f"invalid training parameters: {exc}") from exc
-        points.append(point.model_dump_json())
+        points.append(point.model_dump(mode="json"))
     return points

@@ -248,3 +248,7 @@ class TrainingSettings(BaseSettings):
     tracking_timeout_s: float = Field(
         default=5.0, description="Seconds to wait for the MLflow server's health check before failing."
     )
+    family_packages: list[str] = Field(
+        default_factory=list,
+        description="Packages beside sentiflow.families whose folders are model families too (a JSON list).",
+    )

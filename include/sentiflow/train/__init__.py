@@ -1,11 +1,10 @@
-"""The training step: ``run_training`` (transformer) and ``run_baseline`` (TF-IDF) → ``TrainResult``.
+"""The training step every family shares: the snapshot's splits, metrics, artifacts, MLflow tracking and the
+command line; each family's own fit lives in its folder (``sentiflow.families``).
 
-Imports here are light (pydantic only); torch, transformers and mlflow load when a run starts, so the DAG
-can import this package at parse time.
+Imports here are light; torch, transformers and mlflow load when a run starts, so the DAG can import this
+package at parse time.
 """
 
-from sentiflow.train.errors import TrainingError
-from sentiflow.train.params import BaselineParams, TrainParams
-from sentiflow.train.runner import TrainResult, run_baseline, run_training
 
-__all__ = ["BaselineParams", "TrainParams", "TrainResult", "TrainingError", "run_baseline", "run_training"]
+class TrainingError(RuntimeError):
+    """A training run failed; the message says why and what to change (the CLI exits 1 on any of them)."""

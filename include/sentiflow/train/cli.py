@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sentiflow.families.catalogue import families, family
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.settings.components import TrainingSettings
+from sentiflow.train import TrainingError
 from sentiflow.train.distributed import (
     device_shortfall,
     entrypoint_command,
@@ -30,7 +31,6 @@ from sentiflow.train.distributed import (
     under_torchrun,
     world_size,
 )
-from sentiflow.train.errors import TrainingError
 
 XCOM_FILE = "return.json"
 

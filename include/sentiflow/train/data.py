@@ -28,7 +28,7 @@ import pyarrow as pa
 from sentiflow.data.snapshot import Manifest, SnapshotError, iter_batches, read_manifest
 from sentiflow.names import DEFAULT_SEED, LABEL_COLUMN, SPLITS, TEXT_COLUMN
 from sentiflow.storage import ObjectStore
-from sentiflow.train.errors import TrainingError
+from sentiflow.train import TrainingError
 
 if TYPE_CHECKING:
     from datasets import Dataset

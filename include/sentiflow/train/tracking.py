@@ -24,7 +24,7 @@ from sentiflow.settings.components import (
     TrainingSettings,
     export_s3_env_for_mlflow,
 )
-from sentiflow.train.errors import TrainingError
+from sentiflow.train import TrainingError
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ def register(name: str, manifest_uri: str, train: pd.DataFrame) -> str:
     """A TF-IDF version of ``name`` trained on ``train``, its run naming the snapshot (the gate's rows)."""
     import mlflow
 
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
 
     clf = TfidfClassifier.build(LABELS).fit(train[names.TEXT_COLUMN].tolist(), train[names.LABEL_COLUMN])
     mlflow.set_experiment(MLflowSettings().experiment_name)

@@ -53,6 +53,7 @@ def test_pod_requests_a_gpu_and_runs_the_training_entrypoint(tmp_path: Path) -> 
     assert "xcom_pull(task_ids='training_data'" in args[args.index("--manifest-uri") + 1]
     params_json = args[args.index("--params-json") + 1]
     assert "xcom_pull(task_ids='validate_params'" in params_json and "key='transformer'" in params_json
+    assert params_json.endswith("| tojson }}")  # a dict in XCom, JSON on the command line
     assert args[args.index("--family") + 1] == "transformer"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert spec["node_selector"] == {"nvidia.com/gpu.present": "true"}

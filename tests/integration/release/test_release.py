@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from sentiflow import registry
+from sentiflow.families.tfidf.model import TfidfClassifier
 from sentiflow.modeling.pyfunc import log_classifier
-from sentiflow.modeling.tfidf import TfidfClassifier
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
 from sentiflow.release import flow as release
 from sentiflow.release.checks import (

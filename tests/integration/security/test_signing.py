@@ -101,8 +101,8 @@ def registered(stack):
     """Two versions of a fresh registered model: one signed by ``log_classifier``, one logged unsigned."""
     import mlflow
 
+    from sentiflow.families.tfidf.model import TfidfClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.tfidf import TfidfClassifier
     from sentiflow.settings.components import MLflowSettings, SigningSettings
     from tests.devserver import NEG_TEXTS, POS_TEXTS, register_unfitted_version
 

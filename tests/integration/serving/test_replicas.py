@@ -135,8 +135,8 @@ def _fleet(stack, tmp_path_factory) -> Iterator[Fleet]:
 def register_transformer_version(model_dir) -> str:
     import mlflow
 
+    from sentiflow.families.transformer.model import TransformerClassifier
     from sentiflow.modeling.pyfunc import log_classifier
-    from sentiflow.modeling.transformer import TransformerClassifier
 
     clf = TransformerClassifier.from_pretrained(str(model_dir), ["negative", "positive"], max_length=64)
     with mlflow.start_run():

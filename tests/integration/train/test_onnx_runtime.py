@@ -19,8 +19,9 @@ import pytest
 import requests
 
 from sentiflow import names
-from sentiflow.modeling import onnx_runtime
-from sentiflow.modeling.onnx_runtime import (
+from sentiflow.families.transformer import onnx_runtime
+from sentiflow.families.transformer.model import TransformerClassifier
+from sentiflow.families.transformer.onnx_runtime import (
     SHIPPED_DIR,
     OnnxClassifier,
     OnnxExportError,
@@ -31,7 +32,6 @@ from sentiflow.modeling.onnx_runtime import (
     shipped_onnx_path,
     to_runtime,
 )
-from sentiflow.modeling.transformer import TransformerClassifier
 from sentiflow.settings.server import ServerSettings
 
 TEXTS = [
@@ -136,7 +136,7 @@ def test_the_int8_file_holds_only_standard_operators_and_a_fused_one_is_refused(
 
 
 def test_to_runtime_keeps_torch_and_other_families(tiny, tmp_path) -> None:
-    from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.families.tfidf.model import TfidfClassifier
 
     common = {"threads": 1, "check_texts": TEXTS, "max_prob_diff": 0.05}
     assert to_runtime(tiny, "torch", tmp_path, **common) is tiny

@@ -20,9 +20,13 @@ from mlflow import MlflowClient
 
 from sentiflow import names
 from sentiflow.data.snapshot import write_snapshot
+from sentiflow.families.tfidf.params import BaselineParams
+from sentiflow.families.tfidf.training import run_baseline
+from sentiflow.families.transformer.params import TrainParams
+from sentiflow.families.transformer.training import run_training
 from sentiflow.progress import PROGRESS_MARK
 from sentiflow.settings.components import MLflowSettings
-from sentiflow.train import BaselineParams, TrainingError, TrainParams, run_baseline, run_training
+from sentiflow.train import TrainingError
 from sentiflow.train.cli import main as cli_main
 
 
@@ -179,7 +183,7 @@ def test_transformer_run_logs_metrics_artifacts_and_registers_a_servable_version
     classifier = model.unwrap_python_model().classifier
     assert classifier.family == names.FAMILY_TRANSFORMER and classifier.max_length == 64
     # and it ships the server's int8 ONNX file, built once here rather than by every replica
-    from sentiflow.modeling.onnx_runtime import shipped_onnx_model
+    from sentiflow.families.transformer.onnx_runtime import shipped_onnx_model
 
     assert run.data.tags[names.TAG_ONNX_SHIPPED] == "onnx-int8"
     assert shipped_onnx_model(classifier, "onnx-int8") is not None

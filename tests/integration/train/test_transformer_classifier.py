@@ -14,7 +14,7 @@ import numpy as np
 
 
 def test_head_tail_truncation_keeps_start_and_end(tiny_model_dir: Path) -> None:
-    from sentiflow.modeling.transformer import TransformerClassifier
+    from sentiflow.families.transformer.model import TransformerClassifier
 
     clf = TransformerClassifier.from_pretrained(
         str(tiny_model_dir), ["neg", "pos"], max_length=16, truncation="head_tail"
@@ -32,9 +32,9 @@ def test_head_tail_truncation_keeps_start_and_end(tiny_model_dir: Path) -> None:
 def test_dropout_params_override_the_checkpoint_and_none_keeps_it(tiny_model_dir: Path) -> None:
     import torch
 
-    from sentiflow.modeling.transformer import TransformerClassifier
-    from sentiflow.train.params import TrainParams
-    from sentiflow.train.transformer_fit import build_classifier
+    from sentiflow.families.transformer.model import TransformerClassifier
+    from sentiflow.families.transformer.params import TrainParams
+    from sentiflow.families.transformer.training import build_classifier
 
     kept = TransformerClassifier.from_pretrained(str(tiny_model_dir), ["neg", "pos"], attention_dropout=None)
     assert kept.model.config.attention_probs_dropout_prob == 0.1  # the tiny config's own values
@@ -60,8 +60,8 @@ def test_half_precision_checkpoint_is_fine_tuned_in_float32(tiny_model_dir: Path
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from sentiflow.train.params import TrainParams
-    from sentiflow.train.transformer_fit import build_classifier
+    from sentiflow.families.transformer.params import TrainParams
+    from sentiflow.families.transformer.training import build_classifier
 
     half_dir = tmp_path / "half"
     AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).half().save_pretrained(half_dir)
@@ -72,7 +72,7 @@ def test_half_precision_checkpoint_is_fine_tuned_in_float32(tiny_model_dir: Path
 
 
 def test_predict_proba_keeps_input_order_across_sorted_batches(tiny_model_dir: Path) -> None:
-    from sentiflow.modeling.transformer import TransformerClassifier
+    from sentiflow.families.transformer.model import TransformerClassifier
 
     clf = TransformerClassifier.from_pretrained(str(tiny_model_dir), ["neg", "pos"], max_length=64)
     texts = ["short", "a much longer review " * 8, "medium length review here", "x", "another " * 20]

@@ -23,9 +23,9 @@ def test_an_unknown_family_is_an_error_naming_the_known_ones():
         family("xgboost")
 
 
-def test_params_parse_from_json_dicts_and_nothing_and_reject_typos():
+def test_params_parse_from_objects_dicts_and_nothing_and_reject_typos():
     entry = family(FAMILY_TFIDF)
-    assert entry.parse_params('{"C": 2.0}').C == 2.0  # type: ignore[attr-defined]
+    assert entry.parse_params(entry.params(C=2.0)).C == 2.0  # type: ignore[attr-defined,call-arg]
     assert entry.parse_params({"ngram_max": 1}).ngram_max == 1  # type: ignore[attr-defined]
     assert entry.parse_params(None) == entry.params()
     with pytest.raises(ValueError, match="Cc"):
@@ -42,7 +42,7 @@ def test_the_cli_offers_every_family_and_every_family_parameter():
 
 
 def test_a_saved_tfidf_model_loads_back_through_its_family(tmp_path):
-    from sentiflow.modeling.tfidf import TfidfClassifier
+    from sentiflow.families.tfidf.model import TfidfClassifier
 
     texts = ["good great fine", "bad awful poor", "great good", "awful bad"] * 3
     labels = [1, 0, 1, 0] * 3
@@ -57,3 +57,13 @@ def test_a_descriptor_naming_an_unknown_family_is_refused(tmp_path):
     (tmp_path / "classifier.json").write_text('{"family": "nope", "label_names": ["a", "b"]}')
     with pytest.raises(ValueError, match="unknown model family 'nope'"):
         load_classifier(tmp_path)
+
+
+def test_every_family_has_form_fields_its_switch_among_them_and_params_from_them():
+    for entry in families().values():
+        fields = {name for form in entry.form for name in form.model_fields}
+        assert entry.switch in fields, entry.name
+        assert entry.params_from_form is not None
+        params = entry.params_from_form([form() for form in entry.form], 7)
+        assert isinstance(params, entry.params), entry.name
+    assert family(FAMILY_TFIDF).params_from_form([family(FAMILY_TFIDF).form[0]()], 7).seed == 7  # type: ignore[attr-defined,misc]

@@ -16,9 +16,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
 from pydantic import BaseModel, ValidationError
 
+from sentiflow.families.transformer.params import TrainParams
 from sentiflow.orchestration.dag_params import pipeline_params, sweep_params, training_params
 from sentiflow.orchestration.model_form import field_schema, params_from_model
-from sentiflow.train.params import TrainParams
 
 
 def form_accepts(param: Any, value: Any) -> bool:
@@ -110,24 +110,23 @@ def test_only_optional_unions_become_form_fields() -> None:
 
 
 def test_training_params_reads_every_model_field_and_train_extra_wins() -> None:
-    import json
-
     from sentiflow.names import FAMILY_TRANSFORMER
+    from sentiflow.orchestration.dag_params import SWEEP
     from sentiflow.orchestration.training_tasks import grid_points
     from sentiflow.orchestration.training_tasks import training_params as task_training_params
 
     conf = {k: p.value for k, p in pipeline_params().items()}  # what a run's params hold
     conf.update(num_hidden_layers=2, attn_implementation="", train_extra={"bf16": "off"})
-    transformer = json.loads(task_training_params(conf)[FAMILY_TRANSFORMER])
+    transformer = task_training_params(conf)[FAMILY_TRANSFORMER].model_dump()
     assert transformer["num_hidden_layers"] == 2 and transformer["bf16"] == "off"
     assert transformer["attn_implementation"] is None  # an emptied form field
     with pytest.raises(AirflowFailException, match="learnin_rate"):
         task_training_params({**conf, "train_extra": {"learnin_rate": 1e-4}})
 
     sweep = {k: p.value for k, p in sweep_params().items()}
-    base = task_training_params(sweep)[FAMILY_TRANSFORMER]
+    base = task_training_params(sweep, SWEEP)[FAMILY_TRANSFORMER].model_dump()
     points = grid_points(base, {"num_hidden_layers": [1, 2], "hidden_dropout": [0.1]})
-    assert [json.loads(p)["num_hidden_layers"] for p in points] == [1, 2]
+    assert [p["num_hidden_layers"] for p in points] == [1, 2]
     with pytest.raises(AirflowFailException, match="learnin_rate"):
         grid_points(base, {"learnin_rate": [1e-4]})
     with pytest.raises(AirflowFailException, match="non-empty lists"):

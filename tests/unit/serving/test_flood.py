@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from flask import Flask
 
-from sentiflow.modeling.tfidf import TfidfClassifier
+from sentiflow.families.tfidf.model import TfidfClassifier
 from sentiflow.settings.components import MLflowSettings
 from sentiflow.settings.server import ServerSettings
 from serving.app import create_app

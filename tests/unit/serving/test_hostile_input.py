@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sentiflow.modeling.tfidf import TfidfClassifier
+from sentiflow.families.tfidf.model import TfidfClassifier
 from sentiflow.settings.components import MLflowSettings
 from sentiflow.settings.server import ServerSettings
 from serving.app import create_app

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sentiflow.modeling.tfidf import TfidfClassifier
+from sentiflow.families.tfidf.model import TfidfClassifier
 from sentiflow.registry import RegistryUnavailableError
 from sentiflow.settings.server import ServerSettings
 from serving.app import create_app

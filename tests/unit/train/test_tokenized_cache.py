@@ -9,9 +9,10 @@ import pyarrow as pa
 import pytest
 from datasets import Dataset
 
-from sentiflow.train import BaselineParams, TrainingError
-from sentiflow.train.runner import check_baseline_rows
-from sentiflow.train.transformer_fit import _fingerprint
+from sentiflow.families.tfidf.params import BaselineParams
+from sentiflow.families.tfidf.training import check_baseline_rows
+from sentiflow.families.transformer.training import _fingerprint
+from sentiflow.train import TrainingError
 
 CLASSIFIER = SimpleNamespace(tokenizer=SimpleNamespace(name_or_path="tok"), max_length=64, truncation="head")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sentiflow.train.params import PRESETS, TrainParams
+from sentiflow.families.transformer.params import PRESETS, TrainParams
 
 
 def test_gpu_weekly_preset_fills_the_fields_left_at_their_default() -> None:
@@ -43,8 +43,8 @@ def test_cli_selects_the_preset_by_flag() -> None:
 
 
 def test_on_cpu_the_gpu_settings_do_nothing_harmful(tmp_path) -> None:
-    from sentiflow.modeling.transformer import resolve_tf32
-    from sentiflow.train.transformer_fit import training_arguments
+    from sentiflow.families.transformer.model import resolve_tf32
+    from sentiflow.families.transformer.training import training_arguments
 
     weekly = TrainParams(preset="gpu_weekly", device="cpu")
     args = training_arguments(weekly, str(tmp_path), device="cpu")

@@ -6,7 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from sentiflow import names
-from sentiflow.train import BaselineParams, TrainParams
+from sentiflow.families.tfidf.params import BaselineParams
+from sentiflow.families.transformer.params import TrainParams
 from sentiflow.train.metrics import classification_metrics
 
 NAME_VALUES = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)}

@@ -1,4 +1,6 @@
-"""Fine-tune a pretrained encoder with Hugging Face ``Trainer``: evaluate each epoch, keep the best by val_f1.
+"""The transformer's training: fine-tune with Hugging Face ``Trainer``, keep the best epoch by val_f1.
+
+``run_training`` hands the fitted model to the shared evaluation and logging (``train.runner.finish``).
 
 Throughput comes from padding each batch only to its longest text and grouping texts of similar length into
 batches (``train_sampling_strategy="group_by_length"``), from tokenizing once, before the fit, into an Arrow
@@ -24,29 +26,37 @@ from typing import Any
 
 import numpy as np
 
-from sentiflow.modeling.transformer import (
+from sentiflow.families.transformer.model import (
     TransformerClassifier,
     resolve_bf16,
     resolve_device,
     resolve_tf32,
 )
+from sentiflow.families.transformer.params import TrainParams
 from sentiflow.names import (
     BEST_EPOCH,
+    BEST_VAL_F1,
     EPOCH_TIME_S,
+    FAMILY_TRANSFORMER,
+    FIT_TIME_S,
     LABEL_COLUMN,
     SPLIT_METRIC_SUFFIXES,
+    TAG_BASE_MODEL,
     TEXT_COLUMN,
     TRAIN_LOSS,
+    TRAIN_SAMPLES_PER_S,
+    VAL_F1,
     split_metric,
 )
+from sentiflow.train import TrainingError
 from sentiflow.train.artifacts import best_epoch
 from sentiflow.train.data import TrainingData
 from sentiflow.train.distributed import is_main_process, shared_workdir, world_size
-from sentiflow.train.errors import TrainingError
 from sentiflow.train.gpu_monitor import GpuSampler, GpuSummary
 from sentiflow.train.metrics import classification_metrics
-from sentiflow.train.params import TrainParams
 from sentiflow.train.progress_callback import progress_callback
+from sentiflow.train.runner import TrainResult, finish, load_data, load_tagged
+from sentiflow.train.tracking import training_run
 
 log = logging.getLogger(__name__)
 
@@ -353,3 +363,65 @@ def fit_transformer(
         epoch_time_s=sum(logger.epoch_times) / len(logger.epoch_times) if logger.epoch_times else None,
         gpu=gpu,
     )
+
+
+def fit_summary(fit: Any) -> dict[str, float]:
+    """The fit's own metrics: time, throughput, best epoch and, where a GPU trained, its utilisation."""
+    summary = {FIT_TIME_S: fit.fit_time_s, TRAIN_SAMPLES_PER_S: fit.train_samples_per_s}
+    if fit.epoch_time_s is not None:
+        summary[EPOCH_TIME_S] = fit.epoch_time_s
+    if fit.best_epoch is not None:
+        summary[BEST_EPOCH] = float(fit.best_epoch)
+        summary[BEST_VAL_F1] = next(h[VAL_F1] for h in fit.history if h["epoch"] == fit.best_epoch)
+    if fit.gpu is not None:
+        summary.update(fit.gpu.metrics())
+    return summary
+
+
+def run_training(
+    manifest_uri: str,
+    params: TrainParams,
+    *,
+    register_model: bool = True,
+    registered_model_name: str | None = None,
+) -> TrainResult | None:
+    """Fine-tune a transformer on the snapshot and register it. Raises ``TrainingError`` on failure.
+
+    Returns None on the ranks above 0 of a distributed run: they train their share and leave the run, the
+    evaluation and the registry version to rank 0.
+    """
+    import mlflow
+
+    if not is_main_process():
+        fit_transformer(load_data(manifest_uri, params), params)
+        return None
+    run_name = f"{FAMILY_TRANSFORMER}-{Path(params.model_name).name}"
+    with training_run(FAMILY_TRANSFORMER, run_name, params.model_dump(), manifest_uri) as run:
+        mlflow.set_tag(TAG_BASE_MODEL, params.model_name)
+        data = load_tagged(manifest_uri, params)
+        fit = fit_transformer(data, params, on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
+        return finish(
+            run,
+            fit.classifier,
+            data,
+            manifest_uri,
+            fit_summary(fit),
+            history=fit.history,
+            register_model=register_model,
+            registered_model_name=registered_model_name,
+        )
+
+
+def ship_onnx(classifier: TransformerClassifier, folder: Path) -> None:
+    """The ONNX file(s) into the model's folder, and the run's ``onnx_shipped`` tag saying which.
+
+    Built and verified here, once per version, so that the replicas do not each build it when the version
+    is deployed; a file that cannot be built or opened raises (``ship_onnx_models``), and the version is not
+    logged; one that disagrees with PyTorch is left out with its reason, and the tag says ``none``.
+    """
+    import mlflow
+
+    from sentiflow.families.transformer.onnx_runtime import ship_onnx_models
+    from sentiflow.names import TAG_ONNX_SHIPPED
+
+    mlflow.set_tag(TAG_ONNX_SHIPPED, ",".join(ship_onnx_models(classifier, folder)) or "none")

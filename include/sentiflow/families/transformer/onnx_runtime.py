@@ -49,8 +49,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from sentiflow.families.transformer.model import TransformerClassifier
 from sentiflow.modeling.base import TextClassifier
-from sentiflow.modeling.transformer import TransformerClassifier
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.settings.cpu_quota import threads_per_worker
 from sentiflow.settings.server import ServerSettings

@@ -1,4 +1,4 @@
-"""Training parameters with Hugging Face names, validated once for the CLI, the DAG and tests.
+"""The transformer's parameters with Hugging Face names, and its trigger-form fields beside them.
 
 Field names are the MLflow parameter names (``tests/unit/train/test_train_params.py`` checks each one is
 defined in ``sentiflow.names``), so a DAG can build these models straight from its Airflow params.
@@ -197,20 +197,32 @@ class TrainParams(BaseModel):
         return self
 
 
-class BaselineParams(BaseModel):
-    """TF-IDF (word n-grams) + logistic regression, on the same splits as the transformer."""
+class TrainExtra(BaseModel):
+    """The transformer's form field beside ``TrainParams``' own: any of its fields as one JSON object."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    C: float = Field(default=4.0, gt=0, description="Inverse regularisation strength.")
-    ngram_max: int = Field(default=2, ge=1, le=3)
-    max_features: int | None = Field(default=400_000, ge=1)
-    train_subset_size: int | None = Field(default=None, ge=1)
-    eval_subset_size: int | None = Field(default=None, ge=1)
-    max_train_rows: int | None = Field(
-        default=200_000,
-        ge=1,
-        description="The baseline refuses to train on more rows (TF-IDF holds them in memory, about 20 KiB "
-        "a row); set train_subset_size to train on a sample. Empty: no limit.",
+    train_extra: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Extra training parameters",
+        description='TrainParams fields as one JSON object, e.g. {"num_hidden_layers": 2, "bf16": '
+        '"auto"}; they win over the fields above, and unknown names fail the run.',
     )
-    seed: int = DEFAULT_SEED
+
+
+class TransformerSwitch(TrainExtra):
+    """The pipeline's switch for the transformer, beside its extra fields."""
+
+    train_transformer: bool = Field(
+        default=True,
+        title="Train the transformer",
+        description="Fine-tune the transformer (pod or local). Turn off with the baseline on for a quick "
+        "baseline-only release.",
+    )
+
+
+def params_from_form(forms: list[Any], seed: int) -> TrainParams:
+    """``TrainParams`` from the form's fields (``forms[0]``), ``train_extra`` (``forms[1]``) winning."""
+    del seed  # the run's seed is this family's own field
+    fields, extra = forms
+    return TrainParams.model_validate({**fields.model_dump(exclude_unset=True), **extra.train_extra})
