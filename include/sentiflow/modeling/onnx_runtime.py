@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
@@ -53,6 +53,9 @@ from sentiflow.modeling.base import TextClassifier
 from sentiflow.modeling.transformer import TransformerClassifier
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.server_settings import ServerSettings
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,8 @@ def _export_fp32(classifier: TransformerClassifier, target: Path) -> None:
 #: name) stay fp32. ``benchmarks/int8_accuracy.py`` measures each choice against PyTorch.
 QUANTIZED_OPS: tuple[str, ...] | None = None  # None: every type ONNX Runtime can quantize dynamically
 FP32_NODES: tuple[str, ...] = ()
+#: One activation scale per token rather than one per tensor (``_per_token_activations``).
+PER_TOKEN = False
 
 
 def quantize_int8(
@@ -146,11 +151,13 @@ def quantize_int8(
     *,
     op_types: tuple[str, ...] | None = QUANTIZED_OPS,
     fp32_nodes: tuple[str, ...] = FP32_NODES,
+    per_token: bool = PER_TOKEN,
 ) -> None:
     """Dynamic int8 quantization of the plain export: ``MatMulInteger`` and ``DynamicQuantizeLinear``.
 
     ``op_types`` limits the operator types quantized; nodes whose name holds one of ``fp32_nodes`` (for
-    example ``/classifier/``) stay fp32.
+    example ``/classifier/``) stay fp32. ``per_token``: each token's activations get their own scale and
+    zero point (``_per_token_activations``) instead of one for the whole batch.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -169,6 +176,83 @@ def quantize_int8(
         op_types_to_quantize=list(op_types) if op_types is not None else None,
         nodes_to_exclude=excluded,
     )
+    if per_token:
+        quantized = onnx.load(str(target))
+        _per_token_activations(quantized.graph)
+        onnx.save(quantized, str(target))
+
+
+def _per_token_activations(graph: onnx.GraphProto) -> None:
+    """Rewrites each ``DynamicQuantizeLinear`` of ``quantize_dynamic``'s graph to quantize per token.
+
+    Why: one uint8 scale for a whole batch is set by its largest activation; the few tokens with outsized
+    activations (early blocks' feed-forward, for example) leave a handful of levels for every other token,
+    and the errors add up through the blocks. Per token, each row of the activation matrix is quantized
+    over its own range. Standard operators only: the row's scale and zero point come from ``ReduceMin`` /
+    ``ReduceMax``; ``MatMulInteger`` then runs without an input zero point, and the zero point's share,
+    ``scale * zero_point * (column sums of the int8 weights) * weight scale``, is subtracted after the
+    output scale (a constant per weight, so it costs one ``Mul`` and one ``Sub`` per layer).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = {init.name: init for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def const(name: str, value: np.ndarray) -> str:
+        graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+        return name
+
+    zero, levels = const("per_token/zero", np.array(0.0)), const("per_token/levels", np.array(255.0))
+    tiny = const("per_token/tiny", np.array(np.finfo(np.float32).tiny))
+    rewritten: list[onnx.NodeProto] = []
+    after: dict[str, list[onnx.NodeProto]] = {}  # nodes to place right after the named node
+
+    def op(kind: str, inputs: list[str], out: str, **attrs: object) -> str:
+        rewritten.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
+        return out
+
+    for node in list(graph.node):
+        if node.op_type != "DynamicQuantizeLinear":
+            rewritten.append(node)
+            rewritten.extend(after.pop(node.name, []))
+            continue
+        x, (q, scale, zp) = node.input[0], node.output
+        p = f"{node.name}/per_token/"
+        lo = op("Min", [op("ReduceMin", [x], p + "min", axes=[-1], keepdims=1), zero], p + "lo")
+        hi = op("Max", [op("ReduceMax", [x], p + "max", axes=[-1], keepdims=1), zero], p + "hi")
+        op("Max", [op("Div", [op("Sub", [hi, lo], p + "span"), levels], p + "step"), tiny], scale)
+        zp_f = op("Round", [op("Div", [op("Neg", [lo], p + "neg_lo"), scale], p + "zp_raw")], p + "zp")
+        shifted = op(
+            "Add", [op("Round", [op("Div", [x, scale], p + "scaled")], p + "rounded"), zp_f], p + "shifted"
+        )
+        op("Cast", [op("Clip", [shifted, zero, levels], p + "clipped")], q, to=TensorProto.UINT8)
+        scale_zp = op("Mul", [scale, zp_f], p + "scale_zp")
+        for matmul in consumers.get(q, []):
+            if matmul.op_type != "MatMulInteger" or consumers.get(zp, []) != consumers[q]:
+                raise OnnxExportError(f"per-token activations: {q} feeds a {matmul.op_type}")
+            weights = numpy_helper.to_array(inits[matmul.input[1]]).astype(np.int64)
+            w_zp = numpy_helper.to_array(inits[matmul.input[3]]).astype(np.int64)
+            matmul.input[2] = ""  # no input zero point: its share is subtracted below
+            (cast,) = consumers[matmul.output[0]]
+            (out_mul,) = consumers[cast.output[0]]  # cast * (scale * weight scale)
+            (scales,) = [producer[i] for i in out_mul.input if i != cast.output[0]]
+            (w_scale,) = [numpy_helper.to_array(inits[i]) for i in scales.input if i != scale]
+            column_sums = (weights - w_zp).sum(axis=0)
+            share = const(f"{matmul.name}/per_token/zp_weights", w_scale * column_sums)
+            out = f"{matmul.name}/per_token/output"
+            for reader in consumers.get(out_mul.output[0], []):
+                reader.input[:] = [out if i == out_mul.output[0] else i for i in reader.input]
+            m = f"{matmul.name}/per_token/"
+            after[out_mul.name] = [
+                helper.make_node("Mul", [scale_zp, share], [m + "zp_share"], name=m + "zp_share"),
+                helper.make_node("Sub", [out_mul.output[0], m + "zp_share"], [out], name=out),
+            ]
+    del graph.node[:]
+    graph.node.extend(rewritten)
 
 
 def build_onnx_model(classifier: TransformerClassifier, directory: Path, runtime: Runtime) -> Path:
