@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -221,7 +221,7 @@ def _per_token_activations(graph: onnx.GraphProto) -> None:
     rewritten: list[onnx.NodeProto] = []
     after: dict[str, list[onnx.NodeProto]] = {}  # nodes to place right after the named node
 
-    def op(kind: str, inputs: list[str], out: str, **attrs: object) -> str:
+    def op(kind: str, inputs: list[str], out: str, **attrs: Any) -> str:
         rewritten.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
         return out
 
