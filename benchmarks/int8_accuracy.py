@@ -130,6 +130,11 @@ VARIANTS: dict[str, dict] = {
     # GELU's output, whose outliers one activation scale per batch fits worst) stay fp32
     "per_tensor_outputs_fp32": {**PER_TENSOR, "op_types": ("MatMul",), "fp32_nodes": ("/output/dense/",)},
     "per_tensor_reduce_range": {**PER_TENSOR, "reduce_range": True},
+    # the layers a one-at-a-time sensitivity pass finds most sensitive: the first two blocks' feed-forward
+    "per_tensor_early_ffn_fp32": {
+        **PER_TENSOR,
+        "fp32_nodes": tuple(f"/layer.{i}/{p}/dense/" for i in (0, 1) for p in ("intermediate", "output")),
+    },
     "per_token": {"per_token": True, "op_types": None, "fp32_nodes": ()},
     "per_token_matmul": {"per_token": True, "op_types": ("MatMul",), "fp32_nodes": ()},
     "product_reduce_range": {"reduce_range": True},
