@@ -161,7 +161,8 @@ def quantize_int8(
     per_token: bool = PER_TOKEN,
     reduce_range: bool = REDUCE_RANGE,
 ) -> None:
-    """Dynamic int8 quantization of the plain export: ``MatMulInteger`` and ``DynamicQuantizeLinear``.
+    """Dynamic int8 quantization of the plain export: ``MatMulInteger`` fed by ``DynamicQuantizeLinear``, or
+    by its per-token rewrite.
 
     ``op_types`` limits the operator types quantized; nodes whose name holds one of ``fp32_nodes`` (for
     example ``/classifier/``) stay fp32. ``per_token``: each token's activations get their own scale and
