@@ -121,15 +121,27 @@ def fine_tuned(name: str, args: argparse.Namespace) -> tuple[TransformerClassifi
 
 
 #: Ways of quantizing compared: keyword arguments of ``quantize_int8`` (``product``: its defaults).
+#: Activations per tensor: one uint8 scale per batch, ONNX Runtime's ``DynamicQuantizeLinear``.
+PER_TENSOR = {"per_token": False, "op_types": None, "fp32_nodes": ()}
 VARIANTS: dict[str, dict] = {
     "product": {},
-    "all_ops": {"op_types": None, "fp32_nodes": ()},
-    "matmul": {"op_types": ("MatMul",), "fp32_nodes": ()},
-    "matmul_head_fp32": {"op_types": ("MatMul",), "fp32_nodes": ("/pooler/", "/classifier/")},
+    "per_tensor": PER_TENSOR,
+    "per_tensor_matmul": {**PER_TENSOR, "op_types": ("MatMul",)},
     # each block's output projections (attention's and the feed-forward's down-projection, which reads
     # GELU's output, whose outliers one activation scale per batch fits worst) stay fp32
-    "matmul_outputs_fp32": {"op_types": ("MatMul",), "fp32_nodes": ("/output/dense/",)},
+    "per_tensor_outputs_fp32": {**PER_TENSOR, "op_types": ("MatMul",), "fp32_nodes": ("/output/dense/",)},
+    "per_tensor_reduce_range": {**PER_TENSOR, "reduce_range": True},
+    # the layers a one-at-a-time sensitivity pass finds most sensitive: the first two blocks' feed-forward
+    "per_tensor_early_ffn_fp32": {
+        **PER_TENSOR,
+        "fp32_nodes": tuple(f"/layer.{i}/{p}/dense/" for i in (0, 1) for p in ("intermediate", "output")),
+    },
+    "per_token": {"per_token": True, "op_types": None, "fp32_nodes": ()},
+    "per_token_matmul": {"per_token": True, "op_types": ("MatMul",), "fp32_nodes": ()},
+    "product_reduce_range": {"reduce_range": True},
 }
+#: The variants ``--variants`` compares unless told.
+DEFAULT_VARIANTS = ["product", "per_tensor", "per_tensor_outputs_fp32", "per_token", "per_token_matmul"]
 
 
 def seconds(fn, repeats: int = 3) -> float:
@@ -194,7 +206,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(SHARED / "models" / "all-MiniLM-L6-v2"))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     parser.add_argument("--sst2-git", default="/work/.mirror/YJiangcm+SST-2-sentiment-analysis/repo")
     parser.add_argument("--tweeteval-git", default="/work/.mirror/cardiffnlp+tweeteval/repo")
     parser.add_argument("--train-size", type=int, default=3000)

@@ -22,12 +22,14 @@ from sentiflow import names
 from sentiflow.families.transformer import onnx_runtime
 from sentiflow.families.transformer.model import TransformerClassifier
 from sentiflow.families.transformer.onnx_runtime import (
+    FP32_NODES,
     SHIPPED_DIR,
     OnnxClassifier,
     OnnxExportError,
     build_onnx_model,
     check_agreement,
     check_portable,
+    quantize_int8,
     ship_onnx_models,
     shipped_onnx_path,
     to_runtime,
@@ -98,10 +100,15 @@ def test_a_model_trained_in_bf16_ships_an_fp32_file_a_cpu_opens(sharp, tmp_path)
 
 
 def test_int8_is_close_and_builds_once(sharp, tmp_path) -> None:
+    import onnx
+
     path = build_onnx_model(sharp, tmp_path, "onnx-int8")
     assert [p.name for p in tmp_path.iterdir()] == ["model.int8.onnx"]  # no fp32 copy, no leftovers
-    fp32_bytes = 4 * sum(p.numel() for p in sharp.model.parameters())
-    assert path.stat().st_size < fp32_bytes / 2  # the weights are stored in int8
+    graph = onnx.load(str(path)).graph
+    weights = {i.name for i in graph.initializer}
+    fp32_linear = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert all(any(part in name for part in FP32_NODES) for name in fp32_linear)  # the rest is int8
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) > len(fp32_linear)
     int8 = OnnxClassifier(sharp, path, "onnx-int8", threads=1)
     reference = sharp.predict_proba(TEXTS)
     assert np.ptp(reference[:, 0]) > 0.2  # the sharp head gives the runtimes something to disagree on
@@ -110,6 +117,58 @@ def test_int8_is_close_and_builds_once(sharp, tmp_path) -> None:
     mtime = path.stat().st_mtime_ns
     assert build_onnx_model(sharp, tmp_path, "onnx-int8") == path
     assert path.stat().st_mtime_ns == mtime  # cached: a second worker does not rebuild
+
+
+def _linear_layer(path: Path, weight: np.ndarray, bias: np.ndarray) -> None:
+    """``x @ weight + bias`` as the export writes a linear layer: ``MatMul`` on a constant, then ``Add``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "weight"], ["product"], name="/layer/dense/MatMul"),
+            helper.make_node("Add", ["bias", "product"], ["y"], name="/layer/dense/Add"),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", weight.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", weight.shape[1]])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_per_token_int8_keeps_ordinary_tokens_exact_beside_an_outlier_token(tmp_path) -> None:
+    """One token with outsized activations sets a per-tensor scale that flattens every other token; per
+    token, each keeps its own range (and its zero point: the activations here are not centred on 0)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 48)).astype(np.float32)
+    bias = rng.normal(size=48).astype(np.float32)
+    x = rng.uniform(-0.3, 1.0, size=(2, 9, 64)).astype(np.float32)
+    x[1, 4] *= 200  # the outlier token
+    _linear_layer(tmp_path / "fp32.onnx", weight, bias)
+    exact = x @ weight + bias
+    ordinary = np.ones(x.shape[:2], dtype=bool)
+    ordinary[1, 4] = False
+    errors = {}
+    for per_token in (True, False):
+        target = tmp_path / f"per_token_{per_token}.onnx"
+        quantize_int8(
+            tmp_path / "fp32.onnx", target, op_types=("MatMul",), fp32_nodes=(), per_token=per_token
+        )
+        check_portable(target)
+        for level in (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+            options = ort.SessionOptions()
+            options.graph_optimization_level = level
+            (y,) = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"]).run(
+                None, {"x": x}
+            )
+            error = np.abs(y - exact)[ordinary].max() / np.abs(exact[ordinary]).max()
+            errors[per_token] = max(errors.get(per_token, 0.0), error)
+            np.testing.assert_allclose(y[1, 4], exact[1, 4], rtol=0.05, atol=0.02 * np.abs(exact[1, 4]).max())
+    assert errors[True] < 0.02
+    assert errors[False] > 5 * errors[True]
 
 
 def test_the_int8_file_holds_only_standard_operators_and_a_fused_one_is_refused(tiny, tmp_path) -> None:
@@ -122,7 +181,7 @@ def test_the_int8_file_holds_only_standard_operators_and_a_fused_one_is_refused(
     model = onnx.load(str(path))
     assert {n.domain for n in model.graph.node} == {""}
     assert {i.domain for i in model.opset_import} == {""}  # nothing saved by an ORT session
-    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in model.graph.node}
+    assert {"MatMulInteger", "ReduceMax", "Cast"} <= {n.op_type for n in model.graph.node}  # per token
     check_portable(path)
     basic = OnnxClassifier(tiny, path, "onnx-int8", threads=1, optimization="basic")
     served = OnnxClassifier(tiny, path, "onnx-int8", threads=1)  # the server's level: fused at load

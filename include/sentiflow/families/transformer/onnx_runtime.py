@@ -2,13 +2,14 @@
 
 Why: on a CPU the model server's cost is the encoder's forward pass. ONNX Runtime's fused CPU kernels
 answer the same fp32 model faster than eager PyTorch, and dynamic int8 quantization of the linear layers
-(weights int8 per output channel, activations quantized per batch) faster still, with probabilities
+(weights int8 per output channel, activations per token as they come) faster still, with probabilities
 close to PyTorch's but not equal (``benchmarks/RESULTS.md``: ``serve_load``, ``int8_accuracy``). The registry
 version stays the source of truth: the ONNX file is derived from it and checked against the PyTorch model
 on real texts before it may serve (``check_agreement``).
 
 What the file holds: the plain export (standard ONNX operators only) or its dynamic int8 quantization
-(``MatMulInteger``, ``DynamicQuantizeLinear``: standard operators too). No graph optimization is saved in
+(``MatMulInteger`` and the ``ReduceMin``/``ReduceMax``/``Round``/``Clip``/``Cast`` that quantize each
+token's activations: standard operators too). No graph optimization is saved in
 it: ONNX Runtime documents only its basic level as hardware-independent, and a graph saved after its
 extended or layout levels, or ORT's transformer fusions (``Attention``, ``SkipLayerNormalization``, their
 ``QAttention`` once quantized), holds contrib operators and kernels chosen for the machine and execution
@@ -45,7 +46,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -54,6 +55,9 @@ from sentiflow.modeling.base import TextClassifier
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.settings.cpu_quota import threads_per_worker
 from sentiflow.settings.server import ServerSettings
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +140,17 @@ def _export_fp32(classifier: TransformerClassifier, target: Path) -> None:
 
 
 #: How the int8 file is quantized: which operator types become int8, and which nodes (by a part of their
-#: name) stay fp32. ``benchmarks/int8_accuracy.py`` measures each choice against PyTorch.
-QUANTIZED_OPS: tuple[str, ...] | None = None  # None: every type ONNX Runtime can quantize dynamically
-FP32_NODES: tuple[str, ...] = ()
+#: name) stay fp32. ``benchmarks/int8_accuracy.py`` measures each choice against PyTorch. Only the linear
+#: layers (``MatMul``): an int8 word-embedding table (``Gather``) shrinks the file but moves probabilities
+#: further. The first block's feed-forward down-projection stays fp32: it reads GELU's output, whose
+#: outliers move the answers most of any single layer, and it is one of 36.
+QUANTIZED_OPS: tuple[str, ...] | None = ("MatMul",)  # None: every type ORT can quantize dynamically
+FP32_NODES: tuple[str, ...] = ("/layer.0/output/dense/",)
+#: One activation scale per token rather than one per tensor (``_per_token_activations``).
+PER_TOKEN = True
+#: Weights over 7 bits (-64..63) rather than 8: a CPU without VNNI multiplies uint8 by int8 in pairs summed
+#: in int16, which saturates with full-range weights and activations near 255; with 7 bits it cannot.
+REDUCE_RANGE = False
 
 
 def quantize_int8(
@@ -147,11 +159,16 @@ def quantize_int8(
     *,
     op_types: tuple[str, ...] | None = QUANTIZED_OPS,
     fp32_nodes: tuple[str, ...] = FP32_NODES,
+    per_token: bool = PER_TOKEN,
+    reduce_range: bool = REDUCE_RANGE,
 ) -> None:
-    """Dynamic int8 quantization of the plain export: ``MatMulInteger`` and ``DynamicQuantizeLinear``.
+    """Dynamic int8 quantization of the plain export: ``MatMulInteger`` fed by ``DynamicQuantizeLinear``, or
+    by its per-token rewrite.
 
     ``op_types`` limits the operator types quantized; nodes whose name holds one of ``fp32_nodes`` (for
-    example ``/classifier/``) stay fp32.
+    example ``/classifier/``) stay fp32. ``per_token``: each token's activations get their own scale and
+    zero point (``_per_token_activations``) instead of one for the whole batch. ``reduce_range``:
+    weights over 7 bits (``REDUCE_RANGE``).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -167,9 +184,87 @@ def quantize_int8(
         weight_type=QuantType.QInt8,
         # one scale per output channel (per tensor, labels agree with fp32 markedly less often)
         per_channel=True,
+        reduce_range=reduce_range,
         op_types_to_quantize=list(op_types) if op_types is not None else None,
         nodes_to_exclude=excluded,
     )
+    if per_token:
+        quantized = onnx.load(str(target))
+        _per_token_activations(quantized.graph)
+        onnx.save(quantized, str(target))
+
+
+def _per_token_activations(graph: onnx.GraphProto) -> None:
+    """Rewrites each ``DynamicQuantizeLinear`` of ``quantize_dynamic``'s graph to quantize per token.
+
+    Why: one uint8 scale for a whole batch is set by its largest activation; the few tokens with outsized
+    activations (early blocks' feed-forward, for example) leave a handful of levels for every other token,
+    and the errors add up through the blocks. Per token, each row of the activation matrix is quantized
+    over its own range. Standard operators only: the row's scale and zero point come from ``ReduceMin`` /
+    ``ReduceMax``; ``MatMulInteger`` then runs without an input zero point, and the zero point's share,
+    ``scale * zero_point * (column sums of the int8 weights) * weight scale``, is subtracted after the
+    output scale (a constant per weight, so it costs one ``Mul`` and one ``Sub`` per layer).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = {init.name: init for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def const(name: str, value: np.ndarray) -> str:
+        graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+        return name
+
+    zero, levels = const("per_token/zero", np.array(0.0)), const("per_token/levels", np.array(255.0))
+    tiny = const("per_token/tiny", np.array(np.finfo(np.float32).tiny))
+    rewritten: list[onnx.NodeProto] = []
+    after: dict[str, list[onnx.NodeProto]] = {}  # nodes to place right after the named node
+
+    def op(kind: str, inputs: list[str], out: str, **attrs: Any) -> str:
+        rewritten.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
+        return out
+
+    for node in list(graph.node):
+        if node.op_type != "DynamicQuantizeLinear":
+            rewritten.append(node)
+            rewritten.extend(after.pop(node.name, []))
+            continue
+        x, (q, scale, zp) = node.input[0], node.output
+        p = f"{node.name}/per_token/"
+        lo = op("Min", [op("ReduceMin", [x], p + "min", axes=[-1], keepdims=1), zero], p + "lo")
+        hi = op("Max", [op("ReduceMax", [x], p + "max", axes=[-1], keepdims=1), zero], p + "hi")
+        op("Max", [op("Div", [op("Sub", [hi, lo], p + "span"), levels], p + "step"), tiny], scale)
+        zp_f = op("Round", [op("Div", [op("Neg", [lo], p + "neg_lo"), scale], p + "zp_raw")], p + "zp")
+        shifted = op(
+            "Add", [op("Round", [op("Div", [x, scale], p + "scaled")], p + "rounded"), zp_f], p + "shifted"
+        )
+        op("Cast", [op("Clip", [shifted, zero, levels], p + "clipped")], q, to=TensorProto.UINT8)
+        scale_zp = op("Mul", [scale, zp_f], p + "scale_zp")
+        for matmul in consumers.get(q, []):
+            if matmul.op_type != "MatMulInteger" or consumers.get(zp, []) != consumers[q]:
+                raise OnnxExportError(f"per-token activations: {q} feeds a {matmul.op_type}")
+            weights = numpy_helper.to_array(inits[matmul.input[1]]).astype(np.int64)
+            w_zp = numpy_helper.to_array(inits[matmul.input[3]]).astype(np.int64)
+            matmul.input[2] = ""  # no input zero point: its share is subtracted below
+            (cast,) = consumers[matmul.output[0]]
+            (out_mul,) = consumers[cast.output[0]]  # cast * (scale * weight scale)
+            (scales,) = [producer[i] for i in out_mul.input if i != cast.output[0]]
+            (w_scale,) = [numpy_helper.to_array(inits[i]) for i in scales.input if i != scale]
+            column_sums = (weights - w_zp).sum(axis=0)
+            share = const(f"{matmul.name}/per_token/zp_weights", w_scale * column_sums)
+            out = f"{matmul.name}/per_token/output"
+            for reader in consumers.get(out_mul.output[0], []):
+                reader.input[:] = [out if i == out_mul.output[0] else i for i in reader.input]
+            m = f"{matmul.name}/per_token/"
+            after[out_mul.name] = [
+                helper.make_node("Mul", [scale_zp, share], [m + "zp_share"], name=m + "zp_share"),
+                helper.make_node("Sub", [out_mul.output[0], m + "zp_share"], [out], name=out),
+            ]
+    del graph.node[:]
+    graph.node.extend(rewritten)
 
 
 def build_onnx_model(classifier: TransformerClassifier, directory: Path, runtime: Runtime) -> Path:
