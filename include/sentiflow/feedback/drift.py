@@ -26,7 +26,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,9 @@ from sentiflow.names import (
 )
 from sentiflow.settings.components import AlertSettings, DriftSettings
 from sentiflow.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 logger = logging.getLogger("sentiflow.drift")
 
@@ -264,7 +267,7 @@ def log_drift_to_mlflow(
     result: DriftResult,
     *,
     mlflow_run_id: str | None = None,
-    client: Any = None,
+    client: MlflowClient | None = None,
     settings: Any = None,
     store: ObjectStore | None = None,
 ) -> str:
