@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from sentiflow.settings.components import MLflowSettings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from sentiflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def validation_rows(
-    store: Any, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
+    store: ObjectStore, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """This run's validation texts and label ids (subset as training subsets them, with ``seed``, by default
     the trainer's: the same loader, ``train.data.load_split``) and the label names. The texts are a list:
@@ -119,7 +121,7 @@ class ValidationRows:
     seed: int
 
 
-def challenger_rows(client: MlflowClient, store: Any, best: Candidate) -> ValidationRows | str:
+def challenger_rows(client: MlflowClient, store: ObjectStore, best: Candidate) -> ValidationRows | str:
     """The validation rows of the challenger's run, or why there are none (a note for the reason)."""
     run = client.get_run(best.run_id)
     manifest_uri = run.data.tags.get(TAG_DATASET_MANIFEST)
@@ -140,7 +142,7 @@ def answers(name: str, scored: ScoredModel) -> Answers:
 
 def gather_evidence(
     client: MlflowClient,
-    store: Any,
+    store: ObjectStore,
     best: Candidate,
     champion: Candidate | None,
     metric: str,
@@ -232,7 +234,7 @@ def _on_rows(
 def decide(
     client: MlflowClient,
     settings: MLflowSettings,
-    store: Any,
+    store: ObjectStore,
     candidates: list[Candidate],
     policy: GatePolicy,
     *,

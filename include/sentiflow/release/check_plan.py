@@ -28,6 +28,8 @@ from sentiflow.release.checks import (
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from sentiflow.storage import ObjectStore
+
 
 class CheckParams(BaseModel):
     """The inference check's parameters: the trigger form's *Inference check* section is generated from it."""
@@ -80,7 +82,7 @@ class CheckPlan:
 
 
 def plan_check(
-    store: Any, client: MlflowClient, run_id: str | None, params: CheckParams, *, seed: int
+    store: ObjectStore, client: MlflowClient, run_id: str | None, params: CheckParams, *, seed: int
 ) -> CheckPlan:
     """Sampled cases (``seed``) from the run's test snapshot + the trigger's cases; the required accuracy."""
     from sentiflow.data.snapshot import SnapshotError, iter_frames, read_manifest

@@ -21,6 +21,8 @@ from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from sentiflow.storage import ObjectStore, S3Uri
+
 #: Unambiguous movie reviews (positive/negative): examples of user cases for a binary sentiment model.
 DEFAULT_CHECK_CASES: list[dict[str, str]] = [
     {
@@ -230,8 +232,8 @@ REPORT_ARTIFACT_PATH = "inference_check"
 def publish_report(
     report: CheckReport,
     *,
-    store: Any,
-    prefix: Any,
+    store: ObjectStore,
+    prefix: S3Uri,
     client: MlflowClient,
     run_id: str | None,
     extra: Mapping[str, Any],
