@@ -54,7 +54,7 @@ from sentiflow.names import (
     LABEL_COLUMN,
     TEXT_COLUMN,
 )
-from sentiflow.settings.components import AlertSettings, DriftSettings
+from sentiflow.settings.components import AlertSettings, DriftSettings, MLflowSettings
 from sentiflow.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -268,7 +268,7 @@ def log_drift_to_mlflow(
     *,
     mlflow_run_id: str | None = None,
     client: MlflowClient | None = None,
-    settings: Any = None,
+    settings: MLflowSettings | None = None,
     store: ObjectStore | None = None,
 ) -> str:
     """Log drift metrics and the HTML report to MLflow (default: a new run in the pipeline's experiment).
@@ -280,8 +280,6 @@ def log_drift_to_mlflow(
     from pathlib import Path
 
     import mlflow
-
-    from sentiflow.settings.components import MLflowSettings
 
     settings = settings or MLflowSettings()
     client = client or mlflow.MlflowClient()
