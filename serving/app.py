@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
 from sentiflow.settings.components import MLflowSettings
@@ -44,7 +44,7 @@ def _instrument(app: Flask) -> None:
         g.sentiflow_t0 = time.perf_counter()
 
     @app.after_request
-    def _observe(response):
+    def _observe(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         t0 = g.get("sentiflow_t0")
         if t0 is not None:
@@ -65,7 +65,7 @@ def _drain_unread_body(app: Flask) -> None:
     """
 
     @app.after_request
-    def _drain(response):
+    def _drain(response: Response) -> Response:
         length = request.content_length or 0
         if 0 < length <= (app.config["MAX_CONTENT_LENGTH"] or 0):
             try:
@@ -124,7 +124,7 @@ def _rate_limit(app: Flask, settings: ServerSettings) -> None:
         app.view_functions[endpoint] = limit(app.view_functions[endpoint])
 
     @app.after_request
-    def _retry_after(response):
+    def _retry_after(response: Response) -> Response:
         """A 429 says when the client's window resets (Flask-Limiter's own headers would also go on every
         200)."""
         current = limiter.current_limit

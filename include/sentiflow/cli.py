@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from sentiflow.names import DEFAULT_SEED
 from sentiflow.settings.components import PipelineDefaults
 
+if TYPE_CHECKING:
+    from sentiflow.storage import ObjectStore
 
-def _print_manifest(store, manifest_uri: str) -> None:
+
+def _print_manifest(store: ObjectStore, manifest_uri: str) -> None:
     from sentiflow.data.snapshot import read_manifest
 
     manifest = read_manifest(store, manifest_uri)

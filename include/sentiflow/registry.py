@@ -15,10 +15,14 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiflow.names import TAG_GATE_PREFIX, TAG_MODEL_FAMILY, TAG_ROLLED_BACK, lower_is_better
 from sentiflow.settings.components import MLflowSettings
+
+if TYPE_CHECKING:  # mlflow ships its types (``py.typed``); importing it at runtime costs seconds
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ def decision_from_tags(tags: Mapping[str, str]) -> dict[str, str] | None:
 __all__ = ["TAG_ROLLED_BACK"]  # re-exported: the tag written when a version is rolled back
 
 
-def mlflow_client(settings: MLflowSettings | None = None) -> Any:
+def mlflow_client(settings: MLflowSettings | None = None) -> MlflowClient:
     """A client as ``settings.username`` when set (an Airflow connection's login), else as the process."""
     from mlflow import MlflowClient
 
@@ -121,26 +125,31 @@ def is_not_found(exc: Exception) -> bool:
     return code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
 
 
-def _candidate(client: Any, model_version: Any) -> Candidate:
-    run = client.get_run(model_version.run_id)
+def _candidate(client: MlflowClient, model_version: ModelVersion) -> Candidate:
+    run_id = model_version.run_id
+    if not run_id:
+        raise SelectionError(f"version {model_version.version} of {model_version.name!r} has no run to read")
+    run = client.get_run(run_id)
     return Candidate(
         version=str(model_version.version),
-        run_id=model_version.run_id,
+        run_id=run_id,
         metrics=dict(run.data.metrics),
         family=run.data.tags.get(TAG_MODEL_FAMILY),
     )
 
 
-def candidates_for_versions(client: Any, model_name: str, versions: Iterable[str]) -> list[Candidate]:
+def candidates_for_versions(
+    client: MlflowClient, model_name: str, versions: Iterable[str]
+) -> list[Candidate]:
     return [_candidate(client, client.get_model_version(model_name, str(v))) for v in dict.fromkeys(versions)]
 
 
-def rolled_back(model_version: Any) -> bool:
+def rolled_back(model_version: ModelVersion) -> bool:
     """A release of this version failed and was rolled back (``TAG_ROLLED_BACK``)."""
-    return TAG_ROLLED_BACK in (getattr(model_version, "tags", None) or {})
+    return TAG_ROLLED_BACK in model_version.tags
 
 
-def all_candidates(client: Any, model_name: str) -> list[Candidate]:
+def all_candidates(client: MlflowClient, model_name: str) -> list[Candidate]:
     """Every version of the registered model (``selection_scope=all_versions``), except rolled-back ones.
 
     A version whose release failed is never chosen again on its own; a user who names it
@@ -153,7 +162,7 @@ def all_candidates(client: Any, model_name: str) -> list[Candidate]:
     return [_candidate(client, v) for v in kept]
 
 
-def version_for_alias(client: Any, settings: MLflowSettings, alias: str) -> str | None:
+def version_for_alias(client: MlflowClient, settings: MLflowSettings, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(settings.registered_model_name, alias).version)
     except Exception as exc:  # MlflowException: no such alias, or no such registered model yet
@@ -162,7 +171,7 @@ def version_for_alias(client: Any, settings: MLflowSettings, alias: str) -> str 
         raise
 
 
-def alias_versions(client: Any, settings: MLflowSettings) -> dict[str, str]:
+def alias_versions(client: MlflowClient, settings: MLflowSettings) -> dict[str, str]:
     """Every alias of the registered model and the version it names, in one registry request; empty when
     the model does not exist. ``RegistryUnavailableError`` on any other failure."""
     name = settings.registered_model_name
@@ -177,7 +186,7 @@ def alias_versions(client: Any, settings: MLflowSettings) -> dict[str, str]:
     return {str(alias): str(version) for alias, version in (model.aliases or {}).items()}
 
 
-def champion(client: Any, settings: MLflowSettings) -> Candidate | None:
+def champion(client: MlflowClient, settings: MLflowSettings) -> Candidate | None:
     """The current champion with its run's metrics, or None before the first promotion."""
     version = version_for_alias(client, settings, settings.champion_alias)
     if version is None:
@@ -209,7 +218,7 @@ class PriorAliases:
         )
 
 
-def current_aliases(client: Any, settings: MLflowSettings, candidate: str) -> PriorAliases:
+def current_aliases(client: MlflowClient, settings: MLflowSettings, candidate: str) -> PriorAliases:
     """The aliases now, as the starting point of promoting ``candidate``."""
     return PriorAliases(
         candidate=str(candidate),
@@ -218,7 +227,7 @@ def current_aliases(client: Any, settings: MLflowSettings, candidate: str) -> Pr
     )
 
 
-def set_alias(client: Any, settings: MLflowSettings, alias: str, version: str | None) -> None:
+def set_alias(client: MlflowClient, settings: MLflowSettings, alias: str, version: str | None) -> None:
     """Point ``alias`` at ``version``; ``None`` removes the alias (when it exists)."""
     name = settings.registered_model_name
     if version is None:
@@ -228,7 +237,7 @@ def set_alias(client: Any, settings: MLflowSettings, alias: str, version: str | 
         client.set_registered_model_alias(name, alias, str(version))
 
 
-def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases:
+def promote(client: MlflowClient, settings: MLflowSettings, version: str) -> PriorAliases:
     """Make ``version`` the champion; the old champion becomes ``previous`` (the rollback target).
 
     Returns the aliases from before, which ``restore_aliases`` puts back if the release fails.
@@ -246,13 +255,15 @@ def promote(client: Any, settings: MLflowSettings, version: str) -> PriorAliases
     return prior
 
 
-def put_back(client: Any, settings: MLflowSettings, prior: PriorAliases) -> None:
+def put_back(client: MlflowClient, settings: MLflowSettings, prior: PriorAliases) -> None:
     """``champion`` and ``previous`` exactly where ``prior`` recorded them (no tags, no checks)."""
     set_alias(client, settings, settings.champion_alias, prior.champion)
     set_alias(client, settings, settings.previous_alias, prior.previous)
 
 
-def restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases, reason: str) -> str | None:
+def restore_aliases(
+    client: MlflowClient, settings: MLflowSettings, prior: PriorAliases, reason: str
+) -> str | None:
     """Undo the promotion of ``prior.candidate``, which failed: tag it with the reason, put ``champion`` and
     ``previous`` back exactly where ``prior`` recorded them (``champion`` removed when the first champion
     failed, so nothing claims to be a good model).
@@ -274,8 +285,8 @@ def restore_aliases(client: Any, settings: MLflowSettings, prior: PriorAliases, 
 
 # --- reading versions (the server and its web page) --------------------------------------------------------
 def get_version(
-    client: Any, settings: MLflowSettings, *, version: str | None = None, alias: str | None = None
-) -> Any:
+    client: MlflowClient, settings: MLflowSettings, *, version: str | None = None, alias: str | None = None
+) -> ModelVersion:
     """The registry's ``ModelVersion`` for a version number or an alias, with errors that name the registry.
 
     ``ModelNotFoundError`` when there is no such version or alias, ``RegistryUnavailableError`` otherwise.
@@ -295,7 +306,9 @@ def get_version(
         raise RegistryUnavailableError(f"cannot read {where}: {exc}") from exc
 
 
-def run_metrics(client: Any, run_id: str | None, keys: Iterable[str] | None = None) -> dict[str, float]:
+def run_metrics(
+    client: MlflowClient, run_id: str | None, keys: Iterable[str] | None = None
+) -> dict[str, float]:
     """The metrics of a version's run (only ``keys`` when given); empty when the run cannot be read."""
     if not run_id:
         return {}
@@ -308,7 +321,7 @@ def run_metrics(client: Any, run_id: str | None, keys: Iterable[str] | None = No
     return {k: float(v) for k, v in data.metrics.items() if wanted is None or k in wanted}
 
 
-def version_rows(client: Any, model_name: str, *, max_results: int = 200) -> list[dict[str, Any]]:
+def version_rows(client: MlflowClient, model_name: str, *, max_results: int = 200) -> list[dict[str, Any]]:
     """Every version (newest first) with its run's metrics, family, dataset source and snapshot, the gate's
     decision (``gate.*`` tags), date and aliases.
 
@@ -335,7 +348,7 @@ def version_rows(client: Any, model_name: str, *, max_results: int = 200) -> lis
                 run_tags = dict(run.data.tags)
             except Exception:
                 log.warning("could not read run %s of version %s", mv.run_id, mv.version, exc_info=True)
-        version_tags = dict(mv.tags or {})
+        version_tags = mv.tags
         created = mv.creation_timestamp
         rows.append(
             {
@@ -348,7 +361,7 @@ def version_rows(client: Any, model_name: str, *, max_results: int = 200) -> lis
                 "created_at": None
                 if created is None
                 else datetime.fromtimestamp(created / 1000, UTC).isoformat(),
-                "aliases": list(mv.aliases or []),
+                "aliases": list(mv.aliases),
                 "metrics": metrics,
             }
         )

@@ -9,9 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ModelServerError(RuntimeError):
@@ -300,7 +303,9 @@ class ModelServerClient:
             params["since_review"] = since_review
         return self._request("GET", "/feedback/export", admin=True, params=params).content
 
-    def feedback_frame(self, *, since_id: int = 0, status: str = "all", since_review: int | None = None):
+    def feedback_frame(
+        self, *, since_id: int = 0, status: str = "all", since_review: int | None = None
+    ) -> pd.DataFrame:
         """The export as a pandas frame (parquet keeps types)."""
         import io
 

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
+from flask.typing import ResponseReturnValue
 
 from sentiflow import names
 from serving.extension import ServerExtension, server
@@ -44,7 +45,7 @@ bp = Blueprint("admin", __name__)
     },
 )
 @require_admin
-def deploy():
+def deploy() -> ResponseReturnValue:
     """Ask Airflow for a release run (gate → promote → deploy → check); the server itself moves nothing.
 
     202 with the run; ``?wait=true`` answers once the run ended: 200 on success, 422 with the failed tasks.
@@ -76,7 +77,7 @@ def deploy():
     },
 )
 @require_admin
-def deploy_status():
+def deploy_status() -> ResponseReturnValue:
     """The run as Airflow has it now: 202 while queued or running, 200 on success, 422 when it failed."""
     run_id = parse_query(DeployStatusQuery).id
     with _airflow_errors():
@@ -119,7 +120,7 @@ def _airflow_errors() -> Iterator[None]:
     summary="The live replicas: what each serves and its workers (with the admin token: hosts, load errors)",
     responses={200: [ReplicasResponse, ReplicasDetail]},
 )
-def replicas():
+def replicas() -> ResponseReturnValue:
     """The live replicas (seen within ``replica_ttl_s``): what each serves and its workers' states; the
     admin token adds each replica's host, load errors and registry errors."""
     return jsonify(dump(ReplicasDetail if is_admin() else ReplicasResponse, replicas_json(server())))

@@ -6,6 +6,7 @@ import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from sentiflow.modeling.base import probabilities_to_predictions
 from serving import metrics
@@ -67,13 +68,13 @@ def unready_reason(ext: ServerExtension) -> str:
 
 @bp.get("/health")
 @document(summary="Liveness: the process answers", responses={200: Health})
-def health():
+def health() -> ResponseReturnValue:
     return jsonify(status="ok")
 
 
 @bp.get("/ready")
 @document(summary="Readiness: a model is loaded", responses={200: Readiness, 503: Readiness})
-def ready():
+def ready() -> ResponseReturnValue:
     manager = server().manager
     model = manager.current
     if model is None:
@@ -83,7 +84,7 @@ def ready():
 
 @bp.get("/model")
 @document(summary="The model this worker serves", responses={200: ModelInfo, 503: ErrorBody})
-def model():
+def model() -> ResponseReturnValue:
     ext = server()
     current = ext.manager.current
     if current is None:
@@ -138,7 +139,7 @@ def _feedback_link(text: str) -> dict[str, object]:
         503: ErrorBody,
     },
 )
-def predict():
+def predict() -> ResponseReturnValue:
     ext = server()
     settings = ext.settings
     body = parse_body(PredictRequest)
@@ -212,7 +213,7 @@ def predict():
         429: ErrorBody,
     },
 )
-def post_feedback():
+def post_feedback() -> ResponseReturnValue:
     ext = server()
     body = parse_body(FeedbackRequest)
     if not body.text.strip():
@@ -277,14 +278,14 @@ def check_feedback_labels(body: FeedbackRequest, signed: SignedPrediction) -> No
     responses={200: (("text/plain",), "Prometheus text format"), 401: ErrorBody},
 )
 @require_metrics
-def prometheus():
+def prometheus() -> ResponseReturnValue:
     payload, content_type = metrics.exposition()
     return Response(payload, content_type=content_type)
 
 
 @bp.get("/openapi.json")
 @document(summary="This document", responses={200: (("application/json",), "OpenAPI 3.1 document")})
-def openapi_document():
+def openapi_document() -> ResponseReturnValue:
     """Generated from the registered routes and their models once per app (``serving.http.openapi``)."""
     spec = current_app.extensions.get("sentiflow_openapi")
     if spec is None:

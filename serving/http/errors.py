@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def _slug(status: int) -> str:
     return HTTP_STATUS_CODES.get(status, "error").lower().replace(" ", "_")
 
 
-def error_response(status: int, message: str, error: str | None = None, **extra: Any):
+def error_response(status: int, message: str, error: str | None = None, **extra: Any) -> tuple[Response, int]:
     body = {"error": error or _slug(status), "message": message, "status": status, **extra}
     return jsonify(body), status
 
@@ -65,12 +66,12 @@ def request_id() -> str:
 
 def register_error_handlers(app: Flask) -> None:
     @app.after_request
-    def _echo_request_id(response):
+    def _echo_request_id(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id()
         return response
 
     @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
+    def _api_error(exc: ApiError) -> ResponseReturnValue:
         extra = dict(exc.extra)
         if exc.status >= 500 and exc.__cause__ is not None:
             extra["request_id"] = request_id()
@@ -80,7 +81,7 @@ def register_error_handlers(app: Flask) -> None:
         return response, status
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
         status = exc.code or 500
         message = exc.description or exc.name
         if status == 413:
@@ -98,7 +99,7 @@ def register_error_handlers(app: Flask) -> None:
         return response, code
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
         # The exception's text may quote the request or internals: it goes to the log, the client gets an
         # id to quote to the operator.
         rid = request_id()

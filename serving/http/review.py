@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from serving.extension import server
 from serving.http.auth import require_reviewer
@@ -77,7 +78,7 @@ def _check_label(label: str | None) -> None:
     responses={200: FeedbackPage, 400: ErrorBody, 401: ErrorBody},
 )
 @require_reviewer
-def review_queue():
+def review_queue() -> ResponseReturnValue:
     query = parse_query(ReviewListQuery)
     where = _filter(query)
     store = server().feedback
@@ -99,7 +100,7 @@ def review_queue():
     },
 )
 @require_reviewer
-def review_one(row_id: int):
+def review_one(row_id: int) -> ResponseReturnValue:
     body = parse_body(ReviewRequest)
     store = server().feedback
     if store.get(row_id) is None:
@@ -119,7 +120,7 @@ def review_one(row_id: int):
     responses={200: ReviewDecisionOut, 400: ErrorBody, 401: ErrorBody, 415: ErrorBody, 422: ErrorBody},
 )
 @require_reviewer
-def review_bulk():
+def review_bulk() -> ResponseReturnValue:
     body = parse_body(BulkReviewRequest)
     _check_label(body.label)
     review_id, changed = server().feedback.decide(
@@ -142,7 +143,7 @@ def review_bulk():
     },
 )
 @require_reviewer
-def feedback_export():
+def feedback_export() -> ResponseReturnValue:
     query = parse_query(ExportQuery)
     fmt = query.format
     payload = server().feedback.export(
@@ -203,7 +204,7 @@ def _import_lines() -> list[dict[str, Any]]:
     responses={200: ImportResult, 400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody},
 )
 @require_reviewer
-def feedback_import():
+def feedback_import() -> ResponseReturnValue:
     reviewer = parse_query(ImportQuery).reviewer
     lines = _import_lines()
     outcomes = server().feedback.import_decisions(lines, reviewer=reviewer)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from sentiflow import names
 from sentiflow.names import lower_is_better
@@ -69,13 +70,13 @@ def _public_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/")
-def root():
+def root() -> ResponseReturnValue:
     """The bare server URL is where a person lands: send them to the page."""
     return redirect(url_for("ui.page"))
 
 
 @bp.get("/ui/")
-def page():
+def page() -> ResponseReturnValue:
     settings = server().settings
     return render_template(
         "ui/index.html",
@@ -111,7 +112,7 @@ def _registry_unavailable(what: str) -> ApiError:
 
 
 @bp.get("/ui/api/models")
-def models():
+def models() -> ResponseReturnValue:
     # Registered models, the served one first (one Airflow may keep several: ``registered_model_name``).
     registry = server().registry
     served = registry.name
@@ -123,7 +124,7 @@ def models():
 
 
 @bp.get("/ui/api/versions")
-def versions():
+def versions() -> ResponseReturnValue:
     metric = request.args.get("metric") or RANKING_METRICS[0]
     if metric not in RANKING_METRICS:
         raise ApiError(
@@ -177,7 +178,7 @@ def versions():
 
 # --- feedback ---------------------------------------------------------------------------------------
 @bp.get("/ui/api/feedback/daily")
-def feedback_daily():
+def feedback_daily() -> ResponseReturnValue:
     """Counts per UTC day, grouped in SQL (``date()`` exists in SQLite and Postgres), zero-filled."""
     days = parse_query(DailyFeedbackQuery).days
     today = datetime.now(UTC).date()

@@ -8,7 +8,7 @@ uses the shared registry module (``sentiflow.registry``) and counts each call in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiflow import names, registry
 from sentiflow.families.catalogue import serving_runtime as family_runtime
@@ -18,6 +18,10 @@ from sentiflow.settings.server import ServerSettings
 from serving import metrics
 from serving.model.downloads import ModelDownloads
 from serving.model.loaded import LoadedModel, now_iso
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 __all__ = ["ModelNotFoundError", "RegistryReader", "RegistryUnavailableError"]
 
@@ -55,7 +59,7 @@ class RegistryReader:
     def tracking_uri(self) -> str:
         return self.settings.tracking_uri
 
-    def client(self) -> Any:
+    def client(self) -> MlflowClient:
         """The server's own identity: it reads the alias and downloads artifacts, nothing else."""
         return registry.mlflow_client(self.settings)
 
@@ -64,7 +68,7 @@ class RegistryReader:
         metrics.REGISTRY_REQUESTS.labels(call=call).inc()
 
     # --- reading ---------------------------------------------------------------------------------------
-    def resolve(self, *, version: str | None = None, alias: str | None = None) -> Any:
+    def resolve(self, *, version: str | None = None, alias: str | None = None) -> ModelVersion:
         """The registry's ``ModelVersion`` for a version or an alias (errors name the registry)."""
         self._count("alias" if alias is not None else "version")
         return registry.get_version(self.client(), self.settings, version=version, alias=alias)
@@ -95,7 +99,7 @@ class RegistryReader:
             f"version {version} is not loaded: no public key configured to verify its approval"
         )
 
-    def approval(self, mv: Any) -> str | None:
+    def approval(self, mv: ModelVersion) -> str | None:
         """Why ``mv`` may be served: its signed approval, the newest of the model
         (``sentiflow.security.approval``);
         ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
@@ -142,7 +146,7 @@ class RegistryReader:
         only for staging, never for serving (``ModelManager.swap_in`` checks ``approval_of`` first)."""
         return self._materialize(self.resolve(version=version))
 
-    def _materialize(self, mv: Any) -> LoadedModel:
+    def _materialize(self, mv: ModelVersion) -> LoadedModel:
         from sentiflow.security.signing import load_for_serving, version_model_id
 
         uri = f"models:/{self.name}/{mv.version}"

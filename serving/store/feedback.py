@@ -21,9 +21,12 @@ import io
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from serving.store.db import MAX_ROW_ID, Database, alert_state_table, feedback_reviews_table, feedback_table
 
@@ -453,7 +456,7 @@ class FeedbackStore:
         limit: int | None = None,
         where: ReviewFilter | None = None,
         since_review: int | None = None,
-    ):
+    ) -> pd.DataFrame:
         """Rows with ``id > since_id`` (and those ``where`` covers) as a pandas frame with ``COLUMNS``: in
         insertion order, or in decision order with ``since_review`` (decisions after that review id)."""
         import pandas as pd

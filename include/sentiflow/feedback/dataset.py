@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -51,6 +51,9 @@ from sentiflow.names import (
 )
 from sentiflow.settings.components import DataSettings
 from sentiflow.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 REQUIRED_COLUMNS = ("text", "predicted_label", "correct")
 OPTIONAL_COLUMNS = (
@@ -338,7 +341,9 @@ def feedback_lineage(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def log_feedback_lineage(mlflow_run_id: str, manifest: Manifest, *, client: Any = None) -> dict[str, Any]:
+def log_feedback_lineage(
+    mlflow_run_id: str, manifest: Manifest, *, client: MlflowClient | None = None
+) -> dict[str, Any]:
     """Record the feedback counts and snapshot URI on an MLflow run (finished runs accept this too).
 
     ``client``: an ``MlflowClient`` for a tracking server other than the environment's (the DAG's comes

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -54,8 +54,11 @@ from sentiflow.names import (
     LABEL_COLUMN,
     TEXT_COLUMN,
 )
-from sentiflow.settings.components import AlertSettings, DriftSettings
+from sentiflow.settings.components import AlertSettings, DriftSettings, MLflowSettings
 from sentiflow.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 logger = logging.getLogger("sentiflow.drift")
 
@@ -264,8 +267,8 @@ def log_drift_to_mlflow(
     result: DriftResult,
     *,
     mlflow_run_id: str | None = None,
-    client: Any = None,
-    settings: Any = None,
+    client: MlflowClient | None = None,
+    settings: MLflowSettings | None = None,
     store: ObjectStore | None = None,
 ) -> str:
     """Log drift metrics and the HTML report to MLflow (default: a new run in the pipeline's experiment).
@@ -277,8 +280,6 @@ def log_drift_to_mlflow(
     from pathlib import Path
 
     import mlflow
-
-    from sentiflow.settings.components import MLflowSettings
 
     settings = settings or MLflowSettings()
     client = client or mlflow.MlflowClient()

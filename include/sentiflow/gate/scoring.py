@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +26,11 @@ from sentiflow.gate.policy import GatePolicy
 from sentiflow.names import DEFAULT_SEED, EVAL_SUBSET_SIZE, SEED, TAG_DATASET_MANIFEST
 from sentiflow.registry import Candidate, pick_best
 from sentiflow.settings.components import MLflowSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from sentiflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def validation_rows(
-    store: Any, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
+    store: ObjectStore, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """This run's validation texts and label ids (subset as training subsets them, with ``seed``, by default
     the trainer's: the same loader, ``train.data.load_split``) and the label names. The texts are a list:
@@ -71,7 +76,7 @@ class ScoredModel:
     probs: np.ndarray
 
 
-def score_model(client: Any, model_uri: str, texts: list[str]) -> ScoredModel:
+def score_model(client: MlflowClient, model_uri: str, texts: list[str]) -> ScoredModel:
     """Probabilities per label (the model's own label order) through the logged pyfunc's ``predict``.
 
     ``model_uri`` is ``models:/<name>/<version>``, loaded as a replica loads it (``signing.load_for_serving``,
@@ -100,7 +105,7 @@ def aligned(scored: ScoredModel, label_names: Sequence[str]) -> np.ndarray | Non
     return scored.probs[:, [scored.label_names.index(name) for name in label_names]]
 
 
-Scorer = Callable[[Any, str, list[str]], ScoredModel]
+Scorer = Callable[["MlflowClient", str, list[str]], ScoredModel]
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ class ValidationRows:
     seed: int
 
 
-def challenger_rows(client: Any, store: Any, best: Candidate) -> ValidationRows | str:
+def challenger_rows(client: MlflowClient, store: ObjectStore, best: Candidate) -> ValidationRows | str:
     """The validation rows of the challenger's run, or why there are none (a note for the reason)."""
     run = client.get_run(best.run_id)
     manifest_uri = run.data.tags.get(TAG_DATASET_MANIFEST)
@@ -134,8 +139,8 @@ def answers(name: str, scored: ScoredModel) -> Answers:
 
 
 def gather_evidence(
-    client: Any,
-    store: Any,
+    client: MlflowClient,
+    store: ObjectStore,
     best: Candidate,
     champion: Candidate | None,
     metric: str,
@@ -225,9 +230,9 @@ def _on_rows(
 
 
 def decide(
-    client: Any,
+    client: MlflowClient,
     settings: MLflowSettings,
-    store: Any,
+    store: ObjectStore,
     candidates: list[Candidate],
     policy: GatePolicy,
     *,
@@ -255,7 +260,7 @@ def decide(
     return decision
 
 
-def tag_decision(client: Any, run_id: str, decision: Decision) -> None:
+def tag_decision(client: MlflowClient, run_id: str, decision: Decision) -> None:
     """``gate.<field>`` tags on the challenger's run: the decision stays with the model it was about."""
     for key, text in decision.tags().items():
         client.set_tag(run_id, key, text)

@@ -67,7 +67,7 @@ class SentimentPyfunc(PythonModel):
         self.classifier = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
 
     # No type hints on purpose: MLflow would derive a signature from them; the logged one is explicit.
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         texts = _texts(model_input)
         return predictions_frame(self.classifier.predict(texts), self.classifier.label_names)
 

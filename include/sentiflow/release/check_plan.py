@@ -8,7 +8,7 @@ own cases (``check_texts`` or ``check_csv_uri``) are added to the sampled ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,11 @@ from sentiflow.release.checks import (
     sample_cases_from,
     user_cases,
 )
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from sentiflow.storage import ObjectStore
 
 
 class CheckParams(BaseModel):
@@ -76,7 +81,9 @@ class CheckPlan:
     sampled: int
 
 
-def plan_check(store: Any, client: Any, run_id: str | None, params: CheckParams, *, seed: int) -> CheckPlan:
+def plan_check(
+    store: ObjectStore, client: MlflowClient, run_id: str | None, params: CheckParams, *, seed: int
+) -> CheckPlan:
     """Sampled cases (``seed``) from the run's test snapshot + the trigger's cases; the required accuracy."""
     from sentiflow.data.snapshot import SnapshotError, iter_frames, read_manifest
 

@@ -12,11 +12,16 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sentiflow.names import LABEL_COLUMN, TEXT_COLUMN
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from sentiflow.storage import ObjectStore, S3Uri
 
 #: Unambiguous movie reviews (positive/negative): examples of user cases for a binary sentiment model.
 DEFAULT_CHECK_CASES: list[dict[str, str]] = [
@@ -225,7 +230,13 @@ REPORT_ARTIFACT_PATH = "inference_check"
 
 
 def publish_report(
-    report: CheckReport, *, store: Any, prefix: Any, client: Any, run_id: str | None, extra: Mapping[str, Any]
+    report: CheckReport,
+    *,
+    store: ObjectStore,
+    prefix: S3Uri,
+    client: MlflowClient,
+    run_id: str | None,
+    extra: Mapping[str, Any],
 ) -> dict[str, Any]:
     """``predictions.csv`` and ``summary.json`` under ``prefix`` in S3, and both on the checked version's
     MLflow run (when it has one); returns the summary with ``report_uri``.

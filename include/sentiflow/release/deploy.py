@@ -43,7 +43,7 @@ def model_not_served_here(name: str, served_name: str | None = None) -> str | No
     )
 
 
-def deploy_version(client: Any, version: str, *, timeout_s: float) -> dict[str, Any]:
+def deploy_version(client: ModelServerClient, version: str, *, timeout_s: float) -> dict[str, Any]:
     """Wait until every live replica serves ``version`` (the alias already names it); return ``/replicas``.
 
     ``DeployError`` when a replica reports a failed load of it or ``timeout_s`` passes; the caller rolls back.
@@ -56,7 +56,7 @@ def deploy_version(client: Any, version: str, *, timeout_s: float) -> dict[str, 
 
 
 def version_predict(
-    client: Any, version: str, *, attempts: int = 20, pause_s: float = 0.5
+    client: ModelServerClient, version: str, *, attempts: int = 20, pause_s: float = 0.5
 ) -> Callable[[list[str]], Any]:
     """``client.predict`` that counts only answers naming ``version``.
 

@@ -23,12 +23,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sentiflow import registry
 from sentiflow.names import TAG_RELEASE_FAILURE, TAG_RELEASE_PRIOR_ALIASES, TAG_ROLLED_BACK
 from sentiflow.registry import PriorAliases
 from sentiflow.settings.components import MLflowSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from sentiflow.serving_client import ModelServerClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +55,7 @@ class CheckFailedError(RuntimeError):
     """The inference check ran and the model failed it (accuracy, or another version answered)."""
 
 
-def pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
+def pending(client: MlflowClient, settings: MLflowSettings) -> PriorAliases | None:
     """The starting point a release in progress recorded, or None (none recorded, or no such model yet).
 
     Only the registry's own "not found" reads as "nothing recorded"; any other failure (MLflow down, an
@@ -71,7 +76,7 @@ def pending(client: Any, settings: MLflowSettings) -> PriorAliases | None:
 
 
 def _sign(
-    client: Any,
+    client: MlflowClient,
     settings: MLflowSettings,
     version: str,
     *,
@@ -101,7 +106,14 @@ def _sign(
     )
 
 
-def stage(client: Any, settings: MLflowSettings, server: Any, version: str, *, timeout_s: float) -> bool:
+def stage(
+    client: MlflowClient,
+    settings: MLflowSettings,
+    server: ModelServerClient,
+    version: str,
+    *,
+    timeout_s: float,
+) -> bool:
     """``candidate`` → ``version``, then wait until every live replica holds it staged (``/replicas``).
 
     True when they all do. ``StagingError`` as soon as one reports a failed staging (the version's signature
@@ -126,7 +138,7 @@ def stage(client: Any, settings: MLflowSettings, server: Any, version: str, *, t
 
 
 def promote(
-    client: Any,
+    client: MlflowClient,
     settings: MLflowSettings,
     version: str,
     *,
@@ -163,7 +175,7 @@ def promote(
     return prior
 
 
-def finish(client: Any, settings: MLflowSettings) -> None:
+def finish(client: MlflowClient, settings: MLflowSettings) -> None:
     """The release is over (its check passed, or it was rolled back): forget the recorded starting point and
     the candidate alias, so no replica keeps a staged copy of a version nobody is about to promote."""
     client.delete_registered_model_tag(settings.registered_model_name, TAG_RELEASE_PRIOR_ALIASES)
@@ -183,12 +195,12 @@ def _retrying(what: str, fn: Callable[[], T], attempts: int, backoff_s: float) -
 
 
 def roll_back(
-    client: Any,
+    client: MlflowClient,
     settings: MLflowSettings,
     prior: PriorAliases,
     reason: str,
     *,
-    server: Any | None = None,
+    server: ModelServerClient | None = None,
     timeout_s: float = 600.0,
     run_id: str | None = None,
     attempts: int = ROLLBACK_ATTEMPTS,
@@ -252,13 +264,13 @@ def roll_back(
 
 
 def guarded(
-    client: Any,
+    client: MlflowClient,
     settings: MLflowSettings,
     prior: PriorAliases,
     step: str,
     fn: Callable[[], T],
     *,
-    server: Any | None,
+    server: ModelServerClient | None,
     timeout_s: float,
     run_id: str | None = None,
 ) -> T:
@@ -275,9 +287,9 @@ def guarded(
 
 
 def deploy(
-    client: Any,
+    client: MlflowClient,
     settings: MLflowSettings,
-    server: Any,
+    server: ModelServerClient,
     prior: PriorAliases,
     *,
     timeout_s: float,
@@ -299,9 +311,9 @@ def deploy(
 
 
 def check(
-    client: Any,
+    client: MlflowClient,
     settings: MLflowSettings,
-    server: Any,
+    server: ModelServerClient,
     prior: PriorAliases,
     *,
     run_check: Callable[[], Any],

@@ -26,12 +26,16 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
 from sentiflow.security.signing import SignatureError, sign_bytes, verify_bytes, version_model_id
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 
 class Statement(BaseModel):
@@ -69,7 +73,9 @@ def verify(payload: str, signature: str, public_keys: Sequence[str | Path]) -> S
         raise SignatureError(f"the signed approval is not a statement: {exc}") from exc
 
 
-def make(model_version: Any, *, approved: bool, reason: str, dag_run_id: str | None = None) -> Statement:
+def make(
+    model_version: ModelVersion, *, approved: bool, reason: str, dag_run_id: str | None = None
+) -> Statement:
     """The statement about a registry version (``ModelVersion``); a version without a model id cannot be
     approved (nothing would tie the statement to its files)."""
     model_id = version_model_id(model_version)
@@ -90,7 +96,7 @@ def make(model_version: Any, *, approved: bool, reason: str, dag_run_id: str | N
 
 
 def record(
-    client: Any,
+    client: MlflowClient,
     name: str,
     version: str,
     private_key: str | Path,
@@ -110,16 +116,15 @@ def record(
     return statement
 
 
-def _statement(model_version: Any, public_keys: Sequence[str | Path]) -> Statement | None:
-    tags = getattr(model_version, "tags", None) or {}
-    payload, signature = tags.get(TAG_APPROVAL), tags.get(TAG_APPROVAL_SIGNATURE)
+def _statement(model_version: ModelVersion, public_keys: Sequence[str | Path]) -> Statement | None:
+    payload, signature = model_version.tags.get(TAG_APPROVAL), model_version.tags.get(TAG_APPROVAL_SIGNATURE)
     if not payload or not signature:
         return None
     return verify(payload, signature, public_keys)
 
 
 def check_servable(
-    model_version: Any, all_versions: Iterable[Any], public_keys: Sequence[str | Path]
+    model_version: ModelVersion, all_versions: Iterable[ModelVersion], public_keys: Sequence[str | Path]
 ) -> Statement:
     """The approval under which ``model_version`` may be served; ``SignatureError`` saying why not.
 

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sentiflow.security.signing import (
     SignatureError,
@@ -36,6 +36,10 @@ from sentiflow.security.signing import (
     verify_folder,
     version_model_id,
 )
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 
 def _der(pem_or_path: str | Path, *, private: bool = False) -> bytes:
@@ -67,7 +71,7 @@ def trusted_index(private_key: str | Path, public_keys: Sequence[str | Path]) ->
 
 
 def resign_version(
-    client: Any, name: str, version: str, private_key: str | Path, public_keys: Sequence[str | Path]
+    client: MlflowClient, name: str, version: str, private_key: str | Path, public_keys: Sequence[str | Path]
 ) -> str:
     """Re-sign ``name``/``version``; returns a line saying which key it was signed with before."""
     uri = f"models:/{name}/{version}"
@@ -89,7 +93,7 @@ def resign_version(
 
 
 def _resign_statement(
-    client: Any, mv: Any, private_key: str | Path, public_keys: Sequence[str | Path]
+    client: MlflowClient, mv: ModelVersion, private_key: str | Path, public_keys: Sequence[str | Path]
 ) -> str | None:
     """The version's signed approval or revocation (``sentiflow.security.approval``), re-signed unchanged
     (its time
@@ -97,7 +101,7 @@ def _resign_statement(
     from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
     from sentiflow.security import approval
 
-    tags = mv.tags or {}
+    tags = mv.tags
     if not tags.get(TAG_APPROVAL):
         return None
     statement = approval.verify(tags[TAG_APPROVAL], tags.get(TAG_APPROVAL_SIGNATURE, ""), public_keys)

@@ -33,9 +33,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiflow.security.credentials_check import PEM_MARKER
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -205,19 +208,18 @@ def verify_and_load(
     return load_verified(local, public_keys, what=model_uri, expected_model_id=expected_model_id)
 
 
-def version_model_id(model_version: Any) -> str | None:
+def version_model_id(model_version: ModelVersion) -> str | None:
     """The logged model a registry version was made from: ``model_id``, else its ``models:/m-...`` source."""
-    model_id = getattr(model_version, "model_id", None)
-    if model_id:
-        return str(model_id)
-    source = str(getattr(model_version, "source", "") or "")
+    if model_version.model_id:
+        return model_version.model_id
+    source = model_version.source or ""
     rest = source.removeprefix("models:/")
     return rest if rest != source and rest.startswith("m-") and "/" not in rest else None
 
 
 def load_for_serving(
     model_uri: str,
-    model_version: Any,
+    model_version: ModelVersion,
     local_dir: Path,
     public_keys: Sequence[str] | None = None,
     *,

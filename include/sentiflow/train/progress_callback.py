@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiflow.progress import PROGRESS_MARK, ProgressReporter, format_duration
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ def progress_callback(
     every_s: float = DEFAULT_EVERY_S,
     emit: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> Any:
+) -> TrainerCallback:
     """A ``TrainerCallback`` instance (transformers imported only when training)."""
     from transformers import TrainerCallback
 
@@ -36,7 +39,9 @@ def progress_callback(
             self.reporter: ProgressReporter | None = None
             self.samples_per_step = 1
 
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        ) -> None:
             self.samples_per_step = max(1, args.train_batch_size * args.gradient_accumulation_steps)
             self.reporter = ProgressReporter(
                 "train",
@@ -52,11 +57,15 @@ def progress_callback(
                 f"over {args.num_train_epochs:g} epoch(s)"
             )
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        ) -> None:
             if self.reporter is not None:
                 self.reporter.update(int(state.global_step))
 
-        def on_epoch_end(self, args, state, control, **kwargs):
+        def on_epoch_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        ) -> None:
             if self.reporter is not None:
                 elapsed = self.reporter.clock() - self.reporter.started
                 say(

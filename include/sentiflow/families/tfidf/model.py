@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sentiflow.modeling.base import TextClassifier
 from sentiflow.names import DEFAULT_SEED, FAMILY_TFIDF
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 MODEL_FILE = "tfidf_logreg.joblib"
 
@@ -16,7 +20,7 @@ MODEL_FILE = "tfidf_logreg.joblib"
 class TfidfClassifier(TextClassifier):
     family = FAMILY_TFIDF
 
-    def __init__(self, pipeline, label_names: list[str]) -> None:
+    def __init__(self, pipeline: Pipeline, label_names: list[str]) -> None:
         self.pipeline = pipeline
         self.label_names = list(label_names)
 

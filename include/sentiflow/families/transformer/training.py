@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,6 +57,9 @@ from sentiflow.train.metrics import classification_metrics
 from sentiflow.train.progress_callback import progress_callback
 from sentiflow.train.runner import TrainResult, finish, load_data, load_tagged
 from sentiflow.train.tracking import training_run
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
 log = logging.getLogger(__name__)
 
@@ -194,15 +197,26 @@ def _epoch_logger_class() -> type:
             self._epoch_time: float | None = None
             self.epoch_times: list[float] = []
 
-        def on_epoch_begin(self, args, state, control, **kwargs):
+        def on_epoch_begin(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        ) -> None:
             self._epoch_started = time.perf_counter()
 
-        def on_epoch_end(self, args, state, control, **kwargs):
+        def on_epoch_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        ) -> None:
             if self._epoch_started is not None:
                 self._epoch_time = time.perf_counter() - self._epoch_started
                 self.epoch_times.append(self._epoch_time)
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            logs: dict[str, float] | None = None,
+            **kwargs: Any,
+        ) -> None:
             if logs and "loss" in logs:
                 loss = float(logs["loss"])
                 if not math.isfinite(loss):
@@ -212,7 +226,14 @@ def _epoch_logger_class() -> type:
                     )
                 self._train_loss = loss
 
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        def on_evaluate(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            metrics: dict[str, float] | None = None,
+            **kwargs: Any,
+        ) -> None:
             metrics = metrics or {}
             epoch = round(state.epoch or 0)
             row: dict[str, float] = {"epoch": epoch}
