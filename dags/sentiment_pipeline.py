@@ -7,13 +7,14 @@ Wiring only: every task body lives in ``sentiflow.orchestration.data_tasks``, ``
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import dag, task
 
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
 from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
-from sentiflow.orchestration.task_context import output
+from sentiflow.orchestration.params import PipelineTraining
 from sentiflow.orchestration.training_tasks import DATASET, FEEDBACK, SEED, TRAINING
 
 DOC = """
@@ -52,41 +53,39 @@ REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`)
     dagrun_timeout=timedelta(hours=12),
 )
 def sentiment_pipeline() -> None:
-    params = training_tasks.validate_params(PIPELINE)  # each parameter group, typed (its model's JSON)
-    raw_uri = data_tasks.collect_task(output(params, DATASET), output(params, SEED))
+    # Outputs are Any while wired: Airflow's stubs type each task's parameters as the values it receives
+    params: Any = training_tasks.validate_params(PIPELINE)  # each parameter group, typed (its model)
+    raw_uri = data_tasks.collect_task(params[DATASET], params[SEED])
     clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest
     # clean, or clean + feedback (use_feedback)
-    data_uri = data_tasks.training_data_task(output(clean_uri), output(params, FEEDBACK))
+    data_uri: Any = data_tasks.training_data_task(clean_uri, params[FEEDBACK])
 
     @task.branch(task_id="choose_training")
-    def choose_training(training_json: str) -> list[str]:
+    def choose_training(switches: PipelineTraining) -> list[str]:
         """Pod or local for the transformer; the baseline beside it when ``run_baseline`` is on."""
-        from sentiflow.orchestration.params import PipelineTraining
-
-        switches = PipelineTraining.model_validate_json(training_json)
         chosen = []
         if switches.train_transformer:
             chosen.append("train_kubernetes" if switches.train_backend == "kubernetes" else "train_local")
         baselines = [entry.task_id for entry in training_tasks.cpu_families()]
         return chosen + (baselines if switches.run_baseline else [])
 
-    branch = choose_training(output(params, TRAINING))
+    branch = choose_training(params[TRAINING])
     data_uri >> branch
     # Tasks wired by their outputs (XComArgs): each reads what its upstream returned, and Airflow derives
     # the dependencies from the arguments. A task the branch skipped hands on None.
-    transformer = output(params, FAMILY_TRANSFORMER)
+    transformer = params[FAMILY_TRANSFORMER]
     training = [
         training_tasks.trainer_pod("train_kubernetes", data_uri, transformer).output,
-        training_tasks.train_local(output(data_uri), transformer),
+        training_tasks.train_local(data_uri, transformer),
     ] + [  # every CPU family of sentiflow.families: the TF-IDF baseline, and any family added there
-        training_tasks.train_family(entry)(output(data_uri), output(params, entry.name))
+        training_tasks.train_family(entry)(data_uri, params[entry.name])
         for entry in training_tasks.cpu_families()
     ]
     branch >> [result.operator for result in training]
-    lineage = data_tasks.feedback_lineage(output(data_uri), training)
+    lineage = data_tasks.feedback_lineage(data_uri, training)
     selected = release_tasks.release_tail(training, params)
     lineage >> selected
-    data_tasks.drift_report_task(output(data_uri))  # informs only: nothing in the release waits for it
+    data_tasks.drift_report_task(data_uri)  # informs only: nothing in the release waits for it
 
 
 sentiment_pipeline()

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, BaseHook, XComArg, get_current_context
-from airflow.sdk.definitions.xcom_arg import PlainXComArg
+from airflow.sdk import Asset, BaseHook, get_current_context
 
 from sentiflow.orchestration.connections import (
     ServerEndpoint,
@@ -38,22 +37,6 @@ IO_RETRIES: dict[str, Any] = {
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,
 }
-
-
-# --- wiring: a task's output as another task's argument ---------------------------------------------------
-def output(xcom: XComArg, key: str | None = None) -> Any:
-    """A task's output (``key``: one key of a ``multiple_outputs`` result, or an XCom it pushed) to hand to
-    another task as an argument.
-
-    At wiring time it is an XComArg standing for the value the receiving task gets at run time; it is typed
-    ``Any`` so each task keeps its parameters typed as those values (Airflow's stubs would have every task
-    parameter accept an XComArg, and declare indexing on ``PlainXComArg`` only).
-    """
-    if key is None:
-        return xcom
-    if not isinstance(xcom, PlainXComArg):
-        raise TypeError(f"only a task's own output can be indexed, not {type(xcom).__name__}")
-    return xcom[key]
 
 
 # --- connections → settings ---------------------------------------------------------------------------

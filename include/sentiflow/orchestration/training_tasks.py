@@ -32,7 +32,7 @@ from sentiflow.train.params import TrainParams
 
 # --- parameters ----------------------------------------------------------------------------------------
 #: ``validate_params``' outputs beside the two families' training params JSON (``FAMILY_*``): each group's
-#: model JSON, and the run's seed (``TrainParams.seed``, the one the data steps and the check sample with).
+#: model, and the run's seed (``TrainParams.seed``, the one the data steps and the check sample with).
 DATASET, FEEDBACK, TRAINING, SELECTION, CHECK, SEED = (
     "dataset",
     "feedback",
@@ -78,13 +78,13 @@ def training_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     """Every parameter group of ``dag`` (``dag_params.GROUPS``) validated from a run's params: the model
-    JSON per group, the training params JSON per family and the seed."""
+    per group, the training params JSON per family and the seed."""
     out: dict[str, Any] = training_params(params)
     for model, _section in GROUPS[dag]:
         if model is TrainParams:
             continue
         try:
-            out[_OUTPUTS[model]] = model_from_params(model, params).model_dump_json()
+            out[_OUTPUTS[model]] = model_from_params(model, params)
         except ValueError as exc:
             raise AirflowFailException(f"invalid parameters: {exc}") from exc
     out[SEED] = TrainParams.model_validate_json(out[FAMILY_TRANSFORMER]).seed
@@ -107,9 +107,9 @@ def validate_params(form: str) -> dict[str, Any]:
     """Check what the param schemas cannot, before anything runs; returns each parameter group, typed.
 
     ``form``: which DAG's groups (``dag_params.PIPELINE`` or ``SWEEP``; not ``dag``: Airflow refuses a
-    parameter named like a context key when the task runs). ``multiple_outputs``: each group's model JSON
-    is an XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG wires
-    each group into exactly the tasks that use it, and they parse it back with the model.
+    parameter named like a context key when the task runs). ``multiple_outputs``: each group's model is an
+    XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG wires each group
+    into exactly the tasks that use it.
 
     Types, bounds and enums of each param are checked by Airflow when it creates the run (the form's JSON
     schema, generated from the same models). Left here: keys the DAG does not declare (Airflow accepts them
@@ -120,7 +120,7 @@ def validate_params(form: str) -> dict[str, Any]:
     refuse_unknown_conf(context)
     out = validated(context["params"], form)
     if form == PIPELINE:
-        switches = PipelineTraining.model_validate_json(out[TRAINING])
+        switches: PipelineTraining = out[TRAINING]
         if not switches.train_transformer and not switches.run_baseline:
             raise AirflowFailException("train_transformer and run_baseline are both off: nothing to train")
     return out
