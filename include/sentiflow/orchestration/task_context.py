@@ -14,15 +14,11 @@ from typing import Any
 
 from airflow.sdk import Asset, BaseHook, get_current_context
 
-from sentiflow.orchestration.connections import (
-    ServerEndpoint,
-    mlflow_settings_from,
-    s3_settings_from,
-    server_endpoint_from,
-)
+from sentiflow.orchestration.connections import mlflow_settings_from, s3_settings_from, server_endpoint_from
 from sentiflow.orchestration.model_form import model_from_params
 from sentiflow.orchestration.params import SelectionParams
 from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.serving_client import ServerEndpoint
 from sentiflow.settings.components import MLflowSettings, S3Settings
 
 log = logging.getLogger("sentiflow.pipeline")
