@@ -53,7 +53,7 @@ REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`)
     dagrun_timeout=timedelta(hours=12),
 )
 def sentiment_pipeline() -> None:
-    # Outputs are Any while wired: Airflow's stubs type each task's parameters as the values it receives
+    # task outputs are XComArgs, typed Any while wired (sentiflow.orchestration.task_context)
     params: Any = training_tasks.validate_params(PIPELINE)  # each parameter group, typed (its model)
     raw_uri = data_tasks.collect_task(params[DATASET], params[SEED])
     clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest

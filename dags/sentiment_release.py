@@ -57,7 +57,7 @@ the REST API: `POST /api/v2/dags/sentiment_release/dagRuns` with
     dagrun_timeout=timedelta(hours=2),
 )
 def sentiment_release() -> None:
-    # Outputs are Any while wired: Airflow's stubs type each task's parameters as the values it receives
+    # task outputs are XComArgs, typed Any while wired (sentiflow.orchestration.task_context)
     params: Any = release_request.validate_release()  # the request, the gate's policy, the check: typed
     registered: Any = release_request.registered_version(params[REQUEST])
     selected = release_request.gate_release(registered, params[SELECTION], params[REQUEST])

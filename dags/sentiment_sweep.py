@@ -38,7 +38,7 @@ local — and hands all resulting versions to the same **select_best** gate, **p
     dagrun_timeout=timedelta(hours=24),
 )
 def sentiment_sweep() -> None:
-    # Outputs are Any while wired: Airflow's stubs type each task's parameters as the values it receives
+    # task outputs are XComArgs, typed Any while wired (sentiflow.orchestration.task_context)
     params: Any = training_tasks.validate_params(SWEEP)  # each parameter group, typed (its model)
     raw_uri = data_tasks.collect_task(params[DATASET], params[SEED])
     clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest

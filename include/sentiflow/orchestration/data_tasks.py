@@ -131,9 +131,7 @@ def clean_merge_task(
 def clean_mapped(raw_uri: Any) -> Any:
     """Wire the mapped clean after ``raw_uri`` (collect's output); returns the ``clean`` task's output.
 
-    With the Celery or Kubernetes executor each mapped task may run on another worker. The mapped outputs
-    are ``Any``: Airflow's stubs type a task's parameters as the values it receives, not the XComArgs that
-    stand for them while the DAG is wired.
+    With the Celery or Kubernetes executor each mapped task may run on another worker.
     """
     plan = clean_plan_task(raw_uri)
     cleaned: Any = clean_part_task.partial(raw_manifest_uri=raw_uri).expand_kwargs(plan)

@@ -285,8 +285,7 @@ def release_steps(selected: Any, params: Any) -> None:
 
     ``selected``: the gate's branch task (``select_best``, or ``sentiment_release``'s ``gate_release``), which
     pushed its decision under ``DECISION_KEY``; ``params``: a validation task's output with ``CHECK`` and
-    ``SEED``. Outputs are ``Any`` while wired (Airflow's stubs type each task's parameters as the values it
-    receives, not the XComArgs standing for them).
+    ``SEED``.
     """
     decision = selected[DECISION_KEY]
     keep_champion(decision)

@@ -3,6 +3,10 @@ registered model, the Assets the pipeline produces and the retry policy of tasks
 
 The task modules (``data_tasks``, ``training_tasks``, ``release_tasks``) import from here; the DAG files
 wire those together. Heavy libraries are imported inside functions, so parsing a DAG stays cheap.
+
+Wiring passes a task's output (an XComArg) as another task's argument and types it ``Any``: Airflow's
+stubs type each task's parameters as the values it receives at run time, not the XComArgs standing for
+them while a DAG is wired.
 """
 
 from __future__ import annotations
