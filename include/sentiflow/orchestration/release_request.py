@@ -25,7 +25,7 @@ from sentiflow.orchestration.params import (
     ReleaseRequest,
     SelectionParams,
 )
-from sentiflow.orchestration.release_tasks import KEEP_CHAMPION, Selected, gate_decision
+from sentiflow.orchestration.release_tasks import KEEP_CHAMPION, gate_decision
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import IO_RETRIES, log, mlflow_settings
 from sentiflow.orchestration.training_tasks import CHECK, SEED, SELECTION, refuse_unknown_conf
@@ -106,9 +106,7 @@ def gate_release(registered: dict[str, Any], selection: SelectionParams, request
     except SelectionError as exc:  # e.g. the version logged no value of the selection metric
         raise AirflowFailException(f"the gate cannot judge version {request.version}: {exc}") from exc
     forced = request.force_reason if selection.force_promote and decided.promote else None
-    decision = Selected(
-        **{**decided.model_dump(), "requested_by": request.requested_by, "force_reason": forced}
-    )
+    decision = decided.model_copy(update={"requested_by": request.requested_by, "force_reason": forced})
     context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
     asked = f"requested by {request.requested_by}" + (f", forced: {forced}" if forced else "")
     if decision.promote:

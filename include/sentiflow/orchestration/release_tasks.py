@@ -66,7 +66,7 @@ def gate_decision(results: list[dict[str, Any]], selection: SelectionParams, dag
         if not versions:
             raise AirflowFailException(f"training registered no version of {name!r} in this run")
         candidates = registry.candidates_for_versions(client, name, versions)
-    metric = selection.metric
+    metric = selection.selection_metric
     try:
         decision = decide(
             client, settings, object_store(pipeline), candidates, selection, dag_run_id=dag_run_id
