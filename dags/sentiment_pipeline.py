@@ -7,6 +7,7 @@ Wiring only: every task body lives in ``sentiflow.orchestration.data_tasks``, ``
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import dag, task
 
@@ -14,7 +15,7 @@ from sentiflow.families.catalogue import families
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
 from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
-from sentiflow.orchestration.task_context import output
+from sentiflow.orchestration.params import PipelineTraining
 from sentiflow.orchestration.training_tasks import DATASET, FAMILIES, FEEDBACK, SEED, TRAINING
 
 #: The GPU family's training pod (``train_backend=kubernetes``).
@@ -57,37 +58,35 @@ REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`)
     dagrun_timeout=timedelta(hours=12),
 )
 def sentiment_pipeline() -> None:
-    params = training_tasks.validate_params(PIPELINE)  # each parameter group, typed (its model's JSON)
-    raw_uri = data_tasks.collect_task(output(params, DATASET), output(params, SEED))
+    # task outputs are XComArgs, typed Any while wired (sentiflow.orchestration.task_context)
+    params: Any = training_tasks.validate_params(PIPELINE)  # each parameter group, typed (its model)
+    raw_uri = data_tasks.collect_task(params[DATASET], params[SEED])
     clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest
     # clean, or clean + feedback (use_feedback)
-    data_uri = data_tasks.training_data_task(output(clean_uri), output(params, FEEDBACK))
+    data_uri: Any = data_tasks.training_data_task(clean_uri, params[FEEDBACK])
 
     @task.branch(task_id="choose_training")
-    def choose_training(on: list[str], training_json: str) -> list[str]:
+    def choose_training(on: list[str], training: PipelineTraining) -> list[str]:
         """Each family switched on: its local task, or the pod for the GPU family with ``kubernetes``."""
         from sentiflow.families.catalogue import family
-        from sentiflow.orchestration.params import PipelineTraining
 
-        backend = PipelineTraining.model_validate_json(training_json).train_backend
-        pod = backend == "kubernetes"
+        pod = training.train_backend == "kubernetes"
         return [POD if pod and family(name).gpu else family(name).task_id for name in on]
 
-    branch = choose_training(output(params, FAMILIES), output(params, TRAINING))
+    branch = choose_training(params[FAMILIES], params[TRAINING])
     data_uri >> branch
     # Tasks wired by their outputs (XComArgs): each reads what its upstream returned, and Airflow derives
     # the dependencies from the arguments. A task the branch skipped hands on None.
     training = [
-        training_tasks.trainer_pod(POD, data_uri, output(params, FAMILY_TRANSFORMER)).output,
+        training_tasks.trainer_pod(POD, data_uri, params[FAMILY_TRANSFORMER]).output,
     ] + [  # every family of the catalogue: the transformer, the TF-IDF baseline, and any family added there
-        training_tasks.train_family(entry)(output(data_uri), output(params, entry.name))
-        for entry in families().values()
+        training_tasks.train_family(entry)(data_uri, params[entry.name]) for entry in families().values()
     ]
     branch >> [result.operator for result in training]
-    lineage = data_tasks.feedback_lineage(output(data_uri), training)
+    lineage = data_tasks.feedback_lineage(data_uri, training)
     selected = release_tasks.release_tail(training, params)
     lineage >> selected
-    data_tasks.drift_report_task(output(data_uri))  # informs only: nothing in the release waits for it
+    data_tasks.drift_report_task(data_uri)  # informs only: nothing in the release waits for it
 
 
 sentiment_pipeline()

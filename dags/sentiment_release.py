@@ -7,6 +7,7 @@ up, gate it) and ``release_tasks`` (promote → deploy → inference_check, shar
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import dag
 
@@ -14,7 +15,6 @@ from sentiflow.names import RELEASE_DAG
 from sentiflow.orchestration import release_request, release_tasks
 from sentiflow.orchestration.dag_params import release_params
 from sentiflow.orchestration.release_request import REQUEST
-from sentiflow.orchestration.task_context import output
 from sentiflow.orchestration.training_tasks import SELECTION
 
 DOC = """
@@ -57,10 +57,10 @@ the REST API: `POST /api/v2/dags/sentiment_release/dagRuns` with
     dagrun_timeout=timedelta(hours=2),
 )
 def sentiment_release() -> None:
-    params = release_request.validate_release()  # the request, the gate's policy, the check: typed
-    request, selection = output(params, REQUEST), output(params, SELECTION)
-    registered = release_request.registered_version(request)
-    selected = release_request.gate_release(output(registered), selection, request)
+    # task outputs are XComArgs, typed Any while wired (sentiflow.orchestration.task_context)
+    params: Any = release_request.validate_release()  # the request, the gate's policy, the check: typed
+    registered: Any = release_request.registered_version(params[REQUEST])
+    selected = release_request.gate_release(registered, params[SELECTION], params[REQUEST])
     release_tasks.release_steps(selected, params)
 
 

@@ -12,7 +12,7 @@ from airflow.sdk import dag, task
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
 from sentiflow.orchestration.dag_params import SWEEP, sweep_params
-from sentiflow.orchestration.task_context import output
+from sentiflow.orchestration.params import SweepTraining
 from sentiflow.orchestration.training_tasks import DATASET, SEED, TRAINING
 
 DOC = """
@@ -38,26 +38,21 @@ local — and hands all resulting versions to the same **select_best** gate, **p
     dagrun_timeout=timedelta(hours=24),
 )
 def sentiment_sweep() -> None:
-    params = training_tasks.validate_params(SWEEP)  # each parameter group, typed (its model's JSON)
-    raw_uri = data_tasks.collect_task(output(params, DATASET), output(params, SEED))
+    # task outputs are XComArgs, typed Any while wired (sentiflow.orchestration.task_context)
+    params: Any = training_tasks.validate_params(SWEEP)  # each parameter group, typed (its model)
+    raw_uri = data_tasks.collect_task(params[DATASET], params[SEED])
     clean_uri = data_tasks.clean_mapped(raw_uri)  # one mapped task per part, then the manifest
 
     @task(task_id="plan_grid", retries=0)
-    def plan_grid(base: dict[str, Any], training_json: str) -> list[dict[str, Any]]:
+    def plan_grid(base: dict[str, Any], training: SweepTraining) -> list[dict[str, Any]]:
         """The grid's points as validated training params (a bad value fails here, before training)."""
-        from sentiflow.orchestration.params import SweepTraining
+        return training_tasks.grid_points(base, training.grid)
 
-        grid = SweepTraining.model_validate_json(training_json).grid
-        return training_tasks.grid_points(base, grid)
-
-    points = plan_grid(output(params, FAMILY_TRANSFORMER), output(params, TRAINING))
+    points: Any = plan_grid(params[FAMILY_TRANSFORMER], params[TRAINING])
 
     @task.branch(task_id="choose_training")
-    def choose_training(training_json: str) -> str:
-        from sentiflow.orchestration.params import SweepTraining
-
-        backend = SweepTraining.model_validate_json(training_json).train_backend
-        return "pod_arguments" if backend == "kubernetes" else "train_grid_local"
+    def choose_training(training: SweepTraining) -> str:
+        return "pod_arguments" if training.train_backend == "kubernetes" else "train_grid_local"
 
     @task(task_id="pod_arguments", retries=0)
     def pod_arguments(manifest_uri: str, points: list[dict[str, Any]]) -> list[list[str]]:
@@ -71,10 +66,10 @@ def sentiment_sweep() -> None:
     def train_grid_local(manifest_uri: str, family_params: dict[str, Any]) -> dict[str, Any]:
         return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, family_params)
 
-    branch = choose_training(output(params, TRAINING))
+    branch = choose_training(params[TRAINING])
     [clean_uri, points] >> branch
     local = train_grid_local.partial(manifest_uri=clean_uri).expand(family_params=points)
-    arguments = pod_arguments(output(clean_uri), output(points))
+    arguments = pod_arguments(clean_uri, points)
     pods = training_tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
     branch >> [local, arguments]
     release_tasks.release_tail(

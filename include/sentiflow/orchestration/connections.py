@@ -15,8 +15,6 @@ from pydantic import SecretStr
 from sentiflow.serving_client import ServerEndpoint
 from sentiflow.settings.components import ENV_PREFIX, MLflowSettings, S3Settings, export_s3_env_for_mlflow
 
-__all__ = ["ServerEndpoint"]  # defined beside the client that uses it; re-exported for the task modules
-
 
 class ConnectionLike(Protocol):
     host: str | None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param
+from airflow.sdk.serde import allow_class
 from pydantic import BaseModel
 
 from sentiflow.families.catalogue import families
@@ -64,6 +65,11 @@ GROUPS: dict[str, list[tuple[type[BaseModel], str]]] = {
         (CheckSeed, CHECK),
     ],
 }
+
+# Each group reaches its tasks as its model: Airflow's serde round-trips a pydantic model through XCom when
+# its class may be imported, and every process that runs a task parses a DAG, hence imports this module.
+for _model in {model for groups in GROUPS.values() for model, _section in groups}:
+    allow_class(_model)
 
 
 def dataset_params() -> dict[str, Param]:

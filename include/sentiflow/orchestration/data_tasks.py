@@ -23,7 +23,6 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
-    output,
     safe_run_id,
     server_endpoint,
     training_results,
@@ -32,15 +31,14 @@ from sentiflow.orchestration.task_context import (
 
 # --- data ----------------------------------------------------------------------------------------------
 @task(task_id="collect", outlets=[RAW_SNAPSHOT], execution_timeout=timedelta(minutes=60), **IO_RETRIES)
-def collect_task(dataset_json: str, seed: int) -> str:
+def collect_task(dataset: DatasetParams, seed: int) -> str:
     """Dataset (Hub name, path or s3:// URI) → raw snapshot in S3; returns its manifest URI.
 
-    ``dataset_json``: ``DatasetParams`` (``validate_params``); ``seed``: the run's seed, for the samples.
+    ``seed``: the run's seed, for the samples.
     """
     from sentiflow.data.collect import collect
 
     context = get_current_context()
-    dataset = DatasetParams.model_validate_json(dataset_json)
     uri = collect(
         dataset.dataset,
         run_id=context["run_id"],
@@ -136,36 +134,32 @@ def clean_mapped(raw_uri: Any) -> Any:
     With the Celery or Kubernetes executor each mapped task may run on another worker.
     """
     plan = clean_plan_task(raw_uri)
-    cleaned = clean_part_task.partial(raw_manifest_uri=raw_uri).expand_kwargs(plan)
-    rewritten = clean_rewrite_task.expand_kwargs(clean_dedup_task(output(cleaned)))
-    return clean_merge_task(raw_uri, output(cleaned), output(rewritten))
+    cleaned: Any = clean_part_task.partial(raw_manifest_uri=raw_uri).expand_kwargs(plan)
+    rewritten: Any = clean_rewrite_task.expand_kwargs(clean_dedup_task(cleaned))
+    return clean_merge_task(raw_uri, cleaned, rewritten)
 
 
 @task(task_id="training_data", execution_timeout=timedelta(minutes=30), retries=0)
-def training_data_task(clean_manifest_uri: str, feedback_json: str) -> str:
+def training_data_task(clean_manifest_uri: str, feedback: FeedbackParams) -> str:
     """With ``use_feedback``: export the server's labelled feedback and merge it into the training split.
 
     Returns the manifest URI every training task reads (the clean one when ``use_feedback`` is off). No
     retries: an unreachable server fails here with a message that says how to run without feedback.
-    ``feedback_json``: ``FeedbackParams`` (``validate_params``), whose defaults are the one definition.
     """
     from sentiflow.orchestration.training_data import FeedbackExportError, training_manifest_uri
 
     context = get_current_context()
-    feedback = FeedbackParams.model_validate_json(feedback_json)
     pipeline = PipelineSettings()
-    use_feedback = feedback.use_feedback
-    endpoint = server_endpoint(pipeline) if use_feedback else None
+    endpoint = server_endpoint(pipeline) if feedback.use_feedback else None
     try:
         return training_manifest_uri(
             clean_manifest_uri,
-            use_feedback=use_feedback,
+            feedback,
             run_id=context["run_id"],
             server_url=endpoint.url if endpoint else "",
             token=endpoint.reviewer_token if endpoint else None,
             store=object_store(pipeline),
             log=log.info,
-            max_fraction=feedback.feedback_max_fraction,
         )
     except FeedbackExportError as exc:
         raise AirflowFailException(str(exc)) from exc

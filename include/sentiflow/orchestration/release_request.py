@@ -25,14 +25,13 @@ from sentiflow.orchestration.params import (
     ReleaseRequest,
     SelectionParams,
 )
-from sentiflow.orchestration.release_tasks import KEEP_CHAMPION, Selected, gate_decision
+from sentiflow.orchestration.release_tasks import KEEP_CHAMPION, gate_decision
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import IO_RETRIES, log, mlflow_settings
 from sentiflow.orchestration.training_tasks import CHECK, SEED, SELECTION, refuse_unknown_conf
 from sentiflow.release.check_plan import CheckParams
 
-#: ``validate_release``'s output holding the ``ReleaseRequest`` JSON (beside ``SELECTION``, ``CHECK``,
-#: ``SEED``).
+#: ``validate_release``'s output holding the ``ReleaseRequest`` (beside ``SELECTION``, ``CHECK``, ``SEED``).
 REQUEST = "request"
 REGISTERED_VERSION = "registered_version"
 
@@ -46,41 +45,35 @@ def release_order(params: dict[str, Any]) -> ReleaseOrder:
 
 
 def validated_release(params: dict[str, Any]) -> dict[str, Any]:
-    """Each group of the release's params as its model's JSON: the request, the pipeline's
-    ``SelectionParams`` (this run's one version), the check's params and the seed."""
+    """Each group of the release's params as its model: the request, the pipeline's ``SelectionParams``
+    (this run's one version), the check's params and the seed."""
     try:
         order = release_order(params)
         check = model_from_params(CheckParams, params)
         seed = model_from_params(CheckSeed, params).seed
     except ValidationError as exc:
         raise AirflowFailException(f"invalid release request: {exc}") from exc
-    return {
-        REQUEST: order.request.model_dump_json(),
-        SELECTION: order.policy.selection().model_dump_json(),
-        CHECK: check.model_dump_json(),
-        SEED: seed,
-    }
+    return {REQUEST: order.request, SELECTION: order.policy.selection(), CHECK: check, SEED: seed}
 
 
 @task(task_id="validate_params", retries=0, multiple_outputs=True)
 def validate_release() -> dict[str, Any]:
     """The trigger's conf: no unknown keys, the request and policy together valid (Airflow checked each
-    param's schema when it created the run); each group's model JSON for the tasks that use it."""
+    param's schema when it created the run); each group's model for the tasks that use it."""
     context = get_current_context()
     refuse_unknown_conf(context)
     out = validated_release(context["params"])
-    request = ReleaseRequest.model_validate_json(out[REQUEST])
+    request: ReleaseRequest = out[REQUEST]
     log.info("release of version %s requested by %s", request.version, request.requested_by)
     return out
 
 
 @task(task_id=REGISTERED_VERSION, **IO_RETRIES)
-def registered_version(request_json: str) -> dict[str, Any]:
+def registered_version(request: ReleaseRequest) -> dict[str, Any]:
     """The named version of the run's registered model, handed on as a training task hands over the version
     it registered (``model_version``, ``run_id``); a version that does not exist fails the run here."""
     from sentiflow import registry
 
-    request = ReleaseRequest.model_validate_json(request_json)
     settings = mlflow_settings(PipelineSettings())
     name = settings.registered_model_name
     client = registry.mlflow_client(settings)
@@ -98,7 +91,7 @@ def registered_version(request_json: str) -> dict[str, Any]:
 
 
 @task.branch(task_id=SELECT_BEST, **IO_RETRIES)
-def gate_release(registered: dict[str, Any], selection_json: str, request_json: str) -> str:
+def gate_release(registered: dict[str, Any], selection: SelectionParams, request: ReleaseRequest) -> str:
     """The pipeline's gate (``release_tasks.gate_decision``) on the named version against the champion.
 
     Promote: on to ``promote``. Already the champion: ``keep_champion`` (nothing to move). Refused: the task
@@ -108,16 +101,12 @@ def gate_release(registered: dict[str, Any], selection_json: str, request_json: 
     from sentiflow.registry import SelectionError
 
     context = get_current_context()
-    selection = SelectionParams.model_validate_json(selection_json)
-    request = ReleaseRequest.model_validate_json(request_json)
     try:
         decided = gate_decision([registered], selection, context["run_id"])
     except SelectionError as exc:  # e.g. the version logged no value of the selection metric
         raise AirflowFailException(f"the gate cannot judge version {request.version}: {exc}") from exc
     forced = request.force_reason if selection.force_promote and decided.promote else None
-    decision = Selected(
-        **{**decided.model_dump(), "requested_by": request.requested_by, "force_reason": forced}
-    )
+    decision = decided.model_copy(update={"requested_by": request.requested_by, "force_reason": forced})
     context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
     asked = f"requested by {request.requested_by}" + (f", forced: {forced}" if forced else "")
     if decision.promote:

@@ -24,12 +24,12 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
-    output,
     safe_run_id,
     server_endpoint,
     training_results,
 )
 from sentiflow.orchestration.training_tasks import CHECK, SEED, SELECTION
+from sentiflow.release.check_plan import CheckParams
 
 #: The task select_best chooses when the gate says no (``PROMOTE`` when it says yes).
 KEEP_CHAMPION = "keep_champion"
@@ -66,7 +66,7 @@ def gate_decision(results: list[dict[str, Any]], selection: SelectionParams, dag
         if not versions:
             raise AirflowFailException(f"training registered no version of {name!r} in this run")
         candidates = registry.candidates_for_versions(client, name, versions)
-    metric = selection.metric
+    metric = selection.selection_metric
     try:
         decision = decide(
             client, settings, object_store(pipeline), candidates, selection, dag_run_id=dag_run_id
@@ -84,15 +84,14 @@ def gate_decision(results: list[dict[str, Any]], selection: SelectionParams, dag
 
 
 @task.branch(task_id=SELECT_BEST, trigger_rule="none_failed_min_one_success", **IO_RETRIES)
-def select_best(training_outputs: list[Any], selection_json: str) -> str:
+def select_best(training_outputs: list[Any], selection: SelectionParams) -> str:
     """Branch: pick the best version among the training tasks' results, gate it against the champion.
 
-    ``training_outputs``: the training tasks' outputs (XComArgs; None for a task the branch skipped);
-    ``selection_json``: ``SelectionParams`` (``validate_params``). The decision (``Selected``) goes to XCom
-    under ``DECISION_KEY`` for promote / keep_champion (and the UI's links).
+    ``training_outputs``: the training tasks' outputs (XComArgs; None for a task the branch skipped). The
+    decision (``Selected``) goes to XCom under ``DECISION_KEY`` as a plain dict, which the UI's links read
+    without importing the model, for promote / keep_champion.
     """
     context = get_current_context()
-    selection = SelectionParams.model_validate_json(selection_json)
     decision = gate_decision(training_results(training_outputs), selection, context["run_id"])
     context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
     return PROMOTE if decision.promote else KEEP_CHAMPION
@@ -220,26 +219,25 @@ def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
 
 
 @task(task_id=INFERENCE_CHECK, execution_timeout=timedelta(minutes=15), retries=0)
-def inference_check(deployed: dict[str, Any], check_json: str, seed: int) -> dict[str, Any]:
+def inference_check(deployed: dict[str, Any], check: CheckParams, seed: int) -> dict[str, Any]:
     """Known texts → ``/predict``; a report to S3 and MLflow; any failure (the check's, the report's, the
     server's): roll back to the aliases from before and fail (``release.check``).
 
-    ``check_json``: ``CheckParams``; ``seed``: the run's seed, for the sampled cases (``validate_params``).
+    ``seed``: the run's seed, for the sampled cases.
     """
     from sentiflow.release import flow as release
-    from sentiflow.release.check_plan import CheckParams, plan_check
+    from sentiflow.release.check_plan import plan_check
     from sentiflow.release.checks import publish_report, run_check
     from sentiflow.release.deploy import version_predict
 
     context = get_current_context()
-    params = CheckParams.model_validate_json(check_json)
     client, settings, server, prior, pipeline = _release_context(deployed)
     store = object_store(pipeline)
     prefix = store.uri(pipeline.reports_prefix, safe_run_id(context["run_id"]), INFERENCE_CHECK)
 
     def check_report() -> Any:
         # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy
-        plan = plan_check(store, client, deployed.get("run_id"), params, seed=seed)
+        plan = plan_check(store, client, deployed.get("run_id"), check, seed=seed)
         log.info(
             "%d check cases (%d sampled from %s); required accuracy %.3f",
             len(plan.cases), plan.sampled, plan.sampled_from, plan.required_accuracy,
@@ -277,7 +275,7 @@ def release_tail(training_outputs: list[Any], params: Any) -> Any:
     ``training_outputs``: the training tasks' outputs (XComArgs); passing them makes those tasks upstream.
     ``params``: ``validate_params``' output (its ``SELECTION``, ``CHECK`` and ``SEED`` groups are used).
     """
-    selected = select_best(training_outputs, output(params, SELECTION))
+    selected = select_best(training_outputs, params[SELECTION])
     release_steps(selected, params)
     return selected
 
@@ -289,6 +287,8 @@ def release_steps(selected: Any, params: Any) -> None:
     pushed its decision under ``DECISION_KEY``; ``params``: a validation task's output with ``CHECK`` and
     ``SEED``.
     """
-    decision = output(selected, DECISION_KEY)
+    decision = selected[DECISION_KEY]
     keep_champion(decision)
-    inference_check(output(deploy(output(promote(decision)))), output(params, CHECK), output(params, SEED))
+    promoted: Any = promote(decision)
+    deployed: Any = deploy(promoted)
+    inference_check(deployed, params[CHECK], params[SEED])

@@ -3,6 +3,10 @@ registered model, the Assets the pipeline produces and the retry policy of tasks
 
 The task modules (``data_tasks``, ``training_tasks``, ``release_tasks``) import from here; the DAG files
 wire those together. Heavy libraries are imported inside functions, so parsing a DAG stays cheap.
+
+Wiring passes a task's output (an XComArg) as another task's argument and types it ``Any``: Airflow's
+stubs type each task's parameters as the values it receives at run time, not the XComArgs standing for
+them while a DAG is wired.
 """
 
 from __future__ import annotations
@@ -12,18 +16,13 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, BaseHook, XComArg, get_current_context
-from airflow.sdk.definitions.xcom_arg import PlainXComArg
+from airflow.sdk import Asset, BaseHook, get_current_context
 
-from sentiflow.orchestration.connections import (
-    ServerEndpoint,
-    mlflow_settings_from,
-    s3_settings_from,
-    server_endpoint_from,
-)
+from sentiflow.orchestration.connections import mlflow_settings_from, s3_settings_from, server_endpoint_from
 from sentiflow.orchestration.model_form import model_from_params
 from sentiflow.orchestration.params import SelectionParams
 from sentiflow.orchestration.settings import PipelineSettings
+from sentiflow.serving_client import ServerEndpoint
 from sentiflow.settings.components import MLflowSettings, S3Settings
 
 log = logging.getLogger("sentiflow.pipeline")
@@ -38,22 +37,6 @@ IO_RETRIES: dict[str, Any] = {
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,
 }
-
-
-# --- wiring: a task's output as another task's argument ---------------------------------------------------
-def output(xcom: XComArg, key: str | None = None) -> Any:
-    """A task's output (``key``: one key of a ``multiple_outputs`` result, or an XCom it pushed) to hand to
-    another task as an argument.
-
-    At wiring time it is an XComArg standing for the value the receiving task gets at run time; it is typed
-    ``Any`` so each task keeps its parameters typed as those values (Airflow's stubs would have every task
-    parameter accept an XComArg, and declare indexing on ``PlainXComArg`` only).
-    """
-    if key is None:
-        return xcom
-    if not isinstance(xcom, PlainXComArg):
-        raise TypeError(f"only a task's own output can be indexed, not {type(xcom).__name__}")
-    return xcom[key]
 
 
 # --- connections → settings ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sentiflow.orchestration.params import FeedbackParams
+
 
 class FeedbackExportError(RuntimeError):
     """``use_feedback`` is on but the feedback could not be exported or merged; names what to do."""
@@ -19,19 +21,18 @@ class FeedbackExportError(RuntimeError):
 
 def training_manifest_uri(
     clean_manifest_uri: str,
+    feedback: FeedbackParams,
     *,
-    use_feedback: bool,
     run_id: str,
     server_url: str,
     token: str | None,
     store: Any,
     log: Callable[[str], None] = print,
-    max_fraction: float | None = None,
 ) -> str:
     """The manifest URI training should read; with ``use_feedback`` the merged clean+feedback snapshot."""
     from sentiflow.feedback.dataset import FeedbackDataError, export_and_merge
 
-    if not use_feedback:
+    if not feedback.use_feedback:
         log(f"use_feedback is off: training on the clean snapshot {clean_manifest_uri}")
         return clean_manifest_uri
     try:
@@ -41,7 +42,7 @@ def training_manifest_uri(
             server_url=server_url,
             token=token,
             store=store,
-            max_fraction=max_fraction,
+            max_fraction=feedback.feedback_max_fraction,
         )
     except (ConnectionError, FeedbackDataError) as exc:
         raise FeedbackExportError(

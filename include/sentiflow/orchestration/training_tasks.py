@@ -32,8 +32,8 @@ from sentiflow.orchestration.task_context import log, mlflow_settings, s3_settin
 from sentiflow.release.check_plan import CheckParams
 
 # --- parameters ----------------------------------------------------------------------------------------
-#: ``validate_params``' outputs beside each family's params (a dict, by family name): each group's model JSON,
-#: the families switched on, and the run's seed (``TrainParams.seed``, the one the data steps and the check
+#: ``validate_params``' outputs beside each family's params (a dict, by family name): each group's model, the
+#: families switched on, and the run's seed (``TrainParams.seed``, the one the data steps and the check
 #: sample with).
 DATASET, FEEDBACK, TRAINING, SELECTION, CHECK, SEED, FAMILIES = (
     "dataset",
@@ -86,7 +86,7 @@ def families_on(params: Mapping[str, Any]) -> list[str]:
 
 def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     """Every parameter group of ``dag`` (``dag_params.GROUPS``) validated from a run's params: the model
-    JSON per group, each family's params (a dict, by family name), the families to train and the seed."""
+    per group, each family's params (a dict, by family name), the families to train and the seed."""
     out: dict[str, Any] = {
         name: p.model_dump(mode="json") for name, p in training_params(params, dag).items()
     }
@@ -95,7 +95,7 @@ def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
         if model in family_forms or model is TrainExtra:
             continue
         try:
-            out[_OUTPUTS[model]] = model_from_params(model, params).model_dump_json()
+            out[_OUTPUTS[model]] = model_from_params(model, params)
         except ValueError as exc:
             raise AirflowFailException(f"invalid parameters: {exc}") from exc
     out[FAMILIES] = families_on(params) if dag == PIPELINE else [FAMILY_TRANSFORMER]
@@ -119,9 +119,9 @@ def validate_params(form: str) -> dict[str, Any]:
     """Check what the param schemas cannot, before anything runs; returns each parameter group, typed.
 
     ``form``: which DAG's groups (``dag_params.PIPELINE`` or ``SWEEP``; not ``dag``: Airflow refuses a
-    parameter named like a context key when the task runs). ``multiple_outputs``: each group's model JSON
-    is an XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG wires
-    each group into exactly the tasks that use it.
+    parameter named like a context key when the task runs). ``multiple_outputs``: each group's model is an
+    XCom of its own (``params[DATASET]``, ``params[FAMILY_TRANSFORMER]``...), so the DAG wires each group
+    into exactly the tasks that use it.
 
     Types, bounds and enums of each param are checked by Airflow when it creates the run (the form's JSON
     schema, generated from the same models). Left here: keys the DAG does not declare (Airflow accepts them

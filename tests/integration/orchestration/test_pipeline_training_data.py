@@ -9,6 +9,7 @@ import pytest
 
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.feedback.dataset import read_export_watermark, write_export_watermark
+from sentiflow.orchestration.params import FeedbackParams
 from sentiflow.orchestration.training_data import FeedbackExportError, training_manifest_uri
 
 
@@ -40,8 +41,9 @@ def dead_url() -> str:
 
 def test_without_feedback_training_reads_the_clean_snapshot(store, clean_uri: str) -> None:
     lines: list[str] = []
+    off = FeedbackParams(use_feedback=False)
     uri = training_manifest_uri(
-        clean_uri, use_feedback=False, run_id="r", server_url="", token=None, store=store, log=lines.append
+        clean_uri, off, run_id="r", server_url="", token=None, store=store, log=lines.append
     )
     assert uri == clean_uri and "use_feedback is off" in lines[0]
 
@@ -50,9 +52,8 @@ def test_unreachable_server_fails_with_a_message_that_says_what_to_do(store, cle
     write_export_watermark(store, 7, run_id="earlier")
     url = dead_url()
     with pytest.raises(FeedbackExportError) as info:
-        training_manifest_uri(
-            clean_uri, use_feedback=True, run_id="r-dead", server_url=url, token="t", store=store
-        )
+        on = FeedbackParams(use_feedback=True)
+        training_manifest_uri(clean_uri, on, run_id="r-dead", server_url=url, token="t", store=store)
     message = str(info.value)
     assert url in message and "unreachable" in message and "use_feedback=false" in message
     assert read_export_watermark(store) == 7  # nothing exported, nothing skipped next time

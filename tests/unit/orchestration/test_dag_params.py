@@ -9,6 +9,7 @@ exactly when the model accepts them. Airflow runs the same check (``Param.resolv
 from __future__ import annotations
 
 import copy
+import json
 import typing
 from typing import Any
 
@@ -134,7 +135,7 @@ def test_training_params_reads_every_model_field_and_train_extra_wins() -> None:
 
 
 def test_every_group_of_each_dag_is_validated_from_the_forms_defaults() -> None:
-    """``validate_params`` hands each task its group as the model's JSON; the form's defaults validate."""
+    """``validate_params`` hands each task its group as the model; the form's defaults validate."""
     from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, SWEEP
     from sentiflow.orchestration.params import FeedbackParams, SelectionParams
     from sentiflow.orchestration.training_tasks import FEEDBACK, SEED, SELECTION, validated
@@ -144,17 +145,29 @@ def test_every_group_of_each_dag_is_validated_from_the_forms_defaults() -> None:
         assert out[SEED] == TrainParams().seed
         assert set(form) == {f for model, _ in GROUPS[dag] for f in model.model_fields}
     pipeline = validated({k: p.value for k, p in pipeline_params().items()}, PIPELINE)
-    assert FeedbackParams.model_validate_json(pipeline[FEEDBACK]).use_feedback is True  # one default
-    selection = SelectionParams.model_validate_json(pipeline[SELECTION])
+    feedback, selection = pipeline[FEEDBACK], pipeline[SELECTION]
+    assert isinstance(feedback, FeedbackParams) and feedback.use_feedback is True  # one default
+    assert isinstance(selection, SelectionParams)
     assert selection.confidence == 0.95 and selection.selection_scope == "this_run"
     emptied = {
         **{k: p.value for k, p in pipeline_params().items()},
         "min_metric_value": "",
         "dataset_config": "",
     }
-    assert (
-        SelectionParams.model_validate_json(validated(emptied, PIPELINE)[SELECTION]).min_metric_value is None
-    )
+    assert validated(emptied, PIPELINE)[SELECTION].min_metric_value is None
+
+
+def test_each_group_crosses_xcom_as_its_model() -> None:
+    """What a task receives is what validate_params returned: Airflow's serde, through the JSON it stores."""
+    from airflow.sdk.serde import deserialize, serialize
+
+    from sentiflow.orchestration.dag_params import PIPELINE, SWEEP
+    from sentiflow.orchestration.training_tasks import validated
+
+    for dag, form in ((PIPELINE, pipeline_params()), (SWEEP, sweep_params())):
+        for value in validated({k: p.value for k, p in form.items()}, dag).values():
+            received = deserialize(json.loads(json.dumps(serialize(value))))
+            assert type(received) is type(value) and received == value
 
 
 def test_every_form_section_follows_its_model() -> None:

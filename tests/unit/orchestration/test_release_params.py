@@ -8,10 +8,12 @@ The form is generated from ``ReleaseRequest``/``ReleasePolicy``/``CheckParams``/
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
+from airflow.sdk.serde import deserialize, serialize
 from pydantic import ValidationError
 
 from sentiflow import names
@@ -68,13 +70,13 @@ def test_a_request_validates_into_the_pipelines_groups() -> None:
         "min_metric_value": "",  # the form's emptied optional field
     }
     params = {**{k: p.value for k, p in release_params().items()}, **conf}
-    out = validated_release(params)
-    request = ReleaseRequest.model_validate_json(out[REQUEST])
-    assert (request.version, request.requested_by) == ("4", "alice")
-    selection = SelectionParams.model_validate_json(out[SELECTION])
-    assert selection.selection_scope == "this_run" and selection.force_promote is True
+    out = {k: deserialize(json.loads(json.dumps(serialize(v)))) for k, v in validated_release(params).items()}
+    request, selection, check = out[REQUEST], out[SELECTION], out[CHECK]  # as the tasks receive them
+    assert isinstance(request, ReleaseRequest) and (request.version, request.requested_by) == ("4", "alice")
+    assert isinstance(selection, SelectionParams) and selection.selection_scope == "this_run"
+    assert selection.force_promote is True
     assert selection.metric == names.VAL_F1 and selection.min_metric_value is None
-    assert CheckParams.model_validate_json(out[CHECK]).check_cases_per_class == 0 and out[SEED] == 7
+    assert isinstance(check, CheckParams) and check.check_cases_per_class == 0 and out[SEED] == 7
     with pytest.raises(AirflowFailException, match=names.FORCE_REASON):
         validated_release({**params, names.FORCE_REASON: None})
     with pytest.raises(AirflowFailException, match=names.RELEASE_REQUESTED_BY):
