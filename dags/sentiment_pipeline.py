@@ -80,7 +80,8 @@ def sentiment_pipeline() -> None:
     training = [
         training_tasks.trainer_pod(POD, data_uri, params[FAMILY_TRANSFORMER]).output,
     ] + [  # every family of the catalogue: the transformer, the TF-IDF baseline, and any family added there
-        training_tasks.train_family(entry)(data_uri, params[entry.name]) for entry in families().values()
+        training_tasks.train_family(entry)(data_uri, params[entry.name], family=entry.name)
+        for entry in families().values()
     ]
     branch >> [result.operator for result in training]
     lineage = data_tasks.feedback_lineage(data_uri, training)

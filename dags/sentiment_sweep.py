@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
+from sentiflow.families.catalogue import family
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
 from sentiflow.orchestration.dag_params import SWEEP, sweep_params
@@ -62,13 +63,14 @@ def sentiment_sweep() -> None:
 
         return [train_arguments(manifest_uri, FAMILY_TRANSFORMER, json.dumps(p)) for p in points]
 
-    @task(task_id="train_grid_local", execution_timeout=timedelta(hours=6), retries=0)
-    def train_grid_local(manifest_uri: str, family_params: dict[str, Any]) -> dict[str, Any]:
-        return training_tasks.train_locally(manifest_uri, FAMILY_TRANSFORMER, family_params)
-
+    train_grid_local = training_tasks.train_family(family(FAMILY_TRANSFORMER)).override(
+        task_id="train_grid_local"
+    )
     branch = choose_training(params[TRAINING])
     [clean_uri, points] >> branch
-    local = train_grid_local.partial(manifest_uri=clean_uri).expand(family_params=points)
+    local = train_grid_local.partial(manifest_uri=clean_uri, family=FAMILY_TRANSFORMER).expand(
+        family_params=points
+    )
     arguments = pod_arguments(clean_uri, points)
     pods = training_tasks.trainer_pods_mapped("train_grid_kubernetes", arguments)
     branch >> [local, arguments]

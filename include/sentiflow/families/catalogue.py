@@ -3,7 +3,7 @@
 One folder per family, found by name, so adding a family is adding one folder.
 
 A family is what differs between, say, a fine-tuned transformer and a TF-IDF baseline: its parameters (a
-pydantic model: the CLI and the trigger form are generated from it), how it is trained (a ``run`` that logs
+pydantic model: the CLI and the trigger form are generated from it), how it is trained (a function that logs
 one MLflow run and registers one version), how a logged model is loaded back, what a served copy needs
 installed, and which runtime the model server reports. Everything else (snapshots, metrics, artifacts,
 selection, serving) is shared and family-agnostic.
@@ -44,10 +44,10 @@ class ModelFamily:
 
     #: The ``model_family`` tag of its runs and the ``family`` of its classifiers (``names.FAMILY_*``).
     name: str
-    #: Its parameters; ``model_validate`` of the CLI's JSON gives the typed object ``run`` takes.
+    #: Its parameters; the CLI validates its JSON and flags into the typed object ``train`` takes.
     params: type[BaseModel]
     #: ``"module:function"``, imported when a run starts: ``function(manifest_uri, params,
-    #: register_model=..., registered_model_name=...) -> TrainResult`` (``run``).
+    #: register_model=..., registered_model_name=...) -> TrainResult`` (``train``).
     training: str
     #: ``"module:Class"``, its ``TextClassifier`` (``modeling.base``), imported when a model loads:
     #: ``Class.load(folder, label_names)`` is the inverse of ``classifier.save(folder)`` (``load``).
@@ -78,9 +78,10 @@ class ModelFamily:
         if not self.task_id:
             object.__setattr__(self, "task_id", f"train_{self.name}")
 
-    def run(self, manifest_uri: str, params: BaseModel, **kwargs: Any) -> Any:
-        """Train the family on a snapshot: its ``training`` function."""
-        return _resolve(self.training)(manifest_uri, params, **kwargs)
+    @property
+    def train(self) -> Callable[..., Any]:
+        """Its ``training`` function, imported: it trains the family on a snapshot."""
+        return _resolve(self.training)
 
     def load(self, folder: Path, label_names: list[str]) -> Any:
         """A saved classifier of this family, back from its folder."""
@@ -90,10 +91,6 @@ class ModelFamily:
         """The family's own files into a model's folder, where it has any (``shipping``)."""
         if self.shipping is not None:
             _resolve(self.shipping)(classifier, folder)
-
-    def parse_params(self, raw: BaseModel | dict[str, Any] | None) -> BaseModel:
-        """The family's typed params from an object, a dict or nothing (defaults)."""
-        return raw if isinstance(raw, self.params) else self.params.model_validate(raw or {})
 
 
 def _resolve(reference: str) -> Any:

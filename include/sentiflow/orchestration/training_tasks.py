@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from sentiflow.families.catalogue import ModelFamily, families, family
 from sentiflow.families.transformer.params import TrainExtra, TrainParams
 from sentiflow.names import FAMILY_TRANSFORMER
-from sentiflow.orchestration.connections import settings_env
 from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, unknown_params
 from sentiflow.orchestration.model_form import model_from_params
 from sentiflow.orchestration.params import (
@@ -27,8 +26,6 @@ from sentiflow.orchestration.params import (
     SelectionParams,
     SweepTraining,
 )
-from sentiflow.orchestration.settings import PipelineSettings
-from sentiflow.orchestration.task_context import log, mlflow_settings, s3_settings
 from sentiflow.release.check_plan import CheckParams
 
 # --- parameters ----------------------------------------------------------------------------------------
@@ -54,26 +51,6 @@ _OUTPUTS: dict[type[BaseModel], str] = {
 }
 
 
-def training_params(params: Mapping[str, Any], dag: str = PIPELINE) -> dict[str, BaseModel]:
-    """Each family's params, validated from its form fields (``ModelFamily.form``), by family name.
-
-    The sweep trains the transformer alone, from ``TrainParams`` and ``train_extra``. Every family trains
-    with the run's seed unless it names its own. Fails the run in its first task, with pydantic's message
-    naming the bad field, before any data is collected or any GPU is requested.
-    """
-    entries = families() if dag == PIPELINE else {FAMILY_TRANSFORMER: family(FAMILY_TRANSFORMER)}
-    try:
-        seed = model_from_params(TrainParams, params).seed
-        out: dict[str, BaseModel] = {}
-        for entry in entries.values():
-            forms = [model_from_params(form, params) for form in entry.form or (TrainParams, TrainExtra)]
-            assert entry.params_from_form is not None, f"family {entry.name} has no form"
-            out[entry.name] = entry.params_from_form(forms, seed)
-    except ValueError as exc:
-        raise AirflowFailException(f"invalid training parameters: {exc}") from exc
-    return out
-
-
 def families_on(params: Mapping[str, Any]) -> list[str]:
     """The families whose switch (``ModelFamily.switch``) is on in a run's params, in catalogue order."""
     on = []
@@ -86,10 +63,23 @@ def families_on(params: Mapping[str, Any]) -> list[str]:
 
 def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     """Every parameter group of ``dag`` (``dag_params.GROUPS``) validated from a run's params: the model
-    per group, each family's params (a dict, by family name), the families to train and the seed."""
-    out: dict[str, Any] = {
-        name: p.model_dump(mode="json") for name, p in training_params(params, dag).items()
-    }
+    per group, the families to train, the run's seed and each family's params (a dict, by family name).
+
+    A family's params are validated once, here, by its params model (``ModelFamily.params_from_form``);
+    the sweep trains the transformer alone. Every family trains with the run's seed (``TrainParams.seed``)
+    unless it names its own. A bad value fails the run in its first task, with pydantic's message naming
+    the field, before any data is collected or any GPU is requested.
+    """
+    entries = families() if dag == PIPELINE else {FAMILY_TRANSFORMER: family(FAMILY_TRANSFORMER)}
+    out: dict[str, Any] = {}
+    try:
+        out[SEED] = model_from_params(TrainParams, params).seed
+        for entry in entries.values():
+            forms = [model_from_params(form, params) for form in entry.form]
+            assert entry.params_from_form is not None, f"family {entry.name} has no form"
+            out[entry.name] = entry.params_from_form(forms, out[SEED]).model_dump(mode="json")
+    except ValueError as exc:
+        raise AirflowFailException(f"invalid training parameters: {exc}") from exc
     family_forms = {form for entry in families().values() for form in entry.form}
     for model, _section in GROUPS[dag]:
         if model in family_forms or model is TrainExtra:
@@ -99,7 +89,6 @@ def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
         except ValueError as exc:
             raise AirflowFailException(f"invalid parameters: {exc}") from exc
     out[FAMILIES] = families_on(params) if dag == PIPELINE else [FAMILY_TRANSFORMER]
-    out[SEED] = out[FAMILY_TRANSFORMER]["seed"]
     return out
 
 
@@ -138,40 +127,14 @@ def validate_params(form: str) -> dict[str, Any]:
 
 
 # --- training ------------------------------------------------------------------------------------------
-def train_locally(manifest_uri: str, family: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    from sentiflow.orchestration.local_train import LocalTrainingError, run_local_training
-
-    pipeline = PipelineSettings()
-    env = settings_env(s3_settings(pipeline), mlflow_settings(pipeline))
-    try:
-        result = run_local_training(
-            manifest_uri,
-            family,
-            json.dumps(params),
-            env=env,
-            timeout_s=pipeline.local_train_timeout_s,
-            log=log.info,
-        )
-    except LocalTrainingError as exc:
-        raise AirflowFailException(str(exc)) from exc  # a failed run changed nothing; retrying won't help
-    log.info("run %s registered version %s", result.get("run_id"), result.get("model_version"))
-    return result
-
-
 def train_family(entry: ModelFamily) -> Any:
-    """The local training task of one family (task id ``entry.task_id``, e.g. ``train_baseline``), with
-    its params (a dict from ``validate_params``; not ``params``: Airflow refuses an argument named like a
-    context key); every family registers in the same model, so selection
-    compares families."""
+    """The local training task of one family (task id ``entry.task_id``, e.g. ``train_baseline``): the
+    entrypoint in a child process (``local_train.train_locally``); the DAG passes ``family=entry.name``.
+    Every family registers in the same model, so selection compares families."""
+    from sentiflow.orchestration.local_train import train_locally
 
     hours = 6 if entry.gpu else 1
-
-    @task(task_id=entry.task_id, execution_timeout=timedelta(hours=hours), retries=0)
-    def train(manifest_uri: str, family_params: dict[str, Any]) -> dict[str, Any]:
-        return train_locally(manifest_uri, entry.name, family_params)
-
-    train.__doc__ = f"Train the {entry.name} family on this worker (the pod's entrypoint)."
-    return train
+    return task(task_id=entry.task_id, execution_timeout=timedelta(hours=hours), retries=0)(train_locally)
 
 
 def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) -> Any:

@@ -65,17 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def collect_params(args: argparse.Namespace) -> dict[str, Any]:
-    """``--params-json`` then explicit flags; pydantic converts the strings and rejects unknown keys."""
-    params: dict[str, Any] = json.loads(args.params_json) if args.params_json else {}
-    if not isinstance(params, dict):
-        raise ValueError("--params-json must be a JSON object")
-    for key, value in vars(args).items():
-        if key.startswith("param_") and value is not None:
-            params[key.removeprefix("param_")] = None if value.lower() in ("none", "null") else value
-    return params
-
-
 def write_result(result: dict[str, Any], output_json: Path | None) -> list[Path]:
     text = json.dumps(result, indent=2, sort_keys=True)
     targets = [output_json] if output_json else []
@@ -103,9 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     entry = family(args.family)
+    # The one parse: --params-json, then the flags given (pydantic converts their strings)
+    flags = {
+        key.removeprefix("param_"): None if value.lower() in ("none", "null") else value
+        for key, value in vars(args).items()
+        if key.startswith("param_") and value is not None
+    }
     try:
-        params = entry.parse_params(collect_params(args))
-    except (ValueError, ValidationError) as exc:  # json errors are ValueErrors too
+        params = entry.params.model_validate({**json.loads(args.params_json or "{}"), **flags})
+    except (ValueError, TypeError, ValidationError) as exc:  # json errors are ValueErrors too
         parser.error(f"invalid parameters for {args.family}: {exc}")
     gpus = int(getattr(params, "gpus", 1))  # a family without the parameter trains in one process
     if gpus > 1 and not under_torchrun():
@@ -117,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 "gpus=%d but torchrun started %d processes: %d train", gpus, world_size(), world_size()
             )
     try:
-        result = entry.run(
+        result = entry.train(
             args.manifest_uri,
             params,
             register_model=not args.no_register,

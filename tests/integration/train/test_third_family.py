@@ -8,7 +8,6 @@ entrypoint that registers an MLflow version, and a model server that serves it.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from sentiflow import names
 from sentiflow.data.snapshot import write_snapshot
 from sentiflow.families.catalogue import families
 from sentiflow.orchestration.dag_params import PIPELINE
-from sentiflow.orchestration.local_train import run_local_training
+from sentiflow.orchestration.local_train import train_locally
 from sentiflow.orchestration.training_tasks import FAMILIES, validated
 from tests.devserver import DevServer, own_registered_model
 from tests.integration.orchestration.test_dag_integrity import PARSE, REPO, run_airflow_script
@@ -89,9 +88,7 @@ def test_it_trains_registers_and_is_served_through_the_same_code(
         validated({"majority_smoothing": -1}, PIPELINE)
 
     with own_registered_model("third-family") as model_name:
-        result = run_local_training(
-            snapshot, FAMILY, json.dumps(params[FAMILY]), env=registered, timeout_s=300
-        )
+        result = train_locally(snapshot, params[FAMILY], FAMILY, env=registered, timeout_s=300)
         assert result["model_family"] == FAMILY and result["model_version"]
         assert result["metrics"][names.split_metric("test", "accuracy")] == 0.75
         server = DevServer(stack, {**registered}, state_root=tmp_path_factory.mktemp("third-family"))

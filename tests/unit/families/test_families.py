@@ -23,15 +23,6 @@ def test_an_unknown_family_is_an_error_naming_the_known_ones():
         family("xgboost")
 
 
-def test_params_parse_from_objects_dicts_and_nothing_and_reject_typos():
-    entry = family(FAMILY_TFIDF)
-    assert entry.parse_params(entry.params(C=2.0)).C == 2.0  # type: ignore[attr-defined,call-arg]
-    assert entry.parse_params({"ngram_max": 1}).ngram_max == 1  # type: ignore[attr-defined]
-    assert entry.parse_params(None) == entry.params()
-    with pytest.raises(ValueError, match="Cc"):
-        entry.parse_params({"Cc": 2.0})
-
-
 def test_the_cli_offers_every_family_and_every_family_parameter():
     parser = build_parser()
     family_action = next(a for a in parser._actions if a.dest == "family")

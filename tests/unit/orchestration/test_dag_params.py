@@ -110,22 +110,21 @@ def test_only_optional_unions_become_form_fields() -> None:
     assert field_schema("e", nullable_enum) == {"enum": [None, "a", "b"], "type": ["null", "string"]}
 
 
-def test_training_params_reads_every_model_field_and_train_extra_wins() -> None:
+def test_family_params_read_every_model_field_and_train_extra_wins() -> None:
     from sentiflow.names import FAMILY_TRANSFORMER
-    from sentiflow.orchestration.dag_params import SWEEP
-    from sentiflow.orchestration.training_tasks import grid_points
-    from sentiflow.orchestration.training_tasks import training_params as task_training_params
+    from sentiflow.orchestration.dag_params import PIPELINE, SWEEP
+    from sentiflow.orchestration.training_tasks import grid_points, validated
 
     conf = {k: p.value for k, p in pipeline_params().items()}  # what a run's params hold
     conf.update(num_hidden_layers=2, attn_implementation="", train_extra={"bf16": "off"})
-    transformer = task_training_params(conf)[FAMILY_TRANSFORMER].model_dump()
+    transformer = validated(conf, PIPELINE)[FAMILY_TRANSFORMER]
     assert transformer["num_hidden_layers"] == 2 and transformer["bf16"] == "off"
     assert transformer["attn_implementation"] is None  # an emptied form field
     with pytest.raises(AirflowFailException, match="learnin_rate"):
-        task_training_params({**conf, "train_extra": {"learnin_rate": 1e-4}})
+        validated({**conf, "train_extra": {"learnin_rate": 1e-4}}, PIPELINE)
 
     sweep = {k: p.value for k, p in sweep_params().items()}
-    base = task_training_params(sweep, SWEEP)[FAMILY_TRANSFORMER].model_dump()
+    base = validated(sweep, SWEEP)[FAMILY_TRANSFORMER]
     points = grid_points(base, {"num_hidden_layers": [1, 2], "hidden_dropout": [0.1]})
     assert [p["num_hidden_layers"] for p in points] == [1, 2]
     with pytest.raises(AirflowFailException, match="learnin_rate"):

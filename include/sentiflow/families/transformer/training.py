@@ -314,11 +314,12 @@ def training_arguments(params: TrainParams, output_dir: str, *, device: str, **o
 
 def fit_transformer(
     data: TrainingData,
+    classifier: TransformerClassifier,
     params: TrainParams,
     *,
     on_epoch: Callable[[int, dict[str, float]], object] | None = None,
 ) -> FitResult:
-    """Fine-tune, evaluating on the validation split every epoch; returns the best epoch's classifier.
+    """Fine-tune ``classifier``, evaluating on the validation split every epoch; returns the best epoch's.
 
     In a distributed run every rank calls this; ``on_epoch`` is given on rank 0 only, and only rank 0
     samples the GPUs (all of this node's).
@@ -330,7 +331,6 @@ def fit_transformer(
     device = resolve_device(params.device)
     # First: on several ranks this starts the process group that shared_workdir and DDP use.
     args = training_arguments(params, "sentiflow-train-unset", device=device)
-    classifier = build_classifier(params, data.label_names)
     logger = _epoch_logger_class()(on_epoch)
     callbacks: list[Any] = [logger, progress_callback()]
     if params.early_stopping_patience:
@@ -414,13 +414,17 @@ def run_training(
     import mlflow
 
     if not is_main_process():
-        fit_transformer(load_data(manifest_uri, params), params)
+        data = load_data(manifest_uri, params)
+        fit_transformer(data, build_classifier(params, data.label_names), params)
         return None
     run_name = f"{FAMILY_TRANSFORMER}-{Path(params.model_name).name}"
     with training_run(FAMILY_TRANSFORMER, run_name, params.model_dump(), manifest_uri) as run:
         mlflow.set_tag(TAG_BASE_MODEL, params.model_name)
         data = load_tagged(manifest_uri, params)
-        fit = fit_transformer(data, params, on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
+        classifier = build_classifier(params, data.label_names)
+        fit = fit_transformer(
+            data, classifier, params, on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch)
+        )
         return finish(
             run,
             fit.classifier,
