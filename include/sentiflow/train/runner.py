@@ -1,7 +1,7 @@
 """What every family's training shares around its own fit: the snapshot's splits, then evaluate → artifacts
 → registry version.
 
-Each family's ``run`` (``families/<name>/training.py``) loads the splits with ``load_tagged``, fits, and hands
+A family's training (``families/<name>/training.py``) loads the splits with ``load_tagged``, fits, and hands
 its classifier to ``finish``, so every family is measured and logged the same way and selection compares them
 fairly. In a distributed run (torchrun, ``gpus > 1``) every rank trains, and only rank 0 opens the MLflow run,
 evaluates, logs and registers: N processes make one run and one registry version.
