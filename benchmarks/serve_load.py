@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -45,6 +44,7 @@ sys.path[:0] = [str(REPO / "include"), str(REPO)]
 from sentiflow.localstack import stack as localstack  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import cpu_flags, machine  # noqa: E402
 from _serve_targets import (  # noqa: E402
     ModelServer,
     Target,
@@ -100,11 +100,25 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def onnxruntime_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
 def load_texts(path: str, n: int = 2000) -> list[str]:
     import pandas as pd
 
     frame = pd.read_parquet(path, columns=["text"])
     return frame["text"].sample(n=min(n, len(frame)), random_state=0).tolist()
+
+
+def model_labels(args: argparse.Namespace) -> list[str]:
+    """The fine-tuned model's own label names (``--model-dir``'s config), else the binary IMDb pair."""
+    if not args.model_dir:
+        return LABELS
+    config = json.loads((Path(args.model_dir) / "config.json").read_text())
+    return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
 
 
 def register(args: argparse.Namespace) -> str:
@@ -117,7 +131,9 @@ def register(args: argparse.Namespace) -> str:
         from sentiflow.families.transformer.model import TransformerClassifier
 
         if args.model_dir:
-            clf = TransformerClassifier.load(Path(args.model_dir), LABELS, max_length=args.max_length)
+            clf = TransformerClassifier.load(
+                Path(args.model_dir), model_labels(args), max_length=args.max_length
+            )
         else:
             # An untrained head costs the same per text as a fine-tuned one: speed is what is measured.
             clf = TransformerClassifier.from_pretrained(args.model_path, LABELS, max_length=args.max_length)
@@ -172,6 +188,8 @@ def main() -> int:
                     "SENTIFLOW_SERVER_BATCH_WAIT_MS": str(args.server_batch_wait_ms),
                     "SENTIFLOW_SERVER_TIMEOUT_S": "600",
                     "SENTIFLOW_SERVER_RUNTIME": runtime,
+                    # one client address sends the whole load: its per-client limit would answer 429s
+                    "SENTIFLOW_SERVER_PREDICT_RATE_LIMIT": "1000000 per minute",
                 },
             )
             servers.append(server)
@@ -295,10 +313,10 @@ def main() -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "machine": {
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "note": "2 CPU cores shared with other engineers' jobs; the load generator shares them too",
+                **machine(),
+                "cpu_flags": [f for f in cpu_flags() if f.startswith(("avx", "amx")) or f == "fma"],
+                "onnxruntime": onnxruntime_version(),
+                "note": "the load generator shares the server's cores",
             },
             "model": {"name": name, "version": version, "family": args.family, "max_length": args.max_length},
             "config": {k: v for k, v in vars(args).items() if k != "out"},
@@ -355,7 +373,9 @@ def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
         "texts": len(texts),
         "by_server": {
             name: {
-                "accuracy": round(float(np.mean(np.array([LABELS.index(v) for v in got]) == truth)), 4),
+                "accuracy": round(
+                    float(np.mean(np.array([model_labels(args).index(v) for v in got]) == truth)), 4
+                ),
                 "agreement_with_mlflow": round(float(np.mean(np.array(got) == np.array(reference))), 4),
             }
             for name, got in labels.items()
