@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from sentiflow import names
+from sentiflow.families.catalogue import family
 from sentiflow.settings.cpu_quota import threads_per_worker
 from sentiflow.settings.server import ServerSettings
 from serving import metrics
@@ -57,50 +57,40 @@ def _set_torch_threads(settings: ServerSettings) -> None:
         torch.set_num_threads(_inference_threads(settings))
 
 
-def cap_batch_tokens(model: LoadedModel, settings: ServerSettings) -> None:
-    """On CPU, a transformer's forward batches hold at most ``batch_max_tokens`` padded tokens.
+def for_serving(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
+    """The model as this replica serves it, readied by its family (``ModelFamily.serve``); PyTorch, and why,
+    when ``settings.runtime`` cannot serve it.
 
-    The micro-batcher gathers concurrent requests; this splits a gathered batch by length, so long
-    reviews run one or two at a time and short texts many at a time: no short text waits on the padding
-    of a long one (figures in ``benchmarks/RESULTS.md``).
-    """
-    from sentiflow.families.transformer.model import TransformerClassifier
-
-    classifier = model.classifier
-    if isinstance(classifier, TransformerClassifier) and classifier.device == "cpu":
-        classifier.max_batch_tokens = settings.batch_max_tokens
-
-
-def with_runtime(model: LoadedModel, settings: ServerSettings) -> LoadedModel:
-    """The model with its forward pass on ``settings.runtime``; PyTorch, and why, when that cannot serve.
-
-    The ONNX file is the one the version shipped (built and verified by the pipeline when it logged the
-    version, and verified with the version's other files), served as it is; a version without one gets it
-    built here, cached per version and run under the state folder (shared by the workers). Either must
-    agree with PyTorch on ``onnx_runtime.CHECK_TEXTS``. ``GET /model`` shows where the file came from
+    A transformer on CPU gets its forward batches capped at ``batch_max_tokens`` padded tokens, and its
+    forward pass on the ONNX file the version shipped (built and verified by the pipeline when it logged
+    the version, and verified with the version's other files), served as it is; a version without one gets
+    it built here, cached per version and run under the state folder (shared by the workers). Either must
+    agree with PyTorch on the family's check texts. ``GET /model`` shows where the file came from
     (``runtime_source``) or why PyTorch serves instead (``runtime_fallback``).
     """
-    if settings.runtime == "torch" or model.family != names.FAMILY_TRANSFORMER:
-        return model
+    cache = settings.state_dir / "onnx" / f"{model.name}-v{model.version}-{model.run_id or 'norun'}"
     try:
-        from sentiflow.families.transformer.onnx_runtime import OnnxClassifier, to_runtime
-
-        cache = settings.state_dir / "onnx" / f"{model.name}-v{model.version}-{model.run_id or 'norun'}"
-        classifier = to_runtime(
+        classifier = family(model.family).serve(
             model.classifier,
             settings.runtime,
             cache,
             threads=_inference_threads(settings),
             max_prob_diff=settings.runtime_max_prob_diff,
+            max_batch_tokens=settings.batch_max_tokens,
         )
     except Exception as exc:
         log.warning(
             "runtime %s unavailable for version %s, serving PyTorch: %s", settings.runtime, model.version, exc
         )
         return replace(model, runtime_fallback=f"{settings.runtime} unavailable: {exc}")
-    if not isinstance(classifier, OnnxClassifier):
+    if classifier is model.classifier:
         return model
-    return replace(model, classifier=classifier, runtime=settings.runtime, runtime_source=classifier.origin)
+    return replace(
+        model,
+        classifier=classifier,
+        runtime=settings.runtime,
+        runtime_source=getattr(classifier, "origin", None),
+    )
 
 
 class ModelManager:
@@ -153,8 +143,7 @@ class ModelManager:
     def _prepare(self, model: LoadedModel) -> LoadedModel:
         """Threads, batch caps, the runtime and a warm-up prediction: what a model needs before it serves."""
         _set_torch_threads(self.settings)
-        cap_batch_tokens(model, self.settings)
-        model = with_runtime(model, self.settings)
+        model = for_serving(model, self.settings)
         warm_up(model)
         return model
 

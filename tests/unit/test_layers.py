@@ -94,9 +94,10 @@ APPLICATION_RANKS = {
     "plugins": 1,
 }
 
-#: What a model-server replica must never run: the pipeline's training (a family's own included: only its
-#: serving runtime, ``families.serving``, is the server's), gate, release and orchestration.
+#: What a model-server replica must never import: the pipeline's training, gate, release and orchestration,
+#: and any family's own code (the server finds a family's model and runtime through ``families.catalogue``).
 SERVER_NEVER_IMPORTS = {
+    "families.serving",
     "gate",
     "orchestration",
     "release",

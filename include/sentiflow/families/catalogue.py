@@ -69,6 +69,10 @@ class ModelFamily:
     #: ``"module:function"``: ``function(classifier, folder)`` adds the family's own files to a model's
     #: folder before it is signed and logged (``ship``).
     shipping: str | None = None
+    #: ``"module:function"``: ``function(classifier, runtime, cache_dir, *, threads, max_prob_diff,
+    #: max_batch_tokens)`` readies a loaded classifier for a replica: the one it serves on the server's
+    #: ``runtime``, raising where that runtime cannot serve it (``serve``). None: served as loaded.
+    serving: str | None = None
     #: Whether the DAG may run its training in the GPU pod (``train_backend=kubernetes``).
     gpu: bool = False
     #: The Airflow task id of its local training task in the DAGs.
@@ -91,6 +95,12 @@ class ModelFamily:
         """The family's own files into a model's folder, where it has any (``shipping``)."""
         if self.shipping is not None:
             _resolve(self.shipping)(classifier, folder)
+
+    def serve(self, classifier: Any, runtime: str, cache_dir: Path, **limits: Any) -> Any:
+        """The classifier a replica serves on ``runtime``: the family's ``serving`` hook, or itself."""
+        if self.serving is None:
+            return classifier
+        return _resolve(self.serving)(classifier, runtime, cache_dir, **limits)
 
 
 def _resolve(reference: str) -> Any:

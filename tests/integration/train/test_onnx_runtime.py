@@ -232,19 +232,19 @@ def _loaded(classifier: TransformerClassifier, version: str = "3"):
 
 
 def test_server_falls_back_to_pytorch_when_the_gate_refuses(sharp, tmp_path) -> None:
-    from serving.model.manager import with_runtime
+    from serving.model.manager import for_serving
 
     model = _loaded(sharp)
-    served = with_runtime(model, ServerSettings(state_dir=tmp_path))
+    served = for_serving(model, ServerSettings(state_dir=tmp_path))
     assert served.runtime == "onnx-int8" and isinstance(served.classifier, OnnxClassifier)
     assert served.runtime_source == "built" and served.runtime_fallback is None
     assert (tmp_path / "onnx" / "m-v3-r" / "model.int8.onnx").exists()
     strict = ServerSettings(state_dir=tmp_path / "strict", runtime_max_prob_diff=1e-9)
-    refused = with_runtime(model, strict)
+    refused = for_serving(model, strict)
     assert refused.runtime == "torch" and refused.classifier is sharp and refused.runtime_source is None
     assert refused.runtime_fallback.startswith("onnx-int8 unavailable: the file built by this replica: ")
     assert "disagrees with the PyTorch model" in refused.runtime_fallback
-    assert with_runtime(model, ServerSettings(state_dir=tmp_path, runtime="torch")) is model
+    assert for_serving(model, ServerSettings(state_dir=tmp_path, runtime="torch")) is model
 
 
 def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
@@ -280,7 +280,7 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
 
 
 def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None:
-    from serving.model.manager import cap_batch_tokens
+    from serving.model.manager import for_serving
 
     uncapped = tiny.predict_proba(TEXTS)
     chunks: list[list[int]] = []
@@ -291,7 +291,7 @@ def test_token_cap_splits_batches_by_padded_size_and_keeps_answers(tiny) -> None
 
     model = _loaded(tiny, version="1")
     try:
-        cap_batch_tokens(model, ServerSettings(batch_max_tokens=64))
+        for_serving(model, ServerSettings(batch_max_tokens=64, runtime="torch"))
         assert tiny.max_batch_tokens == 64
         tiny.predict_sorted(TEXTS, 32, record)
         assert sorted(n for chunk in chunks for n in chunk) == sorted(len(ids) for ids in tiny.encode(TEXTS))
@@ -325,7 +325,7 @@ def test_a_shipped_file_is_served_as_it_is_and_an_unreadable_one_falls_back_unbu
     sharp, tmp_path, monkeypatch
 ):
     from sentiflow.modeling.pyfunc import save_classifier
-    from serving.model.manager import with_runtime
+    from serving.model.manager import for_serving
 
     folder = save_classifier(sharp, tmp_path / "classifier")
     assert ship_onnx_models(sharp, folder) == ["onnx-int8"]  # the server's default runtime, not fp32
@@ -348,7 +348,7 @@ def test_a_shipped_file_is_served_as_it_is_and_an_unreadable_one_falls_back_unbu
     with pytest.raises(OnnxExportError, match=cannot_open):
         to_runtime(loaded, "onnx-int8", tmp_path / "cache", **common)
     model = _loaded(loaded)
-    fallback = with_runtime(model, ServerSettings(state_dir=tmp_path / "state"))
+    fallback = for_serving(model, ServerSettings(state_dir=tmp_path / "state"))
     assert fallback.runtime == "torch" and fallback.classifier is loaded
     assert fallback.runtime_fallback.startswith("onnx-int8 unavailable: the version's shipped file: ")
     assert builds == ["onnx"] and not (tmp_path / "state" / "onnx").exists()  # not rebuilt
@@ -373,7 +373,7 @@ def test_a_disagreeing_file_is_refused_with_its_reason_and_served_through_pytorc
     """The export works but int8 answers too far from PyTorch: the version is still logged, without the
     file and with the reason, and a replica serves PyTorch and says why, building nothing."""
     from sentiflow.modeling.pyfunc import save_classifier
-    from serving.model.manager import with_runtime
+    from serving.model.manager import for_serving
 
     folder = save_classifier(sharp, tmp_path / "classifier")
     assert ship_onnx_models(sharp, folder, max_prob_diff=1e-9) == []
@@ -383,7 +383,7 @@ def test_a_disagreeing_file_is_refused_with_its_reason_and_served_through_pytorc
     refused = r"^the pipeline refused the onnx-int8 file: the ONNX model disagrees .* \(allowed 1e-09\)"
     with pytest.raises(OnnxExportError, match=refused):
         to_runtime(loaded, "onnx-int8", tmp_path / "cache", threads=1, max_prob_diff=0.05)
-    fallback = with_runtime(_loaded(loaded), ServerSettings(state_dir=tmp_path / "state"))
+    fallback = for_serving(_loaded(loaded), ServerSettings(state_dir=tmp_path / "state"))
     assert fallback.runtime == "torch" and fallback.classifier is loaded
     assert "the pipeline refused the onnx-int8 file" in fallback.runtime_fallback
     assert builds == [] and not (tmp_path / "state" / "onnx").exists()
@@ -456,7 +456,7 @@ def _registry(shipped_version, state_dir=None):
 
 
 def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, tmp_path, monkeypatch):
-    from serving.model.manager import with_runtime
+    from serving.model.manager import for_serving
 
     assert shipped_version["shipped_tag"] == "onnx-int8"
     assert ServerSettings().signing_public_keys, "the stack's server verifies signatures"
@@ -465,7 +465,7 @@ def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, 
     model = _registry(shipped_version).load(shipped_version["shipped"])  # downloads and verifies
     shipped = shipped_onnx_path(model.classifier.loaded_from, "onnx-int8")
     assert shipped.is_file()
-    served = with_runtime(model, ServerSettings(state_dir=tmp_path))
+    served = for_serving(model, ServerSettings(state_dir=tmp_path))
     assert served.runtime == "onnx-int8" and served.classifier.model_path == shipped
     assert served.runtime_source == "shipped"
     assert builds == [] and not (tmp_path / "onnx").exists()  # no export, no cache entry
@@ -476,14 +476,14 @@ def test_a_replica_serves_the_shipped_file_without_building_it(shipped_version, 
 
 
 def test_a_version_without_the_shipped_file_is_built_by_the_replica(shipped_version, tmp_path, monkeypatch):
-    from serving.model.manager import with_runtime
+    from serving.model.manager import for_serving
 
     assert shipped_version["unshipped_tag"] == "none"
     builds = _count_builds(monkeypatch)
     release(shipped_version, shipped_version["unshipped"])
     model = _registry(shipped_version).load(shipped_version["unshipped"])
     assert not (model.classifier.loaded_from / SHIPPED_DIR).exists()
-    served = with_runtime(model, ServerSettings(state_dir=tmp_path))
+    served = for_serving(model, ServerSettings(state_dir=tmp_path))
     assert served.runtime == "onnx-int8" and builds == ["onnx-int8"] and served.runtime_source == "built"
     cache = tmp_path / "onnx" / f"{model.name}-v{model.version}-{model.run_id}" / "model.int8.onnx"
     assert served.classifier.model_path == cache and cache.is_file()

@@ -21,6 +21,7 @@ FAMILY = ModelFamily(
     shipping="sentiflow.families.transformer.training:ship_onnx",
     pip_requirements=("torch==2.13.0", "transformers==5.23.0"),
     serving_runtime="torch",
+    serving="sentiflow.families.transformer.onnx_runtime:for_serving",
     serving_modules=(
         "sentiflow.families.transformer.model",
         "torch",

@@ -592,3 +592,19 @@ def to_runtime(
         diff,
     )
     return candidate
+
+
+def for_serving(
+    classifier: TextClassifier,
+    runtime: Runtime,
+    cache_dir: Path,
+    *,
+    threads: int,
+    max_prob_diff: float,
+    max_batch_tokens: int,
+) -> TextClassifier:
+    """What a replica serves: on CPU, forward batches of at most ``max_batch_tokens`` padded tokens (long
+    reviews run alone, short texts many at a time), through ``runtime`` (``to_runtime``)."""
+    if isinstance(classifier, TransformerClassifier) and classifier.device == "cpu":
+        classifier.max_batch_tokens = max_batch_tokens
+    return to_runtime(classifier, runtime, cache_dir, threads=threads, max_prob_diff=max_prob_diff)
