@@ -360,6 +360,7 @@ def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
 
     frame = pd.read_parquet(args.texts).sample(n=args.accuracy_texts, random_state=1)
     texts, truth = frame["text"].tolist(), frame["label"].to_numpy()
+    names = model_labels(args)
     labels: dict[str, list[str]] = {}
     for target in targets:
         out: list[str] = []
@@ -373,9 +374,7 @@ def score_accuracy(targets: list[Target], args: argparse.Namespace) -> dict:
         "texts": len(texts),
         "by_server": {
             name: {
-                "accuracy": round(
-                    float(np.mean(np.array([model_labels(args).index(v) for v in got]) == truth)), 4
-                ),
+                "accuracy": round(float(np.mean(np.array([names.index(v) for v in got]) == truth)), 4),
                 "agreement_with_mlflow": round(float(np.mean(np.array(got) == np.array(reference))), 4),
             }
             for name, got in labels.items()
