@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from pydantic import BaseModel
 
 from sentiflow.families.catalogue import ModelFamily, families, family
-from sentiflow.families.transformer.params import TrainExtra, TrainParams
+from sentiflow.families.transformer.params import TrainParams
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, unknown_params
 from sentiflow.orchestration.model_form import model_from_params
@@ -51,44 +51,34 @@ _OUTPUTS: dict[type[BaseModel], str] = {
 }
 
 
-def families_on(params: Mapping[str, Any]) -> list[str]:
-    """The families whose switch (``ModelFamily.switch``) is on in a run's params, in catalogue order."""
-    on = []
-    for entry in families().values():
-        switches = [getattr(model_from_params(form, params), entry.switch, None) for form in entry.form]
-        if True in switches:
-            on.append(entry.name)
-    return on
-
-
 def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     """Every parameter group of ``dag`` (``dag_params.GROUPS``) validated from a run's params: the model
     per group, the families to train, the run's seed and each family's params (a dict, by family name).
 
-    A family's params are validated once, here, by its params model (``ModelFamily.params_from_form``);
-    the sweep trains the transformer alone. Every family trains with the run's seed (``TrainParams.seed``)
-    unless it names its own. A bad value fails the run in its first task, with pydantic's message naming
-    the field, before any data is collected or any GPU is requested.
+    Each group is validated once, then handed on: a family's params are built from its validated groups
+    (``ModelFamily.params_from_form``); the sweep trains the transformer alone. Every family trains with the
+    run's seed (``TrainParams.seed``) unless it names its own. A bad value fails the run in its first task,
+    with pydantic's message naming the field, before any data is collected or any GPU is requested.
     """
     entries = families() if dag == PIPELINE else {FAMILY_TRANSFORMER: family(FAMILY_TRANSFORMER)}
-    out: dict[str, Any] = {}
+    models = [model for model, _section in GROUPS[dag]] + [f for e in entries.values() for f in e.form]
     try:
-        out[SEED] = model_from_params(TrainParams, params).seed
+        forms = {model: model_from_params(model, params) for model in dict.fromkeys(models)}
+    except ValueError as exc:
+        raise AirflowFailException(f"invalid parameters: {exc}") from exc
+    out: dict[str, Any] = {_OUTPUTS[model]: form for model, form in forms.items() if model in _OUTPUTS}
+    out[SEED] = forms[TrainParams].seed
+    # the families whose switch (``ModelFamily.switch``) is on, in catalogue order
+    out[FAMILIES] = [
+        e.name for e in entries.values() if any(getattr(forms[f], e.switch, None) is True for f in e.form)
+    ]
+    try:
         for entry in entries.values():
-            forms = [model_from_params(form, params) for form in entry.form]
             assert entry.params_from_form is not None, f"family {entry.name} has no form"
-            out[entry.name] = entry.params_from_form(forms, out[SEED]).model_dump(mode="json")
+            params_model = entry.params_from_form([forms[f] for f in entry.form], out[SEED])
+            out[entry.name] = params_model.model_dump(mode="json")
     except ValueError as exc:
         raise AirflowFailException(f"invalid training parameters: {exc}") from exc
-    family_forms = {form for entry in families().values() for form in entry.form}
-    for model, _section in GROUPS[dag]:
-        if model in family_forms or model is TrainExtra:
-            continue
-        try:
-            out[_OUTPUTS[model]] = model_from_params(model, params)
-        except ValueError as exc:
-            raise AirflowFailException(f"invalid parameters: {exc}") from exc
-    out[FAMILIES] = families_on(params) if dag == PIPELINE else [FAMILY_TRANSFORMER]
     return out
 
 
