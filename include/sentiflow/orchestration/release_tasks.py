@@ -24,7 +24,6 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
-    safe_run_id,
     server_endpoint,
     training_results,
 )
@@ -225,6 +224,7 @@ def inference_check(deployed: dict[str, Any], check: CheckParams, seed: int) -> 
 
     ``seed``: the run's seed, for the sampled cases.
     """
+    from sentiflow.data.collect import sanitize_run_id
     from sentiflow.release import flow as release
     from sentiflow.release.check_plan import plan_check
     from sentiflow.release.checks import publish_report, run_check
@@ -233,7 +233,7 @@ def inference_check(deployed: dict[str, Any], check: CheckParams, seed: int) -> 
     context = get_current_context()
     client, settings, server, prior, pipeline = _release_context(deployed)
     store = object_store(pipeline)
-    prefix = store.uri(pipeline.reports_prefix, safe_run_id(context["run_id"]), INFERENCE_CHECK)
+    prefix = store.uri(pipeline.reports_prefix, sanitize_run_id(context["run_id"]), INFERENCE_CHECK)
 
     def check_report() -> Any:
         # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy

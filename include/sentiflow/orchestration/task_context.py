@@ -97,9 +97,3 @@ def training_results(resolved: Iterable[Any]) -> list[dict[str, Any]]:
         else:
             results.extend(dict(r) for r in output if r)
     return results
-
-
-def safe_run_id(run_id: str) -> str:
-    from sentiflow.data.collect import sanitize_run_id
-
-    return sanitize_run_id(run_id)
