@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -67,7 +67,7 @@ def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     except ValueError as exc:
         raise AirflowFailException(f"invalid parameters: {exc}") from exc
     out: dict[str, Any] = {_OUTPUTS[model]: form for model, form in forms.items() if model in _OUTPUTS}
-    out[SEED] = forms[TrainParams].seed
+    out[SEED] = cast(TrainParams, forms[TrainParams]).seed
     # the families whose switch (``ModelFamily.switch``) is on, in catalogue order
     out[FAMILIES] = [
         e.name for e in entries.values() if any(getattr(forms[f], e.switch, None) is True for f in e.form)
