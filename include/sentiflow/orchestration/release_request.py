@@ -37,19 +37,15 @@ REQUEST = "request"
 REGISTERED_VERSION = "registered_version"
 
 
-def release_order(params: dict[str, Any]) -> ReleaseOrder:
-    """The request and the gate's policy of a run's params, validated together (force needs a reason)."""
-    return ReleaseOrder(
-        request=model_from_params(ReleaseRequest, params),
-        policy=model_from_params(ReleasePolicy, params),
-    )
-
-
 def validated_release(params: dict[str, Any]) -> dict[str, Any]:
     """Each group of the release's params as its model: the request, the pipeline's ``SelectionParams``
-    (this run's one version), the check's params and the seed."""
+    (this run's one version), the check's params and the seed. The request and the gate's policy are
+    validated together: forcing needs a reason."""
     try:
-        order = release_order(params)
+        order = ReleaseOrder(
+            request=model_from_params(ReleaseRequest, params),
+            policy=model_from_params(ReleasePolicy, params),
+        )
         check = model_from_params(CheckParams, params)
         seed = model_from_params(CheckSeed, params).seed
     except ValidationError as exc:
