@@ -127,8 +127,8 @@ def train_family(entry: ModelFamily) -> Any:
     return task(task_id=entry.task_id, execution_timeout=timedelta(hours=hours), retries=0)(train_locally)
 
 
-def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) -> Any:
-    """The KubernetesPodOperator that trains the transformer on a GPU node; ``overrides`` win.
+def trainer_pod(task_id: str, manifest_uri: Any, params: Any) -> Any:
+    """The KubernetesPodOperator that trains the transformer on a GPU node.
 
     ``manifest_uri`` and ``params`` (a dict) are usually upstream tasks' outputs (XComArgs). Each becomes
     the Jinja template Airflow itself derives from it (``str(xcom_arg)``; the params through ``tojson``),
@@ -140,9 +140,7 @@ def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) 
     from airflow.sdk import XComArg
 
     from sentiflow.orchestration.pod import train_arguments, trainer_pod_kwargs
-    from sentiflow.orchestration.settings import TrainerPodSettings
 
-    pod = TrainerPodSettings()
     inputs = [manifest_uri, params]
     manifest = str(manifest_uri) if isinstance(manifest_uri, XComArg) else manifest_uri
     if isinstance(params, XComArg):
@@ -150,11 +148,7 @@ def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) 
     else:
         params_json = json.dumps(params)
     arguments = train_arguments(manifest, FAMILY_TRANSFORMER, params_json)
-    kwargs = trainer_pod_kwargs(arguments=arguments, pod=pod)
-    kwargs.update(overrides)
-    operator = KubernetesPodOperator(
-        task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
-    )
+    operator = KubernetesPodOperator(task_id=task_id, **trainer_pod_kwargs(arguments=arguments))
     for value in inputs:
         if isinstance(value, XComArg):
             value >> operator
@@ -166,14 +160,10 @@ def trainer_pods_mapped(task_id: str, arguments: Any) -> Any:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     from sentiflow.orchestration.pod import trainer_pod_kwargs
-    from sentiflow.orchestration.settings import TrainerPodSettings
 
-    pod = TrainerPodSettings()
-    kwargs = trainer_pod_kwargs(arguments=[], pod=pod)
+    kwargs = trainer_pod_kwargs(arguments=[])
     kwargs.pop("arguments")
-    return KubernetesPodOperator.partial(
-        task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
-    ).expand(arguments=arguments)
+    return KubernetesPodOperator.partial(task_id=task_id, **kwargs).expand(arguments=arguments)
 
 
 def grid_points(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[dict[str, Any]]:
