@@ -14,7 +14,7 @@ from airflow.sdk import dag, task
 from sentiflow.families.catalogue import families
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
-from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
+from sentiflow.orchestration.dag_params import PIPELINE, dag_form
 from sentiflow.orchestration.params import PipelineTraining
 from sentiflow.orchestration.training_tasks import DATASET, FAMILIES, FEEDBACK, SEED, TRAINING
 
@@ -53,7 +53,7 @@ REST API (`POST /api/v2/dags/sentiment_pipeline/dagRuns` with `{"conf": {...}}`)
     max_active_runs=1,
     tags=["sentiflow", "ml", "training", "deployment"],
     doc_md=DOC,
-    params=pipeline_params(),
+    params=dag_form(PIPELINE),
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
     dagrun_timeout=timedelta(hours=12),
 )

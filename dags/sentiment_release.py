@@ -13,7 +13,7 @@ from airflow.sdk import dag
 
 from sentiflow.names import RELEASE_DAG
 from sentiflow.orchestration import release_request, release_tasks
-from sentiflow.orchestration.dag_params import release_params
+from sentiflow.orchestration.dag_params import RELEASE, dag_form
 from sentiflow.orchestration.release_request import REQUEST
 from sentiflow.orchestration.training_tasks import SELECTION
 
@@ -52,7 +52,7 @@ the REST API: `POST /api/v2/dags/sentiment_release/dagRuns` with
     max_active_runs=1,  # one release at a time: a second waits for the aliases the first leaves
     tags=["sentiflow", "ml", "deployment", "release"],
     doc_md=DOC,
-    params=release_params(),
+    params=dag_form(RELEASE),
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
     dagrun_timeout=timedelta(hours=2),
 )

@@ -12,7 +12,7 @@ from airflow.sdk import dag, task
 from sentiflow.families.catalogue import family
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration import data_tasks, release_tasks, training_tasks
-from sentiflow.orchestration.dag_params import SWEEP, sweep_params
+from sentiflow.orchestration.dag_params import SWEEP, dag_form
 from sentiflow.orchestration.params import SweepTraining
 from sentiflow.orchestration.training_tasks import DATASET, SEED, TRAINING
 
@@ -34,7 +34,7 @@ local — and hands all resulting versions to the same **select_best** gate, **p
     max_active_runs=1,
     tags=["sentiflow", "ml", "training", "sweep"],
     doc_md=DOC,
-    params=sweep_params(),
+    params=dag_form(SWEEP),
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
     dagrun_timeout=timedelta(hours=24),
 )

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
+from sentiflow.names import GATE_DECISION_KEY, GATE_TASK
 from sentiflow.orchestration import links
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class MlflowRunLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         if not links.is_training_task(ti_key.task_id):
             return ""
-        run_id = links.training_run_id(xcom_value(ti_key))
+        run_id = links.xcom_field(xcom_value(ti_key), "run_id")
         base = _http_base("mlflow_conn_id") if run_id else None
         return links.mlflow_run_url(base, run_id) if base and run_id else ""
 
@@ -136,10 +137,10 @@ class ModelVersionLink(BaseOperatorLink):
     operators: ClassVar[list[type]] = [PYTHON_TASK, BRANCH_TASK]
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        if ti_key.task_id == links.SELECT_BEST:
-            version = links.decision_version(xcom_value(ti_key, key=links.DECISION_KEY))
+        if ti_key.task_id == GATE_TASK:
+            version = links.xcom_field(xcom_value(ti_key, key=GATE_DECISION_KEY), "candidate_version")
         elif ti_key.task_id == links.PROMOTE:
-            version = links.promoted_version(xcom_value(ti_key))
+            version = links.xcom_field(xcom_value(ti_key), "version")
         else:
             return ""
         base = _http_base("mlflow_conn_id") if version else None
@@ -172,7 +173,7 @@ class CheckReportLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         if ti_key.task_id not in links.SERVER_TASKS:
             return ""
-        uri = links.report_uri(xcom_value(ti_key, task_id=links.INFERENCE_CHECK))
+        uri = links.xcom_field(xcom_value(ti_key, task_id=links.INFERENCE_CHECK), "report_uri")
         if not uri:
             return ""
         try:

@@ -1,13 +1,7 @@
 """The catalogue of model families: ``ModelFamily`` and the lookup of the folders of ``sentiflow.families``.
 
-One folder per family, found by name, so adding a family is adding one folder.
-
-A family is what differs between, say, a fine-tuned transformer and a TF-IDF baseline: its parameters (a
-pydantic model: the CLI and the trigger form are generated from it), how it is trained (a function that logs
-one MLflow run and registers one version), how a logged model is loaded back, what a served copy needs
-installed, and which runtime the model server reports. Everything else (snapshots, metrics, artifacts,
-selection, serving) is shared and family-agnostic.
-
+A family is what differs between, say, a fine-tuned transformer and a TF-IDF baseline (``ModelFamily``'s
+fields); everything else (snapshots, metrics, artifacts, selection, serving) is shared and family-agnostic.
 Each family is one folder of ``sentiflow.families`` (or of a package named in
 ``SENTIFLOW_TRAIN_FAMILY_PACKAGES``) whose ``__init__`` defines ``FAMILY = ModelFamily(...)``; ``families()``
 imports them all by name, cheaply: an entry names its training and its classifier as ``"module:name"``,

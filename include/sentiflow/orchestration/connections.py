@@ -53,10 +53,8 @@ def s3_settings_from(
     endpoint_url: str | None,
     region_name: str | None,
     bucket: str | None = None,
-    base: S3Settings | None = None,
 ) -> S3Settings:
     """``S3Settings`` from an aws connection's credentials; unset values keep the ``SENTIFLOW_S3_*`` ones."""
-    base = base or S3Settings()
     update: dict[str, Any] = {}
     if access_key_id:
         update["access_key_id"] = access_key_id
@@ -68,18 +66,15 @@ def s3_settings_from(
         update["region"] = region_name
     if bucket:
         update["bucket"] = bucket
-    return base.model_copy(update=update)
+    return S3Settings().model_copy(update=update)
 
 
-def mlflow_settings_from(
-    conn: ConnectionLike, conn_id: str, base: MLflowSettings | None = None
-) -> MLflowSettings:
+def mlflow_settings_from(conn: ConnectionLike, conn_id: str) -> MLflowSettings:
     """The connection's URL, and its login/password as the MLflow identity (the pipeline's)."""
-    base = base or MLflowSettings()
     update: dict[str, Any] = {"tracking_uri": http_url(conn, conn_id)}
     if conn.login and conn.password:
         update.update(username=conn.login, password=SecretStr(conn.password))
-    return base.model_copy(update=update)
+    return MLflowSettings().model_copy(update=update)
 
 
 def server_endpoint_from(conn: ConnectionLike, conn_id: str) -> ServerEndpoint:

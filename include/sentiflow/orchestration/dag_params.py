@@ -27,7 +27,6 @@ from sentiflow.orchestration.params import (
     ReleaseRequest,
     SelectionParams,
     SweepTraining,
-    TrainingOptions,
 )
 from sentiflow.release.check_plan import CheckParams
 
@@ -72,33 +71,9 @@ for _model in {model for groups in GROUPS.values() for model, _section in groups
     allow_class(_model)
 
 
-def dataset_params() -> dict[str, Param]:
-    return form_params((DatasetParams, DATA))
-
-
-def training_params() -> dict[str, Param]:
-    """Every ``TrainParams`` field, generated from its JSON schema, then the DAGs' own training switches."""
-    return form_params((TrainParams, TRAIN), (TrainExtra, TRAIN), (TrainingOptions, TRAIN))
-
-
-def selection_params() -> dict[str, Param]:
-    return form_params((SelectionParams, SELECT))
-
-
-def check_params() -> dict[str, Param]:
-    return form_params((CheckParams, CHECK))
-
-
-def pipeline_params() -> dict[str, Param]:
-    return form_params(*GROUPS[PIPELINE])
-
-
-def sweep_params() -> dict[str, Param]:
-    return form_params(*GROUPS[SWEEP])
-
-
-def release_params() -> dict[str, Param]:
-    return form_params(*GROUPS[RELEASE])
+def dag_form(dag: str) -> dict[str, Param]:
+    """The trigger form of ``dag`` (``PIPELINE``, ``SWEEP`` or ``RELEASE``): its groups' fields, in order."""
+    return form_params(*GROUPS[dag])
 
 
 def unknown_params(conf: dict[str, Any] | None, declared: Any) -> list[str]:

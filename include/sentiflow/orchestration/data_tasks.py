@@ -23,7 +23,6 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
-    safe_run_id,
     server_endpoint,
     training_results,
 )
@@ -193,13 +192,14 @@ def drift_report_task(manifest_uri: str) -> dict[str, Any]:
     Wired beside training, downstream of nothing in the release: it informs, it never gates promotion.
     """
     from sentiflow import registry
+    from sentiflow.data.collect import sanitize_run_id
     from sentiflow.feedback.drift import drift_report, log_drift_to_mlflow
 
     context = get_current_context()
     pipeline = PipelineSettings()
     store = object_store(pipeline)
     settings = mlflow_settings(pipeline)
-    result = drift_report(manifest_uri, run_id=safe_run_id(context["run_id"]), store=store)
+    result = drift_report(manifest_uri, run_id=sanitize_run_id(context["run_id"]), store=store)
     mlflow_run_id = log_drift_to_mlflow(
         result, client=registry.mlflow_client(settings), settings=settings, store=store
     )

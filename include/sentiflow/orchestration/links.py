@@ -12,14 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from sentiflow.names import GATE_DECISION_KEY, GATE_TASK
-
 #: Task ids whose return value is a training result (``run_id``, ``model_version``): the pipeline's
 #: ``train_local``/``train_baseline``/``train_kubernetes`` and the sweep's mapped ``train_grid_*``.
 TRAINING_TASK_PREFIX = "train_"
-#: select_best pushes the gate's decision under this key; ``candidate_version`` is the chosen version.
-DECISION_KEY = GATE_DECISION_KEY
-SELECT_BEST = GATE_TASK
 PROMOTE, DEPLOY, INFERENCE_CHECK = "promote", "deploy", "inference_check"
 #: The release tasks that show the model server's page and the inference check's report.
 SERVER_TASKS = frozenset({DEPLOY, INFERENCE_CHECK})
@@ -31,30 +26,15 @@ def is_training_task(task_id: str) -> bool:
     return task_id.startswith(TRAINING_TASK_PREFIX)
 
 
-def _get(value: Any, key: str) -> str | None:
+def xcom_field(value: Any, key: str) -> str | None:
+    """``value[key]`` of a task's XCom as text: a training result's ``run_id``, the gate decision's
+    ``candidate_version`` (chosen, promoted or not), promote's ``version``, the check's ``report_uri``;
+    None where ``value`` is not a dict or the field is missing or empty."""
     if isinstance(value, Mapping):
         found = value.get(key)
         if found not in (None, ""):
             return str(found)
     return None
-
-
-def training_run_id(result: Any) -> str | None:
-    """``run_id`` of a training task's result (a dict), else None."""
-    return _get(result, "run_id")
-
-
-def decision_version(decision: Any) -> str | None:
-    """The version select_best chose (``candidate_version``), whether or not the gate promoted it."""
-    return _get(decision, "candidate_version")
-
-
-def promoted_version(promoted: Any) -> str | None:
-    return _get(promoted, "version")
-
-
-def report_uri(check: Any) -> str | None:
-    return _get(check, "report_uri")
 
 
 def mlflow_run_url(mlflow_url: str, run_id: str) -> str:

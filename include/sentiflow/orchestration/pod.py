@@ -11,6 +11,7 @@ Airflow connections as templates rendered at run time; the S3 secret key comes f
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sentiflow.orchestration.settings import PipelineSettings, TrainerPodSettings
@@ -70,7 +71,7 @@ def trainer_pod_kwargs(
     pipeline: PipelineSettings | None = None,
     pod: TrainerPodSettings | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``KubernetesPodOperator`` (everything except ``task_id``)."""
+    """Keyword arguments for ``KubernetesPodOperator`` (everything except ``task_id``); one retry."""
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
@@ -91,6 +92,8 @@ def trainer_pod_kwargs(
         ]
     return {
         "name": "sentiflow-train",
+        "execution_timeout": timedelta(seconds=pod.execution_timeout_s),
+        "retries": 1,
         "namespace": pod.namespace,
         "image": pod.image,
         "image_pull_policy": pod.image_pull_policy,

@@ -16,7 +16,8 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from pydantic import ValidationError
 
-from sentiflow.orchestration.links import DECISION_KEY, PROMOTE, SELECT_BEST
+from sentiflow.names import GATE_DECISION_KEY, GATE_TASK
+from sentiflow.orchestration.links import PROMOTE
 from sentiflow.orchestration.model_form import model_from_params
 from sentiflow.orchestration.params import (
     CheckSeed,
@@ -36,19 +37,15 @@ REQUEST = "request"
 REGISTERED_VERSION = "registered_version"
 
 
-def release_order(params: dict[str, Any]) -> ReleaseOrder:
-    """The request and the gate's policy of a run's params, validated together (force needs a reason)."""
-    return ReleaseOrder(
-        request=model_from_params(ReleaseRequest, params),
-        policy=model_from_params(ReleasePolicy, params),
-    )
-
-
 def validated_release(params: dict[str, Any]) -> dict[str, Any]:
     """Each group of the release's params as its model: the request, the pipeline's ``SelectionParams``
-    (this run's one version), the check's params and the seed."""
+    (this run's one version), the check's params and the seed. The request and the gate's policy are
+    validated together: forcing needs a reason."""
     try:
-        order = release_order(params)
+        order = ReleaseOrder(
+            request=model_from_params(ReleaseRequest, params),
+            policy=model_from_params(ReleasePolicy, params),
+        )
         check = model_from_params(CheckParams, params)
         seed = model_from_params(CheckSeed, params).seed
     except ValidationError as exc:
@@ -90,13 +87,13 @@ def registered_version(request: ReleaseRequest) -> dict[str, Any]:
     return {"model_version": str(found.version), "run_id": found.run_id}
 
 
-@task.branch(task_id=SELECT_BEST, **IO_RETRIES)
+@task.branch(task_id=GATE_TASK, **IO_RETRIES)
 def gate_release(registered: dict[str, Any], selection: SelectionParams, request: ReleaseRequest) -> str:
     """The pipeline's gate (``release_tasks.gate_decision``) on the named version against the champion.
 
     Promote: on to ``promote``. Already the champion: ``keep_champion`` (nothing to move). Refused: the task
     fails with the gate's reason and nothing moves. The decision, with the requester and the forced reason,
-    is the ``DECISION_KEY`` XCom either way (and the ``gate.*`` tags on the version's run).
+    is the ``GATE_DECISION_KEY`` XCom either way (and the ``gate.*`` tags on the version's run).
     """
     from sentiflow.registry import SelectionError
 
@@ -107,7 +104,7 @@ def gate_release(registered: dict[str, Any], selection: SelectionParams, request
         raise AirflowFailException(f"the gate cannot judge version {request.version}: {exc}") from exc
     forced = request.force_reason if selection.force_promote and decided.promote else None
     decision = decided.model_copy(update={"requested_by": request.requested_by, "force_reason": forced})
-    context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
+    context["ti"].xcom_push(key=GATE_DECISION_KEY, value=decision.model_dump(mode="json"))
     asked = f"requested by {request.requested_by}" + (f", forced: {forced}" if forced else "")
     if decision.promote:
         log.info("release of version %s (%s) passes the gate: %s", request.version, asked, decision.reason)

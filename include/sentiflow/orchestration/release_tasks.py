@@ -15,7 +15,8 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from sentiflow.gate.judge import Decision
-from sentiflow.orchestration.links import DECISION_KEY, INFERENCE_CHECK, PROMOTE, SELECT_BEST
+from sentiflow.names import GATE_DECISION_KEY, GATE_TASK
+from sentiflow.orchestration.links import INFERENCE_CHECK, PROMOTE
 from sentiflow.orchestration.params import SelectionParams
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.orchestration.task_context import (
@@ -24,7 +25,6 @@ from sentiflow.orchestration.task_context import (
     log,
     mlflow_settings,
     object_store,
-    safe_run_id,
     server_endpoint,
     training_results,
 )
@@ -83,17 +83,17 @@ def gate_decision(results: list[dict[str, Any]], selection: SelectionParams, dag
     return Selected(**decision.model_dump(), scope=scope, candidates=[c.version for c in candidates])
 
 
-@task.branch(task_id=SELECT_BEST, trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+@task.branch(task_id=GATE_TASK, trigger_rule="none_failed_min_one_success", **IO_RETRIES)
 def select_best(training_outputs: list[Any], selection: SelectionParams) -> str:
     """Branch: pick the best version among the training tasks' results, gate it against the champion.
 
     ``training_outputs``: the training tasks' outputs (XComArgs; None for a task the branch skipped). The
-    decision (``Selected``) goes to XCom under ``DECISION_KEY`` as a plain dict, which the UI's links read
-    without importing the model, for promote / keep_champion.
+    decision (``Selected``) goes to XCom under ``GATE_DECISION_KEY`` as a plain dict, which the UI's links
+    read without importing the model, for promote / keep_champion.
     """
     context = get_current_context()
     decision = gate_decision(training_results(training_outputs), selection, context["run_id"])
-    context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
+    context["ti"].xcom_push(key=GATE_DECISION_KEY, value=decision.model_dump(mode="json"))
     return PROMOTE if decision.promote else KEEP_CHAMPION
 
 
@@ -225,6 +225,7 @@ def inference_check(deployed: dict[str, Any], check: CheckParams, seed: int) -> 
 
     ``seed``: the run's seed, for the sampled cases.
     """
+    from sentiflow.data.collect import sanitize_run_id
     from sentiflow.release import flow as release
     from sentiflow.release.check_plan import plan_check
     from sentiflow.release.checks import publish_report, run_check
@@ -233,7 +234,7 @@ def inference_check(deployed: dict[str, Any], check: CheckParams, seed: int) -> 
     context = get_current_context()
     client, settings, server, prior, pipeline = _release_context(deployed)
     store = object_store(pipeline)
-    prefix = store.uri(pipeline.reports_prefix, safe_run_id(context["run_id"]), INFERENCE_CHECK)
+    prefix = store.uri(pipeline.reports_prefix, sanitize_run_id(context["run_id"]), INFERENCE_CHECK)
 
     def check_report() -> Any:
         # sampled from the deployed model's test split + the trigger's cases; bar from its test accuracy
@@ -284,10 +285,10 @@ def release_steps(selected: Any, params: Any) -> None:
     """What follows the gate: promote → deploy → inference_check, or keep_champion.
 
     ``selected``: the gate's branch task (``select_best``, or ``sentiment_release``'s ``gate_release``), which
-    pushed its decision under ``DECISION_KEY``; ``params``: a validation task's output with ``CHECK`` and
+    pushed its decision under ``GATE_DECISION_KEY``; ``params``: a validation task's output with ``CHECK`` and
     ``SEED``.
     """
-    decision = selected[DECISION_KEY]
+    decision = selected[GATE_DECISION_KEY]
     keep_champion(decision)
     promoted: Any = promote(decision)
     deployed: Any = deploy(promoted)

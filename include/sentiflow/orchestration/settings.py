@@ -1,8 +1,7 @@
 """Settings of the pipeline DAGs and the trainer pod: ``SENTIFLOW_PIPELINE_*``, ``SENTIFLOW_TRAINER_POD_*``.
 
 They live next to the pipeline code (not in ``sentiflow.settings.components``) because only the DAGs read
-them; the
-names follow the same ``SENTIFLOW_`` convention, so a deployment sets them like every other setting.
+them; the names follow the same ``SENTIFLOW_`` convention, so a deployment sets them like every other setting.
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ from typing import Any
 from airflow.sdk import Asset, BaseHook, get_current_context
 
 from sentiflow.orchestration.connections import mlflow_settings_from, s3_settings_from, server_endpoint_from
-from sentiflow.orchestration.model_form import model_from_params
-from sentiflow.orchestration.params import SelectionParams
 from sentiflow.orchestration.settings import PipelineSettings
 from sentiflow.serving_client import ServerEndpoint
 from sentiflow.settings.components import MLflowSettings, S3Settings
@@ -62,14 +60,14 @@ def mlflow_settings(pipeline: PipelineSettings) -> MLflowSettings:
 def _registered_model_param() -> str | None:
     """The run's ``registered_model_name`` (one Airflow, several models); None outside a task or unset.
 
-    Every task needs it (training registers into it, the release moves its aliases), so it is read here, by
-    ``SelectionParams``, rather than handed to each task.
+    Every task needs it (training registers into it, the release moves its aliases), so it is read here
+    rather than handed to each task; ``validate_params`` validated it (``SelectionParams``) before any task.
     """
     try:
         params = get_current_context()["params"]
     except Exception:  # no task context (a library call, a test)
         return None
-    return model_from_params(SelectionParams, params).registered_model_name
+    return params.get("registered_model_name") or None
 
 
 def server_endpoint(pipeline: PipelineSettings) -> ServerEndpoint:
@@ -97,9 +95,3 @@ def training_results(resolved: Iterable[Any]) -> list[dict[str, Any]]:
         else:
             results.extend(dict(r) for r in output if r)
     return results
-
-
-def safe_run_id(run_id: str) -> str:
-    from sentiflow.data.collect import sanitize_run_id
-
-    return sanitize_run_id(run_id)

@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from pydantic import BaseModel
 
 from sentiflow.families.catalogue import ModelFamily, families, family
-from sentiflow.families.transformer.params import TrainExtra, TrainParams
+from sentiflow.families.transformer.params import TrainParams
 from sentiflow.names import FAMILY_TRANSFORMER
 from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, unknown_params
 from sentiflow.orchestration.model_form import model_from_params
@@ -51,44 +51,34 @@ _OUTPUTS: dict[type[BaseModel], str] = {
 }
 
 
-def families_on(params: Mapping[str, Any]) -> list[str]:
-    """The families whose switch (``ModelFamily.switch``) is on in a run's params, in catalogue order."""
-    on = []
-    for entry in families().values():
-        switches = [getattr(model_from_params(form, params), entry.switch, None) for form in entry.form]
-        if True in switches:
-            on.append(entry.name)
-    return on
-
-
 def validated(params: Mapping[str, Any], dag: str) -> dict[str, Any]:
     """Every parameter group of ``dag`` (``dag_params.GROUPS``) validated from a run's params: the model
     per group, the families to train, the run's seed and each family's params (a dict, by family name).
 
-    A family's params are validated once, here, by its params model (``ModelFamily.params_from_form``);
-    the sweep trains the transformer alone. Every family trains with the run's seed (``TrainParams.seed``)
-    unless it names its own. A bad value fails the run in its first task, with pydantic's message naming
-    the field, before any data is collected or any GPU is requested.
+    Each group is validated once, then handed on: a family's params are built from its validated groups
+    (``ModelFamily.params_from_form``); the sweep trains the transformer alone. Every family trains with the
+    run's seed (``TrainParams.seed``) unless it names its own. A bad value fails the run in its first task,
+    with pydantic's message naming the field, before any data is collected or any GPU is requested.
     """
     entries = families() if dag == PIPELINE else {FAMILY_TRANSFORMER: family(FAMILY_TRANSFORMER)}
-    out: dict[str, Any] = {}
+    models = [model for model, _section in GROUPS[dag]] + [f for e in entries.values() for f in e.form]
     try:
-        out[SEED] = model_from_params(TrainParams, params).seed
+        forms = {model: model_from_params(model, params) for model in dict.fromkeys(models)}
+    except ValueError as exc:
+        raise AirflowFailException(f"invalid parameters: {exc}") from exc
+    out: dict[str, Any] = {_OUTPUTS[model]: form for model, form in forms.items() if model in _OUTPUTS}
+    out[SEED] = cast(TrainParams, forms[TrainParams]).seed
+    # the families whose switch (``ModelFamily.switch``) is on, in catalogue order
+    out[FAMILIES] = [
+        e.name for e in entries.values() if any(getattr(forms[f], e.switch, None) is True for f in e.form)
+    ]
+    try:
         for entry in entries.values():
-            forms = [model_from_params(form, params) for form in entry.form]
             assert entry.params_from_form is not None, f"family {entry.name} has no form"
-            out[entry.name] = entry.params_from_form(forms, out[SEED]).model_dump(mode="json")
+            params_model = entry.params_from_form([forms[f] for f in entry.form], out[SEED])
+            out[entry.name] = params_model.model_dump(mode="json")
     except ValueError as exc:
         raise AirflowFailException(f"invalid training parameters: {exc}") from exc
-    family_forms = {form for entry in families().values() for form in entry.form}
-    for model, _section in GROUPS[dag]:
-        if model in family_forms or model is TrainExtra:
-            continue
-        try:
-            out[_OUTPUTS[model]] = model_from_params(model, params)
-        except ValueError as exc:
-            raise AirflowFailException(f"invalid parameters: {exc}") from exc
-    out[FAMILIES] = families_on(params) if dag == PIPELINE else [FAMILY_TRANSFORMER]
     return out
 
 
@@ -137,8 +127,8 @@ def train_family(entry: ModelFamily) -> Any:
     return task(task_id=entry.task_id, execution_timeout=timedelta(hours=hours), retries=0)(train_locally)
 
 
-def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) -> Any:
-    """The KubernetesPodOperator that trains the transformer on a GPU node; ``overrides`` win.
+def trainer_pod(task_id: str, manifest_uri: Any, params: Any) -> Any:
+    """The KubernetesPodOperator that trains the transformer on a GPU node.
 
     ``manifest_uri`` and ``params`` (a dict) are usually upstream tasks' outputs (XComArgs). Each becomes
     the Jinja template Airflow itself derives from it (``str(xcom_arg)``; the params through ``tojson``),
@@ -150,9 +140,7 @@ def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) 
     from airflow.sdk import XComArg
 
     from sentiflow.orchestration.pod import train_arguments, trainer_pod_kwargs
-    from sentiflow.orchestration.settings import TrainerPodSettings
 
-    pod = TrainerPodSettings()
     inputs = [manifest_uri, params]
     manifest = str(manifest_uri) if isinstance(manifest_uri, XComArg) else manifest_uri
     if isinstance(params, XComArg):
@@ -160,11 +148,7 @@ def trainer_pod(task_id: str, manifest_uri: Any, params: Any, **overrides: Any) 
     else:
         params_json = json.dumps(params)
     arguments = train_arguments(manifest, FAMILY_TRANSFORMER, params_json)
-    kwargs = trainer_pod_kwargs(arguments=arguments, pod=pod)
-    kwargs.update(overrides)
-    operator = KubernetesPodOperator(
-        task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
-    )
+    operator = KubernetesPodOperator(task_id=task_id, **trainer_pod_kwargs(arguments=arguments))
     for value in inputs:
         if isinstance(value, XComArg):
             value >> operator
@@ -176,14 +160,10 @@ def trainer_pods_mapped(task_id: str, arguments: Any) -> Any:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     from sentiflow.orchestration.pod import trainer_pod_kwargs
-    from sentiflow.orchestration.settings import TrainerPodSettings
 
-    pod = TrainerPodSettings()
-    kwargs = trainer_pod_kwargs(arguments=[], pod=pod)
+    kwargs = trainer_pod_kwargs(arguments=[])
     kwargs.pop("arguments")
-    return KubernetesPodOperator.partial(
-        task_id=task_id, execution_timeout=timedelta(seconds=pod.execution_timeout_s), retries=1, **kwargs
-    ).expand(arguments=arguments)
+    return KubernetesPodOperator.partial(task_id=task_id, **kwargs).expand(arguments=arguments)
 
 
 def grid_points(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[dict[str, Any]]:

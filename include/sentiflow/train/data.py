@@ -4,13 +4,13 @@ model silently.
 Each split's parts are streamed (``iter_batches``: one batch in memory, every part's sha256 checked) into
 one Arrow file per split in a work folder, checked batch by batch on the way, then opened with
 ``datasets.Dataset.from_file``: memory-mapped, so the rows stay on disk (and in the page cache) and a split
-of any size costs no process memory. Tokenization (``transformer_fit.encode_dataset``) maps these into an
-on-disk cache in turn. Disk: about the split's text, uncompressed, in the work folder (a temporary folder
-removed with the ``TrainingData`` unless the caller names one).
+of any size costs no process memory. Tokenization (``families.transformer.training.encode_dataset``) maps
+these into an on-disk cache in turn. Disk: about the split's text, uncompressed, in the work folder (a
+temporary folder removed with the ``TrainingData`` unless the caller names one).
 
 A subset (``train_subset_size``/``eval_subset_size``) is ``Dataset.select`` of the positions
-``RandomState(seed).choice`` draws: the rows, in the order, that ``DataFrame.sample(random_state=seed)``
-drew from the whole split when training read pandas frames.
+``RandomState(seed).choice`` draws: the rows, in that order, that ``DataFrame.sample(random_state=seed)``
+draws from the whole split.
 """
 
 from __future__ import annotations
@@ -134,13 +134,6 @@ class _SplitCheck:
             raise TrainingError(f"split {name!r} has {self.no_text} rows without text")
 
 
-def subset_positions(rows: int, size: int | None, seed: int) -> np.ndarray | None:
-    """The rows a seeded subset of ``size`` keeps, in its order (None: all, in split order)."""
-    if size is None or size >= rows:
-        return None
-    return np.random.RandomState(seed).choice(rows, size=size, replace=False)
-
-
 def load_split(
     store: ObjectStore,
     manifest: Manifest,
@@ -160,8 +153,9 @@ def load_split(
             writer.write_batch(check.batch(batch.to_pandas()))
     check.finish()
     dataset = Dataset.from_file(str(path))
-    positions = subset_positions(len(dataset), subset_size, seed)
-    return dataset if positions is None else dataset.select(positions)
+    if subset_size is None or subset_size >= len(dataset):
+        return dataset
+    return dataset.select(np.random.RandomState(seed).choice(len(dataset), size=subset_size, replace=False))
 
 
 def load_training_data(

@@ -56,13 +56,6 @@ def _predict_progress(classifier: TextClassifier, dataset: Any, split: str) -> n
     return np.concatenate(parts) if parts else classifier.predict_proba([])
 
 
-def _predict_timed(classifier: TextClassifier, dataset: Any) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
-    probs = _predict_progress(classifier, dataset, "test")
-    elapsed = time.perf_counter() - started
-    return probs, elapsed * 1000.0 * 1000.0 / max(len(dataset), 1)
-
-
 def finish(
     run: Any,
     classifier: TextClassifier,
@@ -80,12 +73,13 @@ def finish(
     val_labels = label_ids(data.validation)
     test_labels = label_ids(data.test)
     val_probs = _predict_progress(classifier, data.validation, "validation")
-    test_probs, ms_per_1k = _predict_timed(classifier, data.test)
+    started = time.perf_counter()
+    test_probs = _predict_progress(classifier, data.test, "test")
+    ms_per_1k = (time.perf_counter() - started) * 1000.0 * 1000.0 / max(len(data.test), 1)
     val_metrics = classification_metrics("val", val_labels, val_probs)
     test_metrics = classification_metrics("test", test_labels, test_probs)
 
-    metrics = dict(summary)
-    metrics[PREDICT_TIME_MS_PER_1K] = ms_per_1k
+    metrics = {**summary, PREDICT_TIME_MS_PER_1K: ms_per_1k}
     # Log the validation metrics of the model being registered (for a transformer: the best epoch, reloaded)
     # one step after the last epoch, so the run's latest val_* values, which selection reads, describe it.
     final_step = max(int(h["epoch"]) for h in history) + 1 if history else 0

@@ -63,16 +63,15 @@ def check_tracking_server(uri: str, timeout_s: float) -> None:
         ) from exc
 
 
-def configure_mlflow(settings: MLflowSettings | None = None) -> MLflowSettings:
+def configure_mlflow() -> None:
     import mlflow
 
-    settings = settings or MLflowSettings()
+    settings = MLflowSettings()
     for key, value in export_s3_env_for_mlflow(S3Settings()).items():
         os.environ.setdefault(key, value)
     check_tracking_server(settings.tracking_uri, TrainingSettings().tracking_timeout_s)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment_name)
-    return settings
 
 
 @contextmanager
@@ -97,15 +96,13 @@ def training_run(family: str, run_name: str, params: dict[str, Any], manifest_ur
 
 
 def tag_dataset(manifest: Any, manifest_uri: str) -> None:
+    """Tags the run with the dataset's source (Hub name, path or URI the user gave collect), else the
+    manifest URI."""
     import mlflow
 
-    mlflow.set_tag(TAG_DATASET, dataset_name(manifest, manifest_uri))
-
-
-def dataset_name(manifest: Any, manifest_uri: str) -> str:
-    """The dataset's source (Hub name, path or URI the user gave collect), else the manifest URI."""
     source = manifest.source or {}
-    return str(source.get("dataset") or source.get("source") or source.get("name") or manifest_uri)
+    name = source.get("dataset") or source.get("source") or source.get("name") or manifest_uri
+    mlflow.set_tag(TAG_DATASET, str(name))
 
 
 def register(

@@ -187,10 +187,10 @@ def test_params_have_types_descriptions_and_defaults(parsed: dict) -> None:
 
 PARAM_DEFAULTS = r"""
 import json
-from sentiflow.orchestration.dag_params import pipeline_params, sweep_params
-print("JSON" + json.dumps({"pipeline": pipeline_params()["train_backend"].value,
-                           "sweep": sweep_params()["train_backend"].value,
-                           "feedback": pipeline_params()["use_feedback"].value}))
+from sentiflow.orchestration.dag_params import PIPELINE, SWEEP, dag_form
+print("JSON" + json.dumps({"pipeline": dag_form(PIPELINE)["train_backend"].value,
+                           "sweep": dag_form(SWEEP)["train_backend"].value,
+                           "feedback": dag_form(PIPELINE)["use_feedback"].value}))
 """
 
 

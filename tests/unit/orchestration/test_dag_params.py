@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
 from pydantic import BaseModel, ValidationError
 
 from sentiflow.families.transformer.params import TrainParams
-from sentiflow.orchestration.dag_params import pipeline_params, sweep_params, training_params
+from sentiflow.orchestration.dag_params import PIPELINE, SWEEP, dag_form
 from sentiflow.orchestration.model_form import field_schema, params_from_model
 
 
@@ -57,7 +57,7 @@ def probes(name: str) -> list[Any]:
 
 
 def test_every_model_field_is_in_the_form_with_the_models_default_title_and_description() -> None:
-    form = training_params()
+    form = dag_form(SWEEP)
     defaults = TrainParams().model_dump(mode="json")
     for name, field in TrainParams.model_fields.items():
         param = form[name]
@@ -65,32 +65,32 @@ def test_every_model_field_is_in_the_form_with_the_models_default_title_and_desc
         assert param.schema["title"] == field.title and param.description == field.description, name
         assert param.schema["section"] == "Training hyperparameters"
     # and the DAGs use this section as it is
-    for dag_params in (pipeline_params(), sweep_params()):
+    for dag_params in (dag_form(PIPELINE), dag_form(SWEEP)):
         assert {k: dag_params[k].value for k in TrainParams.model_fields} == defaults
 
 
 @pytest.mark.parametrize("name", list(TrainParams.model_fields))
 def test_form_and_model_accept_the_same_values(name: str) -> None:
-    param = training_params()[name]
+    param = dag_form(SWEEP)[name]
     for value in probes(name):
         assert form_accepts(param, value) == model_accepts(name, value), (name, value, param.schema)
 
 
 def test_warmup_ratio_bounds_agree() -> None:
     """The hand-written form once allowed at most 0.99 while the model allowed anything below 1."""
-    param = training_params()["warmup_ratio"]
+    param = dag_form(SWEEP)["warmup_ratio"]
     for value, accepted in ((0.995, True), (1.0, False), (0.0, True), (-0.01, False)):
         assert form_accepts(param, value) is accepted and model_accepts("warmup_ratio", value) is accepted
 
 
 def test_form_default_model_follows_the_settings(monkeypatch) -> None:
     monkeypatch.setenv("SENTIFLOW_DEFAULT_MODEL_NAME", "/models/local-copy")
-    assert training_params()["model_name"].value == "/models/local-copy"
+    assert dag_form(SWEEP)["model_name"].value == "/models/local-copy"
 
 
 def test_checks_moved_out_of_validate_params_are_in_the_param_schemas() -> None:
     """``validate_params`` does not check these again: Airflow refuses them when it creates the run."""
-    form = pipeline_params()
+    form = dag_form(PIPELINE)
     for name, bad in (
         ("selection_metric", "   "),
         ("min_improvement", -0.1),
@@ -112,10 +112,9 @@ def test_only_optional_unions_become_form_fields() -> None:
 
 def test_family_params_read_every_model_field_and_train_extra_wins() -> None:
     from sentiflow.names import FAMILY_TRANSFORMER
-    from sentiflow.orchestration.dag_params import PIPELINE, SWEEP
     from sentiflow.orchestration.training_tasks import grid_points, validated
 
-    conf = {k: p.value for k, p in pipeline_params().items()}  # what a run's params hold
+    conf = {k: p.value for k, p in dag_form(PIPELINE).items()}  # what a run's params hold
     conf.update(num_hidden_layers=2, attn_implementation="", train_extra={"bf16": "off"})
     transformer = validated(conf, PIPELINE)[FAMILY_TRANSFORMER]
     assert transformer["num_hidden_layers"] == 2 and transformer["bf16"] == "off"
@@ -123,7 +122,7 @@ def test_family_params_read_every_model_field_and_train_extra_wins() -> None:
     with pytest.raises(AirflowFailException, match="learnin_rate"):
         validated({**conf, "train_extra": {"learnin_rate": 1e-4}}, PIPELINE)
 
-    sweep = {k: p.value for k, p in sweep_params().items()}
+    sweep = {k: p.value for k, p in dag_form(SWEEP).items()}
     base = validated(sweep, SWEEP)[FAMILY_TRANSFORMER]
     points = grid_points(base, {"num_hidden_layers": [1, 2], "hidden_dropout": [0.1]})
     assert [p["num_hidden_layers"] for p in points] == [1, 2]
@@ -135,21 +134,21 @@ def test_family_params_read_every_model_field_and_train_extra_wins() -> None:
 
 def test_every_group_of_each_dag_is_validated_from_the_forms_defaults() -> None:
     """``validate_params`` hands each task its group as the model; the form's defaults validate."""
-    from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, SWEEP
+    from sentiflow.orchestration.dag_params import GROUPS
     from sentiflow.orchestration.params import FeedbackParams, SelectionParams
     from sentiflow.orchestration.training_tasks import FEEDBACK, SEED, SELECTION, validated
 
-    for dag, form in ((PIPELINE, pipeline_params()), (SWEEP, sweep_params())):
+    for dag, form in ((PIPELINE, dag_form(PIPELINE)), (SWEEP, dag_form(SWEEP))):
         out = validated({k: p.value for k, p in form.items()}, dag)
         assert out[SEED] == TrainParams().seed
         assert set(form) == {f for model, _ in GROUPS[dag] for f in model.model_fields}
-    pipeline = validated({k: p.value for k, p in pipeline_params().items()}, PIPELINE)
+    pipeline = validated({k: p.value for k, p in dag_form(PIPELINE).items()}, PIPELINE)
     feedback, selection = pipeline[FEEDBACK], pipeline[SELECTION]
     assert isinstance(feedback, FeedbackParams) and feedback.use_feedback is True  # one default
     assert isinstance(selection, SelectionParams)
     assert selection.confidence == 0.95 and selection.selection_scope == "this_run"
     emptied = {
-        **{k: p.value for k, p in pipeline_params().items()},
+        **{k: p.value for k, p in dag_form(PIPELINE).items()},
         "min_metric_value": "",
         "dataset_config": "",
     }
@@ -160,10 +159,9 @@ def test_each_group_crosses_xcom_as_its_model() -> None:
     """What a task receives is what validate_params returned: Airflow's serde, through the JSON it stores."""
     from airflow.sdk.serde import deserialize, serialize
 
-    from sentiflow.orchestration.dag_params import PIPELINE, SWEEP
     from sentiflow.orchestration.training_tasks import validated
 
-    for dag, form in ((PIPELINE, pipeline_params()), (SWEEP, sweep_params())):
+    for dag, form in ((PIPELINE, dag_form(PIPELINE)), (SWEEP, dag_form(SWEEP))):
         for value in validated({k: p.value for k, p in form.items()}, dag).values():
             received = deserialize(json.loads(json.dumps(serialize(value))))
             assert type(received) is type(value) and received == value
@@ -171,9 +169,9 @@ def test_each_group_crosses_xcom_as_its_model() -> None:
 
 def test_every_form_section_follows_its_model() -> None:
     """Each group's fields are in the form with the model's default, title and description."""
-    from sentiflow.orchestration.dag_params import GROUPS, PIPELINE, SWEEP
+    from sentiflow.orchestration.dag_params import GROUPS
 
-    for dag, form in ((PIPELINE, pipeline_params()), (SWEEP, sweep_params())):
+    for dag, form in ((PIPELINE, dag_form(PIPELINE)), (SWEEP, dag_form(SWEEP))):
         for model, section in GROUPS[dag]:
             defaults = model().model_dump(mode="json")
             for name, field in model.model_fields.items():

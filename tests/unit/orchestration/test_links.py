@@ -23,13 +23,13 @@ def test_urls() -> None:
 
 
 def test_readers_are_tolerant_of_missing_or_odd_values() -> None:
-    assert links.training_run_id({"run_id": "r1", "model_version": "3"}) == "r1"
-    assert links.training_run_id(None) is None
-    assert links.training_run_id({"model_version": "3"}) is None
-    assert links.training_run_id("not a dict") is None
-    assert links.decision_version({"candidate_version": 4, "promote": False}) == "4"
-    assert links.decision_version({"promote": False}) is None
-    assert links.promoted_version({"version": "5"}) == "5"
-    assert links.report_uri({"report_uri": ""}) is None
+    assert links.xcom_field({"run_id": "r1", "model_version": "3"}, "run_id") == "r1"
+    assert links.xcom_field(None, "run_id") is None
+    assert links.xcom_field({"model_version": "3"}, "run_id") is None
+    assert links.xcom_field("not a dict", "run_id") is None
+    assert links.xcom_field({"candidate_version": 4, "promote": False}, "candidate_version") == "4"
+    assert links.xcom_field({"promote": False}, "candidate_version") is None
+    assert links.xcom_field({"version": "5"}, "version") == "5"
+    assert links.xcom_field({"report_uri": ""}, "report_uri") is None
     assert links.is_training_task("train_grid_local") and links.is_training_task("train_baseline")
     assert not links.is_training_task("training_data")

@@ -17,7 +17,7 @@ from airflow.sdk.serde import deserialize, serialize
 from pydantic import ValidationError
 
 from sentiflow import names
-from sentiflow.orchestration.dag_params import GROUPS, RELEASE, release_params
+from sentiflow.orchestration.dag_params import GROUPS, RELEASE, dag_form
 from sentiflow.orchestration.params import ReleaseOrder, ReleasePolicy, ReleaseRequest, SelectionParams
 from sentiflow.orchestration.release_request import REQUEST, validated_release
 from sentiflow.orchestration.training_tasks import CHECK, SEED, SELECTION
@@ -33,7 +33,7 @@ def resolves(param: Any, value: Any = None) -> bool:
 
 
 def test_the_form_asks_for_the_version_and_the_requester_under_the_contracts_names() -> None:
-    form = release_params()
+    form = dag_form(RELEASE)
     contract = (names.RELEASE_VERSION, names.RELEASE_REQUESTED_BY, names.FORCE_PROMOTE, names.FORCE_REASON)
     assert set(contract) <= set(form)
     assert set(form) == {f for model, _ in GROUPS[RELEASE] for f in model.model_fields}
@@ -69,7 +69,7 @@ def test_a_request_validates_into_the_pipelines_groups() -> None:
         "seed": 7,
         "min_metric_value": "",  # the form's emptied optional field
     }
-    params = {**{k: p.value for k, p in release_params().items()}, **conf}
+    params = {**{k: p.value for k, p in dag_form(RELEASE).items()}, **conf}
     out = {k: deserialize(json.loads(json.dumps(serialize(v)))) for k, v in validated_release(params).items()}
     request, selection, check = out[REQUEST], out[SELECTION], out[CHECK]  # as the tasks receive them
     assert isinstance(request, ReleaseRequest) and (request.version, request.requested_by) == ("4", "alice")

@@ -85,19 +85,15 @@ def resolve_bf16(bf16: Bf16 | bool | str, device: str) -> bool:
     return cpu_supports_bf16()
 
 
-def resolve_tf32(tf32: Bf16 | bool | str, device: str) -> bool:
+def resolve_tf32(tf32: Bf16, device: str) -> bool:
     """``auto``: TensorFloat-32 matmuls on CUDA GPUs that have them (compute capability 8.0, Ampere, on).
 
     TF32 keeps float32's range with a 10-bit mantissa: for fine-tuning it changes nothing measurable and
     speeds up every float32 matmul that bf16 autocast leaves in float32. CPUs have no TF32; ``on`` there
-    is an error rather than a silent no-op.
+    is an error rather than a silent no-op. ``tf32`` is ``TrainParams``' field, validated there.
     """
     import torch
 
-    if isinstance(tf32, bool):
-        tf32 = "on" if tf32 else "off"
-    if tf32 not in ("auto", "on", "off"):
-        raise ValueError(f"tf32 must be auto, on or off, not {tf32!r}")
     if tf32 == "off":
         return False
     supported = device == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8

@@ -9,26 +9,20 @@ on real texts before it may serve (``check_agreement``).
 
 What the file holds: the plain export (standard ONNX operators only) or its dynamic int8 quantization
 (``MatMulInteger`` and the ``ReduceMin``/``ReduceMax``/``Round``/``Clip``/``Cast`` that quantize each
-token's activations: standard operators too). No graph optimization is saved in
-it: ONNX Runtime documents only its basic level as hardware-independent, and a graph saved after its
-extended or layout levels, or ORT's transformer fusions (``Attention``, ``SkipLayerNormalization``, their
-``QAttention`` once quantized), holds contrib operators and kernels chosen for the machine and execution
-provider that saved it. The hardware-specific fusions happen when a session opens the file
-(``ORT_ENABLE_ALL``, ``OnnxClassifier``), on the machine that runs it; opened that way the plain file
-answers no slower than one saved fused (``benchmarks/onnx_portable.py``).
+token's activations: standard operators too). No graph optimization is saved in it: ONNX Runtime
+documents only its basic level as hardware-independent, and a graph saved after its extended or layout
+levels, or ORT's transformer fusions (``Attention``, ``SkipLayerNormalization``, their ``QAttention`` once
+quantized), holds contrib operators and kernels chosen for the machine and execution provider that saved it.
+The hardware-specific fusions happen when a session opens the file (``ORT_ENABLE_ALL``, ``OnnxClassifier``),
+on the machine that runs it; opened that way the plain file answers no slower than one saved fused
+(``benchmarks/onnx_portable.py``).
 
-Where the file comes from: the pipeline builds the server's default runtime once when it logs a version
-(``ship_onnx_models``) into ``SHIPPED_DIR`` of the classifier's saved folder, so it is one more file of the
-signed model folder and every replica verifies it with the rest (``sentiflow.security.signing``). Before
-the version
-is signed it opens the file in a fresh ONNX Runtime session and checks it against the PyTorch model
-(``verify_onnx_model``); a file that fails fails the training run. A replica serves that file as it is
-(``to_runtime``) and never rebuilds it: if it cannot open it, or it disagrees, the replica serves PyTorch
-and says why (``GET /model``). Only for a version without one (logged before, or while the server's
-default runtime shipped none) does it build the file itself, cached per version under its own state
-folder. Why: every replica has its own disk, and replicas exporting and quantizing the same version at
-once on a small node make a first move to a transformer version slow to converge
-(``benchmarks/replica_convergence.py``).
+Where the file comes from: the pipeline builds and verifies the server's default runtime once per version
+(``ship_onnx_models``), into the model folder that is signed and that every replica verifies
+(``sentiflow.security.signing``); replicas serve it as it is (``to_runtime``) and build a file themselves,
+cached under their state folder, only for a version that ships none. Why: every replica has its own disk,
+and replicas exporting and quantizing the same version at once on a small node make a first move to a
+transformer version slow to converge (``benchmarks/replica_convergence.py``).
 
 Tokenisation (truncation rules, dynamic padding, length-sorted batches) is the ``TransformerClassifier``'s,
 so both runtimes see identical token ids.
@@ -73,6 +67,8 @@ Origin = Literal["shipped", "built"]
 ONNX_FILE = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 #: The folder of a saved classifier that holds the ONNX files shipped with the version.
 SHIPPED_DIR = "onnx"
+#: Appended to a runtime's file name: the version records there why the pipeline refused that file.
+REFUSED = ".refused.json"
 INPUT_NAMES = ("input_ids", "attention_mask")
 #: Operator domains of a portable file: standard ONNX only (``""`` is the default domain's usual spelling).
 PORTABLE_DOMAINS = ("", "ai.onnx")
@@ -104,39 +100,35 @@ class OnnxDisagreementError(OnnxExportError):
 def _export(classifier: TransformerClassifier, target: Path) -> None:
     """TorchScript-based export with dynamic batch and sequence axes (eager attention: ORT fuses it), of
     the model as a replica loads it: fp32 on the CPU."""
-    with _on_cpu_in_fp32(classifier):
-        _export_fp32(classifier, target)
-
-
-def _export_fp32(classifier: TransformerClassifier, target: Path) -> None:
     import torch
 
-    model = classifier.model.to("cpu").eval()
-    previous = getattr(model.config, "_attn_implementation", None)
-    sample = classifier.tokenizer.pad(
-        {"input_ids": classifier.encode(["an example review", "and a second, longer example review"])},
-        return_tensors="pt",
-    )
-    inputs = {name: sample[name] for name in INPUT_NAMES}
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-    try:
-        if previous and previous != "eager":
-            model.set_attn_implementation("eager")
-        with torch.inference_mode():
-            torch.onnx.export(
-                model,
-                (),
-                str(target),
-                kwargs=inputs,
-                input_names=list(INPUT_NAMES),
-                output_names=["logits"],
-                dynamic_axes={**axes, "logits": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-    finally:
-        if previous and previous != "eager":
-            model.set_attn_implementation(previous)
+    with _on_cpu_in_fp32(classifier):
+        model = classifier.model.to("cpu").eval()
+        previous = getattr(model.config, "_attn_implementation", None)
+        sample = classifier.tokenizer.pad(
+            {"input_ids": classifier.encode(["an example review", "and a second, longer example review"])},
+            return_tensors="pt",
+        )
+        inputs = {name: sample[name] for name in INPUT_NAMES}
+        axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+        try:
+            if previous and previous != "eager":
+                model.set_attn_implementation("eager")
+            with torch.inference_mode():
+                torch.onnx.export(
+                    model,
+                    (),
+                    str(target),
+                    kwargs=inputs,
+                    input_names=list(INPUT_NAMES),
+                    output_names=["logits"],
+                    dynamic_axes={**axes, "logits": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+        finally:
+            if previous and previous != "eager":
+                model.set_attn_implementation(previous)
 
 
 #: How the int8 file is quantized: which operator types become int8, and which nodes (by a part of their
@@ -316,23 +308,19 @@ def allowed_prob_diff() -> float:
     return float(ServerSettings.model_fields["runtime_max_prob_diff"].default)
 
 
-def shipped_onnx_path(classifier_dir: Path, runtime: Runtime) -> Path:
-    """Where a version's ONNX file for ``runtime`` lies in its saved classifier folder."""
-    return Path(classifier_dir) / SHIPPED_DIR / ONNX_FILE[runtime]
+def shipped_onnx_path(classifier_dir: Path, runtime: Runtime, suffix: str = "") -> Path:
+    """Where a version's ONNX file for ``runtime`` lies in its saved classifier folder; with ``REFUSED``,
+    the record of why the pipeline refused that file (signed with the folder)."""
+    return Path(classifier_dir) / SHIPPED_DIR / (ONNX_FILE[runtime] + suffix)
 
 
-def refusal_path(classifier_dir: Path, runtime: Runtime) -> Path:
-    """Where a version records why the pipeline refused its ``runtime`` file (signed with the folder)."""
-    return Path(classifier_dir) / SHIPPED_DIR / f"{ONNX_FILE[runtime]}.refused.json"
-
-
-def shipped_refusal(classifier: TextClassifier, runtime: Runtime) -> str | None:
-    """Why the pipeline refused the version's ``runtime`` file, if it did: replicas then serve PyTorch."""
+def shipped_onnx_model(classifier: TextClassifier, runtime: Runtime, suffix: str = "") -> Path | None:
+    """The file the version shipped for ``runtime`` (covered by the version's signature), else None."""
     folder = getattr(classifier, "loaded_from", None)
     if folder is None or runtime not in ONNX_FILE:
         return None
-    path = refusal_path(folder, runtime)
-    return str(json.loads(path.read_text())["reason"]) if path.is_file() else None
+    path = shipped_onnx_path(folder, runtime, suffix)
+    return path if path.is_file() else None
 
 
 def check_portable(path: Path) -> None:
@@ -419,7 +407,7 @@ def ship_onnx_models(
     is given). A file that cannot be built, is not portable or cannot be opened raises ``OnnxExportError``
     naming the problem, and the training run fails: the export itself is broken. A file that runs but
     answers further from PyTorch than allowed is refused instead: the version is still a good model, so it
-    ships without that file and with the reason (``refusal_path``), and every replica serves it through
+    ships without that file and with the reason (``REFUSED``), and every replica serves it through
     PyTorch and says why, without rebuilding the same file.
     """
     runtimes = shipped_runtimes()
@@ -435,7 +423,7 @@ def ship_onnx_models(
         except OnnxDisagreementError as exc:
             path.unlink()
             reason = f"the pipeline refused the {runtime} file: {exc}"
-            refusal_path(classifier_dir, runtime).write_text(json.dumps({"reason": reason}))
+            shipped_onnx_path(classifier_dir, runtime, REFUSED).write_text(json.dumps({"reason": reason}))
             log.warning("the version ships no %s file; replicas serve PyTorch: %s", runtime, reason)
         except Exception as exc:
             shutil.rmtree(Path(classifier_dir) / SHIPPED_DIR, ignore_errors=True)
@@ -455,15 +443,6 @@ def ship_onnx_models(
             allowed,
         )
     return list(shipped)
-
-
-def shipped_onnx_model(classifier: TextClassifier, runtime: Runtime) -> Path | None:
-    """The ONNX file the version shipped for ``runtime`` (covered by the version's signature), else None."""
-    folder = getattr(classifier, "loaded_from", None)
-    if folder is None or runtime not in ONNX_FILE:
-        return None
-    path = shipped_onnx_path(folder, runtime)
-    return path if path.is_file() else None
 
 
 class OnnxClassifier(TextClassifier):
@@ -554,7 +533,7 @@ def to_runtime(
     The twin runs the version's shipped file as it is (``origin`` ``shipped``); only a version that ships
     none gets a file built here and cached in ``cache_dir`` (``built``). Either must pass
     ``check_agreement``. A shipped file that cannot be opened or disagrees, or a file the pipeline refused
-    (``shipped_refusal``), raises ``OnnxExportError`` (the caller serves PyTorch): rebuilding it here would
+    (``REFUSED``), raises ``OnnxExportError`` (the caller serves PyTorch): rebuilding it here would
     give the same file, at a cost on every worker.
     """
     if runtime not in RUNTIMES:
@@ -566,9 +545,9 @@ def to_runtime(
         return classifier
     import onnxruntime as ort
 
-    refused = shipped_refusal(classifier, runtime)
-    if refused is not None:
-        raise OnnxExportError(refused)
+    refusal = shipped_onnx_model(classifier, runtime, REFUSED)
+    if refusal is not None:
+        raise OnnxExportError(str(json.loads(refusal.read_text())["reason"]))
     shipped = shipped_onnx_model(classifier, runtime)
     origin: Origin = "built" if shipped is None else "shipped"
     try:

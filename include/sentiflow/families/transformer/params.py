@@ -225,4 +225,6 @@ def params_from_form(forms: list[Any], seed: int) -> TrainParams:
     """``TrainParams`` from the form's fields (``forms[0]``), ``train_extra`` (``forms[1]``) winning."""
     del seed  # the run's seed is this family's own field
     fields, extra = forms
+    if not extra.train_extra:
+        return fields  # validated once, as its form group
     return TrainParams.model_validate({**fields.model_dump(exclude_unset=True), **extra.train_extra})
