@@ -95,12 +95,6 @@ class ModelServerClient:
         return response
 
     # --- API -----------------------------------------------------------------------------------------
-    def health(self) -> bool:
-        try:
-            return self._request("GET", "/health", timeout_s=5).status_code == 200
-        except ModelServerError:
-            return False
-
     def model(self) -> dict[str, Any]:
         """``/model``: version, family, key metrics, loaded_at; with a token its run id and source too
         (raises if none is loaded)."""
