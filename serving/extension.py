@@ -25,7 +25,6 @@ from sentiflow.feedback.alerts import FeedbackAlerter
 from sentiflow.feedback.production_sample import ProductionSampler
 from sentiflow.settings.components import AlertSettings, DriftSettings, MLflowSettings
 from sentiflow.settings.server import ServerSettings
-from serving.model.batcher import MicroBatcher
 from serving.model.follower import AliasFollower
 from serving.model.manager import ModelManager
 from serving.model.registry_reader import RegistryReader
@@ -127,10 +126,6 @@ class ServerExtension:
     def init_app(self, app: Flask) -> ServerExtension:
         app.extensions[EXTENSION_KEY] = self
         return self
-
-    @property
-    def batcher(self) -> MicroBatcher:
-        return self.manager.batcher
 
     def start(self, wait_s: float) -> bool:
         """Start following the alias; block until the first load attempt ended (loaded, or failed for now)

@@ -73,13 +73,6 @@ class RegistryReader:
         self._count("alias" if alias is not None else "version")
         return registry.get_version(self.client(), self.settings, version=version, alias=alias)
 
-    def alias_version(self, alias: str) -> str | None:
-        """The version ``alias`` names; None when the alias (or the model) does not exist."""
-        try:
-            return str(self.resolve(alias=alias).version)
-        except ModelNotFoundError:
-            return None
-
     def aliases(self) -> dict[str, str]:
         """Every alias of the model and its version, in one request (the follower reads the served alias and
         the release's candidate together); ``RegistryUnavailableError`` names the registry."""
@@ -108,9 +101,11 @@ class RegistryReader:
         keys = self._public_keys(str(mv.version))
         if keys is None:
             return None
+        return check_servable(mv, self._every_version(), keys).reason
+
+    def _every_version(self) -> list[ModelVersion]:
         self._count("versions")
-        every = self.client().search_model_versions(f"name='{self.name}'")
-        return check_servable(mv, every, keys).reason
+        return self.client().search_model_versions(f"name='{self.name}'")
 
     def approval_of(self, model: LoadedModel) -> str | None:
         """``approval`` of a version loaded ahead of its approval (staged), from one registry request: the
@@ -122,8 +117,7 @@ class RegistryReader:
         keys = self._public_keys(model.version)
         if keys is None:
             return None
-        self._count("versions")
-        every = self.client().search_model_versions(f"name='{self.name}'")
+        every = self._every_version()
         mv = next((v for v in every if str(v.version) == model.version), None)
         if mv is None:
             raise SignatureError(f"version {model.version} of {self.name!r} is no longer in the registry")
