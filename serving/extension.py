@@ -29,6 +29,7 @@ from serving.model.follower import AliasFollower
 from serving.model.manager import ModelManager
 from serving.model.registry_reader import RegistryReader
 from serving.prediction_ids import PredictionSigner, state_dir_secret
+from serving.production import secret_value
 from serving.releases import ReleaseRuns
 from serving.store.db import Database
 from serving.store.feedback import FeedbackRecord, FeedbackStore
@@ -95,7 +96,7 @@ class ServerExtension:
         replicas = ReplicaStore(db)
         manager = ModelManager(settings, registry)
         drift = drift_settings or DriftSettings()
-        secret = settings.prediction_secret.get_secret_value() if settings.prediction_secret else ""
+        secret = secret_value(settings.prediction_secret)
         extension = cls(
             settings=settings,
             mlflow=mlflow_settings,

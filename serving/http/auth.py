@@ -11,14 +11,10 @@ from functools import wraps
 from typing import Any
 
 from flask import request
-from pydantic import SecretStr
 
 from serving.extension import server
 from serving.http.errors import ApiError
-
-
-def _secret(value: SecretStr | None) -> str:
-    return value.get_secret_value() if value else ""
+from serving.production import secret_value
 
 
 def _given() -> str | None:
@@ -35,7 +31,7 @@ def is_admin() -> bool:
     """Whether this request carries the admin token: the read-only views then show their internals (host
     names, load errors, run ids, dataset URIs, why the model is not ready)."""
     given = _given()
-    return given is not None and _matches(given, _secret(server().settings.admin_token))
+    return given is not None and _matches(given, secret_value(server().settings.admin_token))
 
 
 def _guard(*settings: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -44,7 +40,7 @@ def _guard(*settings: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 
     def check() -> None:
         values = {f"SENTIFLOW_SERVER_{name.upper()}": getattr(server().settings, name) for name in settings}
-        configured = [_secret(value) for value in values.values() if _secret(value)]
+        configured = [secret_value(value) for value in values.values() if secret_value(value)]
         if not configured:
             raise ApiError(401, f"this endpoint is disabled: the server has no {' or '.join(values)}")
         given = _given()
