@@ -42,11 +42,6 @@ EXTENSION_KEY = "sentiflow"
 FeedbackListener = Callable[[FeedbackRecord], object]
 
 
-def default_replica_id() -> str:
-    """Host name plus process id: unique per replica (gunicorn.conf.py sets one id for all its workers)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 @dataclass
 class ServerExtension:
     """What every view reaches through ``server()`` (``current_app.extensions["sentiflow"]``)."""
@@ -89,7 +84,8 @@ class ServerExtension:
         """One set of collaborators; the alerter listens to stored feedback (its window is in the feedback
         database, so all workers share it: one alert per window)."""
         alias = settings.follow_alias or mlflow_settings.champion_alias
-        replica_id = settings.replica_id or default_replica_id()
+        # host name plus process id: unique per replica (gunicorn.conf.py sets one id for all its workers)
+        replica_id = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
         registry = RegistryReader(mlflow_settings, settings)
         db = open_database(settings.resolved_feedback_db_url, settings.schema_wait_s)
         store = FeedbackStore(db)
@@ -158,7 +154,7 @@ class ServerExtension:
         for close in self.closers:
             close()
         self.follower.stop()
-        self.manager.stop()
+        self.manager.batcher.stop()
         if self.sampler is not None:
             self.sampler.close()
         self.db.dispose()
