@@ -174,14 +174,15 @@ class ReleaseRunStatus(BaseModel):
     message: str | None = None
 
 
-#: Lengths match the feedback table's columns, so the database never sees a value it would truncate or refuse.
-Label = Annotated[
-    StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
-]
+def _column(max_chars: int) -> Any:
+    """A string of a feedback table's column: its length, so the database never sees a value it would
+    truncate or refuse, and no NUL (``serving.http.bodies`` refuses one; the document says so)."""
+    return Field(min_length=1, max_length=max_chars, json_schema_extra={"pattern": NO_NUL})
+
+
+Label = Annotated[StrictStr, _column(LABEL_MAX_CHARS)]
 Version = (
-    Annotated[
-        StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
-    ]
+    Annotated[StrictStr, _column(VERSION_MAX_CHARS)]
     | Annotated[int, Field(ge=0, strict=True), BeforeValidator(_integral)]
 )
 
@@ -189,10 +190,7 @@ Version = (
 class FeedbackRequest(_Body):
     """A judgement of one prediction; ``prediction_id`` is the signed id ``/predict`` gave for the text."""
 
-    prediction_id: Annotated[
-        StrictStr,
-        Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS, json_schema_extra={"pattern": NO_NUL}),
-    ]
+    prediction_id: Annotated[StrictStr, _column(PREDICTION_ID_MAX_CHARS)]
     text: Text
     correct: StrictBool
     predicted_label: Label | None = None

@@ -105,25 +105,20 @@ class ReplicaView:
         return next((w.staging_error for w in self.workers if w.staging_error), None)
 
     def as_json(self) -> dict[str, Any]:
+        """Its stored fields and what its workers agree on (the response models pick what a caller sees)."""
         last_seen = max((w.last_seen for w in self.workers), default=None)
         runtimes = sorted({w.runtime for w in self.workers if w.runtime})
         loaded = sorted(w.loaded_at for w in self.workers if w.loaded_at)
         return {
-            "replica_id": self.replica_id,
-            "host": self.host,
+            **asdict(self),
             "version": self.version,
             "state": self.state,
             "runtime": runtimes[0] if len(runtimes) == 1 else (runtimes or None),
             "loaded_at": loaded[-1] if loaded else None,
             "last_seen": last_seen,
             "load_error": self.load_error,
-            "alias": self.alias,
-            "alias_version": self.alias_version,
-            "alias_error": self.alias_error,
-            "candidate_version": self.candidate_version,
             "staged_version": self.staged_version,
             "staging_error": self.staging_error,
-            "started_at": self.started_at,
             "workers": [{**asdict(w), "state": w.state} for w in self.workers],
         }
 
