@@ -285,11 +285,8 @@ class ModelServerClient:
         """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version,
         verified, status, review_label, review_seq, reviewed_by, ...); needs the reviewer token.
         ``status="trainable"`` with ``since_review`` is the training export."""
-        params: dict[str, Any] = {"format": fmt, "since_id": since_id, "status": status}
-        if limit is not None:
-            params["limit"] = limit
-        if since_review is not None:
-            params["since_review"] = since_review
+        # requests leaves out the parameters that are None
+        params = dict(format=fmt, since_id=since_id, status=status, limit=limit, since_review=since_review)
         return self._request("GET", "/feedback/export", admin=True, params=params).content
 
     def feedback_frame(
