@@ -4,10 +4,9 @@
 the settings, the followed alias and this replica's id, the one registry object (every registry call of the
 server, counted), the model manager (with its micro-batcher) and the alias follower that drives it, the
 shared database with its stores (feedback, replica rows), the release runs it asks Airflow for, the
-prediction-id signer, the
-listeners that react to stored feedback, the wrong-flag alerter and the production sampler. Views reach it
-through ``server()``. Nothing
-lives at module level, so two apps in one process (tests) share nothing and no test resets globals.
+prediction-id signer, the listeners that react to stored feedback, the wrong-flag alerter and the
+production sampler. Views reach it through ``server()``. Nothing lives at module level, so two apps in one
+process (tests) share nothing and no test resets globals.
 Process-wide setup (logging, MLflow's environment variables) is the entrypoint's job (``serving.process``).
 """
 

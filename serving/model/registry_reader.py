@@ -1,9 +1,9 @@
 """The server's one path to the MLflow registry: every call it makes is here, and each one is counted.
 
 The follower reads the alias, the manager loads versions, the web page lists models and versions: all
-through the app's one ``RegistryReader`` (``server().registry``), which
-uses the shared registry module (``sentiflow.registry``) and counts each call in
-``sentiflow_server_registry_requests_total{call}``. Nothing else in ``serving/`` builds an MLflow client.
+through the app's one ``RegistryReader`` (``server().registry``), which uses the shared registry module
+(``sentiflow.registry``) and counts each call in ``sentiflow_server_registry_requests_total{call}``. Nothing
+else in ``serving/`` builds an MLflow client.
 """
 
 from __future__ import annotations
@@ -93,9 +93,8 @@ class RegistryReader:
         )
 
     def approval(self, mv: ModelVersion) -> str | None:
-        """Why ``mv`` may be served: its signed approval, the newest of the model
-        (``sentiflow.security.approval``);
-        ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
+        """Why ``mv`` may be served: its signed approval (``sentiflow.security.approval``), the newest of the
+        model; ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
         from sentiflow.security.approval import check_servable
 
         keys = self._public_keys(str(mv.version))
