@@ -2,8 +2,8 @@
 
 ``create_app`` builds the app's collaborators from settings into one extension object,
 ``app.extensions["sentiflow"]`` (``serving.extension.ServerExtension``), and registers blueprints: ``api``
-(public JSON API) and ``admin`` (token). A web page is one more blueprint: add it to ``_register_ui``
-below; API errors stay JSON whatever it does.
+(public JSON API), ``admin`` (admin token), ``review`` (reviewer token) and ``ui`` (the web page); API
+errors stay JSON whatever a page does.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sentiflow.settings.components import MLflowSettings
 from sentiflow.settings.server import ServerSettings
 from serving import metrics
 from serving.extension import ServerExtension
-from serving.http import admin, api, review
+from serving.http import admin, api, review, ui
 from serving.http.errors import register_error_handlers
 from serving.production import check_production_secrets
 
@@ -29,13 +29,6 @@ class _UnsortedJSON(DefaultJSONProvider):
     """Answers keep the key order the views build them in (``model_version`` before ``predictions``)."""
 
     sort_keys = False
-
-
-def _register_ui(app: Flask) -> None:
-    """Place for the web page blueprint: ``app.register_blueprint(ui.bp)``."""
-    from serving.http import ui
-
-    app.register_blueprint(ui.bp)
 
 
 def _instrument(app: Flask) -> None:
@@ -157,10 +150,8 @@ def create_app(
     register_error_handlers(app)
     _instrument(app)
     _drain_unread_body(app)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(review.bp)
-    _register_ui(app)
+    for blueprint in (api.bp, admin.bp, review.bp, ui.bp):
+        app.register_blueprint(blueprint)
     _trust_proxies(app, settings)
     _rate_limit(app, settings)  # after every blueprint: it wraps the registered views
     if start:

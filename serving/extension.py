@@ -4,10 +4,9 @@
 the settings, the followed alias and this replica's id, the one registry object (every registry call of the
 server, counted), the model manager (with its micro-batcher) and the alias follower that drives it, the
 shared database with its stores (feedback, replica rows), the release runs it asks Airflow for, the
-prediction-id signer, the
-listeners that react to stored feedback, the wrong-flag alerter and the production sampler. Views reach it
-through ``server()``. Nothing
-lives at module level, so two apps in one process (tests) share nothing and no test resets globals.
+prediction-id signer, the listeners that react to stored feedback, the wrong-flag alerter and the
+production sampler. Views reach it through ``server()``. Nothing lives at module level, so two apps in one
+process (tests) share nothing and no test resets globals.
 Process-wide setup (logging, MLflow's environment variables) is the entrypoint's job (``serving.process``).
 """
 
@@ -25,11 +24,11 @@ from sentiflow.feedback.alerts import FeedbackAlerter
 from sentiflow.feedback.production_sample import ProductionSampler
 from sentiflow.settings.components import AlertSettings, DriftSettings, MLflowSettings
 from sentiflow.settings.server import ServerSettings
-from serving.model.batcher import MicroBatcher
 from serving.model.follower import AliasFollower
 from serving.model.manager import ModelManager
 from serving.model.registry_reader import RegistryReader
 from serving.prediction_ids import PredictionSigner, state_dir_secret
+from serving.production import secret_value
 from serving.releases import ReleaseRuns
 from serving.store.db import Database
 from serving.store.feedback import FeedbackRecord, FeedbackStore
@@ -40,11 +39,6 @@ log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "sentiflow"
 FeedbackListener = Callable[[FeedbackRecord], object]
-
-
-def default_replica_id() -> str:
-    """Host name plus process id: unique per replica (gunicorn.conf.py sets one id for all its workers)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass
@@ -89,14 +83,15 @@ class ServerExtension:
         """One set of collaborators; the alerter listens to stored feedback (its window is in the feedback
         database, so all workers share it: one alert per window)."""
         alias = settings.follow_alias or mlflow_settings.champion_alias
-        replica_id = settings.replica_id or default_replica_id()
+        # host name plus process id: unique per replica (gunicorn.conf.py sets one id for all its workers)
+        replica_id = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
         registry = RegistryReader(mlflow_settings, settings)
         db = open_database(settings.resolved_feedback_db_url, settings.schema_wait_s)
         store = FeedbackStore(db)
         replicas = ReplicaStore(db)
         manager = ModelManager(settings, registry)
         drift = drift_settings or DriftSettings()
-        secret = settings.prediction_secret.get_secret_value() if settings.prediction_secret else ""
+        secret = secret_value(settings.prediction_secret)
         extension = cls(
             settings=settings,
             mlflow=mlflow_settings,
@@ -128,10 +123,6 @@ class ServerExtension:
         app.extensions[EXTENSION_KEY] = self
         return self
 
-    @property
-    def batcher(self) -> MicroBatcher:
-        return self.manager.batcher
-
     def start(self, wait_s: float) -> bool:
         """Start following the alias; block until the first load attempt ended (loaded, or failed for now)
         or ``wait_s`` passed. True when it ended in time."""
@@ -162,7 +153,7 @@ class ServerExtension:
         for close in self.closers:
             close()
         self.follower.stop()
-        self.manager.stop()
+        self.manager.batcher.stop()
         if self.sampler is not None:
             self.sampler.close()
         self.db.dispose()

@@ -13,12 +13,8 @@ import os
 from sentiflow.settings.components import S3Settings, export_s3_env_for_mlflow
 from sentiflow.settings.server import ServerSettings
 
+#: The server's log lines (model loads, deploys, alerts) on stderr, with the worker's pid.
 LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """The server's log lines (model loads, deploys, alerts) on stderr, with the worker's pid."""
-    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def mlflow_environment(settings: ServerSettings, s3: S3Settings | None = None) -> dict[str, str]:
@@ -37,7 +33,7 @@ def mlflow_environment(settings: ServerSettings, s3: S3Settings | None = None) -
 
 def configure_process(settings: ServerSettings) -> None:
     """Logging, and the MLflow variables (explicitly set ones win)."""
-    configure_logging()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     for key, value in mlflow_environment(settings).items():
         os.environ.setdefault(key, value)
 

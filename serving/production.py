@@ -16,10 +16,11 @@ from sentiflow.security.credentials_check import InsecureSettingsError, is_place
 from sentiflow.settings.components import DriftSettings, RuntimeEnvironment
 from sentiflow.settings.server import ServerSettings
 
-__all__ = ["InsecureSettingsError", "check_production_secrets", "is_placeholder"]
+__all__ = ["InsecureSettingsError", "check_production_secrets", "is_placeholder", "secret_value"]
 
 
-def _value(secret: SecretStr | None) -> str:
+def secret_value(secret: SecretStr | None) -> str:
+    """An optional secret setting's value; "" when unset."""
     return secret.get_secret_value() if secret is not None else ""
 
 
@@ -31,13 +32,13 @@ def check_production_secrets(
         return
     drift = drift or DriftSettings()
     secrets = {
-        "SENTIFLOW_SERVER_ADMIN_TOKEN": _value(server.admin_token),
-        "SENTIFLOW_SERVER_PREDICTION_SECRET": _value(server.prediction_secret),
-        "SENTIFLOW_DRIFT_HASH_KEY": _value(drift.hash_key),
+        "SENTIFLOW_SERVER_ADMIN_TOKEN": secret_value(server.admin_token),
+        "SENTIFLOW_SERVER_PREDICTION_SECRET": secret_value(server.prediction_secret),
+        "SENTIFLOW_DRIFT_HASH_KEY": secret_value(drift.hash_key),
     }
     problems = [f"{name} is empty or a placeholder" for name, v in secrets.items() if is_placeholder(v)]
     if server.reviewer_token is not None:  # optional (unset: no review, no feedback trains), never weak
-        reviewer = _value(server.reviewer_token)
+        reviewer = secret_value(server.reviewer_token)
         if is_placeholder(reviewer):
             problems.append("SENTIFLOW_SERVER_REVIEWER_TOKEN is empty or a placeholder")
         secrets["SENTIFLOW_SERVER_REVIEWER_TOKEN"] = reviewer

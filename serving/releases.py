@@ -68,18 +68,6 @@ class ReleaseRun:
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "dag_run_id": self.dag_run_id,
-            "dag_id": self.dag_id,
-            "state": self.state,
-            "airflow_url": self.airflow_url,
-            "version": self.version,
-            "requested_by": self.requested_by,
-            "failed_tasks": self.failed_tasks,
-            "gate_reason": self.gate_reason,
-        }
-
 
 def release_conf(
     version: str, requested_by: str, force_promote: bool = False, force_reason: str | None = None

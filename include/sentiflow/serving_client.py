@@ -95,12 +95,6 @@ class ModelServerClient:
         return response
 
     # --- API -----------------------------------------------------------------------------------------
-    def health(self) -> bool:
-        try:
-            return self._request("GET", "/health", timeout_s=5).status_code == 200
-        except ModelServerError:
-            return False
-
     def model(self) -> dict[str, Any]:
         """``/model``: version, family, key metrics, loaded_at; with a token its run id and source too
         (raises if none is loaded)."""
@@ -161,23 +155,23 @@ class ModelServerClient:
         hosts and load errors too (the server shows those to the admin token only)."""
         return self._request("GET", "/replicas", admin=bool(self.token)).json()
 
-    def _poll_replicas(
+    def _poll(
         self,
-        verb: str,
-        version: str,
+        path: str,
         check: Callable[[dict[str, Any]], tuple[bool, Any]],
+        failure: str,
         *,
         timeout_s: float,
         poll_s: float,
         since: str = "",
     ) -> dict[str, Any]:
-        """Poll ``/replicas`` until ``check(answer)`` says done; ``check`` raises a replica's failure itself
-        and otherwise returns (done, what to report at the timeout). An unreachable server is retried."""
+        """GET ``path`` until ``check(answer)`` says done; ``check`` raises a replica's failure itself and
+        otherwise returns (done, what to report at the timeout). An unreachable server is retried."""
         deadline = time.monotonic() + timeout_s
         last: Any = None
         while True:
             try:
-                answer = self.replicas()
+                answer = self._request("GET", path, admin=bool(self.token)).json()
                 done, last = check(answer)
                 if done:
                     return answer
@@ -187,9 +181,7 @@ class ModelServerClient:
                 last = str(exc)
             if time.monotonic() >= deadline:
                 raise ModelServerError(
-                    f"not every replica behind {self.url} {verb} version {version} within {timeout_s:.0f}s "
-                    f"({since}last: {last})",
-                    url=f"{self.url}/replicas",
+                    f"{failure} within {timeout_s:.0f}s ({since}last: {last})", url=f"{self.url}{path}"
                 )
             time.sleep(poll_s)
 
@@ -224,10 +216,10 @@ class ModelServerClient:
             done = bool(replicas) and all(r.get("version") == version for r in replicas)
             return done, {r["replica_id"]: r.get("version") or r.get("state") for r in replicas}
 
-        return self._poll_replicas(
-            "served",
-            version,
+        return self._poll(
+            "/replicas",
             check,
+            f"not every replica behind {self.url} served version {version}",
             timeout_s=timeout_s,
             poll_s=poll_s,
             since=f"waited since {time.ctime(started)}; ",
@@ -261,27 +253,24 @@ class ModelServerClient:
             )
             return done, {r["replica_id"]: r.get("staged_version") or r.get("state") for r in replicas}
 
-        return self._poll_replicas("staged", version, check, timeout_s=timeout_s, poll_s=poll_s)
+        return self._poll(
+            "/replicas",
+            check,
+            f"not every replica behind {self.url} staged version {version}",
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+        )
 
     def wait_for_version(
         self, version: str | int, timeout_s: float = 300.0, poll_s: float = 1.0
     ) -> dict[str, Any]:
         """Poll ``/model`` until it names ``version``; raise naming the URL and the last answer if not."""
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                info = self.model()
-                if str(info.get("version")) == str(version):
-                    return info
-                last = info.get("version")
-            except ModelServerError as exc:
-                last = str(exc)
-            time.sleep(poll_s)
-        raise ModelServerError(
-            f"model server at {self.url} did not serve version {version} within {timeout_s:.0f}s "
-            f"(last: {last})",
-            url=f"{self.url}/model",
+        return self._poll(
+            "/model",
+            lambda info: (str(info.get("version")) == str(version), info.get("version")),
+            f"model server at {self.url} did not serve version {version}",
+            timeout_s=timeout_s,
+            poll_s=poll_s,
         )
 
     def feedback_export(
@@ -296,11 +285,8 @@ class ModelServerClient:
         """Feedback rows (id, created_at, text, predicted_label, correct, true_label, model_version,
         verified, status, review_label, review_seq, reviewed_by, ...); needs the reviewer token.
         ``status="trainable"`` with ``since_review`` is the training export."""
-        params: dict[str, Any] = {"format": fmt, "since_id": since_id, "status": status}
-        if limit is not None:
-            params["limit"] = limit
-        if since_review is not None:
-            params["since_review"] = since_review
+        # requests leaves out the parameters that are None
+        params = dict(format=fmt, since_id=since_id, status=status, limit=limit, since_review=since_review)
         return self._request("GET", "/feedback/export", admin=True, params=params).content
 
     def feedback_frame(

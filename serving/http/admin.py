@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -86,7 +87,7 @@ def deploy_status() -> ResponseReturnValue:
 
 
 def _answer(run: ReleaseRun) -> tuple[Response, int]:
-    answer = run.as_json()
+    answer = asdict(run)
     if run.state == "success":
         return jsonify(dump(ReleaseRunStatus, answer)), 200
     if run.state == "failed":

@@ -11,14 +11,10 @@ from functools import wraps
 from typing import Any
 
 from flask import request
-from pydantic import SecretStr
 
 from serving.extension import server
 from serving.http.errors import ApiError
-
-
-def _secret(value: SecretStr | None) -> str:
-    return value.get_secret_value() if value else ""
+from serving.production import secret_value
 
 
 def _given() -> str | None:
@@ -35,23 +31,24 @@ def is_admin() -> bool:
     """Whether this request carries the admin token: the read-only views then show their internals (host
     names, load errors, run ids, dataset URIs, why the model is not ready)."""
     given = _given()
-    return given is not None and _matches(given, _secret(server().settings.admin_token))
+    return given is not None and _matches(given, secret_value(server().settings.admin_token))
 
 
-def _check(*accepted: tuple[str, SecretStr | None]) -> None:
-    """401 unless the bearer token is one of ``accepted`` (setting name, value); unset ones accept nothing."""
-    configured = [(name, _secret(value)) for name, value in accepted if _secret(value)]
-    if not configured:
-        names = " or ".join(name for name, _ in accepted)
-        raise ApiError(401, f"this endpoint is disabled: the server has no {names}")
-    given = _given()
-    if given is None:
-        raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    if not any(_matches(given, expected) for _, expected in configured):
-        raise ApiError(401, "invalid bearer token")
+def _guard(*settings: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view that answers 401 unless the bearer token is the value of one of ``settings`` (``ServerSettings``
+    field names); unset ones accept nothing, and with none set the endpoint is disabled."""
 
+    def check() -> None:
+        values = {f"SENTIFLOW_SERVER_{name.upper()}": getattr(server().settings, name) for name in settings}
+        configured = [secret_value(value) for value in values.values() if secret_value(value)]
+        if not configured:
+            raise ApiError(401, f"this endpoint is disabled: the server has no {' or '.join(values)}")
+        given = _given()
+        if given is None:
+            raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+        if not any(_matches(given, expected) for expected in configured):
+            raise ApiError(401, "invalid bearer token")
 
-def _guard(check: Callable[[], None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -63,25 +60,9 @@ def _guard(check: Callable[[], None]) -> Callable[[Callable[..., Any]], Callable
     return decorate
 
 
-def _admin() -> None:
-    _check(("SENTIFLOW_SERVER_ADMIN_TOKEN", server().settings.admin_token))
-
-
-def _reviewer() -> None:
-    _check(("SENTIFLOW_SERVER_REVIEWER_TOKEN", server().settings.reviewer_token))
-
-
-def _metrics() -> None:
-    settings = server().settings
-    _check(
-        ("SENTIFLOW_SERVER_METRICS_TOKEN", settings.metrics_token),
-        ("SENTIFLOW_SERVER_ADMIN_TOKEN", settings.admin_token),
-    )
-
-
 #: The admin endpoints: deploy, deploy status.
-require_admin = _guard(_admin)
+require_admin = _guard("admin_token")
 #: The review endpoints: the queue, feedback export and import (``SENTIFLOW_SERVER_REVIEWER_TOKEN`` only).
-require_reviewer = _guard(_reviewer)
+require_reviewer = _guard("reviewer_token")
 #: ``/metrics``: Prometheus's own token (``SENTIFLOW_SERVER_METRICS_TOKEN``), or the admin token.
-require_metrics = _guard(_metrics)
+require_metrics = _guard("metrics_token", "admin_token")

@@ -71,10 +71,6 @@ def document(
     return mark
 
 
-def documented(view: Callable[..., Any]) -> bool:
-    return hasattr(view, ATTRIBUTE)
-
-
 class _Builder:
     def __init__(self, title: str, version: str) -> None:
         self.spec = APISpec(title=title, version=version, openapi_version=OPENAPI_VERSION)
@@ -92,7 +88,7 @@ class _Builder:
             self.spec.components.schema(model.__name__, schema)
         return {"$ref": f"#/components/schemas/{model.__name__}"}
 
-    def response(self, status: int | str, response: Response) -> dict[str, Any]:
+    def response(self, response: Response) -> dict[str, Any]:
         if isinstance(response, str):
             return {"description": response}
         if isinstance(response, tuple):
@@ -134,9 +130,9 @@ class _Builder:
             "operationId": endpoint.replace(".", "_"),
             "summary": meta["summary"],
             "tags": [endpoint.split(".")[0]],
-            "responses": {str(s): self.response(s, r) for s, r in meta["responses"].items()},
+            "responses": {str(s): self.response(r) for s, r in meta["responses"].items()},
         }
-        op["responses"].setdefault("default", self.response("default", ErrorBody))
+        op["responses"].setdefault("default", self.response(ErrorBody))
         for status, links in meta["links"].items():  # OpenAPI links: what a client may call next
             op["responses"][str(status)]["links"] = links
         if meta["description"]:

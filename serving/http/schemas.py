@@ -11,7 +11,7 @@ names, load errors and registry errors name internals and go only to the admin t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -53,6 +53,18 @@ Text = Annotated[
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    #: Keys whose explicit ``null`` is refused (422), as the document says: absent is the only no.
+    no_null: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data: Any) -> Any:
+        nulls = [
+            name for name in cls.no_null if isinstance(data, dict) and name in data and data[name] is None
+        ]
+        if nulls:
+            raise ValueError(f"{', '.join(repr(n) for n in nulls)}: leave the key out instead of null")
+        return data
 
 
 def _exactly_one(*names: str) -> Callable[[dict[str, Any]], None]:
@@ -67,28 +79,15 @@ def _exactly_one(*names: str) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
-def _refuse_null(data: Any, names: tuple[str, ...]) -> Any:
-    """An explicit ``null`` for ``names`` is refused (422), as the document says: absent is the only no."""
-    if isinstance(data, dict):
-        nulls = [name for name in names if name in data and data[name] is None]
-        if nulls:
-            raise ValueError(f"{', '.join(repr(n) for n in nulls)}: leave the key out instead of null")
-    return data
-
-
 class PredictRequest(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one("text", "texts"))
+    no_null = ("text", "texts")
 
     text: Text | SkipJsonSchema[None] = None
     texts: (
         Annotated[list[Text], Field(json_schema_extra={"minItems": 1, "maxItems": DEFAULT_MAX_TEXTS})]
         | SkipJsonSchema[None]
     ) = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_null(cls, data: Any) -> Any:
-        return _refuse_null(data, ("text", "texts"))
 
     @model_validator(mode="after")
     def _one_of(self) -> PredictRequest:
@@ -130,6 +129,7 @@ class DeployRequest(_Body):
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_force_needs_a_reason)
+    no_null = ("version", "requested_by", "force_promote", "force_reason")
 
     version: (
         Annotated[StrictStr, Field(pattern=VERSION_DIGITS)]
@@ -145,11 +145,6 @@ class DeployRequest(_Body):
         Annotated[StrictStr, Field(min_length=1, max_length=FORCE_REASON_MAX_CHARS, pattern=TEXT_PATTERN)]
         | SkipJsonSchema[None]
     ) = Field(default=None, description="Why the gate is overridden: required with force_promote.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_null(cls, data: Any) -> Any:
-        return _refuse_null(data, ("version", "requested_by", "force_promote", "force_reason"))
 
     @model_validator(mode="after")
     def _reason_with_force(self) -> DeployRequest:
@@ -179,14 +174,15 @@ class ReleaseRunStatus(BaseModel):
     message: str | None = None
 
 
-#: Lengths match the feedback table's columns, so the database never sees a value it would truncate or refuse.
-Label = Annotated[
-    StrictStr, Field(min_length=1, max_length=LABEL_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
-]
+def _column(max_chars: int) -> Any:
+    """A string of a feedback table's column: its length, so the database never sees a value it would
+    truncate or refuse, and no NUL (``serving.http.bodies`` refuses one; the document says so)."""
+    return Field(min_length=1, max_length=max_chars, json_schema_extra={"pattern": NO_NUL})
+
+
+Label = Annotated[StrictStr, _column(LABEL_MAX_CHARS)]
 Version = (
-    Annotated[
-        StrictStr, Field(min_length=1, max_length=VERSION_MAX_CHARS, json_schema_extra={"pattern": NO_NUL})
-    ]
+    Annotated[StrictStr, _column(VERSION_MAX_CHARS)]
     | Annotated[int, Field(ge=0, strict=True), BeforeValidator(_integral)]
 )
 
@@ -194,10 +190,7 @@ Version = (
 class FeedbackRequest(_Body):
     """A judgement of one prediction; ``prediction_id`` is the signed id ``/predict`` gave for the text."""
 
-    prediction_id: Annotated[
-        StrictStr,
-        Field(min_length=1, max_length=PREDICTION_ID_MAX_CHARS, json_schema_extra={"pattern": NO_NUL}),
-    ]
+    prediction_id: Annotated[StrictStr, _column(PREDICTION_ID_MAX_CHARS)]
     text: Text
     correct: StrictBool
     predicted_label: Label | None = None

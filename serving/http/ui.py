@@ -145,9 +145,8 @@ def versions() -> ResponseReturnValue:
     current = ext.manager.current
     datasets = sorted({r["dataset"] for r in rows if r["dataset"]})
     dataset = request.args.get("dataset") or None
-    if (
-        dataset
-    ):  # like against like: the best among versions of one dataset (metrics on the same kind of rows)
+    # like against like: the best among versions of one dataset (metrics on the same kind of rows)
+    if dataset:
         rows = [r for r in rows if r["dataset"] == dataset]
     candidates = [
         Candidate(version=r["version"], run_id=r["run_id"] or "", metrics=r["metrics"]) for r in rows

@@ -35,6 +35,7 @@ import random
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -49,6 +50,37 @@ log = logging.getLogger(__name__)
 #: A worker reads the registry itself at least once per this many poll intervals, whatever the shared row
 #: says: a row that never changes (a stalled or forged poll slot) delays a move by this much at most.
 OWN_READ_EVERY_POLLS = 10
+
+
+@dataclass
+class _Attempts:
+    """The last failed attempt at one version (loading it, or staging it) and when to try it again:
+    exponential backoff from ``load_retry_initial_s`` up to ``load_retry_max_s``."""
+
+    error: str | None = None
+    version: str | None = None
+    at: float | None = None  # when it failed, UNIX seconds
+    failures: int = 0
+    retry_at: float = 0.0  # monotonic
+
+    def failed(self, version: str, exc: Exception, settings: ServerSettings, jitter: float = 1.0) -> float:
+        """Record the failure; returns the delay before the next attempt."""
+        self.failures = self.failures + 1 if self.version == version else 1
+        delay = jitter * min(
+            settings.load_retry_max_s, settings.load_retry_initial_s * 2 ** (self.failures - 1)
+        )
+        self.retry_at = time.monotonic() + delay
+        self.error, self.version, self.at = f"{type(exc).__name__}: {exc}", version, time.time()
+        return delay
+
+    def waiting(self, version: str | None) -> bool:
+        return self.version == version and time.monotonic() < self.retry_at
+
+    def moved_to(self, version: str | None) -> None:
+        """A new alias move gets a fresh first attempt; an error about another version is history."""
+        self.retry_at = 0.0
+        if self.version != version:
+            self.error = self.version = self.at = None
 
 
 class ServedModel(Protocol):
@@ -100,15 +132,8 @@ class AliasFollower:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._beat_lock = threading.Lock()
-        self._load_error: str | None = None
-        self._error_version: str | None = None
-        self._error_at: float | None = None
-        self._failures = 0
-        self._retry_at = 0.0
-        self._staging_error: str | None = None
-        self._staging_error_version: str | None = None
-        self._staging_failures = 0
-        self._staging_retry_at = 0.0
+        self._loads = _Attempts()
+        self._stagings = _Attempts()
         self._db_warned = False
         self._own_read_at = -float("inf")  # monotonic time of this worker's last registry read
         self._threads = [
@@ -141,7 +166,7 @@ class AliasFollower:
             "version": self.target,
             "deployed_at": self.target_seen_at,
             "replica_id": self.replica_id,
-            "load_error": self._load_error,
+            "load_error": self._loads.error,
         }
 
     # --- the poller ---------------------------------------------------------------------------------
@@ -218,9 +243,7 @@ class AliasFollower:
                 self.candidate,
             )
             self.candidate = candidate
-            self._staging_retry_at = 0.0
-            if self._staging_error_version != candidate:
-                self._staging_error = self._staging_error_version = None
+            self._stagings.moved_to(candidate)
             self._wake.set()
         if error is not None:
             if current is None:
@@ -242,10 +265,7 @@ class AliasFollower:
             log.info("alias %s of %s names version %s (was %s)", alias, name, version, self.target)
             self.target = version
             self.target_seen_at = datetime.now(UTC).isoformat()
-            # a new alias move gets a fresh first attempt; an error about another version is history
-            self._retry_at = 0.0
-            if self._error_version != version:
-                self._load_error = self._error_version = self._error_at = None
+            self._loads.moved_to(version)
             self._wake.set()
 
     def heartbeat(self) -> None:
@@ -263,12 +283,12 @@ class AliasFollower:
                     runtime=model.runtime if model else None,
                     loaded_at=model.loaded_at if model else None,
                     target_version=self.target,
-                    load_error=self._load_error,
-                    error_version=self._error_version,
-                    error_at=self._error_at,
+                    load_error=self._loads.error,
+                    error_version=self._loads.version,
+                    error_at=self._loads.at,
                     staged_version=staged.version if staged else None,
-                    staging_error=self._staging_error,
-                    staging_error_version=self._staging_error_version,
+                    staging_error=self._stagings.error,
+                    staging_error_version=self._stagings.version,
                 )
             except Exception:
                 log.warning("heartbeat to the shared database failed", exc_info=True)
@@ -282,8 +302,8 @@ class AliasFollower:
                 if not self.stage_once():
                     self._wait(self.settings.reload_poll_s)
                 continue
-            if self._error_version == target and time.monotonic() < self._retry_at:
-                self._wait(self._retry_at - time.monotonic())
+            if self._loads.waiting(target):
+                self._wait(self._loads.retry_at - time.monotonic())
                 continue
             self._load(target)
 
@@ -298,21 +318,12 @@ class AliasFollower:
             return False
         if staged is not None and staged.version == candidate:
             return False
-        if self._staging_error_version == candidate and time.monotonic() < self._staging_retry_at:
+        if self._stagings.waiting(candidate):
             return False
         try:
             self.model.stage(candidate)
         except Exception as exc:
-            self._staging_failures = (
-                self._staging_failures + 1 if self._staging_error_version == candidate else 1
-            )
-            delay = min(
-                self.settings.load_retry_max_s,
-                self.settings.load_retry_initial_s * 2 ** (self._staging_failures - 1),
-            )
-            self._staging_retry_at = time.monotonic() + delay
-            self._staging_error = f"{type(exc).__name__}: {exc}"
-            self._staging_error_version = candidate
+            delay = self._stagings.failed(candidate, exc, self.settings)
             log.exception(
                 "staging version %s of alias %s failed; retrying in %.1fs",
                 candidate,
@@ -320,8 +331,7 @@ class AliasFollower:
                 delay,
             )
         else:
-            self._staging_error = self._staging_error_version = None
-            self._staging_failures = 0
+            self._stagings = _Attempts()
         self.heartbeat()
         return True
 
@@ -335,29 +345,20 @@ class AliasFollower:
         try:
             self.model.swap_in(version)
         except Exception as exc:
-            self._failures = self._failures + 1 if self._error_version == version else 1
-            delay = min(
-                self.settings.load_retry_max_s,
-                self.settings.load_retry_initial_s * 2 ** (self._failures - 1),
-            ) * random.uniform(0.8, 1.2)
-            self._retry_at = time.monotonic() + delay
-            self._load_error = f"{type(exc).__name__}: {exc}"
-            self._error_version = version
-            self._error_at = time.time()
+            delay = self._loads.failed(version, exc, self.settings, jitter=random.uniform(0.8, 1.2))
             log.exception(
                 "loading version %s of alias %s failed (attempt %d); retrying in %.1fs",
                 version,
                 alias,
-                self._failures,
+                self._loads.failures,
                 delay,
             )
             self.model.mark_unready(
-                f"could not load version {version} of alias {alias!r} (attempt {self._failures}, "
-                f"retrying in {delay:.0f}s): {self._load_error}"
+                f"could not load version {version} of alias {alias!r} (attempt {self._loads.failures}, "
+                f"retrying in {delay:.0f}s): {self._loads.error}"
             )
         else:
-            self._load_error = self._error_version = self._error_at = None
-            self._failures = 0
+            self._loads = _Attempts()
         finally:
             self.started.set()
             self.heartbeat()

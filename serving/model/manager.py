@@ -128,9 +128,6 @@ class ModelManager:
         if self._current is None:
             self.unready_reason = reason
 
-    def stop(self) -> None:
-        self.batcher.stop()
-
     def predict(self, texts: list[str], client: str | None = None) -> tuple[LoadedModel, np.ndarray]:
         """``client`` (the rate limit's key) bounds one client's share of the batch queue."""
         return self.batcher.predict(texts, timeout_s=self.settings.predict_timeout_s, client=client)

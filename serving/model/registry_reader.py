@@ -1,9 +1,9 @@
 """The server's one path to the MLflow registry: every call it makes is here, and each one is counted.
 
 The follower reads the alias, the manager loads versions, the web page lists models and versions: all
-through the app's one ``RegistryReader`` (``server().registry``), which
-uses the shared registry module (``sentiflow.registry``) and counts each call in
-``sentiflow_server_registry_requests_total{call}``. Nothing else in ``serving/`` builds an MLflow client.
+through the app's one ``RegistryReader`` (``server().registry``), which uses the shared registry module
+(``sentiflow.registry``) and counts each call in ``sentiflow_server_registry_requests_total{call}``. Nothing
+else in ``serving/`` builds an MLflow client.
 """
 
 from __future__ import annotations
@@ -73,13 +73,6 @@ class RegistryReader:
         self._count("alias" if alias is not None else "version")
         return registry.get_version(self.client(), self.settings, version=version, alias=alias)
 
-    def alias_version(self, alias: str) -> str | None:
-        """The version ``alias`` names; None when the alias (or the model) does not exist."""
-        try:
-            return str(self.resolve(alias=alias).version)
-        except ModelNotFoundError:
-            return None
-
     def aliases(self) -> dict[str, str]:
         """Every alias of the model and its version, in one request (the follower reads the served alias and
         the release's candidate together); ``RegistryUnavailableError`` names the registry."""
@@ -100,17 +93,18 @@ class RegistryReader:
         )
 
     def approval(self, mv: ModelVersion) -> str | None:
-        """Why ``mv`` may be served: its signed approval, the newest of the model
-        (``sentiflow.security.approval``);
-        ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
+        """Why ``mv`` may be served: its signed approval (``sentiflow.security.approval``), the newest of the
+        model; ``SignatureError`` says why not. None on a development stack that loads unsigned versions."""
         from sentiflow.security.approval import check_servable
 
         keys = self._public_keys(str(mv.version))
         if keys is None:
             return None
+        return check_servable(mv, self._every_version(), keys).reason
+
+    def _every_version(self) -> list[ModelVersion]:
         self._count("versions")
-        every = self.client().search_model_versions(f"name='{self.name}'")
-        return check_servable(mv, every, keys).reason
+        return self.client().search_model_versions(f"name='{self.name}'")
 
     def approval_of(self, model: LoadedModel) -> str | None:
         """``approval`` of a version loaded ahead of its approval (staged), from one registry request: the
@@ -122,8 +116,7 @@ class RegistryReader:
         keys = self._public_keys(model.version)
         if keys is None:
             return None
-        self._count("versions")
-        every = self.client().search_model_versions(f"name='{self.name}'")
+        every = self._every_version()
         mv = next((v for v in every if str(v.version) == model.version), None)
         if mv is None:
             raise SignatureError(f"version {model.version} of {self.name!r} is no longer in the registry")

@@ -36,7 +36,6 @@ PENDING = "pending"
 ACCEPTED = "accepted"
 CORRECTED = "corrected"
 REJECTED = "rejected"
-STATUSES = (PENDING, ACCEPTED, CORRECTED, REJECTED)
 #: What a reviewer may decide, and the status each decision sets.
 DECISIONS = {"accept": ACCEPTED, "correct": CORRECTED, "reject": REJECTED}
 #: The statuses that train.

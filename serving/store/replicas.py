@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -104,48 +104,22 @@ class ReplicaView:
     def staging_error(self) -> str | None:
         return next((w.staging_error for w in self.workers if w.staging_error), None)
 
-    def serves(self, version: str) -> bool:
-        return bool(self.workers) and all(w.version == version for w in self.workers)
-
     def as_json(self) -> dict[str, Any]:
+        """Its stored fields and what its workers agree on (the response models pick what a caller sees)."""
         last_seen = max((w.last_seen for w in self.workers), default=None)
         runtimes = sorted({w.runtime for w in self.workers if w.runtime})
         loaded = sorted(w.loaded_at for w in self.workers if w.loaded_at)
         return {
-            "replica_id": self.replica_id,
-            "host": self.host,
+            **asdict(self),
             "version": self.version,
             "state": self.state,
             "runtime": runtimes[0] if len(runtimes) == 1 else (runtimes or None),
             "loaded_at": loaded[-1] if loaded else None,
             "last_seen": last_seen,
             "load_error": self.load_error,
-            "alias": self.alias,
-            "alias_version": self.alias_version,
-            "alias_error": self.alias_error,
-            "candidate_version": self.candidate_version,
             "staged_version": self.staged_version,
             "staging_error": self.staging_error,
-            "started_at": self.started_at,
-            "workers": [
-                {
-                    "worker_id": w.worker_id,
-                    "version": w.version,
-                    "state": w.state,
-                    "runtime": w.runtime,
-                    "family": w.family,
-                    "loaded_at": w.loaded_at,
-                    "last_seen": w.last_seen,
-                    "target_version": w.target_version,
-                    "load_error": w.load_error,
-                    "error_version": w.error_version,
-                    "error_at": w.error_at,
-                    "staged_version": w.staged_version,
-                    "staging_error": w.staging_error,
-                    "staging_error_version": w.staging_error_version,
-                }
-                for w in self.workers
-            ],
+            "workers": [{**asdict(w), "state": w.state} for w in self.workers],
         }
 
 
@@ -274,17 +248,9 @@ class ReplicaStore:
             ).all()
             ids = sorted({row.replica_id for row in workers})
             replicas = conn.execute(sa.select(r).where(r.c.replica_id.in_(ids))).all() if ids else []
+        shown = {f.name for f in fields(ReplicaView)}
         views = {
-            row.replica_id: ReplicaView(
-                replica_id=row.replica_id,
-                host=row.host,
-                started_at=row.started_at,
-                alias=row.alias,
-                alias_version=row.alias_version,
-                alias_error=row.alias_error,
-                alias_read_at=row.alias_read_at,
-                candidate_version=row.candidate_version,
-            )
+            row.replica_id: ReplicaView(**{k: v for k, v in row._mapping.items() if k in shown})
             for row in replicas
         }
         for row in workers:

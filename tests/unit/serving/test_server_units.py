@@ -181,7 +181,7 @@ def test_two_apps_share_no_collaborators_and_leave_the_process_alone(tmp_path, m
     )
     try:
         assert os.environ == environ and logging.getLogger().handlers == root_handlers
-        for attribute in ("registry", "manager", "batcher", "feedback", "alerter", "sampler"):
+        for attribute in ("registry", "manager", "feedback", "alerter", "sampler"):
             assert getattr(first, attribute) is not getattr(second, attribute), attribute
         assert first.alerter.on_record in first.feedback_listeners  # wired by create_app
         seen = []
@@ -229,7 +229,7 @@ def test_every_registry_call_of_the_server_is_counted(tmp_path, monkeypatch):
     try:
         assert client.get("/ui/api/models").status_code == 503
         assert client.get("/ui/api/versions").status_code == 503
-        for read in (lambda: registry.resolve(version="1"), lambda: registry.alias_version("champion")):
+        for read in (lambda: registry.resolve(version="1"), lambda: registry.resolve(alias="champion")):
             with pytest.raises(RegistryUnavailableError):
                 read()
     finally:
