@@ -86,11 +86,6 @@ def _check_window(threshold: int, window_s: float) -> None:
         raise ValueError(f"threshold must be >= 1 and window_s > 0, got {threshold} and {window_s}")
 
 
-def count_in_window(times: Sequence[float], now: float, window_s: float) -> int:
-    """How many of ``times`` fall in ``(now - window_s, now]``."""
-    return sum(1 for t in times if now - window_s < t <= now)
-
-
 class WrongFlagWindow:
     """At least ``threshold`` flags within ``window_s`` seconds trigger once; then quiet for ``window_s``.
 
