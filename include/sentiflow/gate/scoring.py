@@ -241,14 +241,14 @@ def decide(
 ) -> Decision:
     """The best candidate by the policy's metric, judged against the champion; tagged on its run."""
     name = settings.registered_model_name
-    best = pick_best(candidates, policy.metric)
+    best = pick_best(candidates, policy.selection_metric)
     champion = registry.champion(client, settings)
     evidence = gather_evidence(
         client,
         store,
         best,
         champion,
-        policy.metric,
+        policy.selection_metric,
         model_uri=lambda v: f"models:/{name}/{v}",
         scorer=scorer,
         cases=load_cases() if policy.behaviour_check else (),
