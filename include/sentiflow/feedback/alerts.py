@@ -196,10 +196,7 @@ class WebhookSender:
         from urllib3.util.retry import Retry
 
         retry = Retry(
-            total=self.settings.webhook_max_attempts - 1,
-            connect=self.settings.webhook_max_attempts - 1,
-            read=self.settings.webhook_max_attempts - 1,
-            status=self.settings.webhook_max_attempts - 1,
+            total=self.settings.webhook_max_attempts - 1,  # connection errors, timeouts and statuses alike
             backoff_factor=self.settings.webhook_backoff_s,
             backoff_jitter=self.settings.webhook_backoff_s / 4,
             status_forcelist=(429, 500, 502, 503, 504),
