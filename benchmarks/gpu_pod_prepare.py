@@ -17,6 +17,7 @@ package list). Run on the GPU machine with ``benchmarks/gpu_pod_run.sh``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -25,12 +26,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from sentiflow.data.clean import clean_frame
-from sentiflow.data.collect import _stratified_split
 from sentiflow.data.snapshot import Manifest, SplitInfo, label_counts
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, TEXT_COLUMN
-from sentiflow.storage import sha256_hex
 
 REPO = Path(__file__).resolve().parents[1]
 LABEL_NAMES = ["negative", "positive"]
@@ -49,7 +49,10 @@ def write_local_snapshot(imdb: Path, out: Path, seed: int) -> Path:
     frames = {
         s: pd.read_parquet(imdb / f"{s}.parquet")[[TEXT_COLUMN, LABEL_COLUMN]] for s in ("train", "test")
     }
-    frames["train"], frames["validation"] = _stratified_split(frames["train"], 0.1, seed)
+    train = frames["train"]
+    frames["train"], frames["validation"] = train_test_split(
+        train, test_size=0.1, random_state=seed, stratify=train[LABEL_COLUMN]
+    )
     splits, dropped = {}, {}
     for name in ("train", "validation", "test"):
         frame, dropped[name] = clean_frame(frames[name].reset_index(drop=True))
@@ -60,7 +63,7 @@ def write_local_snapshot(imdb: Path, out: Path, seed: int) -> Path:
             uri=str(path.relative_to(REPO)),
             rows=len(frame),
             label_counts=label_counts(frame, LABEL_NAMES),
-            sha256=sha256_hex(data),
+            sha256=hashlib.sha256(data).hexdigest(),
         )
     manifest = Manifest(
         kind="clean",

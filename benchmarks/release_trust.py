@@ -44,6 +44,16 @@ def _status(fn) -> int:
         return {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403}.get(getattr(exc, "error_code", ""), 500)
 
 
+def verify_and_load(
+    model_uri: str, public: list[str], *, dst_dir: Path, expected_model_id: str | None = None
+):
+    """What a replica does with a version: download it (deserializing nothing), verify it, then load it."""
+    from sentiflow.security.signing import download_version, load_verified
+
+    local = download_version(model_uri, dst_dir)
+    return load_verified(local, public, what=model_uri, expected_model_id=expected_model_id)
+
+
 def _timings(folder: Path, private: Path, public: list[str], repeats: int) -> tuple[float, float]:
     from sentiflow.security.signing import sign_folder, verify_folder
 
@@ -232,7 +242,7 @@ def main() -> int:
     from sentiflow.names import VAL_F1
     from sentiflow.security import stack_auth
     from sentiflow.security.mlflow_auth import client_for
-    from sentiflow.security.signing import SignatureError, verify_and_load, version_model_id
+    from sentiflow.security.signing import SignatureError, version_model_id
     from sentiflow.serving_client import ModelServerClient
     from sentiflow.settings.components import MLflowSettings
     from tests.tamper import overwrite, version_artifact_key

@@ -2,8 +2,7 @@
 
 One format for every long step (training steps, collect/clean splits, prediction chunks), so a person reading
 an Airflow task log or ``make demo``'s terminal sees the same thing, and ``sentiflow.localstack.demo`` can
-pick these
-lines out of task logs by their marker (``PROGRESS_MARK``).
+pick these lines out of task logs by their marker (``PROGRESS_MARK``).
 """
 
 from __future__ import annotations

@@ -144,19 +144,14 @@ def candidates_for_versions(
     return [_candidate(client, client.get_model_version(model_name, str(v))) for v in dict.fromkeys(versions)]
 
 
-def rolled_back(model_version: ModelVersion) -> bool:
-    """A release of this version failed and was rolled back (``TAG_ROLLED_BACK``)."""
-    return TAG_ROLLED_BACK in model_version.tags
-
-
 def all_candidates(client: MlflowClient, model_name: str) -> list[Candidate]:
     """Every version of the registered model (``selection_scope=all_versions``), except rolled-back ones.
 
-    A version whose release failed is never chosen again on its own; a user who names it
-    (``candidates_for_versions``) still can.
+    A version whose release failed (tagged ``TAG_ROLLED_BACK``) is never chosen again on its own; a user
+    who names it (``candidates_for_versions``) still can.
     """
     versions = client.search_model_versions(f"name = '{model_name}'")
-    kept = [v for v in versions if not rolled_back(v)]
+    kept = [v for v in versions if TAG_ROLLED_BACK not in v.tags]
     if len(kept) < len(versions):
         log.info("left out %d rolled-back version(s) of %s", len(versions) - len(kept), model_name)
     return [_candidate(client, v) for v in kept]

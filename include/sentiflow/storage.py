@@ -6,7 +6,6 @@ snapshot in the object store.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -52,10 +51,6 @@ class S3Uri:
 
 def is_s3_uri(location: str) -> bool:
     return location.startswith("s3://")
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 #: Chunk of a streamed read or of a multipart upload: big enough for throughput, small enough to ignore.

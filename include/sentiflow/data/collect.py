@@ -118,16 +118,6 @@ def detect_label_column(frame: pd.DataFrame, text_column: str, hint: str | None 
 
 
 # --- splitting and sampling -----------------------------------------------------------------------------
-def _stratified_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A stratified in-memory split (kept for small in-memory tools; collect itself splits by hash)."""
-    from sklearn.model_selection import train_test_split
-
-    counts = frame[LABEL_COLUMN].value_counts()
-    stratify = frame[LABEL_COLUMN] if counts.min() >= 2 else None
-    rest, held = train_test_split(frame, test_size=fraction, random_state=seed, stratify=stratify)
-    return rest, held
-
-
 def _scan_labels(
     splits: Mapping[str, SourceSplit], label_col: str, batch_rows: int
 ) -> tuple[dict[str, int], dict[str, list[Any]]]:

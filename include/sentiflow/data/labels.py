@@ -161,19 +161,9 @@ def encode_labels(
     return apply_encoding(values, mapping), names
 
 
-def check_classes(frames: Mapping[str, pd.DataFrame], names: Sequence[str], label_column: str) -> None:
-    """Every split holds at least two classes and every class the others hold; else a clear error."""
-    check_class_counts(
-        {
-            split: frame[label_column].dropna().astype(int).value_counts().to_dict()
-            for split, frame in frames.items()
-        },
-        names,
-    )
-
-
 def check_class_counts(counts: Mapping[str, Mapping[int, int]], names: Sequence[str]) -> None:
-    """``check_classes`` on rows per label id per split (what a streaming writer counted)."""
+    """Every split holds at least two classes and every class the others hold, counted as rows per label
+    id per split (what a streaming writer counted); else a clear error."""
     present = {split: {int(i) for i, n in by_id.items() if n > 0} for split, by_id in counts.items()}
     for split, ids in present.items():
         if len(ids) < 2:

@@ -86,11 +86,6 @@ def _check_window(threshold: int, window_s: float) -> None:
         raise ValueError(f"threshold must be >= 1 and window_s > 0, got {threshold} and {window_s}")
 
 
-def count_in_window(times: Sequence[float], now: float, window_s: float) -> int:
-    """How many of ``times`` fall in ``(now - window_s, now]``."""
-    return sum(1 for t in times if now - window_s < t <= now)
-
-
 class WrongFlagWindow:
     """At least ``threshold`` flags within ``window_s`` seconds trigger once; then quiet for ``window_s``.
 
@@ -201,10 +196,7 @@ class WebhookSender:
         from urllib3.util.retry import Retry
 
         retry = Retry(
-            total=self.settings.webhook_max_attempts - 1,
-            connect=self.settings.webhook_max_attempts - 1,
-            read=self.settings.webhook_max_attempts - 1,
-            status=self.settings.webhook_max_attempts - 1,
+            total=self.settings.webhook_max_attempts - 1,  # connection errors, timeouts and statuses alike
             backoff_factor=self.settings.webhook_backoff_s,
             backoff_jitter=self.settings.webhook_backoff_s / 4,
             status_forcelist=(429, 500, 502, 503, 504),

@@ -29,18 +29,6 @@ def _psi_from_shares(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def psi(expected: Sequence[float], actual: Sequence[float], bins: int = 10) -> float:
-    """PSI of a numeric feature; bins are the quantiles of ``expected`` (so each holds ~1/bins of it)."""
-    e = np.asarray(expected, dtype=float)
-    a = np.asarray(actual, dtype=float)
-    if e.size == 0 or a.size == 0:
-        raise ValueError(f"PSI needs two non-empty samples, got {e.size} and {a.size} values")
-    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
-    e_shares = np.bincount(np.searchsorted(edges, e, side="right"), minlength=edges.size + 1) / e.size
-    a_shares = np.bincount(np.searchsorted(edges, a, side="right"), minlength=edges.size + 1) / a.size
-    return _psi_from_shares(e_shares, a_shares)
-
-
 def shares(counts: Mapping[str, float], categories: Sequence[str]) -> np.ndarray:
     total = sum(counts.get(c, 0) for c in categories)
     if total == 0:
@@ -57,14 +45,6 @@ def categorical_psi(expected: Mapping[str, float], actual: Mapping[str, float]) 
 def _frequent_hashes(counts: Counter[str], settings: DriftSettings) -> set[str]:
     frequent = [t for t, n in counts.items() if n >= settings.vocab_min_count]
     return set(hash_tokens(frequent, settings.hash_key.get_secret_value().encode()))
-
-
-def hashed_vocabulary(texts: Iterable[str], settings: DriftSettings) -> set[str]:
-    """Token hashes seen at least ``vocab_min_count`` times in (already cleaned) training texts."""
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(text.split())
-    return _frequent_hashes(counts, settings)
 
 
 def oov_counts(token_hashes: Iterable[Sequence[str]], vocabulary: set[str]) -> tuple[int, int]:
@@ -136,7 +116,8 @@ def add_histograms(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def length_psi(train: SplitProfile, actual: Sequence[float], bins: int = 10) -> float:
-    """``psi(train lengths, actual, bins)`` from the training split's length histogram (same value)."""
+    """PSI of text lengths, binned on the quantiles of the training split's lengths (so each bin holds
+    ~1/bins of them), from its length histogram."""
     a = np.asarray(actual, dtype=float)
     rows = int(train.length_counts.sum())
     if rows == 0 or a.size == 0:

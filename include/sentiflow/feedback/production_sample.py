@@ -48,15 +48,6 @@ SAMPLE_COLUMNS = (
 )
 
 
-def clean_texts(texts: Sequence[str]) -> list[str]:
-    """The dataset's own cleaning, so production and training texts are measured the same way."""
-    import pandas as pd
-
-    from sentiflow.data.clean import clean_text
-
-    return clean_text(pd.Series(list(texts), dtype=object)).tolist()
-
-
 def hash_tokens(tokens: Iterable[str], key: bytes) -> list[str]:
     """Keyed 64-bit hashes: equal tokens match across processes, but cannot be read back without the key."""
     key = key[:64]
@@ -66,12 +57,15 @@ def hash_tokens(tokens: Iterable[str], key: bytes) -> list[str]:
 def text_features(
     texts: Sequence[str], settings: DriftSettings | None = None, *, cleaned: bool = False
 ) -> pd.DataFrame:
-    """``text_length``, ``n_tokens`` and ``token_hashes`` of each text (cleaned first unless already)."""
+    """``text_length``, ``n_tokens`` and ``token_hashes`` of each text, cleaned first unless already (with the
+    dataset's own cleaning, so production and training texts are measured the same way)."""
     import pandas as pd
+
+    from sentiflow.data.clean import clean_text
 
     s = settings or DriftSettings()
     key = s.hash_key.get_secret_value().encode()
-    clean = list(texts) if cleaned else clean_texts(texts)
+    clean = list(texts) if cleaned else clean_text(pd.Series(list(texts), dtype=object)).tolist()
     tokens = [t.split() for t in clean]
     return pd.DataFrame(
         {
@@ -104,7 +98,6 @@ class ProductionSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self.written_rows = 0
         self.lost_rows = 0  # overwritten in a full buffer, or in a failed write
 
     def record(self, texts: Sequence[str], labels: Sequence[str], model_version: str | None) -> int:
@@ -164,7 +157,6 @@ class ProductionSampler:
                 self.lost_rows += len(rows)
                 logger.exception("could not write %d production sample rows; they are dropped", len(rows))
                 return None
-            self.written_rows += len(rows)
             return str(uri)
 
     def _frame(self, rows: list[tuple[float, str | None, str, str]]) -> pd.DataFrame:

@@ -99,10 +99,6 @@ class GatePolicy(BaseModel):
         return value
 
     @property
-    def metric(self) -> str:
-        return self.selection_metric
-
-    @property
     def lower_is_better(self) -> bool:
         return lower_is_better(self.selection_metric)
 

@@ -35,11 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def default_seed() -> int:
-    """The seed a training run uses when none is given (every family's ``seed`` defaults to it)."""
-    return DEFAULT_SEED
-
-
 def _int_or_none(raw: str | None) -> int | None:
     try:
         return int(raw) if raw not in (None, "", "None") else None
@@ -48,7 +43,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def validation_rows(
-    store: ObjectStore, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int | None = None
+    store: ObjectStore, manifest_uri: str, *, eval_subset_size: int | None = None, seed: int = DEFAULT_SEED
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """This run's validation texts and label ids (subset as training subsets them, with ``seed``, by default
     the trainer's: the same loader, ``train.data.load_split``) and the label names. The texts are a list:
@@ -61,7 +56,6 @@ def validation_rows(
     from sentiflow.train.data import label_ids, load_split
 
     manifest = read_manifest(store, manifest_uri)
-    seed = default_seed() if seed is None else seed
     with tempfile.TemporaryDirectory(prefix="sentiflow-gate-") as folder:
         rows = load_split(
             store, manifest, "validation", Path(folder), subset_size=eval_subset_size, seed=seed
@@ -126,7 +120,7 @@ def challenger_rows(client: MlflowClient, store: ObjectStore, best: Candidate) -
     if not manifest_uri:
         return f"run {best.run_id} names no snapshot: logged values compared"
     seed = _int_or_none(run.data.params.get(SEED))
-    seed = default_seed() if seed is None else seed
+    seed = DEFAULT_SEED if seed is None else seed  # what a training run uses when none is given
     texts, labels, label_names = validation_rows(
         store, manifest_uri, eval_subset_size=_int_or_none(run.data.params.get(EVAL_SUBSET_SIZE)), seed=seed
     )
@@ -241,14 +235,14 @@ def decide(
 ) -> Decision:
     """The best candidate by the policy's metric, judged against the champion; tagged on its run."""
     name = settings.registered_model_name
-    best = pick_best(candidates, policy.metric)
+    best = pick_best(candidates, policy.selection_metric)
     champion = registry.champion(client, settings)
     evidence = gather_evidence(
         client,
         store,
         best,
         champion,
-        policy.metric,
+        policy.selection_metric,
         model_uri=lambda v: f"models:/{name}/{v}",
         scorer=scorer,
         cases=load_cases() if policy.behaviour_check else (),

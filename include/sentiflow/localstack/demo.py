@@ -1,13 +1,11 @@
 """The README's main command: run ``sentiment_pipeline`` end to end on the embedded local stack.
 
 Brings up SeaweedFS, MLflow and the model server on 127.0.0.1 (``sentiflow.localstack.stack``), migrates
-Airflow's
-SQLite DB, runs the DAG once with ``dag.test()`` (train_backend=local) and prints what happened: snapshots,
-MLflow runs and metrics, the champion, the served version and the inference check. Then it leaves Airflow
-running (``sentiflow.localstack.airflow_standalone``, what ``make airflow`` starts), so the web page's
-Deploy button can ask
-it for release runs. Demo parameters are sized
-to finish in minutes on a 2-core CPU. Uses the offline copies in ../shared when the Hugging Face Hub is
+Airflow's SQLite DB, runs the DAG once with ``dag.test()`` (train_backend=local) and prints what happened:
+snapshots, MLflow runs and metrics, the champion, the served version and the inference check. Then it leaves
+Airflow running (``sentiflow.localstack.airflow_standalone``, what ``make airflow`` starts), so the web
+page's Deploy button can ask it for release runs. Demo parameters are sized to finish in minutes on a 2-core
+CPU. Uses the offline copies in ../shared when the Hugging Face Hub is
 unreachable. Pass a JSON object as the first argument to override any DAG parameter.
 """
 

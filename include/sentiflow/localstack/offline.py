@@ -11,7 +11,7 @@ import os
 import socket
 
 from sentiflow.localstack.stack import REPO_ROOT
-from sentiflow.settings.components import ENV_PREFIX
+from sentiflow.settings.components import PipelineDefaults
 
 SHARED = REPO_ROOT.parent / "shared"
 OFFLINE_IMDB = SHARED / "data" / "imdb"
@@ -21,17 +21,15 @@ HUB_HOST = "huggingface.co"
 HF_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    try:
-        socket.create_connection((HUB_HOST, 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
-
-
 def is_offline() -> bool:
     """``HF_HUB_OFFLINE=1`` says so, or the Hub does not answer within a few seconds."""
-    return os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return True
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=3.0).close()
+    except OSError:
+        return True
+    return False
 
 
 def offline_overrides(offline: bool | None = None) -> dict[str, str]:
@@ -52,9 +50,5 @@ def offline_env(offline: bool | None = None) -> dict[str, str]:
     overrides = offline_overrides(offline)
     if not overrides:
         return {}
-    env = dict.fromkeys(HF_OFFLINE_VARS, "1")
-    if "dataset" in overrides:
-        env[f"{ENV_PREFIX}DEFAULT_DATASET"] = overrides["dataset"]
-    if "model_name" in overrides:
-        env[f"{ENV_PREFIX}DEFAULT_MODEL_NAME"] = overrides["model_name"]
-    return env
+    defaults = {f"{PipelineDefaults.model_config['env_prefix']}{k}".upper(): v for k, v in overrides.items()}
+    return {**dict.fromkeys(HF_OFFLINE_VARS, "1"), **defaults}

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from sentiflow.localstack.supervisor import (
     HOST,
@@ -34,13 +34,13 @@ from sentiflow.localstack.supervisor import (
 )
 from sentiflow.localstack.supervisor import free_port as free_port  # tests and benchmarks ask the stack
 from sentiflow.security import stack_auth
-from sentiflow.settings.components import ENV_PREFIX, MLflowSettings
+from sentiflow.settings.components import ENV_PREFIX, MLflowSettings, settings_config
 
 
 class StackSettings(BaseSettings):
     """Where the local stack lives and which ports it binds. Env: ``SENTIFLOW_STACK_*``."""
 
-    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}STACK_", extra="ignore")
+    model_config = settings_config("STACK_")
 
     home: Path = Field(default=REPO_ROOT / ".stack", description="PID files, logs, data of the local stack.")
     s3_port: int = Field(default=8333, description="SeaweedFS S3 API port.")

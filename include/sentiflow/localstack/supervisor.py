@@ -4,8 +4,7 @@ A ``Service`` is an argv, a health check and the ports it binds. ``start`` refus
 holds (we would adopt a stranger), runs the service's one-shot ``init`` step, starts it in its own process
 group with a PID file and a log file under the stack's home, and waits until it is healthy. ``stop`` stops
 only the process group its PID file names. The local stack (``sentiflow.localstack.stack``), ``make
-airflow``, and
-the tests' dev servers, proxies and Redis all start their processes here.
+airflow``, and the tests' dev servers, proxies and Redis all start their processes here.
 
 Its primitives serve the tests and benchmarks too, so each has one definition: a free port on 127.0.0.1
 (never a fixed one another process might hold), and whether a PID still runs, where a zombie child counts as
@@ -15,6 +14,7 @@ PIDs: its replicas and workers report to the shared database.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shlex
@@ -98,10 +98,8 @@ def pid_alive(pid: int) -> bool:
 
 def reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if it is our exited child (no zombie left behind)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def group_members(pgid: int) -> list[int]:
@@ -267,15 +265,11 @@ def stop(stack: StackHome, name: str, timeout_s: float = 15.0) -> bool:
     path = pidfile(stack, name)
     pid = running_pid(stack, name)
     if pid is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         if not wait_group_gone(pid, timeout_s, poll_s=0.2):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             wait_group_gone(pid, 5)
     path.unlink(missing_ok=True)
     return pid is not None

@@ -20,9 +20,9 @@ from sentiflow.release.checks import (
     CheckCase,
     InferenceCheckError,
     cases_from_csv,
+    cases_from_records,
     required_accuracy,
     sample_cases_from,
-    user_cases,
 )
 
 if TYPE_CHECKING:
@@ -112,8 +112,8 @@ def plan_check(
             raise InferenceCheckError(f"cannot draw check cases: {exc}") from exc
     if params.check_csv_uri:
         given = cases_from_csv(store.read_location(params.check_csv_uri), params.check_csv_uri)
-    else:
-        given = user_cases(params.check_texts)
+    else:  # none is fine: the sampled cases are the default
+        given = cases_from_records(params.check_texts) if params.check_texts else []
     cases = sampled + given
     if not cases:
         raise InferenceCheckError(

@@ -74,11 +74,6 @@ def cases_from_records(records: Sequence[Mapping[str, Any]], origin: str = "chec
     return cases
 
 
-def user_cases(records: Sequence[Mapping[str, Any]] | None, origin: str = "check_texts") -> list[CheckCase]:
-    """The trigger's own cases; none is fine (the sampled ones are the default)."""
-    return cases_from_records(records, origin) if records else []
-
-
 def cases_from_csv(data: bytes, origin: str) -> list[CheckCase]:
     import pandas as pd
 
@@ -90,11 +85,6 @@ def cases_from_csv(data: bytes, origin: str) -> list[CheckCase]:
     if missing:
         raise InferenceCheckError(f"{origin} lacks column(s) {missing}; it has {list(frame.columns)}")
     return cases_from_records(frame[[TEXT_COLUMN, LABEL_COLUMN]].to_dict("records"), origin)
-
-
-def sample_cases(frame: Any, label_names: Sequence[str], per_class: int, seed: int) -> list[CheckCase]:
-    """``sample_cases_from`` for one in-memory frame (``text``, ``label`` ids)."""
-    return sample_cases_from(lambda: [frame], label_names, per_class, seed)
 
 
 def _pools(frame: Any, num_labels: int) -> tuple[np.ndarray, np.ndarray]:

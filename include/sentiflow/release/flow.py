@@ -85,8 +85,7 @@ def _sign(
     dag_run_id: str | None,
 ) -> None:
     """Sign a statement on ``version`` (``sentiflow.security.approval``) with the pipeline's key; without a
-    key (a
-    development stack that loads unsigned versions) nothing is signed and the log says so."""
+    key (a development stack that loads unsigned versions) nothing is signed and the log says so."""
     from sentiflow.security import approval
     from sentiflow.settings.components import SigningSettings
 

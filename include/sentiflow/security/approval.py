@@ -12,11 +12,10 @@ that signs model files (``sentiflow.security.signing``), and stored on the versi
   version served again.
 
 A replica (``serving.model.registry_reader``) loads the version an alias names only when its statement
-verifies
-against the configured public keys (a list, so key rotation covers approvals as it covers model files), is
-an approval of that very version and model id, and is the newest approval of any version of the model: a
-move back to an older version without a release is refused, and so is every version whose approval a later
-release superseded. Someone who can write tags may delete statements (the version then does not serve)
+verifies against the configured public keys (a list, so key rotation covers approvals as it covers model
+files), is an approval of that very version and model id, and is the newest approval of any version of the
+model: a move back to an older version without a release is refused, and so is every version whose approval
+a later release superseded. Someone who can write tags may delete statements (the version then does not serve)
 but cannot make one.
 """
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import requests
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from sentiflow.security.mlflow_auth import MlflowIdentity, client_for
-from sentiflow.settings.components import ENV_PREFIX, MLflowSettings
+from sentiflow.settings.components import ENV_PREFIX, MLflowSettings, settings_config
 
 #: Identity roles and their default MLflow user names.
 ROLES = {"pipeline": "sentiflow-pipeline", "server": "sentiflow-server"}
@@ -49,7 +49,7 @@ class MLflowAuthSettings(BaseSettings):
     ``sentiflow_mlflow`` connection).
     """
 
-    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}MLFLOW_AUTH_", extra="ignore")
+    model_config = settings_config("MLFLOW_AUTH_")
 
     admin_username: str = Field(default=ADMIN_USERNAME, description="MLflow auth app's admin (provisioning).")
     admin_password: SecretStr | None = Field(default=None, description="Password of MLflow's admin.")

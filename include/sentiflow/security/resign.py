@@ -96,8 +96,8 @@ def _resign_statement(
     client: MlflowClient, mv: ModelVersion, private_key: str | Path, public_keys: Sequence[str | Path]
 ) -> str | None:
     """The version's signed approval or revocation (``sentiflow.security.approval``), re-signed unchanged
-    (its time
-    keeps its place among the model's statements) once it verifies with the trusted keys; None if none."""
+    (its time keeps its place among the model's statements) once it verifies with the trusted keys; None if
+    none."""
     from sentiflow.names import TAG_APPROVAL, TAG_APPROVAL_SIGNATURE
     from sentiflow.security import approval
 

@@ -14,10 +14,9 @@ The file holds secrets: mode 0640, group 0 (the group every sentiflow container 
 
 Kubernetes has no volume both pods write and read, so there the steps are apart: ``python -m
 sentiflow.security.s3_init identities`` prints the same document (from the same variables, with the same
-checks) for
-the Secret the object store mounts (``k8s/object-store.yaml``), and ``python -m sentiflow.security.s3_init
-bucket``
-(the Job ``object-store-init``) reads that mounted file and creates the bucket with its admin key.
+checks) for the Secret the object store mounts (``k8s/object-store.yaml``), and ``python -m
+sentiflow.security.s3_init bucket`` (the Job ``object-store-init``) reads that mounted file and creates the
+bucket with its admin key.
 """
 
 from __future__ import annotations
@@ -95,11 +94,6 @@ def admin_credentials(document: Mapping[str, object]) -> tuple[str, str]:
     raise ValueError("the identities file has no identity allowed Admin")
 
 
-def _checked_document(env: Mapping[str, str]) -> dict[str, object]:
-    check_component("s3", env)
-    return identities_document(env)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     step = args[0] if args else "all"
@@ -112,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         if step == "bucket":
             admin_key, admin_secret = admin_credentials(json.loads(path.read_text(encoding="utf-8")))
         else:
-            document = _checked_document(env)
+            check_component("s3", env)
+            document = identities_document(env)
             admin_key, admin_secret = env[ADMIN_VARIABLES[0]], env[ADMIN_VARIABLES[1]]
         bucket = env["SENTIFLOW_S3_BUCKET"]
     except InsecureSettingsError as exc:

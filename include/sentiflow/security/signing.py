@@ -10,15 +10,15 @@ its configured public keys (a list, for rotation) before anything in it is deser
 and excluded from what is signed (the manifest records that exclusion, so verification excludes exactly it). A
 replica that downloads ``models:/<name>/<version>`` gets it with the files it covers, in one download; no tag
 or second location can drift from the files. The signed ``MLmodel`` names the logged model's id
-(``model_id``), which ``verify_and_load`` compares with the registry's version, so a signed folder copied
+(``model_id``), which ``load_verified`` compares with the registry's version, so a signed folder copied
 over another version (a replay) is refused too.
 
 **What is signed is what is uploaded.** ``Model.log`` saves into its own temporary folder and uploads it
 (``client.log_model_artifacts``) with no hook in between, and rewrites ``MLmodel`` after the flavor saved it;
 signing a re-saved or re-downloaded copy would sign what S3 returned, not what the pipeline made. So
 ``sentiflow.security.signed_logging`` does ``Model.log``'s steps with MLflow's public client API: create
-the logged
-model, ``mlflow.pyfunc.save_model`` into a folder we own, sign that folder, upload exactly it, register it.
+the logged model, ``mlflow.pyfunc.save_model`` into a folder we own, sign that folder, upload exactly it,
+register it.
 Residual risk: the pipeline's own process and key (a compromised trainer signs what it likes), and
 ``.git*`` paths, which ``model-signing`` never hashes (nothing in a pyfunc folder reads them).
 """
@@ -52,10 +52,9 @@ class SignatureError(RuntimeError):
 
 @dataclass(frozen=True)
 class VerifiedModel:
-    """What ``verify_and_load`` returns: the loaded pyfunc and how long verification took."""
+    """What ``load_verified`` returns: the loaded pyfunc, the key that verified it and how long that took."""
 
     pyfunc: Any
-    local_dir: Path
     key_index: int
     verify_ms: float
 
@@ -171,7 +170,8 @@ def download_version(model_uri: str, target: str | Path) -> Path:
 def load_verified(
     local: Path, public_keys: Sequence[str | Path], *, what: str, expected_model_id: str | None = None
 ) -> VerifiedModel:
-    """Verify the downloaded folder ``local``, and only then load it with ``mlflow.pyfunc.load_model``.
+    """Verify the downloaded folder ``local``, and only then load it with ``mlflow.pyfunc.load_model``: what
+    is loaded is what was verified, never the store again.
 
     ``expected_model_id`` (the registry version's ``model_id``) must equal the signed ``MLmodel``'s, or a
     signed folder of another version copied over this one would pass.
@@ -188,24 +188,7 @@ def load_verified(
                 f"this version's {expected_model_id} (a signed folder copied over another version)"
             )
     verify_ms = (time.perf_counter() - started) * 1000
-    return VerifiedModel(mlflow.pyfunc.load_model(str(local)), local, index, verify_ms)
-
-
-def verify_and_load(
-    model_uri: str,
-    public_keys: Sequence[str | Path],
-    *,
-    dst_dir: str | Path,
-    expected_model_id: str | None = None,
-) -> VerifiedModel:
-    """Download ``model_uri`` (``models:/<name>/<version>``) into ``dst_dir``, verify it, then load it.
-
-    The download writes files and deserializes nothing; ``mlflow.pyfunc.load_model`` then reads the verified
-    local folder, not the store again, so what is loaded is what was verified. The caller owns ``dst_dir``
-    (a temporary folder made here would outlive the call: nothing could remove it).
-    """
-    local = download_version(model_uri, dst_dir)
-    return load_verified(local, public_keys, what=model_uri, expected_model_id=expected_model_id)
+    return VerifiedModel(mlflow.pyfunc.load_model(str(local)), index, verify_ms)
 
 
 def version_model_id(model_version: ModelVersion) -> str | None:
@@ -350,8 +333,5 @@ def generate_key_pair(private_path: Path, public_path: Path) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     if write_private(private_path, private_pem):
-        public_pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        public_path.write_bytes(public_pem)
+        public_path.write_text(public_pem(private_pem.decode()))
         public_path.chmod(0o644)

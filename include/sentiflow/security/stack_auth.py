@@ -6,9 +6,8 @@ folder ``<home>/secrets`` (mode 0700, each file 0600), the admin password, the F
 password per identity; later starts reuse them. ``provision`` then makes the pipeline's experiment and
 registered model and the two users (pipeline, server) with their grants through
 ``sentiflow.security.mlflow_users.provision``, the one definition every deployment uses (what each grant is
-for is
-in that module's docstring). The auth app's config is ``sentiflow.security.mlflow_auth_ini``'s, on a SQLite
-file.
+for is in that module's docstring). The auth app's config is ``sentiflow.security.mlflow_auth_ini``'s, on a
+SQLite file.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from sentiflow.security.mlflow_auth import MlflowIdentity
 from sentiflow.security.mlflow_auth_ini import write_auth_ini
@@ -49,18 +50,12 @@ def secret(home: Path, name: str, factory: Callable[[], str] = lambda: secrets.t
 
 
 def admin(home: Path) -> MlflowIdentity:
-    return MlflowIdentity(ADMIN_USERNAME, password=_secret_str(secret(home, "mlflow-admin-password")))
+    return MlflowIdentity(ADMIN_USERNAME, password=SecretStr(secret(home, "mlflow-admin-password")))
 
 
 def identity(home: Path, role: str) -> MlflowIdentity:
     """The generated credentials of ``role`` (pipeline or server)."""
-    return MlflowIdentity(ROLES[role], password=_secret_str(secret(home, f"mlflow-{role}-password")))
-
-
-def _secret_str(value: str) -> Any:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
+    return MlflowIdentity(ROLES[role], password=SecretStr(secret(home, f"mlflow-{role}-password")))
 
 
 def signing_keys(home: Path) -> tuple[Path, Path]:
@@ -85,18 +80,12 @@ def signing_env(home: Path) -> dict[str, str]:
 #: S3 identities (SeaweedFS ``-s3.config``) besides the admin key: MLflow's artifact store, the pipeline, and
 #: the model server, which reads model artifacts and writes production samples and nothing else (a replica
 #: cannot touch datasets, their manifests or a version's files). ``Action:{name}`` limits an action to keys
-#: under that prefix of the bucket (``s3_prefixes``; SeaweedFS matches ``Action:bucket/prefix/*``).
+#: under that prefix of the bucket (SeaweedFS matches ``Action:bucket/prefix/*``).
 S3_IDENTITIES = {
     "mlflow-artifacts": ("Read", "Write", "List"),
     "pipeline": ("Read", "Write", "List", "Tagging"),
     "model-server": ("Read:{artifacts}", "List", "Write:{samples}"),
 }
-
-
-def s3_prefixes() -> dict[str, str]:
-    """The prefixes ``S3_IDENTITIES`` names (MLflow's artifacts, the server's production samples), from the
-    settings when the document is made: a deployment may set them."""
-    return {"artifacts": MLflowSettings().artifacts_prefix, "samples": DriftSettings().samples_prefix}
 
 
 def _s3_action(spec: str, bucket: str, prefixes: dict[str, str]) -> str:
@@ -129,7 +118,8 @@ def s3_identities(
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
     ]
-    prefixes = s3_prefixes()
+    # read when the document is made: a deployment may set them
+    prefixes = {"artifacts": MLflowSettings().artifacts_prefix, "samples": DriftSettings().samples_prefix}
     for name, actions in S3_IDENTITIES.items():
         key, secret_key = keys[name]
         identities.append(

@@ -256,7 +256,7 @@ def test_trainer_image_trains_with_its_entrypoint(install_set, stack: StackSetti
     import pandas as pd
 
     from sentiflow.data.snapshot import write_snapshot
-    from sentiflow.security.signing import verify_and_load
+    from sentiflow.security.signing import download_version, load_verified
     from sentiflow.storage import ObjectStore
 
     bin_dir = install_set("train")
@@ -294,7 +294,8 @@ def test_trainer_image_trains_with_its_entrypoint(install_set, stack: StackSetti
     result = json.loads(output.read_text())
     assert result["model_uri"] == f"models:/{name}/{result['model_version']}"
     public_keys = json.loads(localstack.client_env(stack)["SENTIFLOW_SERVER_SIGNING_PUBLIC_KEYS"])
-    verified = verify_and_load(result["model_uri"], public_keys, dst_dir=tmp_path / "download")
+    uri = result["model_uri"]
+    verified = load_verified(download_version(uri, tmp_path / "download"), public_keys, what=uri)
     predicted = verified.pyfunc.predict(
         pd.DataFrame({"text": ["a wonderful moving film", "dull and too long"]})
     )

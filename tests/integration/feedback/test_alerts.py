@@ -19,7 +19,6 @@ from sentiflow.feedback.alerts import (
     WebhookSender,
     WrongFlag,
     WrongFlagWindow,
-    count_in_window,
 )
 from sentiflow.settings.components import AlertSettings
 from serving.store.db import Database
@@ -84,9 +83,10 @@ def flag_times(alerter: FeedbackAlerter, times: list[float], version: str = "7")
 
 
 # --- pure window logic ---------------------------------------------------------------------------------
-def test_count_in_window_is_half_open() -> None:
-    assert count_in_window([0, 100, 200, 300], now=300, window_s=300) == 3  # 0 is exactly W old: out
-    assert count_in_window([], now=5, window_s=1) == 0
+def test_window_is_half_open() -> None:
+    w = WrongFlagWindow(threshold=3, window_s=300)
+    assert all(w.observe(WrongFlag("t", "pos", at=t)) is None for t in (0, 150, 300))  # at 300, 0 is out
+    assert [f.at for f in w.observe(WrongFlag("t", "pos", at=301)) or []] == [150, 300, 301]
 
 
 def test_window_three_flags_alert_once_then_quiet_for_the_window() -> None:

@@ -15,9 +15,11 @@ import pytest
 from sentiflow.security.signing import (
     SIGNATURE_FILE,
     SignatureError,
+    VerifiedModel,
+    download_version,
     generate_key_pair,
+    load_verified,
     sign_folder,
-    verify_and_load,
     verify_folder,
 )
 
@@ -132,6 +134,13 @@ def _public_keys() -> list[str]:
     return ServerSettings().signing_public_keys
 
 
+def verify_and_load(uri: str, dst_dir: Path, expected_model_id: str | None = None) -> VerifiedModel:
+    """A replica's path: download the version (deserializing nothing), verify it, then load it."""
+    return load_verified(
+        download_version(uri, dst_dir), _public_keys(), what=uri, expected_model_id=expected_model_id
+    )
+
+
 def _model_id(name: str, version: str) -> str:
     from sentiflow import registry
     from sentiflow.security.signing import version_model_id
@@ -143,12 +152,7 @@ def _model_id(name: str, version: str) -> str:
 
 def test_a_signed_version_verifies_before_it_loads(registered, tmp_path):
     name, version = registered["name"], registered["signed"]
-    verified = verify_and_load(
-        f"models:/{name}/{version}",
-        _public_keys(),
-        expected_model_id=_model_id(name, version),
-        dst_dir=tmp_path,
-    )
+    verified = verify_and_load(f"models:/{name}/{version}", tmp_path, _model_id(name, version))
     classifier = verified.pyfunc.unwrap_python_model().classifier
     assert list(classifier.label_names) == ["negative", "positive"]
     assert verified.verify_ms > 0
@@ -157,7 +161,7 @@ def test_a_signed_version_verifies_before_it_loads(registered, tmp_path):
 def test_an_unsigned_version_is_refused(registered, tmp_path):
     uri = f"models:/{registered['name']}/{registered['unsigned']}"
     with pytest.raises(SignatureError, match=f"{uri} has no signature"):
-        verify_and_load(uri, _public_keys(), dst_dir=tmp_path)
+        verify_and_load(uri, tmp_path)
 
 
 def test_an_artifact_overwritten_in_s3_is_refused(registered, store, tmp_path):
@@ -169,13 +173,11 @@ def test_an_artifact_overwritten_in_s3_is_refused(registered, store, tmp_path):
         tampered_version(name, version),
         pytest.raises(SignatureError, match=rf"signature {SIGNATURE_FILE} does not match.*python_model.pkl"),
     ):
-        verify_and_load(f"models:/{name}/{version}", _public_keys(), dst_dir=tmp_path / "a")
-    verify_and_load(f"models:/{name}/{version}", _public_keys(), dst_dir=tmp_path / "b")
+        verify_and_load(f"models:/{name}/{version}", tmp_path / "a")
+    verify_and_load(f"models:/{name}/{version}", tmp_path / "b")
 
 
 def test_a_signed_folder_replayed_over_another_version_is_refused(registered, tmp_path):
     name, version = registered["name"], registered["signed"]
     with pytest.raises(SignatureError, match="copied over another version"):
-        verify_and_load(
-            f"models:/{name}/{version}", _public_keys(), expected_model_id="m-other", dst_dir=tmp_path
-        )
+        verify_and_load(f"models:/{name}/{version}", tmp_path, expected_model_id="m-other")

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from sentiflow.feedback.drift_metrics import (
-    SplitProfile,
-    hashed_vocabulary,
-    histogram_quantiles,
-    length_psi,
-    psi,
-)
+from sentiflow.feedback.drift_metrics import SplitProfile, histogram_quantiles, length_psi
+from sentiflow.feedback.production_sample import hash_tokens
 from sentiflow.settings.components import DriftSettings
 
 LABELS = ["negative", "neutral", "positive"]
+
+
+def psi(expected: Sequence[float], actual: Sequence[float], bins: int) -> float:
+    """PSI on whole columns: bins on the quantiles of ``expected``, shares clipped as the report clips."""
+    e, a = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
+    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
+    e_shares = np.bincount(np.searchsorted(edges, e, side="right"), minlength=edges.size + 1) / e.size
+    a_shares = np.bincount(np.searchsorted(edges, a, side="right"), minlength=edges.size + 1) / a.size
+    e_shares, a_shares = np.clip(e_shares, 1e-4, None), np.clip(a_shares, 1e-4, None)
+    return float(np.sum((a_shares - e_shares) * np.log(a_shares / e_shares)))
+
+
+def hashed_vocabulary(texts: Iterable[str], settings: DriftSettings) -> set[str]:
+    """Token hashes seen at least ``vocab_min_count`` times in the whole column."""
+    counts = Counter(token for text in texts for token in text.split())
+    frequent = [t for t, n in counts.items() if n >= settings.vocab_min_count]
+    return set(hash_tokens(frequent, settings.hash_key.get_secret_value().encode()))
 
 
 def reviews(n: int, seed: int) -> pd.DataFrame:

@@ -75,7 +75,7 @@ def test_a_request_validates_into_the_pipelines_groups() -> None:
     assert isinstance(request, ReleaseRequest) and (request.version, request.requested_by) == ("4", "alice")
     assert isinstance(selection, SelectionParams) and selection.selection_scope == "this_run"
     assert selection.force_promote is True
-    assert selection.metric == names.VAL_F1 and selection.min_metric_value is None
+    assert selection.selection_metric == names.VAL_F1 and selection.min_metric_value is None
     assert isinstance(check, CheckParams) and check.check_cases_per_class == 0 and out[SEED] == 7
     with pytest.raises(AirflowFailException, match=names.FORCE_REASON):
         validated_release({**params, names.FORCE_REASON: None})

@@ -13,11 +13,15 @@ from sentiflow.release.checks import (
     CheckCase,
     InferenceCheckError,
     required_accuracy,
-    sample_cases,
     sample_cases_from,
 )
 
 NAMES = ["negative", "neutral", "positive"]
+
+
+def sample_cases(frame: pd.DataFrame, label_names, per_class: int, seed: int) -> list[CheckCase]:
+    """``sample_cases_from`` over one in-memory frame (a split of one batch)."""
+    return sample_cases_from(lambda: [frame], label_names, per_class, seed)
 
 
 def three_class_frame(n_per_class: int = 10) -> pd.DataFrame:
