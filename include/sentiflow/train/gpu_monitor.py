@@ -3,17 +3,15 @@
 A GPU that waits on the input pipeline trains at a fraction of its speed, and nothing else shows it.
 A figure that cheap to take belongs in every run, not only in a benchmark. A background thread reads every
 visible GPU's utilisation and used memory every ``interval_s`` through NVML (``pynvml``, from
-``nvidia-ml-py``), or ``nvidia-smi`` where the bindings are missing; on a machine without a GPU there is no
-reader, and the summary says "no GPU" and adds no metrics. The sampler takes its reading function as an
-argument, so its logic is tested with a fake one on machines without a GPU.
+``nvidia-ml-py``, a dependency of the ``train`` extra); on a machine without a GPU there is no reader, and
+the summary says "no GPU" and adds no metrics. The sampler takes its reading function as an argument, so
+its logic is tested with a fake one on machines without a GPU.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,8 +91,8 @@ class GpuSampler:
 
     @classmethod
     def for_this_machine(cls, interval_s: float = DEFAULT_INTERVAL_S) -> GpuSampler:
-        read, reason = default_reader()
-        return cls(read, interval_s=interval_s, reason=reason)
+        read, reason = nvml_reader()
+        return cls(read, interval_s=interval_s, reason=f"no GPU ({reason})" if read is None else "")
 
     def sample_once(self) -> bool:
         """Take one reading; False (and the error kept) when the reader failed."""
@@ -191,49 +189,3 @@ def nvml_reader() -> tuple[Reader | None, str]:
         ]
 
     return read, ""
-
-
-def parse_smi(text: str) -> list[GpuReading]:
-    """``nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits`` → readings."""
-    out = []
-    for line in text.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 2:
-            continue
-        try:
-            out.append(GpuReading(utilization_pct=float(parts[0]), memory_used_mib=float(parts[1])))
-        except ValueError:  # "[N/A]" on GPUs that do not report a figure
-            continue
-    return out
-
-
-def smi_reader() -> tuple[Reader | None, str]:
-    """A reader that calls ``nvidia-smi`` (it comes with the driver) for images without the bindings."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None, "nvidia-smi is not on PATH"
-    command = [smi, "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible and visible.strip():
-        command.append(f"--id={visible.strip()}")
-
-    def read() -> list[GpuReading]:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=True)
-        return parse_smi(done.stdout)
-
-    try:
-        first = read()
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"nvidia-smi failed: {exc}"
-    return (read, "") if first else (None, "nvidia-smi lists no GPU")
-
-
-def default_reader() -> tuple[Reader | None, str]:
-    """NVML, else ``nvidia-smi``, else None with both reasons: "no GPU" on a CPU machine."""
-    read, nvml_reason = nvml_reader()
-    if read is not None:
-        return read, ""
-    read, smi_reason = smi_reader()
-    if read is not None:
-        return read, ""
-    return None, f"no GPU ({nvml_reason}; {smi_reason})"

@@ -1,7 +1,7 @@
 """The GPU sampler's logic with fake readings (the part of GPU monitoring that needs no GPU to check).
 
 A real NVML reading needs a GPU; everything around it (means, peaks, a reader that fails mid-fit, the
-"no GPU" result on CPU, ``nvidia-smi`` output, ``CUDA_VISIBLE_DEVICES``) is tested here with readers we
+"no GPU" result on CPU, ``CUDA_VISIBLE_DEVICES``) is tested here with readers we
 control.
 """
 
@@ -13,8 +13,7 @@ from sentiflow.names import GPU_COUNT, GPU_MEMORY_USED_PEAK_MIB, GPU_UTILIZATION
 from sentiflow.train.gpu_monitor import (
     GpuReading,
     GpuSampler,
-    default_reader,
-    parse_smi,
+    nvml_reader,
     visible_indexes,
 )
 
@@ -77,19 +76,18 @@ def test_without_a_gpu_the_sampler_is_a_no_op_that_says_so() -> None:
     assert summary.describe() == "no GPU utilisation recorded: no GPU (NVML: driver not loaded)"
 
 
-def test_this_machine_without_a_gpu_gets_no_reader_and_a_reason(monkeypatch) -> None:
+def test_this_machine_without_a_gpu_gets_no_reader_and_a_reason() -> None:
     import torch
 
     if torch.cuda.is_available():  # pragma: no cover - the CPU suite's machines have none
         return
-    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi either
-    read, reason = default_reader()
-    assert read is None and reason.startswith("no GPU (")
-    assert GpuSampler.for_this_machine().summary().metrics() == {}
+    read, _ = nvml_reader()
+    sampler = GpuSampler.for_this_machine()
+    assert read is None and sampler.reason.startswith("no GPU (")
+    assert sampler.summary().metrics() == {}
 
 
-def test_nvidia_smi_output_and_visible_devices() -> None:
-    assert parse_smi("87, 40312\n 3, 512\n[N/A], 100\n") == [GpuReading(87, 40312), GpuReading(3, 512)]
+def test_visible_devices() -> None:
     assert visible_indexes(4, None) == [0, 1, 2, 3]
     assert visible_indexes(4, "2,3") == [2, 3]
     assert visible_indexes(8, "GPU-1234abcd") == ["GPU-1234abcd"]
