@@ -29,6 +29,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(VENV)/bin/mypy --no-explicit-package-bases --allow-untyped-defs --cache-dir .mypy_cache/benchmarks benchmarks/*.py
 
 format: install
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -27,9 +27,10 @@ def machine() -> dict[str, object]:
         pass
     mem_gib = None
     try:
-        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem_gib = round(mem_kib / 2**20, 1)
-    except (OSError, AttributeError):
+        found = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        if found:
+            mem_gib = round(int(found.group(1)) / 2**20, 1)
+    except OSError:
         pass
     return {
         "cpu": cpu,

@@ -63,6 +63,7 @@ def _run(method: str, repeats: int, queue) -> None:
             out = out[out["text"].str.len() > 0].drop_duplicates(subset=["text"])
             out = pd.DataFrame(out).reset_index(drop=True)
         times.append(time.perf_counter() - start)
+    assert out is not None, "repeats must be at least 1"
     peak_extra_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     queue.put(
         {

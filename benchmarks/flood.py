@@ -90,9 +90,11 @@ def parse_args() -> argparse.Namespace:
 def register(args: argparse.Namespace) -> str:
     import mlflow
 
+    from sentiflow.modeling.base import TextClassifier
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.settings.components import MLflowSettings
 
+    clf: TextClassifier
     if args.family == "transformer":
         from sentiflow.families.transformer.model import TransformerClassifier
 
@@ -152,7 +154,7 @@ class Recorder:
 def post(s: requests.Session, url: str, body: bytes, rec: Recorder, phase: str) -> None:
     t0 = time.perf_counter()
     try:
-        status = s.post(url, data=body, headers=JSON, timeout=120).status_code
+        status: int | str = s.post(url, data=body, headers=JSON, timeout=120).status_code
     except requests.RequestException as exc:
         status = type(exc).__name__  # a connection error or a timeout: neither a 429 nor a 503
     rec.add(phase, status, time.perf_counter() - t0)

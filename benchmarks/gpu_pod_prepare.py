@@ -29,7 +29,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from sentiflow.data.clean import clean_frame
-from sentiflow.data.snapshot import Manifest, SplitInfo, label_counts
+from sentiflow.data.snapshot import Manifest, PartInfo, SplitInfo, label_counts
 from sentiflow.names import LABEL_COLUMN, MANIFEST_FILE, TEXT_COLUMN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +59,14 @@ def write_local_snapshot(imdb: Path, out: Path, seed: int) -> Path:
         path = out / f"{name}.parquet"
         frame.to_parquet(path, index=False, compression="zstd", compression_level=19)
         data = path.read_bytes()
-        splits[name] = SplitInfo(
+        counts = label_counts(frame, LABEL_NAMES)
+        part = PartInfo(
             uri=str(path.relative_to(REPO)),
             rows=len(frame),
-            label_counts=label_counts(frame, LABEL_NAMES),
             sha256=hashlib.sha256(data).hexdigest(),
+            label_counts=counts,
         )
+        splits[name] = SplitInfo(rows=len(frame), label_counts=counts, parts=[part])
     manifest = Manifest(
         kind="clean",
         run_id="gpu-pod-benchmark",

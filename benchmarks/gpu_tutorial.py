@@ -89,7 +89,7 @@ def main() -> None:
             output = trainer.train()
         fit_time = time.perf_counter() - started
         predictions = trainer.predict(test)
-    accuracy = float(np.mean(predictions.predictions.argmax(-1) == predictions.label_ids))
+    accuracy = float(np.mean(np.asarray(predictions.predictions).argmax(-1) == predictions.label_ids))
     gpu = sampler.summary()
     result = {
         "setup": "tutorial: padding=max_length, Trainer defaults",

@@ -42,7 +42,7 @@ from sentiflow.data.snapshot import Manifest
 from sentiflow.families.transformer.model import TransformerClassifier
 from sentiflow.families.transformer.onnx_runtime import allowed_prob_diff
 from sentiflow.families.transformer.params import TrainParams
-from sentiflow.families.transformer.training import fit_transformer
+from sentiflow.families.transformer.training import build_classifier, fit_transformer
 from sentiflow.train.data import TrainingData
 
 BENCH = Path(__file__).resolve().parent
@@ -114,7 +114,7 @@ def fine_tuned(name: str, args: argparse.Namespace) -> tuple[TransformerClassifi
         early_stopping_patience=None,
         device="cpu",
     )
-    fit = fit_transformer(data, params)
+    fit = fit_transformer(data, build_classifier(params, data.label_names), params)
     fit.classifier.save(folder)
     info["fit"] = {"train_rows": len(train), "fit_time_s": round(fit.fit_time_s, 1)}
     return TransformerClassifier.load(folder, labels), test, info  # as a replica loads the version
@@ -175,6 +175,7 @@ def score(name: str, args: argparse.Namespace) -> dict:
         session = ort_mod.OnnxClassifier(classifier, path, "onnx-int8", threads)
         answers = session.predict_proba(texts, batch_size=32)
         diff = np.abs(answers - reference).max(axis=1)
+        check: float | str
         try:
             check = round(
                 ort_mod.verify_onnx_model(

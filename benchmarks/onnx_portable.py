@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,8 @@ def main() -> None:
         fp32 = build_onnx_model(clf, work / "fp32", "onnx")
         files["fused_saved"] = work / "fused_int8.onnx"
         _fused_int8(clf, fp32, files["fused_saved"])
-        sessions, variants = {}, {}
+        sessions: dict[str, OnnxClassifier] = {}
+        variants: dict[str, dict[str, Any]] = {}
         for name, path in files.items():
             nodes = onnx.load(str(path)).graph.node
             sessions[name] = OnnxClassifier(clf, path, "onnx-int8", args.threads)

@@ -145,7 +145,7 @@ def release(stack, airflow, version: str, force: bool) -> dict:
     watcher = threading.Thread(target=poll, args=(t0,), daemon=True)
     watcher.start()
     response = requests.post(
-        f"{stack.server_url}/deploy", params={"wait": "true", "timeout": RELEASE_TIMEOUT_S}, json=body,
+        f"{stack.server_url}/deploy", params={"wait": "true", "timeout": str(RELEASE_TIMEOUT_S)}, json=body,
         headers=headers, timeout=RELEASE_TIMEOUT_S + 60,
     )  # fmt: skip
     post_s = time.monotonic() - t0

@@ -124,9 +124,11 @@ def model_labels(args: argparse.Namespace) -> list[str]:
 def register(args: argparse.Namespace) -> str:
     import mlflow
 
+    from sentiflow.modeling.base import TextClassifier
     from sentiflow.modeling.pyfunc import log_classifier
     from sentiflow.settings.components import MLflowSettings
 
+    clf: TextClassifier
     if args.family == "transformer":
         from sentiflow.families.transformer.model import TransformerClassifier
 

@@ -27,7 +27,7 @@ from _common import record
 from sentiflow.data.clean import clean_frame
 from sentiflow.data.snapshot import Manifest
 from sentiflow.families.transformer.params import TrainParams
-from sentiflow.families.transformer.training import fit_transformer
+from sentiflow.families.transformer.training import build_classifier, fit_transformer
 from sentiflow.train.data import TrainingData
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -67,7 +67,7 @@ def main() -> int:
         early_stopping_patience=None,
         device="cpu",
     )
-    fit = fit_transformer(data, params)
+    fit = fit_transformer(data, build_classifier(params, data.label_names), params)
     fit.classifier.save(args.save_dir)
     start = time.perf_counter()
     probs = fit.classifier.predict_proba(test["text"].tolist(), batch_size=64)
