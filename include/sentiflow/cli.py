@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     collect.add_argument(
         "--source", default=None, help="Hub name, local path or s3:// URI (default: settings)"
     )
-    collect.add_argument("--config-name", default=None, help="Hugging Face dataset config/subset")
+    collect.add_argument("--dataset-config", default=None, help="Hugging Face dataset config/subset")
     collect.add_argument("--run-id", required=True, help="run-scoped prefix for the snapshot")
     collect.add_argument("--text-column", default=None)
     collect.add_argument("--label-column", default=None)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             uri = run_collect(
                 args.source or PipelineDefaults().dataset,
                 run_id=args.run_id,
-                config_name=args.config_name,
+                dataset_config=args.dataset_config,
                 text_column=args.text_column,
                 label_column=args.label_column,
                 sample_size=args.sample_size,

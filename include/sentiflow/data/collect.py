@@ -55,7 +55,7 @@ SAMPLE_ROWS = 1_000
 
 # --- reading sources ------------------------------------------------------------------------------
 def open_source(
-    source: str, *, config_name: str | None = None, store: ObjectStore | None = None
+    source: str, *, dataset_config: str | None = None, store: ObjectStore | None = None
 ) -> tuple[dict[str, SourceSplit], dict[str, list[str]]]:
     """Streams per canonical split name, and label names known from the source's schema (Hub ClassLabel)."""
     store = store or ObjectStore()
@@ -64,7 +64,7 @@ def open_source(
     looks_like_path = source.startswith((".", "/", "~")) or source.lower().endswith(FILE_SUFFIXES)
     if looks_like_path:
         raise CollectError(f"dataset {source!r} not found: no such file or folder")
-    return hub_splits(source, config_name)
+    return hub_splits(source, dataset_config)
 
 
 def _sample_frame(split: SourceSplit) -> pd.DataFrame:
@@ -175,7 +175,7 @@ def collect(
     source: str,
     *,
     run_id: str,
-    config_name: str | None = None,
+    dataset_config: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
     label_names: Sequence[str] | Mapping[str, str] | None = None,
@@ -200,7 +200,7 @@ def collect(
     clear_prefix(store, prefix)
     started = time.monotonic()
     log.info("%s collect: reading %s", PROGRESS_MARK, source)
-    splits, schema_names = open_source(source, config_name=config_name, store=store)
+    splits, schema_names = open_source(source, dataset_config=dataset_config, store=store)
 
     first = _sample_frame(splits["train"])
     text_col = detect_text_column(first, text_column)
@@ -275,7 +275,7 @@ def collect(
         )
         source_info: dict[str, Any] = {
             "source": source,
-            "config_name": config_name,
+            "dataset_config": dataset_config,
             "text_column": text_col,
             "label_column": label_col,
             "label_ids": {str(raw): int(i) for raw, i in mapping.items()},  # source value → id

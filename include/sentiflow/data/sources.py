@@ -227,14 +227,14 @@ def _hub_reader(split: Any) -> BatchReader:
     return read
 
 
-def hub_splits(name: str, config_name: str | None) -> tuple[dict[str, SourceSplit], dict[str, list[str]]]:
+def hub_splits(name: str, dataset_config: str | None) -> tuple[dict[str, SourceSplit], dict[str, list[str]]]:
     """The dataset's train/validation/test splits, and ClassLabel names per column."""
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a declared dependency
         raise CollectError("Hugging Face `datasets` is not installed") from exc
     try:
-        dataset_dict = datasets.load_dataset(name, config_name)
+        dataset_dict = datasets.load_dataset(name, dataset_config)
     except Exception as exc:
         raise CollectError(
             f"dataset {name!r} could not be loaded: it is not a local path, not an s3:// URI, and the "

@@ -41,7 +41,7 @@ def collect_task(dataset: DatasetParams, seed: int) -> str:
     uri = collect(
         dataset.dataset,
         run_id=context["run_id"],
-        config_name=dataset.dataset_config,
+        dataset_config=dataset.dataset_config,
         text_column=dataset.text_column,
         label_column=dataset.label_column,
         label_names=dataset.label_names,
