@@ -1,5 +1,5 @@
-"""``sentiflow.localstack.supervisor``'s primitives: a free port (its gRPC neighbour free too, outside the
-kernel's ephemeral range) and one meaning of "alive" for PID files and crash simulation."""
+"""``sentiflow.localstack.supervisor``'s primitives: a free port (its gRPC neighbour free too, both outside
+the kernel's ephemeral range) and one meaning of "alive" for PID files and crash simulation."""
 
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ from sentiflow.localstack.supervisor import (
 )
 
 
-def test_a_free_ports_grpc_neighbour_is_free_and_never_one_the_kernel_hands_out() -> None:
-    high = ephemeral_range()[1]
+def test_a_free_port_and_its_grpc_neighbour_are_free_and_never_ones_the_kernel_hands_out() -> None:
+    low, high = ephemeral_range()
     ports = {free_port() for _ in range(50)}
-    assert all(port + GRPC_OFFSET > high for port in ports), sorted(ports)
+    handed_out = range(low, high + 1)
+    assert not any(p in handed_out or p + GRPC_OFFSET in handed_out for p in ports), sorted(ports)
     for port in ports:
         for candidate in (port, port + GRPC_OFFSET):
             with socket.socket() as sock:

@@ -72,13 +72,16 @@ def _kernel_port() -> int:
 def free_port() -> int:
     """A free TCP port whose +``GRPC_OFFSET`` neighbour is free too (SeaweedFS puts gRPC there).
 
-    Drawn where that neighbour lies above the kernel's ephemeral range: a port the kernel hands to anyone
-    else (another stack's server bound to port 0, an outgoing connection) can then never be the neighbour
-    a SeaweedFS started later binds, so stacks started side by side (two test workers) never collide on
-    it. Where the ephemeral range reaches the top, the kernel picks.
+    Both lie below the kernel's ephemeral range: a port the kernel hands to anyone else (another stack's
+    server bound to port 0, any outgoing connection) can then never take one between its draw and the
+    bind of the server it is for, seconds later, so stacks started side by side (two test workers) and
+    their clients never collide with it. Where the range leaves no room below, the neighbour alone lies
+    above it; where it reaches the top as well, the kernel picks.
     """
-    first = max(1024, ephemeral_range()[1] + 1 - GRPC_OFFSET)
-    last = 65535 - GRPC_OFFSET
+    low, high = ephemeral_range()
+    first, last = 1024, low - 1 - GRPC_OFFSET
+    if first > last:
+        first, last = max(1024, high + 1 - GRPC_OFFSET), 65535 - GRPC_OFFSET
     draw = random.SystemRandom()
     for _ in range(200):
         port = draw.randint(first, last) if first <= last else _kernel_port()
