@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from sentiflow.orchestration import release_tasks, training_tasks
-from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
+from sentiflow.orchestration.dag_params import PIPELINE, dag_form
 
 
 @dag(
@@ -25,7 +25,7 @@ from sentiflow.orchestration.dag_params import PIPELINE, pipeline_params
     start_date=datetime(2025, 1, 1),
     catchup=False,
     params={
-        **pipeline_params(),
+        **dag_form(PIPELINE),
         "registered_version": Param("", type="string", description="The registry version to release."),
         "registered_run_id": Param("", type="string", description="The MLflow run that version came from."),
     },
