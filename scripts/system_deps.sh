@@ -5,7 +5,8 @@
 # replica store's checks on a throwaway Postgres (tests/integration/serving/test_replica_store.py starts its own
 # cluster; the package's default cluster is not used), redis-server for the shared rate limit of several
 # replicas (tests/integration/serving/test_rate_limit.py starts its own on a free port; the package's service is
-# not used). A test that needs one fails when it is missing, so this installs what is missing and exits
+# not used), qemu-user to run the int8 file on an emulated CPU without AVX-512
+# (tests/integration/train/test_onnx_runtime.py, benchmarks/int8_isa.py). A test that needs one fails when it is missing, so this installs what is missing and exits
 # non-zero when it cannot (not root, no apt-get, or the install fails); with everything present it does nothing.
 set -uo pipefail
 missing() {
@@ -15,6 +16,7 @@ missing() {
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+  command -v qemu-x86_64 >/dev/null 2>&1 || need+=(qemu-user)
   echo "${need[*]}"
 }
 need=$(missing)

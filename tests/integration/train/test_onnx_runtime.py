@@ -11,6 +11,8 @@ refused by signature verification.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from sentiflow.families.transformer.onnx_runtime import (
     SHIPPED_DIR,
     OnnxClassifier,
     OnnxExportError,
+    allowed_prob_diff,
     build_onnx_model,
     check_agreement,
     check_portable,
@@ -117,6 +120,40 @@ def test_int8_is_close_and_builds_once(sharp, tmp_path) -> None:
     mtime = path.stat().st_mtime_ns
     assert build_onnx_model(sharp, tmp_path, "onnx-int8") == path
     assert path.stat().st_mtime_ns == mtime  # cached: a second worker does not rebuild
+
+
+#: QEMU's model of a CPU with AVX2 and FMA but no AVX-512 or VNNI, where ONNX Runtime's int8 kernels differ
+#: from those of a machine that builds the file with AVX-512 (this one may).
+AVX2_ONLY_CPU = "Haswell"
+#: A replica's forward pass on that CPU: the session as the server opens it, on token ids made here.
+_FORWARD_ON_THAT_CPU = """
+import importlib, sys
+import numpy as np
+from sentiflow.families.transformer.onnx_runtime import INPUT_NAMES, open_session
+cpu = importlib.import_module("numpy._core._multiarray_umath").__cpu_features__
+assert cpu["AVX2"] and not cpu["AVX512F"], "not the emulated CPU"
+inputs = np.load(sys.argv[1])
+np.save(sys.argv[3], open_session(sys.argv[2], threads=1).run(None, {n: inputs[n] for n in INPUT_NAMES})[0])
+"""
+
+
+def test_the_int8_file_opens_and_answers_alike_on_a_cpu_without_avx512(sharp, tmp_path) -> None:
+    path = build_onnx_model(sharp, tmp_path, "onnx-int8")
+    batch = sharp.tokenizer.pad({"input_ids": sharp.encode(TEXTS)})  # the classifier's own truncation
+    np.savez(
+        tmp_path / "inputs.npz",
+        **{k: np.asarray(batch[k], dtype=np.int64) for k in ("input_ids", "attention_mask")},
+    )
+    done = subprocess.run(
+        ["qemu-x86_64", "-cpu", AVX2_ONLY_CPU, sys.executable, "-c", _FORWARD_ON_THAT_CPU,
+         str(tmp_path / "inputs.npz"), str(path), str(tmp_path / "logits.npy")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    logits = np.load(tmp_path / "logits.npy").astype(np.float64)
+    answers = np.exp(logits - logits.max(axis=1, keepdims=True))
+    answers /= answers.sum(axis=1, keepdims=True)
+    assert np.abs(answers - sharp.predict_proba(TEXTS)).max() < allowed_prob_diff()
 
 
 def _linear_layer(path: Path, weight: np.ndarray, bias: np.ndarray) -> None:

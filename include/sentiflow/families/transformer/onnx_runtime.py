@@ -445,12 +445,32 @@ def ship_onnx_models(
     return list(shipped)
 
 
-class OnnxClassifier(TextClassifier):
-    """``TransformerClassifier``'s tokenisation and batching, ONNX Runtime's forward pass.
+def open_session(model_path: Path, threads: int, optimization: Optimization = "all") -> Any:
+    """An ONNX Runtime session on ``model_path``, as a replica opens it.
 
-    ``optimization``: the graph optimization level of the session; ``all`` (serving) applies this machine's
-    fusions when the file is opened, ``basic`` only the hardware-independent rewrites. ``origin``: where the
-    file came from, ``shipped`` with the version or ``built`` here (``GET /model``'s ``runtime_source``).
+    ``optimization``: the graph optimization level; ``all`` (serving) applies the fusions and kernels of
+    the CPU that opens the file, ``basic`` only the hardware-independent rewrites.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    # No busy-waiting between operators: the request threads need the same cores (measured: spinning
+    # gained nothing here).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxClassifier(TextClassifier):
+    """``TransformerClassifier``'s tokenisation and batching, ONNX Runtime's forward pass (``open_session``).
+
+    ``origin``: where the file came from, ``shipped`` with the version or ``built`` here (``GET /model``'s
+    ``runtime_source``).
     """
 
     family = FAMILY_TRANSFORMER
@@ -465,19 +485,7 @@ class OnnxClassifier(TextClassifier):
         optimization: Optimization = "all",
         origin: Origin = "built",
     ) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = {
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
-        # No busy-waiting between operators: the request threads need the same cores (measured: spinning
-        # gained nothing here).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(model_path, threads, optimization)
         self.runtime = runtime
         self.model_path = Path(model_path)
         self.origin: Origin = origin
