@@ -32,6 +32,7 @@ from sentiflow.families.transformer.onnx_runtime import (
     build_onnx_model,
     check_agreement,
     check_portable,
+    int8_exact_here,
     quantize_int8,
     ship_onnx_models,
     shipped_onnx_path,
@@ -48,6 +49,24 @@ TEXTS = [
     "x",
     "another " * 20,
 ]
+
+
+@pytest.fixture(autouse=True)
+def as_on_a_vnni_cpu(monkeypatch) -> None:
+    """In this process, the CPU may serve int8: what happens to a shipped, built, refused or unreadable file
+    is the same on every CPU, and whether a CPU may serve int8 at all is tested on an emulated CPU below
+    (a VNNI CPU cannot be had where the suite runs on one without). Server processes see the real CPU."""
+    monkeypatch.setattr(onnx_runtime, "int8_exact_here", lambda: True)
+
+
+def assert_serves_int8_here(served: dict) -> None:
+    """``GET /model`` of a server process: the shipped int8 file where this CPU computes it exactly, else
+    PyTorch and the reason."""
+    if int8_exact_here():  # the real one, imported before any test replaced the module's
+        assert served["runtime"] == "onnx-int8" and served["runtime_source"] == "shipped"
+        assert served["runtime_fallback"] is None
+    else:
+        assert served["runtime"] == "torch" and onnx_runtime.NO_VNNI in served["runtime_fallback"]
 
 
 @pytest.fixture(scope="module")
@@ -122,38 +141,50 @@ def test_int8_is_close_and_builds_once(sharp, tmp_path) -> None:
     assert path.stat().st_mtime_ns == mtime  # cached: a second worker does not rebuild
 
 
-#: QEMU's model of a CPU with AVX2 and FMA but no AVX-512 or VNNI, where ONNX Runtime's int8 kernels differ
-#: from those of a machine that builds the file with AVX-512 (this one may).
+#: QEMU's model of a CPU with AVX2 and FMA but no AVX-512 (so no VNNI): ONNX Runtime picks that CPU's int8
+#: kernels, whatever CPU runs the emulator.
 AVX2_ONLY_CPU = "Haswell"
-#: A replica's forward pass on that CPU: the session as the server opens it, on token ids made here.
-_FORWARD_ON_THAT_CPU = """
+#: On that CPU: what ``int8_exact_here`` says, and a uint8 x int8 ``MatMulInteger`` near full range against
+#: the exact product, in a session opened as the server opens the int8 file.
+_INT8_ON_THAT_CPU = """
 import importlib, sys
 import numpy as np
-from sentiflow.families.transformer.onnx_runtime import INPUT_NAMES, open_session
+from onnx import TensorProto, helper, numpy_helper, save
+from sentiflow.families.transformer.onnx_runtime import int8_exact_here, open_session
 cpu = importlib.import_module("numpy._core._multiarray_umath").__cpu_features__
 assert cpu["AVX2"] and not cpu["AVX512F"], "not the emulated CPU"
-inputs = np.load(sys.argv[1])
-np.save(sys.argv[3], open_session(sys.argv[2], threads=1).run(None, {n: inputs[n] for n in INPUT_NAMES})[0])
+a, b = np.full((4, 64), 250, np.uint8), np.full((64, 8), 127, np.int8)
+graph = helper.make_graph(
+    [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "g",
+    [helper.make_tensor_value_info("a", TensorProto.UINT8, list(a.shape))],
+    [helper.make_tensor_value_info("y", TensorProto.INT32, [4, 8])], [numpy_helper.from_array(b, "b")],
+)
+save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), sys.argv[1])
+y = open_session(sys.argv[1], threads=1).run(None, {"a": a})[0]
+print(int8_exact_here(), int(np.abs(y - a.astype(np.int64) @ b.astype(np.int64)).max()))
 """
 
 
-def test_the_int8_file_opens_and_answers_alike_on_a_cpu_without_avx512(sharp, tmp_path) -> None:
-    path = build_onnx_model(sharp, tmp_path, "onnx-int8")
-    batch = sharp.tokenizer.pad({"input_ids": sharp.encode(TEXTS)})  # the classifier's own truncation
-    np.savez(
-        tmp_path / "inputs.npz",
-        **{k: np.asarray(batch[k], dtype=np.int64) for k in ("input_ids", "attention_mask")},
-    )
+def test_a_cpu_without_vnni_saturates_int8_sums_and_is_told_apart(tmp_path) -> None:
     done = subprocess.run(
-        ["qemu-x86_64", "-cpu", AVX2_ONLY_CPU, sys.executable, "-c", _FORWARD_ON_THAT_CPU,
-         str(tmp_path / "inputs.npz"), str(path), str(tmp_path / "logits.npy")],
+        ["qemu-x86_64", "-cpu", AVX2_ONLY_CPU, sys.executable, "-c", _INT8_ON_THAT_CPU,
+         str(tmp_path / "product.onnx")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    logits = np.load(tmp_path / "logits.npy").astype(np.float64)
-    answers = np.exp(logits - logits.max(axis=1, keepdims=True))
-    answers /= answers.sum(axis=1, keepdims=True)
-    assert np.abs(answers - sharp.predict_proba(TEXTS)).max() < allowed_prob_diff()
+    exact_here, error = done.stdout.split()
+    assert exact_here == "False" and int(error) > 0
+
+
+def test_a_replica_that_cannot_compute_int8_exactly_serves_pytorch_and_says_why(
+    sharp, tmp_path, monkeypatch
+) -> None:
+    # this process's CPU is what it is: the emulated one is above; here only the decision's consequence
+    monkeypatch.setattr(onnx_runtime, "int8_exact_here", lambda: False)
+    with pytest.raises(OnnxExportError, match="no AVX-512 VNNI"):
+        to_runtime(sharp, "onnx-int8", tmp_path, threads=1, max_prob_diff=allowed_prob_diff())
+    assert list(tmp_path.iterdir()) == []  # nothing built in its place
+    assert isinstance(to_runtime(sharp, "onnx", tmp_path, threads=1, max_prob_diff=0.01), OnnxClassifier)
 
 
 def _linear_layer(path: Path, weight: np.ndarray, bias: np.ndarray) -> None:
@@ -307,8 +338,7 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
     finally:
         server.stop()
     # a fresh worker process, as a replica: it served the file shipped with the version and built none
-    assert served["runtime"] == "onnx-int8" and served["runtime_source"] == "shipped"
-    assert served["runtime_fallback"] is None
+    assert_serves_int8_here(served)
     assert not (server.state_dir / "onnx").exists()
     served = np.array([[p["scores"]["neg"], p["scores"]["pos"]] for p in answer["predictions"]])
     reference = expected[["score_neg", "score_pos"]].to_numpy()

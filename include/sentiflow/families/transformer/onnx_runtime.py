@@ -31,9 +31,11 @@ so both runtimes see identical token ids.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
+import platform
 import shutil
 import tempfile
 import threading
@@ -516,6 +518,29 @@ def _agreement(reference: np.ndarray, answers: np.ndarray, max_prob_diff: float)
     return diff
 
 
+#: Why a replica on an x86 CPU without AVX-512 VNNI does not serve the int8 file (``int8_exact_here``).
+NO_VNNI = (
+    "this CPU has no AVX-512 VNNI: ONNX Runtime sums the int8 file's uint8 x int8 products in pairs in "
+    "16 bits here, which saturate and move its answers"
+)
+
+
+def int8_exact_here() -> bool:
+    """Whether ONNX Runtime computes the int8 file's products here as exactly as where it was checked.
+
+    On x86 only with AVX-512 VNNI (which CPUs with AMX have too): without it, ``MatMulInteger`` multiplies
+    uint8 by int8 with ``VPMADDUBSW``, which adds each pair of products into 16 bits with saturation, and on
+    fine-tuned models the answers then move by up to 0.25 in probability (``benchmarks/int8_isa.py``). An
+    int8 x int8 file would be exact there but several times slower than fp32 on VNNI CPUs. Read from
+    CPUID as numpy sees it, so an emulated CPU counts as the CPU it emulates. Other architectures' int8
+    kernels widen before they add.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return True
+    features = importlib.import_module("numpy._core._multiarray_umath").__cpu_features__
+    return bool(features.get("AVX512VNNI"))
+
+
 def check_agreement(
     reference: TextClassifier, candidate: TextClassifier, texts: Sequence[str], max_prob_diff: float
 ) -> float:
@@ -542,7 +567,8 @@ def to_runtime(
     none gets a file built here and cached in ``cache_dir`` (``built``). Either must pass
     ``check_agreement``. A shipped file that cannot be opened or disagrees, or a file the pipeline refused
     (``REFUSED``), raises ``OnnxExportError`` (the caller serves PyTorch): rebuilding it here would
-    give the same file, at a cost on every worker.
+    give the same file, at a cost on every worker. So does ``onnx-int8`` on a CPU that cannot compute it
+    exactly (``int8_exact_here``).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
@@ -553,6 +579,8 @@ def to_runtime(
         return classifier
     import onnxruntime as ort
 
+    if runtime == "onnx-int8" and not int8_exact_here():
+        raise OnnxExportError(NO_VNNI)
     refusal = shipped_onnx_model(classifier, runtime, REFUSED)
     if refusal is not None:
         raise OnnxExportError(str(json.loads(refusal.read_text())["reason"]))
