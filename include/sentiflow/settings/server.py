@@ -212,8 +212,8 @@ class ServerSettings(BaseSettings):
     runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx-int8",
         description="Forward pass of transformer models on CPU: torch, onnx (ONNX Runtime, same fp32 "
-        "numbers) or onnx-int8 (dynamic int8 quantization, fastest; the file shipped with the version); "
-        "falls back to torch if it cannot serve, and GET /model says why.",
+        "numbers) or onnx-int8 (dynamic int8 quantization, fastest; the file shipped with the version; on "
+        "x86 only with AVX-512 VNNI); falls back to torch if it cannot serve, and GET /model says why.",
     )
     runtime_max_prob_diff: float = Field(
         default=0.05,
