@@ -50,6 +50,15 @@ def cpu_flags() -> list[str]:
     return line.split(":", 1)[1].split()
 
 
+#: The flags that decide which int8 kernels ONNX Runtime runs on an x86 CPU.
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_cpu_flags() -> list[str]:
+    """Which of ``INT8_FLAGS`` this CPU has."""
+    return [f for f in INT8_FLAGS if f in cpu_flags()]
+
+
 def command_line() -> str:
     return " ".join(
         [".venv/bin/python", *[os.path.relpath(sys.argv[0]) if i == 0 else a for i, a in enumerate(sys.argv)]]

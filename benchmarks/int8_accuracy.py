@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_flags, record
+from _common import int8_cpu_flags, record
 
 from sentiflow.data.clean import clean_frame
 from sentiflow.data.snapshot import Manifest
@@ -216,7 +216,7 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
     results = {name: score(name, args) for name in args.datasets}
-    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in cpu_flags()]
+    flags = int8_cpu_flags()
     lines = [
         f"MiniLM fine-tuned 1 epoch on {args.train_size:,} rows per dataset (max_length {args.max_length}); "
         f"{args.test_size:,} test texts each, answered by PyTorch (CPU, fp32) and by each int8 file. CPU "

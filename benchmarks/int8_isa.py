@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_flags, record
+from _common import int8_cpu_flags, record
 from int8_accuracy import DATASETS, fine_tuned
 
 #: The emulated CPU: AVX2 and FMA, no AVX-512 (QEMU's model of Intel's Haswell).
@@ -62,14 +62,15 @@ def child(folder: Path, texts_file: Path, out: Path) -> None:
                 max_prob_diff=allowed_prob_diff(),
             )
         except OnnxExportError as exc:
+            # the file's own answers on this CPU all the same: what the replica declined to serve
             result: dict = {"serves_int8": False, "reason": str(exc)}
+            shipped = shipped_onnx_model(classifier, "onnx-int8")
+            assert shipped is not None, "the version ships no int8 file"
+            served = OnnxClassifier(classifier, shipped, "onnx-int8", threads=1)
         else:
             result = {"serves_int8": True, "origin": getattr(served, "origin", None)}
-    result["load_s"] = round(time.perf_counter() - started, 1)
-    # the file's own answers on this CPU, whether or not the replica would serve them
-    shipped = shipped_onnx_model(classifier, "onnx-int8")
-    assert shipped is not None, "the version ships no int8 file"
-    answers = OnnxClassifier(classifier, shipped, "onnx-int8", threads=1).predict_proba(texts)
+        result["load_s"] = round(time.perf_counter() - started, 1)
+        answers = served.predict_proba(texts)
     out.write_text(json.dumps({"cpu_features": seen, **result, "answers": answers.tolist()}))
 
 
@@ -144,7 +145,7 @@ def main() -> int:
     qemu = subprocess.run(["qemu-x86_64", "--version"], capture_output=True, text=True, check=True)
     with tempfile.TemporaryDirectory() as tmp:
         results = {name: score(name, args, Path(tmp)) for name in args.datasets}
-    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in cpu_flags()]
+    flags = int8_cpu_flags()
     lines = [
         f"The int8 file each version ships (built and checked on this CPU: {', '.join(flags)}), loaded "
         f"and served as a replica does, here and under `qemu-x86_64 -cpu {EMULATED_CPU}` (AVX2 and FMA, no "

@@ -326,3 +326,15 @@ def own_registered_model(prefix: str) -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = saved
+
+
+def assert_serves_shipped_int8_here(served: dict) -> None:
+    """``GET /model`` of a server process on this machine: the version's shipped int8 file where this CPU
+    computes it exactly, else PyTorch and the reason (``onnx_runtime.int8_exact_here``)."""
+    from sentiflow.families.transformer.onnx_runtime import NO_VNNI, int8_exact_here
+
+    if int8_exact_here():
+        assert served["runtime"] == "onnx-int8" and served["runtime_source"] == "shipped"
+        assert served["runtime_fallback"] is None
+    else:
+        assert served["runtime"] == "torch" and NO_VNNI in served["runtime_fallback"]

@@ -13,10 +13,9 @@ import pytest
 import requests
 
 from sentiflow import names, registry
-from sentiflow.families.transformer.onnx_runtime import NO_VNNI, int8_exact_here
 from sentiflow.localstack import stack as localstack
 from sentiflow.settings.components import MLflowSettings
-from tests.devserver import DevServer
+from tests.devserver import DevServer, assert_serves_shipped_int8_here
 from tests.e2e.conftest import REGISTERED_MODEL_KEY, GoldenRun
 
 pytestmark = pytest.mark.slow
@@ -50,10 +49,6 @@ def test_the_pipelines_transformer_version_is_served_from_its_shipped_int8_file(
     finally:
         server.stop()
     assert served["version"] == str(version.version)
-    if int8_exact_here():
-        assert served["runtime"] == "onnx-int8" and served["runtime_source"] == "shipped"
-        assert served["runtime_fallback"] is None
-    else:  # this CPU would sum the file's int8 products with saturation: PyTorch serves, and says why
-        assert served["runtime"] == "torch" and NO_VNNI in served["runtime_fallback"]
+    assert_serves_shipped_int8_here(served)
     assert not (server.state_dir / "onnx").exists()  # nothing exported or quantized on the replica
     assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] in served["label_names"]

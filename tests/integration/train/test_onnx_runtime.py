@@ -32,13 +32,13 @@ from sentiflow.families.transformer.onnx_runtime import (
     build_onnx_model,
     check_agreement,
     check_portable,
-    int8_exact_here,
     quantize_int8,
     ship_onnx_models,
     shipped_onnx_path,
     to_runtime,
 )
 from sentiflow.settings.server import ServerSettings
+from tests.devserver import assert_serves_shipped_int8_here
 
 TEXTS = [
     "a wonderful moving film, loved it",
@@ -57,16 +57,6 @@ def as_on_a_vnni_cpu(monkeypatch) -> None:
     is the same on every CPU, and whether a CPU may serve int8 at all is tested on an emulated CPU below
     (a VNNI CPU cannot be had where the suite runs on one without). Server processes see the real CPU."""
     monkeypatch.setattr(onnx_runtime, "int8_exact_here", lambda: True)
-
-
-def assert_serves_int8_here(served: dict) -> None:
-    """``GET /model`` of a server process: the shipped int8 file where this CPU computes it exactly, else
-    PyTorch and the reason."""
-    if int8_exact_here():  # the real one, imported before any test replaced the module's
-        assert served["runtime"] == "onnx-int8" and served["runtime_source"] == "shipped"
-        assert served["runtime_fallback"] is None
-    else:
-        assert served["runtime"] == "torch" and onnx_runtime.NO_VNNI in served["runtime_fallback"]
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +328,7 @@ def test_deployed_transformer_is_served_through_onnx_int8_with_pyfunc_answers(
     finally:
         server.stop()
     # a fresh worker process, as a replica: it served the file shipped with the version and built none
-    assert_serves_int8_here(served)
+    assert_serves_shipped_int8_here(served)
     assert not (server.state_dir / "onnx").exists()
     served = np.array([[p["scores"]["neg"], p["scores"]["pos"]] for p in answer["predictions"]])
     reference = expected[["score_neg", "score_pos"]].to_numpy()

@@ -529,11 +529,11 @@ def int8_exact_here() -> bool:
     """Whether ONNX Runtime computes the int8 file's products here as exactly as where it was checked.
 
     On x86 only with AVX-512 VNNI (which CPUs with AMX have too): without it, ``MatMulInteger`` multiplies
-    uint8 by int8 with ``VPMADDUBSW``, which adds each pair of products into 16 bits with saturation, and on
-    fine-tuned models the answers then move by up to 0.25 in probability (``benchmarks/int8_isa.py``). An
-    int8 x int8 file would be exact there but several times slower than fp32 on VNNI CPUs. Read from
-    CPUID as numpy sees it, so an emulated CPU counts as the CPU it emulates. Other architectures' int8
-    kernels widen before they add.
+    uint8 by int8 with ``VPMADDUBSW``, which adds each pair of products into 16 bits with saturation, and a
+    fine-tuned model's answers then move far past the allowed difference (``benchmarks/int8_isa.py``). An
+    int8 x int8 file would be exact there but slower than fp32 on VNNI CPUs. Read from CPUID as numpy sees
+    it, so an emulated CPU counts as the CPU it emulates. Other architectures' int8 kernels widen before
+    they add.
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return True
